@@ -1,0 +1,287 @@
+//! Types shared by weightwarden's kernel programs (`sensor-ebpf`) and its
+//! agent (`sensor`): ring buffer records, map keys and values, map names.
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, has explicit padding and no
+//! `bool`, so both sides agree on the layout byte for byte. The agent decodes
+//! records with [`decode`]-style unaligned reads, never by trusting the
+//! kernel's alignment.
+#![no_std]
+
+/// Length of `task_struct::comm`.
+pub const TASK_COMM_LEN: usize = 16;
+/// Bytes of the exec'd file name kept in an [`ExecEvent`].
+pub const EXEC_FILENAME_LEN: usize = 256;
+/// Bytes of the NUL-separated argument vector kept in an [`ExecEvent`].
+pub const EXEC_ARGS_LEN: usize = 512;
+/// The read coverage bitmap splits a file into this many equal segments.
+pub const COVERAGE_SEGMENTS: u64 = 256;
+/// Words of the coverage bitmap.
+pub const COVERAGE_WORDS: usize = (COVERAGE_SEGMENTS / 64) as usize;
+
+/// Names of the maps, shared so a rename breaks the build, not the agent.
+pub mod map_name {
+    /// `HashMap<FileKey, WatchEntry>`: the watched inodes, kept by the agent.
+    pub const WATCHED: &str = "WATCHED";
+    /// `HashMap<ReadAggKey, ReadAgg>`: in-kernel read aggregation.
+    pub const READ_AGG: &str = "READ_AGG";
+    /// `LruHashMap<u32, Pending>`: per-thread state between syscall enter and exit.
+    pub const PENDING: &str = "PENDING";
+    /// `PerCpuArray<u64>`: loss and error counters, indexed by [`super::counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// `RingBuf`: every record to the agent.
+    pub const EVENTS: &str = "EVENTS";
+}
+
+/// Indexes of the per-CPU `COUNTERS` map.
+pub mod counter {
+    /// `bpf_ringbuf_reserve` failed: the ring buffer was full, a record is lost.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// The read aggregation map was full: a read went uncounted.
+    pub const READ_AGG_FULL: u32 = 1;
+    /// The per-thread pending map refused an insert: a read or mmap went unseen.
+    pub const PENDING_FULL: u32 = 2;
+    /// A kernel structure could not be read (`bpf_probe_read_kernel` failed).
+    pub const KERNEL_READ_FAILED: u32 = 3;
+    /// Number of counters; the map's size.
+    pub const COUNT: u32 = 4;
+}
+
+/// Kinds of ring buffer records; the first field of every [`EventHeader`].
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const OPEN: u32 = 4;
+    pub const READ: u32 = 5;
+    pub const MMAP: u32 = 6;
+    pub const CLOSE: u32 = 7;
+    /// A watched GPU device node was opened: the process serves a model.
+    pub const GPU_OPEN: u32 = 8;
+}
+
+/// What made the kernel emit a read summary.
+pub mod flush_reason {
+    /// The descriptor was closed.
+    pub const CLOSE: u32 = 1;
+    /// The flush interval passed while the descriptor kept reading.
+    pub const INTERVAL: u32 = 2;
+    /// The process exited (emitted by the agent from the aggregation map).
+    pub const EXIT: u32 = 3;
+    /// No read for a flush interval (emitted by the agent's sweep).
+    pub const IDLE: u32 = 4;
+    /// The agent is stopping.
+    pub const SHUTDOWN: u32 = 5;
+}
+
+/// Bits of [`WatchEntry::flags`].
+pub mod watch_flag {
+    /// A model weight file.
+    pub const WEIGHT: u32 = 1;
+    /// A GPU (or accelerator) device node.
+    pub const GPU_DEVICE: u32 = 2;
+}
+
+/// Identity of a file: the kernel's `super_block::s_dev` (`major << 20 |
+/// minor`, not the `stat()` encoding) and the inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Value of the `WATCHED` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchEntry {
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Common header of every ring buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// One of [`kind`].
+    pub kind: u32,
+    /// Size of the whole record, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was made.
+    pub boot_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// `real_parent->tgid`.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    /// cgroup v2 id (the inode number of the cgroup's directory).
+    pub cgroup_id: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// `open`, `mmap`, `close` and `gpu_open` records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    pub file: FileKey,
+    /// `inode::i_size` when the event happened.
+    pub file_size: u64,
+    pub fd: i32,
+    /// `open`: `file::f_flags`; `mmap`: `prot`.
+    pub flags: u32,
+    /// `mmap`: the `flags` argument (`MAP_PRIVATE`, `MAP_SHARED`, ...).
+    pub mmap_flags: u32,
+    pub _pad: u32,
+    /// `mmap`: length mapped.
+    pub len: u64,
+    /// `mmap`: file offset mapped.
+    pub offset: u64,
+    /// `mmap`: the address or `-errno`; otherwise 0.
+    pub ret: i64,
+}
+
+/// Key of the read aggregation map: one entry per (process, file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReadAggKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub file: FileKey,
+}
+
+/// Value of the read aggregation map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadAgg {
+    /// Successful read calls since the last flush.
+    pub calls: u64,
+    /// Bytes returned since the last flush.
+    pub bytes: u64,
+    /// Boot time of the first read since the last flush.
+    pub first_ns: u64,
+    /// Boot time of the latest read.
+    pub last_ns: u64,
+    /// `i_size` seen by the latest read.
+    pub file_size: u64,
+    /// Segments of the file touched since the first read (never reset by a
+    /// periodic flush): bit `i` covers bytes `[i*size/256, (i+1)*size/256)`.
+    pub covered: [u64; COVERAGE_WORDS],
+    /// The thread that read last.
+    pub last_tid: u32,
+    pub _pad: u32,
+}
+
+/// A read summary: what one process read of one file since the last flush.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadEvent {
+    pub header: EventHeader,
+    pub file: FileKey,
+    pub agg: ReadAgg,
+    /// One of [`flush_reason`].
+    pub reason: u32,
+    pub fd: i32,
+}
+
+/// `execve` completed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// `task_struct::start_time` (boot-based ns) of the process.
+    pub start_ns: u64,
+    /// Bytes of `filename` used (without the NUL).
+    pub filename_len: u32,
+    /// Bytes of `args` used: NUL-separated, possibly cut short.
+    pub args_len: u32,
+    /// The whole argument vector was longer than [`EXEC_ARGS_LEN`].
+    pub args_truncated: u32,
+    pub _pad: u32,
+    pub filename: [u8; EXEC_FILENAME_LEN],
+    pub args: [u8; EXEC_ARGS_LEN],
+}
+
+/// A new process (not a thread) was forked; the header is the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_tgid: u32,
+    pub _pad: u32,
+    pub child_start_ns: u64,
+}
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task_struct::exit_code` (wait status encoding).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// What a thread was doing between a syscall's enter and exit.
+pub mod pending_kind {
+    pub const READ: u32 = 1;
+    pub const MMAP: u32 = 2;
+}
+
+/// Value of the `PENDING` map, keyed by thread id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pending {
+    pub kind: u32,
+    pub fd: i32,
+    pub file: FileKey,
+    pub file_size: u64,
+    /// `read`: file offset of the read; `mmap`: file offset mapped.
+    pub offset: u64,
+    /// `mmap`: length.
+    pub len: u64,
+    /// `mmap`: prot.
+    pub prot: u32,
+    /// `mmap`: flags.
+    pub flags: u32,
+}
+
+/// Names of the load-time globals (`aya_ebpf::Global<u64>`) that carry
+/// kernel structure offsets, read from the running kernel's BTF.
+pub mod offset_global {
+    pub const TASK_FILES: &str = "OFF_TASK_FILES";
+    pub const TASK_REAL_PARENT: &str = "OFF_TASK_REAL_PARENT";
+    pub const TASK_TGID: &str = "OFF_TASK_TGID";
+    pub const TASK_PID: &str = "OFF_TASK_PID";
+    pub const TASK_MM: &str = "OFF_TASK_MM";
+    pub const TASK_START_TIME: &str = "OFF_TASK_START_TIME";
+    pub const TASK_EXIT_CODE: &str = "OFF_TASK_EXIT_CODE";
+    pub const FILES_FDT: &str = "OFF_FILES_FDT";
+    pub const FDT_MAX_FDS: &str = "OFF_FDT_MAX_FDS";
+    pub const FDT_FD: &str = "OFF_FDT_FD";
+    pub const FILE_INODE: &str = "OFF_FILE_INODE";
+    pub const FILE_POS: &str = "OFF_FILE_POS";
+    pub const FILE_FLAGS: &str = "OFF_FILE_FLAGS";
+    pub const INODE_INO: &str = "OFF_INODE_INO";
+    pub const INODE_SB: &str = "OFF_INODE_SB";
+    pub const INODE_SIZE: &str = "OFF_INODE_SIZE";
+    pub const SB_DEV: &str = "OFF_SB_DEV";
+    pub const MM_ARG_START: &str = "OFF_MM_ARG_START";
+    pub const MM_ARG_END: &str = "OFF_MM_ARG_END";
+}
+
+/// Name of the global holding the in-kernel read flush interval in ns.
+pub const READ_FLUSH_INTERVAL_GLOBAL: &str = "READ_FLUSH_INTERVAL_NS";
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers
+    // and integer arrays, with every padding byte an explicit field.
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for WatchEntry {}
+    unsafe impl aya::Pod for ReadAggKey {}
+    unsafe impl aya::Pod for ReadAgg {}
+    unsafe impl aya::Pod for Pending {}
+}

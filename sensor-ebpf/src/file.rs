@@ -1,0 +1,160 @@
+//! Opens, closes and memory maps of watched files (and opens of GPU device
+//! nodes). Identity is decided from the descriptor's inode, so relative
+//! paths, symlinks, hard links and bind mounts all resolve to the same key.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    programs::TracePointContext,
+};
+use sensor_common::{
+    FileEvent, Pending, ReadAggKey, flush_reason, kind, pending_kind, watch_flag, counter,
+};
+
+use crate::{
+    emit::{fill_header, reserve},
+    kernel::{OFF_FILE_FLAGS, Watched, inode_size, read_at, watched_fd},
+    maps::{PENDING, READ_AGG, count},
+    read::emit_read,
+};
+
+/// Byte offset of the first syscall argument in a `syscalls/sys_enter_*`
+/// record, and of `ret` in a `sys_exit_*` record.
+pub const SYSCALL_ARG0: usize = 16;
+const MAP_ANONYMOUS: u64 = 0x20;
+
+/// Reads syscall argument `n` (0-based) of a `sys_enter_*` record.
+#[inline(always)]
+pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
+    // SAFETY: the offset is inside the syscall record for n < 6.
+    unsafe { ctx.read_at::<u64>(SYSCALL_ARG0 + n * 8) }.ok()
+}
+
+/// Reads `ret` of a `sys_exit_*` record.
+#[inline(always)]
+pub fn syscall_ret(ctx: &TracePointContext) -> Option<i64> {
+    // SAFETY: `ret` is at byte 16 of every sys_exit record.
+    unsafe { ctx.read_at::<i64>(SYSCALL_ARG0) }.ok()
+}
+
+/// Sends a file record; `fill` sets the kind-specific fields.
+#[inline(always)]
+fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut FileEvent)) {
+    let Some(mut entry) = reserve::<FileEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a FileEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, event_kind, size_of::<FileEvent>());
+    ev.file = w.key;
+    ev.file_size = inode_size(w.inode);
+    ev.fd = fd;
+    ev.flags = 0;
+    ev.mmap_flags = 0;
+    ev._pad = 0;
+    ev.len = 0;
+    ev.offset = 0;
+    ev.ret = 0;
+    fill(ev);
+    entry.submit(0);
+}
+
+/// `sys_exit_open`, `sys_exit_openat`, `sys_exit_openat2`, `sys_exit_creat`.
+pub fn on_open_exit(ctx: &TracePointContext) {
+    let Some(ret) = syscall_ret(ctx) else { return };
+    if ret < 0 {
+        return;
+    }
+    let Some(w) = watched_fd(ret as u64) else { return };
+    if w.entry.flags & watch_flag::GPU_DEVICE != 0 {
+        send_file_event(kind::GPU_OPEN, ret as i32, &w, |_| {});
+    }
+    if w.entry.flags & watch_flag::WEIGHT != 0 {
+        let flags = read_at::<u32>(w.file_ptr, &OFF_FILE_FLAGS).unwrap_or(0);
+        send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
+    }
+}
+
+/// `sys_enter_close`: flush this process's read summary of the file, then
+/// report the close.
+pub fn on_close_enter(ctx: &TracePointContext) {
+    let Some(fd) = syscall_arg(ctx, 0) else { return };
+    let Some(w) = watched_fd(fd) else { return };
+    if w.entry.flags & watch_flag::WEIGHT == 0 {
+        return;
+    }
+    let key = ReadAggKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+        file: w.key,
+    };
+    if let Some(agg) = READ_AGG.get_ptr_mut(&key) {
+        // SAFETY: map values stay valid for the program's run.
+        let agg = unsafe { &mut *agg };
+        if agg.calls != 0 {
+            emit_read(&key, agg, flush_reason::CLOSE, fd as i32);
+        }
+        let _ = READ_AGG.remove(&key);
+    }
+    send_file_event(kind::CLOSE, fd as i32, &w, |_| {});
+}
+
+/// `sys_enter_mmap(addr, len, prot, flags, fd, off)`: remember a file
+/// mapping until the syscall returns.
+pub fn on_mmap_enter(ctx: &TracePointContext) {
+    let Some(flags) = syscall_arg(ctx, 3) else { return };
+    if flags & MAP_ANONYMOUS != 0 {
+        return;
+    }
+    let Some(fd) = syscall_arg(ctx, 4) else { return };
+    if (fd as i64) < 0 {
+        return;
+    }
+    let Some(w) = watched_fd(fd) else { return };
+    if w.entry.flags & watch_flag::WEIGHT == 0 {
+        return;
+    }
+    let pending = Pending {
+        kind: pending_kind::MMAP,
+        fd: fd as i32,
+        file: w.key,
+        file_size: inode_size(w.inode),
+        offset: syscall_arg(ctx, 5).unwrap_or(0),
+        len: syscall_arg(ctx, 1).unwrap_or(0),
+        prot: syscall_arg(ctx, 2).unwrap_or(0) as u32,
+        flags: flags as u32,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        count(counter::PENDING_FULL);
+    }
+}
+
+/// `sys_exit_mmap`: report the mapping with its result.
+pub fn on_mmap_exit(ctx: &TracePointContext) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = PENDING.remove(&tid);
+    if p.kind != pending_kind::MMAP {
+        return;
+    }
+    let ret = syscall_ret(ctx).unwrap_or(0);
+    let Some(mut entry) = reserve::<FileEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a FileEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::MMAP, size_of::<FileEvent>());
+    ev.file = p.file;
+    ev.file_size = p.file_size;
+    ev.fd = p.fd;
+    ev.flags = p.prot;
+    ev.mmap_flags = p.flags;
+    ev._pad = 0;
+    ev.len = p.len;
+    ev.offset = p.offset;
+    ev.ret = ret;
+    entry.submit(0);
+}

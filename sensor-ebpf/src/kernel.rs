@@ -1,0 +1,131 @@
+//! Reading kernel structures with offsets taken from the running kernel's
+//! BTF at load time (aya has no CO-RE for Rust programs). The agent sets
+//! every `OFF_*` global; aya freezes them in `.rodata`, so the verifier sees
+//! constants.
+
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+};
+use sensor_common::{FileKey, WatchEntry, counter};
+
+use crate::maps::{WATCHED, count};
+
+macro_rules! offsets {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[unsafe(no_mangle)]
+            pub static $name: Global<u64> = Global::new(0);
+        )*
+    };
+}
+
+offsets!(
+    OFF_TASK_FILES,
+    OFF_TASK_REAL_PARENT,
+    OFF_TASK_TGID,
+    OFF_TASK_PID,
+    OFF_TASK_MM,
+    OFF_TASK_START_TIME,
+    OFF_TASK_EXIT_CODE,
+    OFF_FILES_FDT,
+    OFF_FDT_MAX_FDS,
+    OFF_FDT_FD,
+    OFF_FILE_INODE,
+    OFF_FILE_POS,
+    OFF_FILE_FLAGS,
+    OFF_INODE_INO,
+    OFF_INODE_SB,
+    OFF_INODE_SIZE,
+    OFF_SB_DEV,
+    OFF_MM_ARG_START,
+    OFF_MM_ARG_END,
+);
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read_at<T>(base: u64, offset: &Global<u64>) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    let addr = base + offset.load();
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error.
+    match unsafe { bpf_probe_read_kernel(addr as *const T) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            count(counter::KERNEL_READ_FAILED);
+            None
+        }
+    }
+}
+
+/// The current `task_struct`.
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_get_current_task() }
+}
+
+/// `real_parent->tgid` of a task.
+#[inline(always)]
+pub fn parent_tgid(task: u64) -> u32 {
+    let Some(parent) = read_at::<u64>(task, &OFF_TASK_REAL_PARENT) else {
+        return 0;
+    };
+    read_at::<u32>(parent, &OFF_TASK_TGID).unwrap_or(0)
+}
+
+/// The `struct file *` behind descriptor `fd` of the current process.
+#[inline(always)]
+pub fn file_of_fd(fd: u64) -> Option<u64> {
+    let files = read_at::<u64>(current_task(), &OFF_TASK_FILES)?;
+    let fdt = read_at::<u64>(files, &OFF_FILES_FDT)?;
+    let max_fds = read_at::<u32>(fdt, &OFF_FDT_MAX_FDS)?;
+    if fd >= max_fds as u64 {
+        return None;
+    }
+    let fd_array = read_at::<u64>(fdt, &OFF_FDT_FD)?;
+    if fd_array == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let file = unsafe { bpf_probe_read_kernel((fd_array + fd * 8) as *const u64) }.ok()?;
+    if file == 0 { None } else { Some(file) }
+}
+
+/// A file and what the watch map says about it.
+pub struct Watched {
+    pub file_ptr: u64,
+    pub inode: u64,
+    pub key: FileKey,
+    pub entry: WatchEntry,
+}
+
+/// Resolves `fd` to its inode and looks it up in the watch map: the one
+/// check every hooked syscall pays.
+#[inline(always)]
+pub fn watched_fd(fd: u64) -> Option<Watched> {
+    let file_ptr = file_of_fd(fd)?;
+    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
+    let ino = read_at::<u64>(inode, &OFF_INODE_INO)?;
+    let sb = read_at::<u64>(inode, &OFF_INODE_SB)?;
+    let dev = read_at::<u32>(sb, &OFF_SB_DEV)?;
+    let key = FileKey {
+        dev: dev as u64,
+        ino,
+    };
+    // SAFETY: the value is copied out at once.
+    let entry = *unsafe { WATCHED.get(&key) }?;
+    Some(Watched {
+        file_ptr,
+        inode,
+        key,
+        entry,
+    })
+}
+
+/// `inode->i_size`.
+#[inline(always)]
+pub fn inode_size(inode: u64) -> u64 {
+    read_at::<i64>(inode, &OFF_INODE_SIZE).unwrap_or(0).max(0) as u64
+}

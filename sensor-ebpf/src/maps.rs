@@ -1,0 +1,40 @@
+//! The maps shared with the agent. Names and value types are in
+//! `sensor_common::map_name`; sizes here are defaults the agent overrides
+//! from its configuration.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter};
+
+/// Watched inodes, written by the agent.
+#[map]
+pub static WATCHED: HashMap<FileKey, WatchEntry> = HashMap::with_max_entries(262_144, 0);
+
+/// Read aggregation per (process, file). A plain hash, not LRU: a full map
+/// must be counted, never silently evict a half-counted entry.
+#[map]
+pub static READ_AGG: HashMap<ReadAggKey, ReadAgg> = HashMap::with_max_entries(65_536, 0);
+
+/// Per-thread state between a syscall's enter and exit. LRU so that threads
+/// killed inside a syscall cannot leak entries forever.
+#[map]
+pub static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Loss and error counters, indexed by `sensor_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Records to the agent.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // Atomic because a preempted program can share the CPU's slot.
+        crate::atomic::add(slot, 1);
+    }
+}

@@ -1,0 +1,110 @@
+//! Process lifecycle: exec, fork (processes, not threads) and exit. These
+//! records let the agent keep a process table without racing `/proc` for
+//! short-lived processes such as `cat`.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ForkEvent, kind};
+
+use crate::{
+    emit::{fill_header, reserve},
+    kernel::{
+        OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_TASK_EXIT_CODE, OFF_TASK_MM, OFF_TASK_PID,
+        OFF_TASK_START_TIME, OFF_TASK_TGID, current_task, read_at,
+    },
+};
+
+/// `sched/sched_process_exec`: `__data_loc char[] filename` at byte 8.
+const EXEC_FILENAME_LOC: usize = 8;
+
+pub fn on_exec(ctx: &TracePointContext) {
+    let Some(mut entry) = reserve::<ExecEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for an ExecEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::EXEC, size_of::<ExecEvent>());
+    let task = current_task();
+    ev.start_ns = read_at::<u64>(task, &OFF_TASK_START_TIME).unwrap_or(0);
+    ev._pad = 0;
+
+    // SAFETY: the offset is inside this tracepoint's record.
+    let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    let name_addr = ctx.as_ptr() as usize + (loc & 0xffff) as usize;
+    // SAFETY: bpf_probe_read_kernel_str checks the address.
+    ev.filename_len = match unsafe {
+        bpf_probe_read_kernel_str_bytes(name_addr as *const u8, &mut ev.filename)
+    } {
+        Ok(s) => s.len() as u32,
+        Err(_) => 0,
+    };
+
+    // The new image's argv sits in its own memory between arg_start and
+    // arg_end; copy a bounded prefix.
+    ev.args_len = 0;
+    ev.args_truncated = 0;
+    if let Some(mm) = read_at::<u64>(task, &OFF_TASK_MM) {
+        let start = read_at::<u64>(mm, &OFF_MM_ARG_START).unwrap_or(0);
+        let end = read_at::<u64>(mm, &OFF_MM_ARG_END).unwrap_or(0);
+        if start != 0 && end > start {
+            let mut len = (end - start) as usize;
+            if len > EXEC_ARGS_LEN {
+                len = EXEC_ARGS_LEN;
+                ev.args_truncated = 1;
+            }
+            if let Some(dst) = ev.args.get_mut(..len) {
+                // SAFETY: bpf_probe_read_user checks the address.
+                if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
+                    ev.args_len = len as u32;
+                }
+            }
+        }
+    }
+    entry.submit(0);
+}
+
+/// Raw `sched_process_fork(struct task_struct *parent, struct task_struct
+/// *child)`: the raw form gives the child, so threads can be told apart.
+pub fn on_fork(ctx: &RawTracePointContext) {
+    let child: u64 = ctx.arg(1);
+    let Some(child_tgid) = read_at::<u32>(child, &OFF_TASK_TGID) else {
+        return;
+    };
+    let Some(child_pid) = read_at::<u32>(child, &OFF_TASK_PID) else {
+        return;
+    };
+    if child_pid != child_tgid {
+        return; // a new thread, not a new process
+    }
+    let Some(mut entry) = reserve::<ForkEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a ForkEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::FORK, size_of::<ForkEvent>());
+    ev.child_tgid = child_tgid;
+    ev._pad = 0;
+    ev.child_start_ns = read_at::<u64>(child, &OFF_TASK_START_TIME).unwrap_or(0);
+    entry.submit(0);
+}
+
+/// `sched/sched_process_exit`, reported once per process: when its main
+/// thread exits.
+pub fn on_exit(_ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
+        return;
+    }
+    let Some(mut entry) = reserve::<ExitEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for an ExitEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::EXIT, size_of::<ExitEvent>());
+    ev.exit_code = read_at::<u32>(current_task(), &OFF_TASK_EXIT_CODE).unwrap_or(0);
+    ev._pad = 0;
+    entry.submit(0);
+}

@@ -1,0 +1,169 @@
+//! The read family, aggregated in the kernel per (process, file): a read is
+//! not an event. Enter resolves the descriptor and remembers the offset;
+//! exit adds the bytes returned to the process's aggregate and marks the
+//! file segments touched. Summaries leave the kernel on close, when the
+//! flush interval passes, and (from the agent) on exit and when idle.
+
+use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use sensor_common::{
+    COVERAGE_SEGMENTS, COVERAGE_WORDS, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
+    flush_reason, kind, pending_kind, watch_flag,
+};
+
+use crate::{
+    emit::{fill_header, now_ns, reserve},
+    file::{syscall_arg, syscall_ret},
+    kernel::{OFF_FILE_POS, inode_size, read_at, watched_fd},
+    maps::{PENDING, READ_AGG, count},
+};
+
+/// Flush a read aggregate that has been accumulating this long (ns).
+#[unsafe(no_mangle)]
+pub static READ_FLUSH_INTERVAL_NS: Global<u64> = Global::new(10_000_000_000);
+
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i32 = 17;
+
+/// Where a read syscall's file offset comes from.
+#[derive(Clone, Copy)]
+pub enum OffsetFrom {
+    /// `read`, `readv`: the descriptor's position.
+    FilePosition,
+    /// `pread64`: syscall argument `n`.
+    Argument(usize),
+    /// `preadv`, `preadv2`: argument `n`, where `-1` means the position.
+    ArgumentOrPosition(usize),
+}
+
+pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
+    let Some(fd) = syscall_arg(ctx, 0) else { return };
+    let Some(w) = watched_fd(fd) else { return };
+    if w.entry.flags & watch_flag::WEIGHT == 0 {
+        return;
+    }
+    let position = || read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0);
+    let offset = match from {
+        OffsetFrom::FilePosition => position(),
+        OffsetFrom::Argument(n) => syscall_arg(ctx, n).unwrap_or(0),
+        OffsetFrom::ArgumentOrPosition(n) => match syscall_arg(ctx, n) {
+            Some(u64::MAX) | None => position(),
+            Some(off) => off,
+        },
+    };
+    let pending = Pending {
+        kind: pending_kind::READ,
+        fd: fd as i32,
+        file: w.key,
+        file_size: inode_size(w.inode),
+        offset,
+        len: 0,
+        prot: 0,
+        flags: 0,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        count(counter::PENDING_FULL);
+    }
+}
+
+pub fn on_exit(ctx: &TracePointContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = PENDING.remove(&tid);
+    if p.kind != pending_kind::READ {
+        return;
+    }
+    let Some(ret) = syscall_ret(ctx) else { return };
+    if ret < 0 {
+        return;
+    }
+    let key = ReadAggKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        file: p.file,
+    };
+    let now = now_ns();
+    let Some(agg) = aggregate_for(&key, now) else {
+        return;
+    };
+    // SAFETY: map values stay valid for the program's run.
+    let agg = unsafe { &mut *agg };
+    // Threads of one process may read the same file on two CPUs at once:
+    // the counters are added atomically. The rest is last-writer-wins.
+    crate::atomic::add(&mut agg.calls, 1);
+    crate::atomic::add(&mut agg.bytes, ret as u64);
+    agg.last_ns = now;
+    agg.file_size = p.file_size;
+    agg.last_tid = tid;
+    if ret > 0 {
+        mark_covered(&mut agg.covered, p.offset, ret as u64, p.file_size);
+    }
+    if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
+        emit_read(&key, agg, flush_reason::INTERVAL, p.fd);
+        agg.calls = 0;
+        agg.bytes = 0;
+        agg.first_ns = now;
+    }
+}
+
+/// The aggregate for `key`, created if absent; a full map is counted.
+#[inline(always)]
+fn aggregate_for(key: &ReadAggKey, now: u64) -> Option<*mut ReadAgg> {
+    if let Some(agg) = READ_AGG.get_ptr_mut(key) {
+        return Some(agg);
+    }
+    let fresh = ReadAgg {
+        first_ns: now,
+        ..ReadAgg::default()
+    };
+    if let Err(err) = READ_AGG.insert(key, &fresh, BPF_NOEXIST) {
+        if err != -EEXIST {
+            count(counter::READ_AGG_FULL);
+            return None;
+        }
+    }
+    READ_AGG.get_ptr_mut(key)
+}
+
+/// Marks the segments of a `size`-byte file that `[offset, offset + len)`
+/// touches. Segments are `ceil(size / 256)` bytes.
+#[inline(always)]
+fn mark_covered(covered: &mut [u64; COVERAGE_WORDS], offset: u64, len: u64, size: u64) {
+    if size == 0 {
+        return;
+    }
+    let segment = size.div_ceil(COVERAGE_SEGMENTS);
+    let last_segment = COVERAGE_SEGMENTS - 1;
+    let first = (offset / segment).min(last_segment);
+    let last = ((offset + len - 1) / segment).min(last_segment);
+    for (w, word) in covered.iter_mut().enumerate() {
+        let lo = w as u64 * 64;
+        let hi = lo + 63;
+        if last < lo || first > hi {
+            continue;
+        }
+        let a = first.max(lo) - lo;
+        let b = last.min(hi) - lo;
+        *word |= (u64::MAX >> (63 - (b - a))) << a;
+    }
+}
+
+/// Sends a read summary for `key` from `agg`.
+#[inline(always)]
+pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) {
+    let Some(mut entry) = reserve::<ReadEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a ReadEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::READ, size_of::<ReadEvent>());
+    ev.file = key.file;
+    ev.agg = *agg;
+    ev.reason = reason;
+    ev.fd = fd;
+    entry.submit(0);
+}

@@ -1,0 +1,1 @@
+fn main() { println!("{}", sensor::ebpf::OBJECT.len()); }
