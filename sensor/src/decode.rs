@@ -1,0 +1,122 @@
+//! Decoding ring buffer records into typed kernel events. The kernel writes
+//! `#[repr(C)]` structs from `sensor_common`; records are read unaligned and
+//! length-checked, so a short or unknown record is an error, never UB.
+
+use sensor_common::{EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent, kind};
+
+/// One record from the kernel.
+#[derive(Debug, Clone)]
+pub enum KernelEvent {
+    Exec(Box<ExecEvent>),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    Open(FileEvent),
+    GpuOpen(FileEvent),
+    Mmap(FileEvent),
+    Close(FileEvent),
+    Read(ReadEvent),
+}
+
+impl KernelEvent {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            KernelEvent::Exec(e) => &e.header,
+            KernelEvent::Fork(e) => &e.header,
+            KernelEvent::Exit(e) => &e.header,
+            KernelEvent::Open(e)
+            | KernelEvent::GpuOpen(e)
+            | KernelEvent::Mmap(e)
+            | KernelEvent::Close(e) => &e.header,
+            KernelEvent::Read(e) => &e.header,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {need}-byte type (kind {kind})")]
+    Short { kind: u32, len: usize, need: usize },
+    #[error("record of unknown kind {0} (the object and the agent are out of step)")]
+    UnknownKind(u32),
+}
+
+/// Reads a `T` from the start of `bytes`.
+fn read<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short {
+            kind,
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: the length was checked; every T here is a plain-old-data
+    // `#[repr(C)]` struct of integers for which any bit pattern is valid.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let header: EventHeader = read(bytes, 0)?;
+    let k = header.kind;
+    Ok(match k {
+        kind::EXEC => KernelEvent::Exec(Box::new(read(bytes, k)?)),
+        kind::FORK => KernelEvent::Fork(read(bytes, k)?),
+        kind::EXIT => KernelEvent::Exit(read(bytes, k)?),
+        kind::OPEN => KernelEvent::Open(read(bytes, k)?),
+        kind::GPU_OPEN => KernelEvent::GpuOpen(read(bytes, k)?),
+        kind::MMAP => KernelEvent::Mmap(read(bytes, k)?),
+        kind::CLOSE => KernelEvent::Close(read(bytes, k)?),
+        kind::READ => KernelEvent::Read(read(bytes, k)?),
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+/// A NUL-terminated (or full) byte array as text.
+pub fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: test-only view of a POD value's bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    #[test]
+    fn decodes_a_file_event() {
+        let mut ev = FileEvent::default();
+        ev.header.kind = kind::MMAP;
+        ev.header.tgid = 42;
+        ev.len = 4096;
+        let KernelEvent::Mmap(got) = decode(as_bytes(&ev)).expect("decode") else {
+            panic!("wrong kind");
+        };
+        assert_eq!(got.header.tgid, 42);
+        assert_eq!(got.len, 4096);
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let mut ev = FileEvent::default();
+        ev.header.kind = kind::OPEN;
+        let bytes = as_bytes(&ev);
+        assert_eq!(
+            decode(&bytes[..size_of::<EventHeader>()]).expect_err("short"),
+            DecodeError::Short { kind: kind::OPEN, len: size_of::<EventHeader>(), need: size_of::<FileEvent>() }
+        );
+        ev.header.kind = 999;
+        assert_eq!(decode(as_bytes(&ev)).expect_err("unknown"), DecodeError::UnknownKind(999));
+        assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn c_str_stops_at_nul() {
+        assert_eq!(c_str(b"cat\0\0\0"), "cat");
+        assert_eq!(c_str(b"abcd"), "abcd");
+    }
+}

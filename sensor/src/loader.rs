@@ -1,0 +1,229 @@
+//! Loading the embedded kernel programs with this kernel's offsets and the
+//! configured map sizes, attaching them, and handing out their maps.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint, TracePoint},
+};
+use sensor_common::{FileKey, ReadAgg, ReadAggKey, WatchEntry, counter, map_name};
+
+use crate::{
+    btf::KernelOffsets,
+    ebpf,
+    programs::{Attach, TRACEPOINT_TIER},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this weightwarden binary carries no eBPF object (it was built with AYA_BUILD_SKIP=1); \
+         rebuild it with `cargo xtask build`"
+    )]
+    NoObject,
+    #[error("cannot load the eBPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program {0} (the object and the agent are out of step)")]
+    NoProgram(&'static str),
+    #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
+    NoMap(&'static str),
+    #[error("program {program} has the wrong type: {source}")]
+    ProgramType {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the kernel refused program {program}: {source}{hint}")]
+    ProgramLoad {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+        hint: &'static str,
+    },
+    #[error("cannot attach {program} to {target}: {source}{hint}")]
+    Attach {
+        program: &'static str,
+        target: String,
+        #[source]
+        source: ProgramError,
+        hint: &'static str,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Map sizes and settings chosen by the configuration.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub ring_buffer_bytes: u32,
+    pub watched_max: u32,
+    pub read_aggregates_max: u32,
+    pub pending_max: u32,
+    pub read_flush_interval_ns: u64,
+}
+
+/// The loaded programs. Dropping it detaches every program.
+pub struct Sensor {
+    ebpf: Ebpf,
+    pub attached: usize,
+}
+
+const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/kernel/tracing`, \
+                            or run `weightwarden doctor`)";
+const VERIFIER_HINT: &str = " (run `weightwarden doctor` to see what this kernel supports)";
+
+impl Sensor {
+    /// Loads the object into the kernel (maps created, globals frozen) without
+    /// attaching anything.
+    pub fn load(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Self, LoadError> {
+        if ebpf::OBJECT.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        let mut loader = EbpfLoader::new();
+        for (name, value) in &offsets.globals {
+            loader.override_global(name, value, true);
+        }
+        loader
+            .override_global(
+                sensor_common::READ_FLUSH_INTERVAL_GLOBAL,
+                &opts.read_flush_interval_ns,
+                true,
+            )
+            .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
+            .map_max_entries(map_name::WATCHED, opts.watched_max)
+            .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
+            .map_max_entries(map_name::PENDING, opts.pending_max);
+        let mut ebpf = loader.load(ebpf::OBJECT).map_err(LoadError::Object)?;
+        for spec in TRACEPOINT_TIER {
+            let program = ebpf
+                .program_mut(spec.name)
+                .ok_or(LoadError::NoProgram(spec.name))?;
+            let loaded = match spec.attach.first() {
+                Some(Attach::RawTracePoint(_)) => {
+                    let p: &mut RawTracePoint = program
+                        .try_into()
+                        .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                    p.load()
+                }
+                _ => {
+                    let p: &mut TracePoint = program
+                        .try_into()
+                        .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                    p.load()
+                }
+            };
+            loaded.map_err(|source| LoadError::ProgramLoad {
+                program: spec.name,
+                source,
+                hint: VERIFIER_HINT,
+            })?;
+        }
+        Ok(Self { ebpf, attached: 0 })
+    }
+
+    /// Attaches every program of the tier. Capture is live when this returns.
+    pub fn attach_all(&mut self) -> Result<(), LoadError> {
+        for spec in TRACEPOINT_TIER {
+            for attach in spec.attach {
+                let program = self
+                    .ebpf
+                    .program_mut(spec.name)
+                    .ok_or(LoadError::NoProgram(spec.name))?;
+                let result = match *attach {
+                    Attach::TracePoint(category, name) => {
+                        let p: &mut TracePoint = program
+                            .try_into()
+                            .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                        p.attach(category, name).map(drop)
+                    }
+                    Attach::RawTracePoint(name) => {
+                        let p: &mut RawTracePoint = program
+                            .try_into()
+                            .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                        p.attach(name).map(drop)
+                    }
+                };
+                result.map_err(|source| LoadError::Attach {
+                    program: spec.name,
+                    target: describe(attach),
+                    source,
+                    hint: TRACEFS_HINT,
+                })?;
+                self.attached += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn take<T>(&mut self, name: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<aya::maps::Map, Error = MapError>,
+    {
+        let map = self.ebpf.take_map(name).ok_or(LoadError::NoMap(name))?;
+        T::try_from(map).map_err(|source| LoadError::Map { map: name, source })
+    }
+
+    /// The ring buffer every record arrives on.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        self.take(map_name::EVENTS)
+    }
+
+    /// The watched-inode map the agent keeps current.
+    pub fn take_watched(&mut self) -> Result<HashMap<MapData, FileKey, WatchEntry>, LoadError> {
+        self.take(map_name::WATCHED)
+    }
+
+    /// The in-kernel read aggregates, drained on exit and when idle.
+    pub fn take_read_aggregates(
+        &mut self,
+    ) -> Result<HashMap<MapData, ReadAggKey, ReadAgg>, LoadError> {
+        self.take(map_name::READ_AGG)
+    }
+
+    /// The per-CPU loss and error counters.
+    pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
+        Ok(KernelCounters {
+            map: self.take(map_name::COUNTERS)?,
+        })
+    }
+}
+
+fn describe(attach: &Attach) -> String {
+    match attach {
+        Attach::TracePoint(c, n) => format!("tracepoint {c}/{n}"),
+        Attach::RawTracePoint(n) => format!("raw tracepoint {n}"),
+    }
+}
+
+/// Totals of the kernel's per-CPU counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounterTotals {
+    pub ringbuf_full: u64,
+    pub read_aggregates_full: u64,
+    pub pending_full: u64,
+    pub kernel_read_failures: u64,
+}
+
+/// The kernel's loss and error counters.
+pub struct KernelCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+impl KernelCounters {
+    /// Sums every CPU's counters.
+    pub fn totals(&self) -> Result<KernelCounterTotals, MapError> {
+        let sum = |index: u32| -> Result<u64, MapError> {
+            Ok(self.map.get(&index, 0)?.iter().sum())
+        };
+        Ok(KernelCounterTotals {
+            ringbuf_full: sum(counter::RINGBUF_FULL)?,
+            read_aggregates_full: sum(counter::READ_AGG_FULL)?,
+            pending_full: sum(counter::PENDING_FULL)?,
+            kernel_read_failures: sum(counter::KERNEL_READ_FAILED)?,
+        })
+    }
+}
