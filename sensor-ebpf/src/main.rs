@@ -16,12 +16,13 @@ mod emit;
 mod file;
 mod kernel;
 mod maps;
+mod probe;
 mod process;
 mod read;
 
 use aya_ebpf::{
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{fentry, kprobe, lsm, raw_tracepoint, tracepoint},
+    programs::{FEntryContext, LsmContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 
 // --- process lifecycle -----------------------------------------------------
@@ -103,6 +104,23 @@ pub fn ww_enter_preadv(ctx: TracePointContext) -> u32 {
 pub fn ww_exit_read(ctx: TracePointContext) -> u32 {
     read::on_exit(&ctx);
     0
+}
+
+// --- capability probes for `weightwarden doctor` ----------------------------
+
+#[fentry(function = "vfs_read")]
+pub fn ww_probe_fentry(ctx: FEntryContext) -> i32 {
+    probe::fentry(&ctx)
+}
+
+#[lsm(hook = "file_open")]
+pub fn ww_probe_lsm(ctx: LsmContext) -> i32 {
+    probe::lsm(&ctx)
+}
+
+#[kprobe]
+pub fn ww_probe_kprobe(ctx: ProbeContext) -> u32 {
+    probe::kprobe(&ctx)
 }
 
 #[cfg(not(test))]

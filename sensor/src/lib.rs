@@ -2,10 +2,20 @@
 //! set current, turns kernel records into audit records and writes them.
 //!
 //! Data flows one way: kernel (`loader`, `programs`) -> `decode` ->
-//! `process` context -> `record` -> `sink`; `pipeline` wires them together.
+//! `process` context -> `record` -> `sink`; `agent` wires them together.
 
+pub mod agent;
 pub mod btf;
+pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod decode;
+pub mod doctor;
 pub mod ebpf;
 pub mod loader;
+pub mod preflight;
+pub mod process;
 pub mod programs;
+pub mod record;
+pub mod sink;
+pub mod watch;

@@ -1,11 +1,86 @@
-use std::time::Duration;
-fn main() -> anyhow::Result<()> {
-    let offsets = sensor::btf::KernelOffsets::from_file(std::path::Path::new(sensor::btf::VMLINUX_BTF))?;
-    println!("{offsets:?}");
-    let opts = sensor::loader::LoadOptions { ring_buffer_bytes: 1<<20, watched_max: 1024, read_aggregates_max: 1024, pending_max: 1024, read_flush_interval_ns: 10_000_000_000 };
-    let mut s = sensor::loader::Sensor::load(&offsets, &opts)?;
-    s.attach_all()?;
-    println!("attached {}", s.attached);
-    std::thread::sleep(Duration::from_secs(1));
-    Ok(())
+//! The `weightwarden` binary: parse, set up logging, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sensor::{
+    agent::{self, RunSettings},
+    cli::{Cli, Command, exit},
+    doctor,
+};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_env("WEIGHTWARDEN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,sensor={level},weightwarden={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Doctor(args) => {
+            let report = doctor::diagnose();
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(err) => {
+                        eprintln!("weightwarden: cannot encode the report: {err}");
+                        return ExitCode::from(exit::FAILURE);
+                    }
+                }
+            } else {
+                print!("{}", report.render());
+            }
+            ExitCode::from(if report.can_run { exit::OK } else { exit::FAILURE })
+        }
+        Command::Run(args) => {
+            let (config, origin, roots_required) = match args.resolve() {
+                Ok(resolved) => resolved,
+                Err(err) => {
+                    eprintln!("weightwarden: {err}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            };
+            init_logging(&config.agent.log_level);
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("weightwarden: cannot start the async runtime: {err}");
+                    return ExitCode::from(exit::FAILURE);
+                }
+            };
+            let settings = RunSettings {
+                config,
+                roots_required,
+                config_origin: origin,
+            };
+            match runtime.block_on(agent::run(settings)) {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(err) => {
+                    let started = err.is_runtime();
+                    eprintln!("weightwarden: {}", error_chain(&err));
+                    ExitCode::from(if started { exit::FAILURE } else { exit::USAGE })
+                }
+            }
+        }
+    }
+}
+
+/// The error and its causes, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

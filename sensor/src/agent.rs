@@ -1,0 +1,638 @@
+//! `weightwarden run`: start the sensor whole (or not at all), turn kernel
+//! records into audit records, keep the watch set current, report health,
+//! and stop cleanly on SIGINT/SIGTERM.
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf};
+use sensor_common::{EventHeader, FileKey, ReadAgg, ReadAggKey, WatchEntry, flush_reason};
+use serde_json::json;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    btf::{KernelOffsets, VMLINUX_BTF},
+    clock::{BootClock, now_rfc3339},
+    config::{Config, OutputSpec},
+    decode::{KernelEvent, c_str, decode},
+    loader::{KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
+    preflight,
+    process::{HeaderFields, ProcessTable},
+    programs::Tier,
+    record::{
+        AccessRecord, Action, AncestorRecord, ExitRecord, FileRecord, ProcessRecord, Record,
+        SCHEMA, Severity, coverage, kernel_dev_text, mmap_flags, mmap_prot, open_flags,
+        syscall_result,
+    },
+    sink::{Fanout, JsonlSink, Sink, SinkError, StdoutSink},
+    watch::{InodeMap, MapUpdateError, WatchSet, WatchSpec, kernel_dev},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+    #[error(transparent)]
+    Btf(#[from] crate::btf::BtfError),
+    #[error(transparent)]
+    Load(#[from] crate::loader::LoadError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot set up {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `run` was asked to do, already validated.
+pub struct RunSettings {
+    pub config: Config,
+    /// The user named the watch roots (flag or config file): a missing or
+    /// unreadable root is then an error rather than a root to wait for.
+    pub roots_required: bool,
+    pub config_origin: String,
+}
+
+/// The watched-inode kernel map behind the watch set's seam.
+struct KernelInodeMap {
+    map: BpfHashMap<MapData, FileKey, WatchEntry>,
+    max: u32,
+}
+
+impl InodeMap for KernelInodeMap {
+    fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError> {
+        self.map.insert(key, entry, 0).map_err(|err| map_update_error(err, self.max))
+    }
+    fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
+        match self.map.remove(key) {
+            Ok(()) => Ok(()),
+            // Already gone is what we wanted.
+            Err(MapError::KeyNotFound) => Ok(()),
+            Err(err) => Err(map_update_error(err, self.max)),
+        }
+    }
+}
+
+fn map_update_error(err: MapError, max: u32) -> MapUpdateError {
+    if let MapError::SyscallError(ref e) = err {
+        if e.io_error.raw_os_error() == Some(libc::E2BIG) {
+            return MapUpdateError::Full { max };
+        }
+    }
+    MapUpdateError::Other {
+        message: err.to_string(),
+    }
+}
+
+/// The inotify descriptor, borrowed from the watch set for tokio.
+struct InotifyFd(RawFd);
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Agent-side counters, reported in heartbeats.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct AgentCounters {
+    kernel_records: u64,
+    decode_errors: u64,
+    records_emitted: u64,
+    read_summaries_drained: u64,
+    aggregate_map_errors: u64,
+}
+
+/// The running sensor.
+struct Agent {
+    config: Config,
+    host: String,
+    clock: BootClock,
+    tier: Tier,
+    started: Instant,
+    watch: WatchSet,
+    watched: KernelInodeMap,
+    aggregates: BpfHashMap<MapData, ReadAggKey, ReadAgg>,
+    counters: KernelCounters,
+    processes: ProcessTable,
+    out: Fanout,
+    stats: AgentCounters,
+    last_kernel_totals: KernelCounterTotals,
+    programs_attached: usize,
+}
+
+/// Runs the sensor until SIGINT or SIGTERM.
+pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
+    let RunSettings {
+        config,
+        roots_required,
+        config_origin,
+    } = settings;
+    preflight::check()?;
+    let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
+    let mut sensor = Sensor::load(
+        &offsets,
+        &LoadOptions {
+            ring_buffer_bytes: config.kernel.ring_buffer_bytes,
+            watched_max: config.watch.max_files,
+            read_aggregates_max: config.kernel.read_aggregates_max,
+            pending_max: config.kernel.pending_max,
+            read_flush_interval_ns: config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000),
+        },
+    )?;
+    let mut watched = KernelInodeMap {
+        map: sensor.take_watched()?,
+        max: config.watch.max_files,
+    };
+    let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
+    let watch = WatchSet::new(
+        WatchSpec {
+            roots,
+            roots_required,
+            extensions: config.watch.extensions.clone(),
+            gpu_patterns: config.gpu.device_patterns.clone(),
+        },
+        &mut watched,
+    )?;
+    let out = Fanout::new(open_sinks(&config.output.sinks)?);
+    let events = sensor.take_events()?;
+    let aggregates = sensor.take_read_aggregates()?;
+    let counters = sensor.take_counters()?;
+    let processes = ProcessTable::new(
+        PathBuf::from("/proc"),
+        crate::process::CgroupResolver::new(
+            crate::process::cgroup2_mount().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+        ),
+        65_536,
+    );
+    let host = match &config.agent.hostname {
+        Some(h) => h.clone(),
+        None => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| String::from("unknown")),
+    };
+
+    // Everything that can fail on bad input has succeeded: go live.
+    sensor.attach_all()?;
+    let mut agent = Agent {
+        config,
+        host,
+        clock: BootClock::sample(),
+        tier: Tier::Tracepoint,
+        started: Instant::now(),
+        watch,
+        watched,
+        aggregates,
+        counters,
+        processes,
+        out,
+        stats: AgentCounters::default(),
+        last_kernel_totals: KernelCounterTotals::default(),
+        programs_attached: sensor.attached,
+    };
+    // Attach first, then read /proc: a process starting in between is seen
+    // by one or the other.
+    let known = agent.processes.scan_existing();
+    agent.mark_existing_gpu_processes();
+    tracing::info!(
+        watched_files = agent.watch.len(),
+        processes = known,
+        hooks = agent.programs_attached,
+        config = %config_origin,
+        "capture is live"
+    );
+    agent.emit_sensor(Action::SensorStart);
+    agent.out.flush();
+
+    let result = agent.event_loop(events).await;
+    agent.shutdown();
+    drop(sensor); // detaches every program
+    result
+}
+
+fn open_sinks(specs: &[OutputSpec]) -> Result<Vec<Box<dyn Sink>>, AgentError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for spec in specs {
+        match spec {
+            OutputSpec::Stdout => sinks.push(Box::new(StdoutSink::new())),
+            OutputSpec::Jsonl(path) => sinks.push(Box::new(JsonlSink::open(path)?)),
+        }
+    }
+    Ok(sinks)
+}
+
+fn header_fields(h: &EventHeader) -> HeaderFields {
+    HeaderFields {
+        tgid: h.tgid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        cgroup_id: h.cgroup_id,
+        comm: h.comm,
+        boot_ns: h.boot_ns,
+    }
+}
+
+impl Agent {
+    async fn event_loop(&mut self, events: RingBuf<MapData>) -> Result<(), AgentError> {
+        let io = |what| move |source| AgentError::Io { what, source };
+        let mut ring = AsyncFd::with_interest(events, Interest::READABLE)
+            .map_err(io("the ring buffer poller"))?;
+        let inotify = AsyncFd::with_interest(
+            InotifyFd(self.watch.inotify_fd().as_raw_fd()),
+            Interest::READABLE,
+        )
+        .map_err(io("the inotify poller"))?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(io("the SIGINT handler"))?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(io("the SIGTERM handler"))?;
+        let secs = Duration::from_secs;
+        let mut heartbeat = tokio::time::interval(secs(self.config.agent.heartbeat_interval_secs));
+        let mut idle_sweep = tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
+        let mut roots_poll = tokio::time::interval(secs(1));
+        let mut rescan = tokio::time::interval(secs(self.config.watch.rescan_interval_secs));
+        for timer in [&mut heartbeat, &mut idle_sweep, &mut roots_poll, &mut rescan] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer.reset(); // the first tick after one period, not now
+        }
+
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.map_err(io("the ring buffer poller"))?;
+                    self.drain_ring(guard.get_inner_mut());
+                    guard.clear_ready();
+                    self.out.flush();
+                }
+                guard = inotify.readable() => {
+                    let mut guard = guard.map_err(io("the inotify poller"))?;
+                    let changes = self.watch.process_inotify(&mut self.watched);
+                    self.log_watch_changes(changes);
+                    guard.clear_ready();
+                }
+                _ = roots_poll.tick() => {
+                    let changes = self.watch.poll_missing_roots(&mut self.watched);
+                    self.log_watch_changes(changes);
+                }
+                _ = rescan.tick() => {
+                    let changes = self.watch.rescan(&mut self.watched);
+                    self.log_watch_changes(changes);
+                }
+                _ = idle_sweep.tick() => {
+                    let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
+                    let cutoff = BootClock::boot_now_ns().saturating_sub(idle_ns);
+                    self.drain_aggregates(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
+                    self.processes.sweep(BootClock::boot_now_ns());
+                    self.out.flush();
+                }
+                _ = heartbeat.tick() => {
+                    self.clock = BootClock::sample();
+                    self.emit_sensor(Action::Heartbeat);
+                    self.out.flush();
+                }
+                _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            }
+        }
+        // Records produced before the signal are still in the ring.
+        self.drain_ring(ring.get_mut());
+        drop(inotify);
+        Ok(())
+    }
+
+    fn log_watch_changes<E: std::fmt::Display>(&mut self, changes: Result<Vec<crate::watch::WatchChange>, E>) {
+        match changes {
+            Ok(changes) => {
+                for change in changes {
+                    tracing::debug!(?change, "watch set changed");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "watch set update failed"),
+        }
+    }
+
+    fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            self.stats.kernel_records += 1;
+            match decode(&item) {
+                Ok(event) => {
+                    drop(item);
+                    self.handle(event);
+                }
+                Err(err) => {
+                    self.stats.decode_errors += 1;
+                    tracing::warn!(error = %err, "undecodable kernel record dropped");
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: KernelEvent) {
+        match event {
+            KernelEvent::Exec(e) => {
+                let h = header_fields(&e.header);
+                let filename = &e.filename[..(e.filename_len as usize).min(e.filename.len())];
+                let args = &e.args[..(e.args_len as usize).min(e.args.len())];
+                self.processes
+                    .on_exec(&h, filename, args, e.args_truncated != 0, e.start_ns);
+                let record = self.base_record(Action::Exec, e.header.boot_ns, Some(&e.header));
+                self.out.emit(&record);
+            }
+            KernelEvent::Fork(f) => {
+                self.processes
+                    .on_fork(&header_fields(&f.header), f.child_tgid, f.child_start_ns);
+            }
+            KernelEvent::Exit(x) => {
+                let tgid = x.header.tgid;
+                // Reads whose descriptors the exit closed are still in the
+                // kernel's aggregates: report them before the exit.
+                self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                let mut record = self.base_record(Action::Exit, x.header.boot_ns, Some(&x.header));
+                record.exit = Some(ExitRecord::from_wait_status(x.exit_code));
+                self.out.emit(&record);
+                self.processes.on_exit(tgid, x.header.boot_ns);
+            }
+            KernelEvent::GpuOpen(f) => {
+                tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
+                self.processes.get(&header_fields(&f.header));
+                self.processes.mark_gpu(f.header.tgid);
+            }
+            KernelEvent::Open(f) => {
+                let access = AccessRecord {
+                    fd: Some(f.fd),
+                    flags: Some(open_flags(f.flags)),
+                    flags_raw: Some(f.flags),
+                    ..AccessRecord::default()
+                };
+                self.emit_file(Action::Open, &f.header, f.file, f.file_size, access);
+            }
+            KernelEvent::Close(f) => {
+                let access = AccessRecord {
+                    fd: Some(f.fd),
+                    ..AccessRecord::default()
+                };
+                self.emit_file(Action::Close, &f.header, f.file, f.file_size, access);
+            }
+            KernelEvent::Mmap(f) => {
+                let access = AccessRecord {
+                    fd: Some(f.fd),
+                    prot: Some(mmap_prot(f.flags)),
+                    prot_raw: Some(f.flags),
+                    map_flags: Some(mmap_flags(f.mmap_flags)),
+                    map_flags_raw: Some(f.mmap_flags),
+                    offset: Some(f.offset),
+                    length: Some(f.len),
+                    result: Some(syscall_result(f.ret)),
+                    ..AccessRecord::default()
+                };
+                self.emit_file(Action::Mmap, &f.header, f.file, f.file_size, access);
+            }
+            KernelEvent::Read(r) => {
+                let access = self.read_access(&r.agg, r.reason, Some(r.fd));
+                self.emit_file(Action::Read, &r.header, r.file, r.agg.file_size, access);
+            }
+        }
+    }
+
+    fn read_access(&self, agg: &ReadAgg, reason: u32, fd: Option<i32>) -> AccessRecord {
+        AccessRecord {
+            fd: fd.filter(|&fd| fd >= 0),
+            bytes: Some(agg.bytes),
+            calls: Some(agg.calls),
+            coverage: Some(coverage(&agg.covered, agg.file_size)),
+            reason: Some(reason_text(reason)),
+            first_time: Some(self.clock.format_boot_ns(agg.first_ns)),
+            last_time: Some(self.clock.format_boot_ns(agg.last_ns)),
+            ..AccessRecord::default()
+        }
+    }
+
+    fn emit_file(&mut self, action: Action, h: &EventHeader, key: FileKey, size: u64, access: AccessRecord) {
+        let mut record = self.base_record(action, h.boot_ns, Some(h));
+        record.file = Some(self.file_record(key, size));
+        record.access = Some(access);
+        self.out.emit(&record);
+    }
+
+    fn file_record(&self, key: FileKey, size: u64) -> FileRecord {
+        FileRecord {
+            path: self.watch.path_of(&key).map(|p| p.display().to_string()),
+            dev: kernel_dev_text(key.dev),
+            ino: key.ino,
+            size,
+        }
+    }
+
+    /// A record with its common fields and, given a header, process context.
+    fn base_record(&mut self, action: Action, boot_ns: u64, h: Option<&EventHeader>) -> Record {
+        self.stats.records_emitted += 1;
+        Record {
+            schema: SCHEMA,
+            time: self.clock.format_boot_ns(boot_ns),
+            host: self.host.clone(),
+            action,
+            severity: Severity::Info,
+            tier: self.tier.as_str(),
+            process: h.map(|h| self.process_record(&header_fields(h))),
+            file: None,
+            access: None,
+            exit: None,
+            sensor: None,
+        }
+    }
+
+    fn process_record(&mut self, h: &HeaderFields) -> ProcessRecord {
+        let max = self.config.agent.ancestors_max;
+        let info = self.processes.get(h).clone();
+        let ancestors = self
+            .processes
+            .ancestors(info.pid, max)
+            .into_iter()
+            .map(|a| AncestorRecord {
+                pid: a.pid,
+                comm: a.comm,
+                exe: a.exe,
+            })
+            .collect();
+        ProcessRecord {
+            pid: info.pid,
+            tid: h.tid,
+            ppid: info.ppid,
+            uid: info.uid,
+            gid: info.gid,
+            comm: info.comm,
+            exe: info.exe,
+            args: info.args,
+            args_truncated: info.args_truncated,
+            cgroup_id: info.cgroup_id,
+            container_id: info.container.as_ref().map(|c| c.id.clone()),
+            container_runtime: info.container.as_ref().map(|c| c.runtime.as_str()),
+            pod_uid: info.container.as_ref().and_then(|c| c.pod_uid.clone()),
+            start_time: (info.start_boot_ns != 0)
+                .then(|| self.clock.format_boot_ns(info.start_boot_ns)),
+            gpu: info.gpu,
+            ancestors,
+        }
+    }
+
+    /// Emits and deletes every kernel read aggregate `select` picks.
+    fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
+        let mut picked = Vec::new();
+        for entry in self.aggregates.iter() {
+            match entry {
+                Ok((key, agg)) if select(&key, &agg) => picked.push((key, agg)),
+                Ok(_) => {}
+                Err(err) => {
+                    self.stats.aggregate_map_errors += 1;
+                    tracing::warn!(error = %err, "cannot read the read-aggregate map");
+                    break;
+                }
+            }
+        }
+        for (key, stale) in picked {
+            // Re-read just before deleting: a read may have landed since.
+            let agg = self.aggregates.get(&key, 0).unwrap_or(stale);
+            if let Err(err) = self.aggregates.remove(&key) {
+                if !matches!(err, MapError::KeyNotFound) {
+                    self.stats.aggregate_map_errors += 1;
+                }
+            }
+            if agg.calls == 0 {
+                continue;
+            }
+            self.stats.read_summaries_drained += 1;
+            let h = self.synthetic_header(key.tgid, agg.last_tid, agg.last_ns);
+            let access = self.read_access(&agg, reason, None);
+            self.emit_file(Action::Read, &h, key.file, agg.file_size, access);
+        }
+    }
+
+    /// A header for a record the agent makes itself (from the aggregate map),
+    /// filled from the process table.
+    fn synthetic_header(&mut self, tgid: u32, tid: u32, boot_ns: u64) -> EventHeader {
+        let mut h = EventHeader {
+            tgid,
+            tid,
+            boot_ns,
+            ..EventHeader::default()
+        };
+        if let Some(info) = self.processes.peek(tgid) {
+            h.ppid = info.ppid;
+            h.uid = info.uid;
+            h.gid = info.gid;
+            h.cgroup_id = info.cgroup_id;
+            let comm = info.comm.as_bytes();
+            let n = comm.len().min(h.comm.len() - 1);
+            h.comm[..n].copy_from_slice(&comm[..n]);
+        }
+        h
+    }
+
+    fn mark_existing_gpu_processes(&mut self) {
+        let watch = &self.watch;
+        let pids = crate::process::pids_with_open_file(Path::new("/proc"), |path| {
+            std::fs::metadata(path).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                watch.is_gpu_device(&FileKey {
+                    dev: kernel_dev(m.dev()),
+                    ino: m.ino(),
+                })
+            })
+        });
+        for pid in pids {
+            self.processes.mark_gpu(pid);
+        }
+    }
+
+    fn sensor_status(&mut self) -> serde_json::Value {
+        let kernel = match self.counters.totals() {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the kernel's loss counters");
+                self.last_kernel_totals
+            }
+        };
+        let lost = kernel.ringbuf_full - self.last_kernel_totals.ringbuf_full.min(kernel.ringbuf_full);
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "the kernel could not queue {lost} records since the last report: the ring \
+                 buffer was full (raise kernel.ring_buffer_bytes)"
+            );
+        }
+        let agg_full = kernel.read_aggregates_full.saturating_sub(self.last_kernel_totals.read_aggregates_full);
+        if agg_full > 0 {
+            tracing::warn!(agg_full, "reads went uncounted: the read aggregate map was full (raise kernel.read_aggregates_max)");
+        }
+        self.last_kernel_totals = kernel;
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "hooks_attached": self.programs_attached,
+            "watched_files": self.watch.len(),
+            "watch": self.watch.stats(),
+            "processes": self.processes.stats(),
+            "kernel": kernel,
+            "agent": self.stats,
+            "sinks": self.out.stats(),
+            "status_time": now_rfc3339(),
+        })
+    }
+
+    fn emit_sensor(&mut self, action: Action) {
+        let status = self.sensor_status();
+        let mut record = self.base_record(action, BootClock::boot_now_ns(), None);
+        record.sensor = Some(status);
+        self.out.emit(&record);
+    }
+
+    /// Flush what is aggregated, report the final counters.
+    fn shutdown(&mut self) {
+        self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);
+        self.emit_sensor(Action::SensorStop);
+        self.out.flush();
+        let t = self.last_kernel_totals;
+        tracing::info!(
+            ringbuf_full = t.ringbuf_full,
+            read_aggregates_full = t.read_aggregates_full,
+            pending_full = t.pending_full,
+            records = self.stats.records_emitted,
+            "stopped"
+        );
+    }
+}
+
+fn reason_text(reason: u32) -> &'static str {
+    match reason {
+        flush_reason::CLOSE => "close",
+        flush_reason::INTERVAL => "interval",
+        flush_reason::EXIT => "exit",
+        flush_reason::IDLE => "idle",
+        flush_reason::SHUTDOWN => "shutdown",
+        _ => "unknown",
+    }
+}
+
+/// Roots given by the user, for `RunSettings::roots_required`.
+pub fn roots_were_named(config: &Config, flag_roots: &[PathBuf]) -> bool {
+    !flag_roots.is_empty() || config.watch.roots != crate::config::WatchConfig::default().roots
+}
+
+
+impl AgentError {
+    /// True for failures after capture went live (as opposed to bad input
+    /// or an unsuitable host, which stop the agent before it starts).
+    pub fn is_runtime(&self) -> bool {
+        matches!(self, AgentError::Io { .. })
+    }
+}

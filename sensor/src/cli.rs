@@ -1,0 +1,97 @@
+//! The command line: every clap type, and the dispatch to subcommands.
+//! Arguments are validated into plain values before anything is started.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, OutputSpec, Overrides};
+
+/// Exit statuses, documented in the README.
+pub mod exit {
+    /// Ran and stopped cleanly (or `doctor`: `run` can work here).
+    pub const OK: u8 = 0;
+    /// A runtime failure after start-up, or `doctor`: `run` cannot work here.
+    pub const FAILURE: u8 = 1;
+    /// Bad input: configuration, flags, or a host that cannot run the sensor.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weightwarden",
+    version,
+    about = "eBPF sensor that audits every access to ML model weight files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the kernel programs and write an audit record for every access
+    /// to a watched weight file, until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Report what this host supports and whether `run` can work here.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file. Default: /etc/weightwarden/weightwarden.toml when
+    /// it exists, otherwise built-in defaults.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Watch this directory tree (repeatable). Replaces the configured roots.
+    #[arg(long = "watch", value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// Where records go: `stdout` or `jsonl:PATH` (repeatable). Replaces the
+    /// configured outputs.
+    #[arg(long = "output", value_name = "SPEC")]
+    pub output: Vec<OutputSpec>,
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, value_name = "BYTES")]
+    pub ring_buffer_bytes: Option<u32>,
+    /// Seconds between heartbeat records.
+    #[arg(long = "heartbeat-interval", value_name = "SECS")]
+    pub heartbeat_interval: Option<u64>,
+    /// Seconds after which a long-lived reader's read summary is flushed.
+    #[arg(long = "read-flush-interval", value_name = "SECS")]
+    pub read_flush_interval: Option<u64>,
+    /// A GPU device node pattern (repeatable; `*` within one path
+    /// component). Replaces the configured patterns.
+    #[arg(long = "gpu-device", value_name = "PATTERN")]
+    pub gpu_device: Vec<String>,
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The configuration this invocation asks for: file, then flags.
+    pub fn resolve(&self) -> Result<(Config, String, bool), crate::config::ConfigError> {
+        let (mut config, source) = Config::load(self.config.as_deref())?;
+        let roots_named = crate::agent::roots_were_named(&config, &self.watch);
+        config.apply(Overrides {
+            watch: self.watch.clone(),
+            outputs: self.output.clone(),
+            ring_buffer_bytes: self.ring_buffer_bytes,
+            heartbeat_interval_secs: self.heartbeat_interval,
+            read_flush_interval_secs: self.read_flush_interval,
+            gpu_device_patterns: self.gpu_device.clone(),
+        });
+        if let Some(level) = &self.log_level {
+            config.agent.log_level = level.clone();
+        }
+        config.validate()?;
+        Ok((config, source.to_string(), roots_named))
+    }
+}

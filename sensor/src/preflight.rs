@@ -1,0 +1,110 @@
+//! Checks made before anything is loaded, so `run` either starts whole or
+//! stops with an error naming the problem and its fix.
+
+use std::path::Path;
+
+use crate::btf::VMLINUX_BTF;
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub const BPFFS: &str = "/sys/fs/bpf";
+pub const SECURITYFS: &str = "/sys/kernel/security";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error(
+        "weightwarden must run as root: loading eBPF programs needs CAP_BPF, CAP_PERFMON and \
+         CAP_SYS_ADMIN (run it with sudo, or as a root systemd service)"
+    )]
+    NotRoot,
+    #[error(
+        "this kernel has no BTF ({VMLINUX_BTF} is missing): weightwarden reads kernel structure \
+         layouts from it; use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every mainstream \
+         distribution kernel since 2021 is)"
+    )]
+    NoBtf,
+    #[error(
+        "kernel {release} is too old: weightwarden needs the BPF ring buffer (Linux 5.8 or newer)"
+    )]
+    KernelTooOld { release: String },
+    #[error(
+        "tracefs is not mounted at {TRACEFS} and mounting it failed: {source} \
+         (mount it with `mount -t tracefs none {TRACEFS}`)"
+    )]
+    Tracefs {
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// `(major, minor)` of a kernel release string such as `6.18.44-fc-v595`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The running kernel's release string.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn is_mounted(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(path)))
+        .unwrap_or(false)
+}
+
+/// Mounts `fstype` on `path` if nothing is mounted there.
+pub fn ensure_mounted(fstype: &str, path: &str) -> Result<bool, nix::Error> {
+    if is_mounted(path) {
+        return Ok(false);
+    }
+    nix::mount::mount(
+        Some("none"),
+        path,
+        Some(fstype),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )?;
+    Ok(true)
+}
+
+/// Everything `run` needs before loading: root, BTF, ring buffer support,
+/// tracefs (mounted here if missing).
+pub fn check() -> Result<(), PreflightError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(PreflightError::NotRoot);
+    }
+    if !Path::new(VMLINUX_BTF).exists() {
+        return Err(PreflightError::NoBtf);
+    }
+    let release = kernel_release();
+    if kernel_version(&release).is_some_and(|v| v < (5, 8)) {
+        return Err(PreflightError::KernelTooOld { release });
+    }
+    if !Path::new(TRACEFS).join("events").exists() {
+        match ensure_mounted("tracefs", TRACEFS) {
+            Ok(true) => tracing::info!("mounted tracefs on {TRACEFS}"),
+            Ok(false) => {}
+            Err(source) => return Err(PreflightError::Tracefs { source }),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_versions() {
+        assert_eq!(kernel_version("6.18.44-fc-v595"), Some((6, 18)));
+        assert_eq!(kernel_version("5.4.0-150-generic"), Some((5, 4)));
+        assert_eq!(kernel_version("6.1.0-27-cloud-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(kernel_version("5.4.0").is_some_and(|v| v < (5, 8)));
+    }
+}

@@ -1,0 +1,321 @@
+//! The audit record, native JSON schema version 1 (`weightwarden/1`).
+//!
+//! One record type for every action; sinks encode it. Each field is
+//! documented in `docs/events.md`; a change to a field's meaning or type is a
+//! schema version bump.
+
+use serde::Serialize;
+
+/// Value of every record's `schema` field.
+pub const SCHEMA: &str = "weightwarden/1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Open,
+    Read,
+    Mmap,
+    Close,
+    Exec,
+    Exit,
+    Heartbeat,
+    SensorStart,
+    SensorStop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub schema: &'static str,
+    pub time: String,
+    pub host: String,
+    pub action: Action,
+    pub severity: Severity,
+    pub tier: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub args: Vec<String>,
+    pub args_truncated: bool,
+    pub cgroup_id: u64,
+    pub container_id: Option<String>,
+    pub container_runtime: Option<&'static str>,
+    pub pod_uid: Option<String>,
+    pub start_time: Option<String>,
+    pub gpu: bool,
+    pub ancestors: Vec<AncestorRecord>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AncestorRecord {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FileRecord {
+    /// The watched path of the inode (the first one found, for hard links).
+    pub path: Option<String>,
+    /// Device as `major:minor`.
+    pub dev: String,
+    pub ino: u64,
+    /// Size in bytes when the event happened.
+    pub size: u64,
+}
+
+/// How the file was accessed; which fields are present depends on the action.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AccessRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// `open`: decoded open flags (`O_RDONLY`, `O_CLOEXEC`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags_raw: Option<u32>,
+    /// `mmap`: decoded protection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prot: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prot_raw: Option<u32>,
+    /// `mmap`: decoded mapping flags (`MAP_PRIVATE`, `MAP_SHARED`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_flags: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_flags_raw: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// `mmap`: `ok` or the errno name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// `read`: bytes returned in this summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// `read`: completed read calls in this summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+    /// `read`: share (0..=1) of the file's 256 segments touched since the
+    /// process's first read of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+    /// `read`: why the summary was sent (`close`, `interval`, `exit`, `idle`, `shutdown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ExitRecord {
+    /// Exit status when the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl ExitRecord {
+    /// From a `wait(2)`-style status word.
+    pub fn from_wait_status(status: u32) -> Self {
+        let signal = (status & 0x7f) as i32;
+        if signal == 0 {
+            Self {
+                code: Some(((status >> 8) & 0xff) as i32),
+                signal: None,
+            }
+        } else {
+            Self {
+                code: None,
+                signal: Some(signal),
+            }
+        }
+    }
+}
+
+/// `major:minor` of a kernel `s_dev` (`major << 20 | minor`).
+pub fn kernel_dev_text(dev: u64) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
+}
+
+/// Names of the bits set in `value`; unknown bits are named `0x...`.
+fn bit_names(value: u32, table: &[(u32, &'static str)]) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    for &(bit, name) in table {
+        if bit != 0 && value & bit == bit {
+            names.push(name);
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        names.push("UNKNOWN_BITS");
+    }
+    names
+}
+
+/// Decoded `open(2)` flags: the access mode first, then the flag bits.
+pub fn open_flags(flags: u32) -> Vec<&'static str> {
+    let mode = match flags & 0o3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    const TABLE: &[(u32, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o4000000, "O_SYNC_BIT"),
+        (0o10000000, "O_PATH"),
+        (0o20000000, "O_TMPFILE_BIT"),
+    ];
+    let mut names = vec![mode];
+    names.extend(bit_names(flags & !0o3, TABLE));
+    names
+}
+
+/// Decoded `mmap(2)` protection.
+pub fn mmap_prot(prot: u32) -> Vec<&'static str> {
+    if prot == 0 {
+        return vec!["PROT_NONE"];
+    }
+    bit_names(prot, &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")])
+}
+
+/// Decoded `mmap(2)` flags (x86-64 values).
+pub fn mmap_flags(flags: u32) -> Vec<&'static str> {
+    let mut names = vec![match flags & 0x3 {
+        0x1 => "MAP_SHARED",
+        0x2 => "MAP_PRIVATE",
+        0x3 => "MAP_SHARED_VALIDATE",
+        _ => "MAP_TYPE_0",
+    }];
+    const TABLE: &[(u32, &str)] = &[
+        (0x10, "MAP_FIXED"),
+        (0x20, "MAP_ANONYMOUS"),
+        (0x100, "MAP_GROWSDOWN"),
+        (0x800, "MAP_DENYWRITE"),
+        (0x1000, "MAP_EXECUTABLE"),
+        (0x2000, "MAP_LOCKED"),
+        (0x4000, "MAP_NORESERVE"),
+        (0x8000, "MAP_POPULATE"),
+        (0x10000, "MAP_NONBLOCK"),
+        (0x20000, "MAP_STACK"),
+        (0x40000, "MAP_HUGETLB"),
+        (0x80000, "MAP_SYNC"),
+        (0x100000, "MAP_FIXED_NOREPLACE"),
+    ];
+    names.extend(bit_names(flags & !0x3, TABLE));
+    names
+}
+
+/// `ok` or the errno name of a syscall return value.
+pub fn syscall_result(ret: i64) -> String {
+    if ret >= 0 || ret < -4095 {
+        return String::from("ok");
+    }
+    let errno = nix::errno::Errno::from_raw((-ret) as i32);
+    format!("{errno:?}")
+}
+
+/// Share of a `size`-byte file covered by the bitmap (see
+/// `sensor_common::ReadAgg::covered`).
+pub fn coverage(covered: &[u64], size: u64) -> f64 {
+    if size == 0 {
+        return 0.0;
+    }
+    let segments_total = sensor_common::COVERAGE_SEGMENTS;
+    let segment = size.div_ceil(segments_total);
+    let used_segments = size.div_ceil(segment).min(segments_total);
+    let touched: u64 = covered.iter().map(|w| u64::from(w.count_ones())).sum();
+    (touched.min(used_segments) as f64 / used_segments as f64).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_decode() {
+        assert_eq!(open_flags(0), vec!["O_RDONLY"]);
+        assert_eq!(open_flags(0o2000000 | 0o100000), vec!["O_RDONLY", "O_LARGEFILE", "O_CLOEXEC"]);
+        assert_eq!(open_flags(0o1 | 0o100 | 0o1000), vec!["O_WRONLY", "O_CREAT", "O_TRUNC"]);
+    }
+
+    #[test]
+    fn mmap_decode() {
+        assert_eq!(mmap_prot(1), vec!["PROT_READ"]);
+        assert_eq!(mmap_prot(0), vec!["PROT_NONE"]);
+        assert_eq!(mmap_flags(0x2), vec!["MAP_PRIVATE"]);
+        assert_eq!(mmap_flags(0x1 | 0x8000), vec!["MAP_SHARED", "MAP_POPULATE"]);
+        assert_eq!(mmap_flags(0x2 | 0x4000_0000), vec!["MAP_PRIVATE", "UNKNOWN_BITS"]);
+    }
+
+    #[test]
+    fn wait_status_decodes() {
+        assert_eq!(ExitRecord::from_wait_status(0), ExitRecord { code: Some(0), signal: None });
+        assert_eq!(ExitRecord::from_wait_status(3 << 8), ExitRecord { code: Some(3), signal: None });
+        assert_eq!(ExitRecord::from_wait_status(9), ExitRecord { code: None, signal: Some(9) });
+    }
+
+    #[test]
+    fn coverage_counts_used_segments() {
+        // A 64 MiB file fully read touches all 256 segments.
+        assert_eq!(coverage(&[u64::MAX; 4], 64 << 20), 1.0);
+        // Half the segments.
+        assert_eq!(coverage(&[u64::MAX, u64::MAX, 0, 0], 64 << 20), 0.5);
+        // A 10-byte file has 10 one-byte segments.
+        assert_eq!(coverage(&[0b11111, 0, 0, 0], 10), 0.5);
+        assert_eq!(coverage(&[0; 4], 0), 0.0);
+    }
+
+    #[test]
+    fn dev_and_result_text() {
+        assert_eq!(kernel_dev_text((8 << 20) | 1), "8:1");
+        assert_eq!(syscall_result(0x7f00_0000_0000), "ok");
+        assert_eq!(syscall_result(-13), "EACCES");
+    }
+}

@@ -1,0 +1,179 @@
+//! Attribution: every way a process can reach a watched file's bytes is
+//! charged to the process that read them, with the file identified by
+//! inode whatever path or descriptor led there.
+
+use std::{fs, os::unix::fs::symlink, process::Command};
+
+use tests::{SensorProcess, brief, python, read_bytes, run, write_file};
+
+const MIB: usize = 1024 * 1024;
+
+/// A watched root with one 1 MiB weight file, and a running sensor.
+fn setup(name: &str) -> (tempfile::TempDir, std::path::PathBuf, SensorProcess) {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join(name);
+    write_file(&file, MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    (root, file, sensor)
+}
+
+fn assert_read_by(sensor: &SensorProcess, pid: u32, file: &std::path::Path, bytes: u64) {
+    sensor.wait_exit(pid);
+    let records = sensor.file_records(file);
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|r| r["process"]["pid"] == pid)
+        .cloned()
+        .collect();
+    assert_eq!(
+        read_bytes(&mine),
+        bytes,
+        "reads by {pid}: {:#?}",
+        records.iter().map(brief).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn relative_path_after_chdir() {
+    let (root, file, sensor) = setup("rel.safetensors");
+    let pid = python(
+        "import os, sys\nos.chdir(sys.argv[1])\nopen('rel.safetensors', 'rb').read()\n",
+        &[root.path().to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    let open = sensor.by_pid("open", pid);
+    assert_eq!(open[0]["file"]["path"], file.display().to_string());
+}
+
+#[test]
+fn openat_with_a_directory_descriptor() {
+    let (root, file, sensor) = setup("dirfd.safetensors");
+    let pid = python(
+        "import os, sys\nd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n\
+         fd = os.open('dirfd.safetensors', os.O_RDONLY, dir_fd=d)\n\
+         while os.read(fd, 1 << 16): pass\nos.close(fd)\n",
+        &[root.path().to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+}
+
+#[test]
+fn symlink_from_outside_the_root() {
+    let (_root, file, sensor) = setup("target.gguf");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("innocent-name");
+    symlink(&file, &link).unwrap();
+    let pid = run(Command::new("cat").arg(&link));
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+}
+
+#[test]
+fn hard_link_from_outside_the_root() {
+    let (_root, file, sensor) = setup("hard.gguf");
+    let elsewhere = tempfile::tempdir_in(file.parent().unwrap().parent().unwrap()).unwrap();
+    let link = elsewhere.path().join("copy.dat");
+    fs::hard_link(&file, &link).unwrap();
+    let pid = run(Command::new("cat").arg(&link));
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+}
+
+#[test]
+fn bind_mount_of_the_root() {
+    let (root, file, sensor) = setup("bound.safetensors");
+    let mnt = tempfile::tempdir().unwrap();
+    run(Command::new("mount").arg("--bind").arg(root.path()).arg(mnt.path()));
+    let via_bind = mnt.path().join("bound.safetensors");
+    let result = std::panic::catch_unwind(|| {
+        let pid = run(Command::new("cat").arg(&via_bind));
+        assert_read_by(&sensor, pid, &file, MIB as u64);
+    });
+    run(Command::new("umount").arg(mnt.path()));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn opened_by_one_thread_read_by_another() {
+    let (_root, file, sensor) = setup("threads.pt");
+    let pid = python(
+        "import os, sys, threading\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         def reader():\n    while os.read(fd, 1 << 16): pass\n\
+         t = threading.Thread(target=reader); t.start(); t.join()\nos.close(fd)\n",
+        &[file.to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    let read = &sensor.by_pid("read", pid)[0];
+    assert_ne!(read["process"]["tid"], pid, "the reading thread is not the main thread");
+}
+
+#[test]
+fn dup_dup2_dup3_and_fcntl_dupfd() {
+    let (_root, file, sensor) = setup("dups.bin");
+    // Each duplicate reads a quarter through the shared file position.
+    let pid = python(
+        "import os, sys, fcntl\nfd = os.open(sys.argv[1], os.O_RDONLY)\nq = 262144\n\
+         a = os.dup(fd); os.read(a, q)\n\
+         os.dup2(fd, 50); os.read(50, q)\n\
+         os.dup2(fd, 51, inheritable=False); os.read(51, q)\n\
+         c = fcntl.fcntl(fd, fcntl.F_DUPFD, 60); os.read(c, q)\n",
+        &[file.to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+}
+
+#[test]
+fn forked_child_reading_an_inherited_descriptor() {
+    let (_root, file, sensor) = setup("fork.safetensors");
+    let out = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\npid = os.fork()\n\
+             if pid == 0:\n    while os.read(fd, 1 << 16): pass\n    os._exit(0)\n\
+             os.waitpid(pid, 0)\nprint(pid)\n",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_read_by(&sensor, child, &file, MIB as u64);
+    let read = &sensor.by_pid("read", child)[0];
+    assert_eq!(read["process"]["exe"], "/usr/bin/python3.11", "a forked child has its parent's image");
+}
+
+#[test]
+fn descriptor_passed_over_a_unix_socket() {
+    let (_root, file, sensor) = setup("passed.gguf");
+    let out = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import os, sys, socket\na, b = socket.socketpair()\npid = os.fork()\n\
+             if pid == 0:\n    msg, fds, flags, addr = socket.recv_fds(b, 16, 1)\n\
+             \x20   while os.read(fds[0], 1 << 16): pass\n    os._exit(0)\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY)\nsocket.send_fds(a, [b'x'], [fd])\nos.close(fd)\n\
+             os.waitpid(pid, 0)\nprint(pid)\n",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let receiver: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_read_by(&sensor, receiver, &file, MIB as u64);
+}
+
+#[test]
+fn descriptor_number_reused_after_close() {
+    let (_root, file, sensor) = setup("reuse.safetensors");
+    let other = tempfile::NamedTempFile::new().unwrap();
+    fs::write(other.path(), vec![7u8; MIB]).unwrap();
+    // The watched file's descriptor is closed, and the same number then
+    // names an unwatched file: those reads must not count.
+    let pid = python(
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.read(fd, 4096)\nos.close(fd)\n\
+         fd2 = os.open(sys.argv[2], os.O_RDONLY)\nassert fd2 == fd\n\
+         while os.read(fd2, 1 << 16): pass\n",
+        &[file.to_str().unwrap(), other.path().to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, 4096);
+}

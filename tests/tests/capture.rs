@@ -1,0 +1,186 @@
+//! Kernel capture of weight-file access, end to end: the real programs in
+//! the running kernel, driven by real processes, asserting exact records.
+
+use std::{fs, process::Command, time::Duration};
+
+use serde_json::Value;
+use tests::{
+    RECORD_TIMEOUT, SensorProcess, brief, identity, python, read_bytes, run, write_file,
+};
+
+const MIB: usize = 1024 * 1024;
+
+fn only(records: Vec<Value>, what: &str) -> Value {
+    assert_eq!(records.len(), 1, "expected exactly one {what}: {:#?}", records.iter().map(brief).collect::<Vec<_>>());
+    records.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn cat_of_64_mib_weight_file_is_an_open_and_one_read_summary() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("llama.safetensors");
+    write_file(&file, 64 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let pid = run(Command::new("cat").arg(&file));
+    sensor.wait_exit(pid);
+
+    let (dev, ino) = identity(&file);
+    let open = only(sensor.by_pid("open", pid), "open");
+    assert_eq!(open["file"]["path"], file.display().to_string());
+    assert_eq!(open["file"]["dev"], dev);
+    assert_eq!(open["file"]["ino"], ino);
+    assert_eq!(open["file"]["size"], 64 * MIB);
+    assert_eq!(open["access"]["flags"][0], "O_RDONLY");
+    assert_eq!(open["process"]["comm"], "cat");
+    let exe = fs::canonicalize("/usr/bin/cat").unwrap();
+    assert_eq!(open["process"]["exe"], exe.display().to_string());
+    assert_eq!(open["process"]["args"][1], file.display().to_string());
+    assert_eq!(open["schema"], "weightwarden/1");
+    assert_eq!(open["tier"], "tracepoint");
+
+    let read = only(sensor.by_pid("read", pid), "read summary");
+    assert_eq!(read["access"]["bytes"], 67_108_864u64, "{read}");
+    assert_eq!(read["access"]["coverage"], 1.0);
+    assert_eq!(read["access"]["reason"], "close");
+    assert!(read["access"]["calls"].as_u64().unwrap() >= 1);
+    assert_eq!(read["file"]["ino"], ino);
+
+    only(sensor.by_pid("close", pid), "close");
+    let (status, _) = sensor.stop();
+    assert!(status.success(), "SIGTERM must exit 0: {status:?}");
+}
+
+#[test]
+fn python_mmap_is_an_mmap_record_with_prot_and_flags() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("model.gguf");
+    write_file(&file, 64 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let pid = python(
+        "import mmap, sys\n\
+         f = open(sys.argv[1], 'rb')\n\
+         m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)\n\
+         total = sum(m[i] for i in range(0, len(m), 4096))\n",
+        &[file.to_str().unwrap()],
+    );
+    sensor.wait_exit(pid);
+    let mmap = only(sensor.by_pid("mmap", pid), "mmap");
+    assert_eq!(mmap["access"]["length"], 64 * MIB);
+    assert_eq!(mmap["access"]["offset"], 0);
+    assert_eq!(mmap["access"]["prot"], serde_json::json!(["PROT_READ"]));
+    assert_eq!(mmap["access"]["map_flags"][0], "MAP_PRIVATE");
+    assert_eq!(mmap["access"]["result"], "ok");
+    assert_eq!(mmap["file"]["path"], file.display().to_string());
+    assert_eq!(mmap["process"]["exe"], "/usr/bin/python3.11");
+}
+
+#[test]
+fn dd_with_small_blocks_is_summarised_not_one_event_per_read() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("w.bin");
+    write_file(&file, 4 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let pid = run(Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .arg("of=/dev/null")
+        .arg("bs=4096")
+        .stderr(std::process::Stdio::null()));
+    sensor.wait_exit(pid);
+    let reads = sensor.by_pid("read", pid);
+    assert_eq!(reads.len(), 1, "{:?}", reads.iter().map(brief).collect::<Vec<_>>());
+    assert_eq!(reads[0]["access"]["bytes"], 4 * MIB);
+    // 1024 full blocks and the read that returns end of file.
+    assert_eq!(reads[0]["access"]["calls"], 1025);
+}
+
+#[test]
+fn pread_at_offsets_counts_bytes_and_partial_coverage() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("w.pt");
+    write_file(&file, 4 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // The first quarter, with os.pread and os.preadv.
+    let pid = python(
+        "import os, sys\n\
+         fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         for off in range(0, 512 * 1024, 65536): os.pread(fd, 65536, off)\n\
+         bufs = [bytearray(65536) for _ in range(8)]\n\
+         os.preadv(fd, bufs, 512 * 1024)\n\
+         os.close(fd)\n",
+        &[file.to_str().unwrap()],
+    );
+    sensor.wait_exit(pid);
+    let read = only(sensor.by_pid("read", pid), "read summary");
+    assert_eq!(read["access"]["bytes"], MIB, "{read}");
+    assert_eq!(read["access"]["calls"], 9);
+    assert_eq!(read["access"]["coverage"], 0.25);
+}
+
+#[test]
+fn unwatched_files_produce_no_file_records() {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let watched = root.path().join("a.safetensors");
+    let wrong_ext = root.path().join("notes.txt");
+    let outside = elsewhere.path().join("b.safetensors");
+    for f in [&watched, &wrong_ext, &outside] {
+        write_file(f, MIB);
+    }
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let pid = run(Command::new("cat").arg(&wrong_ext).arg(&outside).arg(&watched));
+    sensor.wait_exit(pid);
+    assert!(sensor.file_records(&wrong_ext).is_empty());
+    assert!(sensor.file_records(&outside).is_empty());
+    // The control: the watched one in the same process was seen.
+    assert_eq!(read_bytes(&sensor.file_records(&watched)), MIB as u64);
+    let file_actions = sensor
+        .by_pid("open", pid)
+        .len();
+    assert_eq!(file_actions, 1);
+}
+
+#[test]
+fn files_created_while_running_are_watched_within_a_second() {
+    let root = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let sub = root.path().join("new-model");
+    fs::create_dir(&sub).unwrap();
+    let file = sub.join("late.gguf");
+    write_file(&file, MIB);
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = run(Command::new("cat").arg(&file));
+    sensor.wait_exit(pid);
+    assert_eq!(read_bytes(&sensor.by_pid("read", pid)), MIB as u64);
+
+    // Renamed in from a non-weight name.
+    let staged = root.path().join("download.part");
+    write_file(&staged, MIB);
+    let renamed = root.path().join("final.safetensors");
+    fs::rename(&staged, &renamed).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = run(Command::new("cat").arg(&renamed));
+    sensor.wait_exit(pid);
+    let open = only(sensor.by_pid("open", pid), "open");
+    assert_eq!(open["file"]["path"], renamed.display().to_string());
+}
+
+#[test]
+fn exec_and_exit_records_carry_process_context() {
+    let root = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+    let pid = child.id();
+    let status = child.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(3));
+    let exit = sensor.wait_exit(pid);
+    assert_eq!(exit["exit"]["code"], 3);
+    let exec = sensor.wait_for("exec", RECORD_TIMEOUT, |r| r["action"] == "exec" && r["process"]["pid"] == pid);
+    assert_eq!(exec["process"]["args"], serde_json::json!(["sh", "-c", "exit 3"]));
+    assert_eq!(exec["process"]["ppid"], std::process::id());
+    let ancestors = exec["process"]["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors[0]["pid"], std::process::id(), "{exec}");
+    assert!(exec["process"]["start_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(exec["process"]["exe"], fs::canonicalize("/bin/sh").unwrap().display().to_string());
+}
