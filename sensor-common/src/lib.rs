@@ -190,7 +190,7 @@ pub struct ReadEvent {
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
     pub header: EventHeader,
-    /// `task_struct::start_time` (boot-based ns) of the process.
+    /// `task_struct::start_boottime` (CLOCK_BOOTTIME ns) of the process.
     pub start_ns: u64,
     /// Bytes of `filename` used (without the NUL).
     pub filename_len: u32,

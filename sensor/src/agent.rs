@@ -20,7 +20,7 @@ use crate::{
     btf::{KernelOffsets, VMLINUX_BTF},
     clock::{BootClock, now_rfc3339},
     config::{Config, OutputSpec},
-    decode::{KernelEvent, c_str, decode},
+    decode::{KernelEvent, decode},
     loader::{KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
     preflight,
     process::{HeaderFields, ProcessTable},
@@ -246,13 +246,19 @@ fn header_fields(h: &EventHeader) -> HeaderFields {
 impl Agent {
     async fn event_loop(&mut self, events: RingBuf<MapData>) -> Result<(), AgentError> {
         let io = |what| move |source| AgentError::Io { what, source };
-        let mut ring = AsyncFd::with_interest(events, Interest::READABLE)
-            .map_err(io("the ring buffer poller"))?;
-        let inotify = AsyncFd::with_interest(
-            InotifyFd(self.watch.inotify_fd().as_raw_fd()),
-            Interest::READABLE,
-        )
-        .map_err(io("the inotify poller"))?;
+        // SAFETY: the ring buffer owns its descriptor and moves into the
+        // AsyncFd, so it stays open while registered.
+        let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+            .map_err(|e| AgentError::Io { what: "the ring buffer poller", source: e.into() })?;
+        // SAFETY: the watch set owns the inotify descriptor and outlives this
+        // AsyncFd, which is dropped at the end of this function.
+        let inotify = unsafe {
+            AsyncFd::register_with_interest(
+                InotifyFd(self.watch.inotify_fd().as_raw_fd()),
+                Interest::READABLE,
+            )
+        }
+        .map_err(|e| AgentError::Io { what: "the inotify poller", source: e.into() })?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("the SIGINT handler"))?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("the SIGTERM handler"))?;
         let secs = Duration::from_secs;
@@ -525,7 +531,7 @@ impl Agent {
             boot_ns,
             ..EventHeader::default()
         };
-        if let Some(info) = self.processes.peek(tgid) {
+        if let Some(info) = self.processes.lookup(tgid) {
             h.ppid = info.ppid;
             h.uid = info.uid;
             h.gid = info.gid;
@@ -539,7 +545,7 @@ impl Agent {
 
     fn mark_existing_gpu_processes(&mut self) {
         let watch = &self.watch;
-        let pids = crate::process::pids_with_open_file(Path::new("/proc"), |path| {
+        let pids = crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
             std::fs::metadata(path).is_ok_and(|m| {
                 use std::os::unix::fs::MetadataExt;
                 watch.is_gpu_device(&FileKey {

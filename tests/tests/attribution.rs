@@ -2,6 +2,8 @@
 //! charged to the process that read them, with the file identified by
 //! inode whatever path or descriptor led there.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{fs, os::unix::fs::symlink, process::Command};
 
 use tests::{SensorProcess, brief, python, read_bytes, run, write_file};

@@ -1,6 +1,8 @@
 //! Kernel capture of weight-file access, end to end: the real programs in
 //! the running kernel, driven by real processes, asserting exact records.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{fs, process::Command, time::Duration};
 
 use serde_json::Value;

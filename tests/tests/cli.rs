@@ -1,6 +1,8 @@
 //! Bad input stops the agent before anything starts, with an error that
 //! names the problem and the fix; `doctor` tells the truth about the host.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Output};
 
 use tests::binary;

@@ -1,5 +1,7 @@
 //! Health, loss accounting, GPU marking and lifecycle of the agent.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{fs, process::Command, time::Duration};
 
 use tests::{RECORD_TIMEOUT, SensorProcess, python, run, write_file};

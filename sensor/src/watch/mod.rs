@@ -1,0 +1,1079 @@
+//! The watch set: turns the configured watch roots, weight-file extensions
+//! and GPU device patterns into the kernel's `WATCHED` inode map, keeps that
+//! map current while the agent runs, and answers "which path is this key?".
+//!
+//! The kernel identifies a file by `(device, inode)`, so that is what the
+//! map holds; the paths live only here. The rules:
+//!
+//! - A weight file is a *regular* file under a root whose name's last
+//!   extension is configured (ASCII case-insensitive). The walk never
+//!   follows symbolic links below a root: a link named `x.safetensors` is
+//!   not watched, and its target is watched only if the target is itself a
+//!   weight file under a root. (A root named by a symlink is followed.)
+//! - Hard links give one key several paths; the key stays in the map while
+//!   any watched path still links it, and [`WatchSet::path_of`] names the
+//!   oldest one still present.
+//! - A GPU device is whatever a pattern's `*` glob expands to (symlinks
+//!   followed, directories skipped). A pattern whose only wildcard is in the
+//!   last component also gets its parent directory watched, so a device
+//!   node created after start (`nvidia-modprobe`) is picked up at once;
+//!   other patterns are re-resolved by [`WatchSet::rescan`].
+//! - Roots that do not exist yet are polled for by
+//!   [`WatchSet::poll_missing_roots`]; a root that disappears goes back to
+//!   being polled for.
+//!
+//! Changes arrive through inotify; each batch of events is applied to the
+//! index first and the kernel map is updated from the *net* difference, so
+//! a file renamed (or a directory moved) within the tree never leaves the
+//! map, not even briefly. inotify is blind to mounts and unmounts inside the
+//! roots, and a rename whose two halves straddle two reads is applied as a
+//! removal then an addition: the periodic [`WatchSet::rescan`] is the
+//! backstop for both. A deleted file leaves the map with its last watched
+//! path even if a process still holds it open.
+
+mod index;
+mod pattern;
+mod scan;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
+use sensor_common::{FileKey, WatchEntry, watch_flag};
+use tracing::{debug, info, warn};
+
+use self::index::Index;
+use self::pattern::{Extensions, GpuPattern};
+use self::scan::{Found, Scan, TopError, Walker, key_of, watch_hint};
+
+/// The kernel's watched-inode map (implemented by the agent over aya's
+/// `HashMap`; a fake in tests).
+pub trait InodeMap {
+    fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError>;
+    /// Removing a key that is not there must succeed.
+    fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError>;
+}
+
+/// Why the kernel refused an update of the watched-inode map.
+#[derive(Debug, thiserror::Error)]
+pub enum MapUpdateError {
+    #[error("the watched-inode map is full ({max} entries; raise watch.max_files)")]
+    Full { max: u32 },
+    #[error("updating the watched-inode map failed: {message}")]
+    Other { message: String },
+}
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSpec {
+    /// Directories searched recursively for weight files.
+    pub roots: Vec<PathBuf>,
+    /// The user named the roots: a missing or unreadable root is an error
+    /// (at start; one that disappears later is waited for). Otherwise
+    /// missing roots are skipped and polled for.
+    pub roots_required: bool,
+    /// Weight-file extensions (`safetensors`, `gguf`, ...), with or without
+    /// the dot; matched case-insensitively against a name's last extension.
+    pub extensions: Vec<String>,
+    /// Absolute GPU device patterns (`/dev/nvidia*`): `*` matches any run
+    /// of characters within one path component.
+    pub gpu_patterns: Vec<String>,
+}
+
+/// A file that entered the watch set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFile {
+    pub key: FileKey,
+    pub path: PathBuf,
+    /// Size when last seen (0 for device nodes).
+    pub size: u64,
+    /// [`watch_flag`] bits.
+    pub flags: u32,
+}
+
+/// One change to the watch set, per path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchChange {
+    /// A path is now watched (a new inode, or a new hard link to one).
+    Added(WatchedFile),
+    /// A path is no longer watched; the key left the kernel map only if
+    /// [`WatchSet::paths_of`] is now empty for it.
+    Removed { key: FileKey, path: PathBuf },
+    /// A watched inode moved within the watch set; it never left the map.
+    Renamed {
+        key: FileKey,
+        from: PathBuf,
+        to: PathBuf,
+    },
+}
+
+/// Health of the watch set, for heartbeats. Counts of failures are
+/// cumulative since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WatchStats {
+    /// Weight-file inodes in the map.
+    pub files: usize,
+    /// Weight-file paths (more than `files` when there are hard links).
+    pub paths: usize,
+    pub gpu_devices: usize,
+    /// Directories under inotify watch.
+    pub directories: usize,
+    /// Roots that do not exist (or cannot be read) right now.
+    pub missing_roots: usize,
+    /// Directories under a root that could not be listed.
+    pub unreadable_dirs: u64,
+    /// Directories that could not be watched (usually the
+    /// `fs.inotify.max_user_watches` limit).
+    pub watch_failures: u64,
+    /// Files not audited because the kernel map was full.
+    pub map_full_failures: u64,
+    /// Other refused map inserts and removals.
+    pub map_update_failures: u64,
+    /// inotify queue overflows (each followed by a rescan).
+    pub queue_overflows: u64,
+    /// Full re-walks done (periodic and after overflows).
+    pub rescans: u64,
+}
+
+/// Why the watch set could not be built or updated.
+///
+/// OS errors are part of the message rather than a `source`, so that
+/// error-chain printers do not repeat them.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("watch root {} does not exist (create it, or fix the directory given to --watch)", .path.display())]
+    RootMissing { path: PathBuf },
+    #[error("watch root {} is not a directory (--watch takes directories)", .path.display())]
+    RootNotDirectory { path: PathBuf },
+    #[error("cannot read watch root {}: {error} (run as root or fix the directory's permissions)", .path.display())]
+    RootUnreadable { path: PathBuf, error: io::Error },
+    #[error("cannot watch root {} with inotify: {errno} ({hint})", .path.display())]
+    RootWatch {
+        path: PathBuf,
+        errno: Errno,
+        hint: &'static str,
+    },
+    #[error("gpu device pattern {pattern:?} is not an absolute path (write it as /dev/...)")]
+    RelativeGpuPattern { pattern: String },
+    #[error(
+        "cannot create an inotify instance: {errno} (raise the fs.inotify.max_user_instances sysctl)"
+    )]
+    InotifyInit { errno: Errno },
+    #[error("cannot read inotify events: {errno}")]
+    InotifyRead { errno: Errno },
+}
+
+/// `stat()`'s `st_dev` in the kernel's `super_block::s_dev` encoding
+/// (`major << 20 | minor`), which is what the kernel programs read.
+pub fn kernel_dev(st_dev: u64) -> u64 {
+    let major = u64::from(libc::major(st_dev));
+    let minor = u64::from(libc::minor(st_dev));
+    (major << 20) | minor
+}
+
+/// The watched inodes, their paths, and the inotify watches keeping them
+/// current.
+pub struct WatchSet {
+    roots: Vec<Root>,
+    extensions: Extensions,
+    gpu_patterns: Vec<GpuPattern>,
+    gpu_dirs: Vec<GpuDir>,
+    inotify: Inotify,
+    /// Weight files.
+    index: Index,
+    /// GPU device nodes (a handful), with every path matching a pattern.
+    gpu: BTreeMap<FileKey, Vec<PathBuf>>,
+    dirs: HashMap<WatchDescriptor, DirWatch>,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+struct Root {
+    path: PathBuf,
+    present: bool,
+    /// Its absence was already logged: poll quietly.
+    reported: bool,
+}
+
+/// The parent directory of a GPU pattern, watched for devices appearing.
+#[derive(Debug)]
+struct GpuDir {
+    path: PathBuf,
+    wd: Option<WatchDescriptor>,
+}
+
+/// One inotify watch. A directory can be both under a root and a GPU
+/// pattern's parent: the kernel gives one inode one descriptor.
+#[derive(Debug)]
+struct DirWatch {
+    /// Its path under a root when `tree`, else the GPU directory's path.
+    path: PathBuf,
+    tree: bool,
+    gpu: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Tree,
+    Gpu,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    unreadable_dirs: u64,
+    watch_failures: u64,
+    map_full_failures: u64,
+    map_update_failures: u64,
+    queue_overflows: u64,
+    rescans: u64,
+}
+
+/// Index changes not yet applied to the kernel map.
+struct Batch {
+    /// Flags of every touched key before the batch.
+    before: HashMap<FileKey, u32>,
+    /// Path-level changes, in order (only when `record`).
+    ops: Vec<PathOp>,
+    record: bool,
+}
+
+struct PathOp {
+    key: FileKey,
+    path: PathBuf,
+    added: bool,
+}
+
+impl Batch {
+    fn new(record: bool) -> Self {
+        Self {
+            before: HashMap::new(),
+            ops: Vec::new(),
+            record,
+        }
+    }
+
+    /// Must be called before the key's flags change.
+    fn touch(&mut self, key: FileKey, flags: u32) {
+        self.before.entry(key).or_insert(flags);
+    }
+
+    fn op(&mut self, key: FileKey, path: &Path, added: bool) {
+        if self.record {
+            self.ops.push(PathOp {
+                key,
+                path: path.to_path_buf(),
+                added,
+            });
+        }
+    }
+}
+
+/// Work found while applying events, done once at the end of the batch.
+#[derive(Default)]
+struct FollowUp {
+    overflow: bool,
+    gpu_dirty: bool,
+}
+
+/// Whether `path` is `prefix` or below it. Both must be normalized (no
+/// `//`, `.` or trailing `/`), which every path built here is; comparing
+/// bytes keeps removing a subtree cheap with 100k indexed paths.
+fn is_under(path: &Path, prefix: &Path) -> bool {
+    let (p, q) = (
+        path.as_os_str().as_encoded_bytes(),
+        prefix.as_os_str().as_encoded_bytes(),
+    );
+    p.starts_with(q) && (p.len() == q.len() || q.ends_with(b"/") || p.get(q.len()) == Some(&b'/'))
+}
+
+/// An absolute, normalized form of a configured root (`/models/`,
+/// `./models` and `/models/./` all become the same path).
+fn normalize_root(path: &Path) -> PathBuf {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .components()
+        .collect()
+}
+
+fn gpu_watch_mask() -> AddWatchFlags {
+    // IN_MASK_ADD: the same directory may be under a root, whose richer
+    // mask must survive.
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+        | AddWatchFlags::from_bits_retain(libc::IN_MASK_ADD)
+}
+
+impl WatchSet {
+    /// Walks every root, resolves the GPU patterns, fills `map` and watches
+    /// every directory under the roots. Fails for a required root that is
+    /// missing, not a directory, unreadable or unwatchable, for a relative
+    /// GPU pattern, or when inotify cannot be set up; problems below a root
+    /// are logged and counted in [`WatchSet::stats`].
+    pub fn new(spec: WatchSpec, map: &mut impl InodeMap) -> Result<WatchSet, WatchError> {
+        let gpu_patterns = spec
+            .gpu_patterns
+            .iter()
+            .map(|raw| {
+                GpuPattern::parse(raw).ok_or_else(|| WatchError::RelativeGpuPattern {
+                    pattern: raw.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|errno| WatchError::InotifyInit { errno })?;
+
+        let mut roots: Vec<Root> = Vec::new();
+        for raw in &spec.roots {
+            let path = normalize_root(raw);
+            if roots.iter().all(|r| r.path != path) {
+                roots.push(Root {
+                    path,
+                    present: false,
+                    reported: false,
+                });
+            }
+        }
+        let gpu_dir_paths: BTreeSet<PathBuf> = gpu_patterns
+            .iter()
+            .filter_map(GpuPattern::watch_dir)
+            .collect();
+        let mut set = WatchSet {
+            roots,
+            extensions: Extensions::new(&spec.extensions),
+            gpu_patterns,
+            gpu_dirs: gpu_dir_paths
+                .into_iter()
+                .map(|path| GpuDir { path, wd: None })
+                .collect(),
+            inotify,
+            index: Index::default(),
+            gpu: BTreeMap::new(),
+            dirs: HashMap::new(),
+            counters: Counters::default(),
+        };
+
+        let mut batch = Batch::new(false);
+        for i in 0..set.roots.len() {
+            set.start_root(i, spec.roots_required, &mut batch)?;
+        }
+        set.watch_gpu_dirs();
+        set.resolve_gpu(&mut batch);
+        set.commit(batch, map);
+        let stats = set.stats();
+        info!(
+            files = stats.files,
+            paths = stats.paths,
+            gpu_devices = stats.gpu_devices,
+            directories = stats.directories,
+            missing_roots = stats.missing_roots,
+            "watch set ready"
+        );
+        Ok(set)
+    }
+
+    /// The inotify descriptor (non-blocking), for tokio's `AsyncFd`: when
+    /// readable, call [`WatchSet::process_inotify`].
+    pub fn inotify_fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
+    /// Reads every pending inotify event (until `EAGAIN`, so the caller may
+    /// clear its readiness afterwards) and applies them: weight files
+    /// created, written, moved in or renamed are added; deleted or moved
+    /// out ones are removed (a key stays while another watched path links
+    /// it); new directories are watched, then walked; a queue overflow
+    /// triggers a full rescan. The map is updated even when reading fails
+    /// part way.
+    pub fn process_inotify(
+        &mut self,
+        map: &mut impl InodeMap,
+    ) -> Result<Vec<WatchChange>, WatchError> {
+        let mut batch = Batch::new(true);
+        let mut follow_up = FollowUp::default();
+        let mut failure = None;
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => {
+                    for event in events {
+                        self.apply(event, &mut batch, &mut follow_up);
+                    }
+                }
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => {}
+                Err(errno) => {
+                    failure = Some(errno);
+                    break;
+                }
+            }
+        }
+        if follow_up.overflow {
+            self.counters.queue_overflows += 1;
+            warn!(
+                "the inotify queue overflowed and changes were lost; rescanning the watch roots \
+                 (raise the fs.inotify.max_queued_events sysctl)"
+            );
+            self.rescan_into(&mut batch);
+        } else if follow_up.gpu_dirty {
+            self.resolve_gpu(&mut batch);
+        }
+        let changes = self.commit(batch, map);
+        match failure {
+            Some(errno) => Err(WatchError::InotifyRead { errno }),
+            None => Ok(changes),
+        }
+    }
+
+    /// Starts watching roots (and GPU pattern directories) that have come
+    /// into existence. Meant to be called every second: it costs one
+    /// `stat` per missing root and one failed `inotify_add_watch` per
+    /// missing GPU directory.
+    pub fn poll_missing_roots(
+        &mut self,
+        map: &mut impl InodeMap,
+    ) -> Result<Vec<WatchChange>, WatchError> {
+        let mut batch = Batch::new(true);
+        for i in 0..self.roots.len() {
+            if !self.roots[i].present {
+                self.start_root(i, false, &mut batch)?;
+            }
+        }
+        if self.watch_gpu_dirs() {
+            self.resolve_gpu(&mut batch);
+        }
+        Ok(self.commit(batch, map))
+    }
+
+    /// Re-walks every root and re-resolves the GPU patterns, reconciling
+    /// the index, the inotify watches and `map` with what is on disk. The
+    /// backstop for anything inotify cannot see; it briefly holds a second
+    /// copy of the paths.
+    pub fn rescan(&mut self, map: &mut impl InodeMap) -> Result<Vec<WatchChange>, WatchError> {
+        let mut batch = Batch::new(true);
+        self.rescan_into(&mut batch);
+        Ok(self.commit(batch, map))
+    }
+
+    /// The first watched path of the inode still present (stable while it
+    /// exists).
+    pub fn path_of(&self, key: &FileKey) -> Option<&Path> {
+        self.paths_of(key).first().map(PathBuf::as_path)
+    }
+
+    /// Every watched path of the inode: its hard links under the roots, or
+    /// for a GPU device the paths matching the patterns.
+    pub fn paths_of(&self, key: &FileKey) -> &[PathBuf] {
+        let paths = self.index.paths(key);
+        if paths.is_empty() {
+            self.gpu.get(key).map_or(&[], Vec::as_slice)
+        } else {
+            paths
+        }
+    }
+
+    pub fn is_gpu_device(&self, key: &FileKey) -> bool {
+        self.gpu.contains_key(key)
+    }
+
+    /// The [`watch_flag`] bits of the key (0 when not watched).
+    pub fn flags_of(&self, key: &FileKey) -> u32 {
+        let mut flags = 0;
+        if self.index.contains(key) {
+            flags |= watch_flag::WEIGHT;
+        }
+        if self.gpu.contains_key(key) {
+            flags |= watch_flag::GPU_DEVICE;
+        }
+        flags
+    }
+
+    /// Number of keys in the kernel map.
+    pub fn len(&self) -> usize {
+        self.index.len()
+            + self
+                .gpu
+                .keys()
+                .filter(|key| !self.index.contains(key))
+                .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> WatchStats {
+        WatchStats {
+            files: self.index.len(),
+            paths: self.index.path_count(),
+            gpu_devices: self.gpu.len(),
+            directories: self.dirs.values().filter(|d| d.tree).count(),
+            missing_roots: self.roots.iter().filter(|r| !r.present).count(),
+            unreadable_dirs: self.counters.unreadable_dirs,
+            watch_failures: self.counters.watch_failures,
+            map_full_failures: self.counters.map_full_failures,
+            map_update_failures: self.counters.map_update_failures,
+            queue_overflows: self.counters.queue_overflows,
+            rescans: self.counters.rescans,
+        }
+    }
+
+    /// Walks root `i` and merges it. A failure is an error when `strict`;
+    /// otherwise the root stays missing and is polled for, its absence
+    /// logged once.
+    fn start_root(&mut self, i: usize, strict: bool, batch: &mut Batch) -> Result<(), WatchError> {
+        let path = self.roots[i].path.clone();
+        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let result = walker.walk(&path, true);
+        let scan = walker.finish();
+        let error = match result {
+            Ok(()) => {
+                let root = &mut self.roots[i];
+                if root.reported {
+                    info!(path = %path.display(), "watch root appeared; watching it");
+                }
+                root.present = true;
+                root.reported = false;
+                self.merge(scan, batch);
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        // Drop the watch the walk may have placed on the root before failing.
+        for (wd, _) in &scan.dirs {
+            if !self.dirs.contains_key(wd) {
+                let _ = self.inotify.rm_watch(*wd);
+            }
+        }
+        let error = match error {
+            TopError::Missing => WatchError::RootMissing { path },
+            TopError::NotDirectory => WatchError::RootNotDirectory { path },
+            TopError::Stat(error) | TopError::Read(error) => {
+                WatchError::RootUnreadable { path, error }
+            }
+            TopError::Watch(errno) => WatchError::RootWatch {
+                path,
+                errno,
+                hint: watch_hint(errno),
+            },
+        };
+        if strict {
+            return Err(error);
+        }
+        let root = &mut self.roots[i];
+        root.present = false;
+        if !root.reported {
+            root.reported = true;
+            match error {
+                WatchError::RootMissing { .. } => {
+                    info!(path = %root.path.display(), "watch root does not exist; waiting for it to appear");
+                }
+                error => warn!(error = %error, "watch root skipped; retrying every second"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches the GPU pattern directories not watched yet; true when one
+    /// was added.
+    fn watch_gpu_dirs(&mut self) -> bool {
+        let mut added = false;
+        for dir in self.gpu_dirs.iter_mut().filter(|d| d.wd.is_none()) {
+            match self.inotify.add_watch(&dir.path, gpu_watch_mask()) {
+                Ok(wd) => {
+                    dir.wd = Some(wd);
+                    added = true;
+                    let watch = self.dirs.entry(wd).or_insert_with(|| DirWatch {
+                        path: dir.path.clone(),
+                        tree: false,
+                        gpu: false,
+                    });
+                    watch.gpu = true;
+                }
+                Err(Errno::ENOENT | Errno::ENOTDIR) => {}
+                Err(errno) => {
+                    debug!(path = %dir.path.display(), error = %errno, "cannot watch gpu device directory");
+                }
+            }
+        }
+        added
+    }
+
+    /// Re-expands the GPU patterns and updates `self.gpu`.
+    fn resolve_gpu(&mut self, batch: &mut Batch) {
+        let mut fresh: BTreeMap<FileKey, Vec<PathBuf>> = BTreeMap::new();
+        for pattern in &self.gpu_patterns {
+            for path in pattern.expand() {
+                // Follow symlinks: /dev/dri/by-path/* and friends point at
+                // the real nodes, whose inode is what the kernel sees.
+                match std::fs::metadata(&path) {
+                    Ok(meta) if !meta.is_dir() => {
+                        let paths = fresh.entry(key_of(&meta)).or_default();
+                        if !paths.contains(&path) {
+                            paths.push(path);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        debug!(pattern = pattern.as_str(), path = %path.display(), %error, "gpu pattern match not usable");
+                    }
+                }
+            }
+        }
+        let keys: BTreeSet<FileKey> = self.gpu.keys().chain(fresh.keys()).copied().collect();
+        for key in keys {
+            let old = self.gpu.get(&key).map_or(&[][..], Vec::as_slice);
+            let new = fresh.get(&key).map_or(&[][..], Vec::as_slice);
+            if old == new {
+                continue;
+            }
+            batch.touch(key, self.flags_of(&key));
+            for path in old.iter().filter(|p| !new.contains(p)) {
+                batch.op(key, path, false);
+            }
+            for path in new.iter().filter(|p| !old.contains(p)) {
+                batch.op(key, path, true);
+            }
+        }
+        self.gpu = fresh;
+    }
+
+    /// Applies one inotify event to the index.
+    fn apply(&mut self, event: InotifyEvent, batch: &mut Batch, follow_up: &mut FollowUp) {
+        let mask = event.mask;
+        if mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+            follow_up.overflow = true;
+            return;
+        }
+        // Events of a watch already dropped (moved or deleted directories)
+        // are stale: whatever replaced it was walked afresh.
+        let Some(dir) = self.dirs.get(&event.wd) else {
+            return;
+        };
+        let (dir_path, tree, gpu) = (dir.path.clone(), dir.tree, dir.gpu);
+        let gone = AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_IGNORED;
+
+        if gpu {
+            if mask.intersects(gone | AddWatchFlags::IN_MOVE_SELF) {
+                for gpu_dir in &mut self.gpu_dirs {
+                    if gpu_dir.wd == Some(event.wd) {
+                        gpu_dir.wd = None;
+                    }
+                }
+                self.release(event.wd, Role::Gpu);
+                follow_up.gpu_dirty = true;
+            } else if event
+                .name
+                .as_deref()
+                .is_some_and(|name| self.gpu_patterns.iter().any(|p| p.matches_last(name)))
+            {
+                follow_up.gpu_dirty = true;
+            }
+        }
+        if !tree {
+            return;
+        }
+
+        let Some(name) = event.name else {
+            // An event about the watched directory itself. A moved
+            // directory below a root is handled through its parent's
+            // IN_MOVED_FROM; only a moved root needs handling here.
+            let moved_root = mask.contains(AddWatchFlags::IN_MOVE_SELF)
+                && self.roots.iter().any(|r| r.path == dir_path);
+            if mask.intersects(gone) || moved_root {
+                self.forget_subtree(&dir_path, &HashSet::new(), batch);
+            }
+            return;
+        };
+        let path = dir_path.join(&name);
+        if mask.contains(AddWatchFlags::IN_ISDIR) {
+            if mask.intersects(AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_DELETE) {
+                self.forget_subtree(&path, &HashSet::new(), batch);
+            }
+            if mask.intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO) {
+                self.walk_subdir(&path, batch);
+            }
+        } else {
+            self.reconcile_path(path, &name, batch);
+        }
+    }
+
+    /// Brings the index entry of one path in line with the disk: whatever
+    /// the event was, the file's current state decides.
+    fn reconcile_path(&mut self, path: PathBuf, name: &OsStr, batch: &mut Batch) {
+        let indexed = self.index.key_of(&path);
+        let wanted = self.extensions.matches(name);
+        if indexed.is_none() && !wanted {
+            return;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if wanted && meta.is_file() => {
+                self.add_path(key_of(&meta), path, meta.len(), batch);
+            }
+            Ok(_) => {
+                if let Some(key) = indexed {
+                    self.remove_path(key, &path, batch);
+                }
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                if let Some(key) = indexed {
+                    self.remove_path(key, &path, batch);
+                }
+            }
+            Err(error) => {
+                warn!(path = %path.display(), %error, "cannot stat weight file; its watch entry is left as is until the next rescan");
+            }
+        }
+    }
+
+    /// Watches and walks a directory that appeared below a root.
+    fn walk_subdir(&mut self, path: &Path, batch: &mut Batch) {
+        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let result = walker.walk(path, false);
+        let scan = walker.finish();
+        match result {
+            // Gone again, or replaced by a symlink or a file: nothing to do.
+            Ok(()) | Err(TopError::Missing | TopError::NotDirectory) => {}
+            Err(TopError::Stat(error) | TopError::Read(error)) => {
+                self.counters.unreadable_dirs += 1;
+                warn!(path = %path.display(), %error, "cannot read new directory under a watch root; its weight files are not audited (run as root or fix the directory's permissions)");
+            }
+            Err(TopError::Watch(errno)) => {
+                // Not reachable: below a root, watch failures are counted in the scan.
+                debug!(path = %path.display(), error = %errno, "cannot watch new directory");
+            }
+        }
+        self.merge(scan, batch);
+    }
+
+    /// Adds a walk's directories and files to the index.
+    fn merge(&mut self, scan: Scan, batch: &mut Batch) {
+        let Scan {
+            files,
+            dirs,
+            unreadable_dirs,
+            watch_failures,
+        } = scan;
+        self.counters.unreadable_dirs += unreadable_dirs;
+        self.counters.watch_failures += watch_failures;
+        // inotify returns a watched inode's existing descriptor: a known
+        // descriptor under a new path is a directory that moved without us
+        // seeing its old location go (e.g. a root moved into another root).
+        // Forget the old location, keeping the descriptors just confirmed.
+        let keep: HashSet<WatchDescriptor> = dirs.iter().map(|(wd, _)| *wd).collect();
+        let stale: Vec<PathBuf> = dirs
+            .iter()
+            .filter_map(|(wd, path)| {
+                self.dirs
+                    .get(wd)
+                    .filter(|d| d.tree && d.path != *path)
+                    .map(|d| d.path.clone())
+            })
+            .collect();
+        for prefix in stale {
+            self.forget_subtree(&prefix, &keep, batch);
+        }
+        for (wd, path) in dirs {
+            self.set_tree_dir(wd, path);
+        }
+        for (path, found) in files {
+            self.add_path(found.key, path, found.size, batch);
+        }
+    }
+
+    fn set_tree_dir(&mut self, wd: WatchDescriptor, path: PathBuf) {
+        let watch = self.dirs.entry(wd).or_insert_with(|| DirWatch {
+            path: PathBuf::new(),
+            tree: false,
+            gpu: false,
+        });
+        watch.path = path;
+        watch.tree = true;
+    }
+
+    /// Forgets every file and directory at or below `prefix` (removed or
+    /// moved away), except the watches in `keep`; roots there go back to
+    /// being polled for.
+    fn forget_subtree(
+        &mut self,
+        prefix: &Path,
+        keep: &HashSet<WatchDescriptor>,
+        batch: &mut Batch,
+    ) {
+        for (key, path) in self.index.select(|p| is_under(p, prefix)) {
+            self.remove_path(key, &path, batch);
+        }
+        let wds: Vec<WatchDescriptor> = self
+            .dirs
+            .iter()
+            .filter(|(wd, d)| d.tree && !keep.contains(wd) && is_under(&d.path, prefix))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in wds {
+            self.release(wd, Role::Tree);
+        }
+        for root in &mut self.roots {
+            if root.present && is_under(&root.path, prefix) {
+                root.present = false;
+                root.reported = true;
+                info!(path = %root.path.display(), "watch root disappeared; waiting for it to reappear");
+            }
+        }
+    }
+
+    /// Drops one role of a watch, and the watch with its last role.
+    fn release(&mut self, wd: WatchDescriptor, role: Role) {
+        let Some(watch) = self.dirs.get_mut(&wd) else {
+            return;
+        };
+        match role {
+            Role::Tree => watch.tree = false,
+            Role::Gpu => watch.gpu = false,
+        }
+        if !watch.tree && !watch.gpu {
+            self.dirs.remove(&wd);
+            // EINVAL when the kernel already dropped it (directory deleted).
+            if let Err(errno) = self.inotify.rm_watch(wd) {
+                debug!(error = %errno, "inotify watch already gone");
+            }
+        }
+    }
+
+    fn add_path(&mut self, key: FileKey, path: PathBuf, size: u64, batch: &mut Batch) {
+        match self.index.key_of(&path) {
+            Some(old) if old == key => {
+                // Same file: refresh the size (written since, or a rescan).
+                self.index.insert(key, path, size);
+                return;
+            }
+            // A different inode now lives at this path (replaced by rename).
+            Some(old) => self.remove_path(old, &path, batch),
+            None => {}
+        }
+        batch.touch(key, self.flags_of(&key));
+        batch.op(key, &path, true);
+        self.index.insert(key, path, size);
+    }
+
+    fn remove_path(&mut self, key: FileKey, path: &Path, batch: &mut Batch) {
+        batch.touch(key, self.flags_of(&key));
+        if let Some(removed) = self.index.remove(&key, path) {
+            batch.op(key, &removed, false);
+        }
+    }
+
+    /// Walks everything again and reconciles the index with it.
+    fn rescan_into(&mut self, batch: &mut Batch) {
+        self.counters.rescans += 1;
+        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let results: Vec<Result<(), TopError>> = self
+            .roots
+            .iter()
+            .map(|root| walker.walk(&root.path, true))
+            .collect();
+        let scan = walker.finish();
+        for (root, result) in self.roots.iter_mut().zip(results) {
+            match result {
+                Ok(()) => {
+                    if !root.present {
+                        info!(path = %root.path.display(), "watch root appeared; watching it");
+                    }
+                    root.present = true;
+                    root.reported = false;
+                }
+                Err(error) => {
+                    if root.present {
+                        warn!(path = %root.path.display(), ?error, "watch root is gone or unreadable; waiting for it");
+                    }
+                    root.present = false;
+                    root.reported = true;
+                }
+            }
+        }
+
+        let found = &scan.files;
+        let stale: Vec<(FileKey, PathBuf)> = self
+            .index
+            .iter()
+            .flat_map(|(key, paths)| {
+                paths
+                    .iter()
+                    .filter(move |p| found.get(*p).map(|f| f.key) != Some(key))
+                    .map(move |p| (key, p.clone()))
+            })
+            .collect();
+        for (key, path) in stale {
+            self.remove_path(key, &path, batch);
+        }
+        let walked: HashSet<WatchDescriptor> = scan.dirs.iter().map(|(wd, _)| *wd).collect();
+        let unwalked: Vec<WatchDescriptor> = self
+            .dirs
+            .iter()
+            .filter(|(wd, d)| d.tree && !walked.contains(wd))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in unwalked {
+            self.release(wd, Role::Tree);
+        }
+        let Scan {
+            files,
+            dirs,
+            unreadable_dirs,
+            watch_failures,
+        } = scan;
+        self.counters.unreadable_dirs += unreadable_dirs;
+        self.counters.watch_failures += watch_failures;
+        for (wd, path) in dirs {
+            self.set_tree_dir(wd, path);
+        }
+        for (path, Found { key, size }) in files {
+            self.add_path(key, path, size, batch);
+        }
+        self.watch_gpu_dirs();
+        self.resolve_gpu(batch);
+    }
+
+    /// Applies a batch's net effect to the kernel map and turns its path
+    /// operations into changes. A key the map refuses is dropped from the
+    /// index too, so the index never names a file the kernel does not
+    /// audit; the next event on it or the next rescan retries.
+    fn commit(&mut self, batch: Batch, map: &mut impl InodeMap) -> Vec<WatchChange> {
+        let mut rejected = HashSet::new();
+        let mut full = 0u64;
+        for (key, before) in batch.before {
+            let after = self.flags_of(&key);
+            if after == before {
+                continue;
+            }
+            if after == 0 {
+                if let Err(error) = map.remove(&key) {
+                    self.counters.map_update_failures += 1;
+                    warn!(dev = key.dev, ino = key.ino, %error, "cannot remove an unwatched file from the kernel map; its accesses may still be reported without a path");
+                }
+                continue;
+            }
+            let entry = WatchEntry {
+                flags: after,
+                _pad: 0,
+            };
+            let Err(error) = map.insert(key, entry) else {
+                continue;
+            };
+            let path = self
+                .path_of(&key)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            match error {
+                MapUpdateError::Full { .. } => {
+                    self.counters.map_full_failures += 1;
+                    full += 1;
+                    if full == 1 {
+                        warn!(path = %path.display(), %error, "file is not audited");
+                    }
+                }
+                MapUpdateError::Other { .. } => {
+                    self.counters.map_update_failures += 1;
+                    warn!(path = %path.display(), %error, "file is not audited");
+                }
+            }
+            if before == 0 {
+                self.drop_key(&key);
+                rejected.insert(key);
+            }
+        }
+        if full > 1 {
+            warn!(
+                count = full,
+                "files are not audited: the watched-inode map is full (raise watch.max_files)"
+            );
+        }
+        self.changes(batch.ops, &rejected)
+    }
+
+    fn drop_key(&mut self, key: &FileKey) {
+        for path in self.index.paths(key).to_vec() {
+            self.index.remove(key, &path);
+        }
+        self.gpu.remove(key);
+    }
+
+    /// Nets out a batch's path operations (a path added then removed is no
+    /// change) and pairs one removal with one addition of the same key into
+    /// a rename.
+    fn changes(&self, ops: Vec<PathOp>, rejected: &HashSet<FileKey>) -> Vec<WatchChange> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        // (present before the batch, present after, first position)
+        let mut net: HashMap<(FileKey, PathBuf), (bool, bool, usize)> = HashMap::new();
+        for (pos, op) in ops.into_iter().enumerate() {
+            net.entry((op.key, op.path))
+                .and_modify(|state| state.1 = op.added)
+                .or_insert((!op.added, op.added, pos));
+        }
+        let mut items: Vec<(usize, FileKey, PathBuf, bool)> = net
+            .into_iter()
+            .filter(|(_, (before, after, _))| before != after)
+            .map(|((key, path), (_, after, pos))| (pos, key, path, after))
+            .collect();
+        items.sort_unstable_by_key(|item| item.0);
+
+        let mut counts: HashMap<FileKey, (usize, usize)> = HashMap::new();
+        for (_, key, _, added) in &items {
+            let count = counts.entry(*key).or_default();
+            if *added {
+                count.1 += 1;
+            } else {
+                count.0 += 1;
+            }
+        }
+        let is_rename = |key: &FileKey| counts.get(key) == Some(&(1, 1));
+        let mut rename_to: HashMap<FileKey, PathBuf> = HashMap::new();
+        for (_, key, path, added) in &items {
+            if *added && is_rename(key) {
+                rename_to.insert(*key, path.clone());
+            }
+        }
+
+        let mut changes = Vec::with_capacity(items.len());
+        for (_, key, path, added) in items {
+            if is_rename(&key) {
+                if let (false, Some(to)) = (added, rename_to.remove(&key)) {
+                    changes.push(WatchChange::Renamed {
+                        key,
+                        from: path,
+                        to,
+                    });
+                }
+            } else if added {
+                if !rejected.contains(&key) {
+                    changes.push(WatchChange::Added(WatchedFile {
+                        key,
+                        path,
+                        size: self.index.size(&key).unwrap_or(0),
+                        flags: self.flags_of(&key),
+                    }));
+                }
+            } else {
+                changes.push(WatchChange::Removed { key, path });
+            }
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! Walking a directory tree under a watch root: puts an inotify watch on
+//! every directory and collects the weight files found, without touching
+//! the index or the kernel map (the caller merges the result).
+//!
+//! Each directory is watched *before* it is read, so a file created while
+//! the walk runs is either seen by the read or reported by inotify.
+//! Symbolic links are never followed below the top directory: a link to a
+//! weight file is not a weight file, and a link to a directory could lead
+//! out of the tree or into a loop. Mount points are crossed (keys carry the
+//! device); a set of visited directory inodes stops bind-mount loops.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
+use sensor_common::FileKey;
+use tracing::{debug, warn};
+
+use super::pattern::Extensions;
+
+/// A weight file found by a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Found {
+    pub(super) key: FileKey,
+    pub(super) size: u64,
+}
+
+/// What a walk found.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    pub(super) files: HashMap<PathBuf, Found>,
+    /// Every directory watched, in walk order.
+    pub(super) dirs: Vec<(WatchDescriptor, PathBuf)>,
+    /// Directories below the top that could not be listed.
+    pub(super) unreadable_dirs: u64,
+    /// Directories below the top that could not be watched.
+    pub(super) watch_failures: u64,
+}
+
+/// Why the top directory of a walk could not be walked.
+#[derive(Debug)]
+pub(super) enum TopError {
+    Missing,
+    NotDirectory,
+    Stat(io::Error),
+    Watch(Errno),
+    Read(io::Error),
+}
+
+/// The events a watched tree directory reports.
+pub(super) fn tree_mask() -> AddWatchFlags {
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+}
+
+/// The file key of `meta`, in the kernel's encoding.
+pub(super) fn key_of(meta: &fs::Metadata) -> FileKey {
+    FileKey {
+        dev: super::kernel_dev(meta.dev()),
+        ino: meta.ino(),
+    }
+}
+
+/// The hint to show with a failed `inotify_add_watch`.
+pub(super) fn watch_hint(errno: Errno) -> &'static str {
+    match errno {
+        Errno::ENOSPC => "raise the fs.inotify.max_user_watches sysctl",
+        Errno::EACCES | Errno::EPERM => "run as root or fix the directory's permissions",
+        Errno::ENOMEM => "the kernel is out of memory",
+        _ => "check that the path is a directory on a local file system",
+    }
+}
+
+pub(super) struct Walker<'a> {
+    inotify: &'a Inotify,
+    extensions: &'a Extensions,
+    visited: HashSet<(u64, u64)>,
+    out: Scan,
+}
+
+impl<'a> Walker<'a> {
+    pub(super) fn new(inotify: &'a Inotify, extensions: &'a Extensions) -> Self {
+        Self {
+            inotify,
+            extensions,
+            visited: HashSet::new(),
+            out: Scan::default(),
+        }
+    }
+
+    /// Walks the tree at `top`. For a watch root (`is_root`) a symlink at
+    /// `top` itself is followed, since the user named it, and failing to
+    /// watch `top` is an error; below the top, links are never followed and
+    /// a directory that cannot be watched is only counted.
+    /// Fails when `top` itself is missing, not a directory or unreadable;
+    /// problems below it are logged and counted in the [`Scan`].
+    pub(super) fn walk(&mut self, top: &Path, is_root: bool) -> Result<(), TopError> {
+        let meta = if is_root {
+            fs::metadata(top)
+        } else {
+            fs::symlink_metadata(top)
+        };
+        let meta = meta.map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => TopError::Missing,
+            _ => TopError::Stat(e),
+        })?;
+        if !meta.is_dir() {
+            return Err(TopError::NotDirectory);
+        }
+        if !self.visited.insert((meta.dev(), meta.ino())) {
+            return Ok(());
+        }
+        if let Err(errno) = self.watch(top, is_root) {
+            if is_root {
+                return Err(TopError::Watch(errno));
+            }
+            self.watch_failed(top, errno);
+        }
+        let entries = fs::read_dir(top).map_err(TopError::Read)?;
+        let mut pending = Vec::new();
+        self.list(top, entries, &mut pending);
+
+        while let Some(dir) = pending.pop() {
+            // The entry said "directory" but it may have been replaced since;
+            // lstat again so a symlink swapped in is not followed.
+            let meta = match fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => meta,
+                Ok(_) => continue,
+                Err(e) => {
+                    debug!(path = %dir.display(), error = %e, "directory vanished during the walk");
+                    continue;
+                }
+            };
+            if !self.visited.insert((meta.dev(), meta.ino())) {
+                debug!(path = %dir.display(), "directory already walked (bind mount?); skipping");
+                continue;
+            }
+            if let Err(errno) = self.watch(&dir, false) {
+                self.watch_failed(&dir, errno);
+            }
+            match fs::read_dir(&dir) {
+                Ok(entries) => self.list(&dir, entries, &mut pending),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    self.out.unreadable_dirs += 1;
+                    warn!(
+                        path = %dir.display(),
+                        error = %e,
+                        "cannot read directory under a watch root; its weight files are not audited (run as root or fix the directory's permissions)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The walk's result. Logs a summary when more than one directory could
+    /// not be watched (only the first is logged individually).
+    pub(super) fn finish(self) -> Scan {
+        if self.out.watch_failures > 1 {
+            warn!(
+                count = self.out.watch_failures,
+                "directories could not be watched with inotify ({})",
+                watch_hint(Errno::ENOSPC)
+            );
+        }
+        self.out
+    }
+
+    /// The directory's files are still indexed, so they are audited; only
+    /// changes below it go unnoticed until the next rescan. Only the first
+    /// failure of a walk is logged in full: when the watch limit is reached,
+    /// every further directory fails the same way.
+    fn watch_failed(&mut self, dir: &Path, errno: Errno) {
+        self.out.watch_failures += 1;
+        if self.out.watch_failures == 1 {
+            warn!(
+                path = %dir.display(),
+                error = %errno,
+                "cannot watch directory with inotify; changes below it are seen only by a rescan ({})",
+                watch_hint(errno)
+            );
+        }
+    }
+
+    fn watch(&mut self, dir: &Path, follow: bool) -> Result<(), Errno> {
+        let mut mask = tree_mask();
+        if !follow {
+            mask |= AddWatchFlags::IN_DONT_FOLLOW;
+        }
+        let wd = self.inotify.add_watch(dir, mask)?;
+        self.out.dirs.push((wd, dir.to_path_buf()));
+        Ok(())
+    }
+
+    fn list(&mut self, dir: &Path, entries: fs::ReadDir, pending: &mut Vec<PathBuf>) {
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.out.unreadable_dirs += 1;
+                    warn!(path = %dir.display(), error = %e, "listing a directory under a watch root failed part way");
+                    return;
+                }
+            };
+            // `file_type` does not follow symlinks, so links are neither
+            // descended into nor taken for weight files.
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if file_type.is_file() && self.extensions.matches(&entry.file_name()) {
+                let path = entry.path();
+                match entry.metadata() {
+                    Ok(meta) if meta.is_file() => {
+                        let found = Found {
+                            key: key_of(&meta),
+                            size: meta.len(),
+                        };
+                        self.out.files.insert(path, found);
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "cannot stat weight file; it is not audited");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,843 @@
+//! Tests of the watch set against real directories and a fake kernel map.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sensor_common::{FileKey, WatchEntry, watch_flag};
+
+use super::*;
+
+/// The kernel map, as a `HashMap` with an optional capacity.
+#[derive(Default)]
+struct FakeMap {
+    entries: HashMap<FileKey, WatchEntry>,
+    max: Option<usize>,
+    inserts: usize,
+    removes: usize,
+}
+
+impl InodeMap for FakeMap {
+    fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError> {
+        if let Some(max) = self.max
+            && !self.entries.contains_key(&key)
+            && self.entries.len() >= max
+        {
+            return Err(MapUpdateError::Full { max: max as u32 });
+        }
+        self.inserts += 1;
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
+        self.removes += 1;
+        self.entries.remove(key);
+        Ok(())
+    }
+}
+
+impl FakeMap {
+    fn flags(&self, key: &FileKey) -> Option<u32> {
+        self.entries.get(key).map(|e| e.flags)
+    }
+}
+
+fn spec(roots: &[&Path]) -> WatchSpec {
+    WatchSpec {
+        roots: roots.iter().map(|r| r.to_path_buf()).collect(),
+        roots_required: true,
+        extensions: vec!["safetensors".into(), "gguf".into()],
+        gpu_patterns: Vec::new(),
+    }
+}
+
+fn key(path: &Path) -> FileKey {
+    let meta = fs::symlink_metadata(path).expect("stat test file");
+    FileKey {
+        dev: kernel_dev(meta.dev()),
+        ino: meta.ino(),
+    }
+}
+
+fn write(path: &Path, data: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("create test directory");
+    }
+    fs::write(path, data).expect("write test file");
+}
+
+/// Calls `process_inotify` until `done` holds (at most ~2 s), returning
+/// every change seen.
+fn pump(
+    set: &mut WatchSet,
+    map: &mut FakeMap,
+    done: impl Fn(&WatchSet, &FakeMap) -> bool,
+) -> Vec<WatchChange> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut changes = Vec::new();
+    loop {
+        changes.extend(set.process_inotify(map).expect("process inotify events"));
+        if done(set, map) || Instant::now() > deadline {
+            return changes;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Processes whatever arrives within a short while, for checks that
+/// something does *not* change.
+fn settle(set: &mut WatchSet, map: &mut FakeMap) -> Vec<WatchChange> {
+    let mut changes = Vec::new();
+    for _ in 0..10 {
+        changes.extend(set.process_inotify(map).expect("process inotify events"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    changes
+}
+
+/// The map and the index agree: same keys, same flags.
+fn assert_consistent(set: &WatchSet, map: &FakeMap) {
+    assert_eq!(set.len(), map.entries.len(), "index and map sizes differ");
+    for (key, entry) in &map.entries {
+        assert_eq!(set.flags_of(key), entry.flags, "flags of {key:?}");
+    }
+}
+
+#[test]
+fn initial_scan_finds_only_weight_files_case_insensitively_in_nested_dirs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("outside");
+    write(&root.join("a.safetensors"), b"a");
+    write(&root.join("B.GGUF"), b"bb");
+    write(&root.join("sub/deep/c.SafeTensors"), b"ccc");
+    write(&root.join("notes.txt"), b"");
+    write(&root.join("model.safetensors.part"), b"");
+    write(&root.join("sub/x.bin"), b"");
+    fs::create_dir_all(root.join("dir.gguf")).expect("mkdir");
+    write(&outside.join("o.safetensors"), b"o");
+    // Links are not followed: neither a file link nor a directory link.
+    symlink(root.join("a.safetensors"), root.join("link.safetensors")).expect("symlink");
+    symlink(&outside, root.join("linkdir")).expect("symlink");
+
+    let mut map = FakeMap::default();
+    let set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+
+    assert_eq!(set.len(), 3);
+    assert_consistent(&set, &map);
+    for rel in ["a.safetensors", "B.GGUF", "sub/deep/c.SafeTensors"] {
+        let path = root.join(rel);
+        let k = key(&path);
+        assert_eq!(set.path_of(&k), Some(path.as_path()));
+        assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+        assert!(!set.is_gpu_device(&k));
+    }
+    assert_eq!(set.path_of(&key(&outside.join("o.safetensors"))), None);
+    assert_eq!(set.index.size(&key(&root.join("B.GGUF"))), Some(2));
+    let stats = set.stats();
+    assert_eq!((stats.files, stats.paths, stats.missing_roots), (3, 3, 0));
+    // models, sub, sub/deep, dir.gguf; not the linked directory.
+    assert_eq!(stats.directories, 4);
+}
+
+#[test]
+fn hard_links_are_one_key_with_several_paths() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let a = root.join("a.gguf");
+    let b = root.join("sub/b.gguf");
+    write(&a, b"weights");
+    fs::create_dir_all(root.join("sub")).expect("mkdir");
+    fs::hard_link(&a, &b).expect("hard link");
+    let k = key(&a);
+
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.stats().paths, 2);
+    let mut paths = set.paths_of(&k).to_vec();
+    paths.sort();
+    assert_eq!(paths, vec![a.clone(), b.clone()]);
+
+    // Deleting one link keeps the inode watched through the other.
+    fs::remove_file(&a).expect("unlink");
+    let changes = pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 1);
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&b));
+    assert_eq!(set.path_of(&k), Some(b.as_path()));
+    assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+    assert_eq!(map.removes, 0);
+    assert_eq!(
+        changes,
+        vec![WatchChange::Removed {
+            key: k,
+            path: a.clone()
+        }]
+    );
+
+    // A new link is one more path of the same key.
+    fs::hard_link(&b, &a).expect("hard link");
+    pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 2);
+    assert_eq!(set.paths_of(&k), &[b.clone(), a.clone()]);
+
+    fs::remove_file(&a).expect("unlink");
+    fs::remove_file(&b).expect("unlink");
+    pump(&mut set, &mut map, |_, m| m.entries.is_empty());
+    assert!(set.paths_of(&k).is_empty());
+    assert!(map.entries.is_empty());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn created_files_are_added_and_their_size_follows_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    assert!(set.is_empty());
+
+    let path = root.join("new.safetensors");
+    let mut file = fs::File::create(&path).expect("create");
+    let k = key(&path);
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Added(WatchedFile {
+            key: k,
+            path: path.clone(),
+            size: 0,
+            flags: watch_flag::WEIGHT
+        })]
+    );
+    assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+
+    std::io::Write::write_all(&mut file, &[7u8; 4096]).expect("write");
+    drop(file);
+    let changes = pump(&mut set, &mut map, |s, _| s.index.size(&k) == Some(4096));
+    assert_eq!(set.index.size(&k), Some(4096));
+    assert!(
+        changes.is_empty(),
+        "a write is not a watch set change: {changes:?}"
+    );
+
+    // Files of other extensions are ignored.
+    write(&root.join("config.json"), b"{}");
+    write(&root.join("tokenizer.model"), b"");
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert_eq!(set.len(), 1);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn renames_keep_the_key_and_follow_the_extension() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let a = root.join("a.safetensors");
+    write(&a, b"x");
+    fs::create_dir_all(root.join("sub")).expect("mkdir");
+    let k = key(&a);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    let (inserts, removes) = (map.inserts, map.removes);
+
+    // Within the tree: same key, new path, the map is not touched.
+    let b = root.join("sub/b.safetensors");
+    fs::rename(&a, &b).expect("rename");
+    let changes = pump(&mut set, &mut map, |s, _| {
+        s.path_of(&k) == Some(b.as_path())
+    });
+    assert_eq!(
+        changes,
+        vec![WatchChange::Renamed {
+            key: k,
+            from: a.clone(),
+            to: b.clone()
+        }]
+    );
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+
+    // To a non-weight extension: no longer watched.
+    let part = root.join("sub/b.safetensors.bak");
+    fs::rename(&b, &part).expect("rename");
+    let changes = pump(&mut set, &mut map, |_, m| m.entries.is_empty());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Removed {
+            key: k,
+            path: b.clone()
+        }]
+    );
+    assert!(set.path_of(&k).is_none());
+
+    // And back to a weight extension: watched again.
+    let c = root.join("c.GGUF");
+    fs::rename(&part, &c).expect("rename");
+    pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
+    assert_eq!(set.path_of(&k), Some(c.as_path()));
+    assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn files_moved_in_out_and_deleted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&root).expect("mkdir");
+    write(&outside.join("in.gguf"), b"1");
+    write(&root.join("out.gguf"), b"2");
+    write(&root.join("del.gguf"), b"3");
+    let (k_in, k_out, k_del) = (
+        key(&outside.join("in.gguf")),
+        key(&root.join("out.gguf")),
+        key(&root.join("del.gguf")),
+    );
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 2);
+
+    fs::rename(outside.join("in.gguf"), root.join("in.gguf")).expect("move in");
+    fs::rename(root.join("out.gguf"), outside.join("out.gguf")).expect("move out");
+    fs::remove_file(root.join("del.gguf")).expect("delete");
+    let changes = pump(&mut set, &mut map, |s, _| {
+        s.len() == 1 && s.path_of(&k_in).is_some()
+    });
+    assert_eq!(set.path_of(&k_in), Some(root.join("in.gguf").as_path()));
+    assert!(set.path_of(&k_out).is_none());
+    assert!(set.path_of(&k_del).is_none());
+    assert_eq!(map.entries.keys().copied().collect::<Vec<_>>(), vec![k_in]);
+    assert_eq!(changes.len(), 3);
+    assert!(changes.contains(&WatchChange::Removed {
+        key: k_out,
+        path: root.join("out.gguf")
+    }));
+    assert!(changes.contains(&WatchChange::Removed {
+        key: k_del,
+        path: root.join("del.gguf")
+    }));
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_file_replaced_by_rename_changes_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let model = root.join("model.safetensors");
+    write(&model, b"old");
+    let old = key(&model);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+
+    // The usual download pattern: write a temporary name, rename over.
+    let tmp_path = root.join("model.safetensors.incomplete");
+    write(&tmp_path, b"new!");
+    let new = key(&tmp_path);
+    fs::rename(&tmp_path, &model).expect("rename over");
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&new).is_some());
+    assert_eq!(set.path_of(&new), Some(model.as_path()));
+    assert!(set.path_of(&old).is_none());
+    assert_eq!(map.flags(&old), None);
+    assert_eq!(map.flags(&new), Some(watch_flag::WEIGHT));
+    assert!(changes.contains(&WatchChange::Removed {
+        key: old,
+        path: model.clone()
+    }));
+    assert!(changes.contains(&WatchChange::Added(WatchedFile {
+        key: new,
+        path: model.clone(),
+        size: 4,
+        flags: watch_flag::WEIGHT
+    })));
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn new_subdirectories_are_watched_and_scanned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    let dirs_before = set.stats().directories;
+
+    // Created in one go, before any event is read: the walk must find it.
+    let deep = root.join("org/model/snap");
+    write(&deep.join("w.safetensors"), b"w");
+    let k = key(&deep.join("w.safetensors"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
+    assert_eq!(set.path_of(&k), Some(deep.join("w.safetensors").as_path()));
+    assert_eq!(set.stats().directories, dirs_before + 3);
+
+    // The new directories are watched themselves.
+    write(&deep.join("later.gguf"), b"l");
+    let later = key(&deep.join("later.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&later).is_some());
+    assert!(set.path_of(&later).is_some());
+
+    // Deleting the tree forgets its files and its watches.
+    fs::remove_dir_all(root.join("org")).expect("rm -r");
+    pump(&mut set, &mut map, |s, _| {
+        s.is_empty() && s.stats().directories == dirs_before
+    });
+    assert!(set.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().directories, dirs_before);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn directories_moved_within_the_tree_keep_their_keys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&outside).expect("mkdir");
+    write(&root.join("d/x.gguf"), b"x");
+    write(&root.join("d/inner/y.gguf"), b"y");
+    let kx = key(&root.join("d/x.gguf"));
+    let ky = key(&root.join("d/inner/y.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    let (inserts, removes) = (map.inserts, map.removes);
+
+    fs::rename(root.join("d"), root.join("e")).expect("rename dir");
+    let changes = pump(&mut set, &mut map, |s, _| {
+        s.path_of(&kx) == Some(root.join("e/x.gguf").as_path())
+    });
+    assert_eq!(
+        set.path_of(&ky),
+        Some(root.join("e/inner/y.gguf").as_path())
+    );
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+    assert_eq!(changes.len(), 2);
+    assert!(changes.contains(&WatchChange::Renamed {
+        key: ky,
+        from: root.join("d/inner/y.gguf"),
+        to: root.join("e/inner/y.gguf")
+    }));
+
+    // The moved directory is still watched, under its new name.
+    write(&root.join("e/inner/z.gguf"), b"z");
+    let kz = key(&root.join("e/inner/z.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&kz).is_some());
+    assert_eq!(
+        set.path_of(&kz),
+        Some(root.join("e/inner/z.gguf").as_path())
+    );
+
+    // Moved out of the tree: everything below it goes, watches too.
+    let dirs = set.stats().directories;
+    fs::rename(root.join("e"), outside.join("e")).expect("move out");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().directories, dirs - 2);
+    // Changes there are no longer reported.
+    write(&outside.join("e/new.gguf"), b"n");
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert!(set.is_empty());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_missing_default_root_is_picked_up_when_it_appears() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("later/models");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(
+        WatchSpec {
+            roots_required: false,
+            ..spec(&[&root])
+        },
+        &mut map,
+    )
+    .expect("a missing default root is not an error");
+    assert_eq!(set.stats().missing_roots, 1);
+    assert!(set.poll_missing_roots(&mut map).expect("poll").is_empty());
+
+    write(&root.join("m.gguf"), b"m");
+    let k = key(&root.join("m.gguf"));
+    let changes = set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(set.path_of(&k), Some(root.join("m.gguf").as_path()));
+    assert_eq!(set.stats().missing_roots, 0);
+
+    // From then on inotify keeps it current.
+    write(&root.join("n.gguf"), b"n");
+    let kn = key(&root.join("n.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&kn).is_some());
+    assert!(set.path_of(&kn).is_some());
+
+    // A root that disappears is waited for again.
+    fs::remove_dir_all(&root).expect("rm root");
+    pump(&mut set, &mut map, |s, _| s.stats().missing_roots == 1);
+    assert_eq!(set.stats().missing_roots, 1);
+    assert!(set.is_empty());
+    assert!(map.entries.is_empty());
+    write(&root.join("again.gguf"), b"a");
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(set.len(), 1);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_required_root_must_exist_and_be_a_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("no-such-models");
+    let mut map = FakeMap::default();
+    let err = WatchSet::new(spec(&[&missing]), &mut map)
+        .err()
+        .expect("a missing required root is an error");
+    assert!(matches!(err, WatchError::RootMissing { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("--watch"), "{message}");
+
+    let file = tmp.path().join("file");
+    write(&file, b"");
+    let err = WatchSet::new(spec(&[&file]), &mut map)
+        .err()
+        .expect("a file root is an error");
+    assert!(matches!(err, WatchError::RootNotDirectory { .. }));
+    assert!(err.to_string().contains(&file.display().to_string()));
+}
+
+#[test]
+fn roots_are_normalized_and_deduplicated() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("m");
+    write(&root.join("a.gguf"), b"a");
+    let slashed = PathBuf::from(format!("{}/./", root.display()));
+    let mut map = FakeMap::default();
+    let set = WatchSet::new(spec(&[&slashed, &root]), &mut map).expect("watch set");
+    assert_eq!(set.roots.len(), 1);
+    assert_eq!(
+        set.path_of(&key(&root.join("a.gguf"))),
+        Some(root.join("a.gguf").as_path())
+    );
+}
+
+#[test]
+fn a_full_map_is_counted_not_silent() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    for name in ["a.gguf", "b.gguf", "c.gguf"] {
+        write(&root.join(name), name.as_bytes());
+    }
+    let mut map = FakeMap {
+        max: Some(1),
+        ..FakeMap::default()
+    };
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    assert_eq!(set.stats().map_full_failures, 2);
+    assert_eq!(map.entries.len(), 1);
+    // The index only names what the kernel audits.
+    assert_eq!(set.len(), 1);
+    assert_consistent(&set, &map);
+
+    // Once there is room, a rescan adds the rest.
+    map.max = None;
+    let changes = set.rescan(&mut map).expect("rescan");
+    assert_eq!(changes.len(), 2);
+    assert_eq!(set.len(), 3);
+    assert_eq!(set.stats().map_full_failures, 2);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn rescan_reconciles_what_inotify_has_not_reported_yet() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    write(&root.join("gone.gguf"), b"g");
+    let gone = key(&root.join("gone.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+
+    fs::remove_file(root.join("gone.gguf")).expect("delete");
+    write(&root.join("sub/new.gguf"), b"n");
+    let new = key(&root.join("sub/new.gguf"));
+    let changes = set.rescan(&mut map).expect("rescan");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(set.path_of(&gone).is_none());
+    assert!(set.path_of(&new).is_some());
+    assert_eq!(set.stats().rescans, 1);
+    assert_consistent(&set, &map);
+
+    // The queued events then agree with the disk: nothing more changes.
+    let changes = set.process_inotify(&mut map).expect("events");
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn gpu_patterns_flag_devices_and_follow_new_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = tmp.path().join("dev");
+    let root = tmp.path().join("models");
+    fs::create_dir_all(&root).expect("mkdir");
+    write(&dev.join("nvidia0"), b"");
+    write(&dev.join("nvidiactl"), b"");
+    write(&dev.join("null"), b"");
+    fs::create_dir_all(dev.join("nvidia-caps")).expect("mkdir");
+    let pattern = format!("{}/nvidia*", dev.display());
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(
+        WatchSpec {
+            gpu_patterns: vec![pattern, format!("{}/dri/renderD*", dev.display())],
+            ..spec(&[&root])
+        },
+        &mut map,
+    )
+    .expect("watch set");
+
+    let (k0, kctl) = (key(&dev.join("nvidia0")), key(&dev.join("nvidiactl")));
+    assert!(set.is_gpu_device(&k0) && set.is_gpu_device(&kctl));
+    assert!(!set.is_gpu_device(&key(&dev.join("null"))));
+    assert_eq!(map.flags(&k0), Some(watch_flag::GPU_DEVICE));
+    assert_eq!(set.path_of(&k0), Some(dev.join("nvidia0").as_path()));
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.stats().gpu_devices, 2);
+
+    // A device node created later (nvidia-modprobe) is picked up.
+    write(&dev.join("nvidia1"), b"");
+    let k1 = key(&dev.join("nvidia1"));
+    let changes = pump(&mut set, &mut map, |s, _| s.is_gpu_device(&k1));
+    assert_eq!(map.flags(&k1), Some(watch_flag::GPU_DEVICE));
+    assert_eq!(
+        changes,
+        vec![WatchChange::Added(WatchedFile {
+            key: k1,
+            path: dev.join("nvidia1"),
+            size: 0,
+            flags: watch_flag::GPU_DEVICE
+        })]
+    );
+    // A directory appearing later (the second pattern) is polled for.
+    write(&dev.join("dri/renderD128"), b"");
+    let kr = key(&dev.join("dri/renderD128"));
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert!(set.is_gpu_device(&kr));
+
+    fs::remove_file(dev.join("nvidia0")).expect("rm");
+    pump(&mut set, &mut map, |s, _| !s.is_gpu_device(&k0));
+    assert!(!set.is_gpu_device(&k0));
+    assert_eq!(map.flags(&k0), None);
+    // Weight files under the roots are unaffected by device churn.
+    assert_eq!(set.stats().files, 0);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_file_both_weight_and_gpu_gets_both_flags() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let odd = root.join("odd.gguf");
+    write(&odd, b"x");
+    let mut map = FakeMap::default();
+    let set = WatchSet::new(
+        WatchSpec {
+            gpu_patterns: vec![format!("{}/odd*", root.display())],
+            ..spec(&[root])
+        },
+        &mut map,
+    )
+    .expect("watch set");
+    let k = key(&odd);
+    assert_eq!(
+        map.flags(&k),
+        Some(watch_flag::WEIGHT | watch_flag::GPU_DEVICE)
+    );
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.path_of(&k), Some(odd.as_path()));
+}
+
+#[test]
+fn relative_gpu_patterns_are_rejected() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut map = FakeMap::default();
+    let err = WatchSet::new(
+        WatchSpec {
+            gpu_patterns: vec!["dev/nvidia*".into()],
+            ..spec(&[tmp.path()])
+        },
+        &mut map,
+    )
+    .err()
+    .expect("a relative pattern is an error");
+    assert!(err.to_string().contains("dev/nvidia*"));
+}
+
+#[test]
+fn kernel_dev_uses_the_kernel_encoding() {
+    assert_eq!(kernel_dev(libc::makedev(8, 1)), (8 << 20) | 1);
+    assert_eq!(kernel_dev(libc::makedev(259, 300)), (259 << 20) | 300);
+    assert_eq!(kernel_dev(libc::makedev(0, 0xfffff)), 0xfffff);
+    assert_eq!(kernel_dev(libc::makedev(4095, 5)), (4095 << 20) | 5);
+    assert_eq!(kernel_dev(0), 0);
+    // glibc's encoding of 259:300 differs from the kernel's.
+    assert_ne!(libc::makedev(259, 300), (259 << 20) | 300);
+}
+
+#[test]
+fn is_under_compares_whole_components() {
+    let p = |s: &str| PathBuf::from(s);
+    assert!(is_under(&p("/m/a/b"), &p("/m/a")));
+    assert!(is_under(&p("/m/a"), &p("/m/a")));
+    assert!(!is_under(&p("/m/ab"), &p("/m/a")));
+    assert!(!is_under(&p("/m"), &p("/m/a")));
+    assert!(is_under(&p("/m"), &p("/")));
+}
+
+#[test]
+fn changes_net_out_and_pair_renames() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut map = FakeMap::default();
+    let set = WatchSet::new(spec(&[tmp.path()]), &mut map).expect("watch set");
+    let k = FileKey { dev: 1, ino: 2 };
+    let op = |path: &str, added| PathOp {
+        key: k,
+        path: PathBuf::from(path),
+        added,
+    };
+    // Added then removed in one batch: no change.
+    assert!(
+        set.changes(vec![op("/a", true), op("/a", false)], &HashSet::new())
+            .is_empty()
+    );
+    // Removed then re-added (a directory moved out and back): no change.
+    assert!(
+        set.changes(vec![op("/a", false), op("/a", true)], &HashSet::new())
+            .is_empty()
+    );
+    assert_eq!(
+        set.changes(vec![op("/a", false), op("/b", true)], &HashSet::new()),
+        vec![WatchChange::Renamed {
+            key: k,
+            from: PathBuf::from("/a"),
+            to: PathBuf::from("/b")
+        }]
+    );
+    // Two removals and one addition are not a rename.
+    let changes = set.changes(
+        vec![op("/a", false), op("/c", false), op("/b", true)],
+        &HashSet::new(),
+    );
+    assert_eq!(changes.len(), 3);
+}
+
+#[test]
+fn a_root_moved_into_another_root_is_followed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let r1 = tmp.path().join("r1");
+    let r2 = tmp.path().join("r2");
+    write(&r1.join("sub/a.gguf"), b"a");
+    fs::create_dir_all(&r2).expect("mkdir");
+    let k = key(&r1.join("sub/a.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&r1, &r2]), &mut map).expect("watch set");
+    let (inserts, removes) = (map.inserts, map.removes);
+
+    fs::rename(&r1, r2.join("r1")).expect("move root");
+    let moved = r2.join("r1/sub/a.gguf");
+    let changes = pump(&mut set, &mut map, |s, _| {
+        s.path_of(&k) == Some(moved.as_path())
+    });
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&moved));
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+    assert_eq!(
+        changes,
+        vec![WatchChange::Renamed {
+            key: k,
+            from: r1.join("sub/a.gguf"),
+            to: moved.clone()
+        }]
+    );
+    assert_eq!(set.stats().missing_roots, 1);
+    // Still watched under the new name.
+    write(&r2.join("r1/sub/b.gguf"), b"b");
+    let kb = key(&r2.join("r1/sub/b.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&kb).is_some());
+    assert!(set.path_of(&kb).is_some());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_root_moved_away_is_forgotten_and_waited_for() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    write(&root.join("a.gguf"), b"a");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 1);
+
+    fs::rename(&root, tmp.path().join("old-models")).expect("move root away");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().missing_roots, 1);
+    assert_eq!(set.stats().directories, 0);
+    // Changes in the moved-away tree are not reported.
+    write(&tmp.path().join("old-models/b.gguf"), b"b");
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn nested_roots_are_walked_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let outer = tmp.path().join("m");
+    let inner = outer.join("inner");
+    write(&inner.join("a.gguf"), b"a");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&outer, &inner]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.stats().paths, 1);
+    assert_eq!(set.stats().directories, 2);
+
+    // Recreated through the outer root's events; the inner root is found
+    // again by the poll.
+    fs::remove_dir_all(&inner).expect("rm inner");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert_eq!(set.stats().missing_roots, 1);
+    write(&inner.join("b.gguf"), b"b");
+    let kb = key(&inner.join("b.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&kb).is_some());
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(set.stats().missing_roots, 0);
+    assert_eq!(set.stats().paths, 1);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_queue_overflow_triggers_a_rescan() {
+    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    if limit > 20_000 {
+        eprintln!("skipped: max_queued_events is {limit}, too many files to create");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    // Each rename queues IN_MOVED_FROM and IN_MOVED_TO (never merged: the
+    // cookies differ), filling the queue cheaply.
+    let (flip, flop) = (root.join("flip.txt"), root.join("flop.txt"));
+    write(&flip, b"");
+    for _ in 0..limit / 4 + 10 {
+        fs::rename(&flip, &flop).expect("rename");
+        fs::rename(&flop, &flip).expect("rename");
+    }
+    // Queued after the overflow: its event is lost, only a rescan sees it.
+    write(&root.join("late.gguf"), b"late");
+    let late = key(&root.join("late.gguf"));
+    let changes = set.process_inotify(&mut map).expect("events");
+    assert_eq!(set.stats().queue_overflows, 1);
+    assert_eq!(set.stats().rescans, 1);
+    assert_eq!(set.path_of(&late), Some(root.join("late.gguf").as_path()));
+    assert_eq!(changes.len(), 1);
+    assert_consistent(&set, &map);
+}

@@ -1,0 +1,153 @@
+//! `cargo xtask test`: the whole suite, as CI runs it (`.ci/run`). Stages
+//! run cheapest first and the first failure stops the run, reporting which
+//! stages passed and how long each took.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::{args::TestArgs, process, setup, workspace::Workspace};
+
+pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
+    let mut stages = Stages::default();
+    stages.run("setup", || setup::execute(ws))?;
+    stages.run("fmt", || {
+        process::run(ws.cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    stages.run("clippy", || {
+        // The eBPF object is only embedded, never inspected, by clippy: an
+        // empty stub saves building it here.
+        process::run(ws.cargo().env("AYA_BUILD_SKIP", "1").args([
+            "clippy",
+            "-p",
+            "sensor",
+            "-p",
+            "sensor-common",
+            "-p",
+            "xtask",
+            "-p",
+            "tests",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    stages.run("unit tests", || {
+        process::run(ws.cargo().args([
+            "test",
+            "-p",
+            "sensor",
+            "-p",
+            "sensor-common",
+            "-p",
+            "xtask",
+        ]))
+    })?;
+    stages.run("integration tests", || {
+        if !process::is_root() {
+            bail!(
+                "the integration tests load eBPF programs and must run as root \
+                 (the stages before them passed without it)"
+            );
+        }
+        // The tests drive the real `weightwarden` binary, which `cargo
+        // test` does not build for another package.
+        process::run(ws.cargo().args(["build", "-p", "sensor"]))?;
+        // One thread: the tests attach programs to the same kernel hooks and
+        // read shared maps, so they must not overlap.
+        process::run(
+            ws.cargo()
+                .args(["test", "-p", "tests", "--", "--test-threads=1"])
+                .args(&args.args),
+        )
+    })?;
+    eprintln!("xtask test: every stage passed: {}", stages.summary());
+    Ok(())
+}
+
+/// The stages that passed so far, with their durations.
+#[derive(Default)]
+struct Stages {
+    passed: Vec<(&'static str, Duration)>,
+    started: Option<Instant>,
+}
+
+impl Stages {
+    fn run(&mut self, name: &'static str, stage: impl FnOnce() -> Result<()>) -> Result<()> {
+        eprintln!("==> {name}");
+        let start = Instant::now();
+        self.started.get_or_insert(start);
+        let result = stage();
+        let took = start.elapsed();
+        match result {
+            Ok(()) => {
+                eprintln!("==> {name}: passed in {}", seconds(took));
+                self.passed.push((name, took));
+                Ok(())
+            }
+            Err(err) => {
+                let before = if self.passed.is_empty() {
+                    "no stage passed before it".to_owned()
+                } else {
+                    format!("passed before it: {}", self.summary())
+                };
+                Err(err.context(format!(
+                    "stage `{name}` failed after {}; {before}",
+                    seconds(took)
+                )))
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        let stages = self
+            .passed
+            .iter()
+            .map(|(name, took)| format!("{name} ({})", seconds(*took)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self.started {
+            Some(start) => format!("{stages}; {} in all", seconds(start.elapsed())),
+            None => stages,
+        }
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_at_the_first_failure_and_names_what_passed() {
+        let mut stages = Stages::default();
+        assert!(stages.run("first", || Ok(())).is_ok());
+        let err = match stages.run("second", || bail!("boom")) {
+            Ok(()) => panic!("a failing stage must fail the run"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(err.starts_with("stage `second` failed after "), "{err}");
+        assert!(err.contains("passed before it: first ("), "{err}");
+        assert!(err.ends_with(": boom"), "{err}");
+        assert_eq!(stages.passed.len(), 1);
+    }
+
+    #[test]
+    fn a_first_stage_failure_says_nothing_passed() {
+        let mut stages = Stages::default();
+        let err = match stages.run("only", || bail!("boom")) {
+            Ok(()) => panic!("a failing stage must fail the run"),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains("no stage passed before it"), "{err}");
+    }
+
+    #[test]
+    fn formats_seconds_with_one_decimal() {
+        assert_eq!(seconds(Duration::from_millis(1234)), "1.2 s");
+    }
+}
