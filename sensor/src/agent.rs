@@ -404,7 +404,13 @@ impl Agent {
             }
             KernelEvent::Read(r) => {
                 let access = self.read_access(&r.agg, r.reason, Some(r.fd));
-                self.emit_file(Action::Read, &r.header, r.file, r.agg.file_size, access);
+                // The summary is about the thread that read, not the one
+                // that closed the descriptor.
+                let mut h = r.header;
+                if r.agg.last_tid != 0 {
+                    h.tid = r.agg.last_tid;
+                }
+                self.emit_file(Action::Read, &h, r.file, r.agg.file_size, access);
             }
         }
     }

@@ -136,9 +136,6 @@ impl SensorProcess {
             if Instant::now() > deadline {
                 self.fail(&format!("no {what} record within {timeout:?}"));
             }
-            if let Some(child) = &self.child {
-                let _ = child;
-            }
             sleep(Duration::from_millis(50));
         }
     }
@@ -168,13 +165,14 @@ impl SensorProcess {
     }
 
     /// Sends SIGTERM and waits; returns the exit status and all records.
-    pub fn stop(mut self) -> (ExitStatus, Vec<Value>) {
+    pub fn stop(self) -> (ExitStatus, Vec<Value>) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` and waits; returns the exit status and all records.
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Vec<Value>) {
         let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {

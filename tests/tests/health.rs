@@ -86,7 +86,7 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
     let pid = holder.id();
     sensor.wait_for("open", RECORD_TIMEOUT, |r| r["action"] == "open" && r["process"]["pid"] == pid);
-    let (status, records) = sensor.stop();
+    let (status, records) = sensor.stop_with(nix::sys::signal::Signal::SIGINT);
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(status.success());
