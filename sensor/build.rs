@@ -6,7 +6,8 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() -> anyhow::Result<()> {
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow::anyhow!("OUT_DIR not set"))?);
+    let out_dir =
+        PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow::anyhow!("OUT_DIR not set"))?);
     // The eBPF crate depends on the shared types; changes there must
     // rebuild the object too.
     println!("cargo:rerun-if-changed=../sensor-common/src");

@@ -2,12 +2,9 @@
 //! nodes). Identity is decided from the descriptor's inode, so relative
 //! paths, symlinks, hard links and bind mounts all resolve to the same key.
 
-use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 use sensor_common::{
-    FileEvent, Pending, ReadAggKey, flush_reason, kind, pending_kind, watch_flag, counter,
+    FileEvent, Pending, ReadAggKey, counter, flush_reason, kind, pending_kind, watch_flag,
 };
 
 use crate::{
@@ -64,7 +61,9 @@ pub fn on_open_exit(ctx: &TracePointContext) {
     if ret < 0 {
         return;
     }
-    let Some(w) = watched_fd(ret as u64) else { return };
+    let Some(w) = watched_fd(ret as u64) else {
+        return;
+    };
     if w.entry.flags & watch_flag::GPU_DEVICE != 0 {
         send_file_event(kind::GPU_OPEN, ret as i32, &w, |_| {});
     }
@@ -77,7 +76,9 @@ pub fn on_open_exit(ctx: &TracePointContext) {
 /// `sys_enter_close`: flush this process's read summary of the file, then
 /// report the close.
 pub fn on_close_enter(ctx: &TracePointContext) {
-    let Some(fd) = syscall_arg(ctx, 0) else { return };
+    let Some(fd) = syscall_arg(ctx, 0) else {
+        return;
+    };
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;
@@ -101,11 +102,15 @@ pub fn on_close_enter(ctx: &TracePointContext) {
 /// `sys_enter_mmap(addr, len, prot, flags, fd, off)`: remember a file
 /// mapping until the syscall returns.
 pub fn on_mmap_enter(ctx: &TracePointContext) {
-    let Some(flags) = syscall_arg(ctx, 3) else { return };
+    let Some(flags) = syscall_arg(ctx, 3) else {
+        return;
+    };
     if flags & MAP_ANONYMOUS != 0 {
         return;
     }
-    let Some(fd) = syscall_arg(ctx, 4) else { return };
+    let Some(fd) = syscall_arg(ctx, 4) else {
+        return;
+    };
     if (fd as i64) < 0 {
         return;
     }

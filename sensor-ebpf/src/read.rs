@@ -36,7 +36,9 @@ pub enum OffsetFrom {
 }
 
 pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
-    let Some(fd) = syscall_arg(ctx, 0) else { return };
+    let Some(fd) = syscall_arg(ctx, 0) else {
+        return;
+    };
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;

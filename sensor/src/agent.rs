@@ -71,7 +71,9 @@ struct KernelInodeMap {
 
 impl InodeMap for KernelInodeMap {
     fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError> {
-        self.map.insert(key, entry, 0).map_err(|err| map_update_error(err, self.max))
+        self.map
+            .insert(key, entry, 0)
+            .map_err(|err| map_update_error(err, self.max))
     }
     fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
         match self.map.remove(key) {
@@ -84,10 +86,10 @@ impl InodeMap for KernelInodeMap {
 }
 
 fn map_update_error(err: MapError, max: u32) -> MapUpdateError {
-    if let MapError::SyscallError(ref e) = err {
-        if e.io_error.raw_os_error() == Some(libc::E2BIG) {
-            return MapUpdateError::Full { max };
-        }
+    if let MapError::SyscallError(ref e) = err
+        && e.io_error.raw_os_error() == Some(libc::E2BIG)
+    {
+        return MapUpdateError::Full { max };
     }
     MapUpdateError::Other {
         message: err.to_string(),
@@ -146,7 +148,10 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
             watched_max: config.watch.max_files,
             read_aggregates_max: config.kernel.read_aggregates_max,
             pending_max: config.kernel.pending_max,
-            read_flush_interval_ns: config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000),
+            read_flush_interval_ns: config
+                .kernel
+                .read_flush_interval_secs
+                .saturating_mul(1_000_000_000),
         },
     )?;
     let mut watched = KernelInodeMap {
@@ -249,7 +254,10 @@ impl Agent {
         // SAFETY: the ring buffer owns its descriptor and moves into the
         // AsyncFd, so it stays open while registered.
         let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
-            .map_err(|e| AgentError::Io { what: "the ring buffer poller", source: e.into() })?;
+            .map_err(|e| AgentError::Io {
+                what: "the ring buffer poller",
+                source: e.into(),
+            })?;
         // SAFETY: the watch set owns the inotify descriptor and outlives this
         // AsyncFd, which is dropped at the end of this function.
         let inotify = unsafe {
@@ -258,15 +266,24 @@ impl Agent {
                 Interest::READABLE,
             )
         }
-        .map_err(|e| AgentError::Io { what: "the inotify poller", source: e.into() })?;
+        .map_err(|e| AgentError::Io {
+            what: "the inotify poller",
+            source: e.into(),
+        })?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(io("the SIGINT handler"))?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(io("the SIGTERM handler"))?;
         let secs = Duration::from_secs;
         let mut heartbeat = tokio::time::interval(secs(self.config.agent.heartbeat_interval_secs));
-        let mut idle_sweep = tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
+        let mut idle_sweep =
+            tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
         let mut roots_poll = tokio::time::interval(secs(1));
         let mut rescan = tokio::time::interval(secs(self.config.watch.rescan_interval_secs));
-        for timer in [&mut heartbeat, &mut idle_sweep, &mut roots_poll, &mut rescan] {
+        for timer in [
+            &mut heartbeat,
+            &mut idle_sweep,
+            &mut roots_poll,
+            &mut rescan,
+        ] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             timer.reset(); // the first tick after one period, not now
         }
@@ -315,7 +332,10 @@ impl Agent {
         Ok(())
     }
 
-    fn log_watch_changes<E: std::fmt::Display>(&mut self, changes: Result<Vec<crate::watch::WatchChange>, E>) {
+    fn log_watch_changes<E: std::fmt::Display>(
+        &mut self,
+        changes: Result<Vec<crate::watch::WatchChange>, E>,
+    ) {
         match changes {
             Ok(changes) => {
                 for change in changes {
@@ -428,7 +448,14 @@ impl Agent {
         }
     }
 
-    fn emit_file(&mut self, action: Action, h: &EventHeader, key: FileKey, size: u64, access: AccessRecord) {
+    fn emit_file(
+        &mut self,
+        action: Action,
+        h: &EventHeader,
+        key: FileKey,
+        size: u64,
+        access: AccessRecord,
+    ) {
         let mut record = self.base_record(action, h.boot_ns, Some(h));
         record.file = Some(self.file_record(key, size));
         record.access = Some(access);
@@ -513,10 +540,10 @@ impl Agent {
         for (key, stale) in picked {
             // Re-read just before deleting: a read may have landed since.
             let agg = self.aggregates.get(&key, 0).unwrap_or(stale);
-            if let Err(err) = self.aggregates.remove(&key) {
-                if !matches!(err, MapError::KeyNotFound) {
-                    self.stats.aggregate_map_errors += 1;
-                }
+            if let Err(err) = self.aggregates.remove(&key)
+                && !matches!(err, MapError::KeyNotFound)
+            {
+                self.stats.aggregate_map_errors += 1;
             }
             if agg.calls == 0 {
                 continue;
@@ -573,7 +600,11 @@ impl Agent {
                 self.last_kernel_totals
             }
         };
-        let lost = kernel.ringbuf_full - self.last_kernel_totals.ringbuf_full.min(kernel.ringbuf_full);
+        let lost = kernel.ringbuf_full
+            - self
+                .last_kernel_totals
+                .ringbuf_full
+                .min(kernel.ringbuf_full);
         if lost > 0 {
             tracing::warn!(
                 lost,
@@ -581,9 +612,14 @@ impl Agent {
                  buffer was full (raise kernel.ring_buffer_bytes)"
             );
         }
-        let agg_full = kernel.read_aggregates_full.saturating_sub(self.last_kernel_totals.read_aggregates_full);
+        let agg_full = kernel
+            .read_aggregates_full
+            .saturating_sub(self.last_kernel_totals.read_aggregates_full);
         if agg_full > 0 {
-            tracing::warn!(agg_full, "reads went uncounted: the read aggregate map was full (raise kernel.read_aggregates_max)");
+            tracing::warn!(
+                agg_full,
+                "reads went uncounted: the read aggregate map was full (raise kernel.read_aggregates_max)"
+            );
         }
         self.last_kernel_totals = kernel;
         json!({
@@ -639,7 +675,6 @@ fn reason_text(reason: u32) -> &'static str {
 pub fn roots_were_named(config: &Config, flag_roots: &[PathBuf]) -> bool {
     !flag_roots.is_empty() || config.watch.roots != crate::config::WatchConfig::default().roots
 }
-
 
 impl AgentError {
     /// True for failures after capture went live (as opposed to bad input

@@ -100,14 +100,24 @@ impl KernelOffsets {
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
 /// structs and unions (where 6.x keeps many `task_struct` and `mm_struct`
 /// fields).
-pub fn member_offset(btf: &Btf, strukt: &'static str, member: &'static str) -> Result<u64, BtfError> {
+pub fn member_offset(
+    btf: &Btf,
+    strukt: &'static str,
+    member: &'static str,
+) -> Result<u64, BtfError> {
     let types = btf
         .resolve_types_by_name(strukt)
         .map_err(|_| BtfError::NoStruct(strukt))?;
-    let candidates = types.iter().filter_map(|t| match t {
-        Type::Struct(s) if !s.members.is_empty() => Some(s),
-        _ => None,
-    });
+    let candidates: Vec<_> = types
+        .iter()
+        .filter_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(BtfError::NoStruct(strukt));
+    }
     for s in candidates {
         if let Some(bits) = find_member(btf, s, member, 0, strukt)? {
             return Ok(u64::from(bits / 8));
@@ -129,16 +139,18 @@ fn find_member(
         let m_name = btf.resolve_name(m).unwrap_or_default();
         if m_name == name {
             if m.bitfield_size().is_some_and(|size| size != 0) {
-                return Err(BtfError::Bitfield { strukt, member: name });
+                return Err(BtfError::Bitfield {
+                    strukt,
+                    member: name,
+                });
             }
             return Ok(Some(base_bits + m.bit_offset()));
         }
-        if m_name.is_empty() {
-            if let Some(inner) = anonymous_aggregate(btf, m) {
-                if let Some(bits) = find_member(btf, &inner, name, base_bits + m.bit_offset(), strukt)? {
-                    return Ok(Some(bits));
-                }
-            }
+        if m_name.is_empty()
+            && let Some(inner) = anonymous_aggregate(btf, m)
+            && let Some(bits) = find_member(btf, &inner, name, base_bits + m.bit_offset(), strukt)?
+        {
+            return Ok(Some(bits));
         }
     }
     Ok(None)
@@ -204,7 +216,10 @@ mod tests {
     fn unknown_names_are_errors_that_name_them() {
         let Some(btf) = running_kernel() else { return };
         let err = member_offset(&btf, "task_struct", "no_such_member").expect_err("missing");
-        assert!(err.to_string().contains("task_struct has no member no_such_member"));
+        assert!(
+            err.to_string()
+                .contains("task_struct has no member no_such_member")
+        );
         let err = member_offset(&btf, "no_such_struct_ww", "x").expect_err("missing");
         assert!(err.to_string().contains("no struct no_such_struct_ww"));
     }

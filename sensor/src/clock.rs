@@ -4,9 +4,8 @@ use nix::time::{ClockId, clock_gettime};
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 
 /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-25T17:09:53.123456789Z`.
-const RFC3339_NS: &[FormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
-);
+const RFC3339_NS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
 
 /// Converts boot-based kernel times to wall-clock time.
 #[derive(Debug, Clone, Copy)]

@@ -107,10 +107,17 @@ mod tests {
         let bytes = as_bytes(&ev);
         assert_eq!(
             decode(&bytes[..size_of::<EventHeader>()]).expect_err("short"),
-            DecodeError::Short { kind: kind::OPEN, len: size_of::<EventHeader>(), need: size_of::<FileEvent>() }
+            DecodeError::Short {
+                kind: kind::OPEN,
+                len: size_of::<EventHeader>(),
+                need: size_of::<FileEvent>()
+            }
         );
         ev.header.kind = 999;
-        assert_eq!(decode(as_bytes(&ev)).expect_err("unknown"), DecodeError::UnknownKind(999));
+        assert_eq!(
+            decode(as_bytes(&ev)).expect_err("unknown"),
+            DecodeError::UnknownKind(999)
+        );
         assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
     }
 

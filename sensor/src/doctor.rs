@@ -46,8 +46,20 @@ pub struct Report {
 
 fn check(name: &'static str, required: bool, result: Result<String, (String, String)>) -> Check {
     match result {
-        Ok(detail) => Check { name, status: Status::Ok, detail, fix: None, required },
-        Err((detail, fix)) => Check { name, status: Status::Missing, detail, fix: Some(fix), required },
+        Ok(detail) => Check {
+            name,
+            status: Status::Ok,
+            detail,
+            fix: None,
+            required,
+        },
+        Err((detail, fix)) => Check {
+            name,
+            status: Status::Missing,
+            detail,
+            fix: Some(fix),
+            required,
+        },
     }
 }
 
@@ -74,7 +86,9 @@ pub fn diagnose() -> Report {
         } else {
             Err((
                 String::from("not root"),
-                String::from("run as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"),
+                String::from(
+                    "run as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN",
+                ),
             ))
         },
     ));
@@ -83,8 +97,14 @@ pub fn diagnose() -> Report {
         true,
         match preflight::kernel_version(&kernel) {
             Some(v) if v >= (5, 8) => Ok(format!("{kernel} (ring buffer needs 5.8+)")),
-            Some(_) => Err((format!("{kernel} is older than 5.8"), String::from("upgrade to Linux 5.8 or newer"))),
-            None => Err((format!("cannot parse {kernel:?}"), String::from("report this kernel release string"))),
+            Some(_) => Err((
+                format!("{kernel} is older than 5.8"),
+                String::from("upgrade to Linux 5.8 or newer"),
+            )),
+            None => Err((
+                format!("cannot parse {kernel:?}"),
+                String::from("report this kernel release string"),
+            )),
         },
     ));
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF));
@@ -92,8 +112,14 @@ pub fn diagnose() -> Report {
         "BTF",
         true,
         match &offsets {
-            Ok(o) => Ok(format!("{VMLINUX_BTF}: {} structure offsets resolved", o.globals.len())),
-            Err(err) => Err((err.to_string(), String::from("use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))),
+            Ok(o) => Ok(format!(
+                "{VMLINUX_BTF}: {} structure offsets resolved",
+                o.globals.len()
+            )),
+            Err(err) => Err((
+                err.to_string(),
+                String::from("use a kernel built with CONFIG_DEBUG_INFO_BTF=y"),
+            )),
         },
     ));
     for (name, fstype, path, required) in [
@@ -101,7 +127,8 @@ pub fn diagnose() -> Report {
         ("bpffs", "bpf", BPFFS, false),
         ("securityfs", "securityfs", SECURITYFS, false),
     ] {
-        let mounted = preflight::is_mounted(path) || (name == "tracefs" && Path::new(TRACEFS).join("events").exists());
+        let mounted = preflight::is_mounted(path)
+            || (name == "tracefs" && Path::new(TRACEFS).join("events").exists());
         checks.push(check(
             name,
             required,
@@ -110,7 +137,9 @@ pub fn diagnose() -> Report {
             } else {
                 Err((
                     format!("not mounted on {path}"),
-                    format!("mount -t {fstype} none {path} (run mounts tracefs itself when it can)"),
+                    format!(
+                        "mount -t {fstype} none {path} (run mounts tracefs itself when it can)"
+                    ),
                 ))
             },
         ));
@@ -123,7 +152,14 @@ pub fn diagnose() -> Report {
             Ok(format!("active LSMs: {}", lsms.trim()))
         } else {
             Err((
-                format!("active LSMs: {}", if lsms.is_empty() { "unknown (securityfs not mounted?)" } else { lsms.trim() }),
+                format!(
+                    "active LSMs: {}",
+                    if lsms.is_empty() {
+                        "unknown (securityfs not mounted?)"
+                    } else {
+                        lsms.trim()
+                    }
+                ),
                 String::from("add `bpf` to the kernel's lsm= boot parameter to enable deny mode"),
             ))
         },
@@ -133,12 +169,27 @@ pub fn diagnose() -> Report {
     let mut ringbuf_ok = false;
     match (&offsets, root) {
         (_, false) => {
-            for name in ["ring buffer", "hook: tracepoint", "hook: raw tracepoint", "hook: fentry", "hook: BPF LSM", "hook: kprobe"] {
-                checks.push(skipped(name, name != "hook: fentry" && name != "hook: BPF LSM" && name != "hook: kprobe", "needs root to load programs"));
+            for name in [
+                "ring buffer",
+                "hook: tracepoint",
+                "hook: raw tracepoint",
+                "hook: fentry",
+                "hook: BPF LSM",
+                "hook: kprobe",
+            ] {
+                checks.push(skipped(
+                    name,
+                    name != "hook: fentry" && name != "hook: BPF LSM" && name != "hook: kprobe",
+                    "needs root to load programs",
+                ));
             }
         }
         (Err(_), true) => {
-            checks.push(skipped("hook types", true, "need BTF offsets to load the programs"));
+            checks.push(skipped(
+                "hook types",
+                true,
+                "need BTF offsets to load the programs",
+            ));
         }
         (Ok(offsets), true) => {
             let loaded = load_object(offsets);
@@ -155,11 +206,38 @@ pub fn diagnose() -> Report {
                 let btf = Btf::from_sys_fs().ok();
                 let tp = try_tracepoint(&mut ebpf);
                 tracepoint_ok = tp.is_ok();
-                checks.push(check("hook: tracepoint", true, tp.map_err(|e| (e, String::from("mount tracefs; check kernel.unprivileged_bpf/lockdown")))));
-                checks.push(check("hook: raw tracepoint", true, try_raw_tracepoint(&mut ebpf).map_err(|e| (e, String::from("needs Linux 4.17+")))));
+                checks.push(check(
+                    "hook: tracepoint",
+                    true,
+                    tp.map_err(|e| {
+                        (
+                            e,
+                            String::from("mount tracefs; check kernel.unprivileged_bpf/lockdown"),
+                        )
+                    }),
+                ));
+                checks.push(check(
+                    "hook: raw tracepoint",
+                    true,
+                    try_raw_tracepoint(&mut ebpf)
+                        .map_err(|e| (e, String::from("needs Linux 4.17+"))),
+                ));
                 checks.push(check("hook: fentry", false, try_fentry(&mut ebpf, btf.as_ref()).map_err(|e| (e, String::from("needs Linux 5.5+ with BPF trampolines; lockdown or a restrictive LSM can refuse it")))));
-                checks.push(check("hook: BPF LSM", false, try_lsm(&mut ebpf, btf.as_ref()).map_err(|e| (e, String::from("needs CONFIG_BPF_LSM=y and `bpf` in the lsm= boot list")))));
-                checks.push(check("hook: kprobe", false, try_kprobe(&mut ebpf).map_err(|e| (e, String::from("needs CONFIG_KPROBES=y")))));
+                checks.push(check(
+                    "hook: BPF LSM",
+                    false,
+                    try_lsm(&mut ebpf, btf.as_ref()).map_err(|e| {
+                        (
+                            e,
+                            String::from("needs CONFIG_BPF_LSM=y and `bpf` in the lsm= boot list"),
+                        )
+                    }),
+                ));
+                checks.push(check(
+                    "hook: kprobe",
+                    false,
+                    try_kprobe(&mut ebpf).map_err(|e| (e, String::from("needs CONFIG_KPROBES=y"))),
+                ));
             }
         }
     }
@@ -178,7 +256,9 @@ pub fn diagnose() -> Report {
 
 fn load_object(offsets: &KernelOffsets) -> Result<Ebpf, String> {
     if ebpf::OBJECT.is_empty() {
-        return Err(String::from("this binary carries no eBPF object (built with AYA_BUILD_SKIP=1)"));
+        return Err(String::from(
+            "this binary carries no eBPF object (built with AYA_BUILD_SKIP=1)",
+        ));
     }
     let mut loader = EbpfLoader::new();
     for (name, value) in &offsets.globals {
@@ -195,14 +275,18 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = ebpf.program_mut(name).ok_or_else(|| format!("the object has no program {name}"))?;
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("the object has no program {name}"))?;
     p.try_into().map_err(|e| format!("{name}: {e}"))
 }
 
 fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
     let p: &mut TracePoint = program(ebpf, "ww_sched_exit")?;
     p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p.attach("sched", "sched_process_exit").map_err(|e| format!("attach refused: {e}"))?;
+    let link = p
+        .attach("sched", "sched_process_exit")
+        .map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached sched/sched_process_exit"))
 }
@@ -210,7 +294,9 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
     let p: &mut RawTracePoint = program(ebpf, "ww_sched_fork")?;
     p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p.attach("sched_process_fork").map_err(|e| format!("attach refused: {e}"))?;
+    let link = p
+        .attach("sched_process_fork")
+        .map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached sched_process_fork"))
 }
@@ -218,7 +304,8 @@ fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 fn try_fentry(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
     let btf = btf.ok_or_else(|| String::from("no kernel BTF"))?;
     let p: &mut FEntry = program(ebpf, "ww_probe_fentry")?;
-    p.load("vfs_read", btf).map_err(|e| format!("load refused: {e}"))?;
+    p.load("vfs_read", btf)
+        .map_err(|e| format!("load refused: {e}"))?;
     let link = p.attach().map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached fentry/vfs_read"))
@@ -227,7 +314,8 @@ fn try_fentry(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
 fn try_lsm(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
     let btf = btf.ok_or_else(|| String::from("no kernel BTF"))?;
     let p: &mut Lsm = program(ebpf, "ww_probe_lsm")?;
-    p.load("file_open", btf).map_err(|e| format!("load refused: {e}"))?;
+    p.load("file_open", btf)
+        .map_err(|e| format!("load refused: {e}"))?;
     let link = p.attach().map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached lsm/file_open"))
@@ -236,7 +324,9 @@ fn try_lsm(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
 fn try_kprobe(ebpf: &mut Ebpf) -> Result<String, String> {
     let p: &mut KProbe = program(ebpf, "ww_probe_kprobe")?;
     p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p.attach("vfs_read", 0).map_err(|e| format!("attach refused: {e}"))?;
+    let link = p
+        .attach("vfs_read", 0)
+        .map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached kprobe/vfs_read"))
 }
@@ -253,10 +343,10 @@ impl Report {
                 Status::Skipped => "skip",
             };
             out.push_str(&format!("[{mark}] {:<22} {}\n", c.name, c.detail));
-            if c.status != Status::Ok {
-                if let Some(fix) = &c.fix {
-                    out.push_str(&format!("       {:<22} fix: {fix}\n", ""));
-                }
+            if c.status != Status::Ok
+                && let Some(fix) = &c.fix
+            {
+                out.push_str(&format!("       {:<22} fix: {fix}\n", ""));
             }
         }
         out.push('\n');

@@ -22,7 +22,7 @@ pub enum LoadError {
     )]
     NoObject,
     #[error("cannot load the eBPF object: {0}")]
-    Object(#[source] aya::EbpfError),
+    Object(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no program {0} (the object and the agent are out of step)")]
     NoProgram(&'static str),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
@@ -31,13 +31,13 @@ pub enum LoadError {
     ProgramType {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("the kernel refused program {program}: {source}{hint}")]
     ProgramLoad {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
         hint: &'static str,
     },
     #[error("cannot attach {program} to {target}: {source}{hint}")]
@@ -45,14 +45,14 @@ pub enum LoadError {
         program: &'static str,
         target: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
         hint: &'static str,
     },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
 }
 
@@ -97,28 +97,38 @@ impl Sensor {
             .map_max_entries(map_name::WATCHED, opts.watched_max)
             .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
             .map_max_entries(map_name::PENDING, opts.pending_max);
-        let mut ebpf = loader.load(ebpf::OBJECT).map_err(LoadError::Object)?;
+        let mut ebpf = loader
+            .load(ebpf::OBJECT)
+            .map_err(|e| LoadError::Object(Box::new(e)))?;
         for spec in TRACEPOINT_TIER {
             let program = ebpf
                 .program_mut(spec.name)
                 .ok_or(LoadError::NoProgram(spec.name))?;
             let loaded = match spec.attach.first() {
                 Some(Attach::RawTracePoint(_)) => {
-                    let p: &mut RawTracePoint = program
-                        .try_into()
-                        .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                    let p: &mut RawTracePoint =
+                        program
+                            .try_into()
+                            .map_err(|source| LoadError::ProgramType {
+                                program: spec.name,
+                                source: Box::new(source),
+                            })?;
                     p.load()
                 }
                 _ => {
-                    let p: &mut TracePoint = program
-                        .try_into()
-                        .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                    let p: &mut TracePoint =
+                        program
+                            .try_into()
+                            .map_err(|source| LoadError::ProgramType {
+                                program: spec.name,
+                                source: Box::new(source),
+                            })?;
                     p.load()
                 }
             };
             loaded.map_err(|source| LoadError::ProgramLoad {
                 program: spec.name,
-                source,
+                source: Box::new(source),
                 hint: VERIFIER_HINT,
             })?;
         }
@@ -135,22 +145,30 @@ impl Sensor {
                     .ok_or(LoadError::NoProgram(spec.name))?;
                 let result = match *attach {
                     Attach::TracePoint(category, name) => {
-                        let p: &mut TracePoint = program
-                            .try_into()
-                            .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                        let p: &mut TracePoint =
+                            program
+                                .try_into()
+                                .map_err(|source| LoadError::ProgramType {
+                                    program: spec.name,
+                                    source: Box::new(source),
+                                })?;
                         p.attach(category, name).map(drop)
                     }
                     Attach::RawTracePoint(name) => {
-                        let p: &mut RawTracePoint = program
-                            .try_into()
-                            .map_err(|source| LoadError::ProgramType { program: spec.name, source })?;
+                        let p: &mut RawTracePoint =
+                            program
+                                .try_into()
+                                .map_err(|source| LoadError::ProgramType {
+                                    program: spec.name,
+                                    source: Box::new(source),
+                                })?;
                         p.attach(name).map(drop)
                     }
                 };
                 result.map_err(|source| LoadError::Attach {
                     program: spec.name,
                     target: describe(attach),
-                    source,
+                    source: Box::new(source),
                     hint: TRACEFS_HINT,
                 })?;
                 self.attached += 1;
@@ -164,7 +182,10 @@ impl Sensor {
         T: TryFrom<aya::maps::Map, Error = MapError>,
     {
         let map = self.ebpf.take_map(name).ok_or(LoadError::NoMap(name))?;
-        T::try_from(map).map_err(|source| LoadError::Map { map: name, source })
+        T::try_from(map).map_err(|source| LoadError::Map {
+            map: name,
+            source: Box::new(source),
+        })
     }
 
     /// The ring buffer every record arrives on.
@@ -216,9 +237,8 @@ pub struct KernelCounters {
 impl KernelCounters {
     /// Sums every CPU's counters.
     pub fn totals(&self) -> Result<KernelCounterTotals, MapError> {
-        let sum = |index: u32| -> Result<u64, MapError> {
-            Ok(self.map.get(&index, 0)?.iter().sum())
-        };
+        let sum =
+            |index: u32| -> Result<u64, MapError> { Ok(self.map.get(&index, 0)?.iter().sum()) };
         Ok(KernelCounterTotals {
             ringbuf_full: sum(counter::RINGBUF_FULL)?,
             read_aggregates_full: sum(counter::READ_AGG_FULL)?,

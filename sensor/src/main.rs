@@ -35,7 +35,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.render());
             }
-            ExitCode::from(if report.can_run { exit::OK } else { exit::FAILURE })
+            ExitCode::from(if report.can_run {
+                exit::OK
+            } else {
+                exit::FAILURE
+            })
         }
         Command::Run(args) => {
             let (config, origin, roots_required) = match args.resolve() {
@@ -46,7 +50,10 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.agent.log_level);
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(err) => {
                     eprintln!("weightwarden: cannot start the async runtime: {err}");

@@ -77,7 +77,10 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     },
     ProgramSpec {
         name: "ww_enter_read_pos",
-        attach: &[Tp("syscalls", "sys_enter_read"), Tp("syscalls", "sys_enter_readv")],
+        attach: &[
+            Tp("syscalls", "sys_enter_read"),
+            Tp("syscalls", "sys_enter_readv"),
+        ],
         purpose: "read/readv of a watched file at the descriptor's position",
     },
     ProgramSpec {
@@ -87,7 +90,10 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     },
     ProgramSpec {
         name: "ww_enter_preadv",
-        attach: &[Tp("syscalls", "sys_enter_preadv"), Tp("syscalls", "sys_enter_preadv2")],
+        attach: &[
+            Tp("syscalls", "sys_enter_preadv"),
+            Tp("syscalls", "sys_enter_preadv2"),
+        ],
         purpose: "preadv/preadv2 of a watched file",
     },
 ];

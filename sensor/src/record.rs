@@ -222,7 +222,10 @@ pub fn mmap_prot(prot: u32) -> Vec<&'static str> {
     if prot == 0 {
         return vec!["PROT_NONE"];
     }
-    bit_names(prot, &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")])
+    bit_names(
+        prot,
+        &[(1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")],
+    )
 }
 
 /// Decoded `mmap(2)` flags (x86-64 values).
@@ -254,7 +257,7 @@ pub fn mmap_flags(flags: u32) -> Vec<&'static str> {
 
 /// `ok` or the errno name of a syscall return value.
 pub fn syscall_result(ret: i64) -> String {
-    if ret >= 0 || ret < -4095 {
+    if !(-4095..0).contains(&ret) {
         return String::from("ok");
     }
     let errno = nix::errno::Errno::from_raw((-ret) as i32);
@@ -281,8 +284,14 @@ mod tests {
     #[test]
     fn open_flags_decode() {
         assert_eq!(open_flags(0), vec!["O_RDONLY"]);
-        assert_eq!(open_flags(0o2000000 | 0o100000), vec!["O_RDONLY", "O_LARGEFILE", "O_CLOEXEC"]);
-        assert_eq!(open_flags(0o1 | 0o100 | 0o1000), vec!["O_WRONLY", "O_CREAT", "O_TRUNC"]);
+        assert_eq!(
+            open_flags(0o2000000 | 0o100000),
+            vec!["O_RDONLY", "O_LARGEFILE", "O_CLOEXEC"]
+        );
+        assert_eq!(
+            open_flags(0o1 | 0o100 | 0o1000),
+            vec!["O_WRONLY", "O_CREAT", "O_TRUNC"]
+        );
     }
 
     #[test]
@@ -291,14 +300,35 @@ mod tests {
         assert_eq!(mmap_prot(0), vec!["PROT_NONE"]);
         assert_eq!(mmap_flags(0x2), vec!["MAP_PRIVATE"]);
         assert_eq!(mmap_flags(0x1 | 0x8000), vec!["MAP_SHARED", "MAP_POPULATE"]);
-        assert_eq!(mmap_flags(0x2 | 0x4000_0000), vec!["MAP_PRIVATE", "UNKNOWN_BITS"]);
+        assert_eq!(
+            mmap_flags(0x2 | 0x4000_0000),
+            vec!["MAP_PRIVATE", "UNKNOWN_BITS"]
+        );
     }
 
     #[test]
     fn wait_status_decodes() {
-        assert_eq!(ExitRecord::from_wait_status(0), ExitRecord { code: Some(0), signal: None });
-        assert_eq!(ExitRecord::from_wait_status(3 << 8), ExitRecord { code: Some(3), signal: None });
-        assert_eq!(ExitRecord::from_wait_status(9), ExitRecord { code: None, signal: Some(9) });
+        assert_eq!(
+            ExitRecord::from_wait_status(0),
+            ExitRecord {
+                code: Some(0),
+                signal: None
+            }
+        );
+        assert_eq!(
+            ExitRecord::from_wait_status(3 << 8),
+            ExitRecord {
+                code: Some(3),
+                signal: None
+            }
+        );
+        assert_eq!(
+            ExitRecord::from_wait_status(9),
+            ExitRecord {
+                code: None,
+                signal: Some(9)
+            }
+        );
     }
 
     #[test]

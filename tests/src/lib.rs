@@ -241,7 +241,11 @@ pub fn python(code: &str, args: &[&str]) -> u32 {
 pub fn brief(r: &Value) -> String {
     format!(
         "{} pid={} comm={} bytes={} path={}",
-        r["action"], r["process"]["pid"], r["process"]["comm"], r["access"]["bytes"], r["file"]["path"]
+        r["action"],
+        r["process"]["pid"],
+        r["process"]["comm"],
+        r["access"]["bytes"],
+        r["file"]["path"]
     )
 }
 

@@ -83,7 +83,10 @@ fn hard_link_from_outside_the_root() {
 fn bind_mount_of_the_root() {
     let (root, file, sensor) = setup("bound.safetensors");
     let mnt = tempfile::tempdir().unwrap();
-    run(Command::new("mount").arg("--bind").arg(root.path()).arg(mnt.path()));
+    run(Command::new("mount")
+        .arg("--bind")
+        .arg(root.path())
+        .arg(mnt.path()));
     let via_bind = mnt.path().join("bound.safetensors");
     let result = std::panic::catch_unwind(|| {
         let pid = run(Command::new("cat").arg(&via_bind));
@@ -106,7 +109,10 @@ fn opened_by_one_thread_read_by_another() {
     );
     assert_read_by(&sensor, pid, &file, MIB as u64);
     let read = &sensor.by_pid("read", pid)[0];
-    assert_ne!(read["process"]["tid"], pid, "the reading thread is not the main thread");
+    assert_ne!(
+        read["process"]["tid"], pid,
+        "the reading thread is not the main thread"
+    );
 }
 
 #[test]
@@ -141,7 +147,10 @@ fn forked_child_reading_an_inherited_descriptor() {
     let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_read_by(&sensor, child, &file, MIB as u64);
     let read = &sensor.by_pid("read", child)[0];
-    assert_eq!(read["process"]["exe"], "/usr/bin/python3.11", "a forked child has its parent's image");
+    assert_eq!(
+        read["process"]["exe"], "/usr/bin/python3.11",
+        "a forked child has its parent's image"
+    );
 }
 
 #[test]
@@ -159,7 +168,11 @@ fn descriptor_passed_over_a_unix_socket() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let receiver: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_read_by(&sensor, receiver, &file, MIB as u64);
 }

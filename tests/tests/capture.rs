@@ -6,14 +6,17 @@
 use std::{fs, process::Command, time::Duration};
 
 use serde_json::Value;
-use tests::{
-    RECORD_TIMEOUT, SensorProcess, brief, identity, python, read_bytes, run, write_file,
-};
+use tests::{RECORD_TIMEOUT, SensorProcess, brief, identity, python, read_bytes, run, write_file};
 
 const MIB: usize = 1024 * 1024;
 
 fn only(records: Vec<Value>, what: &str) -> Value {
-    assert_eq!(records.len(), 1, "expected exactly one {what}: {:#?}", records.iter().map(brief).collect::<Vec<_>>());
+    assert_eq!(
+        records.len(),
+        1,
+        "expected exactly one {what}: {:#?}",
+        records.iter().map(brief).collect::<Vec<_>>()
+    );
     records.into_iter().next().unwrap_or_default()
 }
 
@@ -91,7 +94,12 @@ fn dd_with_small_blocks_is_summarised_not_one_event_per_read() {
         .stderr(std::process::Stdio::null()));
     sensor.wait_exit(pid);
     let reads = sensor.by_pid("read", pid);
-    assert_eq!(reads.len(), 1, "{:?}", reads.iter().map(brief).collect::<Vec<_>>());
+    assert_eq!(
+        reads.len(),
+        1,
+        "{:?}",
+        reads.iter().map(brief).collect::<Vec<_>>()
+    );
     assert_eq!(reads[0]["access"]["bytes"], 4 * MIB);
     // 1024 full blocks and the read that returns end of file.
     assert_eq!(reads[0]["access"]["calls"], 1025);
@@ -131,15 +139,16 @@ fn unwatched_files_produce_no_file_records() {
         write_file(f, MIB);
     }
     let sensor = SensorProcess::start(&[root.path()], &[]);
-    let pid = run(Command::new("cat").arg(&wrong_ext).arg(&outside).arg(&watched));
+    let pid = run(Command::new("cat")
+        .arg(&wrong_ext)
+        .arg(&outside)
+        .arg(&watched));
     sensor.wait_exit(pid);
     assert!(sensor.file_records(&wrong_ext).is_empty());
     assert!(sensor.file_records(&outside).is_empty());
     // The control: the watched one in the same process was seen.
     assert_eq!(read_bytes(&sensor.file_records(&watched)), MIB as u64);
-    let file_actions = sensor
-        .by_pid("open", pid)
-        .len();
+    let file_actions = sensor.by_pid("open", pid).len();
     assert_eq!(file_actions, 1);
 }
 
@@ -178,11 +187,24 @@ fn exec_and_exit_records_carry_process_context() {
     assert_eq!(status.code(), Some(3));
     let exit = sensor.wait_exit(pid);
     assert_eq!(exit["exit"]["code"], 3);
-    let exec = sensor.wait_for("exec", RECORD_TIMEOUT, |r| r["action"] == "exec" && r["process"]["pid"] == pid);
-    assert_eq!(exec["process"]["args"], serde_json::json!(["sh", "-c", "exit 3"]));
+    let exec = sensor.wait_for("exec", RECORD_TIMEOUT, |r| {
+        r["action"] == "exec" && r["process"]["pid"] == pid
+    });
+    assert_eq!(
+        exec["process"]["args"],
+        serde_json::json!(["sh", "-c", "exit 3"])
+    );
     assert_eq!(exec["process"]["ppid"], std::process::id());
     let ancestors = exec["process"]["ancestors"].as_array().unwrap();
     assert_eq!(ancestors[0]["pid"], std::process::id(), "{exec}");
-    assert!(exec["process"]["start_time"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(exec["process"]["exe"], fs::canonicalize("/bin/sh").unwrap().display().to_string());
+    assert!(
+        exec["process"]["start_time"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert_eq!(
+        exec["process"]["exe"],
+        fs::canonicalize("/bin/sh").unwrap().display().to_string()
+    );
 }

@@ -19,14 +19,23 @@ fn stderr(out: &Output) -> String {
 fn not_root_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(binary())
         .args(["run", "--watch"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("must run as root"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must run as root"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -45,7 +54,11 @@ fn unknown_config_key_is_named() {
 fn missing_or_unreadable_watch_directory_is_named() {
     let out = weightwarden(&["run", "--watch", "/nonexistent/models"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/nonexistent/models"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/models"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -14,9 +14,17 @@ fn ring_buffer_overflow_is_counted_and_reported() {
     // One page: a few dozen records fit; a tight open/close loop from
     // several processes at once overruns it before the agent can drain.
     let sensor = SensorProcess::start(&[root.path()], &["--ring-buffer-bytes", "4096"]);
-    let burst = "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
+    let burst =
+        "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
     let children: Vec<_> = (0..4)
-        .map(|_| Command::new(tests::PYTHON).arg("-c").arg(burst).arg(&file).spawn().unwrap())
+        .map(|_| {
+            Command::new(tests::PYTHON)
+                .arg("-c")
+                .arg(burst)
+                .arg(&file)
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for child in children {
         assert!(child.wait_with_output().unwrap().status.success());
@@ -28,22 +36,43 @@ fn ring_buffer_overflow_is_counted_and_reported() {
         .find(|r| r["action"] == "sensor_stop")
         .expect("sensor_stop record");
     let lost = stop["sensor"]["kernel"]["ringbuf_full"].as_u64().unwrap();
-    assert!(lost > 0, "160000 records through a 4 KiB ring lost none? {stop}");
+    assert!(
+        lost > 0,
+        "160000 records through a 4 KiB ring lost none? {stop}"
+    );
     let opens = records.iter().filter(|r| r["action"] == "open").count() as u64;
     // Every open/close pair either arrived or was counted as lost.
     let closes = records.iter().filter(|r| r["action"] == "close").count() as u64;
-    assert!(opens + closes + lost >= 160_000, "opens {opens} closes {closes} lost {lost}");
+    assert!(
+        opens + closes + lost >= 160_000,
+        "opens {opens} closes {closes} lost {lost}"
+    );
 }
 
 #[test]
 fn heartbeat_reports_counters_periodically() {
     let root = tempfile::tempdir().unwrap();
     let sensor = SensorProcess::start(&[root.path()], &["--heartbeat-interval", "1"]);
-    let beat = sensor.wait_for("heartbeat", Duration::from_secs(5), |r| r["action"] == "heartbeat");
-    for key in ["ringbuf_full", "read_aggregates_full", "pending_full", "kernel_read_failures"] {
-        assert!(beat["sensor"]["kernel"][key].is_u64(), "{key} missing: {beat}");
+    let beat = sensor.wait_for("heartbeat", Duration::from_secs(5), |r| {
+        r["action"] == "heartbeat"
+    });
+    for key in [
+        "ringbuf_full",
+        "read_aggregates_full",
+        "pending_full",
+        "kernel_read_failures",
+    ] {
+        assert!(
+            beat["sensor"]["kernel"][key].is_u64(),
+            "{key} missing: {beat}"
+        );
     }
-    assert!(beat["sensor"]["sinks"][0]["records_written"].as_u64().unwrap() >= 1);
+    assert!(
+        beat["sensor"]["sinks"][0]["records_written"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(beat["sensor"]["watched_files"], 0);
 }
 
@@ -83,9 +112,15 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let pid = holder.id();
-    sensor.wait_for("open", RECORD_TIMEOUT, |r| r["action"] == "open" && r["process"]["pid"] == pid);
+    sensor.wait_for("open", RECORD_TIMEOUT, |r| {
+        r["action"] == "open" && r["process"]["pid"] == pid
+    });
     let (status, records) = sensor.stop_with(nix::sys::signal::Signal::SIGINT);
     let _ = holder.kill();
     let _ = holder.wait();

@@ -877,13 +877,13 @@ mod tests {
         let parent = header(100, 1, "python3", 5 * SEC);
         table.on_exec(
             &parent,
-            b"/usr/bin/python3",
+            b"/opt/ww-test/bin/python3",
             b"python3\0serve.py\0",
             false,
             4 * SEC,
         );
         let got = table.get(&parent).clone();
-        assert_eq!(got.exe.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(got.exe.as_deref(), Some("/opt/ww-test/bin/python3"));
         assert_eq!(got.args, args(&["python3", "serve.py"]));
         assert_eq!(got.start_boot_ns, 4 * SEC);
         assert_eq!(got.ppid, 1);
@@ -892,7 +892,7 @@ mod tests {
         table.on_fork(&parent, 101, 6 * SEC);
         let child = info(&table, 101);
         assert_eq!(child.ppid, 100);
-        assert_eq!(child.exe.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(child.exe.as_deref(), Some("/opt/ww-test/bin/python3"));
         assert_eq!(child.args, got.args);
         assert_eq!(child.start_boot_ns, 6 * SEC);
         assert!(!child.exited);
@@ -900,13 +900,13 @@ mod tests {
         let child_h = header(101, 100, "sh", 7 * SEC);
         table.on_exec(
             &child_h,
-            b"/bin/sh",
+            b"/opt/ww-test/bin/sh",
             b"sh\0-c\0cat /models/x.gguf\0",
             true,
             6 * SEC,
         );
         let child = info(&table, 101);
-        assert_eq!(child.exe.as_deref(), Some("/bin/sh"));
+        assert_eq!(child.exe.as_deref(), Some("/opt/ww-test/bin/sh"));
         assert_eq!(child.args, args(&["sh", "-c", "cat /models/x.gguf"]));
         assert!(child.args_truncated);
         assert_eq!(child.comm, "sh");
@@ -917,7 +917,7 @@ mod tests {
         assert!(info(&table, 101).exited);
         assert_eq!(table.stats().exited, 1);
         let late = header(101, 100, "sh", 7 * SEC);
-        assert_eq!(table.get(&late).exe.as_deref(), Some("/bin/sh"));
+        assert_eq!(table.get(&late).exe.as_deref(), Some("/opt/ww-test/bin/sh"));
         table.sweep(8 * SEC + duration_ns(EXIT_GRACE) - 1);
         assert!(table.lookup(101).is_some());
         table.sweep(8 * SEC + duration_ns(EXIT_GRACE));

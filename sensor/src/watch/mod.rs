@@ -104,6 +104,9 @@ pub enum WatchChange {
     /// [`WatchSet::paths_of`] is now empty for it.
     Removed { key: FileKey, path: PathBuf },
     /// A watched inode moved within the watch set; it never left the map.
+    /// (A file deleted and another created in the same batch that happens
+    /// to get the same inode number looks the same: the key is all the
+    /// kernel sees, so the map is right either way.)
     Renamed {
         key: FileKey,
         from: PathBuf,
@@ -288,6 +291,20 @@ fn is_under(path: &Path, prefix: &Path) -> bool {
         prefix.as_os_str().as_encoded_bytes(),
     );
     p.starts_with(q) && (p.len() == q.len() || q.ends_with(b"/") || p.get(q.len()) == Some(&b'/'))
+}
+
+/// The error for a root whose walk failed at the top.
+fn root_error(path: PathBuf, error: TopError) -> WatchError {
+    match error {
+        TopError::Missing => WatchError::RootMissing { path },
+        TopError::NotDirectory => WatchError::RootNotDirectory { path },
+        TopError::Stat(error) | TopError::Read(error) => WatchError::RootUnreadable { path, error },
+        TopError::Watch(errno) => WatchError::RootWatch {
+            path,
+            errno,
+            hint: watch_hint(errno),
+        },
+    }
 }
 
 /// An absolute, normalized form of a configured root (`/models/`,
@@ -549,22 +566,13 @@ impl WatchSet {
         };
         // Drop the watch the walk may have placed on the root before failing.
         for (wd, _) in &scan.dirs {
-            if !self.dirs.contains_key(wd) {
-                let _ = self.inotify.rm_watch(*wd);
+            if !self.dirs.contains_key(wd)
+                && let Err(errno) = self.inotify.rm_watch(*wd)
+            {
+                debug!(path = %path.display(), error = %errno, "cannot drop the watch of a failed root");
             }
         }
-        let error = match error {
-            TopError::Missing => WatchError::RootMissing { path },
-            TopError::NotDirectory => WatchError::RootNotDirectory { path },
-            TopError::Stat(error) | TopError::Read(error) => {
-                WatchError::RootUnreadable { path, error }
-            }
-            TopError::Watch(errno) => WatchError::RootWatch {
-                path,
-                errno,
-                hint: watch_hint(errno),
-            },
-        };
+        let error = root_error(path, error);
         if strict {
             return Err(error);
         }
@@ -896,7 +904,8 @@ impl WatchSet {
                 }
                 Err(error) => {
                     if root.present {
-                        warn!(path = %root.path.display(), ?error, "watch root is gone or unreadable; waiting for it");
+                        let error = root_error(root.path.clone(), error);
+                        warn!(%error, "watch root lost; waiting for it to reappear");
                     }
                     root.present = false;
                     root.reported = true;

@@ -555,9 +555,10 @@ fn rescan_reconciles_what_inotify_has_not_reported_yet() {
     let mut map = FakeMap::default();
     let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
 
-    fs::remove_file(root.join("gone.gguf")).expect("delete");
+    // Created before the deletion so it cannot reuse the inode number.
     write(&root.join("sub/new.gguf"), b"n");
     let new = key(&root.join("sub/new.gguf"));
+    fs::remove_file(root.join("gone.gguf")).expect("delete");
     let changes = set.rescan(&mut map).expect("rescan");
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(set.path_of(&gone).is_none());
