@@ -18,6 +18,9 @@
 //!   last component also gets its parent directory watched, so a device
 //!   node created after start (`nvidia-modprobe`) is picked up at once;
 //!   other patterns are re-resolved by [`WatchSet::rescan`].
+//! - A directory reachable through two roots (a root that is a symlink
+//!   into another, a bind mount) is walked once and its files are named by
+//!   the first path found.
 //! - Roots that do not exist yet are polled for by
 //!   [`WatchSet::poll_missing_roots`]; a root that disappears goes back to
 //!   being polled for.
@@ -48,7 +51,7 @@ use tracing::{debug, info, warn};
 
 use self::index::Index;
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{Found, Scan, TopError, Walker, key_of, watch_hint};
+use self::scan::{DirWatch, Found, Scan, TopError, Walker, key_of, watch_hint};
 
 /// The kernel's watched-inode map (implemented by the agent over aya's
 /// `HashMap`; a fake in tests).
@@ -207,16 +210,6 @@ struct Root {
 struct GpuDir {
     path: PathBuf,
     wd: Option<WatchDescriptor>,
-}
-
-/// One inotify watch. A directory can be both under a root and a GPU
-/// pattern's parent: the kernel gives one inode one descriptor.
-#[derive(Debug)]
-struct DirWatch {
-    /// Its path under a root when `tree`, else the GPU directory's path.
-    path: PathBuf,
-    tree: bool,
-    gpu: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -548,7 +541,7 @@ impl WatchSet {
     /// logged once.
     fn start_root(&mut self, i: usize, strict: bool, batch: &mut Batch) -> Result<(), WatchError> {
         let path = self.roots[i].path.clone();
-        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let mut walker = Walker::new(&self.inotify, &self.extensions, &self.dirs);
         let result = walker.walk(&path, true);
         let scan = walker.finish();
         let error = match result {
@@ -749,7 +742,7 @@ impl WatchSet {
 
     /// Watches and walks a directory that appeared below a root.
     fn walk_subdir(&mut self, path: &Path, batch: &mut Batch) {
-        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let mut walker = Walker::new(&self.inotify, &self.extensions, &self.dirs);
         let result = walker.walk(path, false);
         let scan = walker.finish();
         match result {
@@ -886,7 +879,7 @@ impl WatchSet {
     /// Walks everything again and reconciles the index with it.
     fn rescan_into(&mut self, batch: &mut Batch) {
         self.counters.rescans += 1;
-        let mut walker = Walker::new(&self.inotify, &self.extensions);
+        let mut walker = Walker::new(&self.inotify, &self.extensions, &self.dirs);
         let results: Vec<Result<(), TopError>> = self
             .roots
             .iter()

@@ -29,6 +29,16 @@ pub(super) struct Found {
     pub(super) size: u64,
 }
 
+/// One inotify watch. A directory can be both under a root and a GPU
+/// pattern's parent: the kernel gives one inode one descriptor.
+#[derive(Debug)]
+pub(super) struct DirWatch {
+    /// Its path under a root when `tree`, else the GPU directory's path.
+    pub(super) path: PathBuf,
+    pub(super) tree: bool,
+    pub(super) gpu: bool,
+}
+
 /// What a walk found.
 #[derive(Debug, Default)]
 pub(super) struct Scan {
@@ -49,6 +59,11 @@ pub(super) enum TopError {
     Stat(io::Error),
     Watch(Errno),
     Read(io::Error),
+}
+
+enum Watched {
+    New,
+    Alias,
 }
 
 /// The events a watched tree directory reports.
@@ -84,15 +99,23 @@ pub(super) fn watch_hint(errno: Errno) -> &'static str {
 pub(super) struct Walker<'a> {
     inotify: &'a Inotify,
     extensions: &'a Extensions,
+    /// The watch set's current watches, to recognize a directory already
+    /// watched under another path.
+    known: &'a HashMap<WatchDescriptor, DirWatch>,
     visited: HashSet<(u64, u64)>,
     out: Scan,
 }
 
 impl<'a> Walker<'a> {
-    pub(super) fn new(inotify: &'a Inotify, extensions: &'a Extensions) -> Self {
+    pub(super) fn new(
+        inotify: &'a Inotify,
+        extensions: &'a Extensions,
+        known: &'a HashMap<WatchDescriptor, DirWatch>,
+    ) -> Self {
         Self {
             inotify,
             extensions,
+            known,
             visited: HashSet::new(),
             out: Scan::default(),
         }
@@ -117,14 +140,15 @@ impl<'a> Walker<'a> {
         if !meta.is_dir() {
             return Err(TopError::NotDirectory);
         }
-        if !self.visited.insert((meta.dev(), meta.ino())) {
+        let id = (meta.dev(), meta.ino());
+        if !self.visited.insert(id) {
             return Ok(());
         }
-        if let Err(errno) = self.watch(top, is_root) {
-            if is_root {
-                return Err(TopError::Watch(errno));
-            }
-            self.watch_failed(top, errno);
+        match self.watch(top, is_root, id) {
+            Ok(Watched::Alias) => return Ok(()),
+            Ok(Watched::New) => {}
+            Err(errno) if is_root => return Err(TopError::Watch(errno)),
+            Err(errno) => self.watch_failed(top, errno),
         }
         let entries = fs::read_dir(top).map_err(TopError::Read)?;
         let mut pending = Vec::new();
@@ -141,12 +165,15 @@ impl<'a> Walker<'a> {
                     continue;
                 }
             };
-            if !self.visited.insert((meta.dev(), meta.ino())) {
+            let id = (meta.dev(), meta.ino());
+            if !self.visited.insert(id) {
                 debug!(path = %dir.display(), "directory already walked (bind mount?); skipping");
                 continue;
             }
-            if let Err(errno) = self.watch(&dir, false) {
-                self.watch_failed(&dir, errno);
+            match self.watch(&dir, false, id) {
+                Ok(Watched::Alias) => continue,
+                Ok(Watched::New) => {}
+                Err(errno) => self.watch_failed(&dir, errno),
             }
             match fs::read_dir(&dir) {
                 Ok(entries) => self.list(&dir, entries, &mut pending),
@@ -193,14 +220,33 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn watch(&mut self, dir: &Path, follow: bool) -> Result<(), Errno> {
+    /// Watches `dir`, whose inode is `id`. The kernel hands back the
+    /// existing descriptor for an inode already watched: under another path
+    /// that still leads to this directory, `dir` is an alias (a root
+    /// reached through a symlink, a bind mount) and is not walked twice,
+    /// which would make the two paths fight over the descriptor. Under a
+    /// path that no longer leads here, the directory moved and the caller
+    /// forgets the old location.
+    fn watch(&mut self, dir: &Path, follow: bool, id: (u64, u64)) -> Result<Watched, Errno> {
         let mut mask = tree_mask();
         if !follow {
             mask |= AddWatchFlags::IN_DONT_FOLLOW;
         }
         let wd = self.inotify.add_watch(dir, mask)?;
+        if let Some(known) = self.known.get(&wd)
+            && known.tree
+            && known.path != dir
+            && fs::metadata(&known.path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+        {
+            debug!(
+                path = %dir.display(),
+                watched_as = %known.path.display(),
+                "directory already watched under another path; not walking it twice"
+            );
+            return Ok(Watched::Alias);
+        }
         self.out.dirs.push((wd, dir.to_path_buf()));
-        Ok(())
+        Ok(Watched::New)
     }
 
     fn list(&mut self, dir: &Path, entries: fs::ReadDir, pending: &mut Vec<PathBuf>) {

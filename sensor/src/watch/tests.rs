@@ -842,3 +842,32 @@ fn a_queue_overflow_triggers_a_rescan() {
     assert_eq!(changes.len(), 1);
     assert_consistent(&set, &map);
 }
+
+#[test]
+fn a_root_reached_through_a_symlink_is_not_walked_twice() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let real = tmp.path().join("cache");
+    write(&real.join("hub/m/a.gguf"), b"a");
+    let alias = tmp.path().join("models");
+    symlink(real.join("hub"), &alias).expect("symlink");
+    let k = key(&real.join("hub/m/a.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&real, &alias]), &mut map).expect("watch set");
+    assert_eq!(set.paths_of(&k), &[real.join("hub/m/a.gguf")]);
+    assert_eq!(set.stats().missing_roots, 0);
+
+    // Polls and rescans leave it alone: the two roots do not take turns.
+    let (inserts, removes) = (map.inserts, map.removes);
+    assert!(set.poll_missing_roots(&mut map).expect("poll").is_empty());
+    assert!(set.rescan(&mut map).expect("rescan").is_empty());
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+    assert_eq!(set.paths_of(&k), &[real.join("hub/m/a.gguf")]);
+
+    // Written through the alias: seen, under the first root's path.
+    write(&alias.join("m/b.gguf"), b"b");
+    let kb = key(&real.join("hub/m/b.gguf"));
+    pump(&mut set, &mut map, |s, _| s.path_of(&kb).is_some());
+    assert_eq!(set.path_of(&kb), Some(real.join("hub/m/b.gguf").as_path()));
+    assert_consistent(&set, &map);
+}
