@@ -257,6 +257,8 @@ pub mod offset_global {
     pub const TASK_MM: &str = "OFF_TASK_MM";
     pub const TASK_START_TIME: &str = "OFF_TASK_START_TIME";
     pub const TASK_EXIT_CODE: &str = "OFF_TASK_EXIT_CODE";
+    pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
+    pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
     pub const FILES_FDT: &str = "OFF_FILES_FDT";
     pub const FDT_MAX_FDS: &str = "OFF_FDT_MAX_FDS";
     pub const FDT_FD: &str = "OFF_FDT_FD";

@@ -12,8 +12,8 @@ use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ForkEvent, kind};
 use crate::{
     emit::{fill_header, reserve},
     kernel::{
-        OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_TASK_EXIT_CODE, OFF_TASK_MM, OFF_TASK_PID,
-        OFF_TASK_START_TIME, OFF_TASK_TGID, current_task, read_at,
+        OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_MM,
+        OFF_TASK_PID, OFF_TASK_SIGNAL, OFF_TASK_START_TIME, OFF_TASK_TGID, current_task, read_at,
     },
 };
 
@@ -91,11 +91,22 @@ pub fn on_fork(ctx: &RawTracePointContext) {
     entry.submit(0);
 }
 
-/// `sched/sched_process_exit`, reported once per process: when its main
-/// thread exits.
+/// `sched/sched_process_exit`, reported once per process: when its last
+/// thread exits. `do_exit` has already decremented `signal->live` when the
+/// tracepoint fires, so zero means the whole group is dead (a main thread
+/// that called `pthread_exit` while workers go on is not the end).
 pub fn on_exit(_ctx: &TracePointContext) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if pid_tgid as u32 != (pid_tgid >> 32) as u32 {
+    let task = current_task();
+    let live =
+        read_at::<u64>(task, &OFF_TASK_SIGNAL).and_then(|s| read_at::<i32>(s, &OFF_SIGNAL_LIVE));
+    let group_dead = match live {
+        Some(live) => live == 0,
+        None => {
+            let pid_tgid = bpf_get_current_pid_tgid();
+            pid_tgid as u32 == (pid_tgid >> 32) as u32
+        }
+    };
+    if !group_dead {
         return;
     }
     let Some(mut entry) = reserve::<ExitEvent>() else {
@@ -104,7 +115,7 @@ pub fn on_exit(_ctx: &TracePointContext) {
     // SAFETY: the reservation is valid, sized and aligned for an ExitEvent.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::EXIT, size_of::<ExitEvent>());
-    ev.exit_code = read_at::<u32>(current_task(), &OFF_TASK_EXIT_CODE).unwrap_or(0);
+    ev.exit_code = read_at::<u32>(task, &OFF_TASK_EXIT_CODE).unwrap_or(0);
     ev._pad = 0;
     entry.submit(0);
 }

@@ -56,6 +56,8 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::TASK_MM, "task_struct", "mm"),
     (g::TASK_START_TIME, "task_struct", "start_boottime"),
     (g::TASK_EXIT_CODE, "task_struct", "exit_code"),
+    (g::TASK_SIGNAL, "task_struct", "signal"),
+    (g::SIGNAL_LIVE, "signal_struct", "live"),
     (g::FILES_FDT, "files_struct", "fdt"),
     (g::FDT_MAX_FDS, "fdtable", "max_fds"),
     (g::FDT_FD, "fdtable", "fd"),

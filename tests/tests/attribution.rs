@@ -192,3 +192,36 @@ fn descriptor_number_reused_after_close() {
     );
     assert_read_by(&sensor, pid, &file, 4096);
 }
+
+#[test]
+fn main_thread_exiting_first_does_not_end_the_process() {
+    let (_root, file, sensor) = setup("leader.safetensors");
+    // The main thread leaves with pthread_exit; a worker reads afterwards.
+    // The process ends when the worker does, and its reads are its own.
+    let child = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import ctypes, os, sys, threading, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+             def worker():\n    time.sleep(0.5)\n    while os.read(fd, 1 << 16): pass\n    os._exit(0)\n\
+             threading.Thread(target=worker).start()\nctypes.CDLL(None).pthread_exit(None)\n",
+        )
+        .arg(&file)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let exit = sensor.wait_exit(pid);
+    let reads = sensor.by_pid("read", pid);
+    assert_eq!(
+        read_bytes(&reads),
+        MIB as u64,
+        "{:#?}",
+        reads.iter().map(brief).collect::<Vec<_>>()
+    );
+    let exits = sensor.by_pid("exit", pid);
+    assert_eq!(exits.len(), 1, "one exit per process: {exits:#?}");
+    assert!(
+        exit["time"].as_str() >= reads[0]["time"].as_str(),
+        "the exit comes after the reads"
+    );
+}
