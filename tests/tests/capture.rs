@@ -208,3 +208,114 @@ fn exec_and_exit_records_carry_process_context() {
         fs::canonicalize("/bin/sh").unwrap().display().to_string()
     );
 }
+
+#[test]
+fn creat_and_openat2_are_seen() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("w.onnx");
+    write_file(&file, 8192);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // openat2(2) has no libc wrapper: call it by number with an open_how
+    // {flags, mode, resolve}. creat(2) then truncates the file for writing.
+    let pid = python(
+        "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         class How(ctypes.Structure): _fields_ = [('flags', ctypes.c_uint64), ('mode', ctypes.c_uint64), ('resolve', ctypes.c_uint64)]\n\
+         how = How(os.O_RDONLY, 0, 0)\n\
+         fd = libc.syscall(437, -100, sys.argv[1].encode(), ctypes.byref(how), ctypes.sizeof(how))\n\
+         assert fd >= 0, ctypes.get_errno()\nos.read(fd, 8192)\nos.close(fd)\n\
+         fd = libc.creat(sys.argv[1].encode(), 0o644)\nassert fd >= 0\nos.close(fd)\n",
+        &[file.to_str().unwrap()],
+    );
+    sensor.wait_exit(pid);
+    let opens = sensor.by_pid("open", pid);
+    assert_eq!(
+        opens.len(),
+        2,
+        "{:#?}",
+        opens.iter().map(brief).collect::<Vec<_>>()
+    );
+    assert_eq!(opens[0]["access"]["flags"][0], "O_RDONLY");
+    assert_eq!(opens[1]["access"]["flags"][0], "O_WRONLY");
+    assert_eq!(read_bytes(&sensor.by_pid("read", pid)), 8192);
+}
+
+#[test]
+fn readv_and_preadv2_are_counted() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("w.h5");
+    write_file(&file, 4 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let pid = python(
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         os.readv(fd, [bytearray(MIB) for _ in range(2)])\n\
+         os.preadv(fd, [bytearray(MIB)], 2 * MIB, os.RWF_HIPRI)  # flags: preadv2\n\
+         os.preadv(fd, [bytearray(MIB)], 3 * MIB)\n"
+            .replace("MIB", "1048576")
+            .as_str(),
+        &[file.to_str().unwrap()],
+    );
+    sensor.wait_exit(pid);
+    let read = only(sensor.by_pid("read", pid), "read summary");
+    assert_eq!(read["access"]["bytes"], 4 * MIB);
+    assert_eq!(read["access"]["calls"], 3);
+    assert_eq!(read["access"]["coverage"], 1.0);
+    assert_eq!(read["access"]["reason"], "exit");
+}
+
+#[test]
+fn long_lived_readers_are_flushed_periodically_and_when_idle() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("slow.safetensors");
+    write_file(&file, 4 * MIB);
+    let sensor = SensorProcess::start(&[root.path()], &["--read-flush-interval", "1"]);
+    // Reads 1 MiB every 0.6 s for four reads, then idles with the
+    // descriptor open until told to stop.
+    let mut reader = std::process::Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+             for _ in range(4):\n    os.read(fd, 1048576)\n    time.sleep(0.6)\n\
+             sys.stdin.readline()\n",
+        )
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = reader.id();
+    let idle = sensor.wait_for("idle summary", Duration::from_secs(15), |r| {
+        r["action"] == "read" && r["process"]["pid"] == pid && r["access"]["reason"] == "idle"
+    });
+    drop(reader.stdin.take());
+    assert!(reader.wait().unwrap().success());
+    sensor.wait_exit(pid);
+    let reads = sensor.by_pid("read", pid);
+    let reasons: Vec<_> = reads
+        .iter()
+        .map(|r| r["access"]["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(reasons.iter().any(|r| r == "interval"), "{reasons:?}");
+    assert_eq!(read_bytes(&reads), 4 * MIB as u64, "{reasons:?}");
+    assert_eq!(idle["process"]["exe"], "/usr/bin/python3.11");
+}
+
+#[test]
+fn the_acting_user_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("public.gguf");
+    write_file(&file, 4096);
+    fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let pid = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&file));
+    sensor.wait_exit(pid);
+    let open = only(sensor.by_pid("open", pid), "open");
+    assert_eq!(open["process"]["uid"], 65534);
+    assert_eq!(open["process"]["gid"], 65534);
+    assert_eq!(open["process"]["comm"], "cat");
+}
