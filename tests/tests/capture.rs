@@ -319,3 +319,33 @@ fn the_acting_user_is_recorded() {
     assert_eq!(open["process"]["gid"], 65534);
     assert_eq!(open["process"]["comm"], "cat");
 }
+
+#[test]
+fn hugging_face_and_ollama_cache_layouts_are_watched() {
+    let root = tempfile::tempdir().unwrap();
+    // Hugging Face hub: extension-less blobs behind weight-named symlinks.
+    let repo = root.path().join("hub/models--meta-llama--Llama-3-8B");
+    let hash = "a".repeat(64);
+    fs::create_dir_all(repo.join("blobs")).unwrap();
+    fs::create_dir_all(repo.join("snapshots/0123abc")).unwrap();
+    write_file(&repo.join("blobs").join(&hash), MIB);
+    let link = repo.join("snapshots/0123abc/model-00001-of-00004.safetensors");
+    std::os::unix::fs::symlink(format!("../../blobs/{hash}"), &link).unwrap();
+    // Ollama: sha256-<hex> blobs.
+    let ollama = root.path().join("ollama/models/blobs");
+    fs::create_dir_all(&ollama).unwrap();
+    let blob = ollama.join(format!("sha256-{}", "b".repeat(64)));
+    write_file(&blob, MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let pid = run(Command::new("cat").arg(&link).arg(&blob));
+    sensor.wait_exit(pid);
+    let reads = sensor.by_pid("read", pid);
+    let paths: Vec<_> = reads
+        .iter()
+        .map(|r| r["file"]["path"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(paths.contains(&link.display().to_string()), "{paths:?}");
+    assert!(paths.contains(&blob.display().to_string()), "{paths:?}");
+    assert_eq!(read_bytes(&reads), 2 * MIB as u64);
+}

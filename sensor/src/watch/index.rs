@@ -7,6 +7,11 @@
 //! double the index's memory (the target is 100k files), so the reverse map
 //! is keyed by a 64-bit hash of the path and every hit is confirmed against
 //! the forward map: collisions cost a comparison, never a wrong answer.
+//!
+//! Beside it, [`Links`] remembers the weight-named symbolic links under the
+//! roots and the path each points at, resolving or dangling, so that an
+//! event on a link's target (a blob written, replaced or deleted) can be
+//! traced back to the links that must be resolved again.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -211,6 +216,83 @@ impl<S: BuildHasher> Index<S> {
     }
 }
 
+/// Weight-named symbolic links under the roots: link path -> the path it
+/// points at (made absolute lexically, see `scan::link_target`), and back.
+/// A few thousand at most (one per file of each cached model snapshot), so
+/// plain maps of paths are fine here.
+#[derive(Debug, Default)]
+pub(super) struct Links {
+    target_of: HashMap<PathBuf, PathBuf>,
+    links_to: HashMap<PathBuf, Vec<PathBuf>>,
+}
+
+impl Links {
+    pub(super) fn len(&self) -> usize {
+        self.target_of.len()
+    }
+
+    /// The links pointing at `target`.
+    pub(super) fn links_to(&self, target: &Path) -> &[PathBuf] {
+        self.links_to.get(target).map_or(&[], Vec::as_slice)
+    }
+
+    /// Records that `link` points at `target`, replacing what it pointed at
+    /// before.
+    pub(super) fn set(&mut self, link: PathBuf, target: PathBuf) {
+        if self.target_of.get(&link) == Some(&target) {
+            return;
+        }
+        self.remove(&link);
+        self.links_to
+            .entry(target.clone())
+            .or_default()
+            .push(link.clone());
+        self.target_of.insert(link, target);
+    }
+
+    /// Forgets `link`; returns whether it was known.
+    pub(super) fn remove(&mut self, link: &Path) -> bool {
+        let Some(target) = self.target_of.remove(link) else {
+            return false;
+        };
+        if let Some(links) = self.links_to.get_mut(&target) {
+            links.retain(|l| l != link);
+            if links.is_empty() {
+                self.links_to.remove(&target);
+            }
+        }
+        true
+    }
+
+    /// The links whose own path satisfies `pred`.
+    pub(super) fn select_links(&self, mut pred: impl FnMut(&Path) -> bool) -> Vec<PathBuf> {
+        self.target_of
+            .keys()
+            .filter(|link| pred(link))
+            .cloned()
+            .collect()
+    }
+
+    /// The links whose target satisfies `pred`.
+    pub(super) fn select_by_target(&self, mut pred: impl FnMut(&Path) -> bool) -> Vec<PathBuf> {
+        self.links_to
+            .iter()
+            .filter(|(target, _)| pred(target))
+            .flat_map(|(_, links)| links.iter().cloned())
+            .collect()
+    }
+}
+
+impl FromIterator<(PathBuf, PathBuf)> for Links {
+    fn from_iter<I: IntoIterator<Item = (PathBuf, PathBuf)>>(iter: I) -> Self {
+        let mut links = Links::default();
+        for (link, target) in iter {
+            links.set(link, target);
+        }
+        links
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +361,47 @@ mod tests {
     #[test]
     fn index_is_exact_under_hash_collisions() {
         exercise(Index::with_hasher(Colliding));
+    }
+
+    #[test]
+    fn links_track_both_directions() {
+        let p = PathBuf::from;
+        let mut links: Links = [
+            (p("/hf/snap/a/m.safetensors"), p("/hf/blobs/1")),
+            (p("/hf/snap/b/m.safetensors"), p("/hf/blobs/1")),
+            (p("/hf/snap/b/n.safetensors"), p("/hf/blobs/2")),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(links.len(), 3);
+        assert_eq!(
+            links.links_to(Path::new("/hf/blobs/1")),
+            &[p("/hf/snap/a/m.safetensors"), p("/hf/snap/b/m.safetensors")]
+        );
+
+        // Re-pointing a link moves it between targets.
+        links.set(p("/hf/snap/a/m.safetensors"), p("/hf/blobs/2"));
+        assert_eq!(
+            links.links_to(Path::new("/hf/blobs/1")),
+            &[p("/hf/snap/b/m.safetensors")]
+        );
+        assert_eq!(links.links_to(Path::new("/hf/blobs/2")).len(), 2);
+        assert_eq!(links.len(), 3);
+
+        let mut into = links.select_by_target(|t| t.starts_with("/hf/blobs"));
+        into.sort();
+        assert_eq!(into.len(), 3);
+        let mut under_b = links.select_links(|l| l.starts_with("/hf/snap/b"));
+        under_b.sort();
+        assert_eq!(
+            under_b,
+            vec![p("/hf/snap/b/m.safetensors"), p("/hf/snap/b/n.safetensors")]
+        );
+
+        assert!(links.remove(Path::new("/hf/snap/b/m.safetensors")));
+        assert!(!links.remove(Path::new("/hf/snap/b/m.safetensors")));
+        assert!(links.links_to(Path::new("/hf/blobs/1")).is_empty());
+        assert!(!links.links_to.contains_key(Path::new("/hf/blobs/1")));
+        assert_eq!(links.len(), 2);
     }
 }

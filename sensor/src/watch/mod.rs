@@ -6,13 +6,29 @@
 //! map holds; the paths live only here. The rules:
 //!
 //! - A weight file is a *regular* file under a root whose name's last
-//!   extension is configured (ASCII case-insensitive). The walk never
-//!   follows symbolic links below a root: a link named `x.safetensors` is
-//!   not watched, and its target is watched only if the target is itself a
-//!   weight file under a root. (A root named by a symlink is followed.)
-//! - Hard links give one key several paths; the key stays in the map while
-//!   any watched path still links it, and [`WatchSet::path_of`] names the
-//!   oldest one still present.
+//!   extension is configured (ASCII case-insensitive).
+//! - So is an Ollama blob, whatever the root: a regular file named
+//!   `sha256-<64 hex>` (or `sha256:<64 hex>`, older releases) directly in
+//!   a directory named `blobs`. Ollama names every blob by its digest, so
+//!   the small manifest, config, template and license blobs beside the
+//!   GGUF weights are watched too: a few more keys and some noise when
+//!   `ollama` reads them, accepted rather than guessing by size.
+//! - A symbolic link under a root whose own name has a weight extension
+//!   and which resolves (the whole chain, as `open` would) to a regular
+//!   file gets that file watched, wherever it is, with the *link's* path
+//!   as its watched path. This is the Hugging Face hub cache:
+//!   `snapshots/<rev>/model.safetensors` links to `../../blobs/<sha256>`,
+//!   a file with no extension, and records name the snapshot path. Links
+//!   with other names, and links to directories, are not followed. A
+//!   dangling weight-named link is remembered, and watched once its target
+//!   appears (the hub writes the blob first and links it last, so usually
+//!   the link's own creation does it). Whoever can create links under a
+//!   root can thereby get any regular file audited under a weight name:
+//!   noise, never a blind spot. (A root named by a symlink is followed.)
+//! - Hard links and weight-named links give one key several paths; the key
+//!   stays in the map while any watched path (a file or a link) still
+//!   leads to it, and [`WatchSet::path_of`] names the oldest one still
+//!   present.
 //! - A GPU device is whatever a pattern's `*` glob expands to (symlinks
 //!   followed, directories skipped). A pattern whose only wildcard is in the
 //!   last component also gets its parent directory watched, so a device
@@ -33,6 +49,15 @@
 //! removal then an addition: the periodic [`WatchSet::rescan`] is the
 //! backstop for both. A deleted file leaves the map with its last watched
 //! path even if a process still holds it open.
+//!
+//! A link's target is followed through events on the target's own path: a
+//! blob written, renamed into place, replaced or deleted re-resolves the
+//! links pointing at it, as does a directory holding targets appearing or
+//! vanishing; so does a change to a weight-named link that another one
+//! points at. That path is worked out lexically from the link (exact below
+//! a root, whose subdirectories are never links), so a target outside the
+//! roots, or reached through a directory link or a link with another name,
+//! is only brought up to date by the rescan.
 
 mod index;
 mod pattern;
@@ -49,9 +74,9 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 use sensor_common::{FileKey, WatchEntry, watch_flag};
 use tracing::{debug, info, warn};
 
-use self::index::Index;
+use self::index::{Index, Links};
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{DirWatch, Found, Scan, TopError, Walker, key_of, watch_hint};
+use self::scan::{DirWatch, Found, Scan, TopError, Walker, key_of, read_weight_link, watch_hint};
 
 /// The kernel's watched-inode map (implemented by the agent over aya's
 /// `HashMap`; a fake in tests).
@@ -123,9 +148,13 @@ pub enum WatchChange {
 pub struct WatchStats {
     /// Weight-file inodes in the map.
     pub files: usize,
-    /// Weight-file paths (more than `files` when there are hard links).
+    /// Weight-file paths (more than `files` when there are hard links or
+    /// several weight-named links to one file).
     pub paths: usize,
     pub gpu_devices: usize,
+    /// Weight-named symbolic links under the roots, dangling ones included
+    /// (the resolving ones are among `paths`).
+    pub links: usize,
     /// Directories under inotify watch.
     pub directories: usize,
     /// Roots that do not exist (or cannot be read) right now.
@@ -189,8 +218,10 @@ pub struct WatchSet {
     gpu_patterns: Vec<GpuPattern>,
     gpu_dirs: Vec<GpuDir>,
     inotify: Inotify,
-    /// Weight files.
+    /// Weight files (and the weight-named links leading to them).
     index: Index,
+    /// Every weight-named link under the roots, resolving or dangling.
+    links: Links,
     /// GPU device nodes (a handful), with every path matching a pattern.
     gpu: BTreeMap<FileKey, Vec<PathBuf>>,
     dirs: HashMap<WatchDescriptor, DirWatch>,
@@ -366,6 +397,7 @@ impl WatchSet {
                 .collect(),
             inotify,
             index: Index::default(),
+            links: Links::default(),
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
             counters: Counters::default(),
@@ -397,10 +429,11 @@ impl WatchSet {
     }
 
     /// Reads every pending inotify event (until `EAGAIN`, so the caller may
-    /// clear its readiness afterwards) and applies them: weight files
-    /// created, written, moved in or renamed are added; deleted or moved
-    /// out ones are removed (a key stays while another watched path links
-    /// it); new directories are watched, then walked; a queue overflow
+    /// clear its readiness afterwards) and applies them: weight files and
+    /// weight-named links created, written, moved in or renamed are added;
+    /// deleted or moved out ones are removed (a key stays while another
+    /// watched path leads to it); links whose target changed are resolved
+    /// again; new directories are watched, then walked; a queue overflow
     /// triggers a full rescan. The map is updated even when reading fails
     /// part way.
     pub fn process_inotify(
@@ -479,8 +512,9 @@ impl WatchSet {
         self.paths_of(key).first().map(PathBuf::as_path)
     }
 
-    /// Every watched path of the inode: its hard links under the roots, or
-    /// for a GPU device the paths matching the patterns.
+    /// Every watched path of the inode: its hard links and the weight-named
+    /// symbolic links to it under the roots, or for a GPU device the paths
+    /// matching the patterns.
     pub fn paths_of(&self, key: &FileKey) -> &[PathBuf] {
         let paths = self.index.paths(key);
         if paths.is_empty() {
@@ -525,6 +559,7 @@ impl WatchSet {
             files: self.index.len(),
             paths: self.index.path_count(),
             gpu_devices: self.gpu.len(),
+            links: self.links.len(),
             directories: self.dirs.values().filter(|d| d.tree).count(),
             missing_roots: self.roots.iter().filter(|r| !r.present).count(),
             unreadable_dirs: self.counters.unreadable_dirs,
@@ -553,6 +588,7 @@ impl WatchSet {
                 root.present = true;
                 root.reported = false;
                 self.merge(scan, batch);
+                self.reresolve_links_into(&path, batch);
                 return Ok(());
             }
             Err(error) => error,
@@ -707,22 +743,59 @@ impl WatchSet {
         }
     }
 
-    /// Brings the index entry of one path in line with the disk: whatever
-    /// the event was, the file's current state decides.
+    /// Brings the index entry of one path in line with the disk, then the
+    /// links pointing at it: whatever the event was, the current state
+    /// decides.
     fn reconcile_path(&mut self, path: PathBuf, name: &OsStr, batch: &mut Batch) {
-        let indexed = self.index.key_of(&path);
-        let wanted = self.extensions.matches(name);
-        if indexed.is_none() && !wanted {
+        self.reconcile_entry(&path, name, batch);
+        let links = self.links.links_to(&path).to_vec();
+        self.reresolve(links, batch);
+    }
+
+    /// Reconciles one path: a weight file, a weight-named link, or a path
+    /// indexed until now.
+    fn reconcile_entry(&mut self, path: &Path, name: &OsStr, batch: &mut Batch) {
+        let indexed = self.index.key_of(path);
+        let link_name = self.extensions.matches(name);
+        let weight_file = link_name
+            || path
+                .parent()
+                .is_some_and(|dir| self.extensions.is_weight_file(dir, name));
+        if indexed.is_none() && !weight_file {
             return;
         }
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if wanted && meta.is_file() => {
-                self.add_path(key_of(&meta), path, meta.len(), batch);
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_symlink() && link_name => match read_weight_link(path) {
+                Ok(link) => {
+                    self.links.set(path.to_path_buf(), link.target);
+                    match link.found {
+                        Some(Found { key, size }) => {
+                            self.add_path(key, path.to_path_buf(), size, batch);
+                        }
+                        None => self.unindex(indexed, path, batch),
+                    }
+                }
+                // Replaced or removed since the lstat: its own event follows.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                    ) =>
+                {
+                    self.links.remove(path);
+                    self.unindex(indexed, path, batch);
+                }
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "cannot read weight-named link; its watch entry is left as is until the next rescan");
+                }
+            },
+            Ok(meta) if meta.is_file() && weight_file => {
+                self.links.remove(path);
+                self.add_path(key_of(&meta), path.to_path_buf(), meta.len(), batch);
             }
             Ok(_) => {
-                if let Some(key) = indexed {
-                    self.remove_path(key, &path, batch);
-                }
+                self.links.remove(path);
+                self.unindex(indexed, path, batch);
             }
             Err(error)
                 if matches!(
@@ -730,13 +803,50 @@ impl WatchSet {
                     io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
                 ) =>
             {
-                if let Some(key) = indexed {
-                    self.remove_path(key, &path, batch);
-                }
+                self.links.remove(path);
+                self.unindex(indexed, path, batch);
             }
             Err(error) => {
                 warn!(path = %path.display(), %error, "cannot stat weight file; its watch entry is left as is until the next rescan");
             }
+        }
+    }
+
+    fn unindex(&mut self, indexed: Option<FileKey>, path: &Path, batch: &mut Batch) {
+        if let Some(key) = indexed {
+            self.remove_path(key, path, batch);
+        }
+    }
+
+    /// Resolves `links` again and, in turn, the links pointing at them (a
+    /// link to a link). Each link is resolved once.
+    fn reresolve(&mut self, mut pending: Vec<PathBuf>, batch: &mut Batch) {
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        while let Some(link) = pending.pop() {
+            if seen.contains(&link) {
+                continue;
+            }
+            if let Some(name) = link.file_name() {
+                let name = name.to_os_string();
+                self.reconcile_entry(&link, &name, batch);
+            }
+            pending.extend(self.links.links_to(&link).iter().cloned());
+            seen.insert(link);
+        }
+    }
+
+    /// Resolves again the links outside `dir` that point into it, after
+    /// `dir` appeared or vanished (links inside it were just walked or
+    /// forgotten).
+    fn reresolve_links_into(&mut self, dir: &Path, batch: &mut Batch) {
+        let links: Vec<PathBuf> = self
+            .links
+            .select_by_target(|target| is_under(target, dir))
+            .into_iter()
+            .filter(|link| !is_under(link, dir))
+            .collect();
+        if !links.is_empty() {
+            self.reresolve(links, batch);
         }
     }
 
@@ -758,12 +868,14 @@ impl WatchSet {
             }
         }
         self.merge(scan, batch);
+        self.reresolve_links_into(path, batch);
     }
 
     /// Adds a walk's directories and files to the index.
     fn merge(&mut self, scan: Scan, batch: &mut Batch) {
         let Scan {
             files,
+            links,
             dirs,
             unreadable_dirs,
             watch_failures,
@@ -790,8 +902,26 @@ impl WatchSet {
         for (wd, path) in dirs {
             self.set_tree_dir(wd, path);
         }
-        for (path, found) in files {
-            self.add_path(found.key, path, found.size, batch);
+        self.add_found(files, &links, batch);
+        for (link, target) in links {
+            self.links.set(link, target);
+        }
+    }
+
+    /// Adds a walk's files to the index, a file's own paths before the
+    /// links leading to it, so that [`WatchSet::path_of`] names the file
+    /// itself when a walk finds both.
+    fn add_found(
+        &mut self,
+        files: HashMap<PathBuf, Found>,
+        links: &HashMap<PathBuf, PathBuf>,
+        batch: &mut Batch,
+    ) {
+        let (linked, own): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|(path, _)| links.contains_key(path));
+        for (path, Found { key, size }) in own.into_iter().chain(linked) {
+            self.add_path(key, path, size, batch);
         }
     }
 
@@ -805,9 +935,10 @@ impl WatchSet {
         watch.tree = true;
     }
 
-    /// Forgets every file and directory at or below `prefix` (removed or
-    /// moved away), except the watches in `keep`; roots there go back to
-    /// being polled for.
+    /// Forgets every file, link and directory at or below `prefix` (removed
+    /// or moved away), except the watches in `keep`, and resolves again the
+    /// links elsewhere that pointed into it; roots there go back to being
+    /// polled for.
     fn forget_subtree(
         &mut self,
         prefix: &Path,
@@ -816,6 +947,9 @@ impl WatchSet {
     ) {
         for (key, path) in self.index.select(|p| is_under(p, prefix)) {
             self.remove_path(key, &path, batch);
+        }
+        for link in self.links.select_links(|l| is_under(l, prefix)) {
+            self.links.remove(&link);
         }
         let wds: Vec<WatchDescriptor> = self
             .dirs
@@ -833,6 +967,7 @@ impl WatchSet {
                 info!(path = %root.path.display(), "watch root disappeared; waiting for it to reappear");
             }
         }
+        self.reresolve_links_into(prefix, batch);
     }
 
     /// Drops one role of a watch, and the watch with its last role.
@@ -932,6 +1067,7 @@ impl WatchSet {
         }
         let Scan {
             files,
+            links,
             dirs,
             unreadable_dirs,
             watch_failures,
@@ -941,9 +1077,9 @@ impl WatchSet {
         for (wd, path) in dirs {
             self.set_tree_dir(wd, path);
         }
-        for (path, Found { key, size }) in files {
-            self.add_path(key, path, size, batch);
-        }
+        self.add_found(files, &links, batch);
+        // The walk saw every link under the present roots.
+        self.links = links.into_iter().collect();
         self.watch_gpu_dirs();
         self.resolve_gpu(batch);
     }

@@ -1,6 +1,7 @@
 //! Name matching for the watch set: which file names are weight files (by
-//! extension) and which paths are GPU device nodes (by `*` glob), plus the
-//! expansion of those globs against the file system.
+//! extension, or by Ollama's content-addressed blob naming) and which paths
+//! are GPU device nodes (by `*` glob), plus the expansion of those globs
+//! against the file system.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -37,6 +38,40 @@ impl Extensions {
             .iter()
             .any(|want| want.as_bytes().eq_ignore_ascii_case(ext))
     }
+}
+
+/// The name of the directory Ollama (and the Hugging Face hub) keep
+/// content-addressed blobs in.
+const BLOBS_DIR: &str = "blobs";
+
+/// Length of a hex-encoded SHA-256 digest.
+const SHA256_HEX_LEN: usize = 64;
+
+impl Extensions {
+    /// Whether a regular file called `name` in directory `dir` is a weight
+    /// file: its name has one of our extensions, or it is an Ollama blob
+    /// ([`is_blob_name`]) directly inside a directory named `blobs`.
+    /// Ollama names its blobs by digest only, so the GGUF weights cannot be
+    /// told from the small manifest, template and license blobs beside them
+    /// by name; all of them are watched.
+    pub(super) fn is_weight_file(&self, dir: &Path, name: &OsStr) -> bool {
+        self.matches(name) || (is_blob_name(name) && dir.file_name() == Some(OsStr::new(BLOBS_DIR)))
+    }
+}
+
+/// Whether `name` is an Ollama blob name: `sha256-` (current releases) or
+/// `sha256:` (early ones) followed by exactly 64 hex digits. Partial
+/// downloads (`sha256-<hex>-partial`, `...-partial-0`) do not match; the
+/// finished blob is renamed into place and picked up then.
+pub(super) fn is_blob_name(name: &OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    let Some(digest) = name
+        .strip_prefix(b"sha256-")
+        .or_else(|| name.strip_prefix(b"sha256:"))
+    else {
+        return false;
+    };
+    digest.len() == SHA256_HEX_LEN && digest.iter().all(u8::is_ascii_hexdigit)
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of bytes
@@ -187,6 +222,45 @@ mod tests {
     fn no_extensions_match_nothing() {
         assert!(!exts(&[]).matches(OsStr::new("a.safetensors")));
         assert!(!exts(&[".", ""]).matches(OsStr::new("a.")));
+    }
+
+    #[test]
+    fn ollama_blob_names_need_the_digest_form() {
+        let hex = "a".repeat(63) + "f";
+        assert!(is_blob_name(OsStr::new(&format!("sha256-{hex}"))));
+        assert!(is_blob_name(OsStr::new(&format!("sha256:{hex}"))));
+        assert!(is_blob_name(OsStr::new(&format!(
+            "sha256-{}",
+            hex.to_ascii_uppercase()
+        ))));
+        assert!(!is_blob_name(OsStr::new(&format!("sha256-{hex}-partial"))));
+        assert!(!is_blob_name(OsStr::new(&format!(
+            "sha256-{hex}-partial-0"
+        ))));
+        assert!(!is_blob_name(OsStr::new(&format!("sha256-{}", &hex[1..]))));
+        assert!(!is_blob_name(OsStr::new(&format!("sha256-{hex}0"))));
+        assert!(!is_blob_name(OsStr::new(&format!("sha256-{}g", &hex[1..]))));
+        assert!(!is_blob_name(OsStr::new(&format!("sha512-{hex}"))));
+        // A Hugging Face blob is the bare digest: not this rule's business.
+        assert!(!is_blob_name(OsStr::new(&hex)));
+    }
+
+    #[test]
+    fn ollama_blobs_count_only_inside_a_blobs_directory() {
+        let e = exts(&["gguf"]);
+        let blob = format!("sha256-{}", "0123456789abcdef".repeat(4));
+        let blob = OsStr::new(&blob);
+        assert!(e.is_weight_file(Path::new("/usr/share/ollama/.ollama/models/blobs"), blob));
+        assert!(e.is_weight_file(Path::new("blobs"), blob));
+        assert!(!e.is_weight_file(Path::new("/var/lib/ollama/models"), blob));
+        assert!(!e.is_weight_file(Path::new("/var/lib/ollama/blobs/sub"), blob));
+        assert!(!e.is_weight_file(Path::new("/"), blob));
+        // Extensions still apply in any directory, blobs included.
+        assert!(e.is_weight_file(Path::new("/m/blobs"), OsStr::new("x.gguf")));
+        assert!(e.is_weight_file(Path::new("/m"), OsStr::new("x.GGUF")));
+        assert!(!e.is_weight_file(Path::new("/m/blobs"), OsStr::new("config.json")));
+        // With no extensions configured, the Ollama rule still holds.
+        assert!(exts(&[]).is_weight_file(Path::new("/m/blobs"), blob));
     }
 
     #[test]

@@ -4,16 +4,20 @@
 //!
 //! Each directory is watched *before* it is read, so a file created while
 //! the walk runs is either seen by the read or reported by inotify.
-//! Symbolic links are never followed below the top directory: a link to a
-//! weight file is not a weight file, and a link to a directory could lead
-//! out of the tree or into a loop. Mount points are crossed (keys carry the
-//! device); a set of visited directory inodes stops bind-mount loops.
+//! Symbolic links to directories are never followed below the top
+//! directory: they could lead out of the tree or into a loop. A symbolic
+//! link whose own name has a weight extension is resolved (stat'ed, never
+//! walked into): when it leads to a regular file, that file is reported
+//! under the link's path, which is how the Hugging Face hub cache's
+//! `snapshots/<rev>/model.safetensors -> ../../blobs/<sha256>` is seen.
+//! Mount points are crossed (keys carry the device); a set of visited
+//! directory inodes stops bind-mount loops.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
@@ -42,7 +46,12 @@ pub(super) struct DirWatch {
 /// What a walk found.
 #[derive(Debug, Default)]
 pub(super) struct Scan {
+    /// Weight files, and weight-named links resolving to a regular file
+    /// (under the link's path, with the target's key and size).
     pub(super) files: HashMap<PathBuf, Found>,
+    /// Every weight-named link, resolving or dangling, with the path it
+    /// points at ([`link_target`]).
+    pub(super) links: HashMap<PathBuf, PathBuf>,
     /// Every directory watched, in walk order.
     pub(super) dirs: Vec<(WatchDescriptor, PathBuf)>,
     /// Directories below the top that could not be listed.
@@ -84,6 +93,74 @@ pub(super) fn key_of(meta: &fs::Metadata) -> FileKey {
         dev: super::kernel_dev(meta.dev()),
         ino: meta.ino(),
     }
+}
+
+/// A weight-named symbolic link, read.
+#[derive(Debug)]
+pub(super) struct WeightLink {
+    /// Where it points ([`link_target`]).
+    pub(super) target: PathBuf,
+    /// The regular file it resolves to; `None` when dangling or leading to
+    /// anything else.
+    pub(super) found: Option<Found>,
+}
+
+/// Reads the symbolic link at `path` and resolves it (the whole chain, as
+/// `open` would). Fails only when `path` cannot be read as a link (gone, or
+/// no longer a link); a target that cannot be stat'ed makes it dangling.
+pub(super) fn read_weight_link(path: &Path) -> io::Result<WeightLink> {
+    let raw = fs::read_link(path)?;
+    let target = link_target(path, &raw);
+    let found = match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Some(Found {
+            key: key_of(&meta),
+            size: meta.len(),
+        }),
+        Ok(_) => {
+            debug!(path = %path.display(), target = %raw.display(), "weight-named link does not lead to a regular file; not watched");
+            None
+        }
+        // Dangling (the usual state of a download in progress) or a loop.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            debug!(path = %path.display(), target = %raw.display(), error = %e, "weight-named link is dangling; watched once its target appears");
+            None
+        }
+        Err(e) => {
+            warn!(path = %path.display(), target = %raw.display(), error = %e, "cannot resolve weight-named link; its target is not audited until the next rescan");
+            None
+        }
+    };
+    Ok(WeightLink { target, found })
+}
+
+/// The absolute path the link at `link` with contents `raw` points at,
+/// with `.` and `..` resolved lexically. Only used to match inotify events
+/// on a target to the links that point at it, so it is computed the way
+/// those events name paths: below a root, whose directories are never
+/// links (the walk does not follow them), `..` is exact. A target outside
+/// the roots, or whose path crosses a link, is not matched by events; the
+/// periodic rescan catches up with it.
+pub(super) fn link_target(link: &Path, raw: &Path) -> PathBuf {
+    let joined = match link.parent() {
+        Some(parent) if raw.is_relative() => parent.join(raw),
+        _ => raw.to_path_buf(),
+    };
+    let mut out = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The hint to show with a failed `inotify_add_watch`.
@@ -259,14 +336,17 @@ impl<'a> Walker<'a> {
                     return;
                 }
             };
-            // `file_type` does not follow symlinks, so links are neither
-            // descended into nor taken for weight files.
+            // `file_type` does not follow symlinks, so links are never
+            // descended into, and resolved only when weight-named.
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
             if file_type.is_dir() {
                 pending.push(entry.path());
-            } else if file_type.is_file() && self.extensions.matches(&entry.file_name()) {
+            } else if file_type.is_symlink() && self.extensions.matches(&entry.file_name()) {
+                self.link(entry.path());
+            } else if file_type.is_file() && self.extensions.is_weight_file(dir, &entry.file_name())
+            {
                 let path = entry.path();
                 match entry.metadata() {
                     Ok(meta) if meta.is_file() => {
@@ -284,5 +364,61 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+    }
+
+    fn link(&mut self, path: PathBuf) {
+        match read_weight_link(&path) {
+            Ok(link) => {
+                if let Some(found) = link.found {
+                    self.out.files.insert(path.clone(), found);
+                }
+                self.out.links.insert(path, link.target);
+            }
+            // Gone since the listing, or replaced by something else: an
+            // event for it is queued.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                ) => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot read weight-named link; its target is not audited");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_targets_resolve_dots_lexically() {
+        let t = |link: &str, raw: &str| link_target(Path::new(link), Path::new(raw));
+        assert_eq!(
+            t(
+                "/hf/hub/models--o--n/snapshots/abc/model.safetensors",
+                "../../blobs/0f1e"
+            ),
+            PathBuf::from("/hf/hub/models--o--n/blobs/0f1e")
+        );
+        assert_eq!(
+            t("/hf/snapshots/abc/sub/m.gguf", "../../../blobs/x"),
+            PathBuf::from("/hf/blobs/x")
+        );
+        assert_eq!(t("/m/a.gguf", "./b.gguf"), PathBuf::from("/m/b.gguf"));
+        assert_eq!(
+            t("/m/a.gguf", "/data//x/./y.gguf"),
+            PathBuf::from("/data/x/y.gguf")
+        );
+        assert_eq!(
+            t("/m/a.gguf", "/data/x/../y.gguf"),
+            PathBuf::from("/data/y.gguf")
+        );
+        // `..` above the root stays at the root, as the kernel does.
+        assert_eq!(
+            t("/m/a.gguf", "../../../../b.gguf"),
+            PathBuf::from("/b.gguf")
+        );
     }
 }

@@ -119,7 +119,8 @@ fn initial_scan_finds_only_weight_files_case_insensitively_in_nested_dirs() {
     write(&root.join("sub/x.bin"), b"");
     fs::create_dir_all(root.join("dir.gguf")).expect("mkdir");
     write(&outside.join("o.safetensors"), b"o");
-    // Links are not followed: neither a file link nor a directory link.
+    // A weight-named link to a file is one more path of the file's key; a
+    // directory link is not followed.
     symlink(root.join("a.safetensors"), root.join("link.safetensors")).expect("symlink");
     symlink(&outside, root.join("linkdir")).expect("symlink");
 
@@ -137,8 +138,16 @@ fn initial_scan_finds_only_weight_files_case_insensitively_in_nested_dirs() {
     }
     assert_eq!(set.path_of(&key(&outside.join("o.safetensors"))), None);
     assert_eq!(set.index.size(&key(&root.join("B.GGUF"))), Some(2));
+    // The file's own path comes first, whatever order the walk found them.
+    assert_eq!(
+        set.paths_of(&key(&root.join("a.safetensors"))),
+        &[root.join("a.safetensors"), root.join("link.safetensors")]
+    );
     let stats = set.stats();
-    assert_eq!((stats.files, stats.paths, stats.missing_roots), (3, 3, 0));
+    assert_eq!(
+        (stats.files, stats.paths, stats.links, stats.missing_roots),
+        (3, 4, 1, 0)
+    );
     // models, sub, sub/deep, dir.gguf; not the linked directory.
     assert_eq!(stats.directories, 4);
 }
@@ -869,5 +878,445 @@ fn a_root_reached_through_a_symlink_is_not_walked_twice() {
     let kb = key(&real.join("hub/m/b.gguf"));
     pump(&mut set, &mut map, |s, _| s.path_of(&kb).is_some());
     assert_eq!(set.path_of(&kb), Some(real.join("hub/m/b.gguf").as_path()));
+    assert_consistent(&set, &map);
+}
+
+/// A 64-hex-digit digest, distinct per `n`.
+fn digest(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+/// One repository of a Hugging Face hub cache, laid out the way
+/// `huggingface_hub` writes it.
+struct HfRepo {
+    repo: PathBuf,
+}
+
+impl HfRepo {
+    /// `<cache>/hub/models--meta-llama--Llama-3-8B`, with its `blobs/` and
+    /// `snapshots/` directories created.
+    fn new(cache: &Path) -> Self {
+        let repo = cache.join("hub/models--meta-llama--Llama-3-8B");
+        fs::create_dir_all(repo.join("blobs")).expect("mkdir blobs");
+        fs::create_dir_all(repo.join("snapshots")).expect("mkdir snapshots");
+        Self { repo }
+    }
+
+    fn blob(&self, hash: &str) -> PathBuf {
+        self.repo.join("blobs").join(hash)
+    }
+
+    fn snapshot(&self, rev: &str, name: &str) -> PathBuf {
+        self.repo.join("snapshots").join(rev).join(name)
+    }
+
+    /// Downloads a blob: written as `<hash>.incomplete`, renamed into place.
+    fn write_blob(&self, hash: &str, data: &[u8]) -> PathBuf {
+        let blob = self.blob(hash);
+        let partial = self.blob(&format!("{hash}.incomplete"));
+        write(&partial, data);
+        fs::rename(&partial, &blob).expect("rename blob into place");
+        blob
+    }
+
+    /// `snapshots/<rev>/<name> -> ../../blobs/<hash>`.
+    fn link(&self, rev: &str, name: &str, hash: &str) -> PathBuf {
+        let link = self.snapshot(rev, name);
+        fs::create_dir_all(link.parent().expect("snapshot dir")).expect("mkdir snapshot");
+        symlink(format!("../../blobs/{hash}"), &link).expect("symlink");
+        link
+    }
+}
+
+const REV: &str = "8cde5ca8380496c9a6cc7ef3a8b46a0372a1d920";
+const SHARD1: &str = "model-00001-of-00004.safetensors";
+const SHARD2: &str = "model-00002-of-00004.safetensors";
+const SHARD3: &str = "model-00003-of-00004.safetensors";
+
+#[test]
+fn hf_hub_snapshot_links_watch_their_blobs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let blob1 = hf.write_blob(&digest(1), b"shard one");
+    let blob2 = hf.write_blob(&digest(2), b"shard two");
+    let config = hf.write_blob(&digest(3), b"{}");
+    let tokenizer = hf.write_blob(&digest(4), b"weights-sized tokenizer");
+    let shard1 = hf.link(REV, SHARD1, &digest(1));
+    let shard2 = hf.link(REV, SHARD2, &digest(2));
+    hf.link(REV, "config.json", &digest(3));
+    // Not weight-named: no reason to watch, even though a weight-named
+    // link elsewhere could lead to the same blob.
+    hf.link(REV, "tokenizer.json", &digest(4));
+    // Dangling: the blob of shard 3 is still downloading.
+    let shard3 = hf.link(REV, SHARD3, &digest(5));
+    hf.link(REV, "weights.link", &digest(1));
+
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+
+    let (k1, k2) = (key(&blob1), key(&blob2));
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.paths_of(&k1), std::slice::from_ref(&shard1));
+    assert_eq!(set.paths_of(&k2), std::slice::from_ref(&shard2));
+    assert_eq!(map.flags(&k1), Some(watch_flag::WEIGHT));
+    assert_eq!(map.flags(&k2), Some(watch_flag::WEIGHT));
+    // The size is the blob's, not the link's.
+    assert_eq!(set.index.size(&k1), Some(9));
+    assert_eq!(set.path_of(&key(&config)), None);
+    assert_eq!(set.path_of(&key(&tokenizer)), None);
+    assert!(set.index.key_of(&shard3).is_none());
+    let stats = set.stats();
+    // Three weight-named links, one of them dangling.
+    assert_eq!((stats.files, stats.paths, stats.links), (2, 2, 3));
+    assert_consistent(&set, &map);
+
+    // Periodic rescans leave the links alone.
+    let (inserts, removes) = (map.inserts, map.removes);
+    assert!(set.rescan(&mut map).expect("rescan").is_empty());
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+    assert_eq!(set.paths_of(&k1), std::slice::from_ref(&shard1));
+    assert_eq!(set.stats().links, 3);
+}
+
+#[test]
+fn hf_hub_links_created_after_start_are_watched_and_removed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+    assert!(set.is_empty());
+
+    // The downloader's order: blob first, then the snapshot link. The blob
+    // alone (no extension) is nothing to watch.
+    let blob1 = hf.write_blob(&digest(1), b"shard one");
+    let k1 = key(&blob1);
+    assert!(settle(&mut set, &mut map).is_empty());
+    // In a new snapshot directory: found by walking it.
+    let shard1 = hf.link(REV, SHARD1, &digest(1));
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k1).is_some());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Added(WatchedFile {
+            key: k1,
+            path: shard1.clone(),
+            size: 9,
+            flags: watch_flag::WEIGHT
+        })]
+    );
+    assert_eq!(map.flags(&k1), Some(watch_flag::WEIGHT));
+
+    // In the now-watched snapshot directory: IN_CREATE of the link itself.
+    let blob2 = hf.write_blob(&digest(2), b"shard two");
+    let k2 = key(&blob2);
+    let shard2 = hf.link(REV, SHARD2, &digest(2));
+    pump(&mut set, &mut map, |s, _| s.path_of(&k2).is_some());
+    assert_eq!(set.path_of(&k2), Some(shard2.as_path()));
+
+    // Renamed in (IN_MOVED_TO of a link).
+    let blob3 = hf.write_blob(&digest(3), b"shard three");
+    let k3 = key(&blob3);
+    let staged = hf.link(REV, "shard3.tmp", &digest(3));
+    assert!(settle(&mut set, &mut map).is_empty());
+    let shard3 = hf.snapshot(REV, SHARD3);
+    fs::rename(&staged, &shard3).expect("rename link into place");
+    pump(&mut set, &mut map, |s, _| s.path_of(&k3).is_some());
+    assert_eq!(set.path_of(&k3), Some(shard3.as_path()));
+
+    // A link deleted: its key leaves the map, the blob is untouched.
+    fs::remove_file(&shard1).expect("unlink");
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k1).is_none());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Removed {
+            key: k1,
+            path: shard1.clone()
+        }]
+    );
+    assert_eq!(map.flags(&k1), None);
+    assert!(blob1.exists());
+    assert_eq!(set.len(), 2);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn two_snapshots_linking_one_blob_share_its_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let blob = hf.write_blob(&digest(1), b"shared");
+    let old_rev = hf.link(
+        "0000000000000000000000000000000000000001",
+        SHARD1,
+        &digest(1),
+    );
+    let new_rev = hf.link(REV, SHARD1, &digest(1));
+    let k = key(&blob);
+
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 1);
+    let mut paths = set.paths_of(&k).to_vec();
+    paths.sort();
+    assert_eq!(paths, vec![old_rev.clone(), new_rev.clone()]);
+    assert_eq!(map.entries.len(), 1);
+
+    // Pruning the old revision keeps the blob watched through the new one.
+    fs::remove_dir_all(old_rev.parent().expect("snapshot dir")).expect("rm -r");
+    let changes = pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 1);
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&new_rev));
+    assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+    assert_eq!(map.removes, 0);
+    assert_eq!(
+        changes,
+        vec![WatchChange::Removed {
+            key: k,
+            path: old_rev
+        }]
+    );
+
+    fs::remove_file(&new_rev).expect("unlink");
+    pump(&mut set, &mut map, |_, m| m.entries.is_empty());
+    assert!(set.is_empty());
+    assert!(map.entries.is_empty());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_key_stays_while_a_file_or_a_link_still_leads_to_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    // `llama.gguf` and `raw.bin` are hard links of one inode; only the
+    // first has a watched extension (the spec's are safetensors and gguf).
+    let file = root.join("llama.gguf");
+    let raw = root.join("raw.bin");
+    write(&file, b"weights");
+    fs::hard_link(&file, &raw).expect("hard link");
+    let link = root.join("current.gguf");
+    symlink("raw.bin", &link).expect("symlink");
+    let k = key(&file);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[root]), &mut map).expect("watch set");
+    assert_eq!(set.paths_of(&k), &[file.clone(), link.clone()]);
+
+    // The link removed: the file still holds the key.
+    fs::remove_file(&link).expect("unlink");
+    pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 1);
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&file));
+    // Back again, and now the file removed: the link still holds it.
+    symlink("raw.bin", &link).expect("symlink");
+    pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 2);
+    fs::remove_file(&file).expect("rm");
+    pump(&mut set, &mut map, |s, _| s.paths_of(&k).len() == 1);
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&link));
+    assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
+    assert_eq!(map.removes, 0);
+
+    // The inode's last name the link leads through goes: the link dangles
+    // and the key leaves the map, though the link is still remembered.
+    fs::remove_file(&raw).expect("rm");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().links, 1);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_non_weight_named_link_is_no_reason_to_watch() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let blob = hf.write_blob(&digest(1), b"weights");
+    let k = key(&blob);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+
+    for name in ["weights", "model.safetensors.lnk", "README.md"] {
+        hf.link(REV, name, &digest(1));
+    }
+    assert!(settle(&mut set, &mut map).is_empty());
+    assert!(set.is_empty());
+    assert_eq!(set.stats().links, 0);
+
+    // Renaming one to a weight name is what makes it count.
+    let shard = hf.snapshot(REV, SHARD1);
+    fs::rename(hf.snapshot(REV, "weights"), &shard).expect("rename");
+    pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
+    assert_eq!(set.paths_of(&k), std::slice::from_ref(&shard));
+    // And back: no longer.
+    fs::rename(&shard, hf.snapshot(REV, "weights")).expect("rename");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().links, 0);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_dangling_link_is_ignored_until_its_blob_appears() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let shard = hf.link(REV, SHARD1, &digest(1));
+    // Links to a directory or in a loop lead to no weight file either.
+    fs::create_dir_all(hf.blob("dir")).expect("mkdir");
+    hf.link(REV, SHARD2, "dir");
+    symlink(SHARD3, hf.snapshot(REV, SHARD3)).expect("self-loop");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+    assert!(set.is_empty());
+    assert!(map.entries.is_empty());
+    assert_eq!(set.stats().links, 3);
+
+    // The blob is renamed into place: the link's target appearing is what
+    // gets it watched.
+    let blob = hf.write_blob(&digest(1), b"late blob");
+    let k = key(&blob);
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Added(WatchedFile {
+            key: k,
+            path: shard.clone(),
+            size: 9,
+            flags: watch_flag::WEIGHT
+        })]
+    );
+
+    // Deleted again (`huggingface-cli delete-cache` removes blobs too):
+    // the link dangles and the key goes.
+    fs::remove_file(&blob).expect("rm blob");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_replaced_blob_moves_the_link_to_the_new_inode() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cache = tmp.path().join("huggingface");
+    let hf = HfRepo::new(&cache);
+    let blob = hf.write_blob(&digest(1), b"old");
+    let shard = hf.link(REV, SHARD1, &digest(1));
+    let old = key(&blob);
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&cache]), &mut map).expect("watch set");
+    assert_eq!(set.path_of(&old), Some(shard.as_path()));
+
+    // Re-downloaded (`force_download`): a new inode renamed over the blob.
+    hf.write_blob(&digest(1), b"new!");
+    let new = key(&blob);
+    assert_ne!(old, new);
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&new).is_some());
+    assert_eq!(set.path_of(&new), Some(shard.as_path()));
+    assert!(set.path_of(&old).is_none());
+    assert_eq!(map.flags(&old), None);
+    assert_eq!(map.flags(&new), Some(watch_flag::WEIGHT));
+    assert_eq!(set.index.size(&new), Some(4));
+    assert!(changes.contains(&WatchChange::Removed {
+        key: old,
+        path: shard.clone()
+    }));
+    assert!(changes.contains(&WatchChange::Added(WatchedFile {
+        key: new,
+        path: shard.clone(),
+        size: 4,
+        flags: watch_flag::WEIGHT
+    })));
+
+    // The blobs directory moved away and back: links dangle, then resolve.
+    let aside = tmp.path().join("blobs-aside");
+    fs::rename(hf.repo.join("blobs"), &aside).expect("move blobs out");
+    pump(&mut set, &mut map, |s, _| s.is_empty());
+    assert!(map.entries.is_empty());
+    fs::rename(&aside, hf.repo.join("blobs")).expect("move blobs back");
+    pump(&mut set, &mut map, |s, _| s.path_of(&new).is_some());
+    assert_eq!(set.path_of(&new), Some(shard.as_path()));
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn links_to_targets_outside_the_roots_are_watched_and_rescanned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let store = tmp.path().join("store");
+    write(&store.join("llama-70b.bin"), b"outside");
+    let link = root.join("llama.gguf");
+    fs::create_dir_all(&root).expect("mkdir");
+    symlink(store.join("llama-70b.bin"), &link).expect("symlink");
+    let old = key(&store.join("llama-70b.bin"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert_eq!(set.paths_of(&old), std::slice::from_ref(&link));
+
+    // A rescan with nothing changed touches nothing.
+    let (inserts, removes) = (map.inserts, map.removes);
+    assert!(set.rescan(&mut map).expect("rescan").is_empty());
+    assert_eq!((map.inserts, map.removes), (inserts, removes));
+
+    // Outside the roots no event tells of a replaced target; the rescan does.
+    write(&store.join("llama-70b.bin.new"), b"replaced");
+    fs::rename(store.join("llama-70b.bin.new"), store.join("llama-70b.bin")).expect("rename");
+    let new = key(&store.join("llama-70b.bin"));
+    assert!(settle(&mut set, &mut map).is_empty());
+    let changes = set.rescan(&mut map).expect("rescan");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(set.paths_of(&new), std::slice::from_ref(&link));
+    assert_eq!(map.flags(&old), None);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn ollama_blobs_are_weight_files_by_name_and_place() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let models = tmp.path().join("ollama/models");
+    let gguf = models.join(format!("blobs/sha256-{}", digest(1)));
+    let template = models.join(format!("blobs/sha256-{}", digest(2)));
+    write(&gguf, b"GGUF weights");
+    write(&template, b"{{ .Prompt }}");
+    write(
+        &models.join(format!("blobs/sha256-{}-partial", digest(3))),
+        b"downloading",
+    );
+    write(
+        &models.join("manifests/registry.ollama.ai/library/llama3/latest"),
+        b"{}",
+    );
+    // The digest name alone is not enough: it must sit in `blobs/`.
+    write(&models.join(format!("sha256-{}", digest(4))), b"stray");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&models]), &mut map).expect("watch set");
+
+    let (kg, kt) = (key(&gguf), key(&template));
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.path_of(&kg), Some(gguf.as_path()));
+    assert_eq!(set.path_of(&kt), Some(template.as_path()));
+    assert_eq!(map.flags(&kg), Some(watch_flag::WEIGHT));
+
+    // `ollama pull`: written as `-partial`, renamed to the digest name.
+    let partial = models.join(format!("blobs/sha256-{}-partial", digest(5)));
+    write(&partial, b"more GGUF");
+    let pulled = models.join(format!("blobs/sha256-{}", digest(5)));
+    fs::rename(&partial, &pulled).expect("rename into place");
+    let kp = key(&pulled);
+    let changes = pump(&mut set, &mut map, |s, _| s.path_of(&kp).is_some());
+    assert_eq!(
+        changes,
+        vec![WatchChange::Added(WatchedFile {
+            key: kp,
+            path: pulled.clone(),
+            size: 9,
+            flags: watch_flag::WEIGHT
+        })]
+    );
+
+    // `ollama rm`: the blob is deleted.
+    fs::remove_file(&gguf).expect("rm");
+    pump(&mut set, &mut map, |s, _| s.path_of(&kg).is_none());
+    assert_eq!(map.flags(&kg), None);
+    assert_eq!(set.len(), 2);
+    // A rescan agrees.
+    assert!(set.rescan(&mut map).expect("rescan").is_empty());
     assert_consistent(&set, &map);
 }
