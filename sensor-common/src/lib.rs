@@ -24,6 +24,15 @@ pub mod map_name {
     pub const WATCHED: &str = "WATCHED";
     /// `HashMap<ReadAggKey, ReadAgg>`: in-kernel read aggregation.
     pub const READ_AGG: &str = "READ_AGG";
+    /// `HashMap<ReadAggKey, Coverage>`: file segments each process has read,
+    /// kept until the process exits (a close does not reset it).
+    pub const COVERAGE: &str = "COVERAGE";
+    /// `HashMap<u32, u32>`: processes that have read a watched file, so the
+    /// agent drains aggregates only for exits that can have some.
+    pub const READERS: &str = "READERS";
+    /// `LruHashMap<ExitKey, u32>`: exits already reported (several threads of
+    /// one exiting group can see it dead).
+    pub const EXITED: &str = "EXITED";
     /// `LruHashMap<u32, Pending>`: per-thread state between syscall enter and exit.
     pub const PENDING: &str = "PENDING";
     /// `PerCpuArray<u64>`: loss and error counters, indexed by [`super::counter`].
@@ -36,7 +45,8 @@ pub mod map_name {
 pub mod counter {
     /// `bpf_ringbuf_reserve` failed: the ring buffer was full, a record is lost.
     pub const RINGBUF_FULL: u32 = 0;
-    /// The read aggregation map was full: a read went uncounted.
+    /// The read aggregation (or coverage, or readers) map was full: a read
+    /// went uncounted or its coverage unrecorded.
     pub const READ_AGG_FULL: u32 = 1;
     /// The per-thread pending map refused an insert: a read or mmap went unseen.
     pub const PENDING_FULL: u32 = 2;
@@ -165,12 +175,27 @@ pub struct ReadAgg {
     pub last_ns: u64,
     /// `i_size` seen by the latest read.
     pub file_size: u64,
-    /// Segments of the file touched since the first read (never reset by a
-    /// periodic flush): bit `i` covers bytes `[i*size/256, (i+1)*size/256)`.
-    pub covered: [u64; COVERAGE_WORDS],
     /// The thread that read last.
     pub last_tid: u32,
     pub _pad: u32,
+}
+
+/// Value of the `COVERAGE` map: segments of the file the process has read
+/// since its first read of it. Bit `i` covers bytes
+/// `[i * s, (i + 1) * s)` with `s = ceil(size / 256)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    pub words: [u64; COVERAGE_WORDS],
+}
+
+/// Key of the `EXITED` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExitKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub start_ns: u64,
 }
 
 /// A read summary: what one process read of one file since the last flush.
@@ -180,6 +205,7 @@ pub struct ReadEvent {
     pub header: EventHeader,
     pub file: FileKey,
     pub agg: ReadAgg,
+    pub coverage: Coverage,
     /// One of [`flush_reason`].
     pub reason: u32,
     pub fd: i32,
@@ -220,7 +246,15 @@ pub struct ExitEvent {
     pub header: EventHeader,
     /// `task_struct::exit_code` (wait status encoding).
     pub exit_code: u32,
-    pub _pad: u32,
+    /// [`exit_flag`] bits.
+    pub flags: u32,
+}
+
+/// Bits of [`ExitEvent::flags`].
+pub mod exit_flag {
+    /// The process read a watched file: its read aggregates and coverage
+    /// are in the kernel maps for the agent to drain.
+    pub const HAD_READS: u32 = 1;
 }
 
 /// What a thread was doing between a syscall's enter and exit.
@@ -286,4 +320,6 @@ mod pod {
     unsafe impl aya::Pod for ReadAggKey {}
     unsafe impl aya::Pod for ReadAgg {}
     unsafe impl aya::Pod for Pending {}
+    unsafe impl aya::Pod for Coverage {}
+    unsafe impl aya::Pod for ExitKey {}
 }

@@ -26,6 +26,14 @@ pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
     unsafe { ctx.read_at::<u64>(SYSCALL_ARG0 + n * 8) }.ok()
 }
 
+/// Reads descriptor argument `n`. The kernel takes descriptors as
+/// `unsigned int` and ignores the register's upper half; so must we, or a
+/// caller could hide a read behind `fd | 1 << 32`.
+#[inline(always)]
+pub fn syscall_fd(ctx: &TracePointContext, n: usize) -> Option<u64> {
+    syscall_arg(ctx, n).map(|fd| u64::from(fd as u32))
+}
+
 /// Reads `ret` of a `sys_exit_*` record.
 #[inline(always)]
 pub fn syscall_ret(ctx: &TracePointContext) -> Option<i64> {
@@ -76,7 +84,7 @@ pub fn on_open_exit(ctx: &TracePointContext) {
 /// `sys_enter_close`: flush this process's read summary of the file, then
 /// report the close.
 pub fn on_close_enter(ctx: &TracePointContext) {
-    let Some(fd) = syscall_arg(ctx, 0) else {
+    let Some(fd) = syscall_fd(ctx, 0) else {
         return;
     };
     let Some(w) = watched_fd(fd) else { return };
@@ -108,12 +116,9 @@ pub fn on_mmap_enter(ctx: &TracePointContext) {
     if flags & MAP_ANONYMOUS != 0 {
         return;
     }
-    let Some(fd) = syscall_arg(ctx, 4) else {
+    let Some(fd) = syscall_fd(ctx, 4) else {
         return;
     };
-    if (fd as i64) < 0 {
-        return;
-    }
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;

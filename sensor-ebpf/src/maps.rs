@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter};
+use sensor_common::{
+    Coverage, ExitKey, FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter,
+};
 
 /// Watched inodes, written by the agent.
 #[map]
@@ -16,6 +18,20 @@ pub static WATCHED: HashMap<FileKey, WatchEntry> = HashMap::with_max_entries(262
 /// must be counted, never silently evict a half-counted entry.
 #[map]
 pub static READ_AGG: HashMap<ReadAggKey, ReadAgg> = HashMap::with_max_entries(65_536, 0);
+
+/// Segments each process has read of each file, until it exits.
+#[map]
+pub static COVERAGE: HashMap<ReadAggKey, Coverage> = HashMap::with_max_entries(65_536, 0);
+
+/// Processes with read aggregates or coverage: their exit tells the agent
+/// to drain them.
+#[map]
+pub static READERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
+
+/// Exits already reported: several exiting threads of one group can each
+/// see the group dead.
+#[map]
+pub static EXITED: LruHashMap<ExitKey, u32> = LruHashMap::with_max_entries(4_096, 0);
 
 /// Per-thread state between a syscall's enter and exit. LRU so that threads
 /// killed inside a syscall cannot leak entries forever.

@@ -7,7 +7,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
     programs::{RawTracePointContext, TracePointContext},
 };
-use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ForkEvent, kind};
+use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, exit_flag, kind};
 
 use crate::{
     emit::{fill_header, reserve},
@@ -15,7 +15,10 @@ use crate::{
         OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_MM,
         OFF_TASK_PID, OFF_TASK_SIGNAL, OFF_TASK_START_TIME, OFF_TASK_TGID, current_task, read_at,
     },
+    maps::{EXITED, READERS},
 };
+
+const BPF_NOEXIST: u64 = 1;
 
 /// `sched/sched_process_exec`: `__data_loc char[] filename` at byte 8.
 const EXEC_FILENAME_LOC: usize = 8;
@@ -109,6 +112,23 @@ pub fn on_exit(_ctx: &TracePointContext) {
     if !group_dead {
         return;
     }
+    // Threads of one group exit concurrently and more than one can find
+    // `live` at zero: the first to claim the exit reports it.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let claim = ExitKey {
+        tgid,
+        _pad: 0,
+        start_ns: read_at::<u64>(task, &OFF_TASK_START_TIME).unwrap_or(0),
+    };
+    if EXITED.insert(&claim, &1, BPF_NOEXIST).is_err() {
+        return;
+    }
+    // SAFETY: the value is only tested for presence.
+    let had_reads = unsafe { READERS.get(&tgid) }.is_some();
+    if had_reads {
+        let _ = READERS.remove(&tgid);
+    }
     let Some(mut entry) = reserve::<ExitEvent>() else {
         return;
     };
@@ -116,6 +136,6 @@ pub fn on_exit(_ctx: &TracePointContext) {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::EXIT, size_of::<ExitEvent>());
     ev.exit_code = read_at::<u32>(task, &OFF_TASK_EXIT_CODE).unwrap_or(0);
-    ev._pad = 0;
+    ev.flags = if had_reads { exit_flag::HAD_READS } else { 0 };
     entry.submit(0);
 }

@@ -6,15 +6,15 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 use sensor_common::{
-    COVERAGE_SEGMENTS, COVERAGE_WORDS, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
+    COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
     flush_reason, kind, pending_kind, watch_flag,
 };
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    file::{syscall_arg, syscall_ret},
+    file::{syscall_arg, syscall_fd, syscall_ret},
     kernel::{OFF_FILE_POS, inode_size, read_at, watched_fd},
-    maps::{PENDING, READ_AGG, count},
+    maps::{COVERAGE, PENDING, READ_AGG, READERS, count},
 };
 
 /// Flush a read aggregate that has been accumulating this long (ns).
@@ -36,7 +36,7 @@ pub enum OffsetFrom {
 }
 
 pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
-    let Some(fd) = syscall_arg(ctx, 0) else {
+    let Some(fd) = syscall_fd(ctx, 0) else {
         return;
     };
     let Some(w) = watched_fd(fd) else { return };
@@ -102,7 +102,7 @@ pub fn on_exit(ctx: &TracePointContext) {
     agg.file_size = p.file_size;
     agg.last_tid = tid;
     if ret > 0 {
-        mark_covered(&mut agg.covered, p.offset, ret as u64, p.file_size);
+        record_coverage(&key, p.offset, ret as u64, p.file_size);
     }
     if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
         emit_read(&key, agg, flush_reason::INTERVAL, p.fd);
@@ -122,13 +122,42 @@ fn aggregate_for(key: &ReadAggKey, now: u64) -> Option<*mut ReadAgg> {
         first_ns: now,
         ..ReadAgg::default()
     };
-    if let Err(err) = READ_AGG.insert(key, &fresh, BPF_NOEXIST) {
-        if err != -EEXIST {
-            count(counter::READ_AGG_FULL);
-            return None;
-        }
+    if let Err(err) = READ_AGG.insert(key, &fresh, BPF_NOEXIST)
+        && err != -EEXIST
+    {
+        count(counter::READ_AGG_FULL);
+        return None;
+    }
+    // Tell the exit path this process has something to drain.
+    if let Err(err) = READERS.insert(&key.tgid, &1, BPF_NOEXIST)
+        && err != -EEXIST
+    {
+        count(counter::READ_AGG_FULL);
     }
     READ_AGG.get_ptr_mut(key)
+}
+
+/// Marks the segments `[offset, offset + len)` touches in the process's
+/// coverage of the file, created if absent; a full map is counted.
+#[inline(always)]
+fn record_coverage(key: &ReadAggKey, offset: u64, len: u64, size: u64) {
+    let ptr = match COVERAGE.get_ptr_mut(key) {
+        Some(ptr) => ptr,
+        None => {
+            if let Err(err) = COVERAGE.insert(key, &Coverage::default(), BPF_NOEXIST)
+                && err != -EEXIST
+            {
+                count(counter::READ_AGG_FULL);
+                return;
+            }
+            let Some(ptr) = COVERAGE.get_ptr_mut(key) else {
+                return;
+            };
+            ptr
+        }
+    };
+    // SAFETY: map values stay valid for the program's run.
+    mark_covered(unsafe { &mut (*ptr).words }, offset, len, size);
 }
 
 /// Marks the segments of a `size`-byte file that `[offset, offset + len)`
@@ -165,6 +194,8 @@ pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) {
     fill_header(&mut ev.header, kind::READ, size_of::<ReadEvent>());
     ev.file = key.file;
     ev.agg = *agg;
+    // SAFETY: the value is copied out at once.
+    ev.coverage = unsafe { COVERAGE.get(key) }.copied().unwrap_or_default();
     ev.reason = reason;
     ev.fd = fd;
     entry.submit(0);

@@ -9,7 +9,9 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf};
-use sensor_common::{EventHeader, FileKey, ReadAgg, ReadAggKey, WatchEntry, flush_reason};
+use sensor_common::{
+    Coverage, EventHeader, FileKey, ReadAgg, ReadAggKey, WatchEntry, exit_flag, flush_reason,
+};
 use serde_json::json;
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -25,6 +27,7 @@ use crate::{
     preflight,
     process::{HeaderFields, ProcessTable},
     programs::Tier,
+    read_maps::ReadMaps,
     record::{
         AccessRecord, Action, AncestorRecord, ExitRecord, FileRecord, ProcessRecord, Record,
         SCHEMA, Severity, coverage, kernel_dev_text, mmap_flags, mmap_prot, open_flags,
@@ -123,7 +126,7 @@ struct Agent {
     started: Instant,
     watch: WatchSet,
     watched: KernelInodeMap,
-    aggregates: BpfHashMap<MapData, ReadAggKey, ReadAgg>,
+    read_maps: ReadMaps,
     counters: KernelCounters,
     processes: ProcessTable,
     out: Fanout,
@@ -170,7 +173,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     )?;
     let out = Fanout::new(open_sinks(&config.output.sinks)?);
     let events = sensor.take_events()?;
-    let aggregates = sensor.take_read_aggregates()?;
+    let read_maps = sensor.take_read_maps()?;
     let counters = sensor.take_counters()?;
     let processes = ProcessTable::new(
         PathBuf::from("/proc"),
@@ -186,6 +189,9 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
             .unwrap_or_else(|_| String::from("unknown")),
     };
 
+    // From here on a SIGINT/SIGTERM must stop the agent cleanly, even one
+    // that arrives while /proc is being scanned.
+    let signals = Signals::install()?;
     // Everything that can fail on bad input has succeeded: go live.
     sensor.attach_all()?;
     let mut agent = Agent {
@@ -196,7 +202,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
         started: Instant::now(),
         watch,
         watched,
-        aggregates,
+        read_maps,
         counters,
         processes,
         out,
@@ -218,10 +224,38 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     agent.emit_sensor(Action::SensorStart);
     agent.out.flush();
 
-    let result = agent.event_loop(events).await;
-    agent.shutdown();
-    drop(sensor); // detaches every program
-    result
+    let result = agent.event_loop(events, signals).await;
+    // Detach first so nothing new arrives, then drain what the kernel
+    // already queued, then flush aggregates: no record is produced into a
+    // ring buffer nobody reads.
+    drop(sensor);
+    match result {
+        Ok(mut ring) => {
+            agent.drain_ring(&mut ring);
+            agent.shutdown();
+            Ok(())
+        }
+        Err(err) => {
+            agent.shutdown();
+            Err(err)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, installed before capture goes live.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AgentError> {
+        let io = |what| move |source| AgentError::Io { what, source };
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(io("the SIGINT handler"))?,
+            terminate: signal(SignalKind::terminate()).map_err(io("the SIGTERM handler"))?,
+        })
+    }
 }
 
 fn open_sinks(specs: &[OutputSpec]) -> Result<Vec<Box<dyn Sink>>, AgentError> {
@@ -249,7 +283,12 @@ fn header_fields(h: &EventHeader) -> HeaderFields {
 }
 
 impl Agent {
-    async fn event_loop(&mut self, events: RingBuf<MapData>) -> Result<(), AgentError> {
+    /// Runs until a signal; returns the ring buffer for the final drain.
+    async fn event_loop(
+        &mut self,
+        events: RingBuf<MapData>,
+        mut signals: Signals,
+    ) -> Result<RingBuf<MapData>, AgentError> {
         let io = |what| move |source| AgentError::Io { what, source };
         // SAFETY: the ring buffer owns its descriptor and moves into the
         // AsyncFd, so it stays open while registered.
@@ -270,8 +309,6 @@ impl Agent {
             what: "the inotify poller",
             source: e.into(),
         })?;
-        let mut sigint = signal(SignalKind::interrupt()).map_err(io("the SIGINT handler"))?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(io("the SIGTERM handler"))?;
         let secs = Duration::from_secs;
         let mut heartbeat = tokio::time::interval(secs(self.config.agent.heartbeat_interval_secs));
         let mut idle_sweep =
@@ -314,6 +351,8 @@ impl Agent {
                     let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
                     let cutoff = BootClock::boot_now_ns().saturating_sub(idle_ns);
                     self.drain_aggregates(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
+                    // Coverage of processes whose exit record was lost.
+                    self.read_maps.forget_processes(|tgid| !Path::new(&format!("/proc/{tgid}")).exists());
                     self.processes.sweep(BootClock::boot_now_ns());
                     self.out.flush();
                 }
@@ -322,14 +361,12 @@ impl Agent {
                     self.emit_sensor(Action::Heartbeat);
                     self.out.flush();
                 }
-                _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = signals.interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = signals.terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             }
         }
-        // Records produced before the signal are still in the ring.
-        self.drain_ring(ring.get_mut());
         drop(inotify);
-        Ok(())
+        Ok(ring.into_inner())
     }
 
     fn log_watch_changes<E: std::fmt::Display>(
@@ -381,7 +418,10 @@ impl Agent {
                 let tgid = x.header.tgid;
                 // Reads whose descriptors the exit closed are still in the
                 // kernel's aggregates: report them before the exit.
-                self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                if x.flags & exit_flag::HAD_READS != 0 {
+                    self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                    self.read_maps.forget_processes(|t| t == tgid);
+                }
                 let mut record = self.base_record(Action::Exit, x.header.boot_ns, Some(&x.header));
                 record.exit = Some(ExitRecord::from_wait_status(x.exit_code));
                 self.out.emit(&record);
@@ -423,7 +463,7 @@ impl Agent {
                 self.emit_file(Action::Mmap, &f.header, f.file, f.file_size, access);
             }
             KernelEvent::Read(r) => {
-                let access = self.read_access(&r.agg, r.reason, Some(r.fd));
+                let access = self.read_access(&r.agg, &r.coverage, r.reason, Some(r.fd));
                 // The summary is about the thread that read, not the one
                 // that closed the descriptor.
                 let mut h = r.header;
@@ -435,12 +475,18 @@ impl Agent {
         }
     }
 
-    fn read_access(&self, agg: &ReadAgg, reason: u32, fd: Option<i32>) -> AccessRecord {
+    fn read_access(
+        &self,
+        agg: &ReadAgg,
+        covered: &Coverage,
+        reason: u32,
+        fd: Option<i32>,
+    ) -> AccessRecord {
         AccessRecord {
             fd: fd.filter(|&fd| fd >= 0),
             bytes: Some(agg.bytes),
             calls: Some(agg.calls),
-            coverage: Some(coverage(&agg.covered, agg.file_size)),
+            coverage: Some(coverage(&covered.words, agg.file_size)),
             reason: Some(reason_text(reason)),
             first_time: Some(self.clock.format_boot_ns(agg.first_ns)),
             last_time: Some(self.clock.format_boot_ns(agg.last_ns)),
@@ -525,32 +571,32 @@ impl Agent {
 
     /// Emits and deletes every kernel read aggregate `select` picks.
     fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
-        let mut picked = Vec::new();
-        for entry in self.aggregates.iter() {
-            match entry {
-                Ok((key, agg)) if select(&key, &agg) => picked.push((key, agg)),
-                Ok(_) => {}
+        let keys = match self.read_maps.select_aggregates(select) {
+            Ok(keys) => keys,
+            Err(err) => {
+                self.stats.aggregate_map_errors += 1;
+                tracing::warn!(error = %err, "cannot read the read-aggregate map");
+                return;
+            }
+        };
+        for key in keys {
+            let agg = match self.read_maps.take_aggregate(&key) {
+                Ok(Some(agg)) => agg,
+                // The kernel flushed it (a close) since it was picked.
+                Ok(None) => continue,
                 Err(err) => {
                     self.stats.aggregate_map_errors += 1;
-                    tracing::warn!(error = %err, "cannot read the read-aggregate map");
-                    break;
+                    tracing::warn!(error = %err, "cannot drain a read aggregate");
+                    continue;
                 }
-            }
-        }
-        for (key, stale) in picked {
-            // Re-read just before deleting: a read may have landed since.
-            let agg = self.aggregates.get(&key, 0).unwrap_or(stale);
-            if let Err(err) = self.aggregates.remove(&key)
-                && !matches!(err, MapError::KeyNotFound)
-            {
-                self.stats.aggregate_map_errors += 1;
-            }
+            };
             if agg.calls == 0 {
                 continue;
             }
             self.stats.read_summaries_drained += 1;
+            let covered = self.read_maps.coverage(&key);
             let h = self.synthetic_header(key.tgid, agg.last_tid, agg.last_ns);
-            let access = self.read_access(&agg, reason, None);
+            let access = self.read_access(&agg, &covered, reason, None);
             self.emit_file(Action::Read, &h, key.file, agg.file_size, access);
         }
     }

@@ -541,9 +541,20 @@ fn read_hint(kind: io::ErrorKind) -> &'static str {
 }
 
 /// Rejects zero for settings where it would mean "never" or "no room".
+/// The longest interval any setting takes: a week. Longer values are
+/// mistakes, and timers cannot represent values near `u64::MAX` seconds.
+pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
 fn require_positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(key, "0", "must be greater than 0"));
+    }
+    if key.ends_with("_secs") && value > MAX_INTERVAL_SECS {
+        return Err(invalid(
+            key,
+            value.to_string(),
+            format!("must be at most {MAX_INTERVAL_SECS} (one week)"),
+        ));
     }
     Ok(())
 }
@@ -1303,5 +1314,20 @@ mod tests {
                 .to_string()
                 .contains("built-in defaults")
         );
+    }
+
+    #[test]
+    fn intervals_are_bounded() {
+        let mut config = Config::default();
+        config.apply(Overrides {
+            heartbeat_interval_secs: Some(u64::MAX),
+            ..Overrides::default()
+        });
+        let err = config.validate().expect_err("too long");
+        assert!(
+            err.to_string().contains("agent.heartbeat_interval_secs"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("at most 604800"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ use crate::{
     btf::{KernelOffsets, VMLINUX_BTF},
     ebpf,
     preflight::{self, BPFFS, SECURITYFS, TRACEFS},
+    programs::{Attach, TRACEPOINT_TIER},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -222,6 +223,21 @@ pub fn diagnose() -> Report {
                     try_raw_tracepoint(&mut ebpf)
                         .map_err(|e| (e, String::from("needs Linux 4.17+"))),
                 ));
+                // After the two above, which load ww_sched_exit and ww_sched_fork.
+                let tier = try_tracepoint_tier(&mut ebpf);
+                tracepoint_ok &= tier.is_ok();
+                checks.push(check(
+                    "tracepoint tier",
+                    true,
+                    tier.map_err(|e| {
+                        (
+                            e,
+                            String::from(
+                                "needs CONFIG_FTRACE_SYSCALLS=y; `weightwarden run` prints the verifier's message",
+                            ),
+                        )
+                    }),
+                ));
                 checks.push(check("hook: fentry", false, try_fentry(&mut ebpf, btf.as_ref()).map_err(|e| (e, String::from("needs Linux 5.5+ with BPF trampolines; lockdown or a restrictive LSM can refuse it")))));
                 checks.push(check(
                     "hook: BPF LSM",
@@ -289,6 +305,41 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
         .map_err(|e| format!("attach refused: {e}"))?;
     p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
     Ok(String::from("loaded and attached sched/sched_process_exit"))
+}
+
+/// Loads every program `run` uses (the verifier sees each one) and checks
+/// that every syscall tracepoint it attaches to exists.
+fn try_tracepoint_tier(ebpf: &mut Ebpf) -> Result<String, String> {
+    let mut missing = Vec::new();
+    for spec in TRACEPOINT_TIER {
+        let probed = matches!(spec.name, "ww_sched_exit" | "ww_sched_fork");
+        if !probed {
+            let result = match spec.attach.first() {
+                Some(Attach::RawTracePoint(_)) => program::<RawTracePoint>(ebpf, spec.name)?.load(),
+                _ => program::<TracePoint>(ebpf, spec.name)?.load(),
+            };
+            result.map_err(|e| format!("{} refused: {e}", spec.name))?;
+        }
+        for attach in spec.attach {
+            if let Attach::TracePoint(category, name) = attach
+                && !Path::new(TRACEFS)
+                    .join("events")
+                    .join(category)
+                    .join(name)
+                    .exists()
+            {
+                missing.push(format!("{category}/{name}"));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(format!(
+            "all {} programs pass the verifier; every attach point exists",
+            TRACEPOINT_TIER.len()
+        ))
+    } else {
+        Err(format!("tracepoints missing: {}", missing.join(", ")))
+    }
 }
 
 fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {

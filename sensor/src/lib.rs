@@ -16,6 +16,7 @@ pub mod loader;
 pub mod preflight;
 pub mod process;
 pub mod programs;
+pub mod read_maps;
 pub mod record;
 pub mod sink;
 pub mod watch;

@@ -6,12 +6,13 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
-use sensor_common::{FileKey, ReadAgg, ReadAggKey, WatchEntry, counter, map_name};
+use sensor_common::{FileKey, WatchEntry, counter, map_name};
 
 use crate::{
     btf::KernelOffsets,
     ebpf,
     programs::{Attach, TRACEPOINT_TIER},
+    read_maps::ReadMaps,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,8 @@ impl Sensor {
             .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
             .map_max_entries(map_name::WATCHED, opts.watched_max)
             .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
+            .map_max_entries(map_name::COVERAGE, opts.read_aggregates_max)
+            .map_max_entries(map_name::READERS, opts.read_aggregates_max)
             .map_max_entries(map_name::PENDING, opts.pending_max);
         let mut ebpf = loader
             .load(ebpf::OBJECT)
@@ -198,11 +201,14 @@ impl Sensor {
         self.take(map_name::WATCHED)
     }
 
-    /// The in-kernel read aggregates, drained on exit and when idle.
-    pub fn take_read_aggregates(
-        &mut self,
-    ) -> Result<HashMap<MapData, ReadAggKey, ReadAgg>, LoadError> {
-        self.take(map_name::READ_AGG)
+    /// The read aggregates, coverage and readers maps, drained by the agent.
+    pub fn take_read_maps(&mut self) -> Result<ReadMaps, LoadError> {
+        let mut raw = |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::NoMap(name));
+        Ok(ReadMaps::new(
+            raw(map_name::READ_AGG)?,
+            raw(map_name::COVERAGE)?,
+            raw(map_name::READERS)?,
+        ))
     }
 
     /// The per-CPU loss and error counters.

@@ -46,6 +46,7 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
             Tp("syscalls", "sys_exit_openat"),
             Tp("syscalls", "sys_exit_openat2"),
             Tp("syscalls", "sys_exit_creat"),
+            Tp("syscalls", "sys_exit_open_by_handle_at"),
         ],
         purpose: "opens of watched files and GPU device nodes, decided on the new descriptor's inode",
     },

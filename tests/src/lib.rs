@@ -120,7 +120,10 @@ impl SensorProcess {
         let Ok(text) = fs::read_to_string(&self.events) else {
             return Vec::new();
         };
-        text.lines()
+        // The agent may be mid-write: only whole lines are records.
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        whole
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect()

@@ -225,3 +225,77 @@ fn main_thread_exiting_first_does_not_end_the_process() {
         "the exit comes after the reads"
     );
 }
+
+#[test]
+fn descriptor_with_garbage_in_the_upper_register_half() {
+    let (_root, file, sensor) = setup("wide.safetensors");
+    // The kernel truncates descriptor arguments to 32 bits; so must we.
+    let pid = python(
+        "import ctypes, mmap, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         libc.syscall.restype = ctypes.c_long\n\
+         fd = os.open(sys.argv[1], os.O_RDONLY)\nwide = fd | (1 << 32)\nbuf = ctypes.create_string_buffer(1 << 20)\n\
+         n = libc.syscall(17, ctypes.c_long(wide), buf, ctypes.c_long(1 << 20), ctypes.c_long(0))\nassert n == 1 << 20, n\n\
+         addr = libc.syscall(9, ctypes.c_long(0), ctypes.c_long(1 << 20), ctypes.c_long(mmap.PROT_READ), \
+         ctypes.c_long(mmap.MAP_PRIVATE), ctypes.c_long(wide), ctypes.c_long(0))\nassert addr > 0, addr\n\
+         assert libc.syscall(3, ctypes.c_long(wide)) == 0\n",
+        &[file.to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    assert_eq!(sensor.by_pid("mmap", pid).len(), 1);
+    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+}
+
+#[test]
+fn open_by_handle_at_is_seen() {
+    let (root, file, sensor) = setup("handle.gguf");
+    let pid = python(
+        "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         class Handle(ctypes.Structure): _fields_ = [('bytes', ctypes.c_uint), ('type', ctypes.c_int), ('f', ctypes.c_ubyte * 128)]\n\
+         h = Handle(128, 0)\nmount_id = ctypes.c_int()\n\
+         assert libc.name_to_handle_at(-100, sys.argv[1].encode(), ctypes.byref(h), ctypes.byref(mount_id), 0) == 0, ctypes.get_errno()\n\
+         mfd = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)\n\
+         fd = libc.open_by_handle_at(mfd, ctypes.byref(h), os.O_RDONLY)\nassert fd >= 0, ctypes.get_errno()\n\
+         while os.read(fd, 1 << 16): pass\n",
+        &[file.to_str().unwrap(), root.path().to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    assert_eq!(sensor.by_pid("open", pid).len(), 1);
+}
+
+#[test]
+fn coverage_accumulates_across_reopens() {
+    let (_root, file, sensor) = setup("pieces.safetensors");
+    // Each half through its own open and close: the second summary shows
+    // the whole file read by this process.
+    let pid = python(
+        "import os, sys\nfor half in range(2):\n    fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         \x20   os.pread(fd, 524288, half * 524288)\n    os.close(fd)\n",
+        &[file.to_str().unwrap()],
+    );
+    sensor.wait_exit(pid);
+    let reads = sensor.by_pid("read", pid);
+    assert_eq!(
+        reads.len(),
+        2,
+        "{:#?}",
+        reads.iter().map(brief).collect::<Vec<_>>()
+    );
+    assert_eq!(reads[0]["access"]["coverage"], 0.5);
+    assert_eq!(reads[1]["access"]["coverage"], 1.0);
+}
+
+#[test]
+fn a_many_threaded_exit_is_one_exit_record() {
+    let (_root, _file, sensor) = setup("unused.bin");
+    for _ in 0..5 {
+        let pid = python(
+            "import os, threading, time\n\
+             for _ in range(16): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n\
+             time.sleep(0.2)\nos._exit(0)\n",
+            &[],
+        );
+        sensor.wait_exit(pid);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(sensor.by_pid("exit", pid).len(), 1, "pid {pid}");
+    }
+}

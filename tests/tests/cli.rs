@@ -89,6 +89,7 @@ fn doctor_reports_the_tracepoint_tier_and_probes_hooks() {
     };
     assert_eq!(status("hook: tracepoint"), "ok");
     assert_eq!(status("hook: raw tracepoint"), "ok");
+    assert_eq!(status("tracepoint tier"), "ok");
     assert_eq!(status("BTF"), "ok");
     // Each other hook type was really tried: ok or missing, never skipped.
     for hook in ["hook: fentry", "hook: BPF LSM", "hook: kprobe"] {

@@ -1,0 +1,192 @@
+//! The kernel's read-side maps as the agent sees them: aggregates it
+//! drains (on exit, when idle, at shutdown), per-process coverage, and the
+//! set of processes that have read. Draining uses the kernel's atomic
+//! lookup-and-delete so a read landing mid-drain is never both reported and
+//! kept, nor lost between a copy and a delete.
+
+use std::{
+    collections::HashSet,
+    io,
+    os::fd::{AsFd, AsRawFd},
+};
+
+use aya::{
+    Pod,
+    maps::{HashMap, Map, MapData, MapError},
+};
+use sensor_common::{Coverage, ReadAgg, ReadAggKey};
+
+/// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`; hash maps support it since Linux 5.14.
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+/// The kernel-internal `ENOTSUPP` older kernels return for unsupported map
+/// operations (not in libc: it never reaches userspace elsewhere).
+const ENOTSUPP: i32 = 524;
+
+/// The map-element form of `union bpf_attr`.
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The three maps, owned.
+pub struct ReadMaps {
+    aggregates: Map,
+    coverage: Map,
+    readers: Map,
+    /// Lookup-and-delete is unsupported here: fall back to lookup, delete.
+    no_atomic_take: bool,
+}
+
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::HashMap(data) => Some(data),
+        _ => None,
+    }
+}
+
+impl ReadMaps {
+    pub fn new(aggregates: Map, coverage: Map, readers: Map) -> Self {
+        Self {
+            aggregates,
+            coverage,
+            readers,
+            no_atomic_take: false,
+        }
+    }
+
+    fn view<K: Pod, V: Pod>(map: &Map) -> Result<HashMap<&MapData, K, V>, MapError> {
+        HashMap::try_from(map)
+    }
+
+    /// Every aggregate whose key and value `select` picks.
+    pub fn select_aggregates(
+        &self,
+        select: impl Fn(&ReadAggKey, &ReadAgg) -> bool,
+    ) -> Result<Vec<ReadAggKey>, MapError> {
+        let view = Self::view::<ReadAggKey, ReadAgg>(&self.aggregates)?;
+        let mut seen = HashSet::new();
+        let mut picked = Vec::new();
+        for entry in view.iter() {
+            let (key, agg) = entry?;
+            // A concurrent delete restarts the kernel's key walk: skip keys
+            // already seen.
+            if select(&key, &agg) && seen.insert(key) {
+                picked.push(key);
+            }
+        }
+        Ok(picked)
+    }
+
+    /// Removes and returns the aggregate for `key`; `None` if the kernel
+    /// flushed it first (on close).
+    pub fn take_aggregate(&mut self, key: &ReadAggKey) -> Result<Option<ReadAgg>, MapError> {
+        if !self.no_atomic_take {
+            match self.lookup_and_delete(key) {
+                Ok(v) => return Ok(v),
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EINVAL | ENOTSUPP | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    tracing::info!(
+                        "kernel lacks lookup-and-delete on hash maps; draining with lookup then delete"
+                    );
+                    self.no_atomic_take = true;
+                }
+                Err(err) => {
+                    return Err(MapError::SyscallError(aya::sys::SyscallError {
+                        call: "bpf_map_lookup_and_delete_elem",
+                        io_error: err,
+                    }));
+                }
+            }
+        }
+        let mut view =
+            HashMap::<&mut MapData, ReadAggKey, ReadAgg>::try_from(&mut self.aggregates)?;
+        let value = match view.get(key, 0) {
+            Ok(v) => v,
+            Err(MapError::KeyNotFound) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match view.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(Some(value)),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn lookup_and_delete(&self, key: &ReadAggKey) -> io::Result<Option<ReadAgg>> {
+        let data = map_data(&self.aggregates)
+            .ok_or_else(|| io::Error::other("READ_AGG is not a hash map"))?;
+        let mut value = ReadAgg::default();
+        let attr = MapElemAttr {
+            map_fd: data.fd().as_fd().as_raw_fd() as u32,
+            _pad: 0,
+            key: std::ptr::from_ref(key) as u64,
+            value: std::ptr::from_mut(&mut value) as u64,
+            flags: 0,
+        };
+        // SAFETY: `attr` points at a live key and a value buffer of the
+        // map's value size; the kernel reads and writes only those.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+                std::ptr::from_ref(&attr),
+                size_of::<MapElemAttr>(),
+            )
+        };
+        if ret == 0 {
+            return Ok(Some(value));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOENT) {
+            Ok(None)
+        } else {
+            Err(err)
+        }
+    }
+
+    /// The process's coverage of a file (zero if it never read any bytes).
+    pub fn coverage(&self, key: &ReadAggKey) -> Coverage {
+        Self::view::<ReadAggKey, Coverage>(&self.coverage)
+            .ok()
+            .and_then(|v| v.get(key, 0).ok())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the coverage of every file by `tgid`, or of every process
+    /// `gone` picks (for exits the ring buffer lost).
+    pub fn forget_processes(&mut self, gone: impl Fn(u32) -> bool) -> usize {
+        let mut removed = 0;
+        if let Ok(mut view) =
+            HashMap::<&mut MapData, ReadAggKey, Coverage>::try_from(&mut self.coverage)
+        {
+            let keys: Vec<_> = view
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| gone(k.tgid))
+                .collect();
+            for key in keys {
+                if view.remove(&key).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if let Ok(mut view) = HashMap::<&mut MapData, u32, u32>::try_from(&mut self.readers) {
+            let keys: Vec<_> = view
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|&t| gone(t))
+                .collect();
+            for key in keys {
+                let _ = view.remove(&key);
+            }
+        }
+        removed
+    }
+}
