@@ -124,7 +124,8 @@ pub struct EventHeader {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad: u32,
+    /// [`header_flag`] bits.
+    pub flags: u32,
     /// cgroup v2 id (the inode number of the cgroup's directory).
     pub cgroup_id: u64,
     pub comm: [u8; TASK_COMM_LEN],
@@ -292,6 +293,15 @@ pub mod offset_global {
     pub const TASK_START_TIME: &str = "OFF_TASK_START_TIME";
     pub const TASK_EXIT_CODE: &str = "OFF_TASK_EXIT_CODE";
     pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
+    /// `task_struct.thread_info.status` (x86: holds `TS_COMPAT`).
+    pub const TASK_TI_STATUS: &str = "OFF_TASK_TI_STATUS";
+    pub const REGS_BX: &str = "OFF_REGS_BX";
+    pub const REGS_CX: &str = "OFF_REGS_CX";
+    pub const REGS_DX: &str = "OFF_REGS_DX";
+    pub const REGS_SI: &str = "OFF_REGS_SI";
+    pub const REGS_DI: &str = "OFF_REGS_DI";
+    pub const REGS_BP: &str = "OFF_REGS_BP";
+    pub const REGS_ORIG_AX: &str = "OFF_REGS_ORIG_AX";
     pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
     pub const FILES_FDT: &str = "OFF_FILES_FDT";
     pub const FDT_MAX_FDS: &str = "OFF_FDT_MAX_FDS";
@@ -305,6 +315,16 @@ pub mod offset_global {
     pub const SB_DEV: &str = "OFF_SB_DEV";
     pub const MM_ARG_START: &str = "OFF_MM_ARG_START";
     pub const MM_ARG_END: &str = "OFF_MM_ARG_END";
+}
+
+/// Name of the global that turns on capture of 32-bit (ia32) syscalls
+/// (non-zero), set when the kernel has the offsets it needs.
+pub const COMPAT_ENABLED_GLOBAL: &str = "COMPAT_ENABLED";
+
+/// Bits of [`EventHeader::flags`].
+pub mod header_flag {
+    /// The event came from a 32-bit (ia32, `int $0x80`) syscall.
+    pub const COMPAT_SYSCALL: u32 = 1;
 }
 
 /// Name of the global holding the in-kernel read flush interval in ns.

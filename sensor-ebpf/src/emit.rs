@@ -8,7 +8,7 @@ use aya_ebpf::{
     },
     maps::ring_buf::RingBufEntry,
 };
-use sensor_common::{EventHeader, counter};
+use sensor_common::{EventHeader, counter, header_flag};
 
 use crate::{
     kernel::{current_task, parent_tgid},
@@ -42,7 +42,11 @@ pub fn fill_header(header: &mut EventHeader, kind: u32, size: usize) {
     header.ppid = parent_tgid(current_task());
     header.uid = uid_gid as u32;
     header.gid = (uid_gid >> 32) as u32;
-    header._pad = 0;
+    header.flags = if crate::compat::in_compat_syscall() {
+        header_flag::COMPAT_SYSCALL
+    } else {
+        0
+    };
     header.cgroup_id = cgroup_id();
     header.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 }

@@ -65,7 +65,14 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
 
 /// `sys_exit_open`, `sys_exit_openat`, `sys_exit_openat2`, `sys_exit_creat`.
 pub fn on_open_exit(ctx: &TracePointContext) {
-    let Some(ret) = syscall_ret(ctx) else { return };
+    if let Some(ret) = syscall_ret(ctx) {
+        open_exit(ret);
+    }
+}
+
+/// Reports the descriptor an open returned, if its file is watched.
+#[inline(always)]
+pub fn open_exit(ret: i64) {
     if ret < 0 {
         return;
     }
@@ -84,9 +91,15 @@ pub fn on_open_exit(ctx: &TracePointContext) {
 /// `sys_enter_close`: flush this process's read summary of the file, then
 /// report the close.
 pub fn on_close_enter(ctx: &TracePointContext) {
-    let Some(fd) = syscall_fd(ctx, 0) else {
-        return;
-    };
+    if let Some(fd) = syscall_fd(ctx, 0) {
+        close_enter(fd);
+    }
+}
+
+/// Flushes the read summary of a watched file being closed, then reports
+/// the close.
+#[inline(always)]
+pub fn close_enter(fd: u64) {
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;
@@ -107,31 +120,47 @@ pub fn on_close_enter(ctx: &TracePointContext) {
     send_file_event(kind::CLOSE, fd as i32, &w, |_| {});
 }
 
-/// `sys_enter_mmap(addr, len, prot, flags, fd, off)`: remember a file
-/// mapping until the syscall returns.
+/// The arguments of an `mmap` that matter here, whatever the ABI.
+pub struct MmapArgs {
+    pub len: u64,
+    pub prot: u64,
+    pub flags: u64,
+    pub fd: u64,
+    /// File offset in bytes.
+    pub offset: u64,
+}
+
+/// `sys_enter_mmap(addr, len, prot, flags, fd, off)`.
 pub fn on_mmap_enter(ctx: &TracePointContext) {
-    let Some(flags) = syscall_arg(ctx, 3) else {
-        return;
-    };
-    if flags & MAP_ANONYMOUS != 0 {
+    let arg = |n| syscall_arg(ctx, n).unwrap_or(0);
+    mmap_enter(MmapArgs {
+        len: arg(1),
+        prot: arg(2),
+        flags: arg(3),
+        fd: syscall_fd(ctx, 4).unwrap_or(u64::from(u32::MAX)),
+        offset: arg(5),
+    });
+}
+
+/// Remembers a mapping of a watched file until the syscall returns.
+#[inline(always)]
+pub fn mmap_enter(args: MmapArgs) {
+    if args.flags & MAP_ANONYMOUS != 0 {
         return;
     }
-    let Some(fd) = syscall_fd(ctx, 4) else {
-        return;
-    };
-    let Some(w) = watched_fd(fd) else { return };
+    let Some(w) = watched_fd(args.fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;
     }
     let pending = Pending {
         kind: pending_kind::MMAP,
-        fd: fd as i32,
+        fd: args.fd as i32,
         file: w.key,
         file_size: inode_size(w.inode),
-        offset: syscall_arg(ctx, 5).unwrap_or(0),
-        len: syscall_arg(ctx, 1).unwrap_or(0),
-        prot: syscall_arg(ctx, 2).unwrap_or(0) as u32,
-        flags: flags as u32,
+        offset: args.offset,
+        len: args.len,
+        prot: args.prot as u32,
+        flags: args.flags as u32,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     if PENDING.insert(&tid, &pending, 0).is_err() {
@@ -141,6 +170,12 @@ pub fn on_mmap_enter(ctx: &TracePointContext) {
 
 /// `sys_exit_mmap`: report the mapping with its result.
 pub fn on_mmap_exit(ctx: &TracePointContext) {
+    mmap_exit(syscall_ret(ctx).unwrap_or(0));
+}
+
+/// Reports a remembered mapping with its result.
+#[inline(always)]
+pub fn mmap_exit(ret: i64) {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once.
     let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
@@ -150,7 +185,6 @@ pub fn on_mmap_exit(ctx: &TracePointContext) {
     if p.kind != pending_kind::MMAP {
         return;
     }
-    let ret = syscall_ret(ctx).unwrap_or(0);
     let Some(mut entry) = reserve::<FileEvent>() else {
         return;
     };

@@ -11,6 +11,7 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod compat;
 
 mod emit;
 mod file;
@@ -103,6 +104,20 @@ pub fn ww_enter_preadv(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn ww_exit_read(ctx: TracePointContext) -> u32 {
     read::on_exit(&ctx);
+    0
+}
+
+// --- 32-bit (ia32) syscalls, which fire no syscalls/* tracepoint ---------
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn ww_compat_enter(ctx: RawTracePointContext) -> i32 {
+    compat::on_sys_enter(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn ww_compat_exit(ctx: RawTracePointContext) -> i32 {
+    compat::on_sys_exit(&ctx);
     0
 }
 

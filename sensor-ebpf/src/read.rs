@@ -35,22 +35,40 @@ pub enum OffsetFrom {
     ArgumentOrPosition(usize),
 }
 
+/// A read's offset once the arguments are decoded.
+#[derive(Clone, Copy)]
+pub enum Offset {
+    /// The descriptor's current position.
+    Position,
+    At(u64),
+}
+
+/// A `syscalls/sys_enter_*` read of the native ABI.
 pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
     let Some(fd) = syscall_fd(ctx, 0) else {
         return;
     };
+    let offset = match from {
+        OffsetFrom::FilePosition => Offset::Position,
+        OffsetFrom::Argument(n) => Offset::At(syscall_arg(ctx, n).unwrap_or(0)),
+        OffsetFrom::ArgumentOrPosition(n) => match syscall_arg(ctx, n) {
+            Some(u64::MAX) | None => Offset::Position,
+            Some(off) => Offset::At(off),
+        },
+    };
+    enter(fd, offset);
+}
+
+/// Remembers a read of a watched file until the syscall returns.
+#[inline(always)]
+pub fn enter(fd: u64, offset: Offset) {
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;
     }
-    let position = || read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0);
-    let offset = match from {
-        OffsetFrom::FilePosition => position(),
-        OffsetFrom::Argument(n) => syscall_arg(ctx, n).unwrap_or(0),
-        OffsetFrom::ArgumentOrPosition(n) => match syscall_arg(ctx, n) {
-            Some(u64::MAX) | None => position(),
-            Some(off) => off,
-        },
+    let offset = match offset {
+        Offset::Position => read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0),
+        Offset::At(off) => off,
     };
     let pending = Pending {
         kind: pending_kind::READ,
@@ -68,7 +86,16 @@ pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
     }
 }
 
+/// A `syscalls/sys_exit_*` read of the native ABI.
 pub fn on_exit(ctx: &TracePointContext) {
+    if let Some(ret) = syscall_ret(ctx) {
+        exit(ret);
+    }
+}
+
+/// Adds a returned read to the process's aggregate.
+#[inline(always)]
+pub fn exit(ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // SAFETY: the value is copied out at once.
@@ -79,7 +106,6 @@ pub fn on_exit(ctx: &TracePointContext) {
     if p.kind != pending_kind::READ {
         return;
     }
-    let Some(ret) = syscall_ret(ctx) else { return };
     if ret < 0 {
         return;
     }

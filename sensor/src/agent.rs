@@ -11,6 +11,7 @@ use std::{
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf};
 use sensor_common::{
     Coverage, EventHeader, FileKey, ReadAgg, ReadAggKey, WatchEntry, exit_flag, flush_reason,
+    header_flag,
 };
 use serde_json::json;
 use tokio::{
@@ -155,6 +156,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
                 .kernel
                 .read_flush_interval_secs
                 .saturating_mul(1_000_000_000),
+            compat_syscalls: config.kernel.compat_syscalls,
         },
     )?;
     let mut watched = KernelInodeMap {
@@ -502,6 +504,10 @@ impl Agent {
         size: u64,
         access: AccessRecord,
     ) {
+        let mut access = access;
+        if h.flags & header_flag::COMPAT_SYSCALL != 0 {
+            access.syscall_abi = Some("ia32");
+        }
         let mut record = self.base_record(action, h.boot_ns, Some(h));
         record.file = Some(self.file_record(key, size));
         record.access = Some(access);

@@ -362,6 +362,9 @@ pub struct KernelConfig {
     /// Capacity of the kernel's per-thread map of reads and mmaps between
     /// syscall entry and exit.
     pub pending_max: u32,
+    /// Capture 32-bit (ia32, `int $0x80`) syscalls, which fire no syscall
+    /// tracepoint. Costs every syscall on the host a short program call.
+    pub compat_syscalls: bool,
 }
 
 impl Default for KernelConfig {
@@ -380,6 +383,9 @@ impl Default for KernelConfig {
             // One entry per thread inside a read or mmap of a watched file,
             // so bounded by concurrently blocked threads; the map is LRU.
             pending_max: 16_384,
+            // On: a 64-bit process can read weights through `int $0x80`,
+            // and nothing else sees those syscalls.
+            compat_syscalls: true,
         }
     }
 }
@@ -924,6 +930,7 @@ mod tests {
             read_flush_interval_secs = 5
             read_aggregates_max = 1000
             pending_max = 2000
+            compat_syscalls = false
 
             [agent]
             hostname = "gpu-node-01"
@@ -955,6 +962,7 @@ mod tests {
                 read_flush_interval_secs: 5,
                 read_aggregates_max: 1000,
                 pending_max: 2000,
+                compat_syscalls: false,
             },
             agent: AgentConfig {
                 hostname: Some("gpu-node-01".into()),

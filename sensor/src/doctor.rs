@@ -14,7 +14,7 @@ use crate::{
     btf::{KernelOffsets, VMLINUX_BTF},
     ebpf,
     preflight::{self, BPFFS, SECURITYFS, TRACEFS},
-    programs::{Attach, TRACEPOINT_TIER},
+    programs::{Attach, COMPAT_PROGRAMS, TRACEPOINT_TIER},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -311,7 +311,7 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 /// that every syscall tracepoint it attaches to exists.
 fn try_tracepoint_tier(ebpf: &mut Ebpf) -> Result<String, String> {
     let mut missing = Vec::new();
-    for spec in TRACEPOINT_TIER {
+    for spec in TRACEPOINT_TIER.iter().chain(COMPAT_PROGRAMS) {
         let probed = matches!(spec.name, "ww_sched_exit" | "ww_sched_fork");
         if !probed {
             let result = match spec.attach.first() {
@@ -335,7 +335,7 @@ fn try_tracepoint_tier(ebpf: &mut Ebpf) -> Result<String, String> {
     if missing.is_empty() {
         Ok(format!(
             "all {} programs pass the verifier; every attach point exists",
-            TRACEPOINT_TIER.len()
+            TRACEPOINT_TIER.len() + COMPAT_PROGRAMS.len()
         ))
     } else {
         Err(format!("tracepoints missing: {}", missing.join(", ")))

@@ -11,7 +11,7 @@ use sensor_common::{FileKey, WatchEntry, counter, map_name};
 use crate::{
     btf::KernelOffsets,
     ebpf,
-    programs::{Attach, TRACEPOINT_TIER},
+    programs::{Attach, COMPAT_PROGRAMS, ProgramSpec, TRACEPOINT_TIER},
     read_maps::ReadMaps,
 };
 
@@ -65,12 +65,22 @@ pub struct LoadOptions {
     pub read_aggregates_max: u32,
     pub pending_max: u32,
     pub read_flush_interval_ns: u64,
+    /// Capture 32-bit syscalls (needs `KernelOffsets::compat`).
+    pub compat_syscalls: bool,
 }
 
 /// The loaded programs. Dropping it detaches every program.
 pub struct Sensor {
     ebpf: Ebpf,
     pub attached: usize,
+    /// 32-bit syscalls are captured.
+    pub compat: bool,
+}
+
+/// The programs to load: the tier, plus ia32 capture when enabled.
+fn programs_for(compat: bool) -> impl Iterator<Item = &'static ProgramSpec> {
+    let extra: &'static [ProgramSpec] = if compat { COMPAT_PROGRAMS } else { &[] };
+    TRACEPOINT_TIER.iter().chain(extra)
 }
 
 const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/kernel/tracing`, \
@@ -100,10 +110,13 @@ impl Sensor {
             .map_max_entries(map_name::COVERAGE, opts.read_aggregates_max)
             .map_max_entries(map_name::READERS, opts.read_aggregates_max)
             .map_max_entries(map_name::PENDING, opts.pending_max);
+        let compat = opts.compat_syscalls && offsets.compat;
+        let compat_flag = u64::from(compat);
+        loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
-        for spec in TRACEPOINT_TIER {
+        for spec in programs_for(compat) {
             let program = ebpf
                 .program_mut(spec.name)
                 .ok_or(LoadError::NoProgram(spec.name))?;
@@ -135,12 +148,16 @@ impl Sensor {
                 hint: VERIFIER_HINT,
             })?;
         }
-        Ok(Self { ebpf, attached: 0 })
+        Ok(Self {
+            ebpf,
+            attached: 0,
+            compat,
+        })
     }
 
     /// Attaches every program of the tier. Capture is live when this returns.
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
-        for spec in TRACEPOINT_TIER {
+        for spec in programs_for(self.compat) {
             for attach in spec.attach {
                 let program = self
                     .ebpf

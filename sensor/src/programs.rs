@@ -99,6 +99,23 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     },
 ];
 
+/// 32-bit (ia32) syscalls fire no `syscalls/*` tracepoint, so these raw
+/// tracepoints see every syscall and act only on compat ones. They cost
+/// every syscall a program call (`kernel.compat_syscalls = false` turns
+/// them off).
+pub const COMPAT_PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec {
+        name: "ww_compat_exit",
+        attach: &[Raw("sys_exit")],
+        purpose: "ia32 opens, reads and maps: results",
+    },
+    ProgramSpec {
+        name: "ww_compat_enter",
+        attach: &[Raw("sys_enter")],
+        purpose: "ia32 reads, maps and closes of watched files",
+    },
+];
+
 /// The hook tier that captured an event, as written in records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {

@@ -97,6 +97,10 @@ pub struct FileRecord {
 pub struct AccessRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i32>,
+    /// `ia32` when a 32-bit syscall (`int $0x80`) made the access; absent
+    /// for the native ABI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall_abi: Option<&'static str>,
     /// `open`: decoded open flags (`O_RDONLY`, `O_CLOEXEC`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flags: Option<Vec<&'static str>>,

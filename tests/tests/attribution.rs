@@ -299,3 +299,35 @@ fn a_many_threaded_exit_is_one_exit_record() {
         assert_eq!(sensor.by_pid("exit", pid).len(), 1, "pid {pid}");
     }
 }
+
+#[test]
+fn thirty_two_bit_syscalls_are_seen() {
+    // The kernel fires no syscalls/* tracepoint for int $0x80; the raw
+    // sys_enter/sys_exit programs must catch them.
+    let (root, file, sensor) = setup("int80.safetensors");
+    let helper = root.path().join("int80");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/int80.c");
+    run(Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&helper)
+        .arg(source));
+    let child = Command::new(&helper)
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let status = child.wait_with_output().unwrap().status;
+    if status.code() == Some(4) {
+        eprintln!("skipped: this kernel refuses int $0x80 (no IA32 emulation)");
+        return;
+    }
+    assert!(status.success(), "int80 helper failed: {status:?}");
+    assert_read_by(&sensor, pid, &file, MIB as u64 + 4096);
+    let open = &sensor.by_pid("open", pid)[0];
+    assert_eq!(open["access"]["syscall_abi"], "ia32");
+    let mmap = &sensor.by_pid("mmap", pid)[0];
+    assert_eq!(mmap["access"]["length"], 8192);
+    assert_eq!(mmap["access"]["syscall_abi"], "ia32");
+    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+}
