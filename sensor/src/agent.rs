@@ -271,19 +271,6 @@ fn open_sinks(specs: &[OutputSpec]) -> Result<Vec<Box<dyn Sink>>, AgentError> {
     Ok(sinks)
 }
 
-fn header_fields(h: &EventHeader) -> HeaderFields {
-    HeaderFields {
-        tgid: h.tgid,
-        tid: h.tid,
-        ppid: h.ppid,
-        uid: h.uid,
-        gid: h.gid,
-        cgroup_id: h.cgroup_id,
-        comm: h.comm,
-        boot_ns: h.boot_ns,
-    }
-}
-
 impl Agent {
     /// Runs until a signal; returns the ring buffer for the final drain.
     async fn event_loop(
@@ -404,7 +391,7 @@ impl Agent {
     fn handle(&mut self, event: KernelEvent) {
         match event {
             KernelEvent::Exec(e) => {
-                let h = header_fields(&e.header);
+                let h = HeaderFields::from(&e.header);
                 let filename = &e.filename[..(e.filename_len as usize).min(e.filename.len())];
                 let args = &e.args[..(e.args_len as usize).min(e.args.len())];
                 self.processes
@@ -413,8 +400,11 @@ impl Agent {
                 self.out.emit(&record);
             }
             KernelEvent::Fork(f) => {
-                self.processes
-                    .on_fork(&header_fields(&f.header), f.child_tgid, f.child_start_ns);
+                self.processes.on_fork(
+                    &HeaderFields::from(&f.header),
+                    f.child_tgid,
+                    f.child_start_ns,
+                );
             }
             KernelEvent::Exit(x) => {
                 let tgid = x.header.tgid;
@@ -431,7 +421,7 @@ impl Agent {
             }
             KernelEvent::GpuOpen(f) => {
                 tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
-                self.processes.get(&header_fields(&f.header));
+                self.processes.get(&HeaderFields::from(&f.header));
                 self.processes.mark_gpu(f.header.tgid);
             }
             KernelEvent::Open(f) => {
@@ -533,7 +523,7 @@ impl Agent {
             action,
             severity: Severity::Info,
             tier: self.tier.as_str(),
-            process: h.map(|h| self.process_record(&header_fields(h))),
+            process: h.map(|h| self.process_record(&HeaderFields::from(h))),
             file: None,
             access: None,
             exit: None,

@@ -117,30 +117,11 @@ impl Sensor {
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
         for spec in programs_for(compat) {
-            let program = ebpf
-                .program_mut(spec.name)
-                .ok_or(LoadError::NoProgram(spec.name))?;
             let loaded = match spec.attach.first() {
                 Some(Attach::RawTracePoint(_)) => {
-                    let p: &mut RawTracePoint =
-                        program
-                            .try_into()
-                            .map_err(|source| LoadError::ProgramType {
-                                program: spec.name,
-                                source: Box::new(source),
-                            })?;
-                    p.load()
+                    program::<RawTracePoint>(&mut ebpf, spec.name)?.load()
                 }
-                _ => {
-                    let p: &mut TracePoint =
-                        program
-                            .try_into()
-                            .map_err(|source| LoadError::ProgramType {
-                                program: spec.name,
-                                source: Box::new(source),
-                            })?;
-                    p.load()
-                }
+                _ => program::<TracePoint>(&mut ebpf, spec.name)?.load(),
             };
             loaded.map_err(|source| LoadError::ProgramLoad {
                 program: spec.name,
@@ -159,30 +140,16 @@ impl Sensor {
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
         for spec in programs_for(self.compat) {
             for attach in spec.attach {
-                let program = self
-                    .ebpf
-                    .program_mut(spec.name)
-                    .ok_or(LoadError::NoProgram(spec.name))?;
                 let result = match *attach {
                     Attach::TracePoint(category, name) => {
-                        let p: &mut TracePoint =
-                            program
-                                .try_into()
-                                .map_err(|source| LoadError::ProgramType {
-                                    program: spec.name,
-                                    source: Box::new(source),
-                                })?;
-                        p.attach(category, name).map(drop)
+                        program::<TracePoint>(&mut self.ebpf, spec.name)?
+                            .attach(category, name)
+                            .map(drop)
                     }
                     Attach::RawTracePoint(name) => {
-                        let p: &mut RawTracePoint =
-                            program
-                                .try_into()
-                                .map_err(|source| LoadError::ProgramType {
-                                    program: spec.name,
-                                    source: Box::new(source),
-                                })?;
-                        p.attach(name).map(drop)
+                        program::<RawTracePoint>(&mut self.ebpf, spec.name)?
+                            .attach(name)
+                            .map(drop)
                     }
                 };
                 result.map_err(|source| LoadError::Attach {
@@ -234,6 +201,20 @@ impl Sensor {
             map: self.take(map_name::COUNTERS)?,
         })
     }
+}
+
+/// The program `name` as its concrete type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::NoProgram(name))?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType {
+            program: name,
+            source: Box::new(source),
+        })
 }
 
 fn describe(attach: &Attach) -> String {

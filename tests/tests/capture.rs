@@ -349,3 +349,25 @@ fn hugging_face_and_ollama_cache_layouts_are_watched() {
     assert!(paths.contains(&blob.display().to_string()), "{paths:?}");
     assert_eq!(read_bytes(&reads), 2 * MIB as u64);
 }
+
+#[test]
+fn deleted_and_renamed_away_files_leave_the_watch_set() {
+    let root = tempfile::tempdir().unwrap();
+    let a = root.path().join("a.safetensors");
+    let b = root.path().join("b.safetensors");
+    write_file(&a, 4096);
+    write_file(&b, 4096);
+    let sensor = SensorProcess::start(&[root.path()], &["--heartbeat-interval", "1"]);
+    let watched = |r: &serde_json::Value| r["sensor"]["watched_files"].as_u64();
+    assert_eq!(sensor.records()[0]["sensor"]["watched_files"], 2);
+    fs::remove_file(&a).unwrap();
+    // Renamed to a name that is not a weight file: no longer watched.
+    let c = root.path().join("b.safetensors.bak");
+    fs::rename(&b, &c).unwrap();
+    sensor.wait_for("heartbeat with 0 watched", Duration::from_secs(5), |r| {
+        r["action"] == "heartbeat" && watched(r) == Some(0)
+    });
+    let pid = run(Command::new("cat").arg(&c));
+    sensor.wait_exit(pid);
+    assert!(sensor.by_pid("open", pid).is_empty());
+}
