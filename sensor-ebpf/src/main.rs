@@ -121,6 +121,21 @@ pub fn ww_compat_exit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+// --- benchmark floor: the same hooks, doing nothing -----------------------
+
+/// Attached by `weightwarden bench-floor` to every tracepoint the sensor
+/// uses, to measure what the kernel charges for the hooks alone.
+#[tracepoint]
+pub fn ww_empty_tp(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// The raw-tracepoint counterpart of `ww_empty_tp`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
 // --- capability probes for `weightwarden doctor` ----------------------------
 
 #[fentry(function = "vfs_read")]

@@ -35,6 +35,17 @@ pub enum Command {
     Run(RunArgs),
     /// Report what this host supports and whether `run` can work here.
     Doctor(DoctorArgs),
+    /// Benchmarks only: attach empty programs to every hook the sensor uses
+    /// and wait for SIGINT/SIGTERM.
+    #[command(hide = true)]
+    BenchFloor(BenchFloorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchFloorArgs {
+    /// Leave out the raw sys_enter/sys_exit hooks of 32-bit syscall capture.
+    #[arg(long)]
+    pub no_compat: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decode;
 pub mod doctor;
 pub mod ebpf;
+pub mod floor;
 pub mod loader;
 pub mod preflight;
 pub mod process;

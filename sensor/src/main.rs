@@ -41,6 +41,7 @@ fn main() -> ExitCode {
                 exit::FAILURE
             })
         }
+        Command::BenchFloor(args) => bench_floor(!args.no_compat),
         Command::Run(args) => {
             let (config, origin, roots_required) = match args.resolve() {
                 Ok(resolved) => resolved,
@@ -75,6 +76,28 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Attaches the empty programs, says so on stdout, waits for a signal.
+fn bench_floor(with_compat: bool) -> ExitCode {
+    let (_ebpf, attached) = match sensor::floor::attach(with_compat) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("weightwarden: {}", error_chain(&err));
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    println!("floor attached {attached}");
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    if let Err(err) = signals.thread_block() {
+        eprintln!("weightwarden: cannot block SIGINT/SIGTERM to wait for them: {err}");
+        return ExitCode::from(exit::FAILURE);
+    }
+    let _ = signals.wait();
+    ExitCode::from(exit::OK)
 }
 
 /// The error and its causes, `: `-separated.
