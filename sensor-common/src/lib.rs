@@ -33,6 +33,14 @@ pub mod map_name {
     /// `LruHashMap<ExitKey, u32>`: exits already reported (several threads of
     /// one exiting group can see it dead).
     pub const EXITED: &str = "EXITED";
+    /// `HashMap<u32, u32>`: processes that may hold a descriptor of a watched
+    /// file. Reads, maps and closes by other processes skip the descriptor
+    /// walk. Kept by the kernel (opens, forks, descriptor passing) and
+    /// seeded by the agent from `/proc` at start.
+    pub const HOLDERS: &str = "HOLDERS";
+    /// `Array<u32>` of one: non-zero once `HOLDERS` overflowed, after which
+    /// every process is treated as a holder (fail open, never blind).
+    pub const HOLDERS_OVERFLOW: &str = "HOLDERS_OVERFLOW";
     /// `LruHashMap<u32, Pending>`: per-thread state between syscall enter and exit.
     pub const PENDING: &str = "PENDING";
     /// `PerCpuArray<u64>`: loss and error counters, indexed by [`super::counter`].
@@ -52,8 +60,10 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 2;
     /// A kernel structure could not be read (`bpf_probe_read_kernel` failed).
     pub const KERNEL_READ_FAILED: u32 = 3;
+    /// `HOLDERS` was full: the prefilter is off until the agent restarts.
+    pub const HOLDERS_FULL: u32 = 4;
     /// Number of counters; the map's size.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Kinds of ring buffer records; the first field of every [`EventHeader`].
@@ -326,6 +336,9 @@ pub mod header_flag {
     /// The event came from a 32-bit (ia32, `int $0x80`) syscall.
     pub const COMPAT_SYSCALL: u32 = 1;
 }
+
+/// Name of the global that turns the `HOLDERS` prefilter on (non-zero).
+pub const HOLDER_PREFILTER_GLOBAL: &str = "HOLDER_PREFILTER";
 
 /// Name of the global holding the in-kernel read flush interval in ns.
 pub const READ_FLUSH_INTERVAL_GLOBAL: &str = "READ_FLUSH_INTERVAL_NS";

@@ -9,6 +9,7 @@ use sensor_common::{
 
 use crate::{
     emit::{fill_header, reserve},
+    holders,
     kernel::{OFF_FILE_FLAGS, Watched, inode_size, read_at, watched_fd},
     maps::{PENDING, READ_AGG, count},
     read::emit_read,
@@ -83,6 +84,7 @@ pub fn open_exit(ret: i64) {
         send_file_event(kind::GPU_OPEN, ret as i32, &w, |_| {});
     }
     if w.entry.flags & watch_flag::WEIGHT != 0 {
+        holders::mark_current();
         let flags = read_at::<u32>(w.file_ptr, &OFF_FILE_FLAGS).unwrap_or(0);
         send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
     }
@@ -100,6 +102,9 @@ pub fn on_close_enter(ctx: &TracePointContext) {
 /// the close.
 #[inline(always)]
 pub fn close_enter(fd: u64) {
+    if !holders::current_may_hold() {
+        return;
+    }
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;
@@ -145,7 +150,7 @@ pub fn on_mmap_enter(ctx: &TracePointContext) {
 /// Remembers a mapping of a watched file until the syscall returns.
 #[inline(always)]
 pub fn mmap_enter(args: MmapArgs) {
-    if args.flags & MAP_ANONYMOUS != 0 {
+    if args.flags & MAP_ANONYMOUS != 0 || !holders::current_may_hold() {
         return;
     }
     let Some(w) = watched_fd(args.fd) else { return };

@@ -15,6 +15,7 @@ mod compat;
 
 mod emit;
 mod file;
+mod holders;
 mod kernel;
 mod maps;
 mod probe;
@@ -51,6 +52,14 @@ pub fn ww_sched_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn ww_exit_open(ctx: TracePointContext) -> u32 {
     file::on_open_exit(&ctx);
+    0
+}
+
+// --- descriptors that arrive without an open (holder prefilter) ----------
+
+#[tracepoint]
+pub fn ww_exit_fd_receive(ctx: TracePointContext) -> u32 {
+    holders::on_fd_receiving_exit(&ctx);
     0
 }
 

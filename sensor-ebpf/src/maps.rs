@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
     Coverage, ExitKey, FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter,
@@ -32,6 +32,15 @@ pub static READERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
 /// see the group dead.
 #[map]
 pub static EXITED: LruHashMap<ExitKey, u32> = LruHashMap::with_max_entries(4_096, 0);
+
+/// Processes that may hold a descriptor of a watched file (see
+/// `holders.rs`).
+#[map]
+pub static HOLDERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
+
+/// Index 0 non-zero: `HOLDERS` overflowed and the prefilter is off.
+#[map]
+pub static HOLDERS_OVERFLOW: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-thread state between a syscall's enter and exit. LRU so that threads
 /// killed inside a syscall cannot leak entries forever.

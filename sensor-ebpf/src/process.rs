@@ -11,9 +11,11 @@ use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, exi
 
 use crate::{
     emit::{fill_header, reserve},
+    holders,
     kernel::{
-        OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_MM,
-        OFF_TASK_PID, OFF_TASK_SIGNAL, OFF_TASK_START_TIME, OFF_TASK_TGID, current_task, read_at,
+        OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_FILES,
+        OFF_TASK_MM, OFF_TASK_PID, OFF_TASK_SIGNAL, OFF_TASK_START_TIME, OFF_TASK_TGID,
+        current_task, read_at,
     },
     maps::{EXITED, READERS},
 };
@@ -82,6 +84,18 @@ pub fn on_fork(ctx: &RawTracePointContext) {
     if child_pid != child_tgid {
         return; // a new thread, not a new process
     }
+    // The child inherits the parent's descriptors. A child that shares the
+    // parent's table (clone with CLONE_FILES but not CLONE_THREAD) sees
+    // every descriptor either opens later: both become holders now.
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let shared_table = read_at::<u64>(child, &OFF_TASK_FILES)
+        .is_some_and(|f| Some(f) == read_at::<u64>(current_task(), &OFF_TASK_FILES));
+    if shared_table {
+        holders::mark(parent_tgid);
+        holders::mark(child_tgid);
+    } else if holders::is_holder(parent_tgid) {
+        holders::mark(child_tgid);
+    }
     let Some(mut entry) = reserve::<ForkEvent>() else {
         return;
     };
@@ -124,6 +138,7 @@ pub fn on_exit(_ctx: &TracePointContext) {
     if EXITED.insert(&claim, &1, BPF_NOEXIST).is_err() {
         return;
     }
+    holders::forget(tgid);
     // SAFETY: the value is only tested for presence.
     let had_reads = unsafe { READERS.get(&tgid) }.is_some();
     if had_reads {

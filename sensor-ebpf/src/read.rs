@@ -62,6 +62,9 @@ pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
 /// Remembers a read of a watched file until the syscall returns.
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
+    if !crate::holders::current_may_hold() {
+        return;
+    }
     let Some(w) = watched_fd(fd) else { return };
     if w.entry.flags & watch_flag::WEIGHT == 0 {
         return;

@@ -24,7 +24,7 @@ use crate::{
     clock::{BootClock, now_rfc3339},
     config::{Config, OutputSpec},
     decode::{KernelEvent, decode},
-    loader::{KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
+    loader::{Holders, KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
     preflight,
     process::{HeaderFields, ProcessTable},
     programs::Tier,
@@ -128,6 +128,9 @@ struct Agent {
     watch: WatchSet,
     watched: KernelInodeMap,
     read_maps: ReadMaps,
+    holders: Holders,
+    /// Files joined the watch set: look for processes already holding them.
+    holders_rescan: bool,
     counters: KernelCounters,
     processes: ProcessTable,
     out: Fanout,
@@ -157,6 +160,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
                 .read_flush_interval_secs
                 .saturating_mul(1_000_000_000),
             compat_syscalls: config.kernel.compat_syscalls,
+            holder_prefilter: config.kernel.holder_prefilter,
         },
     )?;
     let mut watched = KernelInodeMap {
@@ -177,6 +181,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     let events = sensor.take_events()?;
     let read_maps = sensor.take_read_maps()?;
     let counters = sensor.take_counters()?;
+    let holders = sensor.take_holders()?;
     let processes = ProcessTable::new(
         PathBuf::from("/proc"),
         crate::process::CgroupResolver::new(
@@ -205,6 +210,8 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
         watch,
         watched,
         read_maps,
+        holders,
+        holders_rescan: false,
         counters,
         processes,
         out,
@@ -216,6 +223,9 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     // by one or the other.
     let known = agent.processes.scan_existing();
     agent.mark_existing_gpu_processes();
+    // The kernel has treated every process as a holder since attach; now
+    // that /proc says who holds watched descriptors, let the prefilter work.
+    agent.seed_holders();
     tracing::info!(
         watched_files = agent.watch.len(),
         processes = known,
@@ -331,6 +341,9 @@ impl Agent {
                 _ = roots_poll.tick() => {
                     let changes = self.watch.poll_missing_roots(&mut self.watched);
                     self.log_watch_changes(changes);
+                    if std::mem::take(&mut self.holders_rescan) {
+                        self.seed_holders();
+                    }
                 }
                 _ = rescan.tick() => {
                     let changes = self.watch.rescan(&mut self.watched);
@@ -365,6 +378,13 @@ impl Agent {
         match changes {
             Ok(changes) => {
                 for change in changes {
+                    if matches!(
+                        change,
+                        crate::watch::WatchChange::Added(_)
+                            | crate::watch::WatchChange::Renamed { .. }
+                    ) {
+                        self.holders_rescan = true;
+                    }
                     tracing::debug!(?change, "watch set changed");
                 }
             }
@@ -616,6 +636,31 @@ impl Agent {
             h.comm[..n].copy_from_slice(&comm[..n]);
         }
         h
+    }
+
+    /// Marks processes whose `/proc/PID/fd` holds a watched weight file as
+    /// holders, then lets the prefilter work. On any failure the prefilter
+    /// stays off: costlier, never blind.
+    fn seed_holders(&mut self) {
+        let watch = &self.watch;
+        let pids = crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
+            std::fs::metadata(path).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                let key = FileKey {
+                    dev: kernel_dev(m.dev()),
+                    ino: m.ino(),
+                };
+                watch.flags_of(&key) & sensor_common::watch_flag::WEIGHT != 0
+            })
+        });
+        let seeded = self.holders.seed(pids);
+        let result = seeded.and_then(|n| self.holders.set_overflow(false).map(|()| n));
+        match result {
+            Ok(n) => tracing::debug!(holders = n, "holder prefilter seeded from /proc"),
+            Err(err) => {
+                tracing::warn!(error = %err, "holder prefilter stays off: every read pays the descriptor walk")
+            }
+        }
     }
 
     fn mark_existing_gpu_processes(&mut self) {

@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{FileKey, WatchEntry, counter, map_name};
@@ -67,7 +67,14 @@ pub struct LoadOptions {
     pub read_flush_interval_ns: u64,
     /// Capture 32-bit syscalls (needs `KernelOffsets::compat`).
     pub compat_syscalls: bool,
+    /// Skip the descriptor walk for processes that cannot hold a watched
+    /// descriptor (see `sensor-ebpf/src/holders.rs`).
+    pub holder_prefilter: bool,
 }
+
+/// Capacity of the holder map: processes that may hold a watched
+/// descriptor. Overflow turns the prefilter off (counted), never blinds.
+pub const HOLDERS_MAX: u32 = 65_536;
 
 /// The loaded programs. Dropping it detaches every program.
 pub struct Sensor {
@@ -113,6 +120,14 @@ impl Sensor {
         let compat = opts.compat_syscalls && offsets.compat;
         let compat_flag = u64::from(compat);
         loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
+        let prefilter_flag = u64::from(opts.holder_prefilter);
+        loader
+            .override_global(
+                sensor_common::HOLDER_PREFILTER_GLOBAL,
+                &prefilter_flag,
+                true,
+            )
+            .map_max_entries(map_name::HOLDERS, HOLDERS_MAX);
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
@@ -195,6 +210,22 @@ impl Sensor {
         ))
     }
 
+    /// The holder prefilter's maps, with the prefilter held off (every
+    /// process treated as a holder) until the agent has seeded it.
+    pub fn take_holders(&mut self) -> Result<Holders, LoadError> {
+        let mut holders = Holders {
+            map: self.take(map_name::HOLDERS)?,
+            overflow: self.take(map_name::HOLDERS_OVERFLOW)?,
+        };
+        holders
+            .set_overflow(true)
+            .map_err(|source| LoadError::Map {
+                map: map_name::HOLDERS_OVERFLOW,
+                source: Box::new(source),
+            })?;
+        Ok(holders)
+    }
+
     /// The per-CPU loss and error counters.
     pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
         Ok(KernelCounters {
@@ -224,6 +255,35 @@ fn describe(attach: &Attach) -> String {
     }
 }
 
+/// The holder prefilter's maps, from the agent's side.
+pub struct Holders {
+    map: HashMap<MapData, u32, u32>,
+    overflow: Array<MapData, u32>,
+}
+
+impl Holders {
+    /// Marks processes found holding watched descriptors in `/proc`.
+    pub fn seed(&mut self, pids: impl IntoIterator<Item = u32>) -> Result<usize, MapError> {
+        let mut added = 0;
+        for pid in pids {
+            match self.map.insert(pid, 1, 0) {
+                Ok(()) => added += 1,
+                Err(err) => {
+                    // Full: better no prefilter than a blind one.
+                    self.set_overflow(true)?;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Turns the prefilter off (`true`) or lets it work (`false`).
+    pub fn set_overflow(&mut self, on: bool) -> Result<(), MapError> {
+        self.overflow.set(0, u32::from(on), 0)
+    }
+}
+
 /// Totals of the kernel's per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounterTotals {
@@ -231,6 +291,8 @@ pub struct KernelCounterTotals {
     pub read_aggregates_full: u64,
     pub pending_full: u64,
     pub kernel_read_failures: u64,
+    /// The holder map overflowed: the prefilter is off (costlier, not blind).
+    pub holders_full: u64,
 }
 
 /// The kernel's loss and error counters.
@@ -248,6 +310,7 @@ impl KernelCounters {
             read_aggregates_full: sum(counter::READ_AGG_FULL)?,
             pending_full: sum(counter::PENDING_FULL)?,
             kernel_read_failures: sum(counter::KERNEL_READ_FAILED)?,
+            holders_full: sum(counter::HOLDERS_FULL)?,
         })
     }
 }

@@ -51,6 +51,16 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         purpose: "opens of watched files and GPU device nodes, decided on the new descriptor's inode",
     },
     ProgramSpec {
+        name: "ww_exit_fd_receive",
+        attach: &[
+            Tp("syscalls", "sys_exit_recvmsg"),
+            Tp("syscalls", "sys_exit_recvmmsg"),
+            Tp("syscalls", "sys_exit_pidfd_getfd"),
+            Tp("syscalls", "sys_exit_fanotify_init"),
+        ],
+        purpose: "descriptors that arrive without an open: the process joins the holder prefilter",
+    },
+    ProgramSpec {
         name: "ww_enter_close",
         attach: &[Tp("syscalls", "sys_enter_close")],
         purpose: "close of a watched file: flushes the read summary",

@@ -331,3 +331,99 @@ fn thirty_two_bit_syscalls_are_seen() {
     assert_eq!(mmap["access"]["syscall_abi"], "ia32");
     assert_eq!(sensor.by_pid("close", pid).len(), 1);
 }
+
+#[test]
+fn descriptor_taken_with_pidfd_getfd() {
+    let (_root, file, sensor) = setup("grabbed.safetensors");
+    // A holder keeps the file open; another process takes a copy of the
+    // descriptor with pidfd_getfd(2) and reads through it.
+    let mut holder = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg("import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint(fd, flush=True)\nsys.stdin.readline()\n")
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let target_fd = line.trim().to_string();
+    let holder_pid = holder.id().to_string();
+    let thief = python(
+        "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         pidfd = os.pidfd_open(int(sys.argv[1]))\n\
+         fd = libc.syscall(438, pidfd, int(sys.argv[2]), 0)\nassert fd >= 0, ctypes.get_errno()\n\
+         off = 0\nwhile True:\n    b = os.pread(fd, 1 << 16, off)\n    if not b: break\n    off += len(b)\n",
+        &[&holder_pid, &target_fd],
+    );
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_read_by(&sensor, thief, &file, MIB as u64);
+}
+
+#[test]
+fn clone_files_child_shares_descriptors_opened_later() {
+    let (_root, file, sensor) = setup("shared-table.gguf");
+    // The child is created sharing the parent's descriptor table before the
+    // parent opens the file; the child then reads the parent's descriptor.
+    let out = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import ctypes, os, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+             CLONE_FILES = 0x400; SIGCHLD = 17\n\
+             pid = libc.syscall(56, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)\n\
+             if pid == 0:\n    time.sleep(0.5)\n    fd = 100\n\
+             \x20   while os.read(fd, 1 << 16): pass\n    os._exit(0)\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY)\nos.dup2(fd, 100)\nos.close(fd)\n\
+             os.waitpid(pid, 0)\nprint(pid)\n",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_read_by(&sensor, child, &file, MIB as u64);
+}
+
+#[test]
+fn file_that_joins_the_watch_set_while_open() {
+    let root = tempfile::tempdir().unwrap();
+    let staged = root.path().join("model.part");
+    write_file(&staged, MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // Opened before it is a weight file (no open record possible), renamed
+    // into one, then read through the old descriptor.
+    let mut reader = Command::new(tests::PYTHON)
+        .arg("-c")
+        .arg(
+            "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint('open', flush=True)\n\
+             sys.stdin.readline()\nwhile os.read(fd, 1 << 16): pass\n",
+        )
+        .arg(&staged)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let file = root.path().join("model.safetensors");
+    fs::rename(&staged, &file).unwrap();
+    // The watch set takes it within a second, the holder scan right after.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let pid = reader.id();
+    std::io::Write::write_all(reader.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    assert!(reader.wait().unwrap().success());
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+}

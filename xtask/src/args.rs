@@ -1,7 +1,9 @@
 //! The command-line surface of `cargo xtask`: every clap type is here, so
 //! the subcommand modules receive plain, already-validated values.
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +29,14 @@ pub enum Command {
     /// Run the whole suite: setup, fmt, clippy, unit tests, then the
     /// integration tests (root only), stopping at the first failure.
     Test(TestArgs),
+    /// Measure what the sensor costs the host and what the agent sustains
+    /// (root): installs auditd for the comparison, prints a table, writes
+    /// target/bench/results.json and docs/benchmarks.md.
+    Bench(BenchArgs),
+    /// Internal to `bench`: one workload, warmed up once then timed, in a
+    /// process started after the configuration under test.
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +68,80 @@ pub struct TestArgs {
     /// example a test name filter).
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Repetitions of each workload under each configuration (the report
+    /// gives their median and spread).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Smaller sizes (256 MiB weight file, 100k calls, 1 s rate steps) for
+    /// a fast check; the Markdown then goes to target/bench/, not docs/.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only this row (repeatable); the Markdown then goes to
+    /// target/bench/, not docs/.
+    #[arg(long, value_enum, value_name = "ROW")]
+    pub only: Vec<BenchRow>,
+}
+
+/// The rows of the benchmark report, by the name `--only` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
+pub enum BenchRow {
+    /// 1 MiB sequential reads of the whole weight file.
+    WeightRead,
+    /// mmap (MAP_PRIVATE) of the weight file, touching every page.
+    WeightMmap,
+    /// 4 KiB preads of a watched file.
+    WatchedPread,
+    /// 4 KiB preads of a file outside the watched folder.
+    UnwatchedPread,
+    /// open+close of unwatched files.
+    OpenClose,
+    /// Python (numpy memmap or safetensors) loading a watched model.
+    PythonLoader,
+    /// Sustained watched-file opens per second with zero loss, and the
+    /// agent's CPU per 100k records.
+    AgentRate,
+    /// The burst the ring buffer absorbs while the agent is stopped.
+    AgentBurst,
+    /// Resident memory and start-up time with 100k watched files.
+    AgentMemory,
+    /// End-to-end latency from syscall to record written.
+    AgentLatency,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWorkerArgs {
+    #[arg(long, value_enum)]
+    pub workload: WorkerWorkload,
+    /// The file read, or the folder holding the open/close storm's files.
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Calls made by `pread` and `open-close` (the whole-file workloads
+    /// ignore it).
+    #[arg(long, default_value_t = 0)]
+    pub calls: u64,
+    /// Files `open-close` cycles through (`f0000.dat`, `f0001.dat`, ...).
+    #[arg(long, default_value_t = 1)]
+    pub files: u32,
+    /// Timed runs after the warm-up (each is printed).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub timed: u32,
+}
+
+/// What a `bench-worker` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerWorkload {
+    /// Read the whole file with 1 MiB `read` calls.
+    SequentialRead,
+    /// mmap the whole file MAP_PRIVATE and read one byte of every page.
+    MmapTouch,
+    /// `--calls` 4 KiB `pread` calls at offsets cycling through the file.
+    Pread,
+    /// `--calls` open+close pairs over `--files` files.
+    OpenClose,
 }
 
 #[cfg(test)]
@@ -107,6 +191,52 @@ mod tests {
             panic!("expected the test subcommand");
         };
         assert_eq!(args.args, ["ring_buf"]);
+    }
+
+    #[test]
+    fn bench_defaults_to_five_full_runs_of_every_row() {
+        let Command::Bench(args) = parse(&["bench"]) else {
+            panic!("expected the bench subcommand");
+        };
+        assert_eq!(args.runs, 5);
+        assert!(!args.quick);
+        assert!(args.only.is_empty());
+        let Command::Bench(args) = parse(&[
+            "bench",
+            "--quick",
+            "--runs",
+            "3",
+            "--only",
+            "open-close",
+            "--only",
+            "agent-rate",
+        ]) else {
+            panic!("expected the bench subcommand");
+        };
+        assert_eq!(args.runs, 3);
+        assert!(args.quick);
+        assert_eq!(args.only, [BenchRow::OpenClose, BenchRow::AgentRate]);
+        let zero = Cli::try_parse_from(["xtask", "bench", "--runs", "0"]);
+        assert!(zero.is_err());
+    }
+
+    #[test]
+    fn bench_worker_takes_a_workload() {
+        let Command::BenchWorker(args) = parse(&[
+            "bench-worker",
+            "--workload",
+            "pread",
+            "--path",
+            "/m/small.safetensors",
+            "--calls",
+            "1000",
+        ]) else {
+            panic!("expected the bench-worker subcommand");
+        };
+        assert_eq!(args.workload, WorkerWorkload::Pread);
+        assert_eq!(args.calls, 1000);
+        assert_eq!(args.files, 1);
+        assert_eq!(args.timed, 1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `execute` function, and every external command goes through `process`.
 
 mod args;
+mod bench;
 mod build;
 mod process;
 mod run;
@@ -44,5 +45,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::execute(&ws, &args),
         Command::Run(args) => run::execute(&ws, &args),
         Command::Test(args) => test::execute(&ws, &args),
+        Command::Bench(args) => bench::execute(&ws, &args),
+        Command::BenchWorker(args) => bench::worker::execute(&args),
     }
 }

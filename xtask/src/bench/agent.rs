@@ -1,0 +1,611 @@
+//! The agent's own limits, measured with the release sensor on its default
+//! configuration watching `agent/`: the highest rate of watched-file opens
+//! it turns into JSON lines with zero loss, the burst its ring buffer
+//! absorbs while it is stopped, its CPU per 100k records, its memory and
+//! start-up time with 100k watched files, and the latency from syscall to
+//! record written.
+
+use std::{
+    ffi::CString,
+    fs::{self, File},
+    io::{Read as _, Seek as _, SeekFrom},
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::{
+    libc,
+    sys::{
+        inotify::{AddWatchFlags, InitFlags, Inotify},
+        signal::Signal,
+    },
+};
+use serde_json::{Value, json};
+
+use crate::bench::{
+    children::Agent,
+    fixtures::Layout,
+    procfs, records, stats,
+    worker::{c_path, open_close_once},
+};
+
+/// Target rates of the zero-loss search (opens per second; each open is
+/// followed by a close, so the agent writes twice as many records).
+const RATES: &[u64] = &[25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000];
+/// A step keeps up when the output stops growing within this long after
+/// the driver stopped: the ring holds under half a second of records at
+/// 100k opens/s, so an agent that cannot keep up trails by more.
+const MAX_DRAIN_LAG: Duration = Duration::from_secs(1);
+/// The output is taken as complete once it has not grown for this long.
+const QUIET: Duration = Duration::from_millis(300);
+/// open+close pairs made while the agent is stopped: 200k records, well
+/// over what the default 8 MiB ring holds (~60k 136-byte records).
+const BURST_PAIRS: u64 = 100_000;
+/// Spacing of the latency probe's opens.
+const LATENCY_SPACING: Duration = Duration::from_millis(1);
+
+pub struct Ctx<'a> {
+    pub binary: &'a Path,
+    pub layout: &'a Layout,
+    pub quick: bool,
+}
+
+impl Ctx<'_> {
+    fn watched_file(&self, name: &str) -> Result<PathBuf> {
+        let path = self.layout.agent.join(name);
+        if !path.exists() {
+            fs::write(&path, b"\x08\0\0\0\0\0\0\0{}      ")
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        Ok(path)
+    }
+
+    fn start(&self, name: &str) -> Result<Agent> {
+        Agent::start(self.binary, &[&self.layout.agent], &self.layout.run, name)
+    }
+}
+
+/// One step of the rate search.
+#[derive(Debug, Clone)]
+pub struct RateStep {
+    /// `None`: as fast as the driver goes.
+    pub target: Option<u64>,
+    pub opens: u64,
+    pub seconds: f64,
+    pub open_records: u64,
+    pub close_records: u64,
+    pub ringbuf_full: u64,
+    pub drain_lag: Duration,
+    pub agent_cpu_s: f64,
+}
+
+impl RateStep {
+    pub fn achieved(&self) -> f64 {
+        self.opens as f64 / self.seconds
+    }
+
+    /// The driver reached the target (within 3 %).
+    pub fn on_target(&self) -> bool {
+        self.target
+            .is_none_or(|t| self.achieved() >= 0.97 * t as f64)
+    }
+
+    pub fn zero_loss(&self) -> bool {
+        self.ringbuf_full == 0
+            && self.open_records == self.opens
+            && self.close_records == self.opens
+            && self.drain_lag <= MAX_DRAIN_LAG
+    }
+
+    /// The rate this step shows the agent sustains with zero loss: the
+    /// target when the driver reached it (pacing makes it exact, less
+    /// the last partial batch), what the driver reached otherwise; `None`
+    /// when records were lost or trailed.
+    pub fn sustained(&self) -> Option<f64> {
+        if !self.zero_loss() {
+            return None;
+        }
+        match self.target {
+            Some(target) if self.on_target() => Some(target as f64),
+            _ => Some(self.achieved()),
+        }
+    }
+
+    /// Agent CPU seconds per 100k records written about the driven file.
+    pub fn cpu_per_100k(&self) -> Option<f64> {
+        let records = self.open_records + self.close_records;
+        (records > 0).then(|| self.agent_cpu_s / records as f64 * 100_000.0)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "target_opens_per_sec": self.target,
+            "opens": self.opens,
+            "seconds": self.seconds,
+            "achieved_opens_per_sec": self.achieved(),
+            "open_records": self.open_records,
+            "close_records": self.close_records,
+            "ringbuf_full": self.ringbuf_full,
+            "drain_lag_s": self.drain_lag.as_secs_f64(),
+            "agent_cpu_s": self.agent_cpu_s,
+            "agent_cpu_s_per_100k_records": self.cpu_per_100k(),
+            "zero_loss": self.zero_loss(),
+            "sustained_opens_per_sec": self.sustained(),
+            "driver_on_target": self.on_target(),
+        })
+    }
+}
+
+pub struct RateResult {
+    pub steps: Vec<RateStep>,
+}
+
+impl RateResult {
+    /// The zero-loss step with the highest sustained rate.
+    pub fn best(&self) -> Option<&RateStep> {
+        self.steps
+            .iter()
+            .filter_map(|s| Some((s, s.sustained()?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(s, _)| s)
+    }
+
+    pub fn unthrottled(&self) -> Option<&RateStep> {
+        self.steps.iter().find(|s| s.target.is_none())
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "steps": self.steps.iter().map(RateStep::to_json).collect::<Vec<_>>(),
+            "best_zero_loss_opens_per_sec": self.best().and_then(RateStep::sustained),
+            "max_drive_rule": format!(
+                "zero loss = ringbuf_full 0, every open and close written, output complete \
+                 within {} s of the driver stopping",
+                MAX_DRAIN_LAG.as_secs()
+            ),
+        })
+    }
+}
+
+/// Steps the open rate up until a step loses records (or the driver cannot
+/// reach the target), then drives as fast as one thread can.
+pub fn rate(ctx: &Ctx) -> Result<RateResult> {
+    let secs = if ctx.quick { 1.0 } else { 3.0 };
+    let mut steps = Vec::new();
+    for (i, &target) in RATES.iter().enumerate() {
+        let step = rate_step(ctx, &format!("rate-{i}"), Some(target), secs)?;
+        eprintln!(
+            "bench: agent rate {target}/s: {:.0}/s driven, {} of {} opens written, \
+             ringbuf_full {}, drained {:.2} s after",
+            step.achieved(),
+            step.open_records,
+            step.opens,
+            step.ringbuf_full,
+            step.drain_lag.as_secs_f64()
+        );
+        let stop = !step.zero_loss() || !step.on_target();
+        steps.push(step);
+        if stop {
+            break;
+        }
+    }
+    let step = rate_step(ctx, "rate-max", None, secs)?;
+    eprintln!(
+        "bench: agent rate unthrottled: {:.0}/s driven, {} of {} opens written, ringbuf_full {}",
+        step.achieved(),
+        step.open_records,
+        step.opens,
+        step.ringbuf_full
+    );
+    steps.push(step);
+    Ok(RateResult { steps })
+}
+
+fn rate_step(ctx: &Ctx, name: &str, target: Option<u64>, secs: f64) -> Result<RateStep> {
+    let file = ctx.watched_file(&format!("{name}.safetensors"))?;
+    let c_file = c_path(&file)?;
+    let agent = ctx.start(name)?;
+    let cpu_before = procfs::cpu_seconds(agent.pid())?;
+    let (opens, elapsed) = drive(&c_file, target, Duration::from_secs_f64(secs), None)?;
+    let drain_lag = wait_quiet(agent.output(), Instant::now())?;
+    let agent_cpu_s = procfs::cpu_seconds(agent.pid())? - cpu_before;
+    let output = agent.output().to_path_buf();
+    agent.stop()?;
+    let scan = records::scan(&output, &file)?;
+    let ringbuf_full = stop_counter(&scan, &output, "kernel.ringbuf_full")?;
+    // Overload runs write gigabytes; keep only what the report needs.
+    fs::remove_file(&output).with_context(|| format!("cannot remove {}", output.display()))?;
+    Ok(RateStep {
+        target,
+        opens,
+        seconds: elapsed.as_secs_f64(),
+        open_records: scan.opens,
+        close_records: scan.closes,
+        ringbuf_full,
+        drain_lag,
+        agent_cpu_s,
+    })
+}
+
+fn stop_counter(scan: &records::Scan, output: &Path, counter: &str) -> Result<u64> {
+    let stop = scan
+        .last_status
+        .as_ref()
+        .filter(|r| r.get("action").and_then(Value::as_str) == Some("sensor_stop"))
+        .with_context(|| format!("{} ends without a sensor_stop record", output.display()))?;
+    records::counter(stop, counter)
+        .with_context(|| format!("the sensor_stop record has no sensor.{counter}: {stop}"))
+}
+
+/// open+close of `file` from this thread, paced to `rate` per second
+/// (unpaced when `None`), for `duration` or until `max_ops`; returns the
+/// pairs made and the time taken.
+fn drive(
+    file: &CString,
+    rate: Option<u64>,
+    duration: Duration,
+    max_ops: Option<u64>,
+) -> Result<(u64, Duration)> {
+    const BATCH: u64 = 64;
+    let limit = max_ops.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let mut done = 0u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration || done >= limit {
+            return Ok((done, elapsed));
+        }
+        let due = rate.map_or(u64::MAX, |r| (r as f64 * elapsed.as_secs_f64()) as u64);
+        if done >= due {
+            thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        let n = (due - done).min(BATCH).min(limit - done);
+        for _ in 0..n {
+            open_close_once(file)?;
+        }
+        done += n;
+    }
+}
+
+/// Waits until the file at `path` has not grown for [`QUIET`]; returns how
+/// long after `since` it last grew.
+fn wait_quiet(path: &Path, since: Instant) -> Result<Duration> {
+    let deadline = since + Duration::from_secs(120);
+    let mut last_len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut last_change = since;
+    loop {
+        thread::sleep(Duration::from_millis(10));
+        let now = Instant::now();
+        let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len != last_len {
+            last_len = len;
+            last_change = now;
+        } else if now.duration_since(last_change) >= QUIET {
+            return Ok(last_change.saturating_duration_since(since));
+        }
+        if now > deadline {
+            bail!(
+                "{} was still growing 120 s after the driver stopped",
+                path.display()
+            );
+        }
+    }
+}
+
+pub struct BurstResult {
+    pub pairs: u64,
+    pub seconds: f64,
+    pub arrived: u64,
+    pub lost: u64,
+}
+
+impl BurstResult {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "pairs": self.pairs,
+            "records_made": self.pairs * 2,
+            "seconds": self.seconds,
+            "records_arrived": self.arrived,
+            "ringbuf_full": self.lost,
+            "ring_buffer_bytes": 8 << 20,
+        })
+    }
+}
+
+/// Stops the agent (SIGSTOP), makes [`BURST_PAIRS`] open+close pairs as
+/// fast as possible, resumes it and counts what reached the output.
+pub fn burst(ctx: &Ctx) -> Result<BurstResult> {
+    let file = ctx.watched_file("burst.safetensors")?;
+    let c_file = c_path(&file)?;
+    let agent = ctx.start("burst")?;
+    agent.signal(Signal::SIGSTOP)?;
+    let driven = drive(&c_file, None, Duration::from_secs(60), Some(BURST_PAIRS));
+    agent.signal(Signal::SIGCONT)?;
+    let (pairs, elapsed) = driven?;
+    wait_quiet(agent.output(), Instant::now())?;
+    let output = agent.output().to_path_buf();
+    agent.stop()?;
+    let scan = records::scan(&output, &file)?;
+    let lost = stop_counter(&scan, &output, "kernel.ringbuf_full")?;
+    Ok(BurstResult {
+        pairs,
+        seconds: elapsed.as_secs_f64(),
+        arrived: scan.opens + scan.closes,
+        lost,
+    })
+}
+
+pub struct MemoryResult {
+    pub files: u32,
+    pub watched_files: u64,
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    pub startup_s: Vec<f64>,
+}
+
+impl MemoryResult {
+    pub fn startup_median(&self) -> Option<f64> {
+        stats::summarize(&self.startup_s).map(|s| s.median)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "files": self.files,
+            "watched_files": self.watched_files,
+            "vm_rss_kib": self.rss_kib,
+            "vm_hwm_kib": self.hwm_kib,
+            "startup_s": self.startup_s,
+            "startup_median_s": self.startup_median(),
+        })
+    }
+}
+
+/// Starts the agent on the 100k-file folder (three times, one for quick),
+/// timing spawn to `sensor_start`, and reads its memory a second after
+/// the first start.
+pub fn memory(ctx: &Ctx, files: u32) -> Result<MemoryResult> {
+    let starts = if ctx.quick { 1 } else { 3 };
+    let mut startup_s = Vec::new();
+    let mut result = None;
+    for i in 0..starts {
+        let agent = Agent::start(
+            ctx.binary,
+            &[&ctx.layout.many],
+            &ctx.layout.run,
+            &format!("many-{i}"),
+        )?;
+        startup_s.push(agent.startup.as_secs_f64());
+        if result.is_none() {
+            let watched_files = records::counter(&agent.start_record, "watched_files")
+                .context("sensor_start has no sensor.watched_files")?;
+            thread::sleep(Duration::from_secs(1));
+            let mem = procfs::memory(agent.pid())?;
+            result = Some((watched_files, mem));
+        }
+        agent.stop()?;
+    }
+    let (watched_files, mem) = result.context("the agent was never started")?;
+    if watched_files < u64::from(files) {
+        bail!(
+            "the sensor watches {watched_files} files of {}, which holds {files}: the memory \
+             figure would not be for {files} watched files",
+            ctx.layout.many.display()
+        );
+    }
+    Ok(MemoryResult {
+        files,
+        watched_files,
+        rss_kib: mem.rss_kib,
+        hwm_kib: mem.hwm_kib,
+        startup_s,
+    })
+}
+
+pub struct LatencyResult {
+    pub opens: u64,
+    pub samples_ns: Vec<f64>,
+}
+
+impl LatencyResult {
+    pub fn p(&self, pct: f64) -> Option<f64> {
+        stats::percentile(&self.samples_ns, pct)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "opens": self.opens,
+            "records": self.samples_ns.len(),
+            "p50_ns": self.p(50.0),
+            "p99_ns": self.p(99.0),
+            "max_ns": self.p(100.0),
+            "samples_ns": self.samples_ns,
+            "arrival": "wall clock when an inotify-woken reader of the JSON lines file read \
+                        the record, minus the record's `time` (the kernel's timestamp)",
+        })
+    }
+}
+
+/// Opens a watched file every millisecond while a reader thread, woken by
+/// inotify, notes when each `open` record appears in the output.
+pub fn latency(ctx: &Ctx) -> Result<LatencyResult> {
+    let opens: u64 = if ctx.quick { 500 } else { 2000 };
+    let file = ctx.watched_file("latency.safetensors")?;
+    let c_file = c_path(&file)?;
+    let agent = ctx.start("latency")?;
+    let output = agent.output().to_path_buf();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tail = {
+        let (output, needle, stop) = (output.clone(), records::path_needle(&file), stop.clone());
+        thread::spawn(move || tail_open_records(&output, &needle, &stop))
+    };
+    let start = Instant::now();
+    let mut driven = Ok(());
+    for i in 0..opens {
+        let due = start + LATENCY_SPACING * u32::try_from(i)?;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        driven = open_close_once(&c_file);
+        if driven.is_err() {
+            break;
+        }
+    }
+    let quiet = wait_quiet(&output, Instant::now());
+    stop.store(true, Ordering::Relaxed);
+    let arrivals = tail
+        .join()
+        .map_err(|_| anyhow::anyhow!("the latency reader thread panicked"))?;
+    agent.stop()?;
+    driven?;
+    quiet?;
+    let samples_ns: Vec<f64> = arrivals?
+        .into_iter()
+        .map(|(arrival, time)| (arrival - time) as f64)
+        .collect();
+    if samples_ns.len() as u64 != opens {
+        bail!(
+            "the latency probe made {opens} opens but {} open records arrived",
+            samples_ns.len()
+        );
+    }
+    Ok(LatencyResult { opens, samples_ns })
+}
+
+/// Follows the file at `path`, returning (arrival, record time) in Unix
+/// nanoseconds for every `open` record whose line holds `needle`.
+fn tail_open_records(path: &Path, needle: &str, stop: &AtomicBool) -> Result<Vec<(i128, i128)>> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .context("cannot create an inotify instance")?;
+    inotify
+        .add_watch(path, AddWatchFlags::IN_MODIFY)
+        .with_context(|| format!("cannot watch {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut pending = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut found = Vec::new();
+    loop {
+        // Drain whatever is there, then sleep until the file changes.
+        loop {
+            let n = file
+                .read(&mut chunk)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            let arrival = unix_now_ns();
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                if records::action_of(&line) != Some("open") || !line.contains(needle) {
+                    continue;
+                }
+                let record: Value = serde_json::from_str(&line)
+                    .with_context(|| format!("an open record is not JSON: {line}"))?;
+                let time = record
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .and_then(records::parse_rfc3339_ns)
+                    .with_context(|| format!("an open record has no RFC 3339 time: {line}"))?;
+                found.push((arrival, time));
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(found);
+        }
+        let mut poll = libc::pollfd {
+            fd: inotify.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        unsafe { libc::poll(&mut poll, 1, 50) };
+        // Only the wake-up matters; the events themselves are discarded.
+        let _ = inotify.read_events();
+    }
+}
+
+fn unix_now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(target: Option<u64>, opens: u64, written: u64, lost: u64, lag_ms: u64) -> RateStep {
+        RateStep {
+            target,
+            opens,
+            seconds: 2.0,
+            open_records: written,
+            close_records: written,
+            ringbuf_full: lost,
+            drain_lag: Duration::from_millis(lag_ms),
+            agent_cpu_s: 0.5,
+        }
+    }
+
+    #[test]
+    fn zero_loss_needs_every_record_no_ring_loss_and_a_short_drain() {
+        assert!(step(Some(50_000), 100_000, 100_000, 0, 20).zero_loss());
+        assert!(!step(Some(50_000), 100_000, 99_999, 0, 20).zero_loss());
+        assert!(!step(Some(50_000), 100_000, 100_000, 1, 20).zero_loss());
+        assert!(!step(Some(50_000), 100_000, 100_000, 0, 1500).zero_loss());
+        assert!(step(Some(50_000), 100_000, 0, 0, 0).on_target());
+        assert!(!step(Some(100_000), 100_000, 0, 0, 0).on_target());
+        assert_eq!(
+            step(None, 100_000, 100_000, 0, 0).cpu_per_100k(),
+            Some(0.25)
+        );
+    }
+
+    #[test]
+    fn the_best_rate_is_the_highest_clean_step() {
+        let result = RateResult {
+            steps: vec![
+                step(Some(25_000), 50_000, 50_000, 0, 10),
+                step(Some(50_000), 100_000, 100_000, 0, 10),
+                step(Some(100_000), 200_000, 150_000, 9_000, 900),
+                step(None, 600_000, 200_000, 80_000, 900),
+            ],
+        };
+        assert_eq!(result.best().and_then(|s| s.target), Some(50_000));
+        assert_eq!(result.unthrottled().map(|s| s.opens), Some(600_000));
+        // A driver-limited step with zero loss counts at the rate reached.
+        let result = RateResult {
+            steps: vec![
+                step(Some(100_000), 300_000, 300_000, 0, 10),
+                step(Some(150_000), 280_000, 280_000, 0, 10),
+                step(None, 270_000, 270_000, 0, 10),
+            ],
+        };
+        let best = result.best().unwrap();
+        assert_eq!(best.target, Some(150_000));
+        assert_eq!(best.sustained(), Some(140_000.0));
+    }
+
+    #[test]
+    fn drives_at_the_asked_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"x").unwrap();
+        let c = c_path(&path).unwrap();
+        let (done, took) = drive(&c, Some(10_000), Duration::from_millis(200), None).unwrap();
+        let rate = done as f64 / took.as_secs_f64();
+        assert!((7_000.0..=10_100.0).contains(&rate), "{rate}");
+        let (done, _) = drive(&c, None, Duration::from_secs(10), Some(1000)).unwrap();
+        assert_eq!(done, 1000);
+    }
+}

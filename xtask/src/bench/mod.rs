@@ -1,0 +1,525 @@
+//! `cargo xtask bench` (issue 3): what the sensor costs a GPU inference
+//! host, and what the agent sustains. Every workload runs, repeatedly and
+//! interleaved, with the sensor off (the baseline), on, with auditd as the
+//! peer, and with empty eBPF programs on the sensor's hooks (the floor the
+//! kernel charges); every figure is a ratio to the baseline of the same
+//! run. The agent metrics use the release sensor alone. Results go to the
+//! terminal, `target/bench/results.json` and `docs/benchmarks.md`.
+
+mod agent;
+mod auditd;
+mod children;
+mod debian;
+mod fixtures;
+mod procfs;
+mod python;
+mod records;
+mod report;
+mod stats;
+mod table;
+pub mod worker;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::ValueEnum as _;
+
+use crate::{
+    args::{BenchArgs, BenchRow, WorkerWorkload},
+    build, process, setup,
+    workspace::Workspace,
+};
+
+/// Lets the agent finish its start-up work (the /proc scan, first record
+/// writes) before anything is timed.
+const SETTLE: Duration = Duration::from_millis(500);
+/// Before a configuration's workloads, the machine must have been this
+/// idle (share of CPU time, all CPUs) over [`IDLE_WINDOW`]: teardown of the
+/// previous configuration (programs detached, daemons exiting) and stray
+/// work would otherwise land in the next one's figures.
+const IDLE_SHARE: f64 = 0.9;
+const IDLE_WINDOW: Duration = Duration::from_millis(250);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration every workload is measured under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Config {
+    Off,
+    On,
+    Auditd,
+    Floor,
+}
+
+impl Config {
+    const ALL: [Config; 4] = [Config::Off, Config::On, Config::Auditd, Config::Floor];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Off => "off",
+            Config::On => "on",
+            Config::Auditd => "auditd",
+            Config::Floor => "floor",
+        }
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The rows measured under every configuration.
+const WORKLOAD_ROWS: [BenchRow; 6] = [
+    BenchRow::WeightRead,
+    BenchRow::WeightMmap,
+    BenchRow::WatchedPread,
+    BenchRow::UnwatchedPread,
+    BenchRow::OpenClose,
+    BenchRow::PythonLoader,
+];
+
+/// The samples of one workload row.
+pub struct WorkloadRow {
+    pub row: BenchRow,
+    /// Per configuration and repetition, the nanoseconds of each timed run
+    /// (several for short workloads, whose median is the repetition's
+    /// sample).
+    pub runs: BTreeMap<Config, Vec<Vec<f64>>>,
+    /// Why the whole row could not be measured.
+    pub unavailable: Option<String>,
+}
+
+/// One agent metric: not run, measured, or failed (with the reason).
+pub type Metric<T> = Option<Result<T, String>>;
+
+#[derive(Default)]
+pub struct AgentResults {
+    pub rate: Metric<agent::RateResult>,
+    pub burst: Metric<agent::BurstResult>,
+    pub memory: Metric<agent::MemoryResult>,
+    pub latency: Metric<agent::LatencyResult>,
+}
+
+/// Everything a run found, for the report.
+pub struct Results {
+    pub unix_time: i64,
+    pub machine: procfs::Machine,
+    pub quick: bool,
+    pub partial: bool,
+    pub runs: u32,
+    pub sizes: fixtures::Sizes,
+    pub sensor: String,
+    pub auditd_version: Option<String>,
+    pub floor_hooks: Option<u64>,
+    pub bench_dir: PathBuf,
+    pub workloads: Vec<WorkloadRow>,
+    pub config_unavailable: BTreeMap<Config, String>,
+    pub agent: AgentResults,
+    pub notes: Vec<String>,
+}
+
+pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
+    if !process::is_root() {
+        bail!(
+            "the benchmark loads eBPF programs, runs auditd and installs Debian packages: \
+             run it as root"
+        );
+    }
+    setup::execute(ws)?;
+    build::build_sensor(ws, true)?;
+    let binary = build::binary_path(ws, true)?;
+    let target = ws.target_dir()?;
+    let out_dir = target.join("bench");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let selected = |row: BenchRow| args.only.is_empty() || args.only.contains(&row);
+    let sizes = fixtures::Sizes::new(args.quick);
+    let layout = fixtures::Layout::choose(&target);
+    layout.prepare(&sizes)?;
+
+    let unix_time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut results = Results {
+        unix_time,
+        machine: procfs::machine()?,
+        quick: args.quick,
+        partial: !args.only.is_empty(),
+        runs: args.runs,
+        sizes,
+        sensor: sensor_description(&binary),
+        auditd_version: None,
+        floor_hooks: None,
+        bench_dir: layout.root.clone(),
+        workloads: Vec::new(),
+        config_unavailable: BTreeMap::new(),
+        agent: AgentResults::default(),
+        notes: Vec::new(),
+    };
+
+    let rows: Vec<BenchRow> = WORKLOAD_ROWS.into_iter().filter(|r| selected(*r)).collect();
+    if !rows.is_empty() {
+        measure_workloads(&binary, &layout, &rows, args.runs, &mut results)?;
+    }
+    let ctx = agent::Ctx {
+        binary: &binary,
+        layout: &layout,
+        quick: args.quick,
+    };
+    let run_metric = |row: BenchRow, what: &str| {
+        let run = selected(row);
+        if run {
+            eprintln!("==> bench: agent {what}");
+        }
+        run
+    };
+    if run_metric(BenchRow::AgentRate, "sustained rate") {
+        results.agent.rate = metric(agent::rate(&ctx));
+    }
+    if run_metric(BenchRow::AgentBurst, "ring-buffer burst") {
+        results.agent.burst = metric(agent::burst(&ctx));
+    }
+    if run_metric(BenchRow::AgentMemory, "memory and start-up") {
+        results.agent.memory = metric(agent::memory(&ctx, sizes.many_files));
+    }
+    if run_metric(BenchRow::AgentLatency, "end-to-end latency") {
+        results.agent.latency = metric(agent::latency(&ctx));
+    }
+
+    let json_path = out_dir.join("results.json");
+    let json = serde_json::to_string_pretty(&report::json(&results))
+        .context("cannot serialise the results")?;
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let markdown = report::markdown(&results);
+    // A reduced or partial run must not replace the published figures.
+    let md_path = if results.quick || results.partial {
+        out_dir.join("benchmarks.md")
+    } else {
+        workspace_root().join("docs").join("benchmarks.md")
+    };
+    std::fs::write(&md_path, markdown)
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
+    println!("{}", report::plain(&results));
+    eprintln!(
+        "bench: wrote {} and {}",
+        json_path.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
+/// The repository root (the folder above this crate), where `docs/` is.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `weightwarden 0.1.0, commit abc1234` (with `+ local changes` when the
+/// work tree differs from it).
+fn sensor_description(binary: &Path) -> String {
+    let version = process::stdout(Command::new(binary).arg("--version"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|_| "weightwarden (version unknown)".to_owned());
+    let root = workspace_root();
+    let commit = process::stdout(Command::new("git").arg("-C").arg(&root).args([
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]));
+    let dirty = process::stdout(Command::new("git").arg("-C").arg(&root).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]))
+    .is_ok_and(|s| !s.trim().is_empty());
+    match commit {
+        Ok(commit) if dirty => format!("{version}, commit {} + local changes", commit.trim()),
+        Ok(commit) => format!("{version}, commit {}", commit.trim()),
+        Err(_) => version,
+    }
+}
+
+/// A configuration while it is up.
+enum Session {
+    Off,
+    On(children::Agent),
+    Auditd(auditd::Auditd),
+    Floor(children::Floor),
+}
+
+fn measure_workloads(
+    binary: &Path,
+    layout: &fixtures::Layout,
+    rows: &[BenchRow],
+    runs: u32,
+    results: &mut Results,
+) -> Result<()> {
+    let sizes = results.sizes;
+    let exe = std::env::current_exe().context("cannot find the xtask executable")?;
+    // Held to the end: puts the audit rules and flag back as found.
+    let _audit_host = match auditd::AuditHost::prepare() {
+        Ok(host) => {
+            results.auditd_version =
+                process::stdout(Command::new("dpkg-query").args(["-W", "-f=${Version}", "auditd"]))
+                    .ok();
+            Some(host)
+        }
+        Err(err) => {
+            let reason = format!("{err:#}");
+            eprintln!("bench: auditd unavailable: {reason}");
+            results.config_unavailable.insert(Config::Auditd, reason);
+            None
+        }
+    };
+    let mut loader = None;
+    let mut workloads: Vec<WorkloadRow> = rows
+        .iter()
+        .map(|&row| WorkloadRow {
+            row,
+            runs: BTreeMap::new(),
+            unavailable: None,
+        })
+        .collect();
+    if let Some(python) = workloads
+        .iter_mut()
+        .find(|w| w.row == BenchRow::PythonLoader)
+    {
+        match python::Loader::prepare(&layout.run) {
+            Ok(l) => loader = Some(l),
+            Err(err) => python.unavailable = Some(format!("{err:#}")),
+        }
+    }
+
+    for rep in 0..runs {
+        for k in 0..Config::ALL.len() {
+            // Rotated each repetition, so no configuration always runs
+            // first or right after another.
+            let config = Config::ALL[(rep as usize + k) % Config::ALL.len()];
+            if results.config_unavailable.contains_key(&config) {
+                continue;
+            }
+            eprintln!("==> bench: repetition {}/{runs}, sensor {config}", rep + 1);
+            let session = match start_session(config, binary, layout, rep) {
+                Ok(session) => session,
+                Err(err) if config == Config::On || config == Config::Off => return Err(err),
+                Err(err) => {
+                    let reason = format!("{err:#}");
+                    eprintln!("bench: {config} unavailable: {reason}");
+                    results.config_unavailable.insert(config, reason);
+                    continue;
+                }
+            };
+            if let Session::Floor(floor) = &session {
+                results.floor_hooks = Some(floor.hooks);
+            }
+            thread::sleep(SETTLE);
+            if !procfs::wait_idle(IDLE_SHARE, IDLE_WINDOW, IDLE_TIMEOUT)? {
+                results.notes.push(format!(
+                    "The machine was not {:.0}% idle within {} s before repetition {} with \
+                     the sensor {config}; it was measured anyway.",
+                    IDLE_SHARE * 100.0,
+                    IDLE_TIMEOUT.as_secs(),
+                    rep + 1
+                ));
+            }
+            for workload in &mut workloads {
+                if workload.unavailable.is_some() {
+                    continue;
+                }
+                let times = measure(&exe, workload.row, layout, &sizes, loader.as_mut())
+                    .with_context(|| {
+                        format!(
+                            "measuring {} with the sensor {config}",
+                            row_name(workload.row)
+                        )
+                    })?;
+                workload.runs.entry(config).or_default().push(times);
+            }
+            finish_session(session, layout, &sizes, rows, rep, results)?;
+        }
+    }
+    if let Some(method) = loader.and_then(|l| l.method) {
+        results.notes.push(format!(
+            "The Python loader used `{method}` (Debian's /usr/bin/python3)."
+        ));
+    }
+    results.workloads = workloads;
+    Ok(())
+}
+
+fn start_session(
+    config: Config,
+    binary: &Path,
+    layout: &fixtures::Layout,
+    rep: u32,
+) -> Result<Session> {
+    Ok(match config {
+        Config::Off => Session::Off,
+        Config::On => Session::On(children::Agent::start(
+            binary,
+            &[&layout.models],
+            &layout.run,
+            &format!("on-{rep}"),
+        )?),
+        Config::Auditd => Session::Auditd(auditd::Auditd::start(&layout.models, &layout.run)?),
+        Config::Floor => Session::Floor(children::Floor::start(binary, &layout.run)?),
+    })
+}
+
+/// Stops the configuration and checks it did what it is there for: the
+/// sensor wrote records for the watched files used, auditd logged.
+fn finish_session(
+    session: Session,
+    layout: &fixtures::Layout,
+    sizes: &fixtures::Sizes,
+    rows: &[BenchRow],
+    rep: u32,
+    results: &mut Results,
+) -> Result<()> {
+    match session {
+        Session::Off => {}
+        Session::Floor(floor) => floor.stop()?,
+        Session::Auditd(auditd) => {
+            let logged = auditd.stop()?;
+            if logged == 0 {
+                results.notes.push(format!(
+                    "auditd logged no record with key {} in repetition {}: its watch may not \
+                     have fired",
+                    auditd::KEY,
+                    rep + 1
+                ));
+            }
+        }
+        Session::On(agent) => {
+            let output = agent.output().to_path_buf();
+            agent.stop()?;
+            let mut watched = Vec::new();
+            if rows.contains(&BenchRow::WeightRead) || rows.contains(&BenchRow::WeightMmap) {
+                watched.push(layout.weight_file(sizes));
+            }
+            if rows.contains(&BenchRow::WatchedPread) {
+                watched.push(layout.small_watched());
+            }
+            for file in &watched {
+                let scan = records::scan(&output, file)?;
+                if scan.opens == 0 {
+                    bail!(
+                        "the sensor wrote no open record for {} (output {}): it was not \
+                         watching the benchmark's files, so the `on` figures would be wrong",
+                        file.display(),
+                        output.display()
+                    );
+                }
+            }
+            let stop = records::last_status(&output)?;
+            let lost = stop
+                .as_ref()
+                .and_then(|r| records::counter(r, "kernel.ringbuf_full"))
+                .with_context(|| {
+                    format!("{} ends without the sensor's counters", output.display())
+                })?;
+            if lost > 0 {
+                results.notes.push(format!(
+                    "The sensor lost {lost} records in the kernel (ringbuf_full) during \
+                     repetition {}.",
+                    rep + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Timed runs per measurement: several for the short workloads (a tenth
+/// of a second each, where one interruption would swing a single run),
+/// one for those that last seconds and average over it themselves.
+pub fn timed_runs(row: BenchRow) -> u32 {
+    match row {
+        BenchRow::WeightRead | BenchRow::WeightMmap | BenchRow::PythonLoader => 5,
+        BenchRow::OpenClose => 3,
+        _ => 1,
+    }
+}
+
+/// One measurement of `row` in a fresh process: the nanoseconds of each
+/// timed run.
+fn measure(
+    exe: &Path,
+    row: BenchRow,
+    layout: &fixtures::Layout,
+    sizes: &fixtures::Sizes,
+    loader: Option<&mut python::Loader>,
+) -> Result<Vec<f64>> {
+    let timed = timed_runs(row);
+    let (workload, path, calls, files) = match row {
+        BenchRow::WeightRead => (
+            WorkerWorkload::SequentialRead,
+            layout.weight_file(sizes),
+            0,
+            1,
+        ),
+        BenchRow::WeightMmap => (WorkerWorkload::MmapTouch, layout.weight_file(sizes), 0, 1),
+        BenchRow::WatchedPread => (
+            WorkerWorkload::Pread,
+            layout.small_watched(),
+            sizes.pread_calls,
+            1,
+        ),
+        BenchRow::UnwatchedPread => (
+            WorkerWorkload::Pread,
+            layout.small_unwatched(),
+            sizes.pread_calls,
+            1,
+        ),
+        BenchRow::OpenClose => (
+            WorkerWorkload::OpenClose,
+            layout.storm.clone(),
+            sizes.storm_calls,
+            sizes.storm_files,
+        ),
+        BenchRow::PythonLoader => {
+            let loader = loader.context("the Python loader was not prepared")?;
+            return loader.measure(&layout.model_file(sizes), timed);
+        }
+        other => bail!("{} is not a workload row", row_name(other)),
+    };
+    let name = workload
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .context("every worker workload has a name")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench-worker", "--workload", &name, "--path"])
+        .arg(&path)
+        .args(["--calls", &calls.to_string(), "--files", &files.to_string()])
+        .args(["--timed", &timed.to_string()]);
+    let out = process::stdout(&mut cmd)?;
+    // `<work> <ns> <ns> ...`
+    let times: Option<Vec<f64>> = out
+        .split_whitespace()
+        .skip(1)
+        .map(|ns| ns.parse::<u64>().ok().map(|ns| ns as f64))
+        .collect();
+    times
+        .filter(|t| t.len() == timed as usize)
+        .with_context(|| format!("the bench worker printed {:?}", out.trim()))
+}
+
+/// An agent metric's outcome, its error kept as text for the report.
+fn metric<T>(result: Result<T>) -> Metric<T> {
+    Some(result.map_err(|err| format!("{err:#}")))
+}
+
+/// The name `--only` takes for a row.
+pub fn row_name(row: BenchRow) -> String {
+    row.to_possible_value()
+        .map_or_else(|| format!("{row:?}"), |v| v.get_name().to_owned())
+}

@@ -1,0 +1,349 @@
+//! Reading what the sensor wrote: its JSON lines output (the `sensor_start`
+//! and `sensor_stop` records and their counters, how many records name a
+//! given file) and the RFC 3339 timestamps in it, turned into Unix
+//! nanoseconds so latencies can be computed against the wall clock.
+
+use std::{
+    fs::File,
+    io::{BufRead as _, BufReader},
+    path::Path,
+};
+
+use anyhow::{Context as _, Result};
+use serde_json::Value;
+
+/// The first record of a JSON lines file, once its line is complete.
+pub fn first_record(path: &Path) -> Result<Option<Value>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let mut line = String::new();
+    BufReader::new(file)
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !line.ends_with('\n') {
+        return Ok(None);
+    }
+    serde_json::from_str(&line)
+        .map(Some)
+        .with_context(|| format!("the first line of {} is not JSON: {line}", path.display()))
+}
+
+/// What a JSON lines file holds about one watched file, plus the sensor's
+/// last status record.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub opens: u64,
+    pub closes: u64,
+    pub reads: u64,
+    pub mmaps: u64,
+    pub lines: u64,
+    /// The last `sensor_stop` (or, failing that, `heartbeat`) record.
+    pub last_status: Option<Value>,
+}
+
+/// Counts the records about `file` in the sensor's output at `path`.
+/// Lines are matched as text (the writer's field order puts `action`
+/// before `file`), since an overload run writes gigabytes of them; only
+/// status records are parsed.
+pub fn scan(path: &Path, file: &Path) -> Result<Scan> {
+    let reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let needle = path_needle(file);
+    let mut scan = Scan::default();
+    for line in reader.lines() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        scan.lines += 1;
+        if let Some(action) = action_of(&line) {
+            match action {
+                "sensor_stop" | "heartbeat" => {
+                    let record: Value = serde_json::from_str(&line).with_context(|| {
+                        format!("a {action} record in {} is not JSON", path.display())
+                    })?;
+                    scan.last_status = Some(record);
+                }
+                _ if !line.contains(&needle) => {}
+                "open" => scan.opens += 1,
+                "close" => scan.closes += 1,
+                "read" => scan.reads += 1,
+                "mmap" => scan.mmaps += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// The last status record (`sensor_stop`, else the last `heartbeat`) of
+/// the sensor's output at `path`.
+pub fn last_status(path: &Path) -> Result<Option<Value>> {
+    let reader = BufReader::new(
+        File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let mut last = None;
+    for line in reader.lines() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if matches!(action_of(&line), Some("sensor_stop" | "heartbeat")) {
+            last = Some(line);
+        }
+    }
+    last.map(|line| {
+        serde_json::from_str(&line)
+            .with_context(|| format!("a status record in {} is not JSON", path.display()))
+    })
+    .transpose()
+}
+
+/// `"path":"<file>"` as the sensor serialises it.
+pub fn path_needle(file: &Path) -> String {
+    let quoted = Value::String(file.to_string_lossy().into_owned()).to_string();
+    format!("\"path\":{quoted}")
+}
+
+/// The `action` of a record line, read without parsing the line.
+pub fn action_of(line: &str) -> Option<&str> {
+    const KEY: &str = "\"action\":\"";
+    let start = line.find(KEY)? + KEY.len();
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+/// A counter of a status record (`sensor_start`, `heartbeat`,
+/// `sensor_stop`) by its dotted path under `sensor`, e.g.
+/// `kernel.ringbuf_full`.
+pub fn counter(record: &Value, dotted: &str) -> Option<u64> {
+    dotted
+        .split('.')
+        .try_fold(record.get("sensor")?, |value, key| value.get(key))?
+        .as_u64()
+}
+
+/// Unix time in nanoseconds of an RFC 3339 timestamp
+/// (`2026-11-25T17:09:53.123456789Z`, or with a `+hh:mm`/`-hh:mm` offset;
+/// up to nine fraction digits).
+pub fn parse_rfc3339_ns(text: &str) -> Option<i128> {
+    let bytes = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut pos = 19;
+    let mut nanos: i128 = 0;
+    if bytes[pos] == b'.' {
+        let digits = text[pos + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let frac = num(pos + 1..pos + 1 + digits)?;
+        nanos = i128::from(frac) * 10i128.pow(9 - digits as u32);
+        pos += 1 + digits;
+    }
+    let offset_secs = match text.get(pos..)? {
+        "Z" | "z" => 0,
+        zone if zone.len() == 6 && zone.as_bytes()[3] == b':' => {
+            let sign = match zone.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = (num(pos + 1..pos + 3)?, num(pos + 4..pos + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_secs;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time in seconds.
+pub fn format_utc(unix_secs: i64) -> String {
+    let (year, month, day) = civil_from_days(unix_secs.div_euclid(86_400));
+    let secs = unix_secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn parses_the_sensor_timestamps() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ns("2026-11-25T17:09:53.123456789Z"),
+            Some(1_795_626_593_123_456_789)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2026-11-25T17:09:53.5Z"),
+            Some(1_795_626_593_500_000_000)
+        );
+        // An offset names the same instant.
+        assert_eq!(
+            parse_rfc3339_ns("2026-11-25T18:39:53.123456789+01:30"),
+            parse_rfc3339_ns("2026-11-25T17:09:53.123456789Z")
+        );
+        assert_eq!(
+            parse_rfc3339_ns("1969-12-31T23:59:59Z"),
+            Some(-1_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800 * 1_000_000_000)
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_rfc3339() {
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T17:09:53",
+            "2026-11-25T17:09:53.Z",
+            "2026-11-25T17:09:53.1234567891Z",
+            "2026-13-25T17:09:53Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T17:09:53+0100",
+            "2026-11-25T17:09:53Zjunk",
+            "2026-1a-25T17:09:53Z",
+            "2026-11-25T17:09:53.12é",
+        ] {
+            assert_eq!(parse_rfc3339_ns(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in [-719_468, -1, 0, 1, 10_957, 19_782, 20_417, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_626_593), "2026-11-25 17:09:53 UTC");
+    }
+
+    #[test]
+    fn reads_actions_and_counters() {
+        let line = r#"{"schema":"weightwarden/1","action":"sensor_stop","sensor":{"kernel":{"ringbuf_full":3},"sinks":[{"records_written":42}]}}"#;
+        assert_eq!(action_of(line), Some("sensor_stop"));
+        assert_eq!(action_of("{}"), None);
+        let record: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(counter(&record, "kernel.ringbuf_full"), Some(3));
+        assert_eq!(counter(&record, "kernel.missing"), None);
+    }
+
+    #[test]
+    fn scans_records_about_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        let mut f = File::create(&out).unwrap();
+        let rec = |action: &str, path: &str| {
+            format!(r#"{{"action":"{action}","file":{{"path":"{path}","ino":1}}}}"#)
+        };
+        for line in [
+            r#"{"action":"sensor_start","sensor":{"watched_files":2}}"#.to_owned(),
+            rec("open", "/m/a.safetensors"),
+            rec("read", "/m/a.safetensors"),
+            rec("close", "/m/a.safetensors"),
+            rec("open", "/m/b.safetensors"),
+            rec("open", "/m/a.safetensors.bak"),
+            r#"{"action":"exec","process":{"pid":1}}"#.to_owned(),
+            r#"{"action":"sensor_stop","sensor":{"kernel":{"ringbuf_full":0}}}"#.to_owned(),
+        ] {
+            writeln!(f, "{line}").unwrap();
+        }
+        drop(f);
+        let scan = scan(&out, Path::new("/m/a.safetensors")).unwrap();
+        assert_eq!(
+            (scan.opens, scan.reads, scan.closes, scan.mmaps),
+            (1, 1, 1, 0)
+        );
+        assert_eq!(scan.lines, 8);
+        let stop = scan.last_status.unwrap();
+        assert_eq!(counter(&stop, "kernel.ringbuf_full"), Some(0));
+        assert_eq!(last_status(&out).unwrap(), Some(stop));
+
+        let first = first_record(&out).unwrap().unwrap();
+        assert_eq!(first["action"], "sensor_start");
+        assert!(first_record(&dir.path().join("none")).unwrap().is_none());
+        std::fs::write(dir.path().join("partial"), "{\"action\":").unwrap();
+        assert!(first_record(&dir.path().join("partial")).unwrap().is_none());
+    }
+}

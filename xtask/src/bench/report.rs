@@ -1,0 +1,908 @@
+//! Turning a run's [`Results`] into the report: each row's goal and
+//! verdict, the workload and agent tables (terminal and Markdown), the
+//! `docs/benchmarks.md` page with the machine, kernel and method, and the
+//! JSON with every raw sample.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::{
+    args::BenchRow,
+    bench::{
+        Config, Metric, Results, WorkloadRow,
+        fixtures::Sizes,
+        records, row_name,
+        stats::{self, Ratio, Summary},
+        table::{self, Table},
+    },
+};
+
+/// Whether a row met its goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    Missed,
+    /// No goal (a figure to report), or the figures a goal needs are
+    /// missing.
+    NotJudged,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "missed",
+            Verdict::NotJudged => "—",
+        }
+    }
+}
+
+const RSS_GOAL_MIB: f64 = 64.0;
+const RATE_GOAL: u64 = 100_000;
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+pub fn title(row: BenchRow, sizes: &Sizes) -> String {
+    match row {
+        BenchRow::WeightRead => format!(
+            "weight load: {} file, 1 MiB sequential reads, warm page cache",
+            size(sizes.weight_bytes)
+        ),
+        BenchRow::WeightMmap => format!(
+            "weight load: mmap (MAP_PRIVATE) of a {} file + touch every page",
+            size(sizes.weight_bytes)
+        ),
+        BenchRow::WatchedPread => format!(
+            "small reads of a watched file: 4 KiB pread, {} calls",
+            table::count(sizes.pread_calls)
+        ),
+        BenchRow::UnwatchedPread => format!(
+            "unrelated I/O: 4 KiB pread of an unwatched file, {} calls",
+            table::count(sizes.pread_calls)
+        ),
+        BenchRow::OpenClose => format!(
+            "unrelated open/close storm: {} open+close over {} unwatched files",
+            table::count(sizes.storm_calls),
+            table::count(u64::from(sizes.storm_files))
+        ),
+        BenchRow::PythonLoader => format!(
+            "real loader: Python (numpy memmap) loading a watched {} safetensors model",
+            size(sizes.model_bytes)
+        ),
+        other => row_name(other),
+    }
+}
+
+pub fn goal(row: BenchRow) -> &'static str {
+    match row {
+        BenchRow::WeightRead | BenchRow::WeightMmap => "<= 1.01",
+        BenchRow::WatchedPread => "report; <= floor + 25%",
+        BenchRow::UnwatchedPread => "<= 1.25",
+        BenchRow::OpenClose => "<= 1.25, and < auditd",
+        BenchRow::PythonLoader => "<= 1.02",
+        _ => "report",
+    }
+}
+
+/// The verdict of a workload row from its median ratios to `off`, with a
+/// short reason.
+pub fn judge(
+    row: BenchRow,
+    on: Option<f64>,
+    auditd: Option<f64>,
+    floor: Option<f64>,
+) -> (Verdict, String) {
+    let Some(on) = on else {
+        return (
+            Verdict::NotJudged,
+            "no figure with the sensor on".to_owned(),
+        );
+    };
+    let bound = |limit: f64| {
+        if on <= limit {
+            (Verdict::Met, format!("on {on:.3} <= {limit}"))
+        } else {
+            (Verdict::Missed, format!("on {on:.3} > {limit}"))
+        }
+    };
+    match row {
+        BenchRow::WeightRead | BenchRow::WeightMmap => bound(1.01),
+        BenchRow::PythonLoader => bound(1.02),
+        BenchRow::UnwatchedPread => bound(1.25),
+        BenchRow::OpenClose => {
+            let (verdict, reason) = bound(1.25);
+            match auditd {
+                None if verdict == Verdict::Missed => (verdict, reason),
+                None => (
+                    Verdict::NotJudged,
+                    format!("{reason}; auditd not measured, so not compared"),
+                ),
+                Some(a) if on < a => (verdict, format!("{reason}, < auditd {a:.3}")),
+                Some(a) => (
+                    Verdict::Missed,
+                    format!("{reason}, and not below auditd {a:.3}"),
+                ),
+            }
+        }
+        BenchRow::WatchedPread => match floor {
+            None => (
+                Verdict::NotJudged,
+                "floor not measured, so not compared".to_owned(),
+            ),
+            Some(f) => {
+                let over = on / f;
+                if over <= 1.25 {
+                    (Verdict::Met, format!("on/floor {over:.3} <= 1.25"))
+                } else {
+                    (Verdict::Missed, format!("on/floor {over:.3} > 1.25"))
+                }
+            }
+        },
+        _ => (Verdict::NotJudged, String::new()),
+    }
+}
+
+/// The baseline summary and each configuration's ratio to it.
+struct Figures {
+    off: Option<Summary>,
+    ratios: Vec<(Config, Option<Ratio>)>,
+}
+
+/// A configuration's samples: one per repetition, the median of its
+/// timed runs.
+fn samples(w: &WorkloadRow, config: Config) -> Vec<f64> {
+    w.runs
+        .get(&config)
+        .map(|reps| {
+            reps.iter()
+                .filter_map(|runs| stats::summarize(runs).map(|s| s.median))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn figures(w: &WorkloadRow) -> Figures {
+    let off = samples(w, Config::Off);
+    Figures {
+        off: stats::summarize(&off),
+        ratios: [Config::On, Config::Auditd, Config::Floor]
+            .into_iter()
+            .map(|c| (c, stats::ratio(&samples(w, c), &off)))
+            .collect(),
+    }
+}
+
+impl Figures {
+    fn ratio(&self, config: Config) -> Option<Ratio> {
+        self.ratios
+            .iter()
+            .find(|(c, _)| *c == config)
+            .and_then(|(_, r)| *r)
+    }
+}
+
+fn workload_verdict(w: &WorkloadRow) -> (Verdict, String) {
+    if let Some(reason) = &w.unavailable {
+        return (Verdict::NotJudged, format!("unavailable: {reason}"));
+    }
+    let f = figures(w);
+    let median = |c| f.ratio(c).map(|r| r.median);
+    judge(
+        w.row,
+        median(Config::On),
+        median(Config::Auditd),
+        median(Config::Floor),
+    )
+}
+
+fn workload_table(results: &Results) -> Table {
+    let mut t = Table::new(&[
+        "workload",
+        "goal (ratio to off)",
+        "off median (min–max)",
+        "on",
+        "auditd",
+        "floor",
+        "verdict",
+    ]);
+    for w in &results.workloads {
+        let f = figures(w);
+        let off = match (&w.unavailable, f.off) {
+            (Some(_), _) => "unavailable".to_owned(),
+            (None, Some(s)) => format!(
+                "{} ({}–{})",
+                table::duration_ns(s.median),
+                table::duration_ns(s.min),
+                table::duration_ns(s.max)
+            ),
+            (None, None) => "—".to_owned(),
+        };
+        let cell = |config: Config| match f.ratio(config) {
+            Some(r) => table::ratio(r.median, r.min, r.max),
+            None if results.config_unavailable.contains_key(&config) => "unavailable".to_owned(),
+            None => "—".to_owned(),
+        };
+        let (verdict, reason) = workload_verdict(w);
+        let verdict = if reason.is_empty() {
+            verdict.as_str().to_owned()
+        } else {
+            format!("{} ({reason})", verdict.as_str())
+        };
+        t.row(vec![
+            title(w.row, &results.sizes),
+            goal(w.row).to_owned(),
+            off,
+            cell(Config::On),
+            cell(Config::Auditd),
+            cell(Config::Floor),
+            verdict,
+        ]);
+    }
+    t
+}
+
+fn failed<T>(metric: &Metric<T>) -> Option<&str> {
+    match metric {
+        Some(Err(err)) => Some(err),
+        _ => None,
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The agent table, and the goals it shows missed.
+fn agent_table(results: &Results) -> (Table, Vec<String>) {
+    let mut t = Table::new(&["metric", "goal", "result", "verdict"]);
+    let mut missed = Vec::new();
+    let a = &results.agent;
+    let error_row = |t: &mut Table, metric: &str, goal: &str, err: &str| {
+        t.row(vec![
+            metric.to_owned(),
+            goal.to_owned(),
+            format!("failed: {err}"),
+            if goal == "report" { "—" } else { "missed" }.to_owned(),
+        ]);
+    };
+
+    const RATE: &str = "sustained watched-file opens/s with zero loss (kernel → JSON lines)";
+    if let Some(err) = failed(&a.rate) {
+        error_row(&mut t, RATE, ">= 100,000/s", err);
+        missed.push(format!("{RATE}: the measurement failed: {err}"));
+    }
+    if let Some(Ok(rate)) = &a.rate {
+        let best = rate.best().and_then(|s| Some((s, s.sustained()?)));
+        let first_fail = rate
+            .steps
+            .iter()
+            .find(|s| s.target.is_some() && !(s.zero_loss() && s.on_target()));
+        let mut result = match best {
+            Some((s, r)) if s.on_target() && s.target.is_some() => {
+                format!("{}/s", table::count(r as u64))
+            }
+            Some((_, r)) => format!("{}/s (all the driver reached)", table::count(r as u64)),
+            None => "none of the steps".to_owned(),
+        };
+        if let Some(s) = first_fail {
+            let _ = write!(
+                result,
+                "; at {}/s: {}",
+                table::count(s.target.unwrap_or(0)),
+                step_outcome(s)
+            );
+        }
+        let met = best.is_some_and(|(_, r)| r >= RATE_GOAL as f64);
+        if !met {
+            missed.push(format!("{RATE}: {result} (goal >= 100,000/s)"));
+        }
+        t.row(vec![
+            RATE.to_owned(),
+            ">= 100,000/s".to_owned(),
+            result,
+            if met { "met" } else { "missed" }.to_owned(),
+        ]);
+        if let Some(s) = rate.unthrottled() {
+            t.row(vec![
+                "one driver thread, unthrottled".to_owned(),
+                "report".to_owned(),
+                step_outcome(s),
+                "—".to_owned(),
+            ]);
+        }
+        let cpu = best.map(|(s, _)| s).or(rate.steps.first());
+        if let Some((s, cpu)) = cpu.and_then(|s| Some((s, s.cpu_per_100k()?))) {
+            t.row(vec![
+                "agent CPU per 100k records".to_owned(),
+                "report".to_owned(),
+                format!(
+                    "{cpu:.3} CPU-s (user+system, open and close records, at {} opens/s)",
+                    table::count(s.achieved().round() as u64)
+                ),
+                "—".to_owned(),
+            ]);
+        }
+    }
+
+    const BURST: &str = "burst absorbed by the ring buffer (8 MiB default, agent stopped)";
+    if let Some(err) = failed(&a.burst) {
+        error_row(&mut t, BURST, "report", err);
+    }
+    if let Some(Ok(b)) = &a.burst {
+        let result = if b.lost > 0 {
+            format!(
+                "{} records (~{} open+close pairs); {} of {} made were lost",
+                table::count(b.arrived),
+                table::count(b.arrived / 2),
+                table::count(b.lost),
+                table::count(b.pairs * 2)
+            )
+        } else {
+            format!(
+                "all {} records made (no loss, so the ring holds more)",
+                table::count(b.arrived)
+            )
+        };
+        t.row(vec![
+            BURST.to_owned(),
+            "report".to_owned(),
+            result,
+            "—".to_owned(),
+        ]);
+    }
+
+    let files = table::count(u64::from(results.sizes.many_files));
+    let rss = format!("resident memory, {files} watched files");
+    let startup = format!("start-up, {files} watched files (spawn → sensor_start)");
+    if let Some(err) = failed(&a.memory) {
+        error_row(&mut t, &rss, "<= 64 MiB", err);
+        missed.push(format!("{rss}: the measurement failed: {err}"));
+    }
+    if let Some(Ok(m)) = &a.memory {
+        let met = mib(m.rss_kib) <= RSS_GOAL_MIB;
+        let result = format!(
+            "VmRSS {:.1} MiB (peak VmHWM {:.1} MiB), {} files in the watch map",
+            mib(m.rss_kib),
+            mib(m.hwm_kib),
+            table::count(m.watched_files)
+        );
+        if !met {
+            missed.push(format!("{rss}: {result} (goal <= 64 MiB)"));
+        }
+        t.row(vec![
+            rss,
+            "<= 64 MiB".to_owned(),
+            result,
+            if met { "met" } else { "missed" }.to_owned(),
+        ]);
+        let spread = stats::summarize(&m.startup_s);
+        t.row(vec![
+            startup,
+            "report".to_owned(),
+            match spread {
+                Some(s) if s.n > 1 => format!(
+                    "{:.2} s (median of {}: {:.2}–{:.2} s)",
+                    s.median, s.n, s.min, s.max
+                ),
+                Some(s) => format!("{:.2} s", s.median),
+                None => "—".to_owned(),
+            },
+            "—".to_owned(),
+        ]);
+    }
+
+    const LATENCY: &str = "end-to-end latency, syscall → record written (p50, p99)";
+    if let Some(err) = failed(&a.latency) {
+        error_row(&mut t, LATENCY, "report", err);
+    }
+    if let Some(Ok(l)) = &a.latency {
+        let ms = |p: f64| {
+            l.p(p)
+                .map_or("—".to_owned(), |ns| format!("{:.3} ms", ns / 1e6))
+        };
+        t.row(vec![
+            LATENCY.to_owned(),
+            "report".to_owned(),
+            format!(
+                "p50 {}, p99 {}, max {} ({} opens, 1 ms apart)",
+                ms(50.0),
+                ms(99.0),
+                ms(100.0),
+                table::count(l.opens)
+            ),
+            "—".to_owned(),
+        ]);
+    }
+    (t, missed)
+}
+
+fn step_outcome(s: &crate::bench::agent::RateStep) -> String {
+    let driven = table::count(s.achieved().round() as u64);
+    let driven = if s.on_target() {
+        format!("driven at {driven}/s")
+    } else {
+        format!("the driver reached only {driven}/s")
+    };
+    format!(
+        "{driven}, {} opens and {} closes of {} written, {} lost in the kernel, output \
+         complete {:.2} s after the driver stopped",
+        table::count(s.open_records),
+        table::count(s.close_records),
+        table::count(s.opens),
+        table::count(s.ringbuf_full),
+        s.drain_lag.as_secs_f64()
+    )
+}
+
+/// The terminal report.
+pub fn plain(results: &Results) -> String {
+    let mut out = String::new();
+    if !results.workloads.is_empty() {
+        out.push_str(&workload_table(results).plain());
+        out.push('\n');
+    }
+    let (agent, missed) = agent_table(results);
+    out.push_str(&agent.plain());
+    let missed = missed_goals(results, missed);
+    if !missed.is_empty() {
+        out.push_str("\ngoals missed:\n");
+        for m in missed {
+            let _ = writeln!(out, "- {m}");
+        }
+    }
+    out
+}
+
+fn missed_goals(results: &Results, agent_missed: Vec<String>) -> Vec<String> {
+    let mut missed: Vec<String> = results
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            let (verdict, reason) = workload_verdict(w);
+            (verdict == Verdict::Missed).then(|| {
+                format!(
+                    "{} (goal {}): {reason}",
+                    title(w.row, &results.sizes),
+                    goal(w.row)
+                )
+            })
+        })
+        .collect();
+    missed.extend(agent_missed);
+    missed
+}
+
+/// `docs/benchmarks.md`.
+pub fn markdown(results: &Results) -> String {
+    let mut md = String::new();
+    let m = &results.machine;
+    let mode = match (results.quick, results.partial) {
+        (false, false) => "full".to_owned(),
+        (true, false) => "quick (reduced sizes)".to_owned(),
+        (quick, true) => format!(
+            "{}, selected rows only",
+            if quick { "quick" } else { "full" }
+        ),
+    };
+    let _ = writeln!(
+        md,
+        "# Benchmarks\n\n\
+         Generated by `cargo xtask bench` (issue 3); do not edit by hand, run it again. \
+         Raw samples of this run are in `target/bench/results.json`.\n\n\
+         ## Where it ran\n"
+    );
+    let mut where_ = Table::new(&["", ""]);
+    where_.row(vec!["date".into(), records::format_utc(results.unix_time)]);
+    where_.row(vec![
+        "CPU".into(),
+        format!("{} ({} logical CPUs)", m.cpu_model, m.logical_cpus),
+    ]);
+    where_.row(vec![
+        "memory".into(),
+        format!("{:.1} GiB", m.mem_total_kib as f64 / (1024.0 * 1024.0)),
+    ]);
+    where_.row(vec!["kernel".into(), m.kernel.clone()]);
+    where_.row(vec!["OS".into(), m.os.clone()]);
+    where_.row(vec!["sensor".into(), results.sensor.clone()]);
+    where_.row(vec![
+        "auditd".into(),
+        match (
+            &results.auditd_version,
+            results.config_unavailable.get(&Config::Auditd),
+        ) {
+            (_, Some(reason)) => format!("unavailable: {reason}"),
+            (Some(v), None) => format!("Debian auditd {v}"),
+            (None, None) => "not run".into(),
+        },
+    ]);
+    where_.row(vec![
+        "run".into(),
+        format!("{mode}, {} repetitions", results.runs),
+    ]);
+    md.push_str(&where_.markdown());
+
+    if !results.workloads.is_empty() {
+        let _ = writeln!(md, "\n## Workloads\n");
+        md.push_str(&workload_table(results).markdown());
+        let _ = writeln!(
+            md,
+            "\nEach cell is the ratio of medians, time with the configuration over time with \
+             the sensor off (lower is better; 1.000 = no cost); in parentheses, the lowest and \
+             highest ratio of a repetition to the baseline of the same repetition. \
+             `floor` is empty eBPF programs on the same hooks: what the kernel charges for \
+             running any program there. Verdicts follow the medians; where a range straddles \
+             its goal, it shows how far this machine's own noise reaches."
+        );
+    }
+
+    let (agent, agent_missed) = agent_table(results);
+    let _ = writeln!(md, "\n## Agent\n");
+    md.push_str(&agent.markdown());
+
+    let missed = missed_goals(results, agent_missed);
+    let _ = writeln!(md, "\n## Goals missed\n");
+    if missed.is_empty() {
+        let _ = writeln!(md, "None: every goal judged in this run was met.");
+    } else {
+        for m in &missed {
+            let _ = writeln!(md, "- **Missed**: {m}");
+        }
+    }
+    let not_judged: Vec<String> = results
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            let (verdict, reason) = workload_verdict(w);
+            (verdict == Verdict::NotJudged && goal(w.row) != "report")
+                .then(|| format!("{}: {reason}", title(w.row, &results.sizes)))
+        })
+        .collect();
+    if !not_judged.is_empty() {
+        let _ = writeln!(md, "\nNot judged:\n");
+        for n in not_judged {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+
+    let _ = writeln!(md, "\n## Method\n");
+    for line in method(results) {
+        let _ = writeln!(md, "- {line}");
+    }
+    if !results.notes.is_empty() || !results.config_unavailable.is_empty() {
+        let _ = writeln!(md, "\n## Notes from this run\n");
+        for (config, reason) in &results.config_unavailable {
+            let _ = writeln!(md, "- `{config}` unavailable: {reason}");
+        }
+        for note in &results.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+    }
+    md
+}
+
+fn method(results: &Results) -> Vec<String> {
+    let floor = results
+        .floor_hooks
+        .map_or(String::new(), |n| format!(" ({n} attachments)"));
+    vec![
+        format!(
+            "Configurations: **off** (nothing loaded); **on**: the release \
+             `weightwarden run --watch <models> --output jsonl:<file> --config <empty file>`, \
+             the default configuration (8 MiB ring buffer, 32-bit syscall capture on); \
+             **auditd**: Debian's auditd in the foreground with the one rule \
+             `-w <models> -p r -k weightwarden-bench`; **floor**: `weightwarden bench-floor`, \
+             empty programs on every hook `run` attaches{floor}."
+        ),
+        format!(
+            "Each of the {} repetitions runs every configuration once, in an order rotated by \
+             one place per repetition, so drift of the machine spreads over all of them and no \
+             configuration always follows another. The baseline is therefore measured as \
+             often, and as spread out, as the others.",
+            results.runs
+        ),
+        "Every measurement is a fresh process started after its configuration was up \
+         (the kernel audits only processes created while auditing is on), once the machine \
+         has been 90% idle for 250 ms: it runs the workload once untimed (warm-up; the page \
+         cache is warm), then timed with `Instant`: 5 runs for the weight-load and Python \
+         rows, 3 for the open/close storm, 1 for the pread rows (which last seconds); the \
+         repetition's sample is the median of its timed runs. Workloads are Rust loops \
+         calling libc directly (`read` of 1 MiB, `mmap` + one volatile byte read per 4 KiB \
+         page, `pread` of 4 KiB at offsets cycling through a 64 MiB file, `open`+`close`); \
+         the Python row runs Debian's `/usr/bin/python3`, which times its own loads (one \
+         `mmap` of the model, then a sum over every tensor)."
+            .to_owned(),
+        "Between auditd sessions the kernel keeps a `-a never,task` rule: once auditing \
+         has been enabled, new processes otherwise carry an audit context (a slower \
+         syscall path) until reboot, which would slow the other configurations too. \
+         The rules and the enabled flag are restored at the end."
+            .to_owned(),
+        format!(
+            "Files live in {} (a disk, not tmpfs); the weight and model files are \
+             safetensors-shaped and written once.",
+            results.bench_dir.display()
+        ),
+        "Sustained rate: one thread opens and closes a watched file at a target rate \
+         (25k, 50k, 100k, 150k, 200k, 300k, 400k/s, stopping at the first failure) for 3 s \
+         (1 s quick), against a fresh agent. Zero loss means `ringbuf_full` stayed 0, \
+         every open and every close reached the JSON lines file, and the file was complete \
+         within 1 s of the driver stopping (an agent that cannot keep up trails further). \
+         The agent's CPU (utime+stime from /proc) is taken over the best step."
+            .to_owned(),
+        "Burst: the agent is stopped (SIGSTOP), 100,000 open+close pairs are made as fast \
+         as possible, then it is resumed; what reached the output is what the 8 MiB ring \
+         held."
+            .to_owned(),
+        "Memory and start-up: the agent watches 100,000 header-only `.safetensors` files in \
+         100 folders; start-up is spawn to the `sensor_start` record appearing (polled every \
+         2 ms); VmRSS/VmHWM are read from /proc one second after start. The goal is judged \
+         on VmRSS."
+            .to_owned(),
+        "Latency: a watched file is opened every millisecond; a reader thread woken by \
+         inotify on the output notes the wall-clock time it reads each `open` record, \
+         minus the record's `time` (the kernel's timestamp of the syscall). It includes \
+         the agent's batching and write, and the reader's wake-up."
+            .to_owned(),
+    ]
+}
+
+/// `target/bench/results.json`: the tables' figures and every raw sample.
+pub fn json(results: &Results) -> Value {
+    let workloads: Vec<Value> = results
+        .workloads
+        .iter()
+        .map(|w| {
+            let f = figures(w);
+            let (verdict, reason) = workload_verdict(w);
+            let configs: serde_json::Map<String, Value> = Config::ALL
+                .iter()
+                .map(|&c| {
+                    let samples = samples(w, c);
+                    let summary = stats::summarize(&samples);
+                    let ratio = if c == Config::Off { None } else { f.ratio(c) };
+                    let value = json!({
+                        "samples_ns": samples,
+                        "timed_runs_ns": w.runs.get(&c),
+                        "median_ns": summary.map(|s| s.median),
+                        "min_ns": summary.map(|s| s.min),
+                        "max_ns": summary.map(|s| s.max),
+                        "q1_ns": summary.map(|s| s.q1),
+                        "q3_ns": summary.map(|s| s.q3),
+                        "ratio_to_off": ratio.map(|r| r.median),
+                        "ratio_min": ratio.map(|r| r.min),
+                        "ratio_max": ratio.map(|r| r.max),
+                        "unavailable": results.config_unavailable.get(&c),
+                    });
+                    (c.name().to_owned(), value)
+                })
+                .collect();
+            json!({
+                "row": row_name(w.row),
+                "title": title(w.row, &results.sizes),
+                "goal": goal(w.row),
+                "verdict": verdict.as_str(),
+                "verdict_reason": reason,
+                "unavailable": w.unavailable,
+                "configs": configs,
+            })
+        })
+        .collect();
+    let metric = |m: Option<Result<Value, &String>>| match m {
+        None => Value::Null,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => json!({ "error": e }),
+    };
+    let a = &results.agent;
+    let m = &results.machine;
+    json!({
+        "schema": "weightwarden-bench/1",
+        "date": records::format_utc(results.unix_time),
+        "unix_time": results.unix_time,
+        "machine": {
+            "cpu_model": m.cpu_model,
+            "logical_cpus": m.logical_cpus,
+            "mem_total_kib": m.mem_total_kib,
+            "kernel": m.kernel,
+            "os": m.os,
+        },
+        "sensor": results.sensor,
+        "auditd_version": results.auditd_version,
+        "floor_hooks": results.floor_hooks,
+        "quick": results.quick,
+        "partial": results.partial,
+        "runs": results.runs,
+        "sizes": {
+            "weight_bytes": results.sizes.weight_bytes,
+            "small_file_bytes": results.sizes.small_file_bytes,
+            "pread_calls": results.sizes.pread_calls,
+            "storm_files": results.sizes.storm_files,
+            "storm_calls": results.sizes.storm_calls,
+            "model_bytes": results.sizes.model_bytes,
+            "many_files": results.sizes.many_files,
+        },
+        "bench_dir": results.bench_dir,
+        "config_unavailable": results
+            .config_unavailable
+            .iter()
+            .map(|(c, r)| (c.name().to_owned(), Value::String(r.clone())))
+            .collect::<serde_json::Map<_, _>>(),
+        "workloads": workloads,
+        "agent": {
+            "rate": metric(a.rate.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+            "burst": metric(a.burst.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+            "memory": metric(a.memory.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+            "latency": metric(a.latency.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+        },
+        "notes": results.notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+    use super::*;
+    use crate::bench::{AgentResults, agent, procfs::Machine};
+
+    #[test]
+    fn judges_each_goal() {
+        use BenchRow::*;
+        assert_eq!(judge(WeightRead, Some(1.009), None, None).0, Verdict::Met);
+        assert_eq!(
+            judge(WeightMmap, Some(1.011), None, None).0,
+            Verdict::Missed
+        );
+        assert_eq!(judge(PythonLoader, Some(1.015), None, None).0, Verdict::Met);
+        assert_eq!(
+            judge(UnwatchedPread, Some(1.3), None, None).0,
+            Verdict::Missed
+        );
+        assert_eq!(judge(OpenClose, Some(1.2), Some(1.5), None).0, Verdict::Met);
+        assert_eq!(
+            judge(OpenClose, Some(1.2), Some(1.1), None).0,
+            Verdict::Missed
+        );
+        assert_eq!(
+            judge(OpenClose, Some(1.2), None, None).0,
+            Verdict::NotJudged
+        );
+        assert_eq!(judge(OpenClose, Some(1.3), None, None).0, Verdict::Missed);
+        let (v, reason) = judge(WatchedPread, Some(1.5), None, Some(1.25));
+        assert_eq!(v, Verdict::Met);
+        assert_eq!(reason, "on/floor 1.200 <= 1.25");
+        assert_eq!(
+            judge(WatchedPread, Some(1.6), None, Some(1.25)).0,
+            Verdict::Missed
+        );
+        assert_eq!(
+            judge(WatchedPread, Some(1.6), None, None).0,
+            Verdict::NotJudged
+        );
+        assert_eq!(judge(WeightRead, None, None, None).0, Verdict::NotJudged);
+    }
+
+    fn results() -> Results {
+        let mut runs = BTreeMap::new();
+        // Repetition samples are medians of their timed runs.
+        runs.insert(
+            Config::Off,
+            vec![vec![100.0], vec![101.0, 102.0, 150.0], vec![98.0]],
+        );
+        runs.insert(Config::On, vec![vec![110.0], vec![112.0], vec![108.0]]);
+        runs.insert(Config::Floor, vec![vec![105.0], vec![104.0], vec![106.0]]);
+        Results {
+            unix_time: 1_795_626_593,
+            machine: Machine {
+                cpu_model: "AMD EPYC".into(),
+                logical_cpus: 2,
+                mem_total_kib: 24 * 1024 * 1024,
+                kernel: "6.1.0".into(),
+                os: "Debian GNU/Linux 12 (bookworm)".into(),
+            },
+            quick: false,
+            partial: false,
+            runs: 3,
+            sizes: Sizes::new(false),
+            sensor: "weightwarden 0.1.0".into(),
+            auditd_version: None,
+            floor_hooks: Some(20),
+            bench_dir: PathBuf::from("/var/tmp/weightwarden-bench"),
+            workloads: vec![WorkloadRow {
+                row: BenchRow::UnwatchedPread,
+                runs,
+                unavailable: None,
+            }],
+            config_unavailable: [(Config::Auditd, "no audit support".to_owned())].into(),
+            agent: AgentResults {
+                memory: Some(Ok(agent::MemoryResult {
+                    files: 100_000,
+                    watched_files: 100_000,
+                    rss_kib: 80 * 1024,
+                    hwm_kib: 90 * 1024,
+                    startup_s: vec![1.0, 1.2, 1.1],
+                })),
+                rate: Some(Ok(agent::RateResult {
+                    steps: vec![agent::RateStep {
+                        target: Some(50_000),
+                        opens: 150_000,
+                        seconds: 3.0,
+                        open_records: 150_000,
+                        close_records: 150_000,
+                        ringbuf_full: 0,
+                        drain_lag: Duration::from_millis(20),
+                        agent_cpu_s: 1.5,
+                    }],
+                })),
+                latency: Some(Err("boom".into())),
+                burst: None,
+            },
+            notes: vec!["a note".into()],
+        }
+    }
+
+    #[test]
+    fn the_page_names_the_machine_figures_and_misses() {
+        let md = markdown(&results());
+        assert!(md.contains("| date | 2026-11-25 17:09:53 UTC |"), "{md}");
+        assert!(md.contains("| CPU | AMD EPYC (2 logical CPUs) |"), "{md}");
+        assert!(md.contains("| kernel | 6.1.0 |"), "{md}");
+        assert!(
+            md.contains(
+                "| unrelated I/O: 4 KiB pread of an unwatched file, 1,000,000 calls | <= 1.25 \
+                 | 100 ns (98 ns–102 ns) | 1.100 (1.098–1.102) | unavailable | \
+                 1.050 (1.020–1.082) | met (on 1.100 <= 1.25) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("`auditd` unavailable: no audit support"),
+            "{md}"
+        );
+        // The rate goal (100k/s) is missed at 50k/s, memory at 80 MiB.
+        assert!(
+            md.contains("- **Missed**: sustained watched-file opens/s"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **Missed**: resident memory, 100,000 watched files"),
+            "{md}"
+        );
+        assert!(md.contains("| 50,000/s |"), "{md}");
+        assert!(md.contains("failed: boom"), "{md}");
+        assert!(md.contains("1.10 s (median of 3: 1.00–1.20 s)"), "{md}");
+        assert!(
+            md.contains("0.500 CPU-s (user+system, open and close records, at 50,000 opens/s)"),
+            "{md}"
+        );
+
+        let text = plain(&results());
+        assert!(text.contains("goals missed:"), "{text}");
+    }
+
+    #[test]
+    fn the_json_keeps_raw_samples() {
+        let v = json(&results());
+        let row = &v["workloads"][0];
+        assert_eq!(row["row"], "unwatched-pread");
+        assert_eq!(
+            row["configs"]["off"]["timed_runs_ns"][1],
+            serde_json::json!([101.0, 102.0, 150.0])
+        );
+        assert_eq!(row["verdict"], "met");
+        assert_eq!(
+            row["configs"]["off"]["samples_ns"],
+            serde_json::json!([100.0, 102.0, 98.0])
+        );
+        assert_eq!(row["configs"]["on"]["ratio_to_off"], 1.1);
+        assert_eq!(row["configs"]["auditd"]["unavailable"], "no audit support");
+        assert_eq!(v["agent"]["latency"]["error"], "boom");
+        assert_eq!(v["agent"]["burst"], Value::Null);
+        assert_eq!(v["agent"]["rate"]["best_zero_loss_opens_per_sec"], 50_000.0);
+    }
+}
