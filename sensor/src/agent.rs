@@ -177,6 +177,9 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
         },
         &mut watched,
     )?;
+    // The initial walk's temporaries are freed but glibc keeps the pages;
+    // give them back so resident memory reflects what the agent keeps.
+    release_free_heap();
     let out = Fanout::new(open_sinks(&config.output.sinks)?);
     let events = sensor.take_events()?;
     let read_maps = sensor.take_read_maps()?;
@@ -270,6 +273,14 @@ impl Signals {
     }
 }
 
+/// Returns freed heap pages to the kernel (glibc keeps them otherwise).
+fn release_free_heap() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn open_sinks(specs: &[OutputSpec]) -> Result<Vec<Box<dyn Sink>>, AgentError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for spec in specs {
@@ -348,6 +359,7 @@ impl Agent {
                 _ = rescan.tick() => {
                     let changes = self.watch.rescan(&mut self.watched);
                     self.log_watch_changes(changes);
+                    release_free_heap();
                 }
                 _ = idle_sweep.tick() => {
                     let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
