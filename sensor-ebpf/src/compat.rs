@@ -74,11 +74,24 @@ struct OldMmapArgs {
 
 /// Raw `sys_enter(struct pt_regs *regs, long id)`.
 pub fn on_sys_enter(ctx: &RawTracePointContext) {
-    if !in_compat_syscall() {
+    let nr: u64 = ctx.arg(1);
+    // Most syscalls are not one of ours under either ABI's numbering:
+    // reject them before paying for the compat check's kernel read.
+    if !matches!(
+        nr,
+        NR_READ
+            | NR_READV
+            | NR_PREAD64
+            | NR_PREADV
+            | NR_PREADV2
+            | NR_CLOSE
+            | NR_MMAP2
+            | NR_OLD_MMAP
+    ) || !in_compat_syscall()
+    {
         return;
     }
     let regs: u64 = ctx.arg(0);
-    let nr: u64 = ctx.arg(1);
     match nr {
         NR_READ | NR_READV => read::enter(reg(regs, &OFF_REGS_BX), Offset::Position),
         // pread64(fd, buf, count, pos_lo, pos_hi), preadv(fd, vec, vlen, pos_lo, pos_hi)
