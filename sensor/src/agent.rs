@@ -654,17 +654,7 @@ impl Agent {
     /// holders, then lets the prefilter work. On any failure the prefilter
     /// stays off: costlier, never blind.
     fn seed_holders(&mut self) {
-        let watch = &self.watch;
-        let pids = crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
-            std::fs::metadata(path).is_ok_and(|m| {
-                use std::os::unix::fs::MetadataExt;
-                let key = FileKey {
-                    dev: kernel_dev(m.dev()),
-                    ino: m.ino(),
-                };
-                watch.flags_of(&key) & sensor_common::watch_flag::WEIGHT != 0
-            })
-        });
+        let pids = self.pids_holding(sensor_common::watch_flag::WEIGHT);
         let seeded = self.holders.seed(pids);
         let result = seeded.and_then(|n| self.holders.set_overflow(false).map(|()| n));
         match result {
@@ -676,19 +666,25 @@ impl Agent {
     }
 
     fn mark_existing_gpu_processes(&mut self) {
-        let watch = &self.watch;
-        let pids = crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
-            std::fs::metadata(path).is_ok_and(|m| {
-                use std::os::unix::fs::MetadataExt;
-                watch.is_gpu_device(&FileKey {
-                    dev: kernel_dev(m.dev()),
-                    ino: m.ino(),
-                })
-            })
-        });
-        for pid in pids {
+        for pid in self.pids_holding(sensor_common::watch_flag::GPU_DEVICE) {
             self.processes.mark_gpu(pid);
         }
+    }
+
+    /// Processes with a descriptor, in `/proc/PID/fd`, of a watched file
+    /// whose watch flags include `flag`.
+    fn pids_holding(&self, flag: u32) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let watch = &self.watch;
+        crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
+            std::fs::metadata(path).is_ok_and(|m| {
+                let key = FileKey {
+                    dev: kernel_dev(m.dev()),
+                    ino: m.ino(),
+                };
+                watch.flags_of(&key) & flag != 0
+            })
+        })
     }
 
     fn sensor_status(&mut self) -> serde_json::Value {

@@ -260,3 +260,72 @@ pub fn read_bytes(records: &[Value]) -> u64 {
         .map(|r| r["access"]["bytes"].as_u64().unwrap_or(0))
         .sum()
 }
+
+/// A Python snippet running with piped stdin and stdout, for tests that
+/// must act between its steps (it prints a line when ready, waits for one).
+pub struct Interactive {
+    child: Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Interactive {
+    pub fn start(code: &str, args: &[&std::ffi::OsStr]) -> Self {
+        let mut child = Command::new(PYTHON)
+            .arg("-c")
+            .arg(code)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self { child, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line it prints, trimmed.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.stdout, &mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    /// Sends a line to its stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+
+    /// Closes stdin and waits; returns whether it exited successfully.
+    pub fn finish(mut self) -> bool {
+        drop(self.child.stdin.take());
+        self.child.wait().unwrap().success()
+    }
+
+    /// Kills it (for processes that outlive the test's interest).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a Python snippet to completion and returns its stdout, trimmed;
+/// panics with its stderr on failure.
+pub fn python_output(code: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(PYTHON)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

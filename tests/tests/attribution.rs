@@ -133,18 +133,14 @@ fn dup_dup2_dup3_and_fcntl_dupfd() {
 #[test]
 fn forked_child_reading_an_inherited_descriptor() {
     let (_root, file, sensor) = setup("fork.safetensors");
-    let out = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg(
-            "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\npid = os.fork()\n\
+    let child: u32 = tests::python_output(
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\npid = os.fork()\n\
              if pid == 0:\n    while os.read(fd, 1 << 16): pass\n    os._exit(0)\n\
              os.waitpid(pid, 0)\nprint(pid)\n",
-        )
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        &[file.as_os_str()],
+    )
+    .parse()
+    .unwrap();
     assert_read_by(&sensor, child, &file, MIB as u64);
     let read = &sensor.by_pid("read", child)[0];
     assert_eq!(
@@ -156,24 +152,16 @@ fn forked_child_reading_an_inherited_descriptor() {
 #[test]
 fn descriptor_passed_over_a_unix_socket() {
     let (_root, file, sensor) = setup("passed.gguf");
-    let out = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg(
+    let receiver: u32 = tests::python_output(
             "import os, sys, socket\na, b = socket.socketpair()\npid = os.fork()\n\
              if pid == 0:\n    msg, fds, flags, addr = socket.recv_fds(b, 16, 1)\n\
              \x20   while os.read(fds[0], 1 << 16): pass\n    os._exit(0)\n\
              fd = os.open(sys.argv[1], os.O_RDONLY)\nsocket.send_fds(a, [b'x'], [fd])\nos.close(fd)\n\
              os.waitpid(pid, 0)\nprint(pid)\n",
-        )
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let receiver: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        &[file.as_os_str()],
+    )
+    .parse()
+    .unwrap();
     assert_read_by(&sensor, receiver, &file, MIB as u64);
 }
 
@@ -337,22 +325,12 @@ fn descriptor_taken_with_pidfd_getfd() {
     let (_root, file, sensor) = setup("grabbed.safetensors");
     // A holder keeps the file open; another process takes a copy of the
     // descriptor with pidfd_getfd(2) and reads through it.
-    let mut holder = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg("import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint(fd, flush=True)\nsys.stdin.readline()\n")
-        .arg(&file)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let target_fd = line.trim().to_string();
-    let holder_pid = holder.id().to_string();
+    let mut holder = tests::Interactive::start(
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint(fd, flush=True)\nsys.stdin.readline()\n",
+        &[file.as_os_str()],
+    );
+    let target_fd = holder.read_line();
+    let holder_pid = holder.pid().to_string();
     let thief = python(
         "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
          pidfd = os.pidfd_open(int(sys.argv[1]))\n\
@@ -360,8 +338,7 @@ fn descriptor_taken_with_pidfd_getfd() {
          off = 0\nwhile True:\n    b = os.pread(fd, 1 << 16, off)\n    if not b: break\n    off += len(b)\n",
         &[&holder_pid, &target_fd],
     );
-    drop(holder.stdin.take());
-    let _ = holder.wait();
+    assert!(holder.finish());
     assert_read_by(&sensor, thief, &file, MIB as u64);
 }
 
@@ -370,26 +347,18 @@ fn clone_files_child_shares_descriptors_opened_later() {
     let (_root, file, sensor) = setup("shared-table.gguf");
     // The child is created sharing the parent's descriptor table before the
     // parent opens the file; the child then reads the parent's descriptor.
-    let out = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg(
-            "import ctypes, os, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+    let child: u32 = tests::python_output(
+        "import ctypes, os, sys, time\nlibc = ctypes.CDLL(None, use_errno=True)\n\
              CLONE_FILES = 0x400; SIGCHLD = 17\n\
              pid = libc.syscall(56, CLONE_FILES | SIGCHLD, 0, 0, 0, 0)\n\
              if pid == 0:\n    time.sleep(0.5)\n    fd = 100\n\
              \x20   while os.read(fd, 1 << 16): pass\n    os._exit(0)\n\
              fd = os.open(sys.argv[1], os.O_RDONLY)\nos.dup2(fd, 100)\nos.close(fd)\n\
              os.waitpid(pid, 0)\nprint(pid)\n",
-        )
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        &[file.as_os_str()],
+    )
+    .parse()
+    .unwrap();
     assert_read_by(&sensor, child, &file, MIB as u64);
 }
 
@@ -401,29 +370,18 @@ fn file_that_joins_the_watch_set_while_open() {
     let sensor = SensorProcess::start(&[root.path()], &[]);
     // Opened before it is a weight file (no open record possible), renamed
     // into one, then read through the old descriptor.
-    let mut reader = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg(
-            "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint('open', flush=True)\n\
-             sys.stdin.readline()\nwhile os.read(fd, 1 << 16): pass\n",
-        )
-        .arg(&staged)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let mut reader = tests::Interactive::start(
+        "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nprint('open', flush=True)\n\
+         sys.stdin.readline()\nwhile os.read(fd, 1 << 16): pass\n",
+        &[staged.as_os_str()],
+    );
+    assert_eq!(reader.read_line(), "open");
     let file = root.path().join("model.safetensors");
     fs::rename(&staged, &file).unwrap();
     // The watch set takes it within a second, the holder scan right after.
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let pid = reader.id();
-    std::io::Write::write_all(reader.stdin.as_mut().unwrap(), b"go\n").unwrap();
-    assert!(reader.wait().unwrap().success());
+    let pid = reader.pid();
+    reader.send("go");
+    assert!(reader.finish());
     assert_read_by(&sensor, pid, &file, MIB as u64);
 }

@@ -270,23 +270,17 @@ fn long_lived_readers_are_flushed_periodically_and_when_idle() {
     let sensor = SensorProcess::start(&[root.path()], &["--read-flush-interval", "1"]);
     // Reads 1 MiB every 0.6 s for four reads, then idles with the
     // descriptor open until told to stop.
-    let mut reader = std::process::Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg(
-            "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
-             for _ in range(4):\n    os.read(fd, 1048576)\n    time.sleep(0.6)\n\
-             sys.stdin.readline()\n",
-        )
-        .arg(&file)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = reader.id();
+    let reader = tests::Interactive::start(
+        "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         for _ in range(4):\n    os.read(fd, 1048576)\n    time.sleep(0.6)\n\
+         sys.stdin.readline()\n",
+        &[file.as_os_str()],
+    );
+    let pid = reader.pid();
     let idle = sensor.wait_for("idle summary", Duration::from_secs(15), |r| {
         r["action"] == "read" && r["process"]["pid"] == pid && r["access"]["reason"] == "idle"
     });
-    drop(reader.stdin.take());
-    assert!(reader.wait().unwrap().success());
+    assert!(reader.finish());
     sensor.wait_exit(pid);
     let reads = sensor.by_pid("read", pid);
     let reasons: Vec<_> = reads

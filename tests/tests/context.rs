@@ -3,15 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    fs,
-    io::{BufRead, BufReader, Write},
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
-    process::{Command, Stdio},
-};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, process::Command};
 
-use tests::{PYTHON, RECORD_TIMEOUT, SensorProcess, write_file};
+use tests::{RECORD_TIMEOUT, SensorProcess, write_file};
 
 /// The cgroup v2 mount point, from /proc/self/mounts.
 fn cgroup2_mount() -> Option<PathBuf> {
@@ -33,31 +27,19 @@ fn processes_started_before_the_sensor_are_known() {
     let gpu = dev_dir.path().join("renderD128");
     fs::write(&gpu, b"").unwrap();
 
-    let mut server = Command::new(PYTHON)
-        .arg("-c")
-        .arg(
-            "import os, sys\ng = os.open(sys.argv[2], os.O_RDONLY)\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
-             print('ready', flush=True)\nsys.stdin.readline()\n\
-             while os.read(fd, 1 << 16): pass\nos.close(fd)\n",
-        )
-        .arg(&file)
-        .arg(&gpu)
-        .arg("--served-model")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut server = tests::Interactive::start(
+        "import os, sys\ng = os.open(sys.argv[2], os.O_RDONLY)\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         print('ready', flush=True)\nsys.stdin.readline()\n\
+         while os.read(fd, 1 << 16): pass\nos.close(fd)\n",
+        &[file.as_os_str(), gpu.as_os_str(), "--served-model".as_ref()],
+    );
+    assert_eq!(server.read_line(), "ready");
 
     let pattern = format!("{}/renderD*", dev_dir.path().display());
     let sensor = SensorProcess::start(&[root.path()], &["--gpu-device", &pattern]);
-    server.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let pid = server.id();
-    assert!(server.wait().unwrap().success());
+    server.send("go");
+    let pid = server.pid();
+    assert!(server.finish());
     sensor.wait_exit(pid);
 
     let read = sensor

@@ -104,26 +104,17 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
     write_file(&file, 1 << 20);
     let sensor = SensorProcess::start(&[root.path()], &[]);
     // Reads half, then holds the descriptor open past the sensor's stop.
-    let mut holder = Command::new(tests::PYTHON)
-        .arg("-c")
-        .arg("import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.read(fd, 524288)\nprint('ok', flush=True)\ntime.sleep(30)\n")
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let pid = holder.id();
+    let mut holder = tests::Interactive::start(
+        "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.read(fd, 524288)\nprint('ok', flush=True)\ntime.sleep(30)\n",
+        &[file.as_os_str()],
+    );
+    assert_eq!(holder.read_line(), "ok");
+    let pid = holder.pid();
     sensor.wait_for("open", RECORD_TIMEOUT, |r| {
         r["action"] == "open" && r["process"]["pid"] == pid
     });
     let (status, records) = sensor.stop_with(nix::sys::signal::Signal::SIGINT);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    holder.kill();
     assert!(status.success());
     let read = records
         .iter()
