@@ -87,18 +87,25 @@ pub fn ww_exit_mmap(ctx: TracePointContext) -> u32 {
 
 // --- the read family -------------------------------------------------------
 
-/// `read(fd, buf, count)` and `readv(fd, iov, vlen)`: the file position is
-/// the offset.
+/// `read(fd, buf, count)`, accounted at entry at the file position.
+#[tracepoint]
+pub fn ww_enter_read(ctx: TracePointContext) -> u32 {
+    read::on_enter_estimated(&ctx, read::OffsetFrom::FilePosition);
+    0
+}
+
+/// `readv(fd, iov, vlen)`: the file position is the offset; bytes at exit.
 #[tracepoint]
 pub fn ww_enter_read_pos(ctx: TracePointContext) -> u32 {
     read::on_enter(&ctx, read::OffsetFrom::FilePosition);
     0
 }
 
-/// `pread64(fd, buf, count, pos)`: the fourth argument is the offset.
+/// `pread64(fd, buf, count, pos)`, accounted at entry at the fourth
+/// argument.
 #[tracepoint]
 pub fn ww_enter_pread(ctx: TracePointContext) -> u32 {
-    read::on_enter(&ctx, read::OffsetFrom::Argument(3));
+    read::on_enter_estimated(&ctx, read::OffsetFrom::Argument(3));
     0
 }
 

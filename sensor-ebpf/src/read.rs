@@ -6,8 +6,8 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 use sensor_common::{
-    COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
-    flush_reason, kind, pending_kind, watch_flag,
+    COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent,
+    counter, flush_reason, kind, pending_kind, watch_flag,
 };
 
 use crate::{
@@ -112,10 +112,58 @@ pub fn exit(ret: i64) {
     if ret < 0 {
         return;
     }
+    account(pid_tgid, p.file, p.fd, p.offset, ret as u64, p.file_size);
+}
+
+/// The most one `read` transfers (`MAX_RW_COUNT`, `INT_MAX & PAGE_MASK`).
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
+/// `read(fd, buf, count)` and `pread64(fd, buf, count, pos)`, accounted at
+/// entry: for a regular file the kernel returns exactly `count` bytes capped
+/// at the file's end (and at `MAX_RW_COUNT`), so no exit hook is needed and
+/// unrelated reads skip one program run and one map lookup. A call that
+/// then fails is still counted: an over-count, never an under-count.
+pub fn on_enter_estimated(ctx: &TracePointContext, from: OffsetFrom) {
+    if !crate::holders::current_may_hold() {
+        return;
+    }
+    let Some(fd) = syscall_fd(ctx, 0) else {
+        return;
+    };
+    let Some(w) = watched_fd(fd) else { return };
+    if w.entry.flags & watch_flag::WEIGHT == 0 {
+        return;
+    }
+    let count = syscall_arg(ctx, 2).unwrap_or(0).min(MAX_RW_COUNT);
+    let offset = match from {
+        OffsetFrom::Argument(n) => syscall_arg(ctx, n).unwrap_or(0),
+        _ => read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0),
+    };
+    let size = inode_size(w.inode);
+    let bytes = if offset >= size {
+        0
+    } else {
+        count.min(size - offset)
+    };
+    account(
+        bpf_get_current_pid_tgid(),
+        w.key,
+        fd as i32,
+        offset,
+        bytes,
+        size,
+    );
+}
+
+/// Adds one read of `bytes` at `offset` to the process's aggregate and
+/// coverage, and flushes the aggregate when the interval has passed.
+#[inline(always)]
+fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size: u64) {
+    let tid = pid_tgid as u32;
     let key = ReadAggKey {
         tgid: (pid_tgid >> 32) as u32,
         _pad: 0,
-        file: p.file,
+        file,
     };
     let now = now_ns();
     let Some(agg) = aggregate_for(&key, now) else {
@@ -126,15 +174,15 @@ pub fn exit(ret: i64) {
     // Threads of one process may read the same file on two CPUs at once:
     // the counters are added atomically. The rest is last-writer-wins.
     crate::atomic::add(&mut agg.calls, 1);
-    crate::atomic::add(&mut agg.bytes, ret as u64);
+    crate::atomic::add(&mut agg.bytes, bytes);
     agg.last_ns = now;
-    agg.file_size = p.file_size;
+    agg.file_size = size;
     agg.last_tid = tid;
-    if ret > 0 {
-        record_coverage(&key, p.offset, ret as u64, p.file_size);
+    if bytes > 0 {
+        record_coverage(&key, offset, bytes, size);
     }
     if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
-        emit_read(&key, agg, flush_reason::INTERVAL, p.fd);
+        emit_read(&key, agg, flush_reason::INTERVAL, fd);
         agg.calls = 0;
         agg.bytes = 0;
         agg.first_ns = now;

@@ -78,26 +78,26 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     ProgramSpec {
         name: "ww_exit_read",
         attach: &[
-            Tp("syscalls", "sys_exit_read"),
             Tp("syscalls", "sys_exit_readv"),
-            Tp("syscalls", "sys_exit_pread64"),
             Tp("syscalls", "sys_exit_preadv"),
             Tp("syscalls", "sys_exit_preadv2"),
         ],
-        purpose: "bytes returned by a read of a watched file, into the per-process aggregate",
+        purpose: "bytes returned by a vectored read of a watched file, into the per-process aggregate",
     },
     ProgramSpec {
-        name: "ww_enter_read_pos",
-        attach: &[
-            Tp("syscalls", "sys_enter_read"),
-            Tp("syscalls", "sys_enter_readv"),
-        ],
-        purpose: "read/readv of a watched file at the descriptor's position",
+        name: "ww_enter_read",
+        attach: &[Tp("syscalls", "sys_enter_read")],
+        purpose: "read of a watched file, accounted at entry (count capped at the file's end)",
     },
     ProgramSpec {
         name: "ww_enter_pread",
         attach: &[Tp("syscalls", "sys_enter_pread64")],
-        purpose: "pread64 of a watched file at an explicit offset",
+        purpose: "pread64 of a watched file, accounted at entry (count capped at the file's end)",
+    },
+    ProgramSpec {
+        name: "ww_enter_read_pos",
+        attach: &[Tp("syscalls", "sys_enter_readv")],
+        purpose: "readv of a watched file at the descriptor's position",
     },
     ProgramSpec {
         name: "ww_enter_preadv",
