@@ -13,9 +13,13 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_env("WEIGHTWARDEN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,sensor={level},weightwarden={level}")));
+    // Colour only for a person at a terminal, not for journald or a
+    // container runtime's log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 
