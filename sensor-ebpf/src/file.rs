@@ -10,7 +10,7 @@ use sensor_common::{
 use crate::{
     emit::{fill_header, reserve},
     holders,
-    kernel::{OFF_FILE_FLAGS, Watched, inode_size, read_at, watched_fd},
+    kernel::{OFF_FILE_FLAGS, Watched, held_weight_fd, inode_size, read_at, watched_fd},
     maps::{PENDING, READ_AGG, count},
     read::emit_read,
 };
@@ -102,13 +102,7 @@ pub fn on_close_enter(ctx: &TracePointContext) {
 /// the close.
 #[inline(always)]
 pub fn close_enter(fd: u64) {
-    if !holders::current_may_hold() {
-        return;
-    }
-    let Some(w) = watched_fd(fd) else { return };
-    if w.entry.flags & watch_flag::WEIGHT == 0 {
-        return;
-    }
+    let Some(w) = held_weight_fd(fd) else { return };
     let key = ReadAggKey {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         _pad: 0,
@@ -150,13 +144,12 @@ pub fn on_mmap_enter(ctx: &TracePointContext) {
 /// Remembers a mapping of a watched file until the syscall returns.
 #[inline(always)]
 pub fn mmap_enter(args: MmapArgs) {
-    if args.flags & MAP_ANONYMOUS != 0 || !holders::current_may_hold() {
+    if args.flags & MAP_ANONYMOUS != 0 {
         return;
     }
-    let Some(w) = watched_fd(args.fd) else { return };
-    if w.entry.flags & watch_flag::WEIGHT == 0 {
+    let Some(w) = held_weight_fd(args.fd) else {
         return;
-    }
+    };
     let pending = Pending {
         kind: pending_kind::MMAP,
         fd: args.fd as i32,

@@ -7,7 +7,7 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
 };
-use sensor_common::{FileKey, WatchEntry, counter};
+use sensor_common::{FileKey, WatchEntry, counter, watch_flag};
 
 use crate::maps::{WATCHED, count};
 
@@ -132,6 +132,26 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
         key,
         entry,
     })
+}
+
+/// The weight file behind `fd`, for the hooks on descriptors a process
+/// already holds (read, mmap, close): processes the holder prefilter rules
+/// out pay one lookup, the rest the walk.
+#[inline(always)]
+pub fn held_weight_fd(fd: u64) -> Option<Watched> {
+    if !crate::holders::current_may_hold() {
+        return None;
+    }
+    let w = watched_fd(fd)?;
+    (w.entry.flags & watch_flag::WEIGHT != 0).then_some(w)
+}
+
+impl Watched {
+    /// The descriptor's file position (`file->f_pos`).
+    #[inline(always)]
+    pub fn position(&self) -> u64 {
+        read_at::<u64>(self.file_ptr, &OFF_FILE_POS).unwrap_or(0)
+    }
 }
 
 /// `inode->i_size`.

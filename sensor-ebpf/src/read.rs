@@ -7,13 +7,13 @@
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
 use sensor_common::{
     COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent,
-    counter, flush_reason, kind, pending_kind, watch_flag,
+    counter, flush_reason, kind, pending_kind,
 };
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
     file::{syscall_arg, syscall_fd, syscall_ret},
-    kernel::{OFF_FILE_POS, inode_size, read_at, watched_fd},
+    kernel::{held_weight_fd, inode_size},
     maps::{COVERAGE, PENDING, READ_AGG, READERS, count},
 };
 
@@ -62,15 +62,9 @@ pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
 /// Remembers a read of a watched file until the syscall returns.
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
-    if !crate::holders::current_may_hold() {
-        return;
-    }
-    let Some(w) = watched_fd(fd) else { return };
-    if w.entry.flags & watch_flag::WEIGHT == 0 {
-        return;
-    }
+    let Some(w) = held_weight_fd(fd) else { return };
     let offset = match offset {
-        Offset::Position => read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0),
+        Offset::Position => w.position(),
         Offset::At(off) => off,
     };
     let pending = Pending {
@@ -124,20 +118,14 @@ const MAX_RW_COUNT: u64 = 0x7fff_f000;
 /// unrelated reads skip one program run and one map lookup. A call that
 /// then fails is still counted: an over-count, never an under-count.
 pub fn on_enter_estimated(ctx: &TracePointContext, from: OffsetFrom) {
-    if !crate::holders::current_may_hold() {
-        return;
-    }
     let Some(fd) = syscall_fd(ctx, 0) else {
         return;
     };
-    let Some(w) = watched_fd(fd) else { return };
-    if w.entry.flags & watch_flag::WEIGHT == 0 {
-        return;
-    }
+    let Some(w) = held_weight_fd(fd) else { return };
     let count = syscall_arg(ctx, 2).unwrap_or(0).min(MAX_RW_COUNT);
     let offset = match from {
         OffsetFrom::Argument(n) => syscall_arg(ctx, n).unwrap_or(0),
-        _ => read_at::<u64>(w.file_ptr, &OFF_FILE_POS).unwrap_or(0),
+        _ => w.position(),
     };
     let size = inode_size(w.inode);
     let bytes = if offset >= size {

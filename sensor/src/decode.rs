@@ -72,12 +72,6 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     })
 }
 
-/// A NUL-terminated (or full) byte array as text.
-pub fn c_str(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +113,5 @@ mod tests {
             DecodeError::UnknownKind(999)
         );
         assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Short { .. })));
-    }
-
-    #[test]
-    fn c_str_stops_at_nul() {
-        assert_eq!(c_str(b"cat\0\0\0"), "cat");
-        assert_eq!(c_str(b"abcd"), "abcd");
     }
 }

@@ -17,32 +17,20 @@ pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
     stages.run("clippy", || {
         // The eBPF object is only embedded, never inspected, by clippy: an
         // empty stub saves building it here.
-        process::run(ws.cargo().env("AYA_BUILD_SKIP", "1").args([
-            "clippy",
-            "-p",
-            "sensor",
-            "-p",
-            "sensor-common",
-            "-p",
-            "xtask",
-            "-p",
-            "tests",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        process::run(
+            ws.cargo()
+                .env("AYA_BUILD_SKIP", "1")
+                .arg("clippy")
+                .args(package_args(&["sensor", "sensor-common", "xtask", "tests"]))
+                .args(["--all-targets", "--", "-D", "warnings"]),
+        )
     })?;
     stages.run("unit tests", || {
-        process::run(ws.cargo().args([
-            "test",
-            "-p",
+        process::run(ws.cargo().arg("test").args(package_args(&[
             "sensor",
-            "-p",
             "sensor-common",
-            "-p",
             "xtask",
-        ]))
+        ])))
     })?;
     stages.run("integration tests", || {
         if !process::is_root() {
@@ -64,6 +52,11 @@ pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
     })?;
     eprintln!("xtask test: every stage passed: {}", stages.summary());
     Ok(())
+}
+
+/// `-p NAME` for each package.
+fn package_args<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    packages.iter().flat_map(|p| ["-p", *p]).collect()
 }
 
 /// The stages that passed so far, with their durations.
