@@ -311,6 +311,9 @@ pub mod offset_global {
     pub const REGS_SI: &str = "OFF_REGS_SI";
     pub const REGS_DI: &str = "OFF_REGS_DI";
     pub const REGS_BP: &str = "OFF_REGS_BP";
+    pub const REGS_R8: &str = "OFF_REGS_R8";
+    pub const REGS_R9: &str = "OFF_REGS_R9";
+    pub const REGS_R10: &str = "OFF_REGS_R10";
     pub const REGS_ORIG_AX: &str = "OFF_REGS_ORIG_AX";
     pub const SIGNAL_LIVE: &str = "OFF_SIGNAL_LIVE";
     pub const FILES_FDT: &str = "OFF_FILES_FDT";
@@ -328,7 +331,7 @@ pub mod offset_global {
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls
-/// (non-zero), set when the kernel has the offsets it needs.
+/// (non-zero): `kernel.compat_syscalls`.
 pub const COMPAT_ENABLED_GLOBAL: &str = "COMPAT_ENABLED";
 
 /// Bits of [`EventHeader::flags`].

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use sensor_common::{EventHeader, counter, header_flag};
 
 use crate::{
-    kernel::{current_task, parent_tgid},
+    kernel::{current_task, in_compat_syscall, parent_tgid},
     maps::{EVENTS, count},
 };
 
@@ -42,7 +42,7 @@ pub fn fill_header(header: &mut EventHeader, kind: u32, size: usize) {
     header.ppid = parent_tgid(current_task());
     header.uid = uid_gid as u32;
     header.gid = (uid_gid >> 32) as u32;
-    header.flags = if crate::compat::in_compat_syscall() {
+    header.flags = if in_compat_syscall() {
         header_flag::COMPAT_SYSCALL
     } else {
         0

@@ -2,7 +2,7 @@
 //! nodes). Identity is decided from the descriptor's inode, so relative
 //! paths, symlinks, hard links and bind mounts all resolve to the same key.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{
     FileEvent, Pending, ReadAggKey, counter, flush_reason, kind, pending_kind, watch_flag,
 };
@@ -10,37 +10,12 @@ use sensor_common::{
 use crate::{
     emit::{fill_header, reserve},
     holders,
-    kernel::{OFF_FILE_FLAGS, Watched, held_weight_fd, inode_size, read_at, watched_fd},
+    kernel::{OFF_FILE_FLAGS, Watched, inode_size, read_at, watched_fd, weight_fd},
     maps::{PENDING, READ_AGG, count},
     read::emit_read,
 };
 
-/// Byte offset of the first syscall argument in a `syscalls/sys_enter_*`
-/// record, and of `ret` in a `sys_exit_*` record.
-pub const SYSCALL_ARG0: usize = 16;
 const MAP_ANONYMOUS: u64 = 0x20;
-
-/// Reads syscall argument `n` (0-based) of a `sys_enter_*` record.
-#[inline(always)]
-pub fn syscall_arg(ctx: &TracePointContext, n: usize) -> Option<u64> {
-    // SAFETY: the offset is inside the syscall record for n < 6.
-    unsafe { ctx.read_at::<u64>(SYSCALL_ARG0 + n * 8) }.ok()
-}
-
-/// Reads descriptor argument `n`. The kernel takes descriptors as
-/// `unsigned int` and ignores the register's upper half; so must we, or a
-/// caller could hide a read behind `fd | 1 << 32`.
-#[inline(always)]
-pub fn syscall_fd(ctx: &TracePointContext, n: usize) -> Option<u64> {
-    syscall_arg(ctx, n).map(|fd| u64::from(fd as u32))
-}
-
-/// Reads `ret` of a `sys_exit_*` record.
-#[inline(always)]
-pub fn syscall_ret(ctx: &TracePointContext) -> Option<i64> {
-    // SAFETY: `ret` is at byte 16 of every sys_exit record.
-    unsafe { ctx.read_at::<i64>(SYSCALL_ARG0) }.ok()
-}
 
 /// Sends a file record; `fill` sets the kind-specific fields.
 #[inline(always)]
@@ -64,13 +39,6 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
     entry.submit(0);
 }
 
-/// `sys_exit_open`, `sys_exit_openat`, `sys_exit_openat2`, `sys_exit_creat`.
-pub fn on_open_exit(ctx: &TracePointContext) {
-    if let Some(ret) = syscall_ret(ctx) {
-        open_exit(ret);
-    }
-}
-
 /// Reports the descriptor an open returned, if its file is watched.
 #[inline(always)]
 pub fn open_exit(ret: i64) {
@@ -90,19 +58,11 @@ pub fn open_exit(ret: i64) {
     }
 }
 
-/// `sys_enter_close`: flush this process's read summary of the file, then
-/// report the close.
-pub fn on_close_enter(ctx: &TracePointContext) {
-    if let Some(fd) = syscall_fd(ctx, 0) {
-        close_enter(fd);
-    }
-}
-
 /// Flushes the read summary of a watched file being closed, then reports
-/// the close.
+/// the close. The caller has checked the holder prefilter.
 #[inline(always)]
 pub fn close_enter(fd: u64) {
-    let Some(w) = held_weight_fd(fd) else { return };
+    let Some(w) = weight_fd(fd) else { return };
     let key = ReadAggKey {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         _pad: 0,
@@ -129,25 +89,14 @@ pub struct MmapArgs {
     pub offset: u64,
 }
 
-/// `sys_enter_mmap(addr, len, prot, flags, fd, off)`.
-pub fn on_mmap_enter(ctx: &TracePointContext) {
-    let arg = |n| syscall_arg(ctx, n).unwrap_or(0);
-    mmap_enter(MmapArgs {
-        len: arg(1),
-        prot: arg(2),
-        flags: arg(3),
-        fd: syscall_fd(ctx, 4).unwrap_or(u64::from(u32::MAX)),
-        offset: arg(5),
-    });
-}
-
-/// Remembers a mapping of a watched file until the syscall returns.
+/// Remembers a mapping of a watched file until the syscall returns. The
+/// caller has checked the holder prefilter.
 #[inline(always)]
 pub fn mmap_enter(args: MmapArgs) {
     if args.flags & MAP_ANONYMOUS != 0 {
         return;
     }
-    let Some(w) = held_weight_fd(args.fd) else {
+    let Some(w) = weight_fd(args.fd) else {
         return;
     };
     let pending = Pending {
@@ -164,11 +113,6 @@ pub fn mmap_enter(args: MmapArgs) {
     if PENDING.insert(&tid, &pending, 0).is_err() {
         count(counter::PENDING_FULL);
     }
-}
-
-/// `sys_exit_mmap`: report the mapping with its result.
-pub fn on_mmap_exit(ctx: &TracePointContext) {
-    mmap_exit(syscall_ret(ctx).unwrap_or(0));
 }
 
 /// Reports a remembered mapping with its result.

@@ -12,13 +12,10 @@
 //! uncertainty errs towards "holder": a full map turns the prefilter off
 //! (counted), and so does the agent's setting.
 
-use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::counter;
 
-use crate::{
-    file::syscall_ret,
-    maps::{HOLDERS, HOLDERS_OVERFLOW, count},
-};
+use crate::maps::{HOLDERS, HOLDERS_OVERFLOW, count};
 
 /// Non-zero: the prefilter is on (`kernel.holder_prefilter`).
 #[unsafe(no_mangle)]
@@ -80,12 +77,13 @@ pub fn forget(tgid: u32) {
     let _ = HOLDERS.remove(&tgid);
 }
 
-/// `sys_exit_recvmsg`, `sys_exit_recvmmsg`, `sys_exit_pidfd_getfd`,
-/// `sys_exit_fanotify_init`: the process may now hold descriptors it did
-/// not open. Any success counts; telling SCM_RIGHTS from other control
-/// data would need the caller's buffers.
-pub fn on_fd_receiving_exit(ctx: &TracePointContext) {
-    if syscall_ret(ctx).is_some_and(|ret| ret >= 0) {
+/// Exit of `recvmsg`, `recvmmsg`, `pidfd_getfd` or `fanotify_init`: the
+/// process may now hold descriptors it did not open. Any success counts;
+/// telling SCM_RIGHTS from other control data would need the caller's
+/// buffers.
+#[inline(always)]
+pub fn fd_receiving_exit(ret: i64) {
+    if ret >= 0 {
         mark_current();
     }
 }

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     Global,
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel},
 };
 use sensor_common::{FileKey, WatchEntry, counter, watch_flag};
 
@@ -36,6 +36,9 @@ offsets!(
     OFF_REGS_SI,
     OFF_REGS_DI,
     OFF_REGS_BP,
+    OFF_REGS_R8,
+    OFF_REGS_R9,
+    OFF_REGS_R10,
     OFF_REGS_ORIG_AX,
     OFF_SIGNAL_LIVE,
     OFF_FILES_FDT,
@@ -74,6 +77,23 @@ pub fn read_at<T>(base: u64, offset: &Global<u64>) -> Option<T> {
 pub fn current_task() -> u64 {
     // SAFETY: the helper has no preconditions.
     unsafe { bpf_get_current_task() }
+}
+
+/// `thread_info.status` bit the x86 entry code sets for compat syscalls.
+const TS_COMPAT: u32 = 0x0002;
+
+/// Whether the current syscall is an ia32 one (`int $0x80`, or a 32-bit
+/// binary), which the kernel marks in `thread_info.status` until it returns
+/// to user space.
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    // SAFETY: the helper returns the trusted current task; the offset is a
+    // frozen constant, so the verifier checks this plain load against BTF.
+    let status = unsafe {
+        let task = bpf_get_current_task_btf() as u64;
+        core::ptr::read_volatile((task + OFF_TASK_TI_STATUS.load()) as *const u32)
+    };
+    status & TS_COMPAT != 0
 }
 
 /// `real_parent->tgid` of a task.
@@ -135,13 +155,10 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
 }
 
 /// The weight file behind `fd`, for the hooks on descriptors a process
-/// already holds (read, mmap, close): processes the holder prefilter rules
-/// out pay one lookup, the rest the walk.
+/// already holds (read, mmap, close), which check the holder prefilter
+/// first.
 #[inline(always)]
-pub fn held_weight_fd(fd: u64) -> Option<Watched> {
-    if !crate::holders::current_may_hold() {
-        return None;
-    }
+pub fn weight_fd(fd: u64) -> Option<Watched> {
     let w = watched_fd(fd)?;
     (w.entry.flags & watch_flag::WEIGHT != 0).then_some(w)
 }

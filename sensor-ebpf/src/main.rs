@@ -11,8 +11,6 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
-mod compat;
-
 mod emit;
 mod file;
 mod holders;
@@ -21,10 +19,14 @@ mod maps;
 mod probe;
 mod process;
 mod read;
+mod syscall;
 
 use aya_ebpf::{
-    macros::{fentry, kprobe, lsm, raw_tracepoint, tracepoint},
-    programs::{FEntryContext, LsmContext, ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, kprobe, lsm, raw_tracepoint, tracepoint},
+    programs::{
+        BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, RawTracePointContext,
+        TracePointContext,
+    },
 };
 
 // --- process lifecycle -----------------------------------------------------
@@ -47,93 +49,20 @@ pub fn ww_sched_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-// --- opens: decided at syscall exit, when the descriptor exists ------------
+// --- syscalls: one program at entry and one at exit for all of them -------
 
-#[tracepoint]
-pub fn ww_exit_open(ctx: TracePointContext) -> u32 {
-    file::on_open_exit(&ctx);
+/// Reads, closes and maps of descriptors a process holds.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ww_sys_enter(ctx: BtfTracePointContext) -> i32 {
+    syscall::on_sys_enter(&ctx);
     0
 }
 
-// --- descriptors that arrive without an open (holder prefilter) ----------
-
-#[tracepoint]
-pub fn ww_exit_fd_receive(ctx: TracePointContext) -> u32 {
-    holders::on_fd_receiving_exit(&ctx);
-    0
-}
-
-// --- close ----------------------------------------------------------------
-
-#[tracepoint]
-pub fn ww_enter_close(ctx: TracePointContext) -> u32 {
-    file::on_close_enter(&ctx);
-    0
-}
-
-// --- mmap -----------------------------------------------------------------
-
-#[tracepoint]
-pub fn ww_enter_mmap(ctx: TracePointContext) -> u32 {
-    file::on_mmap_enter(&ctx);
-    0
-}
-
-#[tracepoint]
-pub fn ww_exit_mmap(ctx: TracePointContext) -> u32 {
-    file::on_mmap_exit(&ctx);
-    0
-}
-
-// --- the read family -------------------------------------------------------
-
-/// `read(fd, buf, count)`, accounted at entry at the file position.
-#[tracepoint]
-pub fn ww_enter_read(ctx: TracePointContext) -> u32 {
-    read::on_enter_estimated(&ctx, read::OffsetFrom::FilePosition);
-    0
-}
-
-/// `readv(fd, iov, vlen)`: the file position is the offset; bytes at exit.
-#[tracepoint]
-pub fn ww_enter_read_pos(ctx: TracePointContext) -> u32 {
-    read::on_enter(&ctx, read::OffsetFrom::FilePosition);
-    0
-}
-
-/// `pread64(fd, buf, count, pos)`, accounted at entry at the fourth
-/// argument.
-#[tracepoint]
-pub fn ww_enter_pread(ctx: TracePointContext) -> u32 {
-    read::on_enter_estimated(&ctx, read::OffsetFrom::Argument(3));
-    0
-}
-
-/// `preadv(fd, iov, vlen, pos_l, pos_h)` and `preadv2(..., flags)`: the
-/// fourth argument is the offset, `-1` meaning the file position (preadv2).
-#[tracepoint]
-pub fn ww_enter_preadv(ctx: TracePointContext) -> u32 {
-    read::on_enter(&ctx, read::OffsetFrom::ArgumentOrPosition(3));
-    0
-}
-
-#[tracepoint]
-pub fn ww_exit_read(ctx: TracePointContext) -> u32 {
-    read::on_exit(&ctx);
-    0
-}
-
-// --- 32-bit (ia32) syscalls, which fire no syscalls/* tracepoint ---------
-
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn ww_compat_enter(ctx: RawTracePointContext) -> i32 {
-    compat::on_sys_enter(&ctx);
-    0
-}
-
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn ww_compat_exit(ctx: RawTracePointContext) -> i32 {
-    compat::on_sys_exit(&ctx);
+/// Opens (decided when the descriptor exists), results of vectored reads
+/// and maps, and descriptors that arrive without an open.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ww_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    syscall::on_sys_exit(&ctx);
     0
 }
 
@@ -143,6 +72,18 @@ pub fn ww_compat_exit(ctx: RawTracePointContext) -> i32 {
 /// uses, to measure what the kernel charges for the hooks alone.
 #[tracepoint]
 pub fn ww_empty_tp(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// The `sys_enter` counterpart of `ww_empty_tp`.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ww_empty_sys_enter(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// The `sys_exit` counterpart of `ww_empty_tp`.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ww_empty_sys_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 

@@ -4,7 +4,7 @@
 //! file segments touched. Summaries leave the kernel on close, when the
 //! flush interval passes, and (from the agent) on exit and when idle.
 
-use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid, programs::TracePointContext};
+use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
     COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent,
     counter, flush_reason, kind, pending_kind,
@@ -12,8 +12,7 @@ use sensor_common::{
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    file::{syscall_arg, syscall_fd, syscall_ret},
-    kernel::{held_weight_fd, inode_size},
+    kernel::{inode_size, weight_fd},
     maps::{COVERAGE, PENDING, READ_AGG, READERS, count},
 };
 
@@ -24,17 +23,6 @@ pub static READ_FLUSH_INTERVAL_NS: Global<u64> = Global::new(10_000_000_000);
 const BPF_NOEXIST: u64 = 1;
 const EEXIST: i32 = 17;
 
-/// Where a read syscall's file offset comes from.
-#[derive(Clone, Copy)]
-pub enum OffsetFrom {
-    /// `read`, `readv`: the descriptor's position.
-    FilePosition,
-    /// `pread64`: syscall argument `n`.
-    Argument(usize),
-    /// `preadv`, `preadv2`: argument `n`, where `-1` means the position.
-    ArgumentOrPosition(usize),
-}
-
 /// A read's offset once the arguments are decoded.
 #[derive(Clone, Copy)]
 pub enum Offset {
@@ -43,26 +31,11 @@ pub enum Offset {
     At(u64),
 }
 
-/// A `syscalls/sys_enter_*` read of the native ABI.
-pub fn on_enter(ctx: &TracePointContext, from: OffsetFrom) {
-    let Some(fd) = syscall_fd(ctx, 0) else {
-        return;
-    };
-    let offset = match from {
-        OffsetFrom::FilePosition => Offset::Position,
-        OffsetFrom::Argument(n) => Offset::At(syscall_arg(ctx, n).unwrap_or(0)),
-        OffsetFrom::ArgumentOrPosition(n) => match syscall_arg(ctx, n) {
-            Some(u64::MAX) | None => Offset::Position,
-            Some(off) => Offset::At(off),
-        },
-    };
-    enter(fd, offset);
-}
-
-/// Remembers a read of a watched file until the syscall returns.
+/// Remembers a read of a watched file until the syscall returns. The
+/// caller has checked the holder prefilter.
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
-    let Some(w) = held_weight_fd(fd) else { return };
+    let Some(w) = weight_fd(fd) else { return };
     let offset = match offset {
         Offset::Position => w.position(),
         Offset::At(off) => off,
@@ -80,13 +53,6 @@ pub fn enter(fd: u64, offset: Offset) {
     let tid = bpf_get_current_pid_tgid() as u32;
     if PENDING.insert(&tid, &pending, 0).is_err() {
         count(counter::PENDING_FULL);
-    }
-}
-
-/// A `syscalls/sys_exit_*` read of the native ABI.
-pub fn on_exit(ctx: &TracePointContext) {
-    if let Some(ret) = syscall_ret(ctx) {
-        exit(ret);
     }
 }
 
@@ -114,18 +80,16 @@ const MAX_RW_COUNT: u64 = 0x7fff_f000;
 
 /// `read(fd, buf, count)` and `pread64(fd, buf, count, pos)`, accounted at
 /// entry: for a regular file the kernel returns exactly `count` bytes capped
-/// at the file's end (and at `MAX_RW_COUNT`), so no exit hook is needed and
-/// unrelated reads skip one program run and one map lookup. A call that
-/// then fails is still counted: an over-count, never an under-count.
-pub fn on_enter_estimated(ctx: &TracePointContext, from: OffsetFrom) {
-    let Some(fd) = syscall_fd(ctx, 0) else {
-        return;
-    };
-    let Some(w) = held_weight_fd(fd) else { return };
-    let count = syscall_arg(ctx, 2).unwrap_or(0).min(MAX_RW_COUNT);
-    let offset = match from {
-        OffsetFrom::Argument(n) => syscall_arg(ctx, n).unwrap_or(0),
-        _ => w.position(),
+/// at the file's end (and at `MAX_RW_COUNT`), so no exit work is needed.
+/// A call that then fails is still counted: an over-count, never an
+/// under-count. The caller has checked the holder prefilter.
+#[inline(always)]
+pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
+    let Some(w) = weight_fd(fd) else { return };
+    let count = count.min(MAX_RW_COUNT);
+    let offset = match offset {
+        Offset::Position => w.position(),
+        Offset::At(off) => off,
     };
     let size = inode_size(w.inode);
     let bytes = if offset >= size {

@@ -45,22 +45,7 @@ pub type Global = (&'static str, u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelOffsets {
     pub globals: Vec<Global>,
-    /// The offsets for 32-bit (ia32) syscall capture were found (x86-64
-    /// kernels); `globals` then includes them.
-    pub compat: bool,
 }
-
-/// `(global, struct, member)` for ia32 syscall capture; x86-64 only, so
-/// their absence disables that capture instead of failing start-up.
-const COMPAT_MEMBERS: &[(&str, &str, &str)] = &[
-    (g::REGS_BX, "pt_regs", "bx"),
-    (g::REGS_CX, "pt_regs", "cx"),
-    (g::REGS_DX, "pt_regs", "dx"),
-    (g::REGS_SI, "pt_regs", "si"),
-    (g::REGS_DI, "pt_regs", "di"),
-    (g::REGS_BP, "pt_regs", "bp"),
-    (g::REGS_ORIG_AX, "pt_regs", "orig_ax"),
-];
 
 /// `(global, struct, member)` for every offset the programs read.
 const MEMBERS: &[(&str, &str, &str)] = &[
@@ -85,6 +70,17 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::SB_DEV, "super_block", "s_dev"),
     (g::MM_ARG_START, "mm_struct", "arg_start"),
     (g::MM_ARG_END, "mm_struct", "arg_end"),
+    // Syscall arguments, read from the saved registers (x86-64 and ia32).
+    (g::REGS_BX, "pt_regs", "bx"),
+    (g::REGS_CX, "pt_regs", "cx"),
+    (g::REGS_DX, "pt_regs", "dx"),
+    (g::REGS_SI, "pt_regs", "si"),
+    (g::REGS_DI, "pt_regs", "di"),
+    (g::REGS_BP, "pt_regs", "bp"),
+    (g::REGS_R8, "pt_regs", "r8"),
+    (g::REGS_R9, "pt_regs", "r9"),
+    (g::REGS_R10, "pt_regs", "r10"),
+    (g::REGS_ORIG_AX, "pt_regs", "orig_ax"),
 ];
 
 impl KernelOffsets {
@@ -98,21 +94,15 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len());
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 1);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
-        let compat = match compat_offsets(btf) {
-            Ok(extra) => {
-                globals.extend(extra);
-                true
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "32-bit syscalls will not be captured");
-                false
-            }
-        };
-        Ok(Self { globals, compat })
+        // x86's compat flag lives in the thread_info embedded in task_struct.
+        let status = member_offset(btf, "task_struct", "thread_info")?
+            + member_offset(btf, "thread_info", "status")?;
+        globals.push((g::TASK_TI_STATUS, status));
+        Ok(Self { globals })
     }
 
     /// The offset for `global`, if it is one of ours.
@@ -122,19 +112,6 @@ impl KernelOffsets {
             .find(|(name, _)| *name == global)
             .map(|&(_, v)| v)
     }
-}
-
-/// The ia32 capture offsets: `pt_regs` registers and
-/// `task_struct.thread_info.status`.
-fn compat_offsets(btf: &Btf) -> Result<Vec<Global>, BtfError> {
-    let mut globals = Vec::with_capacity(COMPAT_MEMBERS.len() + 1);
-    for &(global, strukt, member) in COMPAT_MEMBERS {
-        globals.push((global, member_offset(btf, strukt, member)?));
-    }
-    let status = member_offset(btf, "task_struct", "thread_info")?
-        + member_offset(btf, "thread_info", "status")?;
-    globals.push((g::TASK_TI_STATUS, status));
-    Ok(globals)
 }
 
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
@@ -229,20 +206,12 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        let compat = if offsets.compat {
-            COMPAT_MEMBERS.len() + 1
-        } else {
-            0
-        };
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + compat);
-        if cfg!(target_arch = "x86_64") {
-            assert!(
-                offsets.compat,
-                "x86-64 kernels have pt_regs and thread_info.status"
-            );
-            // bx is the sixth register saved in x86-64 pt_regs.
-            assert_eq!(offsets.get(g::REGS_BX), Some(40));
-        }
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 1);
+        // The x86-64 pt_regs layout is user ABI (ptrace): bx is the sixth
+        // saved register, r10 the eighth, orig_ax the sixteenth.
+        assert_eq!(offsets.get(g::REGS_BX), Some(40));
+        assert_eq!(offsets.get(g::REGS_R10), Some(56));
+        assert_eq!(offsets.get(g::REGS_ORIG_AX), Some(120));
         // arg_end directly follows arg_start in every kernel since 2.6.
         let start = offsets.get(g::MM_ARG_START).expect("arg_start");
         let end = offsets.get(g::MM_ARG_END).expect("arg_end");

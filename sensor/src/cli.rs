@@ -38,14 +38,7 @@ pub enum Command {
     /// Benchmarks only: attach empty programs to every hook the sensor uses
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
-    BenchFloor(BenchFloorArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct BenchFloorArgs {
-    /// Leave out the raw sys_enter/sys_exit hooks of 32-bit syscall capture.
-    #[arg(long)]
-    pub no_compat: bool,
+    BenchFloor,
 }
 
 #[derive(Debug, clap::Args)]

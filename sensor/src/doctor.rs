@@ -13,8 +13,9 @@ use serde::Serialize;
 use crate::{
     btf::{KernelOffsets, VMLINUX_BTF},
     ebpf,
+    loader::load_program,
     preflight::{self, BPFFS, SECURITYFS, TRACEFS},
-    programs::{Attach, COMPAT_PROGRAMS, TRACEPOINT_TIER},
+    programs::{Attach, TRACEPOINT_TIER},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -224,7 +225,10 @@ pub fn diagnose() -> Report {
                         .map_err(|e| (e, String::from("needs Linux 4.17+"))),
                 ));
                 // After the two above, which load ww_sched_exit and ww_sched_fork.
-                let tier = try_tracepoint_tier(&mut ebpf);
+                let tier = match btf.as_ref() {
+                    Some(btf) => try_tracepoint_tier(&mut ebpf, btf),
+                    None => Err(String::from("cannot read the kernel's BTF")),
+                };
                 tracepoint_ok &= tier.is_ok();
                 checks.push(check(
                     "tracepoint tier",
@@ -233,7 +237,8 @@ pub fn diagnose() -> Report {
                         (
                             e,
                             String::from(
-                                "needs CONFIG_FTRACE_SYSCALLS=y; `weightwarden run` prints the verifier's message",
+                                "needs Linux 5.5+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on \
+                                 sys_enter/sys_exit); `weightwarden run` prints the verifier's message",
                             ),
                         )
                     }),
@@ -308,17 +313,13 @@ fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
 }
 
 /// Loads every program `run` uses (the verifier sees each one) and checks
-/// that every syscall tracepoint it attaches to exists.
-fn try_tracepoint_tier(ebpf: &mut Ebpf) -> Result<String, String> {
+/// that every classic tracepoint it attaches to exists.
+fn try_tracepoint_tier(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
     let mut missing = Vec::new();
-    for spec in TRACEPOINT_TIER.iter().chain(COMPAT_PROGRAMS) {
+    for spec in TRACEPOINT_TIER {
         let probed = matches!(spec.name, "ww_sched_exit" | "ww_sched_fork");
         if !probed {
-            let result = match spec.attach.first() {
-                Some(Attach::RawTracePoint(_)) => program::<RawTracePoint>(ebpf, spec.name)?.load(),
-                _ => program::<TracePoint>(ebpf, spec.name)?.load(),
-            };
-            result.map_err(|e| format!("{} refused: {e}", spec.name))?;
+            load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|e| e.to_string())?;
         }
         for attach in spec.attach {
             if let Attach::TracePoint(category, name) = attach
@@ -335,7 +336,7 @@ fn try_tracepoint_tier(ebpf: &mut Ebpf) -> Result<String, String> {
     if missing.is_empty() {
         Ok(format!(
             "all {} programs pass the verifier; every attach point exists",
-            TRACEPOINT_TIER.len() + COMPAT_PROGRAMS.len()
+            TRACEPOINT_TIER.len()
         ))
     } else {
         Err(format!("tracepoints missing: {}", missing.join(", ")))

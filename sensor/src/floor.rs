@@ -3,20 +3,28 @@
 //! workload under it to measure the floor the kernel itself charges for the
 //! hooks, against which the sensor's own cost is judged.
 
-use aya::{
-    EbpfLoader,
-    programs::{RawTracePoint, TracePoint},
-};
+use aya::EbpfLoader;
 
 use crate::{
     ebpf,
-    loader::LoadError,
-    programs::{Attach, COMPAT_PROGRAMS, TRACEPOINT_TIER},
+    loader::{LoadError, attach_program, kernel_btf, load_program},
+    programs::{Attach, TRACEPOINT_TIER},
 };
+
+/// The empty program for a kind of hook (a BTF tracepoint program is
+/// verified against its one target, so each target has its own).
+fn empty_program(attach: &Attach) -> &'static str {
+    match attach {
+        Attach::TracePoint(..) => "ww_empty_tp",
+        Attach::RawTracePoint(_) => "ww_empty_raw",
+        Attach::BtfTracePoint("sys_exit") => "ww_empty_sys_exit",
+        Attach::BtfTracePoint(_) => "ww_empty_sys_enter",
+    }
+}
 
 /// Attaches the empty programs; returns the loaded object (dropping it
 /// detaches them) and how many attachments were made.
-pub fn attach(with_compat: bool) -> Result<(aya::Ebpf, usize), LoadError> {
+pub fn attach() -> Result<(aya::Ebpf, usize), LoadError> {
     if ebpf::OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -24,53 +32,17 @@ pub fn attach(with_compat: bool) -> Result<(aya::Ebpf, usize), LoadError> {
         .map_max_entries(sensor_common::map_name::EVENTS, 4096)
         .load(ebpf::OBJECT)
         .map_err(|e| LoadError::Object(Box::new(e)))?;
-    let program_err = |name: &'static str| {
-        move |source| LoadError::ProgramLoad {
-            program: name,
-            source: Box::new(source),
-            hint: "",
-        }
-    };
-    let attach_err = |name: &'static str, target: String| {
-        move |source| LoadError::Attach {
-            program: name,
-            target,
-            source: Box::new(source),
-            hint: "",
-        }
-    };
-    let tp: &mut TracePoint = ebpf
-        .program_mut("ww_empty_tp")
-        .ok_or(LoadError::NoProgram("ww_empty_tp"))?
-        .try_into()
-        .map_err(program_err("ww_empty_tp"))?;
-    tp.load().map_err(program_err("ww_empty_tp"))?;
+    let btf = kernel_btf()?;
+    let mut loaded = Vec::new();
     let mut attached = 0;
-    let compat: &[_] = if with_compat { COMPAT_PROGRAMS } else { &[] };
-    let specs = || TRACEPOINT_TIER.iter().chain(compat);
-    for spec in specs() {
-        for attach in spec.attach {
-            if let Attach::TracePoint(category, name) = *attach {
-                tp.attach(category, name)
-                    .map_err(attach_err("ww_empty_tp", format!("{category}/{name}")))?;
-                attached += 1;
-            }
+    for attach in TRACEPOINT_TIER.iter().flat_map(|spec| spec.attach) {
+        let name = empty_program(attach);
+        if !loaded.contains(&name) {
+            load_program(&mut ebpf, name, attach, &btf)?;
+            loaded.push(name);
         }
-    }
-    let raw: &mut RawTracePoint = ebpf
-        .program_mut("ww_empty_raw")
-        .ok_or(LoadError::NoProgram("ww_empty_raw"))?
-        .try_into()
-        .map_err(program_err("ww_empty_raw"))?;
-    raw.load().map_err(program_err("ww_empty_raw"))?;
-    for spec in specs() {
-        for attach in spec.attach {
-            if let Attach::RawTracePoint(name) = *attach {
-                raw.attach(name)
-                    .map_err(attach_err("ww_empty_raw", name.to_string()))?;
-                attached += 1;
-            }
-        }
+        attach_program(&mut ebpf, name, attach)?;
+        attached += 1;
     }
     Ok((ebpf, attached))
 }

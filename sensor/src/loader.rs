@@ -2,16 +2,16 @@
 //! configured map sizes, attaching them, and handing out their maps.
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, BtfError, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{FileKey, WatchEntry, counter, map_name};
 
 use crate::{
     btf::KernelOffsets,
     ebpf,
-    programs::{Attach, COMPAT_PROGRAMS, ProgramSpec, TRACEPOINT_TIER},
+    programs::{Attach, TRACEPOINT_TIER},
     read_maps::ReadMaps,
 };
 
@@ -24,6 +24,11 @@ pub enum LoadError {
     NoObject,
     #[error("cannot load the eBPF object: {0}")]
     Object(#[source] Box<aya::EbpfError>),
+    #[error(
+        "cannot read the kernel's BTF for the BTF tracepoints: {0} (the kernel needs \
+         CONFIG_DEBUG_INFO_BTF=y and /sys/kernel/btf/vmlinux)"
+    )]
+    KernelBtf(#[source] Box<BtfError>),
     #[error("the eBPF object has no program {0} (the object and the agent are out of step)")]
     NoProgram(&'static str),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
@@ -65,7 +70,7 @@ pub struct LoadOptions {
     pub read_aggregates_max: u32,
     pub pending_max: u32,
     pub read_flush_interval_ns: u64,
-    /// Capture 32-bit syscalls (needs `KernelOffsets::compat`).
+    /// Capture 32-bit (ia32) syscalls.
     pub compat_syscalls: bool,
     /// Skip the descriptor walk for processes that cannot hold a watched
     /// descriptor (see `sensor-ebpf/src/holders.rs`).
@@ -80,14 +85,6 @@ pub const HOLDERS_MAX: u32 = 65_536;
 pub struct Sensor {
     ebpf: Ebpf,
     pub attached: usize,
-    /// 32-bit syscalls are captured.
-    pub compat: bool,
-}
-
-/// The programs to load: the tier, plus ia32 capture when enabled.
-fn programs_for(compat: bool) -> impl Iterator<Item = &'static ProgramSpec> {
-    let extra: &'static [ProgramSpec] = if compat { COMPAT_PROGRAMS } else { &[] };
-    TRACEPOINT_TIER.iter().chain(extra)
 }
 
 const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/kernel/tracing`, \
@@ -117,8 +114,7 @@ impl Sensor {
             .map_max_entries(map_name::COVERAGE, opts.read_aggregates_max)
             .map_max_entries(map_name::READERS, opts.read_aggregates_max)
             .map_max_entries(map_name::PENDING, opts.pending_max);
-        let compat = opts.compat_syscalls && offsets.compat;
-        let compat_flag = u64::from(compat);
+        let compat_flag = u64::from(opts.compat_syscalls);
         loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
         let prefilter_flag = u64::from(opts.holder_prefilter);
         loader
@@ -131,48 +127,18 @@ impl Sensor {
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
-        for spec in programs_for(compat) {
-            let loaded = match spec.attach.first() {
-                Some(Attach::RawTracePoint(_)) => {
-                    program::<RawTracePoint>(&mut ebpf, spec.name)?.load()
-                }
-                _ => program::<TracePoint>(&mut ebpf, spec.name)?.load(),
-            };
-            loaded.map_err(|source| LoadError::ProgramLoad {
-                program: spec.name,
-                source: Box::new(source),
-                hint: VERIFIER_HINT,
-            })?;
+        let btf = kernel_btf()?;
+        for spec in TRACEPOINT_TIER {
+            load_program(&mut ebpf, spec.name, &spec.attach[0], &btf)?;
         }
-        Ok(Self {
-            ebpf,
-            attached: 0,
-            compat,
-        })
+        Ok(Self { ebpf, attached: 0 })
     }
 
     /// Attaches every program of the tier. Capture is live when this returns.
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
-        for spec in programs_for(self.compat) {
+        for spec in TRACEPOINT_TIER {
             for attach in spec.attach {
-                let result = match *attach {
-                    Attach::TracePoint(category, name) => {
-                        program::<TracePoint>(&mut self.ebpf, spec.name)?
-                            .attach(category, name)
-                            .map(drop)
-                    }
-                    Attach::RawTracePoint(name) => {
-                        program::<RawTracePoint>(&mut self.ebpf, spec.name)?
-                            .attach(name)
-                            .map(drop)
-                    }
-                };
-                result.map_err(|source| LoadError::Attach {
-                    program: spec.name,
-                    target: describe(attach),
-                    source: Box::new(source),
-                    hint: TRACEFS_HINT,
-                })?;
+                attach_program(&mut self.ebpf, spec.name, attach)?;
                 self.attached += 1;
             }
         }
@@ -234,6 +200,11 @@ impl Sensor {
     }
 }
 
+/// The running kernel's BTF, which BTF tracepoints are loaded against.
+pub fn kernel_btf() -> Result<Btf, LoadError> {
+    Btf::from_sys_fs().map_err(|e| LoadError::KernelBtf(Box::new(e)))
+}
+
 /// The program `name` as its concrete type.
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
 where
@@ -248,10 +219,56 @@ where
         })
 }
 
-fn describe(attach: &Attach) -> String {
+/// Loads (verifies) program `name` for the kind of hook `attach` is.
+pub fn load_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach: &Attach,
+    btf: &Btf,
+) -> Result<(), LoadError> {
+    let loaded = match *attach {
+        Attach::TracePoint(..) => program::<TracePoint>(ebpf, name)?.load(),
+        Attach::RawTracePoint(_) => program::<RawTracePoint>(ebpf, name)?.load(),
+        Attach::BtfTracePoint(tracepoint) => {
+            program::<BtfTracePoint>(ebpf, name)?.load(tracepoint, btf)
+        }
+    };
+    loaded.map_err(|source| LoadError::ProgramLoad {
+        program: name,
+        source: Box::new(source),
+        hint: VERIFIER_HINT,
+    })
+}
+
+/// Attaches the loaded program `name` at `attach`.
+pub fn attach_program(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach: &Attach,
+) -> Result<(), LoadError> {
+    let attached = match *attach {
+        Attach::TracePoint(category, tracepoint) => program::<TracePoint>(ebpf, name)?
+            .attach(category, tracepoint)
+            .map(drop),
+        Attach::RawTracePoint(tracepoint) => program::<RawTracePoint>(ebpf, name)?
+            .attach(tracepoint)
+            .map(drop),
+        // The target was fixed at load time.
+        Attach::BtfTracePoint(_) => program::<BtfTracePoint>(ebpf, name)?.attach().map(drop),
+    };
+    attached.map_err(|source| LoadError::Attach {
+        program: name,
+        target: describe(attach),
+        source: Box::new(source),
+        hint: TRACEFS_HINT,
+    })
+}
+
+pub fn describe(attach: &Attach) -> String {
     match attach {
         Attach::TracePoint(c, n) => format!("tracepoint {c}/{n}"),
         Attach::RawTracePoint(n) => format!("raw tracepoint {n}"),
+        Attach::BtfTracePoint(n) => format!("BTF tracepoint {n}"),
     }
 }
 

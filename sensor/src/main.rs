@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                 exit::FAILURE
             })
         }
-        Command::BenchFloor(args) => bench_floor(!args.no_compat),
+        Command::BenchFloor => bench_floor(),
         Command::Run(args) => {
             let (config, origin, roots_required) = match args.resolve() {
                 Ok(resolved) => resolved,
@@ -83,8 +83,8 @@ fn main() -> ExitCode {
 }
 
 /// Attaches the empty programs, says so on stdout, waits for a signal.
-fn bench_floor(with_compat: bool) -> ExitCode {
-    let (_ebpf, attached) = match sensor::floor::attach(with_compat) {
+fn bench_floor() -> ExitCode {
+    let (_ebpf, attached) = match sensor::floor::attach() {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("weightwarden: {}", error_chain(&err));

@@ -8,6 +8,9 @@ pub enum Attach {
     TracePoint(&'static str, &'static str),
     /// A raw tracepoint by name (its arguments are the `TP_PROTO`).
     RawTracePoint(&'static str),
+    /// A BTF-typed raw tracepoint (`tp_btf`): arguments are typed kernel
+    /// pointers the program may read with plain loads.
+    BtfTracePoint(&'static str),
 }
 
 /// One kernel program and its attach points.
@@ -19,7 +22,7 @@ pub struct ProgramSpec {
     pub purpose: &'static str,
 }
 
-use Attach::{RawTracePoint as Raw, TracePoint as Tp};
+use Attach::{BtfTracePoint as Btf, RawTracePoint as Raw, TracePoint as Tp};
 
 /// Every program of the tracepoint tier. Exit hooks come before their enter
 /// hooks so that no enter ever runs without its exit attached.
@@ -39,90 +42,19 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         attach: &[Tp("sched", "sched_process_exit")],
         purpose: "exit of a process's main thread",
     },
+    // Every syscall passes these two; they act on the few the sensor follows
+    // (sensor-ebpf/src/syscall.rs), under the x86-64 and ia32 ABIs.
     ProgramSpec {
-        name: "ww_exit_open",
-        attach: &[
-            Tp("syscalls", "sys_exit_open"),
-            Tp("syscalls", "sys_exit_openat"),
-            Tp("syscalls", "sys_exit_openat2"),
-            Tp("syscalls", "sys_exit_creat"),
-            Tp("syscalls", "sys_exit_open_by_handle_at"),
-        ],
-        purpose: "opens of watched files and GPU device nodes, decided on the new descriptor's inode",
+        name: "ww_sys_exit",
+        attach: &[Btf("sys_exit")],
+        purpose: "opens of watched files and GPU device nodes (decided on the new descriptor's \
+                  inode), results of vectored reads and maps, descriptors received without an open",
     },
     ProgramSpec {
-        name: "ww_exit_fd_receive",
-        attach: &[
-            Tp("syscalls", "sys_exit_recvmsg"),
-            Tp("syscalls", "sys_exit_recvmmsg"),
-            Tp("syscalls", "sys_exit_pidfd_getfd"),
-            Tp("syscalls", "sys_exit_fanotify_init"),
-        ],
-        purpose: "descriptors that arrive without an open: the process joins the holder prefilter",
-    },
-    ProgramSpec {
-        name: "ww_enter_close",
-        attach: &[Tp("syscalls", "sys_enter_close")],
-        purpose: "close of a watched file: flushes the read summary",
-    },
-    ProgramSpec {
-        name: "ww_exit_mmap",
-        attach: &[Tp("syscalls", "sys_exit_mmap")],
-        purpose: "result of a watched file mapping",
-    },
-    ProgramSpec {
-        name: "ww_enter_mmap",
-        attach: &[Tp("syscalls", "sys_enter_mmap")],
-        purpose: "mmap of a watched file: length, prot, flags",
-    },
-    ProgramSpec {
-        name: "ww_exit_read",
-        attach: &[
-            Tp("syscalls", "sys_exit_readv"),
-            Tp("syscalls", "sys_exit_preadv"),
-            Tp("syscalls", "sys_exit_preadv2"),
-        ],
-        purpose: "bytes returned by a vectored read of a watched file, into the per-process aggregate",
-    },
-    ProgramSpec {
-        name: "ww_enter_read",
-        attach: &[Tp("syscalls", "sys_enter_read")],
-        purpose: "read of a watched file, accounted at entry (count capped at the file's end)",
-    },
-    ProgramSpec {
-        name: "ww_enter_pread",
-        attach: &[Tp("syscalls", "sys_enter_pread64")],
-        purpose: "pread64 of a watched file, accounted at entry (count capped at the file's end)",
-    },
-    ProgramSpec {
-        name: "ww_enter_read_pos",
-        attach: &[Tp("syscalls", "sys_enter_readv")],
-        purpose: "readv of a watched file at the descriptor's position",
-    },
-    ProgramSpec {
-        name: "ww_enter_preadv",
-        attach: &[
-            Tp("syscalls", "sys_enter_preadv"),
-            Tp("syscalls", "sys_enter_preadv2"),
-        ],
-        purpose: "preadv/preadv2 of a watched file",
-    },
-];
-
-/// 32-bit (ia32) syscalls fire no `syscalls/*` tracepoint, so these raw
-/// tracepoints see every syscall and act only on compat ones. They cost
-/// every syscall a program call (`kernel.compat_syscalls = false` turns
-/// them off).
-pub const COMPAT_PROGRAMS: &[ProgramSpec] = &[
-    ProgramSpec {
-        name: "ww_compat_exit",
-        attach: &[Raw("sys_exit")],
-        purpose: "ia32 opens, reads and maps: results",
-    },
-    ProgramSpec {
-        name: "ww_compat_enter",
-        attach: &[Raw("sys_enter")],
-        purpose: "ia32 reads, maps and closes of watched files",
+        name: "ww_sys_enter",
+        attach: &[Btf("sys_enter")],
+        purpose: "read, pread64, readv, preadv(2), mmap and close of watched files, for processes \
+                  the holder prefilter lets through",
     },
 ];
 
