@@ -18,10 +18,34 @@ pub const COVERAGE_SEGMENTS: u64 = 256;
 /// Words of the coverage bitmap.
 pub const COVERAGE_WORDS: usize = (COVERAGE_SEGMENTS / 64) as usize;
 
+/// A one-hash Bloom filter of watched inode numbers, in front of `WATCHED`:
+/// the kernel reads a file's inode number and, when its bit is clear, knows
+/// the file is not watched without reading its superblock's device or
+/// looking up the hash map. The agent sets a bit before inserting the
+/// inode into `WATCHED` and never clears one (a stale bit costs a lookup,
+/// never a miss). 2^22 bits (512 KiB): with 100k watched files about 2% of
+/// unwatched inodes pass.
+pub mod ino_filter {
+    /// log2 of the number of bits.
+    pub const BITS_LOG2: u32 = 22;
+    /// Number of 64-bit words in the map.
+    pub const WORDS: u32 = 1 << (BITS_LOG2 - 6);
+
+    /// The bit for `ino` (Fibonacci hashing: inode numbers are often
+    /// sequential, the multiply spreads them over the top bits).
+    #[inline(always)]
+    pub fn bit(ino: u64) -> u32 {
+        (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS_LOG2)) as u32
+    }
+}
+
 /// Names of the maps, shared so a rename breaks the build, not the agent.
 pub mod map_name {
     /// `HashMap<FileKey, WatchEntry>`: the watched inodes, kept by the agent.
     pub const WATCHED: &str = "WATCHED";
+    /// `Array<u64>` of [`crate::ino_filter::WORDS`]: a one-hash Bloom filter
+    /// of the watched inode numbers (see [`crate::ino_filter`]).
+    pub const WATCHED_INO_FILTER: &str = "WATCHED_INO_FILTER";
     /// `HashMap<ReadAggKey, ReadAgg>`: in-kernel read aggregation.
     pub const READ_AGG: &str = "READ_AGG";
     /// `HashMap<ReadAggKey, Coverage>`: file segments each process has read,
@@ -33,14 +57,17 @@ pub mod map_name {
     /// `LruHashMap<ExitKey, u32>`: exits already reported (several threads of
     /// one exiting group can see it dead).
     pub const EXITED: &str = "EXITED";
-    /// `HashMap<u32, u32>`: processes that may hold a descriptor of a watched
-    /// file. Reads, maps and closes by other processes skip the descriptor
-    /// walk. Kept by the kernel (opens, forks, descriptor passing) and
-    /// seeded by the agent from `/proc` at start.
-    pub const HOLDERS: &str = "HOLDERS";
-    /// `Array<u32>` of one: non-zero once `HOLDERS` overflowed, after which
-    /// every process is treated as a holder (fail open, never blind).
-    pub const HOLDERS_OVERFLOW: &str = "HOLDERS_OVERFLOW";
+    /// `Array<u64>`: processes that may hold a descriptor of a watched file,
+    /// a byte per tgid (eight per value), kept by the kernel (opens, forks,
+    /// descriptor passing). Reads, maps and closes by processes in neither
+    /// holder array skip the descriptor walk.
+    pub const HOLDERS_KERNEL: &str = "HOLDERS_KERNEL";
+    /// `Array<u64>`: holders the agent found in `/proc`, a bit per tgid
+    /// (64 per value); only the agent writes it.
+    pub const HOLDERS_AGENT: &str = "HOLDERS_AGENT";
+    /// `Array<u32>` of one: non-zero makes every process a holder (fail
+    /// open, never blind); the agent clears it once it has seeded.
+    pub const HOLDERS_BYPASS: &str = "HOLDERS_BYPASS";
     /// `LruHashMap<u32, Pending>`: per-thread state between syscall enter and exit.
     pub const PENDING: &str = "PENDING";
     /// `PerCpuArray<u64>`: loss and error counters, indexed by [`super::counter`].
@@ -60,7 +87,8 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 2;
     /// A kernel structure could not be read (`bpf_probe_read_kernel` failed).
     pub const KERNEL_READ_FAILED: u32 = 3;
-    /// `HOLDERS` was full: the prefilter is off until the agent restarts.
+    /// A process beyond the holder arrays (pid_max raised after start) became
+    /// a holder; such processes always pay the full check.
     pub const HOLDERS_FULL: u32 = 4;
     /// Number of counters; the map's size.
     pub const COUNT: u32 = 5;

@@ -7,9 +7,9 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel},
 };
-use sensor_common::{FileKey, WatchEntry, counter, watch_flag};
+use sensor_common::{FileKey, WatchEntry, counter, ino_filter, watch_flag};
 
-use crate::maps::{WATCHED, count};
+use crate::maps::{WATCHED, WATCHED_INO_FILTER, count};
 
 macro_rules! offsets {
     ($($name:ident),* $(,)?) => {
@@ -72,6 +72,26 @@ pub fn read_at<T>(base: u64, offset: &Global<u64>) -> Option<T> {
     }
 }
 
+/// Reads a `T` at `base + offset` with a plain load, where `base` is a
+/// BTF-typed kernel pointer (the trusted current task, a `tp_btf`
+/// argument, or a pointer loaded from one). The offset is a frozen
+/// constant, so the verifier checks the access against the struct's BTF;
+/// a fault (a NULL or stale pointer) reads as zero instead of trapping.
+/// Several times cheaper than `bpf_probe_read_kernel`.
+#[inline(always)]
+pub fn btf_load<T>(base: u64, offset: &Global<u64>) -> T {
+    // SAFETY: see above: the verifier admits only BTF-checked accesses and
+    // the JIT guards them with an exception-table entry.
+    unsafe { core::ptr::read_volatile((base + offset.load()) as *const T) }
+}
+
+/// The current `task_struct` as a BTF-typed pointer, for `btf_load`.
+#[inline(always)]
+pub fn current_task_btf() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_get_current_task_btf() as u64 }
+}
+
 /// The current `task_struct`.
 #[inline(always)]
 pub fn current_task() -> u64 {
@@ -87,13 +107,7 @@ const TS_COMPAT: u32 = 0x0002;
 /// to user space.
 #[inline(always)]
 pub fn in_compat_syscall() -> bool {
-    // SAFETY: the helper returns the trusted current task; the offset is a
-    // frozen constant, so the verifier checks this plain load against BTF.
-    let status = unsafe {
-        let task = bpf_get_current_task_btf() as u64;
-        core::ptr::read_volatile((task + OFF_TASK_TI_STATUS.load()) as *const u32)
-    };
-    status & TS_COMPAT != 0
+    btf_load::<u32>(current_task_btf(), &OFF_TASK_TI_STATUS) & TS_COMPAT != 0
 }
 
 /// `real_parent->tgid` of a task.
@@ -106,15 +120,24 @@ pub fn parent_tgid(task: u64) -> u32 {
 }
 
 /// The `struct file *` behind descriptor `fd` of the current process.
+/// `task->files->fdt` are BTF-typed loads; the descriptor array is a
+/// pointer to pointers, which BTF loads cannot follow, so the rest are
+/// probe reads.
 #[inline(always)]
 pub fn file_of_fd(fd: u64) -> Option<u64> {
-    let files = read_at::<u64>(current_task(), &OFF_TASK_FILES)?;
-    let fdt = read_at::<u64>(files, &OFF_FILES_FDT)?;
-    let max_fds = read_at::<u32>(fdt, &OFF_FDT_MAX_FDS)?;
+    let files: u64 = btf_load(current_task_btf(), &OFF_TASK_FILES);
+    if files == 0 {
+        return None;
+    }
+    let fdt: u64 = btf_load(files, &OFF_FILES_FDT);
+    if fdt == 0 {
+        return None;
+    }
+    let max_fds: u32 = btf_load(fdt, &OFF_FDT_MAX_FDS);
     if fd >= max_fds as u64 {
         return None;
     }
-    let fd_array = read_at::<u64>(fdt, &OFF_FDT_FD)?;
+    let fd_array: u64 = btf_load(fdt, &OFF_FDT_FD);
     if fd_array == 0 {
         return None;
     }
@@ -138,6 +161,9 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
     let file_ptr = file_of_fd(fd)?;
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
     let ino = read_at::<u64>(inode, &OFF_INODE_INO)?;
+    if !maybe_watched(ino) {
+        return None;
+    }
     let sb = read_at::<u64>(inode, &OFF_INODE_SB)?;
     let dev = read_at::<u32>(sb, &OFF_SB_DEV)?;
     let key = FileKey {
@@ -152,6 +178,16 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
         key,
         entry,
     })
+}
+
+/// False when `ino` is certainly not a watched inode number (the
+/// filter's bit is clear); most unwatched files stop here.
+#[inline(always)]
+fn maybe_watched(ino: u64) -> bool {
+    let bit = ino_filter::bit(ino);
+    WATCHED_INO_FILTER
+        .get(bit / 64)
+        .is_none_or(|&word| (word >> (bit % 64)) & 1 != 0)
 }
 
 /// The weight file behind `fd`, for the hooks on descriptors a process

@@ -14,6 +14,11 @@ use sensor_common::{
 #[map]
 pub static WATCHED: HashMap<FileKey, WatchEntry> = HashMap::with_max_entries(262_144, 0);
 
+/// Bloom filter of watched inode numbers (`sensor_common::ino_filter`).
+#[map]
+pub static WATCHED_INO_FILTER: Array<u64> =
+    Array::with_max_entries(sensor_common::ino_filter::WORDS, 0);
+
 /// Read aggregation per (process, file). A plain hash, not LRU: a full map
 /// must be counted, never silently evict a half-counted entry.
 #[map]
@@ -33,14 +38,20 @@ pub static READERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
 #[map]
 pub static EXITED: LruHashMap<ExitKey, u32> = LruHashMap::with_max_entries(4_096, 0);
 
-/// Processes that may hold a descriptor of a watched file (see
-/// `holders.rs`).
+/// The holder prefilter's process set kept by the kernel: a byte per tgid,
+/// eight to a value (see `holders.rs`). Sized by the agent from pid_max.
 #[map]
-pub static HOLDERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
+pub static HOLDERS_KERNEL: Array<u64> = Array::with_max_entries(4096, 0);
 
-/// Index 0 non-zero: `HOLDERS` overflowed and the prefilter is off.
+/// The holder prefilter's process set seeded by the agent from `/proc`: a
+/// bit per tgid. Only the agent writes it.
 #[map]
-pub static HOLDERS_OVERFLOW: Array<u32> = Array::with_max_entries(1, 0);
+pub static HOLDERS_AGENT: Array<u64> = Array::with_max_entries(512, 0);
+
+/// Index 0 non-zero: every process counts as a holder (the agent holds this
+/// until it has seeded `HOLDERS_AGENT`).
+#[map]
+pub static HOLDERS_BYPASS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-thread state between a syscall's enter and exit. LRU so that threads
 /// killed inside a syscall cannot leak entries forever.

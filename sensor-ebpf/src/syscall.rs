@@ -20,7 +20,7 @@ use crate::{
     holders,
     kernel::{
         OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX,
-        OFF_REGS_R8, OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, in_compat_syscall,
+        OFF_REGS_R8, OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, btf_load, in_compat_syscall,
     },
     read::{self, Offset},
 };
@@ -148,12 +148,10 @@ fn followed_at_exit(nr: u64) -> bool {
     native || ia32
 }
 
-/// A saved register. `regs` is the tracepoint's trusted `pt_regs` pointer
-/// and the offset a frozen constant, so the verifier allows a plain load.
+/// A saved register: `regs` is the tracepoint's trusted `pt_regs`.
 #[inline(always)]
 fn reg(regs: u64, offset: &Global<u64>) -> u64 {
-    // SAFETY: see above; the verifier checks the access against BTF.
-    unsafe { core::ptr::read_volatile((regs + offset.load()) as *const u64) }
+    btf_load(regs, offset)
 }
 
 /// An ia32 argument: the low half of the register.

@@ -24,7 +24,7 @@ use crate::{
     clock::{BootClock, now_rfc3339},
     config::{Config, OutputSpec},
     decode::{KernelEvent, decode},
-    loader::{Holders, KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
+    loader::{Holders, InoFilter, KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
     preflight,
     process::{HeaderFields, ProcessTable},
     programs::Tier,
@@ -70,11 +70,19 @@ pub struct RunSettings {
 /// The watched-inode kernel map behind the watch set's seam.
 struct KernelInodeMap {
     map: BpfHashMap<MapData, FileKey, WatchEntry>,
+    filter: InoFilter,
     max: u32,
 }
 
 impl InodeMap for KernelInodeMap {
     fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError> {
+        // The filter bit first: the kernel must never see the inode in the
+        // map with its bit still clear.
+        self.filter
+            .add(key.ino)
+            .map_err(|err| MapUpdateError::Other {
+                message: format!("inode filter: {err}"),
+            })?;
         self.map
             .insert(key, entry, 0)
             .map_err(|err| map_update_error(err, self.max))
@@ -165,6 +173,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     )?;
     let mut watched = KernelInodeMap {
         map: sensor.take_watched()?,
+        filter: sensor.take_ino_filter()?,
         max: config.watch.max_files,
     };
     let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
@@ -450,6 +459,10 @@ impl Agent {
                 record.exit = Some(ExitRecord::from_wait_status(x.exit_code));
                 self.out.emit(&record);
                 self.processes.on_exit(tgid, x.header.boot_ns);
+                if let Err(err) = self.holders.forget(tgid) {
+                    // A stale bit only costs a reused pid the full check.
+                    tracing::debug!(pid = tgid, error = %err, "cannot clear a holder bit");
+                }
             }
             KernelEvent::GpuOpen(f) => {
                 tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
@@ -656,7 +669,7 @@ impl Agent {
     fn seed_holders(&mut self) {
         let pids = self.pids_holding(sensor_common::watch_flag::WEIGHT);
         let seeded = self.holders.seed(pids);
-        let result = seeded.and_then(|n| self.holders.set_overflow(false).map(|()| n));
+        let result = seeded.and_then(|n| self.holders.set_bypass(false).map(|()| n));
         match result {
             Ok(n) => tracing::debug!(holders = n, "holder prefilter seeded from /proc"),
             Err(err) => {

@@ -6,7 +6,7 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
-use sensor_common::{FileKey, WatchEntry, counter, map_name};
+use sensor_common::{FileKey, WatchEntry, counter, ino_filter, map_name};
 
 use crate::{
     btf::KernelOffsets,
@@ -77,9 +77,18 @@ pub struct LoadOptions {
     pub holder_prefilter: bool,
 }
 
-/// Capacity of the holder map: processes that may hold a watched
-/// descriptor. Overflow turns the prefilter off (counted), never blinds.
-pub const HOLDERS_MAX: u32 = 65_536;
+/// The kernel's limit on pid_max (`PID_MAX_LIMIT` on 64-bit).
+const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
+
+/// How many tgids the holder arrays cover: the current pid_max (a pid
+/// above it, should pid_max be raised later, counts as a holder).
+fn holder_capacity() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(PID_MAX_LIMIT)
+        .clamp(64, PID_MAX_LIMIT)
+}
 
 /// The loaded programs. Dropping it detaches every program.
 pub struct Sensor {
@@ -123,7 +132,8 @@ impl Sensor {
                 &prefilter_flag,
                 true,
             )
-            .map_max_entries(map_name::HOLDERS, HOLDERS_MAX);
+            .map_max_entries(map_name::HOLDERS_KERNEL, holder_capacity().div_ceil(8))
+            .map_max_entries(map_name::HOLDERS_AGENT, holder_capacity().div_ceil(64));
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
@@ -166,6 +176,14 @@ impl Sensor {
         self.take(map_name::WATCHED)
     }
 
+    /// The Bloom filter in front of the watched-inode map.
+    pub fn take_ino_filter(&mut self) -> Result<InoFilter, LoadError> {
+        Ok(InoFilter {
+            map: self.take(map_name::WATCHED_INO_FILTER)?,
+            words: vec![0; ino_filter::WORDS as usize],
+        })
+    }
+
     /// The read aggregates, coverage and readers maps, drained by the agent.
     pub fn take_read_maps(&mut self) -> Result<ReadMaps, LoadError> {
         let mut raw = |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::NoMap(name));
@@ -180,15 +198,13 @@ impl Sensor {
     /// process treated as a holder) until the agent has seeded it.
     pub fn take_holders(&mut self) -> Result<Holders, LoadError> {
         let mut holders = Holders {
-            map: self.take(map_name::HOLDERS)?,
-            overflow: self.take(map_name::HOLDERS_OVERFLOW)?,
+            agent: self.take(map_name::HOLDERS_AGENT)?,
+            bypass: self.take(map_name::HOLDERS_BYPASS)?,
         };
-        holders
-            .set_overflow(true)
-            .map_err(|source| LoadError::Map {
-                map: map_name::HOLDERS_OVERFLOW,
-                source: Box::new(source),
-            })?;
+        holders.set_bypass(true).map_err(|source| LoadError::Map {
+            map: map_name::HOLDERS_BYPASS,
+            source: Box::new(source),
+        })?;
         Ok(holders)
     }
 
@@ -272,32 +288,75 @@ pub fn describe(attach: &Attach) -> String {
     }
 }
 
-/// The holder prefilter's maps, from the agent's side.
+/// The watched-inode Bloom filter (`sensor_common::ino_filter`), from its
+/// only writer: a copy of the bits is kept here so that adding an inode is
+/// one map update.
+pub struct InoFilter {
+    map: Array<MapData, u64>,
+    words: Vec<u64>,
+}
+
+impl InoFilter {
+    /// Sets the bit for `ino` (bits are never cleared).
+    pub fn add(&mut self, ino: u64) -> Result<(), MapError> {
+        let bit = ino_filter::bit(ino);
+        let index = (bit / 64) as usize;
+        let mask = 1u64 << (bit % 64);
+        let Some(word) = self.words.get_mut(index) else {
+            return Ok(()); // unreachable: bit() stays below WORDS * 64
+        };
+        if *word & mask == 0 {
+            self.map.set(index as u32, *word | mask, 0)?;
+            *word |= mask;
+        }
+        Ok(())
+    }
+}
+
+/// The holder prefilter's maps, from the agent's side: the agent is the
+/// only writer of `HOLDERS_AGENT`, so its read-modify-write of a value
+/// races with nothing.
 pub struct Holders {
-    map: HashMap<MapData, u32, u32>,
-    overflow: Array<MapData, u32>,
+    agent: Array<MapData, u64>,
+    bypass: Array<MapData, u32>,
 }
 
 impl Holders {
-    /// Marks processes found holding watched descriptors in `/proc`.
+    /// Marks processes found holding watched descriptors in `/proc`. A pid
+    /// beyond the array needs no mark: the kernel treats it as a holder.
     pub fn seed(&mut self, pids: impl IntoIterator<Item = u32>) -> Result<usize, MapError> {
         let mut added = 0;
         for pid in pids {
-            match self.map.insert(pid, 1, 0) {
-                Ok(()) => added += 1,
-                Err(err) => {
-                    // Full: better no prefilter than a blind one.
-                    self.set_overflow(true)?;
-                    return Err(err);
-                }
+            if self.set_bit(pid, true)? {
+                added += 1;
             }
         }
         Ok(added)
     }
 
-    /// Turns the prefilter off (`true`) or lets it work (`false`).
-    pub fn set_overflow(&mut self, on: bool) -> Result<(), MapError> {
-        self.overflow.set(0, u32::from(on), 0)
+    /// Forgets an exited process.
+    pub fn forget(&mut self, pid: u32) -> Result<(), MapError> {
+        self.set_bit(pid, false).map(drop)
+    }
+
+    /// Sets or clears `pid`'s bit; false when the pid is beyond the array.
+    fn set_bit(&mut self, pid: u32, on: bool) -> Result<bool, MapError> {
+        let index = pid / 64;
+        if index >= self.agent.len() {
+            return Ok(false);
+        }
+        let word = self.agent.get(&index, 0)?;
+        let bit = 1u64 << (pid % 64);
+        let updated = if on { word | bit } else { word & !bit };
+        if updated != word {
+            self.agent.set(index, updated, 0)?;
+        }
+        Ok(true)
+    }
+
+    /// Makes every process a holder (`true`) or lets the prefilter work.
+    pub fn set_bypass(&mut self, on: bool) -> Result<(), MapError> {
+        self.bypass.set(0, u32::from(on), 0)
     }
 }
 
@@ -308,7 +367,8 @@ pub struct KernelCounterTotals {
     pub read_aggregates_full: u64,
     pub pending_full: u64,
     pub kernel_read_failures: u64,
-    /// The holder map overflowed: the prefilter is off (costlier, not blind).
+    /// Processes beyond the holder arrays (pid_max raised after start)
+    /// became holders: they pay the full check (costlier, not blind).
     pub holders_full: u64,
 }
 
