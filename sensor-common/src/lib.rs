@@ -353,6 +353,9 @@ pub mod offset_global {
     pub const INODE_INO: &str = "OFF_INODE_INO";
     pub const INODE_SB: &str = "OFF_INODE_SB";
     pub const INODE_SIZE: &str = "OFF_INODE_SIZE";
+    /// Start of the 64-byte read that fetches `i_sb`, `i_ino` and `i_size`
+    /// together: the lowest of their offsets.
+    pub const INODE_WINDOW: &str = "OFF_INODE_WINDOW";
     pub const SB_DEV: &str = "OFF_SB_DEV";
     pub const MM_ARG_START: &str = "OFF_MM_ARG_START";
     pub const MM_ARG_END: &str = "OFF_MM_ARG_END";

@@ -10,7 +10,7 @@ use sensor_common::{
 use crate::{
     emit::{fill_header, reserve},
     holders,
-    kernel::{OFF_FILE_FLAGS, Watched, inode_size, read_at, watched_fd, weight_fd},
+    kernel::{OFF_FILE_FLAGS, Watched, read_at, watched_fd, weight_fd},
     maps::{PENDING, READ_AGG, count},
     read::emit_read,
 };
@@ -27,7 +27,7 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, event_kind, size_of::<FileEvent>());
     ev.file = w.key;
-    ev.file_size = inode_size(w.inode);
+    ev.file_size = w.size;
     ev.fd = fd;
     ev.flags = 0;
     ev.mmap_flags = 0;
@@ -103,7 +103,7 @@ pub fn mmap_enter(args: MmapArgs) {
         kind: pending_kind::MMAP,
         fd: args.fd as i32,
         file: w.key,
-        file_size: inode_size(w.inode),
+        file_size: w.size,
         offset: args.offset,
         len: args.len,
         prot: args.prot as u32,

@@ -50,6 +50,7 @@ offsets!(
     OFF_INODE_INO,
     OFF_INODE_SB,
     OFF_INODE_SIZE,
+    OFF_INODE_WINDOW,
     OFF_SB_DEV,
     OFF_MM_ARG_START,
     OFF_MM_ARG_END,
@@ -149,9 +150,53 @@ pub fn file_of_fd(fd: u64) -> Option<u64> {
 /// A file and what the watch map says about it.
 pub struct Watched {
     pub file_ptr: u64,
-    pub inode: u64,
+    /// `i_size` when the descriptor was resolved.
+    pub size: u64,
     pub key: FileKey,
     pub entry: WatchEntry,
+}
+
+/// The inode fields the checks need. `i_sb`, `i_ino` and `i_size` sit
+/// within a few words of each other (bytes 40-88 for years of kernels), so
+/// one 64-byte probe read at `OFF_INODE_WINDOW` usually fetches all three;
+/// a field outside the window is read on its own. The offsets are verifier
+/// constants, so the untaken branches cost nothing.
+struct InodeFields {
+    sb: u64,
+    ino: u64,
+    size: u64,
+}
+
+const INODE_WINDOW_WORDS: usize = 8;
+
+impl InodeFields {
+    #[inline(always)]
+    fn read(inode: u64) -> Option<Self> {
+        let base = OFF_INODE_WINDOW.load();
+        // SAFETY: bpf_probe_read_kernel checks the address.
+        let window = match unsafe {
+            bpf_probe_read_kernel((inode + base) as *const [u64; INODE_WINDOW_WORDS])
+        } {
+            Ok(w) => w,
+            Err(_) => {
+                count(counter::KERNEL_READ_FAILED);
+                return None;
+            }
+        };
+        let field = |offset: &Global<u64>| -> Option<u64> {
+            let rel = offset.load().wrapping_sub(base);
+            if rel % 8 == 0 && rel < (INODE_WINDOW_WORDS * 8) as u64 {
+                window.get((rel / 8) as usize).copied()
+            } else {
+                read_at::<u64>(inode, offset)
+            }
+        };
+        Some(Self {
+            sb: field(&OFF_INODE_SB)?,
+            ino: field(&OFF_INODE_INO)?,
+            size: (field(&OFF_INODE_SIZE)? as i64).max(0) as u64,
+        })
+    }
 }
 
 /// Resolves `fd` to its inode and looks it up in the watch map: the one
@@ -160,21 +205,20 @@ pub struct Watched {
 pub fn watched_fd(fd: u64) -> Option<Watched> {
     let file_ptr = file_of_fd(fd)?;
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
-    let ino = read_at::<u64>(inode, &OFF_INODE_INO)?;
-    if !maybe_watched(ino) {
+    let fields = InodeFields::read(inode)?;
+    if !maybe_watched(fields.ino) {
         return None;
     }
-    let sb = read_at::<u64>(inode, &OFF_INODE_SB)?;
-    let dev = read_at::<u32>(sb, &OFF_SB_DEV)?;
+    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
     let key = FileKey {
         dev: dev as u64,
-        ino,
+        ino: fields.ino,
     };
     // SAFETY: the value is copied out at once.
     let entry = *unsafe { WATCHED.get(&key) }?;
     Some(Watched {
         file_ptr,
-        inode,
+        size: fields.size,
         key,
         entry,
     })
@@ -205,10 +249,4 @@ impl Watched {
     pub fn position(&self) -> u64 {
         read_at::<u64>(self.file_ptr, &OFF_FILE_POS).unwrap_or(0)
     }
-}
-
-/// `inode->i_size`.
-#[inline(always)]
-pub fn inode_size(inode: u64) -> u64 {
-    read_at::<i64>(inode, &OFF_INODE_SIZE).unwrap_or(0).max(0) as u64
 }

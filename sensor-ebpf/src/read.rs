@@ -12,7 +12,7 @@ use sensor_common::{
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    kernel::{inode_size, weight_fd},
+    kernel::weight_fd,
     maps::{COVERAGE, PENDING, READ_AGG, READERS, count},
 };
 
@@ -44,7 +44,7 @@ pub fn enter(fd: u64, offset: Offset) {
         kind: pending_kind::READ,
         fd: fd as i32,
         file: w.key,
-        file_size: inode_size(w.inode),
+        file_size: w.size,
         offset,
         len: 0,
         prot: 0,
@@ -91,7 +91,7 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
         Offset::Position => w.position(),
         Offset::At(off) => off,
     };
-    let size = inode_size(w.inode);
+    let size = w.size;
     let bytes = if offset >= size {
         0
     } else {

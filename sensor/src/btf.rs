@@ -94,7 +94,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 1);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 2);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -102,6 +102,12 @@ impl KernelOffsets {
         let status = member_offset(btf, "task_struct", "thread_info")?
             + member_offset(btf, "thread_info", "status")?;
         globals.push((g::TASK_TI_STATUS, status));
+        let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
+            .iter()
+            .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
+            .min()
+            .unwrap_or(0);
+        globals.push((g::INODE_WINDOW, window));
         Ok(Self { globals })
     }
 
@@ -206,7 +212,14 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 1);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 2);
+        // One 64-byte read covers i_sb, i_ino and i_size on this kernel
+        // (the fast path; the kernel programs fall back field by field).
+        let window = offsets.get(g::INODE_WINDOW).expect("window");
+        for field in [g::INODE_SB, g::INODE_INO, g::INODE_SIZE] {
+            let off = offsets.get(field).expect("inode field");
+            assert!(off >= window && off + 8 <= window + 64, "{field} at {off}");
+        }
         // The x86-64 pt_regs layout is user ABI (ptrace): bx is the sixth
         // saved register, r10 the eighth, orig_ax the sixteenth.
         assert_eq!(offsets.get(g::REGS_BX), Some(40));

@@ -98,10 +98,12 @@ pub fn diagnose() -> Report {
         "kernel version",
         true,
         match preflight::kernel_version(&kernel) {
-            Some(v) if v >= (5, 8) => Ok(format!("{kernel} (ring buffer needs 5.8+)")),
+            Some(v) if v >= (5, 11) => Ok(format!(
+                "{kernel} (BTF tracepoints with bpf_get_current_task_btf need 5.11+)"
+            )),
             Some(_) => Err((
-                format!("{kernel} is older than 5.8"),
-                String::from("upgrade to Linux 5.8 or newer"),
+                format!("{kernel} is older than 5.11"),
+                String::from("upgrade to Linux 5.11 or newer"),
             )),
             None => Err((
                 format!("cannot parse {kernel:?}"),

@@ -23,7 +23,7 @@ pub enum PreflightError {
     )]
     NoBtf,
     #[error(
-        "kernel {release} is too old: weightwarden needs the BPF ring buffer (Linux 5.8 or newer)"
+        "kernel {release} is too old: weightwarden needs BTF tracepoints with bpf_get_current_task_btf (Linux 5.11 or newer)"
     )]
     KernelTooOld { release: String },
     #[error(
@@ -82,7 +82,7 @@ pub fn check() -> Result<(), PreflightError> {
         return Err(PreflightError::NoBtf);
     }
     let release = kernel_release();
-    if kernel_version(&release).is_some_and(|v| v < (5, 8)) {
+    if kernel_version(&release).is_some_and(|v| v < (5, 11)) {
         return Err(PreflightError::KernelTooOld { release });
     }
     if !Path::new(TRACEFS).join("events").exists() {
@@ -105,6 +105,6 @@ mod tests {
         assert_eq!(kernel_version("5.4.0-150-generic"), Some((5, 4)));
         assert_eq!(kernel_version("6.1.0-27-cloud-amd64"), Some((6, 1)));
         assert_eq!(kernel_version("garbage"), None);
-        assert!(kernel_version("5.4.0").is_some_and(|v| v < (5, 8)));
+        assert!(kernel_version("5.10.0").is_some_and(|v| v < (5, 11)));
     }
 }
