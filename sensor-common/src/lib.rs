@@ -48,9 +48,6 @@ pub mod map_name {
     pub const WATCHED_INO_FILTER: &str = "WATCHED_INO_FILTER";
     /// `HashMap<ReadAggKey, ReadAgg>`: in-kernel read aggregation.
     pub const READ_AGG: &str = "READ_AGG";
-    /// `HashMap<ReadAggKey, Coverage>`: file segments each process has read,
-    /// kept until the process exits (a close does not reset it).
-    pub const COVERAGE: &str = "COVERAGE";
     /// `HashMap<u32, u32>`: processes that have read a watched file, so the
     /// agent drains aggregates only for exits that can have some.
     pub const READERS: &str = "READERS";
@@ -80,8 +77,8 @@ pub mod map_name {
 pub mod counter {
     /// `bpf_ringbuf_reserve` failed: the ring buffer was full, a record is lost.
     pub const RINGBUF_FULL: u32 = 0;
-    /// The read aggregation (or coverage, or readers) map was full: a read
-    /// went uncounted or its coverage unrecorded.
+    /// The read aggregation (or readers) map was full: a read went
+    /// uncounted.
     pub const READ_AGG_FULL: u32 = 1;
     /// The per-thread pending map refused an insert: a read or mmap went unseen.
     pub const PENDING_FULL: u32 = 2;
@@ -217,11 +214,12 @@ pub struct ReadAgg {
     /// The thread that read last.
     pub last_tid: u32,
     pub _pad: u32,
+    /// Segments read since the last flush (the agent keeps the union).
+    pub covered: Coverage,
 }
 
-/// Value of the `COVERAGE` map: segments of the file the process has read
-/// since its first read of it. Bit `i` covers bytes
-/// `[i * s, (i + 1) * s)` with `s = ceil(size / 256)`.
+/// Segments of a file read: bit `i` covers bytes `[i * s, (i + 1) * s)`
+/// with `s = ceil(size / 256)`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Coverage {
@@ -244,7 +242,6 @@ pub struct ReadEvent {
     pub header: EventHeader,
     pub file: FileKey,
     pub agg: ReadAgg,
-    pub coverage: Coverage,
     /// One of [`flush_reason`].
     pub reason: u32,
     pub fd: i32,

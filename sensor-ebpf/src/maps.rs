@@ -6,9 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{
-    Coverage, ExitKey, FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter,
-};
+use sensor_common::{ExitKey, FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter};
 
 /// Watched inodes, written by the agent.
 #[map]
@@ -24,11 +22,7 @@ pub static WATCHED_INO_FILTER: Array<u64> =
 #[map]
 pub static READ_AGG: HashMap<ReadAggKey, ReadAgg> = HashMap::with_max_entries(65_536, 0);
 
-/// Segments each process has read of each file, until it exits.
-#[map]
-pub static COVERAGE: HashMap<ReadAggKey, Coverage> = HashMap::with_max_entries(65_536, 0);
-
-/// Processes with read aggregates or coverage: their exit tells the agent
+/// Processes with read aggregates: their exit tells the agent
 /// to drain them.
 #[map]
 pub static READERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);

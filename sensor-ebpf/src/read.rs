@@ -6,14 +6,14 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
-    COVERAGE_SEGMENTS, COVERAGE_WORDS, Coverage, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent,
-    counter, flush_reason, kind, pending_kind,
+    COVERAGE_SEGMENTS, COVERAGE_WORDS, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
+    flush_reason, kind, pending_kind,
 };
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
     kernel::weight_fd,
-    maps::{COVERAGE, PENDING, READ_AGG, READERS, count},
+    maps::{PENDING, READ_AGG, READERS, count},
 };
 
 /// Flush a read aggregate that has been accumulating this long (ns).
@@ -131,13 +131,14 @@ fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size:
     agg.file_size = size;
     agg.last_tid = tid;
     if bytes > 0 {
-        record_coverage(&key, offset, bytes, size);
+        mark_covered(&mut agg.covered.words, offset, bytes, size);
     }
     if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
         emit_read(&key, agg, flush_reason::INTERVAL, fd);
         agg.calls = 0;
         agg.bytes = 0;
         agg.first_ns = now;
+        agg.covered = Default::default();
     }
 }
 
@@ -164,29 +165,6 @@ fn aggregate_for(key: &ReadAggKey, now: u64) -> Option<*mut ReadAgg> {
         count(counter::READ_AGG_FULL);
     }
     READ_AGG.get_ptr_mut(key)
-}
-
-/// Marks the segments `[offset, offset + len)` touches in the process's
-/// coverage of the file, created if absent; a full map is counted.
-#[inline(always)]
-fn record_coverage(key: &ReadAggKey, offset: u64, len: u64, size: u64) {
-    let ptr = match COVERAGE.get_ptr_mut(key) {
-        Some(ptr) => ptr,
-        None => {
-            if let Err(err) = COVERAGE.insert(key, &Coverage::default(), BPF_NOEXIST)
-                && err != -EEXIST
-            {
-                count(counter::READ_AGG_FULL);
-                return;
-            }
-            let Some(ptr) = COVERAGE.get_ptr_mut(key) else {
-                return;
-            };
-            ptr
-        }
-    };
-    // SAFETY: map values stay valid for the program's run.
-    mark_covered(unsafe { &mut (*ptr).words }, offset, len, size);
 }
 
 /// Marks the segments of a `size`-byte file that `[offset, offset + len)`
@@ -223,8 +201,6 @@ pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) {
     fill_header(&mut ev.header, kind::READ, size_of::<ReadEvent>());
     ev.file = key.file;
     ev.agg = *agg;
-    // SAFETY: the value is copied out at once.
-    ev.coverage = unsafe { COVERAGE.get(key) }.copied().unwrap_or_default();
     ev.reason = reason;
     ev.fd = fd;
     entry.submit(0);

@@ -23,6 +23,7 @@ use crate::{
     btf::{KernelOffsets, VMLINUX_BTF},
     clock::{BootClock, now_rfc3339},
     config::{Config, OutputSpec},
+    coverage_book::CoverageBook,
     decode::{KernelEvent, decode},
     loader::{Holders, InoFilter, KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
     preflight,
@@ -136,6 +137,8 @@ struct Agent {
     watch: WatchSet,
     watched: KernelInodeMap,
     read_maps: ReadMaps,
+    /// Each process's coverage of each file it read, until it exits.
+    coverage: CoverageBook,
     holders: Holders,
     /// Files joined the watch set: look for processes already holding them.
     holders_rescan: bool,
@@ -222,6 +225,7 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
         watch,
         watched,
         read_maps,
+        coverage: CoverageBook::default(),
         holders,
         holders_rescan: false,
         counters,
@@ -374,8 +378,10 @@ impl Agent {
                     let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
                     let cutoff = BootClock::boot_now_ns().saturating_sub(idle_ns);
                     self.drain_aggregates(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
-                    // Coverage of processes whose exit record was lost.
-                    self.read_maps.forget_processes(|tgid| !Path::new(&format!("/proc/{tgid}")).exists());
+                    // Processes whose exit record was lost.
+                    let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
+                    self.read_maps.forget_processes(gone);
+                    self.coverage.retain_processes(|tgid| !gone(tgid));
                     self.processes.sweep(BootClock::boot_now_ns());
                     self.out.flush();
                 }
@@ -455,6 +461,7 @@ impl Agent {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.read_maps.forget_processes(|t| t == tgid);
                 }
+                self.coverage.forget(tgid);
                 let mut record = self.base_record(Action::Exit, x.header.boot_ns, Some(&x.header));
                 record.exit = Some(ExitRecord::from_wait_status(x.exit_code));
                 self.out.emit(&record);
@@ -500,7 +507,8 @@ impl Agent {
                 self.emit_file(Action::Mmap, &f.header, f.file, f.file_size, access);
             }
             KernelEvent::Read(r) => {
-                let access = self.read_access(&r.agg, &r.coverage, r.reason, Some(r.fd));
+                let covered = self.coverage.add(r.header.tgid, r.file, &r.agg.covered);
+                let access = self.read_access(&r.agg, &covered, r.reason, Some(r.fd));
                 // The summary is about the thread that read, not the one
                 // that closed the descriptor.
                 let mut h = r.header;
@@ -635,7 +643,7 @@ impl Agent {
                 continue;
             }
             self.stats.read_summaries_drained += 1;
-            let covered = self.read_maps.coverage(&key);
+            let covered = self.coverage.add(key.tgid, key.file, &agg.covered);
             let h = self.synthetic_header(key.tgid, agg.last_tid, agg.last_ns);
             let access = self.read_access(&agg, &covered, reason, None);
             self.emit_file(Action::Read, &h, key.file, agg.file_size, access);

@@ -9,6 +9,7 @@ pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod coverage_book;
 pub mod decode;
 pub mod doctor;
 pub mod ebpf;

@@ -120,7 +120,6 @@ impl Sensor {
             .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
             .map_max_entries(map_name::WATCHED, opts.watched_max)
             .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
-            .map_max_entries(map_name::COVERAGE, opts.read_aggregates_max)
             .map_max_entries(map_name::READERS, opts.read_aggregates_max)
             .map_max_entries(map_name::PENDING, opts.pending_max);
         let compat_flag = u64::from(opts.compat_syscalls);
@@ -184,12 +183,11 @@ impl Sensor {
         })
     }
 
-    /// The read aggregates, coverage and readers maps, drained by the agent.
+    /// The read aggregates and readers maps, drained by the agent.
     pub fn take_read_maps(&mut self) -> Result<ReadMaps, LoadError> {
         let mut raw = |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::NoMap(name));
         Ok(ReadMaps::new(
             raw(map_name::READ_AGG)?,
-            raw(map_name::COVERAGE)?,
             raw(map_name::READERS)?,
         ))
     }

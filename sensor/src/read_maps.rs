@@ -1,6 +1,6 @@
 //! The kernel's read-side maps as the agent sees them: aggregates it
-//! drains (on exit, when idle, at shutdown), per-process coverage, and the
-//! set of processes that have read. Draining uses the kernel's atomic
+//! drains (on exit, when idle, at shutdown) and the set of processes that
+//! have read. Draining uses the kernel's atomic
 //! lookup-and-delete so a read landing mid-drain is never both reported and
 //! kept, nor lost between a copy and a delete.
 
@@ -14,7 +14,7 @@ use aya::{
     Pod,
     maps::{HashMap, Map, MapData, MapError},
 };
-use sensor_common::{Coverage, ReadAgg, ReadAggKey};
+use sensor_common::{ReadAgg, ReadAggKey};
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`; hash maps support it since Linux 5.14.
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
@@ -32,10 +32,9 @@ struct MapElemAttr {
     flags: u64,
 }
 
-/// The three maps, owned.
+/// The two maps, owned.
 pub struct ReadMaps {
     aggregates: Map,
-    coverage: Map,
     readers: Map,
     /// Lookup-and-delete is unsupported here: fall back to lookup, delete.
     no_atomic_take: bool,
@@ -49,10 +48,9 @@ fn map_data(map: &Map) -> Option<&MapData> {
 }
 
 impl ReadMaps {
-    pub fn new(aggregates: Map, coverage: Map, readers: Map) -> Self {
+    pub fn new(aggregates: Map, readers: Map) -> Self {
         Self {
             aggregates,
-            coverage,
             readers,
             no_atomic_take: false,
         }
@@ -151,32 +149,10 @@ impl ReadMaps {
         }
     }
 
-    /// The process's coverage of a file (zero if it never read any bytes).
-    pub fn coverage(&self, key: &ReadAggKey) -> Coverage {
-        Self::view::<ReadAggKey, Coverage>(&self.coverage)
-            .ok()
-            .and_then(|v| v.get(key, 0).ok())
-            .unwrap_or_default()
-    }
-
-    /// Forgets the coverage of every file by `tgid`, or of every process
-    /// `gone` picks (for exits the ring buffer lost).
+    /// Forgets the reader mark of `tgid`, or of every process `gone` picks
+    /// (for exits the ring buffer lost); returns how many.
     pub fn forget_processes(&mut self, gone: impl Fn(u32) -> bool) -> usize {
         let mut removed = 0;
-        if let Ok(mut view) =
-            HashMap::<&mut MapData, ReadAggKey, Coverage>::try_from(&mut self.coverage)
-        {
-            let keys: Vec<_> = view
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| gone(k.tgid))
-                .collect();
-            for key in keys {
-                if view.remove(&key).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
         if let Ok(mut view) = HashMap::<&mut MapData, u32, u32>::try_from(&mut self.readers) {
             let keys: Vec<_> = view
                 .keys()
@@ -184,7 +160,9 @@ impl ReadMaps {
                 .filter(|&t| gone(t))
                 .collect();
             for key in keys {
-                let _ = view.remove(&key);
+                if view.remove(&key).is_ok() {
+                    removed += 1;
+                }
             }
         }
         removed
