@@ -83,6 +83,11 @@ impl SensorProcess {
     /// Starts `weightwarden run --watch <each root> --output jsonl:<tmp>`
     /// plus `extra` args, and waits for the `sensor_start` record.
     pub fn start(roots: &[&Path], extra: &[&str]) -> Self {
+        Self::start_with_config(roots, extra, "# defaults\n")
+    }
+
+    /// `start` with `config` as the configuration file's text.
+    pub fn start_with_config(roots: &[&Path], extra: &[&str], config: &str) -> Self {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let events = dir.path().join("events.jsonl");
@@ -93,7 +98,7 @@ impl SensorProcess {
             .arg(format!("jsonl:{}", events.display()))
             // No default config file from the host may leak into a test.
             .arg("--config")
-            .arg(empty_config(dir.path()));
+            .arg(config_file(dir.path(), config));
         for root in roots {
             cmd.arg("--watch").arg(root);
         }
@@ -215,10 +220,10 @@ impl Drop for SensorProcess {
     }
 }
 
-/// An empty config file (all defaults) in `dir`.
-fn empty_config(dir: &Path) -> PathBuf {
+/// A config file holding `text` in `dir`.
+fn config_file(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("weightwarden.toml");
-    fs::write(&path, "# defaults\n").unwrap();
+    fs::write(&path, text).unwrap();
     path
 }
 

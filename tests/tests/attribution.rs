@@ -288,19 +288,19 @@ fn a_many_threaded_exit_is_one_exit_record() {
     }
 }
 
-#[test]
-fn thirty_two_bit_syscalls_are_seen() {
-    // The kernel fires no syscalls/* tracepoint for int $0x80; the raw
-    // sys_enter/sys_exit programs must catch them.
-    let (root, file, sensor) = setup("int80.safetensors");
-    let helper = root.path().join("int80");
+/// Builds `helpers/int80.c` in `dir` and runs it on `file` with `mode`
+/// (empty for all-ia32); returns its pid, or None when the kernel refuses
+/// `int $0x80` (no IA32 emulation).
+fn run_int80(dir: &std::path::Path, file: &std::path::Path, mode: &[&str]) -> Option<u32> {
+    let helper = dir.join("int80");
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/int80.c");
     run(Command::new("gcc")
         .args(["-O2", "-o"])
         .arg(&helper)
         .arg(source));
     let child = Command::new(&helper)
-        .arg(&file)
+        .arg(file)
+        .args(mode)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -308,9 +308,20 @@ fn thirty_two_bit_syscalls_are_seen() {
     let status = child.wait_with_output().unwrap().status;
     if status.code() == Some(4) {
         eprintln!("skipped: this kernel refuses int $0x80 (no IA32 emulation)");
-        return;
+        return None;
     }
     assert!(status.success(), "int80 helper failed: {status:?}");
+    Some(pid)
+}
+
+#[test]
+fn thirty_two_bit_syscalls_are_seen() {
+    // The kernel fires no syscalls/* tracepoint for int $0x80; the
+    // sys_enter/sys_exit programs must decode the ia32 ABI.
+    let (root, file, sensor) = setup("int80.safetensors");
+    let Some(pid) = run_int80(root.path(), &file, &[]) else {
+        return;
+    };
     assert_read_by(&sensor, pid, &file, MIB as u64 + 4096);
     let open = &sensor.by_pid("open", pid)[0];
     assert_eq!(open["access"]["syscall_abi"], "ia32");
@@ -318,6 +329,47 @@ fn thirty_two_bit_syscalls_are_seen() {
     assert_eq!(mmap["access"]["length"], 8192);
     assert_eq!(mmap["access"]["syscall_abi"], "ia32");
     assert_eq!(sensor.by_pid("close", pid).len(), 1);
+}
+
+#[test]
+fn ia32_reads_of_a_descriptor_opened_natively_are_counted() {
+    let (root, file, sensor) = setup("mixed.safetensors");
+    let Some(pid) = run_int80(root.path(), &file, &["mixed"]) else {
+        return;
+    };
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    assert_eq!(sensor.by_pid("open", pid).len(), 1);
+    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+}
+
+#[test]
+fn ia32_syscalls_are_never_taken_for_x86_64_ones() {
+    // With ia32 capture off, an ia32 read (number 3) must be skipped, not
+    // decoded as the x86-64 syscall 3, close: the helper passes the
+    // descriptor in edi too, so a misdecode would report a close per read.
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("abi.safetensors");
+    write_file(&file, MIB);
+    let sensor = SensorProcess::start_with_config(
+        &[root.path()],
+        &[],
+        "[kernel]\ncompat_syscalls = false\n",
+    );
+    let Some(pid) = run_int80(root.path(), &file, &["mixed"]) else {
+        return;
+    };
+    sensor.wait_exit(pid);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sensor.by_pid("open", pid).len(), 1, "the x86-64 open");
+    assert_eq!(
+        sensor.by_pid("close", pid).len(),
+        1,
+        "the x86-64 close only"
+    );
+    assert!(
+        sensor.by_pid("read", pid).is_empty(),
+        "ia32 reads are not captured with compat_syscalls = false"
+    );
 }
 
 #[test]
