@@ -554,6 +554,11 @@ pub fn markdown(results: &Results) -> String {
         for m in &missed {
             let _ = writeln!(md, "- **Missed**: {m}");
         }
+        let _ = writeln!(
+            md,
+            "\nWhere the time goes and why each miss remains, measured per program: \
+             [performance.md](performance.md)."
+        );
     }
     let not_judged: Vec<String> = results
         .workloads
