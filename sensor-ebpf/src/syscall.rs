@@ -168,13 +168,20 @@ fn fd_reg(regs: u64, offset: &Global<u64>) -> u64 {
     reg32(regs, offset)
 }
 
-/// `sys_enter(struct pt_regs *regs, long id)`.
+/// `sys_enter(struct pt_regs *regs, long id)`. The fast path (number and
+/// holder checks, all most syscalls see) is inlined into the program; the
+/// rest is a called function, so its stack frame and registers are paid
+/// only by the few syscalls that get that far.
+#[inline(always)]
 pub fn on_sys_enter(ctx: &BtfTracePointContext) {
     let nr: u64 = ctx.arg(1);
-    if !followed_at_entry(nr) || !holders::current_may_hold() {
-        return;
+    if followed_at_entry(nr) && holders::current_may_hold() {
+        enter_followed(nr, ctx.arg(0));
     }
-    let regs: u64 = ctx.arg(0);
+}
+
+#[inline(never)]
+fn enter_followed(nr: u64, regs: u64) {
     if !in_compat_syscall() {
         native_enter(nr, regs);
     } else if COMPAT_ENABLED.load() != 0 {
@@ -182,14 +189,18 @@ pub fn on_sys_enter(ctx: &BtfTracePointContext) {
     }
 }
 
-/// `sys_exit(struct pt_regs *regs, long ret)`.
+/// `sys_exit(struct pt_regs *regs, long ret)`, split like `on_sys_enter`.
+#[inline(always)]
 pub fn on_sys_exit(ctx: &BtfTracePointContext) {
     let regs: u64 = ctx.arg(0);
     let nr = reg(regs, &OFF_REGS_ORIG_AX);
-    if !followed_at_exit(nr) {
-        return;
+    if followed_at_exit(nr) {
+        exit_followed(nr, regs, ctx.arg(1));
     }
-    let ret: i64 = ctx.arg(1);
+}
+
+#[inline(never)]
+fn exit_followed(nr: u64, regs: u64, ret: i64) {
     if !in_compat_syscall() {
         native_exit(nr, ret);
     } else if COMPAT_ENABLED.load() != 0 {
