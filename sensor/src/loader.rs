@@ -125,14 +125,15 @@ impl Sensor {
         let compat_flag = u64::from(opts.compat_syscalls);
         loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
         let prefilter_flag = u64::from(opts.holder_prefilter);
+        let holder_pids = holder_capacity();
         loader
             .override_global(
                 sensor_common::HOLDER_PREFILTER_GLOBAL,
                 &prefilter_flag,
                 true,
             )
-            .map_max_entries(map_name::HOLDERS_KERNEL, holder_capacity().div_ceil(8))
-            .map_max_entries(map_name::HOLDERS_AGENT, holder_capacity().div_ceil(64));
+            .map_max_entries(map_name::HOLDERS_KERNEL, holder_pids.div_ceil(8))
+            .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64));
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .map_err(|e| LoadError::Object(Box::new(e)))?;
