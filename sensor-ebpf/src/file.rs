@@ -71,10 +71,11 @@ pub fn close_enter(fd: u64) {
     if let Some(agg) = READ_AGG.get_ptr_mut(&key) {
         // SAFETY: map values stay valid for the program's run.
         let agg = unsafe { &mut *agg };
-        if agg.calls != 0 {
-            emit_read(&key, agg, flush_reason::CLOSE, fd as i32);
+        // A summary the full ring buffer refused stays in the map for the
+        // agent's idle or exit drain.
+        if agg.calls == 0 || emit_read(&key, agg, flush_reason::CLOSE, fd as i32) {
+            let _ = READ_AGG.remove(&key);
         }
-        let _ = READ_AGG.remove(&key);
     }
     send_file_event(kind::CLOSE, fd as i32, &w, |_| {});
 }

@@ -14,7 +14,8 @@
 //! Two arrays indexed by tgid, so that each has one kind of writer:
 //! `HOLDERS_KERNEL` holds a byte per process, set and cleared here with
 //! single-byte stores (no read-modify-write to race between CPUs);
-//! `HOLDERS_AGENT` a bit per process, written only by the agent. Every
+//! `HOLDERS_AGENT` a bit per process, written only by the agent (and never
+//! cleared while it runs: a stale bit costs a reused pid the walk). Every
 //! uncertainty errs towards "holder": a tgid beyond the arrays (pid_max
 //! raised after start, counted), the bypass flag the agent holds until it
 //! has seeded the arrays, and the agent's setting.
@@ -35,19 +36,25 @@ fn current_tgid() -> u32 {
 /// Whether the current process may hold a watched descriptor.
 #[inline(always)]
 pub fn current_may_hold() -> bool {
-    if HOLDER_PREFILTER.load() == 0 {
-        return true;
-    }
-    if HOLDERS_BYPASS.get(0).is_some_and(|&b| b != 0) {
-        return true;
-    }
-    is_holder(current_tgid())
+    prefilter_off() || is_holder(current_tgid())
 }
 
-/// Whether `tgid` is a holder (for fork: the parent). A tgid beyond the
-/// arrays is one.
+/// Whether `tgid` may hold a watched descriptor (for fork: the parent).
 #[inline(always)]
-pub fn is_holder(tgid: u32) -> bool {
+pub fn may_hold(tgid: u32) -> bool {
+    prefilter_off() || is_holder(tgid)
+}
+
+/// The prefilter lets everyone through: turned off, or held off by the
+/// agent while it seeds the arrays from `/proc`.
+#[inline(always)]
+fn prefilter_off() -> bool {
+    HOLDER_PREFILTER.load() == 0 || HOLDERS_BYPASS.get(0).is_some_and(|&b| b != 0)
+}
+
+/// Whether `tgid` is in either holder array. A tgid beyond them is one.
+#[inline(always)]
+fn is_holder(tgid: u32) -> bool {
     let Some(&bytes) = HOLDERS_KERNEL.get(tgid / 8) else {
         return true;
     };
@@ -86,19 +93,20 @@ pub fn mark_current() {
     mark(current_tgid());
 }
 
-/// Forgets an exited process (the agent clears its own bit when the exit
-/// record arrives).
+/// Forgets an exited process. (The agent never clears its bits while it
+/// runs: clearing on the exit record could race a reuse of the pid that a
+/// `/proc` scan had just marked; a stale bit only costs the full check.)
 #[inline(always)]
 pub fn forget(tgid: u32) {
     set_kernel_byte(tgid, 0);
 }
 
-/// Exit of `recvmsg`, `recvmmsg`, `pidfd_getfd` or `fanotify_init`: the
-/// process may now hold descriptors it did not open. Any success counts;
-/// telling SCM_RIGHTS from other control data would need the caller's
-/// buffers.
+/// Exit of `recvmsg`, `recvmmsg`, `pidfd_getfd` or `fanotify_init` (and,
+/// with ia32 capture off, of an ia32 open): the process may now hold
+/// descriptors the sensor did not see it open. Any success counts; telling
+/// SCM_RIGHTS from other control data would need the caller's buffers.
 #[inline(always)]
-pub fn fd_receiving_exit(ret: i64) {
+pub fn acquired_descriptors(ret: i64) {
     if ret >= 0 {
         mark_current();
     }

@@ -93,7 +93,9 @@ pub fn on_fork(ctx: &RawTracePointContext) {
     if shared_table {
         holders::mark(parent_tgid);
         holders::mark(child_tgid);
-    } else if holders::is_holder(parent_tgid) {
+    } else if holders::may_hold(parent_tgid) {
+        // Including while the agent seeds from /proc: a child forked after
+        // the scan passed its parent must not start unmarked.
         holders::mark(child_tgid);
     }
     let Some(mut entry) = reserve::<ForkEvent>() else {

@@ -134,11 +134,16 @@ fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size:
         mark_covered(&mut agg.covered.words, offset, bytes, size);
     }
     if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
-        emit_read(&key, agg, flush_reason::INTERVAL, fd);
+        // A refused summary (ring full) loses this window's calls and bytes,
+        // counted; its coverage bits stay for the next summary, and the next
+        // attempt waits a whole interval rather than retrying on every read.
+        let sent = emit_read(&key, agg, flush_reason::INTERVAL, fd);
         agg.calls = 0;
         agg.bytes = 0;
         agg.first_ns = now;
-        agg.covered = Default::default();
+        if sent {
+            agg.covered = Default::default();
+        }
     }
 }
 
@@ -190,11 +195,13 @@ fn mark_covered(covered: &mut [u64; COVERAGE_WORDS], offset: u64, len: u64, size
     }
 }
 
-/// Sends a read summary for `key` from `agg`.
+/// Sends a read summary for `key` from `agg`; false when the ring buffer
+/// was full (counted), so that the caller keeps the aggregate for a later
+/// flush or the agent's drain instead of dropping its bytes and coverage.
 #[inline(always)]
-pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) {
+pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) -> bool {
     let Some(mut entry) = reserve::<ReadEvent>() else {
-        return;
+        return false;
     };
     // SAFETY: the reservation is valid, sized and aligned for a ReadEvent.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -204,4 +211,5 @@ pub fn emit_read(key: &ReadAggKey, agg: &ReadAgg, reason: u32, fd: i32) {
     ev.reason = reason;
     ev.fd = fd;
     entry.submit(0);
+    true
 }

@@ -10,8 +10,8 @@
 //! tracepoint program costs about 0.05 us and reads registers with plain
 //! loads. And no `syscalls/*` tracepoint fires for an ia32 syscall at all.
 //!
-//! x32 syscalls (number | `__X32_SYSCALL_BIT`) match no number here; the
-//! kernels this runs on leave x32 off by default.
+//! x32 syscalls (number | `__X32_SYSCALL_BIT`) match no number here: a
+//! known blind spot on kernels that accept them (docs/architecture.md).
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
 
@@ -148,6 +148,14 @@ fn followed_at_exit(nr: u64) -> bool {
     native || ia32
 }
 
+/// The syscall number the kernel runs: the low 32 bits of `orig_ax` (the
+/// entry code takes it as an `int`). `orig_ax` keeps all 64 bits of `rax`,
+/// so without the mask `(1 << 32) | openat` would open a file unseen.
+#[inline(always)]
+fn syscall_nr(raw: u64) -> u64 {
+    raw & 0xffff_ffff
+}
+
 /// A saved register: `regs` is the tracepoint's trusted `pt_regs`.
 #[inline(always)]
 fn reg(regs: u64, offset: &Global<u64>) -> u64 {
@@ -174,7 +182,7 @@ fn fd_reg(regs: u64, offset: &Global<u64>) -> u64 {
 /// only by the few syscalls that get that far.
 #[inline(always)]
 pub fn on_sys_enter(ctx: &BtfTracePointContext) {
-    let nr: u64 = ctx.arg(1);
+    let nr = syscall_nr(ctx.arg(1));
     if followed_at_entry(nr) && holders::current_may_hold() {
         enter_followed(nr, ctx.arg(0));
     }
@@ -193,7 +201,7 @@ fn enter_followed(nr: u64, regs: u64) {
 #[inline(always)]
 pub fn on_sys_exit(ctx: &BtfTracePointContext) {
     let regs: u64 = ctx.arg(0);
-    let nr = reg(regs, &OFF_REGS_ORIG_AX);
+    let nr = syscall_nr(reg(regs, &OFF_REGS_ORIG_AX));
     if followed_at_exit(nr) {
         exit_followed(nr, regs, ctx.arg(1));
     }
@@ -205,6 +213,8 @@ fn exit_followed(nr: u64, regs: u64, ret: i64) {
         native_exit(nr, ret);
     } else if COMPAT_ENABLED.load() != 0 {
         ia32_exit(nr, regs, ret);
+    } else {
+        ia32_exit_uncaptured(nr, regs, ret);
     }
 }
 
@@ -259,7 +269,7 @@ fn native_exit(nr: u64, ret: i64) {
         native::READV | native::PREADV | native::PREADV2 => read::exit(ret),
         native::MMAP => file::mmap_exit(ret),
         native::RECVMSG | native::RECVMMSG | native::PIDFD_GETFD | native::FANOTIFY_INIT => {
-            holders::fd_receiving_exit(ret)
+            holders::acquired_descriptors(ret)
         }
         _ => {}
     }
@@ -332,6 +342,34 @@ fn ia32_enter(nr: u64, regs: u64) {
     }
 }
 
+/// With ia32 capture off, a process that gets a descriptor through an ia32
+/// open or descriptor passing still joins the holder set (whether the file
+/// is watched is not looked at): its x86-64 reads of that descriptor must
+/// not be prefiltered away.
+#[inline(always)]
+fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
+    let acquires = match nr {
+        ia32::OPEN
+        | ia32::CREAT
+        | ia32::OPENAT
+        | ia32::OPENAT2
+        | ia32::OPEN_BY_HANDLE_AT
+        | ia32::RECVMSG
+        | ia32::RECVMMSG
+        | ia32::RECVMMSG_TIME64
+        | ia32::PIDFD_GETFD
+        | ia32::FANOTIFY_INIT => true,
+        ia32::SOCKETCALL => matches!(
+            reg32(regs, &OFF_REGS_BX),
+            ia32::SYS_RECVMSG | ia32::SYS_RECVMMSG
+        ),
+        _ => false,
+    };
+    if acquires {
+        holders::acquired_descriptors(ret);
+    }
+}
+
 #[inline(always)]
 fn ia32_exit(nr: u64, regs: u64, ret: i64) {
     match nr {
@@ -344,14 +382,14 @@ fn ia32_exit(nr: u64, regs: u64, ret: i64) {
         | ia32::RECVMMSG
         | ia32::RECVMMSG_TIME64
         | ia32::PIDFD_GETFD
-        | ia32::FANOTIFY_INIT => holders::fd_receiving_exit(ret),
+        | ia32::FANOTIFY_INIT => holders::acquired_descriptors(ret),
         // The registers still hold the arguments at exit.
         ia32::SOCKETCALL => {
             if matches!(
                 reg32(regs, &OFF_REGS_BX),
                 ia32::SYS_RECVMSG | ia32::SYS_RECVMMSG
             ) {
-                holders::fd_receiving_exit(ret);
+                holders::acquired_descriptors(ret);
             }
         }
         _ => {}

@@ -466,10 +466,6 @@ impl Agent {
                 record.exit = Some(ExitRecord::from_wait_status(x.exit_code));
                 self.out.emit(&record);
                 self.processes.on_exit(tgid, x.header.boot_ns);
-                if let Err(err) = self.holders.forget(tgid) {
-                    // A stale bit only costs a reused pid the full check.
-                    tracing::debug!(pid = tgid, error = %err, "cannot clear a holder bit");
-                }
             }
             KernelEvent::GpuOpen(f) => {
                 tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
@@ -675,6 +671,12 @@ impl Agent {
     /// holders, then lets the prefilter work. On any failure the prefilter
     /// stays off: costlier, never blind.
     fn seed_holders(&mut self) {
+        // Everyone counts as a holder until the bits are written: a process
+        // forked after the scan passed its parent is then marked by the
+        // kernel's fork hook.
+        if let Err(err) = self.holders.set_bypass(true) {
+            tracing::warn!(error = %err, "cannot hold the prefilter off to rescan /proc");
+        }
         let pids = self.pids_holding(sensor_common::watch_flag::WEIGHT);
         let seeded = self.holders.seed(pids);
         let result = seeded.and_then(|n| self.holders.set_bypass(false).map(|()| n));

@@ -239,7 +239,7 @@ pub fn diagnose() -> Report {
                         (
                             e,
                             String::from(
-                                "needs Linux 5.5+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on \
+                                "needs Linux 5.11+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on \
                                  sys_enter/sys_exit); `weightwarden run` prints the verifier's message",
                             ),
                         )

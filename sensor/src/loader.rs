@@ -314,7 +314,9 @@ impl InoFilter {
 
 /// The holder prefilter's maps, from the agent's side: the agent is the
 /// only writer of `HOLDERS_AGENT`, so its read-modify-write of a value
-/// races with nothing.
+/// races with nothing. Bits are set, never cleared: clearing one on an exit
+/// record could race a reuse of the pid that a `/proc` scan just marked,
+/// and a stale bit only costs the full check.
 pub struct Holders {
     agent: Array<MapData, u64>,
     bypass: Array<MapData, u32>,
@@ -326,29 +328,23 @@ impl Holders {
     pub fn seed(&mut self, pids: impl IntoIterator<Item = u32>) -> Result<usize, MapError> {
         let mut added = 0;
         for pid in pids {
-            if self.set_bit(pid, true)? {
+            if self.set_bit(pid)? {
                 added += 1;
             }
         }
         Ok(added)
     }
 
-    /// Forgets an exited process.
-    pub fn forget(&mut self, pid: u32) -> Result<(), MapError> {
-        self.set_bit(pid, false).map(drop)
-    }
-
-    /// Sets or clears `pid`'s bit; false when the pid is beyond the array.
-    fn set_bit(&mut self, pid: u32, on: bool) -> Result<bool, MapError> {
+    /// Sets `pid`'s bit; false when the pid is beyond the array.
+    fn set_bit(&mut self, pid: u32) -> Result<bool, MapError> {
         let index = pid / 64;
         if index >= self.agent.len() {
             return Ok(false);
         }
         let word = self.agent.get(&index, 0)?;
         let bit = 1u64 << (pid % 64);
-        let updated = if on { word | bit } else { word & !bit };
-        if updated != word {
-            self.agent.set(index, updated, 0)?;
+        if word & bit == 0 {
+            self.agent.set(index, word | bit, 0)?;
         }
         Ok(true)
     }

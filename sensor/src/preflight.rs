@@ -17,6 +17,11 @@ pub enum PreflightError {
     )]
     NotRoot,
     #[error(
+        "weightwarden runs on x86-64 only: its kernel programs decode x86-64 and ia32 syscall \
+         numbers and pt_regs, and this is {arch}"
+    )]
+    UnsupportedArch { arch: &'static str },
+    #[error(
         "this kernel has no BTF ({VMLINUX_BTF} is missing): weightwarden reads kernel structure \
          layouts from it; use a kernel built with CONFIG_DEBUG_INFO_BTF=y (every mainstream \
          distribution kernel since 2021 is)"
@@ -77,6 +82,11 @@ pub fn ensure_mounted(fstype: &str, path: &str) -> Result<bool, nix::Error> {
 pub fn check() -> Result<(), PreflightError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(PreflightError::NotRoot);
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        return Err(PreflightError::UnsupportedArch {
+            arch: std::env::consts::ARCH,
+        });
     }
     if !Path::new(VMLINUX_BTF).exists() {
         return Err(PreflightError::NoBtf);

@@ -234,6 +234,28 @@ fn descriptor_with_garbage_in_the_upper_register_half() {
 }
 
 #[test]
+fn syscall_numbers_with_garbage_in_the_upper_half() {
+    let (_root, file, sensor) = setup("widenr.safetensors");
+    // The kernel runs syscall (int)rax, but orig_ax keeps all 64 bits:
+    // `(1 << 32) | openat` opens, reads and maps like openat itself.
+    let pid = python(
+        "import ctypes, mmap, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         libc.syscall.restype = ctypes.c_long\nL = ctypes.c_long\nhi = 1 << 32\n\
+         fd = libc.syscall(L(hi | 257), L(-100), sys.argv[1].encode(), L(os.O_RDONLY))\nassert fd >= 0, ctypes.get_errno()\n\
+         class Iov(ctypes.Structure): _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+         buf = ctypes.create_string_buffer(1 << 20)\niov = Iov(ctypes.cast(buf, ctypes.c_void_p), 1 << 20)\n\
+         n = libc.syscall(L(hi | 19), L(fd), ctypes.byref(iov), L(1))\nassert n == 1 << 20, n\n\
+         addr = libc.syscall(L(hi | 9), L(0), L(1 << 20), L(mmap.PROT_READ), L(mmap.MAP_PRIVATE), L(fd), L(0))\nassert addr > 0, addr\n\
+         assert libc.syscall(L(hi | 3), L(fd)) == 0\n",
+        &[file.to_str().unwrap()],
+    );
+    assert_read_by(&sensor, pid, &file, MIB as u64);
+    assert_eq!(sensor.by_pid("open", pid).len(), 1);
+    assert_eq!(sensor.by_pid("mmap", pid).len(), 1);
+    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+}
+
+#[test]
 fn open_by_handle_at_is_seen() {
     let (root, file, sensor) = setup("handle.gguf");
     let pid = python(
