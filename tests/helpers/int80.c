@@ -8,11 +8,19 @@
  *                     ia32 read also carries the descriptor in edi, where an
  *                     x86-64 syscall 3 (close) would take its argument: a
  *                     sensor that decoded ia32 numbers as x86-64 ones would
- *                     see closes. */
+ *                     see closes.
+ *   int80 PATH recvmsg|socketcall
+ *                     a child opens PATH and passes the descriptor over a
+ *                     unix socket; this process receives it with the ia32
+ *                     recvmsg (or socketcall(SYS_RECVMSG)) and reads it
+ *                     with x86-64 reads: the receipt must make it a holder. */
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static long sys32(long nr, long a, long b, long c, long d, long e, long f) {
@@ -39,12 +47,85 @@ static int mixed(const char *path, char *low) {
     return 0;
 }
 
+/* The ia32 (compat) layouts: 32-bit pointers and lengths. */
+struct msghdr32 {
+    uint32_t name, namelen, iov, iovlen, control, controllen, flags;
+};
+struct iovec32 {
+    uint32_t base, len;
+};
+struct cmsg32 {
+    uint32_t len;
+    int32_t level, type, fd;
+};
+
+static int send_fd(int sock, int fd) {
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    char control[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int received(const char *path, char *low, int via_socketcall) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 9;
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open(path, O_RDONLY);
+        _exit(fd < 0 || send_fd(sv[1], fd) != 0 ? 1 : 0);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child || status != 0) return 10;
+    /* Everything the ia32 call reads or writes lives below 4 GiB. */
+    struct msghdr32 *msg = (struct msghdr32 *)low;
+    struct iovec32 *iov = (struct iovec32 *)(low + 64);
+    struct cmsg32 *cmsg = (struct cmsg32 *)(low + 128);
+    uint32_t *args = (uint32_t *)(low + 192);
+    memset(low, 0, 256);
+    iov->base = (uint32_t)(uintptr_t)(low + 256);
+    iov->len = 1;
+    msg->iov = (uint32_t)(uintptr_t)iov;
+    msg->iovlen = 1;
+    msg->control = (uint32_t)(uintptr_t)cmsg;
+    msg->controllen = sizeof(*cmsg);
+    long n;
+    if (via_socketcall) {
+        args[0] = sv[0];
+        args[1] = (uint32_t)(uintptr_t)msg;
+        args[2] = 0;
+        n = sys32(102 /* socketcall */, 17 /* SYS_RECVMSG */, (long)args, 0, 0, 0, 0);
+    } else {
+        n = sys32(372 /* recvmsg */, sv[0], (long)msg, 0, 0, 0, 0);
+    }
+    if (n == -38) return 4; /* ENOSYS: no IA32 emulation */
+    if (n != 1 || cmsg->type != SCM_RIGHTS) return 11;
+    int fd = cmsg->fd;
+    char buf[65536];
+    long total = 0;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) total += n;
+    if (n < 0) return 5;
+    printf("%ld\n", total);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     char *low = mmap(0, 1 << 20, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED || strlen(argv[1]) > 4000) return 3;
     if (argc > 2 && strcmp(argv[2], "mixed") == 0) return mixed(argv[1], low);
+    if (argc > 2 && strcmp(argv[2], "recvmsg") == 0) return received(argv[1], low, 0);
+    if (argc > 2 && strcmp(argv[2], "socketcall") == 0) return received(argv[1], low, 1);
     strcpy(low, argv[1]);
     long fd = sys32(5 /* open */, (long)low, 0 /* O_RDONLY */, 0, 0, 0, 0);
     if (fd < 0) return 4;

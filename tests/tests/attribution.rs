@@ -365,6 +365,20 @@ fn ia32_reads_of_a_descriptor_opened_natively_are_counted() {
 }
 
 #[test]
+fn descriptor_received_with_ia32_recvmsg() {
+    // The receipt, by recvmsg or socketcall(SYS_RECVMSG) through int $0x80,
+    // must make the receiver a holder, or its x86-64 reads of the passed
+    // descriptor are prefiltered away.
+    for variant in ["recvmsg", "socketcall"] {
+        let (root, file, sensor) = setup("passed32.safetensors");
+        let Some(pid) = run_int80(root.path(), &file, &[variant]) else {
+            return;
+        };
+        assert_read_by(&sensor, pid, &file, MIB as u64);
+    }
+}
+
+#[test]
 fn ia32_syscalls_are_never_taken_for_x86_64_ones() {
     // With ia32 capture off, an ia32 read (number 3) must be skipped, not
     // decoded as the x86-64 syscall 3, close: the helper passes the
