@@ -1,6 +1,9 @@
 //! Process lifecycle: exec, fork (processes, not threads) and exit. These
 //! records let the agent keep a process table without racing `/proc` for
-//! short-lived processes such as `cat`.
+//! short-lived processes such as `cat`. They are submitted without waking
+//! the agent (`emit::BPF_RB_NO_WAKEUP`): every process on the host makes
+//! them, and the ring keeps them ahead of any file record of the same
+//! process, which does wake it.
 
 use aya_ebpf::{
     EbpfContext,
@@ -10,7 +13,7 @@ use aya_ebpf::{
 use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, exit_flag, kind};
 
 use crate::{
-    emit::{fill_header, reserve},
+    emit::{BPF_RB_NO_WAKEUP, fill_header, reserve},
     holders,
     kernel::{
         OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_FILES,
@@ -68,7 +71,7 @@ pub fn on_exec(ctx: &TracePointContext) {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
 /// Raw `sched_process_fork(struct task_struct *parent, struct task_struct
@@ -107,7 +110,7 @@ pub fn on_fork(ctx: &RawTracePointContext) {
     ev.child_tgid = child_tgid;
     ev._pad = 0;
     ev.child_start_ns = read_at::<u64>(child, &OFF_TASK_START_TIME).unwrap_or(0);
-    entry.submit(0);
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
 
 /// `sched/sched_process_exit`, reported once per process: when its last
@@ -154,5 +157,5 @@ pub fn on_exit(_ctx: &TracePointContext) {
     fill_header(&mut ev.header, kind::EXIT, size_of::<ExitEvent>());
     ev.exit_code = read_at::<u32>(task, &OFF_TASK_EXIT_CODE).unwrap_or(0);
     ev.flags = if had_reads { exit_flag::HAD_READS } else { 0 };
-    entry.submit(0);
+    entry.submit(BPF_RB_NO_WAKEUP);
 }

@@ -59,6 +59,10 @@ pub enum AgentError {
     },
 }
 
+/// How often the agent reads the ring buffer without being woken: the most
+/// an exec, fork or exit record waits.
+const RING_POLL: Duration = Duration::from_millis(100);
+
 /// What `run` was asked to do, already validated.
 pub struct RunSettings {
     pub config: Config,
@@ -338,7 +342,11 @@ impl Agent {
             tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
         let mut roots_poll = tokio::time::interval(secs(1));
         let mut rescan = tokio::time::interval(secs(self.config.watch.rescan_interval_secs));
+        // Process lifecycle records do not wake the agent (see
+        // sensor-ebpf/src/emit.rs): poll for them.
+        let mut ring_poll = tokio::time::interval(RING_POLL);
         for timer in [
+            &mut ring_poll,
             &mut heartbeat,
             &mut idle_sweep,
             &mut roots_poll,
@@ -354,6 +362,10 @@ impl Agent {
                     let mut guard = guard.map_err(io("the ring buffer poller"))?;
                     self.drain_ring(guard.get_inner_mut());
                     guard.clear_ready();
+                    self.out.flush();
+                }
+                _ = ring_poll.tick() => {
+                    self.drain_ring(ring.get_mut());
                     self.out.flush();
                 }
                 guard = inotify.readable() => {
