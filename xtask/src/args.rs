@@ -101,6 +101,8 @@ pub enum BenchRow {
     OpenClose,
     /// Python (numpy memmap or safetensors) loading a watched model.
     PythonLoader,
+    /// Process churn: spawn and reap short-lived processes (`/bin/true`).
+    ProcessChurn,
     /// Sustained watched-file opens per second with zero loss, and the
     /// agent's CPU per 100k records.
     AgentRate,
@@ -119,8 +121,8 @@ pub struct BenchWorkerArgs {
     /// The file read, or the folder holding the open/close storm's files.
     #[arg(long)]
     pub path: PathBuf,
-    /// Calls made by `pread` and `open-close` (the whole-file workloads
-    /// ignore it).
+    /// Calls made by `pread` and `open-close`, processes by `spawn` (the
+    /// whole-file workloads ignore it).
     #[arg(long, default_value_t = 0)]
     pub calls: u64,
     /// Files `open-close` cycles through (`f0000.dat`, `f0001.dat`, ...).
@@ -142,6 +144,9 @@ pub enum WorkerWorkload {
     Pread,
     /// `--calls` open+close pairs over `--files` files.
     OpenClose,
+    /// `--calls` spawns of `--path` (a program that exits at once), each
+    /// waited for.
+    Spawn,
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct Sizes {
     pub pread_calls: u64,
     pub storm_files: u32,
     pub storm_calls: u64,
+    /// Processes the churn row spawns per timed run.
+    pub spawns: u64,
     pub model_bytes: u64,
     /// Tensors the Python loader's model is split into.
     pub model_tensors: u64,
@@ -51,6 +53,7 @@ impl Sizes {
                 pread_calls: 100_000,
                 storm_files: 1000,
                 storm_calls: 20_000,
+                spawns: 200,
                 model_bytes: 128 * MIB,
                 model_tensors: 16,
                 many_files: 100_000,
@@ -62,6 +65,7 @@ impl Sizes {
                 pread_calls: 1_000_000,
                 storm_files: 1000,
                 storm_calls: 200_000,
+                spawns: 1000,
                 model_bytes: GIB,
                 model_tensors: 16,
                 many_files: 100_000,
@@ -333,6 +337,7 @@ mod tests {
             pread_calls: 10,
             storm_files: 5,
             storm_calls: 10,
+            spawns: 2,
             model_bytes: 2 * MIB,
             model_tensors: 4,
             many_files: 300,

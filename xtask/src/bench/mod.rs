@@ -77,13 +77,14 @@ impl fmt::Display for Config {
 }
 
 /// The rows measured under every configuration.
-const WORKLOAD_ROWS: [BenchRow; 6] = [
+const WORKLOAD_ROWS: [BenchRow; 7] = [
     BenchRow::WeightRead,
     BenchRow::WeightMmap,
     BenchRow::WatchedPread,
     BenchRow::UnwatchedPread,
     BenchRow::OpenClose,
     BenchRow::PythonLoader,
+    BenchRow::ProcessChurn,
 ];
 
 /// The samples of one workload row.
@@ -439,13 +440,17 @@ fn finish_session(
     Ok(())
 }
 
+/// What the process-churn row spawns: coreutils' `true`, which exits at
+/// once.
+const SPAWNED_PROGRAM: &str = "/bin/true";
+
 /// Timed runs per measurement: several for the short workloads (a tenth
 /// of a second each, where one interruption would swing a single run),
 /// one for those that last seconds and average over it themselves.
 pub fn timed_runs(row: BenchRow) -> u32 {
     match row {
         BenchRow::WeightRead | BenchRow::WeightMmap | BenchRow::PythonLoader => 5,
-        BenchRow::OpenClose => 3,
+        BenchRow::OpenClose | BenchRow::ProcessChurn => 3,
         _ => 1,
     }
 }
@@ -485,6 +490,12 @@ fn measure(
             layout.storm.clone(),
             sizes.storm_calls,
             sizes.storm_files,
+        ),
+        BenchRow::ProcessChurn => (
+            WorkerWorkload::Spawn,
+            PathBuf::from(SPAWNED_PROGRAM),
+            sizes.spawns,
+            1,
         ),
         BenchRow::PythonLoader => {
             let loader = loader.context("the Python loader was not prepared")?;

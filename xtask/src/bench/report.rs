@@ -76,6 +76,10 @@ pub fn title(row: BenchRow, sizes: &Sizes) -> String {
             "real loader: Python (numpy memmap) loading a watched {} safetensors model",
             size(sizes.model_bytes)
         ),
+        BenchRow::ProcessChurn => format!(
+            "process churn: {} spawns of /bin/true, each waited for",
+            table::count(sizes.spawns)
+        ),
         other => row_name(other),
     }
 }
@@ -616,10 +620,11 @@ fn method(results: &Results) -> Vec<String> {
          (the kernel audits only processes created while auditing is on), once the machine \
          has been 90% idle for 250 ms: it runs the workload once untimed (warm-up; the page \
          cache is warm), then timed with `Instant`: 5 runs for the weight-load and Python \
-         rows, 3 for the open/close storm, 1 for the pread rows (which last seconds); the \
+         rows, 3 for the open/close storm and the churn row, 1 for the pread rows (which last seconds); the \
          repetition's sample is the median of its timed runs. Workloads are Rust loops \
          calling libc directly (`read` of 1 MiB, `mmap` + one volatile byte read per 4 KiB \
-         page, `pread` of 4 KiB at offsets cycling through a 64 MiB file, `open`+`close`); \
+         page, `pread` of 4 KiB at offsets cycling through a 64 MiB file, `open`+`close`; \
+         the churn row spawns `/bin/true` with `std::process::Command` and waits for it); \
          the Python row runs Debian's `/usr/bin/python3`, which times its own loads (one \
          `mmap` of the model, then a sum over every tensor)."
             .to_owned(),

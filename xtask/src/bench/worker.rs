@@ -34,6 +34,7 @@ pub fn execute(args: &BenchWorkerArgs) -> Result<()> {
             WorkerWorkload::MmapTouch => mmap_touch(&args.path),
             WorkerWorkload::Pread => pread(&args.path, args.calls),
             WorkerWorkload::OpenClose => open_close(&args.path, args.files, args.calls),
+            WorkerWorkload::Spawn => spawn(&args.path, args.calls),
         }
     };
     // The work figure keeps the result observable, so no loop can be
@@ -138,6 +139,17 @@ fn pread(path: &Path, calls: u64) -> Result<u64> {
 }
 
 /// The name of storm file `i` in its folder.
+/// Spawns `program` `count` times, waiting for each; returns the spawns.
+fn spawn(program: &Path, count: u64) -> Result<u64> {
+    for _ in 0..count {
+        let status = std::process::Command::new(program)
+            .status()
+            .with_context(|| format!("cannot run {}", program.display()))?;
+        ensure!(status.success(), "{} failed: {status}", program.display());
+    }
+    Ok(count)
+}
+
 pub fn storm_file_name(i: u32) -> String {
     format!("f{i:04}.dat")
 }
@@ -192,5 +204,7 @@ mod tests {
         assert!(open_close(dir.path(), 4, 10).is_err());
         assert!(sequential_read(&dir.path().join("missing")).is_err());
         assert_eq!(storm_file_name(7), "f0007.dat");
+        assert_eq!(spawn(Path::new("/bin/true"), 3).unwrap(), 3);
+        assert!(spawn(Path::new("/bin/false"), 1).is_err());
     }
 }
