@@ -342,19 +342,21 @@ fn ia32_enter(nr: u64, regs: u64) {
     }
 }
 
-/// With ia32 capture off, a process that gets a descriptor through an ia32
-/// open or descriptor passing still joins the holder set (whether the file
-/// is watched is not looked at): its x86-64 reads of that descriptor must
-/// not be prefiltered away.
+/// ia32 opens.
 #[inline(always)]
-fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
-    let acquires = match nr {
-        ia32::OPEN
-        | ia32::CREAT
-        | ia32::OPENAT
-        | ia32::OPENAT2
-        | ia32::OPEN_BY_HANDLE_AT
-        | ia32::RECVMSG
+fn ia32_is_open(nr: u64) -> bool {
+    matches!(
+        nr,
+        ia32::OPEN | ia32::CREAT | ia32::OPENAT | ia32::OPENAT2 | ia32::OPEN_BY_HANDLE_AT
+    )
+}
+
+/// ia32 syscalls that may hand the process descriptors it did not open.
+/// The registers still hold the arguments at exit (for `socketcall`).
+#[inline(always)]
+fn ia32_receives_descriptors(nr: u64, regs: u64) -> bool {
+    match nr {
+        ia32::RECVMSG
         | ia32::RECVMMSG
         | ia32::RECVMMSG_TIME64
         | ia32::PIDFD_GETFD
@@ -364,8 +366,16 @@ fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
             ia32::SYS_RECVMSG | ia32::SYS_RECVMMSG
         ),
         _ => false,
-    };
-    if acquires {
+    }
+}
+
+/// With ia32 capture off, a process that gets a descriptor through an ia32
+/// open or descriptor passing still joins the holder set (whether the file
+/// is watched is not looked at): its x86-64 reads of that descriptor must
+/// not be prefiltered away.
+#[inline(always)]
+fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
+    if ia32_is_open(nr) || ia32_receives_descriptors(nr, regs) {
         holders::acquired_descriptors(ret);
     }
 }
@@ -373,25 +383,10 @@ fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
 #[inline(always)]
 fn ia32_exit(nr: u64, regs: u64, ret: i64) {
     match nr {
-        ia32::OPEN | ia32::CREAT | ia32::OPENAT | ia32::OPENAT2 | ia32::OPEN_BY_HANDLE_AT => {
-            file::open_exit(ret)
-        }
+        _ if ia32_is_open(nr) => file::open_exit(ret),
         ia32::READ | ia32::READV | ia32::PREAD64 | ia32::PREADV | ia32::PREADV2 => read::exit(ret),
         ia32::OLD_MMAP | ia32::MMAP2 => file::mmap_exit(ret),
-        ia32::RECVMSG
-        | ia32::RECVMMSG
-        | ia32::RECVMMSG_TIME64
-        | ia32::PIDFD_GETFD
-        | ia32::FANOTIFY_INIT => holders::acquired_descriptors(ret),
-        // The registers still hold the arguments at exit.
-        ia32::SOCKETCALL => {
-            if matches!(
-                reg32(regs, &OFF_REGS_BX),
-                ia32::SYS_RECVMSG | ia32::SYS_RECVMMSG
-            ) {
-                holders::acquired_descriptors(ret);
-            }
-        }
+        _ if ia32_receives_descriptors(nr, regs) => holders::acquired_descriptors(ret),
         _ => {}
     }
 }
