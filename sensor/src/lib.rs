@@ -1,24 +1,28 @@
 //! weightwarden's agent: loads the kernel programs, keeps the watched-inode
-//! set current, turns kernel records into audit records and writes them.
+//! set current, turns kernel records into audit events and writes them.
 //!
-//! Data flows one way: kernel (`loader`, `programs`) -> `decode` ->
-//! `process` context -> `record` -> `sink`; `agent` wires them together.
+//! Folders follow the data, one way:
+//!
+//! ```text
+//! kernel  -> enrich  -> decide  -> event  -> output (and store)
+//! load,      process    policy,    the       encoders (native, ...)
+//! maps,      table,     detectors  encoding- and sinks (stdout, jsonl, ...)
+//! decode     watch set,            neutral
+//!            coverage              model
+//! ```
+//!
+//! `agent` only wires the stages together (start-up order, event loop,
+//! health); `metrics` is the one counters registry every stage reports
+//! into; `config` is the settings file and its defaults; `cli` holds one
+//! file per subcommand. docs/architecture.md has a "where does X go" table.
 
 pub mod agent;
-pub mod btf;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod coverage_book;
-pub mod decode;
-pub mod doctor;
-pub mod ebpf;
-pub mod floor;
-pub mod loader;
-pub mod preflight;
-pub mod process;
-pub mod programs;
-pub mod read_maps;
-pub mod record;
-pub mod sink;
-pub mod watch;
+pub mod decide;
+pub mod enrich;
+pub mod event;
+pub mod kernel;
+pub mod metrics;
+pub mod output;
+pub mod store;

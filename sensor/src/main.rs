@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sensor::{
     agent::{self, RunSettings},
-    cli::{Cli, Command, exit},
-    doctor,
+    cli::{Cli, Command, doctor, exit},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -84,7 +83,7 @@ fn main() -> ExitCode {
 
 /// Attaches the empty programs, says so on stdout, waits for a signal.
 fn bench_floor() -> ExitCode {
-    let (_ebpf, attached) = match sensor::floor::attach() {
+    let (_ebpf, attached) = match sensor::kernel::floor::attach() {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("weightwarden: {}", error_chain(&err));

@@ -907,7 +907,7 @@ mod tests {
 
     #[test]
     fn shipped_example_equals_defaults() {
-        let text = include_str!("../../etc/weightwarden.toml");
+        let text = include_str!("../../../etc/weightwarden.toml");
         assert_eq!(
             parse(text).expect("etc/weightwarden.toml"),
             Config::default()

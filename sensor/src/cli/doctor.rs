@@ -10,10 +10,10 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{
+use crate::kernel::{
     btf::{KernelOffsets, VMLINUX_BTF},
-    ebpf,
     loader::load_program,
+    object as ebpf,
     preflight::{self, BPFFS, SECURITYFS, TRACEFS},
     programs::{Attach, TRACEPOINT_TIER},
 };

@@ -8,10 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf};
+use aya::maps::{MapData, RingBuf};
 use sensor_common::{
-    Coverage, EventHeader, FileKey, ReadAgg, ReadAggKey, WatchEntry, exit_flag, flush_reason,
-    header_flag,
+    Coverage, EventHeader, FileKey, ReadAgg, ReadAggKey, exit_flag, flush_reason, header_flag,
 };
 use serde_json::json;
 use tokio::{
@@ -20,23 +19,27 @@ use tokio::{
 };
 
 use crate::{
-    btf::{KernelOffsets, VMLINUX_BTF},
-    clock::{BootClock, now_rfc3339},
     config::{Config, OutputSpec},
-    coverage_book::CoverageBook,
-    decode::{KernelEvent, decode},
-    loader::{Holders, InoFilter, KernelCounterTotals, KernelCounters, LoadOptions, Sensor},
-    preflight,
-    process::{HeaderFields, ProcessTable},
-    programs::Tier,
-    read_maps::ReadMaps,
-    record::{
+    enrich::{
+        clock::{BootClock, now_rfc3339},
+        coverage::CoverageBook,
+        process::{HeaderFields, ProcessTable},
+        watch::{WatchSet, WatchSpec, kernel_dev},
+    },
+    event::{
         AccessRecord, Action, AncestorRecord, ExitRecord, FileRecord, ProcessRecord, Record,
         SCHEMA, Severity, coverage, kernel_dev_text, mmap_flags, mmap_prot, open_flags,
         syscall_result,
     },
-    sink::{Fanout, JsonlSink, Sink, SinkError, StdoutSink},
-    watch::{InodeMap, MapUpdateError, WatchSet, WatchSpec, kernel_dev},
+    kernel::{
+        btf::{KernelOffsets, VMLINUX_BTF},
+        decode::{KernelEvent, decode},
+        loader::{LoadOptions, Sensor},
+        maps::{Holders, KernelCounterTotals, KernelCounters, KernelInodeMap, ReadMaps},
+        preflight,
+        programs::Tier,
+    },
+    output::{Fanout, JsonlSink, Sink, SinkError, StdoutSink},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +47,11 @@ pub enum AgentError {
     #[error(transparent)]
     Preflight(#[from] preflight::PreflightError),
     #[error(transparent)]
-    Btf(#[from] crate::btf::BtfError),
+    Btf(#[from] crate::kernel::btf::BtfError),
     #[error(transparent)]
-    Load(#[from] crate::loader::LoadError),
+    Load(#[from] crate::kernel::loader::LoadError),
     #[error(transparent)]
-    Watch(#[from] crate::watch::WatchError),
+    Watch(#[from] crate::enrich::watch::WatchError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("cannot set up {what}: {source}")]
@@ -70,47 +73,6 @@ pub struct RunSettings {
     /// unreadable root is then an error rather than a root to wait for.
     pub roots_required: bool,
     pub config_origin: String,
-}
-
-/// The watched-inode kernel map behind the watch set's seam.
-struct KernelInodeMap {
-    map: BpfHashMap<MapData, FileKey, WatchEntry>,
-    filter: InoFilter,
-    max: u32,
-}
-
-impl InodeMap for KernelInodeMap {
-    fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError> {
-        // The filter bit first: the kernel must never see the inode in the
-        // map with its bit still clear.
-        self.filter
-            .add(key.ino)
-            .map_err(|err| MapUpdateError::Other {
-                message: format!("inode filter: {err}"),
-            })?;
-        self.map
-            .insert(key, entry, 0)
-            .map_err(|err| map_update_error(err, self.max))
-    }
-    fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
-        match self.map.remove(key) {
-            Ok(()) => Ok(()),
-            // Already gone is what we wanted.
-            Err(MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(map_update_error(err, self.max)),
-        }
-    }
-}
-
-fn map_update_error(err: MapError, max: u32) -> MapUpdateError {
-    if let MapError::SyscallError(ref e) = err
-        && e.io_error.raw_os_error() == Some(libc::E2BIG)
-    {
-        return MapUpdateError::Full { max };
-    }
-    MapUpdateError::Other {
-        message: err.to_string(),
-    }
 }
 
 /// The inotify descriptor, borrowed from the watch set for tokio.
@@ -178,11 +140,11 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
             holder_prefilter: config.kernel.holder_prefilter,
         },
     )?;
-    let mut watched = KernelInodeMap {
-        map: sensor.take_watched()?,
-        filter: sensor.take_ino_filter()?,
-        max: config.watch.max_files,
-    };
+    let mut watched = KernelInodeMap::new(
+        sensor.take_watched()?,
+        sensor.take_ino_filter()?,
+        config.watch.max_files,
+    );
     let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
     let watch = WatchSet::new(
         WatchSpec {
@@ -203,8 +165,9 @@ pub async fn run(settings: RunSettings) -> Result<(), AgentError> {
     let holders = sensor.take_holders()?;
     let processes = ProcessTable::new(
         PathBuf::from("/proc"),
-        crate::process::CgroupResolver::new(
-            crate::process::cgroup2_mount().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+        crate::enrich::process::CgroupResolver::new(
+            crate::enrich::process::cgroup2_mount()
+                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
         ),
         65_536,
     );
@@ -412,15 +375,15 @@ impl Agent {
 
     fn log_watch_changes<E: std::fmt::Display>(
         &mut self,
-        changes: Result<Vec<crate::watch::WatchChange>, E>,
+        changes: Result<Vec<crate::enrich::watch::WatchChange>, E>,
     ) {
         match changes {
             Ok(changes) => {
                 for change in changes {
                     if matches!(
                         change,
-                        crate::watch::WatchChange::Added(_)
-                            | crate::watch::WatchChange::Renamed { .. }
+                        crate::enrich::watch::WatchChange::Added(_)
+                            | crate::enrich::watch::WatchChange::Renamed { .. }
                     ) {
                         self.holders_rescan = true;
                     }
@@ -711,7 +674,7 @@ impl Agent {
     fn pids_holding(&self, flag: u32) -> Vec<u32> {
         use std::os::unix::fs::MetadataExt;
         let watch = &self.watch;
-        crate::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
+        crate::enrich::process::procfs::pids_with_open_file(Path::new("/proc"), |path| {
             std::fs::metadata(path).is_ok_and(|m| {
                 let key = FileKey {
                     dev: kernel_dev(m.dev()),

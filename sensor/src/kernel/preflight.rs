@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::btf::VMLINUX_BTF;
+use crate::kernel::btf::VMLINUX_BTF;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BPFFS: &str = "/sys/fs/bpf";

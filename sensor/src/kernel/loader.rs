@@ -3,16 +3,16 @@
 
 use aya::{
     Btf, BtfError, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, MapError, RingBuf},
     programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
 };
-use sensor_common::{FileKey, WatchEntry, counter, ino_filter, map_name};
+use sensor_common::{FileKey, WatchEntry, map_name};
 
-use crate::{
+use crate::kernel::{
     btf::KernelOffsets,
-    ebpf,
+    maps::{Holders, InoFilter, KernelCounters, ReadMaps},
+    object as ebpf,
     programs::{Attach, TRACEPOINT_TIER},
-    read_maps::ReadMaps,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +178,7 @@ impl Sensor {
 
     /// The Bloom filter in front of the watched-inode map.
     pub fn take_ino_filter(&mut self) -> Result<InoFilter, LoadError> {
-        Ok(InoFilter {
-            map: self.take(map_name::WATCHED_INO_FILTER)?,
-            words: vec![0; ino_filter::WORDS as usize],
-        })
+        Ok(InoFilter::new(self.take(map_name::WATCHED_INO_FILTER)?))
     }
 
     /// The read aggregates and readers maps, drained by the agent.
@@ -196,10 +193,10 @@ impl Sensor {
     /// The holder prefilter's maps, with the prefilter held off (every
     /// process treated as a holder) until the agent has seeded it.
     pub fn take_holders(&mut self) -> Result<Holders, LoadError> {
-        let mut holders = Holders {
-            agent: self.take(map_name::HOLDERS_AGENT)?,
-            bypass: self.take(map_name::HOLDERS_BYPASS)?,
-        };
+        let mut holders = Holders::new(
+            self.take(map_name::HOLDERS_AGENT)?,
+            self.take(map_name::HOLDERS_BYPASS)?,
+        );
         holders.set_bypass(true).map_err(|source| LoadError::Map {
             map: map_name::HOLDERS_BYPASS,
             source: Box::new(source),
@@ -209,9 +206,7 @@ impl Sensor {
 
     /// The per-CPU loss and error counters.
     pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
-        Ok(KernelCounters {
-            map: self.take(map_name::COUNTERS)?,
-        })
+        Ok(KernelCounters::new(self.take(map_name::COUNTERS)?))
     }
 }
 
@@ -284,105 +279,5 @@ pub fn describe(attach: &Attach) -> String {
         Attach::TracePoint(c, n) => format!("tracepoint {c}/{n}"),
         Attach::RawTracePoint(n) => format!("raw tracepoint {n}"),
         Attach::BtfTracePoint(n) => format!("BTF tracepoint {n}"),
-    }
-}
-
-/// The watched-inode Bloom filter (`sensor_common::ino_filter`), from its
-/// only writer: a copy of the bits is kept here so that adding an inode is
-/// one map update.
-pub struct InoFilter {
-    map: Array<MapData, u64>,
-    words: Vec<u64>,
-}
-
-impl InoFilter {
-    /// Sets the bit for `ino` (bits are never cleared).
-    pub fn add(&mut self, ino: u64) -> Result<(), MapError> {
-        let bit = ino_filter::bit(ino);
-        let index = (bit / 64) as usize;
-        let mask = 1u64 << (bit % 64);
-        let Some(word) = self.words.get_mut(index) else {
-            return Ok(()); // unreachable: bit() stays below WORDS * 64
-        };
-        if *word & mask == 0 {
-            self.map.set(index as u32, *word | mask, 0)?;
-            *word |= mask;
-        }
-        Ok(())
-    }
-}
-
-/// The holder prefilter's maps, from the agent's side: the agent is the
-/// only writer of `HOLDERS_AGENT`, so its read-modify-write of a value
-/// races with nothing. Bits are set, never cleared: clearing one on an exit
-/// record could race a reuse of the pid that a `/proc` scan just marked,
-/// and a stale bit only costs the full check.
-pub struct Holders {
-    agent: Array<MapData, u64>,
-    bypass: Array<MapData, u32>,
-}
-
-impl Holders {
-    /// Marks processes found holding watched descriptors in `/proc`. A pid
-    /// beyond the array needs no mark: the kernel treats it as a holder.
-    pub fn seed(&mut self, pids: impl IntoIterator<Item = u32>) -> Result<usize, MapError> {
-        let mut added = 0;
-        for pid in pids {
-            if self.set_bit(pid)? {
-                added += 1;
-            }
-        }
-        Ok(added)
-    }
-
-    /// Sets `pid`'s bit; false when the pid is beyond the array.
-    fn set_bit(&mut self, pid: u32) -> Result<bool, MapError> {
-        let index = pid / 64;
-        if index >= self.agent.len() {
-            return Ok(false);
-        }
-        let word = self.agent.get(&index, 0)?;
-        let bit = 1u64 << (pid % 64);
-        if word & bit == 0 {
-            self.agent.set(index, word | bit, 0)?;
-        }
-        Ok(true)
-    }
-
-    /// Makes every process a holder (`true`) or lets the prefilter work.
-    pub fn set_bypass(&mut self, on: bool) -> Result<(), MapError> {
-        self.bypass.set(0, u32::from(on), 0)
-    }
-}
-
-/// Totals of the kernel's per-CPU counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelCounterTotals {
-    pub ringbuf_full: u64,
-    pub read_aggregates_full: u64,
-    pub pending_full: u64,
-    pub kernel_read_failures: u64,
-    /// Processes beyond the holder arrays (pid_max raised after start)
-    /// became holders: they pay the full check (costlier, not blind).
-    pub holders_full: u64,
-}
-
-/// The kernel's loss and error counters.
-pub struct KernelCounters {
-    map: PerCpuArray<MapData, u64>,
-}
-
-impl KernelCounters {
-    /// Sums every CPU's counters.
-    pub fn totals(&self) -> Result<KernelCounterTotals, MapError> {
-        let sum =
-            |index: u32| -> Result<u64, MapError> { Ok(self.map.get(&index, 0)?.iter().sum()) };
-        Ok(KernelCounterTotals {
-            ringbuf_full: sum(counter::RINGBUF_FULL)?,
-            read_aggregates_full: sum(counter::READ_AGG_FULL)?,
-            pending_full: sum(counter::PENDING_FULL)?,
-            kernel_read_failures: sum(counter::KERNEL_READ_FAILED)?,
-            holders_full: sum(counter::HOLDERS_FULL)?,
-        })
     }
 }

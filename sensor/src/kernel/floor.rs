@@ -5,9 +5,9 @@
 
 use aya::EbpfLoader;
 
-use crate::{
-    ebpf,
+use crate::kernel::{
     loader::{LoadError, attach_program, kernel_btf, load_program},
+    object as ebpf,
     programs::{Attach, TRACEPOINT_TIER},
 };
 

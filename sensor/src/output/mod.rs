@@ -10,7 +10,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::record::Record;
+use crate::event::Record;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -189,7 +189,7 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Action, SCHEMA, Severity};
+    use crate::event::{Action, SCHEMA, Severity};
 
     fn record() -> Record {
         Record {

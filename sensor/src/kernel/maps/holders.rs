@@ -1,0 +1,51 @@
+//! The holder prefilter's maps from the agent's side (the kernel side is
+//! `sensor-ebpf/src/holders.rs`).
+
+use aya::maps::{Array, MapData, MapError};
+
+/// The holder prefilter's maps, from the agent's side: the agent is the
+/// only writer of `HOLDERS_AGENT`, so its read-modify-write of a value
+/// races with nothing. Bits are set, never cleared: clearing one on an exit
+/// record could race a reuse of the pid that a `/proc` scan just marked,
+/// and a stale bit only costs the full check.
+pub struct Holders {
+    agent: Array<MapData, u64>,
+    bypass: Array<MapData, u32>,
+}
+
+impl Holders {
+    pub fn new(agent: Array<MapData, u64>, bypass: Array<MapData, u32>) -> Self {
+        Self { agent, bypass }
+    }
+
+    /// Marks processes found holding watched descriptors in `/proc`. A pid
+    /// beyond the array needs no mark: the kernel treats it as a holder.
+    pub fn seed(&mut self, pids: impl IntoIterator<Item = u32>) -> Result<usize, MapError> {
+        let mut added = 0;
+        for pid in pids {
+            if self.set_bit(pid)? {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Sets `pid`'s bit; false when the pid is beyond the array.
+    fn set_bit(&mut self, pid: u32) -> Result<bool, MapError> {
+        let index = pid / 64;
+        if index >= self.agent.len() {
+            return Ok(false);
+        }
+        let word = self.agent.get(&index, 0)?;
+        let bit = 1u64 << (pid % 64);
+        if word & bit == 0 {
+            self.agent.set(index, word | bit, 0)?;
+        }
+        Ok(true)
+    }
+
+    /// Makes every process a holder (`true`) or lets the prefilter work.
+    pub fn set_bypass(&mut self, on: bool) -> Result<(), MapError> {
+        self.bypass.set(0, u32::from(on), 0)
+    }
+}

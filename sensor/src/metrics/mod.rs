@@ -1,0 +1,1 @@
+//! The one counters registry every stage reports into.
