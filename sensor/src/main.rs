@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sensor::{
-    agent::{self, RunSettings},
+    agent::{self, Phase, RunSettings},
     cli::{Cli, Command, doctor, exit},
 };
 use tracing_subscriber::EnvFilter;
@@ -72,9 +72,11 @@ fn main() -> ExitCode {
             match runtime.block_on(agent::run(settings)) {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(err) => {
-                    let started = err.is_runtime();
                     eprintln!("weightwarden: {}", error_chain(&err));
-                    ExitCode::from(if started { exit::FAILURE } else { exit::USAGE })
+                    ExitCode::from(match err.phase {
+                        Phase::StartUp => exit::USAGE,
+                        Phase::Live => exit::FAILURE,
+                    })
                 }
             }
         }

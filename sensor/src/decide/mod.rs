@@ -7,14 +7,14 @@
 
 pub mod policy;
 
-use crate::event::Record;
+use crate::event::Event;
 
 /// A named detection over the stream of events.
 pub trait Detector: Send {
     /// A stable identifier, written on every finding (`ww.copy.full_read`).
     fn id(&self) -> &'static str;
     /// Looks at one event; returns the findings it completes, if any.
-    fn observe(&mut self, event: &Record) -> Vec<Record>;
+    fn observe(&mut self, event: &Event) -> Vec<Event>;
 }
 
 /// Every registered detector, run in order on each event.
@@ -30,7 +30,7 @@ impl Detectors {
     }
 
     /// Runs every detector on `event`; returns their findings in order.
-    pub fn observe(&mut self, event: &Record) -> Vec<Record> {
+    pub fn observe(&mut self, event: &Event) -> Vec<Event> {
         self.detectors
             .iter_mut()
             .flat_map(|d| d.observe(event))

@@ -32,7 +32,12 @@ impl BootClock {
 
     /// RFC 3339 text for a CLOCK_BOOTTIME instant.
     pub fn format_boot_ns(&self, boot_ns: u64) -> String {
-        format_unix_ns(self.boot_epoch_ns + i128::from(boot_ns))
+        format_unix_ns(self.unix_ns(boot_ns))
+    }
+
+    /// Unix-epoch ns of a CLOCK_BOOTTIME instant.
+    pub fn unix_ns(&self, boot_ns: u64) -> i128 {
+        self.boot_epoch_ns + i128::from(boot_ns)
     }
 
     /// CLOCK_BOOTTIME now, in ns.
@@ -58,7 +63,12 @@ pub fn format_unix_ns(unix_ns: i128) -> String {
 
 /// RFC 3339 text for now.
 pub fn now_rfc3339() -> String {
-    format_unix_ns(now_ns(ClockId::CLOCK_REALTIME))
+    format_unix_ns(unix_now_ns())
+}
+
+/// Unix-epoch ns now.
+pub fn unix_now_ns() -> i128 {
+    now_ns(ClockId::CLOCK_REALTIME)
 }
 
 #[cfg(test)]

@@ -53,9 +53,33 @@ impl CoverageBook {
     }
 }
 
+/// Share of a `size`-byte file covered by the bitmap (see
+/// `sensor_common::ReadAgg::covered`).
+pub fn coverage(covered: &[u64], size: u64) -> f64 {
+    if size == 0 {
+        return 0.0;
+    }
+    let segments_total = sensor_common::COVERAGE_SEGMENTS;
+    let segment = size.div_ceil(segments_total);
+    let used_segments = size.div_ceil(segment).min(segments_total);
+    let touched: u64 = covered.iter().map(|w| u64::from(w.count_ones())).sum();
+    (touched.min(used_segments) as f64 / used_segments as f64).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_counts_used_segments() {
+        // A 64 MiB file fully read touches all 256 segments.
+        assert_eq!(coverage(&[u64::MAX; 4], 64 << 20), 1.0);
+        // Half the segments.
+        assert_eq!(coverage(&[u64::MAX, u64::MAX, 0, 0], 64 << 20), 0.5);
+        // A 10-byte file has 10 one-byte segments.
+        assert_eq!(coverage(&[0b11111, 0, 0, 0], 10), 0.5);
+        assert_eq!(coverage(&[0; 4], 0), 0.0);
+    }
 
     fn cov(words: [u64; 4]) -> Coverage {
         Coverage { words }

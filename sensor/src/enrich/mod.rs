@@ -6,5 +6,6 @@
 
 pub mod clock;
 pub mod coverage;
+pub mod events;
 pub mod process;
 pub mod watch;

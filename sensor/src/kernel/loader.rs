@@ -77,6 +77,24 @@ pub struct LoadOptions {
     pub holder_prefilter: bool,
 }
 
+impl LoadOptions {
+    /// The sizes and settings a configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            ring_buffer_bytes: config.kernel.ring_buffer_bytes,
+            watched_max: config.watch.max_files,
+            read_aggregates_max: config.kernel.read_aggregates_max,
+            pending_max: config.kernel.pending_max,
+            read_flush_interval_ns: config
+                .kernel
+                .read_flush_interval_secs
+                .saturating_mul(1_000_000_000),
+            compat_syscalls: config.kernel.compat_syscalls,
+            holder_prefilter: config.kernel.holder_prefilter,
+        }
+    }
+}
+
 /// The kernel's limit on pid_max (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
 

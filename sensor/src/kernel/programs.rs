@@ -57,17 +57,3 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
                   the holder prefilter lets through",
     },
 ];
-
-/// The hook tier that captured an event, as written in records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    Tracepoint,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Tracepoint => "tracepoint",
-        }
-    }
-}

@@ -1,168 +1,96 @@
-//! Where records go: JSON lines on stdout or appended to a file. A record is
-//! serialised once and handed to every sink; every failed write is counted
-//! per sink and reported in the heartbeat, never dropped silently.
+//! The output stage: every configured output is an encoder (`encode/`)
+//! feeding a sink (`sink/`). An event is encoded once per format and the
+//! bytes handed to every output that asked for that format; every failed
+//! write is counted per output and reported in the heartbeat, never
+//! dropped silently.
 
-use std::{
-    fs::{File, OpenOptions},
-    io::{self, BufWriter, Stdout, Write},
-    path::{Path, PathBuf},
+pub mod encode;
+pub mod sink;
+
+use crate::{
+    config::OutputSpec,
+    event::{Event, OutputCounters},
 };
+use encode::{Encoder, Format};
+use sink::{Sink, SinkError};
 
-use serde::Serialize;
-
-use crate::event::Record;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("cannot create the directory {path} for the JSON lines output: {source}")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "cannot open the JSON lines output {path}: {source} \
-         (check that the path is a writable file, or choose another with --output jsonl:PATH)"
-    )]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+/// One output: a sink and the format it takes.
+struct Output {
+    format: Format,
+    sink: Box<dyn Sink>,
+    counters: OutputCounters,
 }
 
-/// One destination of serialised records.
-pub trait Sink: Send {
-    /// A short name for logs and counters (`stdout`, `jsonl:/path`).
-    fn name(&self) -> &str;
-    /// Writes one record line (with its trailing newline).
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()>;
-    fn flush(&mut self) -> io::Result<()>;
-}
-
-pub struct StdoutSink {
-    out: BufWriter<Stdout>,
-}
-
-impl StdoutSink {
-    pub fn new() -> Self {
-        Self {
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
-        }
-    }
-}
-
-impl Default for StdoutSink {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Sink for StdoutSink {
-    fn name(&self) -> &str {
-        "stdout"
-    }
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.write_all(line)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// Appends records to a file, one JSON object per line.
-pub struct JsonlSink {
-    name: String,
-    out: BufWriter<File>,
-}
-
-impl JsonlSink {
-    pub fn open(path: &Path) -> Result<Self, SinkError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| SinkError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| SinkError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self {
-            name: format!("jsonl:{}", path.display()),
-            out: BufWriter::with_capacity(64 * 1024, file),
-        })
-    }
-}
-
-impl Sink for JsonlSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.write_all(line)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// Per-sink delivery counters.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct SinkStats {
-    pub name: String,
-    pub records_written: u64,
-    pub write_failures: u64,
-}
-
-/// Every configured sink, fed one serialised record at a time.
+/// Every configured output, fed one event at a time.
 pub struct Fanout {
-    sinks: Vec<(Box<dyn Sink>, SinkStats)>,
-    line: Vec<u8>,
-    pub serialize_failures: u64,
+    outputs: Vec<Output>,
+    /// One encoder and one reused buffer per format in use.
+    encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
+    pub encode_failures: u64,
 }
 
 impl Fanout {
-    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        let sinks = sinks
+    /// Opens every output; the first that cannot be opened is the error.
+    pub fn open(specs: &[OutputSpec]) -> Result<Self, SinkError> {
+        let sinks = specs
+            .iter()
+            .map(|spec| Ok((Format::Native, sink::open(spec)?)))
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        Ok(Self::new(sinks))
+    }
+
+    /// Outputs from sinks already open, each with its format.
+    pub fn new(sinks: Vec<(Format, Box<dyn Sink>)>) -> Self {
+        let mut encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)> = Vec::new();
+        let outputs = sinks
             .into_iter()
-            .map(|s| {
-                let stats = SinkStats {
-                    name: s.name().to_string(),
-                    ..SinkStats::default()
+            .map(|(format, sink)| {
+                if !encoders.iter().any(|(f, ..)| *f == format) {
+                    encoders.push((format, format.encoder(), Vec::with_capacity(4096)));
+                }
+                let counters = OutputCounters {
+                    name: sink.name().to_string(),
+                    ..OutputCounters::default()
                 };
-                (s, stats)
+                Output {
+                    format,
+                    sink,
+                    counters,
+                }
             })
             .collect();
         Self {
-            sinks,
-            line: Vec::with_capacity(4096),
-            serialize_failures: 0,
+            outputs,
+            encoders,
+            encode_failures: 0,
         }
     }
 
-    /// Serialises `record` and writes it to every sink.
-    pub fn emit(&mut self, record: &Record) {
-        self.line.clear();
-        if let Err(err) = serde_json::to_writer(&mut self.line, record) {
-            self.serialize_failures += 1;
-            tracing::error!(error = %err, "cannot serialise a record; it is lost");
-            return;
-        }
-        self.line.push(b'\n');
-        for (sink, stats) in &mut self.sinks {
-            match sink.write_line(&self.line) {
-                Ok(()) => stats.records_written += 1,
-                Err(err) => {
-                    stats.write_failures += 1;
-                    // First failure and then every 1000th, so a dead sink
-                    // cannot flood the log.
-                    if stats.write_failures % 1000 == 1 {
-                        tracing::error!(sink = %stats.name, error = %err, failures = stats.write_failures, "record write failed; the record is lost for this sink");
+    /// Encodes `event` once per format and writes it to every output.
+    pub fn emit(&mut self, event: &Event) {
+        for (format, encoder, buf) in &mut self.encoders {
+            buf.clear();
+            if let Err(err) = encoder.encode(event, buf) {
+                self.encode_failures += 1;
+                tracing::error!(error = %err, encoder = encoder.name(), "cannot encode a record; it is lost for this format");
+                buf.clear();
+                // Outputs of this format count it as a failed write.
+                for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
+                    output.counters.write_failures += 1;
+                }
+                continue;
+            }
+            for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
+                let counters = &mut output.counters;
+                match output.sink.write_line(buf) {
+                    Ok(()) => counters.records_written += 1,
+                    Err(err) => {
+                        counters.write_failures += 1;
+                        // First failure and then every 1000th, so a dead
+                        // sink cannot flood the log.
+                        if counters.write_failures % 1000 == 1 {
+                            tracing::error!(sink = %counters.name, error = %err, failures = counters.write_failures, "record write failed; the record is lost for this sink");
+                        }
                     }
                 }
             }
@@ -171,34 +99,38 @@ impl Fanout {
 
     /// Flushes every sink; call after each batch.
     pub fn flush(&mut self) {
-        for (sink, stats) in &mut self.sinks {
-            if let Err(err) = sink.flush() {
-                stats.write_failures += 1;
-                if stats.write_failures % 1000 == 1 {
-                    tracing::error!(sink = %stats.name, error = %err, "flush failed; buffered records may be lost");
+        for output in &mut self.outputs {
+            let counters = &mut output.counters;
+            if let Err(err) = output.sink.flush() {
+                counters.write_failures += 1;
+                if counters.write_failures % 1000 == 1 {
+                    tracing::error!(sink = %counters.name, error = %err, "flush failed; buffered records may be lost");
                 }
             }
         }
     }
 
-    pub fn stats(&self) -> Vec<SinkStats> {
-        self.sinks.iter().map(|(_, s)| s.clone()).collect()
+    /// Per-output counters, in configuration order.
+    pub fn counters(&self) -> Vec<OutputCounters> {
+        self.outputs.iter().map(|o| o.counters.clone()).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::event::{Action, SCHEMA, Severity};
+    use std::io;
 
-    fn record() -> Record {
-        Record {
-            schema: SCHEMA,
-            time: "2026-01-01T00:00:00.000000000Z".into(),
+    use super::*;
+    use crate::event::{Action, Severity, Tier, Timestamp};
+    use sink::JsonlSink;
+
+    fn event() -> Event {
+        Event {
+            time: Timestamp::from_unix_ns(1_767_225_600_000_000_000),
             host: "h".into(),
             action: Action::Heartbeat,
             severity: Severity::Info,
-            tier: "tracepoint",
+            tier: Tier::Tracepoint,
             process: None,
             file: None,
             access: None,
@@ -221,23 +153,27 @@ mod tests {
     }
 
     #[test]
-    fn jsonl_appends_one_object_per_line_and_failures_are_counted() {
+    fn jsonl_appends_one_record_per_line_and_failures_are_counted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/events.jsonl");
         let jsonl = JsonlSink::open(&path).expect("open");
-        let mut fanout = Fanout::new(vec![Box::new(jsonl), Box::new(Broken)]);
-        fanout.emit(&record());
-        fanout.emit(&record());
+        let mut fanout = Fanout::new(vec![
+            (Format::Native, Box::new(jsonl)),
+            (Format::Native, Box::new(Broken)),
+        ]);
+        fanout.emit(&event());
+        fanout.emit(&event());
         fanout.flush();
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        let v: serde_json::Value = serde_json::from_str(lines[0]).expect("json");
-        assert_eq!(v["schema"], "weightwarden/1");
-        assert_eq!(v["action"], "heartbeat");
-        let stats = fanout.stats();
-        assert_eq!(stats[0].records_written, 2);
-        assert_eq!(stats[1].write_failures, 2);
+        let decoded = encode::native::decode(lines[0]).expect("decode");
+        assert_eq!(decoded, event());
+        let counters = fanout.counters();
+        assert_eq!(counters[0].records_written, 2);
+        assert_eq!(counters[0].write_failures, 0);
+        assert_eq!(counters[1].records_written, 0);
+        assert_eq!(counters[1].write_failures, 2);
     }
 
     #[test]

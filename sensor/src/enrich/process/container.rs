@@ -59,6 +59,20 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// Every runtime.
+    pub const ALL: [Runtime; 5] = [
+        Runtime::Docker,
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Podman,
+        Runtime::Kubernetes,
+    ];
+
+    /// The runtime [`Runtime::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The name written to events.
     pub fn as_str(self) -> &'static str {
         match self {

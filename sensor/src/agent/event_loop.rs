@@ -1,0 +1,313 @@
+//! The event loop: ring buffer records through enrich and decide to the
+//! outputs, watch-set changes into the kernel map, periodic drains and
+//! heartbeats, and signals.
+
+use std::{
+    os::fd::{AsRawFd, RawFd},
+    path::Path,
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use sensor_common::{ReadAgg, ReadAggKey, exit_flag, flush_reason};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{Agent, AgentError, health::stats_section, holders, signals::Request};
+use crate::{
+    enrich::{
+        clock::BootClock,
+        watch::{WatchChange, WatchError},
+    },
+    event::{AccessDetail, Action, Event},
+    kernel::decode::{KernelEvent, decode},
+};
+
+/// How often the agent reads the ring buffer without being woken: the most
+/// an exec, fork or exit record waits.
+const RING_POLL: Duration = Duration::from_millis(100);
+
+/// The inotify descriptor, borrowed from the watch set for tokio.
+struct InotifyFd(RawFd);
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Agent {
+    /// Runs until a stop signal; returns the ring buffer for the final drain.
+    pub(super) async fn event_loop(
+        &mut self,
+        events: RingBuf<MapData>,
+        mut signals: super::Signals,
+    ) -> Result<RingBuf<MapData>, AgentError> {
+        let io = |what| move |source| AgentError::Io { what, source };
+        // SAFETY: the ring buffer owns its descriptor and moves into the
+        // AsyncFd, so it stays open while registered.
+        let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+            .map_err(|e| AgentError::Io {
+                what: "the ring buffer poller",
+                source: e.into(),
+            })?;
+        // SAFETY: the watch set owns the inotify descriptor and outlives this
+        // AsyncFd, which is dropped at the end of this function.
+        let inotify = unsafe {
+            AsyncFd::register_with_interest(
+                InotifyFd(self.watch.inotify_fd().as_raw_fd()),
+                Interest::READABLE,
+            )
+        }
+        .map_err(|e| AgentError::Io {
+            what: "the inotify poller",
+            source: e.into(),
+        })?;
+        let secs = Duration::from_secs;
+        let mut heartbeat = tokio::time::interval(secs(self.config.agent.heartbeat_interval_secs));
+        let mut idle_sweep =
+            tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
+        let mut roots_poll = tokio::time::interval(secs(1));
+        let mut rescan = tokio::time::interval(secs(self.config.watch.rescan_interval_secs));
+        // Process lifecycle records do not wake the agent (see
+        // sensor-ebpf/src/emit.rs): poll for them.
+        let mut ring_poll = tokio::time::interval(RING_POLL);
+        for timer in [
+            &mut ring_poll,
+            &mut heartbeat,
+            &mut idle_sweep,
+            &mut roots_poll,
+            &mut rescan,
+        ] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer.reset(); // the first tick after one period, not now
+        }
+
+        loop {
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.map_err(io("the ring buffer poller"))?;
+                    self.drain_ring(guard.get_inner_mut());
+                    guard.clear_ready();
+                    self.out.flush();
+                }
+                _ = ring_poll.tick() => {
+                    self.drain_ring(ring.get_mut());
+                    self.out.flush();
+                }
+                guard = inotify.readable() => {
+                    let mut guard = guard.map_err(io("the inotify poller"))?;
+                    let changes = self.watch.process_inotify(&mut self.kernel.watched);
+                    self.log_watch_changes(changes);
+                    guard.clear_ready();
+                }
+                _ = roots_poll.tick() => {
+                    let changes = self.watch.poll_missing_roots(&mut self.kernel.watched);
+                    self.log_watch_changes(changes);
+                    if std::mem::take(&mut self.holders_rescan) {
+                        holders::seed(&mut self.kernel.holders, &self.watch);
+                    }
+                }
+                _ = rescan.tick() => {
+                    let changes = self.watch.rescan(&mut self.kernel.watched);
+                    self.log_watch_changes(changes);
+                    super::release_free_heap();
+                }
+                _ = idle_sweep.tick() => {
+                    let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
+                    let cutoff = BootClock::boot_now_ns().saturating_sub(idle_ns);
+                    self.drain_aggregates(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
+                    // Processes whose exit record was lost.
+                    let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
+                    self.kernel.read_maps.forget_processes(gone);
+                    self.enrich.forget_processes(gone);
+                    self.out.flush();
+                }
+                _ = heartbeat.tick() => {
+                    self.enrich.resample_clock();
+                    self.emit_sensor(Action::Heartbeat);
+                    self.out.flush();
+                }
+                request = signals.next() => match request {
+                    Request::Stop(name) => {
+                        tracing::info!("{name}: stopping");
+                        break;
+                    }
+                    Request::Ignore(name) => tracing::warn!(
+                        "{name} received and ignored: this version has no configuration reload \
+                         or output reopen (stop with SIGTERM)"
+                    ),
+                },
+            }
+        }
+        drop(inotify);
+        Ok(ring.into_inner())
+    }
+
+    fn log_watch_changes(&mut self, changes: Result<Vec<WatchChange>, WatchError>) {
+        match changes {
+            Ok(changes) => {
+                for change in changes {
+                    if matches!(change, WatchChange::Added(_) | WatchChange::Renamed { .. }) {
+                        self.holders_rescan = true;
+                    }
+                    tracing::debug!(?change, "watch set changed");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "watch set update failed"),
+        }
+    }
+
+    pub(super) fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            self.health.agent.kernel_records += 1;
+            match decode(&item) {
+                Ok(event) => {
+                    drop(item);
+                    self.handle(event);
+                }
+                Err(err) => {
+                    self.health.agent.decode_errors += 1;
+                    tracing::warn!(error = %err, "undecodable kernel record dropped");
+                }
+            }
+        }
+    }
+
+    /// One kernel record through enrich and decide to the outputs.
+    fn handle(&mut self, event: KernelEvent) {
+        let event = match event {
+            KernelEvent::Exec(e) => self.enrich.exec(&e),
+            KernelEvent::Fork(f) => return self.enrich.fork(&f),
+            KernelEvent::Exit(x) => {
+                let tgid = x.header.tgid;
+                // Reads whose descriptors the exit closed are still in the
+                // kernel's aggregates: report them before the exit.
+                if x.flags & exit_flag::HAD_READS != 0 {
+                    self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                    self.kernel.read_maps.forget_processes(|t| t == tgid);
+                }
+                self.enrich.exit(&x)
+            }
+            KernelEvent::GpuOpen(f) => {
+                tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
+                return self.enrich.gpu_open(&f.header);
+            }
+            KernelEvent::Open(f) => self.enrich.file_event(
+                Action::Open,
+                &f.header,
+                f.file,
+                f.file_size,
+                AccessDetail::Open {
+                    fd: f.fd,
+                    flags: f.flags,
+                },
+                &self.watch,
+            ),
+            KernelEvent::Close(f) => self.enrich.file_event(
+                Action::Close,
+                &f.header,
+                f.file,
+                f.file_size,
+                AccessDetail::Close { fd: f.fd },
+                &self.watch,
+            ),
+            KernelEvent::Mmap(f) => self.enrich.file_event(
+                Action::Mmap,
+                &f.header,
+                f.file,
+                f.file_size,
+                AccessDetail::Mmap {
+                    fd: f.fd,
+                    prot: f.flags,
+                    flags: f.mmap_flags,
+                    offset: f.offset,
+                    length: f.len,
+                    result: f.ret,
+                },
+                &self.watch,
+            ),
+            KernelEvent::Read(r) => {
+                // The summary is about the thread that read, not the one
+                // that closed the descriptor.
+                let mut h = r.header;
+                if r.agg.last_tid != 0 {
+                    h.tid = r.agg.last_tid;
+                }
+                self.enrich
+                    .read_summary(&h, r.file, &r.agg, r.reason, Some(r.fd), &self.watch)
+            }
+        };
+        self.emit(event);
+    }
+
+    /// Hands an event, and whatever the detectors make of it, to the outputs.
+    fn emit(&mut self, event: Event) {
+        let findings = self.decide.observe(&event);
+        for e in std::iter::once(event).chain(findings) {
+            self.health.agent.records_emitted += 1;
+            self.out.emit(&e);
+        }
+    }
+
+    /// Emits and deletes every kernel read aggregate `select` picks.
+    fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
+        let keys = match self.kernel.read_maps.select_aggregates(select) {
+            Ok(keys) => keys,
+            Err(err) => {
+                self.health.agent.aggregate_map_errors += 1;
+                tracing::warn!(error = %err, "cannot read the read-aggregate map");
+                return;
+            }
+        };
+        for key in keys {
+            let agg = match self.kernel.read_maps.take_aggregate(&key) {
+                Ok(Some(agg)) => agg,
+                // The kernel flushed it (a close) since it was picked.
+                Ok(None) => continue,
+                Err(err) => {
+                    self.health.agent.aggregate_map_errors += 1;
+                    tracing::warn!(error = %err, "cannot drain a read aggregate");
+                    continue;
+                }
+            };
+            if agg.calls == 0 {
+                continue;
+            }
+            self.health.agent.read_summaries_drained += 1;
+            let h = self
+                .enrich
+                .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+            let event = self
+                .enrich
+                .read_summary(&h, key.file, &agg, reason, None, &self.watch);
+            self.emit(event);
+        }
+    }
+
+    pub(super) fn emit_sensor(&mut self, action: Action) {
+        let sections = [
+            ("watch", stats_section(&self.watch.stats())),
+            ("processes", stats_section(&self.enrich.processes.stats())),
+        ];
+        let status = self
+            .health
+            .status(self.watch.len(), sections, self.out.counters());
+        self.health.agent.records_emitted += 1;
+        let event = self.enrich.sensor_event(action, status);
+        self.out.emit(&event);
+    }
+
+    /// Flush what is aggregated, report the final counters.
+    pub(super) fn shutdown(&mut self) {
+        self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);
+        self.emit_sensor(Action::SensorStop);
+        self.out.flush();
+        let t = self.health.last_kernel();
+        tracing::info!(
+            ringbuf_full = t.ringbuf_full,
+            read_aggregates_full = t.read_aggregates_full,
+            pending_full = t.pending_full,
+            records = self.health.agent.records_emitted,
+            "stopped"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Turns typed kernel records into model events: the process behind each
+//! (from the process table), the watched path of the file, the reader's
+//! cumulative coverage, and wall-clock times.
+
+use sensor_common::{EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, ReadAgg, header_flag};
+
+use super::{
+    clock::BootClock,
+    coverage::{CoverageBook, coverage},
+    process::{HeaderFields, ProcessTable},
+    watch::WatchSet,
+};
+use crate::event::{
+    Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason, Process,
+    ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
+};
+
+/// The enrich stage's state.
+pub struct Enricher {
+    pub processes: ProcessTable,
+    /// Each process's coverage of each file it read, until it exits.
+    coverage: CoverageBook,
+    clock: BootClock,
+    host: String,
+    tier: Tier,
+    ancestors_max: usize,
+}
+
+impl Enricher {
+    pub fn new(processes: ProcessTable, host: String, tier: Tier, ancestors_max: usize) -> Self {
+        Self {
+            processes,
+            coverage: CoverageBook::default(),
+            clock: BootClock::sample(),
+            host,
+            tier,
+            ancestors_max,
+        }
+    }
+
+    /// Samples the wall clock's offset again (it may have been stepped).
+    pub fn resample_clock(&mut self) {
+        self.clock = BootClock::sample();
+    }
+
+    fn time(&self, boot_ns: u64) -> Timestamp {
+        Timestamp {
+            unix_ns: self.clock.unix_ns(boot_ns),
+            boot_ns: Some(boot_ns),
+        }
+    }
+
+    /// An event with its common fields and, given a header, the process.
+    fn event(&mut self, action: Action, boot_ns: u64, h: Option<&EventHeader>) -> Event {
+        Event {
+            time: self.time(boot_ns),
+            host: self.host.clone(),
+            action,
+            severity: Severity::Info,
+            tier: self.tier,
+            process: h.map(|h| self.process(&HeaderFields::from(h))),
+            file: None,
+            access: None,
+            exit: None,
+            sensor: None,
+        }
+    }
+
+    fn process(&mut self, h: &HeaderFields) -> Process {
+        let info = self.processes.get(h).clone();
+        let ancestors = self
+            .processes
+            .ancestors(info.pid, self.ancestors_max)
+            .into_iter()
+            .map(|a| Ancestor {
+                pid: a.pid,
+                comm: a.comm,
+                exe: a.exe.map(Text::from),
+            })
+            .collect();
+        Process {
+            pid: info.pid,
+            tid: h.tid,
+            ppid: info.ppid,
+            uid: info.uid,
+            gid: info.gid,
+            comm: info.comm,
+            exe: info.exe.map(Text::from),
+            args: info.args.into_iter().map(Text::from).collect(),
+            args_truncated: info.args_truncated,
+            cgroup_id: info.cgroup_id,
+            container: info.container.map(|c| Container {
+                id: c.id,
+                runtime: c.runtime,
+                pod_uid: c.pod_uid,
+            }),
+            start_time: (info.start_boot_ns != 0).then(|| self.time(info.start_boot_ns)),
+            gpu: info.gpu,
+            ancestors,
+        }
+    }
+
+    /// An exec: the table learns the new image, then the event names it.
+    pub fn exec(&mut self, e: &ExecEvent) -> Event {
+        let h = HeaderFields::from(&e.header);
+        let filename = &e.filename[..(e.filename_len as usize).min(e.filename.len())];
+        let args = &e.args[..(e.args_len as usize).min(e.args.len())];
+        self.processes
+            .on_exec(&h, filename, args, e.args_truncated != 0, e.start_ns);
+        self.event(Action::Exec, e.header.boot_ns, Some(&e.header))
+    }
+
+    pub fn fork(&mut self, f: &ForkEvent) {
+        self.processes.on_fork(
+            &HeaderFields::from(&f.header),
+            f.child_tgid,
+            f.child_start_ns,
+        );
+    }
+
+    /// An exit: the event is built while the table still has the process.
+    pub fn exit(&mut self, x: &ExitEvent) -> Event {
+        let tgid = x.header.tgid;
+        self.coverage.forget(tgid);
+        let mut event = self.event(Action::Exit, x.header.boot_ns, Some(&x.header));
+        event.exit = Some(Exit {
+            wait_status: x.exit_code,
+        });
+        self.processes.on_exit(tgid, x.header.boot_ns);
+        event
+    }
+
+    /// A process opened a GPU device: it serves models.
+    pub fn gpu_open(&mut self, h: &EventHeader) {
+        self.processes.get(&HeaderFields::from(h));
+        self.processes.mark_gpu(h.tgid);
+    }
+
+    /// An open, close or map of a watched file.
+    pub fn file_event(
+        &mut self,
+        action: Action,
+        h: &EventHeader,
+        key: FileKey,
+        size: u64,
+        detail: AccessDetail,
+        watch: &WatchSet,
+    ) -> Event {
+        let mut event = self.event(action, h.boot_ns, Some(h));
+        event.file = Some(File {
+            path: watch.path_of(&key).map(Text::from),
+            dev: key.dev,
+            ino: key.ino,
+            size,
+        });
+        event.access = Some(Access {
+            abi: if h.flags & header_flag::COMPAT_SYSCALL != 0 {
+                SyscallAbi::Ia32
+            } else {
+                SyscallAbi::Native
+            },
+            detail,
+        });
+        event
+    }
+
+    /// A read summary: adds its segments to the process's coverage.
+    pub fn read_summary(
+        &mut self,
+        h: &EventHeader,
+        key: FileKey,
+        agg: &ReadAgg,
+        reason: u32,
+        fd: Option<i32>,
+        watch: &WatchSet,
+    ) -> Event {
+        let covered = self.coverage.add(h.tgid, key, &agg.covered);
+        let summary = ReadSummary {
+            fd: fd.filter(|&fd| fd >= 0),
+            bytes: agg.bytes,
+            calls: agg.calls,
+            coverage: coverage(&covered.words, agg.file_size),
+            reason: FlushReason::from_raw(reason),
+            first: self.time(agg.first_ns),
+            last: self.time(agg.last_ns),
+        };
+        self.file_event(
+            Action::Read,
+            h,
+            key,
+            agg.file_size,
+            AccessDetail::Read(summary),
+            watch,
+        )
+    }
+
+    /// A header for a summary the agent drained from the aggregate map,
+    /// filled from the process table.
+    pub fn drained_header(&mut self, tgid: u32, tid: u32, boot_ns: u64) -> EventHeader {
+        let mut h = EventHeader {
+            tgid,
+            tid,
+            boot_ns,
+            ..EventHeader::default()
+        };
+        if let Some(info) = self.processes.lookup(tgid) {
+            h.ppid = info.ppid;
+            h.uid = info.uid;
+            h.gid = info.gid;
+            h.cgroup_id = info.cgroup_id;
+            let comm = info.comm.as_bytes();
+            let n = comm.len().min(h.comm.len() - 1);
+            h.comm[..n].copy_from_slice(&comm[..n]);
+        }
+        h
+    }
+
+    /// A sensor record (start, heartbeat, stop) timed now.
+    pub fn sensor_event(&mut self, action: Action, status: SensorStatus) -> Event {
+        let mut event = self.event(action, BootClock::boot_now_ns(), None);
+        event.sensor = Some(status);
+        event
+    }
+
+    /// Drops the coverage of processes that are gone (exit records lost).
+    pub fn forget_processes(&mut self, gone: impl Fn(u32) -> bool) {
+        self.coverage.retain_processes(|tgid| !gone(tgid));
+        self.processes.sweep(BootClock::boot_now_ns());
+    }
+}

@@ -1,0 +1,740 @@
+//! The native encoding, `weightwarden/1`: one JSON object per line, every
+//! field documented in docs/events.md. A field is never renamed, retyped or
+//! given a new meaning within `weightwarden/1`; fields may be added.
+//!
+//! The wire structs below are the format: their field order is the byte
+//! order of every record (a golden test holds it). [`decode`] reads a line
+//! back into the event model, so tests and tools work with types.
+//!
+//! Text that is not valid UTF-8 is written readable (invalid bytes become
+//! U+FFFD) with a faithful `*_escaped` twin beside it (`path_escaped`,
+//! `exe_escaped`, `args_escaped`), present only when the two differ.
+
+use std::{borrow::Cow, collections::BTreeMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{EncodeError, Encoder};
+use crate::{
+    enrich::{clock::format_unix_ns, process::Runtime},
+    event::{
+        Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason,
+        OutputCounters, Process, ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier,
+        Timestamp,
+        names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
+    },
+};
+
+/// Value of every record's `schema` field.
+pub const SCHEMA: &str = "weightwarden/1";
+
+/// The `weightwarden/1` encoder.
+#[derive(Debug, Default)]
+pub struct Native;
+
+impl Encoder for Native {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        serde_json::to_writer(&mut *out, &Record::from(event)).map_err(EncodeError::Json)?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a weightwarden/1 JSON record")]
+    Json(#[from] serde_json::Error),
+    #[error("schema {0:?} is not {SCHEMA}")]
+    Schema(String),
+    #[error("field {field} has an invalid value {value:?}")]
+    Value { field: &'static str, value: String },
+    #[error("field {0} is missing for this action")]
+    Missing(&'static str),
+}
+
+/// Reads one record (a line, with or without its newline) into the model.
+pub fn decode(line: &str) -> Result<Event, DecodeError> {
+    let record: Record<'_> = serde_json::from_str(line)?;
+    record.into_event()
+}
+
+// --- the wire format ---------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct Record<'a> {
+    schema: Cow<'a, str>,
+    time: String,
+    host: Cow<'a, str>,
+    action: WireAction,
+    severity: WireSeverity,
+    tier: WireTier,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    process: Option<WireProcess<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    file: Option<WireFile<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    access: Option<WireAccess>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    exit: Option<WireExit>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    sensor: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WireAction {
+    Open,
+    Read,
+    Mmap,
+    Close,
+    Exec,
+    Exit,
+    Heartbeat,
+    SensorStart,
+    SensorStop,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WireSeverity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WireTier {
+    Tracepoint,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireProcess<'a> {
+    pid: u32,
+    tid: u32,
+    ppid: u32,
+    uid: u32,
+    gid: u32,
+    comm: Cow<'a, str>,
+    exe: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    exe_escaped: Option<String>,
+    args: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    args_escaped: Option<Vec<String>>,
+    args_truncated: bool,
+    cgroup_id: u64,
+    container_id: Option<Cow<'a, str>>,
+    container_runtime: Option<Cow<'a, str>>,
+    pod_uid: Option<Cow<'a, str>>,
+    start_time: Option<String>,
+    gpu: bool,
+    ancestors: Vec<WireAncestor<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireAncestor<'a> {
+    pid: u32,
+    comm: Cow<'a, str>,
+    exe: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    exe_escaped: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireFile<'a> {
+    path: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    path_escaped: Option<String>,
+    dev: String,
+    ino: u64,
+    size: u64,
+}
+
+/// Which fields are present depends on the action (docs/events.md).
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize, Default)]
+struct WireAccess {
+    fd: Option<i32>,
+    syscall_abi: Option<Cow<'static, str>>,
+    flags: Option<Vec<Cow<'static, str>>>,
+    flags_raw: Option<u32>,
+    prot: Option<Vec<Cow<'static, str>>>,
+    prot_raw: Option<u32>,
+    map_flags: Option<Vec<Cow<'static, str>>>,
+    map_flags_raw: Option<u32>,
+    offset: Option<u64>,
+    length: Option<u64>,
+    result: Option<String>,
+    bytes: Option<u64>,
+    calls: Option<u64>,
+    coverage: Option<f64>,
+    reason: Option<Cow<'static, str>>,
+    first_time: Option<String>,
+    last_time: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireExit {
+    code: Option<i32>,
+    signal: Option<i32>,
+}
+
+// --- model -> wire -----------------------------------------------------
+
+fn time_text(t: &Timestamp) -> String {
+    format_unix_ns(t.unix_ns)
+}
+
+/// The readable form, and the faithful one when it differs.
+fn text_pair(text: &Text) -> (Cow<'_, str>, Option<String>) {
+    (text.to_lossy(), text.escaped())
+}
+
+fn names(list: Vec<&'static str>) -> Vec<Cow<'static, str>> {
+    list.into_iter().map(Cow::Borrowed).collect()
+}
+
+impl<'a> From<&'a Event> for Record<'a> {
+    fn from(e: &'a Event) -> Self {
+        Record {
+            schema: Cow::Borrowed(SCHEMA),
+            time: time_text(&e.time),
+            host: Cow::Borrowed(&e.host),
+            action: e.action.into(),
+            severity: e.severity.into(),
+            tier: e.tier.into(),
+            process: e.process.as_ref().map(WireProcess::from),
+            file: e.file.as_ref().map(WireFile::from),
+            access: e.access.as_ref().map(WireAccess::from),
+            exit: e.exit.map(|x| WireExit {
+                code: x.code(),
+                signal: x.signal(),
+            }),
+            sensor: e.sensor.as_ref().map(sensor_object),
+        }
+    }
+}
+
+impl<'a> From<&'a Process> for WireProcess<'a> {
+    fn from(p: &'a Process) -> Self {
+        let (exe, exe_escaped) = match p.exe.as_ref().map(text_pair) {
+            Some((readable, escaped)) => (Some(readable), escaped),
+            None => (None, None),
+        };
+        let args_escaped = p.args.iter().any(|a| a.escaped().is_some()).then(|| {
+            p.args
+                .iter()
+                .map(|a| a.escaped().unwrap_or_else(|| a.to_lossy().into_owned()))
+                .collect()
+        });
+        WireProcess {
+            pid: p.pid,
+            tid: p.tid,
+            ppid: p.ppid,
+            uid: p.uid,
+            gid: p.gid,
+            comm: Cow::Borrowed(&p.comm),
+            exe,
+            exe_escaped,
+            args: p.args.iter().map(Text::to_lossy).collect(),
+            args_escaped,
+            args_truncated: p.args_truncated,
+            cgroup_id: p.cgroup_id,
+            container_id: p.container.as_ref().map(|c| Cow::Borrowed(c.id.as_str())),
+            container_runtime: p
+                .container
+                .as_ref()
+                .map(|c| Cow::Borrowed(c.runtime.as_str())),
+            pod_uid: p
+                .container
+                .as_ref()
+                .and_then(|c| c.pod_uid.as_deref())
+                .map(Cow::Borrowed),
+            start_time: p.start_time.as_ref().map(time_text),
+            gpu: p.gpu,
+            ancestors: p
+                .ancestors
+                .iter()
+                .map(|a| {
+                    let (exe, exe_escaped) = match a.exe.as_ref().map(text_pair) {
+                        Some((readable, escaped)) => (Some(readable), escaped),
+                        None => (None, None),
+                    };
+                    WireAncestor {
+                        pid: a.pid,
+                        comm: Cow::Borrowed(&a.comm),
+                        exe,
+                        exe_escaped,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a File> for WireFile<'a> {
+    fn from(f: &'a File) -> Self {
+        let (path, path_escaped) = match f.path.as_ref().map(text_pair) {
+            Some((readable, escaped)) => (Some(readable), escaped),
+            None => (None, None),
+        };
+        WireFile {
+            path,
+            path_escaped,
+            dev: kernel_dev_text(f.dev),
+            ino: f.ino,
+            size: f.size,
+        }
+    }
+}
+
+impl From<&Access> for WireAccess {
+    fn from(a: &Access) -> Self {
+        let mut w = WireAccess {
+            syscall_abi: match a.abi {
+                SyscallAbi::Native => None,
+                SyscallAbi::Ia32 => Some(Cow::Borrowed("ia32")),
+            },
+            ..WireAccess::default()
+        };
+        match &a.detail {
+            AccessDetail::Open { fd, flags } => {
+                w.fd = Some(*fd);
+                w.flags = Some(names(open_flags(*flags)));
+                w.flags_raw = Some(*flags);
+            }
+            AccessDetail::Close { fd } => w.fd = Some(*fd),
+            AccessDetail::Mmap {
+                fd,
+                prot,
+                flags,
+                offset,
+                length,
+                result,
+            } => {
+                w.fd = Some(*fd);
+                w.prot = Some(names(mmap_prot(*prot)));
+                w.prot_raw = Some(*prot);
+                w.map_flags = Some(names(mmap_flags(*flags)));
+                w.map_flags_raw = Some(*flags);
+                w.offset = Some(*offset);
+                w.length = Some(*length);
+                w.result = Some(syscall_result(*result));
+            }
+            AccessDetail::Read(r) => {
+                w.fd = r.fd.filter(|&fd| fd >= 0);
+                w.bytes = Some(r.bytes);
+                w.calls = Some(r.calls);
+                w.coverage = Some(r.coverage);
+                w.reason = Some(Cow::Borrowed(reason_text(r.reason)));
+                w.first_time = Some(time_text(&r.first));
+                w.last_time = Some(time_text(&r.last));
+            }
+        }
+        w
+    }
+}
+
+/// The `sensor` object. A JSON map keeps its keys sorted, as the first
+/// releases wrote them.
+fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("version".into(), Value::from(s.version.as_str()));
+    map.insert("pid".into(), Value::from(s.pid));
+    map.insert("uptime_secs".into(), Value::from(s.uptime_secs));
+    map.insert("hooks_attached".into(), Value::from(s.hooks_attached));
+    map.insert("watched_files".into(), Value::from(s.watched_files));
+    for (section, counters) in &s.counters {
+        let counters: Map<String, Value> = counters
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from(*value)))
+            .collect();
+        map.insert(section.clone(), Value::Object(counters));
+    }
+    let outputs = s
+        .outputs
+        .iter()
+        .map(|o| {
+            let mut m = Map::new();
+            m.insert("name".into(), Value::from(o.name.as_str()));
+            m.insert("records_written".into(), Value::from(o.records_written));
+            m.insert("write_failures".into(), Value::from(o.write_failures));
+            Value::Object(m)
+        })
+        .collect();
+    map.insert("sinks".into(), Value::Array(outputs));
+    if let Some(t) = &s.status_time {
+        map.insert("status_time".into(), Value::from(time_text(t)));
+    }
+    map
+}
+
+fn reason_text(reason: FlushReason) -> &'static str {
+    match reason {
+        FlushReason::Close => "close",
+        FlushReason::Interval => "interval",
+        FlushReason::Exit => "exit",
+        FlushReason::Idle => "idle",
+        FlushReason::Shutdown => "shutdown",
+        FlushReason::Unknown => "unknown",
+    }
+}
+
+impl From<Action> for WireAction {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Open => Self::Open,
+            Action::Read => Self::Read,
+            Action::Mmap => Self::Mmap,
+            Action::Close => Self::Close,
+            Action::Exec => Self::Exec,
+            Action::Exit => Self::Exit,
+            Action::Heartbeat => Self::Heartbeat,
+            Action::SensorStart => Self::SensorStart,
+            Action::SensorStop => Self::SensorStop,
+        }
+    }
+}
+
+impl From<WireAction> for Action {
+    fn from(a: WireAction) -> Self {
+        match a {
+            WireAction::Open => Self::Open,
+            WireAction::Read => Self::Read,
+            WireAction::Mmap => Self::Mmap,
+            WireAction::Close => Self::Close,
+            WireAction::Exec => Self::Exec,
+            WireAction::Exit => Self::Exit,
+            WireAction::Heartbeat => Self::Heartbeat,
+            WireAction::SensorStart => Self::SensorStart,
+            WireAction::SensorStop => Self::SensorStop,
+        }
+    }
+}
+
+impl From<Severity> for WireSeverity {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Info => Self::Info,
+            Severity::Low => Self::Low,
+            Severity::Medium => Self::Medium,
+            Severity::High => Self::High,
+            Severity::Critical => Self::Critical,
+        }
+    }
+}
+
+impl From<WireSeverity> for Severity {
+    fn from(s: WireSeverity) -> Self {
+        match s {
+            WireSeverity::Info => Self::Info,
+            WireSeverity::Low => Self::Low,
+            WireSeverity::Medium => Self::Medium,
+            WireSeverity::High => Self::High,
+            WireSeverity::Critical => Self::Critical,
+        }
+    }
+}
+
+impl From<Tier> for WireTier {
+    fn from(t: Tier) -> Self {
+        match t {
+            Tier::Tracepoint => Self::Tracepoint,
+        }
+    }
+}
+
+impl From<WireTier> for Tier {
+    fn from(t: WireTier) -> Self {
+        match t {
+            WireTier::Tracepoint => Self::Tracepoint,
+        }
+    }
+}
+
+// --- wire -> model -----------------------------------------------------
+
+fn parse_time(field: &'static str, text: &str) -> Result<Timestamp, DecodeError> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(|t| Timestamp::from_unix_ns(t.unix_timestamp_nanos()))
+        .map_err(|_| DecodeError::Value {
+            field,
+            value: text.to_owned(),
+        })
+}
+
+/// The raw bytes: from the escaped twin when there is one.
+fn text_from(
+    field: &'static str,
+    readable: &str,
+    escaped: Option<&str>,
+) -> Result<Text, DecodeError> {
+    match escaped {
+        Some(escaped) => Text::unescape(escaped).ok_or_else(|| DecodeError::Value {
+            field,
+            value: escaped.to_owned(),
+        }),
+        None => Ok(Text::from(readable)),
+    }
+}
+
+fn parse_dev(text: &str) -> Result<u64, DecodeError> {
+    let bad = || DecodeError::Value {
+        field: "file.dev",
+        value: text.to_owned(),
+    };
+    let (major, minor) = text.split_once(':').ok_or_else(bad)?;
+    let major: u64 = major.parse().map_err(|_| bad())?;
+    let minor: u64 = minor.parse().map_err(|_| bad())?;
+    Ok((major << 20) | minor)
+}
+
+/// `-errno` for an errno name, 0 for `ok` (the mapped address is not in
+/// the record).
+fn parse_result(text: &str) -> Result<i64, DecodeError> {
+    if text == "ok" {
+        return Ok(0);
+    }
+    (1..4096)
+        .find(|&n| syscall_result(-n) == text)
+        .map(|n| -n)
+        .ok_or_else(|| DecodeError::Value {
+            field: "access.result",
+            value: text.to_owned(),
+        })
+}
+
+fn parse_reason(text: &str) -> FlushReason {
+    match text {
+        "close" => FlushReason::Close,
+        "interval" => FlushReason::Interval,
+        "exit" => FlushReason::Exit,
+        "idle" => FlushReason::Idle,
+        "shutdown" => FlushReason::Shutdown,
+        _ => FlushReason::Unknown,
+    }
+}
+
+impl Record<'_> {
+    fn into_event(self) -> Result<Event, DecodeError> {
+        if self.schema != SCHEMA {
+            return Err(DecodeError::Schema(self.schema.into_owned()));
+        }
+        let action = Action::from(self.action);
+        Ok(Event {
+            time: parse_time("time", &self.time)?,
+            host: self.host.into_owned(),
+            action,
+            severity: self.severity.into(),
+            tier: self.tier.into(),
+            process: self.process.map(WireProcess::into_model).transpose()?,
+            file: self.file.map(WireFile::into_model).transpose()?,
+            access: self.access.map(|a| a.into_model(action)).transpose()?,
+            exit: self.exit.map(|x| Exit::from_parts(x.code, x.signal)),
+            sensor: self.sensor.map(sensor_from_object).transpose()?,
+        })
+    }
+}
+
+impl WireProcess<'_> {
+    fn into_model(self) -> Result<Process, DecodeError> {
+        let exe = match &self.exe {
+            Some(exe) => Some(text_from("process.exe", exe, self.exe_escaped.as_deref())?),
+            None => None,
+        };
+        let args = match &self.args_escaped {
+            Some(escaped) => escaped
+                .iter()
+                .map(|a| text_from("process.args_escaped", a, Some(a)))
+                .collect::<Result<_, _>>()?,
+            None => self.args.iter().map(|a| Text::from(a.as_ref())).collect(),
+        };
+        let container = match (self.container_id, self.container_runtime) {
+            (Some(id), Some(runtime)) => Some(Container {
+                id: id.into_owned(),
+                runtime: Runtime::from_name(&runtime).ok_or_else(|| DecodeError::Value {
+                    field: "process.container_runtime",
+                    value: runtime.into_owned(),
+                })?,
+                pod_uid: self.pod_uid.map(Cow::into_owned),
+            }),
+            _ => None,
+        };
+        let ancestors = self
+            .ancestors
+            .into_iter()
+            .map(|a| {
+                let exe = match &a.exe {
+                    Some(exe) => Some(text_from(
+                        "process.ancestors.exe",
+                        exe,
+                        a.exe_escaped.as_deref(),
+                    )?),
+                    None => None,
+                };
+                Ok(Ancestor {
+                    pid: a.pid,
+                    comm: a.comm.into_owned(),
+                    exe,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(Process {
+            pid: self.pid,
+            tid: self.tid,
+            ppid: self.ppid,
+            uid: self.uid,
+            gid: self.gid,
+            comm: self.comm.into_owned(),
+            exe,
+            args,
+            args_truncated: self.args_truncated,
+            cgroup_id: self.cgroup_id,
+            container,
+            start_time: self
+                .start_time
+                .as_deref()
+                .map(|t| parse_time("process.start_time", t))
+                .transpose()?,
+            gpu: self.gpu,
+            ancestors,
+        })
+    }
+}
+
+impl WireFile<'_> {
+    fn into_model(self) -> Result<File, DecodeError> {
+        let path = match &self.path {
+            Some(path) => Some(text_from("file.path", path, self.path_escaped.as_deref())?),
+            None => None,
+        };
+        Ok(File {
+            path,
+            dev: parse_dev(&self.dev)?,
+            ino: self.ino,
+            size: self.size,
+        })
+    }
+}
+
+impl WireAccess {
+    fn into_model(self, action: Action) -> Result<Access, DecodeError> {
+        let abi = match self.syscall_abi.as_deref() {
+            None => SyscallAbi::Native,
+            Some("ia32") => SyscallAbi::Ia32,
+            Some(other) => {
+                return Err(DecodeError::Value {
+                    field: "access.syscall_abi",
+                    value: other.to_owned(),
+                });
+            }
+        };
+        let fd = self.fd.ok_or(DecodeError::Missing("access.fd"));
+        let detail = match action {
+            Action::Open => AccessDetail::Open {
+                fd: fd?,
+                flags: self
+                    .flags_raw
+                    .ok_or(DecodeError::Missing("access.flags_raw"))?,
+            },
+            Action::Close => AccessDetail::Close { fd: fd? },
+            Action::Mmap => AccessDetail::Mmap {
+                fd: fd?,
+                prot: self
+                    .prot_raw
+                    .ok_or(DecodeError::Missing("access.prot_raw"))?,
+                flags: self
+                    .map_flags_raw
+                    .ok_or(DecodeError::Missing("access.map_flags_raw"))?,
+                offset: self.offset.ok_or(DecodeError::Missing("access.offset"))?,
+                length: self.length.ok_or(DecodeError::Missing("access.length"))?,
+                result: parse_result(
+                    self.result
+                        .as_deref()
+                        .ok_or(DecodeError::Missing("access.result"))?,
+                )?,
+            },
+            Action::Read => {
+                let time = |field, text: Option<String>| {
+                    parse_time(field, &text.ok_or(DecodeError::Missing(field))?)
+                };
+                AccessDetail::Read(ReadSummary {
+                    fd: self.fd,
+                    bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
+                    calls: self.calls.ok_or(DecodeError::Missing("access.calls"))?,
+                    coverage: self
+                        .coverage
+                        .ok_or(DecodeError::Missing("access.coverage"))?,
+                    reason: parse_reason(
+                        self.reason
+                            .as_deref()
+                            .ok_or(DecodeError::Missing("access.reason"))?,
+                    ),
+                    first: time("access.first_time", self.first_time)?,
+                    last: time("access.last_time", self.last_time)?,
+                })
+            }
+            _ => return Err(DecodeError::Missing("a file action for access")),
+        };
+        Ok(Access { abi, detail })
+    }
+}
+
+fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, DecodeError> {
+    let number = |map: &Map<String, Value>, field: &'static str| {
+        map.get(field)
+            .and_then(Value::as_u64)
+            .ok_or(DecodeError::Missing(field))
+    };
+    let mut status = SensorStatus {
+        version: map
+            .get("version")
+            .and_then(Value::as_str)
+            .ok_or(DecodeError::Missing("sensor.version"))?
+            .to_owned(),
+        pid: u32::try_from(number(&map, "pid")?).map_err(|_| DecodeError::Value {
+            field: "sensor.pid",
+            value: map["pid"].to_string(),
+        })?,
+        uptime_secs: number(&map, "uptime_secs")?,
+        hooks_attached: number(&map, "hooks_attached")?,
+        watched_files: number(&map, "watched_files")?,
+        status_time: map
+            .get("status_time")
+            .and_then(Value::as_str)
+            .map(|t| parse_time("sensor.status_time", t))
+            .transpose()?,
+        ..SensorStatus::default()
+    };
+    if let Some(Value::Array(outputs)) = map.remove("sinks") {
+        for o in outputs {
+            status.outputs.push(OutputCounters {
+                name: o["name"].as_str().unwrap_or_default().to_owned(),
+                records_written: o["records_written"].as_u64().unwrap_or(0),
+                write_failures: o["write_failures"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    for (section, value) in map {
+        if let Value::Object(counters) = value {
+            let counters: BTreeMap<String, u64> = counters
+                .into_iter()
+                .filter_map(|(name, v)| v.as_u64().map(|v| (name, v)))
+                .collect();
+            status.counters.insert(section, counters);
+        }
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests;

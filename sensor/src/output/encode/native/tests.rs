@@ -1,0 +1,339 @@
+//! The golden records: `golden.jsonl` was written by the record types this
+//! encoder replaced (commit "Golden native records for every action"), so
+//! byte equality here proves the encoding did not change.
+
+use super::*;
+use crate::enrich::coverage::coverage;
+
+const GOLDEN: &str = include_str!("golden.jsonl");
+
+fn at(text: &str) -> Timestamp {
+    parse_time("test", text).expect("time")
+}
+
+fn process() -> Process {
+    Process {
+        pid: 48211,
+        tid: 48213,
+        ppid: 48190,
+        uid: 1000,
+        gid: 1001,
+        comm: "python3".into(),
+        exe: Some("/usr/bin/python3.11".into()),
+        args: vec!["python3".into(), "-c".into(), "load(\"m\")".into()],
+        args_truncated: true,
+        cgroup_id: 4242,
+        container: Some(Container {
+            id: "0123456789ab".into(),
+            runtime: Runtime::Containerd,
+            pod_uid: Some("1f2e3d4c-0000-1111-2222-333344445555".into()),
+        }),
+        start_time: Some(at("2026-11-25T17:30:02.301554412Z")),
+        gpu: true,
+        ancestors: vec![
+            Ancestor {
+                pid: 48190,
+                comm: "bash".into(),
+                exe: Some("/usr/bin/bash".into()),
+            },
+            Ancestor {
+                pid: 1,
+                comm: "systemd".into(),
+                exe: None,
+            },
+        ],
+    }
+}
+
+fn host_process() -> Process {
+    Process {
+        pid: 7,
+        tid: 7,
+        ppid: 1,
+        comm: "cat".into(),
+        ..Process::default()
+    }
+}
+
+fn base(action: Action, process: Option<Process>) -> Event {
+    Event {
+        time: at("2026-11-25T17:30:02.418230114Z"),
+        host: "gpu-7".into(),
+        action,
+        severity: Severity::Info,
+        tier: Tier::Tracepoint,
+        process,
+        file: None,
+        access: None,
+        exit: None,
+        sensor: None,
+    }
+}
+
+fn file(path: Option<&str>) -> File {
+    File {
+        path: path.map(Text::from),
+        dev: (254 << 20) | 3,
+        ino: 1_835_011,
+        size: 67_108_864,
+    }
+}
+
+fn access(abi: SyscallAbi, detail: AccessDetail) -> Option<Access> {
+    Some(Access { abi, detail })
+}
+
+fn status() -> SensorStatus {
+    let section = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<_, _>>()
+    };
+    SensorStatus {
+        version: "0.1.0".into(),
+        pid: 4321,
+        uptime_secs: 61,
+        hooks_attached: 5,
+        watched_files: 12,
+        status_time: Some(at("2026-11-25T17:31:03.000000001Z")),
+        counters: BTreeMap::from([
+            (
+                "watch".to_string(),
+                section(&[
+                    ("files", 12),
+                    ("paths", 13),
+                    ("gpu_devices", 2),
+                    ("links", 1),
+                    ("directories", 4),
+                    ("missing_roots", 1),
+                    ("unreadable_dirs", 0),
+                    ("watch_failures", 0),
+                    ("map_full_failures", 0),
+                    ("map_update_failures", 0),
+                    ("queue_overflows", 0),
+                    ("rescans", 1),
+                ]),
+            ),
+            (
+                "processes".to_string(),
+                section(&[
+                    ("entries", 300),
+                    ("exited", 2),
+                    ("gpu_processes", 1),
+                    ("evictions", 0),
+                    ("proc_read_failures", 3),
+                ]),
+            ),
+            (
+                "kernel".to_string(),
+                section(&[
+                    ("ringbuf_full", 7),
+                    ("read_aggregates_full", 0),
+                    ("pending_full", 1),
+                    ("kernel_read_failures", 0),
+                    ("holders_full", 0),
+                ]),
+            ),
+            (
+                "agent".to_string(),
+                section(&[
+                    ("kernel_records", 100),
+                    ("decode_errors", 0),
+                    ("records_emitted", 90),
+                    ("read_summaries_drained", 4),
+                    ("aggregate_map_errors", 0),
+                ]),
+            ),
+        ]),
+        outputs: vec![
+            OutputCounters {
+                name: "stdout".into(),
+                records_written: 89,
+                write_failures: 0,
+            },
+            OutputCounters {
+                name: "jsonl:/var/log/ww.jsonl".into(),
+                records_written: 88,
+                write_failures: 1,
+            },
+        ],
+    }
+}
+
+/// One event per line of the golden file, built the way the generator
+/// built its records.
+fn golden_events() -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut open = base(Action::Open, Some(process()));
+    open.file = Some(file(Some("/models/llama/model.safetensors")));
+    open.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Open {
+            fd: 3,
+            flags: 0o2100000 | 0x4000_0000,
+        },
+    );
+    out.push(open);
+    let mut open32 = base(Action::Open, Some(host_process()));
+    open32.file = Some(file(None));
+    open32.access = access(SyscallAbi::Ia32, AccessDetail::Open { fd: 4, flags: 2 });
+    out.push(open32);
+    let mut read = base(Action::Read, Some(process()));
+    read.file = Some(file(Some("/models/llama/model.safetensors")));
+    read.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Read(ReadSummary {
+            fd: Some(3),
+            bytes: 67_108_864,
+            calls: 513,
+            coverage: coverage(&[u64::MAX; 4], 64 << 20),
+            reason: FlushReason::Close,
+            first: at("2026-11-25T17:30:02.303101876Z"),
+            last: at("2026-11-25T17:30:02.417996309Z"),
+        }),
+    );
+    out.push(read);
+    let mut partial = base(Action::Read, Some(host_process()));
+    partial.file = Some(file(Some("/models/x.gguf")));
+    partial.access = access(
+        SyscallAbi::Ia32,
+        AccessDetail::Read(ReadSummary {
+            fd: None,
+            bytes: 10,
+            calls: 2,
+            coverage: coverage(&[0b111, 0, 0, 0], 10),
+            reason: FlushReason::Idle,
+            first: at("2026-11-25T17:30:02.000000001Z"),
+            last: at("2026-11-25T17:30:02.000000002Z"),
+        }),
+    );
+    out.push(partial);
+    let mut mmap = base(Action::Mmap, Some(process()));
+    mmap.file = Some(file(Some("/models/llama/model.safetensors")));
+    mmap.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Mmap {
+            fd: 5,
+            prot: 1,
+            flags: 0x2 | 0x8000,
+            offset: 4096,
+            length: 67_104_768,
+            result: 0x7f00_0000_0000,
+        },
+    );
+    out.push(mmap);
+    let mut mmap_err = base(Action::Mmap, Some(host_process()));
+    mmap_err.file = Some(file(Some("/models/x.gguf")));
+    mmap_err.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Mmap {
+            fd: 6,
+            prot: 0,
+            flags: 0x1 | 0x4000_0000,
+            offset: 0,
+            length: 1,
+            result: -13,
+        },
+    );
+    out.push(mmap_err);
+    let mut close = base(Action::Close, Some(process()));
+    close.file = Some(file(Some("/models/llama/model.safetensors")));
+    close.access = access(SyscallAbi::Native, AccessDetail::Close { fd: 3 });
+    out.push(close);
+    out.push(base(Action::Exec, Some(process())));
+    let mut exit = base(Action::Exit, Some(host_process()));
+    exit.exit = Some(Exit {
+        wait_status: 3 << 8,
+    });
+    out.push(exit);
+    let mut killed = base(Action::Exit, Some(process()));
+    killed.exit = Some(Exit { wait_status: 9 });
+    out.push(killed);
+    for action in [Action::SensorStart, Action::Heartbeat, Action::SensorStop] {
+        let mut r = base(action, None);
+        r.sensor = Some(status());
+        out.push(r);
+    }
+    out
+}
+
+fn encode_all(events: &[Event]) -> String {
+    let mut out = Vec::new();
+    for event in events {
+        Native.encode(event, &mut out).expect("encode");
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+#[test]
+fn every_action_encodes_byte_for_byte_as_before() {
+    let events = golden_events();
+    let covered: Vec<Action> = events.iter().map(|e| e.action).collect();
+    for action in Action::ALL {
+        assert!(covered.contains(&action), "no golden record for {action:?}");
+    }
+    let encoded = encode_all(&events);
+    for (n, (got, want)) in encoded.lines().zip(GOLDEN.lines()).enumerate() {
+        assert_eq!(got, want, "golden line {}", n + 1);
+    }
+    assert_eq!(encoded.lines().count(), GOLDEN.lines().count());
+}
+
+#[test]
+fn golden_records_decode_into_the_same_events() {
+    for (line, mut want) in GOLDEN.lines().zip(golden_events()) {
+        let got = decode(line).expect("decode");
+        // The record keeps the address only as "ok".
+        if let Some(Access {
+            detail: AccessDetail::Mmap { result, .. },
+            ..
+        }) = &mut want.access
+            && *result >= 0
+        {
+            *result = 0;
+        }
+        assert_eq!(got, want, "{line}");
+    }
+}
+
+#[test]
+fn invalid_utf8_gets_a_faithful_twin_and_decodes_to_the_same_bytes() {
+    let mut event = base(Action::Open, Some(process()));
+    let mut p = process();
+    p.exe = Some(Text::from(b"/opt/\xffbin".as_slice()));
+    p.args = vec![Text::from("ok"), Text::from(b"x\xfe.gguf".as_slice())];
+    p.ancestors[0].exe = Some(Text::from(b"/a\xc3".as_slice()));
+    event.process = Some(p);
+    event.file = Some(file(None));
+    event.file.as_mut().expect("file").path = Some(Text::from(b"/models/x\xff.gguf".as_slice()));
+    event.access = access(SyscallAbi::Native, AccessDetail::Open { fd: 3, flags: 0 });
+    let line = encode_all(std::slice::from_ref(&event));
+    let json: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(json["file"]["path"], "/models/x\u{fffd}.gguf");
+    assert_eq!(json["file"]["path_escaped"], "/models/x\\xff.gguf");
+    assert_eq!(json["process"]["exe_escaped"], "/opt/\\xffbin");
+    assert_eq!(json["process"]["args_escaped"][1], "x\\xfe.gguf");
+    assert_eq!(json["process"]["args_escaped"][0], "ok");
+    assert_eq!(json["process"]["ancestors"][0]["exe_escaped"], "/a\\xc3");
+    assert_eq!(decode(&line).expect("decode"), event);
+}
+
+#[test]
+fn bad_records_are_decode_errors() {
+    assert!(matches!(decode("{"), Err(DecodeError::Json(_))));
+    let other = GOLDEN
+        .lines()
+        .next()
+        .expect("line")
+        .replace("weightwarden/1", "weightwarden/9");
+    assert!(matches!(decode(&other), Err(DecodeError::Schema(_))));
+    let bad_dev = GOLDEN.lines().next().expect("line").replace("254:3", "x");
+    assert!(matches!(
+        decode(&bad_dev),
+        Err(DecodeError::Value {
+            field: "file.dev",
+            ..
+        })
+    ));
+}

@@ -1,0 +1,48 @@
+//! Sinks: where encoded records go. Each destination is one file here plus
+//! one line in [`open`].
+
+mod jsonl;
+mod stdout;
+
+use std::{io, path::PathBuf};
+
+pub use jsonl::JsonlSink;
+pub use stdout::StdoutSink;
+
+use crate::config::OutputSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot create the directory {path} for the JSON lines output: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot open the JSON lines output {path}: {source} \
+         (check that the path is a writable file, or choose another with --output jsonl:PATH)"
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One destination of serialised records.
+pub trait Sink: Send {
+    /// A short name for logs and counters (`stdout`, `jsonl:/path`).
+    fn name(&self) -> &str;
+    /// Writes one record line (with its trailing newline).
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Opens the destination an output spec names.
+pub fn open(spec: &OutputSpec) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match spec {
+        OutputSpec::Stdout => Box::new(StdoutSink::new()),
+        OutputSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?),
+    })
+}
