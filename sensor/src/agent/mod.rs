@@ -19,12 +19,13 @@ use crate::{
         process::{CgroupResolver, DEFAULT_CAPACITY, ProcessTable, cgroup2_mount},
         watch::{WatchSet, WatchSpec},
     },
-    event::{Action, Tier},
+    event::Action,
     kernel::{
         btf::{KernelOffsets, VMLINUX_BTF},
         loader::{LoadOptions, Sensor},
         maps::{Holders, KernelInodeMap, ReadMaps},
         preflight,
+        programs::TIERS,
     },
     output::{Fanout, sink::SinkError},
 };
@@ -161,7 +162,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     } = settings;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
-    let mut sensor = Sensor::load(&offsets, &LoadOptions::from_config(&config))?;
+    let tier = &TIERS[0];
+    let mut sensor = Sensor::load(&offsets, &LoadOptions::from_config(&config), tier)?;
     let mut watched = KernelInodeMap::new(
         sensor.take_watched()?,
         sensor.take_ino_filter()?,
@@ -199,12 +201,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| String::from("unknown")),
     };
-    let enrich = Enricher::new(
-        processes,
-        host,
-        Tier::Tracepoint,
-        config.agent.ancestors_max,
-    );
+    let enrich = Enricher::new(processes, host, tier.tier, config.agent.ancestors_max);
 
     // From here on a signal must stop (or not stop) the agent cleanly, even
     // one that arrives while /proc is being scanned.

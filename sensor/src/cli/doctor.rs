@@ -1,21 +1,27 @@
 //! `weightwarden doctor`: what this host offers the sensor, found by really
-//! trying (loading and attaching each hook type), which tier `run` would
-//! use, and the fix for anything missing.
+//! trying (loading and attaching each kind of hook, verifying every
+//! program of every tier), which tier `run` would use, and the fix for
+//! anything missing.
+//!
+//! The report is a list of checks, each a small function in [`CHECKS`];
+//! hook kinds and tiers come from the program tables in
+//! `kernel/programs.rs`, so a new tier or hook adds a table line there,
+//! not code here.
 
 use std::path::Path;
 
-use aya::{
-    Btf, Ebpf, EbpfLoader,
-    programs::{FEntry, KProbe, Lsm, RawTracePoint, TracePoint},
-};
+use aya::{Btf, Ebpf};
 use serde::Serialize;
 
-use crate::kernel::{
-    btf::{KernelOffsets, VMLINUX_BTF},
-    loader::load_program,
-    object as ebpf,
-    preflight::{self, BPFFS, SECURITYFS, TRACEFS},
-    programs::{Attach, TRACEPOINT_TIER},
+use crate::{
+    cli::exit,
+    event::Tier,
+    kernel::{
+        btf::{KernelOffsets, VMLINUX_BTF},
+        loader::{LoadOptions, attach_and_detach, load_program, open_object},
+        preflight::{self, BPFFS, SECURITYFS, TRACEFS},
+        programs::{Attach, HOOK_PROBES, TIERS, TierSpec},
+    },
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,13 +34,62 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
     /// `run` cannot work without this.
     pub required: bool,
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, required: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+            required,
+        }
+    }
+
+    fn missing(
+        name: impl Into<String>,
+        required: bool,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Missing,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+            required,
+        }
+    }
+
+    fn skipped(name: impl Into<String>, required: bool, why: &str, fix: &str) -> Self {
+        Self {
+            name: name.into(),
+            status: Status::Skipped,
+            detail: why.to_string(),
+            fix: Some(fix.to_string()),
+            required,
+        }
+    }
+
+    fn from_result(
+        name: impl Into<String>,
+        required: bool,
+        result: Result<String, String>,
+        fix: &str,
+    ) -> Self {
+        match result {
+            Ok(detail) => Self::ok(name, required, detail),
+            Err(detail) => Self::missing(name, required, detail, fix),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,283 +101,296 @@ pub struct Report {
     pub can_run: bool,
 }
 
-fn check(name: &'static str, required: bool, result: Result<String, (String, String)>) -> Check {
-    match result {
-        Ok(detail) => Check {
-            name,
-            status: Status::Ok,
-            detail,
-            fix: None,
-            required,
-        },
-        Err((detail, fix)) => Check {
-            name,
-            status: Status::Missing,
-            detail,
-            fix: Some(fix),
-            required,
-        },
+/// What the checks share: found once, used by several.
+struct Host {
+    root: bool,
+    kernel: String,
+    offsets: Result<KernelOffsets, String>,
+    btf: Option<Btf>,
+    /// The object loaded with small maps, for the hook and tier checks.
+    object: Option<Result<Ebpf, String>>,
+    /// Tiers whose every program passed the verifier.
+    tiers_ok: Vec<Tier>,
+}
+
+impl Host {
+    fn object(&mut self) -> Option<&mut Ebpf> {
+        if !self.root {
+            return None;
+        }
+        let Ok(offsets) = &self.offsets else {
+            return None;
+        };
+        self.object
+            .get_or_insert_with(|| {
+                open_object(Some(offsets), &LoadOptions::probe()).map_err(|e| e.to_string())
+            })
+            .as_mut()
+            .ok()
     }
 }
 
-fn skipped(name: &'static str, required: bool, why: &str) -> Check {
-    Check {
-        name,
-        status: Status::Skipped,
-        detail: why.to_string(),
-        fix: Some(String::from("run `weightwarden doctor` as root")),
-        required,
-    }
-}
+type CheckFn = fn(&mut Host) -> Vec<Check>;
+
+/// Every check, in report order.
+const CHECKS: &[CheckFn] = &[
+    privileges,
+    kernel_version,
+    btf,
+    filesystems,
+    bpf_lsm_boot_list,
+    ring_buffer,
+    hook_kinds,
+    tiers,
+];
 
 /// Runs every check.
 pub fn diagnose() -> Report {
     let kernel = preflight::kernel_release();
-    let mut checks = Vec::new();
-    let root = nix::unistd::geteuid().is_root();
-    checks.push(check(
-        "privileges",
-        true,
-        if root {
-            Ok(String::from("running as root"))
-        } else {
-            Err((
-                String::from("not root"),
-                String::from(
-                    "run as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN",
-                ),
-            ))
-        },
-    ));
-    checks.push(check(
-        "kernel version",
-        true,
-        match preflight::kernel_version(&kernel) {
-            Some(v) if v >= (5, 11) => Ok(format!(
-                "{kernel} (BTF tracepoints with bpf_get_current_task_btf need 5.11+)"
-            )),
-            Some(_) => Err((
-                format!("{kernel} is older than 5.11"),
-                String::from("upgrade to Linux 5.11 or newer"),
-            )),
-            None => Err((
-                format!("cannot parse {kernel:?}"),
-                String::from("report this kernel release string"),
-            )),
-        },
-    ));
-    let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF));
-    checks.push(check(
-        "BTF",
-        true,
-        match &offsets {
-            Ok(o) => Ok(format!(
-                "{VMLINUX_BTF}: {} structure offsets resolved",
-                o.globals.len()
-            )),
-            Err(err) => Err((
-                err.to_string(),
-                String::from("use a kernel built with CONFIG_DEBUG_INFO_BTF=y"),
-            )),
-        },
-    ));
-    for (name, fstype, path, required) in [
-        ("tracefs", "tracefs", TRACEFS, true),
-        ("bpffs", "bpf", BPFFS, false),
-        ("securityfs", "securityfs", SECURITYFS, false),
-    ] {
-        let mounted = preflight::is_mounted(path)
-            || (name == "tracefs" && Path::new(TRACEFS).join("events").exists());
-        checks.push(check(
-            name,
-            required,
-            if mounted {
-                Ok(format!("mounted on {path}"))
-            } else {
-                Err((
-                    format!("not mounted on {path}"),
-                    format!(
-                        "mount -t {fstype} none {path} (run mounts tracefs itself when it can)"
-                    ),
-                ))
-            },
-        ));
-    }
-    let lsms = std::fs::read_to_string(Path::new(SECURITYFS).join("lsm")).unwrap_or_default();
-    checks.push(check(
-        "BPF LSM in boot list",
-        false,
-        if lsms.split(',').any(|l| l.trim() == "bpf") {
-            Ok(format!("active LSMs: {}", lsms.trim()))
-        } else {
-            Err((
-                format!(
-                    "active LSMs: {}",
-                    if lsms.is_empty() {
-                        "unknown (securityfs not mounted?)"
-                    } else {
-                        lsms.trim()
-                    }
-                ),
-                String::from("add `bpf` to the kernel's lsm= boot parameter to enable deny mode"),
-            ))
-        },
-    ));
-
-    let mut tracepoint_ok = false;
-    let mut ringbuf_ok = false;
-    match (&offsets, root) {
-        (_, false) => {
-            for name in [
-                "ring buffer",
-                "hook: tracepoint",
-                "hook: raw tracepoint",
-                "hook: fentry",
-                "hook: BPF LSM",
-                "hook: kprobe",
-            ] {
-                checks.push(skipped(
-                    name,
-                    name != "hook: fentry" && name != "hook: BPF LSM" && name != "hook: kprobe",
-                    "needs root to load programs",
-                ));
-            }
-        }
-        (Err(_), true) => {
-            checks.push(skipped(
-                "hook types",
-                true,
-                "need BTF offsets to load the programs",
-            ));
-        }
-        (Ok(offsets), true) => {
-            let loaded = load_object(offsets);
-            ringbuf_ok = loaded.is_ok();
-            checks.push(check(
-                "ring buffer",
-                true,
-                match &loaded {
-                    Ok(_) => Ok(String::from("BPF_MAP_TYPE_RINGBUF created")),
-                    Err(e) => Err((e.clone(), String::from("use Linux 5.8+ with BPF enabled"))),
-                },
-            ));
-            if let Ok(mut ebpf) = loaded {
-                let btf = Btf::from_sys_fs().ok();
-                let tp = try_tracepoint(&mut ebpf);
-                tracepoint_ok = tp.is_ok();
-                checks.push(check(
-                    "hook: tracepoint",
-                    true,
-                    tp.map_err(|e| {
-                        (
-                            e,
-                            String::from("mount tracefs; check kernel.unprivileged_bpf/lockdown"),
-                        )
-                    }),
-                ));
-                checks.push(check(
-                    "hook: raw tracepoint",
-                    true,
-                    try_raw_tracepoint(&mut ebpf)
-                        .map_err(|e| (e, String::from("needs Linux 4.17+"))),
-                ));
-                // After the two above, which load ww_sched_exit and ww_sched_fork.
-                let tier = match btf.as_ref() {
-                    Some(btf) => try_tracepoint_tier(&mut ebpf, btf),
-                    None => Err(String::from("cannot read the kernel's BTF")),
-                };
-                tracepoint_ok &= tier.is_ok();
-                checks.push(check(
-                    "tracepoint tier",
-                    true,
-                    tier.map_err(|e| {
-                        (
-                            e,
-                            String::from(
-                                "needs Linux 5.11+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on \
-                                 sys_enter/sys_exit); `weightwarden run` prints the verifier's message",
-                            ),
-                        )
-                    }),
-                ));
-                checks.push(check("hook: fentry", false, try_fentry(&mut ebpf, btf.as_ref()).map_err(|e| (e, String::from("needs Linux 5.5+ with BPF trampolines; lockdown or a restrictive LSM can refuse it")))));
-                checks.push(check(
-                    "hook: BPF LSM",
-                    false,
-                    try_lsm(&mut ebpf, btf.as_ref()).map_err(|e| {
-                        (
-                            e,
-                            String::from("needs CONFIG_BPF_LSM=y and `bpf` in the lsm= boot list"),
-                        )
-                    }),
-                ));
-                checks.push(check(
-                    "hook: kprobe",
-                    false,
-                    try_kprobe(&mut ebpf).map_err(|e| (e, String::from("needs CONFIG_KPROBES=y"))),
-                ));
-            }
-        }
-    }
+    let mut host = Host {
+        root: nix::unistd::geteuid().is_root(),
+        offsets: KernelOffsets::from_file(Path::new(VMLINUX_BTF)).map_err(|e| e.to_string()),
+        btf: Btf::from_sys_fs().ok(),
+        kernel: kernel.clone(),
+        object: None,
+        tiers_ok: Vec::new(),
+    };
+    let checks: Vec<Check> = CHECKS.iter().flat_map(|check| check(&mut host)).collect();
     let required_ok = checks
         .iter()
         .filter(|c| c.required)
-        .all(|c| c.status == Status::Ok || (c.name == "tracefs" && root));
-    let can_run = required_ok && tracepoint_ok && ringbuf_ok;
+        .all(|c| c.status == Status::Ok);
+    let tier = TIERS
+        .iter()
+        .find(|t| host.tiers_ok.contains(&t.tier))
+        .map(|t| tier_name(t.tier));
+    let can_run = required_ok && tier.is_some();
     Report {
         kernel,
         checks,
-        tier: can_run.then_some("tracepoint"),
+        tier: tier.filter(|_| can_run),
         can_run,
     }
 }
 
-fn load_object(offsets: &KernelOffsets) -> Result<Ebpf, String> {
-    if ebpf::OBJECT.is_empty() {
-        return Err(String::from(
-            "this binary carries no eBPF object (built with AYA_BUILD_SKIP=1)",
-        ));
+/// `doctor`'s exit status: 0 when `run` can work here.
+pub fn exit_status(report: &Report) -> u8 {
+    if report.can_run {
+        exit::OK
+    } else {
+        exit::FAILURE
     }
-    let mut loader = EbpfLoader::new();
-    for (name, value) in &offsets.globals {
-        loader.override_global(name, value, true);
+}
+
+fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Tracepoint => "tracepoint",
     }
-    // Small maps: this is a probe, not the sensor.
-    loader
-        .map_max_entries(sensor_common::map_name::EVENTS, 4096)
-        .load(ebpf::OBJECT)
-        .map_err(|e| format!("cannot load the eBPF object: {e}"))
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| format!("the object has no program {name}"))?;
-    p.try_into().map_err(|e| format!("{name}: {e}"))
+const AS_ROOT: &str = "run `weightwarden doctor` as root";
+
+fn privileges(host: &mut Host) -> Vec<Check> {
+    vec![if host.root {
+        Check::ok("privileges", true, "running as root")
+    } else {
+        Check::missing(
+            "privileges",
+            true,
+            "not root",
+            "run as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN",
+        )
+    }]
 }
 
-fn try_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
-    let p: &mut TracePoint = program(ebpf, "ww_sched_exit")?;
-    p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p
-        .attach("sched", "sched_process_exit")
-        .map_err(|e| format!("attach refused: {e}"))?;
-    p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
-    Ok(String::from("loaded and attached sched/sched_process_exit"))
+fn kernel_version(host: &mut Host) -> Vec<Check> {
+    let kernel = &host.kernel;
+    vec![match preflight::kernel_version(kernel) {
+        Some(v) if v >= (5, 11) => Check::ok(
+            "kernel version",
+            true,
+            format!("{kernel} (BTF tracepoints with bpf_get_current_task_btf need 5.11+)"),
+        ),
+        Some(_) => Check::missing(
+            "kernel version",
+            true,
+            format!("{kernel} is older than 5.11"),
+            "upgrade to Linux 5.11 or newer",
+        ),
+        None => Check::missing(
+            "kernel version",
+            true,
+            format!("cannot parse {kernel:?}"),
+            "report this kernel release string",
+        ),
+    }]
 }
 
-/// Loads every program `run` uses (the verifier sees each one) and checks
-/// that every classic tracepoint it attaches to exists.
-fn try_tracepoint_tier(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
-    let mut missing = Vec::new();
-    for spec in TRACEPOINT_TIER {
-        let probed = matches!(spec.name, "ww_sched_exit" | "ww_sched_fork");
-        if !probed {
-            load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|e| e.to_string())?;
+fn btf(host: &mut Host) -> Vec<Check> {
+    vec![match &host.offsets {
+        Ok(o) => Check::ok(
+            "BTF",
+            true,
+            format!(
+                "{VMLINUX_BTF}: {} structure offsets resolved",
+                o.globals.len()
+            ),
+        ),
+        Err(err) => Check::missing(
+            "BTF",
+            true,
+            err.clone(),
+            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        ),
+    }]
+}
+
+fn filesystems(host: &mut Host) -> Vec<Check> {
+    [
+        ("tracefs", "tracefs", TRACEFS, true),
+        ("bpffs", "bpf", BPFFS, false),
+        ("securityfs", "securityfs", SECURITYFS, false),
+    ]
+    .into_iter()
+    .map(|(name, fstype, path, required)| {
+        let mounted = preflight::is_mounted(path)
+            || (name == "tracefs" && Path::new(TRACEFS).join("events").exists());
+        if mounted {
+            Check::ok(name, required, format!("mounted on {path}"))
+        } else if name == "tracefs" && host.root {
+            // `run` mounts tracefs itself when it runs as root.
+            Check::ok(
+                name,
+                required,
+                format!("not mounted on {path}; `run` mounts it"),
+            )
+        } else {
+            Check::missing(
+                name,
+                required,
+                format!("not mounted on {path}"),
+                format!("mount -t {fstype} none {path} (run mounts tracefs itself when it can)"),
+            )
         }
+    })
+    .collect()
+}
+
+fn bpf_lsm_boot_list(_host: &mut Host) -> Vec<Check> {
+    let lsms = std::fs::read_to_string(Path::new(SECURITYFS).join("lsm")).unwrap_or_default();
+    let name = "BPF LSM in boot list";
+    vec![if lsms.split(',').any(|l| l.trim() == "bpf") {
+        Check::ok(name, false, format!("active LSMs: {}", lsms.trim()))
+    } else {
+        let active = if lsms.is_empty() {
+            "unknown (securityfs not mounted?)"
+        } else {
+            lsms.trim()
+        };
+        Check::missing(
+            name,
+            false,
+            format!("active LSMs: {active}"),
+            "add `bpf` to the kernel's lsm= boot parameter to enable deny mode",
+        )
+    }]
+}
+
+fn ring_buffer(host: &mut Host) -> Vec<Check> {
+    let name = "ring buffer";
+    if !host.root {
+        return vec![Check::skipped(
+            name,
+            true,
+            "needs root to load programs",
+            AS_ROOT,
+        )];
+    }
+    if host.offsets.is_err() {
+        return vec![Check::skipped(
+            name,
+            true,
+            "needs BTF offsets to load the object",
+            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        )];
+    }
+    host.object();
+    vec![match &host.object {
+        Some(Ok(_)) => Check::ok(name, true, "BPF_MAP_TYPE_RINGBUF created"),
+        Some(Err(e)) => Check::missing(name, true, e.clone(), "use Linux 5.8+ with BPF enabled"),
+        None => Check::skipped(name, true, "the object was not loaded", AS_ROOT),
+    }]
+}
+
+/// One check per kind of hook, each loaded and attached for real.
+fn hook_kinds(host: &mut Host) -> Vec<Check> {
+    let btf = host.btf.take();
+    let checks = HOOK_PROBES
+        .iter()
+        .map(|probe| {
+            let name = format!("hook: {}", probe.hook);
+            let Some(ebpf) = host.object() else {
+                return Check::skipped(name, probe.required, "needs the object loaded", AS_ROOT);
+            };
+            let result = try_hook(ebpf, btf.as_ref(), probe.program, &probe.attach);
+            Check::from_result(name, probe.required, result, probe.needs)
+        })
+        .collect();
+    host.btf = btf;
+    checks
+}
+
+fn try_hook(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    program: &'static str,
+    attach: &Attach,
+) -> Result<String, String> {
+    let btf = btf.ok_or_else(|| String::from("cannot read the kernel's BTF"))?;
+    // A probe program shared by several hooks is loaded once.
+    let loaded = ebpf.program(program).is_some_and(|p| p.fd().is_ok());
+    if !loaded {
+        load_program(ebpf, program, attach, btf).map_err(|e| format!("load refused: {e}"))?;
+    }
+    attach_and_detach(ebpf, program, attach).map_err(|e| format!("attach refused: {e}"))?;
+    Ok(format!("loaded and attached {}", attach.describe()))
+}
+
+/// One check per tier: every program passes the verifier and every
+/// classic tracepoint it attaches to exists.
+fn tiers(host: &mut Host) -> Vec<Check> {
+    let btf = host.btf.take();
+    let checks = TIERS
+        .iter()
+        .map(|tier| {
+            let name = format!("{} tier", tier_name(tier.tier));
+            let Some(ebpf) = host.object() else {
+                return Check::skipped(name, true, "needs the object loaded", AS_ROOT);
+            };
+            let result = try_tier(ebpf, btf.as_ref(), tier);
+            if result.is_ok() {
+                host.tiers_ok.push(tier.tier);
+            }
+            Check::from_result(
+                name,
+                true,
+                result,
+                &format!(
+                    "needs {}; `weightwarden run` prints the verifier's message",
+                    tier.needs
+                ),
+            )
+        })
+        .collect();
+    host.btf = btf;
+    checks
+}
+
+fn try_tier(ebpf: &mut Ebpf, btf: Option<&Btf>, tier: &TierSpec) -> Result<String, String> {
+    let btf = btf.ok_or_else(|| String::from("cannot read the kernel's BTF"))?;
+    let mut missing = Vec::new();
+    for spec in tier.programs {
+        load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|e| e.to_string())?;
         for attach in spec.attach {
             if let Attach::TracePoint(category, name) = attach
                 && !Path::new(TRACEFS)
@@ -337,52 +405,13 @@ fn try_tracepoint_tier(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
     }
     if missing.is_empty() {
         Ok(format!(
-            "all {} programs pass the verifier; every attach point exists",
-            TRACEPOINT_TIER.len()
+            "all {} programs pass the verifier; every attach point exists ({})",
+            tier.programs.len(),
+            tier.summary
         ))
     } else {
         Err(format!("tracepoints missing: {}", missing.join(", ")))
     }
-}
-
-fn try_raw_tracepoint(ebpf: &mut Ebpf) -> Result<String, String> {
-    let p: &mut RawTracePoint = program(ebpf, "ww_sched_fork")?;
-    p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p
-        .attach("sched_process_fork")
-        .map_err(|e| format!("attach refused: {e}"))?;
-    p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
-    Ok(String::from("loaded and attached sched_process_fork"))
-}
-
-fn try_fentry(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
-    let btf = btf.ok_or_else(|| String::from("no kernel BTF"))?;
-    let p: &mut FEntry = program(ebpf, "ww_probe_fentry")?;
-    p.load("vfs_read", btf)
-        .map_err(|e| format!("load refused: {e}"))?;
-    let link = p.attach().map_err(|e| format!("attach refused: {e}"))?;
-    p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
-    Ok(String::from("loaded and attached fentry/vfs_read"))
-}
-
-fn try_lsm(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<String, String> {
-    let btf = btf.ok_or_else(|| String::from("no kernel BTF"))?;
-    let p: &mut Lsm = program(ebpf, "ww_probe_lsm")?;
-    p.load("file_open", btf)
-        .map_err(|e| format!("load refused: {e}"))?;
-    let link = p.attach().map_err(|e| format!("attach refused: {e}"))?;
-    p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
-    Ok(String::from("loaded and attached lsm/file_open"))
-}
-
-fn try_kprobe(ebpf: &mut Ebpf) -> Result<String, String> {
-    let p: &mut KProbe = program(ebpf, "ww_probe_kprobe")?;
-    p.load().map_err(|e| format!("load refused: {e}"))?;
-    let link = p
-        .attach("vfs_read", 0)
-        .map_err(|e| format!("attach refused: {e}"))?;
-    p.detach(link).map_err(|e| format!("detach failed: {e}"))?;
-    Ok(String::from("loaded and attached kprobe/vfs_read"))
 }
 
 impl Report {
@@ -406,8 +435,12 @@ impl Report {
         out.push('\n');
         match self.tier {
             Some(tier) => out.push_str(&format!(
-                "run would use the {tier} tier (syscall and sched tracepoints).\n\
-                 fentry and BPF LSM tiers are not implemented yet; deny mode will need BPF LSM.\n"
+                "run would use the {tier} tier ({}).\n\
+                 fentry and BPF LSM tiers are not implemented yet; deny mode will need BPF LSM.\n",
+                TIERS
+                    .iter()
+                    .find(|t| tier_name(t.tier) == tier)
+                    .map_or("", |t| t.summary)
             )),
             None => out.push_str("run cannot work on this host: fix the FAIL lines above.\n"),
         }

@@ -1,42 +1,25 @@
-//! `weightwarden bench-floor` (hidden): attaches empty programs to every
-//! hook the sensor uses and waits for SIGINT/SIGTERM. Benchmarks run a
-//! workload under it to measure the floor the kernel itself charges for the
-//! hooks, against which the sensor's own cost is judged.
+//! The benchmark floor: the empty program of every hook the first tier
+//! uses, attached where its real programs attach. Benchmarks run a workload
+//! under it to measure what the kernel itself charges for the hooks,
+//! against which the sensor's own cost is judged.
 
-use aya::EbpfLoader;
+use aya::Ebpf;
 
 use crate::kernel::{
-    loader::{LoadError, attach_program, kernel_btf, load_program},
-    object as ebpf,
-    programs::{Attach, TRACEPOINT_TIER},
+    loader::{LoadError, LoadOptions, attach_program, kernel_btf, load_program, open_object},
+    programs::{Attach, TIERS},
 };
-
-/// The empty program for a kind of hook (a BTF tracepoint program is
-/// verified against its one target, so each target has its own).
-fn empty_program(attach: &Attach) -> &'static str {
-    match attach {
-        Attach::TracePoint(..) => "ww_empty_tp",
-        Attach::RawTracePoint(_) => "ww_empty_raw",
-        Attach::BtfTracePoint("sys_exit") => "ww_empty_sys_exit",
-        Attach::BtfTracePoint(_) => "ww_empty_sys_enter",
-    }
-}
 
 /// Attaches the empty programs; returns the loaded object (dropping it
 /// detaches them) and how many attachments were made.
-pub fn attach() -> Result<(aya::Ebpf, usize), LoadError> {
-    if ebpf::OBJECT.is_empty() {
-        return Err(LoadError::NoObject);
-    }
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(sensor_common::map_name::EVENTS, 4096)
-        .load(ebpf::OBJECT)
-        .map_err(|e| LoadError::Object(Box::new(e)))?;
+pub fn attach() -> Result<(Ebpf, usize), LoadError> {
+    let mut ebpf = open_object(None, &LoadOptions::probe())?;
     let btf = kernel_btf()?;
     let mut loaded = Vec::new();
     let mut attached = 0;
-    for attach in TRACEPOINT_TIER.iter().flat_map(|spec| spec.attach) {
-        let name = empty_program(attach);
+    let tier = &TIERS[0];
+    for attach in tier.programs.iter().flat_map(|spec| spec.attach) {
+        let name = floor_program(attach)?;
         if !loaded.contains(&name) {
             load_program(&mut ebpf, name, attach, &btf)?;
             loaded.push(name);
@@ -45,4 +28,10 @@ pub fn attach() -> Result<(aya::Ebpf, usize), LoadError> {
         attached += 1;
     }
     Ok((ebpf, attached))
+}
+
+fn floor_program(attach: &Attach) -> Result<&'static str, LoadError> {
+    attach
+        .floor_program()
+        .ok_or_else(|| LoadError::NoFloorProgram(attach.describe()))
 }

@@ -4,7 +4,7 @@
 use aya::{
     Btf, BtfError, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, RingBuf},
-    programs::{BtfTracePoint, ProgramError, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint},
 };
 use sensor_common::{FileKey, WatchEntry, map_name};
 
@@ -12,7 +12,7 @@ use crate::kernel::{
     btf::KernelOffsets,
     maps::{Holders, InoFilter, KernelCounters, ReadMaps},
     object as ebpf,
-    programs::{Attach, TRACEPOINT_TIER},
+    programs::{Attach, TierSpec},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum LoadError {
     KernelBtf(#[source] Box<BtfError>),
     #[error("the eBPF object has no program {0} (the object and the agent are out of step)")]
     NoProgram(&'static str),
+    #[error("no empty program for {0} in the benchmark floor (add one to kernel/programs.rs)")]
+    NoFloorProgram(String),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
     NoMap(&'static str),
     #[error("program {program} has the wrong type: {source}")]
@@ -78,6 +80,20 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
+    /// Small maps, for probing what the kernel takes (`doctor`) and for
+    /// the benchmark floor.
+    pub fn probe() -> Self {
+        Self {
+            ring_buffer_bytes: 4096,
+            watched_max: 1024,
+            read_aggregates_max: 1024,
+            pending_max: 1024,
+            read_flush_interval_ns: 0,
+            compat_syscalls: true,
+            holder_prefilter: true,
+        }
+    }
+
     /// The sizes and settings a configuration asks for.
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
@@ -111,6 +127,7 @@ fn holder_capacity() -> u32 {
 /// The loaded programs. Dropping it detaches every program.
 pub struct Sensor {
     ebpf: Ebpf,
+    pub tier: &'static TierSpec,
     pub attached: usize,
 }
 
@@ -118,53 +135,68 @@ const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/ke
                             or run `weightwarden doctor`)";
 const VERIFIER_HINT: &str = " (run `weightwarden doctor` to see what this kernel supports)";
 
+/// Loads the object into the kernel: maps created at the configured
+/// sizes, globals frozen (this kernel's offsets when given), no program
+/// loaded yet.
+pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    if ebpf::OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let mut loader = EbpfLoader::new();
+    for (name, value) in offsets.iter().flat_map(|o| &o.globals) {
+        loader.override_global(name, value, true);
+    }
+    loader
+        .override_global(
+            sensor_common::READ_FLUSH_INTERVAL_GLOBAL,
+            &opts.read_flush_interval_ns,
+            true,
+        )
+        .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
+        .map_max_entries(map_name::WATCHED, opts.watched_max)
+        .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
+        .map_max_entries(map_name::READERS, opts.read_aggregates_max)
+        .map_max_entries(map_name::PENDING, opts.pending_max);
+    let compat_flag = u64::from(opts.compat_syscalls);
+    loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
+    let prefilter_flag = u64::from(opts.holder_prefilter);
+    let holder_pids = holder_capacity();
+    loader
+        .override_global(
+            sensor_common::HOLDER_PREFILTER_GLOBAL,
+            &prefilter_flag,
+            true,
+        )
+        .map_max_entries(map_name::HOLDERS_KERNEL, holder_pids.div_ceil(8))
+        .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64));
+    loader
+        .load(ebpf::OBJECT)
+        .map_err(|e| LoadError::Object(Box::new(e)))
+}
+
 impl Sensor {
-    /// Loads the object into the kernel (maps created, globals frozen) without
-    /// attaching anything.
-    pub fn load(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Self, LoadError> {
-        if ebpf::OBJECT.is_empty() {
-            return Err(LoadError::NoObject);
-        }
-        let mut loader = EbpfLoader::new();
-        for (name, value) in &offsets.globals {
-            loader.override_global(name, value, true);
-        }
-        loader
-            .override_global(
-                sensor_common::READ_FLUSH_INTERVAL_GLOBAL,
-                &opts.read_flush_interval_ns,
-                true,
-            )
-            .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
-            .map_max_entries(map_name::WATCHED, opts.watched_max)
-            .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
-            .map_max_entries(map_name::READERS, opts.read_aggregates_max)
-            .map_max_entries(map_name::PENDING, opts.pending_max);
-        let compat_flag = u64::from(opts.compat_syscalls);
-        loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
-        let prefilter_flag = u64::from(opts.holder_prefilter);
-        let holder_pids = holder_capacity();
-        loader
-            .override_global(
-                sensor_common::HOLDER_PREFILTER_GLOBAL,
-                &prefilter_flag,
-                true,
-            )
-            .map_max_entries(map_name::HOLDERS_KERNEL, holder_pids.div_ceil(8))
-            .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64));
-        let mut ebpf = loader
-            .load(ebpf::OBJECT)
-            .map_err(|e| LoadError::Object(Box::new(e)))?;
+    /// Loads the object and verifies every program of `tier`, attaching
+    /// nothing yet.
+    pub fn load(
+        offsets: &KernelOffsets,
+        opts: &LoadOptions,
+        tier: &'static TierSpec,
+    ) -> Result<Self, LoadError> {
+        let mut ebpf = open_object(Some(offsets), opts)?;
         let btf = kernel_btf()?;
-        for spec in TRACEPOINT_TIER {
+        for spec in tier.programs {
             load_program(&mut ebpf, spec.name, &spec.attach[0], &btf)?;
         }
-        Ok(Self { ebpf, attached: 0 })
+        Ok(Self {
+            ebpf,
+            tier,
+            attached: 0,
+        })
     }
 
     /// Attaches every program of the tier. Capture is live when this returns.
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
-        for spec in TRACEPOINT_TIER {
+        for spec in self.tier.programs {
             for attach in spec.attach {
                 attach_program(&mut self.ebpf, spec.name, attach)?;
                 self.attached += 1;
@@ -260,6 +292,9 @@ pub fn load_program(
         Attach::BtfTracePoint(tracepoint) => {
             program::<BtfTracePoint>(ebpf, name)?.load(tracepoint, btf)
         }
+        Attach::FEntry(function) => program::<FEntry>(ebpf, name)?.load(function, btf),
+        Attach::Lsm(hook) => program::<Lsm>(ebpf, name)?.load(hook, btf),
+        Attach::KProbe(_) => program::<KProbe>(ebpf, name)?.load(),
     };
     loaded.map_err(|source| LoadError::ProgramLoad {
         program: name,
@@ -268,34 +303,54 @@ pub fn load_program(
     })
 }
 
-/// Attaches the loaded program `name` at `attach`.
+/// Attaches the loaded program `name` at `attach`; the attachment lasts
+/// as long as the object.
 pub fn attach_program(
     ebpf: &mut Ebpf,
     name: &'static str,
     attach: &Attach,
 ) -> Result<(), LoadError> {
+    attach_with(ebpf, name, attach, false)
+}
+
+/// Attaches the loaded program `name` at `attach` and detaches it again:
+/// proof that this kernel takes the hook.
+pub fn attach_and_detach(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach: &Attach,
+) -> Result<(), LoadError> {
+    attach_with(ebpf, name, attach, true)
+}
+
+fn attach_with(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach: &Attach,
+    detach: bool,
+) -> Result<(), LoadError> {
+    // Each arm attaches, then detaches the link when asked to.
+    macro_rules! attach_as {
+        ($ty:ty, $($arg:expr),*) => {{
+            let program = program::<$ty>(ebpf, name)?;
+            program.attach($($arg),*).and_then(|link| {
+                if detach { program.detach(link) } else { Ok(()) }
+            })
+        }};
+    }
     let attached = match *attach {
-        Attach::TracePoint(category, tracepoint) => program::<TracePoint>(ebpf, name)?
-            .attach(category, tracepoint)
-            .map(drop),
-        Attach::RawTracePoint(tracepoint) => program::<RawTracePoint>(ebpf, name)?
-            .attach(tracepoint)
-            .map(drop),
-        // The target was fixed at load time.
-        Attach::BtfTracePoint(_) => program::<BtfTracePoint>(ebpf, name)?.attach().map(drop),
+        Attach::TracePoint(category, tracepoint) => attach_as!(TracePoint, category, tracepoint),
+        Attach::RawTracePoint(tracepoint) => attach_as!(RawTracePoint, tracepoint),
+        // Targets of BTF-typed programs were fixed at load time.
+        Attach::BtfTracePoint(_) => attach_as!(BtfTracePoint,),
+        Attach::FEntry(_) => attach_as!(FEntry,),
+        Attach::Lsm(_) => attach_as!(Lsm,),
+        Attach::KProbe(function) => attach_as!(KProbe, function, 0),
     };
     attached.map_err(|source| LoadError::Attach {
         program: name,
-        target: describe(attach),
+        target: attach.describe(),
         source: Box::new(source),
         hint: TRACEFS_HINT,
     })
-}
-
-pub fn describe(attach: &Attach) -> String {
-    match attach {
-        Attach::TracePoint(c, n) => format!("tracepoint {c}/{n}"),
-        Attach::RawTracePoint(n) => format!("raw tracepoint {n}"),
-        Attach::BtfTracePoint(n) => format!("BTF tracepoint {n}"),
-    }
 }

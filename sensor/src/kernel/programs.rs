@@ -1,5 +1,10 @@
-//! The tracepoint tier: every kernel program, where it attaches, and what it
-//! is for. This table is the one place to look for a hook.
+//! The program tables: every kernel program, where it attaches and what it
+//! is for, by hook tier; the empty programs of the benchmark floor; and the
+//! probe `doctor` loads for each kind of hook. `run`, `doctor` and
+//! `bench-floor` all load from these tables (through `kernel/loader.rs`),
+//! so a new tier is one more table and one line in [`TIERS`].
+
+use crate::event::Tier;
 
 /// How a program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,18 +16,50 @@ pub enum Attach {
     /// A BTF-typed raw tracepoint (`tp_btf`): arguments are typed kernel
     /// pointers the program may read with plain loads.
     BtfTracePoint(&'static str),
+    /// A BPF trampoline at a kernel function's entry (`fentry`).
+    FEntry(&'static str),
+    /// A BPF LSM hook (`lsm/<hook>`).
+    Lsm(&'static str),
+    /// A kprobe on a kernel function.
+    KProbe(&'static str),
+}
+
+impl Attach {
+    /// How logs and errors name the attach point.
+    pub fn describe(&self) -> String {
+        match self {
+            Attach::TracePoint(c, n) => format!("tracepoint {c}/{n}"),
+            Attach::RawTracePoint(n) => format!("raw tracepoint {n}"),
+            Attach::BtfTracePoint(n) => format!("BTF tracepoint {n}"),
+            Attach::FEntry(f) => format!("fentry {f}"),
+            Attach::Lsm(h) => format!("lsm/{h}"),
+            Attach::KProbe(f) => format!("kprobe {f}"),
+        }
+    }
+
+    /// The empty program `bench-floor` attaches here (a BTF tracepoint
+    /// program is verified against its one target, so each has its own).
+    pub fn floor_program(&self) -> Option<&'static str> {
+        match self {
+            Attach::TracePoint(..) => Some("ww_empty_tp"),
+            Attach::RawTracePoint(_) => Some("ww_empty_raw"),
+            Attach::BtfTracePoint("sys_exit") => Some("ww_empty_sys_exit"),
+            Attach::BtfTracePoint("sys_enter") => Some("ww_empty_sys_enter"),
+            _ => None,
+        }
+    }
 }
 
 /// One kernel program and its attach points.
 #[derive(Debug)]
 pub struct ProgramSpec {
-    /// The function name in `sensor-ebpf/src/main.rs`.
+    /// The function name in `sensor-ebpf`.
     pub name: &'static str,
     pub attach: &'static [Attach],
     pub purpose: &'static str,
 }
 
-use Attach::{BtfTracePoint as Btf, RawTracePoint as Raw, TracePoint as Tp};
+use Attach::{BtfTracePoint as Btf, FEntry, KProbe, Lsm, RawTracePoint as Raw, TracePoint as Tp};
 
 /// Every program of the tracepoint tier. Exit hooks come before their enter
 /// hooks so that no enter ever runs without its exit attached.
@@ -57,3 +94,114 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
                   the holder prefilter lets through",
     },
 ];
+
+/// One hook tier: the programs `run` loads and attaches when it is chosen.
+#[derive(Debug)]
+pub struct TierSpec {
+    pub tier: Tier,
+    /// What it hooks, for `doctor`.
+    pub summary: &'static str,
+    /// What a host needs for it, for `doctor`'s fix line.
+    pub needs: &'static str,
+    pub programs: &'static [ProgramSpec],
+}
+
+/// Every tier, best first. `run` uses the first one this kernel loads.
+pub const TIERS: &[TierSpec] = &[TierSpec {
+    tier: Tier::Tracepoint,
+    summary: "syscall and sched tracepoints",
+    needs: "Linux 5.11+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on sys_enter/sys_exit)",
+    programs: TRACEPOINT_TIER,
+}];
+
+/// A kind of hook `doctor` tries for real, with a program of its own.
+#[derive(Debug)]
+pub struct HookProbe {
+    /// The hook type, as `doctor` names it.
+    pub hook: &'static str,
+    pub program: &'static str,
+    pub attach: Attach,
+    /// `run` cannot work without it.
+    pub required: bool,
+    /// What a host needs for it.
+    pub needs: &'static str,
+}
+
+/// One probe per kind of hook a tier uses or will use.
+pub const HOOK_PROBES: &[HookProbe] = &[
+    HookProbe {
+        hook: "tracepoint",
+        program: "ww_empty_tp",
+        attach: Tp("sched", "sched_process_exit"),
+        required: true,
+        needs: "mount tracefs; check kernel.unprivileged_bpf/lockdown",
+    },
+    HookProbe {
+        hook: "raw tracepoint",
+        program: "ww_empty_raw",
+        attach: Raw("sched_process_fork"),
+        required: true,
+        needs: "Linux 4.17+",
+    },
+    HookProbe {
+        hook: "BTF tracepoint",
+        program: "ww_empty_sys_enter",
+        attach: Btf("sys_enter"),
+        required: true,
+        needs: "Linux 5.5+ with CONFIG_DEBUG_INFO_BTF=y",
+    },
+    HookProbe {
+        hook: "fentry",
+        program: "ww_probe_fentry",
+        attach: FEntry("vfs_read"),
+        required: false,
+        needs: "Linux 5.5+ with BPF trampolines; lockdown or a restrictive LSM can refuse it",
+    },
+    HookProbe {
+        hook: "BPF LSM",
+        program: "ww_probe_lsm",
+        attach: Lsm("file_open"),
+        required: false,
+        needs: "CONFIG_BPF_LSM=y and `bpf` in the lsm= boot list",
+    },
+    HookProbe {
+        hook: "kprobe",
+        program: "ww_probe_kprobe",
+        attach: KProbe("vfs_read"),
+        required: false,
+        needs: "CONFIG_KPROBES=y",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tier_attach_point_has_a_floor_program() {
+        for tier in TIERS {
+            for spec in tier.programs {
+                for attach in spec.attach {
+                    assert!(
+                        attach.floor_program().is_some(),
+                        "{} at {} has no empty program for the benchmark floor",
+                        spec.name,
+                        attach.describe()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tier_program_names_are_unique() {
+        let mut names: Vec<&str> = TIERS
+            .iter()
+            .flat_map(|t| t.programs.iter().map(|p| p.name))
+            .collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a program is listed twice");
+    }
+}
