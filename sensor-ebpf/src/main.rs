@@ -13,6 +13,7 @@
 mod atomic;
 mod emit;
 mod file;
+mod floor;
 mod holders;
 mod kernel;
 mod maps;
@@ -22,11 +23,8 @@ mod read;
 mod syscall;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, lsm, raw_tracepoint, tracepoint},
-    programs::{
-        BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, RawTracePointContext,
-        TracePointContext,
-    },
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
 // --- process lifecycle -----------------------------------------------------
@@ -64,50 +62,6 @@ pub fn ww_sys_enter(ctx: BtfTracePointContext) -> i32 {
 pub fn ww_sys_exit(ctx: BtfTracePointContext) -> i32 {
     syscall::on_sys_exit(&ctx);
     0
-}
-
-// --- benchmark floor: the same hooks, doing nothing -----------------------
-
-/// Attached by `weightwarden bench-floor` to every tracepoint the sensor
-/// uses, to measure what the kernel charges for the hooks alone.
-#[tracepoint]
-pub fn ww_empty_tp(_ctx: TracePointContext) -> u32 {
-    0
-}
-
-/// The `sys_enter` counterpart of `ww_empty_tp`.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn ww_empty_sys_enter(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
-/// The `sys_exit` counterpart of `ww_empty_tp`.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn ww_empty_sys_exit(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
-/// The raw-tracepoint counterpart of `ww_empty_tp`.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {
-    0
-}
-
-// --- capability probes for `weightwarden doctor` ----------------------------
-
-#[fentry(function = "vfs_read")]
-pub fn ww_probe_fentry(ctx: FEntryContext) -> i32 {
-    probe::fentry(&ctx)
-}
-
-#[lsm(hook = "file_open")]
-pub fn ww_probe_lsm(ctx: LsmContext) -> i32 {
-    probe::lsm(&ctx)
-}
-
-#[kprobe]
-pub fn ww_probe_kprobe(ctx: ProbeContext) -> u32 {
-    probe::kprobe(&ctx)
 }
 
 #[cfg(not(test))]
