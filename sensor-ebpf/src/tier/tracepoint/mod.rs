@@ -9,6 +9,7 @@ mod regs;
 mod syscall;
 
 use aya_ebpf::{
+    EbpfContext,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
@@ -17,21 +18,30 @@ use crate::process;
 
 // --- process lifecycle -----------------------------------------------------
 
+/// `sched/sched_process_exec`: `__data_loc char[] filename` at byte 8.
+const EXEC_FILENAME_LOC: usize = 8;
+
 #[tracepoint]
 pub fn ww_sched_exec(ctx: TracePointContext) -> u32 {
-    process::on_exec(&ctx);
+    // SAFETY: the offset is inside this tracepoint's record.
+    let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    process::on_exec(ctx.as_ptr() as usize + (loc & 0xffff) as usize);
     0
 }
 
+/// Raw `sched_process_fork(struct task_struct *parent, struct task_struct
+/// *child)`: the raw form gives the child, so threads can be told apart.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn ww_sched_fork(ctx: RawTracePointContext) -> i32 {
-    process::on_fork(&ctx);
+    process::on_fork(ctx.arg(1));
     0
 }
 
+/// `sched/sched_process_exit` fires after `do_exit` has decremented
+/// `signal->live`.
 #[tracepoint]
-pub fn ww_sched_exit(ctx: TracePointContext) -> u32 {
-    process::on_exit(&ctx);
+pub fn ww_sched_exit(_ctx: TracePointContext) -> u32 {
+    process::on_exit();
     0
 }
 
