@@ -415,3 +415,6 @@ mod pod {
     unsafe impl aya::Pod for Coverage {}
     unsafe impl aya::Pod for ExitKey {}
 }
+
+#[cfg(test)]
+mod tests;
