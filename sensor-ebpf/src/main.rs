@@ -10,6 +10,8 @@
 //! - `floor` (the benchmark floor's empty programs) and `probe`
 //!   (`weightwarden doctor`'s capability probes): loaded by those commands
 //!   only, never by `run`.
+//! - `btf_types`: puts the types shared with the agent in the object's BTF
+//!   for the agent's layout test; no program uses it.
 //!
 //! The attach point of each program is listed once, in the agent's
 //! `sensor/src/programs.rs`, which finds programs by name.
@@ -21,6 +23,7 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod btf_types;
 mod emit;
 mod file;
 mod floor;
