@@ -1,10 +1,10 @@
 //! Unit tests of what both sides rely on without checking it at run time:
 //! the inode filter's bit function, the coverage segment math the kernel
-//! runs on every read, the absence of implicit padding in the shared
-//! structs (a padding byte in a hash map key makes lookups miss), and the
-//! uniqueness of the constants that tag records, counters and flags. The
-//! layouts as the kernel crate compiles them are checked against its BTF in
-//! `sensor/tests/layout.rs`.
+//! runs on every read, the record sizes, and the uniqueness of the
+//! constants that tag records, counters and flags. Field by field layouts
+//! (no implicit padding; the same offsets as the kernel crate compiled
+//! them, from its BTF) are checked in `sensor/tests/layout.rs`, which has
+//! the one list of every shared struct's fields.
 
 extern crate std;
 
@@ -203,116 +203,7 @@ fn coverage_marks_accumulate() {
     assert_eq!(bits(&c), [0, 255]);
 }
 
-// --- layouts: no implicit padding ------------------------------------------
-
-/// Asserts that the listed fields of `$t` follow each other with no gap and
-/// fill the struct: every padding byte is a named field, so records and map
-/// keys have no uninitialised bytes.
-macro_rules! assert_packed {
-    ($t:ty { $($f:ident),+ $(,)? }) => {{
-        // SAFETY: every shared type is made of integers, for which zero is
-        // a valid value.
-        let v: $t = unsafe { core::mem::zeroed() };
-        let mut end = 0;
-        $(
-            assert_eq!(
-                core::mem::offset_of!($t, $f),
-                end,
-                "{}.{} is not where the previous field ends",
-                stringify!($t),
-                stringify!($f)
-            );
-            end += size_of_val(&v.$f);
-        )+
-        assert_eq!(size_of::<$t>(), end, "{} has trailing padding", stringify!($t));
-    }};
-}
-
-#[test]
-fn shared_structs_have_no_implicit_padding() {
-    assert_packed!(FileKey { dev, ino });
-    assert_packed!(WatchEntry { flags, _pad });
-    assert_packed!(EventHeader {
-        kind,
-        size,
-        boot_ns,
-        tgid,
-        tid,
-        ppid,
-        uid,
-        gid,
-        flags,
-        cgroup_id,
-        comm
-    });
-    assert_packed!(FileEvent {
-        header,
-        file,
-        file_size,
-        fd,
-        flags,
-        mmap_flags,
-        _pad,
-        len,
-        offset,
-        ret
-    });
-    assert_packed!(ReadAggKey { tgid, _pad, file });
-    assert_packed!(ReadAgg {
-        calls,
-        bytes,
-        first_ns,
-        last_ns,
-        file_size,
-        last_tid,
-        _pad,
-        covered
-    });
-    assert_packed!(Coverage { words });
-    assert_packed!(ExitKey {
-        tgid,
-        _pad,
-        start_ns
-    });
-    assert_packed!(ReadEvent {
-        header,
-        file,
-        agg,
-        reason,
-        fd
-    });
-    assert_packed!(ExecEvent {
-        header,
-        start_ns,
-        filename_len,
-        args_len,
-        args_truncated,
-        _pad,
-        filename,
-        args
-    });
-    assert_packed!(ForkEvent {
-        header,
-        child_tgid,
-        _pad,
-        child_start_ns
-    });
-    assert_packed!(ExitEvent {
-        header,
-        exit_code,
-        flags
-    });
-    assert_packed!(Pending {
-        kind,
-        fd,
-        file,
-        file_size,
-        offset,
-        len,
-        prot,
-        flags
-    });
-}
+// --- layouts -------------------------------------------------------------------
 
 #[test]
 fn record_sizes_are_pinned() {

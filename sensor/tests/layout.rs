@@ -6,9 +6,13 @@
 //! order, offset and size. `sensor-ebpf/src/btf_types.rs` is what puts
 //! these types in the BTF.
 //!
+//! The same list also proves that no shared struct has implicit padding:
+//! a padding byte is uninitialised, and in a hash map key it makes lookups
+//! miss. That check needs no object.
+//!
 //! The object is empty when the sensor was built with `AYA_BUILD_SKIP=1`:
-//! the tests then say loudly that they were skipped, and fail under
-//! `CI=true`, where a skip would hide a broken check.
+//! the tests that read it then say loudly that they were skipped, and fail
+//! under `CI=true`, where a skip would hide a broken check.
 
 use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -262,6 +266,37 @@ fn differences(btf: &Btf, layout: &Layout) -> Vec<String> {
         }
     }
     diffs
+}
+
+#[test]
+fn shared_structs_have_no_implicit_padding() {
+    let mut gaps = Vec::new();
+    for layout in shared_layouts() {
+        let mut end = 0;
+        for field in &layout.fields {
+            if field.offset != end {
+                gaps.push(format!(
+                    "{}: {} bytes of padding before {}",
+                    layout.name,
+                    field.offset - end,
+                    field.name
+                ));
+            }
+            end = field.offset + field.size;
+        }
+        if end != layout.size {
+            gaps.push(format!(
+                "{}: {} bytes of trailing padding",
+                layout.name,
+                layout.size - end
+            ));
+        }
+    }
+    assert!(
+        gaps.is_empty(),
+        "name every padding byte as a field:\n  {}",
+        gaps.join("\n  ")
+    );
 }
 
 #[test]
