@@ -168,13 +168,14 @@ fn kernel_object() -> Option<object::File<'static>> {
     Some(object::File::parse(sensor::ebpf::OBJECT).expect("the embedded eBPF object is not ELF"))
 }
 
-/// The object's BTF.
-fn kernel_btf(object: &object::File) -> Btf {
+/// The object's BTF, or `None` as for [`kernel_object`].
+fn kernel_btf() -> Option<Btf> {
+    let object = kernel_object()?;
     let section = object
         .section_by_name(".BTF")
         .expect("the eBPF object has no .BTF section (aya-build passes --btf to bpf-linker)");
     let data = section.data().expect("the .BTF section cannot be read");
-    Btf::from_bytes(data).expect("the .BTF section does not parse")
+    Some(Btf::from_bytes(data).expect("the .BTF section does not parse"))
 }
 
 /// The struct named `name` in `btf`.
@@ -301,10 +302,7 @@ fn shared_structs_have_no_implicit_padding() {
 
 #[test]
 fn shared_structs_have_the_agents_layout_in_the_kernel_object() {
-    let Some(object) = kernel_object() else {
-        return;
-    };
-    let btf = kernel_btf(&object);
+    let Some(btf) = kernel_btf() else { return };
     let diffs: Vec<String> = shared_layouts()
         .iter()
         .flat_map(|layout| differences(&btf, layout))
@@ -318,10 +316,7 @@ fn shared_structs_have_the_agents_layout_in_the_kernel_object() {
 
 #[test]
 fn every_type_the_kernel_names_in_its_btf_is_checked() {
-    let Some(object) = kernel_object() else {
-        return;
-    };
-    let btf = kernel_btf(&object);
+    let Some(btf) = kernel_btf() else { return };
     let anchor = btf_struct(&btf, "SharedTypes").expect("sensor-ebpf/src/btf_types.rs");
     let mut named: Vec<String> = anchor
         .members
