@@ -226,6 +226,34 @@ pub struct Coverage {
     pub words: [u64; COVERAGE_WORDS],
 }
 
+impl Coverage {
+    /// Marks the segments of a `size`-byte file that the `len` bytes at
+    /// `offset` touch (the kernel, on every read of a watched file). A range
+    /// past the file's end (the file grew since `size` was read) counts in
+    /// the last segment. `offset + len` must not overflow: syscall offsets
+    /// are at most `i64::MAX` and one read moves at most 2 GiB.
+    #[inline(always)]
+    pub fn mark(&mut self, offset: u64, len: u64, size: u64) {
+        if size == 0 || len == 0 {
+            return;
+        }
+        let segment = size.div_ceil(COVERAGE_SEGMENTS);
+        let last_segment = COVERAGE_SEGMENTS - 1;
+        let first = (offset / segment).min(last_segment);
+        let last = ((offset + len - 1) / segment).min(last_segment);
+        for (w, word) in self.words.iter_mut().enumerate() {
+            let lo = w as u64 * 64;
+            let hi = lo + 63;
+            if last < lo || first > hi {
+                continue;
+            }
+            let a = first.max(lo) - lo;
+            let b = last.min(hi) - lo;
+            *word |= (u64::MAX >> (63 - (b - a))) << a;
+        }
+    }
+}
+
 /// Key of the `EXITED` map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -387,3 +415,6 @@ mod pod {
     unsafe impl aya::Pod for Coverage {}
     unsafe impl aya::Pod for ExitKey {}
 }
+
+#[cfg(test)]
+mod tests;

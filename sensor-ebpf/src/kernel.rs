@@ -1,7 +1,9 @@
 //! Reading kernel structures with offsets taken from the running kernel's
-//! BTF at load time (aya has no CO-RE for Rust programs). The agent sets
-//! every `OFF_*` global; aya freezes them in `.rodata`, so the verifier sees
-//! constants.
+//! BTF at load time (aya has no CO-RE for Rust programs), for any tier: the
+//! current task, a descriptor's file and inode, the watch map check. The
+//! agent sets every `OFF_*` global; aya freezes them in `.rodata`, so the
+//! verifier sees constants. Offsets into one tier's own context (the
+//! tracepoint tier's `pt_regs`) are declared in that tier.
 
 use aya_ebpf::{
     Global,
@@ -11,14 +13,17 @@ use sensor_common::{FileKey, WatchEntry, counter, ino_filter, watch_flag};
 
 use crate::maps::{WATCHED, WATCHED_INO_FILTER, count};
 
+/// Declares load-time offset globals, each named in
+/// `sensor_common::offset_global` and set by the agent.
 macro_rules! offsets {
     ($($name:ident),* $(,)?) => {
         $(
             #[unsafe(no_mangle)]
-            pub static $name: Global<u64> = Global::new(0);
+            pub static $name: aya_ebpf::Global<u64> = aya_ebpf::Global::new(0);
         )*
     };
 }
+pub(crate) use offsets;
 
 offsets!(
     OFF_TASK_FILES,
@@ -30,16 +35,6 @@ offsets!(
     OFF_TASK_EXIT_CODE,
     OFF_TASK_SIGNAL,
     OFF_TASK_TI_STATUS,
-    OFF_REGS_BX,
-    OFF_REGS_CX,
-    OFF_REGS_DX,
-    OFF_REGS_SI,
-    OFF_REGS_DI,
-    OFF_REGS_BP,
-    OFF_REGS_R8,
-    OFF_REGS_R9,
-    OFF_REGS_R10,
-    OFF_REGS_ORIG_AX,
     OFF_SIGNAL_LIVE,
     OFF_FILES_FDT,
     OFF_FDT_MAX_FDS,

@@ -1,8 +1,20 @@
-//! weightwarden's kernel programs, tracepoint tier.
+//! weightwarden's kernel programs.
 //!
-//! Every entry point here is a thin wrapper: the work lives in one module
-//! per hook family. The attach point of each program is listed once, in the
-//! agent's `sensor/src/programs.rs`.
+//! - `tier/`: the entry points, one module per hook tier (tracepoint today;
+//!   fentry and LSM next), each decoding its own hooks' contexts.
+//! - tier-neutral logic any tier calls with plain values: `process` (exec,
+//!   fork, exit records), `file` (opens, closes, maps), `read` (read
+//!   aggregation and coverage), `holders` (the holder prefilter), over
+//!   `kernel` (kernel structures), `emit` (record headers, ring buffer),
+//!   `maps` (every map) and `atomic`.
+//! - `floor` (the benchmark floor's empty programs) and `probe`
+//!   (`weightwarden doctor`'s capability probes): loaded by those commands
+//!   only, never by `run`.
+//! - `btf_types`: puts the types shared with the agent in the object's BTF
+//!   for the agent's layout test; no program uses it.
+//!
+//! The attach point of each program is listed once, in the agent's
+//! `sensor/src/programs.rs`, which finds programs by name.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: core's atomic types lack read-modify-write on the BPF
@@ -11,104 +23,17 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod btf_types;
 mod emit;
 mod file;
+mod floor;
 mod holders;
 mod kernel;
 mod maps;
 mod probe;
 mod process;
 mod read;
-mod syscall;
-
-use aya_ebpf::{
-    macros::{btf_tracepoint, fentry, kprobe, lsm, raw_tracepoint, tracepoint},
-    programs::{
-        BtfTracePointContext, FEntryContext, LsmContext, ProbeContext, RawTracePointContext,
-        TracePointContext,
-    },
-};
-
-// --- process lifecycle -----------------------------------------------------
-
-#[tracepoint]
-pub fn ww_sched_exec(ctx: TracePointContext) -> u32 {
-    process::on_exec(&ctx);
-    0
-}
-
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn ww_sched_fork(ctx: RawTracePointContext) -> i32 {
-    process::on_fork(&ctx);
-    0
-}
-
-#[tracepoint]
-pub fn ww_sched_exit(ctx: TracePointContext) -> u32 {
-    process::on_exit(&ctx);
-    0
-}
-
-// --- syscalls: one program at entry and one at exit for all of them -------
-
-/// Reads, closes and maps of descriptors a process holds.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn ww_sys_enter(ctx: BtfTracePointContext) -> i32 {
-    syscall::on_sys_enter(&ctx);
-    0
-}
-
-/// Opens (decided when the descriptor exists), results of vectored reads
-/// and maps, and descriptors that arrive without an open.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn ww_sys_exit(ctx: BtfTracePointContext) -> i32 {
-    syscall::on_sys_exit(&ctx);
-    0
-}
-
-// --- benchmark floor: the same hooks, doing nothing -----------------------
-
-/// Attached by `weightwarden bench-floor` to every tracepoint the sensor
-/// uses, to measure what the kernel charges for the hooks alone.
-#[tracepoint]
-pub fn ww_empty_tp(_ctx: TracePointContext) -> u32 {
-    0
-}
-
-/// The `sys_enter` counterpart of `ww_empty_tp`.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn ww_empty_sys_enter(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
-/// The `sys_exit` counterpart of `ww_empty_tp`.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn ww_empty_sys_exit(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
-/// The raw-tracepoint counterpart of `ww_empty_tp`.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {
-    0
-}
-
-// --- capability probes for `weightwarden doctor` ----------------------------
-
-#[fentry(function = "vfs_read")]
-pub fn ww_probe_fentry(ctx: FEntryContext) -> i32 {
-    probe::fentry(&ctx)
-}
-
-#[lsm(hook = "file_open")]
-pub fn ww_probe_lsm(ctx: LsmContext) -> i32 {
-    probe::lsm(&ctx)
-}
-
-#[kprobe]
-pub fn ww_probe_kprobe(ctx: ProbeContext) -> u32 {
-    probe::kprobe(&ctx)
-}
+mod tier;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,14 +1,13 @@
-//! Process lifecycle: exec, fork (processes, not threads) and exit. These
-//! records let the agent keep a process table without racing `/proc` for
-//! short-lived processes such as `cat`. They are submitted without waking
+//! Process lifecycle records: exec, fork (processes, not threads) and
+//! exit, from plain values any tier can supply (a file name's address, the
+//! child task). These records let the agent keep a process table without
+//! racing `/proc` for short-lived processes such as `cat`. They are submitted without waking
 //! the agent (`emit::BPF_RB_NO_WAKEUP`): every process on the host makes
 //! them, and the ring keeps them ahead of any file record of the same
 //! process, which does wake it.
 
-use aya_ebpf::{
-    EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf},
-    programs::{RawTracePointContext, TracePointContext},
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
 };
 use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, exit_flag, kind};
 
@@ -25,10 +24,9 @@ use crate::{
 
 const BPF_NOEXIST: u64 = 1;
 
-/// `sched/sched_process_exec`: `__data_loc char[] filename` at byte 8.
-const EXEC_FILENAME_LOC: usize = 8;
-
-pub fn on_exec(ctx: &TracePointContext) {
+/// The current task has exec'd the file named by the kernel string at
+/// `filename`.
+pub fn on_exec(filename: usize) {
     let Some(mut entry) = reserve::<ExecEvent>() else {
         return;
     };
@@ -39,16 +37,12 @@ pub fn on_exec(ctx: &TracePointContext) {
     ev.start_ns = read_at::<u64>(task, &OFF_TASK_START_TIME).unwrap_or(0);
     ev._pad = 0;
 
-    // SAFETY: the offset is inside this tracepoint's record.
-    let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
-    let name_addr = ctx.as_ptr() as usize + (loc & 0xffff) as usize;
     // SAFETY: bpf_probe_read_kernel_str checks the address.
-    ev.filename_len = match unsafe {
-        bpf_probe_read_kernel_str_bytes(name_addr as *const u8, &mut ev.filename)
-    } {
-        Ok(s) => s.len() as u32,
-        Err(_) => 0,
-    };
+    ev.filename_len =
+        match unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.filename) } {
+            Ok(s) => s.len() as u32,
+            Err(_) => 0,
+        };
 
     // The new image's argv sits in its own memory between arg_start and
     // arg_end; copy a bounded prefix.
@@ -74,10 +68,9 @@ pub fn on_exec(ctx: &TracePointContext) {
     entry.submit(BPF_RB_NO_WAKEUP);
 }
 
-/// Raw `sched_process_fork(struct task_struct *parent, struct task_struct
-/// *child)`: the raw form gives the child, so threads can be told apart.
-pub fn on_fork(ctx: &RawTracePointContext) {
-    let child: u64 = ctx.arg(1);
+/// The current task has forked `child` (a `struct task_struct *`); a new
+/// thread is told apart from a new process by the child's pid and tgid.
+pub fn on_fork(child: u64) {
     let Some(child_tgid) = read_at::<u32>(child, &OFF_TASK_TGID) else {
         return;
     };
@@ -113,11 +106,12 @@ pub fn on_fork(ctx: &RawTracePointContext) {
     entry.submit(BPF_RB_NO_WAKEUP);
 }
 
-/// `sched/sched_process_exit`, reported once per process: when its last
-/// thread exits. `do_exit` has already decremented `signal->live` when the
-/// tracepoint fires, so zero means the whole group is dead (a main thread
-/// that called `pthread_exit` while workers go on is not the end).
-pub fn on_exit(_ctx: &TracePointContext) {
+/// The current thread is exiting, reported once per process: when its last
+/// thread exits. The caller runs after `do_exit` has decremented
+/// `signal->live` (as `sched_process_exit` does), so zero means the whole
+/// group is dead (a main thread that called `pthread_exit` while workers go
+/// on is not the end).
+pub fn on_exit() {
     let task = current_task();
     let live =
         read_at::<u64>(task, &OFF_TASK_SIGNAL).and_then(|s| read_at::<i32>(s, &OFF_SIGNAL_LIVE));

@@ -6,8 +6,7 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
-    COVERAGE_SEGMENTS, COVERAGE_WORDS, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter,
-    flush_reason, kind, pending_kind,
+    FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, flush_reason, kind, pending_kind,
 };
 
 use crate::{
@@ -131,7 +130,7 @@ fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size:
     agg.file_size = size;
     agg.last_tid = tid;
     if bytes > 0 {
-        mark_covered(&mut agg.covered.words, offset, bytes, size);
+        agg.covered.mark(offset, bytes, size);
     }
     if now.wrapping_sub(agg.first_ns) >= READ_FLUSH_INTERVAL_NS.load() {
         // A refused summary (ring full) loses this window's calls and bytes,
@@ -170,29 +169,6 @@ fn aggregate_for(key: &ReadAggKey, now: u64) -> Option<*mut ReadAgg> {
         count(counter::READ_AGG_FULL);
     }
     READ_AGG.get_ptr_mut(key)
-}
-
-/// Marks the segments of a `size`-byte file that `[offset, offset + len)`
-/// touches. Segments are `ceil(size / 256)` bytes.
-#[inline(always)]
-fn mark_covered(covered: &mut [u64; COVERAGE_WORDS], offset: u64, len: u64, size: u64) {
-    if size == 0 {
-        return;
-    }
-    let segment = size.div_ceil(COVERAGE_SEGMENTS);
-    let last_segment = COVERAGE_SEGMENTS - 1;
-    let first = (offset / segment).min(last_segment);
-    let last = ((offset + len - 1) / segment).min(last_segment);
-    for (w, word) in covered.iter_mut().enumerate() {
-        let lo = w as u64 * 64;
-        let hi = lo + 63;
-        if last < lo || first > hi {
-            continue;
-        }
-        let a = first.max(lo) - lo;
-        let b = last.min(hi) - lo;
-        *word |= (u64::MAX >> (63 - (b - a))) << a;
-    }
 }
 
 /// Sends a read summary for `key` from `agg`; false when the ring buffer

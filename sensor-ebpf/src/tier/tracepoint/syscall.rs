@@ -1,8 +1,9 @@
-//! Syscall capture. Every syscall passes the two BTF tracepoints
-//! `sys_enter(regs, id)` and `sys_exit(regs, ret)`; these programs pick
-//! out the few syscalls the sensor follows by number, decode their
-//! arguments from the saved registers for the caller's ABI (x86-64 or ia32)
-//! and hand over to the hook families (`file`, `read`, `holders`).
+//! Syscall decoding for the tracepoint tier. Every syscall passes the two
+//! BTF tracepoints `sys_enter(regs, id)` and `sys_exit(regs, ret)`; their
+//! programs (`super`) call here to pick out the few syscalls the sensor
+//! follows by number, decode their arguments from the saved registers
+//! (`regs`) for the caller's ABI (x86-64 or ia32) and hand over to the
+//! tier-neutral hook families (`file`, `read`, `holders`).
 //!
 //! Why not one `syscalls/sys_*_<name>` tracepoint per syscall: on this
 //! kernel each enabled one costs its syscall a perf-style record before the
@@ -15,13 +16,14 @@
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
 
+use super::regs::{
+    OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX, OFF_REGS_R8,
+    OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, fd_reg, reg, reg32,
+};
 use crate::{
     file::{self, MmapArgs},
     holders,
-    kernel::{
-        OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX,
-        OFF_REGS_R8, OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, btf_load, in_compat_syscall,
-    },
+    kernel::in_compat_syscall,
     read::{self, Offset},
 };
 
@@ -154,26 +156,6 @@ fn followed_at_exit(nr: u64) -> bool {
 #[inline(always)]
 fn syscall_nr(raw: u64) -> u64 {
     raw & 0xffff_ffff
-}
-
-/// A saved register: `regs` is the tracepoint's trusted `pt_regs`.
-#[inline(always)]
-fn reg(regs: u64, offset: &Global<u64>) -> u64 {
-    btf_load(regs, offset)
-}
-
-/// An ia32 argument: the low half of the register.
-#[inline(always)]
-fn reg32(regs: u64, offset: &Global<u64>) -> u64 {
-    reg(regs, offset) & 0xffff_ffff
-}
-
-/// A descriptor argument. The kernel takes descriptors as `unsigned int`
-/// and ignores the register's upper half; so must we, or a caller could
-/// hide a read behind `fd | 1 << 32`.
-#[inline(always)]
-fn fd_reg(regs: u64, offset: &Global<u64>) -> u64 {
-    reg32(regs, offset)
 }
 
 /// `sys_enter(struct pt_regs *regs, long id)`. The fast path (number and

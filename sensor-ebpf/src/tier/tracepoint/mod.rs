@@ -1,0 +1,63 @@
+//! The tracepoint tier's entry points: process lifecycle on the scheduler
+//! tracepoints, and every followed syscall through one program at entry
+//! and one at exit (`sys_enter`/`sys_exit` BTF tracepoints, decoded in
+//! `syscall` from `pt_regs` read through `regs`). Each program is a thin
+//! wrapper over the tier-neutral modules; its attach point is listed in the
+//! agent's `sensor/src/programs.rs` (`TRACEPOINT_TIER`), by program name.
+
+mod regs;
+mod syscall;
+
+use aya_ebpf::{
+    EbpfContext,
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+};
+
+use crate::process;
+
+// --- process lifecycle -----------------------------------------------------
+
+/// `sched/sched_process_exec`: `__data_loc char[] filename` at byte 8.
+const EXEC_FILENAME_LOC: usize = 8;
+
+#[tracepoint]
+pub fn ww_sched_exec(ctx: TracePointContext) -> u32 {
+    // SAFETY: the offset is inside this tracepoint's record.
+    let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    process::on_exec(ctx.as_ptr() as usize + (loc & 0xffff) as usize);
+    0
+}
+
+/// Raw `sched_process_fork(struct task_struct *parent, struct task_struct
+/// *child)`: the raw form gives the child, so threads can be told apart.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn ww_sched_fork(ctx: RawTracePointContext) -> i32 {
+    process::on_fork(ctx.arg(1));
+    0
+}
+
+/// `sched/sched_process_exit` fires after `do_exit` has decremented
+/// `signal->live`.
+#[tracepoint]
+pub fn ww_sched_exit(_ctx: TracePointContext) -> u32 {
+    process::on_exit();
+    0
+}
+
+// --- syscalls: one program at entry and one at exit for all of them -------
+
+/// Reads, closes and maps of descriptors a process holds.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn ww_sys_enter(ctx: BtfTracePointContext) -> i32 {
+    syscall::on_sys_enter(&ctx);
+    0
+}
+
+/// Opens (decided when the descriptor exists), results of vectored reads
+/// and maps, and descriptors that arrive without an open.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn ww_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    syscall::on_sys_exit(&ctx);
+    0
+}
