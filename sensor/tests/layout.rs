@@ -153,7 +153,7 @@ fn in_ci() -> bool {
 /// The embedded object, or `None` (said on stderr; a failure in CI) when
 /// the sensor was built without it.
 fn kernel_object() -> Option<object::File<'static>> {
-    if sensor::ebpf::OBJECT.is_empty() {
+    if sensor::kernel::object::OBJECT.is_empty() {
         eprintln!(
             "SKIPPED: the embedded eBPF object is empty (the sensor was built with \
              AYA_BUILD_SKIP=1), so the kernel side's layouts cannot be checked; build without \
@@ -165,7 +165,10 @@ fn kernel_object() -> Option<object::File<'static>> {
         );
         return None;
     }
-    Some(object::File::parse(sensor::ebpf::OBJECT).expect("the embedded eBPF object is not ELF"))
+    Some(
+        object::File::parse(sensor::kernel::object::OBJECT)
+            .expect("the embedded eBPF object is not ELF"),
+    )
 }
 
 /// The object's BTF, or `None` as for [`kernel_object`].
@@ -355,7 +358,9 @@ fn the_agents_program_and_map_names_are_in_the_kernel_object() {
         map_name::COUNTERS,
         map_name::EVENTS,
     ];
-    let programs = sensor::programs::TRACEPOINT_TIER.iter().map(|p| p.name);
+    let programs = sensor::kernel::programs::TRACEPOINT_TIER
+        .iter()
+        .map(|p| p.name);
     let missing: Vec<&str> = maps
         .into_iter()
         .chain(programs)

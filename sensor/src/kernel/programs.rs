@@ -53,7 +53,8 @@ impl Attach {
 /// One kernel program and its attach points.
 #[derive(Debug)]
 pub struct ProgramSpec {
-    /// The function name in `sensor-ebpf`.
+    /// The function name in `sensor-ebpf` (`tier/<tier>/mod.rs`, or
+    /// `floor.rs` and `probe.rs`).
     pub name: &'static str,
     pub attach: &'static [Attach],
     pub purpose: &'static str,
@@ -80,7 +81,7 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         purpose: "exit of a process's main thread",
     },
     // Every syscall passes these two; they act on the few the sensor follows
-    // (sensor-ebpf/src/syscall.rs), under the x86-64 and ia32 ABIs.
+    // (sensor-ebpf/src/tier/tracepoint/syscall.rs), under the x86-64 and ia32 ABIs.
     ProgramSpec {
         name: "ww_sys_exit",
         attach: &[Btf("sys_exit")],
