@@ -12,7 +12,7 @@ use aya::maps::{MapData, RingBuf};
 use sensor_common::{ReadAgg, ReadAggKey, exit_flag, flush_reason};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{Agent, AgentError, health::stats_section, holders, signals::Request};
+use super::{Agent, AgentError, holders, signals::Request};
 use crate::{
     enrich::{
         clock::BootClock,
@@ -158,14 +158,14 @@ impl Agent {
 
     pub(super) fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
-            self.health.agent.kernel_records += 1;
+            self.health.agent.kernel_records.inc();
             match decode(&item) {
                 Ok(event) => {
                     drop(item);
                     self.handle(event);
                 }
                 Err(err) => {
-                    self.health.agent.decode_errors += 1;
+                    self.health.agent.decode_errors.inc();
                     tracing::warn!(error = %err, "undecodable kernel record dropped");
                 }
             }
@@ -243,7 +243,7 @@ impl Agent {
     fn emit(&mut self, event: Event) {
         let findings = self.decide.observe(&event);
         for e in std::iter::once(event).chain(findings) {
-            self.health.agent.records_emitted += 1;
+            self.health.agent.records_emitted.inc();
             self.out.emit(&e);
         }
     }
@@ -253,7 +253,7 @@ impl Agent {
         let keys = match self.kernel.read_maps.select_aggregates(select) {
             Ok(keys) => keys,
             Err(err) => {
-                self.health.agent.aggregate_map_errors += 1;
+                self.health.agent.aggregate_map_errors.inc();
                 tracing::warn!(error = %err, "cannot read the read-aggregate map");
                 return;
             }
@@ -264,7 +264,7 @@ impl Agent {
                 // The kernel flushed it (a close) since it was picked.
                 Ok(None) => continue,
                 Err(err) => {
-                    self.health.agent.aggregate_map_errors += 1;
+                    self.health.agent.aggregate_map_errors.inc();
                     tracing::warn!(error = %err, "cannot drain a read aggregate");
                     continue;
                 }
@@ -272,7 +272,7 @@ impl Agent {
             if agg.calls == 0 {
                 continue;
             }
-            self.health.agent.read_summaries_drained += 1;
+            self.health.agent.read_summaries_drained.inc();
             let h = self
                 .enrich
                 .drained_header(key.tgid, agg.last_tid, agg.last_ns);
@@ -284,14 +284,14 @@ impl Agent {
     }
 
     pub(super) fn emit_sensor(&mut self, action: Action) {
-        let sections = [
-            ("watch", stats_section(&self.watch.stats())),
-            ("processes", stats_section(&self.enrich.processes.stats())),
-        ];
-        let status = self
-            .health
-            .status(self.watch.len(), sections, self.out.counters());
-        self.health.agent.records_emitted += 1;
+        let watch = self.watch.stats();
+        let processes = self.enrich.processes.stats();
+        let status = self.health.status(
+            self.watch.len(),
+            &[("watch", &watch), ("processes", &processes)],
+            self.out.counters(),
+        );
+        self.health.agent.records_emitted.inc();
         let event = self.enrich.sensor_event(action, status);
         self.out.emit(&event);
     }
@@ -306,7 +306,7 @@ impl Agent {
             ringbuf_full = t.ringbuf_full,
             read_aggregates_full = t.read_aggregates_full,
             pending_full = t.pending_full,
-            records = self.health.agent.records_emitted,
+            records = self.health.agent.records_emitted.get(),
             "stopped"
         );
     }

@@ -1,67 +1,99 @@
-//! The sensor's own status: the counters every stage keeps, gathered into
-//! heartbeats, `sensor_start` and `sensor_stop`, and a warning in the log
-//! whenever a loss counter rose since the last report.
+//! The sensor's own status: the agent's counters and the kernel's loss
+//! counters in the metrics registry, gathered with every stage's figures
+//! into heartbeats, `sensor_start` and `sensor_stop`, and a warning in the
+//! log whenever a loss counter rose since the last report.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::time::Instant;
 
 use crate::{
     enrich::clock::unix_now_ns,
-    event::{SensorStatus, Timestamp},
+    event::{OutputCounters, SensorStatus, Timestamp},
     kernel::maps::{KernelCounterTotals, KernelCounters},
+    metrics::{Collect, Counter, Registry},
 };
 
-/// Agent-side counters.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+/// The agent's own counters.
 pub struct AgentCounters {
-    pub kernel_records: u64,
-    pub decode_errors: u64,
-    pub records_emitted: u64,
-    pub read_summaries_drained: u64,
-    pub aggregate_map_errors: u64,
+    pub kernel_records: Counter,
+    pub decode_errors: Counter,
+    pub records_emitted: Counter,
+    pub read_summaries_drained: Counter,
+    pub aggregate_map_errors: Counter,
 }
 
-pub struct Health {
-    started: Instant,
-    pub hooks_attached: u64,
-    pub agent: AgentCounters,
-    kernel: KernelCounters,
-    last_kernel: KernelCounterTotals,
-}
-
-/// One section of counters from a serialisable stats struct.
-fn section<T: serde::Serialize>(stats: &T) -> BTreeMap<String, u64> {
-    match serde_json::to_value(stats) {
-        Ok(serde_json::Value::Object(map)) => map
-            .into_iter()
-            .filter_map(|(k, v)| v.as_u64().map(|v| (k, v)))
-            .collect(),
-        _ => BTreeMap::new(),
+impl AgentCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let mut counter = |name, help| registry.counter("agent", name, help);
+        Self {
+            kernel_records: counter("kernel_records", "records received from the kernel"),
+            decode_errors: counter("decode_errors", "kernel records that could not be decoded"),
+            records_emitted: counter("records_emitted", "records handed to the outputs"),
+            read_summaries_drained: counter(
+                "read_summaries_drained",
+                "read summaries drained from the kernel's aggregate map",
+            ),
+            aggregate_map_errors: counter(
+                "aggregate_map_errors",
+                "failed reads of the kernel's aggregate map",
+            ),
+        }
     }
 }
 
-impl Health {
-    pub fn new(kernel: KernelCounters, hooks_attached: u64) -> Self {
+/// The kernel's per-CPU counters, mirrored into the registry.
+struct KernelLosses {
+    map: KernelCounters,
+    last: KernelCounterTotals,
+    ringbuf_full: Counter,
+    read_aggregates_full: Counter,
+    pending_full: Counter,
+    kernel_read_failures: Counter,
+    holders_full: Counter,
+}
+
+impl KernelLosses {
+    fn register(map: KernelCounters, registry: &mut Registry) -> Self {
+        let mut counter = |name, help| registry.counter("kernel", name, help);
         Self {
-            started: Instant::now(),
-            hooks_attached,
-            agent: AgentCounters::default(),
-            kernel,
-            last_kernel: KernelCounterTotals::default(),
+            map,
+            last: KernelCounterTotals::default(),
+            ringbuf_full: counter("ringbuf_full", "records lost: the ring buffer was full"),
+            read_aggregates_full: counter(
+                "read_aggregates_full",
+                "reads not counted: the aggregate map was full",
+            ),
+            pending_full: counter(
+                "pending_full",
+                "reads or maps not seen: the pending map was full",
+            ),
+            kernel_read_failures: counter(
+                "kernel_read_failures",
+                "kernel structure reads that failed",
+            ),
+            holders_full: counter(
+                "holders_full",
+                "holder marks beyond the prefilter's pid range",
+            ),
         }
     }
 
-    /// The kernel's totals, warning about every loss since the last call.
-    fn kernel_totals(&mut self) -> KernelCounterTotals {
-        let kernel = match self.kernel.totals() {
+    /// Reads the kernel's totals into the registry, warning about every
+    /// loss since the last call.
+    fn update(&mut self) {
+        let now = match self.map.totals() {
             Ok(t) => t,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the kernel's loss counters");
-                self.last_kernel
+                return;
             }
         };
-        let lost = kernel
-            .ringbuf_full
-            .saturating_sub(self.last_kernel.ringbuf_full);
+        let last = self.last;
+        let rise = |now: u64, last: u64, counter: &Counter| {
+            let delta = now.saturating_sub(last);
+            counter.inc_by(delta);
+            delta
+        };
+        let lost = rise(now.ringbuf_full, last.ringbuf_full, &self.ringbuf_full);
         if lost > 0 {
             tracing::warn!(
                 lost,
@@ -69,33 +101,62 @@ impl Health {
                  buffer was full (raise kernel.ring_buffer_bytes)"
             );
         }
-        let agg_full = kernel
-            .read_aggregates_full
-            .saturating_sub(self.last_kernel.read_aggregates_full);
+        let agg_full = rise(
+            now.read_aggregates_full,
+            last.read_aggregates_full,
+            &self.read_aggregates_full,
+        );
         if agg_full > 0 {
             tracing::warn!(
                 agg_full,
                 "reads went uncounted: the read aggregate map was full (raise kernel.read_aggregates_max)"
             );
         }
-        self.last_kernel = kernel;
-        kernel
+        rise(now.pending_full, last.pending_full, &self.pending_full);
+        rise(
+            now.kernel_read_failures,
+            last.kernel_read_failures,
+            &self.kernel_read_failures,
+        );
+        rise(now.holders_full, last.holders_full, &self.holders_full);
+        self.last = now;
+    }
+}
+
+pub struct Health {
+    started: Instant,
+    pub hooks_attached: u64,
+    registry: Registry,
+    pub agent: AgentCounters,
+    kernel: KernelLosses,
+}
+
+impl Health {
+    pub fn new(kernel: KernelCounters, hooks_attached: u64) -> Self {
+        let mut registry = Registry::new();
+        let agent = AgentCounters::register(&mut registry);
+        let kernel = KernelLosses::register(kernel, &mut registry);
+        Self {
+            started: Instant::now(),
+            hooks_attached,
+            registry,
+            agent,
+            kernel,
+        }
     }
 
-    /// A status snapshot; `sections` are the other stages' counters.
+    /// A status snapshot; `stages` publish their figures under their
+    /// section names first.
     pub fn status(
         &mut self,
         watched_files: usize,
-        sections: impl IntoIterator<Item = (&'static str, BTreeMap<String, u64>)>,
-        outputs: Vec<crate::event::OutputCounters>,
+        stages: &[(&'static str, &dyn Collect)],
+        outputs: Vec<OutputCounters>,
     ) -> SensorStatus {
-        let kernel = self.kernel_totals();
-        let mut counters: BTreeMap<String, BTreeMap<String, u64>> = sections
-            .into_iter()
-            .map(|(name, s)| (name.to_string(), s))
-            .collect();
-        counters.insert("kernel".into(), section(&kernel));
-        counters.insert("agent".into(), section(&self.agent));
+        self.kernel.update();
+        for (section, stage) in stages {
+            self.registry.collect(section, *stage);
+        }
         SensorStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -103,18 +164,13 @@ impl Health {
             hooks_attached: self.hooks_attached,
             watched_files: watched_files as u64,
             status_time: Some(Timestamp::from_unix_ns(unix_now_ns())),
-            counters,
+            counters: self.registry.snapshot(),
             outputs,
         }
     }
 
     /// The last kernel totals read, for the final log line.
     pub fn last_kernel(&self) -> KernelCounterTotals {
-        self.last_kernel
+        self.kernel.last
     }
-}
-
-/// A stats struct as a counters section.
-pub fn stats_section<T: serde::Serialize>(stats: &T) -> BTreeMap<String, u64> {
-    section(stats)
 }

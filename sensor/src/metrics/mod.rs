@@ -1,1 +1,170 @@
-//! The one counters registry every stage reports into.
+//! The one counters registry every stage reports into. Heartbeats,
+//! `sensor_stop` and the stop log line read their counters from a
+//! [`Registry::snapshot`]; the same metrics encode as OpenMetrics text
+//! ([`Registry::encode_text`]) for the metrics endpoint to come.
+//!
+//! Built on `prometheus-client`, whose counters and gauges are shared
+//! handles: a stage keeps its handle and increments it where the event
+//! happens; the registry keeps a clone under `(section, name)`. Stages
+//! whose figures are sizes or totals they already keep (the watch set, the
+//! process table) publish them through [`Collect`] just before a snapshot.
+
+use std::{collections::BTreeMap, sync::atomic::AtomicU64};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter, gauge},
+    registry,
+};
+
+/// A count that only goes up.
+pub type Counter = counter::Counter<u64, AtomicU64>;
+/// A figure that is set (a size, or a total kept elsewhere).
+pub type Gauge = gauge::Gauge<u64, AtomicU64>;
+
+#[derive(Debug, Clone)]
+enum Metric {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+impl Metric {
+    fn get(&self) -> u64 {
+        match self {
+            Metric::Counter(c) => c.get(),
+            Metric::Gauge(g) => g.get(),
+        }
+    }
+}
+
+/// A stage that publishes figures it keeps itself.
+pub trait Collect {
+    /// Writes every figure into `section`.
+    fn collect(&self, section: &mut Section<'_>);
+}
+
+pub struct Registry {
+    prom: registry::Registry,
+    /// `(section, name)` in registration order.
+    entries: Vec<(&'static str, &'static str, Metric)>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self {
+            prom: registry::Registry::with_prefix("weightwarden"),
+            entries: Vec::new(),
+        }
+    }
+
+    fn find(&self, section: &str, name: &str) -> Option<&Metric> {
+        self.entries
+            .iter()
+            .find(|(s, n, _)| *s == section && *n == name)
+            .map(|(.., m)| m)
+    }
+
+    /// A counter `section.name`, created on first use.
+    pub fn counter(&mut self, section: &'static str, name: &'static str, help: &str) -> Counter {
+        if let Some(Metric::Counter(c)) = self.find(section, name) {
+            return c.clone();
+        }
+        let counter = Counter::default();
+        self.prom
+            .register(format!("{section}_{name}"), help, counter.clone());
+        self.entries
+            .push((section, name, Metric::Counter(counter.clone())));
+        counter
+    }
+
+    /// A gauge `section.name`, created on first use.
+    pub fn gauge(&mut self, section: &'static str, name: &'static str, help: &str) -> Gauge {
+        if let Some(Metric::Gauge(g)) = self.find(section, name) {
+            return g.clone();
+        }
+        let gauge = Gauge::default();
+        self.prom
+            .register(format!("{section}_{name}"), help, gauge.clone());
+        self.entries
+            .push((section, name, Metric::Gauge(gauge.clone())));
+        gauge
+    }
+
+    /// Lets `stage` publish its figures under `section`.
+    pub fn collect(&mut self, section: &'static str, stage: &dyn Collect) {
+        stage.collect(&mut Section {
+            registry: self,
+            name: section,
+        });
+    }
+
+    /// Every metric's value, by section and name.
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (section, name, metric) in &self.entries {
+            out.entry((*section).to_string())
+                .or_default()
+                .insert((*name).to_string(), metric.get());
+        }
+        out
+    }
+
+    /// The metrics as OpenMetrics text.
+    pub fn encode_text(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.prom)?;
+        Ok(text)
+    }
+}
+
+/// One section of the registry, as a [`Collect`] stage sees it.
+pub struct Section<'a> {
+    registry: &'a mut Registry,
+    name: &'static str,
+}
+
+impl Section<'_> {
+    /// Sets the figure `name` of this section.
+    pub fn set(&mut self, name: &'static str, help: &str, value: u64) {
+        self.registry.gauge(self.name, name, help).set(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sizes(u64);
+    impl Collect for Sizes {
+        fn collect(&self, section: &mut Section<'_>) {
+            section.set("files", "watched files", self.0);
+        }
+    }
+
+    #[test]
+    fn handles_share_state_with_the_snapshot_and_the_text() {
+        let mut registry = Registry::new();
+        let records = registry.counter("agent", "records_emitted", "records written");
+        records.inc();
+        records.inc_by(2);
+        // The same name gives the same counter.
+        registry.counter("agent", "records_emitted", "").inc();
+        registry.collect("watch", &Sizes(12));
+        registry.collect("watch", &Sizes(13));
+        let snapshot = registry.snapshot();
+        assert_eq!(snapshot["agent"]["records_emitted"], 4);
+        assert_eq!(snapshot["watch"]["files"], 13);
+        let text = registry.encode_text().expect("text");
+        assert!(
+            text.contains("weightwarden_agent_records_emitted_total 4"),
+            "{text}"
+        );
+        assert!(text.contains("weightwarden_watch_files 13"), "{text}");
+    }
+}

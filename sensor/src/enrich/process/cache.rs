@@ -128,6 +128,32 @@ pub struct ProcessStats {
     pub proc_read_failures: u64,
 }
 
+impl crate::metrics::Collect for ProcessStats {
+    fn collect(&self, out: &mut crate::metrics::Section<'_>) {
+        out.set("entries", "process table entries", self.entries as u64);
+        out.set(
+            "exited",
+            "exited processes kept for their grace period",
+            self.exited as u64,
+        );
+        out.set(
+            "gpu_processes",
+            "live GPU-serving processes",
+            self.gpu_processes as u64,
+        );
+        out.set(
+            "evictions",
+            "entries dropped from a full table",
+            self.evictions,
+        );
+        out.set(
+            "proc_read_failures",
+            "/proc reads that left a process without details",
+            self.proc_read_failures,
+        );
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     info: ProcessInfo,

@@ -174,6 +174,64 @@ pub struct WatchStats {
     pub rescans: u64,
 }
 
+impl crate::metrics::Collect for WatchStats {
+    fn collect(&self, out: &mut crate::metrics::Section<'_>) {
+        let n = |v: usize| v as u64;
+        out.set(
+            "files",
+            "weight-file inodes in the kernel map",
+            n(self.files),
+        );
+        out.set("paths", "watched weight-file paths", n(self.paths));
+        out.set(
+            "gpu_devices",
+            "GPU device nodes watched",
+            n(self.gpu_devices),
+        );
+        out.set(
+            "links",
+            "weight-named symbolic links under the roots",
+            n(self.links),
+        );
+        out.set(
+            "directories",
+            "directories under inotify watch",
+            n(self.directories),
+        );
+        out.set(
+            "missing_roots",
+            "watch roots missing now",
+            n(self.missing_roots),
+        );
+        out.set(
+            "unreadable_dirs",
+            "directories that could not be listed",
+            self.unreadable_dirs,
+        );
+        out.set(
+            "watch_failures",
+            "directories that could not be watched",
+            self.watch_failures,
+        );
+        out.set(
+            "map_full_failures",
+            "files not audited: the kernel map was full",
+            self.map_full_failures,
+        );
+        out.set(
+            "map_update_failures",
+            "refused kernel map updates",
+            self.map_update_failures,
+        );
+        out.set(
+            "queue_overflows",
+            "inotify queue overflows",
+            self.queue_overflows,
+        );
+        out.set("rescans", "full re-walks of the roots", self.rescans);
+    }
+}
+
 /// Why the watch set could not be built or updated.
 ///
 /// OS errors are part of the message rather than a `source`, so that

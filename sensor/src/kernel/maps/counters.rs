@@ -4,7 +4,6 @@ use aya::maps::{MapData, MapError, PerCpuArray};
 use sensor_common::counter;
 
 /// Totals of the kernel's per-CPU counters.
-/// Totals of the kernel's per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelCounterTotals {
     pub ringbuf_full: u64,
