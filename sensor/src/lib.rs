@@ -26,3 +26,20 @@ pub mod kernel;
 pub mod metrics;
 pub mod output;
 pub mod store;
+
+/// An error followed by its causes, `: `-separated: how errors are printed
+/// and logged. Messages name the operation and the fix and never repeat
+/// their cause, which is always the `source`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -152,7 +152,7 @@ impl Agent {
                     tracing::debug!(?change, "watch set changed");
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "watch set update failed"),
+            Err(err) => tracing::warn!(error = %crate::Chain(&err), "watch set update failed"),
         }
     }
 
@@ -166,7 +166,7 @@ impl Agent {
                 }
                 Err(err) => {
                     self.health.agent.decode_errors.inc();
-                    tracing::warn!(error = %err, "undecodable kernel record dropped");
+                    tracing::warn!(error = %crate::Chain(&err), "undecodable kernel record dropped");
                 }
             }
         }
@@ -254,7 +254,7 @@ impl Agent {
             Ok(keys) => keys,
             Err(err) => {
                 self.health.agent.aggregate_map_errors.inc();
-                tracing::warn!(error = %err, "cannot read the read-aggregate map");
+                tracing::warn!(error = %crate::Chain(&err), "cannot read the read-aggregate map");
                 return;
             }
         };
@@ -265,7 +265,7 @@ impl Agent {
                 Ok(None) => continue,
                 Err(err) => {
                     self.health.agent.aggregate_map_errors.inc();
-                    tracing::warn!(error = %err, "cannot drain a read aggregate");
+                    tracing::warn!(error = %crate::Chain(&err), "cannot drain a read aggregate");
                     continue;
                 }
             };

@@ -83,7 +83,7 @@ impl KernelLosses {
         let now = match self.map.totals() {
             Ok(t) => t,
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read the kernel's loss counters");
+                tracing::warn!(error = %crate::Chain(&err), "cannot read the kernel's loss counters");
                 return;
             }
         };

@@ -36,7 +36,7 @@ pub fn seed(holders: &mut Holders, watch: &WatchSet) {
     // forked after the scan passed its parent is then marked by the
     // kernel's fork hook.
     if let Err(err) = holders.set_bypass(true) {
-        tracing::warn!(error = %err, "cannot hold the prefilter off to rescan /proc");
+        tracing::warn!(error = %crate::Chain(&err), "cannot hold the prefilter off to rescan /proc");
     }
     let pids = pids_holding(watch, watch_flag::WEIGHT);
     let seeded = holders.seed(pids);
@@ -44,7 +44,7 @@ pub fn seed(holders: &mut Holders, watch: &WatchSet) {
     match result {
         Ok(n) => tracing::debug!(holders = n, "holder prefilter seeded from /proc"),
         Err(err) => {
-            tracing::warn!(error = %err, "holder prefilter stays off: every read pays the descriptor walk")
+            tracing::warn!(error = %crate::Chain(&err), "holder prefilter stays off: every read pays the descriptor walk")
         }
     }
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, OutputSpec, Overrides};
+use crate::{
+    agent::RunSettings,
+    config::{Config, OutputSpec, Overrides},
+};
 
 /// Exit statuses, documented in the README.
 pub mod exit {
@@ -80,8 +83,8 @@ pub struct DoctorArgs {
 }
 
 impl RunArgs {
-    /// The configuration this invocation asks for: file, then flags.
-    pub fn resolve(&self) -> Result<(Config, String, bool), crate::config::ConfigError> {
+    /// What this invocation asks for: the file, then the flags over it.
+    pub fn resolve(&self) -> Result<RunSettings, crate::config::ConfigError> {
         let (mut config, source) = Config::load(self.config.as_deref())?;
         let roots_named = crate::agent::roots_were_named(&config, &self.watch);
         config.apply(Overrides {
@@ -96,6 +99,10 @@ impl RunArgs {
             config.agent.log_level = level.clone();
         }
         config.validate()?;
-        Ok((config, source.to_string(), roots_named))
+        Ok(RunSettings {
+            config,
+            roots_required: roots_named,
+            config_origin: source.to_string(),
+        })
     }
 }

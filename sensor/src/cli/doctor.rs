@@ -14,7 +14,8 @@ use aya::{Btf, Ebpf};
 use serde::Serialize;
 
 use crate::{
-    cli::exit,
+    Chain,
+    cli::{args::DoctorArgs, exit},
     event::Tier,
     kernel::{
         btf::{KernelOffsets, VMLINUX_BTF},
@@ -123,7 +124,7 @@ impl Host {
         };
         self.object
             .get_or_insert_with(|| {
-                open_object(Some(offsets), &LoadOptions::probe()).map_err(|e| e.to_string())
+                open_object(Some(offsets), &LoadOptions::probe()).map_err(|e| Chain(&e).to_string())
             })
             .as_mut()
             .ok()
@@ -149,7 +150,8 @@ pub fn diagnose() -> Report {
     let kernel = preflight::kernel_release();
     let mut host = Host {
         root: nix::unistd::geteuid().is_root(),
-        offsets: KernelOffsets::from_file(Path::new(VMLINUX_BTF)).map_err(|e| e.to_string()),
+        offsets: KernelOffsets::from_file(Path::new(VMLINUX_BTF))
+            .map_err(|e| Chain(&e).to_string()),
         btf: Btf::from_sys_fs().ok(),
         kernel: kernel.clone(),
         object: None,
@@ -173,8 +175,21 @@ pub fn diagnose() -> Report {
     }
 }
 
-/// `doctor`'s exit status: 0 when `run` can work here.
-pub fn exit_status(report: &Report) -> u8 {
+/// Runs the checks, prints the report (text or `--json`); exits 0 when
+/// `run` can work here.
+pub fn execute(args: &DoctorArgs) -> u8 {
+    let report = diagnose();
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("weightwarden: cannot encode the report: {err}");
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", report.render());
+    }
     if report.can_run {
         exit::OK
     } else {
@@ -350,9 +365,11 @@ fn try_hook(
     // A probe program shared by several hooks is loaded once.
     let loaded = ebpf.program(program).is_some_and(|p| p.fd().is_ok());
     if !loaded {
-        load_program(ebpf, program, attach, btf).map_err(|e| format!("load refused: {e}"))?;
+        load_program(ebpf, program, attach, btf)
+            .map_err(|e| format!("load refused: {}", Chain(&e)))?;
     }
-    attach_and_detach(ebpf, program, attach).map_err(|e| format!("attach refused: {e}"))?;
+    attach_and_detach(ebpf, program, attach)
+        .map_err(|e| format!("attach refused: {}", Chain(&e)))?;
     Ok(format!("loaded and attached {}", attach.describe()))
 }
 
@@ -390,7 +407,7 @@ fn try_tier(ebpf: &mut Ebpf, btf: Option<&Btf>, tier: &TierSpec) -> Result<Strin
     let btf = btf.ok_or_else(|| String::from("cannot read the kernel's BTF"))?;
     let mut missing = Vec::new();
     for spec in tier.programs {
-        load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|e| e.to_string())?;
+        load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|e| Chain(&e).to_string())?;
         for attach in spec.attach {
             if let Attach::TracePoint(category, name) = attach
                 && !Path::new(TRACEFS)

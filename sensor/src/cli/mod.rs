@@ -1,6 +1,8 @@
 //! The command line: every clap type in `args`, one file per subcommand.
 
 pub mod args;
+pub mod bench_floor;
 pub mod doctor;
+pub mod run;
 
 pub use args::{Cli, Command, exit};

@@ -472,23 +472,19 @@ pub struct Overrides {
 /// Why the configuration could not be loaded or is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The io error is part of the message rather than a `source` so that
-    /// error-chain printers do not repeat it.
-    #[error("cannot read config file {}: {error} ({hint})", .path.display())]
+    #[error("cannot read config file {} ({hint})", .path.display())]
     Read {
         path: PathBuf,
+        #[source]
         error: io::Error,
         hint: &'static str,
     },
-    /// toml's message carries the line, column, a snippet and, for an
-    /// unknown key, the key and the keys expected there.
-    #[error(
-        "cannot parse config file {}: {} ({DOCS_HINT})",
-        .path.display(),
-        .error.to_string().trim_end()
-    )]
+    /// toml's message, the source, carries the line, column, a snippet
+    /// and, for an unknown key, the key and the keys expected there.
+    #[error("cannot parse config file {} ({DOCS_HINT})", .path.display())]
     Parse {
         path: PathBuf,
+        #[source]
         error: toml::de::Error,
     },
     #[error("invalid {key} = {value}{}: {allowed}", origin_note(.origin.as_deref(), .key))]
@@ -996,7 +992,7 @@ mod tests {
     #[test]
     fn unknown_top_level_key_is_rejected_by_name() {
         let err = parse("[watch]\nroots = []\n\n[wtach]\nx = 1\n").expect_err("typo section");
-        let msg = err.to_string();
+        let msg = crate::Chain(&err).to_string();
         assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
         assert!(msg.contains("wtach"), "{msg}");
         assert!(msg.contains("/test/weightwarden.toml"), "{msg}");
@@ -1007,7 +1003,7 @@ mod tests {
     #[test]
     fn unknown_key_in_section_is_rejected_by_name() {
         let err = parse("[kernel]\nring_bufer_bytes = 4096\n").expect_err("typo key");
-        let msg = err.to_string();
+        let msg = crate::Chain(&err).to_string();
         assert!(msg.contains("ring_bufer_bytes"), "{msg}");
         // toml lists the keys that are allowed there.
         assert!(msg.contains("ring_buffer_bytes"), "{msg}");
@@ -1059,7 +1055,7 @@ mod tests {
     #[test]
     fn bad_output_spec_is_rejected() {
         let err = parse("[output]\nsinks = [\"syslog\"]\n").expect_err("bad sink");
-        let msg = err.to_string();
+        let msg = crate::Chain(&err).to_string();
         assert!(msg.contains("syslog"), "{msg}");
         assert!(msg.contains("jsonl:PATH"), "{msg}");
 

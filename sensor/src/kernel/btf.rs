@@ -16,7 +16,7 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error(
-        "cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y; \
+        "cannot read kernel BTF at {path} (the kernel needs CONFIG_DEBUG_INFO_BTF=y; \
          weightwarden reads kernel structure layouts from it)"
     )]
     Read {

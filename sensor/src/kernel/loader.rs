@@ -22,10 +22,10 @@ pub enum LoadError {
          rebuild it with `cargo xtask build`"
     )]
     NoObject,
-    #[error("cannot load the eBPF object: {0}")]
+    #[error("cannot load the eBPF object")]
     Object(#[source] Box<aya::EbpfError>),
     #[error(
-        "cannot read the kernel's BTF for the BTF tracepoints: {0} (the kernel needs \
+        "cannot read the kernel's BTF for the BTF tracepoints (the kernel needs \
          CONFIG_DEBUG_INFO_BTF=y and /sys/kernel/btf/vmlinux)"
     )]
     KernelBtf(#[source] Box<BtfError>),
@@ -35,20 +35,20 @@ pub enum LoadError {
     NoFloorProgram(String),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
     NoMap(&'static str),
-    #[error("program {program} has the wrong type: {source}")]
+    #[error("program {program} has the wrong type")]
     ProgramType {
         program: &'static str,
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("the kernel refused program {program}: {source}{hint}")]
+    #[error("the kernel refused program {program}{hint}")]
     ProgramLoad {
         program: &'static str,
         #[source]
         source: Box<ProgramError>,
         hint: &'static str,
     },
-    #[error("cannot attach {program} to {target}: {source}{hint}")]
+    #[error("cannot attach {program} to {target}{hint}")]
     Attach {
         program: &'static str,
         target: String,
@@ -56,7 +56,7 @@ pub enum LoadError {
         source: Box<ProgramError>,
         hint: &'static str,
     },
-    #[error("map {map}: {source}")]
+    #[error("cannot use map {map}")]
     Map {
         map: &'static str,
         #[source]

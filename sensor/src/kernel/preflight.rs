@@ -32,7 +32,7 @@ pub enum PreflightError {
     )]
     KernelTooOld { release: String },
     #[error(
-        "tracefs is not mounted at {TRACEFS} and mounting it failed: {source} \
+        "tracefs is not mounted at {TRACEFS} and mounting it failed \
          (mount it with `mount -t tracefs none {TRACEFS}`)"
     )]
     Tracefs {

@@ -72,7 +72,7 @@ impl Fanout {
             buf.clear();
             if let Err(err) = encoder.encode(event, buf) {
                 self.encode_failures += 1;
-                tracing::error!(error = %err, encoder = encoder.name(), "cannot encode a record; it is lost for this format");
+                tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
                 buf.clear();
                 // Outputs of this format count it as a failed write.
                 for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
@@ -89,7 +89,7 @@ impl Fanout {
                         // First failure and then every 1000th, so a dead
                         // sink cannot flood the log.
                         if counters.write_failures % 1000 == 1 {
-                            tracing::error!(sink = %counters.name, error = %err, failures = counters.write_failures, "record write failed; the record is lost for this sink");
+                            tracing::error!(sink = %counters.name, error = %crate::Chain(&err), failures = counters.write_failures, "record write failed; the record is lost for this sink");
                         }
                     }
                 }
@@ -104,7 +104,7 @@ impl Fanout {
             if let Err(err) = output.sink.flush() {
                 counters.write_failures += 1;
                 if counters.write_failures % 1000 == 1 {
-                    tracing::error!(sink = %counters.name, error = %err, "flush failed; buffered records may be lost");
+                    tracing::error!(sink = %counters.name, error = %crate::Chain(&err), "flush failed; buffered records may be lost");
                 }
             }
         }

@@ -33,10 +33,14 @@ const MAX_UNRESOLVABLE: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(
-        "cannot walk cgroup2 mount {path}: {source} (check that the cgroup2 \
+        "cannot walk cgroup2 mount {path} (check that the cgroup2 \
          filesystem is mounted there and readable by the agent)"
     )]
-    Walk { path: PathBuf, source: io::Error },
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Cgroup id -> cgroup v2 path, relative to the cgroup2 mount.

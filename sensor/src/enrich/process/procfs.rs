@@ -31,13 +31,13 @@ pub enum ProcError {
     #[error("process {pid} is gone (it exited before /proc/{pid} could be read)")]
     Gone { pid: u32 },
     #[error(
-        "cannot read {path}: {source} (the agent needs root, or CAP_SYS_PTRACE \
+        "cannot read {path} (the agent needs root, or CAP_SYS_PTRACE \
          and CAP_DAC_READ_SEARCH, to read other users' processes)"
     )]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot parse {path}: {what}")]
     Parse { path: PathBuf, what: &'static str },
-    #[error("cannot list processes in {path}: {source} (is procfs mounted there?)")]
+    #[error("cannot list processes in {path} (is procfs mounted there?)")]
     List { path: PathBuf, source: io::Error },
 }
 

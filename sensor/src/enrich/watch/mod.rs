@@ -234,30 +234,39 @@ impl crate::metrics::Collect for WatchStats {
 
 /// Why the watch set could not be built or updated.
 ///
-/// OS errors are part of the message rather than a `source`, so that
-/// error-chain printers do not repeat them.
+/// Like every error here, the message names the operation and the fix;
+/// the OS error is the `source` (printed after it by [`crate::Chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("watch root {} does not exist (create it, or fix the directory given to --watch)", .path.display())]
     RootMissing { path: PathBuf },
     #[error("watch root {} is not a directory (--watch takes directories)", .path.display())]
     RootNotDirectory { path: PathBuf },
-    #[error("cannot read watch root {}: {error} (run as root or fix the directory's permissions)", .path.display())]
-    RootUnreadable { path: PathBuf, error: io::Error },
-    #[error("cannot watch root {} with inotify: {errno} ({hint})", .path.display())]
+    #[error("cannot read watch root {} (run as root or fix the directory's permissions)", .path.display())]
+    RootUnreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot watch root {} with inotify ({hint})", .path.display())]
     RootWatch {
         path: PathBuf,
+        #[source]
         errno: Errno,
         hint: &'static str,
     },
     #[error("gpu device pattern {pattern:?} is not an absolute path (write it as /dev/...)")]
     RelativeGpuPattern { pattern: String },
-    #[error(
-        "cannot create an inotify instance: {errno} (raise the fs.inotify.max_user_instances sysctl)"
-    )]
-    InotifyInit { errno: Errno },
-    #[error("cannot read inotify events: {errno}")]
-    InotifyRead { errno: Errno },
+    #[error("cannot create an inotify instance (raise the fs.inotify.max_user_instances sysctl)")]
+    InotifyInit {
+        #[source]
+        errno: Errno,
+    },
+    #[error("cannot read inotify events")]
+    InotifyRead {
+        #[source]
+        errno: Errno,
+    },
 }
 
 /// `stat()`'s `st_dev` in the kernel's `super_block::s_dev` encoding
@@ -380,7 +389,10 @@ fn root_error(path: PathBuf, error: TopError) -> WatchError {
     match error {
         TopError::Missing => WatchError::RootMissing { path },
         TopError::NotDirectory => WatchError::RootNotDirectory { path },
-        TopError::Stat(error) | TopError::Read(error) => WatchError::RootUnreadable { path, error },
+        TopError::Stat(error) | TopError::Read(error) => WatchError::RootUnreadable {
+            path,
+            source: error,
+        },
         TopError::Watch(errno) => WatchError::RootWatch {
             path,
             errno,
@@ -671,7 +683,9 @@ impl WatchSet {
                 WatchError::RootMissing { .. } => {
                     info!(path = %root.path.display(), "watch root does not exist; waiting for it to appear");
                 }
-                error => warn!(error = %error, "watch root skipped; retrying every second"),
+                error => {
+                    warn!(error = %crate::Chain(&error), "watch root skipped; retrying every second")
+                }
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ impl InodeMap for KernelInodeMap {
         self.filter
             .add(key.ino)
             .map_err(|err| MapUpdateError::Other {
-                message: format!("inode filter: {err}"),
+                message: format!("inode filter: {}", crate::Chain(&err)),
             })?;
         self.map
             .insert(key, entry, 0)
@@ -50,6 +50,6 @@ fn map_update_error(err: MapError, max: u32) -> MapUpdateError {
         return MapUpdateError::Full { max };
     }
     MapUpdateError::Other {
-        message: err.to_string(),
+        message: crate::Chain(&err).to_string(),
     }
 }

@@ -13,14 +13,14 @@ use crate::config::OutputSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot create the directory {path} for the JSON lines output: {source}")]
+    #[error("cannot create the directory {path} for the JSON lines output")]
     CreateDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     #[error(
-        "cannot open the JSON lines output {path}: {source} \
+        "cannot open the JSON lines output {path} \
          (check that the path is a writable file, or choose another with --output jsonl:PATH)"
     )]
     Open {
