@@ -709,39 +709,20 @@ pub fn json(results: &Results) -> Value {
         Some(Err(e)) => json!({ "error": e }),
     };
     let a = &results.agent;
-    let m = &results.machine;
     json!({
         "schema": "weightwarden-bench/1",
         "date": records::format_utc(results.unix_time),
         "unix_time": results.unix_time,
-        "machine": {
-            "cpu_model": m.cpu_model,
-            "logical_cpus": m.logical_cpus,
-            "mem_total_kib": m.mem_total_kib,
-            "kernel": m.kernel,
-            "os": m.os,
-        },
+        "machine": results.machine,
         "sensor": results.sensor,
         "auditd_version": results.auditd_version,
         "floor_hooks": results.floor_hooks,
         "quick": results.quick,
         "partial": results.partial,
         "runs": results.runs,
-        "sizes": {
-            "weight_bytes": results.sizes.weight_bytes,
-            "small_file_bytes": results.sizes.small_file_bytes,
-            "pread_calls": results.sizes.pread_calls,
-            "storm_files": results.sizes.storm_files,
-            "storm_calls": results.sizes.storm_calls,
-            "model_bytes": results.sizes.model_bytes,
-            "many_files": results.sizes.many_files,
-        },
+        "sizes": results.sizes,
         "bench_dir": results.bench_dir,
-        "config_unavailable": results
-            .config_unavailable
-            .iter()
-            .map(|(c, r)| (c.name().to_owned(), Value::String(r.clone())))
-            .collect::<serde_json::Map<_, _>>(),
+        "config_unavailable": results.config_unavailable,
         "workloads": workloads,
         "agent": {
             "rate": metric(a.rate.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
@@ -934,6 +915,12 @@ mod tests {
         );
         assert_eq!(row["configs"]["on"]["ratio_to_off"], 1.1);
         assert_eq!(row["configs"]["auditd"]["unavailable"], "no audit support");
+        assert_eq!(v["config_unavailable"]["auditd"], "no audit support");
+        for config in Config::ALL {
+            assert_eq!(serde_json::to_value(config).unwrap(), config.name());
+        }
+        assert_eq!(v["machine"]["cpu_model"], "AMD EPYC");
+        assert_eq!(v["sizes"]["pread_calls"], 1_000_000);
         assert_eq!(v["agent"]["latency"]["error"], "boom");
         assert_eq!(v["agent"]["burst"], Value::Null);
         assert_eq!(v["agent"]["rate"]["best_zero_loss_opens_per_sec"], 50_000.0);
