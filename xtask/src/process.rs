@@ -5,11 +5,9 @@
 //! quiet, so `setup` can print one line per step.
 
 use std::{
-    env,
+    borrow::Cow,
     ffi::OsStr,
     io,
-    os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
     process::{Command, Output, Stdio},
 };
 
@@ -65,18 +63,6 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The first executable named `name` on PATH, as a shell would find it.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// The command line a shell would need to run `cmd`, with the environment
 /// variables it sets in front, quoted where needed.
 pub fn display(cmd: &Command) -> String {
@@ -89,14 +75,12 @@ pub fn display(cmd: &Command) -> String {
     envs.chain(words).collect::<Vec<_>>().join(" ")
 }
 
+/// `word` as a POSIX shell would read it back (shlex quotes only what it
+/// must); a word holding a NUL byte, which no command line can carry, is
+/// shown as it is.
 fn quote(word: &OsStr) -> String {
     let word = word.to_string_lossy();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        word.into_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    shlex::try_quote(&word).map_or_else(|_| word.to_string(), Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -104,7 +88,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_quotes_only_what_a_shell_would_split() {
+    fn display_quotes_what_a_shell_would_misread() {
         let mut cmd = Command::new("cargo");
         cmd.args(["fmt", "--all", "--", "--check"]);
         assert_eq!(display(&cmd), "cargo fmt --all -- --check");
@@ -116,7 +100,7 @@ mod tests {
         assert_eq!(
             display(&cmd),
             "LLVM_PREFIX=/t/llvm-prefix RUSTFLAGS='-C link-arg=-Wl,-rpath,/x y/lib' \
-             cargo install 'it'\\''s' ''"
+             cargo install \"it's\" ''"
         );
     }
 
@@ -154,8 +138,52 @@ mod tests {
     }
 
     #[test]
+    fn display_quotes_spaces_quotes_and_shell_syntax() {
+        let mut cmd = Command::new("/opt/my tools/run");
+        cmd.args([
+            "say \"hi\"",
+            "a$b",
+            "*",
+            "~x",
+            "--x=y,z",
+            "plain-word_1.0:/a@b+c",
+        ]);
+        assert_eq!(
+            display(&cmd),
+            "'/opt/my tools/run' 'say \"hi\"' 'a$b' '*' '~x' '--x=y,z' plain-word_1.0:/a@b+c"
+        );
+        // A shell splits the line back into the same words.
+        let words = std::iter::once(cmd.get_program()).chain(cmd.get_args());
+        let words: Vec<String> = words.map(|w| w.to_string_lossy().into_owned()).collect();
+        assert_eq!(shlex::split(&display(&cmd)), Some(words));
+    }
+
+    /// `setup` and `bench` rely on `which` to find what a shell would run:
+    /// the first executable file on PATH, skipping directories and files
+    /// without an execute bit.
+    #[test]
     fn which_finds_executables_only() {
-        assert!(which("sh").is_some());
-        assert!(which("weightwarden-no-such-program").is_none());
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        std::fs::create_dir_all(first.join("tool")).unwrap();
+        std::fs::create_dir(&second).unwrap();
+        let plain = first.join("data");
+        std::fs::write(&plain, "").unwrap();
+        for name in ["tool", "data"] {
+            let exe = second.join(name);
+            std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = std::env::join_paths([&first, &second]).unwrap();
+        let find = |name| which::which_in(name, Some(&path), dir.path()).ok();
+        assert_eq!(find("tool"), Some(second.join("tool")));
+        assert_eq!(find("data"), Some(second.join("data")));
+        std::fs::set_permissions(second.join("data"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        assert_eq!(find("data"), None);
+        assert_eq!(find("weightwarden-no-such-program"), None);
+        assert!(which::which("sh").is_ok());
     }
 }

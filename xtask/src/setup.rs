@@ -262,7 +262,7 @@ fn lists_component(list: &str, component: &str) -> bool {
 fn ensure_packages(root: bool) -> Result<()> {
     const WHAT: &str = "Debian packages";
     let wanted = PACKAGES.join(", ");
-    if process::which("dpkg-query").is_none() {
+    if which::which("dpkg-query").is_err() {
         step(
             WHAT,
             format!(
@@ -382,7 +382,7 @@ fn ensure_bpf_linker(ws: &Workspace, nightly: &Nightly) -> Result<()> {
     const WHAT: &str = "bpf-linker";
     let bin_dir = install_root()?.join("bin");
     let installed = bin_dir.join("bpf-linker");
-    match process::which("bpf-linker") {
+    match which::which("bpf-linker").ok() {
         Some(path) => match linker_health(&path)? {
             Health::Works { version } => {
                 step(
@@ -469,7 +469,7 @@ fn ensure_bpf_linker(ws: &Workspace, nightly: &Nightly) -> Result<()> {
         Health::Works { version } => version,
         Health::Broken { why } => bail!("the bpf-linker just built does not work: {why}"),
     };
-    match process::which("bpf-linker") {
+    match which::which("bpf-linker").ok() {
         Some(found) if found == installed => {}
         Some(found) => bail!(
             "bpf-linker was installed to {} but {} comes first on PATH: remove it or put {} \

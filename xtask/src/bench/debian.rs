@@ -10,7 +10,7 @@ use crate::process;
 
 /// Installs `package` unless dpkg says it is installed.
 pub fn ensure_package(package: &str) -> Result<()> {
-    if process::which("dpkg-query").is_none() {
+    if which::which("dpkg-query").is_err() {
         bail!("no dpkg-query (not a Debian-based system): install {package} yourself");
     }
     if is_installed(package)? {

@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use nix::sys::{statfs, statvfs};
+use serde::Serialize;
 
 use crate::bench::worker::storm_file_name;
 
@@ -29,7 +30,7 @@ const GIB: u64 = 1 << 30;
 const REQUIRED_BYTES: u64 = 6 * GIB;
 
 /// How big each workload is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Sizes {
     pub weight_bytes: u64,
     pub small_file_bytes: u64,

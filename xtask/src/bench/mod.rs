@@ -30,6 +30,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::ValueEnum as _;
+use serde::Serialize;
 
 use crate::{
     args::{BenchArgs, BenchRow, WorkerWorkload},
@@ -48,8 +49,10 @@ const IDLE_SHARE: f64 = 0.9;
 const IDLE_WINDOW: Duration = Duration::from_millis(250);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A configuration every workload is measured under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A configuration every workload is measured under; serialised by
+/// [`Config::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Config {
     Off,
     On,

@@ -9,9 +9,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use serde::Serialize;
 
 /// The machine the benchmark ran on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     pub cpu_model: String,
     pub logical_cpus: usize,

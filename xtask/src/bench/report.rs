@@ -709,39 +709,20 @@ pub fn json(results: &Results) -> Value {
         Some(Err(e)) => json!({ "error": e }),
     };
     let a = &results.agent;
-    let m = &results.machine;
     json!({
         "schema": "weightwarden-bench/1",
         "date": records::format_utc(results.unix_time),
         "unix_time": results.unix_time,
-        "machine": {
-            "cpu_model": m.cpu_model,
-            "logical_cpus": m.logical_cpus,
-            "mem_total_kib": m.mem_total_kib,
-            "kernel": m.kernel,
-            "os": m.os,
-        },
+        "machine": results.machine,
         "sensor": results.sensor,
         "auditd_version": results.auditd_version,
         "floor_hooks": results.floor_hooks,
         "quick": results.quick,
         "partial": results.partial,
         "runs": results.runs,
-        "sizes": {
-            "weight_bytes": results.sizes.weight_bytes,
-            "small_file_bytes": results.sizes.small_file_bytes,
-            "pread_calls": results.sizes.pread_calls,
-            "storm_files": results.sizes.storm_files,
-            "storm_calls": results.sizes.storm_calls,
-            "model_bytes": results.sizes.model_bytes,
-            "many_files": results.sizes.many_files,
-        },
+        "sizes": results.sizes,
         "bench_dir": results.bench_dir,
-        "config_unavailable": results
-            .config_unavailable
-            .iter()
-            .map(|(c, r)| (c.name().to_owned(), Value::String(r.clone())))
-            .collect::<serde_json::Map<_, _>>(),
+        "config_unavailable": results.config_unavailable,
         "workloads": workloads,
         "agent": {
             "rate": metric(a.rate.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
@@ -859,14 +840,37 @@ mod tests {
     #[test]
     fn the_page_names_the_machine_figures_and_misses() {
         let md = markdown(&results());
-        assert!(md.contains("| date | 2026-11-25 17:09:53 UTC |"), "{md}");
-        assert!(md.contains("| CPU | AMD EPYC (2 logical CPUs) |"), "{md}");
-        assert!(md.contains("| kernel | 6.1.0 |"), "{md}");
         assert!(
             md.contains(
-                "| unrelated I/O: 4 KiB pread of an unwatched file, 1,000,000 calls | <= 1.25 \
-                 | 100 ns (98 ns–102 ns) | 1.100 (1.098–1.102) | unavailable | \
-                 1.050 (1.020–1.082) | met (on 1.100 <= 1.25) |"
+                "|        |                                |\n\
+                 |--------|--------------------------------|\n\
+                 | date   | 2026-11-25 17:09:53 UTC        |\n\
+                 | CPU    | AMD EPYC (2 logical CPUs)      |\n\
+                 | memory | 24.0 GiB                       |\n\
+                 | kernel | 6.1.0                          |\n\
+                 | OS     | Debian GNU/Linux 12 (bookworm) |\n\
+                 | sensor | weightwarden 0.1.0             |\n\
+                 | auditd | unavailable: no audit support  |\n\
+                 | run    | full, 3 repetitions            |\n"
+            ),
+            "{md}"
+        );
+        let workloads = md
+            .split_once("## Workloads\n\n")
+            .and_then(|(_, rest)| rest.split_once("\n\n"))
+            .map(|(table, _)| table);
+        assert_eq!(
+            workloads,
+            Some(
+                "| workload                                                         \
+                 | goal (ratio to off) | off median (min–max)  | on                  \
+                 | auditd      | floor               | verdict                |\n\
+                 |------------------------------------------------------------------\
+                 |---------------------|-----------------------|---------------------\
+                 |-------------|---------------------|------------------------|\n\
+                 | unrelated I/O: 4 KiB pread of an unwatched file, 1,000,000 calls \
+                 | <= 1.25             | 100 ns (98 ns–102 ns) | 1.100 (1.098–1.102) \
+                 | unavailable | 1.050 (1.020–1.082) | met (on 1.100 <= 1.25) |"
             ),
             "{md}"
         );
@@ -883,7 +887,7 @@ mod tests {
             md.contains("- **Missed**: resident memory, 100,000 watched files"),
             "{md}"
         );
-        assert!(md.contains("| 50,000/s |"), "{md}");
+        assert!(md.contains("| 50,000/s "), "{md}");
         assert!(md.contains("failed: boom"), "{md}");
         assert!(md.contains("1.10 s (median of 3: 1.00–1.20 s)"), "{md}");
         assert!(
@@ -911,6 +915,12 @@ mod tests {
         );
         assert_eq!(row["configs"]["on"]["ratio_to_off"], 1.1);
         assert_eq!(row["configs"]["auditd"]["unavailable"], "no audit support");
+        assert_eq!(v["config_unavailable"]["auditd"], "no audit support");
+        for config in Config::ALL {
+            assert_eq!(serde_json::to_value(config).unwrap(), config.name());
+        }
+        assert_eq!(v["machine"]["cpu_model"], "AMD EPYC");
+        assert_eq!(v["sizes"]["pread_calls"], 1_000_000);
         assert_eq!(v["agent"]["latency"]["error"], "boom");
         assert_eq!(v["agent"]["burst"], Value::Null);
         assert_eq!(v["agent"]["rate"]["best_zero_loss_opens_per_sec"], 50_000.0);

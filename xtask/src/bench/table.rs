@@ -1,74 +1,47 @@
-//! Rendering result tables twice from one definition: aligned plain text
-//! for the terminal and GitHub Markdown for `docs/benchmarks.md`, plus the
-//! number formats both use.
+//! Rendering result tables twice from one definition, with `tabled`:
+//! GitHub Markdown for `docs/benchmarks.md`, and columns without borders
+//! for the terminal; plus the number formats both use.
 
-use std::fmt::Write as _;
+use tabled::{
+    builder::Builder,
+    settings::{Format, Padding, Style, object::Segment, style::HorizontalLine},
+};
 
-/// A table of strings; every row has as many cells as there are headers.
+/// A table of strings; rows shorter than the headers end in empty cells.
 #[derive(Debug, Clone, Default)]
-pub struct Table {
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
+pub struct Table(Builder);
 
 impl Table {
     pub fn new(headers: &[&str]) -> Self {
-        Self {
-            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        let mut builder = Builder::new();
+        builder.push_record(headers.iter().copied());
+        Self(builder)
     }
 
-    /// Adds a row, padded with empty cells or cut to the header count.
     pub fn row(&mut self, cells: Vec<String>) {
-        let mut cells = cells;
-        cells.resize(self.headers.len(), String::new());
-        self.rows.push(cells);
+        self.0.push_record(cells);
     }
 
     /// GitHub Markdown; `|` inside a cell is escaped.
     pub fn markdown(&self) -> String {
-        let line = |cells: &[String]| {
-            let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
-            format!("| {} |\n", escaped.join(" | "))
-        };
-        let mut out = line(&self.headers);
-        out.push_str(&format!("|{}\n", "---|".repeat(self.headers.len())));
-        for row in &self.rows {
-            out.push_str(&line(row));
-        }
-        out
+        let mut table = self.0.clone().build();
+        table
+            .with(Style::markdown())
+            .modify(Segment::all(), Format::content(|c| c.replace('|', "\\|")));
+        table.to_string() + "\n"
     }
 
-    /// Columns padded to their widest cell, separated by two spaces, with
-    /// a rule under the headers.
+    /// Columns padded to their widest cell, two spaces apart, with a rule
+    /// under the headers.
     pub fn plain(&self) -> String {
-        let widths: Vec<usize> = (0..self.headers.len())
-            .map(|col| {
-                std::iter::once(&self.headers)
-                    .chain(&self.rows)
-                    .map(|row| row[col].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let mut table = self.0.clone().build();
+        table
+            .with(Style::blank().horizontals([(1, HorizontalLine::new('-').intersection(' '))]))
+            .with(Padding::new(0, 1, 0, 0));
         let mut out = String::new();
-        let mut line = |cells: &[String]| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| {
-                    let pad = width - cell.chars().count();
-                    format!("{cell}{}", " ".repeat(pad))
-                })
-                .collect();
-            let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-        };
-        line(&self.headers);
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        line(&rule);
-        for row in &self.rows {
-            line(row);
+        for line in table.to_string().lines() {
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
         out
     }
@@ -121,8 +94,10 @@ mod tests {
     fn renders_markdown() {
         assert_eq!(
             sample().markdown(),
-            "| workload | goal | on |\n|---|---|---|\n\
-             | weight load | <= 1.01 | 1.004 |\n| a\\|b | report |  |\n"
+            "| workload    | goal    | on    |\n\
+             |-------------|---------|-------|\n\
+             | weight load | <= 1.01 | 1.004 |\n\
+             | a\\|b        | report  |       |\n"
         );
     }
 
@@ -131,7 +106,7 @@ mod tests {
         assert_eq!(
             sample().plain(),
             "workload     goal     on\n\
-             -----------  -------  -----\n\
+             ------------ -------- ------\n\
              weight load  <= 1.01  1.004\n\
              a|b          report\n"
         );
