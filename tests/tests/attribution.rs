@@ -144,7 +144,8 @@ fn forked_child_reading_an_inherited_descriptor() {
     assert_read_by(&sensor, child, &file, MIB as u64);
     let read = &sensor.by_pid("read", child)[0];
     assert_eq!(
-        read["process"]["exe"], "/usr/bin/python3.11",
+        read["process"]["exe"],
+        tests::python_exe_str(),
         "a forked child has its parent's image"
     );
 }
@@ -186,7 +187,7 @@ fn main_thread_exiting_first_does_not_end_the_process() {
     let (_root, file, sensor) = setup("leader.safetensors");
     // The main thread leaves with pthread_exit; a worker reads afterwards.
     // The process ends when the worker does, and its reads are its own.
-    let child = Command::new(tests::PYTHON)
+    let child = tests::python_command()
         .arg("-c")
         .arg(
             "import ctypes, os, sys, threading, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\

@@ -78,7 +78,7 @@ fn python_mmap_is_an_mmap_record_with_prot_and_flags() {
     assert_eq!(mmap["access"]["map_flags"][0], "MAP_PRIVATE");
     assert_eq!(mmap["access"]["result"], "ok");
     assert_eq!(mmap["file"]["path"], file.display().to_string());
-    assert_eq!(mmap["process"]["exe"], "/usr/bin/python3.11");
+    assert_eq!(mmap["process"]["exe"], tests::python_exe_str());
 }
 
 #[test]
@@ -289,7 +289,7 @@ fn long_lived_readers_are_flushed_periodically_and_when_idle() {
         .collect();
     assert!(reasons.iter().any(|r| r == "interval"), "{reasons:?}");
     assert_eq!(read_bytes(&reads), 4 * MIB as u64, "{reasons:?}");
-    assert_eq!(idle["process"]["exe"], "/usr/bin/python3.11");
+    assert_eq!(idle["process"]["exe"], tests::python_exe_str());
 }
 
 #[test]

@@ -13,12 +13,13 @@ fn ring_buffer_overflow_is_counted_and_reported() {
     write_file(&file, 4096);
     // One page: a few dozen records fit; a tight open/close loop from
     // several processes at once overruns it before the agent can drain.
-    let sensor = SensorProcess::start(&[root.path()], &["--ring-buffer-bytes", "4096"]);
+    let mut sensor = SensorProcess::start(&[root.path()], &["--ring-buffer-bytes", "4096"]);
+    sensor.expect_loss();
     let burst =
         "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(tests::PYTHON)
+            tests::python_command()
                 .arg("-c")
                 .arg(burst)
                 .arg(&file)
