@@ -116,9 +116,12 @@ fn opened_by_one_thread_read_by_another() {
 }
 
 #[test]
-fn dup_dup2_dup3_and_fcntl_dupfd() {
+fn python_duplicates_share_the_file_position() {
     let (_root, file, sensor) = setup("dups.bin");
     // Each duplicate reads a quarter through the shared file position.
+    // Python issues fcntl(F_DUPFD_CLOEXEC) for os.dup, dup2 and dup3 for
+    // os.dup2, fcntl(F_DUPFD) for fcntl.F_DUPFD (checked with strace): the
+    // dup(2) syscall itself and each one on its own are in syscalls.rs.
     let pid = python(
         "import os, sys, fcntl\nfd = os.open(sys.argv[1], os.O_RDONLY)\nq = 262144\n\
          a = os.dup(fd); os.read(a, q)\n\

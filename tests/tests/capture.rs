@@ -111,7 +111,8 @@ fn pread_at_offsets_counts_bytes_and_partial_coverage() {
     let file = root.path().join("w.pt");
     write_file(&file, 4 * MIB);
     let sensor = SensorProcess::start(&[root.path()], &[]);
-    // The first quarter, with os.pread and os.preadv.
+    // The first quarter, with os.pread (pread64) and os.preadv (which
+    // CPython issues as preadv2; preadv itself is in syscalls.rs).
     let pid = python(
         "import os, sys\n\
          fd = os.open(sys.argv[1], os.O_RDONLY)\n\
