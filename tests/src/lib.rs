@@ -603,28 +603,43 @@ pub fn skipped(feature: &str, reason: &str) {
         .name()
         .unwrap_or("<unnamed test>")
         .to_owned();
+    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    if let Err(message) = record_skip(&test, feature, reason, env) {
+        panic!("{message}");
+    }
+}
+
+/// `skipped`, with the environment passed in: Err when the skip must fail.
+fn record_skip(
+    test: &str,
+    feature: &str,
+    reason: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     let line = format!("{test}: {feature}: {reason}");
     eprintln!("skipped: {line}");
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let allowed = std::env::var(SKIP_ALLOW_ENV)
+    let in_ci = env("CI").is_some_and(|v| v == "true");
+    let allowed = env(SKIP_ALLOW_ENV)
         .unwrap_or_default()
         .split(',')
         .any(|f| f.trim() == feature);
     let fatal = in_ci && !allowed;
-    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+    if let Some(log) = env(SKIP_LOG_ENV) {
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
-            .unwrap_or_else(|e| panic!("{SKIP_LOG_ENV}={}: {e}", Path::new(&log).display()));
+            .map_err(|e| format!("{SKIP_LOG_ENV}={log}: {e}"))?;
         let mark = if fatal { " (FAILED under CI=true)" } else { "" };
-        writeln!(f, "{line}{mark}").unwrap();
+        writeln!(f, "{line}{mark}").map_err(|e| format!("{SKIP_LOG_ENV}={log}: {e}"))?;
     }
-    assert!(
-        !fatal,
-        "CI=true and {feature} is not in {SKIP_ALLOW_ENV}: a CI machine must run this test \
-         ({line})"
-    );
+    if fatal {
+        return Err(format!(
+            "CI=true and {feature} is not in {SKIP_ALLOW_ENV}: a CI machine must run this \
+             test ({line})"
+        ));
+    }
+    Ok(())
 }
 
 /// `skip!(feature, "reason {x}")`: [`skipped`], then returns from the test.
@@ -737,4 +752,70 @@ pub fn build_helper(dir: &Path, name: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     bin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn a_skip_is_logged_and_fails_only_in_ci_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skips");
+        let log_var = (SKIP_LOG_ENV, log.display().to_string());
+        assert_eq!(
+            record_skip(
+                "t1",
+                "ia32",
+                "no int80",
+                env_of(std::slice::from_ref(&log_var))
+            ),
+            Ok(())
+        );
+        let ci = ("CI", "true".to_owned());
+        let err = record_skip(
+            "t2",
+            "ia32",
+            "no int80",
+            env_of(&[log_var.clone(), ci.clone()]),
+        );
+        assert!(err.unwrap_err().contains("CI=true and ia32"));
+        let allow = (SKIP_ALLOW_ENV, "cgroup2, ia32".to_owned());
+        assert_eq!(
+            record_skip("t3", "ia32", "no int80", env_of(&[log_var, ci, allow])),
+            Ok(())
+        );
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            "t1: ia32: no int80\nt2: ia32: no int80 (FAILED under CI=true)\nt3: ia32: no int80\n"
+        );
+    }
+
+    #[test]
+    fn rfc3339_times_parse_to_unix_nanoseconds() {
+        assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(
+            rfc3339_ns("2026-11-28T07:39:46.011821946Z"),
+            1_795_851_586_011_821_946
+        );
+        assert_eq!(
+            rfc3339_ns("2000-03-01T00:00:01.5Z"),
+            951_868_801_500_000_000
+        );
+        assert!(std::panic::catch_unwind(|| rfc3339_ns("2026-11-28 07:39:46Z")).is_err());
+        assert!(std::panic::catch_unwind(|| rfc3339_ns("2026-11-28T07:39:46")).is_err());
+    }
 }

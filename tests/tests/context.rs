@@ -61,8 +61,10 @@ fn processes_started_before_the_sensor_are_known() {
 #[test]
 fn container_id_comes_from_the_cgroup_path() {
     let Some(mount) = cgroup2_mount() else {
-        eprintln!("skipped: no cgroup v2 hierarchy is mounted on this host");
-        return;
+        tests::skip!(
+            tests::feature::CGROUP2,
+            "no cgroup v2 hierarchy is mounted on this host"
+        );
     };
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("in-container.gguf");
