@@ -195,6 +195,13 @@ impl SensorProcess {
         self.stop_with(nix::sys::signal::Signal::SIGTERM)
     }
 
+    /// `stop`, also returning the agent's whole stderr (the temp dir that
+    /// holds it goes with the value).
+    pub fn stop_with_log(mut self) -> (ExitStatus, Vec<Value>, String) {
+        let (status, records) = self.finish(nix::sys::signal::Signal::SIGTERM);
+        (status, records, self.log())
+    }
+
     /// `stop` with `signal` (SIGTERM or SIGINT: both must exit 0).
     pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Vec<Value>) {
         self.finish(signal)
