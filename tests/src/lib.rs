@@ -812,6 +812,21 @@ mod tests {
     }
 
     #[test]
+    fn output_within_kills_and_fails_a_command_that_overruns() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo hi"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.stdout, b"hi\n");
+        let start = Instant::now();
+        let hung = std::panic::catch_unwind(|| {
+            output_within(Command::new("sleep").arg("30"), Duration::from_millis(200))
+        });
+        assert!(hung.is_err(), "a hang must fail");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
     fn rfc3339_times_parse_to_unix_nanoseconds() {
         assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), 0);
         assert_eq!(

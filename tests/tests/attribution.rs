@@ -101,17 +101,23 @@ fn bind_mount_of_the_root() {
 #[test]
 fn opened_by_one_thread_read_by_another() {
     let (_root, file, sensor) = setup("threads.pt");
-    let pid = python(
+    // The reading thread prints its kernel thread id.
+    let out = tests::python_output(
         "import os, sys, threading\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
-         def reader():\n    while os.read(fd, 1 << 16): pass\n\
+         def reader():\n    print(threading.get_native_id(), os.getpid())\n    while os.read(fd, 1 << 16): pass\n\
          t = threading.Thread(target=reader); t.start(); t.join()\nos.close(fd)\n",
-        &[file.to_str().unwrap()],
+        &[file.as_os_str()],
     );
+    let (tid, pid) = out.split_once(' ').unwrap();
+    let (tid, pid): (u32, u32) = (tid.parse().unwrap(), pid.parse().unwrap());
+    assert_ne!(tid, pid, "the reader runs in a second thread");
     assert_read_by(&sensor, pid, &file, MIB as u64);
     let read = &sensor.by_pid("read", pid)[0];
-    assert_ne!(
-        read["process"]["tid"], pid,
-        "the reading thread is not the main thread"
+    assert_eq!(read["process"]["tid"], tid, "the reading thread: {read}");
+    let open = &sensor.by_pid("open", pid)[0];
+    assert_eq!(
+        open["process"]["tid"], pid,
+        "the main thread opened it: {open}"
     );
 }
 
@@ -301,16 +307,35 @@ fn coverage_accumulates_across_reopens() {
 #[test]
 fn a_many_threaded_exit_is_one_exit_record() {
     let (_root, _file, sensor) = setup("unused.bin");
-    for _ in 0..5 {
-        let pid = python(
-            "import os, threading, time\n\
-             for _ in range(16): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n\
-             time.sleep(0.2)\nos._exit(0)\n",
-            &[],
-        );
-        sensor.wait_exit(pid);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(sensor.by_pid("exit", pid).len(), 1, "pid {pid}");
+    let pids: Vec<u32> = (0..5)
+        .map(|_| {
+            // Prints its pid and thread count, then exits with 16 threads
+            // still asleep.
+            let out = tests::python_output(
+                "import os, sys, threading, time\n\
+                 for _ in range(16): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n\
+                 time.sleep(0.2)\nprint(os.getpid(), len(os.listdir('/proc/self/task')), flush=True)\nos._exit(0)\n",
+                &[],
+            );
+            let (pid, threads) = out.split_once(' ').unwrap();
+            assert_eq!(threads, "17", "the control: 17 threads at exit");
+            pid.parse().unwrap()
+        })
+        .collect();
+    // Stopped, the agent has drained everything the kernel queued: any
+    // second exit record would be among these.
+    let (_, records) = sensor.stop();
+    for pid in pids {
+        let exits: Vec<_> = records
+            .iter()
+            .filter(|r| r["action"] == "exit" && r["process"]["pid"] == pid)
+            .collect();
+        assert_eq!(exits.len(), 1, "pid {pid}: {exits:#?}");
+        // Its exec was captured in the same run.
+        let exec = records
+            .iter()
+            .find(|r| r["action"] == "exec" && r["process"]["pid"] == pid);
+        assert!(exec.is_some(), "pid {pid} has no exec record");
     }
 }
 
