@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
+
 static long sys32(long nr, long a, long b, long c, long d, long e, long f) {
     long ret;
     /* The sixth argument goes in ebp, which the compiler may not give out:
@@ -60,23 +62,6 @@ struct cmsg32 {
     uint32_t len;
     int32_t level, type, fd;
 };
-
-static int send_fd(int sock, int fd) {
-    char byte = 'x';
-    struct iovec iov = {&byte, 1};
-    char control[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
-}
 
 static int received(const char *path, char *low, int via_socketcall) {
     int sv[2];

@@ -50,6 +50,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
+
 #define CHUNK 65536
 
 static void fail(int code, const char *what) {
@@ -66,23 +68,6 @@ static int sys_openat(const char *path) {
     return check(syscall(SYS_openat, AT_FDCWD, path, O_RDONLY), 10, "openat");
 }
 
-static void send_fd(int sock, int fd) {
-    char byte = 'x';
-    struct iovec iov = {&byte, 1};
-    char control[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    if (sendmsg(sock, &msg, 0) != 1) fail(20, "sendmsg");
-}
-
 /* A child opens PATH and sends the descriptor; we receive it with recvmsg
  * or recvmmsg, called by number. */
 static int received(const char *path, int mmsg) {
@@ -90,7 +75,7 @@ static int received(const char *path, int mmsg) {
     check(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 21, "socketpair");
     pid_t child = check(fork(), 22, "fork");
     if (child == 0) {
-        send_fd(sv[1], sys_openat(path));
+        if (send_fd(sv[1], sys_openat(path)) != 0) fail(20, "sendmsg");
         _exit(0);
     }
     char byte;

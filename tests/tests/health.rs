@@ -145,12 +145,21 @@ fn read_aggregate_map_full_is_counted_and_reported() {
     assert_eq!(refused, 17, "one count per refused read");
 }
 
-/// Two processes, one per CPU, each making `READS` readv calls of a
-/// watched file with `kernel.pending_max = 1`. Returns their pids, the
-/// sensor still running.
+/// readv calls made by each of the two processes below.
 const READS: u64 = 20_000;
 
-fn readv_on_both_cpus() -> (tempfile::TempDir, Vec<u32>, SensorProcess) {
+/// Two processes, one per CPU, each making `READS` readv calls of a
+/// watched file with `kernel.pending_max = 1`. Returns their pids, the
+/// sensor still running; None (the test skipped) on a single CPU, where
+/// no two syscalls are ever in flight at once.
+fn readv_on_both_cpus() -> Option<(tempfile::TempDir, Vec<u32>, SensorProcess)> {
+    if !std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        tests::skipped(
+            tests::feature::SMP,
+            "one CPU: no two syscalls are ever in flight at once",
+        );
+        return None;
+    }
     let (root, files, sensor) = lossy_sensor("[kernel]\npending_max = 1\n", &["p.safetensors"]);
     // readv is accounted at exit, through the pending map: with one slot,
     // a readv entering on one CPU while the other CPU's is in flight finds
@@ -175,19 +184,14 @@ fn readv_on_both_cpus() -> (tempfile::TempDir, Vec<u32>, SensorProcess) {
     for child in children {
         assert!(child.wait_with_output().unwrap().status.success());
     }
-    (root, pids, sensor)
-}
-
-fn two_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+    Some((root, pids, sensor))
 }
 
 #[test]
 fn pending_map_full_is_counted_and_reported() {
-    if !two_cpus() {
-        tests::skip!("smp", "one CPU: no two syscalls are ever in flight at once");
-    }
-    let (_root, _pids, sensor) = readv_on_both_cpus();
+    let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
     // The agent has no warning for this counter (reported): the line that
     // names it is the summary at stop.
     let (refused, _) = assert_loss_reported(sensor, "pending_full", " stopped ");
@@ -201,16 +205,15 @@ fn pending_map_full_is_counted_and_reported() {
 #[test]
 #[ignore = "sensor bug: a full LRU pending map evicts another thread's in-flight read, which is then lost uncounted (see the test's comment)"]
 fn every_read_lost_to_a_full_pending_map_is_counted() {
-    if !two_cpus() {
-        tests::skip!("smp", "one CPU: no two syscalls are ever in flight at once");
-    }
     // Every readv is either accounted at exit or counted as refused at
     // entry. PENDING is an LRU map: an insert on one CPU may evict the
     // other CPU's in-flight entry instead of failing, and that read is
     // then neither accounted nor counted. Measured here (2 x 20,000
     // readv, two runs): 28,741 + 4,315 counted = 33,056 and 33,304 +
     // 3,606 = 36,910 of 40,000: thousands lost without a trace.
-    let (_root, pids, sensor) = readv_on_both_cpus();
+    let Some((_root, pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
     let (status, records) = sensor.stop();
     assert!(status.success());
     let stop = records.last().unwrap();
@@ -230,10 +233,9 @@ fn every_read_lost_to_a_full_pending_map_is_counted() {
 #[test]
 #[ignore = "sensor gap: the agent warns for ringbuf_full and read_aggregates_full, never for pending_full"]
 fn pending_map_full_is_warned_in_the_log() {
-    if !two_cpus() {
-        tests::skip!("smp", "one CPU: no two syscalls are ever in flight at once");
-    }
-    let (_root, _pids, sensor) = readv_on_both_cpus();
+    let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
     assert_loss_reported(sensor, "pending_full", "pending_max");
 }
 
