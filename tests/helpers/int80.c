@@ -1,7 +1,10 @@
 /* Reads a file with 32-bit syscalls (int $0x80) from a 64-bit process.
  * The ia32 ABI takes 32-bit pointers, so the path and buffers live in
- * memory mapped below 4 GiB. Prints the bytes read; exits non-zero on any
- * failure.
+ * memory mapped below 4 GiB. Prints the bytes read.
+ *
+ * Exit codes: 0 done; 77 (and only 77) this kernel takes no ia32 syscalls
+ * from a 64-bit process (a probe, `int $0x80` getpid in a child, returned
+ * ENOSYS or killed it); anything else is a failure of the step it names.
  *
  *   int80 PATH        open, read until EOF, pread64, mmap2, close: all ia32
  *   int80 PATH mixed  x86-64 open, ia32 reads until EOF, x86-64 close. Each
@@ -23,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpass.h"
+
 static long sys32(long nr, long a, long b, long c, long d, long e, long f) {
     long ret;
     /* The sixth argument goes in ebp, which the compiler may not give out:
@@ -37,10 +42,9 @@ static long sys32(long nr, long a, long b, long c, long d, long e, long f) {
 
 static int mixed(const char *path, char *low) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return 4;
+    if (fd < 0) return 12;
     long total = 0, n;
     while ((n = sys32(3 /* read */, fd, (long)(low + 4096), 65536, 0, fd, 0)) > 0) total += n;
-    if (n == -38 && total == 0) return 4; /* ENOSYS: no IA32 emulation */
     if (n < 0) return 5;
     if (close(fd) != 0) return 8;
     printf("%ld\n", total);
@@ -58,23 +62,6 @@ struct cmsg32 {
     uint32_t len;
     int32_t level, type, fd;
 };
-
-static int send_fd(int sock, int fd) {
-    char byte = 'x';
-    struct iovec iov = {&byte, 1};
-    char control[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
-}
 
 static int received(const char *path, char *low, int via_socketcall) {
     int sv[2];
@@ -107,7 +94,6 @@ static int received(const char *path, char *low, int via_socketcall) {
     } else {
         n = sys32(372 /* recvmsg */, sv[0], (long)msg, 0, 0, 0, 0);
     }
-    if (n == -38) return 4; /* ENOSYS: no IA32 emulation */
     if (n != 1 || cmsg->type != SCM_RIGHTS) return 11;
     int fd = cmsg->fd;
     char buf[65536];
@@ -118,8 +104,37 @@ static int received(const char *path, char *low, int via_socketcall) {
     return 0;
 }
 
+/* The exit code that means only "unsupported here". */
+#define UNSUPPORTED 77
+
+/* Whether the kernel runs `int $0x80` from a 64-bit process: in a child,
+ * so that a kernel that refuses it with a fault (ia32_emulation=0 on 6.7+)
+ * kills the child, not us. */
+static int ia32_supported(void) {
+    pid_t child = fork();
+    if (child < 0) return -1;
+    if (child == 0) {
+        long pid = sys32(20 /* getpid */, 0, 0, 0, 0, 0, 0);
+        _exit(pid == getpid() ? 0 : pid == -38 /* ENOSYS */ ? 1 : 2);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child) return -1;
+    if (WIFSIGNALED(status)) return 0;
+    if (!WIFEXITED(status)) return -1;
+    switch (WEXITSTATUS(status)) {
+    case 0: return 1;
+    case 1: return 0;
+    default: return -1;
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
+    switch (ia32_supported()) {
+    case 0: return UNSUPPORTED;
+    case 1: break;
+    default: return 13; /* the probe itself failed: a failure, not a skip */
+    }
     char *low = mmap(0, 1 << 20, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED || strlen(argv[1]) > 4000) return 3;
@@ -128,7 +143,7 @@ int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[2], "socketcall") == 0) return received(argv[1], low, 1);
     strcpy(low, argv[1]);
     long fd = sys32(5 /* open */, (long)low, 0 /* O_RDONLY */, 0, 0, 0, 0);
-    if (fd < 0) return 4;
+    if (fd < 0) return 14;
     long total = 0, n;
     while ((n = sys32(3 /* read */, fd, (long)(low + 4096), 65536, 0, 0, 0)) > 0) total += n;
     if (n < 0) return 5;

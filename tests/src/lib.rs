@@ -72,11 +72,19 @@ pub fn identity(path: &Path) -> (String, u64) {
 }
 
 /// A running sensor writing to a JSON lines file.
+///
+/// Every run ends with a health check (in `stop`, or when the value is
+/// dropped at the end of a test that passed): the agent exits 0 on SIGTERM,
+/// its last record is `sensor_stop` with every loss and failure counter at
+/// 0, its stderr has no `WARN` or `ERROR` line and ends with `stopped`, and
+/// every BPF program, link and map it held is gone from the kernel. A test
+/// that causes loss on purpose says so with [`SensorProcess::expect_loss`].
 pub struct SensorProcess {
     child: Option<Child>,
     pub dir: TempDir,
     pub events: PathBuf,
     pub stderr: PathBuf,
+    loss_expected: bool,
 }
 
 impl SensorProcess {
@@ -113,6 +121,7 @@ impl SensorProcess {
             dir,
             events,
             stderr,
+            loss_expected: false,
         };
         sensor.wait_for("sensor_start", Duration::from_secs(30), |r| {
             r["action"] == "sensor_start"
@@ -172,14 +181,35 @@ impl SensorProcess {
         })
     }
 
-    /// Sends SIGTERM and waits; returns the exit status and all records.
+    /// This run loses records or reads on purpose: the health check at
+    /// stop skips the loss counters and the agent's warnings about them
+    /// (it still wants a clean exit, no `ERROR` line and nothing left
+    /// attached).
+    pub fn expect_loss(&mut self) {
+        self.loss_expected = true;
+    }
+
+    /// Sends SIGTERM, waits, checks the run's health (see the type's doc);
+    /// returns the exit status and all records.
     pub fn stop(self) -> (ExitStatus, Vec<Value>) {
         self.stop_with(nix::sys::signal::Signal::SIGTERM)
     }
 
-    /// Sends `signal` and waits; returns the exit status and all records.
+    /// `stop`, also returning the agent's whole stderr (the temp dir that
+    /// holds it goes with the value).
+    pub fn stop_with_log(mut self) -> (ExitStatus, Vec<Value>, String) {
+        let (status, records) = self.finish(nix::sys::signal::Signal::SIGTERM);
+        (status, records, self.log())
+    }
+
+    /// `stop` with `signal` (SIGTERM or SIGINT: both must exit 0).
     pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Vec<Value>) {
+        self.finish(signal)
+    }
+
+    fn finish(&mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Vec<Value>) {
         let mut child = self.child.take().unwrap();
+        let held = BpfObjects::held_by(child.id());
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
@@ -188,11 +218,47 @@ impl SensorProcess {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the sensor did not stop within 20 s of SIGTERM");
+                panic!("the sensor did not stop within 20 s of {signal}");
             }
             sleep(Duration::from_millis(50));
         };
-        (status, self.records())
+        let records = self.records();
+        self.check_health(status, &records, &held);
+        (status, records)
+    }
+
+    /// The health check every run ends with.
+    fn check_health(&self, status: ExitStatus, records: &[Value], held: &BpfObjects) {
+        let mut problems = Vec::new();
+        if !status.success() {
+            problems.push(format!("the agent exited with {status:?}, not 0"));
+        }
+        match records.last() {
+            Some(stop) if stop["action"] == "sensor_stop" => {
+                if !self.loss_expected {
+                    problems.extend(counter_problems(&stop["sensor"]));
+                }
+            }
+            other => problems.push(format!("the last record is not sensor_stop: {other:?}")),
+        }
+        let log = self.log();
+        for line in log.lines() {
+            let error = line.contains(" ERROR ");
+            let warning = line.contains(" WARN ") && !self.loss_expected;
+            if error || warning {
+                problems.push(format!("agent log: {line}"));
+            }
+        }
+        if !log.lines().any(|l| l.contains(" stopped ")) {
+            problems.push("the agent's log has no `stopped` line".to_owned());
+        }
+        problems.extend(held.still_loaded());
+        if !problems.is_empty() {
+            self.fail(&format!(
+                "unhealthy run:\n  {}\n(a test that causes loss on purpose calls expect_loss())",
+                problems.join("\n  ")
+            ));
+        }
     }
 
     /// The agent's stderr so far.
@@ -212,12 +278,165 @@ impl SensorProcess {
 }
 
 impl Drop for SensorProcess {
+    /// A test that passed without calling `stop` gets the same health
+    /// check; one that is already failing just kills the agent.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if self.child.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        } else {
+            self.finish(nix::sys::signal::Signal::SIGTERM);
         }
     }
+}
+
+/// Every non-zero loss or failure counter in a `sensor_stop` record's
+/// `sensor` object: all of `kernel` (a counter added later is covered
+/// too), the agent's decode and aggregate-map errors, sink write failures
+/// and the watch set's map and queue failures.
+pub fn counter_problems(sensor: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut want_zero = |path: String, v: &Value| match v.as_u64() {
+        Some(0) => {}
+        _ => problems.push(format!("{path} = {v} (want 0)")),
+    };
+    match sensor["kernel"].as_object() {
+        Some(kernel) if !kernel.is_empty() => {
+            for (k, v) in kernel {
+                want_zero(format!("kernel.{k}"), v);
+            }
+        }
+        _ => want_zero("kernel".to_owned(), &sensor["kernel"]),
+    }
+    for k in ["decode_errors", "aggregate_map_errors"] {
+        want_zero(format!("agent.{k}"), &sensor["agent"][k]);
+    }
+    match sensor["sinks"].as_array() {
+        Some(sinks) if !sinks.is_empty() => {
+            for sink in sinks {
+                want_zero(
+                    format!("sinks[{}].write_failures", sink["name"]),
+                    &sink["write_failures"],
+                );
+            }
+        }
+        _ => want_zero("sinks".to_owned(), &sensor["sinks"]),
+    }
+    for k in [
+        "map_full_failures",
+        "map_update_failures",
+        "queue_overflows",
+        "watch_failures",
+    ] {
+        want_zero(format!("watch.{k}"), &sensor["watch"][k]);
+    }
+    problems
+}
+
+/// The BPF programs, links and maps a process holds descriptors of, by
+/// kernel id (from `/proc/PID/fdinfo`).
+pub struct BpfObjects {
+    pid: u32,
+    progs: Vec<u32>,
+    links: Vec<u32>,
+    maps: Vec<u32>,
+}
+
+/// `bpf(2)` commands that open an object by id.
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+
+impl BpfObjects {
+    /// What `pid` holds now. Panics unless it holds programs, links and
+    /// maps: the check after stop would otherwise prove nothing.
+    pub fn held_by(pid: u32) -> Self {
+        let mut held = Self {
+            pid,
+            progs: Vec::new(),
+            links: Vec::new(),
+            maps: Vec::new(),
+        };
+        for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            let Ok(target) = fs::read_link(entry.path()) else {
+                continue;
+            };
+            let (list, key) = match target.to_str() {
+                Some("anon_inode:bpf-prog") => (&mut held.progs, "prog_id:"),
+                Some("anon_inode:bpf_link") => (&mut held.links, "link_id:"),
+                Some("anon_inode:bpf-map") => (&mut held.maps, "map_id:"),
+                _ => continue,
+            };
+            let info = format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy());
+            let id = fs::read_to_string(info).ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            });
+            list.extend(id);
+        }
+        assert!(
+            !held.progs.is_empty() && !held.links.is_empty() && !held.maps.is_empty(),
+            "the running sensor (pid {pid}) holds no BPF programs, links or maps: {} {} {}",
+            held.progs.len(),
+            held.links.len(),
+            held.maps.len()
+        );
+        held
+    }
+
+    /// Those still in the kernel after the holder exited (waits up to 5 s
+    /// for deferred frees), one line each.
+    pub fn still_loaded(&self) -> Vec<String> {
+        let kinds = [
+            ("program", BPF_PROG_GET_FD_BY_ID, &self.progs),
+            ("link", BPF_LINK_GET_FD_BY_ID, &self.links),
+            ("map", BPF_MAP_GET_FD_BY_ID, &self.maps),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<String> = kinds
+                .iter()
+                .flat_map(|(kind, cmd, ids)| {
+                    ids.iter()
+                        .filter(|id| bpf_object_exists(*cmd, **id))
+                        .map(move |id| {
+                            format!("BPF {kind} {id} of pid {} is still loaded", self.pid)
+                        })
+                })
+                .collect();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether the BPF object of that kind and id exists (`*_GET_FD_BY_ID`).
+fn bpf_object_exists(cmd: libc::c_long, id: u32) -> bool {
+    // The union bpf_attr member for these commands: the id, then next_id
+    // and open_flags, all u32.
+    let attr = [id, 0, 0, 0];
+    // SAFETY: attr outlives the call and its size is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), size_of_val(&attr)) };
+    if fd >= 0 {
+        // SAFETY: the descriptor was just returned to us.
+        unsafe { libc::close(fd as i32) };
+        return true;
+    }
+    let err = std::io::Error::last_os_error();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOENT),
+        "bpf({cmd}) of id {id}: {err}"
+    );
+    false
 }
 
 /// A config file holding `text` in `dir`.
@@ -236,13 +455,41 @@ pub fn run(cmd: &mut Command) -> u32 {
     pid
 }
 
-/// The system Python (Debian's `python3` package; `cargo xtask setup`
-/// installs it). Not a pyenv shim: shims exec several helpers first.
-pub const PYTHON: &str = "/usr/bin/python3";
+/// The Python interpreter: the first `python3` on `PATH` (Debian's, which
+/// `cargo xtask setup` installs, unless another comes first), resolved to
+/// the real binary through its own `sys.executable`. Running that binary
+/// directly matters: a pyenv shim would exec several helpers first. This
+/// is also the `exe` records must name for Python processes.
+pub fn python_exe() -> &'static Path {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; print(os.path.realpath(sys.executable))",
+            ])
+            .output()
+            .expect("python3 on PATH");
+        assert!(out.status.success(), "python3: {out:?}");
+        let exe = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(exe.is_absolute(), "python3 reported {}", exe.display());
+        exe
+    })
+}
+
+/// `python_exe()` as records print it.
+pub fn python_exe_str() -> String {
+    python_exe().display().to_string()
+}
+
+/// A `Command` for the Python interpreter.
+pub fn python_command() -> Command {
+    Command::new(python_exe())
+}
 
 /// Runs a Python snippet; returns its pid.
 pub fn python(code: &str, args: &[&str]) -> u32 {
-    run(Command::new(PYTHON).arg("-c").arg(code).args(args))
+    run(python_command().arg("-c").arg(code).args(args))
 }
 
 /// Fields of a record as a compact string, for assertion messages.
@@ -275,7 +522,7 @@ pub struct Interactive {
 
 impl Interactive {
     pub fn start(code: &str, args: &[&std::ffi::OsStr]) -> Self {
-        let mut child = Command::new(PYTHON)
+        let mut child = python_command()
             .arg("-c")
             .arg(code)
             .args(args)
@@ -321,7 +568,7 @@ impl Interactive {
 /// Runs a Python snippet to completion and returns its stdout, trimmed;
 /// panics with its stderr on failure.
 pub fn python_output(code: &str, args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(PYTHON)
+    let out = python_command()
         .arg("-c")
         .arg(code)
         .args(args)
@@ -333,4 +580,239 @@ pub fn python_output(code: &str, args: &[&std::ffi::OsStr]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Features a test may find missing on a host, for [`skipped`] and
+/// [`skip!`].
+pub mod feature {
+    /// `int $0x80` from a 64-bit process (`CONFIG_IA32_EMULATION`, not
+    /// turned off with `ia32_emulation=0`).
+    pub const IA32: &str = "ia32";
+    /// A mounted cgroup v2 hierarchy.
+    pub const CGROUP2: &str = "cgroup2";
+    /// Two CPUs or more (two syscalls in flight at once).
+    pub const SMP: &str = "smp";
+}
+
+/// The env var naming the file skips are appended to (`cargo xtask test`
+/// sets it and prints the file at the end).
+pub const SKIP_LOG_ENV: &str = "WEIGHTWARDEN_SKIP_LOG";
+
+/// The env var that lists, comma-separated, the features this machine is
+/// known to lack; under `CI=true` a skip for any other feature fails.
+pub const SKIP_ALLOW_ENV: &str = "WEIGHTWARDEN_SKIP_ALLOW";
+
+/// Records that the running test is skipped because this host lacks
+/// `feature`: prints `skipped: TEST: FEATURE: REASON` to stderr, appends
+/// that line to `$WEIGHTWARDEN_SKIP_LOG`, and under `CI=true` panics
+/// unless `feature` is listed in `$WEIGHTWARDEN_SKIP_ALLOW` (CI machines
+/// must run every tier they support). Use [`skip!`], which also returns.
+pub fn skipped(feature: &str, reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_owned();
+    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    if let Err(message) = record_skip(&test, feature, reason, env) {
+        panic!("{message}");
+    }
+}
+
+/// `skipped`, with the environment passed in: Err when the skip must fail.
+fn record_skip(
+    test: &str,
+    feature: &str,
+    reason: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let line = format!("{test}: {feature}: {reason}");
+    eprintln!("skipped: {line}");
+    let in_ci = env("CI").is_some_and(|v| v == "true");
+    let allowed = env(SKIP_ALLOW_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .any(|f| f.trim() == feature);
+    let fatal = in_ci && !allowed;
+    if let Some(log) = env(SKIP_LOG_ENV) {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{SKIP_LOG_ENV}={log}: {e}"))?;
+        let mark = if fatal { " (FAILED under CI=true)" } else { "" };
+        writeln!(f, "{line}{mark}").map_err(|e| format!("{SKIP_LOG_ENV}={log}: {e}"))?;
+    }
+    if fatal {
+        return Err(format!(
+            "CI=true and {feature} is not in {SKIP_ALLOW_ENV}: a CI machine must run this \
+             test ({line})"
+        ));
+    }
+    Ok(())
+}
+
+/// `skip!(feature, "reason {x}")`: [`skipped`], then returns from the test.
+#[macro_export]
+macro_rules! skip {
+    ($feature:expr, $($reason:tt)+) => {{
+        $crate::skipped($feature, &format!($($reason)+));
+        return;
+    }};
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing it
+/// and panicking if it takes longer than `timeout`.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {timeout:?}; stderr so far:\n{}",
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: fs::read(&out_path).unwrap(),
+        stderr: fs::read(&err_path).unwrap(),
+    }
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 UTC time as records
+/// print it (`2026-11-28T07:39:46.011821946Z`); panics on anything else.
+pub fn rfc3339_ns(text: &str) -> i128 {
+    // The time crate also takes a space for the `T`; records never do.
+    assert!(
+        text.ends_with('Z') && text.get(10..11) == Some("T"),
+        "not a record's UTC time: {text:?}"
+    );
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {text:?}: {e}"))
+        .unix_timestamp_nanos()
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128
+}
+
+/// Builds `helpers/NAME.c` into `dir` with gcc and returns the binary.
+pub fn build_helper(dir: &Path, name: &str) -> PathBuf {
+    let bin = dir.join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("helpers")
+        .join(format!("{name}.c"));
+    let out = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&bin)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn a_skip_is_logged_and_fails_only_in_ci_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skips");
+        let log_var = (SKIP_LOG_ENV, log.display().to_string());
+        assert_eq!(
+            record_skip(
+                "t1",
+                "ia32",
+                "no int80",
+                env_of(std::slice::from_ref(&log_var))
+            ),
+            Ok(())
+        );
+        let ci = ("CI", "true".to_owned());
+        let err = record_skip(
+            "t2",
+            "ia32",
+            "no int80",
+            env_of(&[log_var.clone(), ci.clone()]),
+        );
+        assert!(err.unwrap_err().contains("CI=true and ia32"));
+        let allow = (SKIP_ALLOW_ENV, "cgroup2, ia32".to_owned());
+        assert_eq!(
+            record_skip("t3", "ia32", "no int80", env_of(&[log_var, ci, allow])),
+            Ok(())
+        );
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            "t1: ia32: no int80\nt2: ia32: no int80 (FAILED under CI=true)\nt3: ia32: no int80\n"
+        );
+    }
+
+    #[test]
+    fn output_within_kills_and_fails_a_command_that_overruns() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo hi"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.stdout, b"hi\n");
+        let start = Instant::now();
+        let hung = std::panic::catch_unwind(|| {
+            output_within(Command::new("sleep").arg("30"), Duration::from_millis(200))
+        });
+        assert!(hung.is_err(), "a hang must fail");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rfc3339_times_parse_to_unix_nanoseconds() {
+        assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(
+            rfc3339_ns("2026-11-28T07:39:46.011821946Z"),
+            1_795_851_586_011_821_946
+        );
+        assert_eq!(
+            rfc3339_ns("2000-03-01T00:00:01.5Z"),
+            951_868_801_500_000_000
+        );
+        assert!(std::panic::catch_unwind(|| rfc3339_ns("2026-11-28 07:39:46Z")).is_err());
+        assert!(std::panic::catch_unwind(|| rfc3339_ns("2026-11-28T07:39:46")).is_err());
+        assert!(std::panic::catch_unwind(|| rfc3339_ns("2026-11-28T07:39:46+01:00")).is_err());
+    }
 }

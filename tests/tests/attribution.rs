@@ -101,24 +101,33 @@ fn bind_mount_of_the_root() {
 #[test]
 fn opened_by_one_thread_read_by_another() {
     let (_root, file, sensor) = setup("threads.pt");
-    let pid = python(
+    // The reading thread prints its kernel thread id.
+    let out = tests::python_output(
         "import os, sys, threading\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
-         def reader():\n    while os.read(fd, 1 << 16): pass\n\
+         def reader():\n    print(threading.get_native_id(), os.getpid())\n    while os.read(fd, 1 << 16): pass\n\
          t = threading.Thread(target=reader); t.start(); t.join()\nos.close(fd)\n",
-        &[file.to_str().unwrap()],
+        &[file.as_os_str()],
     );
+    let (tid, pid) = out.split_once(' ').unwrap();
+    let (tid, pid): (u32, u32) = (tid.parse().unwrap(), pid.parse().unwrap());
+    assert_ne!(tid, pid, "the reader runs in a second thread");
     assert_read_by(&sensor, pid, &file, MIB as u64);
     let read = &sensor.by_pid("read", pid)[0];
-    assert_ne!(
-        read["process"]["tid"], pid,
-        "the reading thread is not the main thread"
+    assert_eq!(read["process"]["tid"], tid, "the reading thread: {read}");
+    let open = &sensor.by_pid("open", pid)[0];
+    assert_eq!(
+        open["process"]["tid"], pid,
+        "the main thread opened it: {open}"
     );
 }
 
 #[test]
-fn dup_dup2_dup3_and_fcntl_dupfd() {
+fn python_duplicates_share_the_file_position() {
     let (_root, file, sensor) = setup("dups.bin");
     // Each duplicate reads a quarter through the shared file position.
+    // Python issues fcntl(F_DUPFD_CLOEXEC) for os.dup, dup2 and dup3 for
+    // os.dup2, fcntl(F_DUPFD) for fcntl.F_DUPFD (checked with strace): the
+    // dup(2) syscall itself and each one on its own are in syscalls.rs.
     let pid = python(
         "import os, sys, fcntl\nfd = os.open(sys.argv[1], os.O_RDONLY)\nq = 262144\n\
          a = os.dup(fd); os.read(a, q)\n\
@@ -144,7 +153,8 @@ fn forked_child_reading_an_inherited_descriptor() {
     assert_read_by(&sensor, child, &file, MIB as u64);
     let read = &sensor.by_pid("read", child)[0];
     assert_eq!(
-        read["process"]["exe"], "/usr/bin/python3.11",
+        read["process"]["exe"],
+        tests::python_exe_str(),
         "a forked child has its parent's image"
     );
 }
@@ -186,7 +196,7 @@ fn main_thread_exiting_first_does_not_end_the_process() {
     let (_root, file, sensor) = setup("leader.safetensors");
     // The main thread leaves with pthread_exit; a worker reads afterwards.
     // The process ends when the worker does, and its reads are its own.
-    let child = Command::new(tests::PYTHON)
+    let child = tests::python_command()
         .arg("-c")
         .arg(
             "import ctypes, os, sys, threading, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
@@ -297,29 +307,45 @@ fn coverage_accumulates_across_reopens() {
 #[test]
 fn a_many_threaded_exit_is_one_exit_record() {
     let (_root, _file, sensor) = setup("unused.bin");
-    for _ in 0..5 {
-        let pid = python(
-            "import os, threading, time\n\
-             for _ in range(16): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n\
-             time.sleep(0.2)\nos._exit(0)\n",
-            &[],
-        );
-        sensor.wait_exit(pid);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(sensor.by_pid("exit", pid).len(), 1, "pid {pid}");
+    let pids: Vec<u32> = (0..5)
+        .map(|_| {
+            // Prints its pid and thread count, then exits with 16 threads
+            // still asleep.
+            let out = tests::python_output(
+                "import os, sys, threading, time\n\
+                 for _ in range(16): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n\
+                 time.sleep(0.2)\nprint(os.getpid(), len(os.listdir('/proc/self/task')), flush=True)\nos._exit(0)\n",
+                &[],
+            );
+            let (pid, threads) = out.split_once(' ').unwrap();
+            assert_eq!(threads, "17", "the control: 17 threads at exit");
+            pid.parse().unwrap()
+        })
+        .collect();
+    // Stopped, the agent has drained everything the kernel queued: any
+    // second exit record would be among these.
+    let (_, records) = sensor.stop();
+    for pid in pids {
+        let exits: Vec<_> = records
+            .iter()
+            .filter(|r| r["action"] == "exit" && r["process"]["pid"] == pid)
+            .collect();
+        assert_eq!(exits.len(), 1, "pid {pid}: {exits:#?}");
+        // Its exec was captured in the same run.
+        let exec = records
+            .iter()
+            .find(|r| r["action"] == "exec" && r["process"]["pid"] == pid);
+        assert!(exec.is_some(), "pid {pid} has no exec record");
     }
 }
 
 /// Builds `helpers/int80.c` in `dir` and runs it on `file` with `mode`
-/// (empty for all-ia32); returns its pid, or None when the kernel refuses
-/// `int $0x80` (no IA32 emulation).
+/// (empty for all-ia32); returns its pid, or None after recording a skip
+/// when the helper exits 77, which means only that this kernel refuses
+/// `int $0x80` from a 64-bit process (its probe got ENOSYS or a fault).
+/// Any other failure fails the test.
 fn run_int80(dir: &std::path::Path, file: &std::path::Path, mode: &[&str]) -> Option<u32> {
-    let helper = dir.join("int80");
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/helpers/int80.c");
-    run(Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&helper)
-        .arg(source));
+    let helper = tests::build_helper(dir, "int80");
     let child = Command::new(&helper)
         .arg(file)
         .args(mode)
@@ -328,8 +354,11 @@ fn run_int80(dir: &std::path::Path, file: &std::path::Path, mode: &[&str]) -> Op
         .unwrap();
     let pid = child.id();
     let status = child.wait_with_output().unwrap().status;
-    if status.code() == Some(4) {
-        eprintln!("skipped: this kernel refuses int $0x80 (no IA32 emulation)");
+    if status.code() == Some(77) {
+        tests::skipped(
+            tests::feature::IA32,
+            "this kernel refuses int $0x80 from a 64-bit process (no IA32 emulation)",
+        );
         return None;
     }
     assert!(status.success(), "int80 helper failed: {status:?}");
@@ -394,16 +423,30 @@ fn ia32_syscalls_are_never_taken_for_x86_64_ones() {
     let Some(pid) = run_int80(root.path(), &file, &["mixed"]) else {
         return;
     };
-    sensor.wait_exit(pid);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(sensor.by_pid("open", pid).len(), 1, "the x86-64 open");
-    assert_eq!(
-        sensor.by_pid("close", pid).len(),
-        1,
-        "the x86-64 close only"
+    // The control: a native reader in the same run is captured.
+    let control = run(Command::new("cat").arg(&file));
+    // Stopped, the agent has drained everything the kernel queued.
+    let (_, records) = sensor.stop();
+    let of = |action: &str, p: u32| {
+        records
+            .iter()
+            .filter(|r| r["action"] == action && r["process"]["pid"] == p)
+            .count()
+    };
+    let control_bytes = read_bytes(
+        &records
+            .iter()
+            .filter(|r| r["process"]["pid"] == control)
+            .cloned()
+            .collect::<Vec<_>>(),
     );
-    assert!(
-        sensor.by_pid("read", pid).is_empty(),
+    assert_eq!(control_bytes, MIB as u64, "the control reader was captured");
+    assert_eq!(of("exit", pid), 1, "the helper's exit is in the records");
+    assert_eq!(of("open", pid), 1, "the x86-64 open");
+    assert_eq!(of("close", pid), 1, "the x86-64 close only");
+    assert_eq!(
+        of("read", pid),
+        0,
         "ia32 reads are not captured with compat_syscalls = false"
     );
 }

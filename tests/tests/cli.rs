@@ -3,12 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::{
+    process::{Command, Output},
+    time::Duration,
+};
 
-use tests::binary;
+use tests::{binary, output_within};
+
+/// Every CLI run here must finish on its own: bad input stops the agent
+/// before it starts, and doctor exits. A hang fails the test.
+const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn weightwarden(args: &[&str]) -> Output {
-    Command::new(binary()).args(args).output().unwrap()
+    output_within(Command::new(binary()).args(args), CLI_TIMEOUT)
 }
 
 fn stderr(out: &Output) -> String {
@@ -18,18 +25,19 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn not_root_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(binary())
-        .args(["run", "--watch"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(binary())
+            .args(["run", "--watch"])
+            .arg(dir.path()),
+        CLI_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("must run as root"),
@@ -78,21 +86,52 @@ fn doctor_reports_the_tracepoint_tier_and_probes_hooks() {
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["can_run"], true);
     assert_eq!(report["tier"], "tracepoint");
-    let status = |name: &str| {
+    let check = |name: &str| {
         report["checks"]
             .as_array()
             .unwrap()
             .iter()
             .find(|c| c["name"] == name)
-            .map(|c| c["status"].as_str().unwrap().to_string())
+            .cloned()
             .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
     };
+    let status = |name: &str| check(name)["status"].as_str().unwrap().to_string();
     assert_eq!(status("hook: tracepoint"), "ok");
     assert_eq!(status("hook: raw tracepoint"), "ok");
     assert_eq!(status("tracepoint tier"), "ok");
     assert_eq!(status("BTF"), "ok");
-    // Each other hook type was really tried: ok or missing, never skipped.
+    // Each other hook type was really tried: ok having loaded it, or
+    // missing with the kernel's refusal and a fix; never skipped.
     for hook in ["hook: fentry", "hook: BPF LSM", "hook: kprobe"] {
-        assert_ne!(status(hook), "skipped", "{hook}");
+        let c = check(hook);
+        let detail = c["detail"].as_str().unwrap_or("");
+        match c["status"].as_str() {
+            Some("ok") => assert!(detail.starts_with("loaded"), "{c}"),
+            Some("missing") => {
+                assert!(detail.contains("refused"), "{c}");
+                assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "{c}");
+            }
+            _ => panic!("{hook} was not tried: {c}"),
+        }
+    }
+    // Where the host itself says what it has, the report must agree.
+    // kprobes: tracefs has kprobe_events exactly when CONFIG_KPROBES=y.
+    let kprobes = std::path::Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        || std::path::Path::new("/sys/kernel/debug/tracing/kprobe_events").exists();
+    assert_eq!(
+        status("hook: kprobe"),
+        if kprobes { "ok" } else { "missing" },
+        "{:#}",
+        check("hook: kprobe")
+    );
+    // The LSM boot list, from securityfs.
+    if let Ok(lsms) = std::fs::read_to_string("/sys/kernel/security/lsm") {
+        let bpf = lsms.trim().split(',').any(|l| l == "bpf");
+        let c = check("BPF LSM in boot list");
+        assert_eq!(c["status"] == "ok", bpf, "{lsms}: {c}");
+    }
+    // Without the boot list entry no BPF LSM program can run.
+    if status("BPF LSM in boot list") != "ok" {
+        assert_eq!(status("hook: BPF LSM"), "missing");
     }
 }

@@ -48,7 +48,7 @@ fn processes_started_before_the_sensor_are_known() {
         .next()
         .unwrap_or_else(|| panic!("no read by {pid}: {}", sensor.log()));
     assert_eq!(read["access"]["bytes"], 1 << 20);
-    assert_eq!(read["process"]["exe"], "/usr/bin/python3.11");
+    assert_eq!(read["process"]["exe"], tests::python_exe_str());
     let args = read["process"]["args"].as_array().unwrap();
     assert_eq!(args.last().unwrap(), "--served-model", "{args:?}");
     assert_eq!(
@@ -61,8 +61,10 @@ fn processes_started_before_the_sensor_are_known() {
 #[test]
 fn container_id_comes_from_the_cgroup_path() {
     let Some(mount) = cgroup2_mount() else {
-        eprintln!("skipped: no cgroup v2 hierarchy is mounted on this host");
-        return;
+        tests::skip!(
+            tests::feature::CGROUP2,
+            "no cgroup v2 hierarchy is mounted on this host"
+        );
     };
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("in-container.gguf");

@@ -4,7 +4,35 @@
 
 use std::{fs, process::Command, time::Duration};
 
+use serde_json::Value;
 use tests::{RECORD_TIMEOUT, SensorProcess, python, run, write_file};
+
+/// A loss counter in a record's `sensor.kernel`.
+fn kernel_counter(r: &Value, key: &str) -> u64 {
+    r["sensor"]["kernel"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no sensor.kernel.{key}: {r}"))
+}
+
+/// What a run that loses on purpose must show for counter `key`: a
+/// heartbeat that reports it above zero, a `sensor_stop` with at least as
+/// much, and the agent's log line that names it. Returns the final count.
+fn assert_loss_reported(sensor: SensorProcess, key: &str, log_line: &str) -> (u64, Vec<Value>) {
+    let beat = sensor.wait_for(&format!("heartbeat with {key} > 0"), RECORD_TIMEOUT, |r| {
+        r["action"] == "heartbeat" && r["sensor"]["kernel"][key].as_u64() > Some(0)
+    });
+    let (status, records, log) = sensor.stop_with_log();
+    assert!(status.success());
+    let stop = records.last().unwrap();
+    assert_eq!(stop["action"], "sensor_stop", "{stop}");
+    let total = kernel_counter(stop, key);
+    assert!(total >= kernel_counter(&beat, key), "{beat}\n{stop}");
+    assert!(
+        log.lines().any(|l| l.contains(log_line)),
+        "no log line with {log_line:?}:\n{log}"
+    );
+    (total, records)
+}
 
 #[test]
 fn ring_buffer_overflow_is_counted_and_reported() {
@@ -13,12 +41,16 @@ fn ring_buffer_overflow_is_counted_and_reported() {
     write_file(&file, 4096);
     // One page: a few dozen records fit; a tight open/close loop from
     // several processes at once overruns it before the agent can drain.
-    let sensor = SensorProcess::start(&[root.path()], &["--ring-buffer-bytes", "4096"]);
+    let mut sensor = SensorProcess::start(
+        &[root.path()],
+        &["--ring-buffer-bytes", "4096", "--heartbeat-interval", "1"],
+    );
+    sensor.expect_loss();
     let burst =
         "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(tests::PYTHON)
+            tests::python_command()
                 .arg("-c")
                 .arg(burst)
                 .arg(&file)
@@ -26,28 +58,192 @@ fn ring_buffer_overflow_is_counted_and_reported() {
                 .unwrap()
         })
         .collect();
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
     for child in children {
         assert!(child.wait_with_output().unwrap().status.success());
     }
-    let (status, records) = sensor.stop();
-    assert!(status.success());
-    let stop = records
-        .iter()
-        .find(|r| r["action"] == "sensor_stop")
-        .expect("sensor_stop record");
-    let lost = stop["sensor"]["kernel"]["ringbuf_full"].as_u64().unwrap();
-    assert!(
-        lost > 0,
-        "160000 records through a 4 KiB ring lost none? {stop}"
-    );
-    let opens = records.iter().filter(|r| r["action"] == "open").count() as u64;
-    // Every open/close pair either arrived or was counted as lost.
-    let closes = records.iter().filter(|r| r["action"] == "close").count() as u64;
+    let (lost, records) = assert_loss_reported(sensor, "ringbuf_full", "the ring buffer was full");
+    let ours = |action: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["action"] == action
+                    && pids.contains(
+                        &r["process"]["pid"]
+                            .as_u64()
+                            .unwrap_or(0)
+                            .try_into()
+                            .unwrap_or(0),
+                    )
+            })
+            .count() as u64
+    };
+    let (opens, closes) = (ours("open"), ours("close"));
+    // Every open/close pair either arrived or was counted as lost...
     assert!(
         opens + closes + lost >= 160_000,
         "opens {opens} closes {closes} lost {lost}"
     );
+    // ...and no more: the counter also takes any other record refused in
+    // the burst (exec, fork and exit of processes on the host), hence the
+    // slack; a double count would be off by tens of thousands.
+    assert!(
+        opens <= 80_000 && closes <= 80_000,
+        "opens {opens} closes {closes}"
+    );
+    assert!(
+        opens + closes + lost <= 160_000 + 5_000,
+        "opens {opens} closes {closes} lost {lost}: more lost than sent"
+    );
 }
+
+/// Starts a sensor with `config` and a 1 s heartbeat on a root holding
+/// the named 1 MiB weight files; the run loses on purpose.
+fn lossy_sensor(
+    config: &str,
+    names: &[&str],
+) -> (tempfile::TempDir, Vec<std::path::PathBuf>, SensorProcess) {
+    let root = tempfile::tempdir().unwrap();
+    let files: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
+    for f in &files {
+        write_file(f, 1 << 20);
+    }
+    let mut sensor =
+        SensorProcess::start_with_config(&[root.path()], &["--heartbeat-interval", "1"], config);
+    sensor.expect_loss();
+    (root, files, sensor)
+}
+
+#[test]
+fn read_aggregate_map_full_is_counted_and_reported() {
+    // Room for one (process, file) aggregate: a process reading two files
+    // at once gets the first counted; every read of the second is refused
+    // and counted, one by one.
+    let (_root, files, sensor) = lossy_sensor(
+        "[kernel]\nread_aggregates_max = 1\n",
+        &["a.safetensors", "b.safetensors"],
+    );
+    let pid = python(
+        "import os, sys\na = os.open(sys.argv[1], os.O_RDONLY)\nb = os.open(sys.argv[2], os.O_RDONLY)\n\
+         while os.read(a, 65536): pass\nwhile os.read(b, 65536): pass\nos.close(b)\nos.close(a)\n",
+        &[files[0].to_str().unwrap(), files[1].to_str().unwrap()],
+    );
+    let (refused, records) = assert_loss_reported(
+        sensor,
+        "read_aggregates_full",
+        "the read aggregate map was full",
+    );
+    let reads: Vec<_> = records
+        .iter()
+        .filter(|r| r["action"] == "read" && r["process"]["pid"] == pid)
+        .collect();
+    // The control: the first file's reads are all there.
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    assert_eq!(reads[0]["file"]["path"], files[0].display().to_string());
+    assert_eq!(reads[0]["access"]["bytes"], 1 << 20);
+    // 16 reads of 64 KiB and the one at end of file, each refused.
+    assert_eq!(refused, 17, "one count per refused read");
+}
+
+/// readv calls made by each of the two processes below.
+const READS: u64 = 20_000;
+
+/// Two processes, one per CPU, each making `READS` readv calls of a
+/// watched file with `kernel.pending_max = 1`. Returns their pids, the
+/// sensor still running; None (the test skipped) on a single CPU, where
+/// no two syscalls are ever in flight at once.
+fn readv_on_both_cpus() -> Option<(tempfile::TempDir, Vec<u32>, SensorProcess)> {
+    if !std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        tests::skipped(
+            tests::feature::SMP,
+            "one CPU: no two syscalls are ever in flight at once",
+        );
+        return None;
+    }
+    let (root, files, sensor) = lossy_sensor("[kernel]\npending_max = 1\n", &["p.safetensors"]);
+    // readv is accounted at exit, through the pending map: with one slot,
+    // a readv entering on one CPU while the other CPU's is in flight finds
+    // the map full.
+    let code = format!(
+        "import os, sys\nos.sched_setaffinity(0, {{int(sys.argv[2])}})\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
+         for _ in range({READS}):\n    os.readv(fd, [bytearray(4096)]); os.lseek(fd, 0, 0)\n"
+    );
+    let children: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|cpu| {
+            tests::python_command()
+                .arg("-c")
+                .arg(&code)
+                .arg(&files[0])
+                .arg(cpu)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids = children.iter().map(std::process::Child::id).collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    Some((root, pids, sensor))
+}
+
+#[test]
+fn pending_map_full_is_counted_and_reported() {
+    let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
+    // The agent has no warning for this counter (reported): the line that
+    // names it is the summary at stop.
+    let (refused, _) = assert_loss_reported(sensor, "pending_full", " stopped ");
+    assert!(
+        refused <= 2 * READS,
+        "{refused} refused of {} reads",
+        2 * READS
+    );
+}
+
+#[test]
+#[ignore = "sensor bug: a full LRU pending map evicts another thread's in-flight read, which is then lost uncounted (see the test's comment)"]
+fn every_read_lost_to_a_full_pending_map_is_counted() {
+    // Every readv is either accounted at exit or counted as refused at
+    // entry. PENDING is an LRU map: an insert on one CPU may evict the
+    // other CPU's in-flight entry instead of failing, and that read is
+    // then neither accounted nor counted. Measured here (2 x 20,000
+    // readv, two runs): 28,741 + 4,315 counted = 33,056 and 33,304 +
+    // 3,606 = 36,910 of 40,000: thousands lost without a trace.
+    let Some((_root, pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    let stop = records.last().unwrap();
+    let refused = kernel_counter(stop, "pending_full");
+    let accounted: u64 = records
+        .iter()
+        .filter(|r| r["action"] == "read" && pids.iter().any(|p| r["process"]["pid"] == *p))
+        .map(|r| r["access"]["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        accounted + refused,
+        2 * READS,
+        "accounted {accounted} + refused {refused}"
+    );
+}
+
+#[test]
+#[ignore = "sensor gap: the agent warns for ringbuf_full and read_aggregates_full, never for pending_full"]
+fn pending_map_full_is_warned_in_the_log() {
+    let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
+        return;
+    };
+    assert_loss_reported(sensor, "pending_full", "pending_max");
+}
+
+// kernel_read_failures counts a failed bpf_probe_read_kernel of a kernel
+// structure (sensor-ebpf/src/kernel.rs): the pointers read are the current
+// task's own descriptor table and file, which no userspace action can make
+// unreadable while the syscall runs, so no test drives it above zero here.
+// Every run's health check asserts it stays 0.
 
 #[test]
 fn heartbeat_reports_counters_periodically() {
@@ -74,6 +270,18 @@ fn heartbeat_reports_counters_periodically() {
             >= 1
     );
     assert_eq!(beat["sensor"]["watched_files"], 0);
+    let problems = tests::counter_problems(&beat["sensor"]);
+    assert!(problems.is_empty(), "{problems:?}");
+    // Periodically: a second one, a second or so later.
+    let second = sensor.wait_for("second heartbeat", Duration::from_secs(5), |r| {
+        r["action"] == "heartbeat" && r["time"].as_str() > beat["time"].as_str()
+    });
+    let gap = tests::rfc3339_ns(second["time"].as_str().unwrap())
+        - tests::rfc3339_ns(beat["time"].as_str().unwrap());
+    assert!(
+        (500_000_000..2_500_000_000).contains(&gap),
+        "{gap} ns between heartbeats at a 1 s interval"
+    );
 }
 
 #[test]

@@ -42,16 +42,53 @@ pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
         // The tests drive the real `weightwarden` binary, which `cargo
         // test` does not build for another package.
         process::run(ws.cargo().args(["build", "-p", "sensor"]))?;
+        // Each skipped test appends a line here (tests/src/lib.rs,
+        // `skipped`); the list is printed whether the tests passed or not.
+        let skip_log = ws.target_dir()?.join("weightwarden-skipped-tests.txt");
+        match std::fs::remove_file(&skip_log) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(
+                    anyhow::Error::new(err).context(format!("cannot clear {}", skip_log.display()))
+                );
+            }
+            _ => {}
+        }
         // One thread: the tests attach programs to the same kernel hooks and
         // read shared maps, so they must not overlap.
-        process::run(
+        let result = process::run(
             ws.cargo()
+                .env(SKIP_LOG_ENV, &skip_log)
                 .args(["test", "-p", "tests", "--", "--test-threads=1"])
                 .args(&args.args),
-        )
+        );
+        let skipped = std::fs::read_to_string(&skip_log).unwrap_or_default();
+        eprintln!("{}", skip_report(&skipped));
+        result
     })?;
     eprintln!("xtask test: every stage passed: {}", stages.summary());
     Ok(())
+}
+
+/// The env var the integration tests append skipped tests to.
+const SKIP_LOG_ENV: &str = "WEIGHTWARDEN_SKIP_LOG";
+
+/// What `cargo xtask test` prints about skipped integration tests, from the
+/// skip log's lines (`test: feature: reason`).
+fn skip_report(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "==> integration tests: no test skipped".to_owned();
+    }
+    let mut report = format!(
+        "==> integration tests: {} SKIPPED (this host lacks what they need; \
+         under CI=true a skip fails unless its feature is in WEIGHTWARDEN_SKIP_ALLOW):",
+        lines.len()
+    );
+    for line in lines {
+        report.push_str("\n    skipped: ");
+        report.push_str(line);
+    }
+    report
 }
 
 /// `-p NAME` for each package.
@@ -137,6 +174,21 @@ mod tests {
             Err(err) => err.to_string(),
         };
         assert!(err.contains("no stage passed before it"), "{err}");
+    }
+
+    #[test]
+    fn skip_report_lists_every_skipped_test_or_says_none() {
+        assert_eq!(skip_report(""), "==> integration tests: no test skipped");
+        let report = skip_report("a: ia32: no int80\nb: cgroup2: none mounted\n");
+        assert!(report.contains("2 SKIPPED"), "{report}");
+        assert!(
+            report.contains("\n    skipped: a: ia32: no int80"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with("\n    skipped: b: cgroup2: none mounted"),
+            "{report}"
+        );
     }
 
     #[test]

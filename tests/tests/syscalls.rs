@@ -1,0 +1,294 @@
+//! Every x86-64 syscall the sensor follows (sensor-ebpf/src/syscall.rs),
+//! issued by number from `helpers/syscalls.c`, so that a wrong constant in
+//! the kernel programs fails a test: a libc or Python call can swap the
+//! syscall for another (glibc's `open` is `openat`, CPython's `os.preadv`
+//! is `preadv2` and `os.dup` is `fcntl(F_DUPFD_CLOEXEC)`).
+//!
+//! Each test runs the helper once against a 1 MiB watched file, stops the
+//! sensor, and asserts on its final records: the exact bytes, calls and
+//! coverage of the read summary, the open (or its absence when the
+//! descriptor arrived another way), the mapping and the closes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::Value;
+use tests::{SensorProcess, brief, build_helper, read_bytes, write_file};
+
+const MIB: u64 = 1024 * 1024;
+
+/// One helper run's records, after the sensor stopped.
+struct Run {
+    pid: u32,
+    /// `BYTES CALLS` the helper printed.
+    printed: (u64, u64),
+    records: Vec<Value>,
+    file: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Run {
+    /// `syscalls GET READ FILE` under a running sensor.
+    fn new(get: &str, read: &str) -> Self {
+        let bin_dir = tempfile::tempdir().unwrap();
+        let helper = build_helper(bin_dir.path(), "syscalls");
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("sys.safetensors");
+        write_file(&file, MIB as usize);
+        let sensor = SensorProcess::start(&[root.path()], &[]);
+        let child = Command::new(&helper)
+            .args([get, read])
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "syscalls {get} {read}: {:?}",
+            out.status
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (bytes, calls) = text.trim().split_once(' ').unwrap();
+        let printed = (bytes.parse().unwrap(), calls.parse().unwrap());
+        sensor.wait_exit(pid);
+        let (_, records) = sensor.stop();
+        Self {
+            pid,
+            printed,
+            records,
+            file,
+            _root: root,
+        }
+    }
+
+    fn mine(&self, action: &str) -> Vec<&Value> {
+        self.records
+            .iter()
+            .filter(|r| r["action"] == action && r["process"]["pid"] == self.pid)
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        let mine: Vec<String> = self
+            .records
+            .iter()
+            .filter(|r| r["process"]["pid"] == self.pid)
+            .map(brief)
+            .collect();
+        format!("records of pid {}:\n{}", self.pid, mine.join("\n"))
+    }
+
+    /// The single read summary: `bytes`, `calls` and `coverage` exactly,
+    /// matching what the helper itself counted, flushed by the close.
+    fn assert_read(&self, bytes: u64, calls: u64, coverage: f64) {
+        assert_eq!(self.printed, (bytes, calls), "the helper's own count");
+        let reads = self.mine("read");
+        assert_eq!(reads.len(), 1, "one read summary: {}", self.describe());
+        let read = reads[0];
+        assert_eq!(read["access"]["bytes"], bytes, "{read}");
+        assert_eq!(read["access"]["calls"], calls, "{read}");
+        assert_eq!(read["access"]["coverage"], coverage, "{read}");
+        assert_eq!(read["access"]["reason"], "close", "{read}");
+        assert_eq!(read["file"]["path"], self.file.display().to_string());
+    }
+
+    /// Exactly one open by this process, read-only, of the file.
+    fn assert_one_open(&self) {
+        let opens = self.mine("open");
+        assert_eq!(opens.len(), 1, "{}", self.describe());
+        assert_eq!(opens[0]["access"]["flags"][0], "O_RDONLY", "{}", opens[0]);
+        assert_eq!(opens[0]["file"]["path"], self.file.display().to_string());
+    }
+
+    /// No open by this process: the descriptor came from elsewhere.
+    fn assert_no_open(&self) {
+        assert!(self.mine("open").is_empty(), "{}", self.describe());
+    }
+
+    fn assert_closes(&self, n: usize) {
+        assert_eq!(self.mine("close").len(), n, "{}", self.describe());
+    }
+
+    /// The whole file with 64 KiB calls plus the one at end of file.
+    fn assert_whole_file_read(&self) {
+        self.assert_read(MIB, 17, 1.0);
+    }
+}
+
+// --- Opens: each one opens, reads with read(2), closes with close(2). ---
+
+#[test]
+fn open_2_read_0_close_3() {
+    let run = Run::new("open", "read");
+    run.assert_one_open();
+    run.assert_whole_file_read();
+    run.assert_closes(1);
+}
+
+#[test]
+fn openat_257() {
+    let run = Run::new("openat", "read");
+    run.assert_one_open();
+    run.assert_whole_file_read();
+    run.assert_closes(1);
+}
+
+#[test]
+fn openat2_437() {
+    let run = Run::new("openat2", "read");
+    run.assert_one_open();
+    run.assert_whole_file_read();
+    run.assert_closes(1);
+}
+
+#[test]
+fn open_by_handle_at_304() {
+    let run = Run::new("open_by_handle_at", "read");
+    run.assert_one_open();
+    run.assert_whole_file_read();
+    run.assert_closes(1);
+}
+
+#[test]
+fn creat_85() {
+    let run = Run::new("creat", "none");
+    let opens = run.mine("open");
+    assert_eq!(opens.len(), 1, "{}", run.describe());
+    // creat is open(O_CREAT | O_WRONLY | O_TRUNC); the kernel keeps only
+    // O_WRONLY (and O_LARGEFILE) on the file (docs/events.md).
+    let flags = &opens[0]["access"]["flags"];
+    assert_eq!(flags, &serde_json::json!(["O_WRONLY", "O_LARGEFILE"]));
+    assert_eq!(opens[0]["file"]["path"], run.file.display().to_string());
+    assert!(run.mine("read").is_empty(), "{}", run.describe());
+    run.assert_closes(1);
+}
+
+// --- Reads: openat, then the named read syscall, then close. ---
+
+#[test]
+fn readv_19() {
+    let run = Run::new("openat", "readv");
+    run.assert_whole_file_read();
+}
+
+#[test]
+fn pread64_17_at_offsets() {
+    // The second half only: an offset taken from the wrong register (or
+    // the file position, 0) would cover the first 64 KiB, not half.
+    let run = Run::new("openat", "pread64");
+    run.assert_read(MIB / 2, 8, 0.5);
+}
+
+#[test]
+fn preadv_295_at_offsets() {
+    let run = Run::new("openat", "preadv");
+    run.assert_read(MIB / 2, 8, 0.5);
+}
+
+#[test]
+fn preadv2_327_at_offsets() {
+    let run = Run::new("openat", "preadv2");
+    run.assert_read(MIB / 2, 8, 0.5);
+}
+
+#[test]
+fn preadv2_327_at_the_file_position() {
+    // Offset -1: the descriptor's position, which the reads advance.
+    let run = Run::new("openat", "preadv2_pos");
+    run.assert_whole_file_read();
+}
+
+#[test]
+fn mmap_9() {
+    let run = Run::new("openat", "mmap");
+    let maps = run.mine("mmap");
+    assert_eq!(maps.len(), 1, "{}", run.describe());
+    let m = maps[0];
+    assert_eq!(m["access"]["length"], MIB, "{m}");
+    assert_eq!(m["access"]["offset"], 0, "{m}");
+    assert_eq!(m["access"]["prot"], serde_json::json!(["PROT_READ"]), "{m}");
+    assert_eq!(m["access"]["map_flags"][0], "MAP_PRIVATE", "{m}");
+    assert_eq!(m["access"]["result"], "ok", "{m}");
+    assert_eq!(m["file"]["path"], run.file.display().to_string());
+    assert!(run.mine("read").is_empty(), "a mapping is not a read");
+    run.assert_closes(1);
+}
+
+// --- Duplicates: openat, duplicate, close the original, read the copy. ---
+
+fn assert_read_through_duplicate(get: &str) {
+    let run = Run::new(get, "read");
+    run.assert_one_open();
+    run.assert_whole_file_read();
+    // The original's close and the copy's.
+    run.assert_closes(2);
+}
+
+#[test]
+fn dup_32() {
+    assert_read_through_duplicate("dup");
+}
+
+#[test]
+fn dup2_33() {
+    assert_read_through_duplicate("dup2");
+}
+
+#[test]
+fn dup3_292() {
+    assert_read_through_duplicate("dup3");
+}
+
+#[test]
+fn fcntl_72_f_dupfd() {
+    assert_read_through_duplicate("dupfd");
+}
+
+#[test]
+fn fcntl_72_f_dupfd_cloexec() {
+    assert_read_through_duplicate("dupfd_cloexec");
+}
+
+// --- Descriptors that arrive without an open: the receipt must make the
+// process a holder, or the holder prefilter drops its reads. ---
+
+fn assert_read_of_received_descriptor(get: &str) {
+    let run = Run::new(get, "read");
+    run.assert_no_open();
+    run.assert_whole_file_read();
+    run.assert_closes(1);
+    // The bytes are the receiver's alone, whoever opened the file.
+    assert_eq!(
+        read_bytes(
+            &run.records
+                .iter()
+                .filter(|r| r["file"]["path"] == run.file.display().to_string())
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        MIB
+    );
+}
+
+#[test]
+fn recvmsg_47() {
+    assert_read_of_received_descriptor("recvmsg");
+}
+
+#[test]
+fn recvmmsg_299() {
+    assert_read_of_received_descriptor("recvmmsg");
+}
+
+#[test]
+fn pidfd_getfd_438() {
+    assert_read_of_received_descriptor("pidfd_getfd");
+}
+
+#[test]
+fn fanotify_init_300() {
+    assert_read_of_received_descriptor("fanotify");
+}
