@@ -43,3 +43,32 @@ impl std::fmt::Display for Chain<'_> {
         Ok(())
     }
 }
+
+/// Skips in unit tests follow the integration tests' rule (tests/src/lib.rs):
+/// the skip is printed and logged to `$WEIGHTWARDEN_SKIP_LOG` for `cargo
+/// xtask test`'s list, and under `CI=true` it fails unless `feature` is in
+/// `$WEIGHTWARDEN_SKIP_ALLOW`.
+#[cfg(test)]
+pub(crate) fn test_skipped(feature: &str, reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("skipped: {test}: {feature}: {reason}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("WEIGHTWARDEN_SKIP_LOG") {
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        assert!(written.is_ok(), "cannot log the skip: {written:?}");
+    }
+    let allowed = std::env::var("WEIGHTWARDEN_SKIP_ALLOW")
+        .unwrap_or_default()
+        .split(',')
+        .any(|f| f.trim() == feature);
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !in_ci || allowed,
+        "CI=true and {feature} is not in WEIGHTWARDEN_SKIP_ALLOW: {line}"
+    );
+}

@@ -231,7 +231,6 @@ fn every_read_lost_to_a_full_pending_map_is_counted() {
 }
 
 #[test]
-#[ignore = "sensor gap: the agent warns for ringbuf_full and read_aggregates_full, never for pending_full"]
 fn pending_map_full_is_warned_in_the_log() {
     let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
         return;

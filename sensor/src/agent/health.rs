@@ -112,7 +112,13 @@ impl KernelLosses {
                 "reads went uncounted: the read aggregate map was full (raise kernel.read_aggregates_max)"
             );
         }
-        rise(now.pending_full, last.pending_full, &self.pending_full);
+        let pending_full = rise(now.pending_full, last.pending_full, &self.pending_full);
+        if pending_full > 0 {
+            tracing::warn!(
+                pending_full,
+                "reads or maps went unseen: the pending map was full (raise kernel.pending_max)"
+            );
+        }
         rise(
             now.kernel_read_failures,
             last.kernel_read_failures,

@@ -202,7 +202,7 @@ mod tests {
     fn running_kernel() -> Option<Btf> {
         let path = Path::new(VMLINUX_BTF);
         if !path.exists() {
-            eprintln!("skipped: {VMLINUX_BTF} is absent on this kernel");
+            crate::test_skipped("btf", &format!("{VMLINUX_BTF} is absent on this kernel"));
             return None;
         }
         Some(Btf::from_file(path).expect("parse vmlinux BTF"))

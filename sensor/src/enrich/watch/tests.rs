@@ -826,7 +826,10 @@ fn a_queue_overflow_triggers_a_rescan() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(usize::MAX);
     if limit > 20_000 {
-        eprintln!("skipped: max_queued_events is {limit}, too many files to create");
+        crate::test_skipped(
+            "inotify-queue",
+            &format!("fs.inotify.max_queued_events is {limit}, too many files to create"),
+        );
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
