@@ -75,7 +75,7 @@ impl Enricher {
             .map(|a| Ancestor {
                 pid: a.pid,
                 comm: a.comm,
-                exe: a.exe.map(Text::from),
+                exe: a.exe,
             })
             .collect();
         Process {
@@ -85,8 +85,8 @@ impl Enricher {
             uid: info.uid,
             gid: info.gid,
             comm: info.comm,
-            exe: info.exe.map(Text::from),
-            args: info.args.into_iter().map(Text::from).collect(),
+            exe: info.exe,
+            args: info.args,
             args_truncated: info.args_truncated,
             cgroup_id: info.cgroup_id,
             container: info.container.map(|c| Container {

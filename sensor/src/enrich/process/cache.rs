@@ -25,15 +25,15 @@
 //! because `/proc` only has ticks while the kernel's records have ns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::cgroup::CgroupResolver;
 use super::container::{Container, parse_cgroup_path};
 use super::procfs::{self, ProcError, ProcSnapshot};
+use crate::event::Text;
 
 /// Default bound on the table's entries.
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -46,7 +46,7 @@ const EVICTION_SCAN: usize = 64;
 const FILENAME_CUT_AT: usize = sensor_common::EXEC_FILENAME_LEN - 1;
 
 /// What the table knows about one process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// Thread group id.
     pub pid: u32,
@@ -57,10 +57,10 @@ pub struct ProcessInfo {
     pub gid: u32,
     pub comm: String,
     /// The executable; `None` when neither the kernel nor `/proc` told.
-    pub exe: Option<String>,
+    pub exe: Option<Text>,
     /// `/proc` showed the executable as deleted (also a `memfd` exec).
     pub exe_deleted: bool,
-    pub args: Vec<String>,
+    pub args: Vec<Text>,
     pub args_truncated: bool,
     /// cgroup v2 id; 0 when unknown.
     pub cgroup_id: u64,
@@ -74,11 +74,11 @@ pub struct ProcessInfo {
 }
 
 /// One link of a process's ancestry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
-    pub exe: Option<String>,
+    pub exe: Option<Text>,
 }
 
 /// The process fields of a record header.
@@ -537,7 +537,7 @@ impl ProcessTable {
     }
 
     /// `(comm, ppid, start_boot_ns, exe)` of `pid`, from the table or `/proc`.
-    fn lineage(&self, pid: u32) -> Option<(String, u32, u64, Option<String>)> {
+    fn lineage(&self, pid: u32) -> Option<(String, u32, u64, Option<Text>)> {
         if let Some(e) = self.entries.get(&pid) {
             let i = &e.info;
             return Some((i.comm.clone(), i.ppid, i.start_boot_ns, i.exe.clone()));
@@ -699,26 +699,26 @@ impl ProcessTable {
 /// is; a relative one, a `/dev/fd/N` (`fexecve`, `execveat`: often a memfd)
 /// or one the kernel may have cut short is better read back from
 /// `/proc/PID/exe` while the process is alive, else kept as given.
-fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<String>, bool) {
+fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<Text>, bool) {
     let end = filename
         .iter()
         .position(|&b| b == 0)
         .unwrap_or(filename.len());
-    let raw = filename.get(..end).unwrap_or_default();
-    let given = String::from_utf8_lossy(raw).into_owned();
-    let indirect = !given.starts_with('/')
-        || given.starts_with("/dev/fd/")
-        || given.starts_with("/proc/self/fd/")
-        || raw.len() >= FILENAME_CUT_AT;
+    let given = filename.get(..end).unwrap_or_default();
+    let indirect = !given.starts_with(b"/")
+        || given.starts_with(b"/dev/fd/")
+        || given.starts_with(b"/proc/self/fd/")
+        || given.len() >= FILENAME_CUT_AT;
     if indirect && let Some(exe) = procfs::read_exe(proc_root, pid) {
         return (Some(exe.path), exe.deleted);
     }
     // Report the binary that runs, not the symlink that named it
     // (`/usr/bin/python3` -> `/usr/bin/python3.11`), as /proc/PID/exe would.
-    if !indirect && let Ok(real) = std::fs::canonicalize(&given) {
-        return (Some(real.display().to_string()), false);
+    let path = Path::new(std::ffi::OsStr::from_bytes(given));
+    if !indirect && let Ok(real) = std::fs::canonicalize(path) {
+        return (Some(Text::from(real.as_path())), false);
     }
-    ((!given.is_empty()).then_some(given), false)
+    ((!given.is_empty()).then(|| Text::from(given)), false)
 }
 
 fn info_from_header(h: &HeaderFields) -> ProcessInfo {
@@ -885,8 +885,8 @@ mod tests {
         }
     }
 
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| (*s).to_owned()).collect()
+    fn args(v: &[&str]) -> Vec<Text> {
+        v.iter().map(|s| Text::from(*s)).collect()
     }
 
     fn info(table: &ProcessTable, pid: u32) -> ProcessInfo {
@@ -909,7 +909,10 @@ mod tests {
             4 * SEC,
         );
         let got = table.get(&parent).clone();
-        assert_eq!(got.exe.as_deref(), Some("/opt/ww-test/bin/python3"));
+        assert_eq!(
+            got.exe.as_ref().and_then(Text::as_str),
+            Some("/opt/ww-test/bin/python3")
+        );
         assert_eq!(got.args, args(&["python3", "serve.py"]));
         assert_eq!(got.start_boot_ns, 4 * SEC);
         assert_eq!(got.ppid, 1);
@@ -918,7 +921,10 @@ mod tests {
         table.on_fork(&parent, 101, 6 * SEC);
         let child = info(&table, 101);
         assert_eq!(child.ppid, 100);
-        assert_eq!(child.exe.as_deref(), Some("/opt/ww-test/bin/python3"));
+        assert_eq!(
+            child.exe.as_ref().and_then(Text::as_str),
+            Some("/opt/ww-test/bin/python3")
+        );
         assert_eq!(child.args, got.args);
         assert_eq!(child.start_boot_ns, 6 * SEC);
         assert!(!child.exited);
@@ -932,7 +938,10 @@ mod tests {
             6 * SEC,
         );
         let child = info(&table, 101);
-        assert_eq!(child.exe.as_deref(), Some("/opt/ww-test/bin/sh"));
+        assert_eq!(
+            child.exe.as_ref().and_then(Text::as_str),
+            Some("/opt/ww-test/bin/sh")
+        );
         assert_eq!(child.args, args(&["sh", "-c", "cat /models/x.gguf"]));
         assert!(child.args_truncated);
         assert_eq!(child.comm, "sh");
@@ -943,7 +952,10 @@ mod tests {
         assert!(info(&table, 101).exited);
         assert_eq!(table.stats().exited, 1);
         let late = header(101, 100, "sh", 7 * SEC);
-        assert_eq!(table.get(&late).exe.as_deref(), Some("/opt/ww-test/bin/sh"));
+        assert_eq!(
+            table.get(&late).exe.as_ref().and_then(Text::as_str),
+            Some("/opt/ww-test/bin/sh")
+        );
         table.sweep(8 * SEC + duration_ns(EXIT_GRACE) - 1);
         assert!(table.lookup(101).is_some());
         table.sweep(8 * SEC + duration_ns(EXIT_GRACE));
@@ -967,7 +979,10 @@ mod tests {
             false,
             3000 * procfs::tick_ns(),
         );
-        assert_eq!(info(&table, 300).exe.as_deref(), Some("/home/u/bin/tool"));
+        assert_eq!(
+            info(&table, 300).exe.as_ref().and_then(Text::as_str),
+            Some("/home/u/bin/tool")
+        );
 
         // Gone already: keep the name as given.
         table.on_exec(
@@ -977,7 +992,10 @@ mod tests {
             false,
             SEC,
         );
-        assert_eq!(info(&table, 301).exe.as_deref(), Some("./tool"));
+        assert_eq!(
+            info(&table, 301).exe.as_ref().and_then(Text::as_str),
+            Some("./tool")
+        );
     }
 
     #[test]
@@ -996,7 +1014,10 @@ mod tests {
             3020 * procfs::tick_ns(),
         );
         let got = info(&table, 302);
-        assert_eq!(got.exe.as_deref(), Some("/memfd:payload"));
+        assert_eq!(
+            got.exe.as_ref().and_then(Text::as_str),
+            Some("/memfd:payload")
+        );
         assert!(got.exe_deleted);
     }
 
@@ -1018,7 +1039,7 @@ mod tests {
             3030 * procfs::tick_ns(),
         );
         assert_eq!(
-            info(&table, 303).exe.as_deref(),
+            info(&table, 303).exe.as_ref().and_then(Text::as_str),
             Some("/the/real/long/path")
         );
     }
@@ -1039,7 +1060,10 @@ mod tests {
         let mut h = header(200, 150, "my (weird) proc", SEC);
         h.cgroup_id = cgroup_id;
         let got = table.get(&h).clone();
-        assert_eq!(got.exe.as_deref(), Some("/usr/bin/python3.11"));
+        assert_eq!(
+            got.exe.as_ref().and_then(Text::as_str),
+            Some("/usr/bin/python3.11")
+        );
         assert_eq!(got.args, args(&["vllm", "serve"]));
         assert_eq!(got.comm, "my (weird) proc");
         assert_eq!(got.start_boot_ns, 2000 * procfs::tick_ns());
@@ -1167,7 +1191,7 @@ mod tests {
         // Its exit record was lost and the pid reused.
         table.on_exec(&h, b"/new", b"new\0", false, 50 * SEC);
         let got = info(&table, 710);
-        assert_eq!(got.exe.as_deref(), Some("/new"));
+        assert_eq!(got.exe.as_ref().and_then(Text::as_str), Some("/new"));
         assert_eq!(got.start_boot_ns, 50 * SEC);
         assert!(!got.gpu, "a reused pid inherited the GPU mark");
         assert_eq!(table.stats().gpu_processes, 0);
@@ -1183,7 +1207,10 @@ mod tests {
         // A record made after the exit, but nothing at that pid: it is still
         // the exited process's (e.g. a summary drained late).
         let late = header(800, 1, "first", 3 * SEC);
-        assert_eq!(table.get(&late).exe.as_deref(), Some("/first"));
+        assert_eq!(
+            table.get(&late).exe.as_ref().and_then(Text::as_str),
+            Some("/first")
+        );
         // Now another process has the pid.
         fx.process(FakeProcess {
             exe: Some("/second"),
@@ -1191,14 +1218,18 @@ mod tests {
             ..fake(800, 1, "second")
         });
         let got = table.get(&header(800, 1, "second", 5 * SEC)).clone();
-        assert_eq!(got.exe.as_deref(), Some("/second"));
+        assert_eq!(got.exe.as_ref().and_then(Text::as_str), Some("/second"));
         assert!(!got.exited);
         assert_eq!(table.stats().exited, 0);
         // Records made before the exit never trigger the check.
         table.on_exit(800, 6 * SEC);
         fx.kill(800);
         assert_eq!(
-            table.get(&header(800, 1, "second", 5 * SEC)).exe.as_deref(),
+            table
+                .get(&header(800, 1, "second", 5 * SEC))
+                .exe
+                .as_ref()
+                .and_then(Text::as_str),
             Some("/second")
         );
     }
@@ -1285,7 +1316,9 @@ mod tests {
         let pids: Vec<u32> = chain.iter().map(|a| a.pid).collect();
         assert_eq!(pids, [20, 10, 1]);
         assert_eq!(
-            chain.get(1).and_then(|a| a.exe.as_deref()),
+            chain
+                .get(1)
+                .and_then(|a| a.exe.as_ref().and_then(Text::as_str)),
             Some("/usr/bin/containerd-shim")
         );
         assert_eq!(chain.get(2).map(|a| a.comm.as_str()), Some("systemd"));
@@ -1359,7 +1392,7 @@ mod tests {
         let pid = std::process::id();
         let me = info(&table, pid);
         assert_eq!(
-            me.exe.as_deref().map(Path::new),
+            me.exe.as_ref().and_then(Text::as_str).map(Path::new),
             Some(std::env::current_exe()?.as_path())
         );
         let ppid = nix::unistd::getppid().as_raw().unsigned_abs();

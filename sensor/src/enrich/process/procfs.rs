@@ -12,8 +12,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use crate::event::Text;
 
 /// Bytes of argument vector kept per process, NUL separators included:
 /// enough to tell what a server was started with, bounded against argv
@@ -54,10 +57,10 @@ pub struct ProcSnapshot {
     pub comm: String,
     /// `/proc/PID/exe` without the ` (deleted)` suffix; `None` for kernel
     /// threads, zombies, or when the agent may not read the link.
-    pub exe: Option<String>,
+    pub exe: Option<Text>,
     /// The executable was unlinked (or is a memfd) after the process started.
     pub exe_deleted: bool,
-    pub args: Vec<String>,
+    pub args: Vec<Text>,
     /// `args` was cut at [`ARGS_MAX_BYTES`].
     pub args_truncated: bool,
     /// The cgroup v2 path (the `0::` line of `/proc/PID/cgroup`); `None` on
@@ -79,7 +82,7 @@ pub struct Stat {
 /// The target of `/proc/PID/exe`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exe {
-    pub path: String,
+    pub path: Text,
     pub deleted: bool,
 }
 
@@ -139,7 +142,7 @@ pub fn read_stat(proc_root: &Path, pid: u32) -> Result<Stat, ProcError> {
 pub fn read_exe(proc_root: &Path, pid: u32) -> Option<Exe> {
     let path = pid_path(proc_root, pid, "exe");
     match fs::read_link(&path) {
-        Ok(target) => Some(exe_from_link(&target.to_string_lossy())),
+        Ok(target) => Some(exe_from_link(target.as_os_str().as_bytes())),
         Err(err) => {
             if err.kind() == io::ErrorKind::PermissionDenied {
                 tracing::debug!(path = %path.display(), "executable link unreadable: the agent lacks CAP_SYS_PTRACE");
@@ -187,8 +190,9 @@ pub fn pids_with_open_file(proc_root: &Path, matches: impl Fn(&Path) -> bool) ->
 
 /// Splits a NUL-separated argument vector, keeping at most
 /// [`ARGS_MAX_BYTES`]; the flag is `truncated` or'ed with whether this cut
-/// it. A cut argument loses any partial UTF-8 character at its end.
-pub fn split_args(raw: &[u8], truncated: bool) -> (Vec<String>, bool) {
+/// it. Arguments keep their bytes; a cut argument loses a partial UTF-8
+/// character at its end (the cut made it, not the process).
+pub fn split_args(raw: &[u8], truncated: bool) -> (Vec<Text>, bool) {
     let (raw, truncated) = match raw.get(..ARGS_MAX_BYTES) {
         Some(head) if raw.len() > ARGS_MAX_BYTES => (head, true),
         _ => (raw, truncated),
@@ -208,9 +212,9 @@ pub fn split_args(raw: &[u8], truncated: bool) -> (Vec<String>, bool) {
         .enumerate()
         .map(|(i, part)| {
             if cut_mid_arg && i == last {
-                decode_cut(part)
+                Text::from(without_cut_char(part))
             } else {
-                String::from_utf8_lossy(part).into_owned()
+                Text::from(part)
             }
         })
         .collect();
@@ -304,7 +308,7 @@ fn read_status_ids(proc_root: &Path, pid: u32) -> Result<(u32, u32), ProcError> 
     Ok((uid, gid))
 }
 
-fn read_cmdline(proc_root: &Path, pid: u32) -> Result<(Vec<String>, bool), ProcError> {
+fn read_cmdline(proc_root: &Path, pid: u32) -> Result<(Vec<Text>, bool), ProcError> {
     let path = pid_path(proc_root, pid, "cmdline");
     let mut raw = Vec::new();
     File::open(&path)
@@ -328,37 +332,32 @@ pub fn read_cgroup_path(proc_root: &Path, pid: u32) -> Result<Option<String>, Pr
         .map(str::to_owned))
 }
 
-fn exe_from_link(target: &str) -> Exe {
-    match target.strip_suffix(DELETED_SUFFIX) {
+fn exe_from_link(target: &[u8]) -> Exe {
+    match target.strip_suffix(DELETED_SUFFIX.as_bytes()) {
         Some(path) => Exe {
-            path: path.to_owned(),
+            path: Text::from(path),
             deleted: true,
         },
         None => Exe {
-            path: target.to_owned(),
+            path: Text::from(target),
             deleted: false,
         },
     }
 }
 
-/// Decodes an argument the kernel cut at a byte limit, dropping a partial
-/// UTF-8 character at its end instead of showing a replacement character.
-fn decode_cut(part: &[u8]) -> String {
-    let mut out = String::with_capacity(part.len());
-    let mut chunks = part.utf8_chunks().peekable();
-    while let Some(chunk) = chunks.next() {
-        out.push_str(chunk.valid());
-        let invalid = chunk.invalid();
-        if invalid.is_empty() {
-            continue;
-        }
-        let cut_char = chunks.peek().is_none()
-            && std::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
-        if !cut_char {
-            out.push(char::REPLACEMENT_CHARACTER);
-        }
+/// An argument the kernel cut at a byte limit, without the partial UTF-8
+/// character the cut may have left at its end.
+fn without_cut_char(part: &[u8]) -> &[u8] {
+    let Some(last) = part.utf8_chunks().last() else {
+        return part;
+    };
+    let invalid = last.invalid();
+    let cut_char =
+        !invalid.is_empty() && std::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
+    match cut_char {
+        true => part.get(..part.len() - invalid.len()).unwrap_or(part),
+        false => part,
     }
-    out
 }
 
 #[cfg(test)]
@@ -432,7 +431,7 @@ mod tests {
                 uid: 1000,
                 gid: 1001,
                 comm: "my (weird) proc".to_owned(),
-                exe: Some("/opt/venv/bin/python3.11".to_owned()),
+                exe: Some(Text::from("/opt/venv/bin/python3.11")),
                 exe_deleted: true,
                 args: [
                     "python3",
@@ -441,7 +440,7 @@ mod tests {
                     "--model",
                     "/models/llama 3"
                 ]
-                .map(str::to_owned)
+                .map(Text::from)
                 .to_vec(),
                 args_truncated: false,
                 cgroup_path: Some("/system.slice/docker-x.scope".to_owned()),
@@ -524,9 +523,9 @@ mod tests {
         fake_process(root.path(), 77, "server", &cmdline, "/usr/bin/server");
         let snap = read_process(root.path(), 77)?;
         assert!(snap.args_truncated);
-        let kept: usize = snap.args.iter().map(|a| a.len() + 1).sum();
+        let kept: usize = snap.args.iter().map(|a| a.as_bytes().len() + 1).sum();
         assert!(kept <= ARGS_MAX_BYTES + 1, "kept {kept} bytes");
-        assert_eq!(snap.args.first().map(String::as_str), Some("server"));
+        assert_eq!(snap.args.first().and_then(Text::as_str), Some("server"));
         Ok(())
     }
 
@@ -575,24 +574,23 @@ mod tests {
 
     #[test]
     fn split_args_cases() {
-        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(split_args(b"", false), (vec![], false));
         assert_eq!(
             split_args(b"ls\0-l\0", false),
-            (owned(&["ls", "-l"]), false)
+            (texts(&["ls", "-l"]), false)
         );
         // The kernel record may omit the final NUL.
-        assert_eq!(split_args(b"ls\0-l", false), (owned(&["ls", "-l"]), false));
+        assert_eq!(split_args(b"ls\0-l", false), (texts(&["ls", "-l"]), false));
         // Empty arguments are arguments.
         assert_eq!(
             split_args(b"a\0\0b\0", false),
-            (owned(&["a", "", "b"]), false)
+            (texts(&["a", "", "b"]), false)
         );
-        assert_eq!(split_args(b"\0", false), (owned(&[""]), false));
+        assert_eq!(split_args(b"\0", false), (texts(&[""]), false));
         // A record already cut by the kernel keeps its flag.
         assert_eq!(
             split_args(b"ls\0--col", true),
-            (owned(&["ls", "--col"]), true)
+            (texts(&["ls", "--col"]), true)
         );
     }
 
@@ -601,22 +599,22 @@ mod tests {
         // "é" is 0xC3 0xA9: the kernel cut it in half.
         assert_eq!(
             split_args(b"echo\0caf\xC3", true),
-            (vec!["echo".to_owned(), "caf".to_owned()], true)
+            (vec![Text::from("echo"), Text::from("caf")], true)
         );
-        // A complete but invalid argument is shown lossily, not dropped.
+        // A complete but invalid argument keeps its bytes.
         assert_eq!(
             split_args(b"echo\0\xFFok\0", false),
-            (vec!["echo".to_owned(), "\u{FFFD}ok".to_owned()], false)
+            (vec![Text::from("echo"), Text::from(&b"\xFFok"[..])], false)
         );
-        // Invalid bytes earlier in a cut argument are still marked.
+        // Invalid bytes earlier in a cut argument are kept.
         assert_eq!(
             split_args(b"\xFFcaf\xC3", true),
-            (vec!["\u{FFFD}caf".to_owned()], true)
+            (vec![Text::from(&b"\xFFcaf"[..])], true)
         );
         // A byte that can never start a character is not a cut character.
         assert_eq!(
             split_args(b"ab\xFF", true),
-            (vec!["ab\u{FFFD}".to_owned()], true)
+            (vec![Text::from(&b"ab\xFF"[..])], true)
         );
     }
 
@@ -625,13 +623,16 @@ mod tests {
         let raw = vec![b'a'; ARGS_MAX_BYTES * 2];
         let (args, truncated) = split_args(&raw, false);
         assert!(truncated);
-        assert_eq!(args, vec!["a".repeat(ARGS_MAX_BYTES)]);
+        assert_eq!(args, vec![Text::from("a".repeat(ARGS_MAX_BYTES))]);
         // Exactly the limit, NUL included, is not truncated.
         let mut raw = vec![b'b'; ARGS_MAX_BYTES - 1];
         raw.push(0);
         let (args, truncated) = split_args(&raw, false);
         assert!(!truncated);
-        assert_eq!(args.first().map(String::len), Some(ARGS_MAX_BYTES - 1));
+        assert_eq!(
+            args.first().map(|a| a.as_bytes().len()),
+            Some(ARGS_MAX_BYTES - 1)
+        );
     }
 
     #[test]
@@ -643,19 +644,23 @@ mod tests {
         assert!(!same_start(kernel_ns, proc_ns + tick));
     }
 
+    fn texts(v: &[&str]) -> Vec<Text> {
+        v.iter().map(|s| Text::from(*s)).collect()
+    }
+
     #[test]
     fn exe_link_suffix() {
         assert_eq!(
-            exe_from_link("/memfd:payload (deleted)"),
+            exe_from_link(b"/memfd:payload (deleted)"),
             Exe {
-                path: "/memfd:payload".to_owned(),
+                path: Text::from("/memfd:payload"),
                 deleted: true
             }
         );
         assert_eq!(
-            exe_from_link("/usr/bin/python3"),
+            exe_from_link(b"/usr/bin/python3"),
             Exe {
-                path: "/usr/bin/python3".to_owned(),
+                path: Text::from("/usr/bin/python3"),
                 deleted: false
             }
         );
@@ -671,11 +676,13 @@ mod tests {
         assert_eq!(snap.uid, nix::unistd::getuid().as_raw());
         assert_eq!(snap.gid, nix::unistd::getgid().as_raw());
         assert_eq!(
-            snap.exe.as_deref().map(Path::new),
+            snap.exe.as_ref().and_then(Text::as_str).map(Path::new),
             Some(std::env::current_exe()?.as_path())
         );
-        let args: Vec<String> = std::env::args().collect();
-        if args.iter().map(|a| a.len() + 1).sum::<usize>() <= ARGS_MAX_BYTES {
+        let args: Vec<Text> = std::env::args_os()
+            .map(|a| Text::from(a.as_bytes()))
+            .collect();
+        if args.iter().map(|a| a.as_bytes().len() + 1).sum::<usize>() <= ARGS_MAX_BYTES {
             assert_eq!(snap.args, args);
             assert!(!snap.args_truncated);
         }
