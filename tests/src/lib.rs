@@ -143,6 +143,23 @@ impl SensorProcess {
             .collect()
     }
 
+    /// Every record written so far, decoded into the event model (the
+    /// agent's own types): assert on fields, not on untyped JSON.
+    pub fn events(&self) -> Vec<sensor::event::Event> {
+        let Ok(text) = fs::read_to_string(&self.events) else {
+            return Vec::new();
+        };
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        whole
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                sensor::output::encode::native::decode(l)
+                    .unwrap_or_else(|e| panic!("undecodable record {l:?}: {}", sensor::Chain(&e)))
+            })
+            .collect()
+    }
+
     /// Waits until a record matches `pred`; panics with the log on timeout.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;

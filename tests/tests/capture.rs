@@ -388,3 +388,64 @@ fn deleted_and_renamed_away_files_leave_the_watch_set() {
     assert!(of("open", gone).is_empty(), "{:?}", of("open", gone));
     assert!(of("read", gone).is_empty(), "{:?}", of("read", gone));
 }
+
+/// Linux names are bytes: two files whose names differ only in invalid
+/// UTF-8 must stay two names in the records, and an argument that is not
+/// UTF-8 must come back byte for byte.
+#[test]
+fn names_and_arguments_that_are_not_utf8_keep_their_bytes() {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+
+    use sensor::event::{Action, Text};
+
+    let root = tempfile::tempdir().unwrap();
+    let names: [&[u8]; 2] = [b"x\xff.gguf", b"x\xfe.gguf"];
+    let files: Vec<_> = names
+        .iter()
+        .map(|name| root.path().join(OsStr::from_bytes(name)))
+        .collect();
+    for file in &files {
+        write_file(file, 4096);
+    }
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let pids: Vec<u32> = files
+        .iter()
+        .map(|file| run(Command::new("cat").arg(file)))
+        .collect();
+    for &pid in &pids {
+        sensor.wait_exit(pid);
+    }
+    let events = sensor.events();
+    for (file, pid) in files.iter().zip(&pids) {
+        let open = events
+            .iter()
+            .find(|e| e.action == Action::Open && e.process.as_ref().is_some_and(|p| p.pid == *pid))
+            .unwrap_or_else(|| panic!("no open by {pid}"));
+        let want = Text::from(file.as_os_str().as_bytes());
+        assert_eq!(
+            open.file.as_ref().and_then(|f| f.path.clone()),
+            Some(want.clone())
+        );
+        let process = open.process.as_ref().unwrap();
+        assert_eq!(process.args.last(), Some(&want), "{process:?}");
+    }
+    // The readable forms collide; the raw records do not.
+    let raw: Vec<Value> = sensor
+        .records()
+        .into_iter()
+        .filter(|r| r["action"] == "open")
+        .collect();
+    let readable: Vec<_> = raw.iter().map(|r| r["file"]["path"].clone()).collect();
+    assert_eq!(readable.len(), 2, "{raw:?}");
+    assert_eq!(readable[0], readable[1]);
+    assert_ne!(
+        raw[0]["file"]["path_escaped"],
+        raw[1]["file"]["path_escaped"]
+    );
+    assert!(
+        raw[0]["file"]["path_escaped"]
+            .as_str()
+            .unwrap()
+            .ends_with("x\\xff.gguf")
+    );
+}
