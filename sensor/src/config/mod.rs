@@ -553,6 +553,52 @@ fn read_hint(kind: io::ErrorKind) -> &'static str {
 /// mistakes, and timers cannot represent values near `u64::MAX` seconds.
 pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
 
+/// A kernel map sized by a setting: the kernel allocates (and locks) every
+/// entry when the map is created, so a size is a memory commitment.
+pub struct MapCost {
+    /// Locked kernel memory per entry, measured from the map's `memlock`
+    /// in `/proc/PID/fdinfo` on Linux 6.18 (1,048,576 entries).
+    pub bytes_per_entry: u64,
+    /// The largest size accepted.
+    pub max_entries: u32,
+}
+
+/// `WATCHED` (16-byte key, 8-byte value): 88 bytes an entry; the cap,
+/// 16 Mi files, is 1.4 GiB.
+pub const WATCHED_MAP: MapCost = MapCost {
+    bytes_per_entry: 88,
+    max_entries: 1 << 24,
+};
+/// `READ_AGG` (168 bytes an entry) and `READERS` (80), sized together; the
+/// cap, 4 Mi concurrent readers, is about 1 GiB.
+pub const READ_AGGREGATE_MAPS: MapCost = MapCost {
+    bytes_per_entry: 248,
+    max_entries: 1 << 22,
+};
+/// `PENDING` (an LRU map, 128 bytes an entry); the cap, 1 Mi threads in a
+/// followed syscall at once, is 128 MiB.
+pub const PENDING_MAP: MapCost = MapCost {
+    bytes_per_entry: 128,
+    max_entries: 1 << 20,
+};
+
+fn require_map_size(key: &'static str, value: u32, cost: &MapCost) -> Result<(), ConfigError> {
+    require_positive(key, u64::from(value))?;
+    if value > cost.max_entries {
+        let cap_mib = (u64::from(cost.max_entries) * cost.bytes_per_entry) >> 20;
+        return Err(invalid(
+            key,
+            value.to_string(),
+            format!(
+                "must be at most {} (each entry locks {} bytes of kernel memory when the map is \
+                 created: {cap_mib} MiB at that size)",
+                cost.max_entries, cost.bytes_per_entry
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn require_positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(key, "0", "must be greater than 0"));
@@ -714,7 +760,7 @@ impl Config {
             }
         }
         require_positive("watch.rescan_interval_secs", watch.rescan_interval_secs)?;
-        require_positive("watch.max_files", u64::from(watch.max_files))
+        require_map_size("watch.max_files", watch.max_files, &WATCHED_MAP)
     }
 
     fn validate_gpu(&self) -> Result<(), ConfigError> {
@@ -766,11 +812,12 @@ impl Config {
             "kernel.read_flush_interval_secs",
             kernel.read_flush_interval_secs,
         )?;
-        require_positive(
+        require_map_size(
             "kernel.read_aggregates_max",
-            u64::from(kernel.read_aggregates_max),
+            kernel.read_aggregates_max,
+            &READ_AGGREGATE_MAPS,
         )?;
-        require_positive("kernel.pending_max", u64::from(kernel.pending_max))
+        require_map_size("kernel.pending_max", kernel.pending_max, &PENDING_MAP)
     }
 
     fn validate_agent(&self) -> Result<(), ConfigError> {
@@ -1049,6 +1096,31 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(&format!("{section}.{key}")), "{msg}");
             assert!(msg.contains("greater than 0"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn map_sizes_are_capped_by_the_memory_they_lock() {
+        for (section, key, cap) in [
+            ("watch", "max_files", WATCHED_MAP.max_entries),
+            (
+                "kernel",
+                "read_aggregates_max",
+                READ_AGGREGATE_MAPS.max_entries,
+            ),
+            ("kernel", "pending_max", PENDING_MAP.max_entries),
+        ] {
+            assert!(parse(&format!("[{section}]\n{key} = {cap}\n")).is_ok());
+            for too_big in [cap + 1, u32::MAX] {
+                let err = parse(&format!("[{section}]\n{key} = {too_big}\n")).expect_err("cap");
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&format!("{section}.{key} = {too_big}")),
+                    "{msg}"
+                );
+                assert!(msg.contains(&format!("at most {cap}")), "{msg}");
+                assert!(msg.contains("MiB"), "{msg}");
+            }
         }
     }
 
