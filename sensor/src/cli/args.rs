@@ -66,8 +66,8 @@ pub struct RunArgs {
     /// Seconds after which a long-lived reader's read summary is flushed.
     #[arg(long = "read-flush-interval", value_name = "SECS")]
     pub read_flush_interval: Option<u64>,
-    /// A GPU device node pattern (repeatable; `*` within one path
-    /// component). Replaces the configured patterns.
+    /// A GPU device node pattern (repeatable; a glob per path component:
+    /// `*`, `?`, `[0-9]`, `{a,b}`). Replaces the configured patterns.
     #[arg(long = "gpu-device", value_name = "PATTERN")]
     pub gpu_device: Vec<String>,
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).

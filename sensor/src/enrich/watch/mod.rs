@@ -255,8 +255,12 @@ pub enum WatchError {
         errno: Errno,
         hint: &'static str,
     },
-    #[error("gpu device pattern {pattern:?} is not an absolute path (write it as /dev/...)")]
-    RelativeGpuPattern { pattern: String },
+    #[error("gpu device pattern {pattern:?} is refused")]
+    GpuPattern {
+        pattern: String,
+        #[source]
+        source: pattern::PatternError,
+    },
     #[error("cannot create an inotify instance (raise the fs.inotify.max_user_instances sysctl)")]
     InotifyInit {
         #[source]
@@ -434,8 +438,9 @@ impl WatchSet {
             .gpu_patterns
             .iter()
             .map(|raw| {
-                GpuPattern::parse(raw).ok_or_else(|| WatchError::RelativeGpuPattern {
+                GpuPattern::parse(raw).map_err(|source| WatchError::GpuPattern {
                     pattern: raw.clone(),
+                    source,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

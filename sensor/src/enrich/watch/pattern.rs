@@ -1,11 +1,13 @@
 //! Name matching for the watch set: which file names are weight files (by
 //! extension, or by Ollama's content-addressed blob naming) and which paths
-//! are GPU device nodes (by `*` glob), plus the expansion of those globs
-//! against the file system.
+//! are GPU device nodes (by glob, one component at a time, with `globset`),
+//! plus the expansion of those globs against the file system.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
 
 /// The configured weight-file extensions, normalized once so matching a
 /// name costs no allocation.
@@ -74,34 +76,48 @@ pub(super) fn is_blob_name(name: &OsStr) -> bool {
     digest.len() == SHA256_HEX_LEN && digest.iter().all(u8::is_ascii_hexdigit)
 }
 
-/// Whether `name` matches `pattern`, where `*` matches any run of bytes
-/// (including none) and every other byte matches itself.
-pub(super) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    // Greedy matching with a single backtrack point: the classic linear
-    // algorithm for `*`-only globs, no recursion.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
+/// One component of a GPU device pattern: a literal name, or a glob
+/// (globset syntax: `*`, `?`, `[...]`, `{a,b}`) matched within the
+/// component, never across a `/`.
+#[derive(Debug, Clone)]
+enum Part {
+    Literal(OsString),
+    Glob(GlobMatcher),
+}
+
+impl Part {
+    fn parse(component: &OsStr) -> Result<Self, PatternError> {
+        let text = component.to_string_lossy();
+        if !is_glob(&text) {
+            return Ok(Part::Literal(component.to_os_string()));
+        }
+        let glob = GlobBuilder::new(&text)
+            .literal_separator(true)
+            .build()
+            .map_err(PatternError::Glob)?;
+        Ok(Part::Glob(glob.compile_matcher()))
+    }
+
+    fn matches(&self, name: &OsStr) -> bool {
+        match self {
+            Part::Literal(literal) => literal == name,
+            Part::Glob(glob) => glob.is_match(name),
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether a pattern component has glob syntax in it.
+fn is_glob(component: &str) -> bool {
+    component.contains(['*', '?', '[', '{'])
+}
+
+/// Why a GPU device pattern was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("it is not an absolute path (write it as /dev/...)")]
+    Relative,
+    #[error("it is not a valid glob")]
+    Glob(#[source] globset::Error),
 }
 
 /// A GPU device pattern such as `/dev/nvidia*` or `/dev/dri/renderD*`.
@@ -109,28 +125,28 @@ pub(super) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 pub(super) struct GpuPattern {
     raw: String,
     /// The components after the root directory.
-    components: Vec<OsString>,
+    parts: Vec<Part>,
 }
 
 impl GpuPattern {
-    /// Parses an absolute pattern; `None` for a relative one, which would
-    /// silently depend on the agent's working directory.
-    pub(super) fn parse(raw: &str) -> Option<Self> {
+    /// Parses an absolute pattern; a relative one would silently depend on
+    /// the agent's working directory.
+    pub(super) fn parse(raw: &str) -> Result<Self, PatternError> {
         let path = Path::new(raw);
         if !path.is_absolute() {
-            return None;
+            return Err(PatternError::Relative);
         }
-        let components = path
+        let parts = path
             .components()
             .filter_map(|c| match c {
-                Component::Normal(part) => Some(part.to_os_string()),
-                Component::ParentDir => Some(OsString::from("..")),
+                Component::Normal(part) => Some(Part::parse(part)),
+                Component::ParentDir => Some(Ok(Part::Literal(OsString::from("..")))),
                 Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
             })
-            .collect();
-        Some(Self {
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
             raw: raw.to_owned(),
-            components,
+            parts,
         })
     }
 
@@ -142,21 +158,21 @@ impl GpuPattern {
     /// pattern's parent, when the last component holds the only wildcard.
     /// Patterns with a wildcard higher up are only re-resolved by a rescan.
     pub(super) fn watch_dir(&self) -> Option<PathBuf> {
-        let (_, parents) = self.components.split_last()?;
-        if parents.iter().any(|c| has_wildcard(c)) {
-            return None;
-        }
+        let (_, parents) = self.parts.split_last()?;
         let mut dir = PathBuf::from("/");
-        dir.extend(parents);
+        for part in parents {
+            match part {
+                Part::Literal(name) => dir.push(name),
+                Part::Glob(_) => return None,
+            }
+        }
         Some(dir)
     }
 
     /// Whether a directory entry called `name` could match the pattern's
     /// last component (used to filter events in the watched parent).
     pub(super) fn matches_last(&self, name: &OsStr) -> bool {
-        self.components
-            .last()
-            .is_some_and(|last| glob_match(last.as_encoded_bytes(), name.as_encoded_bytes()))
+        self.parts.last().is_some_and(|last| last.matches(name))
     }
 
     /// The paths currently matching the pattern, sorted. Literal components
@@ -164,11 +180,10 @@ impl GpuPattern {
     /// caller stats each one anyway.
     pub(super) fn expand(&self) -> Vec<PathBuf> {
         let mut current = vec![PathBuf::from("/")];
-        for component in &self.components {
-            let glob = component.as_encoded_bytes();
-            if !has_wildcard(component) {
+        for part in &self.parts {
+            if let Part::Literal(name) = part {
                 for path in &mut current {
-                    path.push(component);
+                    path.push(name);
                 }
                 continue;
             }
@@ -180,7 +195,7 @@ impl GpuPattern {
                 };
                 for entry in entries.flatten() {
                     let name = entry.file_name();
-                    if glob_match(glob, name.as_encoded_bytes()) {
+                    if part.matches(&name) {
                         next.push(dir.join(name));
                     }
                 }
@@ -190,10 +205,6 @@ impl GpuPattern {
         }
         current
     }
-}
-
-fn has_wildcard(component: &OsStr) -> bool {
-    component.as_encoded_bytes().contains(&b'*')
 }
 
 #[cfg(test)]
@@ -264,35 +275,53 @@ mod tests {
     }
 
     #[test]
-    fn glob_star_semantics() {
-        assert!(glob_match(b"nvidia*", b"nvidia0"));
-        assert!(glob_match(b"nvidia*", b"nvidia"));
-        assert!(glob_match(b"nvidia*", b"nvidia-uvm-tools"));
-        assert!(!glob_match(b"nvidia*", b"nvidi"));
-        assert!(!glob_match(b"nvidia*", b"xnvidia0"));
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"*", b"anything"));
-        assert!(glob_match(b"a*b*c", b"aXXbYYc"));
-        assert!(glob_match(b"a*b*c", b"abc"));
-        assert!(!glob_match(b"a*b*c", b"aXXbYY"));
-        assert!(glob_match(b"*d*", b"renderD128d"));
-        assert!(glob_match(b"renderD*", b"renderD128"));
-        assert!(!glob_match(b"renderD*", b"card0"));
-        assert!(glob_match(b"exact", b"exact"));
-        assert!(!glob_match(b"exact", b"exactly"));
-        assert!(glob_match(b"**x", b"abx"));
+    fn glob_semantics_within_a_component() {
+        let m = |pattern: &str, name: &str| {
+            Part::parse(OsStr::new(pattern))
+                .expect("glob")
+                .matches(OsStr::new(name))
+        };
+        assert!(m("nvidia*", "nvidia0"));
+        assert!(m("nvidia*", "nvidia"));
+        assert!(m("nvidia*", "nvidia-uvm-tools"));
+        assert!(!m("nvidia*", "nvidi"));
+        assert!(!m("nvidia*", "xnvidia0"));
+        assert!(m("*", ""));
+        assert!(m("*", "anything"));
+        assert!(m("a*b*c", "aXXbYYc"));
+        assert!(m("a*b*c", "abc"));
+        assert!(!m("a*b*c", "aXXbYY"));
+        assert!(m("*d*", "renderD128d"));
+        assert!(m("renderD*", "renderD128"));
+        assert!(!m("renderD*", "card0"));
+        assert!(m("exact", "exact"));
+        assert!(!m("exact", "exactly"));
+        assert!(m("nvidia[0-9]", "nvidia7"));
+        assert!(!m("nvidia[0-9]", "nvidiactl"));
+        assert!(m("{card,renderD}*", "card1"));
+    }
+
+    #[test]
+    fn bad_globs_are_refused() {
+        assert!(matches!(
+            GpuPattern::parse("/dev/nvidia[0-9"),
+            Err(PatternError::Glob(_))
+        ));
     }
 
     #[test]
     fn relative_patterns_are_rejected() {
-        assert!(GpuPattern::parse("dev/nvidia*").is_none());
-        assert!(GpuPattern::parse("").is_none());
-        assert!(GpuPattern::parse("/dev/nvidia*").is_some());
+        assert!(matches!(
+            GpuPattern::parse("dev/nvidia*"),
+            Err(PatternError::Relative)
+        ));
+        assert!(GpuPattern::parse("").is_err());
+        assert!(GpuPattern::parse("/dev/nvidia*").is_ok());
     }
 
     #[test]
     fn watch_dir_only_when_the_wildcard_is_last() {
-        let p = |s| GpuPattern::parse(s).map(|p| p.watch_dir());
+        let p = |s| GpuPattern::parse(s).ok().map(|p| p.watch_dir());
         assert_eq!(p("/dev/nvidia*"), Some(Some(PathBuf::from("/dev"))));
         assert_eq!(
             p("/dev/dri/renderD*"),
@@ -339,7 +368,7 @@ mod tests {
 
     #[test]
     fn matches_last_checks_the_final_component() {
-        let p = GpuPattern::parse("/dev/dri/renderD*");
+        let p = GpuPattern::parse("/dev/dri/renderD*").ok();
         assert!(
             p.as_ref()
                 .is_some_and(|p| p.matches_last(OsStr::new("renderD129")))
