@@ -24,7 +24,9 @@
 //! Start times are compared at clock-tick precision ([`procfs::same_start`])
 //! because `/proc` only has ticks while the kernel's records have ns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use hashlink::LinkedHashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,8 +159,6 @@ impl crate::metrics::Collect for ProcessStats {
 #[derive(Debug)]
 struct Entry {
     info: ProcessInfo,
-    /// Key in `ProcessTable::lru`.
-    touched: u64,
     /// Boot ns of the exit; key in `ProcessTable::exited`.
     exited_at: Option<u64>,
     /// The cgroup id `info.container` was worked out for.
@@ -171,7 +171,6 @@ impl Entry {
     fn new(info: ProcessInfo) -> Self {
         Self {
             info,
-            touched: 0,
             exited_at: None,
             container_for: None,
             proc_cgroup_tried: None,
@@ -237,14 +236,13 @@ pub struct ProcessTable {
     cgroups: CgroupResolver,
     capacity: usize,
     grace_ns: u64,
-    entries: HashMap<u32, Entry>,
-    /// Every entry by last use.
-    lru: BTreeMap<u64, u32>,
+    /// Every entry, least recently used first (`hashlink` keeps the order
+    /// with the map, so a touch is one move to the back).
+    entries: LinkedHashMap<u32, Entry>,
     /// Exited entries by exit time.
     exited: BTreeSet<(u64, u32)>,
     /// GPU processes: pid -> start time (0 when it was unknown).
     gpu: HashMap<u32, u64>,
-    next_touch: u64,
     evictions: u64,
     /// Atomic because `ancestors` reads `/proc` through `&self`.
     proc_read_failures: AtomicU64,
@@ -261,11 +259,9 @@ impl ProcessTable {
             cgroups,
             capacity: capacity.max(1),
             grace_ns: duration_ns(EXIT_GRACE),
-            entries: HashMap::new(),
-            lru: BTreeMap::new(),
+            entries: LinkedHashMap::new(),
             exited: BTreeSet::new(),
             gpu: HashMap::new(),
-            next_touch: 0,
             evictions: 0,
             proc_read_failures: AtomicU64::new(0),
             scratch: info_from_header(&HeaderFields::default()),
@@ -637,13 +633,10 @@ impl ProcessTable {
 
     /// Inserts `entry`, replacing any entry for its pid and evicting to
     /// stay within capacity.
-    fn insert(&mut self, mut entry: Entry) {
+    fn insert(&mut self, entry: Entry) {
         let pid = entry.info.pid;
         self.remove(pid);
         while self.entries.len() >= self.capacity && self.evict_one() {}
-        self.next_touch += 1;
-        entry.touched = self.next_touch;
-        self.lru.insert(entry.touched, pid);
         if let Some(at) = entry.exited_at {
             self.exited.insert((at, pid));
         }
@@ -652,7 +645,6 @@ impl ProcessTable {
 
     fn remove(&mut self, pid: u32) -> Option<Entry> {
         let entry = self.entries.remove(&pid)?;
-        self.lru.remove(&entry.touched);
         if let Some(at) = entry.exited_at {
             self.exited.remove(&(at, pid));
         }
@@ -665,13 +657,13 @@ impl ProcessTable {
             .first()
             .map(|&(_, pid)| pid)
             .or_else(|| {
-                self.lru
-                    .values()
+                self.entries
+                    .iter()
                     .take(EVICTION_SCAN)
-                    .find(|pid| self.entries.get(pid).is_some_and(|e| !e.info.gpu))
-                    .copied()
+                    .find(|(_, e)| !e.info.gpu)
+                    .map(|(&pid, _)| pid)
             })
-            .or_else(|| self.lru.values().next().copied());
+            .or_else(|| self.entries.front().map(|(&pid, _)| pid));
         match victim.and_then(|pid| self.remove(pid)) {
             Some(_) => {
                 self.evictions += 1;
@@ -682,12 +674,7 @@ impl ProcessTable {
     }
 
     fn touch(&mut self, pid: u32) {
-        if let Some(entry) = self.entries.get_mut(&pid) {
-            self.lru.remove(&entry.touched);
-            self.next_touch += 1;
-            entry.touched = self.next_touch;
-            self.lru.insert(entry.touched, pid);
-        }
+        self.entries.to_back(&pid);
     }
 
     fn count_proc_failure(&self) {
