@@ -45,6 +45,31 @@ impl FakeMap {
     }
 }
 
+/// The changes a test expects, without the struct literals.
+fn removed(key: FileKey, path: impl Into<PathBuf>) -> WatchChange {
+    WatchChange::Removed {
+        key,
+        path: path.into(),
+    }
+}
+
+fn renamed(key: FileKey, from: impl Into<PathBuf>, to: impl Into<PathBuf>) -> WatchChange {
+    WatchChange::Renamed {
+        key,
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
+fn added(key: FileKey, path: impl Into<PathBuf>, size: u64, flags: u32) -> WatchChange {
+    WatchChange::Added(WatchedFile {
+        key,
+        path: path.into(),
+        size,
+        flags,
+    })
+}
+
 fn spec(roots: &[&Path]) -> WatchSpec {
     WatchSpec {
         roots: roots.iter().map(|r| r.to_path_buf()).collect(),
@@ -178,13 +203,7 @@ fn hard_links_are_one_key_with_several_paths() {
     assert_eq!(set.path_of(&k), Some(b.as_path()));
     assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
     assert_eq!(map.removes, 0);
-    assert_eq!(
-        changes,
-        vec![WatchChange::Removed {
-            key: k,
-            path: a.clone()
-        }]
-    );
+    assert_eq!(changes, vec![removed(k, a.clone())]);
 
     // A new link is one more path of the same key.
     fs::hard_link(&b, &a).expect("hard link");
@@ -211,15 +230,7 @@ fn created_files_are_added_and_their_size_follows_writes() {
     let mut file = fs::File::create(&path).expect("create");
     let k = key(&path);
     let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
-    assert_eq!(
-        changes,
-        vec![WatchChange::Added(WatchedFile {
-            key: k,
-            path: path.clone(),
-            size: 0,
-            flags: watch_flag::WEIGHT
-        })]
-    );
+    assert_eq!(changes, vec![added(k, path.clone(), 0, watch_flag::WEIGHT)]);
     assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
 
     std::io::Write::write_all(&mut file, &[7u8; 4096]).expect("write");
@@ -257,27 +268,14 @@ fn renames_keep_the_key_and_follow_the_extension() {
     let changes = pump(&mut set, &mut map, |s, _| {
         s.path_of(&k) == Some(b.as_path())
     });
-    assert_eq!(
-        changes,
-        vec![WatchChange::Renamed {
-            key: k,
-            from: a.clone(),
-            to: b.clone()
-        }]
-    );
+    assert_eq!(changes, vec![renamed(k, a.clone(), b.clone())]);
     assert_eq!((map.inserts, map.removes), (inserts, removes));
 
     // To a non-weight extension: no longer watched.
     let part = root.join("sub/b.safetensors.bak");
     fs::rename(&b, &part).expect("rename");
     let changes = pump(&mut set, &mut map, |_, m| m.entries.is_empty());
-    assert_eq!(
-        changes,
-        vec![WatchChange::Removed {
-            key: k,
-            path: b.clone()
-        }]
-    );
+    assert_eq!(changes, vec![removed(k, b.clone())]);
     assert!(set.path_of(&k).is_none());
 
     // And back to a weight extension: watched again.
@@ -318,14 +316,8 @@ fn files_moved_in_out_and_deleted() {
     assert!(set.path_of(&k_del).is_none());
     assert_eq!(map.entries.keys().copied().collect::<Vec<_>>(), vec![k_in]);
     assert_eq!(changes.len(), 3);
-    assert!(changes.contains(&WatchChange::Removed {
-        key: k_out,
-        path: root.join("out.gguf")
-    }));
-    assert!(changes.contains(&WatchChange::Removed {
-        key: k_del,
-        path: root.join("del.gguf")
-    }));
+    assert!(changes.contains(&removed(k_out, root.join("out.gguf"))));
+    assert!(changes.contains(&removed(k_del, root.join("del.gguf"))));
     assert_consistent(&set, &map);
 }
 
@@ -349,16 +341,8 @@ fn a_file_replaced_by_rename_changes_key() {
     assert!(set.path_of(&old).is_none());
     assert_eq!(map.flags(&old), None);
     assert_eq!(map.flags(&new), Some(watch_flag::WEIGHT));
-    assert!(changes.contains(&WatchChange::Removed {
-        key: old,
-        path: model.clone()
-    }));
-    assert!(changes.contains(&WatchChange::Added(WatchedFile {
-        key: new,
-        path: model.clone(),
-        size: 4,
-        flags: watch_flag::WEIGHT
-    })));
+    assert!(changes.contains(&removed(old, model.clone())));
+    assert!(changes.contains(&added(new, model.clone(), 4, watch_flag::WEIGHT)));
     assert_consistent(&set, &map);
 }
 
@@ -419,11 +403,11 @@ fn directories_moved_within_the_tree_keep_their_keys() {
     );
     assert_eq!((map.inserts, map.removes), (inserts, removes));
     assert_eq!(changes.len(), 2);
-    assert!(changes.contains(&WatchChange::Renamed {
-        key: ky,
-        from: root.join("d/inner/y.gguf"),
-        to: root.join("e/inner/y.gguf")
-    }));
+    assert!(changes.contains(&renamed(
+        ky,
+        root.join("d/inner/y.gguf"),
+        root.join("e/inner/y.gguf")
+    )));
 
     // The moved directory is still watched, under its new name.
     write(&root.join("e/inner/z.gguf"), b"z");
@@ -617,12 +601,7 @@ fn gpu_patterns_flag_devices_and_follow_new_ones() {
     assert_eq!(map.flags(&k1), Some(watch_flag::GPU_DEVICE));
     assert_eq!(
         changes,
-        vec![WatchChange::Added(WatchedFile {
-            key: k1,
-            path: dev.join("nvidia1"),
-            size: 0,
-            flags: watch_flag::GPU_DEVICE
-        })]
+        vec![added(k1, dev.join("nvidia1"), 0, watch_flag::GPU_DEVICE)]
     );
     // A directory appearing later (the second pattern) is polled for.
     write(&dev.join("dri/renderD128"), b"");
@@ -723,11 +702,7 @@ fn changes_net_out_and_pair_renames() {
     );
     assert_eq!(
         set.changes(vec![op("/a", false), op("/b", true)], &HashSet::new()),
-        vec![WatchChange::Renamed {
-            key: k,
-            from: PathBuf::from("/a"),
-            to: PathBuf::from("/b")
-        }]
+        vec![renamed(k, PathBuf::from("/a"), PathBuf::from("/b"))]
     );
     // Two removals and one addition are not a rename.
     let changes = set.changes(
@@ -758,11 +733,7 @@ fn a_root_moved_into_another_root_is_followed() {
     assert_eq!((map.inserts, map.removes), (inserts, removes));
     assert_eq!(
         changes,
-        vec![WatchChange::Renamed {
-            key: k,
-            from: r1.join("sub/a.gguf"),
-            to: moved.clone()
-        }]
+        vec![renamed(k, r1.join("sub/a.gguf"), moved.clone())]
     );
     assert_eq!(set.stats().missing_roots, 1);
     // Still watched under the new name.
@@ -1002,12 +973,7 @@ fn hf_hub_links_created_after_start_are_watched_and_removed() {
     let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k1).is_some());
     assert_eq!(
         changes,
-        vec![WatchChange::Added(WatchedFile {
-            key: k1,
-            path: shard1.clone(),
-            size: 9,
-            flags: watch_flag::WEIGHT
-        })]
+        vec![added(k1, shard1.clone(), 9, watch_flag::WEIGHT)]
     );
     assert_eq!(map.flags(&k1), Some(watch_flag::WEIGHT));
 
@@ -1031,13 +997,7 @@ fn hf_hub_links_created_after_start_are_watched_and_removed() {
     // A link deleted: its key leaves the map, the blob is untouched.
     fs::remove_file(&shard1).expect("unlink");
     let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k1).is_none());
-    assert_eq!(
-        changes,
-        vec![WatchChange::Removed {
-            key: k1,
-            path: shard1.clone()
-        }]
-    );
+    assert_eq!(changes, vec![removed(k1, shard1.clone())]);
     assert_eq!(map.flags(&k1), None);
     assert!(blob1.exists());
     assert_eq!(set.len(), 2);
@@ -1072,13 +1032,7 @@ fn two_snapshots_linking_one_blob_share_its_key() {
     assert_eq!(set.paths_of(&k), std::slice::from_ref(&new_rev));
     assert_eq!(map.flags(&k), Some(watch_flag::WEIGHT));
     assert_eq!(map.removes, 0);
-    assert_eq!(
-        changes,
-        vec![WatchChange::Removed {
-            key: k,
-            path: old_rev
-        }]
-    );
+    assert_eq!(changes, vec![removed(k, old_rev)]);
 
     fs::remove_file(&new_rev).expect("unlink");
     pump(&mut set, &mut map, |_, m| m.entries.is_empty());
@@ -1179,12 +1133,7 @@ fn a_dangling_link_is_ignored_until_its_blob_appears() {
     let changes = pump(&mut set, &mut map, |s, _| s.path_of(&k).is_some());
     assert_eq!(
         changes,
-        vec![WatchChange::Added(WatchedFile {
-            key: k,
-            path: shard.clone(),
-            size: 9,
-            flags: watch_flag::WEIGHT
-        })]
+        vec![added(k, shard.clone(), 9, watch_flag::WEIGHT)]
     );
 
     // Deleted again (`huggingface-cli delete-cache` removes blobs too):
@@ -1217,16 +1166,8 @@ fn a_replaced_blob_moves_the_link_to_the_new_inode() {
     assert_eq!(map.flags(&old), None);
     assert_eq!(map.flags(&new), Some(watch_flag::WEIGHT));
     assert_eq!(set.index.size(&new), Some(4));
-    assert!(changes.contains(&WatchChange::Removed {
-        key: old,
-        path: shard.clone()
-    }));
-    assert!(changes.contains(&WatchChange::Added(WatchedFile {
-        key: new,
-        path: shard.clone(),
-        size: 4,
-        flags: watch_flag::WEIGHT
-    })));
+    assert!(changes.contains(&removed(old, shard.clone())));
+    assert!(changes.contains(&added(new, shard.clone(), 4, watch_flag::WEIGHT)));
 
     // The blobs directory moved away and back: links dangle, then resolve.
     let aside = tmp.path().join("blobs-aside");
@@ -1306,12 +1247,7 @@ fn ollama_blobs_are_weight_files_by_name_and_place() {
     let changes = pump(&mut set, &mut map, |s, _| s.path_of(&kp).is_some());
     assert_eq!(
         changes,
-        vec![WatchChange::Added(WatchedFile {
-            key: kp,
-            path: pulled.clone(),
-            size: 9,
-            flags: watch_flag::WEIGHT
-        })]
+        vec![added(kp, pulled.clone(), 9, watch_flag::WEIGHT)]
     );
 
     // `ollama rm`: the blob is deleted.
