@@ -129,16 +129,24 @@ impl SensorProcess {
         sensor
     }
 
-    /// Every record written so far.
-    pub fn records(&self) -> Vec<Value> {
+    /// The record lines written so far. The agent may be mid-write: only
+    /// whole lines are records.
+    fn lines(&self) -> Vec<String> {
         let Ok(text) = fs::read_to_string(&self.events) else {
             return Vec::new();
         };
-        // The agent may be mid-write: only whole lines are records.
         let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
         whole
             .lines()
             .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every record written so far.
+    pub fn records(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect()
     }
@@ -146,13 +154,8 @@ impl SensorProcess {
     /// Every record written so far, decoded into the event model (the
     /// agent's own types): assert on fields, not on untyped JSON.
     pub fn events(&self) -> Vec<sensor::event::Event> {
-        let Ok(text) = fs::read_to_string(&self.events) else {
-            return Vec::new();
-        };
-        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        whole
-            .lines()
-            .filter(|l| !l.trim().is_empty())
+        self.lines()
+            .iter()
             .map(|l| {
                 sensor::output::encode::native::decode(l)
                     .unwrap_or_else(|e| panic!("undecodable record {l:?}: {}", sensor::Chain(&e)))

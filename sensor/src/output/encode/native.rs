@@ -71,9 +71,9 @@ struct Record<'a> {
     schema: Cow<'a, str>,
     time: String,
     host: Cow<'a, str>,
-    action: WireAction,
-    severity: WireSeverity,
-    tier: WireTier,
+    action: Action,
+    severity: Severity,
+    tier: Tier,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     process: Option<WireProcess<'a>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -84,36 +84,6 @@ struct Record<'a> {
     exit: Option<WireExit>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     sensor: Option<Map<String, Value>>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum WireAction {
-    Open,
-    Read,
-    Mmap,
-    Close,
-    Exec,
-    Exit,
-    Heartbeat,
-    SensorStart,
-    SensorStop,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum WireSeverity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum WireTier {
-    Tracepoint,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -209,9 +179,9 @@ impl<'a> From<&'a Event> for Record<'a> {
             schema: Cow::Borrowed(SCHEMA),
             time: time_text(&e.time),
             host: Cow::Borrowed(&e.host),
-            action: e.action.into(),
-            severity: e.severity.into(),
-            tier: e.tier.into(),
+            action: e.action,
+            severity: e.severity,
+            tier: e.tier,
             process: e.process.as_ref().map(WireProcess::from),
             file: e.file.as_ref().map(WireFile::from),
             access: e.access.as_ref().map(WireAccess::from),
@@ -389,78 +359,6 @@ fn reason_text(reason: FlushReason) -> &'static str {
     }
 }
 
-impl From<Action> for WireAction {
-    fn from(a: Action) -> Self {
-        match a {
-            Action::Open => Self::Open,
-            Action::Read => Self::Read,
-            Action::Mmap => Self::Mmap,
-            Action::Close => Self::Close,
-            Action::Exec => Self::Exec,
-            Action::Exit => Self::Exit,
-            Action::Heartbeat => Self::Heartbeat,
-            Action::SensorStart => Self::SensorStart,
-            Action::SensorStop => Self::SensorStop,
-        }
-    }
-}
-
-impl From<WireAction> for Action {
-    fn from(a: WireAction) -> Self {
-        match a {
-            WireAction::Open => Self::Open,
-            WireAction::Read => Self::Read,
-            WireAction::Mmap => Self::Mmap,
-            WireAction::Close => Self::Close,
-            WireAction::Exec => Self::Exec,
-            WireAction::Exit => Self::Exit,
-            WireAction::Heartbeat => Self::Heartbeat,
-            WireAction::SensorStart => Self::SensorStart,
-            WireAction::SensorStop => Self::SensorStop,
-        }
-    }
-}
-
-impl From<Severity> for WireSeverity {
-    fn from(s: Severity) -> Self {
-        match s {
-            Severity::Info => Self::Info,
-            Severity::Low => Self::Low,
-            Severity::Medium => Self::Medium,
-            Severity::High => Self::High,
-            Severity::Critical => Self::Critical,
-        }
-    }
-}
-
-impl From<WireSeverity> for Severity {
-    fn from(s: WireSeverity) -> Self {
-        match s {
-            WireSeverity::Info => Self::Info,
-            WireSeverity::Low => Self::Low,
-            WireSeverity::Medium => Self::Medium,
-            WireSeverity::High => Self::High,
-            WireSeverity::Critical => Self::Critical,
-        }
-    }
-}
-
-impl From<Tier> for WireTier {
-    fn from(t: Tier) -> Self {
-        match t {
-            Tier::Tracepoint => Self::Tracepoint,
-        }
-    }
-}
-
-impl From<WireTier> for Tier {
-    fn from(t: WireTier) -> Self {
-        match t {
-            WireTier::Tracepoint => Self::Tracepoint,
-        }
-    }
-}
-
 // --- wire -> model -----------------------------------------------------
 
 fn parse_time(field: &'static str, text: &str) -> Result<Timestamp, DecodeError> {
@@ -529,13 +427,13 @@ impl Record<'_> {
         if self.schema != SCHEMA {
             return Err(DecodeError::Schema(self.schema.into_owned()));
         }
-        let action = Action::from(self.action);
+        let action = self.action;
         Ok(Event {
             time: parse_time("time", &self.time)?,
             host: self.host.into_owned(),
             action,
-            severity: self.severity.into(),
-            tier: self.tier.into(),
+            severity: self.severity,
+            tier: self.tier,
             process: self.process.map(WireProcess::into_model).transpose()?,
             file: self.file.map(WireFile::into_model).transpose()?,
             access: self.access.map(|a| a.into_model(action)).transpose()?,
