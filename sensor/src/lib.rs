@@ -52,8 +52,8 @@ impl std::fmt::Display for Chain<'_> {
 pub(crate) fn test_skipped(feature: &str, reason: &str) {
     use std::io::Write;
     let test = std::thread::current().name().unwrap_or("?").to_owned();
-    let line = format!("skipped: {test}: {feature}: {reason}");
-    eprintln!("{line}");
+    let line = format!("{test}: {feature}: {reason}");
+    eprintln!("skipped: {line}");
     if let Some(log) = std::env::var_os("WEIGHTWARDEN_SKIP_LOG") {
         let written = std::fs::OpenOptions::new()
             .create(true)

@@ -26,11 +26,14 @@ pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
         )
     })?;
     stages.run("unit tests", || {
-        process::run(ws.cargo().arg("test").args(package_args(&[
-            "sensor",
-            "sensor-common",
-            "xtask",
-        ])))
+        with_skip_log(ws, "unit tests", |skip_log| {
+            process::run(
+                ws.cargo()
+                    .env(SKIP_LOG_ENV, skip_log)
+                    .arg("test")
+                    .args(package_args(&["sensor", "sensor-common", "xtask"])),
+            )
+        })
     })?;
     stages.run("integration tests", || {
         if !process::is_root() {
@@ -42,45 +45,57 @@ pub fn execute(ws: &Workspace, args: &TestArgs) -> Result<()> {
         // The tests drive the real `weightwarden` binary, which `cargo
         // test` does not build for another package.
         process::run(ws.cargo().args(["build", "-p", "sensor"]))?;
-        // Each skipped test appends a line here (tests/src/lib.rs,
-        // `skipped`); the list is printed whether the tests passed or not.
-        let skip_log = ws.target_dir()?.join("weightwarden-skipped-tests.txt");
-        match std::fs::remove_file(&skip_log) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(
-                    anyhow::Error::new(err).context(format!("cannot clear {}", skip_log.display()))
-                );
-            }
-            _ => {}
-        }
-        // One thread: the tests attach programs to the same kernel hooks and
-        // read shared maps, so they must not overlap.
-        let result = process::run(
-            ws.cargo()
-                .env(SKIP_LOG_ENV, &skip_log)
-                .args(["test", "-p", "tests", "--", "--test-threads=1"])
-                .args(&args.args),
-        );
-        let skipped = std::fs::read_to_string(&skip_log).unwrap_or_default();
-        eprintln!("{}", skip_report(&skipped));
-        result
+        with_skip_log(ws, "integration tests", |skip_log| {
+            // One thread: the tests attach programs to the same kernel hooks
+            // and read shared maps, so they must not overlap.
+            process::run(
+                ws.cargo()
+                    .env(SKIP_LOG_ENV, skip_log)
+                    .args(["test", "-p", "tests", "--", "--test-threads=1"])
+                    .args(&args.args),
+            )
+        })
     })?;
     eprintln!("xtask test: every stage passed: {}", stages.summary());
     Ok(())
 }
 
-/// The env var the integration tests append skipped tests to.
+/// The env var skipped tests append a line to (tests/src/lib.rs
+/// `skipped`, and `test_skipped` in the sensor's unit tests).
 const SKIP_LOG_ENV: &str = "WEIGHTWARDEN_SKIP_LOG";
 
-/// What `cargo xtask test` prints about skipped integration tests, from the
+/// Runs a test stage with a fresh skip log, then prints the skipped tests,
+/// whether the stage passed or not.
+fn with_skip_log(
+    ws: &Workspace,
+    stage: &str,
+    run: impl FnOnce(&std::path::Path) -> Result<()>,
+) -> Result<()> {
+    let file = format!("weightwarden-skipped-{}.txt", stage.replace(' ', "-"));
+    let skip_log = ws.target_dir()?.join(file);
+    match std::fs::remove_file(&skip_log) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(
+                anyhow::Error::new(err).context(format!("cannot clear {}", skip_log.display()))
+            );
+        }
+        _ => {}
+    }
+    let result = run(&skip_log);
+    let skipped = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    eprintln!("{}", skip_report(stage, &skipped));
+    result
+}
+
+/// What `cargo xtask test` prints about a stage's skipped tests, from the
 /// skip log's lines (`test: feature: reason`).
-fn skip_report(log: &str) -> String {
+fn skip_report(stage: &str, log: &str) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
-        return "==> integration tests: no test skipped".to_owned();
+        return format!("==> {stage}: no test skipped");
     }
     let mut report = format!(
-        "==> integration tests: {} SKIPPED (this host lacks what they need; \
+        "==> {stage}: {} SKIPPED (this host lacks what they need; \
          under CI=true a skip fails unless its feature is in WEIGHTWARDEN_SKIP_ALLOW):",
         lines.len()
     );
@@ -178,8 +193,14 @@ mod tests {
 
     #[test]
     fn skip_report_lists_every_skipped_test_or_says_none() {
-        assert_eq!(skip_report(""), "==> integration tests: no test skipped");
-        let report = skip_report("a: ia32: no int80\nb: cgroup2: none mounted\n");
+        assert_eq!(
+            skip_report("integration tests", ""),
+            "==> integration tests: no test skipped"
+        );
+        let report = skip_report(
+            "integration tests",
+            "a: ia32: no int80\nb: cgroup2: none mounted\n",
+        );
         assert!(report.contains("2 SKIPPED"), "{report}");
         assert!(
             report.contains("\n    skipped: a: ia32: no int80"),
