@@ -17,6 +17,9 @@ use aya::{
 use sensor_common::{ReadAgg, ReadAggKey};
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`; hash maps support it since Linux 5.14.
+/// Hand-written on purpose: aya 0.14 has the call but keeps it private
+/// (only its queue and stack maps use it), and a copy-then-delete would
+/// lose or double-count a read landing in between.
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 /// The kernel-internal `ENOTSUPP` older kernels return for unsupported map
 /// operations (not in libc: it never reaches userspace elsewhere).
