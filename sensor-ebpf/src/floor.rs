@@ -1,5 +1,5 @@
 //! The benchmark floor: programs that do nothing, for every kind of hook the
-//! sensor attaches to. `weightwarden bench-floor` (`sensor/src/floor.rs`)
+//! sensor attaches to. `weightwarden bench-floor` (`sensor/src/kernel/floor.rs`)
 //! attaches them in place of the real programs, so that a benchmark can
 //! measure what the kernel charges for the hooks alone; `run` never loads
 //! them. They share no code with the real entry points on purpose: whatever

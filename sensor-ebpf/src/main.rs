@@ -14,7 +14,7 @@
 //!   for the agent's layout test; no program uses it.
 //!
 //! The attach point of each program is listed once, in the agent's
-//! `sensor/src/programs.rs`, which finds programs by name.
+//! `sensor/src/kernel/programs.rs`, which finds programs by name.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: core's atomic types lack read-modify-write on the BPF

@@ -1,5 +1,5 @@
 //! Capability probes: minimal programs `weightwarden doctor`
-//! (`sensor/src/doctor.rs`) loads to learn, by really trying, which hook
+//! (`sensor/src/cli/doctor.rs`) loads to learn, by really trying, which hook
 //! types this kernel accepts. They count nothing and decide nothing; `run`
 //! never loads them. The fentry and LSM tiers' real programs live under
 //! `tier/`, not here.

@@ -28,16 +28,24 @@ pub mod output;
 pub mod store;
 
 /// An error followed by its causes, `: `-separated: how errors are printed
-/// and logged. Messages name the operation and the fix and never repeat
-/// their cause, which is always the `source`.
+/// and logged. Our messages name the operation and the fix and never
+/// repeat their cause, which is always the `source`. Some of aya's errors
+/// do print their cause in their own message as well (`map error: {0}`,
+/// a program load's errno): such a cause is not printed a second time.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut previous = self.0.to_string();
+        f.write_str(&previous)?;
         let mut source = self.0.source();
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            // toml ends its multi-line messages with a newline.
+            let text = cause.to_string().trim_end().to_owned();
+            if !previous.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            previous = text;
             source = cause.source();
         }
         Ok(())

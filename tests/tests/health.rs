@@ -332,3 +332,45 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
     assert_eq!(read["access"]["coverage"], 0.5);
     assert_eq!(records.last().unwrap()["action"], "sensor_stop");
 }
+
+/// SIGHUP (logrotate's `postrotate`) and SIGUSR1 must not kill the agent
+/// without `sensor_stop`: until reload and reopen exist they are logged
+/// and ignored, and capture goes on.
+#[test]
+fn sighup_and_sigusr1_are_ignored_and_capture_goes_on() {
+    use nix::sys::signal::Signal;
+
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("after.gguf");
+    write_file(&file, 4096);
+    let mut sensor = SensorProcess::start(&[root.path()], &[]);
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1] {
+        sensor.signal(signal);
+        let name = format!("{signal:?}");
+        let deadline = std::time::Instant::now() + RECORD_TIMEOUT;
+        while !sensor
+            .log()
+            .contains(&format!("{name} received and ignored"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line for {name}:\n{}",
+                sensor.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(sensor.running(), "a signal stopped the agent");
+    // Capture still works after the signals.
+    let pid = run(Command::new("cat").arg(&file));
+    sensor.wait_exit(pid);
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    assert!(
+        records
+            .iter()
+            .any(|r| r["action"] == "open" && r["process"]["pid"] == pid),
+        "no open after the signals"
+    );
+    assert_eq!(records.last().unwrap()["action"], "sensor_stop");
+}

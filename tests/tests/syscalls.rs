@@ -1,4 +1,4 @@
-//! Every x86-64 syscall the sensor follows (sensor-ebpf/src/syscall.rs),
+//! Every x86-64 syscall the sensor follows (sensor-ebpf/src/tier/tracepoint/syscall.rs),
 //! issued by number from `helpers/syscalls.c`, so that a wrong constant in
 //! the kernel programs fails a test: a libc or Python call can swap the
 //! syscall for another (glibc's `open` is `openat`, CPython's `os.preadv`

@@ -1,6 +1,6 @@
 //! Entry points, one module per hook tier. A tier is a set of programs that
 //! together capture what the sensor reports, using one kind of kernel hook;
-//! the agent loads one tier per run (`sensor/src/programs.rs` lists each
+//! the agent loads one tier per run (`sensor/src/kernel/programs.rs` lists each
 //! tier's programs and attach points).
 //!
 //! A tier module holds only what is specific to its hooks: the entry points

@@ -131,7 +131,7 @@ impl Agent {
                         tracing::info!("{name}: stopping");
                         break;
                     }
-                    Request::Ignore(name) => tracing::warn!(
+                    Request::Ignore(name) => tracing::info!(
                         "{name} received and ignored: this version has no configuration reload \
                          or output reopen (stop with SIGTERM)"
                     ),

@@ -119,11 +119,17 @@ impl KernelLosses {
                 "reads or maps went unseen: the pending map was full (raise kernel.pending_max)"
             );
         }
-        rise(
+        let read_failures = rise(
             now.kernel_read_failures,
             last.kernel_read_failures,
             &self.kernel_read_failures,
         );
+        if read_failures > 0 {
+            tracing::warn!(
+                read_failures,
+                "kernel structure reads failed: those accesses may be missing from the records"
+            );
+        }
         rise(now.holders_full, last.holders_full, &self.holders_full);
         self.last = now;
     }

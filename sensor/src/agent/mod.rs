@@ -25,7 +25,6 @@ use crate::{
         loader::{LoadOptions, Sensor},
         maps::{Holders, KernelInodeMap, ReadMaps},
         preflight,
-        programs::TIERS,
     },
     output::{Fanout, sink::SinkError},
 };
@@ -162,8 +161,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     } = settings;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
-    let tier = &TIERS[0];
-    let mut sensor = Sensor::load(&offsets, &LoadOptions::from_config(&config), tier)?;
+    let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
+    let tier = sensor.tier;
     let mut watched = KernelInodeMap::new(
         sensor.take_watched()?,
         sensor.take_ino_filter()?,

@@ -143,6 +143,7 @@ const CHECKS: &[CheckFn] = &[
     ring_buffer,
     hook_kinds,
     tiers,
+    usable_tier,
 ];
 
 /// Runs every check.
@@ -166,7 +167,8 @@ pub fn diagnose() -> Report {
         .iter()
         .find(|t| host.tiers_ok.contains(&t.tier))
         .map(|t| tier_name(t.tier));
-    let can_run = required_ok && tier.is_some();
+    // `usable tier`, a required check, already says whether one loads.
+    let can_run = required_ok;
     Report {
         kernel,
         checks,
@@ -273,12 +275,21 @@ fn filesystems(host: &mut Host) -> Vec<Check> {
         if mounted {
             Check::ok(name, required, format!("mounted on {path}"))
         } else if name == "tracefs" && host.root {
-            // `run` mounts tracefs itself when it runs as root.
-            Check::ok(
-                name,
-                required,
-                format!("not mounted on {path}; `run` mounts it"),
-            )
+            // `run` mounts tracefs itself; so does doctor, so that the
+            // hook and tier checks below see what `run` would.
+            match preflight::ensure_mounted(fstype, path) {
+                Ok(_) => Check::ok(
+                    name,
+                    required,
+                    format!("was not mounted on {path}; mounted it, as `run` does"),
+                ),
+                Err(err) => Check::missing(
+                    name,
+                    required,
+                    format!("not mounted on {path}, and mounting it failed: {err}"),
+                    format!("mount -t {fstype} none {path}"),
+                ),
+            }
         } else {
             Check::missing(
                 name,
@@ -388,9 +399,10 @@ fn tiers(host: &mut Host) -> Vec<Check> {
             if result.is_ok() {
                 host.tiers_ok.push(tier.tier);
             }
+            // One tier that loads is enough: `usable_tier` decides.
             Check::from_result(
                 name,
-                true,
+                false,
                 result,
                 &format!(
                     "needs {}; `weightwarden run` prints the verifier's message",
@@ -401,6 +413,26 @@ fn tiers(host: &mut Host) -> Vec<Check> {
         .collect();
     host.btf = btf;
     checks
+}
+
+/// `run` needs one tier that loads; it takes the first, as this does.
+fn usable_tier(host: &mut Host) -> Vec<Check> {
+    let name = "usable tier";
+    let chosen = TIERS.iter().find(|t| host.tiers_ok.contains(&t.tier));
+    vec![match chosen {
+        Some(tier) => Check::ok(
+            name,
+            true,
+            format!("{} ({})", tier_name(tier.tier), tier.summary),
+        ),
+        None if host.root && host.offsets.is_ok() => Check::missing(
+            name,
+            true,
+            "no hook tier loads on this kernel",
+            "see the tier lines above",
+        ),
+        None => Check::skipped(name, true, "needs the object loaded", AS_ROOT),
+    }]
 }
 
 fn try_tier(ebpf: &mut Ebpf, btf: Option<&Btf>, tier: &TierSpec) -> Result<String, String> {

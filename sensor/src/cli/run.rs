@@ -28,7 +28,8 @@ pub fn execute(args: &RunArgs) -> u8 {
                 "weightwarden: cannot start the async runtime: {}",
                 Chain(&err)
             );
-            return exit::FAILURE;
+            // Nothing was loaded yet: a start-up failure.
+            return exit::USAGE;
         }
     };
     match runtime.block_on(agent::run(settings)) {

@@ -725,7 +725,12 @@ impl Config {
                     "each pattern must be an absolute path such as \"/dev/nvidia*\" (it is matched against device paths, which are absolute)",
                 ));
             }
-            if let Err(err) = globset::Glob::new(pattern) {
+            // The watch set compiles each component on its own (`*` never
+            // crosses a `/`), so each must be a glob by itself.
+            if let Some(err) = pattern
+                .split('/')
+                .find_map(|component| globset::Glob::new(component).err())
+            {
                 return Err(invalid(
                     "gpu.device_patterns",
                     format!("{pattern:?}"),
@@ -1318,10 +1323,13 @@ mod tests {
 
     #[test]
     fn a_device_pattern_that_is_not_a_glob_is_rejected() {
-        let err = parse("[gpu]\ndevice_patterns = [\"/dev/nvidia[0-9\"]\n").expect_err("glob");
-        let msg = err.to_string();
-        assert!(msg.contains("gpu.device_patterns"), "{msg}");
-        assert!(msg.contains("valid glob"), "{msg}");
+        for pattern in ["/dev/nvidia[0-9", "/dev/{a,dri/b}"] {
+            let err =
+                parse(&format!("[gpu]\ndevice_patterns = [\"{pattern}\"]\n")).expect_err("glob");
+            let msg = err.to_string();
+            assert!(msg.contains("gpu.device_patterns"), "{msg}");
+            assert!(msg.contains("valid glob"), "{msg}");
+        }
     }
 
     #[test]

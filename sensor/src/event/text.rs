@@ -28,9 +28,12 @@ impl Text {
     /// characters as they are, `\` as `\\`, and each invalid byte as
     /// `\xNN`, so the original bytes can be recovered exactly.
     pub fn escaped(&self) -> Option<String> {
-        if self.as_str().is_some() {
-            return None;
-        }
+        self.as_str().is_none().then(|| self.escape())
+    }
+
+    /// The escaped form whether or not it is needed (a list whose every
+    /// element must be unescaped alike).
+    pub fn escape(&self) -> String {
         let mut out = String::with_capacity(self.0.len() + 8);
         for chunk in self.0.utf8_chunks() {
             for c in chunk.valid().chars() {
@@ -44,7 +47,7 @@ impl Text {
                 out.push_str(&format!("\\x{byte:02x}"));
             }
         }
-        Some(out)
+        out
     }
 
     /// Reverses [`Text::escaped`]; `None` for a malformed escape.
@@ -62,7 +65,7 @@ impl Text {
                     out.push(b'\\');
                     rest = more;
                 }
-                [b'x', hi, lo, more @ ..] => {
+                [b'x', hi, lo, more @ ..] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
                     let hex = std::str::from_utf8(&[*hi, *lo]).ok()?.to_owned();
                     out.push(u8::from_str_radix(&hex, 16).ok()?);
                     rest = more;
@@ -138,5 +141,9 @@ mod tests {
         assert_eq!(Text::unescape(&escaped), Some(tricky));
         assert_eq!(Text::unescape("bad\\q"), None);
         assert_eq!(Text::unescape("short\\x4"), None);
+        assert_eq!(Text::unescape("sign\\x+f"), None);
+        // A list escaped alike: valid elements double their backslashes.
+        let valid = Text::from("a\\x41");
+        assert_eq!(Text::unescape(&valid.escape()), Some(valid));
     }
 }

@@ -17,6 +17,8 @@ pub fn attach() -> Result<(Ebpf, usize), LoadError> {
     let btf = kernel_btf()?;
     let mut loaded = Vec::new();
     let mut attached = 0;
+    // The tier the benchmarks measure: the best one, which `run` uses
+    // wherever it loads.
     let tier = &TIERS[0];
     for attach in tier.programs.iter().flat_map(|spec| spec.attach) {
         let name = floor_program(attach)?;

@@ -12,7 +12,7 @@ use crate::kernel::{
     btf::KernelOffsets,
     maps::{Holders, InoFilter, KernelCounters, ReadMaps},
     object as ebpf,
-    programs::{Attach, TierSpec},
+    programs::{Attach, TIERS, TierSpec},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum LoadError {
     KernelBtf(#[source] Box<BtfError>),
     #[error("the eBPF object has no program {0} (the object and the agent are out of step)")]
     NoProgram(&'static str),
+    #[error("this build lists no hook tier (kernel/programs.rs)")]
+    NoTier,
     #[error("no empty program for {0} in the benchmark floor (add one to kernel/programs.rs)")]
     NoFloorProgram(String),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
@@ -175,6 +177,22 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
 }
 
 impl Sensor {
+    /// Loads the best tier this kernel takes: the first of [`TIERS`] whose
+    /// every program passes the verifier (as `doctor` reports it).
+    pub fn load_best(offsets: &KernelOffsets, opts: &LoadOptions) -> Result<Self, LoadError> {
+        let mut last = None;
+        for tier in TIERS {
+            match Self::load(offsets, opts, tier) {
+                Ok(sensor) => return Ok(sensor),
+                Err(err) => {
+                    tracing::info!(tier = ?tier.tier, error = %crate::Chain(&err), "hook tier unavailable here; trying the next");
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(LoadError::NoTier))
+    }
+
     /// Loads the object and verifies every program of `tier`, attaching
     /// nothing yet.
     pub fn load(
@@ -351,6 +369,9 @@ fn attach_with(
         program: name,
         target: attach.describe(),
         source: Box::new(source),
-        hint: TRACEFS_HINT,
+        hint: match attach {
+            Attach::TracePoint(..) | Attach::KProbe(_) => TRACEFS_HINT,
+            _ => VERIFIER_HINT,
+        },
     })
 }

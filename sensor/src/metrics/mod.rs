@@ -70,10 +70,21 @@ impl Registry {
             .map(|(.., m)| m)
     }
 
-    /// A counter `section.name`, created on first use.
+    /// A counter `section.name`, created on first use. A name is one kind
+    /// of metric: asking for a gauge's name as a counter is a bug, logged,
+    /// and answered with a counter that reports nowhere.
     pub fn counter(&mut self, section: &'static str, name: &'static str, help: &str) -> Counter {
-        if let Some(Metric::Counter(c)) = self.find(section, name) {
-            return c.clone();
+        match self.find(section, name) {
+            Some(Metric::Counter(c)) => return c.clone(),
+            Some(Metric::Gauge(_)) => {
+                tracing::error!(
+                    section,
+                    name,
+                    "metric registered as a gauge, asked for as a counter"
+                );
+                return Counter::default();
+            }
+            None => {}
         }
         let counter = Counter::default();
         self.prom
@@ -85,8 +96,17 @@ impl Registry {
 
     /// A gauge `section.name`, created on first use.
     pub fn gauge(&mut self, section: &'static str, name: &'static str, help: &str) -> Gauge {
-        if let Some(Metric::Gauge(g)) = self.find(section, name) {
-            return g.clone();
+        match self.find(section, name) {
+            Some(Metric::Gauge(g)) => return g.clone(),
+            Some(Metric::Counter(_)) => {
+                tracing::error!(
+                    section,
+                    name,
+                    "metric registered as a counter, asked for as a gauge"
+                );
+                return Gauge::default();
+            }
+            None => {}
         }
         let gauge = Gauge::default();
         self.prom
@@ -130,9 +150,16 @@ pub struct Section<'a> {
 }
 
 impl Section<'_> {
-    /// Sets the figure `name` of this section.
+    /// Sets the figure `name` of this section (a size, a level).
     pub fn set(&mut self, name: &'static str, help: &str, value: u64) {
         self.registry.gauge(self.name, name, help).set(value);
+    }
+
+    /// Publishes a running total the stage keeps itself as a counter: it
+    /// advances by what the total rose since the last call.
+    pub fn total(&mut self, name: &'static str, help: &str, total: u64) {
+        let counter = self.registry.counter(self.name, name, help);
+        counter.inc_by(total.saturating_sub(counter.get()));
     }
 }
 
@@ -144,6 +171,7 @@ mod tests {
     impl Collect for Sizes {
         fn collect(&self, section: &mut Section<'_>) {
             section.set("files", "watched files", self.0);
+            section.total("rescans", "rescans", self.0 * 2);
         }
     }
 
@@ -160,11 +188,19 @@ mod tests {
         let snapshot = registry.snapshot();
         assert_eq!(snapshot["agent"]["records_emitted"], 4);
         assert_eq!(snapshot["watch"]["files"], 13);
+        assert_eq!(snapshot["watch"]["rescans"], 26);
+        // A counter under a gauge's name reports nowhere.
+        registry.counter("watch", "files", "").inc_by(100);
+        assert_eq!(registry.snapshot()["watch"]["files"], 13);
         let text = registry.encode_text().expect("text");
         assert!(
             text.contains("weightwarden_agent_records_emitted_total 4"),
             "{text}"
         );
         assert!(text.contains("weightwarden_watch_files 13"), "{text}");
+        assert!(
+            text.contains("weightwarden_watch_rescans_total 26"),
+            "{text}"
+        );
     }
 }

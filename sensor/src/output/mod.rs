@@ -26,7 +26,6 @@ pub struct Fanout {
     outputs: Vec<Output>,
     /// One encoder and one reused buffer per format in use.
     encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
-    pub encode_failures: u64,
 }
 
 impl Fanout {
@@ -59,11 +58,7 @@ impl Fanout {
                 }
             })
             .collect();
-        Self {
-            outputs,
-            encoders,
-            encode_failures: 0,
-        }
+        Self { outputs, encoders }
     }
 
     /// Encodes `event` once per format and writes it to every output.
@@ -71,7 +66,6 @@ impl Fanout {
         for (format, encoder, buf) in &mut self.encoders {
             buf.clear();
             if let Err(err) = encoder.encode(event, buf) {
-                self.encode_failures += 1;
                 tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
                 buf.clear();
                 // Outputs of this format count it as a failed write.

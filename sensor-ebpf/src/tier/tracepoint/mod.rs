@@ -3,7 +3,7 @@
 //! and one at exit (`sys_enter`/`sys_exit` BTF tracepoints, decoded in
 //! `syscall` from `pt_regs` read through `regs`). Each program is a thin
 //! wrapper over the tier-neutral modules; its attach point is listed in the
-//! agent's `sensor/src/programs.rs` (`TRACEPOINT_TIER`), by program name.
+//! agent's `sensor/src/kernel/programs.rs` (`TRACEPOINT_TIER`), by program name.
 
 mod regs;
 mod syscall;

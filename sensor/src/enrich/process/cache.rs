@@ -143,12 +143,12 @@ impl crate::metrics::Collect for ProcessStats {
             "live GPU-serving processes",
             self.gpu_processes as u64,
         );
-        out.set(
+        out.total(
             "evictions",
             "entries dropped from a full table",
             self.evictions,
         );
-        out.set(
+        out.total(
             "proc_read_failures",
             "/proc reads that left a process without details",
             self.proc_read_failures,
@@ -279,7 +279,7 @@ impl ProcessTable {
         let pids = match procfs::list_pids(&self.proc_root) {
             Ok(pids) => pids,
             Err(err) => {
-                tracing::warn!(%err, "cannot load running processes");
+                tracing::warn!(err = %crate::Chain(&err), "cannot load running processes");
                 return 0;
             }
         };
@@ -301,7 +301,7 @@ impl ProcessTable {
                 Err(ProcError::Gone { .. }) => {}
                 Err(err) => {
                     self.count_proc_failure();
-                    tracing::debug!(%err, "process not loaded");
+                    tracing::debug!(err = %crate::Chain(&err), "process not loaded");
                 }
             }
         }
@@ -545,7 +545,7 @@ impl ProcessTable {
             }
             Err(err) => {
                 self.count_proc_failure();
-                tracing::debug!(%err, "ancestor not found");
+                tracing::debug!(err = %crate::Chain(&err), "ancestor not found");
                 None
             }
         }
@@ -577,7 +577,7 @@ impl ProcessTable {
     fn read_process(&self, pid: u32) -> Result<ProcSnapshot, ProcError> {
         procfs::read_process(&self.proc_root, pid).inspect_err(|err| {
             self.count_proc_failure();
-            tracing::debug!(%err, "process details unavailable");
+            tracing::debug!(err = %crate::Chain(&err), "process details unavailable");
         })
     }
 

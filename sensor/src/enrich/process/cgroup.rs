@@ -97,7 +97,7 @@ impl CgroupResolver {
                 .is_none_or(|at| now.saturating_duration_since(at) >= self.rewalk_interval);
             if due {
                 if let Err(err) = self.walk(now) {
-                    tracing::debug!(%err, cgroup_id, "cgroup id lookup walk failed");
+                    tracing::debug!(err = %crate::Chain(&err), cgroup_id, "cgroup id lookup walk failed");
                 } else if !self.paths.contains_key(&cgroup_id) {
                     // This walk began after the id was seen in a record, so
                     // after its cgroup was created (a cgroup exists before
@@ -154,7 +154,7 @@ impl CgroupResolver {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                 Err(source) if depth == 0 => return Err(CgroupError::Walk { path: dir, source }),
                 Err(err) => {
-                    tracing::debug!(path = %dir.display(), %err, "skipping unreadable cgroup");
+                    tracing::debug!(path = %dir.display(), err = %crate::Chain(&err), "skipping unreadable cgroup");
                     continue;
                 }
             };
@@ -193,7 +193,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     match fs::read_to_string("/proc/self/mountinfo") {
         Ok(text) => cgroup2_mount_from(&text),
         Err(err) => {
-            tracing::warn!(%err, "cannot read /proc/self/mountinfo to find the cgroup2 mount");
+            tracing::warn!(err = %crate::Chain(&err), "cannot read /proc/self/mountinfo to find the cgroup2 mount");
             None
         }
     }

@@ -95,7 +95,7 @@ pub fn read_process(proc_root: &Path, pid: u32) -> Result<ProcSnapshot, ProcErro
         Ok(args) => args,
         Err(ProcError::Gone { pid }) => return Err(ProcError::Gone { pid }),
         Err(err) => {
-            tracing::debug!(%err, "process arguments unavailable");
+            tracing::debug!(err = %crate::Chain(&err), "process arguments unavailable");
             (Vec::new(), false)
         }
     };
@@ -103,7 +103,7 @@ pub fn read_process(proc_root: &Path, pid: u32) -> Result<ProcSnapshot, ProcErro
         Ok(path) => path,
         Err(ProcError::Gone { pid }) => return Err(ProcError::Gone { pid }),
         Err(err) => {
-            tracing::debug!(%err, "process cgroup unavailable");
+            tracing::debug!(err = %crate::Chain(&err), "process cgroup unavailable");
             None
         }
     };
@@ -173,7 +173,7 @@ pub fn pids_with_open_file(proc_root: &Path, matches: impl Fn(&Path) -> bool) ->
     let pids = match list_pids(proc_root) {
         Ok(pids) => pids,
         Err(err) => {
-            tracing::warn!(%err, "cannot look for processes holding GPU devices");
+            tracing::warn!(err = %crate::Chain(&err), "cannot look for processes holding GPU devices");
             return Vec::new();
         }
     };

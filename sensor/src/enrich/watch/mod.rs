@@ -203,32 +203,32 @@ impl crate::metrics::Collect for WatchStats {
             "watch roots missing now",
             n(self.missing_roots),
         );
-        out.set(
+        out.total(
             "unreadable_dirs",
             "directories that could not be listed",
             self.unreadable_dirs,
         );
-        out.set(
+        out.total(
             "watch_failures",
             "directories that could not be watched",
             self.watch_failures,
         );
-        out.set(
+        out.total(
             "map_full_failures",
             "files not audited: the kernel map was full",
             self.map_full_failures,
         );
-        out.set(
+        out.total(
             "map_update_failures",
             "refused kernel map updates",
             self.map_update_failures,
         );
-        out.set(
+        out.total(
             "queue_overflows",
             "inotify queue overflows",
             self.queue_overflows,
         );
-        out.set("rescans", "full re-walks of the roots", self.rescans);
+        out.total("rescans", "full re-walks of the roots", self.rescans);
     }
 }
 
@@ -1110,7 +1110,7 @@ impl WatchSet {
                 Err(error) => {
                     if root.present {
                         let error = root_error(root.path.clone(), error);
-                        warn!(%error, "watch root lost; waiting for it to reappear");
+                        warn!(error = %crate::Chain(&error), "watch root lost; waiting for it to reappear");
                     }
                     root.present = false;
                     root.reported = true;

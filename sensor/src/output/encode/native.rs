@@ -200,12 +200,12 @@ impl<'a> From<&'a Process> for WireProcess<'a> {
             Some((readable, escaped)) => (Some(readable), escaped),
             None => (None, None),
         };
-        let args_escaped = p.args.iter().any(|a| a.escaped().is_some()).then(|| {
-            p.args
-                .iter()
-                .map(|a| a.escaped().unwrap_or_else(|| a.to_lossy().into_owned()))
-                .collect()
-        });
+        // Every element escaped alike, so the list unescapes as one.
+        let args_escaped = p
+            .args
+            .iter()
+            .any(|a| a.as_str().is_none())
+            .then(|| p.args.iter().map(Text::escape).collect());
         WireProcess {
             pid: p.pid,
             tid: p.tid,

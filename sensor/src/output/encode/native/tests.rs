@@ -302,7 +302,7 @@ fn invalid_utf8_gets_a_faithful_twin_and_decodes_to_the_same_bytes() {
     let mut event = base(Action::Open, Some(process()));
     let mut p = process();
     p.exe = Some(Text::from(b"/opt/\xffbin".as_slice()));
-    p.args = vec![Text::from("ok"), Text::from(b"x\xfe.gguf".as_slice())];
+    p.args = vec![Text::from("a\\x41"), Text::from(b"x\xfe.gguf".as_slice())];
     p.ancestors[0].exe = Some(Text::from(b"/a\xc3".as_slice()));
     event.process = Some(p);
     event.file = Some(file(None));
@@ -314,7 +314,7 @@ fn invalid_utf8_gets_a_faithful_twin_and_decodes_to_the_same_bytes() {
     assert_eq!(json["file"]["path_escaped"], "/models/x\\xff.gguf");
     assert_eq!(json["process"]["exe_escaped"], "/opt/\\xffbin");
     assert_eq!(json["process"]["args_escaped"][1], "x\\xfe.gguf");
-    assert_eq!(json["process"]["args_escaped"][0], "ok");
+    assert_eq!(json["process"]["args_escaped"][0], "a\\\\x41");
     assert_eq!(json["process"]["ancestors"][0]["exe_escaped"], "/a\\xc3");
     assert_eq!(decode(&line).expect("decode"), event);
 }
