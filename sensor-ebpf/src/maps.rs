@@ -47,10 +47,14 @@ pub static HOLDERS_AGENT: Array<u64> = Array::with_max_entries(512, 0);
 #[map]
 pub static HOLDERS_BYPASS: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Per-thread state between a syscall's enter and exit. LRU so that threads
-/// killed inside a syscall cannot leak entries forever.
+/// Per-thread state between a syscall's enter and exit. A plain hash, not
+/// LRU: when it is full an insert must fail and be counted
+/// (`pending_full`), not evict another thread's read in flight unseen. No
+/// entry leaks: a thread killed inside a followed syscall still leaves it
+/// through the exit path, where `sys_exit` removes the entry, and a reused
+/// thread id overwrites its stale entry.
 #[map]
-pub static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(16_384, 0);
+pub static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(16_384, 0);
 
 /// Loss and error counters, indexed by `sensor_common::counter`.
 #[map]

@@ -192,8 +192,7 @@ fn pending_map_full_is_counted_and_reported() {
     let Some((_root, _pids, sensor)) = readv_on_both_cpus() else {
         return;
     };
-    // The agent has no warning for this counter (reported): the line that
-    // names it is the summary at stop.
+    // The stop line names the counter too (the warning has its own test).
     let (refused, _) = assert_loss_reported(sensor, "pending_full", " stopped ");
     assert!(
         refused <= 2 * READS,
@@ -203,14 +202,12 @@ fn pending_map_full_is_counted_and_reported() {
 }
 
 #[test]
-#[ignore = "sensor bug: a full LRU pending map evicts another thread's in-flight read, which is then lost uncounted (see the test's comment)"]
 fn every_read_lost_to_a_full_pending_map_is_counted() {
     // Every readv is either accounted at exit or counted as refused at
-    // entry. PENDING is an LRU map: an insert on one CPU may evict the
-    // other CPU's in-flight entry instead of failing, and that read is
-    // then neither accounted nor counted. Measured here (2 x 20,000
-    // readv, two runs): 28,741 + 4,315 counted = 33,056 and 33,304 +
-    // 3,606 = 36,910 of 40,000: thousands lost without a trace.
+    // entry. When PENDING was an LRU map, an insert on one CPU could evict
+    // the other CPU's in-flight entry instead of failing, and that read
+    // was neither accounted nor counted (measured: 33,056 and 36,910 of
+    // 40,000). It is a plain hash now: a full map refuses, and counts.
     let Some((_root, pids, sensor)) = readv_on_both_cpus() else {
         return;
     };
