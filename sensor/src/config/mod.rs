@@ -5,6 +5,11 @@
 //! Precedence is flags over file over built-in defaults. Every setting is
 //! documented in `docs/configuration.md`; `etc/weightwarden.toml` is a
 //! commented copy of the defaults and a unit test keeps the two equal.
+//!
+//! The layering is `#[serde(default)]` plus [`Config::apply`], a few lines,
+//! rather than `figment`: one file and one set of flags need no provider
+//! stack, and toml's own errors (line, column, the snippet, the keys
+//! allowed there) reach the user unchanged.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -9,6 +9,12 @@
 //! `/proc` directory. [`read_process`] reads `stat` again last and rejects
 //! the snapshot if the start time changed, so one snapshot never mixes two
 //! processes.
+//!
+//! Hand-written rather than on the `procfs` crate (which also takes a fake
+//! root): that crate returns arguments and link targets as lossy `String`s,
+//! and records must keep an executable's and its arguments' bytes; the
+//! few files read here (`stat`, `status`, `cmdline`, `cgroup`, `exe`, `fd/`)
+//! are a small parser each, tested against a fake tree and the real `/proc`.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
