@@ -8,15 +8,17 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
+    ffi::OsStr,
     fs,
     io::Write,
-    os::unix::fs::MetadataExt,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
+use sensor::event::{Access, AccessDetail, Action, Event, File, Process, ReadSummary, SyscallAbi};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -67,6 +69,17 @@ pub fn identity(path: &Path) -> (String, u64) {
     let dev = m.dev();
     (
         format!("{}:{}", libc::major(dev), libc::minor(dev)),
+        m.ino(),
+    )
+}
+
+/// `(dev, ino)` of a path as the event model holds them: `dev` is the
+/// kernel's `s_dev`, `(major << 20) | minor`, not userspace's `st_dev`.
+pub fn kernel_identity(path: &Path) -> (u64, u64) {
+    let m = fs::metadata(path).unwrap();
+    let dev = m.dev();
+    (
+        (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
         m.ino(),
     )
 }
@@ -165,10 +178,30 @@ impl SensorProcess {
 
     /// Waits until a record matches `pred`; panics with the log on timeout.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.poll(what, timeout, || {
+            self.records().into_iter().find(|r| pred(r))
+        })
+    }
+
+    /// `wait_for`, on decoded events.
+    pub fn wait_for_event(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.poll(what, timeout, || {
+            self.events().into_iter().find(|e| pred(e))
+        })
+    }
+
+    /// Calls `found` until it returns something; panics with the log on
+    /// timeout.
+    fn poll<T>(&self, what: &str, timeout: Duration, found: impl Fn() -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return r;
+            if let Some(it) = found() {
+                return it;
             }
             if Instant::now() > deadline {
                 self.fail(&format!("no {what} record within {timeout:?}"));
@@ -186,6 +219,19 @@ impl SensorProcess {
             .collect()
     }
 
+    /// File events (open, read, mmap, close) for a file identity.
+    pub fn file_events(&self, path: &Path) -> Vec<Event> {
+        let (dev, ino) = kernel_identity(path);
+        self.events()
+            .into_iter()
+            .filter(|e| {
+                e.file
+                    .as_ref()
+                    .is_some_and(|f| (f.dev, f.ino) == (dev, ino))
+            })
+            .collect()
+    }
+
     /// Records of `action` for a process id.
     pub fn by_pid(&self, action: &str, pid: u32) -> Vec<Value> {
         self.records()
@@ -194,10 +240,18 @@ impl SensorProcess {
             .collect()
     }
 
+    /// Events of `action` for a process id.
+    pub fn events_by_pid(&self, action: Action, pid: u32) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| is_by(e, action, pid))
+            .collect()
+    }
+
     /// The process's exit record has been written: everything it did is in.
-    pub fn wait_exit(&self, pid: u32) -> Value {
-        self.wait_for(&format!("exit of {pid}"), RECORD_TIMEOUT, |r| {
-            r["action"] == "exit" && r["process"]["pid"] == pid
+    pub fn wait_exit(&self, pid: u32) -> Event {
+        self.wait_for_event(&format!("exit of {pid}"), RECORD_TIMEOUT, |e| {
+            is_by(e, Action::Exit, pid)
         })
     }
 
@@ -213,6 +267,12 @@ impl SensorProcess {
     /// returns the exit status and all records.
     pub fn stop(self) -> (ExitStatus, Vec<Value>) {
         self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// `stop`, with the records decoded into events.
+    pub fn stop_events(mut self) -> (ExitStatus, Vec<Event>) {
+        let (status, _) = self.finish(nix::sys::signal::Signal::SIGTERM);
+        (status, self.events())
     }
 
     /// `stop`, also returning the agent's whole stderr (the temp dir that
@@ -544,6 +604,130 @@ pub fn read_bytes(records: &[Value]) -> u64 {
         .filter(|r| r["action"] == "read")
         .map(|r| r["access"]["bytes"].as_u64().unwrap_or(0))
         .sum()
+}
+
+/// Whether `e` is an `action` by process `pid`.
+pub fn is_by(e: &Event, action: Action, pid: u32) -> bool {
+    e.action == action && e.process.as_ref().is_some_and(|p| p.pid == pid)
+}
+
+/// The events of `action` by `pid` among `events` (a stopped run's).
+pub fn of_pid(events: &[Event], action: Action, pid: u32) -> Vec<&Event> {
+    events.iter().filter(|e| is_by(e, action, pid)).collect()
+}
+
+/// The acting process; panics on the sensor's own records.
+pub fn process(e: &Event) -> &Process {
+    e.process
+        .as_ref()
+        .unwrap_or_else(|| panic!("no process: {e:?}"))
+}
+
+/// The file; panics unless `e` is a file action.
+pub fn file(e: &Event) -> &File {
+    e.file.as_ref().unwrap_or_else(|| panic!("no file: {e:?}"))
+}
+
+/// The file's watched path, as the bytes it is.
+pub fn path(e: &Event) -> &Path {
+    let path = file(e).path.as_ref();
+    Path::new(OsStr::from_bytes(
+        path.unwrap_or_else(|| panic!("no path: {e:?}")).as_bytes(),
+    ))
+}
+
+/// The acting process's executable.
+pub fn exe(e: &Event) -> &Path {
+    let exe = process(e).exe.as_ref();
+    Path::new(OsStr::from_bytes(
+        exe.unwrap_or_else(|| panic!("no exe: {e:?}")).as_bytes(),
+    ))
+}
+
+/// How the file was used; panics unless `e` is a file action.
+pub fn access(e: &Event) -> &Access {
+    e.access
+        .as_ref()
+        .unwrap_or_else(|| panic!("no access: {e:?}"))
+}
+
+/// The read summary of a read event.
+pub fn read_summary(e: &Event) -> &ReadSummary {
+    match &access(e).detail {
+        AccessDetail::Read(summary) => summary,
+        _ => panic!("not a read: {e:?}"),
+    }
+}
+
+/// The raw `f_flags` of an open event.
+pub fn open_flags(e: &Event) -> u32 {
+    match access(e).detail {
+        AccessDetail::Open { flags, .. } => flags,
+        _ => panic!("not an open: {e:?}"),
+    }
+}
+
+/// The access mode of raw open flags (`libc::O_RDONLY`, `O_WRONLY`, ...).
+pub fn access_mode(flags: u32) -> i32 {
+    flags as i32 & libc::O_ACCMODE
+}
+
+/// The kernel's `O_LARGEFILE` on x86-64, which it sets on every file a
+/// 64-bit process opens (glibc's `libc::O_LARGEFILE` is 0 there).
+pub const KERNEL_O_LARGEFILE: u32 = 0o100000;
+
+/// Asserts that `e` is a successful native `mmap(NULL, length, PROT_READ,
+/// MAP_PRIVATE, fd, 0)` of `file_path`.
+pub fn assert_read_only_private_mapping(e: &Event, file_path: &Path, length: u64) {
+    let AccessDetail::Mmap {
+        prot,
+        flags,
+        offset,
+        length: mapped,
+        result,
+        ..
+    } = access(e).detail
+    else {
+        panic!("not an mmap: {e:?}");
+    };
+    assert_eq!(
+        (mapped, offset, prot, flags),
+        (length, 0, libc::PROT_READ as u32, libc::MAP_PRIVATE as u32),
+        "(length, offset, prot, flags): {e:?}"
+    );
+    assert!(result >= 0, "the mapping failed: {e:?}");
+    assert_eq!(access(e).abi, SyscallAbi::Native, "{e:?}");
+    assert_eq!(path(e), file_path);
+}
+
+/// Sum of the bytes of the read events among `events`.
+pub fn read_total<'a>(events: impl IntoIterator<Item = &'a Event>) -> u64 {
+    events
+        .into_iter()
+        .filter(|e| e.action == Action::Read)
+        .map(|e| read_summary(e).bytes)
+        .sum()
+}
+
+/// An event as a compact line, for assertion messages.
+pub fn brief_event(e: &Event) -> String {
+    let bytes = match e.access.as_ref().map(|a| &a.detail) {
+        Some(AccessDetail::Read(summary)) => summary.bytes.to_string(),
+        _ => "-".to_owned(),
+    };
+    let path = e.file.as_ref().and_then(|f| f.path.as_ref());
+    format!(
+        "{:?} pid={:?} tid={:?} comm={:?} bytes={bytes} path={path:?}",
+        e.action,
+        e.process.as_ref().map(|p| p.pid),
+        e.process.as_ref().map(|p| p.tid),
+        e.process.as_ref().map(|p| p.comm.as_str()),
+    )
+}
+
+/// `brief_event` of each, for `{:#?}` in assertion messages.
+pub fn briefs<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<String> {
+    events.into_iter().map(brief_event).collect()
 }
 
 /// A Python snippet running with piped stdin and stdout, for tests that

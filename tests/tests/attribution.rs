@@ -6,6 +6,7 @@
 
 use std::{fs, os::unix::fs::symlink, process::Command};
 
+use sensor::event::Action;
 use tests::{SensorProcess, brief, python, read_bytes, run, write_file};
 
 const MIB: usize = 1024 * 1024;
@@ -209,18 +210,18 @@ fn main_thread_exiting_first_does_not_end_the_process() {
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     let exit = sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
+    let reads = sensor.events_by_pid(Action::Read, pid);
     assert_eq!(
-        read_bytes(&reads),
+        tests::read_total(&reads),
         MIB as u64,
         "{:#?}",
-        reads.iter().map(brief).collect::<Vec<_>>()
+        tests::briefs(&reads)
     );
-    let exits = sensor.by_pid("exit", pid);
+    let exits = sensor.events_by_pid(Action::Exit, pid);
     assert_eq!(exits.len(), 1, "one exit per process: {exits:#?}");
     assert!(
-        exit["time"].as_str() >= reads[0]["time"].as_str(),
-        "the exit comes after the reads"
+        exit.time >= reads[0].time,
+        "the exit comes after the reads: {exit:?} {reads:?}"
     );
 }
 

@@ -5,6 +5,7 @@
 
 use std::{fs, process::Command, time::Duration};
 
+use sensor::event::{Action, Text};
 use serde_json::Value;
 use tests::{RECORD_TIMEOUT, SensorProcess, brief, identity, python, read_bytes, run, write_file};
 
@@ -189,31 +190,32 @@ fn exec_and_exit_records_carry_process_context() {
     let after = tests::now_ns();
     assert_eq!(status.code(), Some(3));
     let exit = sensor.wait_exit(pid);
-    assert_eq!(exit["exit"]["code"], 3);
-    let exec = sensor.wait_for("exec", RECORD_TIMEOUT, |r| {
-        r["action"] == "exec" && r["process"]["pid"] == pid
+    assert_eq!(exit.exit.and_then(|x| x.code()), Some(3), "{exit:?}");
+    let exec = sensor.wait_for_event("exec", RECORD_TIMEOUT, |e| {
+        tests::is_by(e, Action::Exec, pid)
     });
+    let process = tests::process(&exec);
     assert_eq!(
-        exec["process"]["args"],
-        serde_json::json!(["sh", "-c", "exit 3"])
+        process.args,
+        ["sh", "-c", "exit 3"].map(Text::from),
+        "{process:?}"
     );
-    assert_eq!(exec["process"]["ppid"], std::process::id());
-    let ancestors = exec["process"]["ancestors"].as_array().unwrap();
-    assert_eq!(ancestors[0]["pid"], std::process::id(), "{exec}");
+    assert_eq!(process.ppid, std::process::id());
+    assert_eq!(
+        process.ancestors.first().map(|a| a.pid),
+        Some(std::process::id()),
+        "{process:?}"
+    );
     // The process started between the spawn and its reaping (a few ms of
     // slack: the kernel's boot clock is turned into wall time).
-    let start = tests::rfc3339_ns(exec["process"]["start_time"].as_str().unwrap());
+    let start = process.start_time.expect("a start time").unix_ns;
     let slack = 20_000_000;
     assert!(
         before - slack <= start && start <= after + slack,
-        "start_time {} not within [{before}, {after}] ns: {exec}",
-        exec["process"]["start_time"]
+        "start_time {start} not within [{before}, {after}] ns: {exec:?}"
     );
-    assert_eq!(exit["process"]["start_time"], exec["process"]["start_time"]);
-    assert_eq!(
-        exec["process"]["exe"],
-        fs::canonicalize("/bin/sh").unwrap().display().to_string()
-    );
+    assert_eq!(tests::process(&exit).start_time, process.start_time);
+    assert_eq!(tests::exe(&exec), fs::canonicalize("/bin/sh").unwrap());
 }
 
 #[test]
