@@ -693,10 +693,10 @@ pub fn assert_read_only_private_mapping(e: &Event, file_path: &Path, length: u64
     assert_eq!(
         (mapped, offset, prot, flags),
         (length, 0, libc::PROT_READ as u32, libc::MAP_PRIVATE as u32),
-        "(length, offset, prot, flags): {e:?}"
+        "(length, offset, prot, flags)"
     );
-    assert!(result >= 0, "the mapping failed: {e:?}");
-    assert_eq!(access(e).abi, SyscallAbi::Native, "{e:?}");
+    assert!(result >= 0, "the mapping failed: {:?}", access(e));
+    assert_eq!(access(e).abi, SyscallAbi::Native);
     assert_eq!(path(e), file_path);
 }
 

@@ -100,7 +100,7 @@ impl Run {
         let opens = self.mine(Action::Open);
         assert_eq!(opens.len(), 1, "{}", self.describe());
         let mode = access_mode(open_flags(opens[0]));
-        assert_eq!(mode, libc::O_RDONLY, "{:?}", opens[0]);
+        assert_eq!(mode, libc::O_RDONLY, "{:?}", tests::access(opens[0]));
         assert_eq!(path(opens[0]), self.file);
     }
 
@@ -164,7 +164,7 @@ fn creat_85() {
         open_flags(opens[0]),
         libc::O_WRONLY as u32 | KERNEL_O_LARGEFILE,
         "{:?}",
-        opens[0]
+        tests::access(opens[0])
     );
     assert_eq!(path(opens[0]), run.file);
     assert!(run.mine(Action::Read).is_empty(), "{}", run.describe());
