@@ -63,19 +63,9 @@ pub fn write_file(path: &Path, size: usize) {
     f.sync_all().unwrap();
 }
 
-/// `(dev as major:minor, ino)` of a path, as records print them.
-pub fn identity(path: &Path) -> (String, u64) {
-    let m = fs::metadata(path).unwrap();
-    let dev = m.dev();
-    (
-        format!("{}:{}", libc::major(dev), libc::minor(dev)),
-        m.ino(),
-    )
-}
-
 /// `(dev, ino)` of a path as the event model holds them: `dev` is the
 /// kernel's `s_dev`, `(major << 20) | minor`, not userspace's `st_dev`.
-pub fn kernel_identity(path: &Path) -> (u64, u64) {
+pub fn identity(path: &Path) -> (u64, u64) {
     let m = fs::metadata(path).unwrap();
     let dev = m.dev();
     (
@@ -210,18 +200,9 @@ impl SensorProcess {
         }
     }
 
-    /// File records (open, read, mmap, close) for a file identity.
-    pub fn file_records(&self, path: &Path) -> Vec<Value> {
-        let (dev, ino) = identity(path);
-        self.records()
-            .into_iter()
-            .filter(|r| r["file"]["ino"] == ino && r["file"]["dev"] == dev.as_str())
-            .collect()
-    }
-
     /// File events (open, read, mmap, close) for a file identity.
     pub fn file_events(&self, path: &Path) -> Vec<Event> {
-        let (dev, ino) = kernel_identity(path);
+        let (dev, ino) = identity(path);
         self.events()
             .into_iter()
             .filter(|e| {
@@ -585,27 +566,6 @@ pub fn python(code: &str, args: &[&str]) -> u32 {
     run(python_command().arg("-c").arg(code).args(args))
 }
 
-/// Fields of a record as a compact string, for assertion messages.
-pub fn brief(r: &Value) -> String {
-    format!(
-        "{} pid={} comm={} bytes={} path={}",
-        r["action"],
-        r["process"]["pid"],
-        r["process"]["comm"],
-        r["access"]["bytes"],
-        r["file"]["path"]
-    )
-}
-
-/// Sum of `access.bytes` over read records.
-pub fn read_bytes(records: &[Value]) -> u64 {
-    records
-        .iter()
-        .filter(|r| r["action"] == "read")
-        .map(|r| r["access"]["bytes"].as_u64().unwrap_or(0))
-        .sum()
-}
-
 /// Whether `e` is an `action` by process `pid`.
 pub fn is_by(e: &Event, action: Action, pid: u32) -> bool {
     e.action == action && e.process.as_ref().is_some_and(|p| p.pid == pid)
@@ -710,7 +670,7 @@ pub fn read_total<'a>(events: impl IntoIterator<Item = &'a Event>) -> u64 {
 }
 
 /// An event as a compact line, for assertion messages.
-pub fn brief_event(e: &Event) -> String {
+pub fn brief(e: &Event) -> String {
     let bytes = match e.access.as_ref().map(|a| &a.detail) {
         Some(AccessDetail::Read(summary)) => summary.bytes.to_string(),
         _ => "-".to_owned(),
@@ -725,9 +685,9 @@ pub fn brief_event(e: &Event) -> String {
     )
 }
 
-/// `brief_event` of each, for `{:#?}` in assertion messages.
+/// `brief` of each, for `{:#?}` in assertion messages.
 pub fn briefs<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<String> {
-    events.into_iter().map(brief_event).collect()
+    events.into_iter().map(brief).collect()
 }
 
 /// A Python snippet running with piped stdin and stdout, for tests that

@@ -8,8 +8,8 @@ use std::{fs, process::Command, time::Duration};
 use sensor::event::{Action, Event, FlushReason, Text, Tier};
 use serde_json::Value;
 use tests::{
-    RECORD_TIMEOUT, SensorProcess, access_mode, briefs, exe, file, is_by, kernel_identity,
-    open_flags, path, process, python, read_summary, read_total, run, write_file,
+    RECORD_TIMEOUT, SensorProcess, access_mode, briefs, exe, file, identity, is_by, open_flags,
+    path, process, python, read_summary, read_total, run, write_file,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -34,7 +34,7 @@ fn cat_of_64_mib_weight_file_is_an_open_and_one_read_summary() {
     let pid = run(Command::new("cat").arg(&weights));
     sensor.wait_exit(pid);
 
-    let (dev, ino) = kernel_identity(&weights);
+    let (dev, ino) = identity(&weights);
     // Decoding already checked the schema (`weightwarden/1`).
     let open = only(sensor.events_by_pid(Action::Open, pid), "open");
     assert_eq!(path(&open), weights);
@@ -197,7 +197,7 @@ fn exec_and_exit_records_carry_process_context() {
         exit.exit.and_then(|x| x.code()),
         Some(3),
         "{}",
-        tests::brief_event(&exit)
+        tests::brief(&exit)
     );
     let exec = sensor.wait_for_event("exec", RECORD_TIMEOUT, |e| is_by(e, Action::Exec, pid));
     let execed = process(&exec);
@@ -219,7 +219,7 @@ fn exec_and_exit_records_carry_process_context() {
     assert!(
         before - slack <= start && start <= after + slack,
         "start_time {start} not within [{before}, {after}] ns: {}",
-        tests::brief_event(&exec)
+        tests::brief(&exec)
     );
     assert_eq!(process(&exit).start_time, execed.start_time);
     assert_eq!(exe(&exec), fs::canonicalize("/bin/sh").unwrap());
@@ -435,7 +435,7 @@ fn names_and_arguments_that_are_not_utf8_keep_their_bytes() {
     }
     for (file, &pid) in files.iter().zip(&pids) {
         let open = only(sensor.events_by_pid(Action::Open, pid), "open");
-        assert_eq!(path(&open), file, "{}", tests::brief_event(&open));
+        assert_eq!(path(&open), file, "{}", tests::brief(&open));
         let args = &process(&open).args;
         assert_eq!(args.last(), Some(&Text::from(file.as_os_str().as_bytes())));
     }
