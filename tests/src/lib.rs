@@ -18,7 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor::event::{Access, AccessDetail, Action, Event, File, Process, ReadSummary, SyscallAbi};
+use sensor::event::{
+    Access, AccessDetail, Action, Event, File, Process, ReadSummary, SyscallAbi, Text,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -591,17 +593,17 @@ pub fn file(e: &Event) -> &File {
 /// The file's watched path, as the bytes it is.
 pub fn path(e: &Event) -> &Path {
     let path = file(e).path.as_ref();
-    Path::new(OsStr::from_bytes(
-        path.unwrap_or_else(|| panic!("no path: {e:?}")).as_bytes(),
-    ))
+    text_path(path.unwrap_or_else(|| panic!("no path: {e:?}")))
 }
 
 /// The acting process's executable.
 pub fn exe(e: &Event) -> &Path {
     let exe = process(e).exe.as_ref();
-    Path::new(OsStr::from_bytes(
-        exe.unwrap_or_else(|| panic!("no exe: {e:?}")).as_bytes(),
-    ))
+    text_path(exe.unwrap_or_else(|| panic!("no exe: {e:?}")))
+}
+
+fn text_path(text: &Text) -> &Path {
+    Path::new(OsStr::from_bytes(text.as_bytes()))
 }
 
 /// How the file was used; panics unless `e` is a file action.
@@ -671,18 +673,18 @@ pub fn read_total<'a>(events: impl IntoIterator<Item = &'a Event>) -> u64 {
 
 /// An event as a compact line, for assertion messages.
 pub fn brief(e: &Event) -> String {
-    let bytes = match e.access.as_ref().map(|a| &a.detail) {
-        Some(AccessDetail::Read(summary)) => summary.bytes.to_string(),
-        _ => "-".to_owned(),
-    };
-    let path = e.file.as_ref().and_then(|f| f.path.as_ref());
-    format!(
-        "{:?} pid={:?} tid={:?} comm={:?} bytes={bytes} path={path:?}",
-        e.action,
-        e.process.as_ref().map(|p| p.pid),
-        e.process.as_ref().map(|p| p.tid),
-        e.process.as_ref().map(|p| p.comm.as_str()),
-    )
+    use std::fmt::Write as _;
+    let mut line = format!("{:?}", e.action);
+    if let Some(p) = &e.process {
+        let _ = write!(line, " pid={} tid={} comm={:?}", p.pid, p.tid, p.comm);
+    }
+    if let Some(AccessDetail::Read(summary)) = e.access.as_ref().map(|a| &a.detail) {
+        let _ = write!(line, " bytes={}", summary.bytes);
+    }
+    if let Some(path) = e.file.as_ref().and_then(|f| f.path.as_ref()) {
+        let _ = write!(line, " path={path:?}");
+    }
+    line
 }
 
 /// `brief` of each, for `{:#?}` in assertion messages.
