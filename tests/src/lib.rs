@@ -8,15 +8,19 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
+    ffi::OsStr,
     fs,
     io::Write,
-    os::unix::fs::MetadataExt,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
+use sensor::event::{
+    Access, AccessDetail, Action, Event, File, Process, ReadSummary, SyscallAbi, Text,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -61,12 +65,13 @@ pub fn write_file(path: &Path, size: usize) {
     f.sync_all().unwrap();
 }
 
-/// `(dev as major:minor, ino)` of a path, as records print them.
-pub fn identity(path: &Path) -> (String, u64) {
+/// `(dev, ino)` of a path as the event model holds them: `dev` is the
+/// kernel's `s_dev`, `(major << 20) | minor`, not userspace's `st_dev`.
+pub fn identity(path: &Path) -> (u64, u64) {
     let m = fs::metadata(path).unwrap();
     let dev = m.dev();
     (
-        format!("{}:{}", libc::major(dev), libc::minor(dev)),
+        (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
         m.ino(),
     )
 }
@@ -165,10 +170,30 @@ impl SensorProcess {
 
     /// Waits until a record matches `pred`; panics with the log on timeout.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.poll(what, timeout, || {
+            self.records().into_iter().find(|r| pred(r))
+        })
+    }
+
+    /// `wait_for`, on decoded events.
+    pub fn wait_for_event(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.poll(what, timeout, || {
+            self.events().into_iter().find(|e| pred(e))
+        })
+    }
+
+    /// Calls `found` until it returns something; panics with the log on
+    /// timeout.
+    fn poll<T>(&self, what: &str, timeout: Duration, found: impl Fn() -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return r;
+            if let Some(it) = found() {
+                return it;
             }
             if Instant::now() > deadline {
                 self.fail(&format!("no {what} record within {timeout:?}"));
@@ -177,12 +202,16 @@ impl SensorProcess {
         }
     }
 
-    /// File records (open, read, mmap, close) for a file identity.
-    pub fn file_records(&self, path: &Path) -> Vec<Value> {
+    /// File events (open, read, mmap, close) for a file identity.
+    pub fn file_events(&self, path: &Path) -> Vec<Event> {
         let (dev, ino) = identity(path);
-        self.records()
+        self.events()
             .into_iter()
-            .filter(|r| r["file"]["ino"] == ino && r["file"]["dev"] == dev.as_str())
+            .filter(|e| {
+                e.file
+                    .as_ref()
+                    .is_some_and(|f| (f.dev, f.ino) == (dev, ino))
+            })
             .collect()
     }
 
@@ -194,10 +223,18 @@ impl SensorProcess {
             .collect()
     }
 
+    /// Events of `action` for a process id.
+    pub fn events_by_pid(&self, action: Action, pid: u32) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| is_by(e, action, pid))
+            .collect()
+    }
+
     /// The process's exit record has been written: everything it did is in.
-    pub fn wait_exit(&self, pid: u32) -> Value {
-        self.wait_for(&format!("exit of {pid}"), RECORD_TIMEOUT, |r| {
-            r["action"] == "exit" && r["process"]["pid"] == pid
+    pub fn wait_exit(&self, pid: u32) -> Event {
+        self.wait_for_event(&format!("exit of {pid}"), RECORD_TIMEOUT, |e| {
+            is_by(e, Action::Exit, pid)
         })
     }
 
@@ -213,6 +250,12 @@ impl SensorProcess {
     /// returns the exit status and all records.
     pub fn stop(self) -> (ExitStatus, Vec<Value>) {
         self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// `stop`, with the records decoded into events.
+    pub fn stop_events(mut self) -> (ExitStatus, Vec<Event>) {
+        let (status, _) = self.finish(nix::sys::signal::Signal::SIGTERM);
+        (status, self.events())
     }
 
     /// `stop`, also returning the agent's whole stderr (the temp dir that
@@ -525,25 +568,128 @@ pub fn python(code: &str, args: &[&str]) -> u32 {
     run(python_command().arg("-c").arg(code).args(args))
 }
 
-/// Fields of a record as a compact string, for assertion messages.
-pub fn brief(r: &Value) -> String {
-    format!(
-        "{} pid={} comm={} bytes={} path={}",
-        r["action"],
-        r["process"]["pid"],
-        r["process"]["comm"],
-        r["access"]["bytes"],
-        r["file"]["path"]
-    )
+/// Whether `e` is an `action` by process `pid`.
+pub fn is_by(e: &Event, action: Action, pid: u32) -> bool {
+    e.action == action && e.process.as_ref().is_some_and(|p| p.pid == pid)
 }
 
-/// Sum of `access.bytes` over read records.
-pub fn read_bytes(records: &[Value]) -> u64 {
-    records
-        .iter()
-        .filter(|r| r["action"] == "read")
-        .map(|r| r["access"]["bytes"].as_u64().unwrap_or(0))
+/// The events of `action` by `pid` among `events` (a stopped run's).
+pub fn of_pid(events: &[Event], action: Action, pid: u32) -> Vec<&Event> {
+    events.iter().filter(|e| is_by(e, action, pid)).collect()
+}
+
+/// The acting process; panics on the sensor's own records.
+pub fn process(e: &Event) -> &Process {
+    e.process
+        .as_ref()
+        .unwrap_or_else(|| panic!("no process: {e:?}"))
+}
+
+/// The file; panics unless `e` is a file action.
+pub fn file(e: &Event) -> &File {
+    e.file.as_ref().unwrap_or_else(|| panic!("no file: {e:?}"))
+}
+
+/// The file's watched path, as the bytes it is.
+pub fn path(e: &Event) -> &Path {
+    let path = file(e).path.as_ref();
+    text_path(path.unwrap_or_else(|| panic!("no path: {e:?}")))
+}
+
+/// The acting process's executable.
+pub fn exe(e: &Event) -> &Path {
+    let exe = process(e).exe.as_ref();
+    text_path(exe.unwrap_or_else(|| panic!("no exe: {e:?}")))
+}
+
+fn text_path(text: &Text) -> &Path {
+    Path::new(OsStr::from_bytes(text.as_bytes()))
+}
+
+/// How the file was used; panics unless `e` is a file action.
+pub fn access(e: &Event) -> &Access {
+    e.access
+        .as_ref()
+        .unwrap_or_else(|| panic!("no access: {e:?}"))
+}
+
+/// The read summary of a read event.
+pub fn read_summary(e: &Event) -> &ReadSummary {
+    match &access(e).detail {
+        AccessDetail::Read(summary) => summary,
+        _ => panic!("not a read: {e:?}"),
+    }
+}
+
+/// The raw `f_flags` of an open event.
+pub fn open_flags(e: &Event) -> u32 {
+    match access(e).detail {
+        AccessDetail::Open { flags, .. } => flags,
+        _ => panic!("not an open: {e:?}"),
+    }
+}
+
+/// The access mode of raw open flags (`libc::O_RDONLY`, `O_WRONLY`, ...).
+pub fn access_mode(flags: u32) -> i32 {
+    flags as i32 & libc::O_ACCMODE
+}
+
+/// The kernel's `O_LARGEFILE` on x86-64, which it sets on every file a
+/// 64-bit process opens (glibc's `libc::O_LARGEFILE` is 0 there).
+pub const KERNEL_O_LARGEFILE: u32 = 0o100000;
+
+/// Asserts that `e` is a successful native `mmap(NULL, length, PROT_READ,
+/// MAP_PRIVATE, fd, 0)` of `file_path`.
+pub fn assert_read_only_private_mapping(e: &Event, file_path: &Path, length: u64) {
+    let AccessDetail::Mmap {
+        prot,
+        flags,
+        offset,
+        length: mapped,
+        result,
+        ..
+    } = access(e).detail
+    else {
+        panic!("not an mmap: {e:?}");
+    };
+    assert_eq!(
+        (mapped, offset, prot, flags),
+        (length, 0, libc::PROT_READ as u32, libc::MAP_PRIVATE as u32),
+        "(length, offset, prot, flags)"
+    );
+    assert!(result >= 0, "the mapping failed: {:?}", access(e));
+    assert_eq!(access(e).abi, SyscallAbi::Native);
+    assert_eq!(path(e), file_path);
+}
+
+/// Sum of the bytes of the read events among `events`.
+pub fn read_total<'a>(events: impl IntoIterator<Item = &'a Event>) -> u64 {
+    events
+        .into_iter()
+        .filter(|e| e.action == Action::Read)
+        .map(|e| read_summary(e).bytes)
         .sum()
+}
+
+/// An event as a compact line, for assertion messages.
+pub fn brief(e: &Event) -> String {
+    use std::fmt::Write as _;
+    let mut line = format!("{:?}", e.action);
+    if let Some(p) = &e.process {
+        let _ = write!(line, " pid={} tid={} comm={:?}", p.pid, p.tid, p.comm);
+    }
+    if let Some(AccessDetail::Read(summary)) = e.access.as_ref().map(|a| &a.detail) {
+        let _ = write!(line, " bytes={}", summary.bytes);
+    }
+    if let Some(path) = e.file.as_ref().and_then(|f| f.path.as_ref()) {
+        let _ = write!(line, " path={path:?}");
+    }
+    line
+}
+
+/// `brief` of each, for `{:#?}` in assertion messages.
+pub fn briefs<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<String> {
+    events.into_iter().map(brief).collect()
 }
 
 /// A Python snippet running with piped stdin and stdout, for tests that

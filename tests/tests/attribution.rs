@@ -6,7 +6,11 @@
 
 use std::{fs, os::unix::fs::symlink, process::Command};
 
-use tests::{SensorProcess, brief, python, read_bytes, run, write_file};
+use sensor::event::{AccessDetail, Action, SyscallAbi};
+use tests::{
+    SensorProcess, access, briefs, exe, of_pid, path, process, python, read_summary, read_total,
+    run, write_file,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -21,17 +25,13 @@ fn setup(name: &str) -> (tempfile::TempDir, std::path::PathBuf, SensorProcess) {
 
 fn assert_read_by(sensor: &SensorProcess, pid: u32, file: &std::path::Path, bytes: u64) {
     sensor.wait_exit(pid);
-    let records = sensor.file_records(file);
-    let mine: Vec<_> = records
-        .iter()
-        .filter(|r| r["process"]["pid"] == pid)
-        .cloned()
-        .collect();
+    let events = sensor.file_events(file);
+    let mine = events.iter().filter(|e| process(e).pid == pid);
     assert_eq!(
-        read_bytes(&mine),
+        read_total(mine),
         bytes,
         "reads by {pid}: {:#?}",
-        records.iter().map(brief).collect::<Vec<_>>()
+        briefs(&events)
     );
 }
 
@@ -43,8 +43,8 @@ fn relative_path_after_chdir() {
         &[root.path().to_str().unwrap()],
     );
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    let open = sensor.by_pid("open", pid);
-    assert_eq!(open[0]["file"]["path"], file.display().to_string());
+    let opens = sensor.events_by_pid(Action::Open, pid);
+    assert_eq!(path(&opens[0]), file, "{:#?}", briefs(&opens));
 }
 
 #[test]
@@ -112,13 +112,10 @@ fn opened_by_one_thread_read_by_another() {
     let (tid, pid): (u32, u32) = (tid.parse().unwrap(), pid.parse().unwrap());
     assert_ne!(tid, pid, "the reader runs in a second thread");
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    let read = &sensor.by_pid("read", pid)[0];
-    assert_eq!(read["process"]["tid"], tid, "the reading thread: {read}");
-    let open = &sensor.by_pid("open", pid)[0];
-    assert_eq!(
-        open["process"]["tid"], pid,
-        "the main thread opened it: {open}"
-    );
+    let read = &sensor.events_by_pid(Action::Read, pid)[0];
+    assert_eq!(process(read).tid, tid, "the reading thread");
+    let open = &sensor.events_by_pid(Action::Open, pid)[0];
+    assert_eq!(process(open).tid, pid, "the main thread opened it");
 }
 
 #[test]
@@ -151,10 +148,10 @@ fn forked_child_reading_an_inherited_descriptor() {
     .parse()
     .unwrap();
     assert_read_by(&sensor, child, &file, MIB as u64);
-    let read = &sensor.by_pid("read", child)[0];
+    let read = &sensor.events_by_pid(Action::Read, child)[0];
     assert_eq!(
-        read["process"]["exe"],
-        tests::python_exe_str(),
+        exe(read),
+        tests::python_exe(),
         "a forked child has its parent's image"
     );
 }
@@ -209,18 +206,18 @@ fn main_thread_exiting_first_does_not_end_the_process() {
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     let exit = sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
+    let reads = sensor.events_by_pid(Action::Read, pid);
     assert_eq!(
-        read_bytes(&reads),
+        tests::read_total(&reads),
         MIB as u64,
         "{:#?}",
-        reads.iter().map(brief).collect::<Vec<_>>()
+        tests::briefs(&reads)
     );
-    let exits = sensor.by_pid("exit", pid);
+    let exits = sensor.events_by_pid(Action::Exit, pid);
     assert_eq!(exits.len(), 1, "one exit per process: {exits:#?}");
     assert!(
-        exit["time"].as_str() >= reads[0]["time"].as_str(),
-        "the exit comes after the reads"
+        exit.time >= reads[0].time,
+        "the exit comes after the reads: {exit:?} {reads:?}"
     );
 }
 
@@ -239,8 +236,8 @@ fn descriptor_with_garbage_in_the_upper_register_half() {
         &[file.to_str().unwrap()],
     );
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    assert_eq!(sensor.by_pid("mmap", pid).len(), 1);
-    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Mmap, pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Close, pid).len(), 1);
 }
 
 #[test]
@@ -260,9 +257,9 @@ fn syscall_numbers_with_garbage_in_the_upper_half() {
         &[file.to_str().unwrap()],
     );
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    assert_eq!(sensor.by_pid("open", pid).len(), 1);
-    assert_eq!(sensor.by_pid("mmap", pid).len(), 1);
-    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Open, pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Mmap, pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Close, pid).len(), 1);
 }
 
 #[test]
@@ -279,7 +276,7 @@ fn open_by_handle_at_is_seen() {
         &[file.to_str().unwrap(), root.path().to_str().unwrap()],
     );
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    assert_eq!(sensor.by_pid("open", pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Open, pid).len(), 1);
 }
 
 #[test]
@@ -293,15 +290,9 @@ fn coverage_accumulates_across_reopens() {
         &[file.to_str().unwrap()],
     );
     sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
-    assert_eq!(
-        reads.len(),
-        2,
-        "{:#?}",
-        reads.iter().map(brief).collect::<Vec<_>>()
-    );
-    assert_eq!(reads[0]["access"]["coverage"], 0.5);
-    assert_eq!(reads[1]["access"]["coverage"], 1.0);
+    let reads = sensor.events_by_pid(Action::Read, pid);
+    let coverage: Vec<_> = reads.iter().map(|r| read_summary(r).coverage).collect();
+    assert_eq!(coverage, [0.5, 1.0], "{:#?}", briefs(&reads));
 }
 
 #[test]
@@ -324,18 +315,13 @@ fn a_many_threaded_exit_is_one_exit_record() {
         .collect();
     // Stopped, the agent has drained everything the kernel queued: any
     // second exit record would be among these.
-    let (_, records) = sensor.stop();
+    let (_, events) = sensor.stop_events();
     for pid in pids {
-        let exits: Vec<_> = records
-            .iter()
-            .filter(|r| r["action"] == "exit" && r["process"]["pid"] == pid)
-            .collect();
-        assert_eq!(exits.len(), 1, "pid {pid}: {exits:#?}");
+        let exits = of_pid(&events, Action::Exit, pid);
+        assert_eq!(exits.len(), 1, "pid {pid}: {:#?}", briefs(exits));
         // Its exec was captured in the same run.
-        let exec = records
-            .iter()
-            .find(|r| r["action"] == "exec" && r["process"]["pid"] == pid);
-        assert!(exec.is_some(), "pid {pid} has no exec record");
+        let execs = of_pid(&events, Action::Exec, pid);
+        assert!(!execs.is_empty(), "pid {pid} has no exec record");
     }
 }
 
@@ -374,12 +360,15 @@ fn thirty_two_bit_syscalls_are_seen() {
         return;
     };
     assert_read_by(&sensor, pid, &file, MIB as u64 + 4096);
-    let open = &sensor.by_pid("open", pid)[0];
-    assert_eq!(open["access"]["syscall_abi"], "ia32");
-    let mmap = &sensor.by_pid("mmap", pid)[0];
-    assert_eq!(mmap["access"]["length"], 8192);
-    assert_eq!(mmap["access"]["syscall_abi"], "ia32");
-    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+    let open = &sensor.events_by_pid(Action::Open, pid)[0];
+    assert_eq!(access(open).abi, SyscallAbi::Ia32);
+    let mmap = &sensor.events_by_pid(Action::Mmap, pid)[0];
+    assert_eq!(access(mmap).abi, SyscallAbi::Ia32);
+    let AccessDetail::Mmap { length, .. } = access(mmap).detail else {
+        panic!("not an mmap: {mmap:?}");
+    };
+    assert_eq!(length, 8192);
+    assert_eq!(sensor.events_by_pid(Action::Close, pid).len(), 1);
 }
 
 #[test]
@@ -389,8 +378,8 @@ fn ia32_reads_of_a_descriptor_opened_natively_are_counted() {
         return;
     };
     assert_read_by(&sensor, pid, &file, MIB as u64);
-    assert_eq!(sensor.by_pid("open", pid).len(), 1);
-    assert_eq!(sensor.by_pid("close", pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Open, pid).len(), 1);
+    assert_eq!(sensor.events_by_pid(Action::Close, pid).len(), 1);
 }
 
 #[test]
@@ -426,26 +415,19 @@ fn ia32_syscalls_are_never_taken_for_x86_64_ones() {
     // The control: a native reader in the same run is captured.
     let control = run(Command::new("cat").arg(&file));
     // Stopped, the agent has drained everything the kernel queued.
-    let (_, records) = sensor.stop();
-    let of = |action: &str, p: u32| {
-        records
-            .iter()
-            .filter(|r| r["action"] == action && r["process"]["pid"] == p)
-            .count()
-    };
-    let control_bytes = read_bytes(
-        &records
-            .iter()
-            .filter(|r| r["process"]["pid"] == control)
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    let (_, events) = sensor.stop_events();
+    let of = |action, p| of_pid(&events, action, p).len();
+    let control_bytes = read_total(of_pid(&events, Action::Read, control));
     assert_eq!(control_bytes, MIB as u64, "the control reader was captured");
-    assert_eq!(of("exit", pid), 1, "the helper's exit is in the records");
-    assert_eq!(of("open", pid), 1, "the x86-64 open");
-    assert_eq!(of("close", pid), 1, "the x86-64 close only");
     assert_eq!(
-        of("read", pid),
+        of(Action::Exit, pid),
+        1,
+        "the helper's exit is in the records"
+    );
+    assert_eq!(of(Action::Open, pid), 1, "the x86-64 open");
+    assert_eq!(of(Action::Close, pid), 1, "the x86-64 close only");
+    assert_eq!(
+        of(Action::Read, pid),
         0,
         "ia32 reads are not captured with compat_syscalls = false"
     );

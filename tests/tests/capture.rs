@@ -5,53 +5,64 @@
 
 use std::{fs, process::Command, time::Duration};
 
+use sensor::event::{Action, Event, FlushReason, Text, Tier};
 use serde_json::Value;
-use tests::{RECORD_TIMEOUT, SensorProcess, brief, identity, python, read_bytes, run, write_file};
+use tests::{
+    RECORD_TIMEOUT, SensorProcess, access_mode, briefs, exe, file, identity, is_by, open_flags,
+    path, process, python, read_summary, read_total, run, write_file,
+};
 
-const MIB: usize = 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
 
-fn only(records: Vec<Value>, what: &str) -> Value {
+fn only(events: Vec<Event>, what: &str) -> Event {
     assert_eq!(
-        records.len(),
+        events.len(),
         1,
         "expected exactly one {what}: {:#?}",
-        records.iter().map(brief).collect::<Vec<_>>()
+        briefs(&events)
     );
-    records.into_iter().next().unwrap_or_default()
+    events.into_iter().next().unwrap()
 }
 
 #[test]
 fn cat_of_64_mib_weight_file_is_an_open_and_one_read_summary() {
     let root = tempfile::tempdir().unwrap();
-    let file = root.path().join("llama.safetensors");
-    write_file(&file, 64 * MIB);
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, 64 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
 
-    let pid = run(Command::new("cat").arg(&file));
+    let pid = run(Command::new("cat").arg(&weights));
     sensor.wait_exit(pid);
 
-    let (dev, ino) = identity(&file);
-    let open = only(sensor.by_pid("open", pid), "open");
-    assert_eq!(open["file"]["path"], file.display().to_string());
-    assert_eq!(open["file"]["dev"], dev);
-    assert_eq!(open["file"]["ino"], ino);
-    assert_eq!(open["file"]["size"], 64 * MIB);
-    assert_eq!(open["access"]["flags"][0], "O_RDONLY");
-    assert_eq!(open["process"]["comm"], "cat");
-    let exe = fs::canonicalize("/usr/bin/cat").unwrap();
-    assert_eq!(open["process"]["exe"], exe.display().to_string());
-    assert_eq!(open["process"]["args"][1], file.display().to_string());
-    assert_eq!(open["schema"], "weightwarden/1");
-    assert_eq!(open["tier"], "tracepoint");
+    let (dev, ino) = identity(&weights);
+    // Decoding already checked the schema (`weightwarden/1`).
+    let open = only(sensor.events_by_pid(Action::Open, pid), "open");
+    assert_eq!(path(&open), weights);
+    let f = file(&open);
+    assert_eq!((f.dev, f.ino, f.size), (dev, ino, 64 * MIB), "{f:?}");
+    assert_eq!(
+        access_mode(open_flags(&open)),
+        libc::O_RDONLY,
+        "{:?}",
+        tests::access(&open)
+    );
+    assert_eq!(process(&open).comm, "cat");
+    assert_eq!(exe(&open), fs::canonicalize("/usr/bin/cat").unwrap());
+    assert_eq!(
+        process(&open).args.get(1),
+        Some(&Text::from(weights.as_path()))
+    );
+    assert_eq!(open.tier, Tier::Tracepoint);
 
-    let read = only(sensor.by_pid("read", pid), "read summary");
-    assert_eq!(read["access"]["bytes"], 67_108_864u64, "{read}");
-    assert_eq!(read["access"]["coverage"], 1.0);
-    assert_eq!(read["access"]["reason"], "close");
-    assert!(read["access"]["calls"].as_u64().unwrap() >= 1);
-    assert_eq!(read["file"]["ino"], ino);
+    let read = only(sensor.events_by_pid(Action::Read, pid), "read summary");
+    let summary = read_summary(&read);
+    assert_eq!(summary.bytes, 67_108_864, "{summary:?}");
+    assert_eq!(summary.coverage, 1.0);
+    assert_eq!(summary.reason, FlushReason::Close);
+    assert!(summary.calls >= 1, "{summary:?}");
+    assert_eq!(file(&read).ino, ino);
 
-    only(sensor.by_pid("close", pid), "close");
+    only(sensor.events_by_pid(Action::Close, pid), "close");
     let (status, _) = sensor.stop();
     assert!(status.success(), "SIGTERM must exit 0: {status:?}");
 }
@@ -60,7 +71,7 @@ fn cat_of_64_mib_weight_file_is_an_open_and_one_read_summary() {
 fn python_mmap_is_an_mmap_record_with_prot_and_flags() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("model.gguf");
-    write_file(&file, 64 * MIB);
+    write_file(&file, 64 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
 
     let pid = python(
@@ -71,21 +82,16 @@ fn python_mmap_is_an_mmap_record_with_prot_and_flags() {
         &[file.to_str().unwrap()],
     );
     sensor.wait_exit(pid);
-    let mmap = only(sensor.by_pid("mmap", pid), "mmap");
-    assert_eq!(mmap["access"]["length"], 64 * MIB);
-    assert_eq!(mmap["access"]["offset"], 0);
-    assert_eq!(mmap["access"]["prot"], serde_json::json!(["PROT_READ"]));
-    assert_eq!(mmap["access"]["map_flags"][0], "MAP_PRIVATE");
-    assert_eq!(mmap["access"]["result"], "ok");
-    assert_eq!(mmap["file"]["path"], file.display().to_string());
-    assert_eq!(mmap["process"]["exe"], tests::python_exe_str());
+    let mmap = only(sensor.events_by_pid(Action::Mmap, pid), "mmap");
+    tests::assert_read_only_private_mapping(&mmap, &file, 64 * MIB);
+    assert_eq!(exe(&mmap), tests::python_exe());
 }
 
 #[test]
 fn dd_with_small_blocks_is_summarised_not_one_event_per_read() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("w.bin");
-    write_file(&file, 4 * MIB);
+    write_file(&file, 4 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
     let pid = run(Command::new("dd")
         .arg(format!("if={}", file.display()))
@@ -93,23 +99,18 @@ fn dd_with_small_blocks_is_summarised_not_one_event_per_read() {
         .arg("bs=4096")
         .stderr(std::process::Stdio::null()));
     sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
-    assert_eq!(
-        reads.len(),
-        1,
-        "{:?}",
-        reads.iter().map(brief).collect::<Vec<_>>()
-    );
-    assert_eq!(reads[0]["access"]["bytes"], 4 * MIB);
+    let read = only(sensor.events_by_pid(Action::Read, pid), "read summary");
+    let summary = read_summary(&read);
+    assert_eq!(summary.bytes, 4 * MIB, "{summary:?}");
     // 1024 full blocks and the read that returns end of file.
-    assert_eq!(reads[0]["access"]["calls"], 1025);
+    assert_eq!(summary.calls, 1025, "{summary:?}");
 }
 
 #[test]
 fn pread_at_offsets_counts_bytes_and_partial_coverage() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("w.pt");
-    write_file(&file, 4 * MIB);
+    write_file(&file, 4 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
     // The first quarter, with os.pread (pread64) and os.preadv (which
     // CPython issues as preadv2; preadv itself is in syscalls.rs).
@@ -123,10 +124,13 @@ fn pread_at_offsets_counts_bytes_and_partial_coverage() {
         &[file.to_str().unwrap()],
     );
     sensor.wait_exit(pid);
-    let read = only(sensor.by_pid("read", pid), "read summary");
-    assert_eq!(read["access"]["bytes"], MIB, "{read}");
-    assert_eq!(read["access"]["calls"], 9);
-    assert_eq!(read["access"]["coverage"], 0.25);
+    let read = only(sensor.events_by_pid(Action::Read, pid), "read summary");
+    let summary = read_summary(&read);
+    assert_eq!(
+        (summary.bytes, summary.calls, summary.coverage),
+        (MIB, 9, 0.25),
+        "(bytes, calls, coverage): {summary:?}"
+    );
 }
 
 #[test]
@@ -137,7 +141,7 @@ fn unwatched_files_produce_no_file_records() {
     let wrong_ext = root.path().join("notes.txt");
     let outside = elsewhere.path().join("b.safetensors");
     for f in [&watched, &wrong_ext, &outside] {
-        write_file(f, MIB);
+        write_file(f, MIB as usize);
     }
     let sensor = SensorProcess::start(&[root.path()], &[]);
     let pid = run(Command::new("cat")
@@ -145,11 +149,11 @@ fn unwatched_files_produce_no_file_records() {
         .arg(&outside)
         .arg(&watched));
     sensor.wait_exit(pid);
-    assert!(sensor.file_records(&wrong_ext).is_empty());
-    assert!(sensor.file_records(&outside).is_empty());
+    assert!(sensor.file_events(&wrong_ext).is_empty());
+    assert!(sensor.file_events(&outside).is_empty());
     // The control: the watched one in the same process was seen.
-    assert_eq!(read_bytes(&sensor.file_records(&watched)), MIB as u64);
-    let file_actions = sensor.by_pid("open", pid).len();
+    assert_eq!(read_total(&sensor.file_events(&watched)), MIB);
+    let file_actions = sensor.events_by_pid(Action::Open, pid).len();
     assert_eq!(file_actions, 1);
 }
 
@@ -160,22 +164,22 @@ fn files_created_while_running_are_watched_within_a_second() {
     let sub = root.path().join("new-model");
     fs::create_dir(&sub).unwrap();
     let file = sub.join("late.gguf");
-    write_file(&file, MIB);
+    write_file(&file, MIB as usize);
     std::thread::sleep(Duration::from_secs(1));
     let pid = run(Command::new("cat").arg(&file));
     sensor.wait_exit(pid);
-    assert_eq!(read_bytes(&sensor.by_pid("read", pid)), MIB as u64);
+    assert_eq!(read_total(&sensor.events_by_pid(Action::Read, pid)), MIB);
 
     // Renamed in from a non-weight name.
     let staged = root.path().join("download.part");
-    write_file(&staged, MIB);
+    write_file(&staged, MIB as usize);
     let renamed = root.path().join("final.safetensors");
     fs::rename(&staged, &renamed).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let pid = run(Command::new("cat").arg(&renamed));
     sensor.wait_exit(pid);
-    let open = only(sensor.by_pid("open", pid), "open");
-    assert_eq!(open["file"]["path"], renamed.display().to_string());
+    let open = only(sensor.events_by_pid(Action::Open, pid), "open");
+    assert_eq!(path(&open), renamed);
 }
 
 #[test]
@@ -189,31 +193,36 @@ fn exec_and_exit_records_carry_process_context() {
     let after = tests::now_ns();
     assert_eq!(status.code(), Some(3));
     let exit = sensor.wait_exit(pid);
-    assert_eq!(exit["exit"]["code"], 3);
-    let exec = sensor.wait_for("exec", RECORD_TIMEOUT, |r| {
-        r["action"] == "exec" && r["process"]["pid"] == pid
-    });
     assert_eq!(
-        exec["process"]["args"],
-        serde_json::json!(["sh", "-c", "exit 3"])
+        exit.exit.and_then(|x| x.code()),
+        Some(3),
+        "{}",
+        tests::brief(&exit)
     );
-    assert_eq!(exec["process"]["ppid"], std::process::id());
-    let ancestors = exec["process"]["ancestors"].as_array().unwrap();
-    assert_eq!(ancestors[0]["pid"], std::process::id(), "{exec}");
+    let exec = sensor.wait_for_event("exec", RECORD_TIMEOUT, |e| is_by(e, Action::Exec, pid));
+    let execed = process(&exec);
+    assert_eq!(
+        execed.args,
+        ["sh", "-c", "exit 3"].map(Text::from),
+        "{execed:?}"
+    );
+    assert_eq!(execed.ppid, std::process::id());
+    assert_eq!(
+        execed.ancestors.first().map(|a| a.pid),
+        Some(std::process::id()),
+        "{execed:?}"
+    );
     // The process started between the spawn and its reaping (a few ms of
     // slack: the kernel's boot clock is turned into wall time).
-    let start = tests::rfc3339_ns(exec["process"]["start_time"].as_str().unwrap());
+    let start = execed.start_time.expect("a start time").unix_ns;
     let slack = 20_000_000;
     assert!(
         before - slack <= start && start <= after + slack,
-        "start_time {} not within [{before}, {after}] ns: {exec}",
-        exec["process"]["start_time"]
+        "start_time {start} not within [{before}, {after}] ns: {}",
+        tests::brief(&exec)
     );
-    assert_eq!(exit["process"]["start_time"], exec["process"]["start_time"]);
-    assert_eq!(
-        exec["process"]["exe"],
-        fs::canonicalize("/bin/sh").unwrap().display().to_string()
-    );
+    assert_eq!(process(&exit).start_time, execed.start_time);
+    assert_eq!(exe(&exec), fs::canonicalize("/bin/sh").unwrap());
 }
 
 #[test]
@@ -234,23 +243,23 @@ fn creat_and_openat2_are_seen() {
         &[file.to_str().unwrap()],
     );
     sensor.wait_exit(pid);
-    let opens = sensor.by_pid("open", pid);
+    let opens = sensor.events_by_pid(Action::Open, pid);
+    assert_eq!(opens.len(), 2, "{:#?}", briefs(&opens));
+    let modes: Vec<_> = opens.iter().map(|o| access_mode(open_flags(o))).collect();
     assert_eq!(
-        opens.len(),
-        2,
+        modes,
+        [libc::O_RDONLY, libc::O_WRONLY],
         "{:#?}",
-        opens.iter().map(brief).collect::<Vec<_>>()
+        briefs(&opens)
     );
-    assert_eq!(opens[0]["access"]["flags"][0], "O_RDONLY");
-    assert_eq!(opens[1]["access"]["flags"][0], "O_WRONLY");
-    assert_eq!(read_bytes(&sensor.by_pid("read", pid)), 8192);
+    assert_eq!(read_total(&sensor.events_by_pid(Action::Read, pid)), 8192);
 }
 
 #[test]
 fn readv_and_preadv2_are_counted() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("w.h5");
-    write_file(&file, 4 * MIB);
+    write_file(&file, 4 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
     let pid = python(
         "import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n\
@@ -262,18 +271,25 @@ fn readv_and_preadv2_are_counted() {
         &[file.to_str().unwrap()],
     );
     sensor.wait_exit(pid);
-    let read = only(sensor.by_pid("read", pid), "read summary");
-    assert_eq!(read["access"]["bytes"], 4 * MIB);
-    assert_eq!(read["access"]["calls"], 3);
-    assert_eq!(read["access"]["coverage"], 1.0);
-    assert_eq!(read["access"]["reason"], "exit");
+    let read = only(sensor.events_by_pid(Action::Read, pid), "read summary");
+    let summary = read_summary(&read);
+    assert_eq!(
+        (
+            summary.bytes,
+            summary.calls,
+            summary.coverage,
+            summary.reason
+        ),
+        (4 * MIB, 3, 1.0, FlushReason::Exit),
+        "(bytes, calls, coverage, reason): {summary:?}"
+    );
 }
 
 #[test]
 fn long_lived_readers_are_flushed_periodically_and_when_idle() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("slow.safetensors");
-    write_file(&file, 4 * MIB);
+    write_file(&file, 4 * MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &["--read-flush-interval", "1"]);
     // Reads 1 MiB every 0.6 s for four reads, then idles with the
     // descriptor open until told to stop.
@@ -284,19 +300,16 @@ fn long_lived_readers_are_flushed_periodically_and_when_idle() {
         &[file.as_os_str()],
     );
     let pid = reader.pid();
-    let idle = sensor.wait_for("idle summary", Duration::from_secs(15), |r| {
-        r["action"] == "read" && r["process"]["pid"] == pid && r["access"]["reason"] == "idle"
+    let idle = sensor.wait_for_event("idle summary", Duration::from_secs(15), |e| {
+        is_by(e, Action::Read, pid) && read_summary(e).reason == FlushReason::Idle
     });
     assert!(reader.finish());
     sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
-    let reasons: Vec<_> = reads
-        .iter()
-        .map(|r| r["access"]["reason"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert!(reasons.iter().any(|r| r == "interval"), "{reasons:?}");
-    assert_eq!(read_bytes(&reads), 4 * MIB as u64, "{reasons:?}");
-    assert_eq!(idle["process"]["exe"], tests::python_exe_str());
+    let reads = sensor.events_by_pid(Action::Read, pid);
+    let reasons: Vec<_> = reads.iter().map(|r| read_summary(r).reason).collect();
+    assert!(reasons.contains(&FlushReason::Interval), "{reasons:?}");
+    assert_eq!(read_total(&reads), 4 * MIB, "{reasons:?}");
+    assert_eq!(exe(&idle), tests::python_exe());
 }
 
 #[test]
@@ -315,10 +328,13 @@ fn the_acting_user_is_recorded() {
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
         .arg(&file));
     sensor.wait_exit(pid);
-    let open = only(sensor.by_pid("open", pid), "open");
-    assert_eq!(open["process"]["uid"], 65534);
-    assert_eq!(open["process"]["gid"], 65534);
-    assert_eq!(open["process"]["comm"], "cat");
+    let open = only(sensor.events_by_pid(Action::Open, pid), "open");
+    let p = process(&open);
+    assert_eq!(
+        (p.uid, p.gid, p.comm.as_str()),
+        (65534, 65534, "cat"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -329,26 +345,23 @@ fn hugging_face_and_ollama_cache_layouts_are_watched() {
     let hash = "a".repeat(64);
     fs::create_dir_all(repo.join("blobs")).unwrap();
     fs::create_dir_all(repo.join("snapshots/0123abc")).unwrap();
-    write_file(&repo.join("blobs").join(&hash), MIB);
+    write_file(&repo.join("blobs").join(&hash), MIB as usize);
     let link = repo.join("snapshots/0123abc/model-00001-of-00004.safetensors");
     std::os::unix::fs::symlink(format!("../../blobs/{hash}"), &link).unwrap();
     // Ollama: sha256-<hex> blobs.
     let ollama = root.path().join("ollama/models/blobs");
     fs::create_dir_all(&ollama).unwrap();
     let blob = ollama.join(format!("sha256-{}", "b".repeat(64)));
-    write_file(&blob, MIB);
+    write_file(&blob, MIB as usize);
     let sensor = SensorProcess::start(&[root.path()], &[]);
 
     let pid = run(Command::new("cat").arg(&link).arg(&blob));
     sensor.wait_exit(pid);
-    let reads = sensor.by_pid("read", pid);
-    let paths: Vec<_> = reads
-        .iter()
-        .map(|r| r["file"]["path"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert!(paths.contains(&link.display().to_string()), "{paths:?}");
-    assert!(paths.contains(&blob.display().to_string()), "{paths:?}");
-    assert_eq!(read_bytes(&reads), 2 * MIB as u64);
+    let reads = sensor.events_by_pid(Action::Read, pid);
+    let paths: Vec<_> = reads.iter().map(path).collect();
+    assert!(paths.contains(&link.as_path()), "{paths:?}");
+    assert!(paths.contains(&blob.as_path()), "{paths:?}");
+    assert_eq!(read_total(&reads), 2 * MIB);
 }
 
 #[test]
@@ -361,32 +374,39 @@ fn deleted_and_renamed_away_files_leave_the_watch_set() {
         write_file(f, 4096);
     }
     let sensor = SensorProcess::start(&[root.path()], &["--heartbeat-interval", "1"]);
-    let watched = |r: &serde_json::Value| r["sensor"]["watched_files"].as_u64();
-    assert_eq!(sensor.records()[0]["sensor"]["watched_files"], 3);
+    let watched = |e: &Event| e.sensor.as_ref().map(|s| s.watched_files);
+    assert_eq!(watched(&sensor.events()[0]), Some(3));
     fs::remove_file(&a).unwrap();
     // Renamed to a name that is not a weight file: no longer watched.
     let c = root.path().join("b.safetensors.bak");
     fs::rename(&b, &c).unwrap();
-    sensor.wait_for("heartbeat with 1 watched", Duration::from_secs(5), |r| {
-        r["action"] == "heartbeat" && watched(r) == Some(1)
+    sensor.wait_for_event("heartbeat with 1 watched", Duration::from_secs(5), |e| {
+        e.action == Action::Heartbeat && watched(e) == Some(1)
     });
     let gone = run(Command::new("cat").arg(&c));
     // The control: the file still watched, read the same way.
     let control = run(Command::new("cat").arg(&keep));
     // Stopped, the agent has drained everything the kernel queued.
-    let (_, records) = sensor.stop();
-    let of = |action: &str, pid: u32| -> Vec<&serde_json::Value> {
-        records
-            .iter()
-            .filter(|r| r["action"] == action && r["process"]["pid"] == pid)
-            .collect()
-    };
-    let opens = of("open", control);
+    let (_, events) = sensor.stop_events();
+    let of = |action, pid| tests::of_pid(&events, action, pid);
+    let opens = of(Action::Open, control);
     assert_eq!(opens.len(), 1, "the control's open");
-    assert_eq!(opens[0]["file"]["path"], keep.display().to_string());
-    assert_eq!(of("exit", gone).len(), 1, "the renamed file's reader ran");
-    assert!(of("open", gone).is_empty(), "{:?}", of("open", gone));
-    assert!(of("read", gone).is_empty(), "{:?}", of("read", gone));
+    assert_eq!(path(opens[0]), keep);
+    assert_eq!(
+        of(Action::Exit, gone).len(),
+        1,
+        "the renamed file's reader ran"
+    );
+    assert!(
+        of(Action::Open, gone).is_empty(),
+        "{:?}",
+        briefs(of(Action::Open, gone))
+    );
+    assert!(
+        of(Action::Read, gone).is_empty(),
+        "{:?}",
+        briefs(of(Action::Read, gone))
+    );
 }
 
 /// Linux names are bytes: two files whose names differ only in invalid
@@ -395,8 +415,6 @@ fn deleted_and_renamed_away_files_leave_the_watch_set() {
 #[test]
 fn names_and_arguments_that_are_not_utf8_keep_their_bytes() {
     use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
-
-    use sensor::event::{Action, Text};
 
     let root = tempfile::tempdir().unwrap();
     let names: [&[u8]; 2] = [b"x\xff.gguf", b"x\xfe.gguf"];
@@ -415,19 +433,11 @@ fn names_and_arguments_that_are_not_utf8_keep_their_bytes() {
     for &pid in &pids {
         sensor.wait_exit(pid);
     }
-    let events = sensor.events();
-    for (file, pid) in files.iter().zip(&pids) {
-        let open = events
-            .iter()
-            .find(|e| e.action == Action::Open && e.process.as_ref().is_some_and(|p| p.pid == *pid))
-            .unwrap_or_else(|| panic!("no open by {pid}"));
-        let want = Text::from(file.as_os_str().as_bytes());
-        assert_eq!(
-            open.file.as_ref().and_then(|f| f.path.clone()),
-            Some(want.clone())
-        );
-        let process = open.process.as_ref().unwrap();
-        assert_eq!(process.args.last(), Some(&want), "{process:?}");
+    for (file, &pid) in files.iter().zip(&pids) {
+        let open = only(sensor.events_by_pid(Action::Open, pid), "open");
+        assert_eq!(path(&open), file, "{}", tests::brief(&open));
+        let args = &process(&open).args;
+        assert_eq!(args.last(), Some(&Text::from(file.as_os_str().as_bytes())));
     }
     // The readable forms collide; the raw records do not.
     let raw: Vec<Value> = sensor

@@ -13,8 +13,11 @@
 
 use std::{path::PathBuf, process::Command};
 
-use serde_json::Value;
-use tests::{SensorProcess, brief, build_helper, read_bytes, write_file};
+use sensor::event::{Action, Event, FlushReason};
+use tests::{
+    KERNEL_O_LARGEFILE, SensorProcess, access_mode, briefs, build_helper, of_pid, open_flags, path,
+    read_summary, read_total, write_file,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -23,7 +26,7 @@ struct Run {
     pid: u32,
     /// `BYTES CALLS` the helper printed.
     printed: (u64, u64),
-    records: Vec<Value>,
+    events: Vec<Event>,
     file: PathBuf,
     _root: tempfile::TempDir,
 }
@@ -54,30 +57,26 @@ impl Run {
         let (bytes, calls) = text.trim().split_once(' ').unwrap();
         let printed = (bytes.parse().unwrap(), calls.parse().unwrap());
         sensor.wait_exit(pid);
-        let (_, records) = sensor.stop();
+        let (_, events) = sensor.stop_events();
         Self {
             pid,
             printed,
-            records,
+            events,
             file,
             _root: root,
         }
     }
 
-    fn mine(&self, action: &str) -> Vec<&Value> {
-        self.records
-            .iter()
-            .filter(|r| r["action"] == action && r["process"]["pid"] == self.pid)
-            .collect()
+    fn mine(&self, action: Action) -> Vec<&Event> {
+        of_pid(&self.events, action, self.pid)
     }
 
     fn describe(&self) -> String {
-        let mine: Vec<String> = self
-            .records
-            .iter()
-            .filter(|r| r["process"]["pid"] == self.pid)
-            .map(brief)
-            .collect();
+        let mine = briefs(
+            self.events
+                .iter()
+                .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == self.pid)),
+        );
         format!("records of pid {}:\n{}", self.pid, mine.join("\n"))
     }
 
@@ -85,31 +84,33 @@ impl Run {
     /// matching what the helper itself counted, flushed by the close.
     fn assert_read(&self, bytes: u64, calls: u64, coverage: f64) {
         assert_eq!(self.printed, (bytes, calls), "the helper's own count");
-        let reads = self.mine("read");
+        let reads = self.mine(Action::Read);
         assert_eq!(reads.len(), 1, "one read summary: {}", self.describe());
-        let read = reads[0];
-        assert_eq!(read["access"]["bytes"], bytes, "{read}");
-        assert_eq!(read["access"]["calls"], calls, "{read}");
-        assert_eq!(read["access"]["coverage"], coverage, "{read}");
-        assert_eq!(read["access"]["reason"], "close", "{read}");
-        assert_eq!(read["file"]["path"], self.file.display().to_string());
+        let read = read_summary(reads[0]);
+        assert_eq!(
+            (read.bytes, read.calls, read.coverage, read.reason),
+            (bytes, calls, coverage, FlushReason::Close),
+            "(bytes, calls, coverage, reason): {read:?}"
+        );
+        assert_eq!(path(reads[0]), self.file);
     }
 
     /// Exactly one open by this process, read-only, of the file.
     fn assert_one_open(&self) {
-        let opens = self.mine("open");
+        let opens = self.mine(Action::Open);
         assert_eq!(opens.len(), 1, "{}", self.describe());
-        assert_eq!(opens[0]["access"]["flags"][0], "O_RDONLY", "{}", opens[0]);
-        assert_eq!(opens[0]["file"]["path"], self.file.display().to_string());
+        let mode = access_mode(open_flags(opens[0]));
+        assert_eq!(mode, libc::O_RDONLY, "{:?}", tests::access(opens[0]));
+        assert_eq!(path(opens[0]), self.file);
     }
 
     /// No open by this process: the descriptor came from elsewhere.
     fn assert_no_open(&self) {
-        assert!(self.mine("open").is_empty(), "{}", self.describe());
+        assert!(self.mine(Action::Open).is_empty(), "{}", self.describe());
     }
 
     fn assert_closes(&self, n: usize) {
-        assert_eq!(self.mine("close").len(), n, "{}", self.describe());
+        assert_eq!(self.mine(Action::Close).len(), n, "{}", self.describe());
     }
 
     /// The whole file with 64 KiB calls plus the one at end of file.
@@ -155,14 +156,18 @@ fn open_by_handle_at_304() {
 #[test]
 fn creat_85() {
     let run = Run::new("creat", "none");
-    let opens = run.mine("open");
+    let opens = run.mine(Action::Open);
     assert_eq!(opens.len(), 1, "{}", run.describe());
     // creat is open(O_CREAT | O_WRONLY | O_TRUNC); the kernel keeps only
     // O_WRONLY (and O_LARGEFILE) on the file (docs/events.md).
-    let flags = &opens[0]["access"]["flags"];
-    assert_eq!(flags, &serde_json::json!(["O_WRONLY", "O_LARGEFILE"]));
-    assert_eq!(opens[0]["file"]["path"], run.file.display().to_string());
-    assert!(run.mine("read").is_empty(), "{}", run.describe());
+    assert_eq!(
+        open_flags(opens[0]),
+        libc::O_WRONLY as u32 | KERNEL_O_LARGEFILE,
+        "{:?}",
+        tests::access(opens[0])
+    );
+    assert_eq!(path(opens[0]), run.file);
+    assert!(run.mine(Action::Read).is_empty(), "{}", run.describe());
     run.assert_closes(1);
 }
 
@@ -204,16 +209,10 @@ fn preadv2_327_at_the_file_position() {
 #[test]
 fn mmap_9() {
     let run = Run::new("openat", "mmap");
-    let maps = run.mine("mmap");
+    let maps = run.mine(Action::Mmap);
     assert_eq!(maps.len(), 1, "{}", run.describe());
-    let m = maps[0];
-    assert_eq!(m["access"]["length"], MIB, "{m}");
-    assert_eq!(m["access"]["offset"], 0, "{m}");
-    assert_eq!(m["access"]["prot"], serde_json::json!(["PROT_READ"]), "{m}");
-    assert_eq!(m["access"]["map_flags"][0], "MAP_PRIVATE", "{m}");
-    assert_eq!(m["access"]["result"], "ok", "{m}");
-    assert_eq!(m["file"]["path"], run.file.display().to_string());
-    assert!(run.mine("read").is_empty(), "a mapping is not a read");
+    tests::assert_read_only_private_mapping(maps[0], &run.file, MIB);
+    assert!(run.mine(Action::Read).is_empty(), "a mapping is not a read");
     run.assert_closes(1);
 }
 
@@ -262,14 +261,14 @@ fn assert_read_of_received_descriptor(get: &str) {
     run.assert_closes(1);
     // The bytes are the receiver's alone, whoever opened the file.
     assert_eq!(
-        read_bytes(
-            &run.records
+        read_total(
+            run.events
                 .iter()
-                .filter(|r| r["file"]["path"] == run.file.display().to_string())
-                .cloned()
-                .collect::<Vec<_>>()
+                .filter(|e| e.file.is_some() && path(e) == run.file)
         ),
-        MIB
+        MIB,
+        "{}",
+        run.describe()
     );
 }
 
