@@ -74,46 +74,46 @@ impl Registry {
     /// of metric: asking for a gauge's name as a counter is a bug, logged,
     /// and answered with a counter that reports nowhere.
     pub fn counter(&mut self, section: &'static str, name: &'static str, help: &str) -> Counter {
-        match self.find(section, name) {
-            Some(Metric::Counter(c)) => return c.clone(),
-            Some(Metric::Gauge(_)) => {
-                tracing::error!(
-                    section,
-                    name,
-                    "metric registered as a gauge, asked for as a counter"
-                );
-                return Counter::default();
-            }
-            None => {}
-        }
-        let counter = Counter::default();
-        self.prom
-            .register(format!("{section}_{name}"), help, counter.clone());
-        self.entries
-            .push((section, name, Metric::Counter(counter.clone())));
-        counter
+        self.metric(section, name, help, Metric::Counter, |m| match m {
+            Metric::Counter(c) => Some(c),
+            Metric::Gauge(_) => None,
+        })
     }
 
-    /// A gauge `section.name`, created on first use.
+    /// A gauge `section.name`, created on first use (same rule).
     pub fn gauge(&mut self, section: &'static str, name: &'static str, help: &str) -> Gauge {
-        match self.find(section, name) {
-            Some(Metric::Gauge(g)) => return g.clone(),
-            Some(Metric::Counter(_)) => {
-                tracing::error!(
-                    section,
-                    name,
-                    "metric registered as a counter, asked for as a gauge"
-                );
-                return Gauge::default();
-            }
-            None => {}
+        self.metric(section, name, help, Metric::Gauge, |m| match m {
+            Metric::Gauge(g) => Some(g),
+            Metric::Counter(_) => None,
+        })
+    }
+
+    /// The metric `section.name` of one kind: found, or registered.
+    fn metric<M>(
+        &mut self,
+        section: &'static str,
+        name: &'static str,
+        help: &str,
+        wrap: fn(M) -> Metric,
+        of_kind: fn(&Metric) -> Option<&M>,
+    ) -> M
+    where
+        M: registry::Metric + Clone + Default,
+    {
+        if let Some(found) = self.find(section, name) {
+            return match of_kind(found) {
+                Some(metric) => metric.clone(),
+                None => {
+                    tracing::error!(section, name, "metric asked for as the other kind");
+                    M::default()
+                }
+            };
         }
-        let gauge = Gauge::default();
+        let metric = M::default();
         self.prom
-            .register(format!("{section}_{name}"), help, gauge.clone());
-        self.entries
-            .push((section, name, Metric::Gauge(gauge.clone())));
-        gauge
+            .register(format!("{section}_{name}"), help, metric.clone());
+        self.entries.push((section, name, wrap(metric.clone())));
+        metric
     }
 
     /// Lets `stage` publish its figures under `section`.
