@@ -135,3 +135,101 @@ fn doctor_reports_the_tracepoint_tier_and_probes_hooks() {
         assert_eq!(status("hook: BPF LSM"), "missing");
     }
 }
+
+/// `policy check` on a usable policy, a shadowed one and broken ones: the
+/// explanation on stdout, located findings on stderr, exit 0 or 1.
+#[test]
+fn policy_check_explains_good_shadowed_and_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models/llama");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("a.safetensors"), b"w").unwrap();
+    let cat = std::fs::canonicalize("/usr/bin/cat").unwrap();
+    let policy = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let base = format!(
+        "mode = \"enforce\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+         [[rules]]\nweights = [\"llama\"]\nexe = [\"{}\"]\naction = \"allow\"\n",
+        models.display(),
+        cat.display()
+    );
+
+    let good = policy("good.toml", base.clone());
+    let out = weightwarden(&["policy", "check", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("weight set \"llama\": 1 file(s)"), "{text}");
+    assert!(
+        text.contains("rule 1 (line 7): allow open/read/mmap by exe"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otherwise: deny (no rule for write)"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("0 error(s), 0 warning(s)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let shadowed = policy(
+        "shadowed.toml",
+        format!(
+            "{base}\n[[rules]]\nweights = [\"*\"]\nexe = [\"{}\"]\noperations = [\"read\"]\naction = \"deny\"\n",
+            cat.display()
+        ),
+    );
+    let path = shadowed.to_str().unwrap();
+    let out = weightwarden(&["policy", "check", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{path}:12:1: warning: rule 2 is shadowed: rule 1 (line 7)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = weightwarden(&["policy", "check", "--deny-warnings", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let broken = policy(
+        "broken.toml",
+        base.replace("weights = [\"llama\"]", "weights = [\"lama\"]")
+            .replace(&cat.display().to_string(), "/no/such/server"),
+    );
+    let path = broken.to_str().unwrap();
+    let out = weightwarden(&["policy", "check", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{path}:8:12: error: rule 1 names weight set \"lama\", which is not defined (defined: llama)")),
+        "{err}"
+    );
+    assert!(
+        err.contains("/no/such/server") && err.contains("matches no process"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "no explanation of an unusable policy"
+    );
+
+    let syntax = policy(
+        "syntax.toml",
+        base.replace("action = \"allow\"", "acton = \"allow\""),
+    );
+    let path = syntax.to_str().unwrap();
+    let out = weightwarden(&["policy", "check", path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{path}:10:1: the policy file is not valid")),
+        "{err}"
+    );
+    assert!(err.contains("acton"), "{err}");
+}

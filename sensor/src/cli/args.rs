@@ -38,6 +38,9 @@ pub enum Command {
     Run(RunArgs),
     /// Report what this host supports and whether `run` can work here.
     Doctor(DoctorArgs),
+    /// Work with a policy file (docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Benchmarks only: attach empty programs to every hook the sensor uses
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
@@ -73,6 +76,25 @@ pub struct RunArgs {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy and explain it: which rules apply to which weight
+    /// sets, shadowed rules, executables that do not exist. Exits 0 when
+    /// the policy is usable, 1 when it has errors.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyCheckArgs {
+    /// The policy file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Treat warnings (shadowed rules, missing executables or paths) as
+    /// errors: exit 1 when there is any.
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod bench_floor;
 pub mod doctor;
+pub mod policy;
 pub mod run;
 
 pub use args::{Cli, Command, exit};

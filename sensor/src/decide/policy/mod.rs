@@ -1,4 +1,44 @@
 //! Policy: which processes may open, read, map or write which weight sets,
-//! and what happens otherwise (allow, alert, kill, deny). Not built yet:
-//! parsing, compiled tables and their kernel maps will live here, in
-//! separate files, as Tetragon keeps policy parsing, state and maps apart.
+//! and what happens otherwise (allow, alert, deny, kill). docs/policy.md
+//! documents the file.
+//!
+//! As Tetragon keeps them apart, parsing (`file`), compiling into tables
+//! (`compile`), deciding from the tables (`verdict`) and explaining
+//! (`lint`) are separate. Enforcement mechanisms (fanotify permission
+//! events, BPF LSM, kill) and reload are not built yet: `run` does not
+//! take a policy so far, and `policy check` validates and explains one.
+
+pub mod compile;
+pub mod file;
+pub mod lint;
+pub mod verdict;
+
+use std::path::{Path, PathBuf};
+
+pub use compile::{Finding, Level, Policy};
+pub use file::{Mode, Operation, PolicyAction};
+pub use verdict::{Subject, Verdict};
+
+/// A policy file read, compiled and checked.
+pub struct Checked {
+    /// `None` when a finding is an error.
+    pub policy: Option<Policy>,
+    /// Errors and warnings, in file order.
+    pub findings: Vec<Finding>,
+}
+
+/// Reads, compiles and checks the policy at `path`.
+pub fn load(path: &Path) -> Result<Checked, file::ParseError> {
+    let text = std::fs::read_to_string(path).map_err(|source| file::ParseError::Read {
+        path: PathBuf::from(path),
+        source,
+    })?;
+    let source = file::Source { path, text: &text };
+    let parsed = file::parse(&source)?;
+    let (policy, mut findings) = compile::compile(&parsed, &source);
+    if let Some(policy) = &policy {
+        findings.extend(lint::shadowed_rules(policy));
+    }
+    findings.sort_by_key(|f| f.location.as_ref().map(|l| (l.line, l.column)));
+    Ok(Checked { policy, findings })
+}
