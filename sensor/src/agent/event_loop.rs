@@ -283,6 +283,19 @@ impl Agent {
         }
     }
 
+    /// The `policy_loaded` record, once, after `sensor_start`.
+    pub(super) fn emit_policy_loaded(&mut self) {
+        if let Some(info) = self.policy_loaded.take() {
+            let mut event = self
+                .enrich
+                .sensor_event(Action::PolicyLoaded, Default::default());
+            event.sensor = None;
+            event.policy = Some(info);
+            self.health.agent.records_emitted.inc();
+            self.out.emit(&event);
+        }
+    }
+
     pub(super) fn emit_sensor(&mut self, action: Action) {
         let watch = self.watch.stats();
         let processes = self.enrich.processes.stats();

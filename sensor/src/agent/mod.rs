@@ -13,7 +13,10 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::{
     config::Config,
-    decide::Detectors,
+    decide::{
+        Decide,
+        policy::{self, Level, judge::Judge},
+    },
     enrich::{
         events::Enricher,
         process::{CgroupResolver, DEFAULT_CAPACITY, ProcessTable, cgroup2_mount},
@@ -43,6 +46,16 @@ pub enum AgentError {
     Watch(#[from] crate::enrich::watch::WatchError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    PolicyFile(#[from] policy::file::ParseError),
+    #[error("the policy {} cannot be used ({} error(s); `weightwarden policy check` explains it):\n{}", .path.display(), .errors.len(), .errors.join("\n"))]
+    PolicyInvalid { path: PathBuf, errors: Vec<String> },
+    #[error(
+        "the policy {} sets mode = \"enforce\", which this version cannot do yet (no deny or kill \
+         mechanism is built); set mode = \"audit\" to record what it would stop",
+        .path.display()
+    )]
+    PolicyEnforce { path: PathBuf },
     #[error("cannot set up {what}")]
     Io {
         what: &'static str,
@@ -110,7 +123,9 @@ struct Agent {
     kernel: KernelMaps,
     watch: WatchSet,
     enrich: Enricher,
-    decide: Detectors,
+    decide: Decide,
+    /// The `policy_loaded` record, written after `sensor_start`.
+    policy_loaded: Option<crate::event::PolicyInfo>,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -159,6 +174,13 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         roots_required,
         config_origin,
     } = settings;
+    let (judge, policy_findings) = match &config.policy {
+        Some(path) => {
+            let (judge, findings) = load_policy(path)?;
+            (Some(judge), findings)
+        }
+        None => (None, Vec::new()),
+    };
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
@@ -181,6 +203,22 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
+    let policy_loaded = judge.as_ref().map(|j| {
+        let unwatched = j
+            .policy()
+            .files()
+            .filter(|key| watch.flags_of(key) & sensor_common::watch_flag::WEIGHT == 0)
+            .count() as u64;
+        if unwatched > 0 {
+            tracing::warn!(
+                unwatched,
+                "files of the policy's weight sets are outside the watch set: no record, so no \
+                 verdict, for them (add their directories to --watch / watch.roots, or give them \
+                 a weight extension)"
+            );
+        }
+        j.loaded(unwatched, &policy_findings)
+    });
     let out = Fanout::open(&config.output.sinks)?;
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
@@ -216,7 +254,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         kernel,
         watch,
         enrich,
-        decide: Detectors::new(),
+        decide: Decide::new(judge),
+        policy_loaded,
         out,
         health,
         holders_rescan: false,
@@ -236,6 +275,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         "capture is live"
     );
     agent.emit_sensor(Action::SensorStart);
+    agent.emit_policy_loaded();
     agent.out.flush();
     Ok(Started {
         sensor,
@@ -243,6 +283,40 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         events,
         signals,
     })
+}
+
+/// Loads, compiles and checks the policy: errors stop the start-up (exit
+/// 2) with every one listed; warnings are logged.
+fn load_policy(path: &std::path::Path) -> Result<(Judge, Vec<policy::Finding>), AgentError> {
+    let checked = policy::load(path)?;
+    let errors: Vec<String> = checked
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .map(|f| format!("  {f}"))
+        .collect();
+    let Some(compiled) = checked.policy.filter(|_| errors.is_empty()) else {
+        return Err(AgentError::PolicyInvalid {
+            path: path.to_path_buf(),
+            errors,
+        });
+    };
+    if compiled.mode == policy::Mode::Enforce {
+        return Err(AgentError::PolicyEnforce {
+            path: path.to_path_buf(),
+        });
+    }
+    for finding in &checked.findings {
+        tracing::warn!("policy: {finding}");
+    }
+    tracing::info!(
+        path = %path.display(),
+        sha256 = %compiled.hash,
+        weight_sets = compiled.sets.len(),
+        rules = compiled.rules.len(),
+        "policy loaded (audit mode)"
+    );
+    Ok((Judge::new(compiled, path.to_path_buf()), checked.findings))
 }
 
 /// Returns freed heap pages to the kernel (glibc keeps them otherwise).

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// `*`, `?`, `[0-9]`, `{a,b}`). Replaces the configured patterns.
     #[arg(long = "gpu-device", value_name = "PATTERN")]
     pub gpu_device: Vec<String>,
+    /// Judge every access against this policy file (docs/policy.md;
+    /// audit mode only in this version). Replaces the configured `policy`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -116,6 +120,7 @@ impl RunArgs {
             heartbeat_interval_secs: self.heartbeat_interval,
             read_flush_interval_secs: self.read_flush_interval,
             gpu_device_patterns: self.gpu_device.clone(),
+            policy: self.policy.clone(),
         });
         if let Some(level) = &self.log_level {
             config.agent.log_level = level.clone();

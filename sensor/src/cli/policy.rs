@@ -35,8 +35,8 @@ fn check(args: &PolicyCheckArgs) -> u8 {
         Some(policy) => {
             print!("{}", lint::explain(policy));
             eprintln!(
-                "note: this version validates and explains policies; `run` does not load, \
-                 enforce or audit them yet (docs/policy.md says what is built)"
+                "note: `run --policy` judges accesses in audit mode only in this version; \
+                 mode = \"enforce\" is refused (docs/policy.md says what is built)"
             );
         }
         None => eprintln!(

@@ -65,6 +65,9 @@ const DOCS_HINT: &str = "see docs/configuration.md for every setting";
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The policy file (docs/policy.md); none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
     pub watch: WatchConfig,
     pub gpu: GpuConfig,
     pub output: OutputConfig,
@@ -424,6 +427,8 @@ pub struct Overrides {
     pub read_flush_interval_secs: Option<u64>,
     /// `--gpu-device PATTERN`: replaces `gpu.device_patterns`.
     pub gpu_device_patterns: Vec<String>,
+    /// `--policy FILE`: replaces `policy`.
+    pub policy: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded or is not usable.
@@ -641,7 +646,11 @@ impl Config {
             heartbeat_interval_secs,
             read_flush_interval_secs,
             gpu_device_patterns,
+            policy,
         } = overrides;
+        if policy.is_some() {
+            self.policy = policy;
+        }
         if !watch.is_empty() {
             self.watch.roots = watch;
             self.watch.home_caches = false;
@@ -932,6 +941,8 @@ mod tests {
     fn full_example_parses() {
         let config = parse(
             r#"
+            policy = "/etc/weightwarden/policy.toml"
+
             [watch]
             roots = ["/data/models", "/mnt/weights"]
             home_caches = false
@@ -962,6 +973,7 @@ mod tests {
         )
         .expect("full example");
         let expected = Config {
+            policy: Some("/etc/weightwarden/policy.toml".into()),
             watch: WatchConfig {
                 roots: vec!["/data/models".into(), "/mnt/weights".into()],
                 home_caches: false,
@@ -1254,7 +1266,9 @@ mod tests {
             heartbeat_interval_secs: Some(5),
             read_flush_interval_secs: Some(2),
             gpu_device_patterns: vec!["/dev/kfd".into()],
+            policy: Some("/etc/ww/policy.toml".into()),
         });
+        assert_eq!(config.policy, Some(PathBuf::from("/etc/ww/policy.toml")));
         assert_eq!(config.watch.roots, vec![PathBuf::from("/data")]);
         assert!(!config.watch.home_caches);
         assert_eq!(config.watch.extensions, WatchConfig::default().extensions);

@@ -1,9 +1,9 @@
-//! The decide stage: judging events. Empty today: policy (who may touch
-//! which weights) and detectors (named theft patterns) land here.
+//! The decide stage: judging events. The policy (who may touch which
+//! weights) judges every access first; detectors (named theft patterns,
+//! none yet) then see every event.
 //!
-//! A detector sees every event after enrichment and may add findings; it
-//! sits behind the one small [`Detector`] trait so that a new detection is
-//! one new file plus one line in [`Detectors::new`].
+//! A detector sits behind the one small [`Detector`] trait so that a new
+//! detection is one new file plus one line in [`Decide::new`].
 
 pub mod policy;
 
@@ -17,23 +17,29 @@ pub trait Detector: Send {
     fn observe(&mut self, event: &Event) -> Vec<Event>;
 }
 
-/// Every registered detector, run in order on each event.
+/// The policy, if one is loaded, and every registered detector.
 #[derive(Default)]
-pub struct Detectors {
+pub struct Decide {
+    judge: Option<policy::judge::Judge>,
     detectors: Vec<Box<dyn Detector>>,
 }
 
-impl Detectors {
-    /// The detectors enabled by default. None exist yet.
-    pub fn new() -> Self {
-        Self::default()
+impl Decide {
+    /// The policy's judge and the detectors enabled by default (none yet).
+    pub fn new(judge: Option<policy::judge::Judge>) -> Self {
+        Self {
+            judge,
+            detectors: Vec::new(),
+        }
     }
 
-    /// Runs every detector on `event`; returns their findings in order.
+    /// The records `event` gives rise to: the policy's verdict, then the
+    /// detectors' findings, in order.
     pub fn observe(&mut self, event: &Event) -> Vec<Event> {
-        self.detectors
-            .iter_mut()
-            .flat_map(|d| d.observe(event))
+        let verdict = self.judge.as_ref().and_then(|j| j.judge(event));
+        verdict
+            .into_iter()
+            .chain(self.detectors.iter_mut().flat_map(|d| d.observe(event)))
             .collect()
     }
 

@@ -63,11 +63,14 @@ impl Enricher {
             access: None,
             exit: None,
             sensor: None,
+            policy: None,
         }
     }
 
     fn process(&mut self, h: &HeaderFields) -> Process {
         let info = self.processes.get(h).clone();
+        let parent_exe_id = self.processes.lookup(info.ppid).and_then(|p| p.exe_id);
+        let cgroup_path = self.processes.cgroup_path(info.cgroup_id).map(String::from);
         let ancestors = self
             .processes
             .ancestors(info.pid, self.ancestors_max)
@@ -97,6 +100,9 @@ impl Enricher {
             start_time: (info.start_boot_ns != 0).then(|| self.time(info.start_boot_ns)),
             gpu: info.gpu,
             ancestors,
+            exe_id: info.exe_id,
+            parent_exe_id,
+            cgroup_path,
         }
     }
 

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use text::Text;
 
-use crate::enrich::process::Runtime;
+use crate::{
+    decide::policy::{Mode, Operation, PolicyAction},
+    enrich::process::Runtime,
+};
 
 /// What happened. The serde names are the schema's (`sensor_start`), which
 /// every encoding shares.
@@ -35,11 +38,19 @@ pub enum Action {
     Heartbeat,
     SensorStart,
     SensorStop,
+    /// A policy was loaded at start-up.
+    PolicyLoaded,
+    /// The policy's verdict was `alert`: the access went ahead.
+    Alert,
+    /// In audit mode, the policy would have denied the access.
+    WouldDeny,
+    /// In audit mode, the policy would have killed the process.
+    WouldKill,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 13] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -49,6 +60,10 @@ impl Action {
         Action::Heartbeat,
         Action::SensorStart,
         Action::SensorStop,
+        Action::PolicyLoaded,
+        Action::Alert,
+        Action::WouldDeny,
+        Action::WouldKill,
     ];
 }
 
@@ -107,6 +122,49 @@ pub struct Event {
     pub exit: Option<Exit>,
     /// The sensor's status, on heartbeats, start and stop.
     pub sensor: Option<SensorStatus>,
+    /// The policy's verdict (`alert`, `would_*`) or the loaded policy
+    /// (`policy_loaded`).
+    pub policy: Option<PolicyInfo>,
+}
+
+/// What a policy record says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyInfo {
+    Verdict(PolicyVerdict),
+    Loaded(PolicyLoaded),
+}
+
+/// Why the policy judged an access as it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVerdict {
+    /// SHA-256 of the policy file that decided.
+    pub sha256: String,
+    pub mode: Mode,
+    pub verdict: PolicyAction,
+    pub operation: Operation,
+    /// The deciding rule's number (1-based); `None`: the weight set's
+    /// default decided.
+    pub rule: Option<u32>,
+    pub rule_name: Option<String>,
+    pub weight_set: String,
+    /// What acted on it: `none` in audit mode.
+    pub mechanism: String,
+}
+
+/// A policy as loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLoaded {
+    pub sha256: String,
+    pub path: Text,
+    pub mode: Mode,
+    pub weight_sets: u64,
+    pub rules: u64,
+    /// Files the weight sets cover.
+    pub files: u64,
+    /// Of those, files the watch set does not cover: no record, so no
+    /// verdict, for them.
+    pub files_unwatched: u64,
+    pub warnings: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -127,6 +185,11 @@ pub struct Process {
     pub gpu: bool,
     /// Parent first.
     pub ancestors: Vec<Ancestor>,
+    /// For the policy, not written by the native encoding: the identity
+    /// of the executable and of the parent's, and the cgroup v2 path.
+    pub exe_id: Option<sensor_common::FileKey>,
+    pub parent_exe_id: Option<sensor_common::FileKey>,
+    pub cgroup_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -130,6 +130,7 @@ mod tests {
             access: None,
             exit: None,
             sensor: None,
+            policy: None,
         }
     }
 

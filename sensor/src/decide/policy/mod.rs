@@ -4,12 +4,13 @@
 //!
 //! As Tetragon keeps them apart, parsing (`file`), compiling into tables
 //! (`compile`), deciding from the tables (`verdict`) and explaining
-//! (`lint`) are separate. Enforcement mechanisms (fanotify permission
-//! events, BPF LSM, kill) and reload are not built yet: `run` does not
-//! take a policy so far, and `policy check` validates and explains one.
+//! (`lint`) are separate; `judge` turns verdicts into records in audit
+//! mode. Enforcement mechanisms (fanotify permission events, BPF LSM,
+//! kill) and reload are not built yet: `run` refuses `mode = "enforce"`.
 
 pub mod compile;
 pub mod file;
+pub mod judge;
 pub mod lint;
 pub mod verdict;
 

@@ -36,6 +36,7 @@ use super::cgroup::CgroupResolver;
 use super::container::{Container, parse_cgroup_path};
 use super::procfs::{self, ProcError, ProcSnapshot};
 use crate::event::Text;
+use sensor_common::FileKey;
 
 /// Default bound on the table's entries.
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -62,6 +63,10 @@ pub struct ProcessInfo {
     pub exe: Option<Text>,
     /// `/proc` showed the executable as deleted (also a `memfd` exec).
     pub exe_deleted: bool,
+    /// The executable's identity, `(device, inode)` as the kernel sees it
+    /// (through `/proc/PID/exe`, so a binary replaced or deleted since is
+    /// still the one that runs); for policy rules on `exe`.
+    pub exe_id: Option<FileKey>,
     pub args: Vec<Text>,
     pub args_truncated: bool,
     /// cgroup v2 id; 0 when unknown.
@@ -320,6 +325,7 @@ impl ProcessTable {
     ) {
         let pid = h.tgid;
         let (exe, exe_deleted) = exec_exe(&self.proc_root, pid, filename);
+        let exe_id = exe_identity(&self.proc_root, pid, exe.as_ref());
         let (args, args_truncated) = procfs::split_args(args, args_truncated);
         let same_process = self.entries.get(&pid).is_some_and(|e| {
             e.exited_at.is_none()
@@ -343,6 +349,7 @@ impl ProcessTable {
             let info = &mut entry.info;
             info.exe = exe;
             info.exe_deleted = exe_deleted;
+            info.exe_id = exe_id;
             info.args = args;
             info.args_truncated = args_truncated;
             // The kernel's ns value is more precise than `/proc`'s ticks.
@@ -456,6 +463,11 @@ impl ProcessTable {
 
     /// The entry for `pid` without touching `/proc` or the header, e.g. for
     /// a read summary drained from a map after the exit.
+    /// The cgroup v2 path of a cgroup id, when the resolver knows it.
+    pub fn cgroup_path(&self, cgroup_id: u64) -> Option<&str> {
+        self.cgroups.cached(cgroup_id)
+    }
+
     pub fn lookup(&self, pid: u32) -> Option<&ProcessInfo> {
         self.entries.get(&pid).map(|e| &e.info)
     }
@@ -598,6 +610,7 @@ impl ProcessTable {
             uid: snap.uid,
             gid: snap.gid,
             comm: snap.comm,
+            exe_id: exe_identity(&self.proc_root, snap.pid, snap.exe.as_ref()),
             exe: snap.exe,
             exe_deleted: snap.exe_deleted,
             args: snap.args,
@@ -708,6 +721,23 @@ fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<Text>, bool)
     ((!given.is_empty()).then(|| Text::from(given)), false)
 }
 
+/// The identity of the executable `pid` runs: `/proc/PID/exe` while the
+/// process lives (the very file, even if replaced or deleted since), else
+/// the path it was started from.
+fn exe_identity(proc_root: &Path, pid: u32, exe: Option<&Text>) -> Option<FileKey> {
+    let key = |m: std::fs::Metadata| FileKey {
+        dev: crate::enrich::watch::kernel_dev(std::os::unix::fs::MetadataExt::dev(&m)),
+        ino: std::os::unix::fs::MetadataExt::ino(&m),
+    };
+    std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
+        .ok()
+        .or_else(|| {
+            let path = Path::new(std::ffi::OsStr::from_bytes(exe?.as_bytes()));
+            std::fs::metadata(path).ok()
+        })
+        .map(key)
+}
+
 fn info_from_header(h: &HeaderFields) -> ProcessInfo {
     ProcessInfo {
         pid: h.tgid,
@@ -717,6 +747,7 @@ fn info_from_header(h: &HeaderFields) -> ProcessInfo {
         comm: comm_string(&h.comm),
         exe: None,
         exe_deleted: false,
+        exe_id: None,
         args: Vec::new(),
         args_truncated: false,
         cgroup_id: h.cgroup_id,

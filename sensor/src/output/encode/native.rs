@@ -18,11 +18,12 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{EncodeError, Encoder};
 use crate::{
+    decide::policy::{Mode, Operation, PolicyAction},
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
         Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason,
-        OutputCounters, Process, ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier,
-        Timestamp,
+        OutputCounters, PolicyInfo, PolicyLoaded, PolicyVerdict, Process, ReadSummary,
+        SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -84,6 +85,95 @@ struct Record<'a> {
     exit: Option<WireExit>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     sensor: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    policy: Option<WirePolicy>,
+}
+
+/// `policy`: a verdict's fields on `alert` and `would_*`, the policy's on
+/// `policy_loaded`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize, Default)]
+struct WirePolicy {
+    sha256: String,
+    mode: Option<Mode>,
+    verdict: Option<PolicyAction>,
+    operation: Option<Operation>,
+    rule: Option<u32>,
+    rule_name: Option<String>,
+    weight_set: Option<String>,
+    mechanism: Option<String>,
+    path: Option<String>,
+    path_escaped: Option<String>,
+    weight_sets: Option<u64>,
+    rules: Option<u64>,
+    files: Option<u64>,
+    files_unwatched: Option<u64>,
+    warnings: Option<u64>,
+}
+
+impl From<&PolicyInfo> for WirePolicy {
+    fn from(p: &PolicyInfo) -> Self {
+        match p {
+            PolicyInfo::Verdict(v) => WirePolicy {
+                sha256: v.sha256.clone(),
+                mode: Some(v.mode),
+                verdict: Some(v.verdict),
+                operation: Some(v.operation),
+                rule: v.rule,
+                rule_name: v.rule_name.clone(),
+                weight_set: Some(v.weight_set.clone()),
+                mechanism: Some(v.mechanism.clone()),
+                ..WirePolicy::default()
+            },
+            PolicyInfo::Loaded(l) => WirePolicy {
+                sha256: l.sha256.clone(),
+                mode: Some(l.mode),
+                path: Some(l.path.to_lossy().into_owned()),
+                path_escaped: l.path.escaped(),
+                weight_sets: Some(l.weight_sets),
+                rules: Some(l.rules),
+                files: Some(l.files),
+                files_unwatched: Some(l.files_unwatched),
+                warnings: Some(l.warnings),
+                ..WirePolicy::default()
+            },
+        }
+    }
+}
+
+impl WirePolicy {
+    fn into_model(self, action: Action) -> Result<PolicyInfo, DecodeError> {
+        let need = |field: &'static str, v: Option<u64>| v.ok_or(DecodeError::Missing(field));
+        if action == Action::PolicyLoaded {
+            let path = self.path.ok_or(DecodeError::Missing("policy.path"))?;
+            return Ok(PolicyInfo::Loaded(PolicyLoaded {
+                sha256: self.sha256,
+                path: text_from("policy.path", &path, self.path_escaped.as_deref())?,
+                mode: self.mode.ok_or(DecodeError::Missing("policy.mode"))?,
+                weight_sets: need("policy.weight_sets", self.weight_sets)?,
+                rules: need("policy.rules", self.rules)?,
+                files: need("policy.files", self.files)?,
+                files_unwatched: need("policy.files_unwatched", self.files_unwatched)?,
+                warnings: need("policy.warnings", self.warnings)?,
+            }));
+        }
+        Ok(PolicyInfo::Verdict(PolicyVerdict {
+            sha256: self.sha256,
+            mode: self.mode.ok_or(DecodeError::Missing("policy.mode"))?,
+            verdict: self.verdict.ok_or(DecodeError::Missing("policy.verdict"))?,
+            operation: self
+                .operation
+                .ok_or(DecodeError::Missing("policy.operation"))?,
+            rule: self.rule,
+            rule_name: self.rule_name,
+            weight_set: self
+                .weight_set
+                .ok_or(DecodeError::Missing("policy.weight_set"))?,
+            mechanism: self
+                .mechanism
+                .ok_or(DecodeError::Missing("policy.mechanism"))?,
+        }))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,6 +280,7 @@ impl<'a> From<&'a Event> for Record<'a> {
                 signal: x.signal(),
             }),
             sensor: e.sensor.as_ref().map(sensor_object),
+            policy: e.policy.as_ref().map(WirePolicy::from),
         }
     }
 }
@@ -439,6 +530,7 @@ impl Record<'_> {
             access: self.access.map(|a| a.into_model(action)).transpose()?,
             exit: self.exit.map(|x| Exit::from_parts(x.code, x.signal)),
             sensor: self.sensor.map(sensor_from_object).transpose()?,
+            policy: self.policy.map(|p| p.into_model(action)).transpose()?,
         })
     }
 }
@@ -505,6 +597,10 @@ impl WireProcess<'_> {
                 .transpose()?,
             gpu: self.gpu,
             ancestors,
+            // Not in the native encoding.
+            exe_id: None,
+            parent_exe_id: None,
+            cgroup_path: None,
         })
     }
 }
@@ -537,6 +633,22 @@ impl WireAccess {
             }
         };
         let fd = self.fd.ok_or(DecodeError::Missing("access.fd"));
+        // A verdict record carries the access that it judged: its kind
+        // shows in which fields are present.
+        let action = match action {
+            Action::Alert | Action::WouldDeny | Action::WouldKill => {
+                if self.flags_raw.is_some() {
+                    Action::Open
+                } else if self.prot_raw.is_some() {
+                    Action::Mmap
+                } else if self.bytes.is_some() {
+                    Action::Read
+                } else {
+                    Action::Close
+                }
+            }
+            other => other,
+        };
         let detail = match action {
             Action::Open => AccessDetail::Open {
                 fd: fd?,

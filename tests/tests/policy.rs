@@ -1,0 +1,232 @@
+//! A policy in audit mode, end to end: real processes read a weight file
+//! under `run --policy`, and every access the policy would stop gets its
+//! `would_deny` / `alert` record, by executable identity (a hard link of
+//! the allowed binary is allowed; a copy is not), while the access itself
+//! goes ahead.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
+
+use sensor::{
+    decide::policy::{Mode, Operation, PolicyAction},
+    event::{Action, Event, PolicyInfo, PolicyVerdict, Severity},
+};
+use tests::{SensorProcess, binary, is_by, output_within, write_file};
+
+fn policy_of(e: &Event) -> &PolicyVerdict {
+    match &e.policy {
+        Some(PolicyInfo::Verdict(v)) => v,
+        other => panic!("no verdict on {:?}: {other:?}", e.action),
+    }
+}
+
+/// Copies `/usr/bin/cat` to `dir/name`, executable.
+fn cat_copy(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    fs::copy(fs::canonicalize("/usr/bin/cat").unwrap(), &path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn audit_mode_records_what_the_policy_would_stop_by_executable_identity() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 8192);
+    let bin = tempfile::tempdir().unwrap();
+    let server = cat_copy(bin.path(), "server");
+    let link = bin.path().join("server-link");
+    fs::hard_link(&server, &link).unwrap();
+    let copy = cat_copy(bin.path(), "server-copy");
+    let policy_file = bin.path().join("policy.toml");
+    fs::write(
+        &policy_file,
+        format!(
+            r#"mode = "audit"
+
+[weights.llama]
+paths = ["{models}"]
+default = "deny"
+
+[[rules]]
+name = "the server"
+weights = ["llama"]
+exe = ["{server}"]
+action = "allow"
+
+[[rules]]
+name = "copies are noticed"
+weights = ["*"]
+exe = ["{copy}"]
+operations = ["read"]
+action = "alert"
+"#,
+            models = models.path().display(),
+            server = server.display(),
+            copy = copy.display(),
+        ),
+    )
+    .unwrap();
+    let sensor = SensorProcess::start(
+        &[models.path()],
+        &["--policy", policy_file.to_str().unwrap()],
+    );
+
+    // Audit mode stops nothing: every reader gets all the bytes.
+    let read_with = |exe: &Path| -> u32 {
+        let child = Command::new(exe)
+            .arg(&weights)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{} failed", exe.display());
+        assert_eq!(
+            out.stdout.len(),
+            8192,
+            "{} did not read it all",
+            exe.display()
+        );
+        pid
+    };
+    let server_pid = read_with(&server);
+    let link_pid = read_with(&link);
+    let copy_pid = read_with(&copy);
+    let cat_pid = read_with(Path::new("/usr/bin/cat"));
+    sensor.wait_exit(cat_pid);
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+
+    let loaded = events
+        .iter()
+        .position(|e| e.action == Action::PolicyLoaded)
+        .expect("policy_loaded");
+    assert_eq!(events[0].action, Action::SensorStart);
+    assert_eq!(loaded, 1, "policy_loaded follows sensor_start");
+    let Some(PolicyInfo::Loaded(info)) = &events[loaded].policy else {
+        panic!("policy_loaded without its policy");
+    };
+    assert_eq!(
+        (info.mode, info.weight_sets, info.rules),
+        (Mode::Audit, 1, 2)
+    );
+    assert_eq!((info.files, info.files_unwatched, info.warnings), (1, 0, 0));
+    assert_eq!(
+        info.path.as_bytes(),
+        policy_file.to_str().unwrap().as_bytes()
+    );
+
+    let verdicts = |pid: u32| -> Vec<&Event> {
+        events
+            .iter()
+            .filter(|e| {
+                e.policy.is_some()
+                    && e.action != Action::PolicyLoaded
+                    && e.process.as_ref().is_some_and(|p| p.pid == pid)
+            })
+            .collect()
+    };
+    // The allowed binary, and a hard link of it (the same file): nothing.
+    assert!(
+        verdicts(server_pid).is_empty(),
+        "{:?}",
+        verdicts(server_pid)
+    );
+    assert!(verdicts(link_pid).is_empty(), "{:?}", verdicts(link_pid));
+    // `cat` itself: its open and its read would be denied by the default.
+    let cat = verdicts(cat_pid);
+    let ops: Vec<Operation> = cat.iter().map(|e| policy_of(e).operation).collect();
+    assert_eq!(ops, [Operation::Open, Operation::Read], "{cat:?}");
+    for e in &cat {
+        assert_eq!(e.action, Action::WouldDeny);
+        assert_eq!(e.severity, Severity::High);
+        let v = policy_of(e);
+        assert_eq!(
+            (
+                v.verdict,
+                v.rule,
+                v.weight_set.as_str(),
+                v.mechanism.as_str()
+            ),
+            (PolicyAction::Deny, None, "llama", "none")
+        );
+    }
+    // Each verdict record follows the access record it judges.
+    for verdict in &cat {
+        let at = events
+            .iter()
+            .position(|e| std::ptr::eq(e, *verdict))
+            .unwrap();
+        let access = &events[at - 1];
+        assert!(is_by(access, access.action, cat_pid));
+        assert_eq!(access.file, verdict.file);
+        assert_eq!(access.access, verdict.access);
+    }
+    // A copy of the server is another file: its open falls to the default
+    // (deny), its read to rule 2 (alert).
+    let copy = verdicts(copy_pid);
+    assert_eq!(copy.len(), 2, "{copy:?}");
+    assert_eq!(
+        (
+            copy[0].action,
+            policy_of(copy[0]).operation,
+            policy_of(copy[0]).rule
+        ),
+        (Action::WouldDeny, Operation::Open, None)
+    );
+    let alert = policy_of(copy[1]);
+    assert_eq!(copy[1].action, Action::Alert);
+    assert_eq!(copy[1].severity, Severity::Medium);
+    assert_eq!(
+        (alert.rule, alert.rule_name.as_deref(), alert.operation),
+        (Some(2), Some("copies are noticed"), Operation::Read)
+    );
+}
+
+#[test]
+fn enforce_mode_and_broken_policies_stop_the_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let enforce = dir.path().join("enforce.toml");
+    fs::write(
+        &enforce,
+        format!(
+            "mode = \"enforce\"\n[weights.w]\npaths = [\"{}\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run_with = |policy: &Path| {
+        output_within(
+            Command::new(binary())
+                .args(["run", "--config", "/dev/null", "--watch"])
+                .arg(dir.path())
+                .arg("--policy")
+                .arg(policy),
+            Duration::from_secs(30),
+        )
+    };
+    let out = run_with(&enforce);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("mode = \"enforce\""), "{err}");
+    assert!(err.contains("set mode = \"audit\""), "{err}");
+
+    let broken = dir.path().join("broken.toml");
+    fs::write(
+        &broken,
+        "[[rules]]\nweights = [\"nope\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let out = run_with(&broken);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:12: error: rule 1 names weight set \"nope\"",
+            broken.display()
+        )),
+        "{err}"
+    );
+}
