@@ -186,40 +186,158 @@ action = "alert"
 }
 
 #[test]
-fn enforce_mode_and_broken_policies_stop_the_start_with_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let enforce = dir.path().join("enforce.toml");
+fn enforce_mode_denies_opens_with_eperm_and_kills_by_rule() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 8192);
+    let bin = tempfile::tempdir().unwrap();
+    let server = cat_copy(bin.path(), "server");
+    let link = bin.path().join("server-link");
+    fs::hard_link(&server, &link).unwrap();
+    let copy = cat_copy(bin.path(), "server-copy");
+    let doomed = cat_copy(bin.path(), "doomed");
+    let policy_file = bin.path().join("policy.toml");
     fs::write(
-        &enforce,
+        &policy_file,
         format!(
-            "mode = \"enforce\"\n[weights.w]\npaths = [\"{}\"]\n",
-            dir.path().display()
+            r#"mode = "enforce"
+
+[weights.llama]
+paths = ["{models}"]
+default = "deny"
+
+[[rules]]
+name = "the server"
+weights = ["llama"]
+exe = ["{server}"]
+action = "allow"
+
+[[rules]]
+name = "never this one"
+weights = ["llama"]
+exe = ["{doomed}"]
+action = "kill"
+"#,
+            models = models.path().display(),
+            server = server.display(),
+            doomed = doomed.display(),
         ),
     )
     .unwrap();
-    let run_with = |policy: &Path| {
-        output_within(
-            Command::new(binary())
-                .args(["run", "--config", "/dev/null", "--watch"])
-                .arg(dir.path())
-                .arg("--policy")
-                .arg(policy),
-            Duration::from_secs(30),
-        )
+    let sensor = SensorProcess::start(
+        &[models.path()],
+        &["--policy", policy_file.to_str().unwrap()],
+    );
+    let read_with = |exe: &Path| {
+        let child = Command::new(exe)
+            .arg(&weights)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        (pid, child.wait_with_output().unwrap())
     };
-    let out = run_with(&enforce);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("mode = \"enforce\""), "{err}");
-    assert!(err.contains("set mode = \"audit\""), "{err}");
+    // The allowed binary and a hard link of it read everything.
+    for exe in [&server, &link] {
+        let (_, out) = read_with(exe);
+        assert!(out.status.success(), "{}: {:?}", exe.display(), out);
+        assert_eq!(out.stdout.len(), 8192);
+    }
+    // cat, and a copy of the allowed binary: EPERM, no byte.
+    let mut denied_pids = Vec::new();
+    for exe in [Path::new("/usr/bin/cat"), copy.as_path()] {
+        let (pid, out) = read_with(exe);
+        assert_eq!(out.status.code(), Some(1), "{}", exe.display());
+        assert!(out.stdout.is_empty(), "{} got bytes", exe.display());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+            "{:?}",
+            out
+        );
+        denied_pids.push(pid);
+    }
+    // The kill rule: killed before it printed a byte.
+    let (doomed_pid, out) = read_with(&doomed);
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    assert!(out.stdout.is_empty());
+    sensor.wait_for_event("the killed record", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed
+    });
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
 
+    let Some(PolicyInfo::Loaded(info)) = events
+        .iter()
+        .find(|e| e.action == Action::PolicyLoaded)
+        .and_then(|e| e.policy.clone())
+    else {
+        panic!("no policy_loaded");
+    };
+    assert_eq!(
+        (info.mode, info.mechanism.as_str()),
+        (Mode::Enforce, "fanotify")
+    );
+    for pid in &denied_pids {
+        let denied: Vec<&Event> = events
+            .iter()
+            .filter(|e| {
+                e.action == Action::Denied && e.process.as_ref().is_some_and(|p| p.pid == *pid)
+            })
+            .collect();
+        assert_eq!(denied.len(), 1, "{pid}: {denied:?}");
+        let v = policy_of(denied[0]);
+        assert_eq!(
+            (v.verdict, v.rule, v.operation, v.mechanism.as_str()),
+            (PolicyAction::Deny, None, Operation::Open, "fanotify")
+        );
+        assert_eq!(denied[0].severity, Severity::High);
+        let file = denied[0].file.as_ref().unwrap();
+        assert_eq!(
+            file.path.as_ref().map(|p| p.as_bytes().to_vec()),
+            Some(weights.to_str().unwrap().as_bytes().to_vec())
+        );
+        // The open never happened: no open record for it.
+        assert!(!events.iter().any(|e| is_by(e, Action::Open, *pid)));
+    }
+    let killed: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == Action::Killed)
+        .collect();
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    assert_eq!(killed[0].process.as_ref().map(|p| p.pid), Some(doomed_pid));
+    let v = policy_of(killed[0]);
+    assert_eq!(
+        (v.verdict, v.rule, v.rule_name.as_deref()),
+        (PolicyAction::Kill, Some(2), Some("never this one"))
+    );
+    // The allowed reads are ordinary records, with no verdict.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.action, Action::WouldDeny | Action::WouldKill))
+    );
+}
+
+#[test]
+fn a_broken_policy_stops_the_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.toml");
     fs::write(
         &broken,
         "[[rules]]\nweights = [\"nope\"]\naction = \"deny\"\n",
     )
     .unwrap();
-    let out = run_with(&broken);
+    let out = output_within(
+        Command::new(binary())
+            .args(["run", "--config", "/dev/null", "--watch"])
+            .arg(dir.path())
+            .arg("--policy")
+            .arg(&broken),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -14,6 +14,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{Agent, AgentError, holders, signals::Request};
 use crate::{
+    decide::enforce::fanotify::Enforced,
     enrich::{
         clock::BootClock,
         watch::{WatchChange, WatchError},
@@ -25,6 +26,14 @@ use crate::{
 /// How often the agent reads the ring buffer without being woken: the most
 /// an exec, fork or exit record waits.
 const RING_POLL: Duration = Duration::from_millis(100);
+
+/// The next decision from the enforcement thread; never, without one.
+async fn next_enforced(rx: &mut Option<tokio::sync::mpsc::Receiver<Enforced>>) -> Option<Enforced> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The inotify descriptor, borrowed from the watch set for tokio.
 struct InotifyFd(RawFd);
@@ -126,6 +135,18 @@ impl Agent {
                     self.emit_sensor(Action::Heartbeat);
                     self.out.flush();
                 }
+                decision = next_enforced(&mut self.enforced) => match decision {
+                    Some(decision) => {
+                        self.record_enforced(decision);
+                        self.out.flush();
+                    }
+                    None => {
+                        // The thread stopped (it logged why); the kernel
+                        // lets pending and later opens through.
+                        tracing::error!("the fanotify enforcement thread stopped: the policy is no longer enforced");
+                        self.enforced = None;
+                    }
+                },
                 request = signals.next() => match request {
                     Request::Stop(name) => {
                         tracing::info!("{name}: stopping");
@@ -185,11 +206,17 @@ impl Agent {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
                 }
-                self.enrich.exit(&x)
+                let event = self.enrich.exit(&x);
+                // A GPU process's pid must not stay GPU for whoever reuses it.
+                if self.gpu_pids.load().contains(&tgid) {
+                    self.publish_gpu_pids();
+                }
+                event
             }
             KernelEvent::GpuOpen(f) => {
                 tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
-                return self.enrich.gpu_open(&f.header);
+                self.enrich.gpu_open(&f.header);
+                return self.publish_gpu_pids();
             }
             KernelEvent::Open(f) => self.enrich.file_event(
                 Action::Open,
@@ -283,6 +310,18 @@ impl Agent {
         }
     }
 
+    /// Records a decision the enforcement thread carried out.
+    fn record_enforced(&mut self, decision: Enforced) {
+        let event = self.enrich.refused(&decision, &self.watch);
+        if let Some(event) = self
+            .decide
+            .enforced(event, decision.verdict, decision.killed)
+        {
+            self.health.agent.records_emitted.inc();
+            self.out.emit(&event);
+        }
+    }
+
     /// The `policy_loaded` record, once, after `sensor_start`.
     pub(super) fn emit_policy_loaded(&mut self) {
         if let Some(info) = self.policy_loaded.take() {
@@ -297,6 +336,15 @@ impl Agent {
     }
 
     pub(super) fn emit_sensor(&mut self, action: Action) {
+        let dropped = self
+            .enforced_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.health.total(
+            "agent",
+            "enforcement_records_dropped",
+            "enforced decisions whose records were lost",
+            dropped,
+        );
         let watch = self.watch.stats();
         let processes = self.enrich.processes.stats();
         let status = self.health.status(

@@ -181,6 +181,23 @@ impl Health {
         }
     }
 
+    /// Publishes a running total kept outside the registry (created on the
+    /// first non-zero value, so the field appears once something happened).
+    pub fn total(&mut self, section: &'static str, name: &'static str, help: &str, total: u64) {
+        if total == 0 {
+            return;
+        }
+        let counter = self.registry.counter(section, name, help);
+        let rise = total.saturating_sub(counter.get());
+        if rise > 0 {
+            counter.inc_by(rise);
+            tracing::warn!(
+                lost = rise,
+                "{name}: {rise} enforcement decisions were carried out but their records were lost (the channel to the event loop was full)"
+            );
+        }
+    }
+
     /// The last kernel totals read, for the final log line.
     pub fn last_kernel(&self) -> KernelCounterTotals {
         self.kernel.last

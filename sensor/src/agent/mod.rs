@@ -7,7 +7,13 @@ mod health;
 mod holders;
 mod signals;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use aya::maps::{MapData, RingBuf};
 
@@ -15,6 +21,7 @@ use crate::{
     config::Config,
     decide::{
         Decide,
+        enforce::fanotify::{Enforced, Enforcer, GpuPids},
         policy::{self, Level, judge::Judge},
     },
     enrich::{
@@ -50,12 +57,12 @@ pub enum AgentError {
     PolicyFile(#[from] policy::file::ParseError),
     #[error("the policy {} cannot be used ({} error(s); `weightwarden policy check` explains it):\n{}", .path.display(), .errors.len(), .errors.join("\n"))]
     PolicyInvalid { path: PathBuf, errors: Vec<String> },
-    #[error(
-        "the policy {} sets mode = \"enforce\", which this version cannot do yet (no deny or kill \
-         mechanism is built); set mode = \"audit\" to record what it would stop",
-        .path.display()
-    )]
-    PolicyEnforce { path: PathBuf },
+    #[error("cannot enforce the policy {}", .path.display())]
+    Enforcement {
+        path: PathBuf,
+        #[source]
+        source: crate::decide::enforce::fanotify::FanotifyError,
+    },
     #[error("cannot set up {what}")]
     Io {
         what: &'static str,
@@ -126,6 +133,12 @@ struct Agent {
     decide: Decide,
     /// The `policy_loaded` record, written after `sensor_start`.
     policy_loaded: Option<crate::event::PolicyInfo>,
+    /// Decisions the enforcement thread carried out, to record.
+    enforced: Option<tokio::sync::mpsc::Receiver<Enforced>>,
+    /// Enforcement decisions the channel refused (it was full): counted.
+    enforced_dropped: Arc<AtomicU64>,
+    /// GPU processes, published for the enforcement thread.
+    gpu_pids: GpuPids,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -174,10 +187,31 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         roots_required,
         config_origin,
     } = settings;
-    let (judge, policy_findings) = match &config.policy {
-        Some(path) => {
-            let (judge, findings) = load_policy(path)?;
-            (Some(judge), findings)
+    let policy = config.policy.as_deref().map(load_policy).transpose()?;
+    // Enforce mode marks every policy file now, so that a failure stops
+    // the start-up with nothing attached.
+    let enforcer = match &policy {
+        Some((path, compiled, _)) if compiled.mode == policy::Mode::Enforce => {
+            let enforcer = Enforcer::new(compiled, &compiled.paths).map_err(|source| {
+                AgentError::Enforcement {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            if enforcer.unmarked > 0 {
+                tracing::warn!(
+                    unmarked = enforcer.unmarked,
+                    "policy files that could not be marked for fanotify: their opens are not enforced"
+                );
+            }
+            Some(enforcer)
+        }
+        _ => None,
+    };
+    let (judge, policy_findings) = match policy {
+        Some((path, compiled, findings)) => {
+            let mechanism = enforcer.as_ref().map(|_| "fanotify");
+            (Some(Judge::new(compiled, path, mechanism)), findings)
         }
         None => (None, Vec::new()),
     };
@@ -256,6 +290,9 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         enrich,
         decide: Decide::new(judge),
         policy_loaded,
+        enforced: None,
+        enforced_dropped: Arc::new(AtomicU64::new(0)),
+        gpu_pids: GpuPids::default(),
         out,
         health,
         holders_rescan: false,
@@ -264,6 +301,10 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // by one or the other.
     let known = agent.enrich.processes.scan_existing();
     holders::mark_gpu_processes(&mut agent.enrich.processes, &agent.watch);
+    agent.publish_gpu_pids();
+    if let (Some(enforcer), Some(policy)) = (enforcer, agent.decide.policy()) {
+        agent.start_enforcement(enforcer, policy)?;
+    }
     // The kernel has treated every process as a holder since attach; now
     // that /proc says who holds watched descriptors, let the prefilter work.
     holders::seed(&mut agent.kernel.holders, &agent.watch);
@@ -285,9 +326,49 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     })
 }
 
+impl Agent {
+    /// Starts the thread that answers fanotify permission events; its
+    /// decisions come back on a bounded channel (a full channel drops the
+    /// record, never the decision, and counts it).
+    fn start_enforcement(
+        &mut self,
+        enforcer: Enforcer,
+        policy: Arc<policy::Policy>,
+    ) -> Result<(), AgentError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let dropped = self.enforced_dropped.clone();
+        let gpu = self.gpu_pids.clone();
+        std::thread::Builder::new()
+            .name(String::from("ww-fanotify"))
+            .spawn(move || {
+                enforcer.serve(policy, gpu, |decision| {
+                    if tx.try_send(decision).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            })
+            .map_err(|source| AgentError::Io {
+                what: "the fanotify enforcement thread",
+                source,
+            })?;
+        self.enforced = Some(rx);
+        tracing::info!("policy enforced: opens of its files are answered by fanotify");
+        Ok(())
+    }
+
+    /// Publishes the GPU processes for the enforcement thread.
+    fn publish_gpu_pids(&self) {
+        self.gpu_pids
+            .store(Arc::new(self.enrich.processes.gpu_pids()));
+    }
+}
+
+/// A policy ready for the judge: its path, its tables, its warnings.
+type LoadedPolicy = (PathBuf, Arc<policy::Policy>, Vec<policy::Finding>);
+
 /// Loads, compiles and checks the policy: errors stop the start-up (exit
 /// 2) with every one listed; warnings are logged.
-fn load_policy(path: &std::path::Path) -> Result<(Judge, Vec<policy::Finding>), AgentError> {
+fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, AgentError> {
     let checked = policy::load(path)?;
     let errors: Vec<String> = checked
         .findings
@@ -301,11 +382,6 @@ fn load_policy(path: &std::path::Path) -> Result<(Judge, Vec<policy::Finding>), 
             errors,
         });
     };
-    if compiled.mode == policy::Mode::Enforce {
-        return Err(AgentError::PolicyEnforce {
-            path: path.to_path_buf(),
-        });
-    }
     for finding in &checked.findings {
         tracing::warn!("policy: {finding}");
     }
@@ -314,9 +390,10 @@ fn load_policy(path: &std::path::Path) -> Result<(Judge, Vec<policy::Finding>), 
         sha256 = %compiled.hash,
         weight_sets = compiled.sets.len(),
         rules = compiled.rules.len(),
-        "policy loaded (audit mode)"
+        mode = ?compiled.mode,
+        "policy loaded"
     );
-    Ok((Judge::new(compiled, path.to_path_buf()), checked.findings))
+    Ok((path.to_path_buf(), Arc::new(compiled), checked.findings))
 }
 
 /// Returns freed heap pages to the kernel (glibc keeps them otherwise).

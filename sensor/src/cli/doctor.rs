@@ -144,6 +144,7 @@ const CHECKS: &[CheckFn] = &[
     hook_kinds,
     tiers,
     usable_tier,
+    enforcement,
 ];
 
 /// Runs every check.
@@ -432,6 +433,31 @@ fn usable_tier(host: &mut Host) -> Vec<Check> {
             "see the tier lines above",
         ),
         None => Check::skipped(name, true, "needs the object loaded", AS_ROOT),
+    }]
+}
+
+/// The deny mechanism `run` would use for `mode = "enforce"`.
+fn enforcement(host: &mut Host) -> Vec<Check> {
+    use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags};
+    let name = "deny: fanotify";
+    if !host.root {
+        return vec![Check::skipped(name, false, "needs root", AS_ROOT)];
+    }
+    vec![match Fanotify::init(
+        InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC,
+        EventFFlags::O_RDONLY,
+    ) {
+        Ok(_) => Check::ok(
+            name,
+            false,
+            "permission events available: mode = \"enforce\" denies opens with EPERM",
+        ),
+        Err(err) => Check::missing(
+            name,
+            false,
+            format!("fanotify_init(FAN_CLASS_CONTENT) failed: {err}"),
+            "needs CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y; without it only audit mode works",
+        ),
     }]
 }
 

@@ -35,8 +35,8 @@ fn check(args: &PolicyCheckArgs) -> u8 {
         Some(policy) => {
             print!("{}", lint::explain(policy));
             eprintln!(
-                "note: `run --policy` judges accesses in audit mode only in this version; \
-                 mode = \"enforce\" is refused (docs/policy.md says what is built)"
+                "note: in enforce mode `run --policy` refuses opens (fanotify); reads through \
+                 descriptors opened otherwise are only recorded so far (docs/policy.md)"
             );
         }
         None => eprintln!(

@@ -5,6 +5,7 @@
 //! A detector sits behind the one small [`Detector`] trait so that a new
 //! detection is one new file plus one line in [`Decide::new`].
 
+pub mod enforce;
 pub mod policy;
 
 use crate::event::Event;
@@ -31,6 +32,16 @@ impl Decide {
             judge,
             detectors: Vec::new(),
         }
+    }
+
+    /// The loaded policy's tables, if any.
+    pub fn policy(&self) -> Option<std::sync::Arc<policy::Policy>> {
+        self.judge.as_ref().map(|j| j.shared_policy())
+    }
+
+    /// The record of a decision an enforcement mechanism carried out.
+    pub fn enforced(&self, event: Event, verdict: policy::Verdict, killed: bool) -> Option<Event> {
+        Some(self.judge.as_ref()?.enforced(event, verdict, killed))
     }
 
     /// The records `event` gives rise to: the policy's verdict, then the

@@ -170,6 +170,34 @@ impl Enricher {
         event
     }
 
+    /// An access refused before it happened (a denied open): the process
+    /// (from the table, else as the enforcer saw it) and the file, no
+    /// `access`.
+    pub fn refused(
+        &mut self,
+        opener: &crate::decide::enforce::fanotify::Enforced,
+        watch: &WatchSet,
+    ) -> Event {
+        let (pid, key, size) = (opener.pid, opener.file, opener.size);
+        let mut h = self.drained_header(pid, pid, BootClock::boot_now_ns());
+        if self.processes.lookup(pid).is_none() {
+            h.ppid = opener.ppid;
+            h.uid = opener.uid;
+            h.gid = opener.gid;
+            let comm = opener.comm.as_bytes();
+            let n = comm.len().min(h.comm.len() - 1);
+            h.comm[..n].copy_from_slice(&comm[..n]);
+        }
+        let mut event = self.event(Action::Denied, h.boot_ns, Some(&h));
+        event.file = Some(File {
+            path: watch.path_of(&key).map(Text::from),
+            dev: key.dev,
+            ino: key.ino,
+            size,
+        });
+        event
+    }
+
     /// A read summary: adds its segments to the process's coverage.
     pub fn read_summary(
         &mut self,

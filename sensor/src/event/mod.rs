@@ -46,11 +46,15 @@ pub enum Action {
     WouldDeny,
     /// In audit mode, the policy would have killed the process.
     WouldKill,
+    /// Enforce mode: the access was refused (`EPERM`).
+    Denied,
+    /// Enforce mode: the process was killed before it got the data.
+    Killed,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -64,6 +68,8 @@ impl Action {
         Action::Alert,
         Action::WouldDeny,
         Action::WouldKill,
+        Action::Denied,
+        Action::Killed,
     ];
 }
 
@@ -165,6 +171,8 @@ pub struct PolicyLoaded {
     /// verdict, for them.
     pub files_unwatched: u64,
     pub warnings: u64,
+    /// What carries out `deny` and `kill`: `none` (audit) or `fanotify`.
+    pub mechanism: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -105,6 +105,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Every file of every set, with the sets it is in.
     pub(super) files: HashMap<FileKey, Vec<usize>>,
+    /// A path of each file, as resolved (for fanotify marks).
+    pub paths: Vec<PathBuf>,
     /// SHA-256 of the file's text, hex: which policy decided a record.
     pub hash: String,
 }
@@ -133,6 +135,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
     };
     let mut sets = Vec::new();
     let mut files: HashMap<FileKey, Vec<usize>> = HashMap::new();
+    let mut paths = Vec::new();
     for (index, (name, set)) in file.weights.iter().enumerate() {
         let at = set.span();
         if name == ALL_SETS || name.is_empty() {
@@ -145,8 +148,11 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         let set = set.get_ref();
         let mut count = 0;
         for path in &set.paths {
-            for key in c.resolve_weight_path(path) {
+            for (key, file_path) in c.resolve_weight_path(path) {
                 let entry = files.entry(key).or_default();
+                if entry.is_empty() {
+                    paths.push(file_path);
+                }
                 if !entry.contains(&index) {
                     entry.push(index);
                     count += 1;
@@ -181,6 +187,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         sets,
         rules,
         files,
+        paths,
         hash: hex(&Sha256::digest(source.text.as_bytes())),
     });
     (policy, findings)
@@ -211,7 +218,7 @@ impl Compiler<'_, '_> {
 
     /// The files a weight-set path names: a directory's regular files,
     /// recursively; a file; or whatever a glob matches.
-    fn resolve_weight_path(&mut self, path: &Spanned<String>) -> Vec<FileKey> {
+    fn resolve_weight_path(&mut self, path: &Spanned<String>) -> Vec<(FileKey, PathBuf)> {
         let raw = path.get_ref();
         let at = path.span();
         if !raw.starts_with('/') {
@@ -546,24 +553,22 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path) -> bool) {
 
 /// A file's identity, or every regular file below a directory (links to
 /// files followed, as an open follows them; links to directories not).
-fn collect_files(path: &Path, out: &mut Vec<FileKey>) {
+fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>) {
     let Ok(meta) = fs::metadata(path) else {
         return;
     };
+    let key = |m: &fs::Metadata| FileKey {
+        dev: kernel_dev(m.dev()),
+        ino: m.ino(),
+    };
     if meta.is_file() {
-        out.push(FileKey {
-            dev: kernel_dev(meta.dev()),
-            ino: meta.ino(),
-        });
+        out.push((key(&meta), path.to_path_buf()));
     } else if meta.is_dir() {
         walk(path, &mut |p| {
             if let Ok(m) = fs::metadata(p)
                 && m.is_file()
             {
-                out.push(FileKey {
-                    dev: kernel_dev(m.dev()),
-                    ino: m.ino(),
-                });
+                out.push((key(&m), p.to_path_buf()));
             }
             true
         });

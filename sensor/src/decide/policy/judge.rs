@@ -5,8 +5,9 @@
 //! decided.
 //!
 //! This is audit: the access has already happened when its record is
-//! judged. Stopping it (`denied`, `killed`) needs the enforcement
-//! mechanisms, which decide in the kernel's path, not here.
+//! judged. Stopping it is the enforcement mechanisms' (`decide/enforce/`),
+//! which decide in the opener's path; their decisions come back here to
+//! become `denied` and `killed` records ([`Judge::enforced`]).
 
 use std::path::PathBuf;
 
@@ -21,17 +22,58 @@ use crate::event::{
 const O_ACCMODE: u32 = 0o3;
 
 pub struct Judge {
-    policy: Policy,
+    policy: std::sync::Arc<Policy>,
     path: PathBuf,
+    /// What enforces opens (`fanotify`), if anything: its decisions are
+    /// its own records (`denied`, `killed`), so the judge leaves opens to it.
+    opens_enforced_by: Option<&'static str>,
 }
 
 impl Judge {
-    pub fn new(policy: Policy, path: PathBuf) -> Self {
-        Self { policy, path }
+    pub fn new(
+        policy: std::sync::Arc<Policy>,
+        path: PathBuf,
+        opens_enforced_by: Option<&'static str>,
+    ) -> Self {
+        Self {
+            policy,
+            path,
+            opens_enforced_by,
+        }
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub fn shared_policy(&self) -> std::sync::Arc<Policy> {
+        self.policy.clone()
+    }
+
+    /// The enforced decision as a record, on the access it refused.
+    pub fn enforced(&self, mut event: Event, verdict: super::Verdict, killed: bool) -> Event {
+        let rule = verdict.rule.and_then(|i| self.policy.rules.get(i));
+        event.action = if killed {
+            Action::Killed
+        } else {
+            Action::Denied
+        };
+        event.severity = Severity::High;
+        event.policy = Some(PolicyInfo::Verdict(PolicyVerdict {
+            sha256: self.policy.hash.clone(),
+            mode: self.policy.mode,
+            verdict: verdict.action,
+            operation: Operation::Open,
+            rule: rule.map(|r| r.number as u32),
+            rule_name: rule.and_then(|r| r.name.clone()),
+            weight_set: self
+                .policy
+                .sets
+                .get(verdict.set)
+                .map_or_else(String::new, |s| s.name.clone()),
+            mechanism: self.opens_enforced_by.unwrap_or("none").to_owned(),
+        }));
+        event
     }
 
     /// What the `policy_loaded` record says.
@@ -45,6 +87,7 @@ impl Judge {
             files: self.policy.files().count() as u64,
             files_unwatched,
             warnings: findings.len() as u64,
+            mechanism: self.opens_enforced_by.unwrap_or("none").to_owned(),
         })
     }
 
@@ -52,7 +95,11 @@ impl Judge {
     pub fn judge(&self, event: &Event) -> Option<Event> {
         let file = event.file.as_ref()?;
         let process = event.process.as_ref()?;
-        let ops: &[Operation] = match &event.access.as_ref()?.detail {
+        let detail = &event.access.as_ref()?.detail;
+        if self.opens_enforced_by.is_some() && matches!(detail, AccessDetail::Open { .. }) {
+            return None;
+        }
+        let ops: &[Operation] = match detail {
             AccessDetail::Open { flags, .. } if flags & O_ACCMODE != 0 => {
                 &[Operation::Open, Operation::Write]
             }
@@ -83,8 +130,9 @@ impl Judge {
             (PolicyAction::Alert, _) => (Action::Alert, Severity::Medium),
             (PolicyAction::Deny, Mode::Audit) => (Action::WouldDeny, Severity::High),
             (PolicyAction::Kill, Mode::Audit) => (Action::WouldKill, Severity::High),
-            // Enforcement is refused when the policy is loaded, until its
-            // mechanisms exist; say what would have happened.
+            // Enforce mode, on a route no mechanism covers yet (a read or a
+            // map through a descriptor opened before, passed or inherited):
+            // say what should have happened.
             (PolicyAction::Deny, Mode::Enforce) => (Action::WouldDeny, Severity::High),
             (PolicyAction::Kill, Mode::Enforce) => (Action::WouldKill, Severity::High),
         };
@@ -104,7 +152,10 @@ impl Judge {
                 .sets
                 .get(verdict.set)
                 .map_or_else(String::new, |s| s.name.clone()),
-            mechanism: String::from("none"),
+            mechanism: String::from(match self.policy.mode {
+                Mode::Audit => "none",
+                Mode::Enforce => "none: no mechanism covers this route yet",
+            }),
         }));
         Some(record)
     }

@@ -463,6 +463,11 @@ impl ProcessTable {
 
     /// The entry for `pid` without touching `/proc` or the header, e.g. for
     /// a read summary drained from a map after the exit.
+    /// The processes marked as holding a GPU device.
+    pub fn gpu_pids(&self) -> std::collections::HashSet<u32> {
+        self.gpu.keys().copied().collect()
+    }
+
     /// The cgroup v2 path of a cgroup id, when the resolver knows it.
     pub fn cgroup_path(&self, cgroup_id: u64) -> Option<&str> {
         self.cgroups.cached(cgroup_id)

@@ -294,7 +294,7 @@ fn parse_stat(raw: &[u8]) -> Result<Stat, &'static str> {
 }
 
 /// The real uid and gid from `/proc/PID/status`.
-fn read_status_ids(proc_root: &Path, pid: u32) -> Result<(u32, u32), ProcError> {
+pub fn read_status_ids(proc_root: &Path, pid: u32) -> Result<(u32, u32), ProcError> {
     let path = pid_path(proc_root, pid, "status");
     let text = fs::read_to_string(&path).map_err(|source| read_error(pid, path.clone(), source))?;
     let real = |key: &str| {

@@ -135,6 +135,7 @@ impl From<&PolicyInfo> for WirePolicy {
                 files: Some(l.files),
                 files_unwatched: Some(l.files_unwatched),
                 warnings: Some(l.warnings),
+                mechanism: Some(l.mechanism.clone()),
                 ..WirePolicy::default()
             },
         }
@@ -155,6 +156,9 @@ impl WirePolicy {
                 files: need("policy.files", self.files)?,
                 files_unwatched: need("policy.files_unwatched", self.files_unwatched)?,
                 warnings: need("policy.warnings", self.warnings)?,
+                mechanism: self
+                    .mechanism
+                    .ok_or(DecodeError::Missing("policy.mechanism"))?,
             }));
         }
         Ok(PolicyInfo::Verdict(PolicyVerdict {
@@ -636,7 +640,11 @@ impl WireAccess {
         // A verdict record carries the access that it judged: its kind
         // shows in which fields are present.
         let action = match action {
-            Action::Alert | Action::WouldDeny | Action::WouldKill => {
+            Action::Alert
+            | Action::WouldDeny
+            | Action::WouldKill
+            | Action::Denied
+            | Action::Killed => {
                 if self.flags_raw.is_some() {
                     Action::Open
                 } else if self.prot_raw.is_some() {

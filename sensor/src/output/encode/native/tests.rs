@@ -381,6 +381,7 @@ fn policy_records_have_their_shape_and_decode_back() {
         files: 120,
         files_unwatched: 4,
         warnings: 1,
+        mechanism: "none".into(),
     }));
     let events = [would_deny, alert, loaded];
     let text = encode_all(&events);
@@ -400,7 +401,7 @@ fn policy_records_have_their_shape_and_decode_back() {
     assert_eq!(
         tail(lines[2]),
         format!(
-            "\"policy\":{{\"sha256\":\"{}\",\"mode\":\"audit\",\"path\":\"/etc/weightwarden/policy.toml\",\"weight_sets\":2,\"rules\":3,\"files\":120,\"files_unwatched\":4,\"warnings\":1}}}}",
+            "\"policy\":{{\"sha256\":\"{}\",\"mode\":\"audit\",\"mechanism\":\"none\",\"path\":\"/etc/weightwarden/policy.toml\",\"weight_sets\":2,\"rules\":3,\"files\":120,\"files_unwatched\":4,\"warnings\":1}}}}",
             "cd".repeat(32)
         )
     );

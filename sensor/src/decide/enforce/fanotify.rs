@@ -1,0 +1,237 @@
+//! Deny by fanotify permission events: every file of the policy's weight
+//! sets carries an inode mark for `FAN_OPEN_PERM`, so the kernel holds each
+//! open of one until this thread answers `FAN_ALLOW` or `FAN_DENY`; a
+//! denied open fails with `EPERM` and the caller gets no descriptor, so no
+//! byte and no map. Works on any kernel with
+//! `CONFIG_FANOTIFY_ACCESS_PERMISSIONS` (this one), BPF LSM or not.
+//!
+//! Guarantees and failure behaviour:
+//! - The answer comes from the compiled policy and the opener's own `/proc`
+//!   entry (in memory; the opener is blocked in its open, so it is alive
+//!   and its pid cannot be reused). No disk I/O, no lock the event loop
+//!   holds: GPU marks are read from a lock-free snapshot.
+//! - While the agent runs but this thread stalls, opens of marked files
+//!   wait. When the agent exits (or dies), the kernel frees the group and
+//!   lets every pending open through: the policy is not enforced while no
+//!   agent runs, so run it under a supervisor that restarts it.
+//! - Only opens are judged: a descriptor opened before the marks, passed
+//!   in over a socket or inherited reads on (the kill fallback for those
+//!   routes is not built yet, and the audit judge records them as
+//!   `would_deny`).
+//! - `kill`: the open is denied and the opener killed with `SIGKILL` while
+//!   it is still blocked in the open.
+
+use std::{
+    collections::HashSet,
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    path::Path,
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use nix::sys::fanotify::{
+    EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
+};
+use sensor_common::FileKey;
+
+use crate::{
+    decide::policy::{Operation, Policy, PolicyAction, Subject, Verdict},
+    enrich::{
+        process::{parse_cgroup_path, procfs},
+        watch::kernel_dev,
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FanotifyError {
+    #[error(
+        "cannot create a fanotify group for permission events (the kernel needs \
+         CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y, and the agent CAP_SYS_ADMIN)"
+    )]
+    Init(#[source] nix::Error),
+}
+
+/// A decision the thread made and enforced, for the event loop to record.
+#[derive(Debug, Clone)]
+pub struct Enforced {
+    pub pid: u32,
+    /// What `/proc` said of the opener when it was judged: the record
+    /// needs it, and the process may be gone (killed) by then.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub file: FileKey,
+    pub size: u64,
+    pub verdict: Verdict,
+    /// The opener was killed (`kill`), not only refused.
+    pub killed: bool,
+}
+
+/// Processes holding a GPU device, published by the event loop.
+pub type GpuPids = Arc<ArcSwap<HashSet<u32>>>;
+
+/// A fanotify group with a mark on every policy file.
+pub struct Enforcer {
+    group: Fanotify,
+    /// Files that could not be marked: not enforced.
+    pub unmarked: u64,
+}
+
+impl Enforcer {
+    /// Creates the group and marks every file of `policy`.
+    pub fn new(policy: &Policy, paths: &[std::path::PathBuf]) -> Result<Self, FanotifyError> {
+        let group = Fanotify::init(
+            InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
+            EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
+        )
+        .map_err(FanotifyError::Init)?;
+        let mut unmarked = 0;
+        let mut marked: HashSet<FileKey> = HashSet::new();
+        for path in paths {
+            let Ok(meta) = std::fs::metadata(path) else {
+                unmarked += 1;
+                continue;
+            };
+            let key = FileKey {
+                dev: kernel_dev(meta.dev()),
+                ino: meta.ino(),
+            };
+            if policy.sets_of(&key).is_empty() || !marked.insert(key) {
+                continue;
+            }
+            if let Err(err) = group.mark(
+                MarkFlags::FAN_MARK_ADD,
+                MaskFlags::FAN_OPEN_PERM,
+                nix::fcntl::AT_FDCWD,
+                Some(path.as_path()),
+            ) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot mark a policy file for fanotify: its opens are not enforced");
+                unmarked += 1;
+            }
+        }
+        Ok(Self { group, unmarked })
+    }
+
+    /// Answers permission events until the group fails; each enforced
+    /// decision goes to `report`.
+    pub fn serve(self, policy: Arc<Policy>, gpu: GpuPids, mut report: impl FnMut(Enforced)) {
+        loop {
+            let events = match self.group.read_events() {
+                Ok(events) => events,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(err) => {
+                    tracing::error!(error = %err, "fanotify read failed: opens of policy files are no longer judged");
+                    return;
+                }
+            };
+            for event in events {
+                let Some(fd) = event.fd() else {
+                    // Overflow: with an unlimited queue, only on exhaustion.
+                    tracing::error!("fanotify queue overflowed");
+                    continue;
+                };
+                if !event.mask().contains(MaskFlags::FAN_OPEN_PERM) {
+                    continue;
+                }
+                let pid = event.pid() as u32;
+                let decision = decide(&policy, &gpu, pid, fd);
+                let allow = decision
+                    .as_ref()
+                    .is_none_or(|(_, v, _, _)| v.action <= PolicyAction::Alert);
+                let response = if allow {
+                    Response::FAN_ALLOW
+                } else {
+                    Response::FAN_DENY
+                };
+                if let Err(err) = self
+                    .group
+                    .write_response(FanotifyResponse::new(fd, response))
+                {
+                    tracing::error!(error = %err, pid, "cannot answer a fanotify permission event");
+                }
+                let Some((file, verdict, size, opener)) = decision else {
+                    continue;
+                };
+                if allow {
+                    continue;
+                }
+                let killed = verdict.action == PolicyAction::Kill;
+                if killed {
+                    let target = nix::unistd::Pid::from_raw(pid as i32);
+                    if let Err(err) = nix::sys::signal::kill(target, nix::sys::signal::SIGKILL) {
+                        tracing::warn!(error = %err, pid, "cannot kill a process the policy says to kill");
+                    }
+                }
+                report(Enforced {
+                    pid,
+                    ppid: opener.ppid,
+                    uid: opener.uid,
+                    gid: opener.gid,
+                    comm: opener.comm,
+                    file,
+                    size,
+                    verdict,
+                    killed,
+                });
+            }
+        }
+    }
+}
+
+/// The opener, as its `/proc` entry showed it.
+struct Opener {
+    ppid: u32,
+    uid: u32,
+    gid: u32,
+    comm: String,
+}
+
+/// The verdict on one open: the file by its descriptor, the opener from
+/// its `/proc` entry.
+fn decide(
+    policy: &Policy,
+    gpu: &GpuPids,
+    pid: u32,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Option<(FileKey, Verdict, u64, Opener)> {
+    let meta = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+    let file = FileKey {
+        dev: kernel_dev(meta.st_dev),
+        ino: meta.st_ino,
+    };
+    if policy.sets_of(&file).is_empty() {
+        return None;
+    }
+    let proc_root = Path::new("/proc");
+    let exe_of = |pid: u32| {
+        std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
+            .ok()
+            .map(|m| FileKey {
+                dev: kernel_dev(m.dev()),
+                ino: m.ino(),
+            })
+    };
+    let (uid, gid) = procfs::read_status_ids(proc_root, pid).unwrap_or((u32::MAX, u32::MAX));
+    let stat = procfs::read_stat(proc_root, pid).ok();
+    let ppid = stat.as_ref().map(|s| s.ppid);
+    let cgroup = procfs::read_cgroup_path(proc_root, pid).ok().flatten();
+    let container = cgroup.as_deref().and_then(parse_cgroup_path);
+    let subject = Subject {
+        exe: exe_of(pid),
+        parent_exe: ppid.and_then(exe_of),
+        uid,
+        gid,
+        container_id: container.as_ref().map(|c| c.id.as_str()),
+        cgroup_path: cgroup.as_deref(),
+        gpu: gpu.load().contains(&pid),
+    };
+    let verdict = policy.decide(&file, Operation::Open, &subject)?;
+    let opener = Opener {
+        ppid: ppid.unwrap_or(0),
+        uid,
+        gid,
+        comm: stat.map(|s| s.comm).unwrap_or_default(),
+    };
+    Some((file, verdict, meta.st_size as u64, opener))
+}
