@@ -348,3 +348,154 @@ fn a_broken_policy_stops_the_start_with_exit_2() {
         "{err}"
     );
 }
+
+/// Reload: an edit of the file and SIGHUP each swap the policy whole; a
+/// malformed file is rejected and the policy in force keeps deciding;
+/// opens running through the swaps are decided under one policy or the
+/// other, never neither.
+#[test]
+fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 4096);
+    let bin = tempfile::tempdir().unwrap();
+    let server = cat_copy(bin.path(), "server");
+    let cat = fs::canonicalize("/usr/bin/cat").unwrap();
+    let policy_file = bin.path().join("policy.toml");
+    let policy = |allow_cat: bool| {
+        let mut text = format!(
+            "mode = \"enforce\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+             [[rules]]\nweights = [\"llama\"]\nexe = [\"{}\"]\naction = \"allow\"\n",
+            models.path().display(),
+            server.display()
+        );
+        if allow_cat {
+            text.push_str(&format!(
+                "\n[[rules]]\nweights = [\"llama\"]\nexe = [\"{}\"]\naction = \"allow\"\n",
+                cat.display()
+            ));
+        }
+        text
+    };
+    // Written in place of the old file at once (rename), as editors do.
+    let install = |text: &str| {
+        let tmp = bin.path().join("policy.toml.new");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, &policy_file).unwrap();
+    };
+    install(&policy(false));
+    let mut sensor = SensorProcess::start(
+        &[models.path()],
+        &["--policy", policy_file.to_str().unwrap()],
+    );
+    sensor.expect_warning("was rejected; the one in force stays");
+    let cat_reads = || {
+        Command::new(&cat)
+            .arg(&weights)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let loads = |n: usize| {
+        sensor.wait_for_event(
+            &format!("policy_loaded #{n}"),
+            tests::RECORD_TIMEOUT,
+            |_| {
+                sensor
+                    .events()
+                    .iter()
+                    .filter(|e| e.action == Action::PolicyLoaded)
+                    .count()
+                    >= n
+            },
+        );
+    };
+    loads(1);
+    assert!(!cat_reads(), "cat is denied at first");
+
+    // The allowed server opens the file in a loop through every swap.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let looping = {
+        let (stop, failures, server, weights) = (
+            stop.clone(),
+            failures.clone(),
+            server.clone(),
+            weights.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut runs = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = Command::new(&server)
+                    .arg(&weights)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success();
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                runs += 1;
+            }
+            runs
+        })
+    };
+
+    // An edit allows cat: picked up within a second or two.
+    install(&policy(true));
+    loads(2);
+    assert!(cat_reads(), "the edited policy allows cat");
+    // A malformed edit is rejected; cat stays allowed.
+    install("mode = \"enforce\"\n[[rules]]\nweights = [\"nope\"]\naction = \"allow\"\n");
+    sensor.wait_for_event("policy_rejected", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::PolicyRejected
+    });
+    assert!(cat_reads(), "the policy in force stays after a rejection");
+    // SIGHUP loads the (fixed) file again: cat denied again.
+    fs::write(&policy_file, policy(false)).unwrap();
+    sensor.signal(nix::sys::signal::Signal::SIGHUP);
+    loads(3);
+    assert!(!cat_reads(), "the reloaded policy denies cat again");
+
+    stop.store(true, Ordering::Relaxed);
+    let runs = looping.join().unwrap();
+    assert!(runs > 0);
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "an allowed open failed during a swap ({runs} runs)"
+    );
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    let rejected: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == Action::PolicyRejected)
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let Some(PolicyInfo::Rejected(r)) = &rejected[0].policy else {
+        panic!("policy_rejected without its errors");
+    };
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains(":3:12: error: rule 1 names weight set \"nope\"")),
+        "{:?}",
+        r.errors
+    );
+    let hashes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.policy {
+            Some(PolicyInfo::Loaded(l)) => Some(l.sha256.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hashes.len(), 3);
+    assert_ne!(hashes[0], hashes[1]);
+    assert_eq!(hashes[0], hashes[2], "the same text, the same hash");
+}

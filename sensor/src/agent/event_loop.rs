@@ -114,6 +114,9 @@ impl Agent {
                     if std::mem::take(&mut self.holders_rescan) {
                         holders::seed(&mut self.kernel.holders, &self.watch);
                     }
+                    if self.policy_file_changed() {
+                        self.reload_policy("the policy file changed");
+                    }
                 }
                 _ = rescan.tick() => {
                     let changes = self.watch.rescan(&mut self.kernel.watched);
@@ -152,6 +155,7 @@ impl Agent {
                         tracing::info!("{name}: stopping");
                         break;
                     }
+                    Request::Reload(name) => self.reload_policy(name),
                     Request::Ignore(name) => tracing::info!(
                         "{name} received and ignored: this version has no configuration reload \
                          or output reopen (stop with SIGTERM)"
@@ -313,9 +317,9 @@ impl Agent {
     /// Records a decision the enforcement thread carried out.
     fn record_enforced(&mut self, decision: Enforced) {
         let event = self.enrich.refused(&decision, &self.watch);
-        if let Some(event) = self
-            .decide
-            .enforced(event, decision.verdict, decision.killed)
+        if let Some(event) =
+            self.decide
+                .enforced(event, &decision.policy, decision.verdict, decision.killed)
         {
             self.health.agent.records_emitted.inc();
             self.out.emit(&event);

@@ -5,14 +5,12 @@
 mod event_loop;
 mod health;
 mod holders;
+mod policy;
 mod signals;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -22,7 +20,6 @@ use crate::{
     decide::{
         Decide,
         enforce::fanotify::{Enforced, Enforcer, GpuPids},
-        policy::{self, Level, judge::Judge},
     },
     enrich::{
         events::Enricher,
@@ -54,7 +51,7 @@ pub enum AgentError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
-    PolicyFile(#[from] policy::file::ParseError),
+    PolicyFile(#[from] crate::decide::policy::file::ParseError),
     #[error("the policy {} cannot be used ({} error(s); `weightwarden policy check` explains it):\n{}", .path.display(), .errors.len(), .errors.join("\n"))]
     PolicyInvalid { path: PathBuf, errors: Vec<String> },
     #[error("cannot enforce the policy {}", .path.display())]
@@ -139,6 +136,10 @@ struct Agent {
     enforced_dropped: Arc<AtomicU64>,
     /// GPU processes, published for the enforcement thread.
     gpu_pids: GpuPids,
+    /// The fanotify marks, when enforcing.
+    enforcer: Option<Enforcer>,
+    /// The policy file as last loaded, to notice edits.
+    policy_stamp: Option<policy::Stamp>,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -187,34 +188,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         roots_required,
         config_origin,
     } = settings;
-    let policy = config.policy.as_deref().map(load_policy).transpose()?;
-    // Enforce mode marks every policy file now, so that a failure stops
-    // the start-up with nothing attached.
-    let enforcer = match &policy {
-        Some((path, compiled, _)) if compiled.mode == policy::Mode::Enforce => {
-            let enforcer = Enforcer::new(compiled, &compiled.paths).map_err(|source| {
-                AgentError::Enforcement {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            if enforcer.unmarked > 0 {
-                tracing::warn!(
-                    unmarked = enforcer.unmarked,
-                    "policy files that could not be marked for fanotify: their opens are not enforced"
-                );
-            }
-            Some(enforcer)
-        }
-        _ => None,
-    };
-    let (judge, policy_findings) = match policy {
-        Some((path, compiled, findings)) => {
-            let mechanism = enforcer.as_ref().map(|_| "fanotify");
-            (Some(Judge::new(compiled, path, mechanism)), findings)
-        }
-        None => (None, Vec::new()),
-    };
+    let (judge, enforcer, policy_findings) = policy::start_up(config.policy.as_deref())?;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
@@ -237,22 +211,9 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
-    let policy_loaded = judge.as_ref().map(|j| {
-        let unwatched = j
-            .policy()
-            .files()
-            .filter(|key| watch.flags_of(key) & sensor_common::watch_flag::WEIGHT == 0)
-            .count() as u64;
-        if unwatched > 0 {
-            tracing::warn!(
-                unwatched,
-                "files of the policy's weight sets are outside the watch set: no record, so no \
-                 verdict, for them (add their directories to --watch / watch.roots, or give them \
-                 a weight extension)"
-            );
-        }
-        j.loaded(unwatched, &policy_findings)
-    });
+    let policy_loaded = judge
+        .as_ref()
+        .map(|j| j.loaded(policy::unwatched(j, &watch), &policy_findings));
     let out = Fanout::open(&config.output.sinks)?;
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
@@ -293,6 +254,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         enforced: None,
         enforced_dropped: Arc::new(AtomicU64::new(0)),
         gpu_pids: GpuPids::default(),
+        enforcer: None,
+        policy_stamp: None,
         out,
         health,
         holders_rescan: false,
@@ -305,6 +268,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     if let (Some(enforcer), Some(policy)) = (enforcer, agent.decide.policy()) {
         agent.start_enforcement(enforcer, policy)?;
     }
+    agent.policy_stamp = agent.decide.judge().and_then(|j| policy::stamp(j.path()));
     // The kernel has treated every process as a holder since attach; now
     // that /proc says who holds watched descriptors, let the prefilter work.
     holders::seed(&mut agent.kernel.holders, &agent.watch);
@@ -324,76 +288,6 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         events,
         signals,
     })
-}
-
-impl Agent {
-    /// Starts the thread that answers fanotify permission events; its
-    /// decisions come back on a bounded channel (a full channel drops the
-    /// record, never the decision, and counts it).
-    fn start_enforcement(
-        &mut self,
-        enforcer: Enforcer,
-        policy: Arc<policy::Policy>,
-    ) -> Result<(), AgentError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let dropped = self.enforced_dropped.clone();
-        let gpu = self.gpu_pids.clone();
-        std::thread::Builder::new()
-            .name(String::from("ww-fanotify"))
-            .spawn(move || {
-                enforcer.serve(policy, gpu, |decision| {
-                    if tx.try_send(decision).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            })
-            .map_err(|source| AgentError::Io {
-                what: "the fanotify enforcement thread",
-                source,
-            })?;
-        self.enforced = Some(rx);
-        tracing::info!("policy enforced: opens of its files are answered by fanotify");
-        Ok(())
-    }
-
-    /// Publishes the GPU processes for the enforcement thread.
-    fn publish_gpu_pids(&self) {
-        self.gpu_pids
-            .store(Arc::new(self.enrich.processes.gpu_pids()));
-    }
-}
-
-/// A policy ready for the judge: its path, its tables, its warnings.
-type LoadedPolicy = (PathBuf, Arc<policy::Policy>, Vec<policy::Finding>);
-
-/// Loads, compiles and checks the policy: errors stop the start-up (exit
-/// 2) with every one listed; warnings are logged.
-fn load_policy(path: &std::path::Path) -> Result<LoadedPolicy, AgentError> {
-    let checked = policy::load(path)?;
-    let errors: Vec<String> = checked
-        .findings
-        .iter()
-        .filter(|f| f.level == Level::Error)
-        .map(|f| format!("  {f}"))
-        .collect();
-    let Some(compiled) = checked.policy.filter(|_| errors.is_empty()) else {
-        return Err(AgentError::PolicyInvalid {
-            path: path.to_path_buf(),
-            errors,
-        });
-    };
-    for finding in &checked.findings {
-        tracing::warn!("policy: {finding}");
-    }
-    tracing::info!(
-        path = %path.display(),
-        sha256 = %compiled.hash,
-        weight_sets = compiled.sets.len(),
-        rules = compiled.rules.len(),
-        mode = ?compiled.mode,
-        "policy loaded"
-    );
-    Ok((path.to_path_buf(), Arc::new(compiled), checked.findings))
 }
 
 /// Returns freed heap pages to the kernel (glibc keeps them otherwise).

@@ -1,9 +1,9 @@
 //! The signals the agent answers, installed before capture goes live.
 //!
 //! SIGINT and SIGTERM stop it cleanly (final drain, `sensor_stop`). SIGHUP
-//! and SIGUSR1 would otherwise kill it without a final flush or record —
-//! and logrotate's `postrotate` sends SIGHUP — so until policy reload and
-//! output reopen exist they are caught, logged and otherwise ignored.
+//! reloads the policy (and is logged and otherwise ignored without one:
+//! logrotate's `postrotate` sends it, and it must not stop the audit).
+//! SIGUSR1 is logged and ignored until output reopen exists.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -11,6 +11,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     Stop(&'static str),
+    /// Load the policy again.
+    Reload(&'static str),
     Ignore(&'static str),
 }
 
@@ -36,7 +38,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => Request::Stop("SIGINT"),
             _ = self.terminate.recv() => Request::Stop("SIGTERM"),
-            _ = self.hangup.recv() => Request::Ignore("SIGHUP"),
+            _ = self.hangup.recv() => Request::Reload("SIGHUP"),
             _ = self.user1.recv() => Request::Ignore("SIGUSR1"),
         }
     }

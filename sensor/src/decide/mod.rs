@@ -35,13 +35,31 @@ impl Decide {
     }
 
     /// The loaded policy's tables, if any.
-    pub fn policy(&self) -> Option<std::sync::Arc<policy::Policy>> {
+    pub fn policy(&self) -> Option<policy::SharedPolicy> {
         self.judge.as_ref().map(|j| j.shared_policy())
     }
 
+    pub fn judge_mut(&mut self) -> Option<&mut policy::judge::Judge> {
+        self.judge.as_mut()
+    }
+
+    pub fn judge(&self) -> Option<&policy::judge::Judge> {
+        self.judge.as_ref()
+    }
+
     /// The record of a decision an enforcement mechanism carried out.
-    pub fn enforced(&self, event: Event, verdict: policy::Verdict, killed: bool) -> Option<Event> {
-        Some(self.judge.as_ref()?.enforced(event, verdict, killed))
+    pub fn enforced(
+        &self,
+        event: Event,
+        policy: &policy::Policy,
+        verdict: policy::Verdict,
+        killed: bool,
+    ) -> Option<Event> {
+        Some(
+            self.judge
+                .as_ref()?
+                .enforced(event, policy, verdict, killed),
+        )
     }
 
     /// The records `event` gives rise to: the policy's verdict, then the

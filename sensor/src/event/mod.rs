@@ -38,8 +38,10 @@ pub enum Action {
     Heartbeat,
     SensorStart,
     SensorStop,
-    /// A policy was loaded at start-up.
+    /// A policy was loaded (at start-up or on reload).
     PolicyLoaded,
+    /// A reloaded policy file was rejected; the policy in force stays.
+    PolicyRejected,
     /// The policy's verdict was `alert`: the access went ahead.
     Alert,
     /// In audit mode, the policy would have denied the access.
@@ -54,7 +56,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -65,6 +67,7 @@ impl Action {
         Action::SensorStart,
         Action::SensorStop,
         Action::PolicyLoaded,
+        Action::PolicyRejected,
         Action::Alert,
         Action::WouldDeny,
         Action::WouldKill,
@@ -138,6 +141,15 @@ pub struct Event {
 pub enum PolicyInfo {
     Verdict(PolicyVerdict),
     Loaded(PolicyLoaded),
+    Rejected(PolicyRejected),
+}
+
+/// A policy file that did not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRejected {
+    pub path: Text,
+    /// Each error, located (`FILE:LINE:COLUMN: error: ...`).
+    pub errors: Vec<String>,
 }
 
 /// Why the policy judged an access as it did.

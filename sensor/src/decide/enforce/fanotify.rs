@@ -63,6 +63,8 @@ pub struct Enforced {
     pub comm: String,
     pub file: FileKey,
     pub size: u64,
+    /// The policy that decided (a reload may have swapped it since).
+    pub policy: Arc<Policy>,
     pub verdict: Verdict,
     /// The opener was killed (`kill`), not only refused.
     pub killed: bool,
@@ -71,36 +73,36 @@ pub struct Enforced {
 /// Processes holding a GPU device, published by the event loop.
 pub type GpuPids = Arc<ArcSwap<HashSet<u32>>>;
 
-/// A fanotify group with a mark on every policy file.
+/// A fanotify group with a mark on every policy file. The marks are
+/// shared with the event loop, which adds and removes them on reload while
+/// the thread answers events.
+#[derive(Clone)]
 pub struct Enforcer {
-    group: Fanotify,
-    /// Files that could not be marked: not enforced.
-    pub unmarked: u64,
+    group: Arc<Fanotify>,
 }
 
 impl Enforcer {
-    /// Creates the group and marks every file of `policy`.
-    pub fn new(policy: &Policy, paths: &[std::path::PathBuf]) -> Result<Self, FanotifyError> {
+    /// Creates the group and marks every file of `policy`; returns it and
+    /// how many files could not be marked (not enforced, warned).
+    pub fn new(policy: &Policy) -> Result<(Self, u64), FanotifyError> {
         let group = Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
         )
         .map_err(FanotifyError::Init)?;
+        let enforcer = Self {
+            group: Arc::new(group),
+        };
+        let unmarked = enforcer.mark(policy);
+        Ok((enforcer, unmarked))
+    }
+
+    /// Marks every file of `policy` (marking twice is harmless); returns
+    /// how many could not be marked.
+    pub fn mark(&self, policy: &Policy) -> u64 {
         let mut unmarked = 0;
-        let mut marked: HashSet<FileKey> = HashSet::new();
-        for path in paths {
-            let Ok(meta) = std::fs::metadata(path) else {
-                unmarked += 1;
-                continue;
-            };
-            let key = FileKey {
-                dev: kernel_dev(meta.dev()),
-                ino: meta.ino(),
-            };
-            if policy.sets_of(&key).is_empty() || !marked.insert(key) {
-                continue;
-            }
-            if let Err(err) = group.mark(
+        for path in &policy.paths {
+            if let Err(err) = self.group.mark(
                 MarkFlags::FAN_MARK_ADD,
                 MaskFlags::FAN_OPEN_PERM,
                 nix::fcntl::AT_FDCWD,
@@ -110,12 +112,39 @@ impl Enforcer {
                 unmarked += 1;
             }
         }
-        Ok(Self { group, unmarked })
+        unmarked
+    }
+
+    /// Removes the marks of `old`'s files that `new` does not cover (after
+    /// the swap: until then the old policy still decides them).
+    pub fn unmark_dropped(&self, old: &Policy, new: &Policy) {
+        for path in &old.paths {
+            let still = std::fs::metadata(path).ok().is_some_and(|m| {
+                !new.sets_of(&FileKey {
+                    dev: kernel_dev(m.dev()),
+                    ino: m.ino(),
+                })
+                .is_empty()
+            });
+            if !still {
+                let _ = self.group.mark(
+                    MarkFlags::FAN_MARK_REMOVE,
+                    MaskFlags::FAN_OPEN_PERM,
+                    nix::fcntl::AT_FDCWD,
+                    Some(path.as_path()),
+                );
+            }
+        }
     }
 
     /// Answers permission events until the group fails; each enforced
-    /// decision goes to `report`.
-    pub fn serve(self, policy: Arc<Policy>, gpu: GpuPids, mut report: impl FnMut(Enforced)) {
+    /// decision goes to `report`. The policy in force is read per event.
+    pub fn serve(
+        self,
+        policy: crate::decide::policy::SharedPolicy,
+        gpu: GpuPids,
+        mut report: impl FnMut(Enforced),
+    ) {
         loop {
             let events = match self.group.read_events() {
                 Ok(events) => events,
@@ -135,7 +164,11 @@ impl Enforcer {
                     continue;
                 }
                 let pid = event.pid() as u32;
-                let decision = decide(&policy, &gpu, pid, fd);
+                let policy = policy.load_full();
+                // An audit policy swapped in stops nothing.
+                let decision = (policy.mode == crate::decide::policy::Mode::Enforce)
+                    .then(|| decide(&policy, &gpu, pid, fd))
+                    .flatten();
                 let allow = decision
                     .as_ref()
                     .is_none_or(|(_, v, _, _)| v.action <= PolicyAction::Alert);
@@ -171,6 +204,7 @@ impl Enforcer {
                     comm: opener.comm,
                     file,
                     size,
+                    policy: policy.clone(),
                     verdict,
                     killed,
                 });

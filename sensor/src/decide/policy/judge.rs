@@ -22,7 +22,7 @@ use crate::event::{
 const O_ACCMODE: u32 = 0o3;
 
 pub struct Judge {
-    policy: std::sync::Arc<Policy>,
+    policy: super::SharedPolicy,
     path: PathBuf,
     /// What enforces opens (`fanotify`), if anything: its decisions are
     /// its own records (`denied`, `killed`), so the judge leaves opens to it.
@@ -31,7 +31,7 @@ pub struct Judge {
 
 impl Judge {
     pub fn new(
-        policy: std::sync::Arc<Policy>,
+        policy: super::SharedPolicy,
         path: PathBuf,
         opens_enforced_by: Option<&'static str>,
     ) -> Self {
@@ -42,17 +42,30 @@ impl Judge {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    pub fn shared_policy(&self) -> std::sync::Arc<Policy> {
+    pub fn shared_policy(&self) -> super::SharedPolicy {
         self.policy.clone()
     }
 
-    /// The enforced decision as a record, on the access it refused.
-    pub fn enforced(&self, mut event: Event, verdict: super::Verdict, killed: bool) -> Event {
-        let rule = verdict.rule.and_then(|i| self.policy.rules.get(i));
+    /// The policy file's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// What enforces opens, from now on (a reload may start fanotify).
+    pub fn set_opens_enforced_by(&mut self, mechanism: Option<&'static str>) {
+        self.opens_enforced_by = mechanism;
+    }
+
+    /// The enforced decision as a record, on the access it refused;
+    /// `policy` is the one that decided.
+    pub fn enforced(
+        &self,
+        mut event: Event,
+        policy: &Policy,
+        verdict: super::Verdict,
+        killed: bool,
+    ) -> Event {
+        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         event.action = if killed {
             Action::Killed
         } else {
@@ -60,14 +73,13 @@ impl Judge {
         };
         event.severity = Severity::High;
         event.policy = Some(PolicyInfo::Verdict(PolicyVerdict {
-            sha256: self.policy.hash.clone(),
-            mode: self.policy.mode,
+            sha256: policy.hash.clone(),
+            mode: policy.mode,
             verdict: verdict.action,
             operation: Operation::Open,
             rule: rule.map(|r| r.number as u32),
             rule_name: rule.and_then(|r| r.name.clone()),
-            weight_set: self
-                .policy
+            weight_set: policy
                 .sets
                 .get(verdict.set)
                 .map_or_else(String::new, |s| s.name.clone()),
@@ -76,15 +88,16 @@ impl Judge {
         event
     }
 
-    /// What the `policy_loaded` record says.
+    /// What the `policy_loaded` record says of the policy in force.
     pub fn loaded(&self, files_unwatched: u64, findings: &[Finding]) -> PolicyInfo {
+        let policy = self.policy.load();
         PolicyInfo::Loaded(PolicyLoaded {
-            sha256: self.policy.hash.clone(),
+            sha256: policy.hash.clone(),
             path: Text::from(self.path.as_path()),
-            mode: self.policy.mode,
-            weight_sets: self.policy.sets.len() as u64,
-            rules: self.policy.rules.len() as u64,
-            files: self.policy.files().count() as u64,
+            mode: policy.mode,
+            weight_sets: policy.sets.len() as u64,
+            rules: policy.rules.len() as u64,
+            files: policy.files().count() as u64,
             files_unwatched,
             warnings: findings.len() as u64,
             mechanism: self.opens_enforced_by.unwrap_or("none").to_owned(),
@@ -93,6 +106,7 @@ impl Judge {
 
     /// The verdict record for an access event, unless the policy allows it.
     pub fn judge(&self, event: &Event) -> Option<Event> {
+        let policy = self.policy.load();
         let file = event.file.as_ref()?;
         let process = event.process.as_ref()?;
         let detail = &event.access.as_ref()?.detail;
@@ -123,9 +137,9 @@ impl Judge {
         };
         let (op, verdict) = ops
             .iter()
-            .filter_map(|&op| Some((op, self.policy.decide(&key, op, &subject)?)))
+            .filter_map(|&op| Some((op, policy.decide(&key, op, &subject)?)))
             .max_by_key(|(_, v)| v.action)?;
-        let (action, severity) = match (verdict.action, self.policy.mode) {
+        let (action, severity) = match (verdict.action, policy.mode) {
             (PolicyAction::Allow, _) => return None,
             (PolicyAction::Alert, _) => (Action::Alert, Severity::Medium),
             (PolicyAction::Deny, Mode::Audit) => (Action::WouldDeny, Severity::High),
@@ -136,23 +150,22 @@ impl Judge {
             (PolicyAction::Deny, Mode::Enforce) => (Action::WouldDeny, Severity::High),
             (PolicyAction::Kill, Mode::Enforce) => (Action::WouldKill, Severity::High),
         };
-        let rule = verdict.rule.and_then(|i| self.policy.rules.get(i));
+        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         let mut record = event.clone();
         record.action = action;
         record.severity = severity;
         record.policy = Some(PolicyInfo::Verdict(PolicyVerdict {
-            sha256: self.policy.hash.clone(),
-            mode: self.policy.mode,
+            sha256: policy.hash.clone(),
+            mode: policy.mode,
             verdict: verdict.action,
             operation: op,
             rule: rule.map(|r| r.number as u32),
             rule_name: rule.and_then(|r| r.name.clone()),
-            weight_set: self
-                .policy
+            weight_set: policy
                 .sets
                 .get(verdict.set)
                 .map_or_else(String::new, |s| s.name.clone()),
-            mechanism: String::from(match self.policy.mode {
+            mechanism: String::from(match policy.mode {
                 Mode::Audit => "none",
                 Mode::Enforce => "none: no mechanism covers this route yet",
             }),

@@ -20,6 +20,11 @@ pub use compile::{Finding, Level, Policy};
 pub use file::{Mode, Operation, PolicyAction};
 pub use verdict::{Subject, Verdict};
 
+/// The policy in force, swapped whole on reload: readers (the judge, the
+/// enforcement thread) take the current one per decision, so no access is
+/// decided under half of one policy and half of another.
+pub type SharedPolicy = std::sync::Arc<arc_swap::ArcSwap<Policy>>;
+
 /// A policy file read, compiled and checked.
 pub struct Checked {
     /// `None` when a finding is an error.

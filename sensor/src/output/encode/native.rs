@@ -22,8 +22,8 @@ use crate::{
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
         Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason,
-        OutputCounters, PolicyInfo, PolicyLoaded, PolicyVerdict, Process, ReadSummary,
-        SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
+        OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict, Process,
+        ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -94,7 +94,7 @@ struct Record<'a> {
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
 struct WirePolicy {
-    sha256: String,
+    sha256: Option<String>,
     mode: Option<Mode>,
     verdict: Option<PolicyAction>,
     operation: Option<Operation>,
@@ -109,13 +109,14 @@ struct WirePolicy {
     files: Option<u64>,
     files_unwatched: Option<u64>,
     warnings: Option<u64>,
+    errors: Option<Vec<String>>,
 }
 
 impl From<&PolicyInfo> for WirePolicy {
     fn from(p: &PolicyInfo) -> Self {
         match p {
             PolicyInfo::Verdict(v) => WirePolicy {
-                sha256: v.sha256.clone(),
+                sha256: Some(v.sha256.clone()),
                 mode: Some(v.mode),
                 verdict: Some(v.verdict),
                 operation: Some(v.operation),
@@ -126,7 +127,7 @@ impl From<&PolicyInfo> for WirePolicy {
                 ..WirePolicy::default()
             },
             PolicyInfo::Loaded(l) => WirePolicy {
-                sha256: l.sha256.clone(),
+                sha256: Some(l.sha256.clone()),
                 mode: Some(l.mode),
                 path: Some(l.path.to_lossy().into_owned()),
                 path_escaped: l.path.escaped(),
@@ -138,6 +139,12 @@ impl From<&PolicyInfo> for WirePolicy {
                 mechanism: Some(l.mechanism.clone()),
                 ..WirePolicy::default()
             },
+            PolicyInfo::Rejected(r) => WirePolicy {
+                path: Some(r.path.to_lossy().into_owned()),
+                path_escaped: r.path.escaped(),
+                errors: Some(r.errors.clone()),
+                ..WirePolicy::default()
+            },
         }
     }
 }
@@ -145,10 +152,18 @@ impl From<&PolicyInfo> for WirePolicy {
 impl WirePolicy {
     fn into_model(self, action: Action) -> Result<PolicyInfo, DecodeError> {
         let need = |field: &'static str, v: Option<u64>| v.ok_or(DecodeError::Missing(field));
+        if action == Action::PolicyRejected {
+            let path = self.path.ok_or(DecodeError::Missing("policy.path"))?;
+            return Ok(PolicyInfo::Rejected(PolicyRejected {
+                path: text_from("policy.path", &path, self.path_escaped.as_deref())?,
+                errors: self.errors.unwrap_or_default(),
+            }));
+        }
+        let sha256 = self.sha256.ok_or(DecodeError::Missing("policy.sha256"))?;
         if action == Action::PolicyLoaded {
             let path = self.path.ok_or(DecodeError::Missing("policy.path"))?;
             return Ok(PolicyInfo::Loaded(PolicyLoaded {
-                sha256: self.sha256,
+                sha256,
                 path: text_from("policy.path", &path, self.path_escaped.as_deref())?,
                 mode: self.mode.ok_or(DecodeError::Missing("policy.mode"))?,
                 weight_sets: need("policy.weight_sets", self.weight_sets)?,
@@ -162,7 +177,7 @@ impl WirePolicy {
             }));
         }
         Ok(PolicyInfo::Verdict(PolicyVerdict {
-            sha256: self.sha256,
+            sha256,
             mode: self.mode.ok_or(DecodeError::Missing("policy.mode"))?,
             verdict: self.verdict.ok_or(DecodeError::Missing("policy.verdict"))?,
             operation: self

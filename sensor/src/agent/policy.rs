@@ -1,0 +1,280 @@
+//! The policy's life in the agent: loaded at start-up (errors stop it),
+//! enforced by fanotify in enforce mode, reloaded on SIGHUP or when the
+//! file changes. A reload swaps the whole policy at once for the judge and
+//! the enforcement thread; a file that does not load is rejected with a
+//! `policy_rejected` record, and the policy in force stays.
+
+use std::{
+    os::unix::fs::MetadataExt,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+};
+
+use arc_swap::ArcSwap;
+
+use super::{Agent, AgentError};
+use crate::{
+    Chain,
+    decide::{
+        enforce::fanotify::Enforcer,
+        policy::{self, Level, Mode, Policy, SharedPolicy, judge::Judge},
+    },
+    enrich::watch::WatchSet,
+    event::{Action, PolicyInfo, PolicyRejected, Text},
+};
+
+/// What identifies a version of the policy file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+/// The file's stamp now; `None` when it cannot be read.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// The judge, the enforcer (enforce mode) and the warnings, for start-up.
+type StartUp = (Option<Judge>, Option<Enforcer>, Vec<policy::Finding>);
+
+/// Loads the configured policy, and in enforce mode marks its files, so
+/// that any failure stops the start-up with nothing attached.
+pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
+    let Some(path) = path else {
+        return Ok((None, None, Vec::new()));
+    };
+    let (compiled, findings) = load(path).map_err(|err| match err {
+        Rejected::File(e) => AgentError::PolicyFile(e),
+        Rejected::Invalid(errors) => AgentError::PolicyInvalid {
+            path: path.to_path_buf(),
+            errors,
+        },
+    })?;
+    let enforcer = match compiled.mode {
+        Mode::Enforce => {
+            Some(
+                enforcer_for(&compiled).map_err(|source| AgentError::Enforcement {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            )
+        }
+        Mode::Audit => None,
+    };
+    let shared: SharedPolicy = Arc::new(ArcSwap::new(compiled));
+    let mechanism = enforcer.as_ref().map(|_| "fanotify");
+    Ok((
+        Some(Judge::new(shared, path.to_path_buf(), mechanism)),
+        enforcer,
+        findings,
+    ))
+}
+
+fn enforcer_for(
+    compiled: &Policy,
+) -> Result<Enforcer, crate::decide::enforce::fanotify::FanotifyError> {
+    let (enforcer, unmarked) = Enforcer::new(compiled)?;
+    if unmarked > 0 {
+        tracing::warn!(
+            unmarked,
+            "policy files that could not be marked for fanotify: their opens are not enforced"
+        );
+    }
+    Ok(enforcer)
+}
+
+/// Why a policy file was not taken.
+enum Rejected {
+    File(policy::file::ParseError),
+    Invalid(Vec<String>),
+}
+
+/// Reads, compiles and checks the policy file.
+fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
+    let checked = policy::load(path).map_err(Rejected::File)?;
+    let errors: Vec<String> = checked
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .map(|f| format!("  {f}"))
+        .collect();
+    let Some(compiled) = checked.policy.filter(|_| errors.is_empty()) else {
+        return Err(Rejected::Invalid(errors));
+    };
+    for finding in &checked.findings {
+        tracing::warn!("policy: {finding}");
+    }
+    tracing::info!(
+        path = %path.display(),
+        sha256 = %compiled.hash,
+        weight_sets = compiled.sets.len(),
+        rules = compiled.rules.len(),
+        mode = ?compiled.mode,
+        "policy loaded"
+    );
+    Ok((Arc::new(compiled), checked.findings))
+}
+
+/// Files of the policy outside the watch set (no record, so no verdict),
+/// warned about.
+pub fn unwatched(judge: &Judge, watch: &WatchSet) -> u64 {
+    let policy = judge.shared_policy().load_full();
+    let unwatched = policy
+        .files()
+        .filter(|key| watch.flags_of(key) & sensor_common::watch_flag::WEIGHT == 0)
+        .count() as u64;
+    if unwatched > 0 {
+        tracing::warn!(
+            unwatched,
+            "files of the policy's weight sets are outside the watch set: no record, so no \
+             verdict, for them (add their directories to --watch / watch.roots, or give them \
+             a weight extension)"
+        );
+    }
+    unwatched
+}
+
+impl Agent {
+    /// Starts the thread that answers fanotify permission events; its
+    /// decisions come back on a bounded channel (a full channel drops the
+    /// record, never the decision, and counts it).
+    pub(super) fn start_enforcement(
+        &mut self,
+        enforcer: Enforcer,
+        policy: SharedPolicy,
+    ) -> Result<(), AgentError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let dropped = self.enforced_dropped.clone();
+        let gpu = self.gpu_pids.clone();
+        let serving = enforcer.clone();
+        std::thread::Builder::new()
+            .name(String::from("ww-fanotify"))
+            .spawn(move || {
+                serving.serve(policy, gpu, |decision| {
+                    if tx.try_send(decision).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            })
+            .map_err(|source| AgentError::Io {
+                what: "the fanotify enforcement thread",
+                source,
+            })?;
+        self.enforced = Some(rx);
+        self.enforcer = Some(enforcer);
+        if let Some(judge) = self.decide.judge_mut() {
+            judge.set_opens_enforced_by(Some("fanotify"));
+        }
+        tracing::info!("policy enforced: opens of its files are answered by fanotify");
+        Ok(())
+    }
+
+    /// Publishes the GPU processes for the enforcement thread.
+    pub(super) fn publish_gpu_pids(&self) {
+        self.gpu_pids
+            .store(Arc::new(self.enrich.processes.gpu_pids()));
+    }
+
+    /// Whether the policy file changed since it was last loaded.
+    pub(super) fn policy_file_changed(&self) -> bool {
+        self.decide
+            .judge()
+            .is_some_and(|j| stamp(j.path()) != self.policy_stamp)
+    }
+
+    /// Loads the policy file again; swaps it in whole when it is valid,
+    /// keeps the one in force and records the rejection otherwise.
+    pub(super) fn reload_policy(&mut self, why: &str) {
+        let Some(judge) = self.decide.judge() else {
+            tracing::info!(
+                "{why} received and ignored: no policy is configured (output reopen is not built yet)"
+            );
+            return;
+        };
+        let path = judge.path().to_path_buf();
+        let shared = judge.shared_policy();
+        self.policy_stamp = stamp(&path);
+        let (new, findings) = match load(&path) {
+            Ok(loaded) => loaded,
+            Err(rejected) => {
+                let errors = match rejected {
+                    Rejected::File(err) => vec![format!("  {}", Chain(&err))],
+                    Rejected::Invalid(errors) => errors,
+                };
+                return self.reject_policy(&path, why, errors);
+            }
+        };
+        // Enforcing needs the marks before the swap: no open of a new file
+        // may pass unjudged once the new policy is in force.
+        if new.mode == Mode::Enforce {
+            match &self.enforcer {
+                Some(enforcer) => {
+                    let unmarked = enforcer.mark(&new);
+                    if unmarked > 0 {
+                        tracing::warn!(
+                            unmarked,
+                            "policy files that could not be marked: their opens are not enforced"
+                        );
+                    }
+                }
+                None => match enforcer_for(&new) {
+                    Ok(enforcer) => {
+                        if let Err(err) = self.start_enforcement(enforcer, shared.clone()) {
+                            let errors = vec![format!("  {}", Chain(&err))];
+                            return self.reject_policy(&path, why, errors);
+                        }
+                    }
+                    Err(err) => {
+                        let errors = vec![format!("  {}", Chain(&err))];
+                        return self.reject_policy(&path, why, errors);
+                    }
+                },
+            }
+        }
+        let old = shared.swap(new.clone());
+        if let Some(enforcer) = &self.enforcer {
+            enforcer.unmark_dropped(&old, &new);
+        }
+        // An audit policy judges opens in the records again (the fanotify
+        // thread lets everything through under it).
+        let enforcing = new.mode == Mode::Enforce && self.enforcer.is_some();
+        if let Some(judge) = self.decide.judge_mut() {
+            judge.set_opens_enforced_by(enforcing.then_some("fanotify"));
+        }
+        tracing::info!(why, sha256 = %new.hash, "policy reloaded");
+        if let Some(judge) = self.decide.judge() {
+            let unwatched = unwatched(judge, &self.watch);
+            self.policy_loaded = Some(judge.loaded(unwatched, &findings));
+        }
+        self.emit_policy_loaded();
+        self.out.flush();
+    }
+
+    fn reject_policy(&mut self, path: &Path, why: &str, errors: Vec<String>) {
+        tracing::warn!(
+            "{why}: the policy {} was rejected; the one in force stays:\n{}",
+            path.display(),
+            errors.join("\n")
+        );
+        let mut event = self
+            .enrich
+            .sensor_event(Action::PolicyRejected, Default::default());
+        event.sensor = None;
+        event.policy = Some(PolicyInfo::Rejected(PolicyRejected {
+            path: Text::from(path),
+            errors: errors.iter().map(|e| e.trim().to_owned()).collect(),
+        }));
+        self.health.agent.records_emitted.inc();
+        self.out.emit(&event);
+        self.out.flush();
+    }
+}
