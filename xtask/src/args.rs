@@ -112,6 +112,8 @@ pub enum BenchRow {
     AgentMemory,
     /// End-to-end latency from syscall to record written.
     AgentLatency,
+    /// Compiling and checking a policy that covers the 100k-file folder.
+    PolicyCompile,
 }
 
 #[derive(Debug, Args)]

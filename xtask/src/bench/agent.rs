@@ -409,6 +409,70 @@ pub fn memory(ctx: &Ctx, files: u32) -> Result<MemoryResult> {
     })
 }
 
+pub struct PolicyResult {
+    pub files: u32,
+    /// Wall time of each `weightwarden policy check`.
+    pub secs: Vec<f64>,
+}
+
+impl PolicyResult {
+    pub fn median(&self) -> Option<f64> {
+        stats::summarize(&self.secs).map(|s| s.median)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "files": self.files,
+            "secs": self.secs,
+            "median_s": self.median(),
+        })
+    }
+}
+
+/// Times `weightwarden policy check` on a policy whose weight set is the
+/// 100k-file folder (five times, one for quick): reading, resolving every
+/// file to its identity, hashing and checking, which is what a start-up
+/// or a reload does before the swap.
+pub fn policy_compile(ctx: &Ctx, files: u32) -> Result<PolicyResult> {
+    let policy = ctx.layout.run.join("policy-100k.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"enforce\"\n\n[weights.many]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+             [[rules]]\nweights = [\"many\"]\nexe = [\"/usr/bin/cat\"]\naction = \"allow\"\n",
+            ctx.layout.many.display()
+        ),
+    )
+    .with_context(|| format!("cannot write {}", policy.display()))?;
+    let runs = if ctx.quick { 1 } else { 5 };
+    let mut secs = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let out = std::process::Command::new(ctx.binary)
+            .args(["policy", "check"])
+            .arg(&policy)
+            .output()
+            .context("cannot run weightwarden policy check")?;
+        secs.push(started.elapsed().as_secs_f64());
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `weight set "many": N file(s) from ...`
+        let covered: u64 = text
+            .split("\"many\": ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if !out.status.success() || covered < u64::from(files) {
+            bail!(
+                "policy check did not cover the {files} files: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(PolicyResult { files, secs })
+}
+
 pub struct LatencyResult {
     pub opens: u64,
     pub samples_ns: Vec<f64>,

@@ -110,6 +110,7 @@ pub struct AgentResults {
     pub burst: Metric<agent::BurstResult>,
     pub memory: Metric<agent::MemoryResult>,
     pub latency: Metric<agent::LatencyResult>,
+    pub policy: Metric<agent::PolicyResult>,
 }
 
 /// Everything a run found, for the report.
@@ -196,6 +197,9 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
     if run_metric(BenchRow::AgentLatency, "end-to-end latency") {
         results.agent.latency = metric(agent::latency(&ctx));
+    }
+    if run_metric(BenchRow::PolicyCompile, "policy compile") {
+        results.agent.policy = metric(agent::policy_compile(&ctx, sizes.many_files));
     }
 
     let json_path = out_dir.join("results.json");
