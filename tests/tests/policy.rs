@@ -29,59 +29,90 @@ fn cat_copy(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn audit_mode_records_what_the_policy_would_stop_by_executable_identity() {
-    let models = tempfile::tempdir().unwrap();
-    let weights = models.path().join("llama.safetensors");
-    write_file(&weights, 8192);
-    let bin = tempfile::tempdir().unwrap();
-    let server = cat_copy(bin.path(), "server");
-    let link = bin.path().join("server-link");
-    fs::hard_link(&server, &link).unwrap();
-    let copy = cat_copy(bin.path(), "server-copy");
-    let policy_file = bin.path().join("policy.toml");
-    fs::write(
-        &policy_file,
-        format!(
-            r#"mode = "audit"
+/// A weight file, a server binary (a copy of `cat`), a hard link of it,
+/// another copy, and a policy whose rule 1 allows the server.
+struct Host {
+    models: tempfile::TempDir,
+    weights: std::path::PathBuf,
+    bin: tempfile::TempDir,
+    server: std::path::PathBuf,
+    link: std::path::PathBuf,
+    copy: std::path::PathBuf,
+    policy: std::path::PathBuf,
+}
 
-[weights.llama]
-paths = ["{models}"]
-default = "deny"
+impl Host {
+    /// `mode`, weight set `llama` (default deny), rule 1 allowing the
+    /// server, then `more` rules.
+    fn new(mode: &str, more: &str) -> Self {
+        let models = tempfile::tempdir().unwrap();
+        let weights = models.path().join("llama.safetensors");
+        write_file(&weights, 8192);
+        let bin = tempfile::tempdir().unwrap();
+        let server = cat_copy(bin.path(), "server");
+        let link = bin.path().join("server-link");
+        fs::hard_link(&server, &link).unwrap();
+        let copy = cat_copy(bin.path(), "server-copy");
+        let policy = bin.path().join("policy.toml");
+        fs::write(
+            &policy,
+            format!(
+                "mode = \"{mode}\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+                 [[rules]]\nname = \"the server\"\nweights = [\"llama\"]\nexe = [\"{}\"]\n\
+                 action = \"allow\"\n{more}",
+                models.path().display(),
+                server.display(),
+            ),
+        )
+        .unwrap();
+        Self {
+            models,
+            weights,
+            bin,
+            server,
+            link,
+            copy,
+            policy,
+        }
+    }
 
-[[rules]]
-name = "the server"
-weights = ["llama"]
-exe = ["{server}"]
-action = "allow"
+    fn start(&self) -> SensorProcess {
+        SensorProcess::start(
+            &[self.models.path()],
+            &["--policy", self.policy.to_str().unwrap()],
+        )
+    }
 
-[[rules]]
-name = "copies are noticed"
-weights = ["*"]
-exe = ["{copy}"]
-operations = ["read"]
-action = "alert"
-"#,
-            models = models.path().display(),
-            server = server.display(),
-            copy = copy.display(),
-        ),
-    )
-    .unwrap();
-    let sensor = SensorProcess::start(
-        &[models.path()],
-        &["--policy", policy_file.to_str().unwrap()],
-    );
-
-    // Audit mode stops nothing: every reader gets all the bytes.
-    let read_with = |exe: &Path| -> u32 {
+    /// Runs `exe` on the weight file; its pid and what it printed.
+    fn read_with(&self, exe: &Path) -> (u32, std::process::Output) {
         let child = Command::new(exe)
-            .arg(&weights)
+            .arg(&self.weights)
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id();
-        let out = child.wait_with_output().unwrap();
+        (pid, child.wait_with_output().unwrap())
+    }
+}
+
+#[test]
+fn audit_mode_records_what_the_policy_would_stop_by_executable_identity() {
+    let host = Host::new(
+        "audit",
+        "\n[[rules]]\nname = \"copies are noticed\"\nweights = [\"*\"]\n\
+         exe = [\"COPY\"]\noperations = [\"read\"]\naction = \"alert\"\n",
+    );
+    let text = fs::read_to_string(&host.policy)
+        .unwrap()
+        .replace("COPY", host.copy.to_str().unwrap());
+    fs::write(&host.policy, text).unwrap();
+    let (server, link, copy, policy_file) = (&host.server, &host.link, &host.copy, &host.policy);
+    let sensor = host.start();
+
+    // Audit mode stops nothing: every reader gets all the bytes.
+    let read_with = |exe: &Path| -> u32 {
+        let (pid, out) = host.read_with(exe);
         assert!(out.status.success(), "{} failed", exe.display());
         assert_eq!(
             out.stdout.len(),
@@ -91,9 +122,9 @@ action = "alert"
         );
         pid
     };
-    let server_pid = read_with(&server);
-    let link_pid = read_with(&link);
-    let copy_pid = read_with(&copy);
+    let server_pid = read_with(server);
+    let link_pid = read_with(link);
+    let copy_pid = read_with(copy);
     let cat_pid = read_with(Path::new("/usr/bin/cat"));
     sensor.wait_exit(cat_pid);
     let (status, events) = sensor.stop_events();
@@ -189,59 +220,21 @@ action = "alert"
 fn enforce_mode_denies_opens_with_eperm_and_kills_by_rule() {
     use std::os::unix::process::ExitStatusExt;
 
-    let models = tempfile::tempdir().unwrap();
-    let weights = models.path().join("llama.safetensors");
-    write_file(&weights, 8192);
-    let bin = tempfile::tempdir().unwrap();
-    let server = cat_copy(bin.path(), "server");
-    let link = bin.path().join("server-link");
-    fs::hard_link(&server, &link).unwrap();
-    let copy = cat_copy(bin.path(), "server-copy");
-    let doomed = cat_copy(bin.path(), "doomed");
-    let policy_file = bin.path().join("policy.toml");
-    fs::write(
-        &policy_file,
-        format!(
-            r#"mode = "enforce"
-
-[weights.llama]
-paths = ["{models}"]
-default = "deny"
-
-[[rules]]
-name = "the server"
-weights = ["llama"]
-exe = ["{server}"]
-action = "allow"
-
-[[rules]]
-name = "never this one"
-weights = ["llama"]
-exe = ["{doomed}"]
-action = "kill"
-"#,
-            models = models.path().display(),
-            server = server.display(),
-            doomed = doomed.display(),
-        ),
-    )
-    .unwrap();
-    let sensor = SensorProcess::start(
-        &[models.path()],
-        &["--policy", policy_file.to_str().unwrap()],
+    let host = Host::new(
+        "enforce",
+        "\n[[rules]]\nname = \"never this one\"\nweights = [\"llama\"]\nexe = [\"DOOMED\"]\n\
+         action = \"kill\"\n",
     );
-    let read_with = |exe: &Path| {
-        let child = Command::new(exe)
-            .arg(&weights)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        (pid, child.wait_with_output().unwrap())
-    };
+    let doomed = cat_copy(host.bin.path(), "doomed");
+    let text = fs::read_to_string(&host.policy)
+        .unwrap()
+        .replace("DOOMED", doomed.to_str().unwrap());
+    fs::write(&host.policy, text).unwrap();
+    let (server, link, copy, weights) = (&host.server, &host.link, &host.copy, &host.weights);
+    let sensor = host.start();
+    let read_with = |exe: &Path| host.read_with(exe);
     // The allowed binary and a hard link of it read everything.
-    for exe in [&server, &link] {
+    for exe in [server, link] {
         let (_, out) = read_with(exe);
         assert!(out.status.success(), "{}: {:?}", exe.display(), out);
         assert_eq!(out.stdout.len(), 8192);

@@ -65,26 +65,14 @@ impl Judge {
         verdict: super::Verdict,
         killed: bool,
     ) -> Event {
-        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         event.action = if killed {
             Action::Killed
         } else {
             Action::Denied
         };
         event.severity = Severity::High;
-        event.policy = Some(PolicyInfo::Verdict(PolicyVerdict {
-            sha256: policy.hash.clone(),
-            mode: policy.mode,
-            verdict: verdict.action,
-            operation: Operation::Open,
-            rule: rule.map(|r| r.number as u32),
-            rule_name: rule.and_then(|r| r.name.clone()),
-            weight_set: policy
-                .sets
-                .get(verdict.set)
-                .map_or_else(String::new, |s| s.name.clone()),
-            mechanism: self.opens_enforced_by.unwrap_or("none").to_owned(),
-        }));
+        let mechanism = self.opens_enforced_by.unwrap_or("none");
+        event.policy = Some(verdict_info(policy, verdict, Operation::Open, mechanism));
         event
     }
 
@@ -150,26 +138,37 @@ impl Judge {
             (PolicyAction::Deny, Mode::Enforce) => (Action::WouldDeny, Severity::High),
             (PolicyAction::Kill, Mode::Enforce) => (Action::WouldKill, Severity::High),
         };
-        let rule = verdict.rule.and_then(|i| policy.rules.get(i));
         let mut record = event.clone();
         record.action = action;
         record.severity = severity;
-        record.policy = Some(PolicyInfo::Verdict(PolicyVerdict {
-            sha256: policy.hash.clone(),
-            mode: policy.mode,
-            verdict: verdict.action,
-            operation: op,
-            rule: rule.map(|r| r.number as u32),
-            rule_name: rule.and_then(|r| r.name.clone()),
-            weight_set: policy
-                .sets
-                .get(verdict.set)
-                .map_or_else(String::new, |s| s.name.clone()),
-            mechanism: String::from(match policy.mode {
-                Mode::Audit => "none",
-                Mode::Enforce => "none: no mechanism covers this route yet",
-            }),
-        }));
+        let mechanism = match policy.mode {
+            Mode::Audit => "none",
+            Mode::Enforce => "none: no mechanism covers this route yet",
+        };
+        record.policy = Some(verdict_info(&policy, verdict, op, mechanism));
         Some(record)
     }
+}
+
+/// The `policy` object of a verdict record.
+fn verdict_info(
+    policy: &Policy,
+    verdict: super::Verdict,
+    operation: Operation,
+    mechanism: &str,
+) -> PolicyInfo {
+    let rule = verdict.rule.and_then(|i| policy.rules.get(i));
+    PolicyInfo::Verdict(PolicyVerdict {
+        sha256: policy.hash.clone(),
+        mode: policy.mode,
+        verdict: verdict.action,
+        operation,
+        rule: rule.map(|r| r.number as u32),
+        rule_name: rule.and_then(|r| r.name.clone()),
+        weight_set: policy
+            .sets
+            .get(verdict.set)
+            .map_or_else(String::new, |s| s.name.clone()),
+        mechanism: mechanism.to_owned(),
+    })
 }
