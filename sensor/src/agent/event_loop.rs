@@ -144,10 +144,16 @@ impl Agent {
                         self.out.flush();
                     }
                     None => {
-                        // The thread stopped (it logged why); the kernel
-                        // lets pending and later opens through.
-                        tracing::error!("the fanotify enforcement thread stopped: the policy is no longer enforced");
+                        // The thread stopped (it logged why, or panicked).
+                        // Closing the group makes the kernel let pending
+                        // and later opens through, rather than hold them
+                        // for an answer that will never come.
+                        tracing::error!("the fanotify enforcement thread stopped: the policy is no longer enforced (opens are let through)");
                         self.enforced = None;
+                        self.enforcer = None;
+                        if let Some(judge) = self.decide.judge_mut() {
+                            judge.set_opens_enforced_by(None);
+                        }
                     }
                 },
                 request = signals.next() => match request {
