@@ -511,7 +511,8 @@ impl Report {
         match self.tier {
             Some(tier) => out.push_str(&format!(
                 "run would use the {tier} tier ({}).\n\
-                 fentry and BPF LSM tiers are not implemented yet; deny mode will need BPF LSM.\n",
+                 fentry and BPF LSM tiers are not implemented yet; a policy in enforce mode \
+                 denies opens with fanotify permission events (the `deny: fanotify` line).\n",
                 TIERS
                     .iter()
                     .find(|t| tier_name(t.tier) == tier)
