@@ -492,3 +492,27 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
     assert_ne!(hashes[0], hashes[1]);
     assert_eq!(hashes[0], hashes[2], "the same text, the same hash");
 }
+
+/// A weight file renamed into a weight set after start-up (a deploy, a
+/// download finishing) is resolved into the policy and enforced within
+/// about a second, with a `policy_loaded` record for the new file set.
+#[test]
+fn weight_files_that_appear_later_are_enforced() {
+    let host = Host::new("enforce", "");
+    let sensor = host.start();
+    let staged = host.bin.path().join("new.safetensors");
+    write_file(&staged, 4096);
+    let landed = host.models.path().join("new.safetensors");
+    fs::rename(&staged, &landed).unwrap();
+    sensor.wait_for_event(
+        "a policy_loaded with the new file",
+        tests::RECORD_TIMEOUT,
+        |e| matches!(&e.policy, Some(PolicyInfo::Loaded(l)) if l.files == 2),
+    );
+    let out = Command::new("cat").arg(&landed).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "cat read a file that appeared later");
+    let (_, out) = host.read_with(&host.server);
+    assert!(out.status.success(), "the server still reads");
+    drop(sensor);
+}

@@ -116,6 +116,8 @@ impl Agent {
                     }
                     if self.policy_file_changed() {
                         self.reload_policy("the policy file changed");
+                    } else if std::mem::take(&mut self.policy_resolve) {
+                        self.resolve_policy_files();
                     }
                 }
                 _ = rescan.tick() => {
@@ -179,6 +181,7 @@ impl Agent {
                 for change in changes {
                     if matches!(change, WatchChange::Added(_) | WatchChange::Renamed { .. }) {
                         self.holders_rescan = true;
+                        self.policy_resolve = true;
                     }
                     tracing::debug!(?change, "watch set changed");
                 }

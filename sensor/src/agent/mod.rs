@@ -140,6 +140,10 @@ struct Agent {
     enforcer: Option<Enforcer>,
     /// The policy file as last loaded, to notice edits.
     policy_stamp: Option<policy::Stamp>,
+    /// A changed stamp seen at the last poll: reload once it holds.
+    policy_seen: Option<Option<policy::Stamp>>,
+    /// Weight files appeared or moved: resolve the policy's sets again.
+    policy_resolve: bool,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -188,7 +192,14 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         roots_required,
         config_origin,
     } = settings;
-    let (judge, enforcer, policy_findings) = policy::start_up(config.policy.as_deref())?;
+    let policy::StartUp {
+        judge,
+        enforcement,
+        gpu_pids,
+        dropped: enforced_dropped,
+        findings: policy_findings,
+    } = policy::start_up(config.policy.as_deref())?;
+    let (enforcer, enforced) = enforcement.unzip();
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
@@ -251,11 +262,13 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         enrich,
         decide: Decide::new(judge),
         policy_loaded,
-        enforced: None,
-        enforced_dropped: Arc::new(AtomicU64::new(0)),
-        gpu_pids: GpuPids::default(),
-        enforcer: None,
+        enforced,
+        enforced_dropped,
+        gpu_pids,
+        enforcer,
         policy_stamp: None,
+        policy_seen: None,
+        policy_resolve: false,
         out,
         health,
         holders_rescan: false,
@@ -265,9 +278,6 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     let known = agent.enrich.processes.scan_existing();
     holders::mark_gpu_processes(&mut agent.enrich.processes, &agent.watch);
     agent.publish_gpu_pids();
-    if let (Some(enforcer), Some(policy)) = (enforcer, agent.decide.policy()) {
-        agent.start_enforcement(enforcer, policy)?;
-    }
     agent.policy_stamp = agent.decide.judge().and_then(|j| policy::stamp(j.path()));
     // The kernel has treated every process as a holder since attach; now
     // that /proc says who holds watched descriptors, let the prefilter work.

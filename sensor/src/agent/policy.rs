@@ -7,8 +7,13 @@
 use std::{
     os::unix::fs::MetadataExt,
     path::Path,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
+
+use tokio::sync::mpsc::Receiver;
 
 use arc_swap::ArcSwap;
 
@@ -16,12 +21,15 @@ use super::{Agent, AgentError};
 use crate::{
     Chain,
     decide::{
-        enforce::fanotify::Enforcer,
+        enforce::fanotify::{Enforced, Enforcer, GpuPids},
         policy::{self, Level, Mode, Policy, SharedPolicy, judge::Judge},
     },
     enrich::watch::WatchSet,
     event::{Action, PolicyInfo, PolicyRejected, Text},
 };
+
+/// Why a reload that only re-resolves the weight sets happened.
+const WEIGHT_FILES_CHANGED: &str = "weight files changed under the watch roots";
 
 /// What identifies a version of the policy file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +51,23 @@ pub fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// The judge, the enforcer (enforce mode) and the warnings, for start-up.
-type StartUp = (Option<Judge>, Option<Enforcer>, Vec<policy::Finding>);
+/// What start-up sets up for the policy.
+#[derive(Default)]
+pub struct StartUp {
+    pub judge: Option<Judge>,
+    /// Enforce mode: the marks, and the decisions the thread reports.
+    pub enforcement: Option<(Enforcer, Receiver<Enforced>)>,
+    pub gpu_pids: GpuPids,
+    pub dropped: Arc<AtomicU64>,
+    pub findings: Vec<policy::Finding>,
+}
 
-/// Loads the configured policy, and in enforce mode marks its files, so
+/// Loads the configured policy; in enforce mode marks its files and starts
+/// answering at once (an open of a marked file waits for the answer), so
 /// that any failure stops the start-up with nothing attached.
 pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
     let Some(path) = path else {
-        return Ok((None, None, Vec::new()));
+        return Ok(StartUp::default());
     };
     let (compiled, findings) = load(path).map_err(|err| match err {
         Rejected::File(e) => AgentError::PolicyFile(e),
@@ -72,24 +89,56 @@ pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
     };
     let shared: SharedPolicy = Arc::new(ArcSwap::new(compiled));
     let mechanism = enforcer.as_ref().map(|_| "fanotify");
-    Ok((
-        Some(Judge::new(shared, path.to_path_buf(), mechanism)),
-        enforcer,
+    let gpu_pids = GpuPids::default();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let enforcement = match enforcer {
+        Some(enforcer) => {
+            let rx = spawn(&enforcer, shared.clone(), gpu_pids.clone(), dropped.clone())?;
+            Some((enforcer, rx))
+        }
+        None => None,
+    };
+    Ok(StartUp {
+        judge: Some(Judge::new(shared, path.to_path_buf(), mechanism)),
+        enforcement,
+        gpu_pids,
+        dropped,
         findings,
-    ))
+    })
+}
+
+/// Starts the thread that answers fanotify permission events; its
+/// decisions come back on a bounded channel (a full channel drops the
+/// record, never the decision, and counts it).
+fn spawn(
+    enforcer: &Enforcer,
+    policy: SharedPolicy,
+    gpu: GpuPids,
+    dropped: Arc<AtomicU64>,
+) -> Result<Receiver<Enforced>, AgentError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let serving = enforcer.clone();
+    std::thread::Builder::new()
+        .name(String::from("ww-fanotify"))
+        .spawn(move || {
+            serving.serve(policy, gpu, |decision| {
+                if tx.try_send(decision).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        })
+        .map_err(|source| AgentError::Io {
+            what: "the fanotify enforcement thread",
+            source,
+        })?;
+    tracing::info!("policy enforced: opens of its files are answered by fanotify");
+    Ok(rx)
 }
 
 fn enforcer_for(
     compiled: &Policy,
 ) -> Result<Enforcer, crate::decide::enforce::fanotify::FanotifyError> {
-    let (enforcer, unmarked) = Enforcer::new(compiled)?;
-    if unmarked > 0 {
-        tracing::warn!(
-            unmarked,
-            "policy files that could not be marked for fanotify: their opens are not enforced"
-        );
-    }
-    Ok(enforcer)
+    Enforcer::new(compiled)
 }
 
 /// Why a policy file was not taken.
@@ -144,37 +193,23 @@ pub fn unwatched(judge: &Judge, watch: &WatchSet) -> u64 {
 }
 
 impl Agent {
-    /// Starts the thread that answers fanotify permission events; its
-    /// decisions come back on a bounded channel (a full channel drops the
-    /// record, never the decision, and counts it).
-    pub(super) fn start_enforcement(
+    /// Starts enforcing (a reload into enforce mode).
+    fn start_enforcement(
         &mut self,
         enforcer: Enforcer,
         policy: SharedPolicy,
     ) -> Result<(), AgentError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let dropped = self.enforced_dropped.clone();
-        let gpu = self.gpu_pids.clone();
-        let serving = enforcer.clone();
-        std::thread::Builder::new()
-            .name(String::from("ww-fanotify"))
-            .spawn(move || {
-                serving.serve(policy, gpu, |decision| {
-                    if tx.try_send(decision).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            })
-            .map_err(|source| AgentError::Io {
-                what: "the fanotify enforcement thread",
-                source,
-            })?;
+        let rx = spawn(
+            &enforcer,
+            policy,
+            self.gpu_pids.clone(),
+            self.enforced_dropped.clone(),
+        )?;
         self.enforced = Some(rx);
         self.enforcer = Some(enforcer);
         if let Some(judge) = self.decide.judge_mut() {
             judge.set_opens_enforced_by(Some("fanotify"));
         }
-        tracing::info!("policy enforced: opens of its files are answered by fanotify");
         Ok(())
     }
 
@@ -184,16 +219,38 @@ impl Agent {
             .store(Arc::new(self.enrich.processes.gpu_pids()));
     }
 
-    /// Whether the policy file changed since it was last loaded.
-    pub(super) fn policy_file_changed(&self) -> bool {
-        self.decide
-            .judge()
-            .is_some_and(|j| stamp(j.path()) != self.policy_stamp)
+    /// Whether the policy file changed since it was last loaded, and has
+    /// stayed the same for a poll since (an editor writing it in place is
+    /// not read half-way).
+    pub(super) fn policy_file_changed(&mut self) -> bool {
+        let Some(judge) = self.decide.judge() else {
+            return false;
+        };
+        let now = stamp(judge.path());
+        if now == self.policy_stamp {
+            self.policy_seen = None;
+            return false;
+        }
+        let settled = self.policy_seen.as_ref() == Some(&now);
+        self.policy_seen = Some(now);
+        settled
+    }
+
+    /// Resolves the policy's weight sets again after files appeared or
+    /// moved under the watch roots (a model downloaded, a deploy renaming
+    /// new weights into place), so that they are marked and judged; a
+    /// no-op when the set of files is unchanged.
+    pub(super) fn resolve_policy_files(&mut self) {
+        self.reload(WEIGHT_FILES_CHANGED, true);
     }
 
     /// Loads the policy file again; swaps it in whole when it is valid,
     /// keeps the one in force and records the rejection otherwise.
     pub(super) fn reload_policy(&mut self, why: &str) {
+        self.reload(why, false);
+    }
+
+    fn reload(&mut self, why: &str, only_if_files_changed: bool) {
         let Some(judge) = self.decide.judge() else {
             tracing::info!(
                 "{why} received and ignored: no policy is configured (output reopen is not built yet)"
@@ -204,6 +261,7 @@ impl Agent {
         let shared = judge.shared_policy();
         self.policy_stamp = stamp(&path);
         let (new, findings) = match load(&path) {
+            Ok((new, _)) if only_if_files_changed && new.same_files(&shared.load()) => return,
             Ok(loaded) => loaded,
             Err(rejected) => {
                 let errors = match rejected {
@@ -218,12 +276,9 @@ impl Agent {
         if new.mode == Mode::Enforce {
             match &self.enforcer {
                 Some(enforcer) => {
-                    let unmarked = enforcer.mark(&new);
-                    if unmarked > 0 {
-                        tracing::warn!(
-                            unmarked,
-                            "policy files that could not be marked: their opens are not enforced"
-                        );
+                    if let Err(err) = enforcer.mark(&new) {
+                        let errors = vec![format!("  {}", Chain(&err))];
+                        return self.reject_policy(&path, why, errors);
                     }
                 }
                 None => match enforcer_for(&new) {

@@ -49,6 +49,12 @@ pub enum FanotifyError {
          CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y, and the agent CAP_SYS_ADMIN)"
     )]
     Init(#[source] nix::Error),
+    #[error(
+        "{failed} policy file(s) could not be marked for fanotify, so their opens would not be \
+         enforced (first: {first}); fix their permissions or file system, or leave them out of \
+         the policy"
+    )]
+    Marks { failed: u64, first: String },
 }
 
 /// A decision the thread made and enforced, for the event loop to record.
@@ -66,7 +72,8 @@ pub struct Enforced {
     /// The policy that decided (a reload may have swapped it since).
     pub policy: Arc<Policy>,
     pub verdict: Verdict,
-    /// The opener was killed (`kill`), not only refused.
+    /// The opener was killed (`kill`), not only refused; `false` with a
+    /// `kill` verdict means it could not be (an unknown pid): refused only.
     pub killed: bool,
 }
 
@@ -82,9 +89,8 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
-    /// Creates the group and marks every file of `policy`; returns it and
-    /// how many files could not be marked (not enforced, warned).
-    pub fn new(policy: &Policy) -> Result<(Self, u64), FanotifyError> {
+    /// Creates the group and marks every file of `policy`.
+    pub fn new(policy: &Policy) -> Result<Self, FanotifyError> {
         let group = Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
@@ -93,26 +99,36 @@ impl Enforcer {
         let enforcer = Self {
             group: Arc::new(group),
         };
-        let unmarked = enforcer.mark(policy);
-        Ok((enforcer, unmarked))
+        enforcer.mark(policy)?;
+        Ok(enforcer)
     }
 
-    /// Marks every file of `policy` (marking twice is harmless); returns
-    /// how many could not be marked.
-    pub fn mark(&self, policy: &Policy) -> u64 {
-        let mut unmarked = 0;
+    /// Marks every file of `policy` (marking twice is harmless). A file
+    /// that could not be marked would be open to anyone: an error, unless
+    /// it is gone (no longer there to open).
+    pub fn mark(&self, policy: &Policy) -> Result<(), FanotifyError> {
+        let mut failed = 0;
+        let mut first = String::new();
         for path in &policy.paths {
-            if let Err(err) = self.group.mark(
+            match self.group.mark(
                 MarkFlags::FAN_MARK_ADD,
                 MaskFlags::FAN_OPEN_PERM,
                 nix::fcntl::AT_FDCWD,
                 Some(path.as_path()),
             ) {
-                tracing::warn!(path = %path.display(), error = %err, "cannot mark a policy file for fanotify: its opens are not enforced");
-                unmarked += 1;
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(err) => {
+                    if failed == 0 {
+                        first = format!("{}: {err}", path.display());
+                    }
+                    failed += 1;
+                }
             }
         }
-        unmarked
+        if failed > 0 {
+            return Err(FanotifyError::Marks { failed, first });
+        }
+        Ok(())
     }
 
     /// Removes the marks of `old`'s files that `new` does not cover (after
@@ -163,16 +179,28 @@ impl Enforcer {
                 if !event.mask().contains(MaskFlags::FAN_OPEN_PERM) {
                     continue;
                 }
-                let pid = event.pid() as u32;
+                let raw_pid = event.pid();
+                let pid = u32::try_from(raw_pid).unwrap_or(0);
                 let policy = policy.load_full();
-                // An audit policy swapped in stops nothing.
-                let decision = (policy.mode == crate::decide::policy::Mode::Enforce)
-                    .then(|| decide(&policy, &gpu, pid, fd))
-                    .flatten();
-                let allow = decision
+                // An audit policy swapped in stops nothing; the agent's own
+                // opens are never judged (it must not deny or kill itself).
+                let enforcing = policy.mode == crate::decide::policy::Mode::Enforce
+                    && pid != std::process::id();
+                let decision = enforcing.then(|| decide(&policy, &gpu, pid, fd)).flatten();
+                let action = decision
                     .as_ref()
-                    .is_none_or(|(_, v, _, _)| v.action <= PolicyAction::Alert);
-                let response = if allow {
+                    .map_or(PolicyAction::Allow, |(_, v, _, _)| v.action);
+                // Kill first, while the opener is still held in its open.
+                // Only a known pid: pid 0 (an opener outside the agent's
+                // pid namespace) would signal the agent's own group.
+                let killed = action == PolicyAction::Kill && pid > 0;
+                if killed {
+                    let target = nix::unistd::Pid::from_raw(raw_pid);
+                    if let Err(err) = nix::sys::signal::kill(target, nix::sys::signal::SIGKILL) {
+                        tracing::warn!(error = %err, pid, "cannot kill a process the policy says to kill");
+                    }
+                }
+                let response = if action <= PolicyAction::Alert {
                     Response::FAN_ALLOW
                 } else {
                     Response::FAN_DENY
@@ -186,15 +214,8 @@ impl Enforcer {
                 let Some((file, verdict, size, opener)) = decision else {
                     continue;
                 };
-                if allow {
+                if action == PolicyAction::Allow {
                     continue;
-                }
-                let killed = verdict.action == PolicyAction::Kill;
-                if killed {
-                    let target = nix::unistd::Pid::from_raw(pid as i32);
-                    if let Err(err) = nix::sys::signal::kill(target, nix::sys::signal::SIGKILL) {
-                        tracing::warn!(error = %err, pid, "cannot kill a process the policy says to kill");
-                    }
                 }
                 report(Enforced {
                     pid,
@@ -246,6 +267,24 @@ fn decide(
                 ino: m.ino(),
             })
     };
+    // An opener the agent cannot see (pid 0: another pid namespace; or its
+    // /proc entry unreadable): refuse the open, fail closed, never kill.
+    let known = pid > 0 && procfs::read_status_ids(proc_root, pid).is_ok();
+    if !known {
+        let set = *policy.sets_of(&file).first()?;
+        let verdict = Verdict {
+            action: PolicyAction::Deny,
+            rule: None,
+            set,
+        };
+        let opener = Opener {
+            ppid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            comm: String::from("(unknown: not in the agent's pid namespace)"),
+        };
+        return Some((file, verdict, meta.st_size as u64, opener));
+    }
     let (uid, gid) = procfs::read_status_ids(proc_root, pid).unwrap_or((u32::MAX, u32::MAX));
     let stat = procfs::read_stat(proc_root, pid).ok();
     let ppid = stat.as_ref().map(|s| s.ppid);

@@ -121,6 +121,11 @@ impl Policy {
     pub fn files(&self) -> impl Iterator<Item = &FileKey> {
         self.files.keys()
     }
+
+    /// Whether both cover the same files, in the same sets.
+    pub fn same_files(&self, other: &Policy) -> bool {
+        self.files == other.files
+    }
 }
 
 /// What set names a rule may use besides those defined.

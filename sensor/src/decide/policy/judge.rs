@@ -65,12 +65,16 @@ impl Judge {
         verdict: super::Verdict,
         killed: bool,
     ) -> Event {
-        event.action = if killed {
-            Action::Killed
-        } else {
-            Action::Denied
+        event.action = match (verdict.action, killed) {
+            (PolicyAction::Alert, _) => Action::Alert,
+            (_, true) => Action::Killed,
+            _ => Action::Denied,
         };
-        event.severity = Severity::High;
+        event.severity = if verdict.action == PolicyAction::Alert {
+            Severity::Medium
+        } else {
+            Severity::High
+        };
         let mechanism = self.opens_enforced_by.unwrap_or("none");
         event.policy = Some(verdict_info(policy, verdict, Operation::Open, mechanism));
         event
@@ -98,10 +102,15 @@ impl Judge {
         let file = event.file.as_ref()?;
         let process = event.process.as_ref()?;
         let detail = &event.access.as_ref()?.detail;
-        if self.opens_enforced_by.is_some() && matches!(detail, AccessDetail::Open { .. }) {
-            return None;
-        }
         let ops: &[Operation] = match detail {
+            // Opens are the enforcer's to judge, but it cannot tell a write
+            // open from a read one: writes are judged here, in the record.
+            AccessDetail::Open { flags, .. } if self.opens_enforced_by.is_some() => {
+                if flags & O_ACCMODE == 0 {
+                    return None;
+                }
+                &[Operation::Write]
+            }
             AccessDetail::Open { flags, .. } if flags & O_ACCMODE != 0 => {
                 &[Operation::Open, Operation::Write]
             }

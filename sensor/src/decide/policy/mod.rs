@@ -4,9 +4,10 @@
 //!
 //! As Tetragon keeps them apart, parsing (`file`), compiling into tables
 //! (`compile`), deciding from the tables (`verdict`) and explaining
-//! (`lint`) are separate; `judge` turns verdicts into records in audit
-//! mode. Enforcement mechanisms (fanotify permission events, BPF LSM,
-//! kill) and reload are not built yet: `run` refuses `mode = "enforce"`.
+//! (`lint`) are separate; `judge` turns verdicts into records. The
+//! mechanisms that carry verdicts out live in `decide/enforce/`; the
+//! policy's life in the agent (load, reload, enforcement thread) is
+//! `agent/policy.rs`.
 
 pub mod compile;
 pub mod file;
