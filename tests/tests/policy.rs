@@ -135,6 +135,14 @@ fn audit_mode_records_what_the_policy_would_stop_by_executable_identity() {
         .position(|e| e.action == Action::PolicyLoaded)
         .expect("policy_loaded");
     assert_eq!(events[0].action, Action::SensorStart);
+    assert_eq!(
+        events[0]
+            .sensor
+            .as_ref()
+            .and_then(|s| s.enforcement.as_deref()),
+        Some("none"),
+        "sensor_start names the mechanism: none in audit mode"
+    );
     assert_eq!(loaded, 1, "policy_loaded follows sensor_start");
     let Some(PolicyInfo::Loaded(info)) = &events[loaded].policy else {
         panic!("policy_loaded without its policy");
@@ -272,6 +280,14 @@ fn enforce_mode_denies_opens_with_eperm_and_kills_by_rule() {
     assert_eq!(
         (info.mode, info.mechanism.as_str()),
         (Mode::Enforce, "fanotify")
+    );
+    assert_eq!(
+        events[0]
+            .sensor
+            .as_ref()
+            .and_then(|s| s.enforcement.as_deref()),
+        Some("fanotify"),
+        "sensor_start names the mechanism"
     );
     for pid in &denied_pids {
         let denied: Vec<&Event> = events

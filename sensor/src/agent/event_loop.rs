@@ -365,6 +365,12 @@ impl Agent {
             &[("watch", &watch), ("processes", &processes)],
             self.out.counters(),
         );
+        let mut status = status;
+        // Written on start, heartbeats and stop alike: what stops what.
+        status.enforcement = self
+            .decide
+            .judge()
+            .map(|j| j.opens_enforced_by().unwrap_or("none").to_owned());
         self.health.agent.records_emitted.inc();
         let event = self.enrich.sensor_event(action, status);
         self.out.emit(&event);

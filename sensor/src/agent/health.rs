@@ -178,6 +178,7 @@ impl Health {
             status_time: Some(Timestamp::from_unix_ns(unix_now_ns())),
             counters: self.registry.snapshot(),
             outputs,
+            enforcement: None,
         }
     }
 

@@ -359,6 +359,10 @@ pub struct SensorStatus {
     pub counters: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per-output delivery counters, in configuration order.
     pub outputs: Vec<OutputCounters>,
+    /// What enforces the policy (`fanotify`), when a policy in enforce
+    /// mode is loaded; `none` for a policy in audit mode; absent without a
+    /// policy.
+    pub enforcement: Option<String>,
 }
 
 impl SensorStatus {

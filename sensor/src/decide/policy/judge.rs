@@ -51,6 +51,11 @@ impl Judge {
         &self.path
     }
 
+    /// What enforces opens, if anything.
+    pub fn opens_enforced_by(&self) -> Option<&'static str> {
+        self.opens_enforced_by
+    }
+
     /// What enforces opens, from now on (a reload may start fanotify).
     pub fn set_opens_enforced_by(&mut self, mechanism: Option<&'static str>) {
         self.opens_enforced_by = mechanism;

@@ -455,6 +455,9 @@ fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
     if let Some(t) = &s.status_time {
         map.insert("status_time".into(), Value::from(time_text(t)));
     }
+    if let Some(enforcement) = &s.enforcement {
+        map.insert("enforcement".into(), Value::from(enforcement.as_str()));
+    }
     map
 }
 
@@ -748,6 +751,9 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
             .transpose()?,
         ..SensorStatus::default()
     };
+    if let Some(Value::String(enforcement)) = map.remove("enforcement") {
+        status.enforcement = Some(enforcement);
+    }
     if let Some(Value::Array(outputs)) = map.remove("sinks") {
         for o in outputs {
             status.outputs.push(OutputCounters {

@@ -160,6 +160,7 @@ fn status() -> SensorStatus {
                 write_failures: 1,
             },
         ],
+        enforcement: None,
     }
 }
 
