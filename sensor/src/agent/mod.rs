@@ -233,11 +233,12 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         holders: sensor.take_holders()?,
     };
     let kernel_counters = sensor.take_counters()?;
-    let processes = ProcessTable::new(
+    let mut processes = ProcessTable::new(
         PathBuf::from("/proc"),
         CgroupResolver::new(cgroup2_mount().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))),
         DEFAULT_CAPACITY,
     );
+    processes.resolve_exe_identities(judge.is_some());
     let host = match &config.agent.hostname {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()

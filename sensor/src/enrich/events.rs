@@ -184,9 +184,7 @@ impl Enricher {
             h.ppid = opener.ppid;
             h.uid = opener.uid;
             h.gid = opener.gid;
-            let comm = opener.comm.as_bytes();
-            let n = comm.len().min(h.comm.len() - 1);
-            h.comm[..n].copy_from_slice(&comm[..n]);
+            set_comm(&mut h, &opener.comm);
         }
         let mut event = self.event(Action::Denied, h.boot_ns, Some(&h));
         event.file = Some(File {
@@ -242,9 +240,7 @@ impl Enricher {
             h.uid = info.uid;
             h.gid = info.gid;
             h.cgroup_id = info.cgroup_id;
-            let comm = info.comm.as_bytes();
-            let n = comm.len().min(h.comm.len() - 1);
-            h.comm[..n].copy_from_slice(&comm[..n]);
+            set_comm(&mut h, &info.comm);
         }
         h
     }
@@ -261,4 +257,11 @@ impl Enricher {
         self.coverage.retain_processes(|tgid| !gone(tgid));
         self.processes.sweep(BootClock::boot_now_ns());
     }
+}
+
+/// Puts `comm` in a header's NUL-terminated name field, cut to fit.
+fn set_comm(h: &mut EventHeader, comm: &str) {
+    let comm = comm.as_bytes();
+    let n = comm.len().min(h.comm.len() - 1);
+    h.comm[..n].copy_from_slice(&comm[..n]);
 }

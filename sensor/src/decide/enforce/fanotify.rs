@@ -269,8 +269,10 @@ fn decide(
     };
     // An opener the agent cannot see (pid 0: another pid namespace; or its
     // /proc entry unreadable): refuse the open, fail closed, never kill.
-    let known = pid > 0 && procfs::read_status_ids(proc_root, pid).is_ok();
-    if !known {
+    let ids = (pid > 0)
+        .then(|| procfs::read_status_ids(proc_root, pid).ok())
+        .flatten();
+    let Some((uid, gid)) = ids else {
         let set = *policy.sets_of(&file).first()?;
         let verdict = Verdict {
             action: PolicyAction::Deny,
@@ -284,8 +286,7 @@ fn decide(
             comm: String::from("(unknown: not in the agent's pid namespace)"),
         };
         return Some((file, verdict, meta.st_size as u64, opener));
-    }
-    let (uid, gid) = procfs::read_status_ids(proc_root, pid).unwrap_or((u32::MAX, u32::MAX));
+    };
     let stat = procfs::read_stat(proc_root, pid).ok();
     let ppid = stat.as_ref().map(|s| s.ppid);
     let cgroup = procfs::read_cgroup_path(proc_root, pid).ok().flatten();

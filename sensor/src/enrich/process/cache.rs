@@ -253,6 +253,8 @@ pub struct ProcessTable {
     proc_read_failures: AtomicU64,
     /// Returned by `get` if an entry could not be kept (never in practice).
     scratch: ProcessInfo,
+    /// Resolve `ProcessInfo::exe_id` (see [`ProcessTable::resolve_exe_identities`]).
+    exe_ids: bool,
 }
 
 impl ProcessTable {
@@ -270,7 +272,20 @@ impl ProcessTable {
             evictions: 0,
             proc_read_failures: AtomicU64::new(0),
             scratch: info_from_header(&HeaderFields::default()),
+            exe_ids: false,
         }
+    }
+
+    /// Also resolves each executable's identity (a `stat` per exec): only
+    /// a policy matches on it, so only a policy turns it on.
+    pub fn resolve_exe_identities(&mut self, on: bool) {
+        self.exe_ids = on;
+    }
+
+    fn exe_identity(&self, pid: u32, exe: Option<&Text>) -> Option<FileKey> {
+        self.exe_ids
+            .then(|| exe_identity(&self.proc_root, pid, exe))
+            .flatten()
     }
 
     /// Changes how long exited processes are kept (default [`EXIT_GRACE`]).
@@ -325,7 +340,7 @@ impl ProcessTable {
     ) {
         let pid = h.tgid;
         let (exe, exe_deleted) = exec_exe(&self.proc_root, pid, filename);
-        let exe_id = exe_identity(&self.proc_root, pid, exe.as_ref());
+        let exe_id = self.exe_identity(pid, exe.as_ref());
         let (args, args_truncated) = procfs::split_args(args, args_truncated);
         let same_process = self.entries.get(&pid).is_some_and(|e| {
             e.exited_at.is_none()
@@ -615,7 +630,7 @@ impl ProcessTable {
             uid: snap.uid,
             gid: snap.gid,
             comm: snap.comm,
-            exe_id: exe_identity(&self.proc_root, snap.pid, snap.exe.as_ref()),
+            exe_id: self.exe_identity(snap.pid, snap.exe.as_ref()),
             exe: snap.exe,
             exe_deleted: snap.exe_deleted,
             args: snap.args,
