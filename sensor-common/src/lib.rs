@@ -71,6 +71,20 @@ pub mod map_name {
     pub const COUNTERS: &str = "COUNTERS";
     /// `RingBuf`: every record to the agent.
     pub const EVENTS: &str = "EVENTS";
+    /// `Array<u32>` of one: the policy generation the kernel enforces (0:
+    /// none). Its low bit picks the slot of every table below.
+    pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
+    /// `Array<PolicySlot>` of two, one per slot.
+    pub const POLICY_SLOTS: &str = "POLICY_SLOTS";
+    /// `HashMap<FileKey, PolicyFile>`: the weight sets of each policy file.
+    pub const POLICY_FILES: &str = "POLICY_FILES";
+    /// `HashMap<u32, ProcessVerdict>` by tgid: verdicts for slot 0.
+    pub const VERDICTS_0: &str = "VERDICTS_0";
+    /// `HashMap<u32, ProcessVerdict>` by tgid: verdicts for slot 1.
+    pub const VERDICTS_1: &str = "VERDICTS_1";
+    /// `HashMap<FileKey, ExeVerdict>`: the verdict a process gets at exec,
+    /// by its executable ([`crate::enforce::ANY_OTHER_EXE`]: any other).
+    pub const EXE_VERDICTS: &str = "EXE_VERDICTS";
 }
 
 /// Indexes of the per-CPU `COUNTERS` map.
@@ -87,8 +101,14 @@ pub mod counter {
     /// A process beyond the holder arrays (pid_max raised after start) became
     /// a holder; such processes always pay the full check.
     pub const HOLDERS_FULL: u32 = 4;
+    /// A forked child's copy of its parent's policy verdict was refused (the
+    /// verdict map is full): the child counts as not yet judged.
+    pub const VERDICTS_FULL: u32 = 5;
+    /// `bpf_send_signal(SIGKILL)` failed for an access the policy stops: the
+    /// access went on.
+    pub const KILL_FAILED: u32 = 6;
     /// Number of counters; the map's size.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 }
 
 /// Kinds of ring buffer records; the first field of every [`EventHeader`].
@@ -102,6 +122,8 @@ pub mod kind {
     pub const CLOSE: u32 = 7;
     /// A watched GPU device node was opened: the process serves a model.
     pub const GPU_OPEN: u32 = 8;
+    /// The kernel stopped an access the policy forbids ([`EnforceEvent`]).
+    pub const ENFORCE: u32 = 9;
 }
 
 /// What made the kernel emit a read summary.
@@ -345,6 +367,97 @@ pub struct Pending {
     pub flags: u32,
 }
 
+/// In-kernel enforcement: tables the agent compiles from the policy, so
+/// that the program seeing an access decides it on the spot. Every table
+/// has two slots; the agent fills the slot the active generation does not
+/// use, then switches `POLICY_ACTIVE`, so a reload changes every table at
+/// once.
+pub mod enforce {
+    /// Operations decided in the kernel: indexes of
+    /// [`super::ProcessVerdict::stop`].
+    pub mod op {
+        /// `read`, `pread`, `readv` and the copy syscalls' source side.
+        pub const READ: u32 = 0;
+        pub const MMAP: u32 = 1;
+        pub const COUNT: usize = 2;
+    }
+    /// Bits of [`super::EnforceEvent::flags`].
+    pub mod flag {
+        /// The process had no verdict of the active policy (not judged yet,
+        /// or its credentials changed since): the slot's `unjudged_stop`
+        /// decided.
+        pub const UNJUDGED: u32 = 1;
+        /// `bpf_send_signal` failed: the access went on.
+        pub const KILL_FAILED: u32 = 2;
+    }
+    /// How many weight sets the kernel tables can tell apart (bits of a
+    /// `u64`).
+    pub const MAX_SETS: usize = 64;
+    /// The `EXE_VERDICTS` key for every executable no rule names.
+    pub const ANY_OTHER_EXE: super::FileKey = super::FileKey { dev: 0, ino: 0 };
+}
+
+/// Value of `POLICY_FILES`: the weight sets (a bit per set) a file is in,
+/// per slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyFile {
+    pub sets: [u64; 2],
+}
+
+/// Value of `VERDICTS_0`/`VERDICTS_1`: what the policy of generation `generation`
+/// says of one process, judged by the agent with the credentials below.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessVerdict {
+    pub generation: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    /// Per operation ([`enforce::op`]): the weight sets (bits) in which
+    /// the policy denies or kills it.
+    pub stop: [u64; enforce::op::COUNT],
+}
+
+/// Value of `EXE_VERDICTS`: per slot, the verdict row of any process
+/// running this executable (its `uid`/`gid` are filled in at exec), where
+/// the executable alone decides it; a row of generation 0 where the policy
+/// also looks at who runs it (the agent judges those).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeVerdict {
+    pub slots: [ProcessVerdict; 2],
+}
+
+/// Value of `POLICY_SLOTS`: one policy generation's settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicySlot {
+    pub generation: u32,
+    pub _pad: u32,
+    /// Per operation: the weight sets in which a process without a verdict
+    /// is stopped (those where any rule or the default stops: fail closed).
+    pub unjudged_stop: [u64; enforce::op::COUNT],
+}
+
+/// The kernel stopped an access (kind [`kind::ENFORCE`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnforceEvent {
+    pub header: EventHeader,
+    pub file: FileKey,
+    pub file_size: u64,
+    /// The weight sets whose verdict stopped it.
+    pub sets: u64,
+    pub fd: i32,
+    /// One of [`enforce::op`].
+    pub op: u32,
+    /// The policy generation that decided.
+    pub generation: u32,
+    /// [`enforce::flag`] bits.
+    pub flags: u32,
+}
+
 /// Names of the load-time globals (`aya_ebpf::Global<u64>`) that carry
 /// kernel structure offsets, read from the running kernel's BTF.
 pub mod offset_global {
@@ -384,6 +497,7 @@ pub mod offset_global {
     pub const SB_DEV: &str = "OFF_SB_DEV";
     pub const MM_ARG_START: &str = "OFF_MM_ARG_START";
     pub const MM_ARG_END: &str = "OFF_MM_ARG_END";
+    pub const MM_EXE_FILE: &str = "OFF_MM_EXE_FILE";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls
@@ -414,6 +528,10 @@ mod pod {
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for Coverage {}
     unsafe impl aya::Pod for ExitKey {}
+    unsafe impl aya::Pod for PolicyFile {}
+    unsafe impl aya::Pod for ProcessVerdict {}
+    unsafe impl aya::Pod for PolicySlot {}
+    unsafe impl aya::Pod for ExeVerdict {}
 }
 
 #[cfg(test)]

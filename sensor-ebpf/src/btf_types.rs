@@ -12,8 +12,9 @@
 //! no program's instructions change (it is one `exit` in `.text`).
 
 use sensor_common::{
-    Coverage, EventHeader, ExecEvent, ExitEvent, ExitKey, FileEvent, FileKey, ForkEvent, Pending,
-    ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
+    Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent, ExitKey, FileEvent,
+    FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey,
+    ReadEvent, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -33,6 +34,11 @@ pub struct SharedTypes {
     pub coverage: Coverage,
     pub exit_key: ExitKey,
     pub pending: Pending,
+    pub enforce_event: EnforceEvent,
+    pub policy_file: PolicyFile,
+    pub policy_slot: PolicySlot,
+    pub process_verdict: ProcessVerdict,
+    pub exe_verdict: ExeVerdict,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

@@ -4,7 +4,8 @@
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use sensor_common::{
-    FileEvent, Pending, ReadAggKey, counter, flush_reason, kind, pending_kind, watch_flag,
+    FileEvent, Pending, ReadAggKey, counter, enforce::op, flush_reason, kind, pending_kind,
+    watch_flag,
 };
 
 use crate::{
@@ -100,6 +101,9 @@ pub fn mmap_enter(args: MmapArgs) {
     let Some(w) = weight_fd(args.fd) else {
         return;
     };
+    if crate::enforce::stopped(op::MMAP, &w, args.fd as i32) {
+        return;
+    }
     let pending = Pending {
         kind: pending_kind::MMAP,
         fd: args.fd as i32,

@@ -49,6 +49,7 @@ offsets!(
     OFF_SB_DEV,
     OFF_MM_ARG_START,
     OFF_MM_ARG_END,
+    OFF_MM_EXE_FILE,
 );
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -216,6 +217,20 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
         size: fields.size,
         key,
         entry,
+    })
+}
+
+/// The identity of the current process's executable (`mm->exe_file`).
+#[inline(always)]
+pub fn current_exe() -> Option<FileKey> {
+    let mm = read_at::<u64>(current_task(), &OFF_TASK_MM)?;
+    let file_ptr = read_at::<u64>(mm, &OFF_MM_EXE_FILE)?;
+    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
+    let fields = InodeFields::read(inode)?;
+    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
+    Some(FileKey {
+        dev: dev as u64,
+        ino: fields.ino,
     })
 }
 

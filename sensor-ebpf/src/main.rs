@@ -6,7 +6,8 @@
 //!   fork, exit records), `file` (opens, closes, maps), `read` (read
 //!   aggregation and coverage), `holders` (the holder prefilter), over
 //!   `kernel` (kernel structures), `emit` (record headers, ring buffer),
-//!   `maps` (every map) and `atomic`.
+//!   `maps` (every map) and `atomic`; `enforce` (the policy's kill
+//!   fallback) is called by `read` and `file`.
 //! - `floor` (the benchmark floor's empty programs) and `probe`
 //!   (`weightwarden doctor`'s capability probes): loaded by those commands
 //!   only, never by `run`.
@@ -25,6 +26,7 @@
 mod atomic;
 mod btf_types;
 mod emit;
+mod enforce;
 mod file;
 mod floor;
 mod holders;

@@ -6,7 +6,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{ExitKey, FileKey, Pending, ReadAgg, ReadAggKey, WatchEntry, counter};
+use sensor_common::{
+    ExeVerdict, ExitKey, FileKey, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg,
+    ReadAggKey, WatchEntry, counter,
+};
 
 /// Watched inodes, written by the agent.
 #[map]
@@ -55,6 +58,33 @@ pub static HOLDERS_BYPASS: Array<u32> = Array::with_max_entries(1, 0);
 /// thread id overwrites its stale entry.
 #[map]
 pub static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(16_384, 0);
+
+/// The policy generation enforced in the kernel (0: none); see
+/// `sensor_common::enforce`.
+#[map]
+pub static POLICY_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Each slot's generation and its verdict for processes not judged yet.
+#[map]
+pub static POLICY_SLOTS: Array<PolicySlot> = Array::with_max_entries(2, 0);
+
+/// The weight sets of every policy file, per slot.
+#[map]
+pub static POLICY_FILES: HashMap<FileKey, PolicyFile> = HashMap::with_max_entries(262_144, 0);
+
+/// Per-process verdicts of the policy in slot 0, by tgid. Two maps, not
+/// two slots in one value: the agent's writers for different generations
+/// (a reload, the fanotify thread) then never overwrite each other's slot.
+#[map]
+pub static VERDICTS_0: HashMap<u32, ProcessVerdict> = HashMap::with_max_entries(65_536, 0);
+
+/// Per-process verdicts of the policy in slot 1.
+#[map]
+pub static VERDICTS_1: HashMap<u32, ProcessVerdict> = HashMap::with_max_entries(65_536, 0);
+
+/// The verdict a process gets at exec, by executable.
+#[map]
+pub static EXE_VERDICTS: HashMap<FileKey, ExeVerdict> = HashMap::with_max_entries(4_096, 0);
 
 /// Loss and error counters, indexed by `sensor_common::counter`.
 #[map]

@@ -27,6 +27,8 @@ const BPF_NOEXIST: u64 = 1;
 /// The current task has exec'd the file named by the kernel string at
 /// `filename`.
 pub fn on_exec(filename: usize) {
+    // A new image: the policy's verdicts on the old one no longer hold.
+    crate::enforce::on_exec((bpf_get_current_pid_tgid() >> 32) as u32);
     let Some(mut entry) = reserve::<ExecEvent>() else {
         return;
     };
@@ -84,6 +86,7 @@ pub fn on_fork(child: u64) {
     // parent's table (clone with CLONE_FILES but not CLONE_THREAD) sees
     // every descriptor either opens later: both become holders now.
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    crate::enforce::inherit(parent_tgid, child_tgid);
     let shared_table = read_at::<u64>(child, &OFF_TASK_FILES)
         .is_some_and(|f| Some(f) == read_at::<u64>(current_task(), &OFF_TASK_FILES));
     if shared_table {
@@ -138,6 +141,7 @@ pub fn on_exit() {
         return;
     }
     holders::forget(tgid);
+    crate::enforce::forget(tgid);
     // SAFETY: the value is only tested for presence.
     let had_reads = unsafe { READERS.get(&tgid) }.is_some();
     if had_reads {

@@ -6,7 +6,8 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
-    FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, flush_reason, kind, pending_kind,
+    FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, enforce::op, flush_reason, kind,
+    pending_kind,
 };
 
 use crate::{
@@ -35,6 +36,9 @@ pub enum Offset {
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
     let Some(w) = weight_fd(fd) else { return };
+    if crate::enforce::stopped(op::READ, &w, fd as i32) {
+        return;
+    }
     let offset = match offset {
         Offset::Position => w.position(),
         Offset::At(off) => off,
@@ -85,6 +89,9 @@ const MAX_RW_COUNT: u64 = 0x7fff_f000;
 #[inline(always)]
 pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
     let Some(w) = weight_fd(fd) else { return };
+    if crate::enforce::stopped(op::READ, &w, fd as i32) {
+        return;
+    }
     let count = count.min(MAX_RW_COUNT);
     let offset = match offset {
         Offset::Position => w.position(),
@@ -104,6 +111,16 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
         bytes,
         size,
     );
+}
+
+/// The source of an in-kernel copy (`sendfile`, `splice`,
+/// `copy_file_range`): the policy decides it as a read. The caller has
+/// checked the holder prefilter.
+#[inline(always)]
+pub fn copy_enter(fd: u64) {
+    if let Some(w) = weight_fd(fd) {
+        crate::enforce::stopped(op::READ, &w, fd as i32);
+    }
 }
 
 /// Adds one read of `bytes` at `offset` to the process's aggregate and

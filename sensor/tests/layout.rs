@@ -17,8 +17,9 @@
 use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
-    Coverage, EventHeader, ExecEvent, ExitEvent, ExitKey, FileEvent, FileKey, ForkEvent, Pending,
-    ReadAgg, ReadAggKey, ReadEvent, WatchEntry, map_name,
+    Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent, ExitKey, FileEvent,
+    FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey,
+    ReadEvent, WatchEntry, map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -141,6 +142,30 @@ fn shared_layouts() -> Vec<Layout> {
             len,
             prot,
             flags
+        }),
+        layout!(EnforceEvent {
+            header,
+            file,
+            file_size,
+            sets,
+            fd,
+            op,
+            generation,
+            flags
+        }),
+        layout!(PolicyFile { sets }),
+        layout!(PolicySlot {
+            generation,
+            _pad,
+            unjudged_stop
+        }),
+        layout!(ExeVerdict { slots }),
+        layout!(ProcessVerdict {
+            generation,
+            uid,
+            gid,
+            _pad,
+            stop
         }),
     ]
 }

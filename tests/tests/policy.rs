@@ -366,7 +366,7 @@ fn a_broken_policy_stops_the_start_with_exit_2() {
 fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
     use std::sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     };
 
     let models = tempfile::tempdir().unwrap();
@@ -430,7 +430,7 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
 
     // The allowed server opens the file in a loop through every swap.
     let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let looping = {
         let (stop, failures, server, weights) = (
             stop.clone(),
@@ -441,14 +441,20 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
         std::thread::spawn(move || {
             let mut runs = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let ok = Command::new(&server)
+                let child = Command::new(&server)
                     .arg(&weights)
                     .stdout(std::process::Stdio::null())
-                    .status()
-                    .unwrap()
-                    .success();
-                if !ok {
-                    failures.fetch_add(1, Ordering::Relaxed);
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let pid = child.id();
+                let out = child.wait_with_output().unwrap();
+                if !out.status.success() {
+                    failures.lock().unwrap().push(format!(
+                        "pid {pid}: {:?} {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
                 }
                 runs += 1;
             }
@@ -475,12 +481,16 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
     stop.store(true, Ordering::Relaxed);
     let runs = looping.join().unwrap();
     assert!(runs > 0);
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "an allowed open failed during a swap ({runs} runs)"
-    );
+    let failures = failures.lock().unwrap().clone();
     let (status, events) = sensor.stop_events();
+    assert!(
+        failures.is_empty(),
+        "an allowed open failed during a swap ({runs} runs): {failures:?}\n{:?}",
+        events
+            .iter()
+            .filter(|e| matches!(e.action, Action::Killed | Action::Denied))
+            .collect::<Vec<_>>()
+    );
     assert!(status.success());
     let rejected: Vec<&Event> = events
         .iter()

@@ -9,12 +9,18 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::{ReadAgg, ReadAggKey, exit_flag, flush_reason};
+use sensor_common::{EnforceEvent, ReadAgg, ReadAggKey, enforce, exit_flag, flush_reason};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{Agent, AgentError, holders, signals::Request};
 use crate::{
-    decide::enforce::fanotify::Enforced,
+    decide::{
+        enforce::fanotify::Enforced,
+        policy::{
+            Operation,
+            judge::{Enforcement, Judge, Outcome},
+        },
+    },
     enrich::{
         clock::BootClock,
         watch::{WatchChange, WatchError},
@@ -22,6 +28,10 @@ use crate::{
     event::{AccessDetail, Action, Event},
     kernel::decode::{KernelEvent, decode},
 };
+
+/// The mechanisms as records name them.
+pub(super) const FANOTIFY: &str = "fanotify";
+const BPF_SEND_SIGNAL: &str = "bpf_send_signal";
 
 /// How often the agent reads the ring buffer without being woken: the most
 /// an exec, fork or exit record waits.
@@ -209,7 +219,13 @@ impl Agent {
     /// One kernel record through enrich and decide to the outputs.
     fn handle(&mut self, event: KernelEvent) {
         let event = match event {
-            KernelEvent::Exec(e) => self.enrich.exec(&e),
+            KernelEvent::Exec(e) => {
+                let event = self.enrich.exec(&e);
+                self.rejudge(e.header.tgid);
+                event
+            }
+            // The kernel copies the parent's verdicts to the child; its
+            // exec (if any) is judged when it comes.
             KernelEvent::Fork(f) => return self.enrich.fork(&f),
             KernelEvent::Exit(x) => {
                 let tgid = x.header.tgid;
@@ -229,8 +245,10 @@ impl Agent {
             KernelEvent::GpuOpen(f) => {
                 tracing::debug!(pid = f.header.tgid, "process opened a GPU device");
                 self.enrich.gpu_open(&f.header);
+                self.rejudge(f.header.tgid);
                 return self.publish_gpu_pids();
             }
+            KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
             KernelEvent::Open(f) => self.enrich.file_event(
                 Action::Open,
                 &f.header,
@@ -326,10 +344,58 @@ impl Agent {
     /// Records a decision the enforcement thread carried out.
     fn record_enforced(&mut self, decision: Enforced) {
         let event = self.enrich.refused(&decision, &self.watch);
-        if let Some(event) =
-            self.decide
-                .enforced(event, &decision.policy, decision.verdict, decision.killed)
+        let how = Enforcement {
+            operation: decision.operation,
+            mechanism: FANOTIFY,
+            outcome: if decision.killed {
+                Outcome::Killed
+            } else {
+                Outcome::Denied
+            },
+            unjudged: false,
+        };
+        if let Some(event) = self
+            .decide
+            .enforced(event, &decision.policy, decision.verdict, how)
         {
+            self.health.agent.records_emitted.inc();
+            self.out.emit(&event);
+        }
+    }
+
+    /// Records an access the kernel stopped from its policy tables.
+    fn record_kernel_stop(&mut self, e: &EnforceEvent) {
+        let Some(policy) = self.kernel_tables.policy_of(e.generation).cloned() else {
+            tracing::warn!(
+                generation = e.generation,
+                pid = e.header.tgid,
+                "the kernel stopped an access under a policy generation the agent no longer knows"
+            );
+            return;
+        };
+        let operation = match e.op {
+            enforce::op::MMAP => Operation::Mmap,
+            _ => Operation::Read,
+        };
+        let mut event = self
+            .enrich
+            .refused_in_kernel(&e.header, e.file, e.file_size, &self.watch);
+        let set = e.sets.trailing_zeros() as usize;
+        let unjudged = e.flags & enforce::flag::UNJUDGED != 0;
+        let verdict =
+            Judge::kernel_verdict(&policy, set, operation, event.process.as_ref(), unjudged);
+        event.access = None;
+        let how = Enforcement {
+            operation,
+            mechanism: BPF_SEND_SIGNAL,
+            outcome: if e.flags & enforce::flag::KILL_FAILED != 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Killed
+            },
+            unjudged,
+        };
+        if let Some(event) = self.decide.enforced(event, &policy, verdict, how) {
             self.health.agent.records_emitted.inc();
             self.out.emit(&event);
         }

@@ -19,6 +19,7 @@ pub struct AgentCounters {
     pub records_emitted: Counter,
     pub read_summaries_drained: Counter,
     pub aggregate_map_errors: Counter,
+    pub verdict_write_errors: Counter,
 }
 
 impl AgentCounters {
@@ -36,6 +37,10 @@ impl AgentCounters {
                 "aggregate_map_errors",
                 "failed reads of the kernel's aggregate map",
             ),
+            verdict_write_errors: counter(
+                "verdict_write_errors",
+                "process verdicts the kernel tables refused (those processes count as not judged)",
+            ),
         }
     }
 }
@@ -49,6 +54,8 @@ struct KernelLosses {
     pending_full: Counter,
     kernel_read_failures: Counter,
     holders_full: Counter,
+    verdicts_full: Counter,
+    kills_failed: Counter,
 }
 
 impl KernelLosses {
@@ -73,6 +80,14 @@ impl KernelLosses {
             holders_full: counter(
                 "holders_full",
                 "holder marks beyond the prefilter's pid range",
+            ),
+            verdicts_full: counter(
+                "verdicts_full",
+                "forked processes whose inherited policy verdict the full verdict map refused",
+            ),
+            kills_failed: counter(
+                "kills_failed",
+                "accesses the policy stops whose SIGKILL could not be sent",
             ),
         }
     }
@@ -131,6 +146,21 @@ impl KernelLosses {
             );
         }
         rise(now.holders_full, last.holders_full, &self.holders_full);
+        let verdicts_full = rise(now.verdicts_full, last.verdicts_full, &self.verdicts_full);
+        if verdicts_full > 0 {
+            tracing::warn!(
+                verdicts_full,
+                "forked processes started without their parent's policy verdict (the verdict map \
+                 is full): until judged they are stopped wherever the policy stops anyone"
+            );
+        }
+        let kills_failed = rise(now.kills_failed, last.kills_failed, &self.kills_failed);
+        if kills_failed > 0 {
+            tracing::error!(
+                kills_failed,
+                "the kernel could not kill processes the policy stops: those accesses went on"
+            );
+        }
         self.last = now;
     }
 }

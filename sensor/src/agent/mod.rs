@@ -19,7 +19,10 @@ use crate::{
     config::Config,
     decide::{
         Decide,
-        enforce::fanotify::{Enforced, Enforcer, GpuPids},
+        enforce::{
+            fanotify::{Enforced, Enforcer, GpuPids, KernelPolicies},
+            kernel_tables::KernelTables,
+        },
     },
     enrich::{
         events::Enricher,
@@ -59,6 +62,12 @@ pub enum AgentError {
         path: PathBuf,
         #[source]
         source: crate::decide::enforce::fanotify::FanotifyError,
+    },
+    #[error("cannot enforce the policy {} in the kernel", .path.display())]
+    KernelTables {
+        path: PathBuf,
+        #[source]
+        source: crate::decide::enforce::kernel_tables::TablesError,
     },
     #[error("cannot set up {what}")]
     Io {
@@ -144,6 +153,11 @@ struct Agent {
     policy_seen: Option<Option<policy::Stamp>>,
     /// Weight files appeared or moved: resolve the policy's sets again.
     policy_resolve: bool,
+    /// The policy compiled into the kernel's maps (the kill fallback).
+    kernel_tables: KernelTables,
+    /// The policies the kernel tables may use, published for the fanotify
+    /// thread's verdict rows.
+    kernel_policies: KernelPolicies,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -192,18 +206,20 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         roots_required,
         config_origin,
     } = settings;
-    let policy::StartUp {
-        judge,
-        enforcement,
-        gpu_pids,
-        dropped: enforced_dropped,
-        findings: policy_findings,
-    } = policy::start_up(config.policy.as_deref())?;
-    let (enforcer, enforced) = enforcement.unzip();
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
     let tier = sensor.tier;
+    let kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
+    let policy::StartUp {
+        judge,
+        enforcement,
+        gpu_pids,
+        kernel_policies,
+        dropped: enforced_dropped,
+        findings: policy_findings,
+    } = policy::start_up(config.policy.as_deref(), &kernel_tables)?;
+    let (enforcer, enforced) = enforcement.unzip();
     let mut watched = KernelInodeMap::new(
         sensor.take_watched()?,
         sensor.take_ino_filter()?,
@@ -270,6 +286,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         policy_stamp: None,
         policy_seen: None,
         policy_resolve: false,
+        kernel_tables,
+        kernel_policies,
         out,
         health,
         holders_rescan: false,
@@ -279,6 +297,16 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     let known = agent.enrich.processes.scan_existing();
     holders::mark_gpu_processes(&mut agent.enrich.processes, &agent.watch);
     agent.publish_gpu_pids();
+    // Now that every process is known, with its executable and GPU role,
+    // the kernel tables go live with a verdict for each.
+    if let Some(compiled) = agent.decide.policy().map(|p| p.load_full()) {
+        agent
+            .install_policy(&compiled)
+            .map_err(|source| AgentError::KernelTables {
+                path: agent.config.policy.clone().unwrap_or_default(),
+                source,
+            })?;
+    }
     agent.policy_stamp = agent.decide.judge().and_then(|j| policy::stamp(j.path()));
     // The kernel has treated every process as a holder since attach; now
     // that /proc says who holds watched descriptors, let the prefilter work.

@@ -9,7 +9,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -21,11 +21,16 @@ use super::{Agent, AgentError};
 use crate::{
     Chain,
     decide::{
-        enforce::fanotify::{Enforced, Enforcer, GpuPids},
-        policy::{self, Level, Mode, Policy, SharedPolicy, judge::Judge},
+        enforce::{
+            fanotify::{Enforced, Enforcer, GpuPids, KernelPolicies},
+            kernel_tables::{KernelTables, verdict_row},
+            proc_subject::ProcSubject,
+        },
+        policy::{self, Level, Mode, Policy, SharedPolicy, Subject, judge::Judge},
     },
-    enrich::watch::WatchSet,
+    enrich::{process::procfs, watch::WatchSet},
     event::{Action, PolicyInfo, PolicyRejected, Text},
+    kernel::maps::VerdictMaps,
 };
 
 /// Why a reload that only re-resolves the weight sets happened.
@@ -58,14 +63,16 @@ pub struct StartUp {
     /// Enforce mode: the marks, and the decisions the thread reports.
     pub enforcement: Option<(Enforcer, Receiver<Enforced>)>,
     pub gpu_pids: GpuPids,
+    pub kernel_policies: KernelPolicies,
     pub dropped: Arc<AtomicU64>,
     pub findings: Vec<policy::Finding>,
 }
 
 /// Loads the configured policy; in enforce mode marks its files and starts
 /// answering at once (an open of a marked file waits for the answer), so
-/// that any failure stops the start-up with nothing attached.
-pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
+/// that any failure stops the start-up with nothing attached. The kernel
+/// tables are filled once the processes are known ([`Agent::install_policy`]).
+pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, AgentError> {
     let Some(path) = path else {
         return Ok(StartUp::default());
     };
@@ -90,10 +97,21 @@ pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
     let shared: SharedPolicy = Arc::new(ArcSwap::new(compiled));
     let mechanism = enforcer.as_ref().map(|_| "fanotify");
     let gpu_pids = GpuPids::default();
+    let kernel_policies = KernelPolicies::default();
     let dropped = Arc::new(AtomicU64::new(0));
     let enforcement = match enforcer {
         Some(enforcer) => {
-            let rx = spawn(&enforcer, shared.clone(), gpu_pids.clone(), dropped.clone())?;
+            let verdicts = verdict_writer(tables)?;
+            let rx = spawn(
+                &enforcer,
+                shared.clone(),
+                Feeds {
+                    kernel: kernel_policies.clone(),
+                    gpu: gpu_pids.clone(),
+                    verdicts,
+                    dropped: dropped.clone(),
+                },
+            )?;
             Some((enforcer, rx))
         }
         None => None,
@@ -102,9 +120,18 @@ pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
         judge: Some(Judge::new(shared, path.to_path_buf(), mechanism)),
         enforcement,
         gpu_pids,
+        kernel_policies,
         dropped,
         findings,
     })
+}
+
+/// What the fanotify thread reads and writes besides the policy.
+struct Feeds {
+    kernel: KernelPolicies,
+    gpu: GpuPids,
+    verdicts: VerdictMaps,
+    dropped: Arc<AtomicU64>,
 }
 
 /// Starts the thread that answers fanotify permission events; its
@@ -113,15 +140,20 @@ pub fn start_up(path: Option<&Path>) -> Result<StartUp, AgentError> {
 fn spawn(
     enforcer: &Enforcer,
     policy: SharedPolicy,
-    gpu: GpuPids,
-    dropped: Arc<AtomicU64>,
+    feeds: Feeds,
 ) -> Result<Receiver<Enforced>, AgentError> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let serving = enforcer.clone();
+    let Feeds {
+        kernel,
+        gpu,
+        verdicts,
+        dropped,
+    } = feeds;
     std::thread::Builder::new()
         .name(String::from("ww-fanotify"))
         .spawn(move || {
-            serving.serve(policy, gpu, |decision| {
+            serving.serve(policy, kernel, gpu, verdicts, |decision| {
                 if tx.try_send(decision).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -133,6 +165,14 @@ fn spawn(
         })?;
     tracing::info!("policy enforced: opens of its files are answered by fanotify");
     Ok(rx)
+}
+
+/// The fanotify thread's own handle on the kernel verdict maps.
+fn verdict_writer(tables: &KernelTables) -> Result<VerdictMaps, AgentError> {
+    tables.verdict_writer().map_err(|err| AgentError::Io {
+        what: "the kernel verdict maps",
+        source: std::io::Error::other(Chain(&err).to_string()),
+    })
 }
 
 fn enforcer_for(
@@ -147,6 +187,10 @@ enum Rejected {
     Invalid(Vec<String>),
 }
 
+/// Numbers every policy loaded (from 1): the kernel tables tell
+/// generations apart by it.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
 /// Reads, compiles and checks the policy file.
 fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
     let checked = policy::load(path).map_err(Rejected::File)?;
@@ -156,9 +200,10 @@ fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
         .filter(|f| f.level == Level::Error)
         .map(|f| format!("  {f}"))
         .collect();
-    let Some(compiled) = checked.policy.filter(|_| errors.is_empty()) else {
+    let Some(mut compiled) = checked.policy.filter(|_| errors.is_empty()) else {
         return Err(Rejected::Invalid(errors));
     };
+    compiled.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
     for finding in &checked.findings {
         tracing::warn!("policy: {finding}");
     }
@@ -171,6 +216,22 @@ fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
         "policy loaded"
     );
     Ok((Arc::new(compiled), checked.findings))
+}
+
+/// What the policy matches a known process on.
+fn subject_of<'a>(
+    processes: &'a crate::enrich::process::ProcessTable,
+    info: &'a crate::enrich::process::ProcessInfo,
+) -> Subject<'a> {
+    Subject {
+        exe: info.exe_id,
+        parent_exe: processes.lookup(info.ppid).and_then(|p| p.exe_id),
+        uid: info.uid,
+        gid: info.gid,
+        container_id: info.container.as_ref().map(|c| c.id.as_str()),
+        cgroup_path: processes.cgroup_path(info.cgroup_id),
+        gpu: info.gpu,
+    }
 }
 
 /// Files of the policy outside the watch set (no record, so no verdict),
@@ -199,11 +260,16 @@ impl Agent {
         enforcer: Enforcer,
         policy: SharedPolicy,
     ) -> Result<(), AgentError> {
+        let verdicts = verdict_writer(&self.kernel_tables)?;
         let rx = spawn(
             &enforcer,
             policy,
-            self.gpu_pids.clone(),
-            self.enforced_dropped.clone(),
+            Feeds {
+                kernel: self.kernel_policies.clone(),
+                gpu: self.gpu_pids.clone(),
+                verdicts,
+                dropped: self.enforced_dropped.clone(),
+            },
         )?;
         self.enforced = Some(rx);
         self.enforcer = Some(enforcer);
@@ -211,6 +277,57 @@ impl Agent {
             judge.set_opens_enforced_by(Some("fanotify"));
         }
         Ok(())
+    }
+
+    /// Makes `policy` the kernel's: in enforce mode its tables, with a
+    /// verdict for every process read from `/proc` (the process table may
+    /// lag the kernel by a poll), switch in at once; an audit policy turns
+    /// in-kernel enforcement off. The fanotify thread writes its openers'
+    /// rows for both the old and the new policy from here on, so that no
+    /// opener is left with a row of the old generation only.
+    pub(super) fn install_policy(
+        &mut self,
+        policy: &Arc<Policy>,
+    ) -> Result<(), crate::decide::enforce::kernel_tables::TablesError> {
+        if policy.mode != Mode::Enforce {
+            self.kernel_policies.store(Arc::new(Vec::new()));
+            return self.kernel_tables.disable();
+        }
+        let active = self.kernel_tables.active();
+        let mut published: Vec<Arc<Policy>> = self
+            .kernel_tables
+            .policy_of(active)
+            .into_iter()
+            .cloned()
+            .collect();
+        published.push(policy.clone());
+        self.kernel_policies.store(Arc::new(published));
+
+        let proc_root = Path::new("/proc");
+        let gpu = self.gpu_pids.load();
+        let live = || procfs::list_pids(proc_root).unwrap_or_default();
+        let judge = |pid: u32| {
+            ProcSubject::read(proc_root, pid, &gpu)
+                .map(|process| verdict_row(policy, &process.subject()))
+        };
+        self.kernel_tables.install(policy, live, judge)
+    }
+
+    /// Judges one process again for the kernel tables (it exec'd, forked
+    /// or opened a GPU device); a no-op unless the kernel enforces.
+    pub(super) fn rejudge(&mut self, pid: u32) {
+        if self.kernel_tables.active() == 0 {
+            return;
+        }
+        let processes = &self.enrich.processes;
+        let Some(info) = processes.lookup(pid) else {
+            return;
+        };
+        let subject = subject_of(processes, info);
+        if let Some(Err(err)) = self.kernel_tables.judge(pid, &subject) {
+            self.health.agent.verdict_write_errors.inc();
+            tracing::debug!(error = %Chain(&err), pid, "cannot write a process's verdict: it counts as not judged");
+        }
     }
 
     /// Publishes the GPU processes for the enforcement thread.
@@ -294,6 +411,13 @@ impl Agent {
                     }
                 },
             }
+        }
+        // The kernel tables switch before the judge and the fanotify thread
+        // do: for a moment the kernel kills by the new policy while opens
+        // are still answered by the old, never a moment with neither.
+        if let Err(err) = self.install_policy(&new) {
+            let errors = vec![format!("  {}", Chain(&err))];
+            return self.reject_policy(&path, why, errors);
         }
         let old = shared.swap(new.clone());
         if let Some(enforcer) = &self.enforcer {

@@ -53,13 +53,9 @@ impl Decide {
         event: Event,
         policy: &policy::Policy,
         verdict: policy::Verdict,
-        killed: bool,
+        how: policy::judge::Enforcement,
     ) -> Option<Event> {
-        Some(
-            self.judge
-                .as_ref()?
-                .enforced(event, policy, verdict, killed),
-        )
+        Some(self.judge.as_ref()?.enforced(event, policy, verdict, how))
     }
 
     /// The records `event` gives rise to: the policy's verdict, then the

@@ -196,6 +196,25 @@ impl Enricher {
         event
     }
 
+    /// An access the kernel stopped before it happened: the process and
+    /// the file, no `access`.
+    pub fn refused_in_kernel(
+        &mut self,
+        h: &EventHeader,
+        key: FileKey,
+        size: u64,
+        watch: &WatchSet,
+    ) -> Event {
+        let mut event = self.event(Action::Killed, h.boot_ns, Some(h));
+        event.file = Some(File {
+            path: watch.path_of(&key).map(Text::from),
+            dev: key.dev,
+            ino: key.ino,
+            size,
+        });
+        event
+    }
+
     /// A read summary: adds its segments to the process's coverage.
     pub fn read_summary(
         &mut self,

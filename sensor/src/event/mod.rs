@@ -167,6 +167,9 @@ pub struct PolicyVerdict {
     pub weight_set: String,
     /// What acted on it: `none` in audit mode.
     pub mechanism: String,
+    /// The kernel had not judged the process under this policy yet and
+    /// stopped it fail-closed (as the strictest rule would).
+    pub unjudged: bool,
 }
 
 /// A policy as loaded.

@@ -70,6 +70,7 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::SB_DEV, "super_block", "s_dev"),
     (g::MM_ARG_START, "mm_struct", "arg_start"),
     (g::MM_ARG_END, "mm_struct", "arg_end"),
+    (g::MM_EXE_FILE, "mm_struct", "exe_file"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),

@@ -2,7 +2,9 @@
 //! `#[repr(C)]` structs from `sensor_common`; records are read unaligned and
 //! length-checked, so a short or unknown record is an error, never UB.
 
-use sensor_common::{EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent, kind};
+use sensor_common::{
+    EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent, kind,
+};
 
 /// One record from the kernel.
 #[derive(Debug, Clone)]
@@ -15,6 +17,7 @@ pub enum KernelEvent {
     Mmap(FileEvent),
     Close(FileEvent),
     Read(ReadEvent),
+    Enforce(EnforceEvent),
 }
 
 impl KernelEvent {
@@ -28,6 +31,7 @@ impl KernelEvent {
             | KernelEvent::Mmap(e)
             | KernelEvent::Close(e) => &e.header,
             KernelEvent::Read(e) => &e.header,
+            KernelEvent::Enforce(e) => &e.header,
         }
     }
 }
@@ -68,6 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::MMAP => KernelEvent::Mmap(read(bytes, k)?),
         kind::CLOSE => KernelEvent::Close(read(bytes, k)?),
         kind::READ => KernelEvent::Read(read(bytes, k)?),
+        kind::ENFORCE => KernelEvent::Enforce(read(bytes, k)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -10,7 +10,7 @@ use sensor_common::{FileKey, WatchEntry, map_name};
 
 use crate::kernel::{
     btf::KernelOffsets,
-    maps::{Holders, InoFilter, KernelCounters, ReadMaps},
+    maps::{Holders, InoFilter, KernelCounters, PolicyMaps, ReadMaps, VerdictMaps},
     object as ebpf,
     programs::{Attach, TIERS, TierSpec},
 };
@@ -270,6 +270,21 @@ impl Sensor {
             source: Box::new(source),
         })?;
         Ok(holders)
+    }
+
+    /// The policy tables, with in-kernel enforcement off until a policy is
+    /// installed.
+    pub fn take_policy_maps(&mut self) -> Result<PolicyMaps, LoadError> {
+        Ok(PolicyMaps {
+            active: self.take(map_name::POLICY_ACTIVE)?,
+            slots: self.take(map_name::POLICY_SLOTS)?,
+            files: self.take(map_name::POLICY_FILES)?,
+            exes: self.take(map_name::EXE_VERDICTS)?,
+            verdicts: VerdictMaps::new(
+                self.take(map_name::VERDICTS_0)?,
+                self.take(map_name::VERDICTS_1)?,
+            ),
+        })
     }
 
     /// The per-CPU loss and error counters.

@@ -41,13 +41,16 @@ mod native {
     pub const MMAP: u64 = 9;
     pub const PREAD64: u64 = 17;
     pub const READV: u64 = 19;
+    pub const SENDFILE: u64 = 40;
     pub const RECVMSG: u64 = 47;
     pub const CREAT: u64 = 85;
     pub const OPENAT: u64 = 257;
+    pub const SPLICE: u64 = 275;
     pub const PREADV: u64 = 295;
     pub const RECVMMSG: u64 = 299;
     pub const FANOTIFY_INIT: u64 = 300;
     pub const OPEN_BY_HANDLE_AT: u64 = 304;
+    pub const COPY_FILE_RANGE: u64 = 326;
     pub const PREADV2: u64 = 327;
     pub const OPENAT2: u64 = 437;
     pub const PIDFD_GETFD: u64 = 438;
@@ -63,13 +66,17 @@ mod ia32 {
     pub const SOCKETCALL: u64 = 102;
     pub const READV: u64 = 145;
     pub const PREAD64: u64 = 180;
+    pub const SENDFILE: u64 = 187;
     pub const MMAP2: u64 = 192;
+    pub const SENDFILE64: u64 = 239;
     pub const OPENAT: u64 = 295;
+    pub const SPLICE: u64 = 313;
     pub const PREADV: u64 = 333;
     pub const RECVMMSG: u64 = 337;
     pub const FANOTIFY_INIT: u64 = 338;
     pub const OPEN_BY_HANDLE_AT: u64 = 342;
     pub const RECVMSG: u64 = 372;
+    pub const COPY_FILE_RANGE: u64 = 377;
     pub const PREADV2: u64 = 378;
     pub const RECVMMSG_TIME64: u64 = 417;
     pub const OPENAT2: u64 = 437;
@@ -94,11 +101,18 @@ fn followed_at_entry(nr: u64) -> bool {
             | native::READV
             | native::PREADV
             | native::PREADV2
+            | native::SENDFILE
+            | native::SPLICE
+            | native::COPY_FILE_RANGE
     );
     let ia32 = matches!(
         nr,
         ia32::READ
             | ia32::CLOSE
+            | ia32::SENDFILE
+            | ia32::SENDFILE64
+            | ia32::SPLICE
+            | ia32::COPY_FILE_RANGE
             | ia32::OLD_MMAP
             | ia32::READV
             | ia32::PREAD64
@@ -228,6 +242,10 @@ fn native_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_DI), offset);
         }
         native::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_DI)),
+        // sendfile(out_fd, in_fd, offset, count)
+        native::SENDFILE => read::copy_enter(fd_reg(regs, &OFF_REGS_SI)),
+        // splice(fd_in, ...), copy_file_range(fd_in, ...)
+        native::SPLICE | native::COPY_FILE_RANGE => read::copy_enter(fd_reg(regs, &OFF_REGS_DI)),
         // mmap(addr, len, prot, flags, fd, off)
         native::MMAP => file::mmap_enter(MmapArgs {
             len: reg(regs, &OFF_REGS_SI),
@@ -299,6 +317,8 @@ fn ia32_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_BX), offset);
         }
         ia32::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_BX)),
+        ia32::SENDFILE | ia32::SENDFILE64 => read::copy_enter(fd_reg(regs, &OFF_REGS_CX)),
+        ia32::SPLICE | ia32::COPY_FILE_RANGE => read::copy_enter(fd_reg(regs, &OFF_REGS_BX)),
         // mmap2(addr, len, prot, flags, fd, pgoff)
         ia32::MMAP2 => file::mmap_enter(MmapArgs {
             len: reg32(regs, &OFF_REGS_CX),

@@ -14,10 +14,12 @@
 //!   wait. When the agent exits (or dies), the kernel frees the group and
 //!   lets every pending open through: the policy is not enforced while no
 //!   agent runs, so run it under a supervisor that restarts it.
-//! - Only opens are judged: a descriptor opened before the marks, passed
-//!   in over a socket or inherited reads on (the kill fallback for those
-//!   routes is not built yet, and the audit judge records them as
-//!   `would_deny`).
+//! - Only opens are judged here: a descriptor opened before the marks,
+//!   passed in over a socket or inherited is the kernel tables' to decide
+//!   (`kernel_tables`). So that they decide an opener's later reads as its
+//!   open was, the thread writes the opener's verdict row into them before
+//!   it answers; when that write fails (a full map) the open is refused
+//!   rather than the reader killed later.
 //! - `kill`: the open is denied and the opener killed with `SIGKILL` while
 //!   it is still blocked in the open.
 
@@ -34,12 +36,11 @@ use nix::sys::fanotify::{
 };
 use sensor_common::FileKey;
 
+use super::{kernel_tables::verdict_row, proc_subject::ProcSubject};
 use crate::{
-    decide::policy::{Operation, Policy, PolicyAction, Subject, Verdict},
-    enrich::{
-        process::{parse_cgroup_path, procfs},
-        watch::kernel_dev,
-    },
+    decide::policy::{Operation, Policy, PolicyAction, Verdict},
+    enrich::{process::procfs, watch::kernel_dev},
+    kernel::maps::VerdictMaps,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ pub struct Enforced {
     /// The policy that decided (a reload may have swapped it since).
     pub policy: Arc<Policy>,
     pub verdict: Verdict,
+    /// `open`, or `write` for an open for writing that a write rule decided.
+    pub operation: Operation,
     /// The opener was killed (`kill`), not only refused; `false` with a
     /// `kill` verdict means it could not be (an unknown pid): refused only.
     pub killed: bool,
@@ -79,6 +82,25 @@ pub struct Enforced {
 
 /// Processes holding a GPU device, published by the event loop.
 pub type GpuPids = Arc<ArcSwap<HashSet<u32>>>;
+
+/// The enforce-mode policies the kernel tables may be using (during a
+/// reload, the old and the new), published by the event loop: an opener's
+/// verdict row is written for each, so that its reads are decided as its
+/// open was whichever generation is active when they come.
+pub type KernelPolicies = Arc<ArcSwap<Vec<Arc<Policy>>>>;
+
+/// Writes the opener's verdict rows for the kernel tables.
+fn write_rows(
+    verdicts: &mut VerdictMaps,
+    kernel: &KernelPolicies,
+    opener: &ProcSubject,
+) -> Result<(), aya::maps::MapError> {
+    let subject = opener.subject();
+    for policy in kernel.load().iter() {
+        verdicts.write(opener.tgid, &verdict_row(policy, &subject))?;
+    }
+    Ok(())
+}
 
 /// A fanotify group with a mark on every policy file. The marks are
 /// shared with the event loop, which adds and removes them on reload while
@@ -92,7 +114,12 @@ impl Enforcer {
     /// Creates the group and marks every file of `policy`.
     pub fn new(policy: &Policy) -> Result<Self, FanotifyError> {
         let group = Fanotify::init(
-            InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
+            // FAN_REPORT_TID: the opening thread, whose `/proc/TID/syscall`
+            // tells an open for writing from one for reading.
+            InitFlags::FAN_CLASS_CONTENT
+                | InitFlags::FAN_CLOEXEC
+                | InitFlags::FAN_UNLIMITED_QUEUE
+                | InitFlags::FAN_REPORT_TID,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
         )
         .map_err(FanotifyError::Init)?;
@@ -158,7 +185,9 @@ impl Enforcer {
     pub fn serve(
         self,
         policy: crate::decide::policy::SharedPolicy,
+        kernel: KernelPolicies,
         gpu: GpuPids,
+        mut verdicts: VerdictMaps,
         mut report: impl FnMut(Enforced),
     ) {
         loop {
@@ -179,23 +208,32 @@ impl Enforcer {
                 if !event.mask().contains(MaskFlags::FAN_OPEN_PERM) {
                     continue;
                 }
-                let raw_pid = event.pid();
-                let pid = u32::try_from(raw_pid).unwrap_or(0);
+                let tid = u32::try_from(event.pid()).unwrap_or(0);
                 let policy = policy.load_full();
-                // An audit policy swapped in stops nothing; the agent's own
-                // opens are never judged (it must not deny or kill itself).
-                let enforcing = policy.mode == crate::decide::policy::Mode::Enforce
-                    && pid != std::process::id();
-                let decision = enforcing.then(|| decide(&policy, &gpu, pid, fd)).flatten();
+                // An audit policy swapped in stops nothing.
+                let enforcing = policy.mode == crate::decide::policy::Mode::Enforce;
+                let mut decision = enforcing.then(|| decide(&policy, &gpu, tid, fd)).flatten();
+                let pid = decision
+                    .as_ref()
+                    .and_then(|d| d.opener.as_ref())
+                    .map_or(0, |o| o.tgid);
+                if let Some(d) = &mut decision
+                    && let Some(opener) = &d.opener
+                    && let Err(err) = write_rows(&mut verdicts, &kernel, opener)
+                    && d.verdict.action <= PolicyAction::Alert
+                {
+                    tracing::warn!(error = %crate::Chain(&err), pid, "cannot record a verdict in the kernel: the open is refused");
+                    d.verdict.action = PolicyAction::Deny;
+                }
                 let action = decision
                     .as_ref()
-                    .map_or(PolicyAction::Allow, |(_, v, _, _)| v.action);
+                    .map_or(PolicyAction::Allow, |d| d.verdict.action);
                 // Kill first, while the opener is still held in its open.
                 // Only a known pid: pid 0 (an opener outside the agent's
                 // pid namespace) would signal the agent's own group.
                 let killed = action == PolicyAction::Kill && pid > 0;
                 if killed {
-                    let target = nix::unistd::Pid::from_raw(raw_pid);
+                    let target = nix::unistd::Pid::from_raw(pid as i32);
                     if let Err(err) = nix::sys::signal::kill(target, nix::sys::signal::SIGKILL) {
                         tracing::warn!(error = %err, pid, "cannot kill a process the policy says to kill");
                     }
@@ -211,12 +249,31 @@ impl Enforcer {
                 {
                     tracing::error!(error = %err, pid, "cannot answer a fanotify permission event");
                 }
-                let Some((file, verdict, size, opener)) = decision else {
+                let Some(Decision {
+                    file,
+                    operation,
+                    verdict,
+                    size,
+                    opener,
+                }) = decision
+                else {
                     continue;
                 };
                 if action == PolicyAction::Allow {
                     continue;
                 }
+                let opener = opener.unwrap_or_else(|| ProcSubject {
+                    tgid: 0,
+                    ppid: 0,
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                    comm: String::from("(unknown: not in the agent's pid namespace)"),
+                    exe: None,
+                    parent_exe: None,
+                    cgroup_path: None,
+                    container_id: None,
+                    gpu: false,
+                });
                 report(Enforced {
                     pid,
                     ppid: opener.ppid,
@@ -227,6 +284,7 @@ impl Enforcer {
                     size,
                     policy: policy.clone(),
                     verdict,
+                    operation,
                     killed,
                 });
             }
@@ -234,78 +292,118 @@ impl Enforcer {
     }
 }
 
-/// The opener, as its `/proc` entry showed it.
-struct Opener {
-    ppid: u32,
-    uid: u32,
-    gid: u32,
-    comm: String,
-}
-
-/// The verdict on one open: the file by its descriptor, the opener from
-/// its `/proc` entry.
+/// The verdict on one open by thread `tid`: the file by its descriptor,
+/// the opener from its `/proc` entry. `None` for a file in no weight set
+/// and for the agent's own opens (it must not deny or kill itself).
 fn decide(
     policy: &Policy,
     gpu: &GpuPids,
-    pid: u32,
+    tid: u32,
     fd: std::os::fd::BorrowedFd<'_>,
-) -> Option<(FileKey, Verdict, u64, Opener)> {
+) -> Option<Decision> {
     let meta = nix::sys::stat::fstat(fd.as_fd()).ok()?;
     let file = FileKey {
         dev: kernel_dev(meta.st_dev),
         ino: meta.st_ino,
     };
-    if policy.sets_of(&file).is_empty() {
-        return None;
-    }
+    let set = *policy.sets_of(&file).first()?;
+    let size = meta.st_size as u64;
     let proc_root = Path::new("/proc");
-    let exe_of = |pid: u32| {
-        std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
-            .ok()
-            .map(|m| FileKey {
-                dev: kernel_dev(m.dev()),
-                ino: m.ino(),
-            })
-    };
-    // An opener the agent cannot see (pid 0: another pid namespace; or its
+    // An opener the agent cannot see (tid 0: another pid namespace; or its
     // /proc entry unreadable): refuse the open, fail closed, never kill.
-    let ids = (pid > 0)
-        .then(|| procfs::read_status_ids(proc_root, pid).ok())
-        .flatten();
-    let Some((uid, gid)) = ids else {
-        let set = *policy.sets_of(&file).first()?;
+    let Some(opener) = ProcSubject::read(proc_root, tid, &gpu.load()) else {
         let verdict = Verdict {
             action: PolicyAction::Deny,
             rule: None,
             set,
         };
-        let opener = Opener {
-            ppid: 0,
-            uid: u32::MAX,
-            gid: u32::MAX,
-            comm: String::from("(unknown: not in the agent's pid namespace)"),
-        };
-        return Some((file, verdict, meta.st_size as u64, opener));
+        return Some(Decision {
+            file,
+            operation: Operation::Open,
+            verdict,
+            size,
+            opener: None,
+        });
     };
-    let stat = procfs::read_stat(proc_root, pid).ok();
-    let ppid = stat.as_ref().map(|s| s.ppid);
-    let cgroup = procfs::read_cgroup_path(proc_root, pid).ok().flatten();
-    let container = cgroup.as_deref().and_then(parse_cgroup_path);
-    let subject = Subject {
-        exe: exe_of(pid),
-        parent_exe: ppid.and_then(exe_of),
-        uid,
-        gid,
-        container_id: container.as_ref().map(|c| c.id.as_str()),
-        cgroup_path: cgroup.as_deref(),
-        gpu: gpu.load().contains(&pid),
+    if opener.tgid == std::process::id() {
+        return None;
+    }
+    let subject = opener.subject();
+    let operations: &[Operation] = if opens_for_writing(proc_root, tid) {
+        &[Operation::Open, Operation::Write]
+    } else {
+        &[Operation::Open]
     };
-    let verdict = policy.decide(&file, Operation::Open, &subject)?;
-    let opener = Opener {
-        ppid: ppid.unwrap_or(0),
-        uid,
-        gid,
-        comm: stat.map(|s| s.comm).unwrap_or_default(),
-    };
-    Some((file, verdict, meta.st_size as u64, opener))
+    // The strictest; on a tie the open (the first).
+    let (operation, verdict) = operations
+        .iter()
+        .filter_map(|&op| Some((op, policy.decide(&file, op, &subject)?)))
+        .rev()
+        .max_by_key(|(_, v)| v.action)?;
+    Some(Decision {
+        file,
+        operation,
+        verdict,
+        size,
+        opener: Some(opener),
+    })
+}
+
+/// Whether thread `tid`, blocked in an open, opens for writing or
+/// truncation. The permission event does not say (its descriptor is the
+/// agent's own), so the flags come from the open's arguments. An open the
+/// thread's syscall does not show (an exec, io_uring) counts as a read.
+fn opens_for_writing(proc_root: &Path, tid: u32) -> bool {
+    procfs::read_syscall(proc_root, tid)
+        .and_then(|call| open_flags(&call, tid))
+        .is_some_and(|flags| {
+            flags & (libc::O_ACCMODE as u64) != libc::O_RDONLY as u64
+                || flags & libc::O_TRUNC as u64 != 0
+        })
+}
+
+/// The flags of the open syscall in `call` (number, arguments), under
+/// either ABI: the thread is known to be in an open, so a number that is an
+/// open in one ABI and something else in the other is the open.
+fn open_flags(call: &[u64; 7], tid: u32) -> Option<u64> {
+    const O_WRONLY_CREAT_TRUNC: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64;
+    match call[0] {
+        // open(path, flags) in x86-64 (2) and ia32 (5)
+        2 | 5 => Some(call[2]),
+        // creat(path, mode) in x86-64 (85) and ia32 (8)
+        85 | 8 => Some(O_WRONLY_CREAT_TRUNC),
+        // openat(dirfd, path, flags), open_by_handle_at(mount_fd, handle,
+        // flags) in x86-64 (257, 304) and ia32 (295, 342)
+        257 | 295 | 304 | 342 => Some(call[3]),
+        // openat2(dirfd, path, how, size): `how.flags` is its first u64
+        437 => read_u64(tid, call[3]),
+        _ => None,
+    }
+}
+
+/// Eight bytes of thread `tid`'s memory.
+fn read_u64(tid: u32, address: u64) -> Option<u64> {
+    let mut buf = [0u8; 8];
+    let mut local = [std::io::IoSliceMut::new(&mut buf)];
+    let remote = [nix::sys::uio::RemoteIoVec {
+        base: usize::try_from(address).ok()?,
+        len: 8,
+    }];
+    let read = nix::sys::uio::process_vm_readv(
+        nix::unistd::Pid::from_raw(tid as i32),
+        &mut local,
+        &remote,
+    )
+    .ok()?;
+    (read == 8).then(|| u64::from_ne_bytes(buf))
+}
+
+/// The verdict on one open.
+struct Decision {
+    file: FileKey,
+    operation: Operation,
+    verdict: Verdict,
+    size: u64,
+    /// `None` for an opener the agent cannot see.
+    opener: Option<ProcSubject>,
 }

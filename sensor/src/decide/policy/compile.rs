@@ -109,6 +109,9 @@ pub struct Policy {
     pub paths: Vec<PathBuf>,
     /// SHA-256 of the file's text, hex: which policy decided a record.
     pub hash: String,
+    /// Which load this is (from 1), set by the agent: the kernel's tables
+    /// and the verdicts written for them carry it.
+    pub generation: u32,
 }
 
 impl Policy {
@@ -143,6 +146,16 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
     let mut paths = Vec::new();
     for (index, (name, set)) in file.weights.iter().enumerate() {
         let at = set.span();
+        if index == sensor_common::enforce::MAX_SETS {
+            c.error(
+                &at,
+                format!(
+                    "weight set {name:?} is one more than the {} the kernel's tables can tell apart",
+                    sensor_common::enforce::MAX_SETS
+                ),
+                "merge weight sets that share their rules",
+            );
+        }
         if name == ALL_SETS || name.is_empty() {
             c.error(
                 &at,
@@ -194,6 +207,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         files,
         paths,
         hash: hex(&Sha256::digest(source.text.as_bytes())),
+        generation: 0,
     });
     (policy, findings)
 }

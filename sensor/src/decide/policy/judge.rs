@@ -15,7 +15,7 @@ use sensor_common::FileKey;
 
 use super::{Mode, Operation, Policy, PolicyAction, Subject, compile::Finding};
 use crate::event::{
-    AccessDetail, Action, Event, PolicyInfo, PolicyLoaded, PolicyVerdict, Severity, Text,
+    AccessDetail, Action, Event, PolicyInfo, PolicyLoaded, PolicyVerdict, Process, Severity, Text,
 };
 
 /// `O_ACCMODE`: an open for writing is also a `write` operation.
@@ -68,21 +68,52 @@ impl Judge {
         mut event: Event,
         policy: &Policy,
         verdict: super::Verdict,
-        killed: bool,
+        how: Enforcement,
     ) -> Event {
-        event.action = match (verdict.action, killed) {
+        event.action = match (verdict.action, how.outcome) {
             (PolicyAction::Alert, _) => Action::Alert,
-            (_, true) => Action::Killed,
-            _ => Action::Denied,
+            (_, Outcome::Killed) => Action::Killed,
+            (_, Outcome::Denied) => Action::Denied,
+            (PolicyAction::Kill, Outcome::Failed) => Action::WouldKill,
+            (_, Outcome::Failed) => Action::WouldDeny,
         };
         event.severity = if verdict.action == PolicyAction::Alert {
             Severity::Medium
         } else {
             Severity::High
         };
-        let mechanism = self.opens_enforced_by.unwrap_or("none");
-        event.policy = Some(verdict_info(policy, verdict, Operation::Open, mechanism));
+        let mut info = verdict_info(policy, verdict, how.operation, how.mechanism);
+        if let PolicyInfo::Verdict(v) = &mut info {
+            v.unjudged = how.unjudged;
+        }
+        event.policy = Some(info);
         event
+    }
+
+    /// The verdict behind an access the kernel stopped in `set` (its
+    /// tables said so; this finds the rule): the process's own verdict, or
+    /// for a process it had not judged, the set's default where that stops,
+    /// else `deny` (fail closed).
+    pub fn kernel_verdict(
+        policy: &Policy,
+        set: usize,
+        operation: Operation,
+        process: Option<&Process>,
+        unjudged: bool,
+    ) -> super::Verdict {
+        match process.filter(|_| !unjudged) {
+            Some(process) => policy.decide_in_set(set, operation, &subject(process)),
+            None => {
+                let default = policy.sets.get(set).map(|s| s.default);
+                super::Verdict {
+                    action: default
+                        .filter(|&d| d >= PolicyAction::Deny)
+                        .unwrap_or(PolicyAction::Deny),
+                    rule: None,
+                    set,
+                }
+            }
+        }
     }
 
     /// What the `policy_loaded` record says of the policy in force.
@@ -108,14 +139,9 @@ impl Judge {
         let process = event.process.as_ref()?;
         let detail = &event.access.as_ref()?.detail;
         let ops: &[Operation] = match detail {
-            // Opens are the enforcer's to judge, but it cannot tell a write
-            // open from a read one: writes are judged here, in the record.
-            AccessDetail::Open { flags, .. } if self.opens_enforced_by.is_some() => {
-                if flags & O_ACCMODE == 0 {
-                    return None;
-                }
-                &[Operation::Write]
-            }
+            // The enforcer judges opens, for reading and for writing, and
+            // records what it stops.
+            AccessDetail::Open { .. } if self.opens_enforced_by.is_some() => return None,
             AccessDetail::Open { flags, .. } if flags & O_ACCMODE != 0 => {
                 &[Operation::Open, Operation::Write]
             }
@@ -128,39 +154,66 @@ impl Judge {
             dev: file.dev,
             ino: file.ino,
         };
-        let subject = Subject {
-            exe: process.exe_id,
-            parent_exe: process.parent_exe_id,
-            uid: process.uid,
-            gid: process.gid,
-            container_id: process.container.as_ref().map(|c| c.id.as_str()),
-            cgroup_path: process.cgroup_path.as_deref(),
-            gpu: process.gpu,
-        };
+        let subject = subject(process);
         let (op, verdict) = ops
             .iter()
             .filter_map(|&op| Some((op, policy.decide(&key, op, &subject)?)))
             .max_by_key(|(_, v)| v.action)?;
-        let (action, severity) = match (verdict.action, policy.mode) {
-            (PolicyAction::Allow, _) => return None,
-            (PolicyAction::Alert, _) => (Action::Alert, Severity::Medium),
-            (PolicyAction::Deny, Mode::Audit) => (Action::WouldDeny, Severity::High),
-            (PolicyAction::Kill, Mode::Audit) => (Action::WouldKill, Severity::High),
-            // Enforce mode, on a route no mechanism covers yet (a read or a
-            // map through a descriptor opened before, passed or inherited):
-            // say what should have happened.
-            (PolicyAction::Deny, Mode::Enforce) => (Action::WouldDeny, Severity::High),
-            (PolicyAction::Kill, Mode::Enforce) => (Action::WouldKill, Severity::High),
+        let stops = verdict.action >= PolicyAction::Deny;
+        let in_kernel = matches!(op, Operation::Read | Operation::Mmap);
+        if stops && policy.mode == Mode::Enforce && in_kernel {
+            // The kernel tables decided this access as it happened; what
+            // they stopped is their own `killed` record.
+            return None;
+        }
+        let (action, severity) = match verdict.action {
+            PolicyAction::Allow => return None,
+            PolicyAction::Alert => (Action::Alert, Severity::Medium),
+            PolicyAction::Deny => (Action::WouldDeny, Severity::High),
+            PolicyAction::Kill => (Action::WouldKill, Severity::High),
         };
         let mut record = event.clone();
         record.action = action;
         record.severity = severity;
         let mechanism = match policy.mode {
             Mode::Audit => "none",
-            Mode::Enforce => "none: no mechanism covers this route yet",
+            // An open while no fanotify group answers (its thread failed).
+            Mode::Enforce => "none: the open enforcer is not running",
         };
         record.policy = Some(verdict_info(&policy, verdict, op, mechanism));
         Some(record)
+    }
+}
+
+/// How an enforced decision was carried out.
+#[derive(Debug, Clone, Copy)]
+pub struct Enforcement {
+    pub operation: Operation,
+    /// `fanotify`, `bpf_send_signal`.
+    pub mechanism: &'static str,
+    pub outcome: Outcome,
+    /// The kernel had no verdict for the process and stopped it fail-closed.
+    pub unjudged: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Denied,
+    Killed,
+    /// The mechanism failed: the access went on.
+    Failed,
+}
+
+/// What the policy matches a process in a record on.
+fn subject(process: &Process) -> Subject<'_> {
+    Subject {
+        exe: process.exe_id,
+        parent_exe: process.parent_exe_id,
+        uid: process.uid,
+        gid: process.gid,
+        container_id: process.container.as_ref().map(|c| c.id.as_str()),
+        cgroup_path: process.cgroup_path.as_deref(),
+        gpu: process.gpu,
     }
 }
 
@@ -184,5 +237,6 @@ fn verdict_info(
             .get(verdict.set)
             .map_or_else(String::new, |s| s.name.clone()),
         mechanism: mechanism.to_owned(),
+        unjudged: false,
     })
 }

@@ -66,6 +66,18 @@ impl SubjectMatch {
     }
 }
 
+impl SubjectMatch {
+    /// Whether the rule looks at anything but the executable.
+    pub fn looks_beyond_exe(&self) -> bool {
+        self.parent_exe.is_some()
+            || self.uids.is_some()
+            || self.gids.is_some()
+            || self.containers.is_some()
+            || self.cgroups.is_some()
+            || self.gpu.is_some()
+    }
+}
+
 impl Rule {
     fn decides(&self, set: usize, op: Operation, subject: &Subject<'_>) -> bool {
         self.sets.contains(&set) && self.operations.contains(&op) && self.subject.matches(subject)

@@ -488,6 +488,15 @@ impl ProcessTable {
         self.cgroups.cached(cgroup_id)
     }
 
+    /// The pids of the live processes in the table.
+    pub fn pids(&self) -> Vec<u32> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| !e.info.exited)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+
     pub fn lookup(&self, pid: u32) -> Option<&ProcessInfo> {
         self.entries.get(&pid).map(|e| &e.info)
     }
@@ -854,8 +863,9 @@ mod tests {
                 (
                     "status",
                     format!(
-                        "Name:\t{}\nUid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{u}\t{u}\t{u}\t{u}\n",
+                        "Name:\t{}\nTgid:\t{}\nUid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{u}\t{u}\t{u}\t{u}\n",
                         p.comm,
+                        p.pid,
                         u = p.uid
                     ),
                 ),

@@ -95,7 +95,7 @@ pub struct Exe {
 /// Reads process `pid` from `proc_root` (normally `/proc`).
 pub fn read_process(proc_root: &Path, pid: u32) -> Result<ProcSnapshot, ProcError> {
     let stat = read_stat(proc_root, pid)?;
-    let (uid, gid) = read_status_ids(proc_root, pid)?;
+    let StatusIds { uid, gid, .. } = read_status_ids(proc_root, pid)?;
     let exe = read_exe(proc_root, pid);
     let (args, args_truncated) = match read_cmdline(proc_root, pid) {
         Ok(args) => args,
@@ -293,25 +293,55 @@ fn parse_stat(raw: &[u8]) -> Result<Stat, &'static str> {
     })
 }
 
-/// The real uid and gid from `/proc/PID/status`.
-pub fn read_status_ids(proc_root: &Path, pid: u32) -> Result<(u32, u32), ProcError> {
+/// The ids `/proc/PID/status` gives: the thread group, the real uid and gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusIds {
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The ids from `/proc/PID/status` (`PID` may be any thread's id).
+pub fn read_status_ids(proc_root: &Path, pid: u32) -> Result<StatusIds, ProcError> {
     let path = pid_path(proc_root, pid, "status");
     let text = fs::read_to_string(&path).map_err(|source| read_error(pid, path.clone(), source))?;
-    let real = |key: &str| {
+    let first = |key: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(key))
             .and_then(|ids| ids.split_ascii_whitespace().next())
             .and_then(|id| id.parse::<u32>().ok())
     };
-    let uid = real("Uid:").ok_or(ProcError::Parse {
-        path: path.clone(),
-        what: "no readable Uid line",
-    })?;
-    let gid = real("Gid:").ok_or(ProcError::Parse {
-        path,
-        what: "no readable Gid line",
-    })?;
-    Ok((uid, gid))
+    let need = |key: &str, what: &'static str| {
+        first(key).ok_or(ProcError::Parse {
+            path: path.clone(),
+            what,
+        })
+    };
+    Ok(StatusIds {
+        tgid: need("Tgid:", "no readable Tgid line")?,
+        uid: need("Uid:", "no readable Uid line")?,
+        gid: need("Gid:", "no readable Gid line")?,
+    })
+}
+
+/// The syscall a blocked thread is in, from `/proc/TID/syscall`: its
+/// number and six arguments. `None` when the thread is running, not in a
+/// syscall, or the file cannot be read.
+pub fn read_syscall(proc_root: &Path, tid: u32) -> Option<[u64; 7]> {
+    let text = fs::read_to_string(pid_path(proc_root, tid, "syscall")).ok()?;
+    parse_syscall(&text)
+}
+
+/// `NR ARG0 ... ARG5 SP PC`, the number in decimal and the rest in hex.
+fn parse_syscall(text: &str) -> Option<[u64; 7]> {
+    let mut fields = text.split_ascii_whitespace();
+    let mut out = [0; 7];
+    out[0] = fields.next()?.parse().ok()?;
+    for slot in &mut out[1..] {
+        let field = fields.next()?;
+        *slot = u64::from_str_radix(field.strip_prefix("0x")?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn read_cmdline(proc_root: &Path, pid: u32) -> Result<(Vec<Text>, bool), ProcError> {
@@ -370,6 +400,44 @@ fn without_cut_char(part: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn reads_the_syscall_of_a_blocked_thread() {
+        let line = "257 0xffffff9c 0x7ffd8a2b 0x241 0x1b6 0x0 0x0 0x7ffd8a00 0x7f12\n";
+        assert_eq!(
+            parse_syscall(line),
+            Some([257, 0xffff_ff9c, 0x7ffd_8a2b, 0x241, 0x1b6, 0, 0])
+        );
+        assert_eq!(parse_syscall("running\n"), None);
+        assert_eq!(parse_syscall("-1 0x7ffd 0x7f12\n"), None);
+    }
+
+    #[test]
+    fn a_blocked_thread_shows_its_group_and_its_syscall() {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::spawn(move || {
+            let _ = tid_tx.send(nix::unistd::gettid().as_raw() as u32);
+            let _ = stop_rx.recv(); // blocks in futex(2)
+        });
+        let tid = tid_rx.recv().expect("tid");
+        let proc_root = Path::new("/proc");
+        let ids = read_status_ids(proc_root, tid).expect("status");
+        assert_eq!(ids.tgid, std::process::id());
+        assert_eq!(ids.uid, nix::unistd::getuid().as_raw());
+        // Until the worker is parked in its wait it may still be running.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let nr = loop {
+            if let Some(call) = read_syscall(proc_root, tid) {
+                break call[0];
+            }
+            assert!(std::time::Instant::now() < deadline, "never blocked");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(nr, libc::SYS_futex as u64);
+        let _ = stop_tx.send(());
+        worker.join().expect("worker");
+    }
 
     fn write(path: &Path, contents: &[u8]) {
         if let Some(dir) = path.parent()
@@ -499,7 +567,10 @@ mod tests {
         let root = tempdir();
         let dir = root.path().join("2");
         write(&dir.join("stat"), stat_line(2, "kthreadd", 0, 0).as_bytes());
-        write(&dir.join("status"), b"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n");
+        write(
+            &dir.join("status"),
+            b"Tgid:\t2\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
+        );
         write(&dir.join("cmdline"), b"");
         write(&dir.join("cgroup"), b"0::/\n");
         let snap = read_process(root.path(), 2)?;

@@ -13,6 +13,10 @@ pub struct KernelCounterTotals {
     /// Processes beyond the holder arrays (pid_max raised after start)
     /// became holders: they pay the full check (costlier, not blind).
     pub holders_full: u64,
+    /// Forked processes whose inherited policy verdict did not fit.
+    pub verdicts_full: u64,
+    /// `SIGKILL`s for stopped accesses that could not be sent.
+    pub kills_failed: u64,
 }
 
 /// The kernel's loss and error counters.
@@ -35,6 +39,8 @@ impl KernelCounters {
             pending_full: sum(counter::PENDING_FULL)?,
             kernel_read_failures: sum(counter::KERNEL_READ_FAILED)?,
             holders_full: sum(counter::HOLDERS_FULL)?,
+            verdicts_full: sum(counter::VERDICTS_FULL)?,
+            kills_failed: sum(counter::KILL_FAILED)?,
         })
     }
 }

@@ -102,6 +102,7 @@ struct WirePolicy {
     rule_name: Option<String>,
     weight_set: Option<String>,
     mechanism: Option<String>,
+    unjudged: Option<bool>,
     path: Option<String>,
     path_escaped: Option<String>,
     weight_sets: Option<u64>,
@@ -124,6 +125,7 @@ impl From<&PolicyInfo> for WirePolicy {
                 rule_name: v.rule_name.clone(),
                 weight_set: Some(v.weight_set.clone()),
                 mechanism: Some(v.mechanism.clone()),
+                unjudged: v.unjudged.then_some(true),
                 ..WirePolicy::default()
             },
             PolicyInfo::Loaded(l) => WirePolicy {
@@ -191,6 +193,7 @@ impl WirePolicy {
             mechanism: self
                 .mechanism
                 .ok_or(DecodeError::Missing("policy.mechanism"))?,
+            unjudged: self.unjudged.unwrap_or(false),
         }))
     }
 }

@@ -435,3 +435,23 @@ fn a_set_of_many_shards_resolves_every_file() {
     assert_eq!(policy.sets[0].files, 10_000);
     assert_eq!(policy.files().count(), 10_000);
 }
+
+#[test]
+fn more_weight_sets_than_the_kernel_tables_hold_is_an_error() {
+    let host = Host::new();
+    let mut text = String::new();
+    for i in 0..=sensor_common::enforce::MAX_SETS {
+        text.push_str(&format!(
+            "[weights.s{i:02}]\npaths = [\"{}\"]\n",
+            host.p("models/mistral")
+        ));
+    }
+    let (policy, findings) = build(&text);
+    assert!(policy.is_none());
+    let error = findings
+        .iter()
+        .find(|f| f.level == Level::Error)
+        .expect("an error");
+    assert!(error.message.contains("\"s64\""), "{error}");
+    assert!(error.message.contains("64"), "{error}");
+}

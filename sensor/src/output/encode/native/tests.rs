@@ -363,6 +363,7 @@ fn policy_records_have_their_shape_and_decode_back() {
         rule_name: None,
         weight_set: "llama".into(),
         mechanism: "none".into(),
+        unjudged: false,
     }));
     let mut alert = would_deny.clone();
     alert.action = Action::Alert;

@@ -1,0 +1,182 @@
+//! The policy's kill fallback, tier-neutral: an access to a policy file
+//! through a descriptor no deny mechanism judged (passed in over a socket,
+//! inherited, opened before the policy) is decided here, from the tables
+//! the agent compiled (`sensor_common::enforce`), and a stopped process is
+//! sent `SIGKILL` before the access is carried out: the signal is pending
+//! when the syscall starts its work, so the page cache copy and the write
+//! paths give up (`fatal_signal_pending`) and the process never returns to
+//! user space with the bytes.
+//!
+//! A process's verdict row is set here at exec from its executable where
+//! that alone decides it (`EXE_VERDICTS`), copied from its parent at fork,
+//! and written by the agent: at exec and GPU open, at policy load, and by
+//! the fanotify thread at each open it answers. A process without a row of
+//! the active generation (or whose credentials changed since) gets the
+//! slot's `unjudged_stop`: every weight set in which any rule or the
+//! default stops someone (fail closed).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_send_signal},
+    maps::HashMap,
+};
+use sensor_common::{
+    EnforceEvent, ProcessVerdict, counter,
+    enforce::{ANY_OTHER_EXE, flag},
+    kind,
+};
+
+use crate::{
+    emit::{fill_header, reserve},
+    kernel::{Watched, current_exe},
+    maps::{
+        EXE_VERDICTS, POLICY_ACTIVE, POLICY_FILES, POLICY_SLOTS, VERDICTS_0, VERDICTS_1, count,
+    },
+};
+
+const SIGKILL: u32 = 9;
+
+/// Whether the policy stops `op` (`sensor_common::enforce::op`) on the
+/// watched file `w` by the current process. When it does, the process has
+/// been sent `SIGKILL` and the decision recorded; the caller then skips
+/// the access's accounting (it moves no bytes).
+#[inline(always)]
+pub fn stopped(op: u32, w: &Watched, fd: i32) -> bool {
+    let Some(&active) = POLICY_ACTIVE.get(0) else {
+        return false;
+    };
+    if active == 0 {
+        return false;
+    }
+    let slot = (active & 1) as usize;
+    // SAFETY: the value is copied out at once.
+    let Some(file) = (unsafe { POLICY_FILES.get(&w.key) }).copied() else {
+        return false;
+    };
+    let sets = file.sets.get(slot).copied().unwrap_or(0);
+    if sets == 0 {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let uid_gid = bpf_get_current_uid_gid();
+    let judged = verdict(slot, tgid).filter(|v| {
+        v.generation == active && v.uid == uid_gid as u32 && v.gid == (uid_gid >> 32) as u32
+    });
+    let (stop, mut flags) = match judged {
+        Some(v) => (v.stop.get(op as usize).copied().unwrap_or(0), 0),
+        None => {
+            let unjudged = POLICY_SLOTS
+                .get(slot as u32)
+                .filter(|s| s.generation == active)
+                .and_then(|s| s.unjudged_stop.get(op as usize).copied())
+                // A slot that does not match its generation: fail closed.
+                .unwrap_or(sets);
+            (unjudged, flag::UNJUDGED)
+        }
+    };
+    let hit = sets & stop;
+    if hit == 0 {
+        return false;
+    }
+    // SAFETY: the helper signals the current process; no preconditions.
+    let killed = unsafe { bpf_send_signal(SIGKILL) } == 0;
+    if !killed {
+        count(counter::KILL_FAILED);
+        flags |= flag::KILL_FAILED;
+    }
+    report(w, fd, op, hit, active, flags);
+    killed
+}
+
+/// The current process's verdict in `slot`.
+#[inline(always)]
+fn verdict(slot: usize, tgid: u32) -> Option<ProcessVerdict> {
+    // SAFETY: values are copied out at once.
+    unsafe {
+        if slot == 0 {
+            VERDICTS_0.get(&tgid).copied()
+        } else {
+            VERDICTS_1.get(&tgid).copied()
+        }
+    }
+}
+
+#[inline(always)]
+fn report(w: &Watched, fd: i32, op: u32, sets: u64, generation: u32, flags: u32) {
+    let Some(mut entry) = reserve::<EnforceEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for an EnforceEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::ENFORCE, size_of::<EnforceEvent>());
+    ev.file = w.key;
+    ev.file_size = w.size;
+    ev.sets = sets;
+    ev.fd = fd;
+    ev.op = op;
+    ev.generation = generation;
+    ev.flags = flags;
+    entry.submit(0);
+}
+
+/// A forked child starts with its parent's verdicts (same executable and
+/// credentials); the agent judges it again when it sees the fork. A stale
+/// entry of a reused tgid is replaced or removed.
+#[inline(always)]
+pub fn inherit(parent: u32, child: u32) {
+    inherit_in(&VERDICTS_0, parent, child);
+    inherit_in(&VERDICTS_1, parent, child);
+}
+
+#[inline(always)]
+fn inherit_in(map: &HashMap<u32, ProcessVerdict>, parent: u32, child: u32) {
+    // SAFETY: the value is copied out at once.
+    match unsafe { map.get(&parent) }.copied() {
+        Some(v) => {
+            if map.insert(&child, &v, 0).is_err() {
+                count(counter::VERDICTS_FULL);
+            }
+        }
+        None => {
+            let _ = map.remove(&child);
+        }
+    }
+}
+
+/// The current process exec'd: the old image's rows go; where the new
+/// executable alone decides the verdict, its row comes in at once (no
+/// window in which a freshly exec'd process is unjudged).
+#[inline(always)]
+pub fn on_exec(tgid: u32) {
+    forget(tgid);
+    if POLICY_ACTIVE.get(0).is_none_or(|&active| active == 0) {
+        return;
+    }
+    let Some(exe) = current_exe() else { return };
+    // SAFETY: values are copied out at once.
+    let entry = unsafe {
+        EXE_VERDICTS
+            .get(&exe)
+            .or_else(|| EXE_VERDICTS.get(&ANY_OTHER_EXE))
+    };
+    let Some(entry) = entry.copied() else { return };
+    let uid_gid = bpf_get_current_uid_gid();
+    for (slot, row) in entry.slots.iter().enumerate() {
+        if row.generation == 0 {
+            continue;
+        }
+        let mut row = *row;
+        row.uid = uid_gid as u32;
+        row.gid = (uid_gid >> 32) as u32;
+        let map = if slot == 0 { &VERDICTS_0 } else { &VERDICTS_1 };
+        if map.insert(&tgid, &row, 0).is_err() {
+            count(counter::VERDICTS_FULL);
+        }
+    }
+}
+
+/// The process exec'd a new image or exited: its verdicts no longer hold.
+#[inline(always)]
+pub fn forget(tgid: u32) {
+    let _ = VERDICTS_0.remove(&tgid);
+    let _ = VERDICTS_1.remove(&tgid);
+}

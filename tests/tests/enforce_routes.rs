@@ -1,0 +1,283 @@
+//! Enforce mode on the routes no open shows: a descriptor passed over a
+//! unix socket, inherited across exec, or opened before the agent started.
+//! The kernel decides each read, map and in-kernel copy from the policy's
+//! tables and kills a denied process before it gets a byte: the taker reads
+//! into a shared mapping, so a byte it received would be visible after its
+//! death. Controls: the same routes to an allowed taker deliver the bytes,
+//! and audit mode lets the denied taker read and records `would_deny`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use sensor::{
+    decide::policy::{Operation, PolicyAction},
+    event::{Action, Event, PolicyInfo, PolicyVerdict},
+};
+use tests::{SensorProcess, build_helper, write_file};
+
+const SHM_LEN: usize = 4096;
+
+fn verdict(e: &Event) -> &PolicyVerdict {
+    match &e.policy {
+        Some(PolicyInfo::Verdict(v)) => v,
+        other => panic!("no verdict on {:?}: {other:?}", e.action),
+    }
+}
+
+/// A weight file, the routes helper as a denied taker, a copy of it as the
+/// allowed giver, and a policy allowing only the giver.
+struct Host {
+    models: tempfile::TempDir,
+    weights: PathBuf,
+    bin: tempfile::TempDir,
+    giver: PathBuf,
+    taker: PathBuf,
+    policy: PathBuf,
+    /// The weight file's first page (read before the policy is in force).
+    first_page: Vec<u8>,
+}
+
+impl Host {
+    fn new(mode: &str) -> Self {
+        let models = tempfile::tempdir().unwrap();
+        let weights = models.path().join("llama.safetensors");
+        write_file(&weights, 3 * SHM_LEN);
+        let bin = tempfile::tempdir().unwrap();
+        let taker = build_helper(bin.path(), "routes");
+        let giver = bin.path().join("giver");
+        fs::copy(&taker, &giver).unwrap();
+        fs::set_permissions(&giver, fs::Permissions::from_mode(0o755)).unwrap();
+        let policy = bin.path().join("policy.toml");
+        fs::write(
+            &policy,
+            format!(
+                "mode = \"{mode}\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+                 [[rules]]\nname = \"the giver\"\nweights = [\"llama\"]\nexe = [\"{}\"]\n\
+                 action = \"allow\"\n",
+                models.path().display(),
+                giver.display(),
+            ),
+        )
+        .unwrap();
+        let first_page = fs::read(&weights).unwrap()[..SHM_LEN].to_vec();
+        Self {
+            models,
+            weights,
+            bin,
+            giver,
+            taker,
+            policy,
+            first_page,
+        }
+    }
+
+    fn start(&self) -> SensorProcess {
+        SensorProcess::start(
+            &[self.models.path()],
+            &["--policy", self.policy.to_str().unwrap()],
+        )
+    }
+
+    /// A zeroed file for the taker to write what it got into.
+    fn shm(&self, name: &str) -> PathBuf {
+        let path = self.bin.path().join(name);
+        fs::write(&path, vec![0u8; SHM_LEN]).unwrap();
+        path
+    }
+
+    /// Runs the giver; returns the taker's pid and fate ("exit 0",
+    /// "signal 9").
+    fn give(&self, args: &[&std::ffi::OsStr]) -> (u32, String) {
+        let out = Command::new(&self.giver).args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "giver failed: {out:?}");
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("taker "))
+            .unwrap_or_else(|| panic!("no taker line in {stdout:?}"));
+        let (pid, fate) = line.split_once(": ").unwrap();
+        (pid.parse().unwrap(), fate.to_owned())
+    }
+
+    /// Passes the weight file over a unix socket to `taker`.
+    fn over_socket(&self, taker: &Path, shm: &Path) -> (u32, String) {
+        self.give(&[
+            "give-socket".as_ref(),
+            self.weights.as_os_str(),
+            taker.as_os_str(),
+            shm.as_os_str(),
+        ])
+    }
+
+    /// Leaves the weight file open across `taker`'s exec, which takes it
+    /// by `route`.
+    fn inherited(&self, taker: &Path, shm: &Path, route: &str) -> (u32, String) {
+        self.give(&[
+            "give-inherit".as_ref(),
+            self.weights.as_os_str(),
+            taker.as_os_str(),
+            shm.as_os_str(),
+            route.as_ref(),
+        ])
+    }
+}
+
+const ROUTES: [(&str, Operation); 5] = [
+    ("read", Operation::Read),
+    ("mmap", Operation::Mmap),
+    ("sendfile", Operation::Read),
+    ("splice", Operation::Read),
+    ("copy_file_range", Operation::Read),
+];
+
+#[test]
+fn a_denied_process_is_killed_before_any_byte_whatever_the_descriptor_route() {
+    let host = Host::new("enforce");
+    let sensor = host.start();
+    let zero = vec![0u8; SHM_LEN];
+    let mut killed = Vec::new();
+
+    let shm = host.shm("socket.bin");
+    let (pid, fate) = host.over_socket(&host.taker, &shm);
+    assert_eq!(fate, "signal 9", "the denied taker of a passed descriptor");
+    assert_eq!(fs::read(&shm).unwrap(), zero, "it received bytes");
+    killed.push((pid, Operation::Read));
+    // Control: the allowed binary, taking the same way, gets the bytes.
+    let shm = host.shm("socket-allowed.bin");
+    let (_, fate) = host.over_socket(&host.giver, &shm);
+    assert_eq!(fate, "exit 0");
+    assert_eq!(fs::read(&shm).unwrap(), host.first_page);
+
+    for (route, operation) in ROUTES {
+        let shm = host.shm(&format!("{route}.bin"));
+        let (pid, fate) = host.inherited(&host.taker, &shm, route);
+        assert_eq!(fate, "signal 9", "{route} of an inherited descriptor");
+        assert_eq!(fs::read(&shm).unwrap(), zero, "{route}: bytes arrived");
+        killed.push((pid, operation));
+        let shm = host.shm(&format!("{route}-allowed.bin"));
+        let (_, fate) = host.inherited(&host.giver, &shm, route);
+        assert_eq!(fate, "exit 0", "{route} by the allowed binary");
+        assert_eq!(fs::read(&shm).unwrap(), host.first_page, "{route}");
+    }
+
+    let last = killed.last().unwrap().0;
+    sensor.wait_for_event("the last killed record", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed && e.process.as_ref().is_some_and(|p| p.pid == last)
+    });
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    for (pid, operation) in killed {
+        let records: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+            .filter(|e| e.action == Action::Killed)
+            .collect();
+        assert_eq!(records.len(), 1, "{pid}: {records:?}");
+        let v = verdict(records[0]);
+        assert_eq!(
+            (v.verdict, v.operation, v.mechanism.as_str(), v.rule),
+            (PolicyAction::Deny, operation, "bpf_send_signal", None),
+            "{pid}"
+        );
+        assert_eq!(v.weight_set, "llama");
+        let file = records[0].file.as_ref().unwrap();
+        assert_eq!(
+            (file.dev, file.ino),
+            tests::identity(&host.weights),
+            "{pid}"
+        );
+        // The killed read moved nothing: no read record of it.
+        assert!(
+            !events
+                .iter()
+                .any(|e| tests::is_by(e, Action::Read, pid) || tests::is_by(e, Action::Mmap, pid)),
+            "{pid} has an access record"
+        );
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.action, Action::WouldDeny | Action::WouldKill)),
+        "enforce mode left would_* records"
+    );
+}
+
+#[test]
+fn a_descriptor_opened_before_the_agent_is_killed_at_its_next_read() {
+    let host = Host::new("enforce");
+    let shm = host.shm("early.bin");
+    // Opened while no agent runs; read after a line on stdin.
+    let code = "import mmap, os, sys\n\
+                f = open(sys.argv[1], 'rb')\n\
+                print('open', flush=True)\n\
+                sys.stdin.readline()\n\
+                out = os.open(sys.argv[2], os.O_RDWR)\n\
+                m = mmap.mmap(out, 4096)\n\
+                n = os.readv(f.fileno(), [m])\n\
+                print('read', n, flush=True)\n";
+    let mut reader = tests::python_command()
+        .args(["-c", code])
+        .arg(&host.weights)
+        .arg(&shm)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(reader.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "open\n");
+
+    let sensor = host.start();
+    reader.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let status = reader.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert_eq!(fs::read(&shm).unwrap(), vec![0u8; SHM_LEN]);
+    let pid = reader.id();
+    let killed = sensor.wait_for_event("the killed record", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed && e.process.as_ref().is_some_and(|p| p.pid == pid)
+    });
+    let v = verdict(&killed);
+    assert_eq!(
+        (v.verdict, v.operation, v.unjudged),
+        (PolicyAction::Deny, Operation::Read, false),
+        "python was judged when the agent started"
+    );
+    let (status, _) = sensor.stop_events();
+    assert!(status.success());
+}
+
+#[test]
+fn audit_mode_lets_every_route_through_and_records_would_deny() {
+    let host = Host::new("audit");
+    let sensor = host.start();
+    let shm = host.shm("socket.bin");
+    let (socket_pid, fate) = host.over_socket(&host.taker, &shm);
+    assert_eq!(fate, "exit 0");
+    assert_eq!(fs::read(&shm).unwrap(), host.first_page);
+    let shm = host.shm("mmap.bin");
+    let (mmap_pid, fate) = host.inherited(&host.taker, &shm, "mmap");
+    assert_eq!(fate, "exit 0");
+    assert_eq!(fs::read(&shm).unwrap(), host.first_page);
+    for (pid, operation) in [(socket_pid, Operation::Read), (mmap_pid, Operation::Mmap)] {
+        let record = sensor.wait_for_event("would_deny", tests::RECORD_TIMEOUT, |e| {
+            e.action == Action::WouldDeny && e.process.as_ref().is_some_and(|p| p.pid == pid)
+        });
+        let v = verdict(&record);
+        assert_eq!(
+            (v.verdict, v.operation, v.mechanism.as_str()),
+            (PolicyAction::Deny, operation, "none")
+        );
+    }
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    assert!(!events.iter().any(|e| e.action == Action::Killed));
+}
