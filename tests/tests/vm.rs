@@ -1,7 +1,8 @@
 //! The VM harness (`tests/src/vm.rs`) on a real QEMU guest: the kernel it
 //! boots has what the host's refuses (BPF LSM, fentry), the guest script's
 //! exit status and output come back faithfully, a hung guest is stopped,
-//! and the real `weightwarden` binary runs and captures in the guest.
+//! a kernel panic is an error, and the real `weightwarden` binary runs and
+//! captures in the guest.
 
 #![allow(clippy::unwrap_used)]
 
@@ -105,6 +106,20 @@ fn a_hung_guest_is_killed_at_the_timeout_with_the_console_tail() {
             assert!(tail.contains("about to hang"), "{err}");
         }
         other => panic!("not a timeout: {other}"),
+    }
+}
+
+#[test]
+fn a_guest_kernel_panic_is_an_error_with_the_panic_in_it() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image.script("echo c > /proc/sysrq-trigger\nsleep 600\n");
+    let err = vm.run(&image, TIMEOUT).unwrap_err();
+    match &err {
+        VmError::NoExitStatus { tail, .. } => {
+            assert!(tail.contains("Kernel panic"), "{err}");
+        }
+        other => panic!("not a missing exit status: {other}"),
     }
 }
 
