@@ -24,6 +24,8 @@ use sensor::event::{
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod vm;
+
 /// How long to wait for records the kernel already produced.
 pub const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -785,6 +787,9 @@ pub mod feature {
     pub const CGROUP2: &str = "cgroup2";
     /// Two CPUs or more (two syscalls in flight at once).
     pub const SMP: &str = "smp";
+    /// A QEMU virtual machine ([`crate::vm`]): QEMU, busybox and a kernel
+    /// image, which `cargo xtask setup` installs and fetches.
+    pub const VM: &str = "vm";
 }
 
 /// The env var naming the file skips are appended to (`cargo xtask test`

@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install what this machine lacks (rust-src, bpf-linker, mounts,
-    /// Debian packages); fast when everything is already there.
+    /// Debian packages, the VM tests' kernel); fast when everything is
+    /// already there.
     Setup,
     /// Set up, then build the sensor (the eBPF object is built and embedded
     /// by the sensor crate's build script).

@@ -10,6 +10,7 @@ mod process;
 mod run;
 mod setup;
 mod test;
+mod vm_kernel;
 mod workspace;
 
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use nix::mount::MsFlags;
 
-use crate::{process, workspace::Workspace};
+use crate::{process, vm_kernel, workspace::Workspace};
 
 /// The toolchain aya-build compiles the eBPF crate with (`rustup run
 /// nightly`); this machine kind cannot download one, so it must already be
@@ -30,8 +30,11 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// What the test suite needs from Debian: gcc (Rust's linker driver, and
-/// with libc6-dev the compiler of small test programs), python3, and the
-/// everyday programs the integration tests run as workloads.
+/// with libc6-dev the compiler of small test programs), python3, the
+/// everyday programs the integration tests run as workloads, and for the VM
+/// tests (`tests/src/vm.rs`) QEMU, a static busybox for the guest's
+/// userland and cpio (the harness writes its initramfs itself; its unit
+/// tests read one back with cpio).
 const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
@@ -39,6 +42,9 @@ const PACKAGES: &[&str] = &[
     "tar",
     "coreutils",
     "util-linux",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.
@@ -78,6 +84,9 @@ pub fn execute(ws: &Workspace) -> Result<()> {
     // Before bpf-linker: building it (and anything else) needs gcc as the
     // linker driver.
     ensure_packages(root)?;
+    // After the packages: their install ran `apt-get update` if anything
+    // was missing, so a fresh machine has package lists by now.
+    vm_kernel::ensure(&ws.target_dir()?, root)?;
     ensure_bpf_linker(ws, &nightly)?;
     ensure_mounts(root)?;
     if !root {
@@ -90,7 +99,8 @@ pub fn execute(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-fn step(what: &str, outcome: impl Display) {
+/// Prints one set-up step's outcome: `WHAT: OUTCOME`.
+pub(crate) fn step(what: &str, outcome: impl Display) {
     eprintln!("{what}: {outcome}");
 }
 

@@ -1,0 +1,293 @@
+//! The VM harness (`tests/src/vm.rs`) on a real QEMU guest: the kernel it
+//! boots has what the host's refuses (BPF LSM, fentry), the guest script's
+//! exit status and output come back faithfully, a hung guest is stopped,
+//! a kernel panic is an error, and the real `weightwarden` binary runs and
+//! captures in the guest.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use sensor::event::{Action, Event, Text};
+use serde_json::Value;
+use tests::{
+    access_mode, briefs, counter_problems, exe, file, open_flags, path, process,
+    vm::{Vm, VmError, VmRun},
+};
+
+/// Far above what each run takes (2 to 9 s), so that only a hang fails.
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where the tests put the sensor in the guest.
+const GUEST_BINARY: &str = "/usr/local/bin/weightwarden";
+
+#[test]
+fn the_guest_kernel_has_bpf_lsm_active_and_btf() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image.script(
+        "set -e\n\
+         ww-emit lsm /sys/kernel/security/lsm\n\
+         uname -r | ww-emit release\n\
+         test -s /sys/kernel/btf/vmlinux\n\
+         grep -E ' (securityfs|tracefs|debugfs|bpf|cgroup2) ' /proc/mounts | ww-emit mounts\n",
+    );
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    run.assert_success();
+    assert!(run.warnings().is_empty(), "{:?}", run.warnings());
+
+    let lsm = run.expect_section("lsm");
+    assert!(
+        lsm.trim().split(',').any(|l| l == "bpf"),
+        "active LSMs: {lsm:?}"
+    );
+    // The guest is not the host: its kernel is the one booted.
+    let release = run.expect_section("release").trim().to_owned();
+    let host = nix::sys::utsname::uname().unwrap();
+    assert_ne!(
+        release,
+        host.release().to_string_lossy(),
+        "the script ran on the host's kernel"
+    );
+    let mounts = run.expect_section("mounts");
+    for fs in ["securityfs", "tracefs", "debugfs", "bpf", "cgroup2"] {
+        assert!(
+            mounts.lines().any(|l| l.split(' ').nth(2) == Some(fs)),
+            "{fs} is not mounted in the guest:\n{mounts}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_guest_script_reports_its_exit_status_and_output() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image
+        .add_bytes("/data/no-newline.txt", "first\nlast, unterminated", 0o644)
+        .script("ww-emit data /data/no-newline.txt\nprintf '' | ww-emit empty\nexit 7\n");
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    assert_eq!(run.exit_status(), 7, "{}", run.console());
+    assert!(!run.success());
+    assert_eq!(run.section("data"), Some("first\nlast, unterminated"));
+    assert_eq!(run.section("empty"), Some(""));
+    // A failure brings the kernel log along.
+    assert!(
+        run.expect_section("dmesg").contains("Linux version"),
+        "{}",
+        run.console()
+    );
+    let failed = std::panic::catch_unwind(|| {
+        run.assert_success();
+    });
+    assert!(
+        failed.is_err(),
+        "assert_success passed a script that exited 7"
+    );
+}
+
+#[test]
+fn a_hung_guest_is_killed_at_the_timeout_with_the_console_tail() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image.script("echo about to hang\nsleep 600\n");
+    let timeout = Duration::from_secs(8);
+    let start = Instant::now();
+    let err = vm.run(&image, timeout).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(5),
+        "the run ended {took:?} after starting, timeout {timeout:?}"
+    );
+    match &err {
+        VmError::Timeout { tail, .. } => {
+            assert!(tail.contains("about to hang"), "{err}");
+        }
+        other => panic!("not a timeout: {other}"),
+    }
+}
+
+#[test]
+fn a_guest_kernel_panic_is_an_error_with_the_panic_in_it() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image.script("echo c > /proc/sysrq-trigger\nsleep 600\n");
+    let err = vm.run(&image, TIMEOUT).unwrap_err();
+    match &err {
+        VmError::NoExitStatus { tail, .. } => {
+            assert!(tail.contains("Kernel panic"), "{err}");
+        }
+        other => panic!("not a missing exit status: {other}"),
+    }
+}
+
+#[test]
+fn doctor_in_the_guest_loads_fentry_and_bpf_lsm_hooks() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .script(
+            "uname -r | ww-emit release\n\
+             weightwarden doctor --json > /tmp/doctor.json\n\
+             status=$?\n\
+             ww-emit doctor /tmp/doctor.json\n\
+             exit $status\n",
+        );
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    run.assert_success();
+
+    let report: Value = serde_json::from_str(run.expect_section("doctor"))
+        .unwrap_or_else(|e| run.fail(&format!("doctor printed no JSON report: {e}")));
+    let release = run.expect_section("release").trim();
+    assert_eq!(report["kernel"], release, "{report:#}");
+    assert_eq!(report["can_run"], true, "{report:#}");
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name:?} check: {report:#}"))
+            .clone()
+    };
+    for name in [
+        "BPF LSM in boot list",
+        "hook: BPF LSM",
+        "hook: fentry",
+        "hook: kprobe",
+    ] {
+        let c = check(name);
+        assert_eq!(c["status"], "ok", "{c:#}");
+    }
+    assert_eq!(
+        check("hook: BPF LSM")["detail"],
+        "loaded and attached lsm/file_open"
+    );
+}
+
+/// A sensor run in the guest: `weightwarden run` watching `/models`, one
+/// `cat` of `/models/tiny.gguf` (65536 bytes), then SIGTERM. Returns the
+/// run, its records and `cat`'s pid; asserts the agent exited 0 with a
+/// clean log and a `sensor_stop` whose loss and failure counters are 0.
+fn sensor_run_with_one_cat(vm: &Vm) -> (VmRun, Vec<Event>, u32) {
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_bytes("/etc/weightwarden-test.toml", "# defaults\n", 0o644)
+        .script(
+            r#"set -e
+mkdir -p /models
+head -c 65536 /dev/zero > /models/tiny.gguf
+WEIGHTWARDEN_LOG=info weightwarden run --watch /models \
+    --output jsonl:/tmp/events.jsonl --config /etc/weightwarden-test.toml \
+    2> /tmp/agent.log &
+agent=$!
+tries=0
+until grep -q '"sensor_start"' /tmp/events.jsonl 2> /dev/null; do
+    tries=$((tries + 1))
+    if [ $tries -gt 600 ] || ! kill -0 $agent 2> /dev/null; then
+        echo "the sensor did not start"
+        ww-emit agent-log /tmp/agent.log
+        exit 1
+    fi
+    sleep 0.1
+done
+cat /models/tiny.gguf > /dev/null &
+cat=$!
+wait $cat
+echo $cat | ww-emit cat-pid
+kill -TERM $agent
+agent_status=0
+wait $agent || agent_status=$?
+ww-emit events /tmp/events.jsonl
+ww-emit agent-log /tmp/agent.log
+exit $agent_status
+"#,
+        );
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    run.assert_success();
+
+    let log = run.expect_section("agent-log");
+    assert!(
+        log.lines().any(|l| l.contains(" stopped ")),
+        "no `stopped` line:\n{log}"
+    );
+    for line in log.lines() {
+        if line.contains(" ERROR ") || line.contains(" WARN ") {
+            run.fail(&format!("agent log:\n{log}"));
+        }
+    }
+    let cat: u32 = run.expect_section("cat-pid").trim().parse().unwrap();
+    let lines: Vec<&str> = run
+        .expect_section("events")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| {
+            sensor::output::encode::native::decode(l)
+                .unwrap_or_else(|e| panic!("undecodable record {l:?}: {}", sensor::Chain(&e)))
+        })
+        .collect();
+    let stop: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(stop["action"], "sensor_stop", "{stop:#}");
+    let problems = counter_problems(&stop["sensor"]);
+    assert!(problems.is_empty(), "{problems:?}");
+    (run, events, cat)
+}
+
+/// The open `cat` made: exactly one.
+fn open_by(events: &[Event], pid: u32) -> &Event {
+    let opens: Vec<&Event> = events
+        .iter()
+        .filter(|e| tests::is_by(e, Action::Open, pid))
+        .collect();
+    assert_eq!(opens.len(), 1, "{:#?}", briefs(events));
+    opens[0]
+}
+
+#[test]
+fn the_sensor_in_the_guest_records_an_open_of_a_watched_file() {
+    let vm = tests::vm_or_skip!();
+    let (_run, events, cat) = sensor_run_with_one_cat(&vm);
+    let open = open_by(&events, cat);
+    assert_eq!(path(open), Path::new("/models/tiny.gguf"));
+    assert_eq!(file(open).size, 65536);
+    assert_eq!(process(open).comm, "cat");
+    assert_eq!(
+        process(open).args,
+        [Text::from("cat"), Text::from("/models/tiny.gguf")]
+    );
+    assert_eq!(
+        access_mode(open_flags(open)),
+        libc::O_RDONLY,
+        "{:?}",
+        tests::access(open)
+    );
+    assert!(
+        events.iter().any(|e| tests::is_by(e, Action::Exit, cat)),
+        "{:#?}",
+        briefs(&events)
+    );
+}
+
+// Sensor bug, found by the test below: busybox's shell runs an applet by
+// exec'ing `/proc/self/exe` (so the exec record's comm is `exe`), and the
+// agent resolves that path in its own process: `exec_exe` in
+// sensor/src/enrich/process/cache.rs treats only `/dev/fd/` and
+// `/proc/self/fd/` as indirect, so `canonicalize("/proc/self/exe")` names
+// the agent's binary. Every exec, open and exit of that process then
+// reports exe `/usr/local/bin/weightwarden`. runc and other programs that
+// re-exec themselves the same way are misattributed likewise, on any host.
+#[test]
+#[ignore = "sensor bug: an exec of /proc/self/exe is attributed to the agent's own binary"]
+fn an_exec_of_proc_self_exe_names_the_executable_that_runs() {
+    let vm = tests::vm_or_skip!();
+    let (_run, events, cat) = sensor_run_with_one_cat(&vm);
+    let open = open_by(&events, cat);
+    assert_eq!(exe(open), Path::new("/bin/busybox"), "{:#?}", process(open));
+}
