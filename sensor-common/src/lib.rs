@@ -304,6 +304,9 @@ pub struct ExecEvent {
     pub header: EventHeader,
     /// `task_struct::start_boottime` (CLOCK_BOOTTIME ns) of the process.
     pub start_ns: u64,
+    /// The identity of the new executable (`mm->exe_file`); zero when it
+    /// could not be read.
+    pub exe: FileKey,
     /// Bytes of `filename` used (without the NUL).
     pub filename_len: u32,
     /// Bytes of `args` used: NUL-separated, possibly cut short.
@@ -379,7 +382,12 @@ pub mod enforce {
         /// `read`, `pread`, `readv` and the copy syscalls' source side.
         pub const READ: u32 = 0;
         pub const MMAP: u32 = 1;
-        pub const COUNT: usize = 2;
+        /// Decided by BPF LSM (`file_open`); fanotify decides it elsewhere.
+        pub const OPEN: u32 = 2;
+        /// An open for writing or truncation, a write through a descriptor
+        /// (BPF LSM).
+        pub const WRITE: u32 = 3;
+        pub const COUNT: usize = 4;
     }
     /// Bits of [`super::EnforceEvent::flags`].
     pub mod flag {
@@ -389,6 +397,14 @@ pub mod enforce {
         pub const UNJUDGED: u32 = 1;
         /// `bpf_send_signal` failed: the access went on.
         pub const KILL_FAILED: u32 = 2;
+        /// A BPF LSM hook refused the access (`EPERM`); nobody was killed.
+        pub const DENIED: u32 = 4;
+    }
+    /// Bits of [`super::PolicySlot::flags`].
+    pub mod slot_flag {
+        /// BPF LSM programs are attached and decide reads, writes and maps
+        /// in the security hooks (deny): the syscall hooks do not kill.
+        pub const LSM_DECIDES: u32 = 1;
     }
     /// How many weight sets the kernel tables can tell apart (bits of a
     /// `u64`).
@@ -434,7 +450,8 @@ pub struct ExeVerdict {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PolicySlot {
     pub generation: u32,
-    pub _pad: u32,
+    /// [`enforce::slot_flag`] bits.
+    pub flags: u32,
     /// Per operation: the weight sets in which a process without a verdict
     /// is stopped (those where any rule or the default stops: fail closed).
     pub unjudged_stop: [u64; enforce::op::COUNT],

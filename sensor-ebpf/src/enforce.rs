@@ -21,70 +21,136 @@ use aya_ebpf::{
 };
 use sensor_common::{
     EnforceEvent, ProcessVerdict, counter,
-    enforce::{ANY_OTHER_EXE, flag},
+    enforce::{self, ANY_OTHER_EXE, flag, slot_flag},
     kind,
 };
 
 use crate::{
     emit::{fill_header, reserve},
-    kernel::{Watched, current_exe},
+    kernel::{Watched, current_exe, weight_file},
     maps::{
         EXE_VERDICTS, POLICY_ACTIVE, POLICY_FILES, POLICY_SLOTS, VERDICTS_0, VERDICTS_1, count,
     },
 };
 
 const SIGKILL: u32 = 9;
+const EPERM: i32 = 1;
 
-/// Whether the policy stops `op` (`sensor_common::enforce::op`) on the
-/// watched file `w` by the current process. When it does, the process has
-/// been sent `SIGKILL` and the decision recorded; the caller then skips
-/// the access's accounting (it moves no bytes).
+/// What the active policy says of `ops` (a bit per
+/// `sensor_common::enforce::op`) on a watched file by the current process.
+struct Stop {
+    /// The weight sets whose verdict stops it.
+    sets: u64,
+    /// The operation that stopped (the first of `ops` that did).
+    op: u32,
+    generation: u32,
+    /// `enforce::flag::UNJUDGED` or 0.
+    flags: u32,
+    /// The slot's `slot_flag` bits.
+    slot_flags: u32,
+}
+
+/// The active policy's decision on `ops` for `w`; `None` when it allows.
 #[inline(always)]
-pub fn stopped(op: u32, w: &Watched, fd: i32) -> bool {
-    let Some(&active) = POLICY_ACTIVE.get(0) else {
-        return false;
-    };
+fn decide(ops: u32, w: &Watched) -> Option<Stop> {
+    let active = *POLICY_ACTIVE.get(0)?;
     if active == 0 {
-        return false;
+        return None;
     }
     let slot = (active & 1) as usize;
     // SAFETY: the value is copied out at once.
-    let Some(file) = (unsafe { POLICY_FILES.get(&w.key) }).copied() else {
-        return false;
-    };
+    let file = (unsafe { POLICY_FILES.get(&w.key) }).copied()?;
     let sets = file.sets.get(slot).copied().unwrap_or(0);
     if sets == 0 {
-        return false;
+        return None;
     }
+    let settings = POLICY_SLOTS
+        .get(slot as u32)
+        .copied()
+        .filter(|s| s.generation == active);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let uid_gid = bpf_get_current_uid_gid();
     let judged = verdict(slot, tgid).filter(|v| {
         v.generation == active && v.uid == uid_gid as u32 && v.gid == (uid_gid >> 32) as u32
     });
-    let (stop, mut flags) = match judged {
-        Some(v) => (v.stop.get(op as usize).copied().unwrap_or(0), 0),
-        None => {
-            let unjudged = POLICY_SLOTS
-                .get(slot as u32)
-                .filter(|s| s.generation == active)
-                .and_then(|s| s.unjudged_stop.get(op as usize).copied())
-                // A slot that does not match its generation: fail closed.
-                .unwrap_or(sets);
-            (unjudged, flag::UNJUDGED)
-        }
+    let (stops, flags) = match judged {
+        Some(v) => (v.stop, 0),
+        // A slot that does not match its generation: fail closed.
+        None => (
+            settings.map_or([sets; enforce::op::COUNT], |s| s.unjudged_stop),
+            flag::UNJUDGED,
+        ),
     };
-    let hit = sets & stop;
-    if hit == 0 {
-        return false;
+    for op in 0..enforce::op::COUNT as u32 {
+        if ops & (1 << op) == 0 {
+            continue;
+        }
+        let hit = sets & stops.get(op as usize).copied().unwrap_or(0);
+        if hit != 0 {
+            return Some(Stop {
+                sets: hit,
+                op,
+                generation: active,
+                flags,
+                slot_flags: settings.map_or(0, |s| s.flags),
+            });
+        }
     }
+    None
+}
+
+/// Whether the policy stops `op` (`sensor_common::enforce::op`) on the
+/// watched file `w` by the current process, in a syscall hook; the caller
+/// then skips the access's accounting (it moves no bytes). Where BPF LSM
+/// decides, its security hook refuses the access in a moment (and records
+/// it); elsewhere the process has been sent `SIGKILL` here and the
+/// decision recorded.
+#[inline(always)]
+pub fn stopped(op: u32, w: &Watched, fd: i32) -> bool {
+    let Some(stop) = decide(1 << op, w) else {
+        return false;
+    };
+    if stop.slot_flags & slot_flag::LSM_DECIDES != 0 {
+        return true;
+    }
+    let mut flags = stop.flags;
     // SAFETY: the helper signals the current process; no preconditions.
     let killed = unsafe { bpf_send_signal(SIGKILL) } == 0;
     if !killed {
         count(counter::KILL_FAILED);
         flags |= flag::KILL_FAILED;
     }
-    report(w, fd, op, hit, active, flags);
+    report(w, fd, stop.op, stop.sets, stop.generation, flags);
     killed
+}
+
+/// A BPF LSM hook's verdict on `ops` for the file at `file_ptr` by the
+/// current process: 0, or `-EPERM` (recorded). With `defer_unjudged`, a
+/// process the tables have no row for is left to the next decider (the
+/// fanotify thread answers opens from `/proc`).
+#[inline(always)]
+pub fn lsm_check(file_ptr: u64, ops: u32, defer_unjudged: bool) -> i32 {
+    if POLICY_ACTIVE.get(0).is_none_or(|&active| active == 0) {
+        return 0;
+    }
+    let Some(w) = weight_file(file_ptr) else {
+        return 0;
+    };
+    let Some(stop) = decide(ops, &w) else {
+        return 0;
+    };
+    if defer_unjudged && stop.flags & flag::UNJUDGED != 0 {
+        return 0;
+    }
+    report(
+        &w,
+        -1,
+        stop.op,
+        stop.sets,
+        stop.generation,
+        stop.flags | flag::DENIED,
+    );
+    -EPERM
 }
 
 /// The current process's verdict in `slot`.

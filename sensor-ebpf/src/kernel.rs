@@ -199,7 +199,12 @@ impl InodeFields {
 /// check every hooked syscall pays.
 #[inline(always)]
 pub fn watched_fd(fd: u64) -> Option<Watched> {
-    let file_ptr = file_of_fd(fd)?;
+    watched_file(file_of_fd(fd)?)
+}
+
+/// Looks the file at `file_ptr` (a `struct file *`) up in the watch map.
+#[inline(always)]
+pub fn watched_file(file_ptr: u64) -> Option<Watched> {
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
     let fields = InodeFields::read(inode)?;
     if !maybe_watched(fields.ino) {
@@ -250,6 +255,13 @@ fn maybe_watched(ino: u64) -> bool {
 #[inline(always)]
 pub fn weight_fd(fd: u64) -> Option<Watched> {
     let w = watched_fd(fd)?;
+    (w.entry.flags & watch_flag::WEIGHT != 0).then_some(w)
+}
+
+/// The weight file at `file_ptr`, for the LSM hooks.
+#[inline(always)]
+pub fn weight_file(file_ptr: u64) -> Option<Watched> {
+    let w = watched_file(file_ptr)?;
     (w.entry.flags & watch_flag::WEIGHT != 0).then_some(w)
 }
 

@@ -17,7 +17,7 @@ use crate::{
     kernel::{
         OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_SIGNAL_LIVE, OFF_TASK_EXIT_CODE, OFF_TASK_FILES,
         OFF_TASK_MM, OFF_TASK_PID, OFF_TASK_SIGNAL, OFF_TASK_START_TIME, OFF_TASK_TGID,
-        current_task, read_at,
+        current_exe, current_task, read_at,
     },
     maps::{EXITED, READERS},
 };
@@ -37,6 +37,7 @@ pub fn on_exec(filename: usize) {
     fill_header(&mut ev.header, kind::EXEC, size_of::<ExecEvent>());
     let task = current_task();
     ev.start_ns = read_at::<u64>(task, &OFF_TASK_START_TIME).unwrap_or(0);
+    ev.exe = current_exe().unwrap_or_default();
     ev._pad = 0;
 
     // SAFETY: bpf_probe_read_kernel_str checks the address.

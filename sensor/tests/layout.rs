@@ -76,6 +76,7 @@ fn shared_layouts() -> Vec<Layout> {
         layout!(ExecEvent {
             header,
             start_ns,
+            exe,
             filename_len,
             args_len,
             args_truncated,
@@ -156,7 +157,7 @@ fn shared_layouts() -> Vec<Layout> {
         layout!(PolicyFile { sets }),
         layout!(PolicySlot {
             generation,
-            _pad,
+            flags,
             unjudged_stop
         }),
         layout!(ExeVerdict { slots }),

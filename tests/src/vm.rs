@@ -46,9 +46,12 @@
 
 #![warn(clippy::unwrap_used)]
 
+mod agent;
 mod console;
 mod cpio;
 mod image;
+
+pub use agent::{GUEST_BINARY, agent_records, agent_script};
 
 use std::{
     fmt, fs, io,

@@ -279,14 +279,14 @@ fn enforce_mode_denies_opens_with_eperm_and_kills_by_rule() {
     };
     assert_eq!(
         (info.mode, info.mechanism.as_str()),
-        (Mode::Enforce, "fanotify")
+        (Mode::Enforce, "fanotify+bpf_send_signal")
     );
     assert_eq!(
         events[0]
             .sensor
             .as_ref()
             .and_then(|s| s.enforcement.as_deref()),
-        Some("fanotify"),
+        Some("fanotify+bpf_send_signal"),
         "sensor_start names the mechanism"
     );
     for pid in &denied_pids {

@@ -11,13 +11,15 @@
 //! `kernel`, `emit`, `maps`), which any tier can call.
 //!
 //! - `tracepoint`: classic, raw and BTF tracepoints; runs on every kernel
-//!   with BTF from 5.11 on. The only tier today.
+//!   with BTF from 5.11 on. The only capture tier today.
+//! - `lsm`: BPF LSM programs that deny what the policy forbids (`bpf` in
+//!   the kernel's `lsm=` list), attached beside the capture tier while a
+//!   policy is enforced.
 //! - fentry (next): a `tier/fentry/` module here, with `fentry`/`fexit`
 //!   programs on VFS functions.
-//! - LSM (next): a `tier/lsm/` module here, with `lsm` programs that can
-//!   also deny (BPF LSM, `bpf` in the kernel's `lsm=` list).
 //!
 //! `weightwarden doctor`'s capability probes (`crate::probe`) and the
 //! benchmark floor (`crate::floor`) are not tiers: they report nothing.
 
+pub mod lsm;
 pub mod tracepoint;

@@ -15,11 +15,8 @@ use tokio::io::{Interest, unix::AsyncFd};
 use super::{Agent, AgentError, holders, signals::Request};
 use crate::{
     decide::{
-        enforce::fanotify::Enforced,
-        policy::{
-            Operation,
-            judge::{Enforcement, Judge, Outcome},
-        },
+        enforce::{fanotify::Enforced, kernel_tables::operation_of},
+        policy::judge::{Enforcement, Judge, Outcome},
     },
     enrich::{
         clock::BootClock,
@@ -31,7 +28,8 @@ use crate::{
 
 /// The mechanisms as records name them.
 pub(super) const FANOTIFY: &str = "fanotify";
-const BPF_SEND_SIGNAL: &str = "bpf_send_signal";
+pub(super) const BPF_SEND_SIGNAL: &str = "bpf_send_signal";
+pub(super) const BPF_LSM: &str = "bpf_lsm";
 
 /// How often the agent reads the ring buffer without being woken: the most
 /// an exec, fork or exit record waits.
@@ -373,10 +371,8 @@ impl Agent {
             );
             return;
         };
-        let operation = match e.op {
-            enforce::op::MMAP => Operation::Mmap,
-            _ => Operation::Read,
-        };
+        let operation = operation_of(e.op);
+        let denied = e.flags & enforce::flag::DENIED != 0;
         let mut event = self
             .enrich
             .refused_in_kernel(&e.header, e.file, e.file_size, &self.watch);
@@ -387,8 +383,10 @@ impl Agent {
         event.access = None;
         let how = Enforcement {
             operation,
-            mechanism: BPF_SEND_SIGNAL,
-            outcome: if e.flags & enforce::flag::KILL_FAILED != 0 {
+            mechanism: if denied { BPF_LSM } else { BPF_SEND_SIGNAL },
+            outcome: if denied {
+                Outcome::Denied
+            } else if e.flags & enforce::flag::KILL_FAILED != 0 {
                 Outcome::Failed
             } else {
                 Outcome::Killed
@@ -433,10 +431,10 @@ impl Agent {
         );
         let mut status = status;
         // Written on start, heartbeats and stop alike: what stops what.
-        status.enforcement = self
-            .decide
-            .judge()
-            .map(|j| j.opens_enforced_by().unwrap_or("none").to_owned());
+        status.enforcement = self.decide.judge().map(|j| {
+            let mode = j.shared_policy().load().mode;
+            super::policy::mechanisms(mode, self.enforcer.is_some(), self.kernel_tables.lsm())
+        });
         self.health.agent.records_emitted.inc();
         let event = self.enrich.sensor_event(action, status);
         self.out.emit(&event);

@@ -238,9 +238,6 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
-    let policy_loaded = judge
-        .as_ref()
-        .map(|j| j.loaded(policy::unwatched(j, &watch), &policy_findings));
     let out = Fanout::open(&config.output.sinks)?;
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
@@ -271,6 +268,28 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     })?;
     // Everything that can fail on bad input has succeeded: go live.
     sensor.attach_all()?;
+    let mut kernel_tables = kernel_tables;
+    if judge.is_some() {
+        match sensor.attach_lsm_enforcement() {
+            Ok(()) => {
+                kernel_tables.set_lsm(true);
+                tracing::info!(
+                    "BPF LSM attached: an enforced policy denies opens, reads, writes and maps \
+                     of its files with EPERM, whatever the descriptor"
+                );
+            }
+            Err(err) => tracing::info!(
+                reason = %crate::Chain(&err),
+                "BPF LSM unavailable: an enforced policy denies opens with fanotify and kills \
+                 for reads and maps through other descriptors"
+            ),
+        }
+    }
+    let policy_loaded = judge.as_ref().map(|j| {
+        let mode = j.shared_policy().load().mode;
+        let mechanism = policy::mechanisms(mode, enforcer.is_some(), kernel_tables.lsm());
+        j.loaded(policy::unwatched(j, &watch), &policy_findings, mechanism)
+    });
     let health = Health::new(kernel_counters, sensor.attached as u64);
     let mut agent = Agent {
         config,

@@ -36,6 +36,27 @@ use crate::{
 /// Why a reload that only re-resolves the weight sets happened.
 const WEIGHT_FILES_CHANGED: &str = "weight files changed under the watch roots";
 
+/// What carries out a policy, as `policy_loaded` and the sensor status
+/// name it, in the order they decide: `bpf_lsm` (denies in the kernel),
+/// `fanotify` (answers opens), `bpf_send_signal` (kills where no deny
+/// applies); `none` in audit mode.
+pub fn mechanisms(mode: Mode, fanotify: bool, lsm: bool) -> String {
+    if mode != Mode::Enforce {
+        return String::from("none");
+    }
+    let mut parts = Vec::new();
+    if lsm {
+        parts.push(super::event_loop::BPF_LSM);
+    }
+    if fanotify {
+        parts.push(super::event_loop::FANOTIFY);
+    }
+    if !lsm {
+        parts.push(super::event_loop::BPF_SEND_SIGNAL);
+    }
+    parts.join("+")
+}
+
 /// What identifies a version of the policy file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
@@ -432,7 +453,8 @@ impl Agent {
         tracing::info!(why, sha256 = %new.hash, "policy reloaded");
         if let Some(judge) = self.decide.judge() {
             let unwatched = unwatched(judge, &self.watch);
-            self.policy_loaded = Some(judge.loaded(unwatched, &findings));
+            let mechanism = mechanisms(new.mode, self.enforcer.is_some(), self.kernel_tables.lsm());
+            self.policy_loaded = Some(judge.loaded(unwatched, &findings, mechanism));
         }
         self.emit_policy_loaded();
         self.out.flush();

@@ -111,8 +111,16 @@ impl Enricher {
         let h = HeaderFields::from(&e.header);
         let filename = &e.filename[..(e.filename_len as usize).min(e.filename.len())];
         let args = &e.args[..(e.args_len as usize).min(e.args.len())];
-        self.processes
-            .on_exec(&h, filename, args, e.args_truncated != 0, e.start_ns);
+        // The kernel's view of the new executable: exact, and no `stat`.
+        let exe_id = Some(e.exe).filter(|k| *k != FileKey::default());
+        self.processes.on_exec_of(
+            &h,
+            filename,
+            args,
+            e.args_truncated != 0,
+            e.start_ns,
+            exe_id,
+        );
         self.event(Action::Exec, e.header.boot_ns, Some(&e.header))
     }
 

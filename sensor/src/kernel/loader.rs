@@ -12,7 +12,7 @@ use crate::kernel::{
     btf::KernelOffsets,
     maps::{Holders, InoFilter, KernelCounters, PolicyMaps, ReadMaps, VerdictMaps},
     object as ebpf,
-    programs::{Attach, TIERS, TierSpec},
+    programs::{Attach, ENFORCEMENT_LSM, TIERS, TierSpec},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +210,32 @@ impl Sensor {
             tier,
             attached: 0,
         })
+    }
+
+    /// Loads and attaches the BPF LSM enforcement programs
+    /// ([`ENFORCEMENT_LSM`]); on any failure none stays attached (the
+    /// kernel lacks `bpf` in its LSM list, most often) and the error says
+    /// why.
+    pub fn attach_lsm_enforcement(&mut self) -> Result<(), LoadError> {
+        let btf = kernel_btf()?;
+        let result = ENFORCEMENT_LSM.iter().try_for_each(|spec| {
+            load_program(&mut self.ebpf, spec.name, &spec.attach[0], &btf)?;
+            attach_program(&mut self.ebpf, spec.name, &spec.attach[0])
+        });
+        match result {
+            Ok(()) => {
+                self.attached += ENFORCEMENT_LSM.len();
+                Ok(())
+            }
+            Err(err) => {
+                for spec in ENFORCEMENT_LSM {
+                    if let Ok(program) = program::<Lsm>(&mut self.ebpf, spec.name) {
+                        let _ = program.unload();
+                    }
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Attaches every program of the tier. Capture is live when this returns.

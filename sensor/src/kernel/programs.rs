@@ -96,6 +96,27 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     },
 ];
 
+/// The BPF LSM programs that deny what an enforced policy forbids
+/// (sensor-ebpf/src/tier/lsm), attached beside the capture tier while a
+/// policy is configured, where the kernel runs `bpf` among its LSMs.
+pub const ENFORCEMENT_LSM: &[ProgramSpec] = &[
+    ProgramSpec {
+        name: "ww_lsm_file_open",
+        attach: &[Lsm("file_open")],
+        purpose: "deny opens (for reading, writing, truncation) of policy files",
+    },
+    ProgramSpec {
+        name: "ww_lsm_file_permission",
+        attach: &[Lsm("file_permission")],
+        purpose: "deny reads and writes of policy files through any descriptor",
+    },
+    ProgramSpec {
+        name: "ww_lsm_mmap_file",
+        attach: &[Lsm("mmap_file")],
+        purpose: "deny maps of policy files",
+    },
+];
+
 /// One hook tier: the programs `run` loads and attaches when it is chosen.
 #[derive(Debug)]
 pub struct TierSpec {

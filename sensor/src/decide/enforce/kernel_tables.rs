@@ -24,7 +24,17 @@ use crate::{
 const KERNEL_OPERATIONS: [(u32, Operation); enforce::op::COUNT] = [
     (enforce::op::READ, Operation::Read),
     (enforce::op::MMAP, Operation::Mmap),
+    (enforce::op::OPEN, Operation::Open),
+    (enforce::op::WRITE, Operation::Write),
 ];
+
+/// The operation a kernel table index stands for.
+pub fn operation_of(op: u32) -> Operation {
+    KERNEL_OPERATIONS
+        .iter()
+        .find(|(index, _)| *index == op)
+        .map_or(Operation::Read, |(_, operation)| *operation)
+}
 
 /// A set's bit in the tables (the compiler refuses more sets than bits).
 fn bit(set: usize) -> u64 {
@@ -148,6 +158,9 @@ pub struct KernelTables {
     /// generation that decided.
     recent: Vec<Arc<Policy>>,
     active: u32,
+    /// BPF LSM programs are attached: they deny, the syscall hooks do not
+    /// kill.
+    lsm: bool,
 }
 
 impl KernelTables {
@@ -158,7 +171,18 @@ impl KernelTables {
             exes: HashMap::new(),
             recent: Vec::new(),
             active: 0,
+            lsm: false,
         }
+    }
+
+    /// BPF LSM programs decide from the next install on.
+    pub fn set_lsm(&mut self, on: bool) {
+        self.lsm = on;
+    }
+
+    /// Whether BPF LSM programs decide.
+    pub fn lsm(&self) -> bool {
+        self.lsm
     }
 
     /// A handle on the verdict maps for another thread.
@@ -244,17 +268,44 @@ impl KernelTables {
         }
         let settings = PolicySlot {
             generation,
-            _pad: 0,
+            flags: if self.lsm {
+                enforce::slot_flag::LSM_DECIDES
+            } else {
+                0
+            },
             unjudged_stop: unjudged_stop(policy),
         };
         self.maps
             .slots
             .set(slot as u32, settings, 0)
             .map_err(map_error("settings"))?;
-        let rows: Vec<_> = live()
-            .into_iter()
-            .filter_map(|pid| Some((pid, judge(pid)?)))
-            .collect();
+        // The agent itself is never stopped: the kernel opens each fanotify
+        // event's file in its name, and a refused open would end the
+        // group's reads.
+        let own = ProcessVerdict {
+            generation,
+            ..ProcessVerdict::default()
+        };
+        let me = std::process::id();
+        let credentials = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let rows: Vec<_> = std::iter::once((
+            me,
+            ProcessVerdict {
+                uid: credentials.0,
+                gid: credentials.1,
+                ..own
+            },
+        ))
+        .chain(
+            live()
+                .into_iter()
+                .filter(|&pid| pid != me)
+                .filter_map(|pid| Some((pid, judge(pid)?))),
+        )
+        .collect();
         self.write_absent(&rows);
         let before = self.active;
         self.maps
@@ -339,6 +390,9 @@ impl KernelTables {
     /// Writes one process's verdict under the active policy; `None` when
     /// the kernel enforces nothing.
     pub fn judge(&mut self, pid: u32, subject: &Subject<'_>) -> Option<Result<(), MapError>> {
+        if pid == std::process::id() {
+            return None;
+        }
         let policy = self.policy_of(self.active)?.clone();
         Some(
             self.maps

@@ -116,8 +116,14 @@ impl Judge {
         }
     }
 
-    /// What the `policy_loaded` record says of the policy in force.
-    pub fn loaded(&self, files_unwatched: u64, findings: &[Finding]) -> PolicyInfo {
+    /// What the `policy_loaded` record says of the policy in force;
+    /// `mechanism` names what carries it out.
+    pub fn loaded(
+        &self,
+        files_unwatched: u64,
+        findings: &[Finding],
+        mechanism: String,
+    ) -> PolicyInfo {
         let policy = self.policy.load();
         PolicyInfo::Loaded(PolicyLoaded {
             sha256: policy.hash.clone(),
@@ -128,7 +134,7 @@ impl Judge {
             files: policy.files().count() as u64,
             files_unwatched,
             warnings: findings.len() as u64,
-            mechanism: self.opens_enforced_by.unwrap_or("none").to_owned(),
+            mechanism,
         })
     }
 

@@ -338,9 +338,36 @@ impl ProcessTable {
         args_truncated: bool,
         start_ns: u64,
     ) {
+        self.on_exec_of(h, filename, args, args_truncated, start_ns, None);
+    }
+
+    /// [`ProcessTable::on_exec`], with the executable's identity as the
+    /// kernel saw it at the exec (`None`: look it up).
+    pub fn on_exec_of(
+        &mut self,
+        h: &HeaderFields,
+        filename: &[u8],
+        args: &[u8],
+        args_truncated: bool,
+        start_ns: u64,
+        exe_id: Option<FileKey>,
+    ) {
         let pid = h.tgid;
-        let (exe, exe_deleted) = exec_exe(&self.proc_root, pid, filename);
-        let exe_id = self.exe_identity(pid, exe.as_ref());
+        let (mut exe, mut exe_deleted) = exec_exe(&self.proc_root, pid, filename);
+        // `/proc/self/exe` run by a process already gone from `/proc`: the
+        // image it ran again is the one it had.
+        let reran_itself = exe
+            .as_ref()
+            .is_some_and(|e| matches!(e.as_bytes(), b"/proc/self/exe" | b"/proc/thread-self/exe"));
+        if reran_itself
+            && let Some(before) = self.entries.get(&pid).and_then(|e| e.info.exe.clone())
+        {
+            exe_deleted = self.entries.get(&pid).is_some_and(|e| e.info.exe_deleted);
+            exe = Some(before);
+        }
+        let exe_id = exe_id
+            .filter(|_| self.exe_ids)
+            .or_else(|| self.exe_identity(pid, exe.as_ref()));
         let (args, args_truncated) = procfs::split_args(args, args_truncated);
         let same_process = self.entries.get(&pid).is_some_and(|e| {
             e.exited_at.is_none()
@@ -725,8 +752,10 @@ impl ProcessTable {
 }
 
 /// The executable named by an exec record. An absolute path is taken as
-/// is; a relative one, a `/dev/fd/N` (`fexecve`, `execveat`: often a memfd)
-/// or one the kernel may have cut short is better read back from
+/// is; a relative one, a `/dev/fd/N` (`fexecve`, `execveat`: often a
+/// memfd), any `/proc` path (`/proc/self/exe`, which busybox and runc exec
+/// to run themselves again, names the agent when the agent resolves it) or
+/// one the kernel may have cut short is better read back from
 /// `/proc/PID/exe` while the process is alive, else kept as given.
 fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<Text>, bool) {
     let end = filename
@@ -736,7 +765,7 @@ fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<Text>, bool)
     let given = filename.get(..end).unwrap_or_default();
     let indirect = !given.starts_with(b"/")
         || given.starts_with(b"/dev/fd/")
-        || given.starts_with(b"/proc/self/fd/")
+        || given.starts_with(b"/proc/")
         || given.len() >= FILENAME_CUT_AT;
     if indirect && let Some(exe) = procfs::read_exe(proc_root, pid) {
         return (Some(exe.path), exe.deleted);
@@ -761,8 +790,12 @@ fn exe_identity(proc_root: &Path, pid: u32, exe: Option<&Text>) -> Option<FileKe
     std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
         .ok()
         .or_else(|| {
-            let path = Path::new(std::ffi::OsStr::from_bytes(exe?.as_bytes()));
-            std::fs::metadata(path).ok()
+            // A `/proc` path names something else in the agent.
+            let given = exe?.as_bytes();
+            if given.starts_with(b"/proc/") {
+                return None;
+            }
+            std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(given))).ok()
         })
         .map(key)
 }
@@ -1067,6 +1100,52 @@ mod tests {
             Some("/memfd:payload")
         );
         assert!(got.exe_deleted);
+    }
+
+    #[test]
+    fn an_exec_of_proc_self_exe_is_the_process_s_own_binary() {
+        let fx = Fixture::new();
+        let mut table = fx.table(16);
+        fx.process(FakeProcess {
+            exe: Some("/bin/busybox"),
+            ..fake(304, 1, "cat")
+        });
+        table.on_exec(
+            &header(304, 1, "cat", SEC),
+            b"/proc/self/exe",
+            b"cat\0",
+            false,
+            3040 * procfs::tick_ns(),
+        );
+        assert_eq!(
+            info(&table, 304).exe.as_ref().and_then(Text::as_str),
+            Some("/bin/busybox")
+        );
+    }
+
+    #[test]
+    fn a_gone_process_that_ran_proc_self_exe_ran_its_own_binary_again() {
+        let fx = Fixture::new();
+        let mut table = fx.table(16);
+        table.on_exec(
+            &header(305, 1, "sh", SEC),
+            b"/opt/ww-test/busybox",
+            b"sh\0",
+            false,
+            SEC,
+        );
+        // No /proc entry: the process is gone by the time its exec is read.
+        table.on_exec(
+            &header(305, 1, "cat", SEC),
+            b"/proc/self/exe",
+            b"cat\0",
+            false,
+            SEC,
+        );
+        assert_eq!(
+            info(&table, 305).exe.as_ref().and_then(Text::as_str),
+            Some("/opt/ww-test/busybox")
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ fn a_row_holds_the_sets_that_stop_each_operation() {
     assert_eq!((root.uid, root.gid), (0, 0));
     assert_eq!(root.stop[read], 0, "rule 1 allows root to read a");
     assert_eq!(root.stop[mmap], 0b01, "a's default denies root's maps");
+    let (open, write) = (enforce::op::OPEN as usize, enforce::op::WRITE as usize);
+    assert_eq!((root.stop[open], root.stop[write]), (0b01, 0b01));
 
     let user = verdict_row(&p, &subject(1000));
     assert_eq!(user.stop[read], 0b01, "a's default denies uid 1000's reads");
@@ -91,8 +93,8 @@ paths = ["DIR/a"]
 default = "alert"
 "#,
     );
-    assert_eq!(unjudged_stop(&p), [0, 0]);
-    assert_eq!(verdict_row(&p, &subject(0)).stop, [0, 0]);
+    assert_eq!(unjudged_stop(&p), [0; enforce::op::COUNT]);
+    assert_eq!(verdict_row(&p, &subject(0)).stop, [0; enforce::op::COUNT]);
 }
 
 #[test]
@@ -119,14 +121,16 @@ action = "allow"
     };
     let rows: HashMap<FileKey, Option<ProcessVerdict>> = exe_rows(&p).into_iter().collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
+    // The rule's operations default to the read ones: writes fall to the
+    // set's default.
     assert_eq!(
         rows[&x].map(|r| r.stop),
-        Some([0, 0]),
-        "the named one reads"
+        Some([0, 0, 0, 1]),
+        "the named one reads, and may not write"
     );
     assert_eq!(
         rows[&enforce::ANY_OTHER_EXE].map(|r| r.stop),
-        Some([1, 1]),
+        Some([1; 4]),
         "any other is denied by the default"
     );
 

@@ -1,0 +1,160 @@
+//! BPF LSM enforcement, in a QEMU guest whose kernel runs `bpf` among its
+//! LSMs (the host's refuses BPF LSM programs): an enforced policy denies
+//! with `EPERM` in the security hooks, and nobody is killed. A denied open
+//! fails, an allowed reader reads, a denied process's map and read of a
+//! descriptor it inherited or received fail, and the records say
+//! `denied` with mechanism `bpf_lsm`, as the host's say `killed` with
+//! `bpf_send_signal`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use sensor::{
+    decide::policy::{Operation, PolicyAction},
+    event::{Action, Event, PolicyInfo, PolicyVerdict},
+};
+use tests::vm::{GUEST_BINARY, agent_records, agent_script};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+const POLICY: &str = r#"mode = "enforce"
+
+[weights.llama]
+paths = ["/models"]
+default = "deny"
+
+[[rules]]
+name = "the giver"
+weights = ["llama"]
+exe = ["/usr/local/bin/giver"]
+action = "allow"
+"#;
+
+/// Each line runs one access and emits its outcome as a section; `|| true`
+/// keeps a refused access from ending the script.
+const BODY: &str = r#"
+zero() { head -c 4096 /dev/zero > "$1"; }
+cat /models/llama.safetensors > /tmp/cat.out 2> /tmp/cat.err || echo "exit $?" >> /tmp/cat.err
+ww-emit cat-err /tmp/cat.err
+wc -c < /tmp/cat.out | ww-emit cat-bytes
+zero /tmp/allowed.bin
+giver give-inherit /models/llama.safetensors /usr/local/bin/giver /tmp/allowed.bin read | ww-emit allowed
+cmp -s /tmp/allowed.bin /tmp/first.bin && echo same | ww-emit allowed-bytes || true
+zero /tmp/mmap.bin
+giver give-inherit /models/llama.safetensors /usr/local/bin/routes /tmp/mmap.bin mmap > /tmp/mmap.out 2>&1 || true
+ww-emit mmap /tmp/mmap.out
+cmp -s /tmp/mmap.bin /tmp/zero.bin && echo zero | ww-emit mmap-bytes || true
+zero /tmp/socket.bin
+giver give-socket /models/llama.safetensors /usr/local/bin/routes /tmp/socket.bin > /tmp/socket.out 2>&1 || true
+ww-emit socket /tmp/socket.out
+cmp -s /tmp/socket.bin /tmp/zero.bin && echo zero | ww-emit socket-bytes || true
+"#;
+
+fn verdict(e: &Event) -> &PolicyVerdict {
+    match &e.policy {
+        Some(PolicyInfo::Verdict(v)) => v,
+        other => panic!("no verdict on {:?}: {other:?}", e.action),
+    }
+}
+
+/// The taker's pid and fate from a `routes give-*` line.
+fn taker(section: &str) -> (u32, String) {
+    let line = section
+        .lines()
+        .find_map(|l| l.strip_prefix("taker "))
+        .unwrap_or_else(|| panic!("no taker line in {section:?}"));
+    let (pid, fate) = line.split_once(": ").unwrap();
+    (pid.parse().unwrap(), fate.to_owned())
+}
+
+#[test]
+fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
+    let vm = tests::vm_or_skip!();
+    let bin = tempfile::tempdir().unwrap();
+    let routes = tests::build_helper(bin.path(), "routes");
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_executable_at("/usr/local/bin/routes", &routes)
+        .add_executable_at("/usr/local/bin/giver", &routes)
+        .add_bytes("/etc/weightwarden/policy.toml", POLICY, 0o644)
+        .script(agent_script(
+            "mkdir -p /models\n\
+             head -c 12288 /dev/urandom > /models/llama.safetensors\n\
+             head -c 4096 /models/llama.safetensors > /tmp/first.bin\n\
+             head -c 4096 /dev/zero > /tmp/zero.bin",
+            "--watch /models --policy /etc/weightwarden/policy.toml",
+            BODY,
+        ));
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    let events = agent_records(&run);
+
+    let cat_err = run.expect_section("cat-err");
+    assert!(
+        cat_err.contains("Operation not permitted") && cat_err.contains("exit 1"),
+        "{cat_err}"
+    );
+    assert_eq!(run.expect_section("cat-bytes").trim(), "0");
+    let (_, fate) = taker(run.expect_section("allowed"));
+    assert_eq!(
+        fate, "exit 0",
+        "the allowed binary reads an inherited descriptor"
+    );
+    assert_eq!(run.expect_section("allowed-bytes").trim(), "same");
+    // Refused, not killed: the taker reports EPERM and exits 1.
+    let mmap = run.expect_section("mmap");
+    let (mmap_pid, fate) = taker(mmap);
+    assert_eq!(fate, "exit 1", "{mmap}");
+    assert!(mmap.contains("mmap: Operation not permitted"), "{mmap}");
+    assert_eq!(run.expect_section("mmap-bytes").trim(), "zero");
+    let socket = run.expect_section("socket");
+    let (socket_pid, fate) = taker(socket);
+    assert_eq!(fate, "exit 1", "{socket}");
+    assert!(socket.contains("read: Operation not permitted"), "{socket}");
+    assert_eq!(run.expect_section("socket-bytes").trim(), "zero");
+
+    let start = events
+        .iter()
+        .find(|e| e.action == Action::SensorStart)
+        .unwrap();
+    assert_eq!(
+        start.sensor.as_ref().and_then(|s| s.enforcement.as_deref()),
+        Some("bpf_lsm+fanotify")
+    );
+    assert!(!events.iter().any(|e| e.action == Action::Killed));
+    let denied = |pid: u32| -> &Event {
+        let found: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.action == Action::Denied)
+            .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+            .collect();
+        assert_eq!(found.len(), 1, "{pid}: {:#?}", tests::briefs(&events));
+        found[0]
+    };
+    for (pid, operation) in [(mmap_pid, Operation::Mmap), (socket_pid, Operation::Read)] {
+        let v = verdict(denied(pid));
+        assert_eq!(
+            (
+                v.verdict,
+                v.operation,
+                v.mechanism.as_str(),
+                v.weight_set.as_str()
+            ),
+            (PolicyAction::Deny, operation, "bpf_lsm", "llama")
+        );
+    }
+    // cat was judged at its exec (busybox is not the giver): the LSM
+    // refused its open, before fanotify saw it.
+    let cat_denials: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == Action::Denied)
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.comm == "cat"))
+        .collect();
+    assert_eq!(cat_denials.len(), 1, "{:#?}", tests::briefs(&events));
+    let v = verdict(cat_denials[0]);
+    assert_eq!(
+        (v.operation, v.mechanism.as_str()),
+        (Operation::Open, "bpf_lsm")
+    );
+}
