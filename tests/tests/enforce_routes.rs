@@ -281,3 +281,113 @@ fn audit_mode_lets_every_route_through_and_records_would_deny() {
     assert!(status.success());
     assert!(!events.iter().any(|e| e.action == Action::Killed));
 }
+
+#[test]
+fn policy_files_outside_the_watch_roots_are_watched_and_enforced() {
+    let host = Host::new("enforce");
+    // The weight file is named like no weight and lies outside the only
+    // watch root: the policy alone brings it in.
+    let secret = host.models.path().join("secret.bin");
+    fs::rename(&host.weights, &secret).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let host = Host {
+        weights: secret,
+        ..host
+    };
+    let sensor = SensorProcess::start(
+        &[elsewhere.path()],
+        &["--policy", host.policy.to_str().unwrap()],
+    );
+    let shm = host.shm("outside.bin");
+    let (pid, fate) = host.over_socket(&host.taker, &shm);
+    assert_eq!(fate, "signal 9");
+    assert_eq!(fs::read(&shm).unwrap(), vec![0u8; SHM_LEN]);
+    let shm = host.shm("outside-allowed.bin");
+    let (allowed, fate) = host.over_socket(&host.giver, &shm);
+    assert_eq!(fate, "exit 0");
+    assert_eq!(fs::read(&shm).unwrap(), host.first_page);
+    sensor.wait_for_event("the allowed read", tests::RECORD_TIMEOUT, |e| {
+        tests::is_by(e, Action::Read, allowed)
+    });
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    let killed = events
+        .iter()
+        .find(|e| e.action == Action::Killed && e.process.as_ref().is_some_and(|p| p.pid == pid))
+        .unwrap_or_else(|| panic!("no killed record for {pid}"));
+    assert_eq!(
+        killed
+            .file
+            .as_ref()
+            .and_then(|f| f.path.as_ref())
+            .map(|p| p.as_bytes().to_vec()),
+        Some(host.weights.as_os_str().as_encoded_bytes().to_vec())
+    );
+    let start = events[0].sensor.as_ref().unwrap();
+    assert_eq!(start.counters["watch"]["policy_files"], 1, "{start:?}");
+    let Some(PolicyInfo::Loaded(loaded)) = events
+        .iter()
+        .find(|e| e.action == Action::PolicyLoaded)
+        .and_then(|e| e.policy.clone())
+    else {
+        panic!("no policy_loaded");
+    };
+    assert_eq!((loaded.files, loaded.files_unwatched), (1, 0));
+}
+
+#[test]
+fn a_file_that_appears_in_a_policy_directory_is_judged_at_its_first_open() {
+    let host = Host::new("enforce");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(
+        &[elsewhere.path()],
+        &["--policy", host.policy.to_str().unwrap()],
+    );
+    // Made outside, renamed in (creating it inside would be a write the
+    // policy refuses), then opened at once: no window.
+    let staged = host.bin.path().join("shard-2.bin");
+    write_file(&staged, SHM_LEN);
+    let fresh = host.models.path().join("shard-2.bin");
+    fs::rename(&staged, &fresh).unwrap();
+    let cat = Command::new("cat").arg(&fresh).output().unwrap();
+    assert!(!cat.status.success(), "{cat:?}");
+    assert!(cat.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&cat.stderr).contains("Operation not permitted"),
+        "{cat:?}"
+    );
+    // The policy takes the file in (its tables, its watch) within a
+    // second or two: a descriptor of it passed to a denied process is then
+    // stopped in the kernel too.
+    sensor.wait_for_event("the policy resolved again", tests::RECORD_TIMEOUT, |_| {
+        sensor
+            .events()
+            .iter()
+            .filter(|e| e.action == Action::PolicyLoaded)
+            .count()
+            >= 2
+    });
+    let fresh_host = Host {
+        weights: fresh.clone(),
+        ..host
+    };
+    let shm = fresh_host.shm("fresh.bin");
+    let (_, fate) = fresh_host.over_socket(&fresh_host.taker, &shm);
+    assert_eq!(fate, "signal 9");
+    assert_eq!(fs::read(&shm).unwrap(), vec![0u8; SHM_LEN]);
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    let denied = events
+        .iter()
+        .find(|e| e.action == Action::Denied)
+        .expect("cat's denied open");
+    assert_eq!(
+        denied
+            .file
+            .as_ref()
+            .and_then(|f| f.path.as_ref())
+            .map(|p| p.as_bytes().to_vec()),
+        Some(fresh.as_os_str().as_encoded_bytes().to_vec()),
+        "the record names the new file"
+    );
+}

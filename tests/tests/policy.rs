@@ -542,3 +542,137 @@ fn weight_files_that_appear_later_are_enforced() {
     assert!(out.status.success(), "the server still reads");
     drop(sensor);
 }
+
+/// `write` is its own operation: a policy that lets everyone read a weight
+/// set, and nobody write it, refuses opens for writing and truncation with
+/// EPERM (the file stays as it was) while reads go on; audit mode lets the
+/// write happen and records `would_deny` for operation `write`.
+#[test]
+fn write_rules_stop_an_overwrite() {
+    for mode in ["enforce", "audit"] {
+        let host = Host::new(
+            mode,
+            "\n[[rules]]\nname = \"anyone reads\"\nweights = [\"llama\"]\n\
+             operations = [\"open\", \"read\", \"mmap\"]\naction = \"allow\"\n",
+        );
+        let original = fs::read(&host.weights).unwrap();
+        let sensor = host.start();
+        let (reader, out) = host.read_with(Path::new("/usr/bin/cat"));
+        assert!(out.status.success(), "{mode}: {out:?}");
+        assert_eq!(out.stdout, original, "{mode}: reading is allowed");
+
+        // Overwrite in place (O_WRONLY), truncate (O_TRUNC), and r+ (O_RDWR).
+        let dd = Command::new("dd")
+            .args(["if=/dev/zero", "bs=512", "count=1", "conv=notrunc"])
+            .arg(format!("of={}", host.weights.display()))
+            .output()
+            .unwrap();
+        let truncate = Command::new("sh")
+            .arg("-c")
+            .arg(format!(": > '{}'", host.weights.display()))
+            .output()
+            .unwrap();
+        let python = {
+            let child = tests::python_command()
+                .args(["-c", "import sys\nopen(sys.argv[1], 'r+b').write(b'x')"])
+                .arg(&host.weights)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let status = child.wait_with_output().unwrap().status;
+            assert_eq!(
+                status.success(),
+                mode == "audit",
+                "{mode}: python r+: {status:?}"
+            );
+            pid
+        };
+        let (status, events) = sensor.stop_events();
+        assert!(status.success());
+        let written = fs::read(&host.weights).unwrap();
+        if mode == "enforce" {
+            for out in [&dd, &truncate] {
+                assert!(!out.status.success(), "{out:?}");
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+                    "{out:?}"
+                );
+            }
+            assert_eq!(written, original, "a refused write changed the file");
+        } else {
+            assert!(dd.status.success() && truncate.status.success());
+            assert_ne!(written, original, "audit mode stops nothing");
+        }
+        let expected = if mode == "enforce" {
+            Action::Denied
+        } else {
+            Action::WouldDeny
+        };
+        let writes: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.action == expected)
+            .filter(|e| {
+                e.policy
+                    .as_ref()
+                    .is_some_and(|_| policy_of(e).operation == Operation::Write)
+            })
+            .collect();
+        let pids: Vec<u32> = writes
+            .iter()
+            .filter_map(|e| e.process.as_ref().map(|p| p.pid))
+            .collect();
+        assert!(pids.contains(&python), "{mode}: python's r+ open: {pids:?}");
+        assert_eq!(writes.len(), 3, "{mode}: {:#?}", tests::briefs(&events));
+        for record in &writes {
+            let v = policy_of(record);
+            assert_eq!((v.verdict, v.rule), (PolicyAction::Deny, None), "{mode}");
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.process.as_ref().is_some_and(|p| p.pid == reader)
+                    && matches!(e.action, Action::Denied | Action::WouldDeny)),
+            "{mode}: the reader was judged"
+        );
+    }
+}
+
+/// A package upgrade replaces the allowed binary (a new file renamed over
+/// it, so a new inode): the policy follows the path within a couple of
+/// seconds, without a restart or SIGHUP, and the old inode no longer
+/// counts as allowed.
+#[test]
+fn an_upgraded_executable_is_allowed_again_without_a_reload() {
+    let host = Host::new("enforce", "");
+    let sensor = host.start();
+    let (_, out) = host.read_with(&host.server);
+    assert!(out.status.success(), "{out:?}");
+    // Keep the old binary at another name: a copy of the allowed one by
+    // inode, which must stop counting once the path names a new file.
+    let old = host.bin.path().join("server-old");
+    fs::hard_link(&host.server, &old).unwrap();
+    let staged = cat_copy(host.bin.path(), "server.new");
+    fs::rename(&staged, &host.server).unwrap();
+    sensor.wait_for_event("the policy loaded again", tests::RECORD_TIMEOUT, |_| {
+        sensor
+            .events()
+            .iter()
+            .filter(|e| e.action == Action::PolicyLoaded)
+            .count()
+            >= 2
+    });
+    let (_, out) = host.read_with(&host.server);
+    assert!(
+        out.status.success(),
+        "the upgraded binary is refused: {out:?}"
+    );
+    assert_eq!(out.stdout.len(), 8192);
+    let (_, out) = host.read_with(&old);
+    assert!(
+        !out.status.success(),
+        "the replaced binary still counts: {out:?}"
+    );
+    let (status, _) = sensor.stop_events();
+    assert!(status.success());
+}

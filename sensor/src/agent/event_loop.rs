@@ -122,8 +122,13 @@ impl Agent {
                     if std::mem::take(&mut self.holders_rescan) {
                         holders::seed(&mut self.kernel.holders, &self.watch);
                     }
+                    if self.new_policy_files.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        self.policy_resolve = true;
+                    }
                     if self.policy_file_changed() {
                         self.reload_policy("the policy file changed");
+                    } else if self.policy_executables_changed() {
+                        self.reload_policy("an executable the policy names changed");
                     } else if std::mem::take(&mut self.policy_resolve) {
                         self.resolve_policy_files();
                     }

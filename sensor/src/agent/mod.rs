@@ -158,6 +158,8 @@ struct Agent {
     /// The policies the kernel tables may use, published for the fanotify
     /// thread's verdict rows.
     kernel_policies: KernelPolicies,
+    /// The fanotify thread judged a file the policy was compiled without.
+    new_policy_files: Arc<std::sync::atomic::AtomicBool>,
     out: Fanout,
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
@@ -217,6 +219,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         gpu_pids,
         kernel_policies,
         dropped: enforced_dropped,
+        new_files: new_policy_files,
         findings: policy_findings,
     } = policy::start_up(config.policy.as_deref(), &kernel_tables)?;
     let (enforcer, enforced) = enforcement.unzip();
@@ -235,6 +238,17 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         },
         &mut watched,
     )?;
+    let mut watch = watch;
+    if let Some(compiled) = judge.as_ref().map(|j| j.shared_policy().load_full()) {
+        let extra = watch.pin_policy_files(&compiled.paths, &mut watched);
+        if extra > 0 {
+            tracing::info!(
+                files = extra,
+                "policy files outside the watch roots (or without a weight extension) are \
+                 watched too"
+            );
+        }
+    }
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
@@ -307,6 +321,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         policy_resolve: false,
         kernel_tables,
         kernel_policies,
+        new_policy_files,
         out,
         health,
         holders_rescan: false,

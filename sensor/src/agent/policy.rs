@@ -9,7 +9,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -86,6 +86,8 @@ pub struct StartUp {
     pub gpu_pids: GpuPids,
     pub kernel_policies: KernelPolicies,
     pub dropped: Arc<AtomicU64>,
+    /// The fanotify thread judged a file the policy was compiled without.
+    pub new_files: Arc<AtomicBool>,
     pub findings: Vec<policy::Finding>,
 }
 
@@ -120,6 +122,7 @@ pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, A
     let gpu_pids = GpuPids::default();
     let kernel_policies = KernelPolicies::default();
     let dropped = Arc::new(AtomicU64::new(0));
+    let new_files = Arc::new(AtomicBool::new(false));
     let enforcement = match enforcer {
         Some(enforcer) => {
             let verdicts = verdict_writer(tables)?;
@@ -131,6 +134,7 @@ pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, A
                     gpu: gpu_pids.clone(),
                     verdicts,
                     dropped: dropped.clone(),
+                    new_files: new_files.clone(),
                 },
             )?;
             Some((enforcer, rx))
@@ -143,6 +147,7 @@ pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, A
         gpu_pids,
         kernel_policies,
         dropped,
+        new_files,
         findings,
     })
 }
@@ -153,6 +158,8 @@ struct Feeds {
     gpu: GpuPids,
     verdicts: VerdictMaps,
     dropped: Arc<AtomicU64>,
+    /// Set when it judged a file the policy was compiled without.
+    new_files: Arc<AtomicBool>,
 }
 
 /// Starts the thread that answers fanotify permission events; its
@@ -170,11 +177,12 @@ fn spawn(
         gpu,
         verdicts,
         dropped,
+        new_files,
     } = feeds;
     std::thread::Builder::new()
         .name(String::from("ww-fanotify"))
         .spawn(move || {
-            serving.serve(policy, kernel, gpu, verdicts, |decision| {
+            serving.serve(policy, kernel, gpu, verdicts, new_files, |decision| {
                 if tx.try_send(decision).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -255,8 +263,8 @@ fn subject_of<'a>(
     }
 }
 
-/// Files of the policy outside the watch set (no record, so no verdict),
-/// warned about.
+/// Files of the policy the kernel's watch map could not take (it was
+/// full): no record, no in-kernel decision for them; warned about.
 pub fn unwatched(judge: &Judge, watch: &WatchSet) -> u64 {
     let policy = judge.shared_policy().load_full();
     let unwatched = policy
@@ -266,9 +274,8 @@ pub fn unwatched(judge: &Judge, watch: &WatchSet) -> u64 {
     if unwatched > 0 {
         tracing::warn!(
             unwatched,
-            "files of the policy's weight sets are outside the watch set: no record, so no \
-             verdict, for them (add their directories to --watch / watch.roots, or give them \
-             a weight extension)"
+            "files of the policy's weight sets are not in the kernel's watch map (it is full): \
+             no record and no in-kernel decision for them (raise watch.max_files)"
         );
     }
     unwatched
@@ -290,6 +297,7 @@ impl Agent {
                 gpu: self.gpu_pids.clone(),
                 verdicts,
                 dropped: self.enforced_dropped.clone(),
+                new_files: self.new_policy_files.clone(),
             },
         )?;
         self.enforced = Some(rx);
@@ -374,6 +382,14 @@ impl Agent {
         settled
     }
 
+    /// Whether an executable the policy names was replaced (a package
+    /// upgrade), appeared or vanished since it was compiled.
+    pub(super) fn policy_executables_changed(&self) -> bool {
+        self.decide
+            .policy()
+            .is_some_and(|p| p.load().executables_changed())
+    }
+
     /// Resolves the policy's weight sets again after files appeared or
     /// moved under the watch roots (a model downloaded, a deploy renaming
     /// new weights into place), so that they are marked and judged; a
@@ -436,11 +452,24 @@ impl Agent {
         // The kernel tables switch before the judge and the fanotify thread
         // do: for a moment the kernel kills by the new policy while opens
         // are still answered by the old, never a moment with neither.
+        // The kernel watches the files of both policies until the swap.
+        let both: Vec<_> = shared
+            .load()
+            .paths
+            .iter()
+            .chain(&new.paths)
+            .cloned()
+            .collect();
+        self.watch.pin_policy_files(&both, &mut self.kernel.watched);
         if let Err(err) = self.install_policy(&new) {
             let errors = vec![format!("  {}", Chain(&err))];
+            self.watch
+                .pin_policy_files(&shared.load().paths, &mut self.kernel.watched);
             return self.reject_policy(&path, why, errors);
         }
         let old = shared.swap(new.clone());
+        self.watch
+            .pin_policy_files(&new.paths, &mut self.kernel.watched);
         if let Some(enforcer) = &self.enforcer {
             enforcer.unmark_dropped(&old, &new);
         }

@@ -196,7 +196,10 @@ impl Enricher {
         }
         let mut event = self.event(Action::Denied, h.boot_ns, Some(&h));
         event.file = Some(File {
-            path: watch.path_of(&key).map(Text::from),
+            path: watch
+                .path_of(&key)
+                .or(opener.path.as_deref())
+                .map(Text::from),
             dev: key.dev,
             ino: key.ino,
             size,

@@ -25,9 +25,15 @@
 
 use std::{
     collections::HashSet,
-    os::{fd::AsFd, unix::fs::MetadataExt},
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::fs::MetadataExt,
+    },
     path::Path,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use arc_swap::ArcSwap;
@@ -69,6 +75,9 @@ pub struct Enforced {
     pub gid: u32,
     pub comm: String,
     pub file: FileKey,
+    /// The file's path, for a file the watch set does not know yet (one
+    /// that appeared in a policy directory).
+    pub path: Option<std::path::PathBuf>,
     pub size: u64,
     /// The policy that decided (a reload may have swapped it since).
     pub policy: Arc<Policy>,
@@ -136,7 +145,7 @@ impl Enforcer {
     pub fn mark(&self, policy: &Policy) -> Result<(), FanotifyError> {
         let mut failed = 0;
         let mut first = String::new();
-        for path in &policy.paths {
+        for (_, path) in &policy.paths {
             match self.group.mark(
                 MarkFlags::FAN_MARK_ADD,
                 MaskFlags::FAN_OPEN_PERM,
@@ -152,6 +161,24 @@ impl Enforcer {
                 }
             }
         }
+        // The directories, for files that appear in them later: their
+        // first open is judged by path until the policy is resolved again.
+        for dir in &policy.directories {
+            match self.group.mark(
+                MarkFlags::FAN_MARK_ADD,
+                MaskFlags::FAN_OPEN_PERM | MaskFlags::FAN_EVENT_ON_CHILD,
+                nix::fcntl::AT_FDCWD,
+                Some(dir.as_path()),
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(err) => {
+                    if failed == 0 {
+                        first = format!("{}: {err}", dir.display());
+                    }
+                    failed += 1;
+                }
+            }
+        }
         if failed > 0 {
             return Err(FanotifyError::Marks { failed, first });
         }
@@ -161,7 +188,19 @@ impl Enforcer {
     /// Removes the marks of `old`'s files that `new` does not cover (after
     /// the swap: until then the old policy still decides them).
     pub fn unmark_dropped(&self, old: &Policy, new: &Policy) {
-        for path in &old.paths {
+        for dir in old
+            .directories
+            .iter()
+            .filter(|d| !new.directories.contains(d))
+        {
+            let _ = self.group.mark(
+                MarkFlags::FAN_MARK_REMOVE,
+                MaskFlags::FAN_OPEN_PERM | MaskFlags::FAN_EVENT_ON_CHILD,
+                nix::fcntl::AT_FDCWD,
+                Some(dir.as_path()),
+            );
+        }
+        for (_, path) in &old.paths {
             let still = std::fs::metadata(path).ok().is_some_and(|m| {
                 !new.sets_of(&FileKey {
                     dev: kernel_dev(m.dev()),
@@ -188,6 +227,7 @@ impl Enforcer {
         kernel: KernelPolicies,
         gpu: GpuPids,
         mut verdicts: VerdictMaps,
+        new_files: Arc<AtomicBool>,
         mut report: impl FnMut(Enforced),
     ) {
         loop {
@@ -255,10 +295,14 @@ impl Enforcer {
                     verdict,
                     size,
                     opener,
+                    path,
                 }) = decision
                 else {
                     continue;
                 };
+                if path.is_some() {
+                    new_files.store(true, Ordering::Relaxed);
+                }
                 if action == PolicyAction::Allow {
                     continue;
                 }
@@ -281,6 +325,7 @@ impl Enforcer {
                     gid: opener.gid,
                     comm: opener.comm,
                     file,
+                    path,
                     size,
                     policy: policy.clone(),
                     verdict,
@@ -302,11 +347,24 @@ fn decide(
     fd: std::os::fd::BorrowedFd<'_>,
 ) -> Option<Decision> {
     let meta = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+    if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
     let file = FileKey {
         dev: kernel_dev(meta.st_dev),
         ino: meta.st_ino,
     };
-    let set = *policy.sets_of(&file).first()?;
+    // A file the policy was compiled without, in one of its directories:
+    // its sets by path.
+    let mut sets = policy.sets_of(&file).to_vec();
+    let new_file = sets.is_empty();
+    let mut path = None;
+    if new_file {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        sets = policy.sets_covering(&link);
+        path = Some(link);
+    }
+    let set = *sets.first()?;
     let size = meta.st_size as u64;
     let proc_root = Path::new("/proc");
     // An opener the agent cannot see (tid 0: another pid namespace; or its
@@ -323,6 +381,7 @@ fn decide(
             verdict,
             size,
             opener: None,
+            path,
         });
     };
     if opener.tgid == std::process::id() {
@@ -337,7 +396,7 @@ fn decide(
     // The strictest; on a tie the open (the first).
     let (operation, verdict) = operations
         .iter()
-        .filter_map(|&op| Some((op, policy.decide(&file, op, &subject)?)))
+        .filter_map(|&op| Some((op, policy.decide_in_sets(&sets, op, &subject)?)))
         .rev()
         .max_by_key(|(_, v)| v.action)?;
     Some(Decision {
@@ -346,6 +405,7 @@ fn decide(
         verdict,
         size,
         opener: Some(opener),
+        path,
     })
 }
 
@@ -406,4 +466,7 @@ struct Decision {
     size: u64,
     /// `None` for an opener the agent cannot see.
     opener: Option<ProcSubject>,
+    /// Set for a file in no set of the compiled policy but in one of its
+    /// directories (the policy's files must be resolved again): its path.
+    path: Option<std::path::PathBuf>,
 }

@@ -62,6 +62,24 @@ pub struct WeightSet {
     pub paths: Vec<String>,
     /// Files resolved from `paths`.
     pub files: usize,
+    /// The glob `paths`, compiled.
+    pub globs: Vec<globset::GlobMatcher>,
+}
+
+impl WeightSet {
+    /// Whether `path` is one of the set's paths or below one (a file that
+    /// appeared after the policy was compiled).
+    pub fn covers(&self, path: &Path) -> bool {
+        let literal = self
+            .paths
+            .iter()
+            .filter(|raw| !is_glob(raw))
+            .any(|raw| path.starts_with(raw));
+        literal
+            || path
+                .ancestors()
+                .any(|p| self.globs.iter().any(|g| g.is_match(p)))
+    }
 }
 
 /// Which processes a rule is about. `None` in a field: any.
@@ -105,19 +123,47 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Every file of every set, with the sets it is in.
     pub(super) files: HashMap<FileKey, Vec<usize>>,
-    /// A path of each file, as resolved (for fanotify marks).
-    pub paths: Vec<PathBuf>,
+    /// Each file with a path of it, as resolved (for fanotify marks, and
+    /// for the watch set, which watches every policy file).
+    pub paths: Vec<(FileKey, PathBuf)>,
     /// SHA-256 of the file's text, hex: which policy decided a record.
     pub hash: String,
     /// Which load this is (from 1), set by the agent: the kernel's tables
     /// and the verdicts written for them carry it.
     pub generation: u32,
+    /// Every executable path the rules name (`exe`, `parent_exe`), with the
+    /// identity it had when compiled (`None`: missing).
+    pub executables: Vec<(PathBuf, Option<FileKey>)>,
+    /// The directories the weight sets' paths cover (for fanotify's marks
+    /// on their children: a file that appears in one is judged at its
+    /// first open).
+    pub directories: Vec<PathBuf>,
 }
 
 impl Policy {
     /// The weight sets a file belongs to.
     pub fn sets_of(&self, file: &FileKey) -> &[usize] {
         self.files.get(file).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether an executable a rule names is now another file (a package
+    /// upgrade replaced it), appeared or went away: the policy must be
+    /// compiled again to match it.
+    pub fn executables_changed(&self) -> bool {
+        self.executables
+            .iter()
+            .any(|(path, key)| identity(path) != *key)
+    }
+
+    /// The weight sets whose paths cover `path`, for a file the policy was
+    /// compiled without.
+    pub fn sets_covering(&self, path: &Path) -> Vec<usize> {
+        self.sets
+            .iter()
+            .enumerate()
+            .filter(|(_, set)| set.covers(path))
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// Every file the policy covers.
@@ -140,10 +186,12 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
     let mut c = Compiler {
         source,
         findings: Vec::new(),
+        executables: Vec::new(),
     };
     let mut sets = Vec::new();
     let mut files: HashMap<FileKey, Vec<usize>> = HashMap::new();
     let mut paths = Vec::new();
+    let mut dirs = BTreeSet::new();
     for (index, (name, set)) in file.weights.iter().enumerate() {
         let at = set.span();
         if index == sensor_common::enforce::MAX_SETS {
@@ -169,7 +217,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
             for (key, file_path) in c.resolve_weight_path(path) {
                 let entry = files.entry(key).or_default();
                 if entry.is_empty() {
-                    paths.push(file_path);
+                    paths.push((key, file_path));
                 }
                 if !entry.contains(&index) {
                     entry.push(index);
@@ -184,11 +232,24 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
                 "add the directories or files of the model to `paths`",
             );
         }
+        for path in &set.paths {
+            directories_of(path.get_ref(), &mut dirs);
+        }
         sets.push(WeightSet {
             name: name.clone(),
             default: set.default.unwrap_or(PolicyAction::Alert),
             paths: set.paths.iter().map(|p| p.get_ref().clone()).collect(),
             files: count,
+            globs: set
+                .paths
+                .iter()
+                .map(|p| p.get_ref())
+                .filter(|raw| is_glob(raw))
+                .filter_map(|raw| {
+                    let glob = GlobBuilder::new(raw).literal_separator(true).build().ok()?;
+                    Some(glob.compile_matcher())
+                })
+                .collect(),
         });
     }
     let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
@@ -199,6 +260,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         .filter_map(|(i, rule)| c.rule(i + 1, rule, &names))
         .collect();
     let findings = c.findings;
+    let executables = c.executables;
     let failed = findings.iter().any(|f| f.level == Level::Error);
     let policy = (!failed).then(|| Policy {
         mode: file.mode,
@@ -208,13 +270,25 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         paths,
         hash: hex(&Sha256::digest(source.text.as_bytes())),
         generation: 0,
+        executables,
+        directories: dirs.into_iter().collect(),
     });
     (policy, findings)
+}
+
+/// The identity of the file at `path` (following links), if it exists.
+fn identity(path: &Path) -> Option<FileKey> {
+    fs::metadata(path).ok().map(|meta| FileKey {
+        dev: kernel_dev(meta.dev()),
+        ino: meta.ino(),
+    })
 }
 
 struct Compiler<'s, 'a> {
     source: &'s Source<'a>,
     findings: Vec<Finding>,
+    /// Every executable path the rules name, with its identity.
+    executables: Vec<(PathBuf, Option<FileKey>)>,
 }
 
 impl Compiler<'_, '_> {
@@ -490,6 +564,8 @@ impl Compiler<'_, '_> {
                 );
                 continue;
             }
+            self.executables
+                .push((PathBuf::from(raw), identity(Path::new(raw))));
             let meta = match fs::metadata(raw) {
                 Ok(meta) if meta.is_file() => meta,
                 Ok(_) => {
@@ -568,6 +644,30 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path) -> bool) {
             walk(&path, visit);
         }
     }
+}
+
+/// The directories a weight path covers: a directory and every one below
+/// it; for a glob, those below its literal prefix.
+fn directories_of(raw: &str, out: &mut BTreeSet<PathBuf>) {
+    if !raw.starts_with('/') {
+        return;
+    }
+    let base = if is_glob(raw) {
+        literal_prefix(raw)
+    } else {
+        PathBuf::from(raw)
+    };
+    if !base.is_dir() {
+        return;
+    }
+    out.insert(base.clone());
+    walk(&base, &mut |p| {
+        let dir = fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        if dir {
+            out.insert(p.to_path_buf());
+        }
+        dir
+    });
 }
 
 /// A file's identity, or every regular file below a directory (links to

@@ -88,8 +88,17 @@ impl Policy {
     /// The verdict for `op` on `file` by `subject`; `None` when the file is
     /// in no weight set.
     pub fn decide(&self, file: &FileKey, op: Operation, subject: &Subject<'_>) -> Option<Verdict> {
-        self.sets_of(file)
-            .iter()
+        self.decide_in_sets(self.sets_of(file), op, subject)
+    }
+
+    /// The verdict for `op` on a file in `sets`; `None` when there are none.
+    pub fn decide_in_sets(
+        &self,
+        sets: &[usize],
+        op: Operation,
+        subject: &Subject<'_>,
+    ) -> Option<Verdict> {
+        sets.iter()
             .map(|&set| self.decide_in_set(set, op, subject))
             .max_by_key(|v| v.action)
     }

@@ -157,6 +157,9 @@ pub struct WatchStats {
     pub links: usize,
     /// Directories under inotify watch.
     pub directories: usize,
+    /// Policy files outside the roots (or without a weight extension),
+    /// watched because the policy names them.
+    pub policy_files: usize,
     /// Roots that do not exist (or cannot be read) right now.
     pub missing_roots: usize,
     /// Directories under a root that could not be listed.
@@ -202,6 +205,11 @@ impl crate::metrics::Collect for WatchStats {
             "missing_roots",
             "watch roots missing now",
             n(self.missing_roots),
+        );
+        out.set(
+            "policy_files",
+            "policy files watched outside the roots",
+            n(self.policy_files),
         );
         out.total(
             "unreadable_dirs",
@@ -296,6 +304,9 @@ pub struct WatchSet {
     /// GPU device nodes (a handful), with every path matching a pattern.
     gpu: BTreeMap<FileKey, Vec<PathBuf>>,
     dirs: HashMap<WatchDescriptor, DirWatch>,
+    /// The policy's files, watched wherever they are and whatever their
+    /// names ([`WatchSet::pin_policy_files`]).
+    pinned: HashMap<FileKey, PathBuf>,
     counters: Counters,
 }
 
@@ -475,6 +486,7 @@ impl WatchSet {
             links: Links::default(),
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
+            pinned: HashMap::new(),
             counters: Counters::default(),
         };
 
@@ -592,11 +604,41 @@ impl WatchSet {
     /// matching the patterns.
     pub fn paths_of(&self, key: &FileKey) -> &[PathBuf] {
         let paths = self.index.paths(key);
-        if paths.is_empty() {
-            self.gpu.get(key).map_or(&[], Vec::as_slice)
-        } else {
-            paths
+        if !paths.is_empty() {
+            return paths;
         }
+        if let Some(paths) = self.gpu.get(key) {
+            return paths;
+        }
+        self.pinned.get(key).map_or(&[], std::slice::from_ref)
+    }
+
+    /// Watches every file of the policy as a weight file, under the roots
+    /// or not, whatever its name (the policy decides its reads and maps
+    /// from the kernel's watch map, as for any weight file); files of the
+    /// previous policy no root covers leave the map. Returns how many
+    /// policy files only the policy brings in.
+    pub fn pin_policy_files(
+        &mut self,
+        files: &[(FileKey, PathBuf)],
+        map: &mut impl InodeMap,
+    ) -> usize {
+        let mut batch = Batch::new(false);
+        let keys: Vec<FileKey> = self
+            .pinned
+            .keys()
+            .copied()
+            .chain(files.iter().map(|(key, _)| *key))
+            .collect();
+        for key in keys {
+            batch.touch(key, self.flags_of(&key));
+        }
+        self.pinned = files.iter().cloned().collect();
+        self.commit(batch, map);
+        self.pinned
+            .keys()
+            .filter(|key| !self.index.contains(key))
+            .count()
     }
 
     pub fn is_gpu_device(&self, key: &FileKey) -> bool {
@@ -606,7 +648,7 @@ impl WatchSet {
     /// The [`watch_flag`] bits of the key (0 when not watched).
     pub fn flags_of(&self, key: &FileKey) -> u32 {
         let mut flags = 0;
-        if self.index.contains(key) {
+        if self.index.contains(key) || self.pinned.contains_key(key) {
             flags |= watch_flag::WEIGHT;
         }
         if self.gpu.contains_key(key) {
@@ -623,6 +665,15 @@ impl WatchSet {
                 .keys()
                 .filter(|key| !self.index.contains(key))
                 .count()
+            + self.pinned_only()
+    }
+
+    /// Policy files neither the roots nor the GPU patterns cover.
+    fn pinned_only(&self) -> usize {
+        self.pinned
+            .keys()
+            .filter(|key| !self.index.contains(key) && !self.gpu.contains_key(key))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -637,6 +688,7 @@ impl WatchSet {
             links: self.links.len(),
             directories: self.dirs.values().filter(|d| d.tree).count(),
             missing_roots: self.roots.iter().filter(|r| !r.present).count(),
+            policy_files: self.pinned_only(),
             unreadable_dirs: self.counters.unreadable_dirs,
             watch_failures: self.counters.watch_failures,
             map_full_failures: self.counters.map_full_failures,
@@ -1223,6 +1275,7 @@ impl WatchSet {
             self.index.remove(key, &path);
         }
         self.gpu.remove(key);
+        self.pinned.remove(key);
     }
 
     /// Nets out a batch's path operations (a path added then removed is no

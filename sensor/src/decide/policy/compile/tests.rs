@@ -455,3 +455,32 @@ fn more_weight_sets_than_the_kernel_tables_hold_is_an_error() {
     assert!(error.message.contains("\"s64\""), "{error}");
     assert!(error.message.contains("64"), "{error}");
 }
+
+#[test]
+fn a_replaced_executable_is_noticed() {
+    let host = Host::new();
+    let text = format!(
+        "[weights.llama]\npaths = [\"{}\"]\n\n[[rules]]\nweights = [\"llama\"]\nexe = [\"{}\", \"{}\"]\naction = \"allow\"\n",
+        host.p("models/llama"),
+        host.p("bin/vllm"),
+        host.p("bin/not-yet")
+    );
+    let (policy, _) = build(&text);
+    let policy = policy.expect("compiles");
+    assert_eq!(policy.executables.len(), 2);
+    assert!(!policy.executables_changed());
+    // A package upgrade: the new binary is renamed over the old one.
+    let staged = host.path("bin/vllm.new");
+    fs::write(&staged, b"#!/bin/sh\n# v2\n").expect("write");
+    fs::rename(&staged, host.path("bin/vllm")).expect("rename");
+    assert!(policy.executables_changed(), "the upgrade went unnoticed");
+    // So is an executable that appears after the load.
+    let (policy, _) = build(&text);
+    let policy = policy.expect("compiles");
+    assert!(!policy.executables_changed());
+    fs::write(host.path("bin/not-yet"), b"#!/bin/sh\n").expect("write");
+    assert!(
+        policy.executables_changed(),
+        "the new executable went unnoticed"
+    );
+}
