@@ -397,8 +397,10 @@ pub mod enforce {
         pub const UNJUDGED: u32 = 1;
         /// `bpf_send_signal` failed: the access went on.
         pub const KILL_FAILED: u32 = 2;
-        /// A BPF LSM hook refused the access (`EPERM`); nobody was killed.
+        /// A BPF LSM hook refused the access (`EPERM`).
         pub const DENIED: u32 = 4;
+        /// ... and killed the process (a `kill` verdict).
+        pub const KILLED: u32 = 8;
     }
     /// Bits of [`super::PolicySlot::flags`].
     pub mod slot_flag {
@@ -433,6 +435,9 @@ pub struct ProcessVerdict {
     /// Per operation ([`enforce::op`]): the weight sets (bits) in which
     /// the policy denies or kills it.
     pub stop: [u64; enforce::op::COUNT],
+    /// Of those, the sets in which the verdict is `kill` (a BPF LSM hook
+    /// then kills as well as refusing).
+    pub kill: [u64; enforce::op::COUNT],
 }
 
 /// Value of `EXE_VERDICTS`: per slot, the verdict row of any process

@@ -212,14 +212,19 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<EventHeader>(), 64);
     assert_eq!(size_of::<FileEvent>(), 128);
     assert_eq!(size_of::<ReadEvent>(), 168);
-    assert_eq!(size_of::<ExecEvent>(), 856);
+    assert_eq!(size_of::<ExecEvent>(), 872);
+    assert_eq!(size_of::<EnforceEvent>(), 112);
+    assert_eq!(size_of::<ProcessVerdict>(), 80);
+    assert_eq!(size_of::<ExeVerdict>(), 160);
+    assert_eq!(size_of::<PolicySlot>(), 40);
+    assert_eq!(size_of::<PolicyFile>(), 16);
     assert_eq!(size_of::<ForkEvent>(), 80);
     assert_eq!(size_of::<ExitEvent>(), 72);
     assert_eq!(size_of::<ReadAgg>(), 80);
     assert_eq!(size_of::<Pending>(), 56);
     assert_eq!(size_of::<EventHeader>() + 16, size_of::<ForkEvent>());
     assert_eq!(
-        EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 88,
+        EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 104,
         size_of::<ExecEvent>()
     );
 }
@@ -249,6 +254,7 @@ fn record_kinds_are_distinct_and_non_zero() {
         kind::MMAP,
         kind::CLOSE,
         kind::GPU_OPEN,
+        kind::ENFORCE,
     ];
     assert_distinct("kind", &kinds);
     assert!(
@@ -265,6 +271,8 @@ fn counters_index_the_map_densely() {
         counter::PENDING_FULL,
         counter::KERNEL_READ_FAILED,
         counter::HOLDERS_FULL,
+        counter::VERDICTS_FULL,
+        counter::KILL_FAILED,
     ];
     counters.sort_unstable();
     assert_eq!(counters, core::array::from_fn(|i| i as u32));
@@ -276,6 +284,30 @@ fn flags_are_distinct_single_bits() {
     assert_single_bits("watch_flag", &[watch_flag::WEIGHT, watch_flag::GPU_DEVICE]);
     assert_single_bits("header_flag", &[header_flag::COMPAT_SYSCALL]);
     assert_single_bits("exit_flag", &[exit_flag::HAD_READS]);
+    assert_single_bits(
+        "enforce::flag",
+        &[
+            enforce::flag::UNJUDGED,
+            enforce::flag::KILL_FAILED,
+            enforce::flag::DENIED,
+            enforce::flag::KILLED,
+        ],
+    );
+    assert_single_bits("enforce::slot_flag", &[enforce::slot_flag::LSM_DECIDES]);
+}
+
+#[test]
+fn enforcement_operations_index_the_rows_densely() {
+    let mut ops = [
+        enforce::op::READ,
+        enforce::op::MMAP,
+        enforce::op::OPEN,
+        enforce::op::WRITE,
+    ];
+    ops.sort_unstable();
+    assert_eq!(ops, core::array::from_fn(|i| i as u32));
+    assert_eq!(ops.len(), enforce::op::COUNT);
+    assert_eq!(enforce::MAX_SETS, u64::BITS as usize);
 }
 
 #[test]

@@ -46,6 +46,8 @@ struct Stop {
     generation: u32,
     /// `enforce::flag::UNJUDGED` or 0.
     flags: u32,
+    /// The verdict is `kill` (a judged process only).
+    kill: bool,
     /// The slot's `slot_flag` bits.
     slot_flags: u32,
 }
@@ -73,11 +75,12 @@ fn decide(ops: u32, w: &Watched) -> Option<Stop> {
     let judged = verdict(slot, tgid).filter(|v| {
         v.generation == active && v.uid == uid_gid as u32 && v.gid == (uid_gid >> 32) as u32
     });
-    let (stops, flags) = match judged {
-        Some(v) => (v.stop, 0),
+    let (stops, kills, flags) = match judged {
+        Some(v) => (v.stop, v.kill, 0),
         // A slot that does not match its generation: fail closed.
         None => (
             settings.map_or([sets; enforce::op::COUNT], |s| s.unjudged_stop),
+            [0; enforce::op::COUNT],
             flag::UNJUDGED,
         ),
     };
@@ -92,6 +95,7 @@ fn decide(ops: u32, w: &Watched) -> Option<Stop> {
                 op,
                 generation: active,
                 flags,
+                kill: hit & kills.get(op as usize).copied().unwrap_or(0) != 0,
                 slot_flags: settings.map_or(0, |s| s.flags),
             });
         }
@@ -142,14 +146,16 @@ pub fn lsm_check(file_ptr: u64, ops: u32, defer_unjudged: bool) -> i32 {
     if defer_unjudged && stop.flags & flag::UNJUDGED != 0 {
         return 0;
     }
-    report(
-        &w,
-        -1,
-        stop.op,
-        stop.sets,
-        stop.generation,
-        stop.flags | flag::DENIED,
-    );
+    let mut flags = stop.flags | flag::DENIED;
+    if stop.kill {
+        // SAFETY: the helper signals the current process; no preconditions.
+        if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+            flags |= flag::KILLED;
+        } else {
+            count(counter::KILL_FAILED);
+        }
+    }
+    report(&w, -1, stop.op, stop.sets, stop.generation, flags);
     -EPERM
 }
 

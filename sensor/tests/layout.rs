@@ -166,7 +166,8 @@ fn shared_layouts() -> Vec<Layout> {
             uid,
             gid,
             _pad,
-            stop
+            stop,
+            kill
         }),
     ]
 }

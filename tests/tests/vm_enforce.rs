@@ -1,6 +1,6 @@
 //! BPF LSM enforcement, in a QEMU guest whose kernel runs `bpf` among its
 //! LSMs (the host's refuses BPF LSM programs): an enforced policy denies
-//! with `EPERM` in the security hooks, and nobody is killed. A denied open
+//! with `EPERM` in the security hooks; only a `kill` rule kills. A denied open
 //! fails, an allowed reader reads, a denied process's map and read of a
 //! descriptor it inherited or received fail, and the records say
 //! `denied` with mechanism `bpf_lsm`, as the host's say `killed` with
@@ -29,6 +29,12 @@ name = "the giver"
 weights = ["llama"]
 exe = ["/usr/local/bin/giver"]
 action = "allow"
+
+[[rules]]
+name = "never this one"
+weights = ["llama"]
+exe = ["/usr/local/bin/doomed"]
+action = "kill"
 "#;
 
 /// Each line runs one access and emits its outcome as a section; `|| true`
@@ -49,6 +55,10 @@ zero /tmp/socket.bin
 giver give-socket /models/llama.safetensors /usr/local/bin/routes /tmp/socket.bin > /tmp/socket.out 2>&1 || true
 ww-emit socket /tmp/socket.out
 cmp -s /tmp/socket.bin /tmp/zero.bin && echo zero | ww-emit socket-bytes || true
+zero /tmp/doomed.bin
+giver give-inherit /models/llama.safetensors /usr/local/bin/doomed /tmp/doomed.bin read > /tmp/doomed.out 2>&1 || true
+ww-emit doomed /tmp/doomed.out
+cmp -s /tmp/doomed.bin /tmp/zero.bin && echo zero | ww-emit doomed-bytes || true
 "#;
 
 fn verdict(e: &Event) -> &PolicyVerdict {
@@ -78,6 +88,7 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
         .add_executable_at(GUEST_BINARY, tests::binary())
         .add_executable_at("/usr/local/bin/routes", &routes)
         .add_executable_at("/usr/local/bin/giver", &routes)
+        .add_executable_at("/usr/local/bin/doomed", &routes)
         .add_bytes("/etc/weightwarden/policy.toml", POLICY, 0o644)
         .script(agent_script(
             "mkdir -p /models\n\
@@ -113,6 +124,11 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
     assert_eq!(fate, "exit 1", "{socket}");
     assert!(socket.contains("read: Operation not permitted"), "{socket}");
     assert_eq!(run.expect_section("socket-bytes").trim(), "zero");
+    // A kill rule: refused and killed.
+    let doomed = run.expect_section("doomed");
+    let (doomed_pid, fate) = taker(doomed);
+    assert_eq!(fate, "signal 9", "{doomed}");
+    assert_eq!(run.expect_section("doomed-bytes").trim(), "zero");
 
     let start = events
         .iter()
@@ -122,7 +138,29 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
         start.sensor.as_ref().and_then(|s| s.enforcement.as_deref()),
         Some("bpf_lsm+fanotify")
     );
-    assert!(!events.iter().any(|e| e.action == Action::Killed));
+    let killed: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == Action::Killed)
+        .collect();
+    assert_eq!(killed.len(), 1, "{:#?}", tests::briefs(&events));
+    assert_eq!(killed[0].process.as_ref().map(|p| p.pid), Some(doomed_pid));
+    let v = verdict(killed[0]);
+    assert_eq!(
+        (
+            v.verdict,
+            v.operation,
+            v.mechanism.as_str(),
+            v.rule,
+            v.rule_name.as_deref()
+        ),
+        (
+            PolicyAction::Kill,
+            Operation::Read,
+            "bpf_lsm",
+            Some(2),
+            Some("never this one")
+        )
+    );
     let denied = |pid: u32| -> &Event {
         let found: Vec<&Event> = events
             .iter()

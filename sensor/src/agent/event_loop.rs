@@ -389,7 +389,9 @@ impl Agent {
         let how = Enforcement {
             operation,
             mechanism: if denied { BPF_LSM } else { BPF_SEND_SIGNAL },
-            outcome: if denied {
+            outcome: if e.flags & enforce::flag::KILLED != 0 {
+                Outcome::Killed
+            } else if denied {
                 Outcome::Denied
             } else if e.flags & enforce::flag::KILL_FAILED != 0 {
                 Outcome::Failed

@@ -52,10 +52,15 @@ fn stops(action: PolicyAction) -> bool {
 /// absent once the process's differ.
 pub fn verdict_row(policy: &Policy, subject: &Subject<'_>) -> ProcessVerdict {
     let mut stop = [0; enforce::op::COUNT];
+    let mut kill = [0; enforce::op::COUNT];
     for (index, operation) in KERNEL_OPERATIONS {
         for set in 0..policy.sets.len() {
-            if stops(policy.decide_in_set(set, operation, subject).action) {
+            let action = policy.decide_in_set(set, operation, subject).action;
+            if stops(action) {
                 stop[index as usize] |= bit(set);
+            }
+            if action == PolicyAction::Kill {
+                kill[index as usize] |= bit(set);
             }
         }
     }
@@ -65,6 +70,7 @@ pub fn verdict_row(policy: &Policy, subject: &Subject<'_>) -> ProcessVerdict {
         gid: subject.gid,
         _pad: 0,
         stop,
+        kill,
     }
 }
 
