@@ -24,4 +24,22 @@ static int send_fd(int sock, int fd) {
     return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
 }
 
+/* Receives one descriptor sent by `send_fd`; -1 on failure. */
+__attribute__((unused)) static int recv_fd(int sock) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    char control[CMSG_SPACE(sizeof(int))];
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    if (recvmsg(sock, &msg, 0) != 1) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return fd;
+}
+
 #endif

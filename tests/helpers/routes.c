@@ -34,23 +34,6 @@
 
 #define LEN 4096
 
-static int recv_fd(int sock) {
-    char byte;
-    struct iovec iov = {&byte, 1};
-    char control[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    if (recvmsg(sock, &msg, 0) != 1) return -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof(int));
-    return fd;
-}
-
 static char *map_shm(const char *path) {
     int fd = open(path, O_RDWR);
     if (fd < 0) { perror("open shm"); exit(2); }

@@ -912,6 +912,41 @@ pub fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
+/// The verdict a policy record carries; panics on a record without one.
+#[track_caller]
+pub fn verdict(e: &Event) -> &sensor::event::PolicyVerdict {
+    match &e.policy {
+        Some(sensor::event::PolicyInfo::Verdict(v)) => v,
+        other => panic!("no verdict on {:?}: {other:?}", e.action),
+    }
+}
+
+/// A policy text: `mode`, weight set `llama` (every file under `models`,
+/// default deny), rule 1 named `name` allowing `exe`, then `more` rules.
+pub fn policy_allowing(mode: &str, models: &Path, name: &str, exe: &Path, more: &str) -> String {
+    format!(
+        "mode = \"{mode}\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+         [[rules]]\nname = \"{name}\"\nweights = [\"llama\"]\nexe = [\"{}\"]\n\
+         action = \"allow\"\n{more}",
+        models.display(),
+        exe.display(),
+    )
+}
+
+/// The taker's pid and fate (`exit N`, `signal N`) from the output of
+/// `helpers/routes.c`'s `give-*` commands.
+#[track_caller]
+pub fn taker_fate(output: &str) -> (u32, String) {
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix("taker "))
+        .unwrap_or_else(|| panic!("no taker line in {output:?}"));
+    let (pid, fate) = line
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("a malformed taker line: {line:?}"));
+    (pid.parse().unwrap(), fate.to_owned())
+}
+
 /// Builds `helpers/NAME.c` into `dir` with gcc and returns the binary.
 pub fn build_helper(dir: &Path, name: &str) -> PathBuf {
     let bin = dir.join(name);

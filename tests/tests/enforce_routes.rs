@@ -18,18 +18,11 @@ use std::{
 
 use sensor::{
     decide::policy::{Operation, PolicyAction},
-    event::{Action, Event, PolicyInfo, PolicyVerdict},
+    event::{Action, Event, PolicyInfo},
 };
-use tests::{SensorProcess, build_helper, write_file};
+use tests::{SensorProcess, build_helper, verdict, write_file};
 
 const SHM_LEN: usize = 4096;
-
-fn verdict(e: &Event) -> &PolicyVerdict {
-    match &e.policy {
-        Some(PolicyInfo::Verdict(v)) => v,
-        other => panic!("no verdict on {:?}: {other:?}", e.action),
-    }
-}
 
 /// A weight file, the routes helper as a denied taker, a copy of it as the
 /// allowed giver, and a policy allowing only the giver.
@@ -57,13 +50,7 @@ impl Host {
         let policy = bin.path().join("policy.toml");
         fs::write(
             &policy,
-            format!(
-                "mode = \"{mode}\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
-                 [[rules]]\nname = \"the giver\"\nweights = [\"llama\"]\nexe = [\"{}\"]\n\
-                 action = \"allow\"\n",
-                models.path().display(),
-                giver.display(),
-            ),
+            tests::policy_allowing(mode, models.path(), "the giver", &giver, ""),
         )
         .unwrap();
         let first_page = fs::read(&weights).unwrap()[..SHM_LEN].to_vec();
@@ -96,14 +83,8 @@ impl Host {
     /// "signal 9").
     fn give(&self, args: &[&std::ffi::OsStr]) -> (u32, String) {
         let out = Command::new(&self.giver).args(args).output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "giver failed: {out:?}");
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("taker "))
-            .unwrap_or_else(|| panic!("no taker line in {stdout:?}"));
-        let (pid, fate) = line.split_once(": ").unwrap();
-        (pid.parse().unwrap(), fate.to_owned())
+        tests::taker_fate(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Passes the weight file over a unix socket to `taker`.

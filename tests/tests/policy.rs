@@ -10,16 +10,11 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command, time::
 
 use sensor::{
     decide::policy::{Mode, Operation, PolicyAction},
-    event::{Action, Event, PolicyInfo, PolicyVerdict, Severity},
+    event::{Action, Event, PolicyInfo, Severity},
 };
 use tests::{SensorProcess, binary, is_by, output_within, write_file};
 
-fn policy_of(e: &Event) -> &PolicyVerdict {
-    match &e.policy {
-        Some(PolicyInfo::Verdict(v)) => v,
-        other => panic!("no verdict on {:?}: {other:?}", e.action),
-    }
-}
+use tests::verdict as policy_of;
 
 /// Copies `/usr/bin/cat` to `dir/name`, executable.
 fn cat_copy(dir: &Path, name: &str) -> std::path::PathBuf {
@@ -56,13 +51,7 @@ impl Host {
         let policy = bin.path().join("policy.toml");
         fs::write(
             &policy,
-            format!(
-                "mode = \"{mode}\"\n\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
-                 [[rules]]\nname = \"the server\"\nweights = [\"llama\"]\nexe = [\"{}\"]\n\
-                 action = \"allow\"\n{more}",
-                models.path().display(),
-                server.display(),
-            ),
+            tests::policy_allowing(mode, models.path(), "the server", &server, more),
         )
         .unwrap();
         Self {

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use sensor::{
     decide::policy::{Operation, PolicyAction},
-    event::{Action, Event, PolicyInfo, PolicyVerdict},
+    event::{Action, Event},
 };
-use tests::vm::{GUEST_BINARY, agent_records, agent_script};
+use tests::{
+    taker_fate, verdict,
+    vm::{GUEST_BINARY, agent_records, agent_script},
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -61,23 +64,6 @@ ww-emit doomed /tmp/doomed.out
 cmp -s /tmp/doomed.bin /tmp/zero.bin && echo zero | ww-emit doomed-bytes || true
 "#;
 
-fn verdict(e: &Event) -> &PolicyVerdict {
-    match &e.policy {
-        Some(PolicyInfo::Verdict(v)) => v,
-        other => panic!("no verdict on {:?}: {other:?}", e.action),
-    }
-}
-
-/// The taker's pid and fate from a `routes give-*` line.
-fn taker(section: &str) -> (u32, String) {
-    let line = section
-        .lines()
-        .find_map(|l| l.strip_prefix("taker "))
-        .unwrap_or_else(|| panic!("no taker line in {section:?}"));
-    let (pid, fate) = line.split_once(": ").unwrap();
-    (pid.parse().unwrap(), fate.to_owned())
-}
-
 #[test]
 fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
     let vm = tests::vm_or_skip!();
@@ -107,7 +93,7 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
         "{cat_err}"
     );
     assert_eq!(run.expect_section("cat-bytes").trim(), "0");
-    let (_, fate) = taker(run.expect_section("allowed"));
+    let (_, fate) = taker_fate(run.expect_section("allowed"));
     assert_eq!(
         fate, "exit 0",
         "the allowed binary reads an inherited descriptor"
@@ -115,18 +101,18 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
     assert_eq!(run.expect_section("allowed-bytes").trim(), "same");
     // Refused, not killed: the taker reports EPERM and exits 1.
     let mmap = run.expect_section("mmap");
-    let (mmap_pid, fate) = taker(mmap);
+    let (mmap_pid, fate) = taker_fate(mmap);
     assert_eq!(fate, "exit 1", "{mmap}");
     assert!(mmap.contains("mmap: Operation not permitted"), "{mmap}");
     assert_eq!(run.expect_section("mmap-bytes").trim(), "zero");
     let socket = run.expect_section("socket");
-    let (socket_pid, fate) = taker(socket);
+    let (socket_pid, fate) = taker_fate(socket);
     assert_eq!(fate, "exit 1", "{socket}");
     assert!(socket.contains("read: Operation not permitted"), "{socket}");
     assert_eq!(run.expect_section("socket-bytes").trim(), "zero");
     // A kill rule: refused and killed.
     let doomed = run.expect_section("doomed");
-    let (doomed_pid, fate) = taker(doomed);
+    let (doomed_pid, fate) = taker_fate(doomed);
     assert_eq!(fate, "signal 9", "{doomed}");
     assert_eq!(run.expect_section("doomed-bytes").trim(), "zero");
 
