@@ -34,7 +34,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// everyday programs the integration tests run as workloads, and for the VM
 /// tests (`tests/src/vm.rs`) QEMU, a static busybox for the guest's
 /// userland and cpio (the harness writes its initramfs itself; its unit
-/// tests read one back with cpio).
+/// tests read one back with cpio); btrfs-progs for the tests on a
+/// loop-mounted btrfs, whose identities differ from `stat()`'s.
 const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
@@ -45,6 +46,7 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
+    "btrfs-progs",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

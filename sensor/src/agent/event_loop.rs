@@ -146,6 +146,7 @@ impl Agent {
                     let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
                     self.kernel.read_maps.forget_processes(gone);
                     self.enrich.forget_processes(gone);
+                    self.kernel_tables.forget_gone(gone);
                     self.out.flush();
                 }
                 _ = heartbeat.tick() => {
@@ -239,6 +240,7 @@ impl Agent {
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
                 }
                 let event = self.enrich.exit(&x);
+                self.kernel_tables.forget(tgid);
                 // A GPU process's pid must not stay GPU for whoever reuses it.
                 if self.gpu_pids.load().contains(&tgid) {
                     self.publish_gpu_pids();

@@ -153,6 +153,8 @@ struct Agent {
     policy_seen: Option<Option<policy::Stamp>>,
     /// Weight files appeared or moved: resolve the policy's sets again.
     policy_resolve: bool,
+    /// The executables' identities a reload was last tried for.
+    policy_exes_tried: Option<Vec<Option<sensor_common::FileKey>>>,
     /// The policy compiled into the kernel's maps (the kill fallback).
     kernel_tables: KernelTables,
     /// The policies the kernel tables may use, published for the fanotify
@@ -212,7 +214,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
     let tier = sensor.tier;
-    let kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
+    let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
     let policy::StartUp {
         judge,
         enforcement,
@@ -221,7 +223,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         dropped: enforced_dropped,
         new_files: new_policy_files,
         findings: policy_findings,
-    } = policy::start_up(config.policy.as_deref(), &kernel_tables)?;
+    } = policy::start_up(config.policy.as_deref(), &mut kernel_tables)?;
     let (enforcer, enforced) = enforcement.unzip();
     let mut watched = KernelInodeMap::new(
         sensor.take_watched()?,
@@ -282,7 +284,6 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     })?;
     // Everything that can fail on bad input has succeeded: go live.
     sensor.attach_all()?;
-    let mut kernel_tables = kernel_tables;
     if judge.is_some() {
         match sensor.attach_lsm_enforcement() {
             Ok(()) => {
@@ -319,6 +320,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         policy_stamp: None,
         policy_seen: None,
         policy_resolve: false,
+        policy_exes_tried: None,
         kernel_tables,
         kernel_policies,
         new_policy_files,

@@ -9,7 +9,7 @@ use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -95,11 +95,11 @@ pub struct StartUp {
 /// answering at once (an open of a marked file waits for the answer), so
 /// that any failure stops the start-up with nothing attached. The kernel
 /// tables are filled once the processes are known ([`Agent::install_policy`]).
-pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, AgentError> {
+pub fn start_up(path: Option<&Path>, tables: &mut KernelTables) -> Result<StartUp, AgentError> {
     let Some(path) = path else {
         return Ok(StartUp::default());
     };
-    let (compiled, findings) = load(path).map_err(|err| match err {
+    let (mut compiled, findings) = load(path).map_err(|err| match err {
         Rejected::File(e) => AgentError::PolicyFile(e),
         Rejected::Invalid(errors) => AgentError::PolicyInvalid {
             path: path.to_path_buf(),
@@ -117,7 +117,8 @@ pub fn start_up(path: Option<&Path>, tables: &KernelTables) -> Result<StartUp, A
         }
         Mode::Audit => None,
     };
-    let shared: SharedPolicy = Arc::new(ArcSwap::new(compiled));
+    compiled.generation = tables.next_generation();
+    let shared: SharedPolicy = Arc::new(ArcSwap::new(Arc::new(compiled)));
     let mechanism = enforcer.as_ref().map(|_| "fanotify");
     let gpu_pids = GpuPids::default();
     let kernel_policies = KernelPolicies::default();
@@ -216,12 +217,8 @@ enum Rejected {
     Invalid(Vec<String>),
 }
 
-/// Numbers every policy loaded (from 1): the kernel tables tell
-/// generations apart by it.
-static GENERATION: AtomicU32 = AtomicU32::new(0);
-
 /// Reads, compiles and checks the policy file.
-fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
+fn load(path: &Path) -> Result<(Policy, Vec<policy::Finding>), Rejected> {
     let checked = policy::load(path).map_err(Rejected::File)?;
     let errors: Vec<String> = checked
         .findings
@@ -229,10 +226,9 @@ fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
         .filter(|f| f.level == Level::Error)
         .map(|f| format!("  {f}"))
         .collect();
-    let Some(mut compiled) = checked.policy.filter(|_| errors.is_empty()) else {
+    let Some(compiled) = checked.policy.filter(|_| errors.is_empty()) else {
         return Err(Rejected::Invalid(errors));
     };
-    compiled.generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
     for finding in &checked.findings {
         tracing::warn!("policy: {finding}");
     }
@@ -244,7 +240,7 @@ fn load(path: &Path) -> Result<(Arc<Policy>, Vec<policy::Finding>), Rejected> {
         mode = ?compiled.mode,
         "policy loaded"
     );
-    Ok((Arc::new(compiled), checked.findings))
+    Ok((compiled, checked.findings))
 }
 
 /// What the policy matches a known process on.
@@ -383,11 +379,19 @@ impl Agent {
     }
 
     /// Whether an executable the policy names was replaced (a package
-    /// upgrade), appeared or vanished since it was compiled.
-    pub(super) fn policy_executables_changed(&self) -> bool {
-        self.decide
-            .policy()
-            .is_some_and(|p| p.load().executables_changed())
+    /// upgrade), appeared or vanished since it was compiled, and this state
+    /// was not tried already (a reload that failed is not retried every
+    /// poll, only when the executables change again).
+    pub(super) fn policy_executables_changed(&mut self) -> bool {
+        let Some(policy) = self.decide.policy().map(|p| p.load_full()) else {
+            return false;
+        };
+        let now = policy.executable_identities();
+        if !policy.executables_differ(&now) || self.policy_exes_tried.as_ref() == Some(&now) {
+            return false;
+        }
+        self.policy_exes_tried = Some(now);
+        true
     }
 
     /// Resolves the policy's weight sets again after files appeared or
@@ -416,7 +420,10 @@ impl Agent {
         self.policy_stamp = stamp(&path);
         let (new, findings) = match load(&path) {
             Ok((new, _)) if only_if_files_changed && new.same_files(&shared.load()) => return,
-            Ok(loaded) => loaded,
+            Ok((mut new, findings)) => {
+                new.generation = self.kernel_tables.next_generation();
+                (Arc::new(new), findings)
+            }
             Err(rejected) => {
                 let errors = match rejected {
                     Rejected::File(err) => vec![format!("  {}", Chain(&err))],
@@ -461,7 +468,19 @@ impl Agent {
             .cloned()
             .collect();
         self.watch.pin_policy_files(&both, &mut self.kernel.watched);
+        // Processes that already hold a file the policy brings in must pass
+        // the holder prefilter before the kernel decides by the new tables.
+        super::holders::seed(&mut self.kernel.holders, &self.watch);
         if let Err(err) = self.install_policy(&new) {
+            // The fanotify thread writes rows for the policy in force only.
+            let active = self.kernel_tables.active();
+            let in_force: Vec<Arc<Policy>> = self
+                .kernel_tables
+                .policy_of(active)
+                .into_iter()
+                .cloned()
+                .collect();
+            self.kernel_policies.store(Arc::new(in_force));
             let errors = vec![format!("  {}", Chain(&err))];
             self.watch
                 .pin_policy_files(&shared.load().paths, &mut self.kernel.watched);

@@ -304,15 +304,15 @@ fn filesystems(host: &mut Host) -> Vec<Check> {
 }
 
 fn bpf_lsm_boot_list(_host: &mut Host) -> Vec<Check> {
-    let lsms = std::fs::read_to_string(Path::new(SECURITYFS).join("lsm")).unwrap_or_default();
+    let lsms = crate::kernel::preflight::active_lsms().join(",");
     let name = "BPF LSM in boot list";
-    vec![if lsms.split(',').any(|l| l.trim() == "bpf") {
-        Check::ok(name, false, format!("active LSMs: {}", lsms.trim()))
+    vec![if crate::kernel::preflight::bpf_lsm_active() {
+        Check::ok(name, false, format!("active LSMs: {lsms}"))
     } else {
         let active = if lsms.is_empty() {
             "unknown (securityfs not mounted?)"
         } else {
-            lsms.trim()
+            lsms.as_str()
         };
         Check::missing(
             name,
@@ -446,6 +446,17 @@ fn enforcement(host: &mut Host) -> Vec<Check> {
 /// The BPF LSM enforcement programs, loaded and attached for real.
 fn lsm_deny(host: &mut Host) -> Check {
     let name = "deny: bpf_lsm";
+    // Programs load and attach on CONFIG_BPF_LSM kernels whose active LSM
+    // list lacks `bpf`, and then never run.
+    if !crate::kernel::preflight::bpf_lsm_active() {
+        return Check::missing(
+            name,
+            false,
+            "`bpf` is not an active LSM (see the `BPF LSM in boot list` line): reads and maps \
+             through descriptors no open judged are stopped by kill (bpf_send_signal)",
+            "boot with `bpf` in the lsm= list (CONFIG_BPF_LSM=y) for deny without kill",
+        );
+    }
     let btf = host.btf.take();
     let Some(ebpf) = host.object() else {
         host.btf = btf;

@@ -111,7 +111,8 @@ impl Enricher {
         let h = HeaderFields::from(&e.header);
         let filename = &e.filename[..(e.filename_len as usize).min(e.filename.len())];
         let args = &e.args[..(e.args_len as usize).min(e.args.len())];
-        // The kernel's view of the new executable: exact, and no `stat`.
+        // The kernel's view of the new executable, for a process already
+        // gone from `/proc` by now.
         let exe_id = Some(e.exe).filter(|k| *k != FileKey::default());
         self.processes.on_exec_of(
             &h,

@@ -11,7 +11,7 @@ use sensor_common::{FileKey, WatchEntry, map_name};
 use crate::kernel::{
     btf::KernelOffsets,
     maps::{Holders, InoFilter, KernelCounters, PolicyMaps, ReadMaps, VerdictMaps},
-    object as ebpf,
+    object as ebpf, preflight,
     programs::{Attach, ENFORCEMENT_LSM, TIERS, TierSpec},
 };
 
@@ -33,6 +33,11 @@ pub enum LoadError {
     NoProgram(&'static str),
     #[error("this build lists no hook tier (kernel/programs.rs)")]
     NoTier,
+    #[error(
+        "BPF LSM is not among the kernel's active LSMs ({active}): its programs would load and \
+         never run (boot with `bpf` in the lsm= list)"
+    )]
+    LsmInactive { active: String },
     #[error("no empty program for {0} in the benchmark floor (add one to kernel/programs.rs)")]
     NoFloorProgram(String),
     #[error("the eBPF object has no map {0} (the object and the agent are out of step)")]
@@ -156,6 +161,8 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         )
         .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
         .map_max_entries(map_name::WATCHED, opts.watched_max)
+        // Every policy file is also in the watch map: the same bound.
+        .map_max_entries(map_name::POLICY_FILES, opts.watched_max)
         .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::READERS, opts.read_aggregates_max)
         .map_max_entries(map_name::PENDING, opts.pending_max);
@@ -213,10 +220,20 @@ impl Sensor {
     }
 
     /// Loads and attaches the BPF LSM enforcement programs
-    /// ([`ENFORCEMENT_LSM`]); on any failure none stays attached (the
-    /// kernel lacks `bpf` in its LSM list, most often) and the error says
-    /// why.
+    /// ([`ENFORCEMENT_LSM`]) where `bpf` is an active LSM (elsewhere they
+    /// may load and attach yet never run); on any failure none stays
+    /// attached and the error says why.
     pub fn attach_lsm_enforcement(&mut self) -> Result<(), LoadError> {
+        if !preflight::bpf_lsm_active() {
+            let active = preflight::active_lsms().join(",");
+            return Err(LoadError::LsmInactive {
+                active: if active.is_empty() {
+                    String::from("unknown: securityfs not mounted")
+                } else {
+                    active
+                },
+            });
+        }
         let btf = kernel_btf()?;
         let result = ENFORCEMENT_LSM.iter().try_for_each(|spec| {
             load_program(&mut self.ebpf, spec.name, &spec.attach[0], &btf)?;

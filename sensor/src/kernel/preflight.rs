@@ -105,6 +105,24 @@ pub fn check() -> Result<(), PreflightError> {
     Ok(())
 }
 
+/// The kernel's active LSMs (`/sys/kernel/security/lsm`), empty when
+/// securityfs is not mounted.
+pub fn active_lsms() -> Vec<String> {
+    std::fs::read_to_string(Path::new(SECURITYFS).join("lsm"))
+        .unwrap_or_default()
+        .split(',')
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Whether BPF LSM programs run here: `bpf` must be an active LSM. A
+/// kernel built with `CONFIG_BPF_LSM` loads and attaches them even when
+/// it is not, and then never calls them.
+pub fn bpf_lsm_active() -> bool {
+    active_lsms().iter().any(|l| l == "bpf")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

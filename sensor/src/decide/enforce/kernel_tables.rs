@@ -164,6 +164,8 @@ pub struct KernelTables {
     /// generation that decided.
     recent: Vec<Arc<Policy>>,
     active: u32,
+    /// The last generation handed out ([`KernelTables::next_generation`]).
+    issued: u32,
     /// BPF LSM programs are attached: they deny, the syscall hooks do not
     /// kill.
     lsm: bool,
@@ -177,8 +179,21 @@ impl KernelTables {
             exes: HashMap::new(),
             recent: Vec::new(),
             active: 0,
+            issued: 0,
             lsm: false,
         }
+    }
+
+    /// The generation for a policy just loaded: never used before (rows a
+    /// failed install left behind cannot pass for its own), and always of
+    /// the slot the active generation does not use.
+    pub fn next_generation(&mut self) -> u32 {
+        let mut next = self.issued.wrapping_add(1).max(1);
+        if self.active != 0 && next & 1 == self.active & 1 {
+            next += 1;
+        }
+        self.issued = next;
+        next
     }
 
     /// BPF LSM programs decide from the next install on.
@@ -322,7 +337,7 @@ impl KernelTables {
         let missed: Vec<_> = self
             .pids_judged_under(before)
             .into_iter()
-            .filter(|&pid| !self.maps.verdicts.has(slot, pid))
+            .filter(|&pid| !self.maps.verdicts.has(generation, pid))
             .filter_map(|pid| Some((pid, judge(pid)?)))
             .collect();
         self.write_absent(&missed);
@@ -380,6 +395,26 @@ impl KernelTables {
         for key in unused {
             let _ = self.maps.files.remove(&key);
             self.files.remove(&key);
+        }
+    }
+
+    /// Drops the rows of a process that exited (the kernel drops them at
+    /// the exit itself; this catches a row the agent wrote after that).
+    pub fn forget(&mut self, pid: u32) {
+        self.maps.verdicts.remove(0, pid);
+        self.maps.verdicts.remove(1, pid);
+    }
+
+    /// Drops the rows of every process `gone` says no longer exists (exit
+    /// records lost, rows written after the exit): the map must not fill
+    /// with the dead.
+    pub fn forget_gone(&mut self, gone: impl Fn(u32) -> bool) {
+        for slot in 0..2 {
+            for pid in self.maps.verdicts.pids(slot) {
+                if gone(pid) {
+                    self.maps.verdicts.remove(slot, pid);
+                }
+            }
         }
     }
 

@@ -150,9 +150,24 @@ impl Policy {
     /// upgrade replaced it), appeared or went away: the policy must be
     /// compiled again to match it.
     pub fn executables_changed(&self) -> bool {
+        self.executables_differ(&self.executable_identities())
+    }
+
+    /// The identities of [`Policy::executables`]' paths now.
+    pub fn executable_identities(&self) -> Vec<Option<FileKey>> {
         self.executables
             .iter()
-            .any(|(path, key)| identity(path) != *key)
+            .map(|(path, _)| identity(path))
+            .collect()
+    }
+
+    /// Whether `now` (from [`Policy::executable_identities`]) differs from
+    /// what the policy was compiled with.
+    pub fn executables_differ(&self, now: &[Option<FileKey>]) -> bool {
+        self.executables
+            .iter()
+            .map(|(_, key)| *key)
+            .ne(now.iter().copied())
     }
 
     /// The weight sets whose paths cover `path`, for a file the policy was
@@ -274,6 +289,13 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         directories: dirs.into_iter().collect(),
     });
     (policy, findings)
+}
+
+/// Whether `path` lies on btrfs (whose `st_dev` is a per-subvolume
+/// device, not the superblock's the kernel programs see).
+fn on_btrfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
 }
 
 /// The identity of the file at `path` (following links), if it exists.
@@ -585,6 +607,18 @@ impl Compiler<'_, '_> {
                     continue;
                 }
             };
+            if on_btrfs(Path::new(raw)) {
+                self.warning(
+                    &path.span(),
+                    format!(
+                        "rule {number}: {key} {raw:?} is on btrfs, where the kernel names files \
+                         by another device than stat() does: the kernel cannot recognise it at \
+                         exec, so a process running it is judged by the agent a moment later \
+                         (until then, reads through descriptors it did not open are stopped)"
+                    ),
+                    "expected until weightwarden learns btrfs identities from the kernel; opens are judged exactly",
+                );
+            }
             if !pins.is_empty() {
                 match sha256_of(Path::new(raw)) {
                     Ok(digest) if pins.contains(&digest) => {}

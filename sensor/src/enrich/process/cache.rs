@@ -282,6 +282,11 @@ impl ProcessTable {
         self.exe_ids = on;
     }
 
+    /// The identity of the executable `pid` runs now (`/proc/PID/exe`).
+    fn exe_identity_live(&self, pid: u32) -> Option<FileKey> {
+        exe_identity(&self.proc_root, pid, None)
+    }
+
     fn exe_identity(&self, pid: u32, exe: Option<&Text>) -> Option<FileKey> {
         self.exe_ids
             .then(|| exe_identity(&self.proc_root, pid, exe))
@@ -365,9 +370,15 @@ impl ProcessTable {
             exe_deleted = self.entries.get(&pid).is_some_and(|e| e.info.exe_deleted);
             exe = Some(before);
         }
-        let exe_id = exe_id
-            .filter(|_| self.exe_ids)
-            .or_else(|| self.exe_identity(pid, exe.as_ref()));
+        // `stat()`'s identity first, the encoding the policy was compiled
+        // with (on btrfs the kernel's superblock device differs from
+        // `st_dev`); the kernel's when the process is already gone.
+        let exe_id = self.exe_ids.then(|| {
+            self.exe_identity_live(pid)
+                .or(exe_id)
+                .or_else(|| self.exe_identity(pid, exe.as_ref()))
+        });
+        let exe_id = exe_id.flatten();
         let (args, args_truncated) = procfs::split_args(args, args_truncated);
         let same_process = self.entries.get(&pid).is_some_and(|e| {
             e.exited_at.is_none()

@@ -52,11 +52,18 @@ impl VerdictMaps {
         self.slots[slot].insert(pid, verdict, 0)
     }
 
-    /// Writes `verdict` for `pid` unless its slot already has a row.
+    /// Writes `verdict` for `pid` unless its slot already has a row of the
+    /// same generation (one the kernel set at an exec since, say); a row of
+    /// another generation is stale and replaced.
     pub fn write_absent(&mut self, pid: u32, verdict: &ProcessVerdict) -> Result<(), MapError> {
         const BPF_NOEXIST: u64 = 1;
+        if self.has(verdict.generation, pid) {
+            return Ok(());
+        }
         let slot = (verdict.generation & 1) as usize;
-        match self.slots[slot].insert(pid, verdict, BPF_NOEXIST) {
+        let stale = self.slots[slot].get(&pid, 0).is_ok();
+        let flags = if stale { 0 } else { BPF_NOEXIST };
+        match self.slots[slot].insert(pid, verdict, flags) {
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
                 Ok(())
             }
@@ -64,9 +71,12 @@ impl VerdictMaps {
         }
     }
 
-    /// Whether `pid` has a row in `slot`.
-    pub fn has(&self, slot: usize, pid: u32) -> bool {
-        self.slots[slot & 1].get(&pid, 0).is_ok()
+    /// Whether `pid` has a row of `generation`.
+    pub fn has(&self, generation: u32, pid: u32) -> bool {
+        let slot = (generation & 1) as usize;
+        self.slots[slot]
+            .get(&pid, 0)
+            .is_ok_and(|row| row.generation == generation)
     }
 
     /// Removes every row of `slot`.
