@@ -665,3 +665,92 @@ fn an_upgraded_executable_is_allowed_again_without_a_reload() {
     let (status, _) = sensor.stop_events();
     assert!(status.success());
 }
+
+/// A re-resolve that changes nothing (a weight file appearing under the
+/// watch root but outside every weight set) and then an edit: the allowed
+/// server, reading in a loop throughout, is never refused or killed (a
+/// load that ends early must not make the next one write the tables in
+/// use).
+#[test]
+fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+    let root = tempfile::tempdir().unwrap();
+    let models = root.path().join("a");
+    fs::create_dir(&models).unwrap();
+    let weights = models.join("llama.safetensors");
+    write_file(&weights, 8192);
+    let bin = tempfile::tempdir().unwrap();
+    let server = cat_copy(bin.path(), "server");
+    let policy_file = bin.path().join("policy.toml");
+    let text = tests::policy_allowing("enforce", &models, "the server", &server, "");
+    fs::write(&policy_file, &text).unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let looping = {
+        let (stop, failures, server, weights) = (
+            stop.clone(),
+            failures.clone(),
+            server.clone(),
+            weights.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut runs = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new(&server).arg(&weights).output().unwrap();
+                if !out.status.success() || out.stdout.len() != 8192 {
+                    failures.lock().unwrap().push(format!("{:?}", out.status));
+                }
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let loads = |n: usize| {
+        sensor.wait_for_event(
+            &format!("policy_loaded #{n}"),
+            tests::RECORD_TIMEOUT,
+            |_| {
+                sensor
+                    .events()
+                    .iter()
+                    .filter(|e| e.action == Action::PolicyLoaded)
+                    .count()
+                    >= n
+            },
+        );
+    };
+    loads(1);
+    // Outside every weight set: resolved again, and nothing changes.
+    fs::create_dir(root.path().join("b")).unwrap();
+    write_file(&root.path().join("b/other.safetensors"), 4096);
+    std::thread::sleep(Duration::from_millis(2500));
+    // Then an edit: a real reload.
+    fs::write(&policy_file, format!("# edited\n{text}")).unwrap();
+    loads(2);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let runs = looping.join().unwrap();
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    assert!(runs > 0);
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "the allowed server failed {} of {runs} runs: {failures:?}\n{:?}",
+        failures.len(),
+        events
+            .iter()
+            .filter(|e| matches!(e.action, Action::Killed | Action::Denied))
+            .collect::<Vec<_>>()
+    );
+    let loaded = events
+        .iter()
+        .filter(|e| e.action == Action::PolicyLoaded)
+        .count();
+    assert_eq!(loaded, 2, "the no-op re-resolve wrote no record");
+}
