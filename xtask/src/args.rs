@@ -121,6 +121,9 @@ pub enum BenchRow {
     AgentLatency,
     /// Compiling and checking a policy that covers the 100k-file folder.
     PolicyCompile,
+    /// SIGHUP to `policy_loaded` for an enforce-mode policy over the
+    /// 100k-file folder (compile, fanotify marks, kernel tables).
+    PolicyReload,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +234,8 @@ mod tests {
             "enforce-open",
             "--only",
             "enforce-read",
+            "--only",
+            "policy-reload",
         ]) else {
             panic!("expected the bench subcommand");
         };
@@ -243,6 +248,7 @@ mod tests {
                 BenchRow::AgentRate,
                 BenchRow::EnforceOpen,
                 BenchRow::EnforceRead,
+                BenchRow::PolicyReload
             ]
         );
         let zero = Cli::try_parse_from(["xtask", "bench", "--runs", "0"]);

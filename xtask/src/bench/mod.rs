@@ -131,6 +131,7 @@ pub struct AgentResults {
     pub memory: Metric<agent::MemoryResult>,
     pub latency: Metric<agent::LatencyResult>,
     pub policy: Metric<agent::PolicyResult>,
+    pub reload: Metric<agent::ReloadResult>,
 }
 
 /// Everything a run found, for the report.
@@ -253,6 +254,9 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
     if run_metric(BenchRow::PolicyCompile, "policy compile") {
         results.agent.policy = metric(agent::policy_compile(&ctx, sizes.many_files));
+    }
+    if run_metric(BenchRow::PolicyReload, "policy reload") {
+        results.agent.reload = metric(agent::policy_reload(&ctx, sizes.many_files));
     }
 
     let json_path = out_dir.join("results.json");

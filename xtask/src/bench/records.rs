@@ -5,7 +5,7 @@
 
 use std::{
     fs::File,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
     path::Path,
 };
 
@@ -124,6 +124,17 @@ impl Follow {
             path: path.to_path_buf(),
             pending: Vec::new(),
         })
+    }
+
+    /// Follows the file at `path` from its current end: only lines
+    /// written from now on are returned.
+    pub fn from_end(path: &Path) -> Result<Self> {
+        let mut follow = Self::from_start(path)?;
+        follow
+            .file
+            .seek(SeekFrom::End(0))
+            .with_context(|| format!("cannot seek in {}", path.display()))?;
+        Ok(follow)
     }
 
     /// The records whose `action` is one of `actions` among the lines
@@ -282,9 +293,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.jsonl");
         std::fs::write(&out, "{\"action\":\"policy_loaded\",\"n\":1}\n").unwrap();
-        let mut follow = Follow::from_start(&out).unwrap();
-        assert_eq!(follow.poll(&["policy_loaded"]).unwrap().len(), 1);
-        assert!(follow.poll(&["policy_loaded"]).unwrap().is_empty());
+        let mut from_start = Follow::from_start(&out).unwrap();
+        let mut from_end = Follow::from_end(&out).unwrap();
+        assert_eq!(from_start.poll(&["policy_loaded"]).unwrap().len(), 1);
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
         let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
         // A line half written is read once complete.
         write!(
@@ -293,15 +305,17 @@ mod tests {
         )
         .unwrap();
         f.flush().unwrap();
-        assert!(follow.poll(&["policy_loaded"]).unwrap().is_empty());
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
         writeln!(f, "\"n\":2}}").unwrap();
         writeln!(f, "{{\"action\":\"policy_rejected\",\"n\":3}}").unwrap();
-        let got = follow.poll(&["policy_loaded", "policy_rejected"]).unwrap();
+        let got = from_end
+            .poll(&["policy_loaded", "policy_rejected"])
+            .unwrap();
         let ns: Vec<u64> = got.iter().map(|r| r["n"].as_u64().unwrap()).collect();
         assert_eq!(ns, [2, 3]);
-        assert!(follow.poll(&["policy_loaded"]).unwrap().is_empty());
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
         writeln!(f, "{{\"action\":\"policy_loaded\",broken").unwrap();
-        assert!(follow.poll(&["policy_loaded"]).is_err());
+        assert!(from_end.poll(&["policy_loaded"]).is_err());
         assert!(Follow::from_start(&dir.path().join("none")).is_err());
     }
 
