@@ -104,6 +104,12 @@ pub enum BenchRow {
     PythonLoader,
     /// Process churn: spawn and reap short-lived processes (`/bin/true`).
     ProcessChurn,
+    /// open+close of a file of an enforce-mode policy by the process the
+    /// policy allows: no sensor, the sensor without a policy, with it.
+    EnforceOpen,
+    /// 4 KiB preads of a file of an enforce-mode policy by the process
+    /// the policy allows: no sensor, the sensor without a policy, with it.
+    EnforceRead,
     /// Sustained watched-file opens per second with zero loss, and the
     /// agent's CPU per 100k records.
     AgentRate,
@@ -115,17 +121,21 @@ pub enum BenchRow {
     AgentLatency,
     /// Compiling and checking a policy that covers the 100k-file folder.
     PolicyCompile,
+    /// SIGHUP to `policy_loaded` for an enforce-mode policy over the
+    /// 100k-file folder (compile, fanotify marks, kernel tables).
+    PolicyReload,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchWorkerArgs {
     #[arg(long, value_enum)]
     pub workload: WorkerWorkload,
-    /// The file read, or the folder holding the open/close storm's files.
+    /// The file read or opened, or the folder holding the open/close
+    /// storm's files.
     #[arg(long)]
     pub path: PathBuf,
-    /// Calls made by `pread` and `open-close`, processes by `spawn` (the
-    /// whole-file workloads ignore it).
+    /// Calls made by `pread`, `open-close` and `open-close-file`,
+    /// processes by `spawn` (the whole-file workloads ignore it).
     #[arg(long, default_value_t = 0)]
     pub calls: u64,
     /// Files `open-close` cycles through (`f0000.dat`, `f0001.dat`, ...).
@@ -147,6 +157,8 @@ pub enum WorkerWorkload {
     Pread,
     /// `--calls` open+close pairs over `--files` files.
     OpenClose,
+    /// `--calls` open+close pairs of the one file `--path`.
+    OpenCloseFile,
     /// `--calls` spawns of `--path` (a program that exits at once), each
     /// waited for.
     Spawn,
@@ -218,12 +230,27 @@ mod tests {
             "open-close",
             "--only",
             "agent-rate",
+            "--only",
+            "enforce-open",
+            "--only",
+            "enforce-read",
+            "--only",
+            "policy-reload",
         ]) else {
             panic!("expected the bench subcommand");
         };
         assert_eq!(args.runs, 3);
         assert!(args.quick);
-        assert_eq!(args.only, [BenchRow::OpenClose, BenchRow::AgentRate]);
+        assert_eq!(
+            args.only,
+            [
+                BenchRow::OpenClose,
+                BenchRow::AgentRate,
+                BenchRow::EnforceOpen,
+                BenchRow::EnforceRead,
+                BenchRow::PolicyReload
+            ]
+        );
         let zero = Cli::try_parse_from(["xtask", "bench", "--runs", "0"]);
         assert!(zero.is_err());
     }

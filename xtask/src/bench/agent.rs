@@ -2,8 +2,9 @@
 //! configuration watching `agent/`: the highest rate of watched-file opens
 //! it turns into JSON lines with zero loss, the burst its ring buffer
 //! absorbs while it is stopped, its CPU per 100k records, its memory and
-//! start-up time with 100k watched files, and the latency from syscall to
-//! record written.
+//! start-up time with 100k watched files, the latency from syscall to
+//! record written, and how long a policy over those 100k files takes to
+//! compile and to reload.
 
 use std::{
     ffi::CString,
@@ -32,7 +33,7 @@ use serde_json::{Value, json};
 use crate::bench::{
     children::Agent,
     fixtures::Layout,
-    procfs, records, stats,
+    policy, procfs, records, stats,
     worker::{c_path, open_close_once},
 };
 
@@ -429,24 +430,29 @@ impl PolicyResult {
     }
 }
 
+/// Runs of each policy row (one for quick).
+fn policy_runs(quick: bool) -> u32 {
+    if quick { 1 } else { 5 }
+}
+
+/// Writes the policy of the policy-compile and policy-reload rows: enforce
+/// mode, one weight set (the 100k-file folder), only `/usr/bin/cat`
+/// allowed.
+fn many_policy(ctx: &Ctx) -> Result<PathBuf> {
+    let path = ctx.layout.run.join("policy-100k.toml");
+    let text = policy::enforce_allowing("many", &ctx.layout.many, Path::new("/usr/bin/cat"))?;
+    policy::write(&path, &text)?;
+    Ok(path)
+}
+
 /// Times `weightwarden policy check` on a policy whose weight set is the
 /// 100k-file folder (five times, one for quick): reading, resolving every
 /// file to its identity, hashing and checking, which is what a start-up
 /// or a reload does before the swap.
 pub fn policy_compile(ctx: &Ctx, files: u32) -> Result<PolicyResult> {
-    let policy = ctx.layout.run.join("policy-100k.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "mode = \"enforce\"\n\n[weights.many]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
-             [[rules]]\nweights = [\"many\"]\nexe = [\"/usr/bin/cat\"]\naction = \"allow\"\n",
-            ctx.layout.many.display()
-        ),
-    )
-    .with_context(|| format!("cannot write {}", policy.display()))?;
-    let runs = if ctx.quick { 1 } else { 5 };
+    let policy = many_policy(ctx)?;
     let mut secs = Vec::new();
-    for _ in 0..runs {
+    for _ in 0..policy_runs(ctx.quick) {
         let started = Instant::now();
         let out = std::process::Command::new(ctx.binary)
             .args(["policy", "check"])
@@ -471,6 +477,119 @@ pub fn policy_compile(ctx: &Ctx, files: u32) -> Result<PolicyResult> {
         }
     }
     Ok(PolicyResult { files, secs })
+}
+
+/// How long a reload may take before the row gives up on it.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct ReloadResult {
+    pub files: u32,
+    /// What the last `policy_loaded` record said of the policy.
+    pub loaded: policy::Loaded,
+    /// Spawn to `sensor_start` of each agent, the policy loaded, marked
+    /// and in the kernel tables.
+    pub startup_s: Vec<f64>,
+    /// SIGHUP to `policy_loaded`, each agent's first reload: the kernel
+    /// tables' idle slot takes every file.
+    pub first_s: Vec<f64>,
+    /// The same, each agent's second reload: the idle slot already holds
+    /// these files, so no file entry is written.
+    pub again_s: Vec<f64>,
+    /// Reloads started before the machine was idle (after waiting 10 s).
+    pub not_idle: u32,
+}
+
+impl ReloadResult {
+    /// The median first reload: the figure judged.
+    pub fn median(&self) -> Option<f64> {
+        stats::summarize(&self.first_s).map(|s| s.median)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let median = |secs: &[f64]| stats::summarize(secs).map(|s| s.median);
+        json!({
+            "files": self.files,
+            "policy_files": self.loaded.files,
+            "mechanism": self.loaded.mechanism,
+            "startup_s": self.startup_s,
+            "startup_median_s": median(&self.startup_s),
+            "first_reload_s": self.first_s,
+            "first_reload_median_s": median(&self.first_s),
+            "second_reload_s": self.again_s,
+            "second_reload_median_s": median(&self.again_s),
+            "reloads_not_idle": self.not_idle,
+            "timed": "SIGHUP sent to the policy_loaded record it causes appearing in the \
+                      output (polled every millisecond)",
+        })
+    }
+}
+
+/// Starts the agent enforcing the 100k-file policy, watching that folder
+/// (five times, one for quick), and times two reloads of it by SIGHUP:
+/// compiling it again, marking every file for fanotify, writing the
+/// kernel tables and judging every process, then the `policy_loaded`
+/// record.
+pub fn policy_reload(ctx: &Ctx, files: u32) -> Result<ReloadResult> {
+    let policy = many_policy(ctx)?;
+    let (mut startup_s, mut first_s, mut again_s) = (Vec::new(), Vec::new(), Vec::new());
+    let mut not_idle = 0;
+    let mut loaded = None;
+    for i in 0..policy_runs(ctx.quick) {
+        let agent = Agent::start_with_policy(
+            ctx.binary,
+            &[&ctx.layout.many],
+            &ctx.layout.run,
+            &format!("reload-{i}"),
+            Some(&policy),
+        )?;
+        startup_s.push(agent.startup.as_secs_f64());
+        policy::first_loaded(agent.output(), Duration::from_secs(5))?
+            .check_enforcing(u64::from(files))?;
+        for secs in [&mut first_s, &mut again_s] {
+            if !procfs::wait_idle(0.9, Duration::from_millis(250), Duration::from_secs(10))? {
+                not_idle += 1;
+            }
+            let (took, record) = reload_once(&agent, u64::from(files))?;
+            eprintln!("bench: policy reload {:.3} s", took.as_secs_f64());
+            secs.push(took.as_secs_f64());
+            loaded = Some(record);
+        }
+        agent.stop()?;
+    }
+    Ok(ReloadResult {
+        files,
+        loaded: loaded.context("no reload was made")?,
+        startup_s,
+        first_s,
+        again_s,
+        not_idle,
+    })
+}
+
+/// Sends the agent SIGHUP and waits for the `policy_loaded` record of the
+/// reload; returns the time between the two and what the record says.
+fn reload_once(agent: &Agent, files: u64) -> Result<(Duration, policy::Loaded)> {
+    let mut follow = records::Follow::from_end(agent.output())?;
+    let started = Instant::now();
+    agent.signal(Signal::SIGHUP)?;
+    loop {
+        let found = follow.poll(&["policy_loaded", "policy_rejected"])?;
+        let took = started.elapsed();
+        if let Some(record) = found.first() {
+            let loaded = policy::Loaded::from_record(record)
+                .with_context(|| format!("the reload was not taken: {record}"))?;
+            loaded.check_enforcing(files)?;
+            return Ok((took, loaded));
+        }
+        if took > RELOAD_TIMEOUT {
+            bail!(
+                "no policy_loaded record in {} within {} s of SIGHUP",
+                agent.output().display(),
+                RELOAD_TIMEOUT.as_secs()
+            );
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 pub struct LatencyResult {

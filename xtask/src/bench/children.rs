@@ -129,6 +129,19 @@ impl Agent {
     /// the host's /etc file cannot change what is measured, and waits
     /// until capture is live.
     pub fn start(binary: &Path, watch: &[&Path], run_dir: &Path, name: &str) -> Result<Self> {
+        Self::start_with_policy(binary, watch, run_dir, name, None)
+    }
+
+    /// [`Agent::start`], with `--policy <policy>` when given (its
+    /// `policy_loaded` record then follows `sensor_start`, written with
+    /// it).
+    pub fn start_with_policy(
+        binary: &Path,
+        watch: &[&Path],
+        run_dir: &Path,
+        name: &str,
+        policy: Option<&Path>,
+    ) -> Result<Self> {
         let output = run_dir.join(format!("{name}.jsonl"));
         let log = run_dir.join(format!("{name}.log"));
         let config = run_dir.join("empty.toml");
@@ -139,6 +152,9 @@ impl Agent {
         cmd.arg("run");
         for dir in watch {
             cmd.arg("--watch").arg(dir);
+        }
+        if let Some(policy) = policy {
+            cmd.arg("--policy").arg(policy);
         }
         cmd.arg("--output")
             .arg(format!("jsonl:{}", output.display()))

@@ -7,6 +7,8 @@
 //!   the Python loader's model;
 //! - `unwatched/` and `storm/` (not watched): the unrelated-I/O files;
 //! - `agent/` (watched by the agent-metric runs) and `many/` (100k files);
+//! - `enforce/` (watched, and the one weight set of the enforcement rows'
+//!   policy): a small file like the one in `models/`;
 //! - `run/`: this run's sensor outputs and logs, emptied at the start.
 
 use std::{
@@ -25,7 +27,7 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 /// Free space (plus what existing fixtures already use) a run needs: the
-/// fixtures (about 3.1 GiB) and the rate test's JSON output (up to about
+/// fixtures (about 3.2 GiB) and the rate test's JSON output (up to about
 /// 2 GiB per step, removed after each).
 const REQUIRED_BYTES: u64 = 6 * GIB;
 
@@ -39,6 +41,8 @@ pub struct Sizes {
     pub storm_calls: u64,
     /// Processes the churn row spawns per timed run.
     pub spawns: u64,
+    /// open+close pairs of the enforce-open row per timed run.
+    pub enforce_opens: u64,
     pub model_bytes: u64,
     /// Tensors the Python loader's model is split into.
     pub model_tensors: u64,
@@ -55,6 +59,7 @@ impl Sizes {
                 storm_files: 1000,
                 storm_calls: 20_000,
                 spawns: 200,
+                enforce_opens: 2_000,
                 model_bytes: 128 * MIB,
                 model_tensors: 16,
                 many_files: 100_000,
@@ -67,6 +72,7 @@ impl Sizes {
                 storm_files: 1000,
                 storm_calls: 200_000,
                 spawns: 1000,
+                enforce_opens: 10_000,
                 model_bytes: GIB,
                 model_tensors: 16,
                 many_files: 100_000,
@@ -86,6 +92,7 @@ pub struct Layout {
     pub storm: PathBuf,
     pub agent: PathBuf,
     pub many: PathBuf,
+    pub enforce: PathBuf,
     pub run: PathBuf,
 }
 
@@ -112,6 +119,7 @@ impl Layout {
             storm: root.join("storm"),
             agent: root.join("agent"),
             many: root.join("many"),
+            enforce: root.join("enforce"),
             run: root.join("run"),
             root,
         }
@@ -130,17 +138,24 @@ impl Layout {
         self.unwatched.join("small.dat")
     }
 
+    /// The file of the enforcement rows' policy (the only one in its
+    /// weight set).
+    pub fn enforce_file(&self) -> PathBuf {
+        self.enforce.join("small.safetensors")
+    }
+
     pub fn model_file(&self, sizes: &Sizes) -> PathBuf {
         self.models
             .join(format!("model-{}m.safetensors", sizes.model_bytes / MIB))
     }
 
     /// Files that exist for this run's sizes, with how big they must be.
-    fn big_files(&self, sizes: &Sizes) -> [(PathBuf, u64, u64); 4] {
+    fn big_files(&self, sizes: &Sizes) -> [(PathBuf, u64, u64); 5] {
         [
             (self.weight_file(sizes), sizes.weight_bytes, 8),
             (self.small_watched(), sizes.small_file_bytes, 8),
             (self.small_unwatched(), sizes.small_file_bytes, 8),
+            (self.enforce_file(), sizes.small_file_bytes, 8),
             (
                 self.model_file(sizes),
                 sizes.model_bytes,
@@ -158,6 +173,7 @@ impl Layout {
             &self.storm,
             &self.agent,
             &self.many,
+            &self.enforce,
         ] {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -339,6 +355,7 @@ mod tests {
             storm_files: 5,
             storm_calls: 10,
             spawns: 2,
+            enforce_opens: 10,
             model_bytes: 2 * MIB,
             model_tensors: 4,
             many_files: 300,
@@ -349,6 +366,7 @@ mod tests {
             &layout.unwatched,
             &layout.storm,
             &layout.many,
+            &layout.enforce,
         ] {
             fs::create_dir_all(dir).unwrap();
         }
@@ -369,6 +387,11 @@ mod tests {
             layout
                 .weight_file(&sizes)
                 .ends_with("models/weight-3m.safetensors")
+        );
+        assert_eq!(
+            file_len(&layout.enforce_file()),
+            safetensors_size(MIB, 8),
+            "the enforcement rows' file is made with the others"
         );
     }
 }

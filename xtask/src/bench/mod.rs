@@ -3,14 +3,18 @@
 //! interleaved, with the sensor off (the baseline), on, with auditd as the
 //! peer, and with empty eBPF programs on the sensor's hooks (the floor the
 //! kernel charges); every figure is a ratio to the baseline of the same
-//! run. The agent metrics use the release sensor alone. Results go to the
-//! terminal, `target/bench/results.json` and `docs/benchmarks.md`.
+//! run. The policy-enforcement rows have a rotation of their own: off, on
+//! without a policy, and on with an enforce-mode policy that allows the
+//! reader (what enforcing costs the process it lets through). The agent
+//! metrics use the release sensor alone. Results go to the terminal,
+//! `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod agent;
 mod auditd;
 mod children;
 mod debian;
 mod fixtures;
+mod policy;
 mod procfs;
 mod python;
 mod records;
@@ -48,8 +52,11 @@ const SETTLE: Duration = Duration::from_millis(500);
 const IDLE_SHARE: f64 = 0.9;
 const IDLE_WINDOW: Duration = Duration::from_millis(250);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after `sensor_start` the `policy_loaded` record written with
+/// it may take to appear complete.
+const POLICY_LOADED_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A configuration every workload is measured under; serialised by
+/// A configuration workloads are measured under; serialised by
 /// [`Config::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,10 +65,16 @@ pub enum Config {
     On,
     Auditd,
     Floor,
+    /// The sensor with an enforce-mode policy over the workload's file
+    /// that allows the workload (the enforcement rows only).
+    Enforce,
 }
 
 impl Config {
+    /// What the workload rows are measured under.
     const ALL: [Config; 4] = [Config::Off, Config::On, Config::Auditd, Config::Floor];
+    /// What the enforcement rows are measured under.
+    const ENFORCEMENT: [Config; 3] = [Config::Off, Config::On, Config::Enforce];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -69,6 +82,7 @@ impl Config {
             Config::On => "on",
             Config::Auditd => "auditd",
             Config::Floor => "floor",
+            Config::Enforce => "enforce",
         }
     }
 }
@@ -89,6 +103,12 @@ const WORKLOAD_ROWS: [BenchRow; 7] = [
     BenchRow::PythonLoader,
     BenchRow::ProcessChurn,
 ];
+
+/// The rows measured without a policy and with an enforce-mode one.
+const ENFORCEMENT_ROWS: [BenchRow; 2] = [BenchRow::EnforceOpen, BenchRow::EnforceRead];
+
+/// The weight set of the enforcement rows' policy.
+const ENFORCE_SET: &str = "bench";
 
 /// The samples of one workload row.
 pub struct WorkloadRow {
@@ -111,6 +131,7 @@ pub struct AgentResults {
     pub memory: Metric<agent::MemoryResult>,
     pub latency: Metric<agent::LatencyResult>,
     pub policy: Metric<agent::PolicyResult>,
+    pub reload: Metric<agent::ReloadResult>,
 }
 
 /// Everything a run found, for the report.
@@ -126,6 +147,10 @@ pub struct Results {
     pub floor_hooks: Option<u64>,
     pub bench_dir: PathBuf,
     pub workloads: Vec<WorkloadRow>,
+    /// The enforcement rows, measured under [`Config::ENFORCEMENT`].
+    pub enforcement: Vec<WorkloadRow>,
+    /// What enforced their policy, as its `policy_loaded` record said.
+    pub enforce_mechanism: Option<String>,
     pub config_unavailable: BTreeMap<Config, String>,
     pub agent: AgentResults,
     pub notes: Vec<String>,
@@ -165,6 +190,8 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         floor_hooks: None,
         bench_dir: layout.root.clone(),
         workloads: Vec::new(),
+        enforcement: Vec::new(),
+        enforce_mechanism: None,
         config_unavailable: BTreeMap::new(),
         agent: AgentResults::default(),
         notes: Vec::new(),
@@ -172,7 +199,34 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
 
     let rows: Vec<BenchRow> = WORKLOAD_ROWS.into_iter().filter(|r| selected(*r)).collect();
     if !rows.is_empty() {
-        measure_workloads(&binary, &layout, &rows, args.runs, &mut results)?;
+        let phase = Phase {
+            name: None,
+            configs: &Config::ALL,
+            watch: &layout.models,
+            policy: None,
+        };
+        results.workloads =
+            measure_workloads(&binary, &layout, &phase, &rows, args.runs, &mut results)?;
+    }
+    let rows: Vec<BenchRow> = ENFORCEMENT_ROWS
+        .into_iter()
+        .filter(|r| selected(*r))
+        .collect();
+    if !rows.is_empty() {
+        let policy = layout.run.join("enforce-policy.toml");
+        let reader = std::env::current_exe().context("cannot find the xtask executable")?;
+        policy::write(
+            &policy,
+            &policy::enforce_allowing(ENFORCE_SET, &layout.enforce, &reader)?,
+        )?;
+        let phase = Phase {
+            name: Some("enforcement"),
+            configs: &Config::ENFORCEMENT,
+            watch: &layout.enforce,
+            policy: Some(&policy),
+        };
+        results.enforcement =
+            measure_workloads(&binary, &layout, &phase, &rows, args.runs, &mut results)?;
     }
     let ctx = agent::Ctx {
         binary: &binary,
@@ -200,6 +254,9 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
     if run_metric(BenchRow::PolicyCompile, "policy compile") {
         results.agent.policy = metric(agent::policy_compile(&ctx, sizes.many_files));
+    }
+    if run_metric(BenchRow::PolicyReload, "policy reload") {
+        results.agent.reload = metric(agent::policy_reload(&ctx, sizes.many_files));
     }
 
     let json_path = out_dir.join("results.json");
@@ -262,31 +319,64 @@ enum Session {
     On(children::Agent),
     Auditd(auditd::Auditd),
     Floor(children::Floor),
+    Enforce(children::Agent),
+}
+
+impl Session {
+    fn config(&self) -> Config {
+        match self {
+            Session::Off => Config::Off,
+            Session::On(_) => Config::On,
+            Session::Auditd(_) => Config::Auditd,
+            Session::Floor(_) => Config::Floor,
+            Session::Enforce(_) => Config::Enforce,
+        }
+    }
+}
+
+/// Rows measured together, every repetition under each of `configs`.
+struct Phase<'a> {
+    /// Which rows, in messages and the sensor outputs' names (none for
+    /// the main workload rows).
+    name: Option<&'a str>,
+    configs: &'a [Config],
+    /// What the sensor watches when it runs.
+    watch: &'a Path,
+    /// The policy of [`Config::Enforce`].
+    policy: Option<&'a Path>,
 }
 
 fn measure_workloads(
     binary: &Path,
     layout: &fixtures::Layout,
+    phase: &Phase,
     rows: &[BenchRow],
     runs: u32,
     results: &mut Results,
-) -> Result<()> {
+) -> Result<Vec<WorkloadRow>> {
     let sizes = results.sizes;
     let exe = std::env::current_exe().context("cannot find the xtask executable")?;
     // Held to the end: puts the audit rules and flag back as found.
-    let _audit_host = match auditd::AuditHost::prepare() {
-        Ok(host) => {
-            results.auditd_version =
-                process::stdout(Command::new("dpkg-query").args(["-W", "-f=${Version}", "auditd"]))
-                    .ok();
-            Some(host)
+    let _audit_host = if phase.configs.contains(&Config::Auditd) {
+        match auditd::AuditHost::prepare() {
+            Ok(host) => {
+                results.auditd_version = process::stdout(Command::new("dpkg-query").args([
+                    "-W",
+                    "-f=${Version}",
+                    "auditd",
+                ]))
+                .ok();
+                Some(host)
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                eprintln!("bench: auditd unavailable: {reason}");
+                results.config_unavailable.insert(Config::Auditd, reason);
+                None
+            }
         }
-        Err(err) => {
-            let reason = format!("{err:#}");
-            eprintln!("bench: auditd unavailable: {reason}");
-            results.config_unavailable.insert(Config::Auditd, reason);
-            None
-        }
+    } else {
+        None
     };
     let mut loader = None;
     let mut workloads: Vec<WorkloadRow> = rows
@@ -307,16 +397,23 @@ fn measure_workloads(
         }
     }
 
+    let configs = phase.configs;
     for rep in 0..runs {
-        for k in 0..Config::ALL.len() {
+        for k in 0..configs.len() {
             // Rotated each repetition, so no configuration always runs
             // first or right after another.
-            let config = Config::ALL[(rep as usize + k) % Config::ALL.len()];
+            let config = configs[(rep as usize + k) % configs.len()];
             if results.config_unavailable.contains_key(&config) {
                 continue;
             }
-            eprintln!("==> bench: repetition {}/{runs}, sensor {config}", rep + 1);
-            let session = match start_session(config, binary, layout, rep) {
+            let of_phase = phase
+                .name
+                .map_or_else(String::new, |n| format!(" of the {n} rows"));
+            eprintln!(
+                "==> bench: repetition {}/{runs}{of_phase}, sensor {config}",
+                rep + 1
+            );
+            let session = match start_session(config, binary, layout, phase, rep) {
                 Ok(session) => session,
                 Err(err) if config == Config::On || config == Config::Off => return Err(err),
                 Err(err) => {
@@ -332,8 +429,8 @@ fn measure_workloads(
             thread::sleep(SETTLE);
             if !procfs::wait_idle(IDLE_SHARE, IDLE_WINDOW, IDLE_TIMEOUT)? {
                 results.notes.push(format!(
-                    "The machine was not {:.0}% idle within {} s before repetition {} with \
-                     the sensor {config}; it was measured anyway.",
+                    "The machine was not {:.0}% idle within {} s before repetition {}{of_phase} \
+                     with the sensor {config}; it was measured anyway.",
                     IDLE_SHARE * 100.0,
                     IDLE_TIMEOUT.as_secs(),
                     rep + 1
@@ -360,31 +457,67 @@ fn measure_workloads(
             "The Python loader used `{method}` (Debian's /usr/bin/python3)."
         ));
     }
-    results.workloads = workloads;
-    Ok(())
+    Ok(workloads)
 }
 
 fn start_session(
     config: Config,
     binary: &Path,
     layout: &fixtures::Layout,
+    phase: &Phase,
     rep: u32,
 ) -> Result<Session> {
+    let name = |config: Config| match phase.name {
+        Some(phase) => format!("{phase}-{config}-{rep}"),
+        None => format!("{config}-{rep}"),
+    };
     Ok(match config {
         Config::Off => Session::Off,
         Config::On => Session::On(children::Agent::start(
             binary,
-            &[&layout.models],
+            &[phase.watch],
             &layout.run,
-            &format!("on-{rep}"),
+            &name(config),
         )?),
-        Config::Auditd => Session::Auditd(auditd::Auditd::start(&layout.models, &layout.run)?),
+        Config::Auditd => Session::Auditd(auditd::Auditd::start(phase.watch, &layout.run)?),
         Config::Floor => Session::Floor(children::Floor::start(binary, &layout.run)?),
+        Config::Enforce => {
+            let policy = phase
+                .policy
+                .context("the enforce configuration needs a policy")?;
+            let agent = children::Agent::start_with_policy(
+                binary,
+                &[phase.watch],
+                &layout.run,
+                &name(config),
+                Some(policy),
+            )?;
+            // Measuring anything else than an enforced policy over the
+            // workloads' file would mislabel every figure.
+            policy::first_loaded(agent.output(), POLICY_LOADED_TIMEOUT)?.check_enforcing(1)?;
+            Session::Enforce(agent)
+        }
     })
 }
 
+/// The watched file `row` works on, whose records show the sensor saw it.
+fn watched_file(
+    row: BenchRow,
+    layout: &fixtures::Layout,
+    sizes: &fixtures::Sizes,
+) -> Option<PathBuf> {
+    match row {
+        BenchRow::WeightRead | BenchRow::WeightMmap => Some(layout.weight_file(sizes)),
+        BenchRow::WatchedPread => Some(layout.small_watched()),
+        BenchRow::EnforceOpen | BenchRow::EnforceRead => Some(layout.enforce_file()),
+        _ => None,
+    }
+}
+
 /// Stops the configuration and checks it did what it is there for: the
-/// sensor wrote records for the watched files used, auditd logged.
+/// sensor wrote records for the watched files used and no policy verdict
+/// on them (the enforcement rows' policy allows their workloads), auditd
+/// logged.
 fn finish_session(
     session: Session,
     layout: &fixtures::Layout,
@@ -393,6 +526,7 @@ fn finish_session(
     rep: u32,
     results: &mut Results,
 ) -> Result<()> {
+    let config = session.config();
     match session {
         Session::Off => {}
         Session::Floor(floor) => floor.stop()?,
@@ -407,25 +541,47 @@ fn finish_session(
                 ));
             }
         }
-        Session::On(agent) => {
+        Session::On(agent) | Session::Enforce(agent) => {
             let output = agent.output().to_path_buf();
             agent.stop()?;
-            let mut watched = Vec::new();
-            if rows.contains(&BenchRow::WeightRead) || rows.contains(&BenchRow::WeightMmap) {
-                watched.push(layout.weight_file(sizes));
-            }
-            if rows.contains(&BenchRow::WatchedPread) {
-                watched.push(layout.small_watched());
-            }
+            let mut watched: Vec<PathBuf> = rows
+                .iter()
+                .filter_map(|&row| watched_file(row, layout, sizes))
+                .collect();
+            watched.sort();
+            watched.dedup();
             for file in &watched {
                 let scan = records::scan(&output, file)?;
                 if scan.opens == 0 {
                     bail!(
                         "the sensor wrote no open record for {} (output {}): it was not \
-                         watching the benchmark's files, so the `on` figures would be wrong",
+                         watching the benchmark's files, so the `{config}` figures would be \
+                         wrong",
                         file.display(),
                         output.display()
                     );
+                }
+                if scan.verdicts > 0 {
+                    bail!(
+                        "the sensor wrote {} policy verdicts on {} (output {}): the \
+                         workload was not let through as the policy says, so the \
+                         `{config}` figures would not be those of an allowed process",
+                        scan.verdicts,
+                        file.display(),
+                        output.display()
+                    );
+                }
+            }
+            if config == Config::Enforce {
+                let mechanism = policy::first_loaded(&output, POLICY_LOADED_TIMEOUT)?.mechanism;
+                match &results.enforce_mechanism {
+                    None => results.enforce_mechanism = Some(mechanism),
+                    Some(seen) if *seen != mechanism => results.notes.push(format!(
+                        "The policy was enforced by `{mechanism}` in repetition {}, by \
+                         `{seen}` before.",
+                        rep + 1
+                    )),
+                    Some(_) => {}
                 }
             }
             let stop = records::last_status(&output)?;
@@ -457,7 +613,7 @@ const SPAWNED_PROGRAM: &str = "/bin/true";
 pub fn timed_runs(row: BenchRow) -> u32 {
     match row {
         BenchRow::WeightRead | BenchRow::WeightMmap | BenchRow::PythonLoader => 5,
-        BenchRow::OpenClose | BenchRow::ProcessChurn => 3,
+        BenchRow::OpenClose | BenchRow::ProcessChurn | BenchRow::EnforceOpen => 3,
         _ => 1,
     }
 }
@@ -502,6 +658,18 @@ fn measure(
             WorkerWorkload::Spawn,
             PathBuf::from(SPAWNED_PROGRAM),
             sizes.spawns,
+            1,
+        ),
+        BenchRow::EnforceOpen => (
+            WorkerWorkload::OpenCloseFile,
+            layout.enforce_file(),
+            sizes.enforce_opens,
+            1,
+        ),
+        BenchRow::EnforceRead => (
+            WorkerWorkload::Pread,
+            layout.enforce_file(),
+            sizes.pread_calls,
             1,
         ),
         BenchRow::PythonLoader => {

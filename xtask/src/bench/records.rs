@@ -5,7 +5,7 @@
 
 use std::{
     fs::File,
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom},
     path::Path,
 };
 
@@ -43,6 +43,9 @@ pub struct Scan {
     pub closes: u64,
     pub reads: u64,
     pub mmaps: u64,
+    /// Policy verdicts on it: `alert`, `would_deny`, `would_kill`,
+    /// `denied`, `killed`.
+    pub verdicts: u64,
     pub lines: u64,
     /// The last `sensor_stop` (or, failing that, `heartbeat`) record.
     pub last_status: Option<Value>,
@@ -75,6 +78,9 @@ pub fn scan(path: &Path, file: &Path) -> Result<Scan> {
                 "close" => scan.closes += 1,
                 "read" => scan.reads += 1,
                 "mmap" => scan.mmaps += 1,
+                "alert" | "would_deny" | "would_kill" | "denied" | "killed" => {
+                    scan.verdicts += 1;
+                }
                 _ => {}
             }
         }
@@ -100,6 +106,66 @@ pub fn last_status(path: &Path) -> Result<Option<Value>> {
             .with_context(|| format!("a status record in {} is not JSON", path.display()))
     })
     .transpose()
+}
+
+/// Reads a JSON lines file as it grows: each [`Follow::poll`] returns the
+/// records of the lines completed since the last one.
+pub struct Follow {
+    file: File,
+    path: std::path::PathBuf,
+    pending: Vec<u8>,
+}
+
+impl Follow {
+    /// Follows the file at `path` from its first line.
+    pub fn from_start(path: &Path) -> Result<Self> {
+        Ok(Self {
+            file: File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+            path: path.to_path_buf(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// Follows the file at `path` from its current end: only lines
+    /// written from now on are returned.
+    pub fn from_end(path: &Path) -> Result<Self> {
+        let mut follow = Self::from_start(path)?;
+        follow
+            .file
+            .seek(SeekFrom::End(0))
+            .with_context(|| format!("cannot seek in {}", path.display()))?;
+        Ok(follow)
+    }
+
+    /// The records whose `action` is one of `actions` among the lines
+    /// completed since the last call (a line still being written waits
+    /// for the next).
+    pub fn poll(&mut self, actions: &[&str]) -> Result<Vec<Value>> {
+        let mut chunk = [0u8; 1 << 16];
+        loop {
+            let n = self
+                .file
+                .read(&mut chunk)
+                .with_context(|| format!("cannot read {}", self.path.display()))?;
+            if n == 0 {
+                break;
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+        let Some(end) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let complete: Vec<u8> = self.pending.drain(..=end).collect();
+        String::from_utf8_lossy(&complete)
+            .lines()
+            .filter(|line| action_of(line).is_some_and(|a| actions.contains(&a)))
+            .map(|line| {
+                serde_json::from_str(line).with_context(|| {
+                    format!("a record in {} is not JSON: {line}", self.path.display())
+                })
+            })
+            .collect()
+    }
 }
 
 /// `"path":"<file>"` as the sensor serialises it.
@@ -223,6 +289,37 @@ mod tests {
     }
 
     #[test]
+    fn follows_a_growing_file_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        std::fs::write(&out, "{\"action\":\"policy_loaded\",\"n\":1}\n").unwrap();
+        let mut from_start = Follow::from_start(&out).unwrap();
+        let mut from_end = Follow::from_end(&out).unwrap();
+        assert_eq!(from_start.poll(&["policy_loaded"]).unwrap().len(), 1);
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
+        let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+        // A line half written is read once complete.
+        write!(
+            f,
+            "{{\"action\":\"exec\"}}\n{{\"action\":\"policy_loaded\","
+        )
+        .unwrap();
+        f.flush().unwrap();
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
+        writeln!(f, "\"n\":2}}").unwrap();
+        writeln!(f, "{{\"action\":\"policy_rejected\",\"n\":3}}").unwrap();
+        let got = from_end
+            .poll(&["policy_loaded", "policy_rejected"])
+            .unwrap();
+        let ns: Vec<u64> = got.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, [2, 3]);
+        assert!(from_end.poll(&["policy_loaded"]).unwrap().is_empty());
+        writeln!(f, "{{\"action\":\"policy_loaded\",broken").unwrap();
+        assert!(from_end.poll(&["policy_loaded"]).is_err());
+        assert!(Follow::from_start(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
     fn scans_records_about_one_file() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.jsonl");
@@ -236,6 +333,8 @@ mod tests {
             rec("read", "/m/a.safetensors"),
             rec("close", "/m/a.safetensors"),
             rec("open", "/m/b.safetensors"),
+            rec("denied", "/m/a.safetensors"),
+            rec("would_kill", "/m/b.safetensors"),
             rec("open", "/m/a.safetensors.bak"),
             r#"{"action":"exec","process":{"pid":1}}"#.to_owned(),
             r#"{"action":"sensor_stop","sensor":{"kernel":{"ringbuf_full":0}}}"#.to_owned(),
@@ -248,7 +347,8 @@ mod tests {
             (scan.opens, scan.reads, scan.closes, scan.mmaps),
             (1, 1, 1, 0)
         );
-        assert_eq!(scan.lines, 8);
+        assert_eq!(scan.verdicts, 1);
+        assert_eq!(scan.lines, 10);
         let stop = scan.last_status.unwrap();
         assert_eq!(counter(&stop, "kernel.ringbuf_full"), Some(0));
         assert_eq!(last_status(&out).unwrap(), Some(stop));

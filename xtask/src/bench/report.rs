@@ -80,7 +80,25 @@ pub fn title(row: BenchRow, sizes: &Sizes) -> String {
             "process churn: {} spawns of /bin/true, each waited for",
             table::count(sizes.spawns)
         ),
+        BenchRow::EnforceOpen => format!(
+            "open+close of a policy file by the process the policy allows, {} times",
+            table::count(sizes.enforce_opens)
+        ),
+        BenchRow::EnforceRead => format!(
+            "4 KiB pread of a policy file by the process the policy allows, {} calls",
+            table::count(sizes.pread_calls)
+        ),
         other => row_name(other),
+    }
+}
+
+/// The calls (open+close pairs, preads) a timed run of an enforcement
+/// row makes, for its per-call figure.
+fn calls(row: BenchRow, sizes: &Sizes) -> Option<u64> {
+    match row {
+        BenchRow::EnforceOpen => Some(sizes.enforce_opens),
+        BenchRow::EnforceRead => Some(sizes.pread_calls),
+        _ => None,
     }
 }
 
@@ -172,15 +190,33 @@ fn samples(w: &WorkloadRow, config: Config) -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// The baseline and the ratio to it of every other configuration the row
+/// was measured under.
 fn figures(w: &WorkloadRow) -> Figures {
     let off = samples(w, Config::Off);
     Figures {
         off: stats::summarize(&off),
-        ratios: [Config::On, Config::Auditd, Config::Floor]
-            .into_iter()
-            .map(|c| (c, stats::ratio(&samples(w, c), &off)))
+        ratios: w
+            .runs
+            .keys()
+            .filter(|c| **c != Config::Off)
+            .map(|&c| (c, stats::ratio(&samples(w, c), &off)))
             .collect(),
     }
+}
+
+/// What the policy alone costs the allowed process: `enforce` over `on`
+/// (the sensor without a policy).
+fn policy_ratio(w: &WorkloadRow) -> Option<Ratio> {
+    stats::ratio(&samples(w, Config::Enforce), &samples(w, Config::On))
+}
+
+/// The same difference per call: median time under `enforce` less the
+/// median under `on`, over the calls of a timed run.
+fn policy_cost_per_call_ns(w: &WorkloadRow, sizes: &Sizes) -> Option<f64> {
+    let calls = calls(w.row, sizes)?;
+    let median = |c| stats::summarize(&samples(w, c)).map(|s| s.median);
+    Some((median(Config::Enforce)? - median(Config::On)?) / calls as f64)
 }
 
 impl Figures {
@@ -218,21 +254,8 @@ fn workload_table(results: &Results) -> Table {
     ]);
     for w in &results.workloads {
         let f = figures(w);
-        let off = match (&w.unavailable, f.off) {
-            (Some(_), _) => "unavailable".to_owned(),
-            (None, Some(s)) => format!(
-                "{} ({}–{})",
-                table::duration_ns(s.median),
-                table::duration_ns(s.min),
-                table::duration_ns(s.max)
-            ),
-            (None, None) => "—".to_owned(),
-        };
-        let cell = |config: Config| match f.ratio(config) {
-            Some(r) => table::ratio(r.median, r.min, r.max),
-            None if results.config_unavailable.contains_key(&config) => "unavailable".to_owned(),
-            None => "—".to_owned(),
-        };
+        let off = off_cell(w, &f);
+        let cell = |config: Config| ratio_cell(results, f.ratio(config), config);
         let (verdict, reason) = workload_verdict(w);
         let verdict = if reason.is_empty() {
             verdict.as_str().to_owned()
@@ -250,6 +273,70 @@ fn workload_table(results: &Results) -> Table {
         ]);
     }
     t
+}
+
+/// `median (min–max)` of the baseline.
+fn off_cell(w: &WorkloadRow, f: &Figures) -> String {
+    match (&w.unavailable, f.off) {
+        (Some(_), _) => "unavailable".to_owned(),
+        (None, Some(s)) => format!(
+            "{} ({}–{})",
+            table::duration_ns(s.median),
+            table::duration_ns(s.min),
+            table::duration_ns(s.max)
+        ),
+        (None, None) => "—".to_owned(),
+    }
+}
+
+/// A ratio and its spread, or why there is none.
+fn ratio_cell(results: &Results, ratio: Option<Ratio>, config: Config) -> String {
+    match ratio {
+        Some(r) => table::ratio(r.median, r.min, r.max),
+        None if results.config_unavailable.contains_key(&config) => "unavailable".to_owned(),
+        None => "—".to_owned(),
+    }
+}
+
+/// The enforcement rows: each configuration's ratio to off, then what
+/// the policy adds to the sensor, as a ratio and per call.
+fn enforcement_table(results: &Results) -> Table {
+    let mut t = Table::new(&[
+        "workload",
+        "goal",
+        "off median (min–max)",
+        "on, no policy",
+        "enforce",
+        "enforce / on",
+        "enforce − on, per call",
+    ]);
+    for w in &results.enforcement {
+        let f = figures(w);
+        let cell = |config: Config| ratio_cell(results, f.ratio(config), config);
+        t.row(vec![
+            title(w.row, &results.sizes),
+            goal(w.row).to_owned(),
+            off_cell(w, &f),
+            cell(Config::On),
+            cell(Config::Enforce),
+            ratio_cell(results, policy_ratio(w), Config::Enforce),
+            policy_cost_per_call_ns(w, &results.sizes)
+                .map_or_else(|| "—".to_owned(), table::signed_duration_ns),
+        ]);
+    }
+    t
+}
+
+/// `0.612 s (median of 5: 0.600–0.700 s)`, or the one figure.
+fn secs_spread(secs: &[f64]) -> String {
+    match stats::summarize(secs) {
+        Some(s) if s.n > 1 => format!(
+            "{:.3} s (median of {}: {:.3}–{:.3} s)",
+            s.median, s.n, s.min, s.max
+        ),
+        Some(s) => format!("{:.3} s", s.median),
+        None => "—".to_owned(),
+    }
 }
 
 fn failed<T>(metric: &Metric<T>) -> Option<&str> {
@@ -408,22 +495,49 @@ fn agent_table(results: &Results) -> (Table, Vec<String>) {
         missed.push(format!("{compile}: the measurement failed: {err}"));
     }
     if let Some(Ok(p)) = &a.policy {
-        let spread = stats::summarize(&p.secs);
         let median = p.median().unwrap_or(f64::INFINITY);
         let met = median < 1.0;
-        let result = match spread {
-            Some(s) if s.n > 1 => format!(
-                "{:.3} s (median of {}: {:.3}–{:.3} s)",
-                s.median, s.n, s.min, s.max
-            ),
-            Some(s) => format!("{:.3} s", s.median),
-            None => "—".to_owned(),
-        };
+        let result = secs_spread(&p.secs);
         if !met {
             missed.push(format!("{compile}: {result} (goal < 1 s)"));
         }
         t.row(vec![
             compile,
+            "< 1 s".to_owned(),
+            result,
+            if met { "met" } else { "missed" }.to_owned(),
+        ]);
+    }
+
+    let reload = format!(
+        "policy reload, {files} files, enforce mode (SIGHUP → `policy_loaded`; an agent's first \
+         and second reload)"
+    );
+    if let Some(err) = failed(&a.reload) {
+        error_row(&mut t, &reload, "< 1 s", err);
+        missed.push(format!("{reload}: the measurement failed: {err}"));
+    }
+    if let Some(Ok(r)) = &a.reload {
+        let met = r.median().is_some_and(|m| m < 1.0);
+        let mut result = format!(
+            "first {}; second {}; start-up with the policy {}; enforced by `{}`",
+            secs_spread(&r.first_s),
+            secs_spread(&r.again_s),
+            secs_spread(&r.startup_s),
+            r.loaded.mechanism
+        );
+        if r.not_idle > 0 {
+            let _ = write!(
+                result,
+                " ({} of the reloads began before the machine was idle)",
+                r.not_idle
+            );
+        }
+        if !met {
+            missed.push(format!("{reload}: {result} (goal < 1 s)"));
+        }
+        t.row(vec![
+            reload,
             "< 1 s".to_owned(),
             result,
             if met { "met" } else { "missed" }.to_owned(),
@@ -480,6 +594,10 @@ pub fn plain(results: &Results) -> String {
         out.push_str(&workload_table(results).plain());
         out.push('\n');
     }
+    if !results.enforcement.is_empty() {
+        out.push_str(&enforcement_table(results).plain());
+        out.push('\n');
+    }
     let (agent, missed) = agent_table(results);
     out.push_str(&agent.plain());
     let missed = missed_goals(results, missed);
@@ -496,6 +614,7 @@ fn missed_goals(results: &Results, agent_missed: Vec<String>) -> Vec<String> {
     let mut missed: Vec<String> = results
         .workloads
         .iter()
+        .chain(&results.enforcement)
         .filter_map(|w| {
             let (verdict, reason) = workload_verdict(w);
             (verdict == Verdict::Missed).then(|| {
@@ -574,6 +693,28 @@ pub fn markdown(results: &Results) -> String {
         );
     }
 
+    if !results.enforcement.is_empty() {
+        let _ = writeln!(md, "\n## Policy enforcement\n");
+        md.push_str(&enforcement_table(results).markdown());
+        let mechanism = results
+            .enforce_mechanism
+            .as_deref()
+            .map_or_else(String::new, |m| {
+                format!(" This run's policy was enforced by `{m}` (its `policy_loaded` record).")
+            });
+        let _ = writeln!(
+            md,
+            "\nThe same method, with three configurations of their own: **off**; **on**, the \
+             sensor watching the workload's folder without a policy; **enforce**, the same with \
+             an enforce-mode policy over that folder that allows the workload's executable and \
+             denies everything else, so these figures are what enforcing costs a process it lets \
+             through. `on` and `enforce` are ratios to off as above; `enforce / on` is the \
+             policy's own cost, the ratio of their medians (in parentheses, the lowest and \
+             highest of a repetition's enforce over the same repetition's on); the last column \
+             is the difference of the medians per call.{mechanism}"
+        );
+    }
+
     let (agent, agent_missed) = agent_table(results);
     let _ = writeln!(md, "\n## Agent\n");
     md.push_str(&agent.markdown());
@@ -595,6 +736,7 @@ pub fn markdown(results: &Results) -> String {
     let not_judged: Vec<String> = results
         .workloads
         .iter()
+        .chain(&results.enforcement)
         .filter_map(|w| {
             let (verdict, reason) = workload_verdict(w);
             (verdict == Verdict::NotJudged && goal(w.row) != "report")
@@ -648,8 +790,8 @@ fn method(results: &Results) -> Vec<String> {
          (the kernel audits only processes created while auditing is on), once the machine \
          has been 90% idle for 250 ms: it runs the workload once untimed (warm-up; the page \
          cache is warm), then timed with `Instant`: 5 runs for the weight-load and Python \
-         rows, 3 for the open/close storm and the churn row, 1 for the pread rows (which last seconds); the \
-         repetition's sample is the median of its timed runs. Workloads are Rust loops \
+         rows, 3 for the open/close storm, the churn row and the enforced open row, 1 for the \
+         pread rows (which last seconds); the repetition's sample is the median of its timed runs. Workloads are Rust loops \
          calling libc directly (`read` of 1 MiB, `mmap` + one volatile byte read per 4 KiB \
          page, `pread` of 4 KiB at offsets cycling through a 64 MiB file, `open`+`close`; \
          the churn row spawns `/bin/true` with `std::process::Command` and waits for it); \
@@ -688,6 +830,30 @@ fn method(results: &Results) -> Vec<String> {
          checked. A start-up or a reload does the same before the swap, plus one fanotify \
          mark per file in enforce mode."
             .to_owned(),
+        format!(
+            "Policy enforcement: these rows have a rotation of their own (off, on, enforce) and \
+             work on a 64 MiB safetensors-shaped file in `{}/enforce`, the one file of the \
+             policy's one weight set. **enforce** adds `--policy <file>` to **on**: \
+             `mode = \"enforce\"`, `default = \"deny\"`, one rule allowing `open`, `read` and \
+             `mmap` to the bench worker's executable (the xtask binary, by identity). Each run \
+             checks the `policy_loaded` record (enforce mode, the file covered and watched) and \
+             that the sensor wrote no verdict on the file: the worker was let through every \
+             time. With fanotify, each open of the file waits while the agent's fanotify thread \
+             judges the opener from its `/proc` entry and answers; each read is decided in the \
+             kernel from the policy's tables. The open row makes {} open+close pairs per timed \
+             run, fewer than the storm's, since each allowed open is a round trip to the agent.",
+            results.bench_dir.display(),
+            table::count(results.sizes.enforce_opens)
+        ),
+        "Policy reload: the agent starts watching the 100,000-file folder with the \
+         policy-compile row's policy in enforce mode (5 times, 1 quick); once the machine is \
+         idle, SIGHUP is sent and timed to the `policy_loaded` record it causes appearing in \
+         the output (polled every millisecond), twice per agent. The first reload compiles the \
+         file again, marks every file for fanotify, writes every file into the kernel tables' \
+         idle slot, judges every process and swaps; the second finds the idle slot already \
+         holding those files (the tables alternate between two slots) and writes none, as a \
+         reload after an edit of the rules alone would. The goal is judged on the first."
+            .to_owned(),
         "Latency: a watched file is opened every millisecond; a reader thread woken by \
          inotify on the output notes the wall-clock time it reads each `open` record, \
          minus the record's `time` (the kernel's timestamp of the syscall). It includes \
@@ -701,40 +867,22 @@ pub fn json(results: &Results) -> Value {
     let workloads: Vec<Value> = results
         .workloads
         .iter()
+        .map(|w| workload_json(results, w, &Config::ALL))
+        .collect();
+    let enforcement: Vec<Value> = results
+        .enforcement
+        .iter()
         .map(|w| {
-            let f = figures(w);
-            let (verdict, reason) = workload_verdict(w);
-            let configs: serde_json::Map<String, Value> = Config::ALL
-                .iter()
-                .map(|&c| {
-                    let samples = samples(w, c);
-                    let summary = stats::summarize(&samples);
-                    let ratio = if c == Config::Off { None } else { f.ratio(c) };
-                    let value = json!({
-                        "samples_ns": samples,
-                        "timed_runs_ns": w.runs.get(&c),
-                        "median_ns": summary.map(|s| s.median),
-                        "min_ns": summary.map(|s| s.min),
-                        "max_ns": summary.map(|s| s.max),
-                        "q1_ns": summary.map(|s| s.q1),
-                        "q3_ns": summary.map(|s| s.q3),
-                        "ratio_to_off": ratio.map(|r| r.median),
-                        "ratio_min": ratio.map(|r| r.min),
-                        "ratio_max": ratio.map(|r| r.max),
-                        "unavailable": results.config_unavailable.get(&c),
-                    });
-                    (c.name().to_owned(), value)
-                })
-                .collect();
-            json!({
-                "row": row_name(w.row),
-                "title": title(w.row, &results.sizes),
-                "goal": goal(w.row),
-                "verdict": verdict.as_str(),
-                "verdict_reason": reason,
-                "unavailable": w.unavailable,
-                "configs": configs,
-            })
+            let mut value = workload_json(results, w, &Config::ENFORCEMENT);
+            let ratio = policy_ratio(w);
+            value["enforce_over_on"] = json!({
+                "ratio": ratio.map(|r| r.median),
+                "ratio_min": ratio.map(|r| r.min),
+                "ratio_max": ratio.map(|r| r.max),
+                "calls_per_timed_run": calls(w.row, &results.sizes),
+                "per_call_ns": policy_cost_per_call_ns(w, &results.sizes),
+            });
+            value
         })
         .collect();
     let metric = |m: Option<Result<Value, &String>>| match m {
@@ -758,14 +906,55 @@ pub fn json(results: &Results) -> Value {
         "bench_dir": results.bench_dir,
         "config_unavailable": results.config_unavailable,
         "workloads": workloads,
+        "enforcement": enforcement,
+        "enforce_mechanism": results.enforce_mechanism,
         "agent": {
             "rate": metric(a.rate.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "burst": metric(a.burst.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "memory": metric(a.memory.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "latency": metric(a.latency.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "policy": metric(a.policy.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+            "policy_reload": metric(a.reload.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
         },
         "notes": results.notes,
+    })
+}
+
+/// One workload row of the JSON: every sample of each of `configs`, and
+/// its ratio to off.
+fn workload_json(results: &Results, w: &WorkloadRow, configs: &[Config]) -> Value {
+    let f = figures(w);
+    let (verdict, reason) = workload_verdict(w);
+    let configs: serde_json::Map<String, Value> = configs
+        .iter()
+        .map(|&c| {
+            let samples = samples(w, c);
+            let summary = stats::summarize(&samples);
+            let ratio = if c == Config::Off { None } else { f.ratio(c) };
+            let value = json!({
+                "samples_ns": samples,
+                "timed_runs_ns": w.runs.get(&c),
+                "median_ns": summary.map(|s| s.median),
+                "min_ns": summary.map(|s| s.min),
+                "max_ns": summary.map(|s| s.max),
+                "q1_ns": summary.map(|s| s.q1),
+                "q3_ns": summary.map(|s| s.q3),
+                "ratio_to_off": ratio.map(|r| r.median),
+                "ratio_min": ratio.map(|r| r.min),
+                "ratio_max": ratio.map(|r| r.max),
+                "unavailable": results.config_unavailable.get(&c),
+            });
+            (c.name().to_owned(), value)
+        })
+        .collect();
+    json!({
+        "row": row_name(w.row),
+        "title": title(w.row, &results.sizes),
+        "goal": goal(w.row),
+        "verdict": verdict.as_str(),
+        "verdict_reason": reason,
+        "unavailable": w.unavailable,
+        "configs": configs,
     })
 }
 
@@ -822,6 +1011,16 @@ mod tests {
         );
         runs.insert(Config::On, vec![vec![110.0], vec![112.0], vec![108.0]]);
         runs.insert(Config::Floor, vec![vec![105.0], vec![104.0], vec![106.0]]);
+        // 1,000 opens a run in the fixture's sizes.
+        let mut enforce_runs = BTreeMap::new();
+        enforce_runs.insert(Config::Off, vec![vec![2e6], vec![2.2e6], vec![1.8e6]]);
+        enforce_runs.insert(Config::On, vec![vec![3e6], vec![3.3e6], vec![2.7e6]]);
+        enforce_runs.insert(
+            Config::Enforce,
+            vec![vec![130e6, 120e6, 140e6], vec![99e6], vec![150e6]],
+        );
+        let mut sizes = Sizes::new(false);
+        sizes.enforce_opens = 1000;
         Results {
             unix_time: 1_795_626_593,
             machine: Machine {
@@ -834,7 +1033,7 @@ mod tests {
             quick: false,
             partial: false,
             runs: 3,
-            sizes: Sizes::new(false),
+            sizes,
             sensor: "weightwarden 0.1.0".into(),
             auditd_version: None,
             floor_hooks: Some(20),
@@ -844,6 +1043,12 @@ mod tests {
                 runs,
                 unavailable: None,
             }],
+            enforcement: vec![WorkloadRow {
+                row: BenchRow::EnforceOpen,
+                runs: enforce_runs,
+                unavailable: None,
+            }],
+            enforce_mechanism: Some("fanotify+bpf_send_signal".into()),
             config_unavailable: [(Config::Auditd, "no audit support".to_owned())].into(),
             agent: AgentResults {
                 memory: Some(Ok(agent::MemoryResult {
@@ -871,6 +1076,19 @@ mod tests {
                     secs: vec![0.5, 0.4, 0.6],
                 })),
                 burst: None,
+                reload: Some(Ok(agent::ReloadResult {
+                    files: 100_000,
+                    loaded: crate::bench::policy::Loaded {
+                        mode: "enforce".into(),
+                        mechanism: "fanotify+bpf_send_signal".into(),
+                        files: 100_000,
+                        files_unwatched: 0,
+                    },
+                    startup_s: vec![1.5, 1.4, 1.6],
+                    first_s: vec![1.2, 1.1, 1.3],
+                    again_s: vec![0.5, 0.4, 0.6],
+                    not_idle: 0,
+                })),
             },
             notes: vec!["a note".into()],
         }
@@ -939,8 +1157,52 @@ mod tests {
             "{md}"
         );
 
+        let enforcement = md
+            .split_once("## Policy enforcement\n\n")
+            .and_then(|(_, rest)| rest.split_once("\n\n"))
+            .map(|(table, _)| table);
+        assert_eq!(
+            enforcement,
+            Some(
+                "| workload                                                                  \
+                 | goal   | off median (min–max)   | on, no policy       | enforce                \
+                 | enforce / on           | enforce − on, per call |\n\
+                 |---------------------------------------------------------------------------\
+                 |--------|------------------------|---------------------|------------------------\
+                 |------------------------|------------------------|\n\
+                 | open+close of a policy file by the process the policy allows, 1,000 times \
+                 | report | 2.0 ms (1.8 ms–2.2 ms) | 1.500 (1.500–1.500) | 65.000 (45.000–83.333) \
+                 | 43.333 (30.000–55.556) | +127.0 µs              |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("policy was enforced by `fanotify+bpf_send_signal`"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| first 1.200 s (median of 3: 1.100–1.300 s); second 0.500 s (median of 3: \
+                 0.400–0.600 s); start-up with the policy 1.500 s (median of 3: 1.400–1.600 s); \
+                 enforced by `fanotify+bpf_send_signal` | missed  |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **Missed**: policy reload, 100,000 files, enforce mode"),
+            "{md}"
+        );
+        assert!(
+            md.contains("The open row makes 1,000 open+close pairs"),
+            "{md}"
+        );
+
         let text = plain(&results());
         assert!(text.contains("goals missed:"), "{text}");
+        assert!(
+            text.contains("open+close of a policy file by the process the policy allows"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -968,5 +1230,24 @@ mod tests {
         assert_eq!(v["agent"]["latency"]["error"], "boom");
         assert_eq!(v["agent"]["burst"], Value::Null);
         assert_eq!(v["agent"]["rate"]["best_zero_loss_opens_per_sec"], 50_000.0);
+
+        let row = &v["enforcement"][0];
+        assert_eq!(row["row"], "enforce-open");
+        let configs: Vec<&String> = row["configs"].as_object().unwrap().keys().collect();
+        // Only the enforcement rows' configurations (keys sorted).
+        assert_eq!(configs, ["enforce", "off", "on"]);
+        assert_eq!(row["configs"]["enforce"]["ratio_to_off"], 65.0);
+        assert_eq!(
+            row["configs"]["enforce"]["timed_runs_ns"][0],
+            serde_json::json!([130e6, 120e6, 140e6])
+        );
+        assert_eq!(row["enforce_over_on"]["per_call_ns"], 127_000.0);
+        assert_eq!(row["enforce_over_on"]["calls_per_timed_run"], 1000);
+        assert_eq!(row["enforce_over_on"]["ratio_max"], 150e6 / 2.7e6);
+        assert_eq!(v["enforce_mechanism"], "fanotify+bpf_send_signal");
+        let reload = &v["agent"]["policy_reload"];
+        assert_eq!(reload["first_reload_median_s"], 1.2);
+        assert_eq!(reload["second_reload_median_s"], 0.5);
+        assert_eq!(reload["policy_files"], 100_000);
     }
 }

@@ -61,6 +61,13 @@ pub fn duration_ns(ns: f64) -> String {
     }
 }
 
+/// A difference of durations in nanoseconds, signed (`+127.3 µs`,
+/// `-12 ns`), in the units of [`duration_ns`].
+pub fn signed_duration_ns(ns: f64) -> String {
+    let sign = if ns < 0.0 { '-' } else { '+' };
+    format!("{sign}{}", duration_ns(ns.abs()))
+}
+
 /// `1.034 (0.991–1.052)`: a ratio of medians and its spread.
 pub fn ratio(median: f64, min: f64, max: f64) -> String {
     format!("{median:.3} ({min:.3}–{max:.3})")
@@ -118,6 +125,9 @@ mod tests {
         assert_eq!(duration_ns(12_345_678.0), "12.3 ms");
         assert_eq!(duration_ns(1_500.0), "1.5 µs");
         assert_eq!(duration_ns(999.0), "999 ns");
+        assert_eq!(signed_duration_ns(127_345.0), "+127.3 µs");
+        assert_eq!(signed_duration_ns(-12.4), "-12 ns");
+        assert_eq!(signed_duration_ns(0.0), "+0 ns");
         assert_eq!(ratio(1.0341, 0.9912, 1.052), "1.034 (0.991–1.052)");
         assert_eq!(count(0), "0");
         assert_eq!(count(999), "999");

@@ -34,6 +34,7 @@ pub fn execute(args: &BenchWorkerArgs) -> Result<()> {
             WorkerWorkload::MmapTouch => mmap_touch(&args.path),
             WorkerWorkload::Pread => pread(&args.path, args.calls),
             WorkerWorkload::OpenClose => open_close(&args.path, args.files, args.calls),
+            WorkerWorkload::OpenCloseFile => open_close_file(&args.path, args.calls),
             WorkerWorkload::Spawn => spawn(&args.path, args.calls),
         }
     };
@@ -167,6 +168,16 @@ fn open_close(dir: &Path, files: u32, calls: u64) -> Result<u64> {
     Ok(calls)
 }
 
+/// `calls` open+close pairs of the one file `path`; returns the pairs
+/// made.
+fn open_close_file(path: &Path, calls: u64) -> Result<u64> {
+    let path = c_path(path)?;
+    for _ in 0..calls {
+        open_close_once(&path)?;
+    }
+    Ok(calls)
+}
+
 pub fn c_path(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .with_context(|| format!("{} holds a NUL byte", path.display()))
@@ -202,6 +213,8 @@ mod tests {
         }
         assert_eq!(open_close(dir.path(), 3, 10).unwrap(), 10);
         assert!(open_close(dir.path(), 4, 10).is_err());
+        assert_eq!(open_close_file(&file, 5).unwrap(), 5);
+        assert!(open_close_file(&dir.path().join("missing"), 1).is_err());
         assert!(sequential_read(&dir.path().join("missing")).is_err());
         assert_eq!(storm_file_name(7), "f0007.dat");
         assert_eq!(spawn(Path::new("/bin/true"), 3).unwrap(), 3);
