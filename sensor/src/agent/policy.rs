@@ -418,6 +418,8 @@ impl Agent {
         let path = judge.path().to_path_buf();
         let shared = judge.shared_policy();
         self.policy_stamp = stamp(&path);
+        let started = std::time::Instant::now();
+        let ms = |since: std::time::Instant| since.elapsed().as_millis() as u64;
         let (new, findings) = match load(&path) {
             Ok((new, _)) if only_if_files_changed && new.same_files(&shared.load()) => return,
             Ok((mut new, findings)) => {
@@ -432,12 +434,16 @@ impl Agent {
                 return self.reject_policy(&path, why, errors);
             }
         };
+        let compile_ms = ms(started);
+        let step = std::time::Instant::now();
         // Enforcing needs the marks before the swap: no open of a new file
         // may pass unjudged once the new policy is in force.
         if new.mode == Mode::Enforce {
             match &self.enforcer {
                 Some(enforcer) => {
-                    if let Err(err) = enforcer.mark(&new) {
+                    let current = shared.load_full();
+                    let marked = (current.mode == Mode::Enforce).then_some(current.as_ref());
+                    if let Err(err) = enforcer.mark_beyond(&new, marked) {
                         let errors = vec![format!("  {}", Chain(&err))];
                         return self.reject_policy(&path, why, errors);
                     }
@@ -456,6 +462,8 @@ impl Agent {
                 },
             }
         }
+        let mark_ms = ms(step);
+        let step = std::time::Instant::now();
         // The kernel tables switch before the judge and the fanotify thread
         // do: for a moment the kernel kills by the new policy while opens
         // are still answered by the old, never a moment with neither.
@@ -471,6 +479,8 @@ impl Agent {
         // Processes that already hold a file the policy brings in must pass
         // the holder prefilter before the kernel decides by the new tables.
         super::holders::seed(&mut self.kernel.holders, &self.watch);
+        let watch_ms = ms(step);
+        let step = std::time::Instant::now();
         if let Err(err) = self.install_policy(&new) {
             // The fanotify thread writes rows for the policy in force only.
             let active = self.kernel_tables.active();
@@ -486,6 +496,7 @@ impl Agent {
                 .pin_policy_files(&shared.load().paths, &mut self.kernel.watched);
             return self.reject_policy(&path, why, errors);
         }
+        let tables_ms = ms(step);
         let old = shared.swap(new.clone());
         self.watch
             .pin_policy_files(&new.paths, &mut self.kernel.watched);
@@ -498,7 +509,16 @@ impl Agent {
         if let Some(judge) = self.decide.judge_mut() {
             judge.set_opens_enforced_by(enforcing.then_some("fanotify"));
         }
-        tracing::info!(why, sha256 = %new.hash, "policy reloaded");
+        tracing::info!(
+            why,
+            sha256 = %new.hash,
+            compile_ms,
+            mark_ms,
+            watch_ms,
+            tables_ms,
+            total_ms = ms(started),
+            "policy reloaded"
+        );
         if let Some(judge) = self.decide.judge() {
             let unwatched = unwatched(judge, &self.watch);
             let mechanism = mechanisms(new.mode, self.enforcer.is_some(), self.kernel_tables.lsm());

@@ -143,9 +143,21 @@ impl Enforcer {
     /// that could not be marked would be open to anyone: an error, unless
     /// it is gone (no longer there to open).
     pub fn mark(&self, policy: &Policy) -> Result<(), FanotifyError> {
+        self.mark_beyond(policy, None)
+    }
+
+    /// Marks the files of `policy` that `marked` (an enforced policy, all
+    /// of whose files carry marks) does not have: a reload of a large
+    /// policy re-marks only what is new.
+    pub fn mark_beyond(
+        &self,
+        policy: &Policy,
+        marked: Option<&Policy>,
+    ) -> Result<(), FanotifyError> {
         let mut failed = 0;
         let mut first = String::new();
-        for (_, path) in &policy.paths {
+        let already = |key: &FileKey| marked.is_some_and(|m| !m.sets_of(key).is_empty());
+        for (_, path) in policy.paths.iter().filter(|(key, _)| !already(key)) {
             match self.group.mark(
                 MarkFlags::FAN_MARK_ADD,
                 MaskFlags::FAN_OPEN_PERM,
@@ -200,15 +212,21 @@ impl Enforcer {
                 Some(dir.as_path()),
             );
         }
-        for (_, path) in &old.paths {
-            let still = std::fs::metadata(path).ok().is_some_and(|m| {
-                !new.sets_of(&FileKey {
+        // Marks are on inodes, removal goes by path: a dropped file's path
+        // may name another inode by now (one the new policy covers), whose
+        // mark must stay.
+        let dropped = old
+            .paths
+            .iter()
+            .filter(|(key, _)| new.sets_of(key).is_empty());
+        for (key, path) in dropped {
+            let same = std::fs::metadata(path).ok().is_some_and(|m| {
+                FileKey {
                     dev: kernel_dev(m.dev()),
                     ino: m.ino(),
-                })
-                .is_empty()
+                } == *key
             });
-            if !still {
+            if same {
                 let _ = self.group.mark(
                     MarkFlags::FAN_MARK_REMOVE,
                     MaskFlags::FAN_OPEN_PERM,

@@ -229,7 +229,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         let set = set.get_ref();
         let mut count = 0;
         for path in &set.paths {
-            for (key, file_path) in c.resolve_weight_path(path) {
+            for (key, file_path) in c.resolve_weight_path(path, &mut dirs) {
                 let entry = files.entry(key).or_default();
                 if entry.is_empty() {
                     paths.push((key, file_path));
@@ -246,9 +246,6 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
                 format!("weight set {name:?} lists no paths"),
                 "add the directories or files of the model to `paths`",
             );
-        }
-        for path in &set.paths {
-            directories_of(path.get_ref(), &mut dirs);
         }
         sets.push(WeightSet {
             name: name.clone(),
@@ -332,8 +329,14 @@ impl Compiler<'_, '_> {
     }
 
     /// The files a weight-set path names: a directory's regular files,
-    /// recursively; a file; or whatever a glob matches.
-    fn resolve_weight_path(&mut self, path: &Spanned<String>) -> Vec<(FileKey, PathBuf)> {
+    /// recursively; a file; or whatever a glob matches. The directories it
+    /// covers go into `dirs` (for a glob, every one below its literal
+    /// prefix: a file may appear in any).
+    fn resolve_weight_path(
+        &mut self,
+        path: &Spanned<String>,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Vec<(FileKey, PathBuf)> {
         let raw = path.get_ref();
         let at = path.span();
         if !raw.starts_with('/') {
@@ -358,16 +361,22 @@ impl Compiler<'_, '_> {
                 }
             };
             let base = literal_prefix(raw);
-            walk(&base, &mut |p| {
+            if base.is_dir() {
+                dirs.insert(base.clone());
+            }
+            walk(&base, &mut |p, is_dir| {
                 if glob.is_match(p) {
-                    collect_files(p, &mut found);
+                    collect_files(p, &mut found, dirs);
                     false
                 } else {
+                    if is_dir {
+                        dirs.insert(p.to_path_buf());
+                    }
                     true
                 }
             });
         } else {
-            collect_files(Path::new(raw), &mut found);
+            collect_files(Path::new(raw), &mut found, dirs);
         }
         if found.is_empty() {
             let what = if Path::new(raw).exists() || is_glob(raw) {
@@ -667,46 +676,23 @@ fn literal_prefix(pattern: &str) -> PathBuf {
 
 /// Calls `visit` on every path below `dir` (not following directory
 /// links); descends into a directory only while `visit` says so.
-fn walk(dir: &Path, visit: &mut dyn FnMut(&Path) -> bool) {
+fn walk(dir: &Path, visit: &mut dyn FnMut(&Path, bool) -> bool) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let descend = visit(&path);
-        if descend && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let descend = visit(&path, is_dir);
+        if descend && is_dir {
             walk(&path, visit);
         }
     }
 }
 
-/// The directories a weight path covers: a directory and every one below
-/// it; for a glob, those below its literal prefix.
-fn directories_of(raw: &str, out: &mut BTreeSet<PathBuf>) {
-    if !raw.starts_with('/') {
-        return;
-    }
-    let base = if is_glob(raw) {
-        literal_prefix(raw)
-    } else {
-        PathBuf::from(raw)
-    };
-    if !base.is_dir() {
-        return;
-    }
-    out.insert(base.clone());
-    walk(&base, &mut |p| {
-        let dir = fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-        if dir {
-            out.insert(p.to_path_buf());
-        }
-        dir
-    });
-}
-
 /// A file's identity, or every regular file below a directory (links to
 /// files followed, as an open follows them; links to directories not).
-fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>) {
+fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>, dirs: &mut BTreeSet<PathBuf>) {
     let Ok(meta) = fs::metadata(path) else {
         return;
     };
@@ -717,8 +703,11 @@ fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>) {
     if meta.is_file() {
         out.push((key(&meta), path.to_path_buf()));
     } else if meta.is_dir() {
-        walk(path, &mut |p| {
-            if let Ok(m) = fs::metadata(p)
+        dirs.insert(path.to_path_buf());
+        walk(path, &mut |p, is_dir| {
+            if is_dir {
+                dirs.insert(p.to_path_buf());
+            } else if let Ok(m) = fs::metadata(p)
                 && m.is_file()
             {
                 out.push((key(&m), p.to_path_buf()));

@@ -139,7 +139,7 @@ pub fn read_process(proc_root: &Path, pid: u32) -> Result<ProcSnapshot, ProcErro
 /// Reads `/proc/PID/stat`: parent, command name and start time.
 pub fn read_stat(proc_root: &Path, pid: u32) -> Result<Stat, ProcError> {
     let path = pid_path(proc_root, pid, "stat");
-    let raw = fs::read(&path).map_err(|source| read_error(pid, path.clone(), source))?;
+    let raw = read_small(&path).map_err(|source| read_error(pid, path.clone(), source))?;
     parse_stat(&raw).map_err(|what| ProcError::Parse { path, what })
 }
 
@@ -248,6 +248,19 @@ pub fn tick_ns() -> u64 {
     })
 }
 
+/// A `/proc` file whole. `/proc` files report size 0, so `fs::read`
+/// starts with a tiny buffer and grows it read by read (23 reads for the
+/// fanotify thread's files of one opener); these fit in a page or two.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(4096);
+    File::open(path)?.read_to_end(&mut raw)?;
+    Ok(raw)
+}
+
+fn read_small_text(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_small(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 fn pid_path(proc_root: &Path, pid: u32, file: &str) -> PathBuf {
     proc_root.join(pid.to_string()).join(file)
 }
@@ -304,7 +317,7 @@ pub struct StatusIds {
 /// The ids from `/proc/PID/status` (`PID` may be any thread's id).
 pub fn read_status_ids(proc_root: &Path, pid: u32) -> Result<StatusIds, ProcError> {
     let path = pid_path(proc_root, pid, "status");
-    let text = fs::read_to_string(&path).map_err(|source| read_error(pid, path.clone(), source))?;
+    let text = read_small_text(&path).map_err(|source| read_error(pid, path.clone(), source))?;
     let first = |key: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(key))
@@ -328,7 +341,7 @@ pub fn read_status_ids(proc_root: &Path, pid: u32) -> Result<StatusIds, ProcErro
 /// number and six arguments. `None` when the thread is running, not in a
 /// syscall, or the file cannot be read.
 pub fn read_syscall(proc_root: &Path, tid: u32) -> Option<[u64; 7]> {
-    let text = fs::read_to_string(pid_path(proc_root, tid, "syscall")).ok()?;
+    let text = read_small_text(&pid_path(proc_root, tid, "syscall")).ok()?;
     parse_syscall(&text)
 }
 
@@ -361,7 +374,7 @@ fn read_cmdline(proc_root: &Path, pid: u32) -> Result<(Vec<Text>, bool), ProcErr
 /// `None` on a cgroup v1-only host.
 pub fn read_cgroup_path(proc_root: &Path, pid: u32) -> Result<Option<String>, ProcError> {
     let path = pid_path(proc_root, pid, "cgroup");
-    let text = fs::read_to_string(&path).map_err(|source| read_error(pid, path, source))?;
+    let text = read_small_text(&path).map_err(|source| read_error(pid, path, source))?;
     Ok(text
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
