@@ -192,6 +192,19 @@ impl SensorProcess {
         })
     }
 
+    /// Waits until the agent has written `n` `policy_loaded` records (the
+    /// start-up's is the first).
+    pub fn wait_policy_loads(&self, n: usize) {
+        self.poll(&format!("policy_loaded #{n}"), RECORD_TIMEOUT, || {
+            let loads = self
+                .events()
+                .iter()
+                .filter(|e| e.action == Action::PolicyLoaded)
+                .count();
+            (loads >= n).then_some(())
+        });
+    }
+
     /// Calls `found` until it returns something; panics with the log on
     /// timeout.
     fn poll<T>(&self, what: &str, timeout: Duration, found: impl Fn() -> Option<T>) -> T {
@@ -910,6 +923,52 @@ pub fn now_ns() -> i128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i128
+}
+
+/// Runs `exe file` over and over on a thread until [`ReaderLoop::finish`],
+/// recording every run that did not exit 0 with `len` bytes on stdout: an
+/// allowed reader that must never be refused or killed while the policy
+/// changes under it.
+pub struct ReaderLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl ReaderLoop {
+    pub fn start(exe: &Path, file: &Path, len: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (exe, file, running) = (exe.to_path_buf(), file.to_path_buf(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let (mut runs, mut failures) = (0u64, Vec::new());
+            while !running.load(std::sync::atomic::Ordering::Relaxed) {
+                let child = Command::new(&exe)
+                    .arg(&file)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let pid = child.id();
+                let out = child.wait_with_output().unwrap();
+                if !out.status.success() || out.stdout.len() != len {
+                    failures.push(format!(
+                        "pid {pid}: {:?}, {} bytes, {}",
+                        out.status,
+                        out.stdout.len(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                runs += 1;
+            }
+            (runs, failures)
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops the loop; how many runs it made and the failed ones.
+    pub fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// The verdict a policy record carries; panics on a record without one.

@@ -340,14 +340,7 @@ fn a_file_that_appears_in_a_policy_directory_is_judged_at_its_first_open() {
     // The policy takes the file in (its tables, its watch) within a
     // second or two: a descriptor of it passed to a denied process is then
     // stopped in the kernel too.
-    sensor.wait_for_event("the policy resolved again", tests::RECORD_TIMEOUT, |_| {
-        sensor
-            .events()
-            .iter()
-            .filter(|e| e.action == Action::PolicyLoaded)
-            .count()
-            >= 2
-    });
+    sensor.wait_policy_loads(2);
     let fresh_host = Host {
         weights: fresh.clone(),
         ..host

@@ -353,11 +353,6 @@ fn a_broken_policy_stops_the_start_with_exit_2() {
 /// other, never neither.
 #[test]
 fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    };
-
     let models = tempfile::tempdir().unwrap();
     let weights = models.path().join("llama.safetensors");
     write_file(&weights, 4096);
@@ -400,56 +395,12 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
             .status
             .success()
     };
-    let loads = |n: usize| {
-        sensor.wait_for_event(
-            &format!("policy_loaded #{n}"),
-            tests::RECORD_TIMEOUT,
-            |_| {
-                sensor
-                    .events()
-                    .iter()
-                    .filter(|e| e.action == Action::PolicyLoaded)
-                    .count()
-                    >= n
-            },
-        );
-    };
+    let loads = |n: usize| sensor.wait_policy_loads(n);
     loads(1);
     assert!(!cat_reads(), "cat is denied at first");
 
-    // The allowed server opens the file in a loop through every swap.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let looping = {
-        let (stop, failures, server, weights) = (
-            stop.clone(),
-            failures.clone(),
-            server.clone(),
-            weights.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut runs = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let child = Command::new(&server)
-                    .arg(&weights)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                let pid = child.id();
-                let out = child.wait_with_output().unwrap();
-                if !out.status.success() {
-                    failures.lock().unwrap().push(format!(
-                        "pid {pid}: {:?} {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-                runs += 1;
-            }
-            runs
-        })
-    };
+    // The allowed server reads the file in a loop through every swap.
+    let looping = tests::ReaderLoop::start(&server, &weights, 4096);
 
     // An edit allows cat: picked up within a second or two.
     install(&policy(true));
@@ -467,10 +418,8 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
     loads(3);
     assert!(!cat_reads(), "the reloaded policy denies cat again");
 
-    stop.store(true, Ordering::Relaxed);
-    let runs = looping.join().unwrap();
+    let (runs, failures) = looping.finish();
     assert!(runs > 0);
-    let failures = failures.lock().unwrap().clone();
     let (status, events) = sensor.stop_events();
     assert!(
         failures.is_empty(),
@@ -643,14 +592,7 @@ fn an_upgraded_executable_is_allowed_again_without_a_reload() {
     fs::hard_link(&host.server, &old).unwrap();
     let staged = cat_copy(host.bin.path(), "server.new");
     fs::rename(&staged, &host.server).unwrap();
-    sensor.wait_for_event("the policy loaded again", tests::RECORD_TIMEOUT, |_| {
-        sensor
-            .events()
-            .iter()
-            .filter(|e| e.action == Action::PolicyLoaded)
-            .count()
-            >= 2
-    });
+    sensor.wait_policy_loads(2);
     let (_, out) = host.read_with(&host.server);
     assert!(
         out.status.success(),
@@ -673,10 +615,6 @@ fn an_upgraded_executable_is_allowed_again_without_a_reload() {
 /// use).
 #[test]
 fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
-    use std::sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    };
     let root = tempfile::tempdir().unwrap();
     let models = root.path().join("a");
     fs::create_dir(&models).unwrap();
@@ -689,41 +627,8 @@ fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
     fs::write(&policy_file, &text).unwrap();
     let sensor = SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let looping = {
-        let (stop, failures, server, weights) = (
-            stop.clone(),
-            failures.clone(),
-            server.clone(),
-            weights.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut runs = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let out = Command::new(&server).arg(&weights).output().unwrap();
-                if !out.status.success() || out.stdout.len() != 8192 {
-                    failures.lock().unwrap().push(format!("{:?}", out.status));
-                }
-                runs += 1;
-            }
-            runs
-        })
-    };
-    let loads = |n: usize| {
-        sensor.wait_for_event(
-            &format!("policy_loaded #{n}"),
-            tests::RECORD_TIMEOUT,
-            |_| {
-                sensor
-                    .events()
-                    .iter()
-                    .filter(|e| e.action == Action::PolicyLoaded)
-                    .count()
-                    >= n
-            },
-        );
-    };
+    let looping = tests::ReaderLoop::start(&server, &weights, 8192);
+    let loads = |n: usize| sensor.wait_policy_loads(n);
     loads(1);
     // Outside every weight set: resolved again, and nothing changes.
     fs::create_dir(root.path().join("b")).unwrap();
@@ -733,12 +638,10 @@ fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
     fs::write(&policy_file, format!("# edited\n{text}")).unwrap();
     loads(2);
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let runs = looping.join().unwrap();
+    let (runs, failures) = looping.finish();
     let (status, events) = sensor.stop_events();
     assert!(status.success());
     assert!(runs > 0);
-    let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
         "the allowed server failed {} of {runs} runs: {failures:?}\n{:?}",
