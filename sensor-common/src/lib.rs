@@ -235,7 +235,10 @@ pub struct ReadAgg {
     pub file_size: u64,
     /// The thread that read last.
     pub last_tid: u32,
-    pub _pad: u32,
+    /// Of `calls`, in-kernel copies (`sendfile`, `splice`,
+    /// `copy_file_range`): bytes that went to another file, a pipe or a
+    /// socket without passing through the process.
+    pub copy_calls: u32,
     /// Segments read since the last flush (the agent keeps the union).
     pub covered: Coverage,
 }
@@ -350,6 +353,8 @@ pub mod exit_flag {
 pub mod pending_kind {
     pub const READ: u32 = 1;
     pub const MMAP: u32 = 2;
+    /// An in-kernel copy with a watched source, counted as a read.
+    pub const COPY: u32 = 3;
 }
 
 /// Value of the `PENDING` map, keyed by thread id.

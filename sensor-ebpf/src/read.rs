@@ -35,6 +35,20 @@ pub enum Offset {
 /// caller has checked the holder prefilter.
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
+    remember(fd, offset, pending_kind::READ);
+}
+
+/// The source of an in-kernel copy (`sendfile`, `splice`,
+/// `copy_file_range`): decided by the policy as a read, and counted as one
+/// (bytes moved, coverage) when the syscall returns. The caller has
+/// checked the holder prefilter.
+#[inline(always)]
+pub fn copy_enter(fd: u64, offset: Offset) {
+    remember(fd, offset, pending_kind::COPY);
+}
+
+#[inline(always)]
+fn remember(fd: u64, offset: Offset, kind: u32) {
     let Some(w) = weight_fd(fd) else { return };
     if crate::enforce::stopped(op::READ, &w, fd as i32) {
         return;
@@ -44,7 +58,7 @@ pub fn enter(fd: u64, offset: Offset) {
         Offset::At(off) => off,
     };
     let pending = Pending {
-        kind: pending_kind::READ,
+        kind,
         fd: fd as i32,
         file: w.key,
         file_size: w.size,
@@ -69,13 +83,22 @@ pub fn exit(ret: i64) {
         return;
     };
     let _ = PENDING.remove(&tid);
-    if p.kind != pending_kind::READ {
+    if p.kind != pending_kind::READ && p.kind != pending_kind::COPY {
         return;
     }
     if ret < 0 {
         return;
     }
-    account(pid_tgid, p.file, p.fd, p.offset, ret as u64, p.file_size);
+    let copy = p.kind == pending_kind::COPY;
+    account(
+        pid_tgid,
+        p.file,
+        p.fd,
+        p.offset,
+        ret as u64,
+        p.file_size,
+        copy,
+    );
 }
 
 /// The most one `read` transfers (`MAX_RW_COUNT`, `INT_MAX & PAGE_MASK`).
@@ -110,23 +133,14 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
         offset,
         bytes,
         size,
+        false,
     );
-}
-
-/// The source of an in-kernel copy (`sendfile`, `splice`,
-/// `copy_file_range`): the policy decides it as a read. The caller has
-/// checked the holder prefilter.
-#[inline(always)]
-pub fn copy_enter(fd: u64) {
-    if let Some(w) = weight_fd(fd) {
-        crate::enforce::stopped(op::READ, &w, fd as i32);
-    }
 }
 
 /// Adds one read of `bytes` at `offset` to the process's aggregate and
 /// coverage, and flushes the aggregate when the interval has passed.
 #[inline(always)]
-fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size: u64) {
+fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size: u64, copy: bool) {
     let tid = pid_tgid as u32;
     let key = ReadAggKey {
         tgid: (pid_tgid >> 32) as u32,
@@ -143,6 +157,9 @@ fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size:
     // the counters are added atomically. The rest is last-writer-wins.
     crate::atomic::add(&mut agg.calls, 1);
     crate::atomic::add(&mut agg.bytes, bytes);
+    if copy {
+        agg.copy_calls = agg.copy_calls.wrapping_add(1);
+    }
     agg.last_ns = now;
     agg.file_size = size;
     agg.last_tid = tid;
@@ -156,6 +173,7 @@ fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size:
         let sent = emit_read(&key, agg, flush_reason::INTERVAL, fd);
         agg.calls = 0;
         agg.bytes = 0;
+        agg.copy_calls = 0;
         agg.first_ns = now;
         if sent {
             agg.covered = Default::default();

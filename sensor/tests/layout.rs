@@ -122,7 +122,7 @@ fn shared_layouts() -> Vec<Layout> {
             last_ns,
             file_size,
             last_tid,
-            _pad,
+            copy_calls,
             covered
         }),
         layout!(ReadAggKey { tgid, _pad, file }),

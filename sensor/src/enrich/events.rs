@@ -242,6 +242,7 @@ impl Enricher {
             fd: fd.filter(|&fd| fd >= 0),
             bytes: agg.bytes,
             calls: agg.calls,
+            copies: u64::from(agg.copy_calls),
             coverage: coverage(&covered.words, agg.file_size),
             reason: FlushReason::from_raw(reason),
             first: self.time(agg.first_ns),

@@ -285,6 +285,10 @@ pub struct ReadSummary {
     pub fd: Option<i32>,
     pub bytes: u64,
     pub calls: u64,
+    /// Of `calls`, in-kernel copies (`sendfile`, `splice`,
+    /// `copy_file_range`): their bytes went to another file, a pipe or a
+    /// socket without passing through the process.
+    pub copies: u64,
     /// Share (0..=1) of the file's segments the process has read so far.
     pub coverage: f64,
     pub reason: FlushReason,

@@ -86,13 +86,15 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         name: "ww_sys_exit",
         attach: &[Btf("sys_exit")],
         purpose: "opens of watched files and GPU device nodes (decided on the new descriptor's \
-                  inode), results of vectored reads and maps, descriptors received without an open",
+                  inode), results of vectored reads, copies and maps, descriptors received \
+                  without an open",
     },
     ProgramSpec {
         name: "ww_sys_enter",
         attach: &[Btf("sys_enter")],
-        purpose: "read, pread64, readv, preadv(2), mmap and close of watched files, for processes \
-                  the holder prefilter lets through",
+        purpose: "read, pread64, readv, preadv(2), the source of sendfile, splice and \
+                  copy_file_range, mmap and close of watched files, for processes the holder \
+                  prefilter lets through",
     },
 ];
 

@@ -141,6 +141,9 @@ fn followed_at_exit(nr: u64) -> bool {
             | native::PREADV2
             | native::OPENAT2
             | native::PIDFD_GETFD
+            | native::SENDFILE
+            | native::SPLICE
+            | native::COPY_FILE_RANGE
     );
     let ia32 = matches!(
         nr,
@@ -160,6 +163,10 @@ fn followed_at_exit(nr: u64) -> bool {
             | ia32::RECVMSG
             | ia32::PREADV2
             | ia32::RECVMMSG_TIME64
+            | ia32::SENDFILE
+            | ia32::SENDFILE64
+            | ia32::SPLICE
+            | ia32::COPY_FILE_RANGE
     );
     native || ia32
 }
@@ -242,10 +249,16 @@ fn native_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_DI), offset);
         }
         native::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_DI)),
-        // sendfile(out_fd, in_fd, offset, count)
-        native::SENDFILE => read::copy_enter(fd_reg(regs, &OFF_REGS_SI)),
-        // splice(fd_in, ...), copy_file_range(fd_in, ...)
-        native::SPLICE | native::COPY_FILE_RANGE => read::copy_enter(fd_reg(regs, &OFF_REGS_DI)),
+        // sendfile(out_fd, in_fd, off_t *offset, count)
+        native::SENDFILE => read::copy_enter(
+            fd_reg(regs, &OFF_REGS_SI),
+            user_offset(reg(regs, &OFF_REGS_DX), true),
+        ),
+        // splice(fd_in, loff_t *off_in, ...), copy_file_range(fd_in, loff_t *off_in, ...)
+        native::SPLICE | native::COPY_FILE_RANGE => read::copy_enter(
+            fd_reg(regs, &OFF_REGS_DI),
+            user_offset(reg(regs, &OFF_REGS_SI), true),
+        ),
         // mmap(addr, len, prot, flags, fd, off)
         native::MMAP => file::mmap_enter(MmapArgs {
             len: reg(regs, &OFF_REGS_SI),
@@ -266,13 +279,37 @@ fn native_exit(nr: u64, ret: i64) {
         | native::OPENAT
         | native::OPENAT2
         | native::OPEN_BY_HANDLE_AT => file::open_exit(ret),
-        native::READV | native::PREADV | native::PREADV2 => read::exit(ret),
+        native::READV
+        | native::PREADV
+        | native::PREADV2
+        | native::SENDFILE
+        | native::SPLICE
+        | native::COPY_FILE_RANGE => read::exit(ret),
         native::MMAP => file::mmap_exit(ret),
         native::RECVMSG | native::RECVMMSG | native::PIDFD_GETFD | native::FANOTIFY_INIT => {
             holders::acquired_descriptors(ret)
         }
         _ => {}
     }
+}
+
+/// The offset an in-kernel copy reads at: the value behind the user
+/// pointer `ptr` (64 or 32 bits wide), or the descriptor's position when it
+/// is NULL (or cannot be read: the syscall then fails with EFAULT).
+#[inline(always)]
+fn user_offset(ptr: u64, wide: bool) -> Offset {
+    if ptr == 0 {
+        return Offset::Position;
+    }
+    // SAFETY: bpf_probe_read_user checks the address.
+    let value = if wide {
+        unsafe { bpf_probe_read_user(ptr as *const u64) }.ok()
+    } else {
+        unsafe { bpf_probe_read_user(ptr as *const u32) }
+            .ok()
+            .map(u64::from)
+    };
+    value.map_or(Offset::Position, Offset::At)
 }
 
 /// A 64-bit offset passed as two 32-bit halves.
@@ -317,8 +354,16 @@ fn ia32_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_BX), offset);
         }
         ia32::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_BX)),
-        ia32::SENDFILE | ia32::SENDFILE64 => read::copy_enter(fd_reg(regs, &OFF_REGS_CX)),
-        ia32::SPLICE | ia32::COPY_FILE_RANGE => read::copy_enter(fd_reg(regs, &OFF_REGS_BX)),
+        // sendfile(out_fd, in_fd, off_t *offset, count): a 32-bit offset;
+        // sendfile64's is 64-bit.
+        ia32::SENDFILE | ia32::SENDFILE64 => read::copy_enter(
+            fd_reg(regs, &OFF_REGS_CX),
+            user_offset(reg32(regs, &OFF_REGS_DX), nr == ia32::SENDFILE64),
+        ),
+        ia32::SPLICE | ia32::COPY_FILE_RANGE => read::copy_enter(
+            fd_reg(regs, &OFF_REGS_BX),
+            user_offset(reg32(regs, &OFF_REGS_CX), true),
+        ),
         // mmap2(addr, len, prot, flags, fd, pgoff)
         ia32::MMAP2 => file::mmap_enter(MmapArgs {
             len: reg32(regs, &OFF_REGS_CX),
@@ -386,7 +431,15 @@ fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
 fn ia32_exit(nr: u64, regs: u64, ret: i64) {
     match nr {
         _ if ia32_is_open(nr) => file::open_exit(ret),
-        ia32::READ | ia32::READV | ia32::PREAD64 | ia32::PREADV | ia32::PREADV2 => read::exit(ret),
+        ia32::READ
+        | ia32::READV
+        | ia32::PREAD64
+        | ia32::PREADV
+        | ia32::PREADV2
+        | ia32::SENDFILE
+        | ia32::SENDFILE64
+        | ia32::SPLICE
+        | ia32::COPY_FILE_RANGE => read::exit(ret),
         ia32::OLD_MMAP | ia32::MMAP2 => file::mmap_exit(ret),
         _ if ia32_receives_descriptors(nr, regs) => holders::acquired_descriptors(ret),
         _ => {}

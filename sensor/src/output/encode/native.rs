@@ -258,6 +258,7 @@ struct WireAccess {
     result: Option<String>,
     bytes: Option<u64>,
     calls: Option<u64>,
+    copies: Option<u64>,
     coverage: Option<f64>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
@@ -417,6 +418,9 @@ impl From<&Access> for WireAccess {
                 w.fd = r.fd.filter(|&fd| fd >= 0);
                 w.bytes = Some(r.bytes);
                 w.calls = Some(r.calls);
+                // Only when there were any: records without copies keep
+                // their shape.
+                w.copies = (r.copies > 0).then_some(r.copies);
                 w.coverage = Some(r.coverage);
                 w.reason = Some(Cow::Borrowed(reason_text(r.reason)));
                 w.first_time = Some(time_text(&r.first));
@@ -710,6 +714,7 @@ impl WireAccess {
                     fd: self.fd,
                     bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
                     calls: self.calls.ok_or(DecodeError::Missing("access.calls"))?,
+                    copies: self.copies.unwrap_or(0),
                     coverage: self
                         .coverage
                         .ok_or(DecodeError::Missing("access.coverage"))?,

@@ -190,6 +190,7 @@ fn golden_events() -> Vec<Event> {
             fd: Some(3),
             bytes: 67_108_864,
             calls: 513,
+            copies: 0,
             coverage: coverage(&[u64::MAX; 4], 64 << 20),
             reason: FlushReason::Close,
             first: at("2026-11-25T17:30:02.303101876Z"),
@@ -205,6 +206,7 @@ fn golden_events() -> Vec<Event> {
             fd: None,
             bytes: 10,
             calls: 2,
+            copies: 0,
             coverage: coverage(&[0b111, 0, 0, 0], 10),
             reason: FlushReason::Idle,
             first: at("2026-11-25T17:30:02.000000001Z"),
@@ -410,4 +412,25 @@ fn policy_records_have_their_shape_and_decode_back() {
     for (line, event) in lines.iter().zip(&events) {
         assert_eq!(&decode(line).expect("decode"), event, "{line}");
     }
+}
+
+#[test]
+fn a_read_summary_with_copies_says_so_and_decodes_back() {
+    let mut events = golden_events();
+    let read = events
+        .iter_mut()
+        .find(|e| e.action == Action::Read)
+        .expect("a read in the golden events");
+    if let Some(Access {
+        detail: AccessDetail::Read(r),
+        ..
+    }) = &mut read.access
+    {
+        r.copies = 3;
+    }
+    let read = read.clone();
+    let line = encode_all(std::slice::from_ref(&read));
+    assert!(line.contains("\"calls\":513,\"copies\":3,"), "{line}");
+    let back = decode(line.trim_end()).expect("decodes");
+    assert_eq!(back, read);
 }

@@ -1,0 +1,116 @@
+//! In-kernel copies of a weight file are reads: `cp` (copy_file_range),
+//! Python's `shutil.copyfile` (sendfile), `os.splice` into a pipe and
+//! `os.sendfile` into a socket each leave a read summary with the bytes
+//! moved, the file's coverage and how many of its calls were copies. A copy
+//! at an explicit offset covers only that range.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::Path, process::Command};
+
+use sensor::event::{Action, ReadSummary};
+use tests::{SensorProcess, read_summary, run, write_file};
+
+const MIB: u64 = 1024 * 1024;
+const SIZE: u64 = 8 * MIB;
+
+/// Every read summary of `pid`, summed: bytes, calls, copies, and the
+/// coverage of the last one (the process's union so far).
+fn reads_of(sensor: &SensorProcess, pid: u32) -> (u64, u64, u64, f64) {
+    sensor.wait_exit(pid);
+    let events = sensor.events_by_pid(Action::Read, pid);
+    assert!(!events.is_empty(), "no read summary for {pid}");
+    let summaries: Vec<&ReadSummary> = events.iter().map(read_summary).collect();
+    (
+        summaries.iter().map(|s| s.bytes).sum(),
+        summaries.iter().map(|s| s.calls).sum(),
+        summaries.iter().map(|s| s.copies).sum(),
+        summaries.last().map_or(0.0, |s| s.coverage),
+    )
+}
+
+fn python(code: &str, args: &[&Path]) -> u32 {
+    run(tests::python_command().arg("-c").arg(code).args(args))
+}
+
+#[test]
+fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, SIZE as usize);
+    let out = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    // coreutils cp: copy_file_range.
+    let cp = run(Command::new("cp")
+        .arg(&weights)
+        .arg(out.path().join("cp.bin")));
+    let (bytes, calls, copies, coverage) = reads_of(&sensor, cp);
+    assert_eq!((bytes, coverage), (SIZE, 1.0), "cp");
+    assert!(
+        copies > 0 && copies == calls,
+        "cp: {copies} copies of {calls} calls"
+    );
+
+    // shutil.copyfile: sendfile on Linux.
+    let shutil = python(
+        "import shutil, sys\nshutil.copyfile(sys.argv[1], sys.argv[2])",
+        &[&weights, &out.path().join("shutil.bin")],
+    );
+    let (bytes, _, copies, coverage) = reads_of(&sensor, shutil);
+    assert_eq!((bytes, coverage), (SIZE, 1.0), "shutil.copyfile");
+    assert!(copies > 0, "shutil.copyfile made no copy call");
+
+    // splice into a pipe, drained by a thread.
+    let splice = python(
+        "import os, sys, threading\n\
+         r, w = os.pipe()\n\
+         def drain():\n    while os.read(r, 1 << 16):\n        pass\n\
+         t = threading.Thread(target=drain); t.start()\n\
+         f = os.open(sys.argv[1], os.O_RDONLY)\n\
+         while os.splice(f, w, 1 << 16):\n    pass\n\
+         os.close(w); t.join()",
+        &[&weights],
+    );
+    let (bytes, _, copies, coverage) = reads_of(&sensor, splice);
+    assert_eq!((bytes, coverage), (SIZE, 1.0), "splice");
+    assert!(copies > 0);
+
+    // sendfile into a socket.
+    let socket = python(
+        "import os, socket, sys, threading\n\
+         a, b = socket.socketpair()\n\
+         def drain():\n    while b.recv(1 << 16):\n        pass\n\
+         t = threading.Thread(target=drain); t.start()\n\
+         f = os.open(sys.argv[1], os.O_RDONLY)\n\
+         off = 0\n\
+         while True:\n    n = os.sendfile(a.fileno(), f, off, 1 << 20)\n    if n == 0:\n        break\n    off += n\n\
+         a.shutdown(socket.SHUT_WR); t.join()",
+        &[&weights],
+    );
+    let (bytes, _, copies, coverage) = reads_of(&sensor, socket);
+    assert_eq!((bytes, coverage), (SIZE, 1.0), "sendfile to a socket");
+    assert!(copies > 0);
+
+    // An explicit source offset: 1 MiB from 4 MiB on, an eighth of the file.
+    let ranged = python(
+        "import os, sys\n\
+         f = os.open(sys.argv[1], os.O_RDONLY)\n\
+         o = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT, 0o600)\n\
+         left = 1 << 20\n\
+         off = 4 << 20\n\
+         while left:\n    n = os.copy_file_range(f, o, left, off)\n    off += n\n    left -= n",
+        &[&weights, &out.path().join("ranged.bin")],
+    );
+    let (bytes, _, copies, coverage) = reads_of(&sensor, ranged);
+    assert_eq!(bytes, MIB, "copy_file_range at an offset");
+    assert!((coverage - 0.125).abs() < 1e-9, "coverage {coverage}");
+    assert!(copies > 0);
+
+    // Control: cat reads, and makes no copy call.
+    let cat = run(Command::new("cat").arg(&weights));
+    let (bytes, _, copies, _) = reads_of(&sensor, cat);
+    assert_eq!((bytes, copies), (SIZE, 0));
+    let (status, _) = sensor.stop_events();
+    assert!(status.success());
+}
