@@ -371,3 +371,57 @@ fn sighup_and_sigusr1_are_ignored_and_capture_goes_on() {
     );
     assert_eq!(records.last().unwrap()["action"], "sensor_stop");
 }
+
+/// A loss is warned within a second or two, not at the next heartbeat
+/// (60 s by default): an SRE watching the log sees it while it happens.
+#[test]
+fn a_loss_is_warned_within_seconds_not_at_the_next_heartbeat() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("burst.safetensors");
+    write_file(&file, 4096);
+    let mut sensor = SensorProcess::start(
+        &[root.path()],
+        &[
+            "--ring-buffer-bytes",
+            "4096",
+            "--heartbeat-interval",
+            "3600",
+        ],
+    );
+    sensor.expect_loss();
+    sensor.expect_warning("the ring buffer was full");
+    let burst =
+        "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            tests::python_command()
+                .arg("-c")
+                .arg(burst)
+                .arg(&file)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let done = std::time::Instant::now();
+    while !sensor.log().contains("the ring buffer was full") {
+        assert!(
+            done.elapsed() < Duration::from_secs(3),
+            "no loss warning 3 s after the burst:\n{}",
+            sensor.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    let heartbeats = records
+        .iter()
+        .filter(|r| r["action"] == "heartbeat")
+        .count();
+    assert_eq!(
+        heartbeats, 0,
+        "the warning came from the 1 s check, not a heartbeat"
+    );
+}

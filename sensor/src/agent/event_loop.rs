@@ -82,6 +82,7 @@ impl Agent {
         let mut heartbeat = tokio::time::interval(secs(self.config.agent.heartbeat_interval_secs));
         let mut idle_sweep =
             tokio::time::interval(secs(self.config.kernel.read_flush_interval_secs));
+        // Also the pace of the kernel loss check (warned within a second).
         let mut roots_poll = tokio::time::interval(secs(1));
         let mut rescan = tokio::time::interval(secs(self.config.watch.rescan_interval_secs));
         // Process lifecycle records do not wake the agent (see
@@ -117,6 +118,7 @@ impl Agent {
                     guard.clear_ready();
                 }
                 _ = roots_poll.tick() => {
+                    self.health.check_losses();
                     let changes = self.watch.poll_missing_roots(&mut self.kernel.watched);
                     self.log_watch_changes(changes);
                     if std::mem::take(&mut self.holders_rescan) {

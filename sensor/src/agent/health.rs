@@ -212,6 +212,13 @@ impl Health {
         }
     }
 
+    /// Reads the kernel's loss counters and warns of any rise since the
+    /// last look: called every second, so that a loss is in the log within
+    /// a second, not at the next heartbeat.
+    pub fn check_losses(&mut self) {
+        self.kernel.update();
+    }
+
     /// Publishes a running total kept outside the registry (created on the
     /// first non-zero value, so the field appears once something happened).
     pub fn total(&mut self, section: &'static str, name: &'static str, help: &str, total: u64) {
