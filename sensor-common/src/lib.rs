@@ -54,6 +54,9 @@ pub mod map_name {
     /// `LruHashMap<ExitKey, u32>`: exits already reported (several threads of
     /// one exiting group can see it dead).
     pub const EXITED: &str = "EXITED";
+    /// `LruHashMap<CopyKey, u8>`: (process, source, destination) copies
+    /// already reported.
+    pub const COPIES_SEEN: &str = "COPIES_SEEN";
     /// `Array<u64>`: processes that may hold a descriptor of a watched file,
     /// a byte per tgid (eight per value), kept by the kernel (opens, forks,
     /// descriptor passing). Reads, maps and closes by processes in neither
@@ -124,6 +127,16 @@ pub mod kind {
     pub const GPU_OPEN: u32 = 8;
     /// The kernel stopped an access the policy forbids ([`EnforceEvent`]).
     pub const ENFORCE: u32 = 9;
+    /// A process first copied a watched file to a destination in the kernel
+    /// ([`CopyEvent`]); the bytes go into its read summaries.
+    pub const COPY: u32 = 10;
+}
+
+/// The in-kernel copy syscalls, as [`CopyEvent::syscall`] names them.
+pub mod copy_syscall {
+    pub const SENDFILE: u32 = 1;
+    pub const SPLICE: u32 = 2;
+    pub const COPY_FILE_RANGE: u32 = 3;
 }
 
 /// What made the kernel emit a read summary.
@@ -373,6 +386,48 @@ pub struct Pending {
     pub prot: u32,
     /// `mmap`: flags.
     pub flags: u32,
+    /// A copy: the destination descriptor.
+    pub out_fd: i32,
+    /// A copy: one of [`copy_syscall`].
+    pub syscall: u32,
+}
+
+/// Key of `COPIES_SEEN`: a (process, source, destination) already reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CopyKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub source: FileKey,
+    pub destination: FileKey,
+}
+
+/// A process's first in-kernel copy of a watched file to a destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CopyEvent {
+    pub header: EventHeader,
+    pub source: FileKey,
+    pub source_size: u64,
+    /// The destination's identity (a pipe's or a socket's inode too).
+    pub destination: FileKey,
+    /// The destination's `i_mode` (its type: regular file, pipe, socket).
+    pub destination_mode: u32,
+    pub fd_in: i32,
+    pub fd_out: i32,
+    /// One of [`copy_syscall`].
+    pub syscall: u32,
+    /// Bytes this first call moved.
+    pub bytes: u64,
+    /// A socket destination's peer address (IPv4 in the first 4 bytes),
+    /// network order.
+    pub peer_addr: [u8; 16],
+    /// A socket destination's family (`AF_UNIX` 1, `AF_INET` 2, `AF_INET6`
+    /// 10); 0 for other destinations or when it could not be read.
+    pub peer_family: u16,
+    /// The peer's port, host order.
+    pub peer_port: u16,
+    pub _pad: u32,
 }
 
 /// In-kernel enforcement: tables the agent compiles from the policy, so
@@ -518,6 +573,13 @@ pub mod offset_global {
     pub const INODE_INO: &str = "OFF_INODE_INO";
     pub const INODE_SB: &str = "OFF_INODE_SB";
     pub const INODE_SIZE: &str = "OFF_INODE_SIZE";
+    pub const INODE_MODE: &str = "OFF_INODE_MODE";
+    pub const FILE_PRIVATE_DATA: &str = "OFF_FILE_PRIVATE_DATA";
+    pub const SOCKET_SK: &str = "OFF_SOCKET_SK";
+    pub const SKC_FAMILY: &str = "OFF_SKC_FAMILY";
+    pub const SKC_DADDR: &str = "OFF_SKC_DADDR";
+    pub const SKC_DPORT: &str = "OFF_SKC_DPORT";
+    pub const SKC_V6_DADDR: &str = "OFF_SKC_V6_DADDR";
     /// Start of the 64-byte read that fetches `i_sb`, `i_ino` and `i_size`
     /// together: the lowest of their offsets.
     pub const INODE_WINDOW: &str = "OFF_INODE_WINDOW";
@@ -555,6 +617,7 @@ mod pod {
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for Coverage {}
     unsafe impl aya::Pod for ExitKey {}
+    unsafe impl aya::Pod for CopyKey {}
     unsafe impl aya::Pod for PolicyFile {}
     unsafe impl aya::Pod for ProcessVerdict {}
     unsafe impl aya::Pod for PolicySlot {}

@@ -221,7 +221,9 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<ForkEvent>(), 80);
     assert_eq!(size_of::<ExitEvent>(), 72);
     assert_eq!(size_of::<ReadAgg>(), 80);
-    assert_eq!(size_of::<Pending>(), 56);
+    assert_eq!(size_of::<Pending>(), 64);
+    assert_eq!(size_of::<CopyEvent>(), 152);
+    assert_eq!(size_of::<CopyKey>(), 40);
     assert_eq!(size_of::<EventHeader>() + 16, size_of::<ForkEvent>());
     assert_eq!(
         EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 104,
@@ -255,8 +257,17 @@ fn record_kinds_are_distinct_and_non_zero() {
         kind::CLOSE,
         kind::GPU_OPEN,
         kind::ENFORCE,
+        kind::COPY,
     ];
     assert_distinct("kind", &kinds);
+    assert_distinct(
+        "copy_syscall",
+        &[
+            copy_syscall::SENDFILE,
+            copy_syscall::SPLICE,
+            copy_syscall::COPY_FILE_RANGE,
+        ],
+    );
     assert!(
         !kinds.contains(&0),
         "a zeroed record must not decode as a kind"

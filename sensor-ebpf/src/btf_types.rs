@@ -12,9 +12,9 @@
 //! no program's instructions change (it is one `exit` in `.text`).
 
 use sensor_common::{
-    Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent, ExitKey, FileEvent,
-    FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey,
-    ReadEvent, WatchEntry,
+    CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
+    ExitKey, FileEvent, FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict,
+    ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -39,6 +39,8 @@ pub struct SharedTypes {
     pub policy_slot: PolicySlot,
     pub process_verdict: ProcessVerdict,
     pub exe_verdict: ExeVerdict,
+    pub copy_event: CopyEvent,
+    pub copy_key: CopyKey,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

@@ -113,6 +113,8 @@ pub fn mmap_enter(args: MmapArgs) {
         len: args.len,
         prot: args.prot as u32,
         flags: args.flags as u32,
+        out_fd: -1,
+        syscall: 0,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     if PENDING.insert(&tid, &pending, 0).is_err() {

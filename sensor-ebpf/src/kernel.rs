@@ -45,6 +45,13 @@ offsets!(
     OFF_INODE_INO,
     OFF_INODE_SB,
     OFF_INODE_SIZE,
+    OFF_INODE_MODE,
+    OFF_FILE_PRIVATE_DATA,
+    OFF_SOCKET_SK,
+    OFF_SKC_FAMILY,
+    OFF_SKC_DADDR,
+    OFF_SKC_DPORT,
+    OFF_SKC_V6_DADDR,
     OFF_INODE_WINDOW,
     OFF_SB_DEV,
     OFF_MM_ARG_START,
@@ -223,6 +230,47 @@ pub fn watched_file(file_ptr: u64) -> Option<Watched> {
         key,
         entry,
     })
+}
+
+/// The identity and `i_mode` of the file behind `fd`, watched or not (a
+/// copy's destination: a file, a pipe, a socket).
+#[inline(always)]
+pub fn fd_identity(fd: u64) -> Option<(FileKey, u32)> {
+    let file_ptr = file_of_fd(fd)?;
+    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
+    let fields = InodeFields::read(inode)?;
+    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
+    let mode = read_at::<u16>(inode, &OFF_INODE_MODE)?;
+    Some((
+        FileKey {
+            dev: dev as u64,
+            ino: fields.ino,
+        },
+        u32::from(mode),
+    ))
+}
+
+/// The peer of the socket behind `fd`: family, address (network order;
+/// IPv4 in the first four bytes), port (host order).
+#[inline(always)]
+pub fn socket_peer(fd: u64) -> Option<(u16, [u8; 16], u16)> {
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let file_ptr = file_of_fd(fd)?;
+    let socket = read_at::<u64>(file_ptr, &OFF_FILE_PRIVATE_DATA)?;
+    let sk = read_at::<u64>(socket, &OFF_SOCKET_SK)?;
+    let family = read_at::<u16>(sk, &OFF_SKC_FAMILY)?;
+    let port = u16::from_be(read_at::<u16>(sk, &OFF_SKC_DPORT).unwrap_or(0));
+    let mut addr = [0u8; 16];
+    match family {
+        AF_INET => {
+            let v4 = read_at::<[u8; 4]>(sk, &OFF_SKC_DADDR)?;
+            addr[..4].copy_from_slice(&v4);
+        }
+        AF_INET6 => addr = read_at::<[u8; 16]>(sk, &OFF_SKC_V6_DADDR)?,
+        _ => {}
+    }
+    Some((family, addr, port))
 }
 
 /// The identity of the current process's executable (`mm->exe_file`).

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    ExeVerdict, ExitKey, FileKey, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg,
-    ReadAggKey, WatchEntry, counter,
+    CopyKey, ExeVerdict, ExitKey, FileKey, Pending, PolicyFile, PolicySlot, ProcessVerdict,
+    ReadAgg, ReadAggKey, WatchEntry, counter,
 };
 
 /// Watched inodes, written by the agent.
@@ -34,6 +34,12 @@ pub static READERS: HashMap<u32, u32> = HashMap::with_max_entries(65_536, 0);
 /// see the group dead.
 #[map]
 pub static EXITED: LruHashMap<ExitKey, u32> = LruHashMap::with_max_entries(4_096, 0);
+
+/// Copies already reported, per (process, source, destination): the first
+/// is a record, the rest are bytes in the read summaries. LRU: an evicted
+/// entry only means one more record.
+#[map]
+pub static COPIES_SEEN: LruHashMap<CopyKey, u8> = LruHashMap::with_max_entries(16_384, 0);
 
 /// The holder prefilter's process set kept by the kernel: a byte per tgid,
 /// eight to a value (see `holders.rs`). Sized by the agent from pid_max.

@@ -6,14 +6,14 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
-    FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, enforce::op, flush_reason, kind,
-    pending_kind,
+    CopyEvent, CopyKey, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, enforce::op,
+    flush_reason, kind, pending_kind,
 };
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    kernel::weight_fd,
-    maps::{PENDING, READ_AGG, READERS, count},
+    kernel::{fd_identity, socket_peer, weight_fd},
+    maps::{COPIES_SEEN, PENDING, READ_AGG, READERS, count},
 };
 
 /// Flush a read aggregate that has been accumulating this long (ns).
@@ -21,6 +21,8 @@ use crate::{
 pub static READ_FLUSH_INTERVAL_NS: Global<u64> = Global::new(10_000_000_000);
 
 const BPF_NOEXIST: u64 = 1;
+const S_IFMT: u32 = 0o170_000;
+const S_IFSOCK: u32 = 0o140_000;
 const EEXIST: i32 = 17;
 
 /// A read's offset once the arguments are decoded.
@@ -35,7 +37,7 @@ pub enum Offset {
 /// caller has checked the holder prefilter.
 #[inline(always)]
 pub fn enter(fd: u64, offset: Offset) {
-    remember(fd, offset, pending_kind::READ);
+    remember(fd, offset, pending_kind::READ, -1, 0);
 }
 
 /// The source of an in-kernel copy (`sendfile`, `splice`,
@@ -43,12 +45,12 @@ pub fn enter(fd: u64, offset: Offset) {
 /// (bytes moved, coverage) when the syscall returns. The caller has
 /// checked the holder prefilter.
 #[inline(always)]
-pub fn copy_enter(fd: u64, offset: Offset) {
-    remember(fd, offset, pending_kind::COPY);
+pub fn copy_enter(fd: u64, offset: Offset, out_fd: u64, syscall: u32) {
+    remember(fd, offset, pending_kind::COPY, out_fd as i32, syscall);
 }
 
 #[inline(always)]
-fn remember(fd: u64, offset: Offset, kind: u32) {
+fn remember(fd: u64, offset: Offset, kind: u32, out_fd: i32, syscall: u32) {
     let Some(w) = weight_fd(fd) else { return };
     if crate::enforce::stopped(op::READ, &w, fd as i32) {
         return;
@@ -66,6 +68,8 @@ fn remember(fd: u64, offset: Offset, kind: u32) {
         len: 0,
         prot: 0,
         flags: 0,
+        out_fd,
+        syscall,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     if PENDING.insert(&tid, &pending, 0).is_err() {
@@ -99,6 +103,56 @@ pub fn exit(ret: i64) {
         p.file_size,
         copy,
     );
+    if copy && ret > 0 {
+        report_copy(pid_tgid, &p, ret as u64);
+    }
+}
+
+/// The first copy of a watched file by a process to a destination is a
+/// record of its own (where the bytes went); later ones are only bytes in
+/// the read summaries.
+#[inline(always)]
+fn report_copy(pid_tgid: u64, p: &Pending, bytes: u64) {
+    let Some((destination, mode)) = fd_identity(p.out_fd as u64) else {
+        return;
+    };
+    let key = CopyKey {
+        tgid: (pid_tgid >> 32) as u32,
+        _pad: 0,
+        source: p.file,
+        destination,
+    };
+    if COPIES_SEEN.insert(&key, &1, BPF_NOEXIST).is_err() {
+        return; // reported before
+    }
+    let Some(mut entry) = reserve::<CopyEvent>() else {
+        // Lost (counted): let the next call try again.
+        let _ = COPIES_SEEN.remove(&key);
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a CopyEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::COPY, size_of::<CopyEvent>());
+    ev.source = p.file;
+    ev.source_size = p.file_size;
+    ev.destination = destination;
+    ev.destination_mode = mode;
+    ev.fd_in = p.fd;
+    ev.fd_out = p.out_fd;
+    ev.syscall = p.syscall;
+    ev.bytes = bytes;
+    ev.peer_addr = [0; 16];
+    ev.peer_family = 0;
+    ev.peer_port = 0;
+    ev._pad = 0;
+    if mode & S_IFMT == S_IFSOCK
+        && let Some((family, addr, port)) = socket_peer(p.out_fd as u64)
+    {
+        ev.peer_family = family;
+        ev.peer_addr = addr;
+        ev.peer_port = port;
+    }
+    entry.submit(0);
 }
 
 /// The most one `read` transfers (`MAX_RW_COUNT`, `INT_MAX & PAGE_MASK`).

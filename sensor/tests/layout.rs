@@ -17,9 +17,9 @@
 use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
-    Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent, ExitKey, FileEvent,
-    FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey,
-    ReadEvent, WatchEntry, map_name,
+    CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
+    ExitKey, FileEvent, FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict,
+    ReadAgg, ReadAggKey, ReadEvent, WatchEntry, map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -142,7 +142,30 @@ fn shared_layouts() -> Vec<Layout> {
             offset,
             len,
             prot,
-            flags
+            flags,
+            out_fd,
+            syscall
+        }),
+        layout!(CopyKey {
+            tgid,
+            _pad,
+            source,
+            destination
+        }),
+        layout!(CopyEvent {
+            header,
+            source,
+            source_size,
+            destination,
+            destination_mode,
+            fd_in,
+            fd_out,
+            syscall,
+            bytes,
+            peer_addr,
+            peer_family,
+            peer_port,
+            _pad
         }),
         layout!(EnforceEvent {
             header,

@@ -1,14 +1,16 @@
 //! In-kernel copies of a weight file are reads: `cp` (copy_file_range),
 //! Python's `shutil.copyfile` (sendfile), `os.splice` into a pipe and
 //! `os.sendfile` into a socket each leave a read summary with the bytes
-//! moved, the file's coverage and how many of its calls were copies. A copy
-//! at an explicit offset covers only that range.
+//! moved, the file's coverage and how many of its calls were copies, and
+//! one `copy` record saying where the bytes went (the destination file's
+//! path and identity, a pipe, a socket and its peer). A copy at an explicit
+//! offset covers only that range.
 
 #![allow(clippy::unwrap_used)]
 
 use std::{path::Path, process::Command};
 
-use sensor::event::{Action, ReadSummary};
+use sensor::event::{AccessDetail, Action, CopyDetail, CopySyscall, DestinationKind, ReadSummary};
 use tests::{SensorProcess, read_summary, run, write_file};
 
 const MIB: u64 = 1024 * 1024;
@@ -27,6 +29,16 @@ fn reads_of(sensor: &SensorProcess, pid: u32) -> (u64, u64, u64, f64) {
         summaries.iter().map(|s| s.copies).sum(),
         summaries.last().map_or(0.0, |s| s.coverage),
     )
+}
+
+/// The one `copy` record of `pid`: where its copies went.
+fn copy_of(sensor: &SensorProcess, pid: u32) -> CopyDetail {
+    let copies = sensor.events_by_pid(Action::Copy, pid);
+    assert_eq!(copies.len(), 1, "{pid}: {copies:#?}");
+    match &tests::access(&copies[0]).detail {
+        AccessDetail::Copy(c) => c.clone(),
+        other => panic!("not a copy: {other:?}"),
+    }
 }
 
 fn python(code: &str, args: &[&Path]) -> u32 {
@@ -60,6 +72,11 @@ fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
     let (bytes, _, copies, coverage) = reads_of(&sensor, shutil);
     assert_eq!((bytes, coverage), (SIZE, 1.0), "shutil.copyfile");
     assert!(copies > 0, "shutil.copyfile made no copy call");
+    let copy = copy_of(&sensor, shutil);
+    assert_eq!(
+        (copy.syscall, copy.destination.kind),
+        (CopySyscall::Sendfile, DestinationKind::File)
+    );
 
     // splice into a pipe, drained by a thread.
     let splice = python(
@@ -75,6 +92,11 @@ fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
     let (bytes, _, copies, coverage) = reads_of(&sensor, splice);
     assert_eq!((bytes, coverage), (SIZE, 1.0), "splice");
     assert!(copies > 0);
+    let copy = copy_of(&sensor, splice);
+    assert_eq!(
+        (copy.syscall, copy.destination.kind, copy.destination.path),
+        (CopySyscall::Splice, DestinationKind::Pipe, None)
+    );
 
     // sendfile into a socket.
     let socket = python(
@@ -91,6 +113,41 @@ fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
     let (bytes, _, copies, coverage) = reads_of(&sensor, socket);
     assert_eq!((bytes, coverage), (SIZE, 1.0), "sendfile to a socket");
     assert!(copies > 0);
+    let copy = copy_of(&sensor, socket);
+    assert_eq!(
+        (copy.destination.kind, copy.destination.peer.as_deref()),
+        (DestinationKind::Socket, Some("unix"))
+    );
+
+    // sendfile to a TCP peer on loopback: the record names it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut conn, &mut sink).unwrap();
+        sink.len()
+    });
+    let tcp = run(tests::python_command()
+        .arg("-c")
+        .arg(
+            "import os, socket, sys\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n\
+             f = os.open(sys.argv[1], os.O_RDONLY)\n\
+             off = 0\n\
+             while True:\n    n = os.sendfile(s.fileno(), f, off, 1 << 20)\n    if n == 0:\n        break\n    off += n\n\
+             s.close()",
+        )
+        .arg(&weights)
+        .arg(port.to_string()));
+    assert_eq!(receiver.join().unwrap() as u64, SIZE);
+    let (bytes, _, _, _) = reads_of(&sensor, tcp);
+    assert_eq!(bytes, SIZE, "sendfile over TCP");
+    let copy = copy_of(&sensor, tcp);
+    assert_eq!(
+        (copy.destination.kind, copy.destination.peer),
+        (DestinationKind::Socket, Some(format!("127.0.0.1:{port}")))
+    );
 
     // An explicit source offset: 1 MiB from 4 MiB on, an eighth of the file.
     let ranged = python(
@@ -111,6 +168,7 @@ fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
     let cat = run(Command::new("cat").arg(&weights));
     let (bytes, _, copies, _) = reads_of(&sensor, cat);
     assert_eq!((bytes, copies), (SIZE, 0));
+    assert!(sensor.events_by_pid(Action::Copy, cat).is_empty());
     let (status, _) = sensor.stop_events();
     assert!(status.success());
 }

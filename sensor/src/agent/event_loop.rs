@@ -256,6 +256,7 @@ impl Agent {
                 return self.publish_gpu_pids();
             }
             KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
+            KernelEvent::Copy(c) => self.enrich.copy(&c, &self.watch),
             KernelEvent::Open(f) => self.enrich.file_event(
                 Action::Open,
                 &f.header,

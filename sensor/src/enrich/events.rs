@@ -2,7 +2,12 @@
 //! (from the process table), the watched path of the file, the reader's
 //! cumulative coverage, and wall-clock times.
 
-use sensor_common::{EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, ReadAgg, header_flag};
+use std::path::Path;
+
+use sensor_common::{
+    CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, ReadAgg, copy_syscall,
+    header_flag,
+};
 
 use super::{
     clock::BootClock,
@@ -11,9 +16,31 @@ use super::{
     watch::WatchSet,
 };
 use crate::event::{
-    Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason, Process,
-    ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
+    Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
+    DestinationKind, Event, Exit, File, FlushReason, Process, ReadSummary, SensorStatus, Severity,
+    SyscallAbi, Text, Tier, Timestamp,
 };
+
+/// A socket peer as records write it: `10.0.0.9:443`, `[::1]:443`,
+/// `unix`; `None` for a family the kernel did not give.
+fn peer_text(family: u16, addr: &[u8; 16], port: u16) -> Option<String> {
+    const AF_UNIX: u16 = 1;
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
+    let ip = match family {
+        AF_UNIX => return Some(String::from("unix")),
+        AF_INET => std::net::IpAddr::from([addr[0], addr[1], addr[2], addr[3]]),
+        AF_INET6 => std::net::IpAddr::from(*addr),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port).to_string())
+}
+
+/// `i_mode`'s type bits (`S_IFMT`) and the types a copy goes to.
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFIFO: u32 = 0o010_000;
+const S_IFSOCK: u32 = 0o140_000;
 
 /// The enrich stage's state.
 pub struct Enricher {
@@ -227,6 +254,63 @@ impl Enricher {
         event
     }
 
+    /// A process's first copy of a watched file to a destination: the
+    /// source as the file, where the bytes went in the access.
+    pub fn copy(&mut self, c: &CopyEvent, watch: &WatchSet) -> Event {
+        let pid = c.header.tgid;
+        let kind = match c.destination_mode & S_IFMT {
+            S_IFREG => DestinationKind::File,
+            S_IFIFO => DestinationKind::Pipe,
+            S_IFSOCK => DestinationKind::Socket,
+            _ => DestinationKind::Other,
+        };
+        let proc_root = Path::new("/proc");
+        // The watch set's path, else what the descriptor names now (the
+        // copy is usually still going on).
+        let path = match kind {
+            DestinationKind::File | DestinationKind::Other => {
+                watch.path_of(&c.destination).map(Text::from).or_else(|| {
+                    let link = proc_root
+                        .join(pid.to_string())
+                        .join("fd")
+                        .join(c.fd_out.to_string());
+                    std::fs::read_link(link)
+                        .ok()
+                        .map(|p| Text::from(p.as_path()))
+                })
+            }
+            DestinationKind::Pipe | DestinationKind::Socket => None,
+        };
+        let peer = (kind == DestinationKind::Socket)
+            .then(|| peer_text(c.peer_family, &c.peer_addr, c.peer_port))
+            .flatten();
+        let syscall = match c.syscall {
+            copy_syscall::SENDFILE => CopySyscall::Sendfile,
+            copy_syscall::SPLICE => CopySyscall::Splice,
+            _ => CopySyscall::CopyFileRange,
+        };
+        self.file_event(
+            Action::Copy,
+            &c.header,
+            c.source,
+            c.source_size,
+            AccessDetail::Copy(CopyDetail {
+                fd: c.fd_in,
+                fd_out: c.fd_out,
+                syscall,
+                bytes: c.bytes,
+                destination: Destination {
+                    kind,
+                    dev: c.destination.dev,
+                    ino: c.destination.ino,
+                    path,
+                    peer,
+                },
+            }),
+            watch,
+        )
+    }
+
     /// A read summary: adds its segments to the process's coverage.
     pub fn read_summary(
         &mut self,
@@ -296,4 +380,20 @@ fn set_comm(h: &mut EventHeader, comm: &str) {
     let comm = comm.as_bytes();
     let n = comm.len().min(h.comm.len() - 1);
     h.comm[..n].copy_from_slice(&comm[..n]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_text;
+
+    #[test]
+    fn socket_peers_read_as_addresses() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 0, 0, 9]);
+        assert_eq!(peer_text(2, &v4, 443).as_deref(), Some("10.0.0.9:443"));
+        let v6 = std::net::Ipv6Addr::LOCALHOST.octets();
+        assert_eq!(peer_text(10, &v6, 8080).as_deref(), Some("[::1]:8080"));
+        assert_eq!(peer_text(1, &[0; 16], 0).as_deref(), Some("unix"));
+        assert_eq!(peer_text(0, &[0; 16], 0), None, "a family not read");
+    }
 }

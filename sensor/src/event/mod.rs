@@ -52,11 +52,15 @@ pub enum Action {
     Denied,
     /// Enforce mode: the process was killed before it got the data.
     Killed,
+    /// A process first copied a watched file to a destination in the
+    /// kernel (`sendfile`, `splice`, `copy_file_range`): where the bytes
+    /// went. The bytes themselves are in its read summaries.
+    Copy,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -73,6 +77,7 @@ impl Action {
         Action::WouldKill,
         Action::Denied,
         Action::Killed,
+        Action::Copy,
     ];
 }
 
@@ -276,6 +281,52 @@ pub enum AccessDetail {
         result: i64,
     },
     Read(ReadSummary),
+    Copy(CopyDetail),
+}
+
+/// A process's first in-kernel copy of a watched file to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyDetail {
+    /// The watched file's descriptor.
+    pub fd: i32,
+    /// The destination's descriptor.
+    pub fd_out: i32,
+    pub syscall: CopySyscall,
+    /// Bytes the first call moved (all the bytes are in the read
+    /// summaries).
+    pub bytes: u64,
+    pub destination: Destination,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopySyscall {
+    Sendfile,
+    Splice,
+    CopyFileRange,
+}
+
+/// Where a copy's bytes went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub kind: DestinationKind,
+    /// The destination's identity, as the kernel names it (a pipe's or a
+    /// socket's inode too).
+    pub dev: u64,
+    pub ino: u64,
+    /// A file's path, when the agent could still see it.
+    pub path: Option<Text>,
+    /// A socket's peer (`127.0.0.1:8080`, `[::1]:443`), or `unix`.
+    pub peer: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    File,
+    Pipe,
+    Socket,
+    Other,
 }
 
 /// A process's reads of one file, summed in the kernel.

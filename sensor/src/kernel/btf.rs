@@ -67,6 +67,15 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::INODE_INO, "inode", "i_ino"),
     (g::INODE_SB, "inode", "i_sb"),
     (g::INODE_SIZE, "inode", "i_size"),
+    (g::INODE_MODE, "inode", "i_mode"),
+    // A copy into a socket: its peer (`struct sock` starts with its
+    // `sock_common`).
+    (g::FILE_PRIVATE_DATA, "file", "private_data"),
+    (g::SOCKET_SK, "socket", "sk"),
+    (g::SKC_FAMILY, "sock_common", "skc_family"),
+    (g::SKC_DADDR, "sock_common", "skc_daddr"),
+    (g::SKC_DPORT, "sock_common", "skc_dport"),
+    (g::SKC_V6_DADDR, "sock_common", "skc_v6_daddr"),
     (g::SB_DEV, "super_block", "s_dev"),
     (g::MM_ARG_START, "mm_struct", "arg_start"),
     (g::MM_ARG_END, "mm_struct", "arg_end"),

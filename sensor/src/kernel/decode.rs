@@ -3,7 +3,8 @@
 //! length-checked, so a short or unknown record is an error, never UB.
 
 use sensor_common::{
-    EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent, kind,
+    CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent,
+    kind,
 };
 
 /// One record from the kernel.
@@ -18,6 +19,7 @@ pub enum KernelEvent {
     Close(FileEvent),
     Read(ReadEvent),
     Enforce(EnforceEvent),
+    Copy(CopyEvent),
 }
 
 impl KernelEvent {
@@ -32,6 +34,7 @@ impl KernelEvent {
             | KernelEvent::Close(e) => &e.header,
             KernelEvent::Read(e) => &e.header,
             KernelEvent::Enforce(e) => &e.header,
+            KernelEvent::Copy(e) => &e.header,
         }
     }
 }
@@ -73,6 +76,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::CLOSE => KernelEvent::Close(read(bytes, k)?),
         kind::READ => KernelEvent::Read(read(bytes, k)?),
         kind::ENFORCE => KernelEvent::Enforce(read(bytes, k)?),
+        kind::COPY => KernelEvent::Copy(read(bytes, k)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -15,6 +15,7 @@
 //! known blind spot on kernels that accept them (docs/architecture.md).
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
+use sensor_common::copy_syscall;
 
 use super::regs::{
     OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX, OFF_REGS_R8,
@@ -253,11 +254,20 @@ fn native_enter(nr: u64, regs: u64) {
         native::SENDFILE => read::copy_enter(
             fd_reg(regs, &OFF_REGS_SI),
             user_offset(reg(regs, &OFF_REGS_DX), true),
+            fd_reg(regs, &OFF_REGS_DI),
+            copy_syscall::SENDFILE,
         ),
-        // splice(fd_in, loff_t *off_in, ...), copy_file_range(fd_in, loff_t *off_in, ...)
+        // splice(fd_in, loff_t *off_in, fd_out, ...), copy_file_range(fd_in,
+        // loff_t *off_in, fd_out, ...)
         native::SPLICE | native::COPY_FILE_RANGE => read::copy_enter(
             fd_reg(regs, &OFF_REGS_DI),
             user_offset(reg(regs, &OFF_REGS_SI), true),
+            fd_reg(regs, &OFF_REGS_DX),
+            if nr == native::SPLICE {
+                copy_syscall::SPLICE
+            } else {
+                copy_syscall::COPY_FILE_RANGE
+            },
         ),
         // mmap(addr, len, prot, flags, fd, off)
         native::MMAP => file::mmap_enter(MmapArgs {
@@ -359,10 +369,18 @@ fn ia32_enter(nr: u64, regs: u64) {
         ia32::SENDFILE | ia32::SENDFILE64 => read::copy_enter(
             fd_reg(regs, &OFF_REGS_CX),
             user_offset(reg32(regs, &OFF_REGS_DX), nr == ia32::SENDFILE64),
+            fd_reg(regs, &OFF_REGS_BX),
+            copy_syscall::SENDFILE,
         ),
         ia32::SPLICE | ia32::COPY_FILE_RANGE => read::copy_enter(
             fd_reg(regs, &OFF_REGS_BX),
             user_offset(reg32(regs, &OFF_REGS_CX), true),
+            fd_reg(regs, &OFF_REGS_DX),
+            if nr == ia32::SPLICE {
+                copy_syscall::SPLICE
+            } else {
+                copy_syscall::COPY_FILE_RANGE
+            },
         ),
         // mmap2(addr, len, prot, flags, fd, pgoff)
         ia32::MMAP2 => file::mmap_enter(MmapArgs {

@@ -154,7 +154,8 @@ impl Judge {
             AccessDetail::Open { .. } => &[Operation::Open],
             AccessDetail::Read(_) => &[Operation::Read],
             AccessDetail::Mmap { .. } => &[Operation::Mmap],
-            AccessDetail::Close { .. } => return None,
+            // The copy's bytes are in the read summaries, judged as reads.
+            AccessDetail::Close { .. } | AccessDetail::Copy(_) => return None,
         };
         let key = FileKey {
             dev: file.dev,

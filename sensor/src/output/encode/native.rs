@@ -21,9 +21,10 @@ use crate::{
     decide::policy::{Mode, Operation, PolicyAction},
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
-        Access, AccessDetail, Action, Ancestor, Container, Event, Exit, File, FlushReason,
-        OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict, Process,
-        ReadSummary, SensorStatus, Severity, SyscallAbi, Text, Tier, Timestamp,
+        Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
+        DestinationKind, Event, Exit, File, FlushReason, OutputCounters, PolicyInfo, PolicyLoaded,
+        PolicyRejected, PolicyVerdict, Process, ReadSummary, SensorStatus, Severity, SyscallAbi,
+        Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -241,6 +242,19 @@ struct WireFile<'a> {
     size: u64,
 }
 
+/// `access.destination` on `copy`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct WireDestination {
+    #[serde(rename = "type")]
+    kind: DestinationKind,
+    dev: String,
+    ino: u64,
+    path: Option<String>,
+    path_escaped: Option<String>,
+    peer: Option<String>,
+}
+
 /// Which fields are present depends on the action (docs/events.md).
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
@@ -260,6 +274,10 @@ struct WireAccess {
     calls: Option<u64>,
     copies: Option<u64>,
     coverage: Option<f64>,
+    fd_out: Option<i32>,
+    #[serde(rename = "copy_syscall")]
+    copy_syscall: Option<CopySyscall>,
+    destination: Option<WireDestination>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
     last_time: Option<String>,
@@ -425,6 +443,25 @@ impl From<&Access> for WireAccess {
                 w.reason = Some(Cow::Borrowed(reason_text(r.reason)));
                 w.first_time = Some(time_text(&r.first));
                 w.last_time = Some(time_text(&r.last));
+            }
+            AccessDetail::Copy(c) => {
+                w.fd = Some(c.fd);
+                w.fd_out = Some(c.fd_out);
+                w.copy_syscall = Some(c.syscall);
+                w.bytes = Some(c.bytes);
+                let d = &c.destination;
+                let (path, path_escaped) = match d.path.as_ref().map(text_pair) {
+                    Some((readable, escaped)) => (Some(readable.into_owned()), escaped),
+                    None => (None, None),
+                };
+                w.destination = Some(WireDestination {
+                    kind: d.kind,
+                    dev: kernel_dev_text(d.dev),
+                    ino: d.ino,
+                    path,
+                    path_escaped,
+                    peer: d.peer.clone(),
+                });
             }
         }
         w
@@ -706,6 +743,32 @@ impl WireAccess {
                         .ok_or(DecodeError::Missing("access.result"))?,
                 )?,
             },
+            Action::Copy => {
+                let d = self
+                    .destination
+                    .ok_or(DecodeError::Missing("access.destination"))?;
+                AccessDetail::Copy(CopyDetail {
+                    fd: fd?,
+                    fd_out: self.fd_out.ok_or(DecodeError::Missing("access.fd_out"))?,
+                    syscall: self
+                        .copy_syscall
+                        .ok_or(DecodeError::Missing("access.copy_syscall"))?,
+                    bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
+                    destination: Destination {
+                        kind: d.kind,
+                        dev: parse_dev(&d.dev)?,
+                        ino: d.ino,
+                        path: d
+                            .path
+                            .as_deref()
+                            .map(|p| {
+                                text_from("access.destination.path", p, d.path_escaped.as_deref())
+                            })
+                            .transpose()?,
+                        peer: d.peer,
+                    },
+                })
+            }
             Action::Read => {
                 let time = |field, text: Option<String>| {
                     parse_time(field, &text.ok_or(DecodeError::Missing(field))?)

@@ -434,3 +434,57 @@ fn a_read_summary_with_copies_says_so_and_decodes_back() {
     let back = decode(line.trim_end()).expect("decodes");
     assert_eq!(back, read);
 }
+
+#[test]
+fn copy_records_have_their_shape_and_decode_back() {
+    let mut copy = base(Action::Copy, Some(process()));
+    copy.file = Some(file(Some("/models/llama/model.safetensors")));
+    copy.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Copy(CopyDetail {
+            fd: 3,
+            fd_out: 4,
+            syscall: CopySyscall::CopyFileRange,
+            bytes: 1 << 20,
+            destination: Destination {
+                kind: DestinationKind::File,
+                dev: (8 << 20) | 1,
+                ino: 77,
+                path: Some(Text::from("/tmp/stolen.bin")),
+                peer: None,
+            },
+        }),
+    );
+    let mut socket = copy.clone();
+    if let Some(Access {
+        detail: AccessDetail::Copy(c),
+        ..
+    }) = &mut socket.access
+    {
+        c.syscall = CopySyscall::Sendfile;
+        c.destination = Destination {
+            kind: DestinationKind::Socket,
+            dev: 9,
+            ino: 4242,
+            path: None,
+            peer: Some(String::from("10.0.0.9:443")),
+        };
+    }
+    let text = encode_all(&[copy.clone(), socket.clone()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains(
+            "\"access\":{\"fd\":3,\"bytes\":1048576,\"fd_out\":4,\"copy_syscall\":\"copy_file_range\",\
+             \"destination\":{\"type\":\"file\",\"dev\":\"8:1\",\"ino\":77,\"path\":\"/tmp/stolen.bin\"}}"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"destination\":{\"type\":\"socket\",\"dev\":\"0:9\",\"ino\":4242,\"peer\":\"10.0.0.9:443\"}"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(decode(lines[0]).expect("decodes"), copy);
+    assert_eq!(decode(lines[1]).expect("decodes"), socket);
+}
