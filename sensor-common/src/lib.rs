@@ -137,6 +137,10 @@ pub mod copy_syscall {
     pub const SENDFILE: u32 = 1;
     pub const SPLICE: u32 = 2;
     pub const COPY_FILE_RANGE: u32 = 3;
+    /// `ioctl(FICLONE)`: a reflink of the whole file, no byte moved.
+    pub const FICLONE: u32 = 4;
+    /// `ioctl(FICLONERANGE)`: a reflink of a range.
+    pub const FICLONERANGE: u32 = 5;
 }
 
 /// What made the kernel emit a read summary.
@@ -368,6 +372,8 @@ pub mod pending_kind {
     pub const MMAP: u32 = 2;
     /// An in-kernel copy with a watched source, counted as a read.
     pub const COPY: u32 = 3;
+    /// A reflink with a watched source: its range counted as read.
+    pub const REFLINK: u32 = 4;
 }
 
 /// Value of the `PENDING` map, keyed by thread id.

@@ -266,6 +266,8 @@ fn record_kinds_are_distinct_and_non_zero() {
             copy_syscall::SENDFILE,
             copy_syscall::SPLICE,
             copy_syscall::COPY_FILE_RANGE,
+            copy_syscall::FICLONE,
+            copy_syscall::FICLONERANGE,
         ],
     );
     assert!(

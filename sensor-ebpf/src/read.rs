@@ -49,6 +49,28 @@ pub fn copy_enter(fd: u64, offset: Offset, out_fd: u64, syscall: u32) {
     remember(fd, offset, pending_kind::COPY, out_fd as i32, syscall);
 }
 
+/// A reflink (`FICLONE`, `FICLONERANGE`) of `fd` into `out_fd`: no byte
+/// moves, but the range (`len` bytes from `offset`; 0: to the end) is
+/// copied, so it is counted as read when the ioctl succeeds.
+#[inline(always)]
+pub fn reflink_enter(fd: u64, offset: u64, len: u64, out_fd: u64, syscall: u32) {
+    remember(
+        fd,
+        Offset::At(offset),
+        pending_kind::REFLINK,
+        out_fd as i32,
+        syscall,
+    );
+    if len == 0 {
+        return;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(p) = PENDING.get_ptr_mut(&tid) {
+        // SAFETY: map values stay valid for the program's run.
+        unsafe { (*p).len = len };
+    }
+}
+
 #[inline(always)]
 fn remember(fd: u64, offset: Offset, kind: u32, out_fd: i32, syscall: u32) {
     let Some(w) = weight_fd(fd) else { return };
@@ -87,13 +109,19 @@ pub fn exit(ret: i64) {
         return;
     };
     let _ = PENDING.remove(&tid);
-    if p.kind != pending_kind::READ && p.kind != pending_kind::COPY {
-        return;
-    }
+    let ret = match p.kind {
+        pending_kind::READ | pending_kind::COPY => ret,
+        // A reflink returns 0: its bytes are the range it cloned.
+        pending_kind::REFLINK if ret == 0 => {
+            let rest = p.file_size.saturating_sub(p.offset);
+            (if p.len == 0 { rest } else { p.len.min(rest) }) as i64
+        }
+        _ => return,
+    };
     if ret < 0 {
         return;
     }
-    let copy = p.kind == pending_kind::COPY;
+    let copy = p.kind != pending_kind::READ;
     account(
         pid_tgid,
         p.file,

@@ -925,6 +925,50 @@ pub fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
+/// A filesystem made with `mkfs` (program and flags) on a sparse image of
+/// `mib` MiB, loop-mounted on a temporary directory and unmounted on drop:
+/// the filesystem matrix (btrfs, xfs, ...) on one machine.
+pub struct LoopFs {
+    pub dir: TempDir,
+    _image: TempDir,
+}
+
+impl LoopFs {
+    pub fn mount(mkfs: &[&str], mib: u64) -> Self {
+        require_root();
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("fs.img");
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let made = Command::new(mkfs[0])
+            .args(&mkfs[1..])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{mkfs:?}: {made:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let mount = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(mount.status.success(), "mount: {mount:?}");
+        Self {
+            dir,
+            _image: image_dir,
+        }
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 /// Runs `exe file` over and over on a thread until [`ReaderLoop::finish`],
 /// recording every run that did not exit 0 with `len` bytes on stdout: an
 /// allowed reader that must never be refused or killed while the policy

@@ -234,52 +234,13 @@ fn policy_check_explains_good_shadowed_and_broken_files() {
     assert!(err.contains("acton"), "{err}");
 }
 
-/// A loop-mounted btrfs, unmounted on drop.
-struct Btrfs {
-    dir: tempfile::TempDir,
-    _image: tempfile::TempDir,
-}
-
-impl Btrfs {
-    fn mount() -> Self {
-        let image_dir = tempfile::tempdir().unwrap();
-        let image = image_dir.path().join("btrfs.img");
-        let file = std::fs::File::create(&image).unwrap();
-        file.set_len(128 << 20).unwrap();
-        let mkfs = Command::new("mkfs.btrfs")
-            .arg("-q")
-            .arg(&image)
-            .output()
-            .unwrap();
-        assert!(mkfs.status.success(), "mkfs.btrfs: {mkfs:?}");
-        let dir = tempfile::tempdir().unwrap();
-        let mount = Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(mount.status.success(), "mount: {mount:?}");
-        Self {
-            dir,
-            _image: image_dir,
-        }
-    }
-}
-
-impl Drop for Btrfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 /// An executable on btrfs cannot be recognised by the kernel at exec
 /// (btrfs's `st_dev` is not the superblock's device): `policy check` says
 /// so, and what it means, instead of leaving the rule to fail quietly.
 #[test]
 fn policy_check_warns_of_an_executable_on_btrfs() {
     tests::require_root();
-    let fs = Btrfs::mount();
+    let fs = tests::LoopFs::mount(&["mkfs.btrfs", "-q"], 128);
     let exe = fs.dir.path().join("server");
     std::fs::copy("/usr/bin/cat", &exe).unwrap();
     let models = tempfile::tempdir().unwrap();

@@ -172,3 +172,45 @@ fn in_kernel_copies_are_counted_as_reads_with_their_bytes() {
     let (status, _) = sensor.stop_events();
     assert!(status.success());
 }
+
+/// A reflink moves no byte but copies the file: `cp --reflink=always` on
+/// xfs (FICLONE) and a FICLONERANGE of one MiB are reads of what they
+/// cloned, with a `copy` record naming the clone.
+#[test]
+fn reflinks_are_copies_of_the_range_they_clone() {
+    let fs = tests::LoopFs::mount(&["mkfs.xfs", "-q", "-m", "reflink=1"], 512);
+    let weights = fs.dir.path().join("models/llama.safetensors");
+    std::fs::create_dir(fs.dir.path().join("models")).unwrap();
+    write_file(&weights, SIZE as usize);
+    let sensor = SensorProcess::start(&[&fs.dir.path().join("models")], &[]);
+
+    let clone = fs.dir.path().join("clone.bin");
+    let cp = run(Command::new("cp")
+        .arg("--reflink=always")
+        .arg(&weights)
+        .arg(&clone));
+    let (bytes, _, copies, coverage) = reads_of(&sensor, cp);
+    assert_eq!((bytes, coverage), (SIZE, 1.0), "cp --reflink=always");
+    assert!(copies > 0);
+    let copy = copy_of(&sensor, cp);
+    assert_eq!(copy.syscall, CopySyscall::Ficlone);
+    assert_eq!(copy.bytes, SIZE);
+    assert_eq!(copy.destination.ino, tests::identity(&clone).1);
+
+    // FICLONERANGE: 1 MiB from 2 MiB on (xfs clones whole blocks).
+    let ranged = python(
+        "import fcntl, os, struct, sys\n\
+         src = os.open(sys.argv[1], os.O_RDONLY)\n\
+         dst = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o600)\n\
+         os.ftruncate(dst, 8 << 20)\n\
+         FICLONERANGE = 0x4020940d\n\
+         fcntl.ioctl(dst, FICLONERANGE, struct.pack('qQQQ', src, 2 << 20, 1 << 20, 0))",
+        &[&weights, &fs.dir.path().join("ranged.bin")],
+    );
+    let (bytes, _, _, coverage) = reads_of(&sensor, ranged);
+    assert_eq!(bytes, MIB, "FICLONERANGE of 1 MiB");
+    assert!((coverage - 0.125).abs() < 1e-9, "coverage {coverage}");
+    assert_eq!(copy_of(&sensor, ranged).syscall, CopySyscall::FicloneRange);
+    let (status, _) = sensor.stop_events();
+    assert!(status.success());
+}

@@ -34,8 +34,9 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// everyday programs the integration tests run as workloads, and for the VM
 /// tests (`tests/src/vm.rs`) QEMU, a static busybox for the guest's
 /// userland and cpio (the harness writes its initramfs itself; its unit
-/// tests read one back with cpio); btrfs-progs for the tests on a
-/// loop-mounted btrfs, whose identities differ from `stat()`'s.
+/// tests read one back with cpio); btrfs-progs and xfsprogs for the tests
+/// on loop-mounted btrfs (whose identities differ from `stat()`'s) and xfs
+/// (reflinks).
 const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
@@ -47,6 +48,7 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "btrfs-progs",
+    "xfsprogs",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

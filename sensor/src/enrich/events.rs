@@ -287,6 +287,8 @@ impl Enricher {
         let syscall = match c.syscall {
             copy_syscall::SENDFILE => CopySyscall::Sendfile,
             copy_syscall::SPLICE => CopySyscall::Splice,
+            copy_syscall::FICLONE => CopySyscall::Ficlone,
+            copy_syscall::FICLONERANGE => CopySyscall::FicloneRange,
             _ => CopySyscall::CopyFileRange,
         };
         self.file_event(

@@ -304,6 +304,10 @@ pub enum CopySyscall {
     Sendfile,
     Splice,
     CopyFileRange,
+    /// `ioctl(FICLONE)`: a reflink of the whole file (no byte moved).
+    Ficlone,
+    /// `ioctl(FICLONERANGE)`: a reflink of a range.
+    FicloneRange,
 }
 
 /// Where a copy's bytes went.

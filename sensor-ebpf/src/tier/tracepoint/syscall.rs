@@ -38,6 +38,7 @@ pub static COMPAT_ENABLED: Global<u64> = Global::new(0);
 mod native {
     pub const READ: u64 = 0;
     pub const OPEN: u64 = 2;
+    pub const IOCTL: u64 = 16;
     pub const CLOSE: u64 = 3;
     pub const MMAP: u64 = 9;
     pub const PREAD64: u64 = 17;
@@ -61,6 +62,7 @@ mod native {
 mod ia32 {
     pub const READ: u64 = 3;
     pub const OPEN: u64 = 5;
+    pub const IOCTL: u64 = 54;
     pub const CLOSE: u64 = 6;
     pub const CREAT: u64 = 8;
     pub const OLD_MMAP: u64 = 90;
@@ -145,6 +147,7 @@ fn followed_at_exit(nr: u64) -> bool {
             | native::SENDFILE
             | native::SPLICE
             | native::COPY_FILE_RANGE
+            | native::IOCTL
     );
     let ia32 = matches!(
         nr,
@@ -168,6 +171,7 @@ fn followed_at_exit(nr: u64) -> bool {
             | ia32::SENDFILE64
             | ia32::SPLICE
             | ia32::COPY_FILE_RANGE
+            | ia32::IOCTL
     );
     native || ia32
 }
@@ -189,6 +193,59 @@ pub fn on_sys_enter(ctx: &BtfTracePointContext) {
     let nr = syscall_nr(ctx.arg(1));
     if followed_at_entry(nr) && holders::current_may_hold() {
         enter_followed(nr, ctx.arg(0));
+    } else if (nr == native::IOCTL || nr == ia32::IOCTL) && is_reflink(ctx.arg(0)) {
+        // ioctl is frequent (GPU drivers): only the reflink commands, under
+        // either ABI's argument register, go on to the holder check.
+        if holders::current_may_hold() {
+            enter_followed(nr, ctx.arg(0));
+        }
+    }
+}
+
+/// `FICLONE` and `FICLONERANGE` (`_IOW(0x94, 9, int)`,
+/// `_IOW(0x94, 13, struct file_clone_range)`).
+const FICLONE: u64 = 0x4004_9409;
+const FICLONERANGE: u64 = 0x4020_940d;
+
+/// Whether an ioctl's command is a reflink: `si` for x86-64, `cx` for
+/// ia32 (the ABI is checked later; a match under the wrong one only costs
+/// the descriptor check).
+#[inline(always)]
+fn is_reflink(regs: u64) -> bool {
+    let native = reg(regs, &OFF_REGS_SI) & 0xffff_ffff;
+    let ia32 = reg32(regs, &OFF_REGS_CX);
+    matches!(native, FICLONE | FICLONERANGE) || matches!(ia32, FICLONE | FICLONERANGE)
+}
+
+/// `struct file_clone_range`: the argument of `FICLONERANGE`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FileCloneRange {
+    src_fd: i64,
+    src_offset: u64,
+    src_length: u64,
+    dest_offset: u64,
+}
+
+/// `ioctl(dest_fd, FICLONE, src_fd)` or `ioctl(dest_fd, FICLONERANGE,
+/// &range)`: a reflink whose source may be a watched file.
+#[inline(always)]
+fn reflink_enter(dest_fd: u64, cmd: u64, arg: u64) {
+    match cmd & 0xffff_ffff {
+        FICLONE => read::reflink_enter(arg, 0, 0, dest_fd, copy_syscall::FICLONE),
+        FICLONERANGE => {
+            // SAFETY: bpf_probe_read_user checks the address.
+            if let Ok(r) = unsafe { bpf_probe_read_user(arg as *const FileCloneRange) } {
+                read::reflink_enter(
+                    r.src_fd as u64,
+                    r.src_offset,
+                    r.src_length,
+                    dest_fd,
+                    copy_syscall::FICLONERANGE,
+                );
+            }
+        }
+        _ => {}
     }
 }
 
@@ -206,7 +263,10 @@ fn enter_followed(nr: u64, regs: u64) {
 pub fn on_sys_exit(ctx: &BtfTracePointContext) {
     let regs: u64 = ctx.arg(0);
     let nr = syscall_nr(reg(regs, &OFF_REGS_ORIG_AX));
-    if followed_at_exit(nr) {
+    // The registers still hold the arguments: only a reflink ioctl can
+    // have left a pending entry.
+    let other_ioctl = (nr == native::IOCTL || nr == ia32::IOCTL) && !is_reflink(regs);
+    if followed_at_exit(nr) && !other_ioctl {
         exit_followed(nr, regs, ctx.arg(1));
     }
 }
@@ -250,6 +310,12 @@ fn native_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_DI), offset);
         }
         native::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_DI)),
+        // ioctl(fd, cmd, arg)
+        native::IOCTL => reflink_enter(
+            fd_reg(regs, &OFF_REGS_DI),
+            reg(regs, &OFF_REGS_SI),
+            reg(regs, &OFF_REGS_DX),
+        ),
         // sendfile(out_fd, in_fd, off_t *offset, count)
         native::SENDFILE => read::copy_enter(
             fd_reg(regs, &OFF_REGS_SI),
@@ -294,7 +360,8 @@ fn native_exit(nr: u64, ret: i64) {
         | native::PREADV2
         | native::SENDFILE
         | native::SPLICE
-        | native::COPY_FILE_RANGE => read::exit(ret),
+        | native::COPY_FILE_RANGE
+        | native::IOCTL => read::exit(ret),
         native::MMAP => file::mmap_exit(ret),
         native::RECVMSG | native::RECVMMSG | native::PIDFD_GETFD | native::FANOTIFY_INIT => {
             holders::acquired_descriptors(ret)
@@ -364,6 +431,11 @@ fn ia32_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_BX), offset);
         }
         ia32::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_BX)),
+        ia32::IOCTL => reflink_enter(
+            fd_reg(regs, &OFF_REGS_BX),
+            reg32(regs, &OFF_REGS_CX),
+            reg32(regs, &OFF_REGS_DX),
+        ),
         // sendfile(out_fd, in_fd, off_t *offset, count): a 32-bit offset;
         // sendfile64's is 64-bit.
         ia32::SENDFILE | ia32::SENDFILE64 => read::copy_enter(
@@ -457,7 +529,8 @@ fn ia32_exit(nr: u64, regs: u64, ret: i64) {
         | ia32::SENDFILE
         | ia32::SENDFILE64
         | ia32::SPLICE
-        | ia32::COPY_FILE_RANGE => read::exit(ret),
+        | ia32::COPY_FILE_RANGE
+        | ia32::IOCTL => read::exit(ret),
         ia32::OLD_MMAP | ia32::MMAP2 => file::mmap_exit(ret),
         _ if ia32_receives_descriptors(nr, regs) => holders::acquired_descriptors(ret),
         _ => {}
