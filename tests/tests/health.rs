@@ -34,6 +34,28 @@ fn assert_loss_reported(sensor: SensorProcess, key: &str, log_line: &str) -> (u6
     (total, records)
 }
 
+/// Four processes opening and closing `file` 20,000 times each, as fast
+/// as they can: more records than a one-page ring buffer holds. Their pids.
+fn open_close_burst(file: &std::path::Path) -> Vec<u32> {
+    let burst =
+        "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            tests::python_command()
+                .arg("-c")
+                .arg(burst)
+                .arg(file)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    pids
+}
+
 #[test]
 fn ring_buffer_overflow_is_counted_and_reported() {
     let root = tempfile::tempdir().unwrap();
@@ -46,22 +68,7 @@ fn ring_buffer_overflow_is_counted_and_reported() {
         &["--ring-buffer-bytes", "4096", "--heartbeat-interval", "1"],
     );
     sensor.expect_loss();
-    let burst =
-        "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            tests::python_command()
-                .arg("-c")
-                .arg(burst)
-                .arg(&file)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
-    for child in children {
-        assert!(child.wait_with_output().unwrap().status.success());
-    }
+    let pids = open_close_burst(&file);
     let (lost, records) = assert_loss_reported(sensor, "ringbuf_full", "the ring buffer was full");
     let ours = |action: &str| {
         records
@@ -390,21 +397,7 @@ fn a_loss_is_warned_within_seconds_not_at_the_next_heartbeat() {
     );
     sensor.expect_loss();
     sensor.expect_warning("the ring buffer was full");
-    let burst =
-        "import os, sys\nfor _ in range(20000):\n    os.close(os.open(sys.argv[1], os.O_RDONLY))\n";
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            tests::python_command()
-                .arg("-c")
-                .arg(burst)
-                .arg(&file)
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        assert!(child.wait_with_output().unwrap().status.success());
-    }
+    open_close_burst(&file);
     let done = std::time::Instant::now();
     while !sensor.log().contains("the ring buffer was full") {
         assert!(
