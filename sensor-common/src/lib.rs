@@ -130,6 +130,32 @@ pub mod kind {
     /// A process first copied a watched file to a destination in the kernel
     /// ([`CopyEvent`]); the bytes go into its read summaries.
     pub const COPY: u32 = 10;
+    /// A process read another's memory, or attached to it ([`MemoryEvent`]).
+    pub const MEMORY: u32 = 11;
+}
+
+/// How [`MemoryEvent`] reached the other process's memory.
+pub mod memory_method {
+    /// `process_vm_readv`: `bytes` copied.
+    pub const PROCESS_VM_READV: u32 = 1;
+    /// `ptrace(PTRACE_ATTACH)`.
+    pub const PTRACE_ATTACH: u32 = 2;
+    /// `ptrace(PTRACE_SEIZE)`.
+    pub const PTRACE_SEIZE: u32 = 3;
+}
+
+/// A read of another process's memory (or an attach that allows one).
+/// Rare syscalls: reported for every caller; the agent keeps those whose
+/// target holds weight files.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryEvent {
+    pub header: EventHeader,
+    pub target: u32,
+    /// One of [`memory_method`].
+    pub method: u32,
+    /// `process_vm_readv`: bytes copied; ptrace: 0.
+    pub bytes: u64,
 }
 
 /// The in-kernel copy syscalls, as [`CopyEvent::syscall`] names them.

@@ -224,6 +224,7 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<Pending>(), 64);
     assert_eq!(size_of::<CopyEvent>(), 152);
     assert_eq!(size_of::<CopyKey>(), 40);
+    assert_eq!(size_of::<MemoryEvent>(), 80);
     assert_eq!(size_of::<EventHeader>() + 16, size_of::<ForkEvent>());
     assert_eq!(
         EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 104,
@@ -258,6 +259,7 @@ fn record_kinds_are_distinct_and_non_zero() {
         kind::GPU_OPEN,
         kind::ENFORCE,
         kind::COPY,
+        kind::MEMORY,
     ];
     assert_distinct("kind", &kinds);
     assert_distinct(

@@ -13,8 +13,8 @@
 
 use sensor_common::{
     CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
-    ExitKey, FileEvent, FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict,
-    ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
+    ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
+    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -41,6 +41,7 @@ pub struct SharedTypes {
     pub exe_verdict: ExeVerdict,
     pub copy_event: CopyEvent,
     pub copy_key: CopyKey,
+    pub memory_event: MemoryEvent,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

@@ -9,7 +9,9 @@
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_buf,
 };
-use sensor_common::{EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, exit_flag, kind};
+use sensor_common::{
+    EXEC_ARGS_LEN, ExecEvent, ExitEvent, ExitKey, ForkEvent, MemoryEvent, exit_flag, kind,
+};
 
 use crate::{
     emit::{BPF_RB_NO_WAKEUP, fill_header, reserve},
@@ -69,6 +71,21 @@ pub fn on_exec(filename: usize) {
         }
     }
     entry.submit(BPF_RB_NO_WAKEUP);
+}
+
+/// The current process read another's memory with `process_vm_readv` or
+/// attached to it with ptrace (`method`, `sensor_common::memory_method`).
+pub fn on_memory_access(target: u32, method: u32, bytes: u64) {
+    let Some(mut entry) = reserve::<MemoryEvent>() else {
+        return;
+    };
+    // SAFETY: the reservation is valid, sized and aligned for a MemoryEvent.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, kind::MEMORY, size_of::<MemoryEvent>());
+    ev.target = target;
+    ev.method = method;
+    ev.bytes = bytes;
+    entry.submit(0);
 }
 
 /// The current task has forked `child` (a `struct task_struct *`); a new

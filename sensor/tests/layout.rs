@@ -18,8 +18,8 @@ use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
     CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
-    ExitKey, FileEvent, FileKey, ForkEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict,
-    ReadAgg, ReadAggKey, ReadEvent, WatchEntry, map_name,
+    ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
+    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry, map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -145,6 +145,12 @@ fn shared_layouts() -> Vec<Layout> {
             flags,
             out_fd,
             syscall
+        }),
+        layout!(MemoryEvent {
+            header,
+            target,
+            method,
+            bytes
         }),
         layout!(CopyKey {
             tgid,

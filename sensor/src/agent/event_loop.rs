@@ -257,6 +257,10 @@ impl Agent {
             }
             KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
             KernelEvent::Copy(c) => self.enrich.copy(&c, &self.watch),
+            KernelEvent::Memory(m) => match self.enrich.memory(&m, &self.watch) {
+                Some(event) => event,
+                None => return,
+            },
             KernelEvent::Open(f) => self.enrich.file_event(
                 Action::Open,
                 &f.header,

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use sensor_common::{
-    CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, ReadAgg, copy_syscall,
-    header_flag,
+    CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, MemoryEvent, ReadAgg,
+    copy_syscall, header_flag, memory_method, watch_flag,
 };
 
 use super::{
@@ -17,9 +17,54 @@ use super::{
 };
 use crate::event::{
     Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
-    DestinationKind, Event, Exit, File, FlushReason, Process, ReadSummary, SensorStatus, Severity,
-    SyscallAbi, Text, Tier, Timestamp,
+    DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, Process, ReadSummary,
+    SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
 };
+
+/// The weight files process `pid` maps (`/proc/PID/maps`: device and
+/// inode of each mapping) or holds open (`/proc/PID/fd`), by the watch
+/// set's paths.
+fn held_weights(proc_root: &Path, pid: u32, watch: &WatchSet) -> Vec<Text> {
+    let dir = proc_root.join(pid.to_string());
+    let mut keys: Vec<FileKey> = Vec::new();
+    if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+        keys.extend(maps.lines().filter_map(map_line_key));
+    }
+    if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+        for fd in fds.flatten() {
+            if let Ok(meta) = std::fs::metadata(fd.path()) {
+                use std::os::unix::fs::MetadataExt;
+                keys.push(FileKey {
+                    dev: super::watch::kernel_dev(meta.dev()),
+                    ino: meta.ino(),
+                });
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter()
+        .filter(|key| watch.flags_of(key) & watch_flag::WEIGHT != 0)
+        .filter_map(|key| watch.path_of(key).map(Text::from))
+        .collect()
+}
+
+/// The file identity of one `/proc/PID/maps` line (`... fd:01 1234 /path`);
+/// `None` for anonymous memory.
+fn map_line_key(line: &str) -> Option<FileKey> {
+    let mut fields = line.split_ascii_whitespace().skip(3);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let ino: u64 = fields.next()?.parse().ok()?;
+    if ino == 0 {
+        return None;
+    }
+    let major = u32::from_str_radix(major, 16).ok()?;
+    let minor = u32::from_str_radix(minor, 16).ok()?;
+    Some(FileKey {
+        dev: (u64::from(major) << 20) | u64::from(minor),
+        ino,
+    })
+}
 
 /// A socket peer as records write it: `10.0.0.9:443`, `[::1]:443`,
 /// `unix`; `None` for a family the kernel did not give.
@@ -91,7 +136,50 @@ impl Enricher {
             exit: None,
             sensor: None,
             policy: None,
+            target: None,
         }
+    }
+
+    /// A read of another process's memory (or an attach): a record only
+    /// when that process holds weight files, which it names.
+    pub fn memory(&mut self, m: &MemoryEvent, watch: &WatchSet) -> Option<Event> {
+        let proc_root = Path::new("/proc");
+        let weights = held_weights(proc_root, m.target, watch);
+        if weights.is_empty() {
+            return None;
+        }
+        let info = self.processes.lookup(m.target);
+        let target = Target {
+            pid: m.target,
+            comm: info.map(|i| i.comm.clone()).unwrap_or_default(),
+            exe: info.and_then(|i| i.exe.clone()),
+            gpu: info.is_some_and(|i| i.gpu),
+            weights,
+        };
+        let method = match m.method {
+            memory_method::PTRACE_ATTACH => MemoryMethod::PtraceAttach,
+            memory_method::PTRACE_SEIZE => MemoryMethod::PtraceSeize,
+            _ => MemoryMethod::ProcessVmReadv,
+        };
+        let mut event = self.event(Action::MemoryRead, m.header.boot_ns, Some(&m.header));
+        event.severity = if target.gpu {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        event.access = Some(Access {
+            abi: if m.header.flags & header_flag::COMPAT_SYSCALL != 0 {
+                SyscallAbi::Ia32
+            } else {
+                SyscallAbi::Native
+            },
+            detail: AccessDetail::Memory {
+                method,
+                bytes: m.bytes,
+            },
+        });
+        event.target = Some(target);
+        Some(event)
     }
 
     fn process(&mut self, h: &HeaderFields) -> Process {
@@ -386,7 +474,23 @@ fn set_comm(h: &mut EventHeader, comm: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::peer_text;
+    use super::{map_line_key, peer_text};
+    use sensor_common::FileKey;
+
+    #[test]
+    fn a_maps_line_gives_the_mapped_file_s_identity() {
+        let line = "7f2c4a000000-7f2c4a100000 r--s 00000000 fd:01 1835023 /models/x.safetensors";
+        assert_eq!(
+            map_line_key(line),
+            Some(FileKey {
+                dev: (0xfd << 20) | 1,
+                ino: 1_835_023
+            })
+        );
+        let anon =
+            "7ffd1c3e2000-7ffd1c403000 rw-p 00000000 00:00 0                          [stack]";
+        assert_eq!(map_line_key(anon), None);
+    }
 
     #[test]
     fn socket_peers_read_as_addresses() {

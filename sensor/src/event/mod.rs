@@ -56,11 +56,15 @@ pub enum Action {
     /// kernel (`sendfile`, `splice`, `copy_file_range`): where the bytes
     /// went. The bytes themselves are in its read summaries.
     Copy,
+    /// A process read the memory of a process that holds weight files
+    /// (`process_vm_readv`), or attached to it with ptrace (after which it
+    /// can): `target` is that process.
+    MemoryRead,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -78,6 +82,7 @@ impl Action {
         Action::Denied,
         Action::Killed,
         Action::Copy,
+        Action::MemoryRead,
     ];
 }
 
@@ -139,6 +144,20 @@ pub struct Event {
     /// The policy's verdict (`alert`, `would_*`) or the loaded policy
     /// (`policy_loaded`).
     pub policy: Option<PolicyInfo>,
+    /// The process whose memory was read, on `memory_read`.
+    pub target: Option<Target>,
+}
+
+/// A process whose memory another read, and the weight files it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: Option<Text>,
+    pub gpu: bool,
+    /// Its weight files, mapped or open, when the read happened (read from
+    /// its `/proc` entry as the agent handled the record).
+    pub weights: Vec<Text>,
 }
 
 /// What a policy record says.
@@ -282,6 +301,19 @@ pub enum AccessDetail {
     },
     Read(ReadSummary),
     Copy(CopyDetail),
+    Memory {
+        method: MemoryMethod,
+        /// `process_vm_readv`: bytes copied; 0 for an attach.
+        bytes: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMethod {
+    ProcessVmReadv,
+    PtraceAttach,
+    PtraceSeize,
 }
 
 /// A process's first in-kernel copy of a watched file to a destination.

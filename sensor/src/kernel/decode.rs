@@ -3,8 +3,8 @@
 //! length-checked, so a short or unknown record is an error, never UB.
 
 use sensor_common::{
-    CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, ReadEvent,
-    kind,
+    CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, MemoryEvent,
+    ReadEvent, kind,
 };
 
 /// One record from the kernel.
@@ -20,6 +20,7 @@ pub enum KernelEvent {
     Read(ReadEvent),
     Enforce(EnforceEvent),
     Copy(CopyEvent),
+    Memory(MemoryEvent),
 }
 
 impl KernelEvent {
@@ -35,6 +36,7 @@ impl KernelEvent {
             KernelEvent::Read(e) => &e.header,
             KernelEvent::Enforce(e) => &e.header,
             KernelEvent::Copy(e) => &e.header,
+            KernelEvent::Memory(e) => &e.header,
         }
     }
 }
@@ -77,6 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::READ => KernelEvent::Read(read(bytes, k)?),
         kind::ENFORCE => KernelEvent::Enforce(read(bytes, k)?),
         kind::COPY => KernelEvent::Copy(read(bytes, k)?),
+        kind::MEMORY => KernelEvent::Memory(read(bytes, k)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

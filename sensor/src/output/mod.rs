@@ -131,6 +131,7 @@ mod tests {
             exit: None,
             sensor: None,
             policy: None,
+            target: None,
         }
     }
 

@@ -15,7 +15,7 @@
 //! known blind spot on kernels that accept them (docs/architecture.md).
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
-use sensor_common::copy_syscall;
+use sensor_common::{copy_syscall, memory_method};
 
 use super::regs::{
     OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX, OFF_REGS_R8,
@@ -25,6 +25,7 @@ use crate::{
     file::{self, MmapArgs},
     holders,
     kernel::in_compat_syscall,
+    process,
     read::{self, Offset},
 };
 
@@ -39,6 +40,8 @@ mod native {
     pub const READ: u64 = 0;
     pub const OPEN: u64 = 2;
     pub const IOCTL: u64 = 16;
+    pub const PTRACE: u64 = 101;
+    pub const PROCESS_VM_READV: u64 = 310;
     pub const CLOSE: u64 = 3;
     pub const MMAP: u64 = 9;
     pub const PREAD64: u64 = 17;
@@ -63,6 +66,8 @@ mod ia32 {
     pub const READ: u64 = 3;
     pub const OPEN: u64 = 5;
     pub const IOCTL: u64 = 54;
+    pub const PTRACE: u64 = 26;
+    pub const PROCESS_VM_READV: u64 = 347;
     pub const CLOSE: u64 = 6;
     pub const CREAT: u64 = 8;
     pub const OLD_MMAP: u64 = 90;
@@ -148,6 +153,8 @@ fn followed_at_exit(nr: u64) -> bool {
             | native::SPLICE
             | native::COPY_FILE_RANGE
             | native::IOCTL
+            | native::PTRACE
+            | native::PROCESS_VM_READV
     );
     let ia32 = matches!(
         nr,
@@ -172,6 +179,8 @@ fn followed_at_exit(nr: u64) -> bool {
             | ia32::SPLICE
             | ia32::COPY_FILE_RANGE
             | ia32::IOCTL
+            | ia32::PTRACE
+            | ia32::PROCESS_VM_READV
     );
     native || ia32
 }
@@ -274,7 +283,7 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
 #[inline(never)]
 fn exit_followed(nr: u64, regs: u64, ret: i64) {
     if !in_compat_syscall() {
-        native_exit(nr, ret);
+        native_exit(nr, regs, ret);
     } else if COMPAT_ENABLED.load() != 0 {
         ia32_exit(nr, regs, ret);
     } else {
@@ -348,8 +357,16 @@ fn native_enter(nr: u64, regs: u64) {
 }
 
 #[inline(always)]
-fn native_exit(nr: u64, ret: i64) {
+fn native_exit(nr: u64, regs: u64, ret: i64) {
     match nr {
+        // process_vm_readv(pid, ...): bytes copied from pid's memory.
+        native::PROCESS_VM_READV if ret > 0 => process::on_memory_access(
+            reg(regs, &OFF_REGS_DI) as u32,
+            memory_method::PROCESS_VM_READV,
+            ret as u64,
+        ),
+        // ptrace(request, pid, ...)
+        native::PTRACE if ret == 0 => ptrace_exit(reg(regs, &OFF_REGS_DI), reg(regs, &OFF_REGS_SI)),
         native::OPEN
         | native::CREAT
         | native::OPENAT
@@ -387,6 +404,21 @@ fn user_offset(ptr: u64, wide: bool) -> Offset {
             .map(u64::from)
     };
     value.map_or(Offset::Position, Offset::At)
+}
+
+/// A successful `ptrace(request, pid)`: attaching is what lets a process
+/// read another's memory (`PTRACE_PEEKDATA` words follow by the thousand,
+/// not worth a record each).
+#[inline(always)]
+fn ptrace_exit(request: u64, pid: u64) {
+    const PTRACE_ATTACH: u64 = 16;
+    const PTRACE_SEIZE: u64 = 0x4206;
+    let method = match request & 0xffff_ffff {
+        PTRACE_ATTACH => memory_method::PTRACE_ATTACH,
+        PTRACE_SEIZE => memory_method::PTRACE_SEIZE,
+        _ => return,
+    };
+    process::on_memory_access(pid as u32, method, 0);
 }
 
 /// A 64-bit offset passed as two 32-bit halves.
@@ -520,6 +552,14 @@ fn ia32_exit_uncaptured(nr: u64, regs: u64, ret: i64) {
 #[inline(always)]
 fn ia32_exit(nr: u64, regs: u64, ret: i64) {
     match nr {
+        ia32::PROCESS_VM_READV if ret > 0 => process::on_memory_access(
+            reg32(regs, &OFF_REGS_BX) as u32,
+            memory_method::PROCESS_VM_READV,
+            ret as u64,
+        ),
+        ia32::PTRACE if ret == 0 => {
+            ptrace_exit(reg32(regs, &OFF_REGS_BX), reg32(regs, &OFF_REGS_CX))
+        }
         _ if ia32_is_open(nr) => file::open_exit(ret),
         ia32::READ
         | ia32::READV

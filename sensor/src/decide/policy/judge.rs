@@ -155,7 +155,9 @@ impl Judge {
             AccessDetail::Read(_) => &[Operation::Read],
             AccessDetail::Mmap { .. } => &[Operation::Mmap],
             // The copy's bytes are in the read summaries, judged as reads.
-            AccessDetail::Close { .. } | AccessDetail::Copy(_) => return None,
+            AccessDetail::Close { .. } | AccessDetail::Copy(_) | AccessDetail::Memory { .. } => {
+                return None;
+            }
         };
         let key = FileKey {
             dev: file.dev,

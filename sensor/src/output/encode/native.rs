@@ -22,9 +22,9 @@ use crate::{
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
         Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
-        DestinationKind, Event, Exit, File, FlushReason, OutputCounters, PolicyInfo, PolicyLoaded,
-        PolicyRejected, PolicyVerdict, Process, ReadSummary, SensorStatus, Severity, SyscallAbi,
-        Text, Tier, Timestamp,
+        DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, OutputCounters, PolicyInfo,
+        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, SensorStatus, Severity,
+        SyscallAbi, Target, Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -88,6 +88,70 @@ struct Record<'a> {
     sensor: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     policy: Option<WirePolicy>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    target: Option<WireTarget>,
+}
+
+/// `target` on `memory_read`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct WireTarget {
+    pid: u32,
+    comm: String,
+    exe: Option<String>,
+    exe_escaped: Option<String>,
+    gpu: bool,
+    weights: Vec<String>,
+    weights_escaped: Option<Vec<Option<String>>>,
+}
+
+impl From<&Target> for WireTarget {
+    fn from(t: &Target) -> Self {
+        let (exe, exe_escaped) = match t.exe.as_ref().map(text_pair) {
+            Some((readable, escaped)) => (Some(readable.into_owned()), escaped),
+            None => (None, None),
+        };
+        let pairs: Vec<_> = t.weights.iter().map(text_pair).collect();
+        let escaped: Vec<Option<String>> = pairs.iter().map(|(_, e)| e.clone()).collect();
+        WireTarget {
+            pid: t.pid,
+            comm: t.comm.clone(),
+            exe,
+            exe_escaped,
+            gpu: t.gpu,
+            weights: pairs.into_iter().map(|(r, _)| r.into_owned()).collect(),
+            weights_escaped: escaped.iter().any(Option::is_some).then_some(escaped),
+        }
+    }
+}
+
+impl WireTarget {
+    fn into_model(self) -> Result<Target, DecodeError> {
+        let escaped = self.weights_escaped.unwrap_or_default();
+        let weights = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                text_from(
+                    "target.weights",
+                    w,
+                    escaped.get(i).and_then(Option::as_deref),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Target {
+            pid: self.pid,
+            comm: self.comm,
+            exe: self
+                .exe
+                .as_deref()
+                .map(|e| text_from("target.exe", e, self.exe_escaped.as_deref()))
+                .transpose()?,
+            gpu: self.gpu,
+            weights,
+        })
+    }
 }
 
 /// `policy`: a verdict's fields on `alert` and `would_*`, the policy's on
@@ -277,6 +341,7 @@ struct WireAccess {
     fd_out: Option<i32>,
     #[serde(rename = "copy_syscall")]
     copy_syscall: Option<CopySyscall>,
+    method: Option<MemoryMethod>,
     destination: Option<WireDestination>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
@@ -322,6 +387,7 @@ impl<'a> From<&'a Event> for Record<'a> {
             }),
             sensor: e.sensor.as_ref().map(sensor_object),
             policy: e.policy.as_ref().map(WirePolicy::from),
+            target: e.target.as_ref().map(WireTarget::from),
         }
     }
 }
@@ -443,6 +509,10 @@ impl From<&Access> for WireAccess {
                 w.reason = Some(Cow::Borrowed(reason_text(r.reason)));
                 w.first_time = Some(time_text(&r.first));
                 w.last_time = Some(time_text(&r.last));
+            }
+            AccessDetail::Memory { method, bytes } => {
+                w.method = Some(*method);
+                w.bytes = Some(*bytes);
             }
             AccessDetail::Copy(c) => {
                 w.fd = Some(c.fd);
@@ -597,6 +667,7 @@ impl Record<'_> {
             exit: self.exit.map(|x| Exit::from_parts(x.code, x.signal)),
             sensor: self.sensor.map(sensor_from_object).transpose()?,
             policy: self.policy.map(|p| p.into_model(action)).transpose()?,
+            target: self.target.map(WireTarget::into_model).transpose()?,
         })
     }
 }
@@ -742,6 +813,10 @@ impl WireAccess {
                         .as_deref()
                         .ok_or(DecodeError::Missing("access.result"))?,
                 )?,
+            },
+            Action::MemoryRead => AccessDetail::Memory {
+                method: self.method.ok_or(DecodeError::Missing("access.method"))?,
+                bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
             },
             Action::Copy => {
                 let d = self

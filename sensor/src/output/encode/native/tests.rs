@@ -69,6 +69,7 @@ fn base(action: Action, process: Option<Process>) -> Event {
         exit: None,
         sensor: None,
         policy: None,
+        target: None,
     }
 }
 
@@ -487,4 +488,34 @@ fn copy_records_have_their_shape_and_decode_back() {
     );
     assert_eq!(decode(lines[0]).expect("decodes"), copy);
     assert_eq!(decode(lines[1]).expect("decodes"), socket);
+}
+
+#[test]
+fn memory_read_records_have_their_shape_and_decode_back() {
+    let mut read = base(Action::MemoryRead, Some(process()));
+    read.severity = Severity::High;
+    read.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Memory {
+            method: MemoryMethod::ProcessVmReadv,
+            bytes: 4096,
+        },
+    );
+    read.target = Some(Target {
+        pid: 4321,
+        comm: "vllm".into(),
+        exe: Some(Text::from("/usr/bin/python3.11")),
+        gpu: true,
+        weights: vec![Text::from("/models/llama/model.safetensors")],
+    });
+    let line = encode_all(std::slice::from_ref(&read));
+    assert!(
+        line.contains(
+            "\"access\":{\"bytes\":4096,\"method\":\"process_vm_readv\"},\"target\":{\"pid\":4321,\
+             \"comm\":\"vllm\",\"exe\":\"/usr/bin/python3.11\",\"gpu\":true,\
+             \"weights\":[\"/models/llama/model.safetensors\"]}"
+        ),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), read);
 }

@@ -1,0 +1,143 @@
+//! Reading a serving process's memory is reading its weights: a
+//! `process_vm_readv` of a process that maps a weight file, and a ptrace
+//! attach to it, are `memory_read` records naming the target and the
+//! weight files it holds. The same read of a process holding no weights
+//! is no record (control).
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::BufRead,
+    path::Path,
+    process::{Child, Stdio},
+};
+
+use sensor::event::{AccessDetail, Action, MemoryMethod};
+use tests::{SensorProcess, run, write_file};
+
+/// A Python process mapping `file` (or nothing) and waiting; its pid and
+/// the address of the mapping.
+fn holder(file: Option<&Path>) -> (Child, u64) {
+    let code = "import mmap, sys, time\n\
+                if len(sys.argv) > 1:\n    f = open(sys.argv[1], 'rb')\n    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n    f.close()\n    m[0]\n\
+                else:\n    m = mmap.mmap(-1, 4096)\n    m[0] = 1\n\
+                print('ready', flush=True)\n\
+                time.sleep(60)\n";
+    let mut cmd = tests::python_command();
+    cmd.arg("-c").arg(code).stdout(Stdio::piped());
+    if let Some(file) = file {
+        cmd.arg(file);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
+    let wanted = file.map(|f| f.to_str().unwrap().to_owned());
+    let addr = maps
+        .lines()
+        .find(|l| match &wanted {
+            Some(path) => l.ends_with(path.as_str()),
+            None => l.contains("rw-s") || l.ends_with("/dev/zero (deleted)"),
+        })
+        .or_else(|| maps.lines().find(|l| l.contains("[heap]")))
+        .and_then(|l| l.split('-').next())
+        .map(|a| u64::from_str_radix(a, 16).unwrap())
+        .unwrap();
+    (child, addr)
+}
+
+/// Reads 4 KiB of `pid`'s memory at `addr` with process_vm_readv; its pid.
+fn vm_read(pid: u32, addr: u64) -> u32 {
+    run(tests::python_command()
+        .arg("-c")
+        .arg(
+            "import ctypes, sys\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             class iovec(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+             buf = ctypes.create_string_buffer(4096)\n\
+             local = iovec(ctypes.cast(buf, ctypes.c_void_p), 4096)\n\
+             remote = iovec(int(sys.argv[2]), 4096)\n\
+             libc.process_vm_readv.restype = ctypes.c_ssize_t\n\
+             n = libc.process_vm_readv(int(sys.argv[1]), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)\n\
+             assert n == 4096, ctypes.get_errno()",
+        )
+        .arg(pid.to_string())
+        .arg(addr.to_string()))
+}
+
+/// Attaches to `pid` with ptrace and detaches; its pid.
+fn ptrace_attach(pid: u32) -> u32 {
+    run(tests::python_command()
+        .arg("-c")
+        .arg(
+            "import ctypes, os, sys\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             pid = int(sys.argv[1])\n\
+             assert libc.ptrace(16, pid, 0, 0) == 0, ctypes.get_errno()\n\
+             os.waitpid(pid, 0)\n\
+             assert libc.ptrace(17, pid, 0, 0) == 0, ctypes.get_errno()",
+        )
+        .arg(pid.to_string()))
+}
+
+#[test]
+fn reading_a_weight_holder_s_memory_is_a_memory_read_record() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, 1 << 20);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let (mut server, addr) = holder(Some(&weights));
+    let server_pid = server.id();
+    let reader = vm_read(server_pid, addr);
+    let tracer = ptrace_attach(server_pid);
+    // Control: the same reads of a process holding no weights.
+    let (mut other, other_addr) = holder(None);
+    let quiet_reader = vm_read(other.id(), other_addr);
+    let quiet_tracer = ptrace_attach(other.id());
+    for child in [&mut server, &mut other] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    sensor.wait_exit(quiet_tracer);
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+
+    let memory: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == Action::MemoryRead)
+        .collect();
+    assert_eq!(memory.len(), 2, "{:#?}", tests::briefs(&events));
+    for (pid, method, bytes) in [
+        (reader, MemoryMethod::ProcessVmReadv, 4096),
+        (tracer, MemoryMethod::PtraceAttach, 0),
+    ] {
+        let record = memory
+            .iter()
+            .find(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+            .unwrap_or_else(|| panic!("no memory_read by {pid}"));
+        assert_eq!(
+            tests::access(record).detail,
+            AccessDetail::Memory { method, bytes }
+        );
+        let target = record.target.as_ref().unwrap();
+        assert_eq!(target.pid, server_pid);
+        assert_eq!(
+            target
+                .weights
+                .iter()
+                .map(|w| w.as_bytes().to_vec())
+                .collect::<Vec<_>>(),
+            vec![weights.as_os_str().as_encoded_bytes().to_vec()]
+        );
+    }
+    assert!(
+        !memory
+            .iter()
+            .any(|e| e.process.as_ref().is_some_and(|p| p.pid == quiet_reader)),
+        "a read of a process holding no weights was reported"
+    );
+}
