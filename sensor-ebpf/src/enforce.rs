@@ -134,7 +134,7 @@ pub fn stopped(op: u32, w: &Watched, fd: i32) -> bool {
 /// fanotify thread answers opens from `/proc`).
 #[inline(always)]
 pub fn lsm_check(file_ptr: u64, ops: u32, defer_unjudged: bool) -> i32 {
-    if POLICY_ACTIVE.get(0).is_none_or(|&active| active == 0) {
+    if !active() {
         return 0;
     }
     let Some(w) = weight_file(file_ptr) else {
@@ -195,6 +195,9 @@ fn report(w: &Watched, fd: i32, op: u32, sets: u64, generation: u32, flags: u32)
 /// entry of a reused tgid is replaced or removed.
 #[inline(always)]
 pub fn inherit(parent: u32, child: u32) {
+    if !active() {
+        return;
+    }
     inherit_in(&VERDICTS_0, parent, child);
     inherit_in(&VERDICTS_1, parent, child);
 }
@@ -219,10 +222,10 @@ fn inherit_in(map: &HashMap<u32, ProcessVerdict>, parent: u32, child: u32) {
 /// window in which a freshly exec'd process is unjudged).
 #[inline(always)]
 pub fn on_exec(tgid: u32) {
-    forget(tgid);
-    if POLICY_ACTIVE.get(0).is_none_or(|&active| active == 0) {
+    if !active() {
         return;
     }
+    forget(tgid);
     let Some(exe) = current_exe() else { return };
     // SAFETY: values are copied out at once.
     let entry = unsafe {
@@ -246,9 +249,29 @@ pub fn on_exec(tgid: u32) {
     }
 }
 
+/// Whether a policy is enforced in the kernel. Without one, exec, fork
+/// and exit leave the verdict maps alone: rows left from an earlier
+/// generation never count (a new one clears its slot first, and a row is
+/// valid only for the active generation).
+#[inline(always)]
+fn active() -> bool {
+    POLICY_ACTIVE
+        .get(0)
+        .is_some_and(|&generation| generation != 0)
+}
+
+/// A process exited: its verdicts go with it (the agent also sweeps rows
+/// of gone processes).
+#[inline(always)]
+pub fn on_exit(tgid: u32) {
+    if active() {
+        forget(tgid);
+    }
+}
+
 /// The process exec'd a new image or exited: its verdicts no longer hold.
 #[inline(always)]
-pub fn forget(tgid: u32) {
+fn forget(tgid: u32) {
     let _ = VERDICTS_0.remove(&tgid);
     let _ = VERDICTS_1.remove(&tgid);
 }

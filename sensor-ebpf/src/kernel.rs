@@ -236,18 +236,23 @@ pub fn watched_file(file_ptr: u64) -> Option<Watched> {
 /// copy's destination: a file, a pipe, a socket).
 #[inline(always)]
 pub fn fd_identity(fd: u64) -> Option<(FileKey, u32)> {
-    let file_ptr = file_of_fd(fd)?;
+    let (key, inode) = file_identity(file_of_fd(fd)?)?;
+    let mode = read_at::<u16>(inode, &OFF_INODE_MODE)?;
+    Some((key, u32::from(mode)))
+}
+
+/// The identity of the file at `file_ptr` (a `struct file *`), with its
+/// inode's address.
+#[inline(always)]
+fn file_identity(file_ptr: u64) -> Option<(FileKey, u64)> {
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
     let fields = InodeFields::read(inode)?;
     let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
-    let mode = read_at::<u16>(inode, &OFF_INODE_MODE)?;
-    Some((
-        FileKey {
-            dev: dev as u64,
-            ino: fields.ino,
-        },
-        u32::from(mode),
-    ))
+    let key = FileKey {
+        dev: dev as u64,
+        ino: fields.ino,
+    };
+    Some((key, inode))
 }
 
 /// The peer of the socket behind `fd`: family, address (network order;
@@ -278,13 +283,7 @@ pub fn socket_peer(fd: u64) -> Option<(u16, [u8; 16], u16)> {
 pub fn current_exe() -> Option<FileKey> {
     let mm = read_at::<u64>(current_task(), &OFF_TASK_MM)?;
     let file_ptr = read_at::<u64>(mm, &OFF_MM_EXE_FILE)?;
-    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
-    let fields = InodeFields::read(inode)?;
-    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
-    Some(FileKey {
-        dev: dev as u64,
-        ino: fields.ino,
-    })
+    file_identity(file_ptr).map(|(key, _)| key)
 }
 
 /// False when `ino` is certainly not a watched inode number (the

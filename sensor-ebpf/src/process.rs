@@ -159,7 +159,7 @@ pub fn on_exit() {
         return;
     }
     holders::forget(tgid);
-    crate::enforce::forget(tgid);
+    crate::enforce::on_exit(tgid);
     // SAFETY: the value is only tested for presence.
     let had_reads = unsafe { READERS.get(&tgid) }.is_some();
     if had_reads {

@@ -1015,6 +1015,19 @@ impl ReaderLoop {
     }
 }
 
+/// The check `name` of a `weightwarden doctor --json` report; panics with
+/// the report when it has none.
+#[track_caller]
+pub fn doctor_check(report: &Value, name: &str) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name:?} check: {report:#}"))
+}
+
 /// The verdict a policy record carries; panics on a record without one.
 #[track_caller]
 pub fn verdict(e: &Event) -> &sensor::event::PolicyVerdict {

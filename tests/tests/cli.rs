@@ -86,15 +86,7 @@ fn doctor_reports_the_tracepoint_tier_and_probes_hooks() {
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["can_run"], true);
     assert_eq!(report["tier"], "tracepoint");
-    let check = |name: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
-    };
+    let check = |name: &str| tests::doctor_check(&report, name);
     let status = |name: &str| check(name)["status"].as_str().unwrap().to_string();
     assert_eq!(status("hook: tracepoint"), "ok");
     assert_eq!(status("hook: raw tracepoint"), "ok");

@@ -141,15 +141,7 @@ fn doctor_in_the_guest_loads_fentry_and_bpf_lsm_hooks() {
     let release = run.expect_section("release").trim();
     assert_eq!(report["kernel"], release, "{report:#}");
     assert_eq!(report["can_run"], true, "{report:#}");
-    let check = |name: &str| {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no {name:?} check: {report:#}"))
-            .clone()
-    };
+    let check = |name: &str| tests::doctor_check(&report, name);
     for name in [
         "BPF LSM in boot list",
         "hook: BPF LSM",

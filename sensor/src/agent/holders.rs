@@ -2,14 +2,14 @@
 //! kernel's holder prefilter and the process table's GPU marks for
 //! processes that opened them before capture went live.
 
-use std::{os::unix::fs::MetadataExt, path::Path};
+use std::path::Path;
 
-use sensor_common::{FileKey, watch_flag};
+use sensor_common::watch_flag;
 
 use crate::{
     enrich::{
         process::{ProcessTable, procfs},
-        watch::{WatchSet, kernel_dev},
+        watch::{WatchSet, identity},
     },
     kernel::maps::Holders,
 };
@@ -18,13 +18,7 @@ use crate::{
 /// watch flags include `flag`.
 fn pids_holding(watch: &WatchSet, flag: u32) -> Vec<u32> {
     procfs::pids_with_open_file(Path::new("/proc"), |path| {
-        std::fs::metadata(path).is_ok_and(|m| {
-            let key = FileKey {
-                dev: kernel_dev(m.dev()),
-                ino: m.ino(),
-            };
-            watch.flags_of(&key) & flag != 0
-        })
+        identity(path).is_some_and(|key| watch.flags_of(&key) & flag != 0)
     })
 }
 

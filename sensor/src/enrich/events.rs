@@ -31,15 +31,10 @@ fn held_weights(proc_root: &Path, pid: u32, watch: &WatchSet) -> Vec<Text> {
         keys.extend(maps.lines().filter_map(map_line_key));
     }
     if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
-        for fd in fds.flatten() {
-            if let Ok(meta) = std::fs::metadata(fd.path()) {
-                use std::os::unix::fs::MetadataExt;
-                keys.push(FileKey {
-                    dev: super::watch::kernel_dev(meta.dev()),
-                    ino: meta.ino(),
-                });
-            }
-        }
+        keys.extend(
+            fds.flatten()
+                .filter_map(|fd| super::watch::identity(&fd.path())),
+        );
     }
     keys.sort_unstable();
     keys.dedup();

@@ -25,10 +25,7 @@
 
 use std::{
     collections::HashSet,
-    os::{
-        fd::{AsFd, AsRawFd},
-        unix::fs::MetadataExt,
-    },
+    os::fd::{AsFd, AsRawFd},
     path::Path,
     sync::{
         Arc,
@@ -45,7 +42,10 @@ use sensor_common::FileKey;
 use super::{kernel_tables::verdict_row, proc_subject::ProcSubject};
 use crate::{
     decide::policy::{Operation, Policy, PolicyAction, Verdict},
-    enrich::{process::procfs, watch::kernel_dev},
+    enrich::{
+        process::procfs,
+        watch::{identity, kernel_dev},
+    },
     kernel::maps::VerdictMaps,
 };
 
@@ -220,12 +220,7 @@ impl Enforcer {
             .iter()
             .filter(|(key, _)| new.sets_of(key).is_empty());
         for (key, path) in dropped {
-            let same = std::fs::metadata(path).ok().is_some_and(|m| {
-                FileKey {
-                    dev: kernel_dev(m.dev()),
-                    ino: m.ino(),
-                } == *key
-            });
+            let same = identity(path) == Some(*key);
             if same {
                 let _ = self.group.mark(
                     MarkFlags::FAN_MARK_REMOVE,

@@ -3,7 +3,7 @@
 //! opener is blocked in its open) and a reload's sweep over processes the
 //! table has not seen yet. Reads memory-backed files only.
 
-use std::{collections::HashSet, os::unix::fs::MetadataExt, path::Path};
+use std::{collections::HashSet, path::Path};
 
 use sensor_common::FileKey;
 
@@ -11,7 +11,7 @@ use crate::{
     decide::policy::Subject,
     enrich::{
         process::{parse_cgroup_path, procfs},
-        watch::kernel_dev,
+        watch::identity,
     },
 };
 
@@ -75,10 +75,5 @@ impl ProcSubject {
 
 /// The identity of a process's executable.
 fn exe_identity(proc_root: &Path, pid: u32) -> Option<FileKey> {
-    std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
-        .ok()
-        .map(|m| FileKey {
-            dev: kernel_dev(m.dev()),
-            ino: m.ino(),
-        })
+    identity(&proc_root.join(pid.to_string()).join("exe"))
 }

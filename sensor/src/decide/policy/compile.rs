@@ -13,7 +13,6 @@ use std::{
     collections::{BTreeSet, HashMap},
     fs,
     io::Read,
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -23,7 +22,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::file::{Location, Mode, Operation, PolicyAction, PolicyFile, RuleFile, Source};
-use crate::enrich::watch::kernel_dev;
+use crate::enrich::watch::{identity, key_of};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,14 +292,6 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
 fn on_btrfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
         .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
-}
-
-/// The identity of the file at `path` (following links), if it exists.
-fn identity(path: &Path) -> Option<FileKey> {
-    fs::metadata(path).ok().map(|meta| FileKey {
-        dev: kernel_dev(meta.dev()),
-        ino: meta.ino(),
-    })
 }
 
 struct Compiler<'s, 'a> {
@@ -649,10 +640,7 @@ impl Compiler<'_, '_> {
                     }
                 }
             }
-            keys.push(FileKey {
-                dev: kernel_dev(meta.dev()),
-                ino: meta.ino(),
-            });
+            keys.push(key_of(&meta));
         }
         keys
     }
@@ -696,12 +684,8 @@ fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>, dirs: &mut BTre
     let Ok(meta) = fs::metadata(path) else {
         return;
     };
-    let key = |m: &fs::Metadata| FileKey {
-        dev: kernel_dev(m.dev()),
-        ino: m.ino(),
-    };
     if meta.is_file() {
-        out.push((key(&meta), path.to_path_buf()));
+        out.push((key_of(&meta), path.to_path_buf()));
     } else if meta.is_dir() {
         dirs.insert(path.to_path_buf());
         walk(path, &mut |p, is_dir| {
@@ -710,7 +694,7 @@ fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>, dirs: &mut BTre
             } else if let Ok(m) = fs::metadata(p)
                 && m.is_file()
             {
-                out.push((key(&m), p.to_path_buf()));
+                out.push((key_of(&m), p.to_path_buf()));
             }
             true
         });

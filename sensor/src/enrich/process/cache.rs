@@ -794,21 +794,15 @@ fn exec_exe(proc_root: &Path, pid: u32, filename: &[u8]) -> (Option<Text>, bool)
 /// process lives (the very file, even if replaced or deleted since), else
 /// the path it was started from.
 fn exe_identity(proc_root: &Path, pid: u32, exe: Option<&Text>) -> Option<FileKey> {
-    let key = |m: std::fs::Metadata| FileKey {
-        dev: crate::enrich::watch::kernel_dev(std::os::unix::fs::MetadataExt::dev(&m)),
-        ino: std::os::unix::fs::MetadataExt::ino(&m),
-    };
-    std::fs::metadata(proc_root.join(pid.to_string()).join("exe"))
-        .ok()
-        .or_else(|| {
-            // A `/proc` path names something else in the agent.
-            let given = exe?.as_bytes();
-            if given.starts_with(b"/proc/") {
-                return None;
-            }
-            std::fs::metadata(Path::new(std::ffi::OsStr::from_bytes(given))).ok()
-        })
-        .map(key)
+    use crate::enrich::watch::identity;
+    identity(&proc_root.join(pid.to_string()).join("exe")).or_else(|| {
+        // A `/proc` path names something else in the agent.
+        let given = exe?.as_bytes();
+        if given.starts_with(b"/proc/") {
+            return None;
+        }
+        identity(Path::new(std::ffi::OsStr::from_bytes(given)))
+    })
 }
 
 fn info_from_header(h: &HeaderFields) -> ProcessInfo {

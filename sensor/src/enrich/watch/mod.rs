@@ -63,6 +63,8 @@ mod index;
 mod pattern;
 mod scan;
 
+pub use scan::{identity, key_of};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
@@ -76,7 +78,7 @@ use tracing::{debug, info, warn};
 
 use self::index::{Index, Links};
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{DirWatch, Found, Scan, TopError, Walker, key_of, read_weight_link, watch_hint};
+use self::scan::{DirWatch, Found, Scan, TopError, Walker, read_weight_link, watch_hint};
 
 /// The kernel's watched-inode map (implemented by the agent over aya's
 /// `HashMap`; a fake in tests).

@@ -88,11 +88,16 @@ pub(super) fn tree_mask() -> AddWatchFlags {
 }
 
 /// The file key of `meta`, in the kernel's encoding.
-pub(super) fn key_of(meta: &fs::Metadata) -> FileKey {
+pub fn key_of(meta: &fs::Metadata) -> FileKey {
     FileKey {
         dev: super::kernel_dev(meta.dev()),
         ino: meta.ino(),
     }
+}
+
+/// The identity of the file at `path` (links followed), if it exists.
+pub fn identity(path: &std::path::Path) -> Option<FileKey> {
+    fs::metadata(path).ok().map(|meta| key_of(&meta))
 }
 
 /// A weight-named symbolic link, read.

@@ -111,14 +111,7 @@ exe = ["DIR/a/x.gguf"]
 action = "allow"
 "#,
     );
-    let x = {
-        use std::os::unix::fs::MetadataExt;
-        let m = fs::metadata(dir.path().join("a/x.gguf")).expect("stat");
-        FileKey {
-            dev: crate::enrich::watch::kernel_dev(m.dev()),
-            ino: m.ino(),
-        }
-    };
+    let x = crate::enrich::watch::identity(&dir.path().join("a/x.gguf")).expect("stat");
     let rows: HashMap<FileKey, Option<ProcessVerdict>> = exe_rows(&p).into_iter().collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     // The rule's operations default to the read ones: writes fall to the

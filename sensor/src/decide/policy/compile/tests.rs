@@ -1,6 +1,6 @@
 //! Compiling and deciding against real files in a temporary tree.
 
-use std::{fs, os::unix::fs::MetadataExt, path::Path};
+use std::{fs, path::Path};
 
 use super::*;
 use crate::decide::policy::{
@@ -10,11 +10,7 @@ use crate::decide::policy::{
 };
 
 fn key(path: &Path) -> FileKey {
-    let m = fs::metadata(path).expect("stat");
-    FileKey {
-        dev: kernel_dev(m.dev()),
-        ino: m.ino(),
-    }
+    identity(path).expect("stat")
 }
 
 fn build(text: &str) -> (Option<Policy>, Vec<Finding>) {
