@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let status = match Cli::parse().command {
         Command::Run(args) => cli::run::execute(&args),
         Command::Doctor(args) => cli::doctor::execute(&args),
+        Command::Baseline(args) => cli::baseline::execute(&args),
         Command::Policy(command) => cli::policy::execute(&command),
         Command::BenchFloor => cli::bench_floor::execute(),
     };

@@ -421,6 +421,10 @@ pub fn counter_problems(sensor: &Value) -> Vec<String> {
     for k in ["decode_errors", "aggregate_map_errors"] {
         want_zero(format!("agent.{k}"), &sensor["agent"][k]);
     }
+    want_zero(
+        "detect.rate_limited".to_owned(),
+        &sensor["detect"]["rate_limited"],
+    );
     match sensor["sinks"].as_array() {
         Some(sinks) if !sinks.is_empty() => {
             for sink in sinks {

@@ -12,7 +12,7 @@ use std::{
     process::{Child, Stdio},
 };
 
-use sensor::event::{AccessDetail, Action, MemoryMethod};
+use sensor::event::{AccessDetail, Action, DetectionId, MemoryMethod, Severity};
 use tests::{SensorProcess, run, write_file};
 
 /// A Python process mapping `file` (or nothing) and waiting; its pid and
@@ -133,7 +133,24 @@ fn reading_a_weight_holder_s_memory_is_a_memory_read_record() {
                 .collect::<Vec<_>>(),
             vec![weights.as_os_str().as_encoded_bytes().to_vec()]
         );
+        // Named: a memory_read detection citing the record, medium since
+        // the target holds no GPU.
+        let found = tests::of_pid(&events, Action::Detection, pid);
+        let detection = found
+            .iter()
+            .find(|e| e.detection.as_ref().unwrap().id == DetectionId::MemoryRead)
+            .unwrap_or_else(|| panic!("no memory_read detection for {pid}: {found:#?}"));
+        assert_eq!(detection.severity, Severity::Medium);
+        assert_eq!(detection.target.as_ref().unwrap().pid, server_pid);
+        assert_eq!(
+            detection.detection.as_ref().unwrap().refs,
+            vec![record.id.unwrap()]
+        );
     }
+    assert!(
+        tests::of_pid(&events, Action::Detection, quiet_reader).is_empty()
+            && tests::of_pid(&events, Action::Detection, quiet_tracer).is_empty()
+    );
     assert!(
         !memory
             .iter()

@@ -22,7 +22,7 @@ use crate::{
         clock::BootClock,
         watch::{WatchChange, WatchError},
     },
-    event::{AccessDetail, Action, Event},
+    event::{AccessDetail, Action, Event, RecordId},
     kernel::decode::{KernelEvent, decode},
 };
 
@@ -155,6 +155,9 @@ impl Agent {
                     self.enrich.resample_clock();
                     self.emit_sensor(Action::Heartbeat);
                     self.out.flush();
+                }
+                report = super::integrity::next_report(&mut self.integrity) => {
+                    self.record_integrity(report);
                 }
                 decision = next_enforced(&mut self.enforced) => match decision {
                     Some(decision) => {
@@ -309,13 +312,36 @@ impl Agent {
         self.emit(event);
     }
 
-    /// Hands an event, and whatever the detectors make of it, to the outputs.
-    fn emit(&mut self, event: Event) {
+    /// Hands an event, and whatever the policy and the detections make of
+    /// it, to the outputs.
+    fn emit(&mut self, mut event: Event) {
+        self.stamp(&mut event);
         let findings = self.decide.observe(&event);
-        for e in std::iter::once(event).chain(findings) {
-            self.health.agent.records_emitted.inc();
-            self.out.emit(&e);
+        self.write(&event);
+        for finding in findings {
+            self.publish(finding);
         }
+        self.recheck_written();
+    }
+
+    /// Gives a record its id: this run's next sequence number.
+    fn stamp(&mut self, event: &mut Event) {
+        self.seq += 1;
+        event.id = Some(RecordId {
+            run: self.run_id,
+            seq: self.seq,
+        });
+    }
+
+    fn write(&mut self, event: &Event) {
+        self.health.agent.records_emitted.inc();
+        self.out.emit(event);
+    }
+
+    /// Stamps and writes a record no detection looks at.
+    pub(super) fn publish(&mut self, mut event: Event) {
+        self.stamp(&mut event);
+        self.write(&event);
     }
 
     /// Emits and deletes every kernel read aggregate `select` picks.
@@ -370,8 +396,7 @@ impl Agent {
             .decide
             .enforced(event, &decision.policy, decision.verdict, how)
         {
-            self.health.agent.records_emitted.inc();
-            self.out.emit(&event);
+            self.publish(event);
         }
     }
 
@@ -410,8 +435,7 @@ impl Agent {
             unjudged,
         };
         if let Some(event) = self.decide.enforced(event, &policy, verdict, how) {
-            self.health.agent.records_emitted.inc();
-            self.out.emit(&event);
+            self.publish(event);
         }
     }
 
@@ -423,8 +447,7 @@ impl Agent {
                 .sensor_event(Action::PolicyLoaded, Default::default());
             event.sensor = None;
             event.policy = Some(info);
-            self.health.agent.records_emitted.inc();
-            self.out.emit(&event);
+            self.publish(event);
         }
     }
 
@@ -442,7 +465,11 @@ impl Agent {
         let processes = self.enrich.processes.stats();
         let status = self.health.status(
             self.watch.len(),
-            &[("watch", &watch), ("processes", &processes)],
+            &[
+                ("watch", &watch),
+                ("processes", &processes),
+                ("detect", self.decide.detectors()),
+            ],
             self.out.counters(),
         );
         let mut status = status;
@@ -451,9 +478,8 @@ impl Agent {
             let mode = j.shared_policy().load().mode;
             super::policy::mechanisms(mode, self.enforcer.is_some(), self.kernel_tables.lsm())
         });
-        self.health.agent.records_emitted.inc();
         let event = self.enrich.sensor_event(action, status);
-        self.out.emit(&event);
+        self.publish(event);
     }
 
     /// Flush what is aggregated, report the final counters.

@@ -5,6 +5,7 @@
 mod event_loop;
 mod health;
 mod holders;
+mod integrity;
 mod policy;
 mod signals;
 
@@ -55,6 +56,8 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     PolicyFile(#[from] crate::decide::policy::file::ParseError),
+    #[error(transparent)]
+    Baseline(#[from] crate::decide::detect::integrity::ManifestError),
     #[error("the policy {} cannot be used ({} error(s); `weightwarden policy check` explains it):\n{}", .path.display(), .errors.len(), .errors.join("\n"))]
     PolicyInvalid { path: PathBuf, errors: Vec<String> },
     #[error("cannot enforce the policy {}", .path.display())]
@@ -137,6 +140,10 @@ struct Agent {
     watch: WatchSet,
     enrich: Enricher,
     decide: Decide,
+    /// This run's identity in record ids (random), and the last sequence
+    /// number given.
+    run_id: u64,
+    seq: u64,
     /// The `policy_loaded` record, written after `sensor_start`.
     policy_loaded: Option<crate::event::PolicyInfo>,
     /// Decisions the enforcement thread carried out, to record.
@@ -166,6 +173,8 @@ struct Agent {
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
     holders_rescan: bool,
+    /// The baseline checker, when `detect.baseline` is set.
+    integrity: Option<integrity::Integrity>,
 }
 
 /// Everything `run` set up before going live.
@@ -254,6 +263,13 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
+    // A baseline that cannot be read is bad input: refuse to start.
+    let baseline = config
+        .detect
+        .baseline
+        .as_deref()
+        .map(crate::decide::detect::integrity::Manifest::load)
+        .transpose()?;
     let out = Fanout::open(&config.output.sinks)?;
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
@@ -306,12 +322,15 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         j.loaded(policy::unwatched(j, &watch), &policy_findings, mechanism)
     });
     let health = Health::new(kernel_counters, sensor.attached as u64);
+    let decide = Decide::new(judge, &config.detect);
     let mut agent = Agent {
         config,
         kernel,
         watch,
         enrich,
-        decide: Decide::new(judge),
+        decide,
+        run_id: run_id(),
+        seq: 0,
         policy_loaded,
         enforced,
         enforced_dropped,
@@ -327,6 +346,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         out,
         health,
         holders_rescan: false,
+        integrity: None,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.
@@ -356,6 +376,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     );
     agent.emit_sensor(Action::SensorStart);
     agent.emit_policy_loaded();
+    agent.integrity = baseline.map(integrity::start).transpose()?;
     agent.out.flush();
     Ok(Started {
         sensor,
@@ -363,6 +384,25 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         events,
         signals,
     })
+}
+
+/// A random run identity for record ids, so that two runs' (or two
+/// hosts') sequence numbers never make the same id.
+fn run_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into `bytes`.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    match got {
+        8 => u64::from_ne_bytes(bytes),
+        // Not random, but distinct per run on this host: the start time in
+        // nanoseconds mixed with the pid.
+        _ => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            now ^ (u64::from(std::process::id()) << 48)
+        }
+    }
 }
 
 /// Returns freed heap pages to the kernel (glibc keeps them otherwise).

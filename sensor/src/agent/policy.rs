@@ -542,8 +542,7 @@ impl Agent {
             path: Text::from(path),
             errors: errors.iter().map(|e| e.trim().to_owned()).collect(),
         }));
-        self.health.agent.records_emitted.inc();
-        self.out.emit(&event);
+        self.publish(event);
         self.out.flush();
     }
 }

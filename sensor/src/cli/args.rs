@@ -38,6 +38,9 @@ pub enum Command {
     Run(RunArgs),
     /// Report what this host supports and whether `run` can work here.
     Doctor(DoctorArgs),
+    /// Write the SHA-256 of every watched weight file to a manifest that
+    /// `run` checks them against (`detect.baseline`; docs/detections.md).
+    Baseline(BaselineArgs),
     /// Work with a policy file (docs/policy.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -99,6 +102,24 @@ pub struct PolicyCheckArgs {
     /// errors: exit 1 when there is any.
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BaselineArgs {
+    /// Configuration file (its roots, extensions and `detect.baseline`).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Hash the weight files under this directory tree (repeatable).
+    /// Replaces the configured roots.
+    #[arg(long = "watch", value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// Where to write the manifest. Default: `detect.baseline`, else
+    /// /var/lib/weightwarden/baseline.json.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Files hashed at once. Default: one per CPU.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]

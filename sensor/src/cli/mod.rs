@@ -1,6 +1,7 @@
 //! The command line: every clap type in `args`, one file per subcommand.
 
 pub mod args;
+pub mod baseline;
 pub mod bench_floor;
 pub mod doctor;
 pub mod policy;

@@ -44,7 +44,7 @@ pub fn execute(args: &RunArgs) -> u8 {
     }
 }
 
-fn init_logging(level: &str) {
+pub(super) fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_env("WEIGHTWARDEN_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,sensor={level},weightwarden={level}")));
     // Colour only for a person at a terminal, not for journald or a

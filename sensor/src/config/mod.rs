@@ -21,6 +21,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod detect;
+
+pub use detect::{DEFAULT_BASELINE, DetectConfig};
+
 /// Where `weightwarden run` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/weightwarden/weightwarden.toml";
 
@@ -73,6 +77,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub kernel: KernelConfig,
     pub agent: AgentConfig,
+    pub detect: DetectConfig,
 }
 
 /// Which files count as model weights, and where to look for them.
@@ -679,7 +684,8 @@ impl Config {
         self.validate_gpu()?;
         self.validate_output()?;
         self.validate_kernel()?;
-        self.validate_agent()
+        self.validate_agent()?;
+        self.detect.validate()
     }
 
     fn validate_watch(&self) -> Result<(), ConfigError> {
@@ -969,6 +975,17 @@ mod tests {
             heartbeat_interval_secs = 30
             ancestors_max = 4
             log_level = "debug"
+
+            [detect]
+            disabled = ["unexpected_reader"]
+            bulk_read_share = 0.25
+            repeat_window_secs = 60
+            max_per_minute = 100
+            trusted_exes = ["/usr/local/bin/backup"]
+            egress_allowed = ["10.0.0.0/8", "::1/128"]
+            transfer_tools = ["tar"]
+            interpreters = ["bash"]
+            baseline = "/var/lib/weightwarden/baseline.json"
             "#,
         )
         .expect("full example");
@@ -1003,6 +1020,17 @@ mod tests {
                 heartbeat_interval_secs: 30,
                 ancestors_max: 4,
                 log_level: "debug".into(),
+            },
+            detect: DetectConfig {
+                disabled: vec![crate::event::DetectionId::UnexpectedReader],
+                bulk_read_share: 0.25,
+                repeat_window_secs: 60,
+                max_per_minute: 100,
+                trusted_exes: vec!["/usr/local/bin/backup".into()],
+                egress_allowed: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+                transfer_tools: vec!["tar".into()],
+                interpreters: vec!["bash".into()],
+                baseline: Some("/var/lib/weightwarden/baseline.json".into()),
             },
         };
         assert_eq!(config, expected);

@@ -1,36 +1,25 @@
 //! The decide stage: judging events. The policy (who may touch which
-//! weights) judges every access first; detectors (named theft patterns,
-//! none yet) then see every event.
-//!
-//! A detector sits behind the one small [`Detector`] trait so that a new
-//! detection is one new file plus one line in [`Decide::new`].
+//! weights) judges every access first; the named detections (`detect/`)
+//! then see every record.
 
+pub mod detect;
 pub mod enforce;
 pub mod policy;
 
-use crate::event::Event;
+use crate::{config::DetectConfig, event::Event};
 
-/// A named detection over the stream of events.
-pub trait Detector: Send {
-    /// A stable identifier, written on every finding (`ww.copy.full_read`).
-    fn id(&self) -> &'static str;
-    /// Looks at one event; returns the findings it completes, if any.
-    fn observe(&mut self, event: &Event) -> Vec<Event>;
-}
-
-/// The policy, if one is loaded, and every registered detector.
-#[derive(Default)]
+/// The policy, if one is loaded, and the detectors.
 pub struct Decide {
     judge: Option<policy::judge::Judge>,
-    detectors: Vec<Box<dyn Detector>>,
+    detectors: detect::Detectors,
 }
 
 impl Decide {
-    /// The policy's judge and the detectors enabled by default (none yet).
-    pub fn new(judge: Option<policy::judge::Judge>) -> Self {
+    /// The policy's judge and the detections `config` enables.
+    pub fn new(judge: Option<policy::judge::Judge>, config: &DetectConfig) -> Self {
         Self {
             judge,
-            detectors: Vec::new(),
+            detectors: detect::Detectors::new(config),
         }
     }
 
@@ -59,20 +48,20 @@ impl Decide {
     }
 
     /// The records `event` gives rise to: the policy's verdict, then the
-    /// detectors' findings, in order.
+    /// detections, in order. `event` must carry its record id (the
+    /// detections cite it).
     pub fn observe(&mut self, event: &Event) -> Vec<Event> {
+        let policy = self.judge.as_ref().map(|j| j.shared_policy().load_full());
         let verdict = self.judge.as_ref().and_then(|j| j.judge(event));
-        verdict
-            .into_iter()
-            .chain(self.detectors.iter_mut().flat_map(|d| d.observe(event)))
-            .collect()
+        let findings = self.detectors.observe(event, policy.as_deref());
+        verdict.into_iter().chain(findings).collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.detectors.len()
+    pub fn detectors(&self) -> &detect::Detectors {
+        &self.detectors
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.detectors.is_empty()
+    pub fn detectors_mut(&mut self) -> &mut detect::Detectors {
+        &mut self.detectors
     }
 }

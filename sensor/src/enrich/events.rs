@@ -119,19 +119,34 @@ impl Enricher {
 
     /// An event with its common fields and, given a header, the process.
     fn event(&mut self, action: Action, boot_ns: u64, h: Option<&EventHeader>) -> Event {
+        let mut process = h.map(|h| self.process(&HeaderFields::from(h)));
+        // The detections match an executable by identity (a trusted job, a
+        // renamed tool): resolved once per process that uses weights, not
+        // at every exec.
+        if let Some(p) = process.as_mut()
+            && p.exe_id.is_none()
+            && matches!(
+                action,
+                Action::Open | Action::Read | Action::Mmap | Action::Copy | Action::MemoryRead
+            )
+        {
+            p.exe_id = self.processes.resolve_exe_id(p.pid);
+        }
         Event {
+            id: None,
             time: self.time(boot_ns),
             host: self.host.clone(),
             action,
             severity: Severity::Info,
             tier: self.tier,
-            process: h.map(|h| self.process(&HeaderFields::from(h))),
+            process,
             file: None,
             access: None,
             exit: None,
             sensor: None,
             policy: None,
             target: None,
+            detection: None,
         }
     }
 
@@ -189,6 +204,7 @@ impl Enricher {
                 pid: a.pid,
                 comm: a.comm,
                 exe: a.exe,
+                gpu: a.gpu,
             })
             .collect();
         Process {

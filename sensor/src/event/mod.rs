@@ -10,6 +10,7 @@
 //! reads records back into these same types, so tests and tools assert on
 //! types rather than on untyped JSON.
 
+mod detection;
 pub mod names;
 mod text;
 
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use detection::{Detection, DetectionId, RecordId};
 pub use text::Text;
 
 use crate::{
@@ -60,11 +62,14 @@ pub enum Action {
     /// (`process_vm_readv`), or attached to it with ptrace (after which it
     /// can): `target` is that process.
     MemoryRead,
+    /// A named theft pattern (`detection.id`) matched: built from the
+    /// records in `detection.refs`.
+    Detection,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -83,6 +88,7 @@ impl Action {
         Action::Killed,
         Action::Copy,
         Action::MemoryRead,
+        Action::Detection,
     ];
 }
 
@@ -126,6 +132,9 @@ impl Timestamp {
 /// One event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Set by the agent as it writes the record (`None` until then, and
+    /// on records decoded from an older agent).
+    pub id: Option<RecordId>,
     pub time: Timestamp,
     pub host: String,
     pub action: Action,
@@ -146,6 +155,8 @@ pub struct Event {
     pub policy: Option<PolicyInfo>,
     /// The process whose memory was read, on `memory_read`.
     pub target: Option<Target>,
+    /// What matched, on `detection`.
+    pub detection: Option<Detection>,
 }
 
 /// A process whose memory another read, and the weight files it held.
@@ -251,6 +262,8 @@ pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
     pub exe: Option<Text>,
+    /// It has opened a GPU device (`serving_shell` looks for these).
+    pub gpu: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

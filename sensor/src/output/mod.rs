@@ -120,6 +120,7 @@ mod tests {
 
     fn event() -> Event {
         Event {
+            id: None,
             time: Timestamp::from_unix_ns(1_767_225_600_000_000_000),
             host: "h".into(),
             action: Action::Heartbeat,
@@ -132,6 +133,7 @@ mod tests {
             sensor: None,
             policy: None,
             target: None,
+            detection: None,
         }
     }
 

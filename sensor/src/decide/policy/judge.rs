@@ -214,7 +214,7 @@ pub enum Outcome {
 }
 
 /// What the policy matches a process in a record on.
-fn subject(process: &Process) -> Subject<'_> {
+pub(crate) fn subject(process: &Process) -> Subject<'_> {
     Subject {
         exe: process.exe_id,
         parent_exe: process.parent_exe_id,

@@ -86,6 +86,8 @@ pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
     pub exe: Option<Text>,
+    /// It has opened a GPU device: a model-serving process.
+    pub gpu: bool,
 }
 
 /// The process fields of a record header.
@@ -280,6 +282,16 @@ impl ProcessTable {
     /// a policy matches on it, so only a policy turns it on.
     pub fn resolve_exe_identities(&mut self, on: bool) {
         self.exe_ids = on;
+    }
+
+    /// The identity of `pid`'s executable, resolved now if the table had
+    /// not (no policy asked for identities at exec), and kept.
+    pub fn resolve_exe_id(&mut self, pid: u32) -> Option<FileKey> {
+        let entry = self.entries.get_mut(&pid)?;
+        if entry.info.exe_id.is_none() {
+            entry.info.exe_id = exe_identity(&self.proc_root, pid, entry.info.exe.as_ref());
+        }
+        entry.info.exe_id
     }
 
     /// The identity of the executable `pid` runs now (`/proc/PID/exe`).
@@ -565,6 +577,7 @@ impl ProcessTable {
                 pid: current,
                 comm,
                 exe,
+                gpu: self.has_gpu_mark(current, start),
             });
             if current == 1 {
                 break;
@@ -697,18 +710,18 @@ impl ProcessTable {
     /// Whether `pid` started at `start_ns` is the process a GPU mark names;
     /// a mark left by an earlier process with the same pid is dropped.
     fn gpu_mark_matches(&mut self, pid: u32, start_ns: u64) -> bool {
-        match self.gpu.get(&pid) {
-            None => false,
-            Some(&marked)
-                if marked == 0 || start_ns == 0 || procfs::same_start(marked, start_ns) =>
-            {
-                true
-            }
-            Some(_) => {
-                self.gpu.remove(&pid);
-                false
-            }
+        let matches = self.has_gpu_mark(pid, start_ns);
+        if !matches {
+            self.gpu.remove(&pid);
         }
+        matches
+    }
+
+    /// Whether a GPU mark names `pid` started at `start_ns`.
+    fn has_gpu_mark(&self, pid: u32, start_ns: u64) -> bool {
+        self.gpu.get(&pid).is_some_and(|&marked| {
+            marked == 0 || start_ns == 0 || procfs::same_start(marked, start_ns)
+        })
     }
 
     /// Inserts `entry`, replacing any entry for its pid and evicting to

@@ -88,6 +88,20 @@ pub trait InodeMap {
     fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError>;
 }
 
+/// The inode map of a walk that feeds no kernel (`weightwarden baseline`
+/// lists the watch set's files).
+pub struct OfflineMap;
+
+impl InodeMap for OfflineMap {
+    fn insert(&mut self, _: FileKey, _: WatchEntry) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+
+    fn remove(&mut self, _: &FileKey) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+}
+
 /// Why the kernel refused an update of the watched-inode map.
 #[derive(Debug, thiserror::Error)]
 pub enum MapUpdateError {
@@ -604,6 +618,13 @@ impl WatchSet {
     /// Every watched path of the inode: its hard links and the weight-named
     /// symbolic links to it under the roots, or for a GPU device the paths
     /// matching the patterns.
+    /// Every watched file under the roots, with its first path.
+    pub fn files(&self) -> impl Iterator<Item = (FileKey, &Path)> {
+        self.index
+            .iter()
+            .filter_map(|(key, paths)| Some((key, paths.first()?.as_path())))
+    }
+
     pub fn paths_of(&self, key: &FileKey) -> &[PathBuf] {
         let paths = self.index.paths(key);
         if !paths.is_empty() {

@@ -29,6 +29,10 @@ use crate::{
     },
 };
 
+mod detection;
+
+use detection::{WireDetection, parse_record_id};
+
 /// Value of every record's `schema` field.
 pub const SCHEMA: &str = "weightwarden/1";
 
@@ -71,6 +75,10 @@ pub fn decode(line: &str) -> Result<Event, DecodeError> {
 #[derive(Serialize, Deserialize)]
 struct Record<'a> {
     schema: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    seq: Option<u64>,
     time: String,
     host: Cow<'a, str>,
     action: Action,
@@ -90,6 +98,8 @@ struct Record<'a> {
     policy: Option<WirePolicy>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     target: Option<WireTarget>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    detection: Option<WireDetection>,
 }
 
 /// `target` on `memory_read`.
@@ -294,6 +304,9 @@ struct WireAncestor<'a> {
     exe: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     exe_escaped: Option<String>,
+    /// Written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    gpu: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -373,6 +386,8 @@ impl<'a> From<&'a Event> for Record<'a> {
     fn from(e: &'a Event) -> Self {
         Record {
             schema: Cow::Borrowed(SCHEMA),
+            id: e.id.map(|id| id.to_string()),
+            seq: e.id.map(|id| id.seq),
             time: time_text(&e.time),
             host: Cow::Borrowed(&e.host),
             action: e.action,
@@ -388,6 +403,7 @@ impl<'a> From<&'a Event> for Record<'a> {
             sensor: e.sensor.as_ref().map(sensor_object),
             policy: e.policy.as_ref().map(WirePolicy::from),
             target: e.target.as_ref().map(WireTarget::from),
+            detection: e.detection.as_ref().map(WireDetection::from),
         }
     }
 }
@@ -442,6 +458,7 @@ impl<'a> From<&'a Process> for WireProcess<'a> {
                         comm: Cow::Borrowed(&a.comm),
                         exe,
                         exe_escaped,
+                        gpu: a.gpu,
                     }
                 })
                 .collect(),
@@ -656,6 +673,7 @@ impl Record<'_> {
         }
         let action = self.action;
         Ok(Event {
+            id: self.id.as_deref().map(parse_record_id).transpose()?,
             time: parse_time("time", &self.time)?,
             host: self.host.into_owned(),
             action,
@@ -668,6 +686,7 @@ impl Record<'_> {
             sensor: self.sensor.map(sensor_from_object).transpose()?,
             policy: self.policy.map(|p| p.into_model(action)).transpose()?,
             target: self.target.map(WireTarget::into_model).transpose()?,
+            detection: self.detection.map(WireDetection::into_model).transpose()?,
         })
     }
 }
@@ -712,6 +731,7 @@ impl WireProcess<'_> {
                     pid: a.pid,
                     comm: a.comm.into_owned(),
                     exe,
+                    gpu: a.gpu,
                 })
             })
             .collect::<Result<_, DecodeError>>()?;
@@ -770,15 +790,20 @@ impl WireAccess {
             }
         };
         let fd = self.fd.ok_or(DecodeError::Missing("access.fd"));
-        // A verdict record carries the access that it judged: its kind
-        // shows in which fields are present.
+        // A verdict or detection record carries the access that it judged:
+        // its kind shows in which fields are present.
         let action = match action {
             Action::Alert
             | Action::WouldDeny
             | Action::WouldKill
             | Action::Denied
-            | Action::Killed => {
-                if self.flags_raw.is_some() {
+            | Action::Killed
+            | Action::Detection => {
+                if self.destination.is_some() {
+                    Action::Copy
+                } else if self.method.is_some() {
+                    Action::MemoryRead
+                } else if self.flags_raw.is_some() {
                     Action::Open
                 } else if self.prot_raw.is_some() {
                     Action::Mmap

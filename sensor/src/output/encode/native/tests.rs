@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::enrich::coverage::coverage;
+use crate::event::{Detection, DetectionId, RecordId};
 
 const GOLDEN: &str = include_str!("golden.jsonl");
 
@@ -35,11 +36,13 @@ fn process() -> Process {
                 pid: 48190,
                 comm: "bash".into(),
                 exe: Some("/usr/bin/bash".into()),
+                gpu: false,
             },
             Ancestor {
                 pid: 1,
                 comm: "systemd".into(),
                 exe: None,
+                gpu: false,
             },
         ],
         ..Process::default()
@@ -58,6 +61,7 @@ fn host_process() -> Process {
 
 fn base(action: Action, process: Option<Process>) -> Event {
     Event {
+        id: None,
         time: at("2026-11-25T17:30:02.418230114Z"),
         host: "gpu-7".into(),
         action,
@@ -70,6 +74,7 @@ fn base(action: Action, process: Option<Process>) -> Event {
         sensor: None,
         policy: None,
         target: None,
+        detection: None,
     }
 }
 
@@ -518,4 +523,62 @@ fn memory_read_records_have_their_shape_and_decode_back() {
         "{line}"
     );
     assert_eq!(decode(line.trim_end()).expect("decodes"), read);
+}
+
+#[test]
+fn detection_records_have_their_shape_and_decode_back() {
+    let run = 0x0123_4567_89ab_cdef;
+    let mut found = base(Action::Detection, Some(process()));
+    found.id = Some(RecordId { run, seq: 12 });
+    found.severity = Severity::High;
+    found.file = Some(file(Some("/models/llama/model.safetensors")));
+    found.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Open {
+            fd: 3,
+            flags: 0o100000,
+        },
+    );
+    if let Some(p) = found.process.as_mut() {
+        p.ancestors[0].gpu = true;
+    }
+    let mut detection = Detection::new(
+        DetectionId::BulkRead,
+        "cat (pid 7) read 100% of /models/llama/model.safetensors".into(),
+    );
+    detection.refs = vec![RecordId { run, seq: 10 }, RecordId { run, seq: 11 }];
+    detection.suppressed = 3;
+    detection.bytes = Some(4096);
+    detection.share = Some(1.0);
+    detection.matched = Some("read".into());
+    found.detection = Some(detection);
+    let line = encode_all(std::slice::from_ref(&found));
+    assert!(
+        line.starts_with(
+            "{\"schema\":\"weightwarden/1\",\"id\":\"0123456789abcdef-12\",\"seq\":12,\"time\""
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            "\"detection\":{\"id\":\"bulk_read\",\"summary\":\"cat (pid 7) read 100% of \
+             /models/llama/model.safetensors\",\"atlas\":[\"AML.T0035\",\"AML.T0037\"],\
+             \"refs\":[\"0123456789abcdef-10\",\"0123456789abcdef-11\"],\"suppressed\":3,\
+             \"bytes\":4096,\"share\":1.0,\"matched\":\"read\"}"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains("\"comm\":\"bash\",\"exe\":\"/usr/bin/bash\",\"gpu\":true}"),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), found);
+    let bad = line.replace("0123456789abcdef-10", "not-an-id");
+    assert!(matches!(
+        decode(bad.trim_end()),
+        Err(DecodeError::Value {
+            field: "detection.refs",
+            ..
+        })
+    ));
 }

@@ -1,0 +1,279 @@
+//! Named detections: theft and tampering patterns recognised in the stream
+//! of access records, each a `detection` record with a stable id, a
+//! severity, a one-line summary, MITRE ATLAS techniques and the ids of the
+//! records it was built from (docs/detections.md).
+//!
+//! Each pattern is one [`Detector`] in a file of its own; [`Detectors`]
+//! runs them on every record, remembers which records each (process,
+//! file) pair produced (the references), and passes their findings through
+//! the repeat window and the rate limit ([`limit`]).
+
+mod bulk_read;
+mod copy;
+mod egress;
+mod history;
+pub mod integrity;
+mod limit;
+mod memory_read;
+mod serving_shell;
+mod transfer_tool;
+pub mod trust;
+mod unexpected_reader;
+
+use crate::{
+    config::DetectConfig,
+    decide::policy::Policy,
+    event::{AccessDetail, Action, Detection, DetectionId, Event, RecordId, Severity},
+    metrics::{Collect, Section},
+};
+
+pub use trust::{Trust, Trusted};
+
+/// What a finding is about, for the repeat window: the same detection of
+/// the same process is written again for another file or target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum About {
+    File {
+        dev: u64,
+        ino: u64,
+    },
+    /// A weight set of the policy in force, by index.
+    WeightSet(usize),
+    /// Another process (`memory_read`).
+    Process(u32),
+}
+
+/// A detector's conclusion, before the repeat window and the rate limit.
+#[derive(Debug)]
+pub struct Finding {
+    pub severity: Severity,
+    pub about: About,
+    pub detection: Detection,
+}
+
+/// What a detector may consult beside the record.
+pub struct Context<'a> {
+    pub config: &'a DetectConfig,
+    pub policy: Option<&'a Policy>,
+    /// Why the record's process may read the record's file, if it may.
+    pub trusted: Option<Trusted>,
+    /// The ids of the records the process's use of this file produced so
+    /// far, this one last.
+    pub refs: &'a [RecordId],
+}
+
+/// One named pattern over the stream of records.
+pub trait Detector: Send {
+    fn id(&self) -> DetectionId;
+    /// Looks at one record; returns what it completes.
+    fn observe(&mut self, event: &Event, ctx: &Context<'_>) -> Vec<Finding>;
+    /// The process exited: drop what is kept about it.
+    fn forget(&mut self, _pid: u32) {}
+}
+
+/// Every enabled detector, the references they cite, and the limits on
+/// what they write.
+pub struct Detectors {
+    config: DetectConfig,
+    trust: Trust,
+    detectors: Vec<Box<dyn Detector>>,
+    history: history::History,
+    limit: limit::Limit,
+    writes: integrity::Writes,
+}
+
+impl Detectors {
+    /// The detectors `config` enables. `own_exe` is the agent's
+    /// executable: its own reads (a baseline check) are no theft.
+    pub fn new(config: &DetectConfig) -> Self {
+        let all: Vec<Box<dyn Detector>> = vec![
+            Box::new(bulk_read::BulkRead::default()),
+            Box::new(copy::Copy),
+            Box::new(egress::Egress),
+            Box::new(transfer_tool::TransferTool::new(&config.transfer_tools)),
+            Box::new(memory_read::MemoryRead),
+            Box::new(unexpected_reader::UnexpectedReader),
+            Box::new(serving_shell::ServingShell::new(&config.interpreters)),
+        ];
+        Self {
+            trust: Trust::new(config),
+            detectors: all.into_iter().filter(|d| config.enabled(d.id())).collect(),
+            history: history::History::default(),
+            limit: limit::Limit::new(config.repeat_window_secs, config.max_per_minute),
+            writes: integrity::Writes::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The detection records `event` completes. `event` must carry its id.
+    pub fn observe(&mut self, event: &Event, policy: Option<&Policy>) -> Vec<Event> {
+        self.writes.observe(event);
+        if event.action == Action::Exit {
+            if let Some(p) = &event.process {
+                self.history.forget(p.pid);
+                self.limit.forget(p.pid);
+                self.detectors.iter_mut().for_each(|d| d.forget(p.pid));
+            }
+            return Vec::new();
+        }
+        if !is_access(event) || self.detectors.is_empty() {
+            return Vec::new();
+        }
+        let refs = self.history.record(event);
+        let ctx = Context {
+            config: &self.config,
+            policy,
+            trusted: self.trust.of(event, policy),
+            refs: &refs,
+        };
+        let findings: Vec<Finding> = self
+            .detectors
+            .iter_mut()
+            .flat_map(|d| d.observe(event, &ctx))
+            .collect();
+        findings
+            .into_iter()
+            .filter_map(|f| self.limit.admit(event, f))
+            .map(|f| record(event, f))
+            .collect()
+    }
+
+    /// The record for a baseline check, if it is a mismatch: `base` is
+    /// an agent record (no process) with the time and host.
+    pub fn integrity(
+        &mut self,
+        mut base: Event,
+        entry: &integrity::Entry,
+        check: &integrity::Check,
+    ) -> Option<Event> {
+        self.limit.count_integrity(entry, check);
+        if !self.config.enabled(DetectionId::IntegrityMismatch) {
+            return None;
+        }
+        let finding = integrity::finding(entry, check)?;
+        base.file = Some(crate::event::File {
+            path: Some(crate::event::Text::from(entry.path.as_path())),
+            dev: entry.dev,
+            ino: entry.ino,
+            size: std::fs::metadata(&entry.path).map_or(0, |m| m.len()),
+        });
+        let finding = self.limit.admit(&base, finding)?;
+        Some(record(&base, finding))
+    }
+
+    /// Files written since the last call whose writer has closed them
+    /// (or exited): to check against the baseline again.
+    pub fn take_rechecks(&mut self) -> Vec<std::path::PathBuf> {
+        self.writes.take_done()
+    }
+
+    pub fn len(&self) -> usize {
+        self.detectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty()
+    }
+
+    /// Re-reads the trusted executables' identities (an upgrade replaced
+    /// one).
+    pub fn refresh_trust(&mut self) {
+        self.trust = Trust::new(&self.config);
+    }
+}
+
+impl Collect for Detectors {
+    fn collect(&self, section: &mut Section<'_>) {
+        self.limit.collect(section);
+    }
+}
+
+/// Records the detectors look at: a process doing something to a watched
+/// file or to a process holding weights.
+fn is_access(event: &Event) -> bool {
+    event.process.is_some()
+        && matches!(
+            event.access.as_ref().map(|a| &a.detail),
+            Some(
+                AccessDetail::Open { .. }
+                    | AccessDetail::Read(_)
+                    | AccessDetail::Mmap { .. }
+                    | AccessDetail::Copy(_)
+                    | AccessDetail::Memory { .. }
+            )
+        )
+}
+
+/// The `detection` record: the access's process, file, access and target,
+/// with what was found.
+fn record(event: &Event, finding: Finding) -> Event {
+    let mut record = event.clone();
+    record.id = None;
+    record.action = Action::Detection;
+    record.severity = finding.severity;
+    record.policy = None;
+    record.detection = Some(finding.detection);
+    record
+}
+
+/// The file name of a path-like text (`/usr/bin/tar` -> `tar`).
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// A process's name for a summary: its executable's file name, else comm.
+fn process_name(event: &Event) -> String {
+    let Some(p) = &event.process else {
+        return "?".to_owned();
+    };
+    let exe = p
+        .exe
+        .as_ref()
+        .map(|e| String::from_utf8_lossy(file_name(e.as_bytes())).into_owned());
+    format!("{} (pid {})", exe.unwrap_or_else(|| p.comm.clone()), p.pid)
+}
+
+/// A file's name for a summary: its watched path, else its identity.
+fn file_label(event: &Event) -> String {
+    match &event.file {
+        Some(f) => match &f.path {
+            Some(path) => path.to_lossy().into_owned(),
+            None => format!(
+                "inode {} on {}",
+                f.ino,
+                crate::event::names::kernel_dev_text(f.dev)
+            ),
+        },
+        None => "?".to_owned(),
+    }
+}
+
+/// Whether the record is a use of the file's bytes: an open for reading,
+/// a read, a successful map, an in-kernel copy. (An open for writing only
+/// is tampering's business, and a download's.)
+fn uses_bytes(event: &Event) -> bool {
+    const O_ACCMODE: u32 = 0o3;
+    const O_WRONLY: u32 = 0o1;
+    match event.access.as_ref().map(|a| &a.detail) {
+        Some(AccessDetail::Open { flags, .. }) => flags & O_ACCMODE != O_WRONLY,
+        Some(AccessDetail::Mmap { result, .. }) => !is_errno(*result),
+        Some(AccessDetail::Read(_) | AccessDetail::Copy(_)) => true,
+        _ => false,
+    }
+}
+
+/// A syscall result that is `-errno` rather than a value (an address).
+fn is_errno(result: i64) -> bool {
+    (-4095..0).contains(&result)
+}
+
+/// The finding's subject when it is the record's file.
+fn about_file(event: &Event) -> Option<About> {
+    event.file.as_ref().map(|f| About::File {
+        dev: f.dev,
+        ino: f.ino,
+    })
+}
+
+#[cfg(test)]
+mod tests;

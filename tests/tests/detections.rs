@@ -1,0 +1,354 @@
+//! Named detections from real processes: each detection's id, process,
+//! file, bytes and the records it cites, with the benign workloads (a
+//! serving process loading its model by mmap and by read, a trusted backup
+//! job, a directory listing) raising none.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashSet,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use sensor::event::{Action, DetectionId, Event, RecordId, Severity};
+use tests::{SensorProcess, python_command, run, write_file};
+
+const SIZE: usize = 1 << 20;
+
+/// The detections of `pid`, by id.
+fn detections(events: &[Event], pid: u32) -> Vec<&Event> {
+    tests::of_pid(events, Action::Detection, pid)
+}
+
+fn ids(events: &[Event], pid: u32) -> HashSet<DetectionId> {
+    detections(events, pid)
+        .iter()
+        .map(|e| e.detection.as_ref().unwrap().id)
+        .collect()
+}
+
+/// The one detection `id` of `pid`.
+fn the(events: &[Event], pid: u32, id: DetectionId) -> &Event {
+    let found: Vec<_> = detections(events, pid)
+        .into_iter()
+        .filter(|e| e.detection.as_ref().unwrap().id == id)
+        .collect();
+    assert_eq!(found.len(), 1, "{pid} {id}: {found:#?}");
+    found[0]
+}
+
+/// Every record's id, which must be unique and in sequence.
+fn by_id(events: &[Event]) -> std::collections::HashMap<RecordId, &Event> {
+    let ids: Vec<RecordId> = events
+        .iter()
+        .map(|e| e.id.expect("every record has an id"))
+        .collect();
+    let run = ids[0].run;
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!((id.run, id.seq), (run, i as u64 + 1), "ids in sequence");
+    }
+    events.iter().map(|e| (e.id.unwrap(), e)).collect()
+}
+
+/// The actions of the records a detection cites.
+fn cited(events: &[Event], detection: &Event) -> Vec<Action> {
+    let index = by_id(events);
+    detection
+        .detection
+        .as_ref()
+        .unwrap()
+        .refs
+        .iter()
+        .map(|r| {
+            let e = index[r];
+            assert_eq!(
+                e.process.as_ref().unwrap().pid,
+                detection.process.as_ref().unwrap().pid,
+                "a cited record is by the same process"
+            );
+            assert!(
+                e.id.unwrap().seq < detection.id.unwrap().seq,
+                "cited records come before the detection"
+            );
+            e.action
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_read_by_an_unexpected_process_is_bulk_read_and_unexpected_reader() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, SIZE);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let cat = run(Command::new("cat").arg(&weights));
+    // The control: the first 100 bytes are no bulk read.
+    let head = run(Command::new("head").arg("-c").arg("100").arg(&weights));
+    // A listing opens no weight file.
+    let ls = run(Command::new("ls").arg("-lR").arg(root.path()));
+    let du = run(Command::new("du").arg("-a").arg(root.path()));
+    for pid in [cat, head] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+
+    let bulk = the(&events, cat, DetectionId::BulkRead);
+    let d = bulk.detection.as_ref().unwrap();
+    assert_eq!(bulk.severity, Severity::High);
+    assert_eq!(d.share, Some(1.0));
+    assert_eq!(d.bytes, Some(SIZE as u64));
+    assert_eq!(tests::path(bulk), weights);
+    assert!(d.summary.contains("cat (pid"), "{}", d.summary);
+    assert_eq!(cited(&events, bulk).last(), Some(&Action::Read));
+    let unexpected = the(&events, cat, DetectionId::UnexpectedReader);
+    assert_eq!(unexpected.severity, Severity::Low);
+    assert_eq!(cited(&events, unexpected), vec![Action::Open]);
+    assert_eq!(
+        ids(&events, cat).len(),
+        2,
+        "{:#?}",
+        detections(&events, cat)
+    );
+
+    assert_eq!(
+        ids(&events, head),
+        HashSet::from([DetectionId::UnexpectedReader])
+    );
+    assert!(ids(&events, ls).is_empty() && ids(&events, du).is_empty());
+}
+
+#[test]
+fn copies_transfer_tools_and_egress_are_named() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("mistral.gguf");
+    write_file(&weights, SIZE);
+    let out = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let cp = run(Command::new("cp")
+        .arg(&weights)
+        .arg(out.path().join("stolen.gguf")));
+    let tar = run(Command::new("tar")
+        .arg("cf")
+        .arg(out.path().join("m.tar"))
+        .arg("-C")
+        .arg(root.path())
+        .arg("mistral.gguf"));
+    // A Python sender: sendfile to a TCP peer on loopback.
+    let sender = run(python_command()
+        .arg("-c")
+        .arg(
+            "import os, socket, sys, threading\n\
+         srv = socket.create_server(('127.0.0.1', 0))\n\
+         port = srv.getsockname()[1]\n\
+         got = []\n\
+         def sink():\n\
+         \x20   c, _ = srv.accept()\n\
+         \x20   while (b := c.recv(1 << 16)): got.append(len(b))\n\
+         t = threading.Thread(target=sink); t.start()\n\
+         s = socket.create_connection(('127.0.0.1', port))\n\
+         f = open(sys.argv[1], 'rb')\n\
+         n = os.sendfile(s.fileno(), f.fileno(), 0, 1 << 20)\n\
+         s.close(); t.join()\n\
+         assert sum(got) == n == 1 << 20, (sum(got), n)\n\
+         print(port)\n",
+        )
+        .arg(&weights));
+    for pid in [cp, tar, sender] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+
+    let copy = the(&events, cp, DetectionId::Copy);
+    let d = copy.detection.as_ref().unwrap();
+    assert_eq!(d.matched.as_deref(), Some("copy_file_range"));
+    // The destination by identity (its path only while cp still ran when
+    // the agent looked).
+    let (_, stolen_ino) = tests::identity(&out.path().join("stolen.gguf"));
+    match &tests::access(copy).detail {
+        sensor::event::AccessDetail::Copy(c) => assert_eq!(c.destination.ino, stolen_ino),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        d.summary.contains("stolen.gguf") || d.summary.contains(&format!("inode {stolen_ino}")),
+        "{}",
+        d.summary
+    );
+    assert!(d.bytes.unwrap() > 0 && d.bytes.unwrap() <= SIZE as u64);
+    assert_eq!(cited(&events, copy).last(), Some(&Action::Copy));
+    assert!(ids(&events, cp).contains(&DetectionId::BulkRead));
+    assert!(
+        !ids(&events, cp).contains(&DetectionId::TransferTool),
+        "cp is a copy, not a transfer tool"
+    );
+
+    let tool = the(&events, tar, DetectionId::TransferTool);
+    assert_eq!(
+        tool.detection.as_ref().unwrap().matched.as_deref(),
+        Some("tar")
+    );
+    assert_eq!(tests::path(tool), weights);
+    assert!(ids(&events, tar).contains(&DetectionId::BulkRead));
+
+    let egress = the(&events, sender, DetectionId::Egress);
+    let d = egress.detection.as_ref().unwrap();
+    assert_eq!(egress.severity, Severity::Critical);
+    assert!(
+        d.matched.as_deref().unwrap().starts_with("127.0.0.1:"),
+        "{d:?}"
+    );
+    assert_eq!(d.bytes, Some(SIZE as u64));
+    assert!(ids(&events, sender).contains(&DetectionId::Copy));
+}
+
+#[test]
+fn a_serving_process_loading_its_model_raises_nothing_and_its_shell_does() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("nemotron.safetensors");
+    write_file(&weights, SIZE);
+    let dev_dir = tempfile::tempdir().unwrap();
+    let gpu = dev_dir.path().join("nvidia0");
+    std::fs::write(&gpu, b"").unwrap();
+    let pattern = format!("{}/nvidia*", dev_dir.path().display());
+    let sensor = SensorProcess::start(&[root.path()], &["--gpu-device", &pattern]);
+
+    // The server opens the GPU, maps the whole model and reads it, then
+    // runs a Python child (a tool call gone wrong) that reads the weights.
+    let server = run(python_command()
+        .arg("-c")
+        .arg(
+            "import mmap, subprocess, sys\n\
+             gpu = open(sys.argv[2], 'rb')\n\
+             with open(sys.argv[1], 'rb') as f:\n\
+             \x20   m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n\
+             \x20   assert len(m[:]) == 1 << 20\n\
+             with open(sys.argv[1], 'rb') as f: f.read()\n\
+             subprocess.run([sys.executable, '-c', 'open(__import__(\"sys\").argv[1], \"rb\").read()', sys.argv[1]], check=True)\n",
+        )
+        .arg(&weights)
+        .arg(&gpu));
+    sensor.wait_exit(server);
+    let (_, events) = sensor.stop_events();
+
+    assert!(
+        ids(&events, server).is_empty(),
+        "the server's own load: {:#?}",
+        detections(&events, server)
+    );
+    assert_eq!(
+        tests::of_pid(&events, Action::Mmap, server).len(),
+        1,
+        "the control: its map was seen"
+    );
+    let child = events
+        .iter()
+        .find(|e| e.action == Action::Read && e.process.as_ref().is_some_and(|p| p.ppid == server))
+        .map(|e| e.process.as_ref().unwrap().pid)
+        .expect("the child's read");
+    let shell = the(&events, child, DetectionId::ServingShell);
+    let d = shell.detection.as_ref().unwrap();
+    assert_eq!(d.matched.as_deref(), Some("python"));
+    assert!(
+        d.summary.contains(&format!("(pid {server})")),
+        "{}",
+        d.summary
+    );
+}
+
+#[test]
+fn a_trusted_backup_job_raises_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("deepseek.safetensors");
+    write_file(&weights, SIZE);
+    // The backup job's executable: a copy of tac, trusted by identity.
+    let bin = tempfile::tempdir().unwrap();
+    let backup = bin.path().join("backup-models");
+    std::fs::copy("/usr/bin/tac", &backup).unwrap();
+    let config = format!("[detect]\ntrusted_exes = [\"{}\"]\n", backup.display());
+    let sensor = SensorProcess::start_with_config(&[root.path()], &[], &config);
+
+    let job = run(Command::new(&backup).arg(&weights).stdout(Stdio::null()));
+    let cat = run(Command::new("cat").arg(&weights));
+    for pid in [job, cat] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+    assert!(
+        !tests::of_pid(&events, Action::Read, job).is_empty(),
+        "the job's reads were seen"
+    );
+    assert!(
+        ids(&events, job).is_empty(),
+        "{:#?}",
+        detections(&events, job)
+    );
+    assert!(
+        ids(&events, cat).contains(&DetectionId::BulkRead),
+        "the control"
+    );
+}
+
+#[test]
+fn detections_can_be_turned_off_and_bad_settings_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("phi.gguf");
+    write_file(&weights, SIZE);
+    let sensor = SensorProcess::start_with_config(
+        &[root.path()],
+        &[],
+        "[detect]\ndisabled = [\"unexpected_reader\"]\nbulk_read_share = 0.25\n",
+    );
+    // A quarter of the file is a bulk read at this threshold.
+    let dd = run(Command::new("dd")
+        .arg(format!("if={}", weights.display()))
+        .arg("of=/dev/null")
+        .arg("bs=262144")
+        .arg("count=1")
+        .stderr(Stdio::null()));
+    sensor.wait_exit(dd);
+    let (_, events) = sensor.stop_events();
+    assert_eq!(ids(&events, dd), HashSet::from([DetectionId::BulkRead]));
+    assert_eq!(
+        the(&events, dd, DetectionId::BulkRead)
+            .detection
+            .as_ref()
+            .unwrap()
+            .share,
+        Some(0.25)
+    );
+
+    for (config, named) in [
+        (
+            "[detect]\nbulk_read_share = 1.5\n",
+            "detect.bulk_read_share",
+        ),
+        ("[detect]\ndisabled = [\"bulk_reed\"]\n", "bulk_reed"),
+        (
+            "[detect]\negress_allowed = [\"10.0.0.0/33\"]\n",
+            "egress_allowed",
+        ),
+        (
+            "[detect]\ntrusted_exes = [\"backup\"]\n",
+            "detect.trusted_exes",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weightwarden.toml");
+        std::fs::write(&file, config).unwrap();
+        let out = tests::output_within(
+            Command::new(tests::binary())
+                .arg("run")
+                .arg("--config")
+                .arg(&file)
+                .arg("--watch")
+                .arg(root.path()),
+            std::time::Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{config}: {stderr}");
+        assert!(stderr.contains(named), "{config}: {stderr}");
+    }
+    assert!(Path::new(&weights).exists());
+}
