@@ -479,7 +479,12 @@ pub mod enforce {
         /// An open for writing or truncation, a write through a descriptor
         /// (BPF LSM).
         pub const WRITE: u32 = 3;
-        pub const COUNT: usize = 4;
+        /// The source side of `sendfile`, `splice`, `copy_file_range` and
+        /// reflinks, beside `READ`: stopped by the syscall hooks (with a
+        /// kill) even where BPF LSM decides, since a security hook sees a
+        /// copy only as a read.
+        pub const COPY: u32 = 4;
+        pub const COUNT: usize = 5;
     }
     /// Bits of [`super::EnforceEvent::flags`].
     pub mod flag {

@@ -111,10 +111,19 @@ fn decide(ops: u32, w: &Watched) -> Option<Stop> {
 /// decision recorded.
 #[inline(always)]
 pub fn stopped(op: u32, w: &Watched, fd: i32) -> bool {
-    let Some(stop) = decide(1 << op, w) else {
+    stopped_any(1 << op, w, fd)
+}
+
+/// [`stopped`] for an access that is several operations at once (a bit
+/// per `sensor_common::enforce::op`): a copy's source is `READ` and
+/// `COPY`. A `COPY` verdict is carried out here even where BPF LSM
+/// decides: its hooks cannot tell a copy from a read.
+#[inline(always)]
+pub fn stopped_any(ops: u32, w: &Watched, fd: i32) -> bool {
+    let Some(stop) = decide(ops, w) else {
         return false;
     };
-    if stop.slot_flags & slot_flag::LSM_DECIDES != 0 {
+    if stop.slot_flags & slot_flag::LSM_DECIDES != 0 && stop.op != enforce::op::COPY {
         return true;
     }
     let mut flags = stop.flags;

@@ -74,7 +74,12 @@ pub fn reflink_enter(fd: u64, offset: u64, len: u64, out_fd: u64, syscall: u32) 
 #[inline(always)]
 fn remember(fd: u64, offset: Offset, kind: u32, out_fd: i32, syscall: u32) {
     let Some(w) = weight_fd(fd) else { return };
-    if crate::enforce::stopped(op::READ, &w, fd as i32) {
+    let ops = if kind == pending_kind::READ {
+        1 << op::READ
+    } else {
+        (1 << op::READ) | (1 << op::COPY)
+    };
+    if crate::enforce::stopped_any(ops, &w, fd as i32) {
         return;
     }
     let offset = match offset {

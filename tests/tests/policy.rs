@@ -657,3 +657,95 @@ fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
         .count();
     assert_eq!(loaded, 2, "the no-op re-resolve wrote no record");
 }
+
+#[test]
+fn a_copy_rule_stops_in_kernel_copies_and_lets_reads_through() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 1 << 20);
+    let out = tempfile::tempdir().unwrap();
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("policy.toml");
+    let text = |mode: &str| {
+        format!(
+            "mode = \"{mode}\"\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n\n\
+             [[rules]]\nname = \"no copies\"\nweights = [\"llama\"]\noperations = [\"copy\"]\n\
+             action = \"deny\"\n\n[[rules]]\nname = \"anyone reads\"\nweights = [\"llama\"]\n\
+             action = \"allow\"\n",
+            models.path().display()
+        )
+    };
+    let cp = |name: &str| {
+        let dest = out.path().join(name);
+        let status = Command::new("cp")
+            .arg(&weights)
+            .arg(&dest)
+            .status()
+            .unwrap();
+        (status, fs::metadata(&dest).map_or(0, |m| m.len()))
+    };
+
+    fs::write(&policy, text("enforce")).unwrap();
+    let sensor = SensorProcess::start(&[models.path()], &["--policy", policy.to_str().unwrap()]);
+    // Reading is allowed: cat gets every byte.
+    let cat = Command::new("cat").arg(&weights).output().unwrap();
+    assert!(cat.status.success());
+    assert_eq!(cat.stdout.len(), 1 << 20);
+    // cp's copy_file_range is a copy: killed before a byte moved.
+    let (status, copied) = cp("stolen.bin");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert_eq!(copied, 0);
+    sensor.wait_for_event("the killed copier", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed
+    });
+    let (_, events) = sensor.stop_events();
+    let killed: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.action == Action::Killed)
+        .collect();
+    assert_eq!(killed.len(), 1, "{killed:#?}");
+    let v = policy_of(killed[0]);
+    assert_eq!(
+        (
+            v.verdict,
+            v.operation,
+            v.rule,
+            v.rule_name.as_deref(),
+            v.mechanism.as_str()
+        ),
+        (
+            PolicyAction::Deny,
+            Operation::Copy,
+            Some(1),
+            Some("no copies"),
+            "bpf_send_signal"
+        )
+    );
+    assert_eq!(tests::exe(killed[0]), Path::new("/usr/bin/cp"));
+
+    // Audit mode: the copy goes ahead, and its copy record is judged.
+    fs::write(&policy, text("audit")).unwrap();
+    let sensor = SensorProcess::start(&[models.path()], &["--policy", policy.to_str().unwrap()]);
+    let (status, copied) = cp("audited.bin");
+    assert!(status.success());
+    assert_eq!(copied, 1 << 20);
+    sensor.wait_for_event("the would_deny", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::WouldDeny
+    });
+    let (_, events) = sensor.stop_events();
+    let judged: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == Action::WouldDeny)
+        .map(|e| {
+            let v = policy_of(e);
+            (v.operation, v.rule)
+        })
+        .collect();
+    assert_eq!(
+        judged,
+        vec![(Operation::Copy, Some(1))],
+        "reads are allowed; the copy is not"
+    );
+}

@@ -26,6 +26,7 @@ const KERNEL_OPERATIONS: [(u32, Operation); enforce::op::COUNT] = [
     (enforce::op::MMAP, Operation::Mmap),
     (enforce::op::OPEN, Operation::Open),
     (enforce::op::WRITE, Operation::Write),
+    (enforce::op::COPY, Operation::Copy),
 ];
 
 /// The operation a kernel table index stands for.

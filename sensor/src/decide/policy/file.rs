@@ -68,16 +68,21 @@ pub enum Operation {
     Mmap,
     /// Open for writing, truncate, rename over, unlink.
     Write,
+    /// An in-kernel copy of the file's bytes elsewhere (`sendfile`,
+    /// `splice`, `copy_file_range`, a reflink): also a `read`.
+    Copy,
 }
 
 impl Operation {
-    /// What a rule without `operations` covers: every read operation.
+    /// What a rule without `operations` covers: every read operation (a
+    /// copy is a read unless a rule names `copy`).
     pub const READS: [Operation; 3] = [Operation::Open, Operation::Read, Operation::Mmap];
-    pub const ALL: [Operation; 4] = [
+    pub const ALL: [Operation; 5] = [
         Operation::Open,
         Operation::Read,
         Operation::Mmap,
         Operation::Write,
+        Operation::Copy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +91,7 @@ impl Operation {
             Operation::Read => "read",
             Operation::Mmap => "mmap",
             Operation::Write => "write",
+            Operation::Copy => "copy",
         }
     }
 }

@@ -154,8 +154,10 @@ impl Judge {
             AccessDetail::Open { .. } => &[Operation::Open],
             AccessDetail::Read(_) => &[Operation::Read],
             AccessDetail::Mmap { .. } => &[Operation::Mmap],
-            // The copy's bytes are in the read summaries, judged as reads.
-            AccessDetail::Close { .. } | AccessDetail::Copy(_) | AccessDetail::Memory { .. } => {
+            // The copy's bytes are in the read summaries, judged as reads;
+            // the copy record is judged as a copy.
+            AccessDetail::Copy(_) => &[Operation::Copy],
+            AccessDetail::Close { .. } | AccessDetail::Memory { .. } => {
                 return None;
             }
         };
@@ -169,7 +171,7 @@ impl Judge {
             .filter_map(|&op| Some((op, policy.decide(&key, op, &subject)?)))
             .max_by_key(|(_, v)| v.action)?;
         let stops = verdict.action >= PolicyAction::Deny;
-        let in_kernel = matches!(op, Operation::Read | Operation::Mmap);
+        let in_kernel = matches!(op, Operation::Read | Operation::Mmap | Operation::Copy);
         if stops && policy.mode == Mode::Enforce && in_kernel {
             // The kernel tables decided this access as it happened; what
             // they stopped is their own `killed` record.

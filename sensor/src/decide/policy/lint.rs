@@ -163,8 +163,10 @@ pub fn explain(policy: &Policy) -> String {
                 subject_text(&rule.subject)
             );
         }
+        // A copy no rule names is decided as a read.
         let uncovered: Vec<&str> = Operation::ALL
             .iter()
+            .filter(|op| **op != Operation::Copy)
             .filter(|op| {
                 !policy
                     .rules

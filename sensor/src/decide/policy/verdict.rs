@@ -103,7 +103,9 @@ impl Policy {
             .max_by_key(|v| v.action)
     }
 
-    /// The verdict within one weight set.
+    /// The verdict within one weight set. A copy no rule decides is
+    /// decided as the read it also is: `copy` rules only make copying
+    /// stricter (or laxer) than reading.
     pub fn decide_in_set(&self, set: usize, op: Operation, subject: &Subject<'_>) -> Verdict {
         match self
             .rules
@@ -115,6 +117,7 @@ impl Policy {
                 rule: Some(index),
                 set,
             },
+            None if op == Operation::Copy => self.decide_in_set(set, Operation::Read, subject),
             None => Verdict {
                 action: self
                     .sets

@@ -118,12 +118,12 @@ action = "allow"
     // set's default.
     assert_eq!(
         rows[&x].map(|r| r.stop),
-        Some([0, 0, 0, 1]),
-        "the named one reads, and may not write"
+        Some([0, 0, 0, 1, 0]),
+        "the named one reads (and copies), and may not write"
     );
     assert_eq!(
         rows[&enforce::ANY_OTHER_EXE].map(|r| r.stop),
-        Some([1; 4]),
+        Some([1; 5]),
         "any other is denied by the default"
     );
 

@@ -128,6 +128,38 @@ fn the_minimum_policy_allows_the_server_and_denies_the_rest() {
 }
 
 #[test]
+fn a_copy_is_decided_as_a_read_unless_a_rule_names_copy() {
+    let host = Host::new();
+    let shard = key(&host.path("models/llama/shards/b.safetensors"));
+    let server = by_exe(key(&host.path("bin/vllm")));
+    let other = by_exe(key(&host.path("bin/vllm-copy")));
+    // The minimum policy names no copy: the read's verdict decides.
+    let (policy, _) = build(&host.minimum());
+    let policy = policy.expect("policy");
+    let copy = |p: &Policy, s: &Subject<'_>| {
+        p.decide(&shard, Operation::Copy, s)
+            .map(|v| (v.action, v.rule))
+    };
+    assert_eq!(copy(&policy, &server), Some((PolicyAction::Allow, Some(0))));
+    assert_eq!(copy(&policy, &other), Some((PolicyAction::Deny, None)));
+    // A copy rule first: the server may read but not copy.
+    let text = host.minimum().replace(
+        "[[rules]]",
+        "[[rules]]\nweights = [\"llama\"]\noperations = [\"copy\"]\naction = \"kill\"\n\n[[rules]]",
+    );
+    let (policy, findings) = build(&text);
+    assert!(findings.is_empty(), "{findings:?}");
+    let policy = policy.expect("policy");
+    assert_eq!(copy(&policy, &server), Some((PolicyAction::Kill, Some(0))));
+    assert_eq!(
+        policy
+            .decide(&shard, Operation::Read, &server)
+            .map(|v| v.action),
+        Some(PolicyAction::Allow)
+    );
+}
+
+#[test]
 fn first_matching_rule_wins_and_the_strictest_set_decides_overlaps() {
     let host = Host::new();
     let text = format!(
