@@ -57,6 +57,9 @@ pub mod map_name {
     /// `LruHashMap<CopyKey, u8>`: (process, source, destination) copies
     /// already reported.
     pub const COPIES_SEEN: &str = "COPIES_SEEN";
+    /// `LruHashMap<SendKey, SendAgg>`: what processes that read watched
+    /// bytes wrote or sent, per destination.
+    pub const SENDS: &str = "SENDS";
     /// `Array<u64>`: processes that may hold a descriptor of a watched file,
     /// a byte per tgid (eight per value), kept by the kernel (opens, forks,
     /// descriptor passing). Reads, maps and closes by processes in neither
@@ -132,6 +135,35 @@ pub mod kind {
     pub const COPY: u32 = 10;
     /// A process read another's memory, or attached to it ([`MemoryEvent`]).
     pub const MEMORY: u32 = 11;
+    /// A process that has read watched bytes wrote, sent or connected to a
+    /// destination ([`SendEvent`]).
+    pub const SEND: u32 = 12;
+}
+
+/// How [`SendEvent`]'s bytes left the process.
+pub mod send_syscall {
+    pub const WRITE: u32 = 1;
+    pub const PWRITE64: u32 = 2;
+    pub const WRITEV: u32 = 3;
+    pub const PWRITEV: u32 = 4;
+    pub const SENDTO: u32 = 5;
+    pub const SENDMSG: u32 = 6;
+    pub const SENDMMSG: u32 = 7;
+    /// `connect`: no byte yet, but a peer.
+    pub const CONNECT: u32 = 8;
+}
+
+/// The tgid marks in `HOLDERS_KERNEL` (a byte each; any non-zero one is a
+/// holder).
+pub mod holder_mark {
+    /// May hold a watched descriptor.
+    pub const HOLDER: u8 = 1;
+    /// Has read (or mapped, or copied) watched bytes, or descends from a
+    /// process that had: its writes and sends are followed.
+    pub const TAINTED: u8 = 2;
+    /// Has opened a GPU device: a serving process, whose writes and sends
+    /// are not followed (its reads of weights are its job).
+    pub const SERVING: u8 = 3;
 }
 
 /// How [`MemoryEvent`] reached the other process's memory.
@@ -422,6 +454,50 @@ pub struct Pending {
     pub out_fd: i32,
     /// A copy: one of [`copy_syscall`].
     pub syscall: u32,
+}
+
+/// Key of `SENDS`: what one process wrote or sent to one destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SendKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub destination: FileKey,
+}
+
+/// Value of `SENDS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendAgg {
+    pub bytes: u64,
+    pub calls: u64,
+    /// The total last reported (a record is sent on the first call and
+    /// each time the total doubles).
+    pub reported: u64,
+}
+
+/// A process that has read watched bytes wrote or sent to a destination:
+/// on its first call there, then each time its total there doubled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendEvent {
+    pub header: EventHeader,
+    /// The destination's identity (a pipe's or a socket's inode too).
+    pub destination: FileKey,
+    /// The destination's `i_mode`.
+    pub destination_mode: u32,
+    pub fd: i32,
+    /// One of [`send_syscall`] (the latest call).
+    pub syscall: u32,
+    pub _pad: u32,
+    /// Bytes written there so far, and calls.
+    pub bytes: u64,
+    pub calls: u64,
+    /// As [`CopyEvent::peer_addr`].
+    pub peer_addr: [u8; 16],
+    pub peer_family: u16,
+    pub peer_port: u16,
+    pub _pad2: u32,
 }
 
 /// Key of `COPIES_SEEN`: a (process, source, destination) already reported.

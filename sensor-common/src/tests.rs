@@ -214,9 +214,9 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<ReadEvent>(), 168);
     assert_eq!(size_of::<ExecEvent>(), 872);
     assert_eq!(size_of::<EnforceEvent>(), 112);
-    assert_eq!(size_of::<ProcessVerdict>(), 80);
-    assert_eq!(size_of::<ExeVerdict>(), 160);
-    assert_eq!(size_of::<PolicySlot>(), 40);
+    assert_eq!(size_of::<ProcessVerdict>(), 96);
+    assert_eq!(size_of::<ExeVerdict>(), 192);
+    assert_eq!(size_of::<PolicySlot>(), 48);
     assert_eq!(size_of::<PolicyFile>(), 16);
     assert_eq!(size_of::<ForkEvent>(), 80);
     assert_eq!(size_of::<ExitEvent>(), 72);
@@ -225,6 +225,9 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<CopyEvent>(), 152);
     assert_eq!(size_of::<CopyKey>(), 40);
     assert_eq!(size_of::<MemoryEvent>(), 80);
+    assert_eq!(size_of::<SendEvent>(), 136);
+    assert_eq!(size_of::<SendKey>(), 24);
+    assert_eq!(size_of::<SendAgg>(), 24);
     assert_eq!(size_of::<EventHeader>() + 16, size_of::<ForkEvent>());
     assert_eq!(
         EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 104,
@@ -318,6 +321,7 @@ fn enforcement_operations_index_the_rows_densely() {
         enforce::op::MMAP,
         enforce::op::OPEN,
         enforce::op::WRITE,
+        enforce::op::COPY,
     ];
     ops.sort_unstable();
     assert_eq!(ops, core::array::from_fn(|i| i as u32));

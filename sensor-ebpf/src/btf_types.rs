@@ -14,7 +14,7 @@
 use sensor_common::{
     CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
     ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
-    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
+    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -42,6 +42,9 @@ pub struct SharedTypes {
     pub copy_event: CopyEvent,
     pub copy_key: CopyKey,
     pub memory_event: MemoryEvent,
+    pub send_event: SendEvent,
+    pub send_key: SendKey,
+    pub send_agg: SendAgg,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

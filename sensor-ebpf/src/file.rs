@@ -50,6 +50,7 @@ pub fn open_exit(ret: i64) {
         return;
     };
     if w.entry.flags & watch_flag::GPU_DEVICE != 0 {
+        holders::mark_serving_current();
         send_file_event(kind::GPU_OPEN, ret as i32, &w, |_| {});
     }
     if w.entry.flags & watch_flag::WEIGHT != 0 {
@@ -133,6 +134,10 @@ pub fn mmap_exit(ret: i64) {
     let _ = PENDING.remove(&tid);
     if p.kind != pending_kind::MMAP {
         return;
+    }
+    // A mapped weight file's bytes are the process's to write anywhere.
+    if !(-4095..0).contains(&ret) {
+        holders::taint_current();
     }
     let Some(mut entry) = reserve::<FileEvent>() else {
         return;

@@ -21,7 +21,7 @@
 //! has seeded the arrays, and the agent's setting.
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
-use sensor_common::counter;
+use sensor_common::{counter, holder_mark};
 
 use crate::maps::{HOLDERS_AGENT, HOLDERS_BYPASS, HOLDERS_KERNEL, count};
 
@@ -82,7 +82,10 @@ fn set_kernel_byte(tgid: u32, value: u8) -> bool {
 /// Makes `tgid` a holder; a tgid beyond the array is one anyway (counted).
 #[inline(always)]
 pub fn mark(tgid: u32) {
-    if HOLDER_PREFILTER.load() != 0 && !set_kernel_byte(tgid, 1) {
+    if HOLDER_PREFILTER.load() != 0
+        && kernel_byte(tgid) == 0
+        && !set_kernel_byte(tgid, holder_mark::HOLDER)
+    {
         count(counter::HOLDERS_FULL);
     }
 }
@@ -91,6 +94,48 @@ pub fn mark(tgid: u32) {
 #[inline(always)]
 pub fn mark_current() {
     mark(current_tgid());
+}
+
+/// `tgid`'s byte in `HOLDERS_KERNEL` (0 beyond the array).
+#[inline(always)]
+fn kernel_byte(tgid: u32) -> u8 {
+    HOLDERS_KERNEL
+        .get(tgid / 8)
+        .map_or(0, |&bytes| ((bytes >> ((tgid % 8) * 8)) & 0xff) as u8)
+}
+
+/// The current process has read (mapped, copied) watched bytes: its
+/// writes and sends are followed from now on, unless it serves models.
+/// Set whether or not the prefilter is on.
+#[inline(always)]
+pub fn taint_current() {
+    let tgid = current_tgid();
+    if kernel_byte(tgid) < holder_mark::TAINTED {
+        set_kernel_byte(tgid, holder_mark::TAINTED);
+    }
+}
+
+/// The current process opened a GPU device: it serves models, and its
+/// writes and sends are its job, not followed.
+#[inline(always)]
+pub fn mark_serving_current() {
+    set_kernel_byte(current_tgid(), holder_mark::SERVING);
+}
+
+/// Whether the current process's writes and sends are followed (one array
+/// load: every write on the host pays it).
+#[inline(always)]
+pub fn current_tainted() -> bool {
+    kernel_byte(current_tgid()) == holder_mark::TAINTED
+}
+
+/// A forked child of a tainted process is tainted too (`tar` reads, its
+/// `gzip` child writes).
+#[inline(always)]
+pub fn inherit_taint(parent_tgid: u32, child_tgid: u32) {
+    if kernel_byte(parent_tgid) == holder_mark::TAINTED {
+        set_kernel_byte(child_tgid, holder_mark::TAINTED);
+    }
 }
 
 /// Forgets an exited process. (The agent never clears its bits while it

@@ -35,6 +35,7 @@ mod maps;
 mod probe;
 mod process;
 mod read;
+mod send;
 mod tier;
 
 #[cfg(not(test))]

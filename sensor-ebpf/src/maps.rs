@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use sensor_common::{
     CopyKey, ExeVerdict, ExitKey, FileKey, Pending, PolicyFile, PolicySlot, ProcessVerdict,
-    ReadAgg, ReadAggKey, WatchEntry, counter,
+    ReadAgg, ReadAggKey, SendAgg, SendKey, WatchEntry, counter,
 };
 
 /// Watched inodes, written by the agent.
@@ -40,6 +40,12 @@ pub static EXITED: LruHashMap<ExitKey, u32> = LruHashMap::with_max_entries(4_096
 /// entry only means one more record.
 #[map]
 pub static COPIES_SEEN: LruHashMap<CopyKey, u8> = LruHashMap::with_max_entries(16_384, 0);
+
+/// What processes that read watched bytes wrote or sent, per
+/// destination (`send.rs`). LRU: an evicted entry only means its next call
+/// is reported as a first.
+#[map]
+pub static SENDS: LruHashMap<SendKey, SendAgg> = LruHashMap::with_max_entries(16_384, 0);
 
 /// The holder prefilter's process set kept by the kernel: a byte per tgid,
 /// eight to a value (see `holders.rs`). Sized by the agent from pid_max.

@@ -115,6 +115,7 @@ pub fn on_fork(child: u64) {
         // the scan passed its parent must not start unmarked.
         holders::mark(child_tgid);
     }
+    holders::inherit_taint(parent_tgid, child_tgid);
     let Some(mut entry) = reserve::<ForkEvent>() else {
         return;
     };

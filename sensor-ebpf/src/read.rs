@@ -228,6 +228,9 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
 /// coverage, and flushes the aggregate when the interval has passed.
 #[inline(always)]
 fn account(pid_tgid: u64, file: FileKey, fd: i32, offset: u64, bytes: u64, size: u64, copy: bool) {
+    if bytes > 0 {
+        crate::holders::taint_current();
+    }
     let tid = pid_tgid as u32;
     let key = ReadAggKey {
         tgid: (pid_tgid >> 32) as u32,

@@ -19,7 +19,8 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
     CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
     ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
-    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry, map_name,
+    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry,
+    map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -151,6 +152,30 @@ fn shared_layouts() -> Vec<Layout> {
             target,
             method,
             bytes
+        }),
+        layout!(SendKey {
+            tgid,
+            _pad,
+            destination
+        }),
+        layout!(SendAgg {
+            bytes,
+            calls,
+            reported
+        }),
+        layout!(SendEvent {
+            header,
+            destination,
+            destination_mode,
+            fd,
+            syscall,
+            _pad,
+            bytes,
+            calls,
+            peer_addr,
+            peer_family,
+            peer_port,
+            _pad2
         }),
         layout!(CopyKey {
             tgid,
@@ -407,6 +432,7 @@ fn the_agents_program_and_map_names_are_in_the_kernel_object() {
         map_name::READ_AGG,
         map_name::READERS,
         map_name::EXITED,
+        map_name::SENDS,
         map_name::HOLDERS_KERNEL,
         map_name::HOLDERS_AGENT,
         map_name::HOLDERS_BYPASS,

@@ -38,6 +38,28 @@ fn the(events: &[Event], pid: u32, id: DetectionId) -> &Event {
     found[0]
 }
 
+/// The one `egress` of `pid` that carried bytes, checking that a connect
+/// made after the process took weights (no byte yet) was one too, to the
+/// same peer.
+fn egress_with_bytes(events: &[Event], pid: u32) -> &Event {
+    let all: Vec<&Event> = detections(events, pid)
+        .into_iter()
+        .filter(|e| e.detection.as_ref().unwrap().id == DetectionId::Egress)
+        .collect();
+    let (connects, sends): (Vec<&Event>, Vec<&Event>) = all
+        .iter()
+        .partition(|e| e.detection.as_ref().unwrap().bytes == Some(0));
+    assert_eq!(sends.len(), 1, "{all:#?}");
+    assert!(connects.len() <= 1, "{all:#?}");
+    for connect in connects {
+        assert_eq!(
+            connect.detection.as_ref().unwrap().matched,
+            sends[0].detection.as_ref().unwrap().matched
+        );
+    }
+    sends[0]
+}
+
 /// Every record's id, which must be unique and in sequence.
 fn by_id(events: &[Event]) -> std::collections::HashMap<RecordId, &Event> {
     let ids: Vec<RecordId> = events
@@ -192,7 +214,7 @@ fn copies_transfer_tools_and_egress_are_named() {
     assert_eq!(tests::path(tool), weights);
     assert!(ids(&events, tar).contains(&DetectionId::BulkRead));
 
-    let egress = the(&events, sender, DetectionId::Egress);
+    let egress = egress_with_bytes(&events, sender);
     let d = egress.detection.as_ref().unwrap();
     assert_eq!(egress.severity, Severity::Critical);
     assert!(
@@ -351,4 +373,174 @@ fn detections_can_be_turned_off_and_bad_settings_are_refused() {
         assert!(stderr.contains(named), "{config}: {stderr}");
     }
     assert!(Path::new(&weights).exists());
+}
+
+/// A loopback TCP listener in a thread that counts what it receives.
+fn listener() -> (u16, std::thread::JoinHandle<u64>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = server.accept().unwrap();
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut conn, &mut sink).unwrap();
+        sink.len() as u64
+    });
+    (port, handle)
+}
+
+#[test]
+fn copies_and_uploads_through_user_space_are_copy_and_egress() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("qwen.safetensors");
+    write_file(&weights, SIZE);
+    let out = tempfile::tempdir().unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    // dd: read(2) then write(2) to another file.
+    let dd = run(Command::new("dd")
+        .arg(format!("if={}", weights.display()))
+        .arg(format!("of={}", out.path().join("dd.bin").display()))
+        .arg("bs=65536")
+        .stderr(Stdio::null()));
+    // Python: read the file, then send it over TCP.
+    let (port, received) = listener();
+    let sender = run(python_command()
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             data = open(sys.argv[1], 'rb').read()\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n\
+             s.sendall(data)\n\
+             s.close()\n",
+        )
+        .arg(&weights)
+        .arg(port.to_string()));
+    assert_eq!(received.join().unwrap(), SIZE as u64);
+    // A child of a reader: the parent reads, the child connects and sends.
+    let (child_port, child_received) = listener();
+    let parent = run(python_command()
+        .arg("-c")
+        .arg(
+            "import subprocess, sys\n\
+             open(sys.argv[1], 'rb').read()\n\
+             subprocess.run([sys.executable, '-c', \
+             'import socket, sys; s = socket.create_connection((\"127.0.0.1\", int(sys.argv[1]))); \
+             s.sendall(b\"x\" * 100); s.close()', sys.argv[2]], check=True)\n",
+        )
+        .arg(&weights)
+        .arg(child_port.to_string()));
+    assert_eq!(child_received.join().unwrap(), 100);
+    // The control: the same send by a process that read no weights.
+    let (quiet_port, quiet_received) = listener();
+    let quiet = run(python_command()
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+             s.sendall(b'y' * 1048576)\n\
+             s.close()\n",
+        )
+        .arg(quiet_port.to_string()));
+    assert_eq!(quiet_received.join().unwrap(), SIZE as u64);
+    for pid in [dd, sender, parent, quiet] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+
+    let copy = the(&events, dd, DetectionId::Copy);
+    let d = copy.detection.as_ref().unwrap();
+    assert_eq!(d.matched.as_deref(), Some("write"));
+    assert_eq!(d.bytes, Some(SIZE as u64));
+    assert_eq!(d.share, Some(1.0));
+    assert_eq!(tests::path(copy), weights, "the source is named");
+    let cites = cited(&events, copy);
+    assert!(
+        cites.contains(&Action::Read) && cites.last() == Some(&Action::Send),
+        "{cites:?}"
+    );
+
+    let egress = egress_with_bytes(&events, sender);
+    let d = egress.detection.as_ref().unwrap();
+    assert_eq!(egress.severity, Severity::Critical);
+    assert_eq!(
+        d.matched.as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+    assert_eq!(d.bytes, Some(SIZE as u64));
+    assert_eq!(tests::path(egress), weights);
+    assert!(ids(&events, sender).contains(&DetectionId::Copy));
+    // It read the weights before connecting: the connect was named first.
+    let egresses = detections(&events, sender)
+        .iter()
+        .filter(|e| e.detection.as_ref().unwrap().id == DetectionId::Egress)
+        .count();
+    assert_eq!(egresses, 2);
+
+    let child = events
+        .iter()
+        .find(|e| e.action == Action::Send && e.process.as_ref().is_some_and(|p| p.ppid == parent))
+        .map(|e| e.process.as_ref().unwrap().pid)
+        .expect("the child's send");
+    let egress = egress_with_bytes(&events, child);
+    assert_eq!(
+        egress.detection.as_ref().unwrap().matched.as_deref(),
+        Some(format!("127.0.0.1:{child_port}").as_str())
+    );
+    assert_eq!(tests::path(egress), weights, "the parent's weights");
+
+    assert!(
+        tests::of_pid(&events, Action::Send, quiet).is_empty() && ids(&events, quiet).is_empty(),
+        "a process that took no weights is not followed"
+    );
+}
+
+#[test]
+fn curl_uploading_weights_is_a_transfer_tool_and_egress() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("gemma.gguf");
+    write_file(&weights, SIZE);
+    // A loopback HTTP server that takes a PUT.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = server.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        // Headers, then the body up to Content-Length.
+        loop {
+            let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+            assert!(n > 0, "curl hung up early");
+            got.extend_from_slice(&buf[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
+                && got.len() - end - 4 >= SIZE
+            {
+                break;
+            }
+        }
+        std::io::Write::write_all(
+            &mut conn,
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+    });
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    let curl = run(Command::new("curl")
+        .arg("-sS")
+        .arg("-T")
+        .arg(&weights)
+        .arg(format!("http://127.0.0.1:{port}/upload")));
+    handle.join().unwrap();
+    sensor.wait_exit(curl);
+    let (_, events) = sensor.stop_events();
+    let found = ids(&events, curl);
+    assert!(found.contains(&DetectionId::TransferTool), "{found:?}");
+    let egress = egress_with_bytes(&events, curl);
+    let d = egress.detection.as_ref().unwrap();
+    assert_eq!(
+        d.matched.as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+    // The first send's total: the request's headers, or more.
+    assert!(d.bytes.unwrap() > 0, "{d:?}");
+    assert_eq!(tests::path(egress), weights);
 }

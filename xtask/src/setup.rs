@@ -49,6 +49,9 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "btrfs-progs",
     "xfsprogs",
+    // Transfer tools the detection tests drive.
+    "curl",
+    "zip",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

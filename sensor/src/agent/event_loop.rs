@@ -260,6 +260,7 @@ impl Agent {
             }
             KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
             KernelEvent::Copy(c) => self.enrich.copy(&c, &self.watch),
+            KernelEvent::Send(e) => self.enrich.send(&e, &self.watch),
             KernelEvent::Memory(m) => match self.enrich.memory(&m, &self.watch) {
                 Some(event) => event,
                 None => return,

@@ -74,6 +74,9 @@ pub struct DetectConfig {
     /// `bulk_read`: the share (0 < share <= 1) of a file's or a weight
     /// set's distinct bytes a process must read (or map).
     pub bulk_read_share: f64,
+    /// `copy` through user space: the share of the bytes a process took
+    /// from weights that it must write to one destination.
+    pub copy_share: f64,
     /// A detection for the same process, file and id is written once per
     /// this many seconds; the repeats in between are counted in the next
     /// one's `suppressed`.
@@ -104,6 +107,9 @@ impl Default for DetectConfig {
             // Half the file: more than any header or index lookup reads,
             // less than a copy that was stopped halfway.
             bulk_read_share: 0.5,
+            // Half: an archive or a compressed copy is smaller than the
+            // weights (though weights compress poorly).
+            copy_share: 0.5,
             // Ten minutes: a loop re-reading a model is one detection per
             // window, not one per read.
             repeat_window_secs: 600,
@@ -131,6 +137,14 @@ impl DetectConfig {
                 "detect.bulk_read_share",
                 share.to_string(),
                 "must be a share of the file above 0 and at most 1 (0.5 is half)",
+            ));
+        }
+        let share = self.copy_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(invalid(
+                "detect.copy_share",
+                share.to_string(),
+                "must be a share of the bytes taken above 0 and at most 1 (0.5 is half)",
             ));
         }
         if self.repeat_window_secs > MAX_INTERVAL_SECS {

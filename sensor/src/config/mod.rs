@@ -979,6 +979,7 @@ mod tests {
             [detect]
             disabled = ["unexpected_reader"]
             bulk_read_share = 0.25
+            copy_share = 0.75
             repeat_window_secs = 60
             max_per_minute = 100
             trusted_exes = ["/usr/local/bin/backup"]
@@ -1024,6 +1025,7 @@ mod tests {
             detect: DetectConfig {
                 disabled: vec![crate::event::DetectionId::UnexpectedReader],
                 bulk_read_share: 0.25,
+                copy_share: 0.75,
                 repeat_window_secs: 60,
                 max_per_minute: 100,
                 trusted_exes: vec!["/usr/local/bin/backup".into()],

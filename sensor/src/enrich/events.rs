@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sensor_common::{
     CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, MemoryEvent, ReadAgg,
-    copy_syscall, header_flag, memory_method, watch_flag,
+    SendEvent, copy_syscall, header_flag, memory_method, send_syscall, watch_flag,
 };
 
 use super::{
@@ -18,7 +18,7 @@ use super::{
 use crate::event::{
     Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
     DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, Process, ReadSummary,
-    SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
+    SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
 };
 
 /// The weight files process `pid` maps (`/proc/PID/maps`: device and
@@ -127,7 +127,12 @@ impl Enricher {
             && p.exe_id.is_none()
             && matches!(
                 action,
-                Action::Open | Action::Read | Action::Mmap | Action::Copy | Action::MemoryRead
+                Action::Open
+                    | Action::Read
+                    | Action::Mmap
+                    | Action::Copy
+                    | Action::MemoryRead
+                    | Action::Send
             )
         {
             p.exe_id = self.processes.resolve_exe_id(p.pid);
@@ -356,33 +361,14 @@ impl Enricher {
     /// A process's first copy of a watched file to a destination: the
     /// source as the file, where the bytes went in the access.
     pub fn copy(&mut self, c: &CopyEvent, watch: &WatchSet) -> Event {
-        let pid = c.header.tgid;
-        let kind = match c.destination_mode & S_IFMT {
-            S_IFREG => DestinationKind::File,
-            S_IFIFO => DestinationKind::Pipe,
-            S_IFSOCK => DestinationKind::Socket,
-            _ => DestinationKind::Other,
-        };
-        let proc_root = Path::new("/proc");
-        // The watch set's path, else what the descriptor names now (the
-        // copy is usually still going on).
-        let path = match kind {
-            DestinationKind::File | DestinationKind::Other => {
-                watch.path_of(&c.destination).map(Text::from).or_else(|| {
-                    let link = proc_root
-                        .join(pid.to_string())
-                        .join("fd")
-                        .join(c.fd_out.to_string());
-                    std::fs::read_link(link)
-                        .ok()
-                        .map(|p| Text::from(p.as_path()))
-                })
-            }
-            DestinationKind::Pipe | DestinationKind::Socket => None,
-        };
-        let peer = (kind == DestinationKind::Socket)
-            .then(|| peer_text(c.peer_family, &c.peer_addr, c.peer_port))
-            .flatten();
+        let destination = destination(
+            c.header.tgid,
+            c.fd_out,
+            c.destination,
+            c.destination_mode,
+            (c.peer_family, &c.peer_addr, c.peer_port),
+            watch,
+        );
         let syscall = match c.syscall {
             copy_syscall::SENDFILE => CopySyscall::Sendfile,
             copy_syscall::SPLICE => CopySyscall::Splice,
@@ -400,16 +386,46 @@ impl Enricher {
                 fd_out: c.fd_out,
                 syscall,
                 bytes: c.bytes,
-                destination: Destination {
-                    kind,
-                    dev: c.destination.dev,
-                    ino: c.destination.ino,
-                    path,
-                    peer,
-                },
+                destination,
             }),
             watch,
         )
+    }
+
+    /// A write, send or connect by a process that had read watched bytes:
+    /// no file (the kernel cannot tell whose bytes they are), the
+    /// destination and the total so far.
+    pub fn send(&mut self, e: &SendEvent, watch: &WatchSet) -> Event {
+        let destination = destination(
+            e.header.tgid,
+            e.fd,
+            e.destination,
+            e.destination_mode,
+            (e.peer_family, &e.peer_addr, e.peer_port),
+            watch,
+        );
+        let syscall = match e.syscall {
+            send_syscall::WRITE => SendSyscall::Write,
+            send_syscall::PWRITE64 => SendSyscall::Pwrite64,
+            send_syscall::WRITEV => SendSyscall::Writev,
+            send_syscall::PWRITEV => SendSyscall::Pwritev,
+            send_syscall::SENDTO => SendSyscall::Sendto,
+            send_syscall::SENDMSG => SendSyscall::Sendmsg,
+            send_syscall::SENDMMSG => SendSyscall::Sendmmsg,
+            _ => SendSyscall::Connect,
+        };
+        let mut event = self.event(Action::Send, e.header.boot_ns, Some(&e.header));
+        event.access = Some(Access {
+            abi: SyscallAbi::Native,
+            detail: AccessDetail::Send(SendDetail {
+                fd: e.fd,
+                syscall,
+                bytes: e.bytes,
+                calls: e.calls,
+                destination,
+            }),
+        });
+        event
     }
 
     /// A read summary: adds its segments to the process's coverage.
@@ -473,6 +489,49 @@ impl Enricher {
     pub fn forget_processes(&mut self, gone: impl Fn(u32) -> bool) {
         self.coverage.retain_processes(|tgid| !gone(tgid));
         self.processes.sweep(BootClock::boot_now_ns());
+    }
+}
+
+/// Where bytes went: the kind by the destination's mode, a file's path
+/// (the watch set's, else what the process's descriptor names now: the
+/// writer is usually still at it), a socket's peer.
+fn destination(
+    pid: u32,
+    fd: i32,
+    key: FileKey,
+    mode: u32,
+    (family, addr, port): (u16, &[u8; 16], u16),
+    watch: &WatchSet,
+) -> Destination {
+    let kind = match mode & S_IFMT {
+        S_IFREG => DestinationKind::File,
+        S_IFIFO => DestinationKind::Pipe,
+        S_IFSOCK => DestinationKind::Socket,
+        _ => DestinationKind::Other,
+    };
+    let path = match kind {
+        DestinationKind::File | DestinationKind::Other => {
+            watch.path_of(&key).map(Text::from).or_else(|| {
+                let link = Path::new("/proc")
+                    .join(pid.to_string())
+                    .join("fd")
+                    .join(fd.to_string());
+                std::fs::read_link(link)
+                    .ok()
+                    .map(|p| Text::from(p.as_path()))
+            })
+        }
+        DestinationKind::Pipe | DestinationKind::Socket => None,
+    };
+    let peer = (kind == DestinationKind::Socket)
+        .then(|| peer_text(family, addr, port))
+        .flatten();
+    Destination {
+        kind,
+        dev: key.dev,
+        ino: key.ino,
+        path,
+        peer,
     }
 }
 

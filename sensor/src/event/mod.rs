@@ -65,11 +65,15 @@ pub enum Action {
     /// A named theft pattern (`detection.id`) matched: built from the
     /// records in `detection.refs`.
     Detection,
+    /// A process that had read watched bytes wrote, sent or connected to a
+    /// destination: its first call there, then each time its total there
+    /// doubled.
+    Send,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -89,6 +93,7 @@ impl Action {
         Action::Copy,
         Action::MemoryRead,
         Action::Detection,
+        Action::Send,
     ];
 }
 
@@ -314,6 +319,7 @@ pub enum AccessDetail {
     },
     Read(ReadSummary),
     Copy(CopyDetail),
+    Send(SendDetail),
     Memory {
         method: MemoryMethod,
         /// `process_vm_readv`: bytes copied; 0 for an attach.
@@ -353,6 +359,31 @@ pub enum CopySyscall {
     Ficlone,
     /// `ioctl(FICLONERANGE)`: a reflink of a range.
     FicloneRange,
+}
+
+/// What a process that had read weights wrote or sent to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendDetail {
+    /// The descriptor of the latest call.
+    pub fd: i32,
+    pub syscall: SendSyscall,
+    /// Bytes written there so far by the process, and calls.
+    pub bytes: u64,
+    pub calls: u64,
+    pub destination: Destination,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendSyscall {
+    Write,
+    Pwrite64,
+    Writev,
+    Pwritev,
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Connect,
 }
 
 /// Where a copy's bytes went.

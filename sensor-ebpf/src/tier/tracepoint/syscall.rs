@@ -15,7 +15,7 @@
 //! known blind spot on kernels that accept them (docs/architecture.md).
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
-use sensor_common::{copy_syscall, memory_method};
+use sensor_common::{copy_syscall, memory_method, send_syscall};
 
 use super::regs::{
     OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX, OFF_REGS_R8,
@@ -27,6 +27,7 @@ use crate::{
     kernel::in_compat_syscall,
     process,
     read::{self, Offset},
+    send,
 };
 
 /// Non-zero: capture ia32 syscalls (`kernel.compat_syscalls`). When zero
@@ -59,6 +60,16 @@ mod native {
     pub const PREADV2: u64 = 327;
     pub const OPENAT2: u64 = 437;
     pub const PIDFD_GETFD: u64 = 438;
+    // Followed for tainted processes only (`send.rs`).
+    pub const WRITE: u64 = 1;
+    pub const PWRITE64: u64 = 18;
+    pub const WRITEV: u64 = 20;
+    pub const CONNECT: u64 = 42;
+    pub const SENDTO: u64 = 44;
+    pub const SENDMSG: u64 = 46;
+    pub const PWRITEV: u64 = 296;
+    pub const SENDMMSG: u64 = 307;
+    pub const PWRITEV2: u64 = 328;
 }
 
 /// ia32 numbers (arch/x86/entry/syscalls/syscall_32.tbl).
@@ -277,7 +288,56 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
     let other_ioctl = (nr == native::IOCTL || nr == ia32::IOCTL) && !is_reflink(regs);
     if followed_at_exit(nr) && !other_ioctl {
         exit_followed(nr, regs, ctx.arg(1));
+    } else if is_send(nr) && holders::current_tainted() {
+        send_exit(nr, regs, ctx.arg(1));
     }
+}
+
+/// Writes, sends and connects (x86-64): followed for tainted processes.
+#[inline(always)]
+fn is_send(nr: u64) -> bool {
+    matches!(
+        nr,
+        native::WRITE
+            | native::PWRITE64
+            | native::WRITEV
+            | native::CONNECT
+            | native::SENDTO
+            | native::SENDMSG
+            | native::PWRITEV
+            | native::SENDMMSG
+            | native::PWRITEV2
+    )
+}
+
+/// A tainted process's write, send or connect: the registers still hold
+/// the arguments (di: the descriptor), `ret` the bytes. ia32 ones are not
+/// followed (docs/detections.md).
+#[inline(never)]
+fn send_exit(nr: u64, regs: u64, ret: i64) {
+    if in_compat_syscall() {
+        return;
+    }
+    let fd = fd_reg(regs, &OFF_REGS_DI);
+    let bytes = if ret > 0 { ret as u64 } else { 0 };
+    let (syscall, bytes, to) = match nr {
+        native::WRITE => (send_syscall::WRITE, bytes, 0),
+        native::PWRITE64 => (send_syscall::PWRITE64, bytes, 0),
+        native::WRITEV => (send_syscall::WRITEV, bytes, 0),
+        native::PWRITEV | native::PWRITEV2 => (send_syscall::PWRITEV, bytes, 0),
+        // sendto(fd, buf, len, flags, dest_addr, addrlen)
+        native::SENDTO => (send_syscall::SENDTO, bytes, reg(regs, &OFF_REGS_R8)),
+        native::SENDMSG => (send_syscall::SENDMSG, bytes, 0),
+        // sendmmsg(fd, msgvec, vlen, flags): ret is the messages sent.
+        native::SENDMMSG => (
+            send_syscall::SENDMMSG,
+            send::mmsg_bytes(reg(regs, &OFF_REGS_SI), ret),
+            0,
+        ),
+        native::CONNECT => (send_syscall::CONNECT, 0, 0),
+        _ => return,
+    };
+    send::sent(fd, syscall, ret, bytes, to);
 }
 
 #[inline(never)]

@@ -191,5 +191,6 @@ fn finding(about: About, detection: Detection) -> Finding {
         severity: Severity::High,
         about,
         detection,
+        file: None,
     }
 }

@@ -1,11 +1,12 @@
 //! `copy`: a watched file's bytes copied in the kernel (`sendfile`,
 //! `splice`, `copy_file_range`, a reflink) to another file, a pipe or a
-//! socket by a process not allowed to read weights.
+//! socket by a process not allowed to read weights; or copied through user
+//! space: read, then written to one destination.
 
-use super::{Context, Detector, Finding, about_file, file_label, process_name};
+use super::{About, Context, Detector, Finding, about_file, file_label, process_name};
 use crate::event::{
     AccessDetail, CopyDetail, CopySyscall, Destination, DestinationKind, Detection, DetectionId,
-    Event, Severity,
+    Event, SendDetail, Severity,
 };
 
 pub struct Copy;
@@ -16,12 +17,14 @@ impl Detector for Copy {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context<'_>) -> Vec<Finding> {
-        let Some(AccessDetail::Copy(copy)) = event.access.as_ref().map(|a| &a.detail) else {
-            return Vec::new();
-        };
         if ctx.trusted.is_some() {
             return Vec::new();
         }
+        let copy = match event.access.as_ref().map(|a| &a.detail) {
+            Some(AccessDetail::Copy(copy)) => copy,
+            Some(AccessDetail::Send(send)) => return through_user_space(event, send, ctx),
+            _ => return Vec::new(),
+        };
         let Some(about) = about_file(event) else {
             return Vec::new();
         };
@@ -42,8 +45,49 @@ impl Detector for Copy {
             severity: Severity::High,
             about,
             detection: d,
+            file: None,
         }]
     }
+}
+
+/// A copy through user space: a process that took watched bytes (or
+/// its parent did) has written at least `detect.copy_share` of them to
+/// one destination (`tar`, `dd`, Python's `shutil.copyfileobj`).
+fn through_user_space(event: &Event, send: &SendDetail, ctx: &Context<'_>) -> Vec<Finding> {
+    let Some(source) = ctx.source else {
+        return Vec::new();
+    };
+    let needed = (source.bytes as f64 * ctx.config.copy_share).ceil() as u64;
+    if send.bytes == 0 || send.bytes < needed.max(1) {
+        return Vec::new();
+    }
+    let from = source.file.path.as_ref().map_or_else(
+        || format!("inode {}", source.file.ino),
+        |p| p.to_lossy().into_owned(),
+    );
+    let mut d = Detection::new(
+        DetectionId::Copy,
+        format!(
+            "{} wrote {} bytes to {} after taking {} bytes of weights (most from {from})",
+            process_name(event),
+            send.bytes,
+            destination_text(&send.destination),
+            source.bytes
+        ),
+    );
+    d.refs = ctx.refs.to_vec();
+    d.bytes = Some(send.bytes);
+    d.share = Some((send.bytes as f64 / source.bytes as f64).min(1.0));
+    d.matched = Some("write".to_owned());
+    vec![Finding {
+        severity: Severity::High,
+        about: About::Destination {
+            dev: send.destination.dev,
+            ino: send.destination.ino,
+        },
+        detection: d,
+        file: Some(source.file.clone()),
+    }]
 }
 
 /// The bytes the first call moved; a whole-file reflink moves none but

@@ -1,14 +1,18 @@
-//! `egress`: watched bytes sent to a network peer outside
-//! `detect.egress_allowed` (today: an in-kernel copy of a watched file to
-//! a connected socket; sends through user space are not followed yet, see
-//! docs/detections.md).
+//! `egress`: a process that took watched bytes (or a child of one) sent
+//! data to, or connected to, a network peer outside
+//! `detect.egress_allowed`: an in-kernel copy into a connected socket, or
+//! a `connect`/`write`/`send*` after reading weights (`curl -T`, `scp`, a
+//! Python socket).
 
 use std::net::SocketAddr;
 
 use super::{
-    Context, Detector, Finding, Trusted, about_file, copy::syscall_name, file_label, process_name,
+    About, Context, Detector, Finding, Trusted, about_file, copy::syscall_name, file_label,
+    process_name,
 };
-use crate::event::{AccessDetail, DestinationKind, Detection, DetectionId, Event, Severity};
+use crate::event::{
+    AccessDetail, Destination, DestinationKind, Detection, DetectionId, Event, Severity,
+};
 
 pub struct Egress;
 
@@ -18,20 +22,47 @@ impl Detector for Egress {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context<'_>) -> Vec<Finding> {
-        let Some(AccessDetail::Copy(copy)) = event.access.as_ref().map(|a| &a.detail) else {
-            return Vec::new();
-        };
-        if ctx.trusted == Some(Trusted::Sensor) || copy.destination.kind != DestinationKind::Socket
-        {
+        if ctx.trusted == Some(Trusted::Sensor) {
             return Vec::new();
         }
-        // A unix socket is not the network (`copy` covers it).
-        let Some(peer) = copy
-            .destination
-            .peer
-            .as_deref()
-            .and_then(|p| p.parse::<SocketAddr>().ok())
-        else {
+        let (destination, bytes, how, about, file) = match event.access.as_ref().map(|a| &a.detail)
+        {
+            Some(AccessDetail::Copy(copy)) => (
+                &copy.destination,
+                copy.bytes,
+                syscall_name(copy.syscall),
+                about_file(event),
+                None,
+            ),
+            Some(AccessDetail::Send(send)) => {
+                // Only a process that took weights is followed; without the
+                // source (lost records) there is nothing to name.
+                let Some(source) = ctx.source else {
+                    return Vec::new();
+                };
+                (
+                    &send.destination,
+                    send.bytes,
+                    "sent",
+                    // A connect and the sends that follow are two findings:
+                    // the warning before any byte, and the bytes.
+                    Some(if send.bytes == 0 {
+                        About::Connect {
+                            dev: send.destination.dev,
+                            ino: send.destination.ino,
+                        }
+                    } else {
+                        About::Destination {
+                            dev: send.destination.dev,
+                            ino: send.destination.ino,
+                        }
+                    }),
+                    Some(source.file.clone()),
+                )
+            }
+            _ => return Vec::new(),
+        };
+        let (Some(peer), Some(about)) = (network_peer(destination), about) else {
             return Vec::new();
         };
         if ctx
@@ -42,25 +73,46 @@ impl Detector for Egress {
         {
             return Vec::new();
         }
-        let Some(about) = about_file(event) else {
-            return Vec::new();
-        };
-        let mut d = Detection::new(
-            DetectionId::Egress,
-            format!(
-                "{} sent {} to {peer} ({})",
-                process_name(event),
-                file_label(event),
-                syscall_name(copy.syscall)
+        let weights = match (&file, ctx.source) {
+            (Some(_), Some(source)) => format!(
+                "{} bytes of weights (most from {})",
+                source.bytes,
+                source
+                    .file
+                    .path
+                    .as_ref()
+                    .map_or_else(|| "?".into(), |p| p.to_lossy().into_owned())
             ),
-        );
+            _ => file_label(event),
+        };
+        let summary = if bytes == 0 {
+            format!(
+                "{}, holding {weights}, connected to {peer}",
+                process_name(event)
+            )
+        } else {
+            format!(
+                "{} sent {weights} to {peer} ({how}, {bytes} bytes)",
+                process_name(event)
+            )
+        };
+        let mut d = Detection::new(DetectionId::Egress, summary);
         d.refs = ctx.refs.to_vec();
-        d.bytes = Some(copy.bytes);
+        d.bytes = Some(bytes);
         d.matched = Some(peer.to_string());
         vec![Finding {
             severity: Severity::Critical,
             about,
             detection: d,
+            file,
         }]
     }
+}
+
+/// A socket destination's IP peer (a unix socket is not the network).
+fn network_peer(d: &Destination) -> Option<SocketAddr> {
+    if d.kind != DestinationKind::Socket {
+        return None;
+    }
+    d.peer.as_deref()?.parse().ok()
 }

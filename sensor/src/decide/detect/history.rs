@@ -53,6 +53,15 @@ impl History {
         refs.clone()
     }
 
+    /// The records kept for `pid` and `other` (a file's `(dev, ino)`).
+    pub fn refs(&self, pid: u32, other: Other) -> Vec<RecordId> {
+        self.by_pid
+            .get(&pid)
+            .and_then(|files| files.get(&other))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn forget(&mut self, pid: u32) {
         if let Some(files) = self.by_pid.remove(&pid) {
             self.pairs -= files.len();

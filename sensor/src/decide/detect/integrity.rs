@@ -339,6 +339,7 @@ pub fn finding(entry: &Entry, check: &Check) -> Option<super::Finding> {
             ino: entry.ino,
         },
         detection: d,
+        file: None,
     })
 }
 

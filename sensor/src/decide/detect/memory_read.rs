@@ -51,6 +51,7 @@ impl Detector for MemoryRead {
             },
             about: About::Process(target.pid),
             detection: d,
+            file: None,
         }]
     }
 }

@@ -16,6 +16,7 @@ pub mod integrity;
 mod limit;
 mod memory_read;
 mod serving_shell;
+mod taken;
 mod transfer_tool;
 pub mod trust;
 mod unexpected_reader;
@@ -41,6 +42,16 @@ pub enum About {
     WeightSet(usize),
     /// Another process (`memory_read`).
     Process(u32),
+    /// Where a write or send went (a file, a pipe, a socket).
+    Destination {
+        dev: u64,
+        ino: u64,
+    },
+    /// A socket connected before any byte was sent on it.
+    Connect {
+        dev: u64,
+        ino: u64,
+    },
 }
 
 /// A detector's conclusion, before the repeat window and the rate limit.
@@ -49,6 +60,8 @@ pub struct Finding {
     pub severity: Severity,
     pub about: About,
     pub detection: Detection,
+    /// The file to name when the record has none (a send's source).
+    pub file: Option<crate::event::File>,
 }
 
 /// What a detector may consult beside the record.
@@ -60,6 +73,8 @@ pub struct Context<'a> {
     /// The ids of the records the process's use of this file produced so
     /// far, this one last.
     pub refs: &'a [RecordId],
+    /// For a write or send: the weights its process (or an ancestor) took.
+    pub source: Option<&'a taken::Source>,
 }
 
 /// One named pattern over the stream of records.
@@ -80,6 +95,7 @@ pub struct Detectors {
     history: history::History,
     limit: limit::Limit,
     writes: integrity::Writes,
+    taken: taken::Taken,
 }
 
 impl Detectors {
@@ -101,6 +117,7 @@ impl Detectors {
             history: history::History::default(),
             limit: limit::Limit::new(config.repeat_window_secs, config.max_per_minute),
             writes: integrity::Writes::default(),
+            taken: taken::Taken::default(),
             config: config.clone(),
         }
     }
@@ -111,6 +128,7 @@ impl Detectors {
         if event.action == Action::Exit {
             if let Some(p) = &event.process {
                 self.history.forget(p.pid);
+                self.taken.forget(p.pid);
                 self.limit.forget(p.pid);
                 self.detectors.iter_mut().for_each(|d| d.forget(p.pid));
             }
@@ -120,11 +138,47 @@ impl Detectors {
             return Vec::new();
         }
         let refs = self.history.record(event);
+        let took_more = self.taken.observe(event);
+        let mut records = self.judge(event, refs, policy);
+        // A write or send usually comes before the read summary of the
+        // bytes it carries (the kernel sums reads until a close): sends
+        // are judged again as their process's weights become known.
+        if let Some(pid) = took_more {
+            for send in self.taken.sends_after(pid) {
+                let refs = send.id.into_iter().collect();
+                records.extend(self.judge(&send, refs, policy));
+            }
+        }
+        if is_send(event) {
+            self.taken.keep_send(event);
+        }
+        records
+    }
+
+    /// Runs every detector on one record; `refs` are its own references.
+    fn judge(
+        &mut self,
+        event: &Event,
+        mut refs: Vec<RecordId>,
+        policy: Option<&Policy>,
+    ) -> Vec<Event> {
+        // A write or send carries no file: the weights its process (or an
+        // ancestor) took are its source, and their records are cited too.
+        let source = is_send(event).then(|| self.taken.source(event)).flatten();
+        if let Some(s) = &source {
+            let mut cited = self.history.refs(s.pid, (s.file.dev, s.file.ino));
+            cited.append(&mut refs);
+            refs = cited;
+        }
         let ctx = Context {
             config: &self.config,
             policy,
-            trusted: self.trust.of(event, policy),
+            trusted: match &source {
+                Some(s) => self.trust.of_file(event, Some(&s.file), policy),
+                None => self.trust.of(event, policy),
+            },
             refs: &refs,
+            source: source.as_ref(),
         };
         let findings: Vec<Finding> = self
             .detectors
@@ -188,6 +242,13 @@ impl Collect for Detectors {
     }
 }
 
+fn is_send(event: &Event) -> bool {
+    matches!(
+        event.access.as_ref().map(|a| &a.detail),
+        Some(AccessDetail::Send(_))
+    )
+}
+
 /// Records the detectors look at: a process doing something to a watched
 /// file or to a process holding weights.
 fn is_access(event: &Event) -> bool {
@@ -200,6 +261,7 @@ fn is_access(event: &Event) -> bool {
                     | AccessDetail::Mmap { .. }
                     | AccessDetail::Copy(_)
                     | AccessDetail::Memory { .. }
+                    | AccessDetail::Send(_)
             )
         )
 }
@@ -213,6 +275,9 @@ fn record(event: &Event, finding: Finding) -> Event {
     record.severity = finding.severity;
     record.policy = None;
     record.detection = Some(finding.detection);
+    if record.file.is_none() {
+        record.file = finding.file;
+    }
     record
 }
 

@@ -76,6 +76,7 @@ impl Detector for ServingShell {
             severity: Severity::High,
             about,
             detection: d,
+            file: None,
         }]
     }
 }

@@ -92,6 +92,7 @@ impl Detector for TransferTool {
             severity: Severity::High,
             about,
             detection: d,
+            file: None,
         }]
     }
 }

@@ -48,6 +48,17 @@ impl Trust {
     /// policy verdict other than `allow` by a rule overrides the GPU role:
     /// a serving process the policy alerts on is not trusted.
     pub fn of(&self, event: &Event, policy: Option<&Policy>) -> Option<Trusted> {
+        self.of_file(event, event.file.as_ref(), policy)
+    }
+
+    /// [`Trust::of`] for a file other than the record's (a send's source:
+    /// a process the policy lets read a model may write what it read).
+    pub fn of_file(
+        &self,
+        event: &Event,
+        file: Option<&crate::event::File>,
+        policy: Option<&Policy>,
+    ) -> Option<Trusted> {
         let process = event.process.as_ref()?;
         if process.exe_id.is_some() && process.exe_id == self.own_exe {
             return Some(Trusted::Sensor);
@@ -58,7 +69,7 @@ impl Trust {
         {
             return Some(Trusted::Configured);
         }
-        let verdict = policy.zip(event.file.as_ref()).and_then(|(policy, file)| {
+        let verdict = policy.zip(file).and_then(|(policy, file)| {
             let key = FileKey {
                 dev: file.dev,
                 ino: file.ino,

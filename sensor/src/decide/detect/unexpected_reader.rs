@@ -34,6 +34,7 @@ impl Detector for UnexpectedReader {
             severity,
             about,
             detection: d,
+            file: None,
         }]
     }
 }

@@ -157,7 +157,7 @@ impl Judge {
             // The copy's bytes are in the read summaries, judged as reads;
             // the copy record is judged as a copy.
             AccessDetail::Copy(_) => &[Operation::Copy],
-            AccessDetail::Close { .. } | AccessDetail::Memory { .. } => {
+            AccessDetail::Close { .. } | AccessDetail::Memory { .. } | AccessDetail::Send(_) => {
                 return None;
             }
         };

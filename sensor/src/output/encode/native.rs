@@ -23,8 +23,8 @@ use crate::{
     event::{
         Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
         DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, OutputCounters, PolicyInfo,
-        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, SensorStatus, Severity,
-        SyscallAbi, Target, Text, Tier, Timestamp,
+        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, SendDetail, SendSyscall,
+        SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -355,6 +355,7 @@ struct WireAccess {
     #[serde(rename = "copy_syscall")]
     copy_syscall: Option<CopySyscall>,
     method: Option<MemoryMethod>,
+    send_syscall: Option<SendSyscall>,
     destination: Option<WireDestination>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
@@ -536,22 +537,50 @@ impl From<&Access> for WireAccess {
                 w.fd_out = Some(c.fd_out);
                 w.copy_syscall = Some(c.syscall);
                 w.bytes = Some(c.bytes);
-                let d = &c.destination;
-                let (path, path_escaped) = match d.path.as_ref().map(text_pair) {
-                    Some((readable, escaped)) => (Some(readable.into_owned()), escaped),
-                    None => (None, None),
-                };
-                w.destination = Some(WireDestination {
-                    kind: d.kind,
-                    dev: kernel_dev_text(d.dev),
-                    ino: d.ino,
-                    path,
-                    path_escaped,
-                    peer: d.peer.clone(),
-                });
+                w.destination = Some(WireDestination::from(&c.destination));
+            }
+            AccessDetail::Send(send) => {
+                w.fd = Some(send.fd);
+                w.send_syscall = Some(send.syscall);
+                w.bytes = Some(send.bytes);
+                w.calls = Some(send.calls);
+                w.destination = Some(WireDestination::from(&send.destination));
             }
         }
         w
+    }
+}
+
+impl From<&Destination> for WireDestination {
+    fn from(d: &Destination) -> Self {
+        let (path, path_escaped) = match d.path.as_ref().map(text_pair) {
+            Some((readable, escaped)) => (Some(readable.into_owned()), escaped),
+            None => (None, None),
+        };
+        WireDestination {
+            kind: d.kind,
+            dev: kernel_dev_text(d.dev),
+            ino: d.ino,
+            path,
+            path_escaped,
+            peer: d.peer.clone(),
+        }
+    }
+}
+
+impl WireDestination {
+    fn into_model(self) -> Result<Destination, DecodeError> {
+        Ok(Destination {
+            kind: self.kind,
+            dev: parse_dev(&self.dev)?,
+            ino: self.ino,
+            path: self
+                .path
+                .as_deref()
+                .map(|p| text_from("access.destination.path", p, self.path_escaped.as_deref()))
+                .transpose()?,
+            peer: self.peer,
+        })
     }
 }
 
@@ -799,7 +828,9 @@ impl WireAccess {
             | Action::Denied
             | Action::Killed
             | Action::Detection => {
-                if self.destination.is_some() {
+                if self.send_syscall.is_some() {
+                    Action::Send
+                } else if self.destination.is_some() {
                     Action::Copy
                 } else if self.method.is_some() {
                     Action::MemoryRead
@@ -843,32 +874,30 @@ impl WireAccess {
                 method: self.method.ok_or(DecodeError::Missing("access.method"))?,
                 bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
             },
-            Action::Copy => {
-                let d = self
+            Action::Copy => AccessDetail::Copy(CopyDetail {
+                fd: fd?,
+                fd_out: self.fd_out.ok_or(DecodeError::Missing("access.fd_out"))?,
+                syscall: self
+                    .copy_syscall
+                    .ok_or(DecodeError::Missing("access.copy_syscall"))?,
+                bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
+                destination: self
                     .destination
-                    .ok_or(DecodeError::Missing("access.destination"))?;
-                AccessDetail::Copy(CopyDetail {
-                    fd: fd?,
-                    fd_out: self.fd_out.ok_or(DecodeError::Missing("access.fd_out"))?,
-                    syscall: self
-                        .copy_syscall
-                        .ok_or(DecodeError::Missing("access.copy_syscall"))?,
-                    bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
-                    destination: Destination {
-                        kind: d.kind,
-                        dev: parse_dev(&d.dev)?,
-                        ino: d.ino,
-                        path: d
-                            .path
-                            .as_deref()
-                            .map(|p| {
-                                text_from("access.destination.path", p, d.path_escaped.as_deref())
-                            })
-                            .transpose()?,
-                        peer: d.peer,
-                    },
-                })
-            }
+                    .ok_or(DecodeError::Missing("access.destination"))?
+                    .into_model()?,
+            }),
+            Action::Send => AccessDetail::Send(SendDetail {
+                fd: fd?,
+                syscall: self
+                    .send_syscall
+                    .ok_or(DecodeError::Missing("access.send_syscall"))?,
+                bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
+                calls: self.calls.ok_or(DecodeError::Missing("access.calls"))?,
+                destination: self
+                    .destination
+                    .ok_or(DecodeError::Missing("access.destination"))?
+                    .into_model()?,
+            }),
             Action::Read => {
                 let time = |field, text: Option<String>| {
                     parse_time(field, &text.ok_or(DecodeError::Missing(field))?)

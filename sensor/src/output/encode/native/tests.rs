@@ -582,3 +582,39 @@ fn detection_records_have_their_shape_and_decode_back() {
         })
     ));
 }
+
+#[test]
+fn send_records_have_their_shape_and_decode_back() {
+    let mut send = base(Action::Send, Some(process()));
+    send.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Send(crate::event::SendDetail {
+            fd: 5,
+            syscall: crate::event::SendSyscall::Sendto,
+            bytes: 1 << 20,
+            calls: 16,
+            destination: Destination {
+                kind: DestinationKind::Socket,
+                dev: 9,
+                ino: 77,
+                path: None,
+                peer: Some("192.0.2.7:443".into()),
+            },
+        }),
+    );
+    let line = encode_all(std::slice::from_ref(&send));
+    assert!(
+        line.contains(
+            "\"access\":{\"fd\":5,\"bytes\":1048576,\"calls\":16,\"send_syscall\":\"sendto\",\
+             \"destination\":{\"type\":\"socket\",\"dev\":\"0:9\",\"ino\":77,\"peer\":\"192.0.2.7:443\"}}"
+        ),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), send);
+    // A detection raised on a send decodes its access as a send.
+    let mut found = send.clone();
+    found.action = Action::Detection;
+    found.detection = Some(Detection::new(DetectionId::Egress, "sent".into()));
+    let line = encode_all(std::slice::from_ref(&found));
+    assert_eq!(decode(line.trim_end()).expect("decodes"), found);
+}
