@@ -12,9 +12,9 @@
 //! no program's instructions change (it is one `exit` in `.text`).
 
 use sensor_common::{
-    CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
-    ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
-    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
+    ChangeEvent, CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent,
+    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemoryEvent, Pending, PolicyFile,
+    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -42,6 +42,8 @@ pub struct SharedTypes {
     pub copy_event: CopyEvent,
     pub copy_key: CopyKey,
     pub memory_event: MemoryEvent,
+    pub change_event: ChangeEvent,
+    pub file_state: FileState,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

@@ -3,8 +3,8 @@
 //! length-checked, so a short or unknown record is an error, never UB.
 
 use sensor_common::{
-    CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, MemoryEvent,
-    ReadEvent, kind,
+    ChangeEvent, CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent,
+    MemoryEvent, ReadEvent, kind,
 };
 
 /// One record from the kernel.
@@ -21,6 +21,7 @@ pub enum KernelEvent {
     Enforce(EnforceEvent),
     Copy(CopyEvent),
     Memory(MemoryEvent),
+    Change(Box<ChangeEvent>),
 }
 
 impl KernelEvent {
@@ -37,6 +38,7 @@ impl KernelEvent {
             KernelEvent::Enforce(e) => &e.header,
             KernelEvent::Copy(e) => &e.header,
             KernelEvent::Memory(e) => &e.header,
+            KernelEvent::Change(e) => &e.header,
         }
     }
 }
@@ -80,6 +82,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::ENFORCE => KernelEvent::Enforce(read(bytes, k)?),
         kind::COPY => KernelEvent::Copy(read(bytes, k)?),
         kind::MEMORY => KernelEvent::Memory(read(bytes, k)?),
+        kind::CHANGE => KernelEvent::Change(Box::new(read(bytes, k)?)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

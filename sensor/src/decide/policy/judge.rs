@@ -154,8 +154,13 @@ impl Judge {
             AccessDetail::Open { .. } => &[Operation::Open],
             AccessDetail::Read(_) => &[Operation::Read],
             AccessDetail::Mmap { .. } => &[Operation::Mmap],
-            // The copy's bytes are in the read summaries, judged as reads.
-            AccessDetail::Close { .. } | AccessDetail::Copy(_) | AccessDetail::Memory { .. } => {
+            // The copy's bytes are in the read summaries, judged as reads;
+            // a write open is judged as its `open` record; path operations
+            // (rename, unlink, truncate) are not judged yet.
+            AccessDetail::Close { .. }
+            | AccessDetail::Copy(_)
+            | AccessDetail::Memory { .. }
+            | AccessDetail::Change(_) => {
                 return None;
             }
         };
