@@ -216,7 +216,17 @@ impl Enricher {
                 Ok(None)
             },
         ) else {
-            return (None, PathOutcome::Unresolved);
+            // Only a name that could be a weight file's is a possible miss.
+            let named = |p: &RawPath| {
+                Path::new(OsStr::from_bytes(p.bytes))
+                    .file_name()
+                    .is_some_and(|n| watch.may_be_weight_name(n))
+            };
+            return if named(&first) || (two_paths && named(&second)) {
+                (None, PathOutcome::Unresolved)
+            } else {
+                (None, PathOutcome::Unwatched)
+            };
         };
         let not_before = c.header.boot_ns.saturating_sub(MATCH_SLACK_NS);
         let weight =

@@ -682,6 +682,12 @@ impl WatchSet {
         self.gone.remove(at)
     }
 
+    /// Whether a file named `name` could be a weight file: its extension
+    /// is a watched one, or it looks like a model blob (`sha256...`).
+    pub fn may_be_weight_name(&self, name: &OsStr) -> bool {
+        self.extensions.matches(name) || name.as_encoded_bytes().starts_with(b"sha256")
+    }
+
     /// The key the index holds `path` (a weight file or a weight-named
     /// link under the roots) under.
     pub fn key_at(&self, path: &Path) -> Option<FileKey> {
