@@ -135,9 +135,13 @@ pub mod kind {
     pub const COPY: u32 = 10;
     /// A process read another's memory, or attached to it ([`MemoryEvent`]).
     pub const MEMORY: u32 = 11;
+    /// A watched file may have been changed: an open for writing or with
+    /// `O_TRUNC`, a truncate, rename, unlink, attribute change or link
+    /// ([`ChangeEvent`]).
+    pub const CHANGE: u32 = 12;
     /// A process that has read watched bytes wrote, sent or connected to a
     /// destination ([`SendEvent`]).
-    pub const SEND: u32 = 12;
+    pub const SEND: u32 = 13;
 }
 
 /// How [`SendEvent`]'s bytes left the process.
@@ -164,6 +168,102 @@ pub mod holder_mark {
     /// Has opened a GPU device: a serving process, whose writes and sends
     /// are not followed (its reads of weights are its job).
     pub const SERVING: u8 = 3;
+}
+
+/// The syscalls a [`ChangeEvent`] reports (x86-64 only).
+pub mod change_syscall {
+    pub const OPEN: u32 = 1;
+    pub const OPENAT: u32 = 2;
+    pub const OPENAT2: u32 = 3;
+    pub const CREAT: u32 = 4;
+    pub const OPEN_BY_HANDLE_AT: u32 = 5;
+    pub const TRUNCATE: u32 = 6;
+    pub const FTRUNCATE: u32 = 7;
+    pub const RENAME: u32 = 8;
+    pub const RENAMEAT: u32 = 9;
+    pub const RENAMEAT2: u32 = 10;
+    pub const UNLINK: u32 = 11;
+    pub const UNLINKAT: u32 = 12;
+    pub const CHMOD: u32 = 13;
+    pub const FCHMOD: u32 = 14;
+    pub const FCHMODAT: u32 = 15;
+    pub const FCHMODAT2: u32 = 16;
+    pub const CHOWN: u32 = 17;
+    pub const FCHOWN: u32 = 18;
+    pub const LCHOWN: u32 = 19;
+    pub const FCHOWNAT: u32 = 20;
+    pub const LINK: u32 = 21;
+    pub const LINKAT: u32 = 22;
+}
+
+/// Bits of [`ChangeEvent::flags`].
+pub mod change_flag {
+    /// `file` is the watched file itself, decided by the kernel from a
+    /// descriptor (opens, `ftruncate`, `fchmod`, `fchown`). Without it the
+    /// record is a path operation the agent resolves: `file` and `base2`
+    /// are then the directories `path` and `path2` are relative to.
+    pub const FILE: u32 = 1;
+    /// `before` holds the file's state at syscall entry.
+    pub const BEFORE: u32 = 2;
+    /// `after` holds the file's state at syscall exit.
+    pub const AFTER: u32 = 4;
+    /// `path` did not fit (or could not be read): it is cut short.
+    pub const PATH_TRUNCATED: u32 = 8;
+    /// The same for `path2`.
+    pub const PATH2_TRUNCATED: u32 = 16;
+}
+
+/// Bytes of each path argument a [`ChangeEvent`] carries.
+pub const CHANGE_PATH_LEN: usize = 256;
+
+/// A file's size and modification time, as the inode held them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileState {
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub _pad: u32,
+}
+
+/// A change to a watched file (descriptor operations, decided in the
+/// kernel), or a path operation the agent resolves against the watch set
+/// (reported for every successful call: the kernel cannot resolve a path
+/// in a syscall tracepoint).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ChangeEvent {
+    pub header: EventHeader,
+    /// One of [`change_syscall`].
+    pub syscall: u32,
+    /// [`change_flag`] bits.
+    pub flags: u32,
+    /// With [`change_flag::FILE`]: the watched file. Otherwise the
+    /// identity of the directory a relative `path` starts from (the
+    /// working directory, or `dirfd`'s); zero for an absolute path.
+    pub file: FileKey,
+    /// The directory a relative `path2` starts from.
+    pub base2: FileKey,
+    pub before: FileState,
+    pub after: FileState,
+    /// Opens: the flags as passed (`O_TRUNC` included); truncates: the
+    /// length; chmod: the mode; chown: the uid; rename, unlink, link and
+    /// the `*at` forms: their flags argument.
+    pub arg: u64,
+    /// chown: the gid; `fchownat`, `fchmodat2`: the flags.
+    pub arg2: u64,
+    /// The descriptor (fd operations) or `dirfd` of `path`
+    /// (`AT_FDCWD` = -100 for the working directory).
+    pub fd: i32,
+    /// `dirfd` of `path2`.
+    pub fd2: i32,
+    /// The syscall's return value.
+    pub ret: i64,
+    /// Bytes of `path` and `path2` used (no NUL).
+    pub path_len: u32,
+    pub path2_len: u32,
+    pub path: [u8; CHANGE_PATH_LEN],
+    pub path2: [u8; CHANGE_PATH_LEN],
 }
 
 /// How [`MemoryEvent`] reached the other process's memory.
@@ -430,6 +530,10 @@ pub mod pending_kind {
     pub const MMAP: u32 = 2;
     /// An in-kernel copy with a watched source, counted as a read.
     pub const COPY: u32 = 3;
+    /// `ftruncate`, `fchmod` or `fchown` of a watched file: its state at
+    /// entry (`file_size`; `offset`, `len`: mtime seconds and
+    /// nanoseconds), reported at exit with the state then.
+    pub const CHANGE: u32 = 5;
     /// A reflink with a watched source: its range counted as read.
     pub const REFLINK: u32 = 4;
 }
@@ -452,7 +556,8 @@ pub struct Pending {
     pub flags: u32,
     /// A copy: the destination descriptor.
     pub out_fd: i32,
-    /// A copy: one of [`copy_syscall`].
+    /// A copy: one of [`copy_syscall`]; a change: one of
+    /// [`change_syscall`].
     pub syscall: u32,
 }
 
@@ -700,6 +805,12 @@ pub mod offset_global {
     pub const MM_ARG_START: &str = "OFF_MM_ARG_START";
     pub const MM_ARG_END: &str = "OFF_MM_ARG_END";
     pub const MM_EXE_FILE: &str = "OFF_MM_EXE_FILE";
+    pub const INODE_MTIME_SEC: &str = "OFF_INODE_MTIME_SEC";
+    pub const INODE_MTIME_NSEC: &str = "OFF_INODE_MTIME_NSEC";
+    pub const TASK_FS: &str = "OFF_TASK_FS";
+    /// `fs_struct.pwd.dentry`: the working directory's dentry.
+    pub const FS_PWD_DENTRY: &str = "OFF_FS_PWD_DENTRY";
+    pub const DENTRY_INODE: &str = "OFF_DENTRY_INODE";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

@@ -228,6 +228,8 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<SendEvent>(), 136);
     assert_eq!(size_of::<SendKey>(), 24);
     assert_eq!(size_of::<SendAgg>(), 24);
+    assert_eq!(size_of::<FileState>(), 24);
+    assert_eq!(size_of::<ChangeEvent>(), 704);
     assert_eq!(size_of::<EventHeader>() + 16, size_of::<ForkEvent>());
     assert_eq!(
         EXEC_FILENAME_LEN + EXEC_ARGS_LEN + 104,
@@ -263,6 +265,7 @@ fn record_kinds_are_distinct_and_non_zero() {
         kind::ENFORCE,
         kind::COPY,
         kind::MEMORY,
+        kind::CHANGE,
     ];
     assert_distinct("kind", &kinds);
     assert_distinct(
@@ -340,7 +343,13 @@ fn reasons_and_pending_kinds_are_distinct_and_non_zero() {
     ];
     assert_distinct("flush_reason", &reasons);
     assert!(!reasons.contains(&0));
-    let pending = [pending_kind::READ, pending_kind::MMAP];
+    let pending = [
+        pending_kind::READ,
+        pending_kind::MMAP,
+        pending_kind::COPY,
+        pending_kind::REFLINK,
+        pending_kind::CHANGE,
+    ];
     assert_distinct("pending_kind", &pending);
     assert!(!pending.contains(&0), "0 must not look like a pending read");
 }
@@ -393,6 +402,11 @@ fn object_names_are_distinct() {
         g::INODE_SB,
         g::INODE_SIZE,
         g::INODE_WINDOW,
+        g::INODE_MTIME_SEC,
+        g::INODE_MTIME_NSEC,
+        g::TASK_FS,
+        g::FS_PWD_DENTRY,
+        g::DENTRY_INODE,
         g::SB_DEV,
         g::MM_ARG_START,
         g::MM_ARG_END,

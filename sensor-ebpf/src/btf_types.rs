@@ -12,9 +12,10 @@
 //! no program's instructions change (it is one `exit` in `.text`).
 
 use sensor_common::{
-    CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
-    ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
-    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry,
+    ChangeEvent, CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent,
+    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemoryEvent, Pending, PolicyFile,
+    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey,
+    WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -45,6 +46,8 @@ pub struct SharedTypes {
     pub send_event: SendEvent,
     pub send_key: SendKey,
     pub send_agg: SendAgg,
+    pub change_event: ChangeEvent,
+    pub file_state: FileState,
 }
 
 /// Never called; exported so that the linker keeps it and its signature.

@@ -40,9 +40,11 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
     entry.submit(0);
 }
 
-/// Reports the descriptor an open returned, if its file is watched.
+/// Reports the descriptor an open returned, if its file is watched; with
+/// `call` (x86-64 opens: the change syscall and the flags as passed), an
+/// open for writing or with `O_TRUNC` is also a change record.
 #[inline(always)]
-pub fn open_exit(ret: i64) {
+pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
     if ret < 0 {
         return;
     }
@@ -57,6 +59,9 @@ pub fn open_exit(ret: i64) {
         holders::mark_current();
         let flags = read_at::<u32>(w.file_ptr, &OFF_FILE_FLAGS).unwrap_or(0);
         send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
+        if let Some((syscall, passed)) = call {
+            crate::change::open_exit(&w, ret as i32, flags, syscall, passed);
+        }
     }
 }
 

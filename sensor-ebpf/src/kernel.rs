@@ -9,7 +9,7 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel},
 };
-use sensor_common::{FileKey, WatchEntry, counter, ino_filter, watch_flag};
+use sensor_common::{FileKey, FileState, WatchEntry, counter, ino_filter, watch_flag};
 
 use crate::maps::{WATCHED, WATCHED_INO_FILTER, count};
 
@@ -57,6 +57,11 @@ offsets!(
     OFF_MM_ARG_START,
     OFF_MM_ARG_END,
     OFF_MM_EXE_FILE,
+    OFF_INODE_MTIME_SEC,
+    OFF_INODE_MTIME_NSEC,
+    OFF_TASK_FS,
+    OFF_FS_PWD_DENTRY,
+    OFF_DENTRY_INODE,
 );
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -253,6 +258,51 @@ fn file_identity(file_ptr: u64) -> Option<(FileKey, u64)> {
         ino: fields.ino,
     };
     Some((key, inode))
+}
+
+/// The size and modification time of `inode`.
+#[inline(always)]
+pub fn inode_state(inode: u64, size: u64) -> FileState {
+    FileState {
+        size,
+        mtime_sec: read_at::<i64>(inode, &OFF_INODE_MTIME_SEC).unwrap_or(0),
+        mtime_nsec: read_at::<u32>(inode, &OFF_INODE_MTIME_NSEC).unwrap_or(0),
+        _pad: 0,
+    }
+}
+
+/// The identity and state of the file at `file_ptr` (a `struct file *`).
+#[inline(always)]
+pub fn file_state(file_ptr: u64) -> Option<(FileKey, FileState)> {
+    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
+    let fields = InodeFields::read(inode)?;
+    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
+    let key = FileKey {
+        dev: dev as u64,
+        ino: fields.ino,
+    };
+    Some((key, inode_state(inode, fields.size)))
+}
+
+/// The identity of the file behind `fd`, watched or not.
+#[inline(always)]
+pub fn fd_key(fd: u64) -> Option<FileKey> {
+    file_identity(file_of_fd(fd)?).map(|(key, _)| key)
+}
+
+/// The identity of the current task's working directory
+/// (`task->fs->pwd.dentry->d_inode`).
+#[inline(always)]
+pub fn cwd_key() -> Option<FileKey> {
+    let fs = read_at::<u64>(current_task(), &OFF_TASK_FS)?;
+    let dentry = read_at::<u64>(fs, &OFF_FS_PWD_DENTRY)?;
+    let inode = read_at::<u64>(dentry, &OFF_DENTRY_INODE)?;
+    let fields = InodeFields::read(inode)?;
+    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
+    Some(FileKey {
+        dev: dev as u64,
+        ino: fields.ino,
+    })
 }
 
 /// The peer of the socket behind `fd`: family, address (network order;

@@ -25,6 +25,7 @@
 
 mod atomic;
 mod btf_types;
+mod change;
 mod emit;
 mod enforce;
 mod file;

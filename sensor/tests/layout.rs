@@ -17,10 +17,10 @@
 use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
-    CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent, ExitEvent,
-    ExitKey, FileEvent, FileKey, ForkEvent, MemoryEvent, Pending, PolicyFile, PolicySlot,
-    ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry,
-    map_name,
+    ChangeEvent, CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent,
+    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemoryEvent, Pending, PolicyFile,
+    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey,
+    WatchEntry, map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -176,6 +176,30 @@ fn shared_layouts() -> Vec<Layout> {
             peer_family,
             peer_port,
             _pad2
+        }),
+        layout!(FileState {
+            size,
+            mtime_sec,
+            mtime_nsec,
+            _pad
+        }),
+        layout!(ChangeEvent {
+            header,
+            syscall,
+            flags,
+            file,
+            base2,
+            before,
+            after,
+            arg,
+            arg2,
+            fd,
+            fd2,
+            ret,
+            path_len,
+            path2_len,
+            path,
+            path2
         }),
         layout!(CopyKey {
             tgid,

@@ -265,6 +265,10 @@ impl Agent {
                 Some(event) => event,
                 None => return,
             },
+            KernelEvent::Change(c) => match self.change(&c) {
+                Some(event) => event,
+                None => return,
+            },
             KernelEvent::Open(f) => self.enrich.file_event(
                 Action::Open,
                 &f.header,
@@ -311,6 +315,27 @@ impl Agent {
             }
         };
         self.emit(event);
+    }
+
+    /// A tampering record. A path operation is resolved after every queued
+    /// inotify event is applied: its own was queued before the kernel sent
+    /// the record.
+    fn change(&mut self, c: &sensor_common::ChangeEvent) -> Option<Event> {
+        if c.flags & sensor_common::change_flag::FILE != 0 {
+            return self.enrich.fd_change(c, &self.watch);
+        }
+        self.health.agent.path_changes.inc();
+        let changes = self.watch.process_inotify(&mut self.kernel.watched);
+        self.log_watch_changes(changes);
+        let (event, outcome) = self.enrich.path_change(c, &mut self.watch);
+        if outcome == crate::enrich::change::PathOutcome::Unresolved {
+            self.health.agent.path_changes_unresolved.inc();
+            tracing::debug!(
+                pid = c.header.tgid,
+                "relative path of a path operation not resolved"
+            );
+        }
+        event
     }
 
     /// Hands an event, and whatever the policy and the detections make of

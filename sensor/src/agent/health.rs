@@ -20,6 +20,8 @@ pub struct AgentCounters {
     pub read_summaries_drained: Counter,
     pub aggregate_map_errors: Counter,
     pub verdict_write_errors: Counter,
+    pub path_changes: Counter,
+    pub path_changes_unresolved: Counter,
 }
 
 impl AgentCounters {
@@ -40,6 +42,14 @@ impl AgentCounters {
             verdict_write_errors: counter(
                 "verdict_write_errors",
                 "process verdicts the kernel tables refused (those processes count as not judged)",
+            ),
+            path_changes: counter(
+                "path_changes",
+                "path operations (rename, unlink, chmod, ...) received from the kernel",
+            ),
+            path_changes_unresolved: counter(
+                "path_changes_unresolved",
+                "path operations whose relative path could not be resolved (process and directory gone): a watched file's change may be missing",
             ),
         }
     }

@@ -117,6 +117,11 @@ impl Enricher {
         }
     }
 
+    /// An event for a kernel record with a process header.
+    pub(super) fn base_event(&mut self, action: Action, h: &EventHeader) -> Event {
+        self.event(action, h.boot_ns, Some(h))
+    }
+
     /// An event with its common fields and, given a header, the process.
     fn event(&mut self, action: Action, boot_ns: u64, h: Option<&EventHeader>) -> Event {
         let mut process = h.map(|h| self.process(&HeaderFields::from(h)));

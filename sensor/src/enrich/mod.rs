@@ -4,6 +4,7 @@
 //! (`coverage`), and wall-clock time for the kernel's boot-based
 //! timestamps (`clock`).
 
+pub mod change;
 pub mod clock;
 pub mod coverage;
 pub mod events;

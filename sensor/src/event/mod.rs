@@ -69,11 +69,25 @@ pub enum Action {
     /// destination: its first call there, then each time its total there
     /// doubled.
     Send,
+    /// A watched file was opened for writing (no `O_TRUNC`).
+    WriteOpen,
+    /// A watched file was truncated: `truncate`, `ftruncate`, or an open
+    /// with `O_TRUNC`.
+    Truncate,
+    /// A watched file was renamed (within the roots or away), or another
+    /// file was renamed over it.
+    Rename,
+    /// A watched file's name was removed.
+    Unlink,
+    /// A watched file's mode or owner changed.
+    SetAttributes,
+    /// A new hard link to a watched file.
+    Link,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 26] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -94,7 +108,26 @@ impl Action {
         Action::MemoryRead,
         Action::Detection,
         Action::Send,
+        Action::WriteOpen,
+        Action::Truncate,
+        Action::Rename,
+        Action::Unlink,
+        Action::SetAttributes,
+        Action::Link,
     ];
+
+    /// The tampering actions (`AccessDetail::Change`).
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            Action::WriteOpen
+                | Action::Truncate
+                | Action::Rename
+                | Action::Unlink
+                | Action::SetAttributes
+                | Action::Link
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -325,6 +358,119 @@ pub enum AccessDetail {
         /// `process_vm_readv`: bytes copied; 0 for an attach.
         bytes: u64,
     },
+    /// A tampering action (write open, truncate, rename, unlink,
+    /// attribute change, link).
+    Change(Box<ChangeDetail>),
+}
+
+/// How a watched file was changed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangeDetail {
+    pub syscall: ChangeSyscall,
+    /// The descriptor, for descriptor operations (opens, `ftruncate`,
+    /// `fchmod`, `fchown`).
+    pub fd: Option<i32>,
+    /// Opens: the flags as passed (`O_TRUNC`, `O_CREAT` included);
+    /// `renameat2`, `linkat`, `unlinkat`, `fchmodat2`, `fchownat`: their
+    /// flags argument, when not 0.
+    pub flags: Option<u32>,
+    /// chmod family: the new mode.
+    pub mode: Option<u32>,
+    /// chown family: the new owner and group (`u32::MAX`: unchanged).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// truncate, ftruncate: the length asked for.
+    pub length: Option<u64>,
+    /// The file's state before and after; `after` is absent for unlink
+    /// and when the agent could not see it.
+    pub before: Option<FileState>,
+    pub after: Option<FileState>,
+    /// rename, link: the path the call named as the source and the
+    /// destination (resolved to absolute paths where the agent could).
+    pub old_path: Option<Text>,
+    pub new_path: Option<Text>,
+    /// rename over a watched file: the file that was replaced.
+    pub replaced: Option<Replaced>,
+    /// The syscall's return value (`0`, a descriptor, or `-errno`).
+    pub result: i64,
+}
+
+/// A file's identity and state at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileState {
+    pub ino: u64,
+    pub size: u64,
+    /// Modification time; `None` when the source did not have it.
+    pub mtime: Option<Timestamp>,
+}
+
+/// A watched file a rename replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replaced {
+    pub path: Option<Text>,
+    pub dev: u64,
+    pub state: FileState,
+}
+
+/// The syscalls behind a tampering action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSyscall {
+    Open,
+    #[default]
+    Openat,
+    Openat2,
+    Creat,
+    OpenByHandleAt,
+    Truncate,
+    Ftruncate,
+    Rename,
+    Renameat,
+    Renameat2,
+    Unlink,
+    Unlinkat,
+    Chmod,
+    Fchmod,
+    Fchmodat,
+    Fchmodat2,
+    Chown,
+    Fchown,
+    Lchown,
+    Fchownat,
+    Link,
+    Linkat,
+}
+
+impl ChangeSyscall {
+    /// From `sensor_common::change_syscall`.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        use sensor_common::change_syscall as c;
+        Some(match raw {
+            c::OPEN => Self::Open,
+            c::OPENAT => Self::Openat,
+            c::OPENAT2 => Self::Openat2,
+            c::CREAT => Self::Creat,
+            c::OPEN_BY_HANDLE_AT => Self::OpenByHandleAt,
+            c::TRUNCATE => Self::Truncate,
+            c::FTRUNCATE => Self::Ftruncate,
+            c::RENAME => Self::Rename,
+            c::RENAMEAT => Self::Renameat,
+            c::RENAMEAT2 => Self::Renameat2,
+            c::UNLINK => Self::Unlink,
+            c::UNLINKAT => Self::Unlinkat,
+            c::CHMOD => Self::Chmod,
+            c::FCHMOD => Self::Fchmod,
+            c::FCHMODAT => Self::Fchmodat,
+            c::FCHMODAT2 => Self::Fchmodat2,
+            c::CHOWN => Self::Chown,
+            c::FCHOWN => Self::Fchown,
+            c::LCHOWN => Self::Lchown,
+            c::FCHOWNAT => Self::Fchownat,
+            c::LINK => Self::Link,
+            c::LINKAT => Self::Linkat,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

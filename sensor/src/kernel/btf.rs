@@ -80,6 +80,9 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::MM_ARG_START, "mm_struct", "arg_start"),
     (g::MM_ARG_END, "mm_struct", "arg_end"),
     (g::MM_EXE_FILE, "mm_struct", "exe_file"),
+    // Tampering: the working directory a relative path starts from.
+    (g::TASK_FS, "task_struct", "fs"),
+    (g::DENTRY_INODE, "dentry", "d_inode"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),
@@ -104,7 +107,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 2);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 5);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -112,6 +115,12 @@ impl KernelOffsets {
         let status = member_offset(btf, "task_struct", "thread_info")?
             + member_offset(btf, "thread_info", "status")?;
         globals.push((g::TASK_TI_STATUS, status));
+        let pwd_dentry =
+            member_offset(btf, "fs_struct", "pwd")? + member_offset(btf, "path", "dentry")?;
+        globals.push((g::FS_PWD_DENTRY, pwd_dentry));
+        let (mtime_sec, mtime_nsec) = mtime_offsets(btf)?;
+        globals.push((g::INODE_MTIME_SEC, mtime_sec));
+        globals.push((g::INODE_MTIME_NSEC, mtime_nsec));
         let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
             .iter()
             .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
@@ -128,6 +137,24 @@ impl KernelOffsets {
             .find(|(name, _)| *name == global)
             .map(|&(_, v)| v)
     }
+}
+
+/// Where an inode keeps its modification time: `i_mtime_sec` and
+/// `i_mtime_nsec` since 6.7, a `struct timespec64` called `__i_mtime`
+/// (6.6) or `i_mtime` before (the nanoseconds' low 32 bits are read).
+fn mtime_offsets(btf: &Btf) -> Result<(u64, u64), BtfError> {
+    if let (Ok(sec), Ok(nsec)) = (
+        member_offset(btf, "inode", "i_mtime_sec"),
+        member_offset(btf, "inode", "i_mtime_nsec"),
+    ) {
+        return Ok((sec, nsec));
+    }
+    let base = member_offset(btf, "inode", "__i_mtime")
+        .or_else(|_| member_offset(btf, "inode", "i_mtime"))?;
+    Ok((
+        base + member_offset(btf, "timespec64", "tv_sec")?,
+        base + member_offset(btf, "timespec64", "tv_nsec")?,
+    ))
 }
 
 /// Byte offset of `member` in `struct strukt`, looking through anonymous
@@ -222,7 +249,7 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 2);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 5);
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");

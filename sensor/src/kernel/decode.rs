@@ -3,8 +3,8 @@
 //! length-checked, so a short or unknown record is an error, never UB.
 
 use sensor_common::{
-    CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, MemoryEvent,
-    ReadEvent, SendEvent, kind,
+    ChangeEvent, CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent,
+    MemoryEvent, ReadEvent, SendEvent, kind,
 };
 
 /// One record from the kernel.
@@ -22,6 +22,7 @@ pub enum KernelEvent {
     Copy(CopyEvent),
     Memory(MemoryEvent),
     Send(SendEvent),
+    Change(Box<ChangeEvent>),
 }
 
 impl KernelEvent {
@@ -39,6 +40,7 @@ impl KernelEvent {
             KernelEvent::Copy(e) => &e.header,
             KernelEvent::Memory(e) => &e.header,
             KernelEvent::Send(e) => &e.header,
+            KernelEvent::Change(e) => &e.header,
         }
     }
 }
@@ -83,6 +85,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::COPY => KernelEvent::Copy(read(bytes, k)?),
         kind::MEMORY => KernelEvent::Memory(read(bytes, k)?),
         kind::SEND => KernelEvent::Send(read(bytes, k)?),
+        kind::CHANGE => KernelEvent::Change(Box::new(read(bytes, k)?)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

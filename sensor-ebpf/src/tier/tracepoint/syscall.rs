@@ -15,13 +15,14 @@
 //! known blind spot on kernels that accept them (docs/architecture.md).
 
 use aya_ebpf::{Global, helpers::bpf_probe_read_user, programs::BtfTracePointContext};
-use sensor_common::{copy_syscall, memory_method, send_syscall};
+use sensor_common::{change_syscall as cs, copy_syscall, memory_method, send_syscall};
 
 use super::regs::{
     OFF_REGS_BP, OFF_REGS_BX, OFF_REGS_CX, OFF_REGS_DI, OFF_REGS_DX, OFF_REGS_ORIG_AX, OFF_REGS_R8,
     OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, fd_reg, reg, reg32,
 };
 use crate::{
+    change::{self, AT_FDCWD, PassedFlags, PathArg},
     file::{self, MmapArgs},
     holders,
     kernel::in_compat_syscall,
@@ -70,6 +71,24 @@ mod native {
     pub const PWRITEV: u64 = 296;
     pub const SENDMMSG: u64 = 307;
     pub const PWRITEV2: u64 = 328;
+    // Tampering (`change.rs`).
+    pub const TRUNCATE: u64 = 76;
+    pub const FTRUNCATE: u64 = 77;
+    pub const RENAME: u64 = 82;
+    pub const LINK: u64 = 86;
+    pub const UNLINK: u64 = 87;
+    pub const CHMOD: u64 = 90;
+    pub const FCHMOD: u64 = 91;
+    pub const CHOWN: u64 = 92;
+    pub const FCHOWN: u64 = 93;
+    pub const LCHOWN: u64 = 94;
+    pub const FCHOWNAT: u64 = 260;
+    pub const UNLINKAT: u64 = 263;
+    pub const RENAMEAT: u64 = 264;
+    pub const LINKAT: u64 = 265;
+    pub const FCHMODAT: u64 = 268;
+    pub const RENAMEAT2: u64 = 316;
+    pub const FCHMODAT2: u64 = 452;
 }
 
 /// ia32 numbers (arch/x86/entry/syscalls/syscall_32.tbl).
@@ -123,6 +142,9 @@ fn followed_at_entry(nr: u64) -> bool {
             | native::SENDFILE
             | native::SPLICE
             | native::COPY_FILE_RANGE
+            | native::FTRUNCATE
+            | native::FCHMOD
+            | native::FCHOWN
     );
     let ia32 = matches!(
         nr,
@@ -166,6 +188,9 @@ fn followed_at_exit(nr: u64) -> bool {
             | native::IOCTL
             | native::PTRACE
             | native::PROCESS_VM_READV
+            | native::FTRUNCATE
+            | native::FCHMOD
+            | native::FCHOWN
     );
     let ia32 = matches!(
         nr,
@@ -286,7 +311,12 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
     // The registers still hold the arguments: only a reflink ioctl can
     // have left a pending entry.
     let other_ioctl = (nr == native::IOCTL || nr == ia32::IOCTL) && !is_reflink(regs);
-    if followed_at_exit(nr) && !other_ioctl {
+    // Path operations are called from here, not through `exit_followed`:
+    // one call level less keeps the combined stack under 512 bytes on
+    // kernels without private stacks (6.1 counted 640).
+    if is_path_change(nr) && !in_compat_syscall() {
+        path_change_exit(nr, regs, ctx.arg(1));
+    } else if followed_at_exit(nr) && !other_ioctl {
         exit_followed(nr, regs, ctx.arg(1));
     } else if is_send(nr) && holders::current_tainted() {
         send_exit(nr, regs, ctx.arg(1));
@@ -379,6 +409,10 @@ fn native_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_DI), offset);
         }
         native::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_DI)),
+        // ftruncate(fd, length), fchmod(fd, mode), fchown(fd, uid, gid)
+        native::FTRUNCATE => change::fd_enter(fd_reg(regs, &OFF_REGS_DI), cs::FTRUNCATE),
+        native::FCHMOD => change::fd_enter(fd_reg(regs, &OFF_REGS_DI), cs::FCHMOD),
+        native::FCHOWN => change::fd_enter(fd_reg(regs, &OFF_REGS_DI), cs::FCHOWN),
         // ioctl(fd, cmd, arg)
         native::IOCTL => reflink_enter(
             fd_reg(regs, &OFF_REGS_DI),
@@ -427,11 +461,32 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
         ),
         // ptrace(request, pid, ...)
         native::PTRACE if ret == 0 => ptrace_exit(reg(regs, &OFF_REGS_DI), reg(regs, &OFF_REGS_SI)),
-        native::OPEN
-        | native::CREAT
-        | native::OPENAT
-        | native::OPENAT2
-        | native::OPEN_BY_HANDLE_AT => file::open_exit(ret),
+        // open(path, flags, mode), creat(path, mode), openat(dfd, path,
+        // flags, mode), openat2(dfd, path, how, size),
+        // open_by_handle_at(mount_fd, handle, flags)
+        native::OPEN => file::open_exit(
+            ret,
+            Some((cs::OPEN, PassedFlags::Value(reg(regs, &OFF_REGS_SI)))),
+        ),
+        // O_CREAT | O_WRONLY | O_TRUNC
+        native::CREAT => file::open_exit(ret, Some((cs::CREAT, PassedFlags::Value(0o1101)))),
+        native::OPENAT => file::open_exit(
+            ret,
+            Some((cs::OPENAT, PassedFlags::Value(reg(regs, &OFF_REGS_DX)))),
+        ),
+        native::OPENAT2 => file::open_exit(
+            ret,
+            Some((cs::OPENAT2, PassedFlags::OpenHow(reg(regs, &OFF_REGS_DX)))),
+        ),
+        native::OPEN_BY_HANDLE_AT => file::open_exit(
+            ret,
+            Some((
+                cs::OPEN_BY_HANDLE_AT,
+                PassedFlags::Value(reg(regs, &OFF_REGS_DX)),
+            )),
+        ),
+        native::FTRUNCATE | native::FCHMOD => change::fd_exit(ret, reg(regs, &OFF_REGS_SI), 0),
+        native::FCHOWN => change::fd_exit(ret, reg(regs, &OFF_REGS_SI), reg(regs, &OFF_REGS_DX)),
         native::READV
         | native::PREADV
         | native::PREADV2
@@ -443,6 +498,80 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
         native::RECVMSG | native::RECVMMSG | native::PIDFD_GETFD | native::FANOTIFY_INIT => {
             holders::acquired_descriptors(ret)
         }
+        _ => {}
+    }
+}
+
+/// x86-64 path operations (`change.rs`): reported when they succeed.
+#[inline(always)]
+fn is_path_change(nr: u64) -> bool {
+    matches!(
+        nr,
+        native::TRUNCATE
+            | native::RENAME
+            | native::LINK
+            | native::UNLINK
+            | native::CHMOD
+            | native::CHOWN
+            | native::LCHOWN
+            | native::FCHOWNAT
+            | native::UNLINKAT
+            | native::RENAMEAT
+            | native::LINKAT
+            | native::FCHMODAT
+            | native::RENAMEAT2
+            | native::FCHMODAT2
+    )
+}
+
+/// A path operation returning: its arguments are still in the registers
+/// (di, si, dx, r10, r8).
+#[inline(never)]
+fn path_change_exit(nr: u64, regs: u64, ret: i64) {
+    if ret != 0 {
+        return;
+    }
+    let a = |off| reg(regs, off);
+    let cwd = |ptr| PathArg {
+        dirfd: AT_FDCWD,
+        ptr,
+    };
+    let at = |dirfd: u64, ptr| PathArg {
+        dirfd: dirfd as u32 as i32,
+        ptr,
+    };
+    let none = PathArg { dirfd: 0, ptr: 0 };
+    let (di, si, dx, r10, r8) = (
+        a(&OFF_REGS_DI),
+        a(&OFF_REGS_SI),
+        a(&OFF_REGS_DX),
+        a(&OFF_REGS_R10),
+        a(&OFF_REGS_R8),
+    );
+    match nr {
+        native::TRUNCATE => change::path_exit(ret, cs::TRUNCATE, cwd(di), none, si, 0),
+        native::RENAME => change::path_exit(ret, cs::RENAME, cwd(di), cwd(si), 0, 0),
+        native::RENAMEAT => change::path_exit(ret, cs::RENAMEAT, at(di, si), at(dx, r10), 0, 0),
+        native::RENAMEAT2 => change::path_exit(ret, cs::RENAMEAT2, at(di, si), at(dx, r10), r8, 0),
+        native::UNLINK => change::path_exit(ret, cs::UNLINK, cwd(di), none, 0, 0),
+        native::UNLINKAT => change::path_exit(ret, cs::UNLINKAT, at(di, si), none, dx, 0),
+        native::CHMOD => change::path_exit(ret, cs::CHMOD, cwd(di), none, si, 0),
+        native::FCHMODAT => change::path_exit(ret, cs::FCHMODAT, at(di, si), none, dx, 0),
+        native::FCHMODAT2 => change::path_exit(ret, cs::FCHMODAT2, at(di, si), none, dx, r10),
+        native::CHOWN => change::path_exit(ret, cs::CHOWN, cwd(di), none, si, dx),
+        native::LCHOWN => change::path_exit(ret, cs::LCHOWN, cwd(di), none, si, dx),
+        // fchownat(dfd, path, uid, gid, flags): the flags ride in arg2's
+        // upper half.
+        native::FCHOWNAT => change::path_exit(
+            ret,
+            cs::FCHOWNAT,
+            at(di, si),
+            none,
+            dx,
+            (r10 & 0xffff_ffff) | (r8 << 32),
+        ),
+        native::LINK => change::path_exit(ret, cs::LINK, cwd(di), cwd(si), 0, 0),
+        native::LINKAT => change::path_exit(ret, cs::LINKAT, at(di, si), at(dx, r10), r8, 0),
         _ => {}
     }
 }
@@ -620,7 +749,7 @@ fn ia32_exit(nr: u64, regs: u64, ret: i64) {
         ia32::PTRACE if ret == 0 => {
             ptrace_exit(reg32(regs, &OFF_REGS_BX), reg32(regs, &OFF_REGS_CX))
         }
-        _ if ia32_is_open(nr) => file::open_exit(ret),
+        _ if ia32_is_open(nr) => file::open_exit(ret, None),
         ia32::READ
         | ia32::READV
         | ia32::PREAD64

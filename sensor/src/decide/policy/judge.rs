@@ -155,9 +155,14 @@ impl Judge {
             AccessDetail::Read(_) => &[Operation::Read],
             AccessDetail::Mmap { .. } => &[Operation::Mmap],
             // The copy's bytes are in the read summaries, judged as reads;
-            // the copy record is judged as a copy.
+            // the copy record is judged as a copy; a write open is judged
+            // as its `open` record; path operations (rename, unlink,
+            // truncate) are not judged yet.
             AccessDetail::Copy(_) => &[Operation::Copy],
-            AccessDetail::Close { .. } | AccessDetail::Memory { .. } | AccessDetail::Send(_) => {
+            AccessDetail::Close { .. }
+            | AccessDetail::Memory { .. }
+            | AccessDetail::Send(_)
+            | AccessDetail::Change(_) => {
                 return None;
             }
         };

@@ -40,6 +40,8 @@ impl Paths {
 struct Entry {
     paths: Paths,
     size: u64,
+    /// Modification time when last seen, ns since the epoch.
+    mtime_ns: i64,
 }
 
 /// Keys whose paths share one hash value; a multiset, so the rare
@@ -98,6 +100,11 @@ impl<S: BuildHasher> Index<S> {
         self.files.get(key).map(|e| e.size)
     }
 
+    /// Size and modification time (ns) when last seen.
+    pub(super) fn state(&self, key: &FileKey) -> Option<(u64, i64)> {
+        self.files.get(key).map(|e| (e.size, e.mtime_ns))
+    }
+
     /// The key `path` is indexed under, if any.
     pub(super) fn key_of(&self, path: &Path) -> Option<FileKey> {
         let hash = self.hasher.hash_one(path);
@@ -111,11 +118,12 @@ impl<S: BuildHasher> Index<S> {
     /// Indexes `path` under `key`, or only refreshes the size when it is
     /// already there. Returns whether the path was new. The caller must
     /// first remove `path` from any other key (see [`Self::key_of`]).
-    pub(super) fn insert(&mut self, key: FileKey, path: PathBuf, size: u64) -> bool {
+    pub(super) fn insert(&mut self, key: FileKey, path: PathBuf, size: u64, mtime_ns: i64) -> bool {
         let hash = self.hasher.hash_one(&path);
         match self.files.get_mut(&key) {
             Some(entry) => {
                 entry.size = size;
+                entry.mtime_ns = mtime_ns;
                 if entry.paths.as_slice().contains(&path) {
                     return false;
                 }
@@ -133,6 +141,7 @@ impl<S: BuildHasher> Index<S> {
                     Entry {
                         paths: Paths::One(path),
                         size,
+                        mtime_ns,
                     },
                 );
             }
@@ -320,10 +329,10 @@ mod tests {
     }
 
     fn exercise<S: BuildHasher>(mut index: Index<S>) {
-        assert!(index.insert(key(1), PathBuf::from("/m/a.gguf"), 10));
-        assert!(index.insert(key(1), PathBuf::from("/m/link.gguf"), 11));
-        assert!(!index.insert(key(1), PathBuf::from("/m/a.gguf"), 12));
-        assert!(index.insert(key(2), PathBuf::from("/m/b.gguf"), 20));
+        assert!(index.insert(key(1), PathBuf::from("/m/a.gguf"), 10, 0));
+        assert!(index.insert(key(1), PathBuf::from("/m/link.gguf"), 11, 0));
+        assert!(!index.insert(key(1), PathBuf::from("/m/a.gguf"), 12, 0));
+        assert!(index.insert(key(2), PathBuf::from("/m/b.gguf"), 20, 0));
         assert_eq!(index.len(), 2);
         assert_eq!(index.path_count(), 3);
         assert_eq!(index.size(&key(1)), Some(12));

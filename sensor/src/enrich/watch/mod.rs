@@ -63,9 +63,9 @@ mod index;
 mod pattern;
 mod scan;
 
-pub use scan::{identity, key_of};
+pub use scan::{identity, key_of, mtime_ns};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -323,8 +323,35 @@ pub struct WatchSet {
     /// The policy's files, watched wherever they are and whatever their
     /// names ([`WatchSet::pin_policy_files`]).
     pinned: HashMap<FileKey, PathBuf>,
+    /// Paths that recently left the index, newest last, with the inode's
+    /// state then: what a tampering record (unlink, rename) needs after the
+    /// change it reports has been applied ([`WatchSet::take_gone`]).
+    gone: VecDeque<Gone>,
+    /// Per key, the state a refresh (a close after a write, a rescan)
+    /// replaced, with when (CLOCK_BOOTTIME): the state before a change
+    /// whose refresh came first ([`WatchSet::state_before`]).
+    replaced_states: HashMap<FileKey, (u64, i64, u64)>,
     counters: Counters,
 }
+
+/// A watched path that left the index (deleted, renamed, replaced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    pub key: FileKey,
+    pub path: PathBuf,
+    /// The inode's size and modification time (ns) when last seen.
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// CLOCK_BOOTTIME when the agent applied the removal.
+    pub boot_ns: u64,
+}
+
+/// How many removals, and for how long, [`WatchSet::take_gone`] can
+/// answer for: the kernel's record of a change reaches the agent within
+/// 0.1 s unless the agent is far behind (then the record says who, but
+/// not which file: counted by the caller).
+const GONE_MAX: usize = 4096;
+const GONE_NS: u64 = 60_000_000_000;
 
 #[derive(Debug)]
 struct Root {
@@ -503,6 +530,8 @@ impl WatchSet {
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
             pinned: HashMap::new(),
+            gone: VecDeque::new(),
+            replaced_states: HashMap::new(),
             counters: Counters::default(),
         };
 
@@ -662,6 +691,59 @@ impl WatchSet {
             .keys()
             .filter(|key| !self.index.contains(key))
             .count()
+    }
+
+    /// Takes the oldest removal of `path` applied at or after `not_before`
+    /// (CLOCK_BOOTTIME ns): the one a change made then caused.
+    pub fn take_gone(&mut self, path: &Path, not_before: u64) -> Option<Gone> {
+        let at = self
+            .gone
+            .iter()
+            .position(|g| g.boot_ns >= not_before && g.path == path)?;
+        self.gone.remove(at)
+    }
+
+    /// Whether a file named `name` could be a weight file: its extension
+    /// is a watched one, or it looks like a model blob (`sha256...`).
+    pub fn may_be_weight_name(&self, name: &OsStr) -> bool {
+        self.extensions.matches(name) || name.as_encoded_bytes().starts_with(b"sha256")
+    }
+
+    /// The key the index holds `path` (a weight file or a weight-named
+    /// link under the roots) under.
+    pub fn key_at(&self, path: &Path) -> Option<FileKey> {
+        self.index.key_of(path)
+    }
+
+    /// A weight file's size and modification time (ns) as the watch set
+    /// last saw them (its walk, or the last close after a write).
+    pub fn state_of(&self, key: &FileKey) -> Option<(u64, i64)> {
+        self.index.state(key)
+    }
+
+    /// A weight file's state before a change made at `boot_ns`: the one a
+    /// refresh applied after that instant replaced, else the current one.
+    pub fn state_before(&self, key: &FileKey, boot_ns: u64) -> Option<(u64, i64)> {
+        match self.replaced_states.get(key) {
+            Some(&(size, mtime, at)) if at >= boot_ns => Some((size, mtime)),
+            _ => self.index.state(key),
+        }
+    }
+
+    /// The path of a directory under watch (or a root's ancestor) with
+    /// identity `key`: where a relative path of a process that is gone
+    /// started. Stats each candidate: for the rare record that needs it.
+    pub fn dir_path(&self, key: &FileKey) -> Option<PathBuf> {
+        let ancestors = self
+            .roots
+            .iter()
+            .flat_map(|r| r.path.ancestors().skip(1).map(Path::to_path_buf));
+        self.dirs
+            .values()
+            .filter(|d| d.tree)
+            .map(|d| d.path.clone())
+            .chain(ancestors)
+            .find(|p| identity(p) == Some(*key))
     }
 
     pub fn is_gpu_device(&self, key: &FileKey) -> bool {
@@ -921,9 +1003,7 @@ impl WatchSet {
                 Ok(link) => {
                     self.links.set(path.to_path_buf(), link.target);
                     match link.found {
-                        Some(Found { key, size }) => {
-                            self.add_path(key, path.to_path_buf(), size, batch);
-                        }
+                        Some(found) => self.add_path(found, path.to_path_buf(), batch),
                         None => self.unindex(indexed, path, batch),
                     }
                 }
@@ -943,7 +1023,7 @@ impl WatchSet {
             },
             Ok(meta) if meta.is_file() && weight_file => {
                 self.links.remove(path);
-                self.add_path(key_of(&meta), path.to_path_buf(), meta.len(), batch);
+                self.add_path(Found::of(&meta), path.to_path_buf(), batch);
             }
             Ok(_) => {
                 self.links.remove(path);
@@ -1072,8 +1152,8 @@ impl WatchSet {
         let (linked, own): (Vec<_>, Vec<_>) = files
             .into_iter()
             .partition(|(path, _)| links.contains_key(path));
-        for (path, Found { key, size }) in own.into_iter().chain(linked) {
-            self.add_path(key, path, size, batch);
+        for (path, found) in own.into_iter().chain(linked) {
+            self.add_path(found, path, batch);
         }
     }
 
@@ -1140,11 +1220,25 @@ impl WatchSet {
         }
     }
 
-    fn add_path(&mut self, key: FileKey, path: PathBuf, size: u64, batch: &mut Batch) {
+    fn add_path(&mut self, found: Found, path: PathBuf, batch: &mut Batch) {
+        let Found {
+            key,
+            size,
+            mtime_ns,
+        } = found;
         match self.index.key_of(&path) {
             Some(old) if old == key => {
                 // Same file: refresh the size (written since, or a rescan).
-                self.index.insert(key, path, size);
+                if let Some((old_size, old_mtime)) = self.index.state(&key)
+                    && (old_size, old_mtime) != (size, mtime_ns)
+                {
+                    if self.replaced_states.len() >= GONE_MAX {
+                        self.replaced_states.clear();
+                    }
+                    let now = super::clock::BootClock::boot_now_ns();
+                    self.replaced_states.insert(key, (old_size, old_mtime, now));
+                }
+                self.index.insert(key, path, size, mtime_ns);
                 return;
             }
             // A different inode now lives at this path (replaced by rename).
@@ -1153,14 +1247,37 @@ impl WatchSet {
         }
         batch.touch(key, self.flags_of(&key));
         batch.op(key, &path, true);
-        self.index.insert(key, path, size);
+        self.index.insert(key, path, size, mtime_ns);
     }
 
     fn remove_path(&mut self, key: FileKey, path: &Path, batch: &mut Batch) {
         batch.touch(key, self.flags_of(&key));
+        let state = self.index.state(&key);
         if let Some(removed) = self.index.remove(&key, path) {
+            if let Some((size, mtime_ns)) = state {
+                self.remember_gone(key, removed.clone(), size, mtime_ns);
+            }
             batch.op(key, &removed, false);
         }
+    }
+
+    fn remember_gone(&mut self, key: FileKey, path: PathBuf, size: u64, mtime_ns: i64) {
+        let now = super::clock::BootClock::boot_now_ns();
+        while self.gone.len() >= GONE_MAX
+            || self
+                .gone
+                .front()
+                .is_some_and(|g| now.saturating_sub(g.boot_ns) > GONE_NS)
+        {
+            self.gone.pop_front();
+        }
+        self.gone.push_back(Gone {
+            key,
+            path,
+            size,
+            mtime_ns,
+            boot_ns: now,
+        });
     }
 
     /// Walks everything again and reconciles the index with it.

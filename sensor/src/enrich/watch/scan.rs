@@ -31,6 +31,25 @@ use super::pattern::Extensions;
 pub(super) struct Found {
     pub(super) key: FileKey,
     pub(super) size: u64,
+    /// Modification time, ns since the epoch.
+    pub(super) mtime_ns: i64,
+}
+
+impl Found {
+    pub(super) fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            key: key_of(meta),
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+        }
+    }
+}
+
+/// A file's modification time in ns since the epoch.
+pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 /// One inotify watch. A directory can be both under a root and a GPU
@@ -117,10 +136,7 @@ pub(super) fn read_weight_link(path: &Path) -> io::Result<WeightLink> {
     let raw = fs::read_link(path)?;
     let target = link_target(path, &raw);
     let found = match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Some(Found {
-            key: key_of(&meta),
-            size: meta.len(),
-        }),
+        Ok(meta) if meta.is_file() => Some(Found::of(&meta)),
         Ok(_) => {
             debug!(path = %path.display(), target = %raw.display(), "weight-named link does not lead to a regular file; not watched");
             None
@@ -355,10 +371,7 @@ impl<'a> Walker<'a> {
                 let path = entry.path();
                 match entry.metadata() {
                     Ok(meta) if meta.is_file() => {
-                        let found = Found {
-                            key: key_of(&meta),
-                            size: meta.len(),
-                        };
+                        let found = Found::of(&meta);
                         self.out.files.insert(path, found);
                     }
                     Ok(_) => {}

@@ -21,10 +21,11 @@ use crate::{
     decide::policy::{Mode, Operation, PolicyAction},
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
-        Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
-        DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, OutputCounters, PolicyInfo,
-        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, SendDetail, SendSyscall,
-        SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
+        Access, AccessDetail, Action, Ancestor, ChangeDetail, ChangeSyscall, Container, CopyDetail,
+        CopySyscall, Destination, DestinationKind, Event, Exit, File, FileState, FlushReason,
+        MemoryMethod, OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict,
+        Process, ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus, Severity,
+        SyscallAbi, Target, Text, Tier, Timestamp,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -332,6 +333,27 @@ struct WireDestination {
     peer: Option<String>,
 }
 
+/// A file's identity and state, on tampering records.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct WireState {
+    ino: u64,
+    size: u64,
+    mtime: Option<String>,
+}
+
+/// `access.replaced`: the watched file a rename replaced.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct WireReplaced {
+    path: Option<String>,
+    path_escaped: Option<String>,
+    dev: String,
+    ino: u64,
+    size: u64,
+    mtime: Option<String>,
+}
+
 /// Which fields are present depends on the action (docs/events.md).
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
@@ -357,6 +379,17 @@ struct WireAccess {
     method: Option<MemoryMethod>,
     send_syscall: Option<SendSyscall>,
     destination: Option<WireDestination>,
+    syscall: Option<ChangeSyscall>,
+    mode: Option<String>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    old_path: Option<String>,
+    old_path_escaped: Option<String>,
+    new_path: Option<String>,
+    new_path_escaped: Option<String>,
+    before: Option<WireState>,
+    after: Option<WireState>,
+    replaced: Option<WireReplaced>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
     last_time: Option<String>,
@@ -532,6 +565,7 @@ impl From<&Access> for WireAccess {
                 w.method = Some(*method);
                 w.bytes = Some(*bytes);
             }
+            AccessDetail::Change(c) => change_to_wire(c, &mut w),
             AccessDetail::Copy(c) => {
                 w.fd = Some(c.fd);
                 w.fd_out = Some(c.fd_out);
@@ -582,6 +616,69 @@ impl WireDestination {
             peer: self.peer,
         })
     }
+}
+
+fn state_to_wire(s: &FileState) -> WireState {
+    WireState {
+        ino: s.ino,
+        size: s.size,
+        mtime: s.mtime.as_ref().map(time_text),
+    }
+}
+
+fn owned_pair(text: &Text) -> (String, Option<String>) {
+    let (readable, escaped) = text_pair(text);
+    (readable.into_owned(), escaped)
+}
+
+fn change_to_wire(c: &ChangeDetail, w: &mut WireAccess) {
+    w.syscall = Some(c.syscall);
+    w.fd = c.fd;
+    if let Some(flags) = c.flags {
+        let open = matches!(
+            c.syscall,
+            ChangeSyscall::Open
+                | ChangeSyscall::Openat
+                | ChangeSyscall::Openat2
+                | ChangeSyscall::Creat
+                | ChangeSyscall::OpenByHandleAt
+        );
+        if open {
+            w.flags = Some(names(open_flags(flags)));
+        }
+        w.flags_raw = Some(flags);
+    }
+    w.mode = c.mode.map(|m| format!("{:04o}", m & 0o7777));
+    w.uid = c.uid;
+    w.gid = c.gid;
+    w.length = c.length;
+    if let Some(p) = &c.old_path {
+        let (readable, escaped) = owned_pair(p);
+        w.old_path = Some(readable);
+        w.old_path_escaped = escaped;
+    }
+    if let Some(p) = &c.new_path {
+        let (readable, escaped) = owned_pair(p);
+        w.new_path = Some(readable);
+        w.new_path_escaped = escaped;
+    }
+    w.before = c.before.as_ref().map(state_to_wire);
+    w.after = c.after.as_ref().map(state_to_wire);
+    w.replaced = c.replaced.as_ref().map(|r| {
+        let (path, path_escaped) = match r.path.as_ref().map(owned_pair) {
+            Some((readable, escaped)) => (Some(readable), escaped),
+            None => (None, None),
+        };
+        WireReplaced {
+            path,
+            path_escaped,
+            dev: kernel_dev_text(r.dev),
+            ino: r.state.ino,
+            size: r.state.size,
+            mtime: r.state.mtime.as_ref().map(time_text),
+        }
+    });
+    w.result = Some(syscall_result(c.result));
 }
 
 /// The `sensor` object. A JSON map keeps its keys sorted, as the first
@@ -870,6 +967,68 @@ impl WireAccess {
                         .ok_or(DecodeError::Missing("access.result"))?,
                 )?,
             },
+            action if action.is_change() => {
+                let state = |field: &'static str, s: WireState| -> Result<FileState, DecodeError> {
+                    Ok(FileState {
+                        ino: s.ino,
+                        size: s.size,
+                        mtime: s.mtime.map(|t| parse_time(field, &t)).transpose()?,
+                    })
+                };
+                let text = |field, p: Option<String>, escaped: Option<String>| {
+                    p.map(|p| text_from(field, &p, escaped.as_deref()))
+                        .transpose()
+                };
+                let mode = self
+                    .mode
+                    .map(|m| {
+                        u32::from_str_radix(&m, 8).map_err(|_| DecodeError::Value {
+                            field: "access.mode",
+                            value: m.clone(),
+                        })
+                    })
+                    .transpose()?;
+                let replaced = match self.replaced {
+                    Some(r) => Some(Replaced {
+                        path: text("access.replaced.path", r.path, r.path_escaped)?,
+                        dev: parse_dev(&r.dev)?,
+                        state: state(
+                            "access.replaced.mtime",
+                            WireState {
+                                ino: r.ino,
+                                size: r.size,
+                                mtime: r.mtime,
+                            },
+                        )?,
+                    }),
+                    None => None,
+                };
+                AccessDetail::Change(Box::new(ChangeDetail {
+                    syscall: self.syscall.ok_or(DecodeError::Missing("access.syscall"))?,
+                    fd: self.fd,
+                    flags: self.flags_raw,
+                    mode,
+                    uid: self.uid,
+                    gid: self.gid,
+                    length: self.length,
+                    before: self
+                        .before
+                        .map(|s| state("access.before.mtime", s))
+                        .transpose()?,
+                    after: self
+                        .after
+                        .map(|s| state("access.after.mtime", s))
+                        .transpose()?,
+                    old_path: text("access.old_path", self.old_path, self.old_path_escaped)?,
+                    new_path: text("access.new_path", self.new_path, self.new_path_escaped)?,
+                    replaced,
+                    result: parse_result(
+                        self.result
+                            .as_deref()
+                            .ok_or(DecodeError::Missing("access.result"))?,
+                    )?,
+                }))
+            }
             Action::MemoryRead => AccessDetail::Memory {
                 method: self.method.ok_or(DecodeError::Missing("access.method"))?,
                 bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,

@@ -618,3 +618,79 @@ fn send_records_have_their_shape_and_decode_back() {
     let line = encode_all(std::slice::from_ref(&found));
     assert_eq!(decode(line.trim_end()).expect("decodes"), found);
 }
+
+#[test]
+fn change_records_have_their_shape_and_decode_back() {
+    let state = |ino, size, mtime: &str| FileState {
+        ino,
+        size,
+        mtime: Some(at(mtime)),
+    };
+    let mut rename = base(Action::Rename, Some(process()));
+    rename.file = Some(file(Some("/models/llama/model.safetensors")));
+    rename.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Change(Box::new(ChangeDetail {
+            syscall: ChangeSyscall::Renameat,
+            old_path: Some(Text::from("/tmp/evil.bin")),
+            new_path: Some(Text::from("/models/llama/model.safetensors")),
+            before: Some(state(99, 10, "2026-11-25T17:00:00.000000001Z")),
+            after: Some(state(99, 10, "2026-11-25T17:00:00.000000001Z")),
+            replaced: Some(Replaced {
+                path: Some(Text::from("/models/llama/model.safetensors")),
+                dev: (8 << 20) | 1,
+                state: state(1835011, 67108864, "2026-11-20T10:00:00Z"),
+            }),
+            ..ChangeDetail::default()
+        })),
+    );
+    let mut truncate = base(Action::Truncate, Some(process()));
+    truncate.file = Some(file(Some("/models/llama/model.safetensors")));
+    truncate.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Change(Box::new(ChangeDetail {
+            syscall: ChangeSyscall::Openat,
+            fd: Some(3),
+            flags: Some(0o1101),
+            before: Some(state(1835011, 67108864, "2026-11-20T10:00:00Z")),
+            after: Some(state(1835011, 0, "2026-11-25T17:30:02Z")),
+            ..ChangeDetail::default()
+        })),
+    );
+    let mut chmod = base(Action::SetAttributes, Some(process()));
+    chmod.file = Some(file(Some("/models/llama/model.safetensors")));
+    chmod.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Change(Box::new(ChangeDetail {
+            syscall: ChangeSyscall::Fchmodat,
+            mode: Some(0o600),
+            result: 0,
+            ..ChangeDetail::default()
+        })),
+    );
+    let text = encode_all(&[rename.clone(), truncate.clone(), chmod.clone()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains(
+            "\"access\":{\"result\":\"ok\",\"syscall\":\"renameat\",\"old_path\":\"/tmp/evil.bin\",\
+             \"new_path\":\"/models/llama/model.safetensors\",\
+             \"before\":{\"ino\":99,\"size\":10,\"mtime\":\"2026-11-25T17:00:00.000000001Z\"},\
+             \"after\":{\"ino\":99,\"size\":10,\"mtime\":\"2026-11-25T17:00:00.000000001Z\"},\
+             \"replaced\":{\"path\":\"/models/llama/model.safetensors\",\"dev\":\"8:1\",\
+             \"ino\":1835011,\"size\":67108864,\"mtime\":\"2026-11-20T10:00:00.000000000Z\"}}"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(
+            "\"access\":{\"fd\":3,\"flags\":[\"O_WRONLY\",\"O_CREAT\",\"O_TRUNC\"],\"flags_raw\":577,"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("\"mode\":\"0600\""), "{}", lines[2]);
+    assert_eq!(decode(lines[0]).expect("decodes"), rename);
+    assert_eq!(decode(lines[1]).expect("decodes"), truncate);
+    assert_eq!(decode(lines[2]).expect("decodes"), chmod);
+}

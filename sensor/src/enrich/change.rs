@@ -1,0 +1,383 @@
+//! Tampering records: the kernel's change records turned into
+//! `write_open`, `truncate`, `rename`, `unlink`, `set_attributes` and
+//! `link` events.
+//!
+//! Descriptor operations arrive decided (the kernel looked the inode up in
+//! the watch map). Path operations arrive for every successful call on the
+//! host, with the path strings and the identity of the directory a relative
+//! path starts from; here they are resolved to absolute paths and matched
+//! against the watch set. The caller first applies every queued inotify
+//! event: the kernel sent the record after the change's inotify event was
+//! queued, so the watch set then already shows the change, and a path that
+//! left it (unlink, rename) is found among its recent removals with the
+//! inode's state before.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use sensor_common::{ChangeEvent, FileKey, change_flag, header_flag, watch_flag};
+
+use super::events::Enricher;
+use super::watch::{self, WatchSet};
+use crate::event::{
+    Access, AccessDetail, Action, ChangeDetail, ChangeSyscall, Event, File, FileState, Replaced,
+    SyscallAbi, Text, Timestamp,
+};
+
+const O_TRUNC: u64 = 0o1000;
+const AT_FDCWD: i32 = -100;
+/// How long before its record a change's inotify event can have been
+/// applied: the syscall's own duration, generously.
+const MATCH_SLACK_NS: u64 = 1_000_000_000;
+
+/// What became of a path record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathOutcome {
+    /// It named a watched file: an event.
+    Matched,
+    /// It named no watched file (nearly all of them).
+    Unwatched,
+    /// A relative path whose starting directory the agent could not name
+    /// (the process and its directory were gone): who, but not which.
+    Unresolved,
+}
+
+fn state(key: &FileKey, size: u64, mtime_ns: i64) -> FileState {
+    FileState {
+        ino: key.ino,
+        size,
+        mtime: Some(Timestamp::from_unix_ns(i128::from(mtime_ns))),
+    }
+}
+
+fn kernel_state(key: &FileKey, s: &sensor_common::FileState) -> FileState {
+    let ns = i128::from(s.mtime_sec) * 1_000_000_000 + i128::from(s.mtime_nsec);
+    FileState {
+        ino: key.ino,
+        size: s.size,
+        mtime: Some(Timestamp::from_unix_ns(ns)),
+    }
+}
+
+/// The file at `path` now (links followed), if it is `key` (or any file,
+/// when `key` is `None`).
+fn stat_state(path: &Path, key: Option<FileKey>) -> Option<(FileKey, FileState)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let found = watch::key_of(&meta);
+    if key.is_some_and(|k| k != found) {
+        return None;
+    }
+    Some((found, state(&found, meta.len(), watch::mtime_ns(&meta))))
+}
+
+/// `path` with `.` and `..` taken out lexically (symbolic links in it are
+/// not followed: a path through a directory link is compared as written).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Where `/proc/PID/<link>` points, if it is still the directory `base`.
+fn proc_dir(pid: u32, link: &str, base: &FileKey) -> Option<PathBuf> {
+    let path = PathBuf::from(format!("/proc/{pid}/{link}"));
+    (watch::identity(&path) == Some(*base))
+        .then(|| std::fs::read_link(&path).ok())
+        .flatten()
+}
+
+/// One path argument of a record.
+struct RawPath<'a> {
+    bytes: &'a [u8],
+    dirfd: i32,
+    base: FileKey,
+}
+
+impl RawPath<'_> {
+    /// The absolute path, `Err(())` when a relative path's starting
+    /// directory cannot be named; `Ok(None)` for an empty path
+    /// (`AT_EMPTY_PATH`: the call acted on `dirfd`'s file).
+    fn resolve(&self, pid: u32, watch: &WatchSet) -> Result<Option<PathBuf>, ()> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        let path = Path::new(OsStr::from_bytes(self.bytes));
+        if path.is_absolute() {
+            return Ok(Some(normalize(path)));
+        }
+        let link = if self.dirfd == AT_FDCWD {
+            String::from("cwd")
+        } else {
+            format!("fd/{}", self.dirfd)
+        };
+        let dir = proc_dir(pid, &link, &self.base).or_else(|| watch.dir_path(&self.base));
+        match dir {
+            Some(dir) => Ok(Some(normalize(&dir.join(path)))),
+            None => Err(()),
+        }
+    }
+}
+
+fn path_bytes(buf: &[u8], len: u32) -> &[u8] {
+    &buf[..(len as usize).min(buf.len())]
+}
+
+impl Enricher {
+    /// A descriptor change the kernel decided: always an event.
+    pub fn fd_change(&mut self, c: &ChangeEvent, watch: &WatchSet) -> Option<Event> {
+        let syscall = ChangeSyscall::from_raw(c.syscall)?;
+        let key = c.file;
+        let mut detail = ChangeDetail {
+            syscall,
+            fd: Some(c.fd),
+            result: c.ret,
+            ..ChangeDetail::default()
+        };
+        let action = match syscall {
+            ChangeSyscall::Ftruncate => {
+                detail.length = Some(c.arg);
+                Action::Truncate
+            }
+            ChangeSyscall::Fchmod => {
+                detail.mode = Some(c.arg as u32);
+                Action::SetAttributes
+            }
+            ChangeSyscall::Fchown => {
+                detail.uid = Some(c.arg as u32);
+                detail.gid = Some(c.arg2 as u32);
+                Action::SetAttributes
+            }
+            _ => {
+                // An open: its state before is gone (O_TRUNC) or unchanged
+                // yet; the watch set's last sight of the file stands in.
+                detail.flags = Some(c.arg as u32);
+                detail.before = watch
+                    .state_before(&key, c.header.boot_ns)
+                    .map(|(size, mtime)| state(&key, size, mtime));
+                if c.arg & O_TRUNC != 0 {
+                    Action::Truncate
+                } else {
+                    Action::WriteOpen
+                }
+            }
+        };
+        if c.flags & change_flag::BEFORE != 0 {
+            detail.before = Some(kernel_state(&key, &c.before));
+        }
+        if c.flags & change_flag::AFTER != 0 {
+            detail.after = Some(kernel_state(&key, &c.after));
+        }
+        let path = watch.path_of(&key).map(Text::from);
+        Some(self.change_event(action, c, key, path, detail))
+    }
+
+    /// A path change: an event when it named a watched file.
+    pub fn path_change(
+        &mut self,
+        c: &ChangeEvent,
+        watch: &mut WatchSet,
+    ) -> (Option<Event>, PathOutcome) {
+        let Some(syscall) = ChangeSyscall::from_raw(c.syscall) else {
+            return (None, PathOutcome::Unwatched);
+        };
+        let pid = c.header.tgid;
+        let first = RawPath {
+            bytes: path_bytes(&c.path, c.path_len),
+            dirfd: c.fd,
+            base: c.file,
+        };
+        let second = RawPath {
+            bytes: path_bytes(&c.path2, c.path2_len),
+            dirfd: c.fd2,
+            base: c.base2,
+        };
+        let two_paths = matches!(
+            syscall,
+            ChangeSyscall::Rename
+                | ChangeSyscall::Renameat
+                | ChangeSyscall::Renameat2
+                | ChangeSyscall::Link
+                | ChangeSyscall::Linkat
+        );
+        let (Ok(old), Ok(new)) = (
+            first.resolve(pid, watch),
+            if two_paths {
+                second.resolve(pid, watch)
+            } else {
+                Ok(None)
+            },
+        ) else {
+            // Only a name that could be a weight file's is a possible miss.
+            let named = |p: &RawPath| {
+                Path::new(OsStr::from_bytes(p.bytes))
+                    .file_name()
+                    .is_some_and(|n| watch.may_be_weight_name(n))
+            };
+            return if named(&first) || (two_paths && named(&second)) {
+                (None, PathOutcome::Unresolved)
+            } else {
+                (None, PathOutcome::Unwatched)
+            };
+        };
+        let not_before = c.header.boot_ns.saturating_sub(MATCH_SLACK_NS);
+        let weight =
+            |watch: &WatchSet, key: &FileKey| watch.flags_of(key) & watch_flag::WEIGHT != 0;
+        // The file a one-path call acted on: the path's, or dirfd's own
+        // for an empty path.
+        let target = |watch: &WatchSet, path: &Option<PathBuf>, base: FileKey| match path {
+            Some(p) => watch.key_at(p),
+            None => Some(base).filter(|k| weight(watch, k)),
+        };
+        let indexed = |watch: &WatchSet, key: &FileKey| {
+            watch
+                .state_before(key, c.header.boot_ns)
+                .map(|(size, mtime)| state(key, size, mtime))
+        };
+        let mut detail = ChangeDetail {
+            syscall,
+            result: c.ret,
+            ..ChangeDetail::default()
+        };
+        let flags = |v: u64| (v != 0).then_some(v as u32);
+        let (action, key, path) = match syscall {
+            ChangeSyscall::Unlink | ChangeSyscall::Unlinkat => {
+                detail.flags = flags(c.arg);
+                let Some(gone) = old.as_deref().and_then(|p| watch.take_gone(p, not_before)) else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                detail.before = Some(state(&gone.key, gone.size, gone.mtime_ns));
+                (Action::Unlink, gone.key, Some(gone.path))
+            }
+            ChangeSyscall::Rename | ChangeSyscall::Renameat | ChangeSyscall::Renameat2 => {
+                detail.flags = flags(c.arg);
+                let (Some(from), Some(to)) = (old.clone(), new.clone()) else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                let moved = watch.take_gone(&from, not_before);
+                let moved_watched = moved.is_some();
+                let replaced = watch.take_gone(&to, not_before);
+                let after = stat_state(&to, moved.as_ref().map(|g| g.key));
+                let (key, before) = match (&moved, &after) {
+                    (Some(g), _) => (g.key, Some(state(&g.key, g.size, g.mtime_ns))),
+                    // An unwatched file renamed onto a watched name, or into
+                    // the roots with a weight name: it is watched now.
+                    (None, Some((key, now))) if weight(watch, key) || replaced.is_some() => {
+                        (*key, Some(*now))
+                    }
+                    _ => return (None, PathOutcome::Unwatched),
+                };
+                detail.after = after.map(|(_, s)| s);
+                detail.replaced = replaced.map(|g| Replaced {
+                    dev: g.key.dev,
+                    state: state(&g.key, g.size, g.mtime_ns),
+                    path: Some(Text::from(g.path.as_path())),
+                });
+                detail.before = before;
+                detail.old_path = Some(Text::from(from.as_path()));
+                detail.new_path = Some(Text::from(to.as_path()));
+                // The watched name it has now, else the one it had (moved
+                // away), else where it landed.
+                let path = watch
+                    .path_of(&key)
+                    .map(Path::to_path_buf)
+                    .or(Some(if moved_watched { from } else { to }));
+                (Action::Rename, key, path)
+            }
+            ChangeSyscall::Link | ChangeSyscall::Linkat => {
+                detail.flags = flags(c.arg);
+                let Some(to) = new.clone() else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                let source = target(watch, &old, c.file).filter(|k| weight(watch, k));
+                let Some((key, now)) = stat_state(&to, source) else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                if !weight(watch, &key) {
+                    return (None, PathOutcome::Unwatched);
+                }
+                detail.before = Some(now);
+                detail.after = Some(now);
+                detail.old_path = old.as_deref().map(Text::from);
+                detail.new_path = Some(Text::from(to.as_path()));
+                (
+                    Action::Link,
+                    key,
+                    watch.path_of(&key).map(Path::to_path_buf),
+                )
+            }
+            _ => {
+                let Some(key) = target(watch, &old, c.file) else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                let action = match syscall {
+                    ChangeSyscall::Truncate => {
+                        detail.length = Some(c.arg);
+                        Action::Truncate
+                    }
+                    ChangeSyscall::Chmod | ChangeSyscall::Fchmodat | ChangeSyscall::Fchmodat2 => {
+                        detail.mode = Some(c.arg as u32);
+                        detail.flags = flags(c.arg2);
+                        Action::SetAttributes
+                    }
+                    _ => {
+                        detail.uid = Some(c.arg as u32);
+                        detail.gid = Some(c.arg2 as u32);
+                        detail.flags = flags(c.arg2 >> 32);
+                        Action::SetAttributes
+                    }
+                };
+                detail.before = indexed(watch, &key);
+                let path = watch.path_of(&key).map(Path::to_path_buf);
+                detail.after = path
+                    .as_deref()
+                    .or(old.as_deref())
+                    .and_then(|p| stat_state(p, Some(key)))
+                    .map(|(_, s)| s);
+                (action, key, path)
+            }
+        };
+        let path = path.as_deref().map(Text::from);
+        let event = self.change_event(action, c, key, path, detail);
+        (Some(event), PathOutcome::Matched)
+    }
+
+    fn change_event(
+        &mut self,
+        action: Action,
+        c: &ChangeEvent,
+        key: FileKey,
+        path: Option<Text>,
+        detail: ChangeDetail,
+    ) -> Event {
+        let h = &c.header;
+        let mut event = self.base_event(action, h);
+        let size = detail
+            .after
+            .or(detail.before)
+            .map_or(0, |s: FileState| s.size);
+        event.file = Some(File {
+            path,
+            dev: key.dev,
+            ino: key.ino,
+            size,
+        });
+        event.access = Some(Access {
+            abi: if h.flags & header_flag::COMPAT_SYSCALL != 0 {
+                SyscallAbi::Ia32
+            } else {
+                SyscallAbi::Native
+            },
+            detail: AccessDetail::Change(Box::new(detail)),
+        });
+        event
+    }
+}
