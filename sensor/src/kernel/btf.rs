@@ -80,6 +80,10 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::MM_ARG_START, "mm_struct", "arg_start"),
     (g::MM_ARG_END, "mm_struct", "arg_end"),
     (g::MM_EXE_FILE, "mm_struct", "exe_file"),
+    // io_uring requests (`struct io_kiocb`, its per-opcode command data).
+    (g::IO_KIOCB_FILE, "io_kiocb", "file"),
+    (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
+    (g::IO_OPEN_FILE_SLOT, "io_open", "file_slot"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),
@@ -104,7 +108,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 2);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 4);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -112,6 +116,14 @@ impl KernelOffsets {
         let status = member_offset(btf, "task_struct", "thread_info")?
             + member_offset(btf, "thread_info", "status")?;
         globals.push((g::TASK_TI_STATUS, status));
+        // io_uring: a request's result, and where a read request's file
+        // position is (the command data starts the `io_kiocb`).
+        let res = member_offset(btf, "io_kiocb", "cqe")? + member_offset(btf, "io_cqe", "res")?;
+        globals.push((g::IO_KIOCB_CQE_RES, res));
+        let ki_pos = member_offset(btf, "io_kiocb", "cmd")?
+            + member_offset(btf, "io_rw", "kiocb")?
+            + member_offset(btf, "kiocb", "ki_pos")?;
+        globals.push((g::IO_RW_KI_POS, ki_pos));
         let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
             .iter()
             .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
@@ -222,7 +234,7 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 2);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 4);
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");
@@ -242,6 +254,12 @@ mod tests {
         // task_struct is thousands of bytes; these cannot be at its start.
         assert!(offsets.get(g::TASK_FILES).expect("files") > 64);
         assert!(offsets.get(g::TASK_TGID).expect("tgid") > 64);
+        // io_uring: the command data (a read's kiocb, an open's slot)
+        // overlays the request's first 64 bytes, the file pointer first.
+        assert_eq!(offsets.get(g::IO_KIOCB_FILE), Some(0));
+        assert_eq!(offsets.get(g::IO_RW_KI_POS), Some(8));
+        assert!(offsets.get(g::IO_OPEN_FILE_SLOT).expect("file_slot") < 64);
+        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") >= 64);
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(
             offsets.get(g::TASK_TGID).expect("tgid"),

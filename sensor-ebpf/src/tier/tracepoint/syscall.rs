@@ -22,6 +22,7 @@ use super::regs::{
     OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, fd_reg, reg, reg32,
 };
 use crate::{
+    aio,
     file::{self, MmapArgs},
     holders,
     kernel::in_compat_syscall,
@@ -59,6 +60,7 @@ mod native {
     pub const PREADV2: u64 = 327;
     pub const OPENAT2: u64 = 437;
     pub const PIDFD_GETFD: u64 = 438;
+    pub const IO_SUBMIT: u64 = 209;
 }
 
 /// ia32 numbers (arch/x86/entry/syscalls/syscall_32.tbl).
@@ -89,6 +91,7 @@ mod ia32 {
     pub const RECVMMSG_TIME64: u64 = 417;
     pub const OPENAT2: u64 = 437;
     pub const PIDFD_GETFD: u64 = 438;
+    pub const IO_SUBMIT: u64 = 248;
 
     /// `socketcall(call, args)` calls that may deliver descriptors.
     pub const SYS_RECVMSG: u64 = 17;
@@ -112,10 +115,12 @@ fn followed_at_entry(nr: u64) -> bool {
             | native::SENDFILE
             | native::SPLICE
             | native::COPY_FILE_RANGE
+            | native::IO_SUBMIT
     );
     let ia32 = matches!(
         nr,
         ia32::READ
+            | ia32::IO_SUBMIT
             | ia32::CLOSE
             | ia32::SENDFILE
             | ia32::SENDFILE64
@@ -319,6 +324,10 @@ fn native_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_DI), offset);
         }
         native::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_DI)),
+        // io_submit(ctx, nr, iocbpp)
+        native::IO_SUBMIT => {
+            aio::submit_enter(reg(regs, &OFF_REGS_SI), reg(regs, &OFF_REGS_DX), false)
+        }
         // ioctl(fd, cmd, arg)
         native::IOCTL => reflink_enter(
             fd_reg(regs, &OFF_REGS_DI),
@@ -463,6 +472,12 @@ fn ia32_enter(nr: u64, regs: u64) {
             read::enter(fd_reg(regs, &OFF_REGS_BX), offset);
         }
         ia32::CLOSE => file::close_enter(fd_reg(regs, &OFF_REGS_BX)),
+        // io_submit(ctx, nr, iocbpp): nr is a 32-bit long.
+        ia32::IO_SUBMIT => aio::submit_enter(
+            reg32(regs, &OFF_REGS_CX) as u32 as i32 as i64 as u64,
+            reg32(regs, &OFF_REGS_DX),
+            true,
+        ),
         ia32::IOCTL => reflink_enter(
             fd_reg(regs, &OFF_REGS_BX),
             reg32(regs, &OFF_REGS_CX),
