@@ -20,12 +20,16 @@
 //! another ring (`IORING_OP_MSG_RING`) and rings shared between processes
 //! are all counted.
 
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use sensor_common::enforce::op as enforce_op;
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+};
+use sensor_common::{counter, enforce::op as enforce_op};
 
 use crate::{
     file, holders,
     kernel::{btf_load, offsets, read_at, weight_fd, weight_file},
+    maps::count,
     read,
 };
 
@@ -58,6 +62,67 @@ fn is_read(op: u8) -> bool {
     )
 }
 
+/// The request fields a completion needs. The file pointer, the read's
+/// `ki_pos`, the opcode and the result all sit in the first 128 bytes of
+/// an `io_kiocb` on the kernels seen (6.1, 6.18): one probe read fetches
+/// them (each probe read has a fixed cost that dominates here); a field
+/// outside the window is read on its own. The offsets are verifier
+/// constants, so the untaken branches cost nothing.
+struct Request {
+    opcode: u8,
+    res: i32,
+    file: u64,
+    ki_pos: i64,
+}
+
+const REQ_WINDOW_WORDS: usize = 16;
+
+impl Request {
+    /// Not inlined: the window's 128 bytes must leave the stack before
+    /// the accounting's calls (6.1's verifier allows 512 bytes for a
+    /// chain of calls).
+    #[inline(never)]
+    fn read(req: u64) -> Option<Self> {
+        // SAFETY: bpf_probe_read_kernel checks the address.
+        let window = match unsafe { bpf_probe_read_kernel(req as *const [u64; REQ_WINDOW_WORDS]) } {
+            Ok(w) => w,
+            Err(_) => {
+                count(counter::KERNEL_READ_FAILED);
+                return None;
+            }
+        };
+        // The little-endian word holding `size` bytes at `offset`, shifted
+        // down to them, if they are inside the window.
+        let field = |offset: &Global<u64>, size: u64| -> Option<u64> {
+            let off = offset.load();
+            let word = window.get((off / 8) as usize)?;
+            (off % 8 + size <= 8).then_some(word >> ((off % 8) * 8))
+        };
+        let opcode = match field(&OFF_IO_KIOCB_OPCODE, 1) {
+            Some(v) => v as u8,
+            None => read_at::<u8>(req, &OFF_IO_KIOCB_OPCODE)?,
+        };
+        let res = match field(&OFF_IO_KIOCB_CQE_RES, 4) {
+            Some(v) => v as u32 as i32,
+            None => read_at::<i32>(req, &OFF_IO_KIOCB_CQE_RES)?,
+        };
+        let file = match field(&OFF_IO_KIOCB_FILE, 8) {
+            Some(v) => v,
+            None => read_at::<u64>(req, &OFF_IO_KIOCB_FILE)?,
+        };
+        let ki_pos = match field(&OFF_IO_RW_KI_POS, 8) {
+            Some(v) => v as i64,
+            None => read_at::<i64>(req, &OFF_IO_RW_KI_POS).unwrap_or(0),
+        };
+        Some(Self {
+            opcode,
+            res,
+            file,
+            ki_pos,
+        })
+    }
+}
+
 /// A request's completion is being posted; `req` is its `io_kiocb` (NULL
 /// for completions posted without one, such as overflowed ones flushed
 /// later).
@@ -66,56 +131,44 @@ pub fn on_complete(req: u64) {
     if req == 0 {
         return;
     }
-    let Some(op) = read_at::<u8>(req, &OFF_IO_KIOCB_OPCODE) else {
+    let Some(r) = Request::read(req) else {
         return;
     };
-    if is_read(op) {
-        read_completed(req);
+    if r.res < 0 {
+        return;
+    }
+    if is_read(r.opcode) {
+        read_completed(&r);
     } else if matches!(
-        op,
+        r.opcode,
         opcode::OPENAT | opcode::OPENAT2 | opcode::FIXED_FD_INSTALL
     ) {
-        descriptor_completed(req, op);
+        descriptor_completed(req, &r);
     }
 }
 
 /// A read request completed: its bytes go into the process's read
 /// aggregate, at the position it read from.
 #[inline(never)]
-fn read_completed(req: u64) {
-    let Some(res) = read_at::<i32>(req, &OFF_IO_KIOCB_CQE_RES) else {
-        return;
-    };
-    if res < 0 {
-        return;
-    }
-    let Some(file_ptr) = read_at::<u64>(req, &OFF_IO_KIOCB_FILE) else {
-        return;
-    };
-    let Some(w) = weight_file(file_ptr) else {
+fn read_completed(r: &Request) {
+    let Some(w) = weight_file(r.file) else {
         return;
     };
     // The read moved the kiocb's position past its bytes (an offset of -1
     // read from, and moved, the file's position in the same way).
-    let end = read_at::<i64>(req, &OFF_IO_RW_KI_POS).unwrap_or(0);
-    let offset = (end - i64::from(res)).max(0) as u64;
+    let offset = (r.ki_pos - i64::from(r.res)).max(0) as u64;
     // The descriptor number is gone (the completion's flags overwrite
     // it) or never existed (a fixed file): -1.
-    read::completed(bpf_get_current_pid_tgid(), &w, -1, offset, res as u64);
+    read::completed(bpf_get_current_pid_tgid(), &w, -1, offset, r.res as u64);
 }
 
 /// An open completed (its result is the new descriptor, in the
 /// submitter's table, which io-wq threads share), or a fixed file was
 /// installed as a descriptor.
 #[inline(never)]
-fn descriptor_completed(req: u64, op: u8) {
-    let Some(res) = read_at::<i32>(req, &OFF_IO_KIOCB_CQE_RES) else {
-        return;
-    };
-    if res < 0 {
-        return;
-    }
-    if op == opcode::FIXED_FD_INSTALL {
+fn descriptor_completed(req: u64, r: &Request) {
+    let res = r.res;
+    if r.opcode == opcode::FIXED_FD_INSTALL {
         // Not an open: the file was opened or registered before; but the
         // process now holds a descriptor the prefilter did not see arrive.
         holders::acquired_descriptors(i64::from(res));

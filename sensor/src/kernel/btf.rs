@@ -260,6 +260,10 @@ mod tests {
         assert_eq!(offsets.get(g::IO_RW_KI_POS), Some(8));
         assert!(offsets.get(g::IO_OPEN_FILE_SLOT).expect("file_slot") < 64);
         assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") >= 64);
+        // One 128-byte read of the request fetches what a completion needs
+        // (sensor-ebpf/src/uring.rs; a field outside is read on its own).
+        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") + 4 <= 128);
+        assert!(offsets.get(g::IO_KIOCB_OPCODE).expect("opcode") < 128);
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(
             offsets.get(g::TASK_TGID).expect("tgid"),
