@@ -811,6 +811,17 @@ pub mod offset_global {
     /// `fs_struct.pwd.dentry`: the working directory's dentry.
     pub const FS_PWD_DENTRY: &str = "OFF_FS_PWD_DENTRY";
     pub const DENTRY_INODE: &str = "OFF_DENTRY_INODE";
+    /// `io_kiocb.file`: the request's file (the first word of the
+    /// per-opcode command data).
+    pub const IO_KIOCB_FILE: &str = "OFF_IO_KIOCB_FILE";
+    pub const IO_KIOCB_OPCODE: &str = "OFF_IO_KIOCB_OPCODE";
+    /// `io_kiocb.cqe.res`: the request's result once it completes.
+    pub const IO_KIOCB_CQE_RES: &str = "OFF_IO_KIOCB_CQE_RES";
+    /// `io_rw.kiocb.ki_pos` from the start of the `io_kiocb` (the command
+    /// data overlays it at offset 0).
+    pub const IO_RW_KI_POS: &str = "OFF_IO_RW_KI_POS";
+    /// `io_open.file_slot`: non-zero for an open into a fixed-file slot.
+    pub const IO_OPEN_FILE_SLOT: &str = "OFF_IO_OPEN_FILE_SLOT";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

@@ -263,7 +263,7 @@ pub fn on_exec(tgid: u32) {
 /// generation never count (a new one clears its slot first, and a row is
 /// valid only for the active generation).
 #[inline(always)]
-fn active() -> bool {
+pub fn active() -> bool {
     POLICY_ACTIVE
         .get(0)
         .is_some_and(|&generation| generation != 0)

@@ -29,6 +29,18 @@ pub fn ww_empty_sys_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The `io_uring_complete` counterpart of `ww_empty_tp`.
+#[btf_tracepoint(function = "io_uring_complete")]
+pub fn ww_empty_io_uring_complete(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
+/// The `io_uring_file_get` counterpart of `ww_empty_tp`.
+#[btf_tracepoint(function = "io_uring_file_get")]
+pub fn ww_empty_io_uring_file_get(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// The raw-tracepoint counterpart of `ww_empty_tp`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {

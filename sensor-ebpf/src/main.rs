@@ -6,7 +6,8 @@
 //!   fork, exit records), `file` (opens, closes, maps), `read` (read
 //!   aggregation and coverage), `holders` (the holder prefilter), over
 //!   `kernel` (kernel structures), `emit` (record headers, ring buffer),
-//!   `maps` (every map) and `atomic`; `enforce` (the policy's kill
+//!   `maps` (every map) and `atomic`; `uring` (io_uring requests) and
+//!   `aio` (Linux AIO submissions) feed `read` and `file`; `enforce` (the policy's kill
 //!   fallback) is called by `read` and `file`.
 //! - `floor` (the benchmark floor's empty programs) and `probe`
 //!   (`weightwarden doctor`'s capability probes): loaded by those commands
@@ -23,6 +24,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod aio;
 mod atomic;
 mod btf_types;
 mod change;
@@ -38,6 +40,7 @@ mod process;
 mod read;
 mod send;
 mod tier;
+mod uring;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -12,7 +12,7 @@ use sensor_common::{
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    kernel::{fd_identity, socket_peer, weight_fd},
+    kernel::{Watched, fd_identity, socket_peer, weight_fd},
     maps::{COPIES_SEEN, PENDING, READ_AGG, READERS, count},
 };
 
@@ -222,6 +222,14 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
         size,
         false,
     );
+}
+
+/// A read that already happened, with its exact bytes: an io_uring
+/// request's completion (the caller found the file watched). Counted for
+/// `pid_tgid`'s process like a returned `read(2)`.
+#[inline(always)]
+pub fn completed(pid_tgid: u64, w: &Watched, fd: i32, offset: u64, bytes: u64) {
+    account(pid_tgid, w.key, fd, offset, bytes, w.size, false);
 }
 
 /// Adds one read of `bytes` at `offset` to the process's aggregate and

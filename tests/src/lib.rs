@@ -807,6 +807,9 @@ pub mod feature {
     /// A QEMU virtual machine ([`crate::vm`]): QEMU, busybox and a kernel
     /// image, which `cargo xtask setup` installs and fetches.
     pub const VM: &str = "vm";
+    /// io_uring open to unprivileged processes (`CONFIG_IO_URING`, and
+    /// `kernel.io_uring_disabled` at 0).
+    pub const IO_URING: &str = "io_uring";
 }
 
 /// The env var naming the file skips are appended to (`cargo xtask test`

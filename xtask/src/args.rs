@@ -98,6 +98,9 @@ pub enum BenchRow {
     WatchedPread,
     /// 4 KiB preads of a file outside the watched folder.
     UnwatchedPread,
+    /// 4 KiB io_uring reads of a file outside the watched folder (one
+    /// request per `io_uring_enter`).
+    UnwatchedUringRead,
     /// open+close of unwatched files.
     OpenClose,
     /// Python (numpy memmap or safetensors) loading a watched model.
@@ -155,6 +158,8 @@ pub enum WorkerWorkload {
     MmapTouch,
     /// `--calls` 4 KiB `pread` calls at offsets cycling through the file.
     Pread,
+    /// `--calls` 4 KiB io_uring reads at offsets cycling through the file.
+    UringRead,
     /// `--calls` open+close pairs over `--files` files.
     OpenClose,
     /// `--calls` open+close pairs of the one file `--path`.

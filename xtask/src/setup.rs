@@ -36,7 +36,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// userland and cpio (the harness writes its initramfs itself; its unit
 /// tests read one back with cpio); btrfs-progs and xfsprogs for the tests
 /// on loop-mounted btrfs (whose identities differ from `stat()`'s) and xfs
-/// (reflinks).
+/// (reflinks); fio for the asynchronous I/O tests (`--ioengine=io_uring`
+/// and `libaio`).
 const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
@@ -52,6 +53,7 @@ const PACKAGES: &[&str] = &[
     // Transfer tools the detection tests drive.
     "curl",
     "zip",
+    "fio",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

@@ -83,6 +83,10 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     // Tampering: the working directory a relative path starts from.
     (g::TASK_FS, "task_struct", "fs"),
     (g::DENTRY_INODE, "dentry", "d_inode"),
+    // io_uring requests (`struct io_kiocb`, its per-opcode command data).
+    (g::IO_KIOCB_FILE, "io_kiocb", "file"),
+    (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
+    (g::IO_OPEN_FILE_SLOT, "io_open", "file_slot"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),
@@ -107,7 +111,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 5);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 7);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -121,6 +125,14 @@ impl KernelOffsets {
         let (mtime_sec, mtime_nsec) = mtime_offsets(btf)?;
         globals.push((g::INODE_MTIME_SEC, mtime_sec));
         globals.push((g::INODE_MTIME_NSEC, mtime_nsec));
+        // io_uring: a request's result, and where a read request's file
+        // position is (the command data starts the `io_kiocb`).
+        let res = member_offset(btf, "io_kiocb", "cqe")? + member_offset(btf, "io_cqe", "res")?;
+        globals.push((g::IO_KIOCB_CQE_RES, res));
+        let ki_pos = member_offset(btf, "io_kiocb", "cmd")?
+            + member_offset(btf, "io_rw", "kiocb")?
+            + member_offset(btf, "kiocb", "ki_pos")?;
+        globals.push((g::IO_RW_KI_POS, ki_pos));
         let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
             .iter()
             .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
@@ -249,7 +261,7 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 5);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 7);
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");
@@ -269,6 +281,16 @@ mod tests {
         // task_struct is thousands of bytes; these cannot be at its start.
         assert!(offsets.get(g::TASK_FILES).expect("files") > 64);
         assert!(offsets.get(g::TASK_TGID).expect("tgid") > 64);
+        // io_uring: the command data (a read's kiocb, an open's slot)
+        // overlays the request's first 64 bytes, the file pointer first.
+        assert_eq!(offsets.get(g::IO_KIOCB_FILE), Some(0));
+        assert_eq!(offsets.get(g::IO_RW_KI_POS), Some(8));
+        assert!(offsets.get(g::IO_OPEN_FILE_SLOT).expect("file_slot") < 64);
+        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") >= 64);
+        // One 128-byte read of the request fetches what a completion needs
+        // (sensor-ebpf/src/uring.rs; a field outside is read on its own).
+        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") + 4 <= 128);
+        assert!(offsets.get(g::IO_KIOCB_OPCODE).expect("opcode") < 128);
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(
             offsets.get(g::TASK_TGID).expect("tgid"),

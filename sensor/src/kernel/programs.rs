@@ -45,6 +45,8 @@ impl Attach {
             Attach::RawTracePoint(_) => Some("ww_empty_raw"),
             Attach::BtfTracePoint("sys_exit") => Some("ww_empty_sys_exit"),
             Attach::BtfTracePoint("sys_enter") => Some("ww_empty_sys_enter"),
+            Attach::BtfTracePoint("io_uring_complete") => Some("ww_empty_io_uring_complete"),
+            Attach::BtfTracePoint("io_uring_file_get") => Some("ww_empty_io_uring_file_get"),
             _ => None,
         }
     }
@@ -93,8 +95,22 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         name: "ww_sys_enter",
         attach: &[Btf("sys_enter")],
         purpose: "read, pread64, readv, preadv(2), the source of sendfile, splice and \
-                  copy_file_range, mmap and close of watched files, for processes the holder \
-                  prefilter lets through",
+                  copy_file_range, mmap and close of watched files, Linux AIO reads \
+                  (io_submit), for processes the holder prefilter lets through",
+    },
+    // io_uring requests pass no syscall hook (sensor-ebpf/src/uring.rs).
+    // Completion before file-get, as exits before enters.
+    ProgramSpec {
+        name: "ww_io_uring_complete",
+        attach: &[Btf("io_uring_complete")],
+        purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) of watched files with \
+                  their bytes, io_uring opens of watched files",
+    },
+    ProgramSpec {
+        name: "ww_io_uring_file_get",
+        attach: &[Btf("io_uring_file_get")],
+        purpose: "the policy's kill fallback for io_uring reads of policy files, while a \
+                  policy is enforced",
     },
 ];
 
@@ -134,7 +150,8 @@ pub struct TierSpec {
 pub const TIERS: &[TierSpec] = &[TierSpec {
     tier: Tier::Tracepoint,
     summary: "syscall and sched tracepoints",
-    needs: "Linux 5.11+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on sys_enter/sys_exit)",
+    needs: "Linux 6.0+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on sys_enter/sys_exit) \
+            and CONFIG_IO_URING=y (its io_uring tracepoints)",
     programs: TRACEPOINT_TIER,
 }];
 

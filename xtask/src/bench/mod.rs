@@ -94,11 +94,12 @@ impl fmt::Display for Config {
 }
 
 /// The rows measured under every configuration.
-const WORKLOAD_ROWS: [BenchRow; 7] = [
+const WORKLOAD_ROWS: [BenchRow; 8] = [
     BenchRow::WeightRead,
     BenchRow::WeightMmap,
     BenchRow::WatchedPread,
     BenchRow::UnwatchedPread,
+    BenchRow::UnwatchedUringRead,
     BenchRow::OpenClose,
     BenchRow::PythonLoader,
     BenchRow::ProcessChurn,
@@ -644,6 +645,12 @@ fn measure(
         ),
         BenchRow::UnwatchedPread => (
             WorkerWorkload::Pread,
+            layout.small_unwatched(),
+            sizes.pread_calls,
+            1,
+        ),
+        BenchRow::UnwatchedUringRead => (
+            WorkerWorkload::UringRead,
             layout.small_unwatched(),
             sizes.pread_calls,
             1,

@@ -33,6 +33,7 @@ pub fn execute(args: &BenchWorkerArgs) -> Result<()> {
             WorkerWorkload::SequentialRead => sequential_read(&args.path),
             WorkerWorkload::MmapTouch => mmap_touch(&args.path),
             WorkerWorkload::Pread => pread(&args.path, args.calls),
+            WorkerWorkload::UringRead => uring_read(&args.path, args.calls),
             WorkerWorkload::OpenClose => open_close(&args.path, args.files, args.calls),
             WorkerWorkload::OpenCloseFile => open_close_file(&args.path, args.calls),
             WorkerWorkload::Spawn => spawn(&args.path, args.calls),
@@ -219,5 +220,208 @@ mod tests {
         assert_eq!(storm_file_name(7), "f0007.dat");
         assert_eq!(spawn(Path::new("/bin/true"), 3).unwrap(), 3);
         assert!(spawn(Path::new("/bin/false"), 1).is_err());
+    }
+}
+
+/// `calls` 4 KiB io_uring `IORING_OP_READ`s at page offsets cycling
+/// through the file, one request submitted and waited for per
+/// `io_uring_enter` (raw syscalls, as `pread` is one syscall per read);
+/// returns the calls made.
+fn uring_read(path: &Path, calls: u64) -> Result<u64> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let pages = file.metadata()?.len() / PAGE as u64;
+    ensure!(pages > 0, "{} is smaller than one page", path.display());
+    let ring = uring::Ring::new().context("cannot set up an io_uring")?;
+    let mut buf = [0u8; PAGE];
+    for i in 0..calls {
+        let offset = (i % pages) * PAGE as u64;
+        let res = ring.read(file.as_raw_fd(), &mut buf, offset)?;
+        ensure!(res == PAGE as i32, "an io_uring read returned {res}");
+    }
+    Ok(calls)
+}
+
+/// The least of io_uring for one request at a time: setup, the three
+/// mappings, submit-and-wait. The layouts are the kernel's ABI
+/// (include/uapi/linux/io_uring.h).
+mod uring {
+    use std::{
+        io,
+        os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        sync::atomic::{AtomicU32, Ordering},
+    };
+
+    use nix::libc;
+
+    const IORING_OFF_SQ_RING: i64 = 0;
+    const IORING_OFF_CQ_RING: i64 = 0x800_0000;
+    const IORING_OFF_SQES: i64 = 0x1000_0000;
+    const IORING_ENTER_GETEVENTS: u32 = 1;
+    const IORING_OP_READ: u8 = 22;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct Params {
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+        sq_thread_cpu: u32,
+        sq_thread_idle: u32,
+        features: u32,
+        wq_fd: u32,
+        resv: [u32; 3],
+        sq_off: [u32; 10],
+        cq_off: [u32; 10],
+    }
+
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Sqe {
+        opcode: u8,
+        flags: u8,
+        ioprio: u16,
+        fd: i32,
+        off: u64,
+        addr: u64,
+        len: u32,
+        rw_flags: u32,
+        user_data: u64,
+        buf_index: u16,
+        personality: u16,
+        splice_fd_in: i32,
+        addr3: u64,
+        pad: u64,
+    }
+
+    #[repr(C)]
+    struct Cqe {
+        user_data: u64,
+        res: i32,
+        flags: u32,
+    }
+
+    pub struct Ring {
+        fd: OwnedFd,
+        sq: *mut u8,
+        cq: *mut u8,
+        sqes: *mut Sqe,
+        p: Params,
+    }
+
+    fn map(fd: i32, len: usize, offset: i64) -> io::Result<*mut u8> {
+        // SAFETY: a fresh shared mapping of the ring's memory.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(addr.cast())
+    }
+
+    impl Ring {
+        pub fn new() -> io::Result<Self> {
+            let mut p = Params::default();
+            // SAFETY: `p` is a valid io_uring_params for the call.
+            let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, &mut p) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: the syscall returned a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            let raw = fd.as_raw_fd();
+            // sq_off.array is its 7th word; cq_off.cqes its 6th.
+            let sq_len = p.sq_off[6] as usize + p.sq_entries as usize * 4;
+            let cq_len = p.cq_off[5] as usize + p.cq_entries as usize * size_of::<Cqe>();
+            let sq = map(raw, sq_len, IORING_OFF_SQ_RING)?;
+            let cq = map(raw, cq_len, IORING_OFF_CQ_RING)?;
+            let sqes = map(
+                raw,
+                p.sq_entries as usize * size_of::<Sqe>(),
+                IORING_OFF_SQES,
+            )?
+            .cast();
+            Ok(Self {
+                fd,
+                sq,
+                cq,
+                sqes,
+                p,
+            })
+        }
+
+        /// The ring word at `offset` of the mapping at `base`.
+        fn word(base: *mut u8, offset: u32) -> &'static AtomicU32 {
+            // SAFETY: the offsets come from the kernel and lie inside the
+            // mapping, which lives as long as the process (never unmapped).
+            unsafe { &*base.add(offset as usize).cast::<AtomicU32>() }
+        }
+
+        /// Reads `buf.len()` bytes at `offset` of `fd`; the result.
+        pub fn read(&self, fd: i32, buf: &mut [u8], offset: u64) -> io::Result<i32> {
+            let (sq_off, cq_off) = (&self.p.sq_off, &self.p.cq_off);
+            let tail = Self::word(self.sq, sq_off[1]);
+            let mask = Self::word(self.sq, sq_off[2]).load(Ordering::Relaxed);
+            let t = tail.load(Ordering::Relaxed);
+            let idx = t & mask;
+            let sqe = Sqe {
+                opcode: IORING_OP_READ,
+                fd,
+                off: offset,
+                addr: buf.as_mut_ptr() as u64,
+                len: buf.len() as u32,
+                ..Sqe::default()
+            };
+            // SAFETY: idx is masked into the SQE array and the SQ index
+            // array, both of sq_entries entries.
+            unsafe {
+                self.sqes.add(idx as usize).write(sqe);
+                self.sq
+                    .add(sq_off[6] as usize)
+                    .cast::<u32>()
+                    .add(idx as usize)
+                    .write(idx);
+            }
+            tail.store(t.wrapping_add(1), Ordering::Release);
+            // SAFETY: plain syscall on our ring.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    self.fd.as_raw_fd(),
+                    1u32,
+                    1u32,
+                    IORING_ENTER_GETEVENTS,
+                    std::ptr::null::<u8>(),
+                    0usize,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let head = Self::word(self.cq, cq_off[0]);
+            let h = head.load(Ordering::Relaxed);
+            if h == Self::word(self.cq, cq_off[1]).load(Ordering::Acquire) {
+                return Err(io::Error::other("no completion after io_uring_enter"));
+            }
+            let cmask = Self::word(self.cq, cq_off[2]).load(Ordering::Relaxed);
+            // SAFETY: the CQE array starts at cq_off.cqes; the index is masked.
+            let res = unsafe {
+                (*self
+                    .cq
+                    .add(cq_off[5] as usize)
+                    .cast::<Cqe>()
+                    .add((h & cmask) as usize))
+                .res
+            };
+            head.store(h.wrapping_add(1), Ordering::Release);
+            Ok(res)
+        }
     }
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
-use crate::process;
+use crate::{process, uring};
 
 // --- process lifecycle -----------------------------------------------------
 
@@ -59,5 +59,24 @@ pub fn ww_sys_enter(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sys_exit")]
 pub fn ww_sys_exit(ctx: BtfTracePointContext) -> i32 {
     syscall::on_sys_exit(&ctx);
+    0
+}
+
+// --- io_uring: requests no syscall hook sees ------------------------------
+
+/// `io_uring_complete(ctx, void *req, ...)`: a request's completion is
+/// posted (reads counted, opens reported). `req` is the second argument
+/// on every kernel with it (6.0+), though what follows it changed.
+#[btf_tracepoint(function = "io_uring_complete")]
+pub fn ww_io_uring_complete(ctx: BtfTracePointContext) -> i32 {
+    uring::on_complete(ctx.arg(1));
+    0
+}
+
+/// `io_uring_file_get(struct io_kiocb *req, int fd)`: a request takes a
+/// descriptor, before using it (the policy's kill fallback for reads).
+#[btf_tracepoint(function = "io_uring_file_get")]
+pub fn ww_io_uring_file_get(ctx: BtfTracePointContext) -> i32 {
+    uring::on_file_get(ctx.arg(0), ctx.arg::<i64>(1) as i32);
     0
 }

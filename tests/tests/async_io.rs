@@ -1,0 +1,245 @@
+//! Asynchronous I/O is seen and byte-counted (issue 9, item 2): io_uring
+//! opens and reads (which never pass a syscall hook) and Linux AIO reads
+//! (`io_submit`) are counted like `read(2)`, for the submitting process,
+//! with exact bytes, calls and coverage. A raw io_uring helper
+//! (`helpers/uring.c`, no liburing) drives each opcode as an unprivileged
+//! user; `fio` drives the io_uring engine (plain, with registered files
+//! and buffers, and with a kernel SQ polling thread) and the libaio one.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use sensor::event::{AccessDetail, Action, Event, FlushReason};
+use tests::{SensorProcess, access, briefs, build_helper, process, read_summary, write_file};
+
+const MIB: u64 = 1024 * 1024;
+
+/// What `helpers/uring.c` reads of a 1 MiB file (4 KiB coverage segments):
+/// 64 KiB at 0 (segments 0-15), 2 x 16 KiB at 128 KiB (32-39), 64 KiB at
+/// 512 KiB with READ_FIXED (128-143), 8 KiB and 4 KiB at the position
+/// after an lseek to 768 KiB (192-194) and 0 bytes at the end: six calls.
+const HELPER_BYTES: u64 = 65536 + 32768 + 65536 + 8192 + 4096;
+const HELPER_CALLS: u64 = 6;
+const HELPER_SEGMENTS: f64 = 16.0 + 8.0 + 16.0 + 3.0;
+
+/// A directory and a file in it that uid 65534 can read.
+fn public_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join(name);
+    write_file(&file, size as usize);
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    file
+}
+
+/// Runs the helper on `file` as uid 65534; returns its pid and output, or
+/// `Err` with the reason io_uring is unavailable to it here (exit 77).
+fn uring_as_nobody(helper: &Path, file: &Path) -> Result<(u32, String), String> {
+    let out = tests::output_within(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(helper)
+            .arg(file),
+        std::time::Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.code() == Some(77) {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    assert!(
+        out.status.success(),
+        "uring {}: {:?} {}",
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .unwrap_or_else(|| panic!("no pid line: {stdout}"))
+        .parse()
+        .unwrap();
+    Ok((pid, stdout))
+}
+
+fn events_for<'a>(events: &'a [Event], action: Action, file: &Path) -> Vec<&'a Event> {
+    let (dev, ino) = tests::identity(file);
+    events
+        .iter()
+        .filter(|e| e.action == action)
+        .filter(|e| {
+            e.file
+                .as_ref()
+                .is_some_and(|f| (f.dev, f.ino) == (dev, ino))
+        })
+        .collect()
+}
+
+#[test]
+fn raw_io_uring_open_and_reads_by_an_unprivileged_user_are_counted_exactly() {
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = build_helper(bin.path(), "uring");
+    let root = tempfile::tempdir().unwrap();
+    let weights = public_file(root.path(), "llama.safetensors", MIB);
+    // The control: the same requests on a file outside the watched root.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let unwatched = public_file(elsewhere.path(), "other.safetensors", MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let (control, control_out) = match uring_as_nobody(&helper, &unwatched) {
+        Ok(run) => run,
+        Err(why) => tests::skip!(
+            tests::feature::IO_URING,
+            "io_uring is not available to an unprivileged process: {why}"
+        ),
+    };
+    let (pid, out) = uring_as_nobody(&helper, &weights).unwrap();
+    // Both runs read what the table above says (the kernel returned it).
+    for o in [&out, &control_out] {
+        let results: Vec<&str> = o.lines().skip(2).collect();
+        assert_eq!(
+            results,
+            [
+                "read 65536",
+                "readv 32768",
+                "read_fixed 65536",
+                "read_pos 8192",
+                "read_pos 4096",
+                "read_end 0"
+            ],
+            "{o}"
+        );
+    }
+    let fd: i32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("open "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    sensor.wait_exit(pid);
+    let (_, events) = sensor.stop_events();
+
+    // The open: by the submitting process (uid 65534), with the
+    // descriptor the completion returned.
+    let opens = tests::of_pid(&events, Action::Open, pid);
+    assert_eq!(opens.len(), 1, "{:#?}", briefs(opens.iter().copied()));
+    let p = process(opens[0]);
+    assert_eq!((p.uid, p.comm.as_str()), (65534, "uring"));
+    match access(opens[0]).detail {
+        AccessDetail::Open { fd: got, flags } => {
+            assert_eq!(got, fd);
+            assert_eq!(tests::access_mode(flags), libc::O_RDONLY);
+        }
+        ref other => panic!("not an open: {other:?}"),
+    }
+    // The reads: one summary at close(2), exact bytes, calls, coverage.
+    let reads = tests::of_pid(&events, Action::Read, pid);
+    assert_eq!(reads.len(), 1, "{:#?}", briefs(reads.iter().copied()));
+    let s = read_summary(reads[0]);
+    assert_eq!(
+        (s.bytes, s.calls, s.copies, s.reason, s.fd),
+        (HELPER_BYTES, HELPER_CALLS, 0, FlushReason::Close, Some(fd))
+    );
+    assert_eq!(s.coverage, HELPER_SEGMENTS / 256.0);
+    assert_eq!(tests::path(reads[0]), weights);
+    // The control left nothing, though it did the same.
+    let by_control: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == control))
+        .filter(|e| e.file.is_some())
+        .collect();
+    assert!(by_control.is_empty(), "{:#?}", briefs(by_control));
+    assert!(events_for(&events, Action::Read, &unwatched).is_empty());
+}
+
+/// Runs fio reading `file` whole with `args`; returns its pid.
+fn fio(file: &Path, size: u64, args: &[&str]) -> u32 {
+    tests::run(
+        Command::new("fio")
+            .args(["--name=weights", "--rw=read", "--bs=64k", "--numjobs=1"])
+            .arg(format!("--size={size}"))
+            .arg(format!("--filename={}", file.display()))
+            .args(["--output=/dev/null"])
+            .args(args),
+    )
+}
+
+/// The reads of `file` and the process that opened it: exactly one
+/// process, a fio job, opened it and read all of it.
+#[track_caller]
+fn assert_read_whole_by_one_fio_job(events: &[Event], file: &Path, size: u64, what: &str) {
+    let opens = events_for(events, Action::Open, file);
+    assert_eq!(
+        opens.len(),
+        1,
+        "{what}: {:#?}",
+        briefs(opens.iter().copied())
+    );
+    let job = process(opens[0]);
+    assert_eq!(job.comm, "fio", "{what}");
+    let reads = events_for(events, Action::Read, file);
+    assert!(!reads.is_empty(), "{what}: no read summary");
+    for r in &reads {
+        assert_eq!(
+            process(r).pid,
+            job.pid,
+            "{what}: {:#?}",
+            briefs(reads.clone())
+        );
+    }
+    let bytes: u64 = reads.iter().map(|r| read_summary(r).bytes).sum();
+    let calls: u64 = reads.iter().map(|r| read_summary(r).calls).sum();
+    let coverage = reads.last().map_or(0.0, |r| read_summary(r).coverage);
+    assert_eq!(
+        (bytes, calls, coverage),
+        (size, size / 65536, 1.0),
+        "{what}"
+    );
+}
+
+#[test]
+fn fio_io_uring_and_libaio_reads_are_counted_exactly() {
+    let size = 4 * MIB;
+    let root = tempfile::tempdir().unwrap();
+    let plain = public_file(root.path(), "plain.safetensors", size);
+    let fixed = public_file(root.path(), "fixed.safetensors", size);
+    let sqpoll = public_file(root.path(), "sqpoll.safetensors", size);
+    let libaio = public_file(root.path(), "libaio.safetensors", size);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let pids = [
+        fio(&plain, size, &["--ioengine=io_uring", "--iodepth=4"]),
+        // READ_FIXED through a registered file: the request names its file.
+        fio(
+            &fixed,
+            size,
+            &[
+                "--ioengine=io_uring",
+                "--iodepth=4",
+                "--fixedbufs",
+                "--registerfiles",
+            ],
+        ),
+        // A kernel thread submits: it belongs to the job's thread group.
+        fio(
+            &sqpoll,
+            size,
+            &["--ioengine=io_uring", "--iodepth=4", "--sqthread_poll=1"],
+        ),
+        fio(&libaio, size, &["--ioengine=libaio", "--iodepth=8"]),
+    ];
+    for pid in pids {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+    assert_read_whole_by_one_fio_job(&events, &plain, size, "io_uring");
+    assert_read_whole_by_one_fio_job(&events, &fixed, size, "io_uring, fixed");
+    assert_read_whole_by_one_fio_job(&events, &sqpoll, size, "io_uring, sqpoll");
+    assert_read_whole_by_one_fio_job(&events, &libaio, size, "libaio");
+}
