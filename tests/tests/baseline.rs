@@ -109,9 +109,28 @@ fn changed_and_missing_files_are_integrity_mismatches() {
                 .as_str()
                 .is_some_and(|p| p.ends_with("live.safetensors"))
     });
+    // A rename over a baselined file is checked when its record comes.
+    let evil = root.path().join("evil.tmp");
+    std::fs::write(&evil, b"not the model").unwrap();
+    assert!(
+        Command::new("mv")
+            .arg(&evil)
+            .arg(&kept)
+            .status()
+            .unwrap()
+            .success()
+    );
+    sensor.wait_for("the rename's mismatch", Duration::from_secs(30), |r| {
+        r["detection"]["id"] == "integrity_mismatch"
+            && r["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("kept.safetensors"))
+    });
     let (_, events) = sensor.stop_events();
     let found = mismatches(&events);
-    assert_eq!(found.len(), 3, "{found:#?}");
+    assert_eq!(found.len(), 4, "{found:#?}");
+    let k = of_path(&found, &kept).detection.as_ref().unwrap();
+    assert_eq!(k.sha256, Some(sha256sum(&kept)));
 
     let c = of_path(&found, &changed);
     let d = c.detection.as_ref().unwrap();
@@ -130,12 +149,12 @@ fn changed_and_missing_files_are_integrity_mismatches() {
     let l = of_path(&found, &live).detection.as_ref().unwrap();
     assert_eq!(l.expected_sha256, Some(before_live));
     assert_eq!(l.sha256, Some(after_live));
-    // The control: the untouched file was checked and raised nothing.
+    // Every file was checked at start; each changed one raised one.
     let stop = events.last().unwrap().sensor.as_ref().unwrap();
     assert_eq!(
         stop.counter("detect", "integrity_checked"),
-        5,
-        "4 at start, 1 after the write"
+        6,
+        "4 at start, 1 after the write, 1 after the rename"
     );
 }
 

@@ -544,3 +544,95 @@ fn curl_uploading_weights_is_a_transfer_tool_and_egress() {
     assert!(d.bytes.unwrap() > 0, "{d:?}");
     assert_eq!(tests::path(egress), weights);
 }
+
+#[test]
+fn tampering_is_named_unless_a_policy_rule_allows_the_writer() {
+    let root = tempfile::tempdir().unwrap();
+    let [truncated, replaced, removed, chmodded, deployed] = [
+        "truncated.safetensors",
+        "replaced.gguf",
+        "removed.bin",
+        "chmodded.pt",
+        "deployed.safetensors",
+    ]
+    .map(|n| root.path().join(n));
+    for f in [&truncated, &replaced, &removed, &chmodded, &deployed] {
+        write_file(f, 4096);
+    }
+    let staging = root.path().join("staging.tmp");
+    std::fs::write(&staging, b"evil").unwrap();
+    // The deployment job: a copy of truncate that the policy lets write.
+    let bin = tempfile::tempdir().unwrap();
+    let deployer = bin.path().join("deploy-models");
+    std::fs::copy("/usr/bin/truncate", &deployer).unwrap();
+    let policy = bin.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"audit\"\n[weights.all]\npaths = [\"{}\"]\ndefault = \"alert\"\n\n\
+             [[rules]]\nname = \"deploys\"\nweights = [\"all\"]\nexe = [\"{}\"]\n\
+             operations = [\"open\", \"read\", \"mmap\", \"write\"]\naction = \"allow\"\n",
+            root.path().display(),
+            deployer.display()
+        ),
+    )
+    .unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &["--policy", policy.to_str().unwrap()]);
+
+    let truncate = run(Command::new("truncate").args(["-s", "0"]).arg(&truncated));
+    let mv = run(Command::new("mv").arg(&staging).arg(&replaced));
+    let rm = run(Command::new("rm").arg(&removed));
+    let chmod = run(Command::new("chmod").arg("600").arg(&chmodded));
+    let deploy = run(Command::new(&deployer).args(["-s", "0"]).arg(&deployed));
+    for pid in [truncate, mv, rm, chmod, deploy] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+
+    let tamper = |pid: u32| -> Vec<(String, Severity)> {
+        detections(&events, pid)
+            .iter()
+            .filter(|e| e.detection.as_ref().unwrap().id == DetectionId::Tamper)
+            .map(|e| {
+                (
+                    e.detection.as_ref().unwrap().matched.clone().unwrap(),
+                    e.severity,
+                )
+            })
+            .collect()
+    };
+    let truncations = tamper(truncate);
+    assert!(
+        truncations.contains(&("truncate".to_owned(), Severity::High)),
+        "{truncations:?}"
+    );
+    assert_eq!(tamper(mv), vec![("rename".to_owned(), Severity::Critical)]);
+    let replaced_by = detections(&events, mv)
+        .into_iter()
+        .find(|e| e.detection.as_ref().unwrap().id == DetectionId::Tamper)
+        .unwrap();
+    assert!(
+        replaced_by
+            .detection
+            .as_ref()
+            .unwrap()
+            .summary
+            .contains("replaced"),
+        "{replaced_by:#?}"
+    );
+    assert_eq!(tamper(rm), vec![("unlink".to_owned(), Severity::High)]);
+    assert_eq!(
+        tamper(chmod),
+        vec![("set_attributes".to_owned(), Severity::Medium)]
+    );
+    // The allowed deployer's truncation is recorded, not named.
+    assert!(
+        tests::of_pid(&events, Action::Truncate, deploy).len() == 1,
+        "the control: its truncation was seen"
+    );
+    assert!(
+        tamper(deploy).is_empty(),
+        "{:#?}",
+        detections(&events, deploy)
+    );
+}

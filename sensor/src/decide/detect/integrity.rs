@@ -281,6 +281,18 @@ impl Writes {
                     self.done.push(path);
                 }
             }
+            // Truncated, renamed (away or over), unlinked: check every path
+            // the change touched now.
+            (action, Some(AccessDetail::Change(change)))
+                if action.is_change() && action != Action::WriteOpen =>
+            {
+                let text_path = |t: &crate::event::Text| {
+                    PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes()))
+                };
+                self.done.extend(path());
+                self.done.extend(change.old_path.as_ref().map(text_path));
+                self.done.extend(change.new_path.as_ref().map(text_path));
+            }
             (Action::Exit, _) => {
                 let closed: Vec<_> = self
                     .open
@@ -300,6 +312,7 @@ impl Writes {
 
     pub fn take_done(&mut self) -> Vec<PathBuf> {
         let mut done = std::mem::take(&mut self.done);
+        done.sort();
         done.dedup();
         done
     }

@@ -17,6 +17,7 @@ mod limit;
 mod memory_read;
 mod serving_shell;
 mod taken;
+mod tamper;
 mod transfer_tool;
 pub mod trust;
 mod unexpected_reader;
@@ -51,6 +52,13 @@ pub enum About {
     Connect {
         dev: u64,
         ino: u64,
+    },
+    /// One kind of change to a file (`tamper`: a truncate after a write
+    /// open is another finding).
+    Change {
+        dev: u64,
+        ino: u64,
+        operation: &'static str,
     },
 }
 
@@ -110,6 +118,7 @@ impl Detectors {
             Box::new(memory_read::MemoryRead),
             Box::new(unexpected_reader::UnexpectedReader),
             Box::new(serving_shell::ServingShell::new(&config.interpreters)),
+            Box::new(tamper::Tamper),
         ];
         Self {
             trust: Trust::new(config),
@@ -262,6 +271,7 @@ fn is_access(event: &Event) -> bool {
                     | AccessDetail::Copy(_)
                     | AccessDetail::Memory { .. }
                     | AccessDetail::Send(_)
+                    | AccessDetail::Change(_)
             )
         )
 }

@@ -925,7 +925,10 @@ impl WireAccess {
             | Action::Denied
             | Action::Killed
             | Action::Detection => {
-                if self.send_syscall.is_some() {
+                if self.syscall.is_some() {
+                    // Any tampering action: they decode alike.
+                    Action::Truncate
+                } else if self.send_syscall.is_some() {
                     Action::Send
                 } else if self.destination.is_some() {
                     Action::Copy

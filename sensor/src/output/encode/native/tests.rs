@@ -693,4 +693,10 @@ fn change_records_have_their_shape_and_decode_back() {
     assert_eq!(decode(lines[0]).expect("decodes"), rename);
     assert_eq!(decode(lines[1]).expect("decodes"), truncate);
     assert_eq!(decode(lines[2]).expect("decodes"), chmod);
+    // A detection raised on a change decodes its access as the change.
+    let mut found = rename.clone();
+    found.action = Action::Detection;
+    found.detection = Some(Detection::new(DetectionId::Tamper, "renamed".into()));
+    let line = encode_all(std::slice::from_ref(&found));
+    assert_eq!(decode(line.trim_end()).expect("decodes"), found);
 }

@@ -1,0 +1,123 @@
+//! `tamper`: a weight file was opened for writing, truncated, renamed
+//! (away, or another file over it), unlinked, re-permissioned or linked
+//! anew, by a process no policy rule allows to `write` it (the tampering
+//! records: docs/events.md).
+
+use sensor_common::FileKey;
+
+use super::{About, Context, Detector, Finding, Trusted, file_label, process_name};
+use crate::{
+    decide::policy::{Operation, PolicyAction, judge::subject},
+    event::{AccessDetail, Action, Detection, DetectionId, Event, Severity, Text},
+};
+
+pub struct Tamper;
+
+impl Detector for Tamper {
+    fn id(&self) -> DetectionId {
+        DetectionId::Tamper
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context<'_>) -> Vec<Finding> {
+        let Some(AccessDetail::Change(change)) = event.access.as_ref().map(|a| &a.detail) else {
+            return Vec::new();
+        };
+        if ctx.trusted == Some(Trusted::Sensor) || allowed_to_write(event, ctx) {
+            return Vec::new();
+        }
+        let Some(file) = &event.file else {
+            return Vec::new();
+        };
+        let about = About::Change {
+            dev: file.dev,
+            ino: file.ino,
+            operation: action_name(event.action),
+        };
+        let who = process_name(event);
+        let what = file_label(event);
+        let path = |p: &Option<Text>| {
+            p.as_ref()
+                .map_or_else(|| "?".into(), |p| p.to_lossy().into_owned())
+        };
+        let size = |s: &Option<crate::event::FileState>| {
+            s.map_or_else(|| "?".into(), |s| s.size.to_string())
+        };
+        let (severity, summary) = match event.action {
+            Action::WriteOpen => (Severity::High, format!("{who} opened {what} for writing")),
+            Action::Truncate => (
+                Severity::High,
+                format!(
+                    "{who} truncated {what} ({} -> {} bytes)",
+                    size(&change.before),
+                    size(&change.after)
+                ),
+            ),
+            Action::Rename => match &change.replaced {
+                Some(r) => (
+                    Severity::Critical,
+                    format!(
+                        "{who} replaced {} (inode {}, {} bytes) with {}",
+                        path(&r.path),
+                        r.state.ino,
+                        r.state.size,
+                        path(&change.old_path)
+                    ),
+                ),
+                None => (
+                    Severity::High,
+                    format!(
+                        "{who} renamed {} to {}",
+                        path(&change.old_path),
+                        path(&change.new_path)
+                    ),
+                ),
+            },
+            Action::Unlink => (Severity::High, format!("{who} unlinked {what}")),
+            Action::SetAttributes => (
+                Severity::Medium,
+                format!("{who} changed the mode or owner of {what}"),
+            ),
+            Action::Link => (
+                Severity::Medium,
+                format!("{who} linked {what} as {}", path(&change.new_path)),
+            ),
+            _ => return Vec::new(),
+        };
+        let mut d = Detection::new(DetectionId::Tamper, summary);
+        d.refs = ctx.refs.to_vec();
+        d.matched = Some(action_name(event.action).to_owned());
+        vec![Finding {
+            severity,
+            about,
+            detection: d,
+            file: None,
+        }]
+    }
+}
+
+/// A policy rule (not a weight set's default) allows the process to
+/// `write` the file: a deployment job replacing a model.
+fn allowed_to_write(event: &Event, ctx: &Context<'_>) -> bool {
+    let (Some(policy), Some(process), Some(file)) = (ctx.policy, &event.process, &event.file)
+    else {
+        return false;
+    };
+    let key = FileKey {
+        dev: file.dev,
+        ino: file.ino,
+    };
+    policy
+        .decide(&key, Operation::Write, &subject(process))
+        .is_some_and(|v| v.action == PolicyAction::Allow && v.rule.is_some())
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::WriteOpen => "write_open",
+        Action::Truncate => "truncate",
+        Action::Rename => "rename",
+        Action::Unlink => "unlink",
+        Action::SetAttributes => "set_attributes",
+        _ => "link",
+    }
+}
