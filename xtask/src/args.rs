@@ -101,6 +101,12 @@ pub enum BenchRow {
     /// 4 KiB io_uring reads of a file outside the watched folder (one
     /// request per `io_uring_enter`).
     UnwatchedUringRead,
+    /// 4 KiB pwrites to an unwatched file by a process that took no
+    /// weights (what every write on the host pays).
+    UnwatchedWrite,
+    /// The same by a process that read a watched file first (its writes
+    /// are followed: `send` records).
+    TaintedWrite,
     /// open+close of unwatched files.
     OpenClose,
     /// Python (numpy memmap or safetensors) loading a watched model.
@@ -147,6 +153,10 @@ pub struct BenchWorkerArgs {
     /// Timed runs after the warm-up (each is printed).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub timed: u32,
+    /// Read this (watched) file whole before the work, so the sensor
+    /// follows the worker's writes.
+    #[arg(long)]
+    pub taint: Option<PathBuf>,
 }
 
 /// What a `bench-worker` process does.
@@ -160,6 +170,8 @@ pub enum WorkerWorkload {
     Pread,
     /// `--calls` 4 KiB io_uring reads at offsets cycling through the file.
     UringRead,
+    /// `--calls` 4 KiB `pwrite` calls at offsets cycling through the file.
+    Pwrite,
     /// `--calls` open+close pairs over `--files` files.
     OpenClose,
     /// `--calls` open+close pairs of the one file `--path`.

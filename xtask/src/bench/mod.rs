@@ -94,12 +94,14 @@ impl fmt::Display for Config {
 }
 
 /// The rows measured under every configuration.
-const WORKLOAD_ROWS: [BenchRow; 8] = [
+const WORKLOAD_ROWS: [BenchRow; 10] = [
     BenchRow::WeightRead,
     BenchRow::WeightMmap,
     BenchRow::WatchedPread,
     BenchRow::UnwatchedPread,
     BenchRow::UnwatchedUringRead,
+    BenchRow::UnwatchedWrite,
+    BenchRow::TaintedWrite,
     BenchRow::OpenClose,
     BenchRow::PythonLoader,
     BenchRow::ProcessChurn,
@@ -629,6 +631,7 @@ fn measure(
     loader: Option<&mut python::Loader>,
 ) -> Result<Vec<f64>> {
     let timed = timed_runs(row);
+    let mut taint = None;
     let (workload, path, calls, files) = match row {
         BenchRow::WeightRead => (
             WorkerWorkload::SequentialRead,
@@ -655,6 +658,17 @@ fn measure(
             sizes.pread_calls,
             1,
         ),
+        BenchRow::UnwatchedWrite | BenchRow::TaintedWrite => {
+            if row == BenchRow::TaintedWrite {
+                taint = Some(layout.small_watched());
+            }
+            (
+                WorkerWorkload::Pwrite,
+                layout.small_unwatched(),
+                sizes.pread_calls,
+                1,
+            )
+        }
         BenchRow::OpenClose => (
             WorkerWorkload::OpenClose,
             layout.storm.clone(),
@@ -694,6 +708,9 @@ fn measure(
         .arg(&path)
         .args(["--calls", &calls.to_string(), "--files", &files.to_string()])
         .args(["--timed", &timed.to_string()]);
+    if let Some(taint) = taint {
+        cmd.arg("--taint").arg(taint);
+    }
     let out = process::stdout(&mut cmd)?;
     // `<work> <ns> <ns> ...`
     let times: Option<Vec<f64>> = out

@@ -28,12 +28,18 @@ const READ_CHUNK: usize = 1 << 20;
 pub const PAGE: usize = 4096;
 
 pub fn execute(args: &BenchWorkerArgs) -> Result<()> {
+    if let Some(taint) = &args.taint {
+        std::hint::black_box(
+            std::fs::read(taint).with_context(|| format!("cannot read {}", taint.display()))?,
+        );
+    }
     let run = || -> Result<u64> {
         match args.workload {
             WorkerWorkload::SequentialRead => sequential_read(&args.path),
             WorkerWorkload::MmapTouch => mmap_touch(&args.path),
             WorkerWorkload::Pread => pread(&args.path, args.calls),
             WorkerWorkload::UringRead => uring_read(&args.path, args.calls),
+            WorkerWorkload::Pwrite => pwrite(&args.path, args.calls),
             WorkerWorkload::OpenClose => open_close(&args.path, args.files, args.calls),
             WorkerWorkload::OpenCloseFile => open_close_file(&args.path, args.calls),
             WorkerWorkload::Spawn => spawn(&args.path, args.calls),
@@ -132,6 +138,32 @@ fn pread(path: &Path, calls: u64) -> Result<u64> {
         if n != PAGE as isize {
             bail!(
                 "pread of {} at {offset} returned {n}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(calls)
+}
+
+/// `calls` 4 KiB `pwrite`s at page offsets cycling through the file (its
+/// size stays); returns the calls made.
+fn pwrite(path: &Path, calls: u64) -> Result<u64> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} for writing", path.display()))?;
+    let pages = file.metadata()?.len() / PAGE as u64;
+    ensure!(pages > 0, "{} is smaller than one page", path.display());
+    let fd = file.as_raw_fd();
+    let buf = [0x5au8; PAGE];
+    for i in 0..calls {
+        let offset = ((i % pages) * PAGE as u64) as libc::off_t;
+        // SAFETY: `buf` is valid for PAGE bytes.
+        let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), PAGE, offset) };
+        if n != PAGE as isize {
+            bail!(
+                "pwrite of {} at {offset} returned {n}: {}",
                 path.display(),
                 std::io::Error::last_os_error()
             );
