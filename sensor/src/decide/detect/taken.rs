@@ -30,12 +30,19 @@ pub struct Source {
 /// destination).
 const SENDS_KEPT: usize = 16;
 
+/// Senders remembered below one ancestor (the oldest go first).
+const SENDERS_PER_ANCESTOR: usize = 256;
+
 #[derive(Default)]
 pub struct Taken {
     by_pid: HashMap<u32, HashMap<(u64, u64), Took>>,
     /// Recent sends, by process, to judge again when its weights (or its
     /// parent's) become known.
     sends: HashMap<u32, Vec<Event>>,
+    /// The senders below each ancestor, so that a read looks only at its
+    /// own process's sends and its descendants' (stale entries, of
+    /// senders since forgotten, are skipped).
+    descendants: HashMap<u32, Vec<u32>>,
 }
 
 impl Taken {
@@ -88,6 +95,27 @@ impl Taken {
         {
             self.sends.remove(&victim);
         }
+        if self.descendants.len() >= PROCESSES_MAX {
+            // Only an ancestor that took weights (or may yet) is asked for
+            // its descendants' sends; drop those that have none kept.
+            let sends = &self.sends;
+            self.descendants
+                .retain(|_, below| below.iter().any(|s| sends.contains_key(s)));
+        }
+        for a in &p.ancestors {
+            let below = self.descendants.entry(a.pid).or_default();
+            if below.contains(&p.pid) {
+                continue;
+            }
+            if below.len() >= SENDERS_PER_ANCESTOR {
+                let sends = &self.sends;
+                below.retain(|s| sends.contains_key(s));
+                if below.len() >= SENDERS_PER_ANCESTOR {
+                    below.remove(0);
+                }
+            }
+            below.push(p.pid);
+        }
         let kept = self.sends.entry(p.pid).or_default();
         kept.retain(|e| match e.access.as_ref().map(|a| &a.detail) {
             Some(AccessDetail::Send(other)) => {
@@ -104,17 +132,19 @@ impl Taken {
 
     /// The kept sends of `pid` and of its descendants.
     pub fn sends_after(&self, pid: u32) -> Vec<Event> {
-        self.sends
-            .iter()
-            .filter(|(sender, events)| {
-                **sender == pid
-                    || events.first().is_some_and(|e| {
-                        e.process
-                            .as_ref()
-                            .is_some_and(|p| p.ancestors.iter().any(|a| a.pid == pid))
-                    })
+        let below = self.descendants.get(&pid).map_or(&[][..], Vec::as_slice);
+        std::iter::once(&pid)
+            .chain(below)
+            .filter_map(|sender| self.sends.get(sender))
+            .flatten()
+            // A pid reused since: only the process whose ancestry names
+            // `pid` (or `pid` itself).
+            .filter(|e| {
+                e.process
+                    .as_ref()
+                    .is_some_and(|p| p.pid == pid || p.ancestors.iter().any(|a| a.pid == pid))
             })
-            .flat_map(|(_, events)| events.iter().cloned())
+            .cloned()
             .collect()
     }
 
@@ -138,5 +168,6 @@ impl Taken {
     pub fn forget(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
         self.sends.remove(&pid);
+        self.descendants.remove(&pid);
     }
 }

@@ -401,3 +401,84 @@ fn exits_forget_the_process() {
     let found = run.feed(event(2, cat, open()));
     assert_eq!(found[0].detection.as_ref().unwrap().refs.len(), 1);
 }
+
+fn send_to_file(bytes: u64) -> AccessDetail {
+    AccessDetail::Send(crate::event::SendDetail {
+        fd: 4,
+        syscall: crate::event::SendSyscall::Write,
+        bytes,
+        calls: 1,
+        destination: Destination {
+            kind: crate::event::DestinationKind::File,
+            dev: 42,
+            ino: 99,
+            path: Some("/tmp/out".into()),
+            peer: None,
+        },
+    })
+}
+
+#[test]
+fn a_send_before_the_read_summary_is_judged_when_the_read_comes() {
+    let mut run = Run::new(only(&[DetectionId::Copy]));
+    let dd = process(110, "/usr/bin/dd");
+    let mut send = event(0, dd.clone(), send_to_file(1000));
+    send.file = None;
+    send.action = Action::Send;
+    assert!(run.feed(send).is_empty(), "no weights known yet");
+    let found = run.feed(event(1, dd, read(1000, 1.0)));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let d = found[0].detection.as_ref().unwrap();
+    assert_eq!(
+        (d.id, d.matched.as_deref(), d.bytes),
+        (DetectionId::Copy, Some("write"), Some(1000))
+    );
+    assert!(matches!(
+        found[0].access.as_ref().map(|a| &a.detail),
+        Some(AccessDetail::Send(_))
+    ));
+    // The source is named, and both records are cited.
+    assert_eq!(
+        found[0].file.as_ref().and_then(|f| f.path.clone()),
+        Some("/models/m.safetensors".into())
+    );
+    assert_eq!(d.refs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 1]);
+    // Less than copy_share of what was taken is no copy.
+    let mut small = event(2, process(111, "/usr/bin/dd"), send_to_file(400));
+    small.file = None;
+    small.action = Action::Send;
+    run.feed(small);
+    assert!(
+        run.feed(event(3, process(111, "/usr/bin/dd"), read(1000, 1.0)))
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_child_s_send_is_tied_to_its_parent_s_weights() {
+    let mut run = Run::new(only(&[DetectionId::Egress]));
+    let parent = process(120, "/usr/bin/python3");
+    let mut child = process(121, "/usr/bin/curl");
+    child.ancestors = vec![Ancestor {
+        pid: 120,
+        comm: "python3".into(),
+        exe: None,
+        gpu: false,
+    }];
+    assert!(run.feed(event(0, parent, read(1000, 1.0))).is_empty());
+    let mut send = event(1, child, send_to_file(10));
+    send.file = None;
+    send.action = Action::Send;
+    if let Some(AccessDetail::Send(s)) = send.access.as_mut().map(|a| &mut a.detail) {
+        s.destination.kind = crate::event::DestinationKind::Socket;
+        s.destination.peer = Some("192.0.2.7:443".into());
+    }
+    let found = run.feed(send);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].severity, Severity::Critical);
+    assert_eq!(
+        found[0].file.as_ref().and_then(|f| f.path.clone()),
+        Some("/models/m.safetensors".into()),
+        "the parent's weights"
+    );
+}
