@@ -60,6 +60,10 @@ pub mod map_name {
     /// `LruHashMap<SendKey, SendAgg>`: what processes that read watched
     /// bytes wrote or sent, per destination.
     pub const SENDS: &str = "SENDS";
+    /// `LruHashMap<u32, u8>`: tainted processes whose writes and sends the
+    /// agent judged uninteresting (trusted: serving, allowed), written by
+    /// the agent, removed by the kernel at the process's exit.
+    pub const SENDS_OFF: &str = "SENDS_OFF";
     /// `Array<u64>`: processes that may hold a descriptor of a watched file,
     /// a byte per tgid (eight per value), kept by the kernel (opens, forks,
     /// descriptor passing). Reads, maps and closes by processes in neither

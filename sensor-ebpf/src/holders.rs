@@ -122,11 +122,17 @@ pub fn mark_serving_current() {
     set_kernel_byte(current_tgid(), holder_mark::SERVING);
 }
 
+/// Whether `tgid` is tainted.
+#[inline(always)]
+pub fn tainted(tgid: u32) -> bool {
+    kernel_byte(tgid) == holder_mark::TAINTED
+}
+
 /// Whether the current process's writes and sends are followed (one array
 /// load: every write on the host pays it).
 #[inline(always)]
 pub fn current_tainted() -> bool {
-    kernel_byte(current_tgid()) == holder_mark::TAINTED
+    tainted(current_tgid())
 }
 
 /// A forked child of a tainted process is tainted too (`tar` reads, its

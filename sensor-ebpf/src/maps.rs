@@ -47,6 +47,12 @@ pub static COPIES_SEEN: LruHashMap<CopyKey, u8> = LruHashMap::with_max_entries(1
 #[map]
 pub static SENDS: LruHashMap<SendKey, SendAgg> = LruHashMap::with_max_entries(16_384, 0);
 
+/// Tainted processes the agent stopped following (their sends are
+/// trusted: a serving or allowed process): added by the agent, removed
+/// here at exit (a reused pid starts followed).
+#[map]
+pub static SENDS_OFF: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16_384, 0);
+
 /// The holder prefilter's process set kept by the kernel: a byte per tgid,
 /// eight to a value (see `holders.rs`). Sized by the agent from pid_max.
 #[map]

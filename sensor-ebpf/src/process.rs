@@ -159,6 +159,11 @@ pub fn on_exit() {
     if EXITED.insert(&claim, &1, BPF_NOEXIST).is_err() {
         return;
     }
+    // A reused pid is followed again (only a tainted process can have
+    // been stopped following: others pay no map delete).
+    if holders::tainted(tgid) {
+        let _ = crate::maps::SENDS_OFF.remove(&tgid);
+    }
     holders::forget(tgid);
     crate::enforce::on_exit(tgid);
     // SAFETY: the value is only tested for presence.

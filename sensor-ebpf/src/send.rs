@@ -20,7 +20,7 @@ use sensor_common::{SendAgg, SendEvent, SendKey, kind, send_syscall};
 use crate::{
     emit::{fill_header, reserve},
     kernel::{fd_identity, socket_peer},
-    maps::SENDS,
+    maps::{SENDS, SENDS_OFF},
 };
 
 const S_IFMT: u32 = 0o170_000;
@@ -36,6 +36,11 @@ pub fn sent(fd: u64, syscall: u32, ret: i64, bytes: u64, to: u64) {
     if !connected && ret <= 0 {
         return;
     }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is only tested for presence.
+    if unsafe { SENDS_OFF.get(&tgid) }.is_some() {
+        return;
+    }
     let Some((destination, mode)) = fd_identity(fd) else {
         return;
     };
@@ -44,7 +49,7 @@ pub fn sent(fd: u64, syscall: u32, ret: i64, bytes: u64, to: u64) {
         return;
     }
     let key = SendKey {
-        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        tgid,
         _pad: 0,
         destination,
     };

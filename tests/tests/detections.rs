@@ -636,3 +636,62 @@ fn tampering_is_named_unless_a_policy_rule_allows_the_writer() {
         detections(&events, deploy)
     );
 }
+
+#[test]
+fn a_trusted_process_s_sends_are_followed_no_further() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("mixtral.safetensors");
+    write_file(&weights, SIZE);
+    // A backup job: a copy of Python, trusted by identity.
+    let bin = tempfile::tempdir().unwrap();
+    let backup = bin.path().join("backup-python");
+    std::fs::copy(tests::python_exe(), &backup).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let config = format!("[detect]\ntrusted_exes = [\"{}\"]\n", backup.display());
+    let sensor = SensorProcess::start_with_config(&[root.path()], &[], &config);
+    // It reads the weights, writes them once, waits, writes them again
+    // elsewhere: the first write is a record, judged trusted; after it
+    // the kernel no longer follows the process.
+    let write_twice = "import sys, time\n\
+         data = open(sys.argv[1], 'rb').read()\n\
+         open(sys.argv[2], 'wb').write(data)\n\
+         time.sleep(1)\n\
+         open(sys.argv[3], 'wb').write(data)\n";
+    let job = run(Command::new(&backup)
+        .arg("-c")
+        .arg(write_twice)
+        .arg(&weights)
+        .arg(out.path().join("one.bin"))
+        .arg(out.path().join("two.bin")));
+    // The control: an untrusted process doing the same is followed to both.
+    let other = run(python_command()
+        .arg("-c")
+        .arg(write_twice)
+        .arg(&weights)
+        .arg(out.path().join("three.bin"))
+        .arg(out.path().join("four.bin")));
+    for pid in [job, other] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+    let destinations = |pid: u32| -> HashSet<u64> {
+        tests::of_pid(&events, Action::Send, pid)
+            .iter()
+            .filter_map(|e| match &tests::access(e).detail {
+                sensor::event::AccessDetail::Send(s) => Some(s.destination.ino),
+                _ => None,
+            })
+            .collect()
+    };
+    let ino = |name: &str| tests::identity(&out.path().join(name)).1;
+    assert_eq!(destinations(job), HashSet::from([ino("one.bin")]));
+    assert!(
+        ids(&events, job).is_empty(),
+        "{:#?}",
+        detections(&events, job)
+    );
+    assert_eq!(
+        destinations(other),
+        HashSet::from([ino("three.bin"), ino("four.bin")])
+    );
+}

@@ -348,6 +348,12 @@ impl Agent {
             self.publish(finding);
         }
         self.recheck_written();
+        for pid in self.decide.detectors_mut().take_unfollowed() {
+            if let Err(err) = self.kernel.holders.stop_following_sends(pid) {
+                self.health.agent.sends_off_errors.inc();
+                tracing::debug!(pid, error = %crate::Chain(&err), "cannot stop following a trusted process's sends");
+            }
+        }
     }
 
     /// Gives a record its id: this run's next sequence number.

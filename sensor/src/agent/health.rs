@@ -22,6 +22,7 @@ pub struct AgentCounters {
     pub verdict_write_errors: Counter,
     pub path_changes: Counter,
     pub path_changes_unresolved: Counter,
+    pub sends_off_errors: Counter,
 }
 
 impl AgentCounters {
@@ -46,6 +47,10 @@ impl AgentCounters {
             path_changes: counter(
                 "path_changes",
                 "path operations (rename, unlink, chmod, ...) received from the kernel",
+            ),
+            sends_off_errors: counter(
+                "sends_off_errors",
+                "trusted processes the kernel could not be told to stop following (their sends stay records)",
             ),
             path_changes_unresolved: counter(
                 "path_changes_unresolved",

@@ -307,6 +307,7 @@ impl Sensor {
         let mut holders = Holders::new(
             self.take(map_name::HOLDERS_AGENT)?,
             self.take(map_name::HOLDERS_BYPASS)?,
+            self.take(map_name::SENDS_OFF)?,
         );
         holders.set_bypass(true).map_err(|source| LoadError::Map {
             map: map_name::HOLDERS_BYPASS,

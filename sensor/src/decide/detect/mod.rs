@@ -104,6 +104,9 @@ pub struct Detectors {
     limit: limit::Limit,
     writes: integrity::Writes,
     taken: taken::Taken,
+    /// Processes whose sends were judged trusted: the kernel may stop
+    /// following them.
+    unfollow: Vec<u32>,
 }
 
 impl Detectors {
@@ -127,6 +130,7 @@ impl Detectors {
             limit: limit::Limit::new(config.repeat_window_secs, config.max_per_minute),
             writes: integrity::Writes::default(),
             taken: taken::Taken::default(),
+            unfollow: Vec::new(),
             config: config.clone(),
         }
     }
@@ -179,13 +183,20 @@ impl Detectors {
             cited.append(&mut refs);
             refs = cited;
         }
+        let trusted = match &source {
+            Some(s) => self.trust.of_file(event, Some(&s.file), policy),
+            None => self.trust.of(event, policy),
+        };
+        if trusted.is_some()
+            && is_send(event)
+            && let Some(p) = &event.process
+        {
+            self.unfollow.push(p.pid);
+        }
         let ctx = Context {
             config: &self.config,
             policy,
-            trusted: match &source {
-                Some(s) => self.trust.of_file(event, Some(&s.file), policy),
-                None => self.trust.of(event, policy),
-            },
+            trusted,
             refs: &refs,
             source: source.as_ref(),
         };
@@ -222,6 +233,15 @@ impl Detectors {
         });
         let finding = self.limit.admit(&base, finding)?;
         Some(record(&base, finding))
+    }
+
+    /// Processes whose writes and sends are trusted since the last call:
+    /// following them further only makes records no detection uses.
+    pub fn take_unfollowed(&mut self) -> Vec<u32> {
+        let mut pids = std::mem::take(&mut self.unfollow);
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     /// Files written since the last call whose writer has closed them

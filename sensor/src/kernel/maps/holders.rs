@@ -1,7 +1,7 @@
 //! The holder prefilter's maps from the agent's side (the kernel side is
 //! `sensor-ebpf/src/holders.rs`).
 
-use aya::maps::{Array, MapData, MapError};
+use aya::maps::{Array, HashMap, MapData, MapError};
 
 /// The holder prefilter's maps, from the agent's side: the agent is the
 /// only writer of `HOLDERS_AGENT`, so its read-modify-write of a value
@@ -11,11 +11,27 @@ use aya::maps::{Array, MapData, MapError};
 pub struct Holders {
     agent: Array<MapData, u64>,
     bypass: Array<MapData, u32>,
+    /// `SENDS_OFF`: tainted processes whose sends are not followed.
+    sends_off: HashMap<MapData, u32, u8>,
 }
 
 impl Holders {
-    pub fn new(agent: Array<MapData, u64>, bypass: Array<MapData, u32>) -> Self {
-        Self { agent, bypass }
+    pub fn new(
+        agent: Array<MapData, u64>,
+        bypass: Array<MapData, u32>,
+        sends_off: HashMap<MapData, u32, u8>,
+    ) -> Self {
+        Self {
+            agent,
+            bypass,
+            sends_off,
+        }
+    }
+
+    /// Stops following the writes and sends of `pid` (judged trusted);
+    /// the kernel forgets it at the process's exit.
+    pub fn stop_following_sends(&mut self, pid: u32) -> Result<(), MapError> {
+        self.sends_off.insert(pid, 1, 0)
     }
 
     /// Marks processes found holding watched descriptors in `/proc`. A pid
