@@ -23,6 +23,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod agent_probe;
 mod atomic;
 mod btf_types;
 mod emit;

@@ -209,6 +209,7 @@ impl Health {
             counters: self.registry.snapshot(),
             outputs,
             enforcement: None,
+            unconfirmed: None,
         }
     }
 

@@ -22,6 +22,7 @@ use super::regs::{
     OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, fd_reg, reg, reg32,
 };
 use crate::{
+    agent_probe,
     file::{self, MmapArgs},
     holders,
     kernel::in_compat_syscall,
@@ -371,7 +372,12 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
         | native::CREAT
         | native::OPENAT
         | native::OPENAT2
-        | native::OPEN_BY_HANDLE_AT => file::open_exit(ret),
+        | native::OPEN_BY_HANDLE_AT => {
+            // The agent's identity probes are not records.
+            if !agent_probe::open_exit(ret) {
+                file::open_exit(ret)
+            }
+        }
         native::READV
         | native::PREADV
         | native::PREADV2

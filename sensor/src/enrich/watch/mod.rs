@@ -59,10 +59,13 @@
 //! roots, or reached through a directory link or a link with another name,
 //! is only brought up to date by the rescan.
 
+mod confirm;
+pub mod devices;
 mod index;
 mod pattern;
 mod scan;
 
+pub use confirm::{KernelIdentity, Probed, ProcfsIdentity, close_unseen, open_and_stat, open_path};
 pub use scan::{identity, key_of};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -76,9 +79,10 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 use sensor_common::{FileKey, WatchEntry, watch_flag};
 use tracing::{debug, info, warn};
 
+use self::confirm::Confirmations;
 use self::index::{Index, Links};
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{DirWatch, Found, Scan, TopError, Walker, read_weight_link, watch_hint};
+use self::scan::{DirWatch, Found, Scan, TopError, Walker, found_at, read_weight_link, watch_hint};
 
 /// The kernel's watched-inode map (implemented by the agent over aya's
 /// `HashMap`; a fake in tests).
@@ -178,6 +182,11 @@ pub struct WatchStats {
     pub policy_files: usize,
     /// Roots that do not exist (or cannot be read) right now.
     pub missing_roots: usize,
+    /// Devices holding watched files whose keys the kernel confirmed.
+    pub confirmed_devices: usize,
+    /// Devices holding watched files whose keys the kernel did not confirm
+    /// (listed in `sensor.unconfirmed`).
+    pub unconfirmed_devices: usize,
     /// Directories under a root that could not be listed.
     pub unreadable_dirs: u64,
     /// Directories that could not be watched (usually the
@@ -221,6 +230,16 @@ impl crate::metrics::Collect for WatchStats {
             "missing_roots",
             "watch roots missing now",
             n(self.missing_roots),
+        );
+        out.set(
+            "confirmed_devices",
+            "devices whose file keys the kernel confirmed",
+            n(self.confirmed_devices),
+        );
+        out.set(
+            "unconfirmed_devices",
+            "devices whose file keys the kernel did not confirm",
+            n(self.unconfirmed_devices),
         );
         out.set(
             "policy_files",
@@ -297,12 +316,12 @@ pub enum WatchError {
     },
 }
 
-/// `stat()`'s `st_dev` in the kernel's `super_block::s_dev` encoding
-/// (`major << 20 | minor`), which is what the kernel programs read.
+/// `stat()`'s `st_dev` as the kernel's `super_block::s_dev` (`major << 20
+/// | minor`), which is what the kernel programs read: translated through
+/// the mount table where a walk learned the device (btrfs, overlayfs:
+/// `devices.rs`).
 pub fn kernel_dev(st_dev: u64) -> u64 {
-    let major = u64::from(libc::major(st_dev));
-    let minor = u64::from(libc::minor(st_dev));
-    (major << 20) | minor
+    devices::translate(st_dev)
 }
 
 /// The watched inodes, their paths, and the inotify watches keeping them
@@ -323,6 +342,8 @@ pub struct WatchSet {
     /// The policy's files, watched wherever they are and whatever their
     /// names ([`WatchSet::pin_policy_files`]).
     pinned: HashMap<FileKey, PathBuf>,
+    /// Which devices' keys the kernel confirmed.
+    confirmations: Confirmations,
     counters: Counters,
 }
 
@@ -503,6 +524,7 @@ impl WatchSet {
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
             pinned: HashMap::new(),
+            confirmations: Confirmations::default(),
             counters: Counters::default(),
         };
 
@@ -664,6 +686,22 @@ impl WatchSet {
             .count()
     }
 
+    /// Sets what asks the kernel for a file's identity (the programs must
+    /// be attached for it to answer), then asks it about every device with
+    /// a watched file; from then on each new device is asked when its
+    /// first file is watched. Returns how many devices are unconfirmed.
+    pub fn confirm_identities(&mut self, probe: Box<dyn KernelIdentity>) -> usize {
+        self.confirmations.set_probe(probe);
+        self.confirmations.run();
+        self.confirmations.counts().1
+    }
+
+    /// Devices under the roots whose keys the kernel did not confirm.
+    pub fn unconfirmed(&self) -> Vec<crate::event::UnconfirmedIdentity> {
+        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        self.confirmations.unconfirmed(&roots)
+    }
+
     pub fn is_gpu_device(&self, key: &FileKey) -> bool {
         self.gpu.contains_key(key)
     }
@@ -712,6 +750,8 @@ impl WatchSet {
             directories: self.dirs.values().filter(|d| d.tree).count(),
             missing_roots: self.roots.iter().filter(|r| !r.present).count(),
             policy_files: self.pinned_only(),
+            confirmed_devices: self.confirmations.counts().0,
+            unconfirmed_devices: self.confirmations.counts().1,
             unreadable_dirs: self.counters.unreadable_dirs,
             watch_failures: self.counters.watch_failures,
             map_full_failures: self.counters.map_full_failures,
@@ -921,8 +961,8 @@ impl WatchSet {
                 Ok(link) => {
                     self.links.set(path.to_path_buf(), link.target);
                     match link.found {
-                        Some(Found { key, size }) => {
-                            self.add_path(key, path.to_path_buf(), size, batch);
+                        Some(found) => {
+                            self.add_path(found, path.to_path_buf(), batch);
                         }
                         None => self.unindex(indexed, path, batch),
                     }
@@ -943,7 +983,7 @@ impl WatchSet {
             },
             Ok(meta) if meta.is_file() && weight_file => {
                 self.links.remove(path);
-                self.add_path(key_of(&meta), path.to_path_buf(), meta.len(), batch);
+                self.add_path(found_at(path, &meta, false), path.to_path_buf(), batch);
             }
             Ok(_) => {
                 self.links.remove(path);
@@ -1072,8 +1112,8 @@ impl WatchSet {
         let (linked, own): (Vec<_>, Vec<_>) = files
             .into_iter()
             .partition(|(path, _)| links.contains_key(path));
-        for (path, Found { key, size }) in own.into_iter().chain(linked) {
-            self.add_path(key, path, size, batch);
+        for (path, found) in own.into_iter().chain(linked) {
+            self.add_path(found, path, batch);
         }
     }
 
@@ -1140,7 +1180,9 @@ impl WatchSet {
         }
     }
 
-    fn add_path(&mut self, key: FileKey, path: PathBuf, size: u64, batch: &mut Batch) {
+    fn add_path(&mut self, found: Found, path: PathBuf, batch: &mut Batch) {
+        let Found { key, size, st_dev } = found;
+        self.confirmations.note(st_dev, &path);
         match self.index.key_of(&path) {
             Some(old) if old == key => {
                 // Same file: refresh the size (written since, or a rescan).
@@ -1166,6 +1208,10 @@ impl WatchSet {
     /// Walks everything again and reconciles the index with it.
     fn rescan_into(&mut self, batch: &mut Batch) {
         self.counters.rescans += 1;
+        self.confirmations.reset();
+        // Device numbers are learned (and confirmed) again: one may belong
+        // to another file system since the last walk.
+        devices::new_generation();
         let mut walker = Walker::new(&self.inotify, &self.extensions, &self.dirs);
         let results: Vec<Result<(), TopError>> = self
             .roots
@@ -1290,6 +1336,8 @@ impl WatchSet {
                 "files are not audited: the watched-inode map is full (raise watch.max_files)"
             );
         }
+        // New devices met by this batch are checked against the kernel.
+        self.confirmations.run();
         self.changes(batch.ops, &rejected)
     }
 

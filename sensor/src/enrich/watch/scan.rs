@@ -24,6 +24,7 @@ use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
 use sensor_common::FileKey;
 use tracing::{debug, warn};
 
+use super::devices;
 use super::pattern::Extensions;
 
 /// A weight file found by a walk.
@@ -31,6 +32,9 @@ use super::pattern::Extensions;
 pub(super) struct Found {
     pub(super) key: FileKey,
     pub(super) size: u64,
+    /// `stat()`'s device, whose translation into `key.dev` the kernel
+    /// confirms (`confirm.rs`).
+    pub(super) st_dev: u64,
 }
 
 /// One inotify watch. A directory can be both under a root and a GPU
@@ -87,17 +91,40 @@ pub(super) fn tree_mask() -> AddWatchFlags {
         | AddWatchFlags::IN_ONLYDIR
 }
 
-/// The file key of `meta`, in the kernel's encoding.
+/// The file key of `meta`, in the kernel's encoding: `st_dev` translated
+/// to the superblock's device where a walk or [`identity`] learned it
+/// (`devices.rs`).
 pub fn key_of(meta: &fs::Metadata) -> FileKey {
     FileKey {
-        dev: super::kernel_dev(meta.dev()),
+        dev: devices::translate(meta.dev()),
         ino: meta.ino(),
     }
 }
 
-/// The identity of the file at `path` (links followed), if it exists.
+/// The key of the file at `path` whose `stat()` (`follow`ing a final link
+/// or not) gave `meta`, learning its device's mount when new.
+pub(super) fn key_at(path: &Path, meta: &fs::Metadata, follow: bool) -> FileKey {
+    FileKey {
+        dev: devices::learn(path, meta.dev(), follow),
+        ino: meta.ino(),
+    }
+}
+
+/// The found file at `path` whose `stat()` gave `meta`.
+pub(super) fn found_at(path: &Path, meta: &fs::Metadata, follow: bool) -> Found {
+    Found {
+        key: key_at(path, meta, follow),
+        size: meta.len(),
+        st_dev: meta.dev(),
+    }
+}
+
+/// The identity of the file at `path` (links followed), if it exists, as
+/// the kernel programs see it.
 pub fn identity(path: &std::path::Path) -> Option<FileKey> {
-    fs::metadata(path).ok().map(|meta| key_of(&meta))
+    fs::metadata(path)
+        .ok()
+        .map(|meta| key_at(path, &meta, true))
 }
 
 /// A weight-named symbolic link, read.
@@ -117,10 +144,7 @@ pub(super) fn read_weight_link(path: &Path) -> io::Result<WeightLink> {
     let raw = fs::read_link(path)?;
     let target = link_target(path, &raw);
     let found = match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Some(Found {
-            key: key_of(&meta),
-            size: meta.len(),
-        }),
+        Ok(meta) if meta.is_file() => Some(found_at(path, &meta, true)),
         Ok(_) => {
             debug!(path = %path.display(), target = %raw.display(), "weight-named link does not lead to a regular file; not watched");
             None
@@ -355,10 +379,7 @@ impl<'a> Walker<'a> {
                 let path = entry.path();
                 match entry.metadata() {
                     Ok(meta) if meta.is_file() => {
-                        let found = Found {
-                            key: key_of(&meta),
-                            size: meta.len(),
-                        };
+                        let found = found_at(&path, &meta, false);
                         self.out.files.insert(path, found);
                     }
                     Ok(_) => {}
