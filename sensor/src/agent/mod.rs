@@ -246,6 +246,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             roots_required,
             extensions: config.watch.extensions.clone(),
             gpu_patterns: config.gpu.device_patterns.clone(),
+            max_retained: config.watch.max_retained as usize,
         },
         &mut watched,
     )?;
