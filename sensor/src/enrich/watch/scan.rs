@@ -266,8 +266,14 @@ impl<'a> Walker<'a> {
             let meta = match fs::symlink_metadata(&dir) {
                 Ok(meta) if meta.is_dir() => meta,
                 Ok(_) => continue,
-                Err(e) => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     debug!(path = %dir.display(), error = %e, "directory vanished during the walk");
+                    continue;
+                }
+                Err(e) => {
+                    // EACCES on a FUSE mount, EIO on a corrupt directory:
+                    // a part of the tree nobody audits, so never quiet.
+                    self.unreadable(&dir, &e);
                     continue;
                 }
             };
@@ -284,17 +290,20 @@ impl<'a> Walker<'a> {
             match fs::read_dir(&dir) {
                 Ok(entries) => self.list(&dir, entries, &mut pending),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    self.out.unreadable_dirs += 1;
-                    warn!(
-                        path = %dir.display(),
-                        error = %e,
-                        "cannot read directory under a watch root; its weight files are not audited (run as root or fix the directory's permissions)"
-                    );
-                }
+                Err(e) => self.unreadable(&dir, &e),
             }
         }
         Ok(())
+    }
+
+    /// A directory below the top that could not be stat'ed or listed.
+    fn unreadable(&mut self, dir: &Path, error: &io::Error) {
+        self.out.unreadable_dirs += 1;
+        warn!(
+            path = %dir.display(),
+            %error,
+            "cannot read directory under a watch root; its weight files are not audited (run as root, fix the directory's permissions, or mount FUSE with allow_other)"
+        );
     }
 
     /// The walk's result. Logs a summary when more than one directory could
@@ -367,8 +376,13 @@ impl<'a> Walker<'a> {
             };
             // `file_type` does not follow symlinks, so links are never
             // descended into, and resolved only when weight-named.
-            let Ok(file_type) = entry.file_type() else {
-                continue;
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    warn!(path = %entry.path().display(), error = %e, "cannot tell the type of an entry under a watch root; it is not audited");
+                    continue;
+                }
             };
             if file_type.is_dir() {
                 pending.push(entry.path());
