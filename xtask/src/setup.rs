@@ -49,6 +49,11 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "btrfs-progs",
     "xfsprogs",
+    // The file system matrix (tests/tests/filesystems.rs): squashfs images,
+    // a FUSE file system, debugfs for a corrupt directory.
+    "squashfs-tools",
+    "bindfs",
+    "e2fsprogs",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.
