@@ -95,6 +95,10 @@ pub mod map_name {
     /// `HashMap<FileKey, ExeVerdict>`: the verdict a process gets at exec,
     /// by its executable ([`crate::enforce::ANY_OTHER_EXE`]: any other).
     pub const EXE_VERDICTS: &str = "EXE_VERDICTS";
+    /// `LruHashMap<u64, FileKey>`: the identity the kernel read for the
+    /// agent's own `O_PATH` opens, by [`crate::identity_probe_key`]; how
+    /// the agent confirms the keys it computes from `stat()`.
+    pub const IDENTITY_PROBE: &str = "IDENTITY_PROBE";
 }
 
 /// Indexes of the per-CPU `COUNTERS` map.
@@ -840,6 +844,15 @@ pub mod header_flag {
 
 /// Name of the global that turns the `HOLDERS` prefilter on (non-zero).
 pub const HOLDER_PREFILTER_GLOBAL: &str = "HOLDER_PREFILTER";
+
+/// Name of the global holding the agent's tgid: its `O_PATH` opens are
+/// identity probes (`IDENTITY_PROBE`), never records.
+pub const AGENT_TGID_GLOBAL: &str = "AGENT_TGID";
+
+/// The `IDENTITY_PROBE` key of descriptor `fd` opened by thread `tid`.
+pub const fn identity_probe_key(tid: u32, fd: u32) -> u64 {
+    ((tid as u64) << 32) | fd as u64
+}
 
 /// Name of the global holding the in-kernel read flush interval in ns.
 pub const READ_FLUSH_INTERVAL_GLOBAL: &str = "READ_FLUSH_INTERVAL_NS";

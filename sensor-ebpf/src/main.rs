@@ -24,6 +24,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod agent_probe;
 mod aio;
 mod atomic;
 mod btf_types;

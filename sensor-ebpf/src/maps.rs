@@ -11,6 +11,11 @@ use sensor_common::{
     ReadAgg, ReadAggKey, SendAgg, SendKey, WatchEntry, counter,
 };
 
+/// The identity the kernel read for each of the agent's own `O_PATH`
+/// opens (`agent_probe.rs`), by `sensor_common::identity_probe_key`.
+#[map]
+pub static IDENTITY_PROBE: LruHashMap<u64, FileKey> = LruHashMap::with_max_entries(64, 0);
+
 /// Watched inodes, written by the agent.
 #[map]
 pub static WATCHED: HashMap<FileKey, WatchEntry> = HashMap::with_max_entries(262_144, 0);

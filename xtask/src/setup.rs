@@ -54,6 +54,11 @@ const PACKAGES: &[&str] = &[
     "curl",
     "zip",
     "fio",
+    // The file system matrix (tests/tests/filesystems.rs): squashfs images,
+    // a FUSE file system, debugfs for a corrupt directory.
+    "squashfs-tools",
+    "bindfs",
+    "e2fsprogs",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

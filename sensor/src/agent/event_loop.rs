@@ -510,6 +510,10 @@ impl Agent {
             let mode = j.shared_policy().load().mode;
             super::policy::mechanisms(mode, self.enforcer.is_some(), self.kernel_tables.lsm())
         });
+        let unconfirmed = self.watch.unconfirmed();
+        if action == Action::SensorStart || !unconfirmed.is_empty() {
+            status.unconfirmed = Some(unconfirmed);
+        }
         let event = self.enrich.sensor_event(action, status);
         self.publish(event);
     }

@@ -224,6 +224,7 @@ impl Health {
             counters: self.registry.snapshot(),
             outputs,
             enforcement: None,
+            unconfirmed: None,
         }
     }
 

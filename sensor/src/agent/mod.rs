@@ -246,6 +246,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             roots_required,
             extensions: config.watch.extensions.clone(),
             gpu_patterns: config.gpu.device_patterns.clone(),
+            max_retained: config.watch.max_retained as usize,
         },
         &mut watched,
     )?;
@@ -321,6 +322,16 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         let mechanism = policy::mechanisms(mode, enforcer.is_some(), kernel_tables.lsm());
         j.loaded(policy::unwatched(j, &watch), &policy_findings, mechanism)
     });
+    // With the programs attached, the kernel can say which identity it
+    // gives a file: check the keys computed from stat() and the mount
+    // table, one file per device (btrfs, overlayfs: docs/architecture.md).
+    let unconfirmed = watch.confirm_identities(Box::new(sensor.take_identity_probe()?));
+    if unconfirmed > 0 {
+        tracing::warn!(
+            devices = unconfirmed,
+            "file identities on some file systems under the watch roots are unconfirmed:              sensor_start lists them in sensor.unconfirmed"
+        );
+    }
     let health = Health::new(kernel_counters, sensor.attached as u64);
     let decide = Decide::new(judge, &config.detect);
     let mut agent = Agent {

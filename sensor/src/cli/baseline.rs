@@ -40,6 +40,7 @@ pub fn execute(args: &BaselineArgs) -> u8 {
             roots_required: !args.watch.is_empty(),
             extensions: config.watch.extensions.clone(),
             gpu_patterns: Vec::new(),
+            ..WatchSpec::default()
         },
         &mut OfflineMap,
     ) {

@@ -98,7 +98,13 @@ pub struct WatchConfig {
     /// Capacity of the kernel's watched-inode map (model files plus GPU
     /// device nodes).
     pub max_files: u32,
+    /// Most inodes followed outside the roots by file handle: watched
+    /// files that left the roots while alive, and derived ones (copies).
+    pub max_retained: u32,
 }
+
+/// Cap of `watch.max_retained`: each followed inode is checked every second.
+pub const MAX_RETAINED: u32 = 65_536;
 
 impl Default for WatchConfig {
     fn default() -> Self {
@@ -156,6 +162,9 @@ impl Default for WatchConfig {
             // for a preallocated map of roughly 20 MiB (under 100 bytes an
             // entry).
             max_files: 262_144,
+            // A rename or unlink away from the roots is rare; each followed
+            // inode costs a file handle and a check a second.
+            max_retained: crate::enrich::watch::DEFAULT_MAX_RETAINED as u32,
         }
     }
 }
@@ -732,7 +741,17 @@ impl Config {
             }
         }
         require_positive("watch.rescan_interval_secs", watch.rescan_interval_secs)?;
-        require_map_size("watch.max_files", watch.max_files, &WATCHED_MAP)
+        require_map_size("watch.max_files", watch.max_files, &WATCHED_MAP)?;
+        if watch.max_retained > MAX_RETAINED {
+            return Err(invalid(
+                "watch.max_retained",
+                watch.max_retained.to_string(),
+                format!(
+                    "at most {MAX_RETAINED} (each is checked every second; 0 turns following off)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_gpu(&self) -> Result<(), ConfigError> {
@@ -998,6 +1017,7 @@ mod tests {
                 extensions: vec!["safetensors".into(), "GGUF".into()],
                 rescan_interval_secs: 60,
                 max_files: 1024,
+                max_retained: crate::enrich::watch::DEFAULT_MAX_RETAINED as u32,
             },
             gpu: GpuConfig {
                 device_patterns: vec!["/dev/nvidia*".into()],

@@ -647,6 +647,27 @@ pub struct SensorStatus {
     /// mode is loaded; `none` for a policy in audit mode; absent without a
     /// policy.
     pub enforcement: Option<String>,
+    /// File systems under the roots whose file identities the kernel did
+    /// not confirm (`sensor.unconfirmed`): always written on `sensor_start`
+    /// (empty when every one was confirmed), on heartbeats and
+    /// `sensor_stop` when not empty.
+    pub unconfirmed: Option<Vec<UnconfirmedIdentity>>,
+}
+
+/// A device under a watch root whose `(device, inode)` keys, as the agent
+/// computes them, the kernel did not confirm: reads of its files may go
+/// unrecorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnconfirmedIdentity {
+    /// The watch root the file system is under.
+    pub root: std::path::PathBuf,
+    /// Its mount point and type, from the mount table.
+    pub mount_point: std::path::PathBuf,
+    pub fstype: String,
+    /// `stat()`'s device, `major:minor`.
+    pub dev: String,
+    /// What the kernel said instead, or why it could not be asked.
+    pub reason: String,
 }
 
 impl SensorStatus {

@@ -10,7 +10,9 @@ use sensor_common::{FileKey, WatchEntry, map_name};
 
 use crate::kernel::{
     btf::KernelOffsets,
-    maps::{Holders, InoFilter, KernelCounters, PolicyMaps, ReadMaps, VerdictMaps},
+    maps::{
+        Holders, InoFilter, KernelCounters, KernelIdentityProbe, PolicyMaps, ReadMaps, VerdictMaps,
+    },
     object as ebpf, preflight,
     programs::{Attach, ENFORCEMENT_LSM, TIERS, TierSpec},
 };
@@ -166,6 +168,9 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::READERS, opts.read_aggregates_max)
         .map_max_entries(map_name::PENDING, opts.pending_max);
+    // The agent's O_PATH opens are identity probes (`IDENTITY_PROBE`).
+    let agent_tgid = u64::from(std::process::id());
+    loader.override_global(sensor_common::AGENT_TGID_GLOBAL, &agent_tgid, true);
     let compat_flag = u64::from(opts.compat_syscalls);
     loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
     let prefilter_flag = u64::from(opts.holder_prefilter);
@@ -285,6 +290,13 @@ impl Sensor {
     /// The watched-inode map the agent keeps current.
     pub fn take_watched(&mut self) -> Result<HashMap<MapData, FileKey, WatchEntry>, LoadError> {
         self.take(map_name::WATCHED)
+    }
+
+    /// The kernel's answers to the agent's identity probes.
+    pub fn take_identity_probe(&mut self) -> Result<KernelIdentityProbe, LoadError> {
+        Ok(KernelIdentityProbe::new(
+            self.take(map_name::IDENTITY_PROBE)?,
+        ))
     }
 
     /// The Bloom filter in front of the watched-inode map.

@@ -22,7 +22,7 @@ use super::regs::{
     OFF_REGS_R9, OFF_REGS_R10, OFF_REGS_SI, fd_reg, reg, reg32,
 };
 use crate::{
-    aio,
+    agent_probe, aio,
     change::{self, AT_FDCWD, PassedFlags, PathArg},
     file::{self, MmapArgs},
     holders,
@@ -490,30 +490,16 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
         ),
         // ptrace(request, pid, ...)
         native::PTRACE if ret == 0 => ptrace_exit(reg(regs, &OFF_REGS_DI), reg(regs, &OFF_REGS_SI)),
-        // open(path, flags, mode), creat(path, mode), openat(dfd, path,
-        // flags, mode), openat2(dfd, path, how, size),
-        // open_by_handle_at(mount_fd, handle, flags)
-        native::OPEN => file::open_exit(
-            ret,
-            Some((cs::OPEN, PassedFlags::Value(reg(regs, &OFF_REGS_SI)))),
-        ),
-        // O_CREAT | O_WRONLY | O_TRUNC
-        native::CREAT => file::open_exit(ret, Some((cs::CREAT, PassedFlags::Value(0o1101)))),
-        native::OPENAT => file::open_exit(
-            ret,
-            Some((cs::OPENAT, PassedFlags::Value(reg(regs, &OFF_REGS_DX)))),
-        ),
-        native::OPENAT2 => file::open_exit(
-            ret,
-            Some((cs::OPENAT2, PassedFlags::OpenHow(reg(regs, &OFF_REGS_DX)))),
-        ),
-        native::OPEN_BY_HANDLE_AT => file::open_exit(
-            ret,
-            Some((
-                cs::OPEN_BY_HANDLE_AT,
-                PassedFlags::Value(reg(regs, &OFF_REGS_DX)),
-            )),
-        ),
+        native::OPEN
+        | native::CREAT
+        | native::OPENAT
+        | native::OPENAT2
+        | native::OPEN_BY_HANDLE_AT => {
+            // The agent's identity probes are not records.
+            if !agent_probe::open_exit(ret) {
+                file::open_exit(ret, passed_open_flags(nr, regs));
+            }
+        }
         native::FTRUNCATE | native::FCHMOD => change::fd_exit(ret, reg(regs, &OFF_REGS_SI), 0),
         native::FCHOWN => change::fd_exit(ret, reg(regs, &OFF_REGS_SI), reg(regs, &OFF_REGS_DX)),
         native::READV
@@ -603,6 +589,25 @@ fn path_change_exit(nr: u64, regs: u64, ret: i64) {
         native::LINKAT => change::path_exit(ret, cs::LINKAT, at(di, si), at(dx, r10), r8, 0),
         _ => {}
     }
+}
+
+/// An open's flags as passed, for the tampering records: open(path,
+/// flags, mode), creat(path, mode) (`O_CREAT | O_WRONLY | O_TRUNC`),
+/// openat(dfd, path, flags, mode), openat2(dfd, path, how, size),
+/// open_by_handle_at(mount_fd, handle, flags).
+#[inline(always)]
+fn passed_open_flags(nr: u64, regs: u64) -> Option<(u32, PassedFlags)> {
+    Some(match nr {
+        native::OPEN => (cs::OPEN, PassedFlags::Value(reg(regs, &OFF_REGS_SI))),
+        native::CREAT => (cs::CREAT, PassedFlags::Value(0o1101)),
+        native::OPENAT => (cs::OPENAT, PassedFlags::Value(reg(regs, &OFF_REGS_DX))),
+        native::OPENAT2 => (cs::OPENAT2, PassedFlags::OpenHow(reg(regs, &OFF_REGS_DX))),
+        native::OPEN_BY_HANDLE_AT => (
+            cs::OPEN_BY_HANDLE_AT,
+            PassedFlags::Value(reg(regs, &OFF_REGS_DX)),
+        ),
+        _ => return None,
+    })
 }
 
 /// The offset an in-kernel copy reads at: the value behind the user

@@ -59,10 +59,14 @@
 //! roots, or reached through a directory link or a link with another name,
 //! is only brought up to date by the rescan.
 
+mod confirm;
+pub mod devices;
 mod index;
+mod outside;
 mod pattern;
 mod scan;
 
+pub use confirm::{KernelIdentity, Probed, ProcfsIdentity, close_unseen, open_and_stat, open_path};
 pub use scan::{identity, key_of, mtime_ns};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -76,9 +80,11 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 use sensor_common::{FileKey, WatchEntry, watch_flag};
 use tracing::{debug, info, warn};
 
+use self::confirm::Confirmations;
 use self::index::{Index, Links};
+use self::outside::{Handle, Outside, Refused};
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{DirWatch, Found, Scan, TopError, Walker, read_weight_link, watch_hint};
+use self::scan::{DirWatch, Found, Scan, TopError, Walker, found_at, read_weight_link, watch_hint};
 
 /// The kernel's watched-inode map (implemented by the agent over aya's
 /// `HashMap`; a fake in tests).
@@ -112,7 +118,7 @@ pub enum MapUpdateError {
 }
 
 /// What to watch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WatchSpec {
     /// Directories searched recursively for weight files.
     pub roots: Vec<PathBuf>,
@@ -126,6 +132,24 @@ pub struct WatchSpec {
     /// Absolute GPU device patterns (`/dev/nvidia*`): `*` matches any run
     /// of characters within one path component.
     pub gpu_patterns: Vec<String>,
+    /// Bound on inodes kept watched outside the roots by file handle:
+    /// retained (left the roots while alive) and derived ones.
+    pub max_retained: usize,
+}
+
+/// Default of [`WatchSpec::max_retained`] (`watch.max_retained`).
+pub const DEFAULT_MAX_RETAINED: usize = 1024;
+
+impl Default for WatchSpec {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            roots_required: false,
+            extensions: Vec::new(),
+            gpu_patterns: Vec::new(),
+            max_retained: DEFAULT_MAX_RETAINED,
+        }
+    }
 }
 
 /// A file that entered the watch set.
@@ -178,6 +202,22 @@ pub struct WatchStats {
     pub policy_files: usize,
     /// Roots that do not exist (or cannot be read) right now.
     pub missing_roots: usize,
+    /// Inodes that left the roots (renamed out or to another extension,
+    /// their last watched link unlinked) and are watched while they live.
+    pub retained: usize,
+    /// Inodes watched as derived from a watched file (copies).
+    pub derived: usize,
+    /// Inodes not retained or derived: `watch.max_retained` was reached.
+    pub retained_dropped: u64,
+    /// Inodes not retained: their file system gives no file handles.
+    pub retained_unsupported: u64,
+    /// Retained or derived inodes released because they were deleted.
+    pub retained_gone: u64,
+    /// Devices holding watched files whose keys the kernel confirmed.
+    pub confirmed_devices: usize,
+    /// Devices holding watched files whose keys the kernel did not confirm
+    /// (listed in `sensor.unconfirmed`).
+    pub unconfirmed_devices: usize,
     /// Directories under a root that could not be listed.
     pub unreadable_dirs: u64,
     /// Directories that could not be watched (usually the
@@ -221,6 +261,41 @@ impl crate::metrics::Collect for WatchStats {
             "missing_roots",
             "watch roots missing now",
             n(self.missing_roots),
+        );
+        out.set(
+            "retained",
+            "inodes watched after leaving the roots, while they live",
+            n(self.retained),
+        );
+        out.set(
+            "derived",
+            "inodes watched as derived from a watched file",
+            n(self.derived),
+        );
+        out.total(
+            "retained_dropped",
+            "inodes not followed: watch.max_retained was reached",
+            self.retained_dropped,
+        );
+        out.total(
+            "retained_unsupported",
+            "inodes not retained: no file handles on their file system",
+            self.retained_unsupported,
+        );
+        out.total(
+            "retained_gone",
+            "followed inodes released once deleted",
+            self.retained_gone,
+        );
+        out.set(
+            "confirmed_devices",
+            "devices whose file keys the kernel confirmed",
+            n(self.confirmed_devices),
+        );
+        out.set(
+            "unconfirmed_devices",
+            "devices whose file keys the kernel did not confirm",
+            n(self.unconfirmed_devices),
         );
         out.set(
             "policy_files",
@@ -297,12 +372,31 @@ pub enum WatchError {
     },
 }
 
-/// `stat()`'s `st_dev` in the kernel's `super_block::s_dev` encoding
-/// (`major << 20 | minor`), which is what the kernel programs read.
+/// Why [`WatchSet::watch_derived`] could not watch a file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    #[error("cannot stat {}", .path.display())]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a regular file", .path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{} is not watched: watch.max_retained inodes are already followed (raise it)", .path.display())]
+    Full { path: PathBuf },
+    #[error("{} is not watched: its file system gives no file handles to follow it by", .path.display())]
+    NoHandle { path: PathBuf },
+    #[error("{} is not watched: the kernel's watch map refused it", .path.display())]
+    Map { path: PathBuf },
+}
+
+/// `stat()`'s `st_dev` as the kernel's `super_block::s_dev` (`major << 20
+/// | minor`), which is what the kernel programs read: translated through
+/// the mount table where a walk learned the device (btrfs, overlayfs:
+/// `devices.rs`).
 pub fn kernel_dev(st_dev: u64) -> u64 {
-    let major = u64::from(libc::major(st_dev));
-    let minor = u64::from(libc::minor(st_dev));
-    (major << 20) | minor
+    devices::translate(st_dev)
 }
 
 /// The watched inodes, their paths, and the inotify watches keeping them
@@ -320,9 +414,6 @@ pub struct WatchSet {
     /// GPU device nodes (a handful), with every path matching a pattern.
     gpu: BTreeMap<FileKey, Vec<PathBuf>>,
     dirs: HashMap<WatchDescriptor, DirWatch>,
-    /// The policy's files, watched wherever they are and whatever their
-    /// names ([`WatchSet::pin_policy_files`]).
-    pinned: HashMap<FileKey, PathBuf>,
     /// Paths that recently left the index, newest last, with the inode's
     /// state then: what a tampering record (unlink, rename) needs after the
     /// change it reports has been applied ([`WatchSet::take_gone`]).
@@ -331,6 +422,17 @@ pub struct WatchSet {
     /// replaced, with when (CLOCK_BOOTTIME): the state before a change
     /// whose refresh came first ([`WatchSet::state_before`]).
     replaced_states: HashMap<FileKey, (u64, i64, u64)>,
+    /// Inodes watched without a weight path under the roots: the policy's
+    /// files, retained ones (left the roots, still alive) and derived ones
+    /// (`outside.rs`).
+    outside: Outside,
+    /// File handles of the indexed inodes, taken when first watched, so
+    /// that an inode leaving the roots can be followed while it lives.
+    handles: HashMap<FileKey, Handle>,
+    /// Per mount id: whether its file handles open again.
+    handle_mounts: HashMap<i32, bool>,
+    /// Which devices' keys the kernel confirmed.
+    confirmations: Confirmations,
     counters: Counters,
 }
 
@@ -391,6 +493,9 @@ struct Batch {
     /// Path-level changes, in order (only when `record`).
     ops: Vec<PathOp>,
     record: bool,
+    /// Keys whose last watched path went in this batch, with that path:
+    /// retained if their inode still lives.
+    orphans: HashMap<FileKey, PathBuf>,
 }
 
 struct PathOp {
@@ -405,6 +510,7 @@ impl Batch {
             before: HashMap::new(),
             ops: Vec::new(),
             record,
+            orphans: HashMap::new(),
         }
     }
 
@@ -529,9 +635,12 @@ impl WatchSet {
             links: Links::default(),
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
-            pinned: HashMap::new(),
             gone: VecDeque::new(),
             replaced_states: HashMap::new(),
+            outside: Outside::new(spec.max_retained),
+            handles: HashMap::new(),
+            handle_mounts: HashMap::new(),
+            confirmations: Confirmations::default(),
             counters: Counters::default(),
         };
 
@@ -625,6 +734,7 @@ impl WatchSet {
         if self.watch_gpu_dirs() {
             self.resolve_gpu(&mut batch);
         }
+        self.check_outside(&mut batch);
         Ok(self.commit(batch, map))
     }
 
@@ -662,7 +772,67 @@ impl WatchSet {
         if let Some(paths) = self.gpu.get(key) {
             return paths;
         }
-        self.pinned.get(key).map_or(&[], std::slice::from_ref)
+        self.outside
+            .get(key)
+            .map_or(&[], |kept| std::slice::from_ref(&kept.path))
+    }
+
+    /// The watched file `key` was made from, for an inode watched with
+    /// [`WatchSet::watch_derived`].
+    pub fn derived_from(&self, key: &FileKey) -> Option<FileKey> {
+        self.outside.get(key)?.derived_from
+    }
+
+    /// Watches the file at `path`, wherever it is and whatever its name,
+    /// as derived from the watched file `from` (a copy's destination): its
+    /// accesses are records like a weight file's, named by its current
+    /// path, while its inode lives ([`WatchSet::derived_from`] names the
+    /// source). Bounded with the retained inodes by `watch.max_retained`.
+    pub fn watch_derived(
+        &mut self,
+        path: &Path,
+        from: FileKey,
+        map: &mut impl InodeMap,
+    ) -> Result<FileKey, DeriveError> {
+        let meta = std::fs::metadata(path).map_err(|source| DeriveError::Stat {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(DeriveError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        let key = scan::key_at(path, &meta, true);
+        let mut batch = Batch::new(false);
+        batch.touch(key, self.flags_of(&key));
+        match self.outside.derive(key, path, from) {
+            Ok(()) => {}
+            Err(Refused::Full) => {
+                return Err(DeriveError::Full {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(Refused::Off) => {
+                return Err(DeriveError::Full {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(Refused::NoHandle) => {
+                return Err(DeriveError::NoHandle {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        self.confirmations
+            .note(std::os::unix::fs::MetadataExt::dev(&meta), path);
+        self.commit(batch, map);
+        if self.flags_of(&key) == 0 {
+            return Err(DeriveError::Map {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(key)
     }
 
     /// Watches every file of the policy as a weight file, under the roots
@@ -677,7 +847,7 @@ impl WatchSet {
     ) -> usize {
         let mut batch = Batch::new(false);
         let keys: Vec<FileKey> = self
-            .pinned
+            .outside
             .keys()
             .copied()
             .chain(files.iter().map(|(key, _)| *key))
@@ -685,12 +855,25 @@ impl WatchSet {
         for key in keys {
             batch.touch(key, self.flags_of(&key));
         }
-        self.pinned = files.iter().cloned().collect();
+        self.outside.set_policy(files);
         self.commit(batch, map);
-        self.pinned
-            .keys()
-            .filter(|key| !self.index.contains(key))
-            .count()
+        self.policy_only()
+    }
+
+    /// Sets what asks the kernel for a file's identity (the programs must
+    /// be attached for it to answer), then asks it about every device with
+    /// a watched file; from then on each new device is asked when its
+    /// first file is watched. Returns how many devices are unconfirmed.
+    pub fn confirm_identities(&mut self, probe: Box<dyn KernelIdentity>) -> usize {
+        self.confirmations.set_probe(probe);
+        self.confirmations.run();
+        self.confirmations.counts().1
+    }
+
+    /// Devices under the roots whose keys the kernel did not confirm.
+    pub fn unconfirmed(&self) -> Vec<crate::event::UnconfirmedIdentity> {
+        let roots: Vec<PathBuf> = self.roots.iter().map(|r| r.path.clone()).collect();
+        self.confirmations.unconfirmed(&roots)
     }
 
     /// Takes the oldest removal of `path` applied at or after `not_before`
@@ -753,7 +936,7 @@ impl WatchSet {
     /// The [`watch_flag`] bits of the key (0 when not watched).
     pub fn flags_of(&self, key: &FileKey) -> u32 {
         let mut flags = 0;
-        if self.index.contains(key) || self.pinned.contains_key(key) {
+        if self.index.contains(key) || self.outside.contains(key) {
             flags |= watch_flag::WEIGHT;
         }
         if self.gpu.contains_key(key) {
@@ -770,14 +953,25 @@ impl WatchSet {
                 .keys()
                 .filter(|key| !self.index.contains(key))
                 .count()
-            + self.pinned_only()
+            + self.outside_only()
     }
 
-    /// Policy files neither the roots nor the GPU patterns cover.
-    fn pinned_only(&self) -> usize {
-        self.pinned
+    /// Inodes outside the roots neither the index nor the GPU patterns
+    /// cover.
+    fn outside_only(&self) -> usize {
+        self.outside
             .keys()
             .filter(|key| !self.index.contains(key) && !self.gpu.contains_key(key))
+            .count()
+    }
+
+    /// Policy files only the policy brings in.
+    fn policy_only(&self) -> usize {
+        self.outside
+            .keys()
+            .filter(|key| {
+                !self.index.contains(key) && self.outside.get(key).is_some_and(|k| k.policy)
+            })
             .count()
     }
 
@@ -793,7 +987,14 @@ impl WatchSet {
             links: self.links.len(),
             directories: self.dirs.values().filter(|d| d.tree).count(),
             missing_roots: self.roots.iter().filter(|r| !r.present).count(),
-            policy_files: self.pinned_only(),
+            policy_files: self.policy_only(),
+            retained: self.outside.followed().0,
+            derived: self.outside.followed().1,
+            retained_dropped: self.outside.counters.dropped_full,
+            retained_unsupported: self.outside.counters.unsupported,
+            retained_gone: self.outside.counters.gone,
+            confirmed_devices: self.confirmations.counts().0,
+            unconfirmed_devices: self.confirmations.counts().1,
             unreadable_dirs: self.counters.unreadable_dirs,
             watch_failures: self.counters.watch_failures,
             map_full_failures: self.counters.map_full_failures,
@@ -1003,7 +1204,9 @@ impl WatchSet {
                 Ok(link) => {
                     self.links.set(path.to_path_buf(), link.target);
                     match link.found {
-                        Some(found) => self.add_path(found, path.to_path_buf(), batch),
+                        Some(found) => {
+                            self.add_path(found, path.to_path_buf(), batch);
+                        }
                         None => self.unindex(indexed, path, batch),
                     }
                 }
@@ -1023,7 +1226,7 @@ impl WatchSet {
             },
             Ok(meta) if meta.is_file() && weight_file => {
                 self.links.remove(path);
-                self.add_path(Found::of(&meta), path.to_path_buf(), batch);
+                self.add_path(found_at(path, &meta, false), path.to_path_buf(), batch);
             }
             Ok(_) => {
                 self.links.remove(path);
@@ -1225,7 +1428,9 @@ impl WatchSet {
             key,
             size,
             mtime_ns,
+            st_dev,
         } = found;
+        self.confirmations.note(st_dev, &path);
         match self.index.key_of(&path) {
             Some(old) if old == key => {
                 // Same file: refresh the size (written since, or a rescan).
@@ -1247,6 +1452,15 @@ impl WatchSet {
         }
         batch.touch(key, self.flags_of(&key));
         batch.op(key, &path, true);
+        if !self.index.contains(&key) && !self.handles.contains_key(&key) {
+            // One syscall per new inode; none on file systems without
+            // handles (FUSE), whose files are then not retained.
+            if let Ok(handle) = Handle::of(&path)
+                && self.handles_work(&handle)
+            {
+                self.handles.insert(key, handle);
+            }
+        }
         self.index.insert(key, path, size, mtime_ns);
     }
 
@@ -1256,6 +1470,9 @@ impl WatchSet {
         if let Some(removed) = self.index.remove(&key, path) {
             if let Some((size, mtime_ns)) = state {
                 self.remember_gone(key, removed.clone(), size, mtime_ns);
+            }
+            if !self.index.contains(&key) {
+                batch.orphans.insert(key, removed.clone());
             }
             batch.op(key, &removed, false);
         }
@@ -1283,6 +1500,10 @@ impl WatchSet {
     /// Walks everything again and reconciles the index with it.
     fn rescan_into(&mut self, batch: &mut Batch) {
         self.counters.rescans += 1;
+        self.confirmations.reset();
+        // Device numbers are learned (and confirmed) again: one may belong
+        // to another file system since the last walk.
+        devices::new_generation();
         let mut walker = Walker::new(&self.inotify, &self.extensions, &self.dirs);
         let results: Vec<Result<(), TopError>> = self
             .roots
@@ -1357,7 +1578,8 @@ impl WatchSet {
     /// operations into changes. A key the map refuses is dropped from the
     /// index too, so the index never names a file the kernel does not
     /// audit; the next event on it or the next rescan retries.
-    fn commit(&mut self, batch: Batch, map: &mut impl InodeMap) -> Vec<WatchChange> {
+    fn commit(&mut self, mut batch: Batch, map: &mut impl InodeMap) -> Vec<WatchChange> {
+        self.retain_orphans(std::mem::take(&mut batch.orphans));
         let mut rejected = HashSet::new();
         let mut full = 0u64;
         for (key, before) in batch.before {
@@ -1366,6 +1588,7 @@ impl WatchSet {
                 continue;
             }
             if after == 0 {
+                self.handles.remove(&key);
                 if let Err(error) = map.remove(&key) {
                     self.counters.map_update_failures += 1;
                     warn!(dev = key.dev, ino = key.ino, %error, "cannot remove an unwatched file from the kernel map; its accesses may still be reported without a path");
@@ -1407,6 +1630,8 @@ impl WatchSet {
                 "files are not audited: the watched-inode map is full (raise watch.max_files)"
             );
         }
+        // New devices met by this batch are checked against the kernel.
+        self.confirmations.run();
         self.changes(batch.ops, &rejected)
     }
 
@@ -1415,7 +1640,68 @@ impl WatchSet {
             self.index.remove(key, &path);
         }
         self.gpu.remove(key);
-        self.pinned.remove(key);
+        self.outside.remove(key);
+        self.handles.remove(key);
+    }
+
+    /// Whether handles taken on `handle`'s mount open again: checked once
+    /// per mount, with the first handle (its file exists right now).
+    fn handles_work(&mut self, handle: &Handle) -> bool {
+        *self
+            .handle_mounts
+            .entry(handle.mnt_id())
+            .or_insert_with(|| handle.reopens())
+    }
+
+    /// Keeps watching the inodes that lost their last watched path in a
+    /// batch while they live (renamed out of the roots or to another
+    /// extension, unlinked while another hard link keeps them).
+    fn retain_orphans(&mut self, orphans: HashMap<FileKey, PathBuf>) {
+        for (key, last_path) in orphans {
+            if self.index.contains(&key) {
+                continue;
+            }
+            let handle = self.handles.remove(&key);
+            match self.outside.retain(key, handle, &last_path) {
+                Ok(()) => {
+                    // Deleted for good? Then not even for a second.
+                    let index = &self.index;
+                    let gone = self.outside.check_one(&key, |k| index.contains(k));
+                    if gone {
+                        debug!(path = %last_path.display(), "watched file deleted");
+                    } else {
+                        info!(
+                            last_path = %last_path.display(),
+                            path = %self.path_of(&key).map(|p| p.display().to_string()).unwrap_or_default(),
+                            "watched file left the watch roots; still watched while its inode lives"
+                        );
+                    }
+                }
+                Err(Refused::Off) => {}
+                Err(Refused::NoHandle) => {
+                    warn!(path = %last_path.display(), "watched file left the watch roots and is no longer watched: its file system gives no file handles to follow it by");
+                }
+                Err(Refused::Full) => {
+                    let dropped = self.outside.counters.dropped_full;
+                    if dropped == 1 || dropped.is_multiple_of(100) {
+                        warn!(path = %last_path.display(), dropped, "watched file left the watch roots and is no longer watched: watch.max_retained inodes are already followed (raise it)");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the inodes followed outside the roots (retained, derived):
+    /// the gone ones leave the map, the others get their current path.
+    fn check_outside(&mut self, batch: &mut Batch) {
+        let index = &self.index;
+        let released = self.outside.check(|k| index.contains(k));
+        for (key, path) in released {
+            // Its flags were WEIGHT until the check released it.
+            batch.touch(key, self.flags_of(&key) | watch_flag::WEIGHT);
+            batch.op(key, &path, false);
+            debug!(path = %path.display(), "followed inode gone; no longer watched");
+        }
     }
 
     /// Nets out a batch's path operations (a path added then removed is no

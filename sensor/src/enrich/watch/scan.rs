@@ -24,6 +24,7 @@ use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
 use sensor_common::FileKey;
 use tracing::{debug, warn};
 
+use super::devices;
 use super::pattern::Extensions;
 
 /// A weight file found by a walk.
@@ -33,16 +34,9 @@ pub(super) struct Found {
     pub(super) size: u64,
     /// Modification time, ns since the epoch.
     pub(super) mtime_ns: i64,
-}
-
-impl Found {
-    pub(super) fn of(meta: &fs::Metadata) -> Self {
-        Self {
-            key: key_of(meta),
-            size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-        }
-    }
+    /// `stat()`'s device, whose translation into `key.dev` the kernel
+    /// confirms (`confirm.rs`).
+    pub(super) st_dev: u64,
 }
 
 /// A file's modification time in ns since the epoch.
@@ -106,17 +100,41 @@ pub(super) fn tree_mask() -> AddWatchFlags {
         | AddWatchFlags::IN_ONLYDIR
 }
 
-/// The file key of `meta`, in the kernel's encoding.
+/// The file key of `meta`, in the kernel's encoding: `st_dev` translated
+/// to the superblock's device where a walk or [`identity`] learned it
+/// (`devices.rs`).
 pub fn key_of(meta: &fs::Metadata) -> FileKey {
     FileKey {
-        dev: super::kernel_dev(meta.dev()),
+        dev: devices::translate(meta.dev()),
         ino: meta.ino(),
     }
 }
 
-/// The identity of the file at `path` (links followed), if it exists.
+/// The key of the file at `path` whose `stat()` (`follow`ing a final link
+/// or not) gave `meta`, learning its device's mount when new.
+pub(super) fn key_at(path: &Path, meta: &fs::Metadata, follow: bool) -> FileKey {
+    FileKey {
+        dev: devices::learn(path, meta.dev(), follow),
+        ino: meta.ino(),
+    }
+}
+
+/// The found file at `path` whose `stat()` gave `meta`.
+pub(super) fn found_at(path: &Path, meta: &fs::Metadata, follow: bool) -> Found {
+    Found {
+        key: key_at(path, meta, follow),
+        size: meta.len(),
+        mtime_ns: mtime_ns(meta),
+        st_dev: meta.dev(),
+    }
+}
+
+/// The identity of the file at `path` (links followed), if it exists, as
+/// the kernel programs see it.
 pub fn identity(path: &std::path::Path) -> Option<FileKey> {
-    fs::metadata(path).ok().map(|meta| key_of(&meta))
+    fs::metadata(path)
+        .ok()
+        .map(|meta| key_at(path, &meta, true))
 }
 
 /// A weight-named symbolic link, read.
@@ -136,7 +154,7 @@ pub(super) fn read_weight_link(path: &Path) -> io::Result<WeightLink> {
     let raw = fs::read_link(path)?;
     let target = link_target(path, &raw);
     let found = match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => Some(Found::of(&meta)),
+        Ok(meta) if meta.is_file() => Some(found_at(path, &meta, true)),
         Ok(_) => {
             debug!(path = %path.display(), target = %raw.display(), "weight-named link does not lead to a regular file; not watched");
             None
@@ -258,8 +276,14 @@ impl<'a> Walker<'a> {
             let meta = match fs::symlink_metadata(&dir) {
                 Ok(meta) if meta.is_dir() => meta,
                 Ok(_) => continue,
-                Err(e) => {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     debug!(path = %dir.display(), error = %e, "directory vanished during the walk");
+                    continue;
+                }
+                Err(e) => {
+                    // EACCES on a FUSE mount, EIO on a corrupt directory:
+                    // a part of the tree nobody audits, so never quiet.
+                    self.unreadable(&dir, &e);
                     continue;
                 }
             };
@@ -276,17 +300,20 @@ impl<'a> Walker<'a> {
             match fs::read_dir(&dir) {
                 Ok(entries) => self.list(&dir, entries, &mut pending),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    self.out.unreadable_dirs += 1;
-                    warn!(
-                        path = %dir.display(),
-                        error = %e,
-                        "cannot read directory under a watch root; its weight files are not audited (run as root or fix the directory's permissions)"
-                    );
-                }
+                Err(e) => self.unreadable(&dir, &e),
             }
         }
         Ok(())
+    }
+
+    /// A directory below the top that could not be stat'ed or listed.
+    fn unreadable(&mut self, dir: &Path, error: &io::Error) {
+        self.out.unreadable_dirs += 1;
+        warn!(
+            path = %dir.display(),
+            %error,
+            "cannot read directory under a watch root; its weight files are not audited (run as root, fix the directory's permissions, or mount FUSE with allow_other)"
+        );
     }
 
     /// The walk's result. Logs a summary when more than one directory could
@@ -359,8 +386,13 @@ impl<'a> Walker<'a> {
             };
             // `file_type` does not follow symlinks, so links are never
             // descended into, and resolved only when weight-named.
-            let Ok(file_type) = entry.file_type() else {
-                continue;
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    warn!(path = %entry.path().display(), error = %e, "cannot tell the type of an entry under a watch root; it is not audited");
+                    continue;
+                }
             };
             if file_type.is_dir() {
                 pending.push(entry.path());
@@ -371,7 +403,7 @@ impl<'a> Walker<'a> {
                 let path = entry.path();
                 match entry.metadata() {
                     Ok(meta) if meta.is_file() => {
-                        let found = Found::of(&meta);
+                        let found = found_at(&path, &meta, false);
                         self.out.files.insert(path, found);
                     }
                     Ok(_) => {}

@@ -76,6 +76,8 @@ fn spec(roots: &[&Path]) -> WatchSpec {
         roots_required: true,
         extensions: vec!["safetensors".into(), "gguf".into()],
         gpu_patterns: Vec::new(),
+        // These tests pin what the roots alone decide; retention has its own.
+        max_retained: 0,
     }
 }
 
@@ -1257,5 +1259,142 @@ fn ollama_blobs_are_weight_files_by_name_and_place() {
     assert_eq!(set.len(), 2);
     // A rescan agrees.
     assert!(set.rescan(&mut map).expect("rescan").is_empty());
+    assert_consistent(&set, &map);
+}
+
+/// Retention on: the spec as the agent builds it.
+fn retaining(roots: &[&Path]) -> WatchSpec {
+    WatchSpec {
+        max_retained: DEFAULT_MAX_RETAINED,
+        ..spec(roots)
+    }
+}
+
+#[test]
+fn files_leaving_the_roots_stay_watched_while_their_inode_lives() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&outside).expect("mkdir");
+    write(&root.join("out.gguf"), b"1");
+    write(&root.join("ext.gguf"), b"22");
+    write(&root.join("linked.gguf"), b"333");
+    write(&root.join("del.gguf"), b"4444");
+    let k = |name: &str| key(&root.join(name));
+    let (k_out, k_ext, k_linked, k_del) = (
+        k("out.gguf"),
+        k("ext.gguf"),
+        k("linked.gguf"),
+        k("del.gguf"),
+    );
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(retaining(&[&root]), &mut map).expect("watch set");
+    assert_eq!(set.len(), 4);
+
+    fs::rename(root.join("out.gguf"), outside.join("out.gguf")).expect("move out");
+    fs::rename(root.join("ext.gguf"), root.join("ext.txt")).expect("rename");
+    fs::hard_link(root.join("linked.gguf"), outside.join("linked")).expect("link");
+    fs::remove_file(root.join("linked.gguf")).expect("unlink");
+    fs::remove_file(root.join("del.gguf")).expect("delete");
+    pump(&mut set, &mut map, |s, _| {
+        s.stats().retained == 3 && s.stats().files == 0
+    });
+    let stats = set.stats();
+    assert_eq!(
+        (stats.files, stats.retained, stats.retained_gone),
+        (0, 3, 1)
+    );
+    let mut kept: Vec<FileKey> = map.entries.keys().copied().collect();
+    kept.sort();
+    let mut expected = vec![k_out, k_ext, k_linked];
+    expected.sort();
+    assert_eq!(
+        kept, expected,
+        "the deleted file left, the three others stay"
+    );
+    assert!(set.path_of(&k_del).is_none());
+    assert_consistent(&set, &map);
+
+    // Their current paths, once checked.
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(
+        set.path_of(&k_out),
+        Some(outside.join("out.gguf").as_path())
+    );
+    assert_eq!(set.path_of(&k_ext), Some(root.join("ext.txt").as_path()));
+    assert_eq!(
+        set.path_of(&k_linked),
+        Some(outside.join("linked").as_path())
+    );
+
+    // Deleted: gone at the next check.
+    fs::remove_file(outside.join("out.gguf")).expect("delete");
+    let changes = set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(changes, vec![removed(k_out, outside.join("out.gguf"))]);
+    assert_eq!(map.flags(&k_out), None);
+    assert_eq!(set.stats().retained, 2);
+    assert_eq!(set.stats().retained_gone, 2);
+
+    // Back under the roots by its old name: the index names it again.
+    fs::rename(root.join("ext.txt"), root.join("ext.gguf")).expect("rename back");
+    pump(&mut set, &mut map, |s, _| s.stats().files == 1);
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(set.stats().retained, 1);
+    assert_eq!(set.path_of(&k_ext), Some(root.join("ext.gguf").as_path()));
+    assert_eq!(map.flags(&k_ext), Some(watch_flag::WEIGHT));
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn the_retained_bound_is_kept_and_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&outside).expect("mkdir");
+    write(&root.join("a.gguf"), b"1");
+    write(&root.join("b.gguf"), b"2");
+    let mut map = FakeMap::default();
+    let spec = WatchSpec {
+        max_retained: 1,
+        ..spec(&[&root])
+    };
+    let mut set = WatchSet::new(spec, &mut map).expect("watch set");
+    fs::rename(root.join("a.gguf"), outside.join("a.gguf")).expect("move out");
+    fs::rename(root.join("b.gguf"), outside.join("b.gguf")).expect("move out");
+    pump(&mut set, &mut map, |s, _| s.stats().files == 0);
+    let stats = set.stats();
+    assert_eq!((stats.retained, stats.retained_dropped), (1, 1));
+    assert_eq!(map.entries.len(), 1);
+    assert_consistent(&set, &map);
+}
+
+#[test]
+fn a_derived_file_is_watched_with_its_source_while_it_lives() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    write(&root.join("m.gguf"), b"weights");
+    let copy = tmp.path().join("copy.bin");
+    write(&copy, b"weights");
+    let source = key(&root.join("m.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(retaining(&[&root]), &mut map).expect("watch set");
+    let derived = set.watch_derived(&copy, source, &mut map).expect("derive");
+    assert_eq!(derived, key(&copy));
+    assert_eq!(set.derived_from(&derived), Some(source));
+    assert_eq!(set.derived_from(&source), None);
+    assert_eq!(set.path_of(&derived), Some(copy.as_path()));
+    assert_eq!(map.flags(&derived), Some(watch_flag::WEIGHT));
+    assert_eq!(set.stats().derived, 1);
+    assert_consistent(&set, &map);
+    assert!(matches!(
+        set.watch_derived(tmp.path(), source, &mut map),
+        Err(DeriveError::NotAFile { .. })
+    ));
+
+    fs::remove_file(&copy).expect("delete");
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert_eq!(map.flags(&derived), None);
+    assert_eq!(set.derived_from(&derived), None);
+    assert_eq!(set.stats().derived, 0);
     assert_consistent(&set, &map);
 }

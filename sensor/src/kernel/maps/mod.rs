@@ -5,6 +5,7 @@
 
 mod counters;
 mod holders;
+mod identity;
 mod ino_filter;
 mod policy;
 mod read;
@@ -12,6 +13,7 @@ mod watched;
 
 pub use counters::{KernelCounterTotals, KernelCounters};
 pub use holders::Holders;
+pub use identity::KernelIdentityProbe;
 pub use ino_filter::InoFilter;
 pub use policy::{PolicyMaps, VerdictMaps};
 pub use read::ReadMaps;

@@ -25,7 +25,7 @@ use crate::{
         CopySyscall, Destination, DestinationKind, Event, Exit, File, FileState, FlushReason,
         MemoryMethod, OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict,
         Process, ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus, Severity,
-        SyscallAbi, Target, Text, Tier, Timestamp,
+        SyscallAbi, Target, Text, Tier, Timestamp, UnconfirmedIdentity,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -715,7 +715,29 @@ fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
     if let Some(enforcement) = &s.enforcement {
         map.insert("enforcement".into(), Value::from(enforcement.as_str()));
     }
+    if let Some(unconfirmed) = &s.unconfirmed {
+        let list = unconfirmed
+            .iter()
+            .map(|u| {
+                let mut m = Map::new();
+                m.insert("root".into(), Value::from(lossy_path(&u.root)));
+                m.insert(
+                    "mount_point".into(),
+                    Value::from(lossy_path(&u.mount_point)),
+                );
+                m.insert("fstype".into(), Value::from(u.fstype.as_str()));
+                m.insert("dev".into(), Value::from(u.dev.as_str()));
+                m.insert("reason".into(), Value::from(u.reason.as_str()));
+                Value::Object(m)
+            })
+            .collect();
+        map.insert("unconfirmed".into(), Value::Array(list));
+    }
     map
+}
+
+fn lossy_path(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 fn reason_text(reason: FlushReason) -> &'static str {
@@ -1115,6 +1137,20 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
     };
     if let Some(Value::String(enforcement)) = map.remove("enforcement") {
         status.enforcement = Some(enforcement);
+    }
+    if let Some(Value::Array(list)) = map.remove("unconfirmed") {
+        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        status.unconfirmed = Some(
+            list.iter()
+                .map(|u| UnconfirmedIdentity {
+                    root: text(u, "root").into(),
+                    mount_point: text(u, "mount_point").into(),
+                    fstype: text(u, "fstype"),
+                    dev: text(u, "dev"),
+                    reason: text(u, "reason"),
+                })
+                .collect(),
+        );
     }
     if let Some(Value::Array(outputs)) = map.remove("sinks") {
         for o in outputs {

@@ -167,6 +167,7 @@ fn status() -> SensorStatus {
             },
         ],
         enforcement: None,
+        unconfirmed: None,
     }
 }
 

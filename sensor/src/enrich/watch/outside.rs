@@ -1,0 +1,472 @@
+//! Inodes watched without a weight path under the roots, and why:
+//!
+//! - **policy**: a file the policy names ([`super::WatchSet::pin_policy_files`]);
+//! - **retained**: a watched file that left the roots while its inode
+//!   lives (renamed out, renamed to another extension, its last watched
+//!   hard link unlinked while another link elsewhere keeps it): its reads
+//!   are still counted;
+//! - **derived**: a file made from a watched one (a copy's destination),
+//!   watched with the file it came from ([`super::WatchSet::watch_derived`]).
+//!
+//! Retained and derived inodes are followed by file handle, never by an
+//! open descriptor (which would keep a deleted file's blocks allocated):
+//! `name_to_handle_at` when the file is first watched, then on each check
+//! `open_by_handle_at(O_PATH)`: `ESTALE` means the inode is gone, and the
+//! descriptor's `/proc/self/fd` link names where it is now (the records'
+//! `file.path`). A deleted file still held open by a process lives on, so
+//! its reads through that descriptor keep being counted until it is closed.
+//! Their number is bounded (`watch.max_retained`); what the bound or a file
+//! system without handles (FUSE, most overlayfs mounts) keeps out is
+//! counted and logged.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use sensor_common::FileKey;
+
+use super::confirm::close_unseen;
+
+/// A file handle from `name_to_handle_at`: the mount it was taken on, the
+/// handle type and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Handle {
+    mnt_id: i32,
+    handle_type: i32,
+    bytes: Box<[u8]>,
+}
+
+/// `MAX_HANDLE_SZ` in the kernel.
+const MAX_HANDLE_SZ: usize = 128;
+
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+impl Handle {
+    /// The handle of the file at `path` (a final link followed).
+    pub(super) fn of(path: &Path) -> io::Result<Handle> {
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut raw = RawHandle {
+            handle_bytes: MAX_HANDLE_SZ as u32,
+            handle_type: 0,
+            f_handle: [0; MAX_HANDLE_SZ],
+        };
+        let mut mnt_id: libc::c_int = 0;
+        // SAFETY: c_path is NUL-terminated; raw has room for MAX_HANDLE_SZ
+        // bytes as handle_bytes says; mnt_id is a valid out-pointer.
+        let ret = unsafe {
+            libc::name_to_handle_at(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                (&mut raw as *mut RawHandle).cast(),
+                &mut mnt_id,
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if ret != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = (raw.handle_bytes as usize).min(MAX_HANDLE_SZ);
+        Ok(Handle {
+            mnt_id,
+            handle_type: raw.handle_type,
+            bytes: raw.f_handle[..len].into(),
+        })
+    }
+
+    /// The mount it was taken on.
+    pub(super) fn mnt_id(&self) -> i32 {
+        self.mnt_id
+    }
+
+    /// Whether the handle opens its inode again (taken from a file known
+    /// to exist): FUSE file systems without export support give handles
+    /// that never do, and would make every followed inode look deleted.
+    pub(super) fn reopens(&self) -> bool {
+        match self.open() {
+            Ok(fd) => {
+                close_unseen(fd);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Opens the inode with `O_PATH` through its mount (whose root is
+    /// opened for the call only: a descriptor kept open would stop the
+    /// mount from being unmounted). `ESTALE`: the inode is gone;
+    /// `NotFound`: so is its mount.
+    fn open(&self) -> io::Result<OwnedFd> {
+        let mounts = super::devices::read_mountinfo(Path::new("/proc/self/mountinfo"))?;
+        let mount = mounts
+            .get(&(self.mnt_id as u64))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        // open_by_handle_at refuses an O_PATH mount descriptor (EBADF).
+        let mount_fd = open_dir(&mount.mount_point)?;
+        let mut raw = RawHandle {
+            handle_bytes: self.bytes.len() as u32,
+            handle_type: self.handle_type,
+            f_handle: [0; MAX_HANDLE_SZ],
+        };
+        raw.f_handle[..self.bytes.len()].copy_from_slice(&self.bytes);
+        // SAFETY: mount_fd is open; raw is a valid handle buffer.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                mount_fd.as_raw_fd(),
+                (&mut raw as *mut RawHandle).cast(),
+                libc::O_PATH | libc::O_CLOEXEC,
+            )
+        };
+        let result = if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            // SAFETY: fd was just opened and is ours.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        close_unseen(mount_fd);
+        result
+    }
+}
+
+/// Opens a directory `O_RDONLY` (not a weight file: no record).
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c_path is NUL-terminated; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where a live inode is now, if the kernel can name it: `None` when it
+/// is deleted (nlink 0, held open by someone) or the name does not lead
+/// back to it.
+fn current_path(fd: &OwnedFd, key: FileKey) -> Option<PathBuf> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    // A deleted file's link ends in " (deleted)"; a disconnected one is
+    // not a usable path either: check it leads to the same inode.
+    (super::identity(&link) == Some(key)).then_some(link)
+}
+
+/// Why an inode outside the roots is watched (several at once are fine).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Kept {
+    /// Its path: the policy's, or the last one the kernel named.
+    pub(super) path: PathBuf,
+    pub(super) policy: bool,
+    /// Followed while it lives.
+    pub(super) handle: Option<Handle>,
+    /// Left the roots (renamed, unlinked) and kept while it lives.
+    pub(super) retained: bool,
+    /// Made from this watched file.
+    pub(super) derived_from: Option<FileKey>,
+}
+
+impl Kept {
+    fn followed(&self) -> bool {
+        self.retained || self.derived_from.is_some()
+    }
+}
+
+/// What the liveness check did with one inode.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Checked {
+    Alive,
+    /// The inode is gone (or its mount): stop watching it.
+    Gone,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Not retained or derived: the bound was reached.
+    pub(super) dropped_full: u64,
+    /// Not retained: no file handle on that file system.
+    pub(super) unsupported: u64,
+    /// Released because the inode was deleted (or its mount went away).
+    pub(super) gone: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Outside {
+    kept: HashMap<FileKey, Kept>,
+    /// Bound on followed (retained or derived) inodes.
+    max_followed: usize,
+    pub(super) counters: Counters,
+}
+
+/// Why an inode could not be followed.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// `watch.max_retained` is 0.
+    Off,
+    Full,
+    NoHandle,
+}
+
+impl Outside {
+    pub(super) fn new(max_followed: usize) -> Self {
+        Self {
+            kept: HashMap::new(),
+            max_followed,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(super) fn get(&self, key: &FileKey) -> Option<&Kept> {
+        self.kept.get(key)
+    }
+
+    pub(super) fn contains(&self, key: &FileKey) -> bool {
+        self.kept.contains_key(key)
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &FileKey> {
+        self.kept.keys()
+    }
+
+    pub(super) fn remove(&mut self, key: &FileKey) {
+        self.kept.remove(key);
+    }
+
+    /// Number of retained and derived inodes.
+    pub(super) fn followed(&self) -> (usize, usize) {
+        self.kept.values().fold((0, 0), |(r, d), k| {
+            (
+                r + usize::from(k.retained),
+                d + usize::from(k.derived_from.is_some()),
+            )
+        })
+    }
+
+    /// Makes `files` the policy's set: keys of the old set not in the new
+    /// one lose the policy reason (and go with their last reason).
+    pub(super) fn set_policy(&mut self, files: &[(FileKey, PathBuf)]) {
+        for kept in self.kept.values_mut() {
+            kept.policy = false;
+        }
+        for (key, path) in files {
+            let kept = self.kept.entry(*key).or_default();
+            kept.policy = true;
+            if !kept.followed() {
+                kept.path = path.clone();
+            }
+        }
+        self.kept.retain(|_, k| k.policy || k.followed());
+    }
+
+    fn room_for(&self, key: &FileKey) -> bool {
+        self.kept.get(key).is_some_and(Kept::followed)
+            || self.kept.values().filter(|k| k.followed()).count() < self.max_followed
+    }
+
+    /// Keeps `key`, which just left the roots, while its inode lives.
+    /// `handle` was taken while it was watched; `last_path` is its last
+    /// watched path.
+    pub(super) fn retain(
+        &mut self,
+        key: FileKey,
+        handle: Option<Handle>,
+        last_path: &Path,
+    ) -> Result<(), Refused> {
+        if self.max_followed == 0 {
+            return Err(Refused::Off);
+        }
+        let Some(handle) = handle else {
+            self.counters.unsupported += 1;
+            return Err(Refused::NoHandle);
+        };
+        if !self.room_for(&key) {
+            self.counters.dropped_full += 1;
+            return Err(Refused::Full);
+        }
+        let kept = self.kept.entry(key).or_default();
+        kept.retained = true;
+        kept.handle = Some(handle);
+        if !kept.policy {
+            kept.path = last_path.to_path_buf();
+        }
+        Ok(())
+    }
+
+    /// Follows `key` at `path` as derived from `from`.
+    pub(super) fn derive(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        from: FileKey,
+    ) -> Result<(), Refused> {
+        if self.max_followed == 0 {
+            return Err(Refused::Off);
+        }
+        let handle = match Handle::of(path) {
+            Ok(handle) if handle.reopens() => handle,
+            _ => {
+                self.counters.unsupported += 1;
+                return Err(Refused::NoHandle);
+            }
+        };
+        if !self.room_for(&key) {
+            self.counters.dropped_full += 1;
+            return Err(Refused::Full);
+        }
+        let kept = self.kept.entry(key).or_default();
+        kept.derived_from = Some(from);
+        kept.handle = Some(handle);
+        if !kept.policy {
+            kept.path = path.to_path_buf();
+        }
+        Ok(())
+    }
+
+    /// Checks whether a followed inode still lives, updating its path.
+    /// A followed inode back under the roots (`in_roots`) stops being
+    /// retained (the index names it again); one that is gone loses its
+    /// followed reasons. Returns the keys that lost their last reason.
+    pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<(FileKey, PathBuf)> {
+        let mut released = Vec::new();
+        for (key, kept) in &mut self.kept {
+            if check_kept(key, kept, &in_roots, &mut self.counters) == Checked::Gone && !kept.policy
+            {
+                released.push((*key, kept.path.clone()));
+            }
+        }
+        self.kept.retain(|_, k| k.policy || k.followed());
+        released
+    }
+
+    /// [`Outside::check`] for one key; true when it was released.
+    pub(super) fn check_one(&mut self, key: &FileKey, in_roots: impl Fn(&FileKey) -> bool) -> bool {
+        let Some(kept) = self.kept.get_mut(key) else {
+            return false;
+        };
+        let gone = check_kept(key, kept, &in_roots, &mut self.counters) == Checked::Gone;
+        if !kept.policy && !kept.followed() {
+            self.kept.remove(key);
+        }
+        gone
+    }
+}
+
+fn check_kept(
+    key: &FileKey,
+    kept: &mut Kept,
+    in_roots: &impl Fn(&FileKey) -> bool,
+    counters: &mut Counters,
+) -> Checked {
+    {
+        {
+            if !kept.followed() {
+                return Checked::Alive;
+            }
+            if kept.retained && kept.derived_from.is_none() && in_roots(key) {
+                kept.retained = false;
+                kept.handle = None;
+                return Checked::Alive;
+            }
+            let state = match kept.handle.as_ref().map(Handle::open) {
+                Some(Ok(fd)) => {
+                    if let Some(path) = current_path(&fd, *key) {
+                        kept.path = path;
+                    }
+                    close_unseen(fd);
+                    Checked::Alive
+                }
+                Some(Err(error)) if error.raw_os_error() == Some(libc::ESTALE) => Checked::Gone,
+                Some(Err(error)) if error.kind() == io::ErrorKind::NotFound => Checked::Gone,
+                Some(Err(error)) => {
+                    tracing::debug!(dev = key.dev, ino = key.ino, %error, "cannot check a retained inode; kept until the next check");
+                    Checked::Alive
+                }
+                None => Checked::Gone,
+            };
+            if state == Checked::Gone {
+                counters.gone += 1;
+                kept.retained = false;
+                kept.derived_from = None;
+                kept.handle = None;
+            }
+            state
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(path: &Path) -> FileKey {
+        super::super::identity(path).expect("stat")
+    }
+
+    #[test]
+    fn a_retained_inode_lives_while_any_link_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.gguf"), dir.path().join("elsewhere"));
+        std::fs::write(&a, b"weights").expect("write");
+        let key = key_of(&a);
+        let Ok(handle) = Handle::of(&a) else {
+            eprintln!("skipped: no file handles on the temp dir's file system");
+            return;
+        };
+        std::fs::hard_link(&a, &b).expect("link");
+        std::fs::remove_file(&a).expect("unlink");
+
+        let mut outside = Outside::new(1);
+        assert_eq!(outside.retain(key, Some(handle.clone()), &a), Ok(()));
+        assert_eq!(outside.followed(), (1, 0));
+        assert!(outside.check(|_| false).is_empty());
+        assert_eq!(outside.get(&key).map(|k| k.path.clone()), Some(b.clone()));
+
+        // The bound holds: a second inode is refused and counted.
+        let c = dir.path().join("c.gguf");
+        std::fs::write(&c, b"more").expect("write");
+        let other = Handle::of(&c).expect("handle");
+        assert_eq!(
+            outside.retain(key_of(&c), Some(other), &c),
+            Err(Refused::Full)
+        );
+        assert_eq!(outside.retain(key_of(&c), None, &c), Err(Refused::NoHandle));
+        assert_eq!(outside.counters.dropped_full, 1);
+        assert_eq!(outside.counters.unsupported, 1);
+
+        std::fs::remove_file(&b).expect("unlink");
+        assert_eq!(outside.check(|_| false), vec![(key, b)]);
+        assert!(!outside.contains(&key));
+        assert_eq!(outside.counters.gone, 1);
+    }
+
+    #[test]
+    fn policy_reasons_outlive_retention_and_back_under_the_roots_ends_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.gguf");
+        std::fs::write(&a, b"weights").expect("write");
+        let key = key_of(&a);
+        let Ok(handle) = Handle::of(&a) else {
+            return;
+        };
+        let mut outside = Outside::new(8);
+        outside.set_policy(&[(key, a.clone())]);
+        assert_eq!(outside.retain(key, Some(handle), &a), Ok(()));
+        assert!(outside.check(|_| true).is_empty(), "back under the roots");
+        assert_eq!(outside.followed(), (0, 0));
+        assert!(outside.contains(&key), "still the policy's");
+        outside.set_policy(&[]);
+        assert!(!outside.contains(&key));
+    }
+}
