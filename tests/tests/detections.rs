@@ -695,3 +695,83 @@ fn a_trusted_process_s_sends_are_followed_no_further() {
         HashSet::from([ino("three.bin"), ino("four.bin")])
     );
 }
+
+#[test]
+fn a_copy_of_weights_is_watched_as_derived_from_the_original() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama-70b.safetensors");
+    write_file(&weights, SIZE);
+    let out = tempfile::tempdir().unwrap();
+    let (user_copy, kernel_copy, second) = (
+        out.path().join("stash.bin"),
+        out.path().join("stash2.bin"),
+        out.path().join("stash3.bin"),
+    );
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // Through user space: read then write, the destination kept open a
+    // moment (so the agent can name it).
+    let copier = run(python_command()
+        .arg("-c")
+        .arg(
+            "import sys, time\n\
+             data = open(sys.argv[1], 'rb').read()\n\
+             out = open(sys.argv[2], 'wb')\n\
+             out.write(data); out.flush()\n\
+             time.sleep(1)\n",
+        )
+        .arg(&weights)
+        .arg(&user_copy));
+    // In the kernel: sendfile into a file held open a moment.
+    let sender = run(python_command()
+        .arg("-c")
+        .arg(
+            "import os, sys, time\n\
+             src = open(sys.argv[1], 'rb')\n\
+             dst = open(sys.argv[2], 'wb')\n\
+             os.sendfile(dst.fileno(), src.fileno(), 0, 1 << 20)\n\
+             time.sleep(1)\n",
+        )
+        .arg(&weights)
+        .arg(&kernel_copy));
+    // Their records were handled while they held the copies open.
+    sensor.wait_exit(copier);
+    sensor.wait_exit(sender);
+    // Second hops: reading the user-space copy, copying the kernel one.
+    let cat = run(Command::new("cat").arg(&user_copy));
+    let cp = run(Command::new("cp").arg(&kernel_copy).arg(&second));
+    for pid in [cat, cp] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+    let stop = events.last().unwrap().sensor.as_ref().unwrap();
+    assert_eq!(
+        stop.counter("agent", "lineage_derived"),
+        2,
+        "{:#?}",
+        tests::briefs(&events)
+    );
+
+    // The second hop on the user-space copy is a bulk read of it, derived
+    // from the original.
+    let bulk = the(&events, cat, DetectionId::BulkRead);
+    let file = bulk.file.as_ref().unwrap();
+    assert_eq!(tests::path(bulk), user_copy);
+    let from = file.derived_from.as_ref().expect("derived_from");
+    assert_eq!(
+        from.path.as_ref().map(|p| p.to_lossy().into_owned()),
+        Some(weights.display().to_string())
+    );
+    assert_eq!((from.dev, from.ino), tests::identity(&weights));
+    // The copy of the kernel copy is a copy of the original's weights.
+    let copy = the(&events, cp, DetectionId::Copy);
+    assert_eq!(tests::path(copy), kernel_copy);
+    assert_eq!(
+        copy.file
+            .as_ref()
+            .unwrap()
+            .derived_from
+            .as_ref()
+            .map(|d| (d.dev, d.ino)),
+        Some(tests::identity(&weights))
+    );
+}

@@ -344,7 +344,9 @@ impl Agent {
         self.stamp(&mut event);
         let findings = self.decide.observe(&event);
         self.write(&event);
+        self.follow_lineage(&event);
         for finding in findings {
+            self.follow_lineage(&finding);
             self.publish(finding);
         }
         self.recheck_written();

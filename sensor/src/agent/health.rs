@@ -23,6 +23,9 @@ pub struct AgentCounters {
     pub path_changes: Counter,
     pub path_changes_unresolved: Counter,
     pub sends_off_errors: Counter,
+    pub lineage_derived: Counter,
+    pub lineage_unnamed: Counter,
+    pub lineage_failed: Counter,
 }
 
 impl AgentCounters {
@@ -47,6 +50,18 @@ impl AgentCounters {
             path_changes: counter(
                 "path_changes",
                 "path operations (rename, unlink, chmod, ...) received from the kernel",
+            ),
+            lineage_derived: counter(
+                "lineage_derived",
+                "copies of weights now watched, derived from their source",
+            ),
+            lineage_unnamed: counter(
+                "lineage_unnamed",
+                "copies of weights whose destination file had no name the agent could find (closed before the record was handled): not watched",
+            ),
+            lineage_failed: counter(
+                "lineage_failed",
+                "copies of weights that could not be watched (warned: gone, no file handle, the bound)",
             ),
             sends_off_errors: counter(
                 "sends_off_errors",

@@ -6,6 +6,7 @@ mod event_loop;
 mod health;
 mod holders;
 mod integrity;
+mod lineage;
 mod policy;
 mod signals;
 

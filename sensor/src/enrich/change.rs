@@ -263,7 +263,6 @@ impl Enricher {
                     return (None, PathOutcome::Unwatched);
                 };
                 let moved = watch.take_gone(&from, not_before);
-                let moved_watched = moved.is_some();
                 let replaced = watch.take_gone(&to, not_before);
                 let after = stat_state(&to, moved.as_ref().map(|g| g.key));
                 let (key, before) = match (&moved, &after) {
@@ -284,13 +283,9 @@ impl Enricher {
                 detail.before = before;
                 detail.old_path = Some(Text::from(from.as_path()));
                 detail.new_path = Some(Text::from(to.as_path()));
-                // The watched name it has now, else the one it had (moved
-                // away), else where it landed.
-                let path = watch
-                    .path_of(&key)
-                    .map(Path::to_path_buf)
-                    .or(Some(if moved_watched { from } else { to }));
-                (Action::Rename, key, path)
+                // Where it is now: a file renamed out of the roots stays
+                // watched (docs/architecture.md), under its new name.
+                (Action::Rename, key, Some(to))
             }
             ChangeSyscall::Link | ChangeSyscall::Linkat => {
                 detail.flags = flags(c.arg);
@@ -369,6 +364,7 @@ impl Enricher {
             dev: key.dev,
             ino: key.ino,
             size,
+            derived_from: None,
         });
         event.access = Some(Access {
             abi: if h.flags & header_flag::COMPAT_SYSCALL != 0 {

@@ -16,9 +16,10 @@ use super::{
     watch::WatchSet,
 };
 use crate::event::{
-    Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, Destination,
-    DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, Process, ReadSummary,
-    SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
+    Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, DerivedFrom,
+    Destination, DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, Process,
+    ReadSummary, SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier,
+    Timestamp,
 };
 
 /// The weight files process `pid` maps (`/proc/PID/maps`: device and
@@ -303,6 +304,7 @@ impl Enricher {
             dev: key.dev,
             ino: key.ino,
             size,
+            derived_from: derived_from(watch, &key),
         });
         event.access = Some(Access {
             abi: if h.flags & header_flag::COMPAT_SYSCALL != 0 {
@@ -340,6 +342,7 @@ impl Enricher {
             dev: key.dev,
             ino: key.ino,
             size,
+            derived_from: derived_from(watch, &key),
         });
         event
     }
@@ -359,6 +362,7 @@ impl Enricher {
             dev: key.dev,
             ino: key.ino,
             size,
+            derived_from: derived_from(watch, &key),
         });
         event
     }
@@ -495,6 +499,16 @@ impl Enricher {
         self.coverage.retain_processes(|tgid| !gone(tgid));
         self.processes.sweep(BootClock::boot_now_ns());
     }
+}
+
+/// What a derived file (a watched copy of weights) was copied from.
+pub fn derived_from(watch: &WatchSet, key: &FileKey) -> Option<DerivedFrom> {
+    let source = watch.derived_from(key)?;
+    Some(DerivedFrom {
+        path: watch.path_of(&source).map(Text::from),
+        dev: source.dev,
+        ino: source.ino,
+    })
 }
 
 /// Where bytes went: the kind by the destination's mode, a file's path

@@ -313,6 +313,17 @@ pub struct File {
     pub ino: u64,
     /// Size in bytes when the event happened.
     pub size: u64,
+    /// A copy's destination the sensor watches because it holds a watched
+    /// file's bytes: the file it was copied from.
+    pub derived_from: Option<DerivedFrom>,
+}
+
+/// The watched file a derived file was copied from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFrom {
+    pub path: Option<Text>,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// The syscall ABI that made an access.

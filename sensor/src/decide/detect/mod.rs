@@ -230,6 +230,7 @@ impl Detectors {
             dev: entry.dev,
             ino: entry.ino,
             size: std::fs::metadata(&entry.path).map_or(0, |m| m.len()),
+            derived_from: None,
         });
         let finding = self.limit.admit(&base, finding)?;
         Some(record(&base, finding))

@@ -71,6 +71,7 @@ fn event(at_secs: i128, p: Process, detail: AccessDetail) -> Event {
             dev: 42,
             ino: 7,
             size: 1000,
+            derived_from: None,
         }),
         access: Some(Access {
             abi: SyscallAbi::Native,

@@ -22,10 +22,10 @@ use crate::{
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
         Access, AccessDetail, Action, Ancestor, ChangeDetail, ChangeSyscall, Container, CopyDetail,
-        CopySyscall, Destination, DestinationKind, Event, Exit, File, FileState, FlushReason,
-        MemoryMethod, OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict,
-        Process, ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus, Severity,
-        SyscallAbi, Target, Text, Tier, Timestamp, UnconfirmedIdentity,
+        CopySyscall, DerivedFrom, Destination, DestinationKind, Event, Exit, File, FileState,
+        FlushReason, MemoryMethod, OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected,
+        PolicyVerdict, Process, ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus,
+        Severity, SyscallAbi, Target, Text, Tier, Timestamp, UnconfirmedIdentity,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -318,6 +318,18 @@ struct WireFile<'a> {
     dev: String,
     ino: u64,
     size: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    derived_from: Option<WireDerivedFrom>,
+}
+
+/// `file.derived_from`: the watched file a derived file was copied from.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize, Deserialize)]
+struct WireDerivedFrom {
+    path: Option<String>,
+    path_escaped: Option<String>,
+    dev: String,
+    ino: u64,
 }
 
 /// `access.destination` on `copy`.
@@ -512,6 +524,18 @@ impl<'a> From<&'a File> for WireFile<'a> {
             dev: kernel_dev_text(f.dev),
             ino: f.ino,
             size: f.size,
+            derived_from: f.derived_from.as_ref().map(|d| {
+                let (path, path_escaped) = match d.path.as_ref().map(text_pair) {
+                    Some((readable, escaped)) => (Some(readable.into_owned()), escaped),
+                    None => (None, None),
+                };
+                WireDerivedFrom {
+                    path,
+                    path_escaped,
+                    dev: kernel_dev_text(d.dev),
+                    ino: d.ino,
+                }
+            }),
         }
     }
 }
@@ -916,11 +940,24 @@ impl WireFile<'_> {
             Some(path) => Some(text_from("file.path", path, self.path_escaped.as_deref())?),
             None => None,
         };
+        let derived_from = match self.derived_from {
+            Some(d) => Some(DerivedFrom {
+                path: d
+                    .path
+                    .as_deref()
+                    .map(|p| text_from("file.derived_from.path", p, d.path_escaped.as_deref()))
+                    .transpose()?,
+                dev: parse_dev(&d.dev)?,
+                ino: d.ino,
+            }),
+            None => None,
+        };
         Ok(File {
             path,
             dev: parse_dev(&self.dev)?,
             ino: self.ino,
             size: self.size,
+            derived_from,
         })
     }
 }

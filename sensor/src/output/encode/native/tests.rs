@@ -84,6 +84,7 @@ fn file(path: Option<&str>) -> File {
         dev: (254 << 20) | 3,
         ino: 1_835_011,
         size: 67_108_864,
+        derived_from: None,
     }
 }
 
