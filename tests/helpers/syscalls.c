@@ -25,6 +25,13 @@
  *                      explicit offsets (a misdecoded offset shows in the
  *                      coverage)
  *   preadv2_pos        preadv2 with offset -1 (the file position) until end
+ *   aio_pread aio_preadv
+ *                      Linux AIO: one io_submit(2) of eight IOCB_CMD_PREAD
+ *                      (or IOCB_CMD_PREADV, two vectors each) control
+ *                      blocks reading the second half of the file, 64 KiB
+ *                      each at explicit offsets, the last one asking for
+ *                      128 KiB (past the end: it returns 64 KiB), then
+ *                      io_getevents(2) for all eight; CALLS counts blocks
  *   mmap               mmap(2) of the whole file, PROT_READ, MAP_PRIVATE,
  *                      every page touched
  *   none               nothing
@@ -35,6 +42,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/openat2.h>
 #include <signal.h>
 #include <stdint.h>
@@ -138,6 +146,50 @@ static int from_fanotify(const char *path) {
     return ev.fd;
 }
 
+/* Linux AIO reads of the second half of the file, one io_submit. */
+static void aio_reads(int fd, long size, int vectored, long *bytes, long *calls) {
+    enum { N = 8 };
+    static char buf[2 * CHUNK];
+    aio_context_t ctx = 0;
+    check(syscall(SYS_io_setup, N, &ctx), 60, "io_setup");
+    struct iocb cbs[N], *ptrs[N];
+    struct iovec iovs[N][2];
+    memset(cbs, 0, sizeof(cbs));
+    for (int i = 0; i < N; i++) {
+        /* The last block asks for twice as much: past the end of file. */
+        long len = i == N - 1 ? 2 * CHUNK : CHUNK;
+        cbs[i].aio_fildes = fd;
+        cbs[i].aio_offset = size / 2 + (long)i * CHUNK;
+        if (vectored) {
+            iovs[i][0] = (struct iovec){buf, CHUNK / 2};
+            iovs[i][1] = (struct iovec){buf + CHUNK / 2, len - CHUNK / 2};
+            cbs[i].aio_lio_opcode = IOCB_CMD_PREADV;
+            cbs[i].aio_buf = (uintptr_t)iovs[i];
+            cbs[i].aio_nbytes = 2;
+        } else {
+            cbs[i].aio_lio_opcode = IOCB_CMD_PREAD;
+            cbs[i].aio_buf = (uintptr_t)buf;
+            cbs[i].aio_nbytes = len;
+        }
+        ptrs[i] = &cbs[i];
+    }
+    long submitted = check(syscall(SYS_io_submit, ctx, N, ptrs), 61, "io_submit");
+    if (submitted != N) fail(62, "io_submit of every block");
+    struct io_event events[N];
+    long done = 0;
+    while (done < N)
+        done += check(syscall(SYS_io_getevents, ctx, N - done, N - done, events + done, NULL), 63,
+                      "io_getevents");
+    for (int i = 0; i < N; i++) {
+        if (events[i].res < 0) {
+            errno = (int)-events[i].res;
+            fail(64, "an AIO read");
+        }
+        *bytes += events[i].res, (*calls)++;
+    }
+    check(syscall(SYS_io_destroy, ctx), 65, "io_destroy");
+}
+
 static int get(const char *how, const char *path, pid_t *holder, int *release) {
     if (strcmp(how, "open") == 0)
         return check(syscall(SYS_open, path, O_RDONLY), 11, "open");
@@ -230,6 +282,8 @@ int main(int argc, char **argv) {
             check(n, 54, how);
             bytes += n, calls++;
         }
+    } else if (strcmp(how, "aio_pread") == 0 || strcmp(how, "aio_preadv") == 0) {
+        aio_reads(fd, size, strcmp(how, "aio_preadv") == 0, &bytes, &calls);
     } else if (strcmp(how, "mmap") == 0) {
         volatile char *m = (char *)syscall(SYS_mmap, NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) fail(55, "mmap");

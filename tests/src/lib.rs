@@ -810,6 +810,8 @@ pub mod feature {
     /// io_uring open to unprivileged processes (`CONFIG_IO_URING`, and
     /// `kernel.io_uring_disabled` at 0).
     pub const IO_URING: &str = "io_uring";
+    /// The `fchmodat2` syscall (Linux 6.6 and later).
+    pub const FCHMODAT2: &str = "fchmodat2";
 }
 
 /// The env var naming the file skips are appended to (`cargo xtask test`

@@ -8,6 +8,10 @@
 //! sensor, and asserts on its final records: the exact bytes, calls and
 //! coverage of the read summary, the open (or its absence when the
 //! descriptor arrived another way), the mapping and the closes.
+//!
+//! The writes, sends and connects of processes that took watched bytes
+//! are in `syscalls_sends.rs`, the tampering syscalls (and the opens for
+//! writing or with `O_TRUNC`) in `syscalls_changes.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -213,6 +217,28 @@ fn mmap_9() {
     assert_eq!(maps.len(), 1, "{}", run.describe());
     tests::assert_read_only_private_mapping(maps[0], &run.file, MIB);
     assert!(run.mine(Action::Read).is_empty(), "a mapping is not a read");
+    run.assert_closes(1);
+}
+
+// --- Linux AIO: one io_submit of eight control blocks for the second half,
+// the last asking past the end of file. Counted at submission like
+// pread64: the count asked for, capped at the file's end (uncapped, bytes
+// would be 64 KiB over). fio's libaio engine (async_io.rs) also issues
+// io_submit itself, with IOCB_CMD_PREAD blocks only. ---
+
+#[test]
+fn io_submit_209_iocb_cmd_pread() {
+    let run = Run::new("openat", "aio_pread");
+    run.assert_one_open();
+    run.assert_read(MIB / 2, 8, 0.5);
+    run.assert_closes(1);
+}
+
+#[test]
+fn io_submit_209_iocb_cmd_preadv() {
+    let run = Run::new("openat", "aio_preadv");
+    run.assert_one_open();
+    run.assert_read(MIB / 2, 8, 0.5);
     run.assert_closes(1);
 }
 
