@@ -272,17 +272,17 @@ fn renameat_264() {
     assert_rename("renameat", ChangeSyscall::Renameat, None);
 }
 
-// The same cause as `linkat_265_to_a_directory_outside_the_roots`: a
-// watched file moved out of the roots by a renameat relative to a
+// A watched file moved out of the roots by a renameat relative to a
 // descriptor of an unwatched directory, by a process that has exited when
-// the agent resolves the record, is no record (and counts in
-// `agent.path_changes_unresolved`), although the name it left resolves.
+// the agent resolves the record: the directory can no longer be named from
+// `/proc`, but the file stays watched outside the roots, so the record
+// names where it landed. (Before the fix, the whole record was dropped as
+// unresolved, although the name it left resolved.)
 #[test]
-#[ignore = "sensor bug: a renameat out of the roots to a name relative to an unwatched directory's descriptor is no record once the process exited"]
 fn renameat_264_out_of_the_roots() {
     let t = Tamper::run("renameat", To::Outside("renamed.safetensors"));
-    // Moved away: the record names the path it had.
-    let c = t.one(Action::Rename);
+    // Moved away: the record names where it is now.
+    let c = t.changes(&[(Action::Rename, t.to())]).remove(0);
     assert_eq!(
         (c.syscall, c.result, sizes(&c)),
         (ChangeSyscall::Renameat, 0, (Some(MIB), Some(MIB)))
@@ -332,25 +332,28 @@ fn linkat_265() {
     );
 }
 
-// Evidence: the new name is relative to a descriptor of a directory
-// outside the roots, and the helper has closed it (and exited) when the
-// agent resolves the record (path records are queued without a wakeup), so
-// `/proc/PID/fd/N` no longer names it and it is not a watched directory.
-// `path_change` (sensor/src/enrich/change.rs) then drops the whole record
-// as unresolved (`agent.path_changes_unresolved` went up in a hand run),
-// although the first path, relative to the watched directory, resolves to
-// the watched file and the call succeeded: the link of a watched file is
-// missed, not just its new name. The same helper with a 3 s sleep before
-// its closes gives the `link` record (and the `rename` below).
+// The new name is relative to a descriptor of a directory outside the
+// roots, closed (and the helper exited) when the agent resolves the
+// record: the record still goes out, for the watched file the first path
+// names, with the new name as the call gave it. (Before the fix, the whole
+// record was dropped as unresolved.)
 #[test]
-#[ignore = "sensor bug: a linkat whose new name is relative to an unwatched directory's descriptor is no record once the process exited"]
 fn linkat_265_to_a_directory_outside_the_roots() {
-    assert_link(
-        "linkat",
-        To::Outside("linked"),
-        ChangeSyscall::Linkat,
-        Some(AT_SYMLINK_FOLLOW),
+    let t = Tamper::run("linkat", To::Outside("linked"));
+    let c = t.one(Action::Link);
+    assert_eq!(
+        (c.syscall, c.flags, c.result, sizes(&c)),
+        (
+            ChangeSyscall::Linkat,
+            Some(AT_SYMLINK_FOLLOW),
+            0,
+            (Some(MIB), Some(MIB))
+        )
     );
+    assert_eq!(bytes_of(c.old_path.as_ref()), bytes(&t.file));
+    // Its directory could not be named any more: the name as given.
+    assert_eq!(bytes_of(c.new_path.as_ref()), Some(&b"linked"[..]));
+    assert_eq!(identity(t.to()).1, t.ino, "the link is the watched inode");
 }
 
 // --- Unlinks. ---

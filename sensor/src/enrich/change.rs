@@ -208,14 +208,20 @@ impl Enricher {
                 | ChangeSyscall::Link
                 | ChangeSyscall::Linkat
         );
-        let (Ok(old), Ok(new)) = (
-            first.resolve(pid, watch),
-            if two_paths {
-                second.resolve(pid, watch)
-            } else {
-                Ok(None)
-            },
-        ) else {
+        let new = if two_paths {
+            second.resolve(pid, watch)
+        } else {
+            Ok(None)
+        };
+        // A second path whose directory is gone (a descriptor closed, the
+        // process exited) is kept as given: the first may still name a
+        // watched file, whose record must not be lost.
+        let new_unknown = new.is_err();
+        let new = new.or_else(|()| match first.resolve(pid, watch) {
+            Ok(_) => Ok(Some(PathBuf::from(OsStr::from_bytes(second.bytes)))),
+            Err(()) => Err(()),
+        });
+        let (Ok(old), Ok(new)) = (first.resolve(pid, watch), new) else {
             // Only a name that could be a weight file's is a possible miss.
             let named = |p: &RawPath| {
                 Path::new(OsStr::from_bytes(p.bytes))
@@ -263,6 +269,12 @@ impl Enricher {
                     return (None, PathOutcome::Unwatched);
                 };
                 let moved = watch.take_gone(&from, not_before);
+                // With its directory unknown, where it landed is where the
+                // watch set follows it now (retained outside the roots).
+                let to = match (new_unknown, &moved) {
+                    (true, Some(g)) => watch.path_of(&g.key).map_or(to, Path::to_path_buf),
+                    _ => to,
+                };
                 let replaced = watch.take_gone(&to, not_before);
                 let after = stat_state(&to, moved.as_ref().map(|g| g.key));
                 let (key, before) = match (&moved, &after) {
@@ -293,7 +305,16 @@ impl Enricher {
                     return (None, PathOutcome::Unwatched);
                 };
                 let source = target(watch, &old, c.file).filter(|k| weight(watch, k));
-                let Some((key, now)) = stat_state(&to, source) else {
+                // The new name's directory unknown: the linked file is the
+                // watched one the first path names, as it is now.
+                let linked = match (new_unknown, source) {
+                    (true, Some(key)) => old
+                        .as_deref()
+                        .and_then(|p| stat_state(p, Some(key)))
+                        .or_else(|| indexed(watch, &key).map(|s| (key, s))),
+                    _ => stat_state(&to, source),
+                };
+                let Some((key, now)) = linked else {
                     return (None, PathOutcome::Unwatched);
                 };
                 if !weight(watch, &key) {
