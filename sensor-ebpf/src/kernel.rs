@@ -241,15 +241,15 @@ pub fn watched_file(file_ptr: u64) -> Option<Watched> {
 /// copy's destination: a file, a pipe, a socket).
 #[inline(always)]
 pub fn fd_identity(fd: u64) -> Option<(FileKey, u32)> {
-    let (key, inode) = file_identity(file_of_fd(fd)?)?;
+    let (key, inode, _) = file_identity(file_of_fd(fd)?)?;
     let mode = read_at::<u16>(inode, &OFF_INODE_MODE)?;
     Some((key, u32::from(mode)))
 }
 
 /// The identity of the file at `file_ptr` (a `struct file *`), with its
-/// inode's address.
+/// inode's address and size.
 #[inline(always)]
-fn file_identity(file_ptr: u64) -> Option<(FileKey, u64)> {
+fn file_identity(file_ptr: u64) -> Option<(FileKey, u64, u64)> {
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
     let fields = InodeFields::read(inode)?;
     let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
@@ -257,7 +257,7 @@ fn file_identity(file_ptr: u64) -> Option<(FileKey, u64)> {
         dev: dev as u64,
         ino: fields.ino,
     };
-    Some((key, inode))
+    Some((key, inode, fields.size))
 }
 
 /// The size and modification time of `inode`.
@@ -274,20 +274,14 @@ pub fn inode_state(inode: u64, size: u64) -> FileState {
 /// The identity and state of the file at `file_ptr` (a `struct file *`).
 #[inline(always)]
 pub fn file_state(file_ptr: u64) -> Option<(FileKey, FileState)> {
-    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
-    let fields = InodeFields::read(inode)?;
-    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
-    let key = FileKey {
-        dev: dev as u64,
-        ino: fields.ino,
-    };
-    Some((key, inode_state(inode, fields.size)))
+    let (key, inode, size) = file_identity(file_ptr)?;
+    Some((key, inode_state(inode, size)))
 }
 
 /// The identity of the file behind `fd`, watched or not.
 #[inline(always)]
 pub fn fd_key(fd: u64) -> Option<FileKey> {
-    file_identity(file_of_fd(fd)?).map(|(key, _)| key)
+    file_identity(file_of_fd(fd)?).map(|(key, ..)| key)
 }
 
 /// The identity of the current task's working directory
@@ -333,7 +327,7 @@ pub fn socket_peer(fd: u64) -> Option<(u16, [u8; 16], u16)> {
 pub fn current_exe() -> Option<FileKey> {
     let mm = read_at::<u64>(current_task(), &OFF_TASK_MM)?;
     let file_ptr = read_at::<u64>(mm, &OFF_MM_EXE_FILE)?;
-    file_identity(file_ptr).map(|(key, _)| key)
+    file_identity(file_ptr).map(|(key, ..)| key)
 }
 
 /// False when `ino` is certainly not a watched inode number (the
