@@ -121,7 +121,11 @@ fn reading_a_weight_holder_s_memory_is_a_memory_read_record() {
             .unwrap_or_else(|| panic!("no memory_read by {pid}"));
         assert_eq!(
             tests::access(record).detail,
-            AccessDetail::Memory { method, bytes }
+            AccessDetail::Memory {
+                method,
+                bytes,
+                summary: None
+            }
         );
         let target = record.target.as_ref().unwrap();
         assert_eq!(target.pid, server_pid);

@@ -165,6 +165,7 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         .map_max_entries(map_name::POLICY_FILES, opts.watched_max)
         .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::READERS, opts.read_aggregates_max)
+        .map_max_entries(map_name::OPEN_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::PENDING, opts.pending_max);
     let compat_flag = u64::from(opts.compat_syscalls);
     loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
@@ -177,7 +178,8 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
             true,
         )
         .map_max_entries(map_name::HOLDERS_KERNEL, holder_pids.div_ceil(8))
-        .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64));
+        .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64))
+        .map_max_entries(map_name::MEM_READERS, holder_pids.div_ceil(8));
     loader
         .load(ebpf::OBJECT)
         .map_err(|e| LoadError::Object(Box::new(e)))
@@ -297,6 +299,8 @@ impl Sensor {
         let mut raw = |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::NoMap(name));
         Ok(ReadMaps::new(
             raw(map_name::READ_AGG)?,
+            raw(map_name::OPEN_AGG)?,
+            raw(map_name::MEM_AGG)?,
             raw(map_name::READERS)?,
         ))
     }

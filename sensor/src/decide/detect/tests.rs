@@ -365,6 +365,7 @@ fn memory_reads_are_high_against_a_serving_target() {
         AccessDetail::Memory {
             method: crate::event::MemoryMethod::PtraceAttach,
             bytes: 0,
+            summary: None,
         },
     );
     e.file = None;

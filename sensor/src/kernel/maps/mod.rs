@@ -14,5 +14,5 @@ pub use counters::{KernelCounterTotals, KernelCounters};
 pub use holders::Holders;
 pub use ino_filter::InoFilter;
 pub use policy::{PolicyMaps, VerdictMaps};
-pub use read::ReadMaps;
+pub use read::{Aggregates, ReadMaps};
 pub use watched::KernelInodeMap;
