@@ -267,7 +267,12 @@ fn proc_pid_mem_and_ptrace_peeks_of_a_weight_holder_are_memory_read_records() {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(got, expected, "{:#?}", tests::briefs(records.iter().copied()));
+        assert_eq!(
+            got,
+            expected,
+            "{:#?}",
+            tests::briefs(records.iter().copied())
+        );
         for record in &records {
             let target = record.target.as_ref().unwrap();
             assert_eq!(target.pid, server_pid);

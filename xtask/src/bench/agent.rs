@@ -643,9 +643,7 @@ pub fn latency(ctx: &Ctx) -> Result<LatencyResult> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        driven = files
-            .get(i as usize)
-            .map_or(Ok(()), open_close_once);
+        driven = files.get(i as usize).map_or(Ok(()), open_close_once);
         if driven.is_err() {
             break;
         }
