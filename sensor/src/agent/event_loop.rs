@@ -156,6 +156,8 @@ impl Agent {
                     let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
                     self.kernel.read_maps.forget_processes(gone);
                     self.enrich.forget_processes(gone);
+                    self.open_entries.retain(|&tgid, _| !gone(tgid));
+                    self.memory_readers.retain(|&tgid| !gone(tgid));
                     self.kernel_tables.forget_gone(gone);
                     self.out.flush();
                 }
@@ -248,9 +250,11 @@ impl Agent {
                 let tgid = x.header.tgid;
                 // Reads whose descriptors the exit closed are still in the
                 // kernel's aggregates: report them before the exit.
-                if x.flags & exit_flag::HAD_READS != 0 {
-                    self.drain_opens(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                self.drain_exited_opens(tgid);
+                if self.memory_readers.remove(&tgid) {
                     self.drain_memory(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                }
+                if x.flags & exit_flag::HAD_READS != 0 {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
                 }
@@ -271,25 +275,36 @@ impl Agent {
             KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
             KernelEvent::Copy(c) => self.enrich.copy(&c, &self.watch),
             KernelEvent::Send(e) => self.enrich.send(&e, &self.watch),
-            KernelEvent::Memory(m) => match self.enrich.memory(&m, &self.watch) {
-                Some(event) => event,
-                None => return,
-            },
+            KernelEvent::Memory(m) => {
+                // Only the exits of processes that made one look for
+                // memory-read aggregates.
+                self.memory_readers.insert(m.header.tgid);
+                match self.enrich.memory(&m, &self.watch) {
+                    Some(event) => event,
+                    None => return,
+                }
+            }
             KernelEvent::Change(c) => match self.change(&c) {
                 Some(event) => event,
                 None => return,
             },
-            KernelEvent::Open(f) => self.enrich.file_event(
-                Action::Open,
-                &f.header,
-                f.file,
-                f.file_size,
-                AccessDetail::Open {
-                    fd: f.fd,
-                    flags: f.flags,
-                },
-                &self.watch,
-            ),
+            KernelEvent::Open(f) => {
+                self.open_entries
+                    .entry(f.header.tgid)
+                    .or_default()
+                    .push(f.file);
+                self.enrich.file_event(
+                    Action::Open,
+                    &f.header,
+                    f.file,
+                    f.file_size,
+                    AccessDetail::Open {
+                        fd: f.fd,
+                        flags: f.flags,
+                    },
+                    &self.watch,
+                )
+            }
             KernelEvent::Close(f) => self.enrich.file_event(
                 Action::Close,
                 &f.header,
@@ -439,6 +454,50 @@ impl Agent {
                 .enrich
                 .open_summary(&h, key.file, &agg, reason, None, &self.watch);
             self.emit(event);
+        }
+    }
+
+    /// Takes an exited process's open aggregates by key (no map scan: an
+    /// exit on a busy host must stay cheap), emitting those that counted
+    /// anything.
+    fn drain_exited_opens(&mut self, tgid: u32) {
+        let Some(mut files) = self.open_entries.remove(&tgid) else {
+            return;
+        };
+        files.sort_unstable();
+        files.dedup();
+        for file in files {
+            let key = ReadAggKey {
+                tgid,
+                _pad: 0,
+                file,
+            };
+            match self
+                .kernel
+                .read_maps
+                .take::<ReadAggKey, OpenAgg>(Aggregates::Opens, &key)
+            {
+                Ok(Some(agg)) if agg.opens != 0 || agg.closes != 0 => {
+                    self.health.agent.read_summaries_drained.inc();
+                    let h = self
+                        .enrich
+                        .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+                    let event = self.enrich.open_summary(
+                        &h,
+                        key.file,
+                        &agg,
+                        flush_reason::EXIT,
+                        None,
+                        &self.watch,
+                    );
+                    self.emit(event);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    self.health.agent.aggregate_map_errors.inc();
+                    tracing::warn!(error = %crate::Chain(&err), "cannot drain an open aggregate");
+                }
+            }
         }
     }
 
