@@ -64,6 +64,16 @@ pub mod map_name {
     /// agent judged uninteresting (trusted: serving, allowed), written by
     /// the agent, removed by the kernel at the process's exit.
     pub const SENDS_OFF: &str = "SENDS_OFF";
+    /// `HashMap<ReadAggKey, OpenAgg>`: repeated opens and closes of a file
+    /// by a process, counted in the kernel (open/close storms).
+    pub const OPEN_AGG: &str = "OPEN_AGG";
+    /// `HashMap<MemKey, MemAgg>`: reads of another process's memory through
+    /// `/proc/PID/mem` and `PTRACE_PEEK*`, counted in the kernel.
+    pub const MEM_AGG: &str = "MEM_AGG";
+    /// `Array<u64>`: processes that opened another's `/proc/PID/mem`, a
+    /// byte per tgid (eight per value): only their reads of files that are
+    /// not watched look for a memory file.
+    pub const MEM_READERS: &str = "MEM_READERS";
     /// `Array<u64>`: processes that may hold a descriptor of a watched file,
     /// a byte per tgid (eight per value), kept by the kernel (opens, forks,
     /// descriptor passing). Reads, maps and closes by processes in neither
@@ -150,6 +160,9 @@ pub mod kind {
     /// A process that has read watched bytes wrote, sent or connected to a
     /// destination ([`SendEvent`]).
     pub const SEND: u32 = 13;
+    /// Repeated opens and closes of one file by one process since the last
+    /// summary ([`OpenSummaryEvent`]).
+    pub const OPEN_SUMMARY: u32 = 14;
 }
 
 /// How [`SendEvent`]'s bytes left the process.
@@ -282,6 +295,12 @@ pub mod memory_method {
     pub const PTRACE_ATTACH: u32 = 2;
     /// `ptrace(PTRACE_SEIZE)`.
     pub const PTRACE_SEIZE: u32 = 3;
+    /// An open of `/proc/PID/mem` (or `/proc/PID/task/TID/mem`).
+    pub const PROC_MEM_OPEN: u32 = 4;
+    /// Reads of such a descriptor: `bytes` returned, `calls` (aggregated).
+    pub const PROC_MEM_READ: u32 = 5;
+    /// `PTRACE_PEEKTEXT`/`PTRACE_PEEKDATA`: `calls` words (aggregated).
+    pub const PTRACE_PEEK: u32 = 6;
 }
 
 /// A read of another process's memory (or an attach that allows one).
@@ -294,8 +313,42 @@ pub struct MemoryEvent {
     pub target: u32,
     /// One of [`memory_method`].
     pub method: u32,
-    /// `process_vm_readv`: bytes copied; ptrace: 0.
+    /// `process_vm_readv`, `/proc/PID/mem` reads: bytes copied;
+    /// `PTRACE_PEEK*`: bytes of the words peeked; attach and open: 0.
     pub bytes: u64,
+    /// Calls in this record: 1, or for the aggregated methods
+    /// (`PROC_MEM_READ`, `PTRACE_PEEK`) the calls since the last summary.
+    pub calls: u64,
+    /// The aggregated methods: the first call's boot time (the header's
+    /// `boot_ns` is the last one's); otherwise the header's.
+    pub first_ns: u64,
+    /// One of [`flush_reason`] for the aggregated methods; 0 otherwise.
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Key of `MEM_AGG`: one reader, one target, one method.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemKey {
+    pub tgid: u32,
+    /// The pid (or thread id) whose memory is read.
+    pub target: u32,
+    /// One of [`memory_method`].
+    pub method: u32,
+    pub _pad: u32,
+}
+
+/// Value of `MEM_AGG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemAgg {
+    pub bytes: u64,
+    pub calls: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub last_tid: u32,
+    pub _pad: u32,
 }
 
 /// The in-kernel copy syscalls, as [`CopyEvent::syscall`] names them.
@@ -426,6 +479,53 @@ pub struct ReadAgg {
     pub covered: Coverage,
 }
 
+/// Value of `OPEN_AGG`, keyed like `READ_AGG` by (process, file): what a
+/// process's repeated opens and closes of one file add up to. The entry
+/// is made by the process's first open of the file (an `open` record); a
+/// later open in an access mode (`O_ACCMODE`) already written is counted
+/// here instead of written, and from the first counted open on, closes
+/// are counted too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenAgg {
+    /// Opens counted (not written as `open` records) since the last summary.
+    pub opens: u64,
+    /// Closes counted (not written as `close` records) since the last
+    /// summary.
+    pub closes: u64,
+    /// Boot time of the first counted open or close since the last
+    /// summary; 0 when none.
+    pub first_ns: u64,
+    /// Boot time of the latest counted open or close.
+    pub last_ns: u64,
+    /// Boot time of the latest open or close, counted or written (the
+    /// agent's idle sweep).
+    pub seen_ns: u64,
+    /// `i_size` at the latest open.
+    pub file_size: u64,
+    /// The thread of the latest counted open or close.
+    pub last_tid: u32,
+    /// Access modes whose first open was written: bit `1 << (f_flags & 3)`.
+    pub modes: u32,
+    /// `f_flags` of the latest counted open.
+    pub flags: u32,
+    /// Non-zero once an open was counted: closes are counted from then on.
+    pub summarising: u32,
+}
+
+/// An open summary: a process's counted opens and closes of one file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenSummaryEvent {
+    pub header: EventHeader,
+    pub file: FileKey,
+    pub agg: OpenAgg,
+    /// One of [`flush_reason`].
+    pub reason: u32,
+    /// The descriptor of the open or close that sent it (interval).
+    pub fd: i32,
+}
+
 /// Segments of a file read: bit `i` covers bytes `[i * s, (i + 1) * s)`
 /// with `s = ceil(size / 256)`.
 #[repr(C)]
@@ -445,7 +545,9 @@ impl Coverage {
         if size == 0 || len == 0 {
             return;
         }
-        let segment = size.div_ceil(COVERAGE_SEGMENTS);
+        // Never 0 (size is not), but spelled so that the optimiser sees it:
+        // a division-by-zero panic path left in gets the program refused.
+        let segment = size.div_ceil(COVERAGE_SEGMENTS).max(1);
         let last_segment = COVERAGE_SEGMENTS - 1;
         let first = (offset / segment).min(last_segment);
         let last = ((offset + len - 1) / segment).min(last_segment);
@@ -544,6 +646,9 @@ pub mod pending_kind {
     pub const CHANGE: u32 = 5;
     /// A reflink with a watched source: its range counted as read.
     pub const REFLINK: u32 = 4;
+    /// A read of another process's `/proc/PID/mem` (`offset`: the
+    /// target's pid): its bytes counted at exit.
+    pub const PROC_MEM: u32 = 6;
 }
 
 /// Value of the `PENDING` map, keyed by thread id.
@@ -819,6 +924,14 @@ pub mod offset_global {
     /// `fs_struct.pwd.dentry`: the working directory's dentry.
     pub const FS_PWD_DENTRY: &str = "OFF_FS_PWD_DENTRY";
     pub const DENTRY_INODE: &str = "OFF_DENTRY_INODE";
+    /// `dentry.d_parent`.
+    pub const DENTRY_PARENT: &str = "OFF_DENTRY_PARENT";
+    /// `dentry.d_name.name`: the name's bytes.
+    pub const DENTRY_NAME: &str = "OFF_DENTRY_NAME";
+    /// `file.f_path.dentry`.
+    pub const FILE_PATH_DENTRY: &str = "OFF_FILE_PATH_DENTRY";
+    /// `super_block.s_magic`: tells procfs (`/proc/PID/mem`).
+    pub const SB_MAGIC: &str = "OFF_SB_MAGIC";
     /// `io_kiocb.file`: the request's file (the first word of the
     /// per-opcode command data).
     pub const IO_KIOCB_FILE: &str = "OFF_IO_KIOCB_FILE";
@@ -866,6 +979,9 @@ mod pod {
     unsafe impl aya::Pod for WatchEntry {}
     unsafe impl aya::Pod for ReadAggKey {}
     unsafe impl aya::Pod for ReadAgg {}
+    unsafe impl aya::Pod for OpenAgg {}
+    unsafe impl aya::Pod for MemKey {}
+    unsafe impl aya::Pod for MemAgg {}
     unsafe impl aya::Pod for Pending {}
     unsafe impl aya::Pod for Coverage {}
     unsafe impl aya::Pod for ExitKey {}

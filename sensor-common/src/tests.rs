@@ -224,7 +224,11 @@ fn record_sizes_are_pinned() {
     assert_eq!(size_of::<Pending>(), 64);
     assert_eq!(size_of::<CopyEvent>(), 152);
     assert_eq!(size_of::<CopyKey>(), 40);
-    assert_eq!(size_of::<MemoryEvent>(), 80);
+    assert_eq!(size_of::<MemoryEvent>(), 104);
+    assert_eq!(size_of::<MemKey>(), 16);
+    assert_eq!(size_of::<MemAgg>(), 40);
+    assert_eq!(size_of::<OpenAgg>(), 64);
+    assert_eq!(size_of::<OpenSummaryEvent>(), 152);
     assert_eq!(size_of::<SendEvent>(), 136);
     assert_eq!(size_of::<SendKey>(), 24);
     assert_eq!(size_of::<SendAgg>(), 24);

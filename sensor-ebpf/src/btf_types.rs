@@ -13,9 +13,9 @@
 
 use sensor_common::{
     ChangeEvent, CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent,
-    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemoryEvent, Pending, PolicyFile,
-    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey,
-    WatchEntry,
+    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemAgg, MemKey, MemoryEvent,
+    OpenAgg, OpenSummaryEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg,
+    ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry,
 };
 
 /// One member per shared type; the layout test checks that these are the
@@ -43,6 +43,10 @@ pub struct SharedTypes {
     pub copy_event: CopyEvent,
     pub copy_key: CopyKey,
     pub memory_event: MemoryEvent,
+    pub mem_key: MemKey,
+    pub mem_agg: MemAgg,
+    pub open_agg: OpenAgg,
+    pub open_summary_event: OpenSummaryEvent,
     pub send_event: SendEvent,
     pub send_key: SendKey,
     pub send_agg: SendAgg,

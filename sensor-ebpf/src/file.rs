@@ -11,7 +11,7 @@ use sensor_common::{
 use crate::{
     emit::{fill_header, reserve},
     holders,
-    kernel::{OFF_FILE_FLAGS, Watched, read_at, watched_fd, weight_fd},
+    kernel::{Lookup, OFF_FILE_FLAGS, Watched, file_of_fd, lookup_file, read_at, weight_fd},
     maps::{PENDING, READ_AGG, count},
     read::emit_read,
 };
@@ -48,8 +48,14 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
     if ret < 0 {
         return;
     }
-    let Some(w) = watched_fd(ret as u64) else {
+    let Some(file_ptr) = file_of_fd(ret as u64) else {
         return;
+    };
+    let w = match lookup_file(file_ptr) {
+        Lookup::Watched(w) => w,
+        // Not watched: another process's memory, perhaps.
+        Lookup::Unwatched { sb } => return crate::proc_mem::open_exit(file_ptr, sb),
+        Lookup::Unknown => return,
     };
     if w.entry.flags & watch_flag::GPU_DEVICE != 0 {
         holders::mark_serving_current();
@@ -58,7 +64,9 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
     if w.entry.flags & watch_flag::WEIGHT != 0 {
         holders::mark_current();
         let flags = read_at::<u32>(w.file_ptr, &OFF_FILE_FLAGS).unwrap_or(0);
-        send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
+        if crate::opens::on_open(&w, ret as i32, flags) {
+            send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
+        }
         if let Some((syscall, passed)) = call {
             crate::change::open_exit(&w, ret as i32, flags, syscall, passed);
         }
@@ -69,7 +77,16 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
 /// the close. The caller has checked the holder prefilter.
 #[inline(always)]
 pub fn close_enter(fd: u64) {
-    let Some(w) = weight_fd(fd) else { return };
+    let Some(w) = weight_fd(fd) else {
+        crate::proc_mem::close_enter(fd);
+        return;
+    };
+    // A close the open summary counts: the read aggregate goes on too
+    // (flushed by the interval, the idle sweep or the exit), or a storm
+    // of open-read-close would be a storm of read summaries.
+    if !crate::opens::on_close(&w, fd as i32) {
+        return;
+    }
     let key = ReadAggKey {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         _pad: 0,

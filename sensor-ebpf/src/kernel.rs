@@ -62,6 +62,10 @@ offsets!(
     OFF_TASK_FS,
     OFF_FS_PWD_DENTRY,
     OFF_DENTRY_INODE,
+    OFF_DENTRY_PARENT,
+    OFF_DENTRY_NAME,
+    OFF_FILE_PATH_DENTRY,
+    OFF_SB_MAGIC,
 );
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -217,24 +221,50 @@ pub fn watched_fd(fd: u64) -> Option<Watched> {
 /// Looks the file at `file_ptr` (a `struct file *`) up in the watch map.
 #[inline(always)]
 pub fn watched_file(file_ptr: u64) -> Option<Watched> {
-    let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
-    let fields = InodeFields::read(inode)?;
-    if !maybe_watched(fields.ino) {
-        return None;
+    match lookup_file(file_ptr) {
+        Lookup::Watched(w) => Some(w),
+        _ => None,
     }
-    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
+}
+
+/// What the watch map says of a file: watched, or not (with its
+/// superblock, for the opens that go on to ask whether it is a process's
+/// memory), or unreadable.
+pub enum Lookup {
+    Watched(Watched),
+    Unwatched { sb: u64 },
+    Unknown,
+}
+
+/// [`watched_file`], keeping the superblock of an unwatched file.
+#[inline(always)]
+pub fn lookup_file(file_ptr: u64) -> Lookup {
+    let Some(inode) = read_at::<u64>(file_ptr, &OFF_FILE_INODE) else {
+        return Lookup::Unknown;
+    };
+    let Some(fields) = InodeFields::read(inode) else {
+        return Lookup::Unknown;
+    };
+    if !maybe_watched(fields.ino) {
+        return Lookup::Unwatched { sb: fields.sb };
+    }
+    let Some(dev) = read_at::<u32>(fields.sb, &OFF_SB_DEV) else {
+        return Lookup::Unknown;
+    };
     let key = FileKey {
         dev: dev as u64,
         ino: fields.ino,
     };
     // SAFETY: the value is copied out at once.
-    let entry = *unsafe { WATCHED.get(&key) }?;
-    Some(Watched {
-        file_ptr,
-        size: fields.size,
-        key,
-        entry,
-    })
+    match unsafe { WATCHED.get(&key) } {
+        Some(&entry) => Lookup::Watched(Watched {
+            file_ptr,
+            size: fields.size,
+            key,
+            entry,
+        }),
+        None => Lookup::Unwatched { sb: fields.sb },
+    }
 }
 
 /// The identity and `i_mode` of the file behind `fd`, watched or not (a

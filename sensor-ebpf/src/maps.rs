@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sensor_common::{
-    CopyKey, ExeVerdict, ExitKey, FileKey, Pending, PolicyFile, PolicySlot, ProcessVerdict,
-    ReadAgg, ReadAggKey, SendAgg, SendKey, WatchEntry, counter,
+    CopyKey, ExeVerdict, ExitKey, FileKey, MemAgg, MemKey, OpenAgg, Pending, PolicyFile,
+    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, SendAgg, SendKey, WatchEntry, counter,
 };
 
 /// The identity the kernel read for each of the agent's own `O_PATH`
@@ -29,6 +29,22 @@ pub static WATCHED_INO_FILTER: Array<u64> =
 /// must be counted, never silently evict a half-counted entry.
 #[map]
 pub static READ_AGG: HashMap<ReadAggKey, ReadAgg> = HashMap::with_max_entries(65_536, 0);
+
+/// Repeated opens and closes per (process, file) (`opens.rs`). A plain
+/// hash: a full map makes every open a record again, never a lost count.
+/// Sized with `READ_AGG` by the agent.
+#[map]
+pub static OPEN_AGG: HashMap<ReadAggKey, OpenAgg> = HashMap::with_max_entries(65_536, 0);
+
+/// Reads of other processes' memory through `/proc/PID/mem` and
+/// `PTRACE_PEEK*`, per (reader, target, method) (`proc_mem.rs`).
+#[map]
+pub static MEM_AGG: HashMap<MemKey, MemAgg> = HashMap::with_max_entries(4_096, 0);
+
+/// A byte per tgid: non-zero for a process that opened another's
+/// `/proc/PID/mem`. Sized like `HOLDERS_KERNEL` by the agent.
+#[map]
+pub static MEM_READERS: Array<u64> = Array::with_max_entries(4096, 0);
 
 /// Processes with read aggregates: their exit tells the agent
 /// to drain them.

@@ -85,6 +85,10 @@ pub fn on_memory_access(target: u32, method: u32, bytes: u64) {
     ev.target = target;
     ev.method = method;
     ev.bytes = bytes;
+    ev.calls = 1;
+    ev.first_ns = ev.header.boot_ns;
+    ev.reason = 0;
+    ev._pad = 0;
     entry.submit(0);
 }
 
@@ -165,6 +169,7 @@ pub fn on_exit() {
         let _ = crate::maps::SENDS_OFF.remove(&tgid);
     }
     holders::forget(tgid);
+    crate::proc_mem::forget(tgid);
     crate::enforce::on_exit(tgid);
     // SAFETY: the value is only tested for presence.
     let had_reads = unsafe { READERS.get(&tgid) }.is_some();

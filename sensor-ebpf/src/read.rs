@@ -73,7 +73,12 @@ pub fn reflink_enter(fd: u64, offset: u64, len: u64, out_fd: u64, syscall: u32) 
 
 #[inline(always)]
 fn remember(fd: u64, offset: Offset, kind: u32, out_fd: i32, syscall: u32) {
-    let Some(w) = weight_fd(fd) else { return };
+    let Some(w) = weight_fd(fd) else {
+        if kind == pending_kind::READ && crate::proc_mem::current_reader() {
+            crate::proc_mem::read_enter(fd);
+        }
+        return;
+    };
     let ops = if kind == pending_kind::READ {
         1 << op::READ
     } else {
@@ -116,6 +121,16 @@ pub fn exit(ret: i64) {
     let _ = PENDING.remove(&tid);
     let ret = match p.kind {
         pending_kind::READ | pending_kind::COPY => ret,
+        pending_kind::PROC_MEM => {
+            if ret > 0 {
+                crate::proc_mem::account(
+                    p.offset as u32,
+                    sensor_common::memory_method::PROC_MEM_READ,
+                    ret as u64,
+                );
+            }
+            return;
+        }
         // A reflink returns 0: its bytes are the range it cloned.
         pending_kind::REFLINK if ret == 0 => {
             let rest = p.file_size.saturating_sub(p.offset);
@@ -198,7 +213,13 @@ const MAX_RW_COUNT: u64 = 0x7fff_f000;
 /// under-count. The caller has checked the holder prefilter.
 #[inline(always)]
 pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
-    let Some(w) = weight_fd(fd) else { return };
+    let Some(w) = weight_fd(fd) else {
+        // Another process's memory: counted at exit, as returned.
+        if crate::proc_mem::current_reader() {
+            crate::proc_mem::read_enter(fd);
+        }
+        return;
+    };
     if crate::enforce::stopped(op::READ, &w, fd as i32) {
         return;
     }
@@ -295,13 +316,19 @@ fn aggregate_for(key: &ReadAggKey, now: u64) -> Option<*mut ReadAgg> {
         count(counter::READ_AGG_FULL);
         return None;
     }
-    // Tell the exit path this process has something to drain.
-    if let Err(err) = READERS.insert(&key.tgid, &1, BPF_NOEXIST)
+    mark_reader(key.tgid);
+    READ_AGG.get_ptr_mut(key)
+}
+
+/// Tells the exit path that `tgid` has aggregates for the agent to drain
+/// (reads, opens, memory reads).
+#[inline(always)]
+pub fn mark_reader(tgid: u32) {
+    if let Err(err) = READERS.insert(&tgid, &1, BPF_NOEXIST)
         && err != -EEXIST
     {
         count(counter::READ_AGG_FULL);
     }
-    READ_AGG.get_ptr_mut(key)
 }
 
 /// Sends a read summary for `key` from `agg`; false when the ring buffer

@@ -18,9 +18,9 @@ use btf_rs::{Btf, BtfType, Type};
 use object::{Object, ObjectSection, ObjectSymbol};
 use sensor_common::{
     ChangeEvent, CopyEvent, CopyKey, Coverage, EnforceEvent, EventHeader, ExeVerdict, ExecEvent,
-    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemoryEvent, Pending, PolicyFile,
-    PolicySlot, ProcessVerdict, ReadAgg, ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey,
-    WatchEntry, map_name,
+    ExitEvent, ExitKey, FileEvent, FileKey, FileState, ForkEvent, MemAgg, MemKey, MemoryEvent,
+    OpenAgg, OpenSummaryEvent, Pending, PolicyFile, PolicySlot, ProcessVerdict, ReadAgg,
+    ReadAggKey, ReadEvent, SendAgg, SendEvent, SendKey, WatchEntry, map_name,
 };
 
 /// A struct as the agent lays it out.
@@ -151,7 +151,44 @@ fn shared_layouts() -> Vec<Layout> {
             header,
             target,
             method,
-            bytes
+            bytes,
+            calls,
+            first_ns,
+            reason,
+            _pad
+        }),
+        layout!(MemKey {
+            tgid,
+            target,
+            method,
+            _pad
+        }),
+        layout!(MemAgg {
+            bytes,
+            calls,
+            first_ns,
+            last_ns,
+            last_tid,
+            _pad
+        }),
+        layout!(OpenAgg {
+            opens,
+            closes,
+            first_ns,
+            last_ns,
+            seen_ns,
+            file_size,
+            last_tid,
+            modes,
+            flags,
+            summarising
+        }),
+        layout!(OpenSummaryEvent {
+            header,
+            file,
+            agg,
+            reason,
+            fd
         }),
         layout!(SendKey {
             tgid,

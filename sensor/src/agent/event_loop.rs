@@ -9,7 +9,10 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use sensor_common::{EnforceEvent, ReadAgg, ReadAggKey, enforce, exit_flag, flush_reason};
+use sensor_common::{
+    EnforceEvent, MemAgg, MemKey, MemoryEvent, OpenAgg, ReadAgg, ReadAggKey, enforce, exit_flag,
+    flush_reason, kind,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{Agent, AgentError, holders, signals::Request};
@@ -23,7 +26,10 @@ use crate::{
         watch::{WatchChange, WatchError},
     },
     event::{AccessDetail, Action, Event, RecordId},
-    kernel::decode::{KernelEvent, decode},
+    kernel::{
+        decode::{KernelEvent, decode},
+        maps::Aggregates,
+    },
 };
 
 /// The mechanisms as records name them.
@@ -144,10 +150,14 @@ impl Agent {
                     let idle_ns = self.config.kernel.read_flush_interval_secs.saturating_mul(1_000_000_000);
                     let cutoff = BootClock::boot_now_ns().saturating_sub(idle_ns);
                     self.drain_aggregates(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
+                    self.drain_opens(|_, agg| agg.seen_ns < cutoff, flush_reason::IDLE);
+                    self.drain_memory(|_, agg| agg.last_ns < cutoff, flush_reason::IDLE);
                     // Processes whose exit record was lost.
                     let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
                     self.kernel.read_maps.forget_processes(gone);
                     self.enrich.forget_processes(gone);
+                    self.open_entries.retain(|&tgid, _| !gone(tgid));
+                    self.memory_readers.retain(|&tgid| !gone(tgid));
                     self.kernel_tables.forget_gone(gone);
                     self.out.flush();
                 }
@@ -240,6 +250,10 @@ impl Agent {
                 let tgid = x.header.tgid;
                 // Reads whose descriptors the exit closed are still in the
                 // kernel's aggregates: report them before the exit.
+                self.drain_exited_opens(tgid);
+                if self.memory_readers.remove(&tgid) {
+                    self.drain_memory(|key, _| key.tgid == tgid, flush_reason::EXIT);
+                }
                 if x.flags & exit_flag::HAD_READS != 0 {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
@@ -261,25 +275,36 @@ impl Agent {
             KernelEvent::Enforce(e) => return self.record_kernel_stop(&e),
             KernelEvent::Copy(c) => self.enrich.copy(&c, &self.watch),
             KernelEvent::Send(e) => self.enrich.send(&e, &self.watch),
-            KernelEvent::Memory(m) => match self.enrich.memory(&m, &self.watch) {
-                Some(event) => event,
-                None => return,
-            },
+            KernelEvent::Memory(m) => {
+                // Only the exits of processes that made one look for
+                // memory-read aggregates.
+                self.memory_readers.insert(m.header.tgid);
+                match self.enrich.memory(&m, &self.watch) {
+                    Some(event) => event,
+                    None => return,
+                }
+            }
             KernelEvent::Change(c) => match self.change(&c) {
                 Some(event) => event,
                 None => return,
             },
-            KernelEvent::Open(f) => self.enrich.file_event(
-                Action::Open,
-                &f.header,
-                f.file,
-                f.file_size,
-                AccessDetail::Open {
-                    fd: f.fd,
-                    flags: f.flags,
-                },
-                &self.watch,
-            ),
+            KernelEvent::Open(f) => {
+                self.open_entries
+                    .entry(f.header.tgid)
+                    .or_default()
+                    .push(f.file);
+                self.enrich.file_event(
+                    Action::Open,
+                    &f.header,
+                    f.file,
+                    f.file_size,
+                    AccessDetail::Open {
+                        fd: f.fd,
+                        flags: f.flags,
+                    },
+                    &self.watch,
+                )
+            }
             KernelEvent::Close(f) => self.enrich.file_event(
                 Action::Close,
                 &f.header,
@@ -303,6 +328,14 @@ impl Agent {
                 },
                 &self.watch,
             ),
+            KernelEvent::OpenSummary(o) => {
+                let mut h = o.header;
+                if o.agg.last_tid != 0 {
+                    h.tid = o.agg.last_tid;
+                }
+                self.enrich
+                    .open_summary(&h, o.file, &o.agg, o.reason, Some(o.fd), &self.watch)
+            }
             KernelEvent::Read(r) => {
                 // The summary is about the thread that read, not the one
                 // that closed the descriptor.
@@ -411,6 +444,133 @@ impl Agent {
                 .read_summary(&h, key.file, &agg, reason, None, &self.watch);
             self.emit(event);
         }
+    }
+
+    /// Emits (when it counted anything) and deletes every open aggregate
+    /// `select` picks: the process's next open of that file is a record
+    /// again.
+    fn drain_opens(&mut self, select: impl Fn(&ReadAggKey, &OpenAgg) -> bool, reason: u32) {
+        for (key, agg) in self.take_selected(Aggregates::Opens, select) {
+            if agg.opens == 0 && agg.closes == 0 {
+                continue;
+            }
+            self.health.agent.read_summaries_drained.inc();
+            let h = self
+                .enrich
+                .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+            let event = self
+                .enrich
+                .open_summary(&h, key.file, &agg, reason, None, &self.watch);
+            self.emit(event);
+        }
+    }
+
+    /// Takes an exited process's open aggregates by key (no map scan: an
+    /// exit on a busy host must stay cheap), emitting those that counted
+    /// anything.
+    fn drain_exited_opens(&mut self, tgid: u32) {
+        let Some(mut files) = self.open_entries.remove(&tgid) else {
+            return;
+        };
+        files.sort_unstable();
+        files.dedup();
+        for file in files {
+            let key = ReadAggKey {
+                tgid,
+                _pad: 0,
+                file,
+            };
+            match self
+                .kernel
+                .read_maps
+                .take::<ReadAggKey, OpenAgg>(Aggregates::Opens, &key)
+            {
+                Ok(Some(agg)) if agg.opens != 0 || agg.closes != 0 => {
+                    self.health.agent.read_summaries_drained.inc();
+                    let h = self
+                        .enrich
+                        .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+                    let event = self.enrich.open_summary(
+                        &h,
+                        key.file,
+                        &agg,
+                        flush_reason::EXIT,
+                        None,
+                        &self.watch,
+                    );
+                    self.emit(event);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    self.health.agent.aggregate_map_errors.inc();
+                    tracing::warn!(error = %crate::Chain(&err), "cannot drain an open aggregate");
+                }
+            }
+        }
+    }
+
+    /// Emits and deletes every memory-read aggregate `select` picks (kept
+    /// when its target holds weights, like the kernel's own records).
+    fn drain_memory(&mut self, select: impl Fn(&MemKey, &MemAgg) -> bool, reason: u32) {
+        for (key, agg) in self.take_selected(Aggregates::Memory, select) {
+            if agg.calls == 0 {
+                continue;
+            }
+            self.health.agent.read_summaries_drained.inc();
+            let header = self
+                .enrich
+                .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+            let record = MemoryEvent {
+                header: sensor_common::EventHeader {
+                    kind: kind::MEMORY,
+                    ..header
+                },
+                target: key.target,
+                method: key.method,
+                bytes: agg.bytes,
+                calls: agg.calls,
+                first_ns: agg.first_ns,
+                reason,
+                _pad: 0,
+            };
+            if let Some(event) = self.enrich.memory(&record, &self.watch) {
+                self.emit(event);
+            }
+        }
+    }
+
+    /// Removes and returns the entries of `which` that `select` picks.
+    fn take_selected<K, V>(
+        &mut self,
+        which: Aggregates,
+        select: impl Fn(&K, &V) -> bool,
+    ) -> Vec<(K, V)>
+    where
+        K: aya::Pod + Eq + std::hash::Hash,
+        V: aya::Pod + Default,
+    {
+        let maps = &mut self.kernel.read_maps;
+        let keys = match maps.select::<K, V>(which, select) {
+            Ok(keys) => keys,
+            Err(err) => {
+                self.health.agent.aggregate_map_errors.inc();
+                tracing::warn!(error = %crate::Chain(&err), "cannot read the {which:?} aggregate map");
+                return Vec::new();
+            }
+        };
+        let mut taken = Vec::with_capacity(keys.len());
+        for key in keys {
+            match maps.take::<K, V>(which, &key) {
+                Ok(Some(value)) => taken.push((key, value)),
+                // The kernel flushed it since it was picked.
+                Ok(None) => {}
+                Err(err) => {
+                    self.health.agent.aggregate_map_errors.inc();
+                    tracing::warn!(error = %crate::Chain(&err), "cannot drain a {which:?} aggregate");
+                }
+            }
+        }
+        taken
     }
 
     /// Records a decision the enforcement thread carried out.
@@ -522,6 +682,8 @@ impl Agent {
 
     /// Flush what is aggregated, report the final counters.
     pub(super) fn shutdown(&mut self) {
+        self.drain_opens(|_, _| true, flush_reason::SHUTDOWN);
+        self.drain_memory(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);
         self.emit_sensor(Action::SensorStop);
         self.out.flush();

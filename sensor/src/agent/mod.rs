@@ -174,6 +174,13 @@ struct Agent {
     health: Health,
     /// Files joined the watch set: look for processes already holding them.
     holders_rescan: bool,
+    /// Each process's `OPEN_AGG` entries, known from its `open` records
+    /// (the kernel makes one with each first open), so that its exit
+    /// takes them by key instead of scanning the map.
+    open_entries: std::collections::HashMap<u32, Vec<sensor_common::FileKey>>,
+    /// Processes that made a memory record (an open of `/proc/PID/mem`, a
+    /// ptrace attach): only their exits look for memory-read aggregates.
+    memory_readers: std::collections::HashSet<u32>,
     /// The baseline checker, when `detect.baseline` is set.
     integrity: Option<integrity::Integrity>,
 }
@@ -358,6 +365,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         out,
         health,
         holders_rescan: false,
+        open_entries: Default::default(),
+        memory_readers: Default::default(),
         integrity: None,
     };
     // Attach first, then read /proc: a process starting in between is seen

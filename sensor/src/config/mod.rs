@@ -545,10 +545,10 @@ pub const WATCHED_MAP: MapCost = MapCost {
     bytes_per_entry: 88,
     max_entries: 1 << 24,
 };
-/// `READ_AGG` (168 bytes an entry) and `READERS` (80), sized together; the
-/// cap, 4 Mi concurrent readers, is about 1 GiB.
+/// `READ_AGG` (168 bytes an entry), `OPEN_AGG` (152) and `READERS` (80),
+/// sized together; the cap, 4 Mi concurrent readers, is about 1.5 GiB.
 pub const READ_AGGREGATE_MAPS: MapCost = MapCost {
-    bytes_per_entry: 248,
+    bytes_per_entry: 400,
     max_entries: 1 << 22,
 };
 /// `PENDING` (an LRU map, 128 bytes an entry); the cap, 1 Mi threads in a

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use sensor_common::{
-    CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, MemoryEvent, ReadAgg,
-    SendEvent, copy_syscall, header_flag, memory_method, send_syscall, watch_flag,
+    CopyEvent, EventHeader, ExecEvent, ExitEvent, FileKey, ForkEvent, MemoryEvent, OpenAgg,
+    ReadAgg, SendEvent, copy_syscall, header_flag, memory_method, send_syscall, watch_flag,
 };
 
 use super::{
@@ -17,9 +17,9 @@ use super::{
 };
 use crate::event::{
     Access, AccessDetail, Action, Ancestor, Container, CopyDetail, CopySyscall, DerivedFrom,
-    Destination, DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, Process,
-    ReadSummary, SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier,
-    Timestamp,
+    Destination, DestinationKind, Event, Exit, File, FlushReason, MemoryMethod, MemorySummary,
+    OpenSummary, Process, ReadSummary, SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi,
+    Target, Text, Tier, Timestamp,
 };
 
 /// The weight files process `pid` maps (`/proc/PID/maps`: device and
@@ -43,6 +43,15 @@ fn held_weights(proc_root: &Path, pid: u32, watch: &WatchSet) -> Vec<Text> {
         .filter(|key| watch.flags_of(key) & watch_flag::WEIGHT != 0)
         .filter_map(|key| watch.path_of(key).map(Text::from))
         .collect()
+}
+
+/// The process (thread group) of thread `tid`, from `/proc/TID/status`.
+fn thread_group(proc_root: &Path, tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(proc_root.join(tid.to_string()).join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The file identity of one `/proc/PID/maps` line (`... fd:01 1234 /path`);
@@ -134,6 +143,7 @@ impl Enricher {
             && matches!(
                 action,
                 Action::Open
+                    | Action::OpenSummary
                     | Action::Read
                     | Action::Mmap
                     | Action::Copy
@@ -165,13 +175,19 @@ impl Enricher {
     /// when that process holds weight files, which it names.
     pub fn memory(&mut self, m: &MemoryEvent, watch: &WatchSet) -> Option<Event> {
         let proc_root = Path::new("/proc");
-        let weights = held_weights(proc_root, m.target, watch);
+        // `/proc/PID/task/TID/mem` and ptrace name a thread: its process
+        // is the target. A process's own threads are not another process.
+        let target_pid = thread_group(proc_root, m.target).unwrap_or(m.target);
+        if target_pid == m.header.tgid {
+            return None;
+        }
+        let weights = held_weights(proc_root, target_pid, watch);
         if weights.is_empty() {
             return None;
         }
-        let info = self.processes.lookup(m.target);
+        let info = self.processes.lookup(target_pid);
         let target = Target {
-            pid: m.target,
+            pid: target_pid,
             comm: info.map(|i| i.comm.clone()).unwrap_or_default(),
             exe: info.and_then(|i| i.exe.clone()),
             gpu: info.is_some_and(|i| i.gpu),
@@ -180,8 +196,20 @@ impl Enricher {
         let method = match m.method {
             memory_method::PTRACE_ATTACH => MemoryMethod::PtraceAttach,
             memory_method::PTRACE_SEIZE => MemoryMethod::PtraceSeize,
+            memory_method::PROC_MEM_OPEN => MemoryMethod::ProcMemOpen,
+            memory_method::PROC_MEM_READ => MemoryMethod::ProcMemRead,
+            memory_method::PTRACE_PEEK => MemoryMethod::PtracePeek,
             _ => MemoryMethod::ProcessVmReadv,
         };
+        let summary =
+            matches!(method, MemoryMethod::ProcMemRead | MemoryMethod::PtracePeek).then(|| {
+                MemorySummary {
+                    calls: m.calls,
+                    reason: FlushReason::from_raw(m.reason),
+                    first: self.time(m.first_ns),
+                    last: self.time(m.header.boot_ns),
+                }
+            });
         let mut event = self.event(Action::MemoryRead, m.header.boot_ns, Some(&m.header));
         event.severity = if target.gpu {
             Severity::High
@@ -197,6 +225,7 @@ impl Enricher {
             detail: AccessDetail::Memory {
                 method,
                 bytes: m.bytes,
+                summary,
             },
         });
         event.target = Some(target);
@@ -464,6 +493,35 @@ impl Enricher {
             key,
             agg.file_size,
             AccessDetail::Read(summary),
+            watch,
+        )
+    }
+
+    /// An open summary: a process's counted opens and closes of a file.
+    pub fn open_summary(
+        &mut self,
+        h: &EventHeader,
+        key: FileKey,
+        agg: &OpenAgg,
+        reason: u32,
+        fd: Option<i32>,
+        watch: &WatchSet,
+    ) -> Event {
+        let summary = OpenSummary {
+            fd: fd.filter(|&fd| fd >= 0),
+            opens: agg.opens,
+            closes: agg.closes,
+            flags: agg.flags,
+            reason: FlushReason::from_raw(reason),
+            first: self.time(agg.first_ns),
+            last: self.time(agg.last_ns),
+        };
+        self.file_event(
+            Action::OpenSummary,
+            h,
+            key,
+            agg.file_size,
+            AccessDetail::OpenSummary(summary),
             watch,
         )
     }

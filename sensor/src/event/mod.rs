@@ -83,11 +83,14 @@ pub enum Action {
     SetAttributes,
     /// A new hard link to a watched file.
     Link,
+    /// A process's repeated opens and closes of one watched file, counted
+    /// in the kernel since its first `open` record (or the last summary).
+    OpenSummary,
 }
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -114,6 +117,7 @@ impl Action {
         Action::Unlink,
         Action::SetAttributes,
         Action::Link,
+        Action::OpenSummary,
     ];
 
     /// The tampering actions (`AccessDetail::Change`).
@@ -366,9 +370,15 @@ pub enum AccessDetail {
     Send(SendDetail),
     Memory {
         method: MemoryMethod,
-        /// `process_vm_readv`: bytes copied; 0 for an attach.
+        /// `process_vm_readv`, `/proc/PID/mem` reads: bytes copied;
+        /// `PTRACE_PEEK*`: the words' bytes; 0 for an attach or an open.
         bytes: u64,
+        /// The aggregated methods (`proc_mem_read`, `ptrace_peek`): how
+        /// many calls, when, and why the summary was sent.
+        summary: Option<MemorySummary>,
     },
+    /// Repeated opens and closes of one file by one process.
+    OpenSummary(OpenSummary),
     /// A tampering action (write open, truncate, rename, unlink,
     /// attribute change, link).
     Change(Box<ChangeDetail>),
@@ -490,6 +500,21 @@ pub enum MemoryMethod {
     ProcessVmReadv,
     PtraceAttach,
     PtraceSeize,
+    /// An open of another process's `/proc/PID/mem`.
+    ProcMemOpen,
+    /// Reads of such a descriptor (summarised).
+    ProcMemRead,
+    /// `PTRACE_PEEKTEXT`/`PTRACE_PEEKDATA` words (summarised).
+    PtracePeek,
+}
+
+/// The calls an aggregated memory read record sums up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySummary {
+    pub calls: u64,
+    pub reason: FlushReason,
+    pub first: Timestamp,
+    pub last: Timestamp,
 }
 
 /// A process's first in-kernel copy of a watched file to a destination.
@@ -579,6 +604,23 @@ pub struct ReadSummary {
     pub copies: u64,
     /// Share (0..=1) of the file's segments the process has read so far.
     pub coverage: f64,
+    pub reason: FlushReason,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+/// A process's repeated opens and closes of one file, counted in the
+/// kernel: the opens after its first `open` record in each access mode,
+/// and the closes after the first such open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSummary {
+    /// The descriptor of the open or close that sent it (interval);
+    /// absent on summaries the agent drained (exit, idle, shutdown).
+    pub fd: Option<i32>,
+    pub opens: u64,
+    pub closes: u64,
+    /// `f_flags` of the latest counted open.
+    pub flags: u32,
     pub reason: FlushReason,
     pub first: Timestamp,
     pub last: Timestamp,

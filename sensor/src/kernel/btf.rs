@@ -83,6 +83,10 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     // Tampering: the working directory a relative path starts from.
     (g::TASK_FS, "task_struct", "fs"),
     (g::DENTRY_INODE, "dentry", "d_inode"),
+    // `/proc/PID/mem`: procfs by its magic, the file's name and its
+    // parent's (the target's pid).
+    (g::SB_MAGIC, "super_block", "s_magic"),
+    (g::DENTRY_PARENT, "dentry", "d_parent"),
     // io_uring requests (`struct io_kiocb`, its per-opcode command data).
     (g::IO_KIOCB_FILE, "io_kiocb", "file"),
     (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
@@ -111,7 +115,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 7);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 9);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -122,6 +126,11 @@ impl KernelOffsets {
         let pwd_dentry =
             member_offset(btf, "fs_struct", "pwd")? + member_offset(btf, "path", "dentry")?;
         globals.push((g::FS_PWD_DENTRY, pwd_dentry));
+        let file_dentry =
+            member_offset(btf, "file", "f_path")? + member_offset(btf, "path", "dentry")?;
+        globals.push((g::FILE_PATH_DENTRY, file_dentry));
+        let name = member_offset(btf, "dentry", "d_name")? + member_offset(btf, "qstr", "name")?;
+        globals.push((g::DENTRY_NAME, name));
         let (mtime_sec, mtime_nsec) = mtime_offsets(btf)?;
         globals.push((g::INODE_MTIME_SEC, mtime_sec));
         globals.push((g::INODE_MTIME_NSEC, mtime_nsec));
@@ -261,7 +270,7 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 7);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 9);
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");

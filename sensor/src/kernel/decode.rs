@@ -4,7 +4,7 @@
 
 use sensor_common::{
     ChangeEvent, CopyEvent, EnforceEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent,
-    MemoryEvent, ReadEvent, SendEvent, kind,
+    MemoryEvent, OpenSummaryEvent, ReadEvent, SendEvent, kind,
 };
 
 /// One record from the kernel.
@@ -23,6 +23,7 @@ pub enum KernelEvent {
     Memory(MemoryEvent),
     Send(SendEvent),
     Change(Box<ChangeEvent>),
+    OpenSummary(OpenSummaryEvent),
 }
 
 impl KernelEvent {
@@ -41,6 +42,7 @@ impl KernelEvent {
             KernelEvent::Memory(e) => &e.header,
             KernelEvent::Send(e) => &e.header,
             KernelEvent::Change(e) => &e.header,
+            KernelEvent::OpenSummary(e) => &e.header,
         }
     }
 }
@@ -86,6 +88,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::MEMORY => KernelEvent::Memory(read(bytes, k)?),
         kind::SEND => KernelEvent::Send(read(bytes, k)?),
         kind::CHANGE => KernelEvent::Change(Box::new(read(bytes, k)?)),
+        kind::OPEN_SUMMARY => KernelEvent::OpenSummary(read(bytes, k)?),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -167,6 +167,7 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         .map_max_entries(map_name::POLICY_FILES, opts.watched_max)
         .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::READERS, opts.read_aggregates_max)
+        .map_max_entries(map_name::OPEN_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::PENDING, opts.pending_max);
     // The agent's O_PATH opens are identity probes (`IDENTITY_PROBE`).
     let agent_tgid = u64::from(std::process::id());
@@ -182,7 +183,8 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
             true,
         )
         .map_max_entries(map_name::HOLDERS_KERNEL, holder_pids.div_ceil(8))
-        .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64));
+        .map_max_entries(map_name::HOLDERS_AGENT, holder_pids.div_ceil(64))
+        .map_max_entries(map_name::MEM_READERS, holder_pids.div_ceil(8));
     loader
         .load(ebpf::OBJECT)
         .map_err(|e| LoadError::Object(Box::new(e)))
@@ -309,6 +311,8 @@ impl Sensor {
         let mut raw = |name: &'static str| self.ebpf.take_map(name).ok_or(LoadError::NoMap(name));
         Ok(ReadMaps::new(
             raw(map_name::READ_AGG)?,
+            raw(map_name::OPEN_AGG)?,
+            raw(map_name::MEM_AGG)?,
             raw(map_name::READERS)?,
         ))
     }

@@ -617,16 +617,23 @@ impl LatencyResult {
 }
 
 /// Opens a watched file every millisecond while a reader thread, woken by
-/// inotify, notes when each `open` record appears in the output.
+/// inotify, notes when each `open` record appears in the output. A
+/// different file each time: a process's repeated opens of one file are
+/// summarised in the kernel, only its first is an `open` record at once.
 pub fn latency(ctx: &Ctx) -> Result<LatencyResult> {
     let opens: u64 = if ctx.quick { 500 } else { 2000 };
-    let file = ctx.watched_file("latency.safetensors")?;
-    let c_file = c_path(&file)?;
+    let files = (0..opens)
+        .map(|i| c_path(&ctx.watched_file(&format!("latency-{i}.safetensors"))?))
+        .collect::<Result<Vec<_>>>()?;
     let agent = ctx.start("latency")?;
     let output = agent.output().to_path_buf();
     let stop = Arc::new(AtomicBool::new(false));
     let tail = {
-        let (output, needle, stop) = (output.clone(), records::path_needle(&file), stop.clone());
+        // Every latency file's path starts so.
+        let prefix = ctx.layout.agent.join("latency-");
+        let needle = records::path_needle(&prefix);
+        let needle = needle.trim_end_matches('"').to_owned();
+        let (output, stop) = (output.clone(), stop.clone());
         thread::spawn(move || tail_open_records(&output, &needle, &stop))
     };
     let start = Instant::now();
@@ -636,7 +643,7 @@ pub fn latency(ctx: &Ctx) -> Result<LatencyResult> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        driven = open_close_once(&c_file);
+        driven = files.get(i as usize).map_or(Ok(()), open_close_once);
         if driven.is_err() {
             break;
         }

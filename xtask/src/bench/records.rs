@@ -76,6 +76,16 @@ pub fn scan(path: &Path, file: &Path) -> Result<Scan> {
                 _ if !line.contains(&needle) => {}
                 "open" => scan.opens += 1,
                 "close" => scan.closes += 1,
+                // A process's repeated opens and closes of one file are
+                // counted in the kernel: they arrive in open summaries.
+                "open_summary" => {
+                    let record: Value = serde_json::from_str(&line).with_context(|| {
+                        format!("an open_summary record in {} is not JSON", path.display())
+                    })?;
+                    let count = |key: &str| record["access"][key].as_u64().unwrap_or(0);
+                    scan.opens += count("opens");
+                    scan.closes += count("closes");
+                }
                 "read" => scan.reads += 1,
                 "mmap" => scan.mmaps += 1,
                 "alert" | "would_deny" | "would_kill" | "denied" | "killed" => {

@@ -27,7 +27,7 @@ use crate::{
     file::{self, MmapArgs},
     holders,
     kernel::in_compat_syscall,
-    process,
+    proc_mem, process,
     read::{self, Offset},
     send,
 };
@@ -349,7 +349,22 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
         exit_followed(nr, regs, ctx.arg(1));
     } else if is_send(nr) && holders::current_tainted() {
         send_exit(nr, regs, ctx.arg(1));
+    } else if (nr == native::READ || nr == native::PREAD64)
+        && crate::proc_mem::current_reader()
+        && !in_compat_syscall()
+    {
+        proc_mem_read_exit(ctx.arg(1));
     }
+}
+
+/// A `read`/`pread64` of a process that opened another's `/proc/PID/mem`
+/// returns: a read of that file is counted as returned (other reads of
+/// `read`/`pread64` are accounted at entry and left nothing pending). A
+/// call of its own, so that its frame is not the program's: 6.1's
+/// verifier allows 512 bytes for a chain of calls.
+#[inline(never)]
+fn proc_mem_read_exit(ret: i64) {
+    read::exit(ret);
 }
 
 /// Writes, sends and connects (x86-64): followed for tainted processes.
@@ -489,7 +504,9 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
             ret as u64,
         ),
         // ptrace(request, pid, ...)
-        native::PTRACE if ret == 0 => ptrace_exit(reg(regs, &OFF_REGS_DI), reg(regs, &OFF_REGS_SI)),
+        native::PTRACE if ret == 0 => {
+            ptrace_exit(reg(regs, &OFF_REGS_DI), reg(regs, &OFF_REGS_SI), 8)
+        }
         native::OPEN
         | native::CREAT
         | native::OPENAT
@@ -630,15 +647,23 @@ fn user_offset(ptr: u64, wide: bool) -> Offset {
 }
 
 /// A successful `ptrace(request, pid)`: attaching is what lets a process
-/// read another's memory (`PTRACE_PEEKDATA` words follow by the thousand,
-/// not worth a record each).
+/// read another's memory, a record at once; `PTRACE_PEEKTEXT`/`PEEKDATA`
+/// words (`word` bytes each) follow by the thousand and are counted per
+/// (tracer, target), summarised when the tracer detaches.
 #[inline(always)]
-fn ptrace_exit(request: u64, pid: u64) {
+fn ptrace_exit(request: u64, pid: u64, word: u64) {
+    const PTRACE_PEEKTEXT: u64 = 1;
+    const PTRACE_PEEKDATA: u64 = 2;
+    const PTRACE_DETACH: u64 = 17;
     const PTRACE_ATTACH: u64 = 16;
     const PTRACE_SEIZE: u64 = 0x4206;
     let method = match request & 0xffff_ffff {
         PTRACE_ATTACH => memory_method::PTRACE_ATTACH,
         PTRACE_SEIZE => memory_method::PTRACE_SEIZE,
+        PTRACE_PEEKTEXT | PTRACE_PEEKDATA => {
+            return proc_mem::account(pid as u32, memory_method::PTRACE_PEEK, word);
+        }
+        PTRACE_DETACH => return proc_mem::flush(pid as u32, memory_method::PTRACE_PEEK),
         _ => return,
     };
     process::on_memory_access(pid as u32, method, 0);
@@ -781,7 +806,7 @@ fn ia32_exit(nr: u64, regs: u64, ret: i64) {
             ret as u64,
         ),
         ia32::PTRACE if ret == 0 => {
-            ptrace_exit(reg32(regs, &OFF_REGS_BX), reg32(regs, &OFF_REGS_CX))
+            ptrace_exit(reg32(regs, &OFF_REGS_BX), reg32(regs, &OFF_REGS_CX), 4)
         }
         _ if ia32_is_open(nr) => file::open_exit(ret, None),
         ia32::READ

@@ -1,6 +1,6 @@
 //! `memory_read`: a process read the memory of a process holding weights
-//! (`process_vm_readv`, a ptrace attach); high when the target serves
-//! models from a GPU.
+//! (`process_vm_readv`, an open or reads of its `/proc/PID/mem`, a ptrace
+//! attach or peeks); high when the target serves models from a GPU.
 
 use super::{About, Context, Detector, Finding, Trusted, process_name};
 use crate::event::{AccessDetail, Detection, DetectionId, Event, MemoryMethod, Severity};
@@ -13,7 +13,8 @@ impl Detector for MemoryRead {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context<'_>) -> Vec<Finding> {
-        let Some(AccessDetail::Memory { method, bytes }) = event.access.as_ref().map(|a| &a.detail)
+        let Some(AccessDetail::Memory { method, bytes, .. }) =
+            event.access.as_ref().map(|a| &a.detail)
         else {
             return Vec::new();
         };
@@ -27,6 +28,9 @@ impl Detector for MemoryRead {
             MemoryMethod::ProcessVmReadv => "process_vm_readv",
             MemoryMethod::PtraceAttach => "ptrace attach",
             MemoryMethod::PtraceSeize => "ptrace seize",
+            MemoryMethod::ProcMemOpen => "/proc/PID/mem open",
+            MemoryMethod::ProcMemRead => "/proc/PID/mem read",
+            MemoryMethod::PtracePeek => "ptrace peek",
         };
         let weights: Vec<_> = target.weights.iter().map(|w| w.to_lossy()).collect();
         let mut d = Detection::new(

@@ -366,6 +366,7 @@ fn memory_reads_are_high_against_a_serving_target() {
         AccessDetail::Memory {
             method: crate::event::MemoryMethod::PtraceAttach,
             bytes: 0,
+            summary: None,
         },
     );
     e.file = None;
@@ -386,6 +387,43 @@ fn memory_reads_are_high_against_a_serving_target() {
             .summary
             .contains("GPU-serving")
     );
+}
+
+#[test]
+fn memory_reads_name_their_method() {
+    use crate::event::MemoryMethod as M;
+    for (n, (method, name)) in [
+        (M::ProcMemOpen, "/proc/PID/mem open"),
+        (M::ProcMemRead, "/proc/PID/mem read"),
+        (M::PtracePeek, "ptrace peek"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut run = Run::new(only(&[DetectionId::MemoryRead]));
+        let mut e = event(
+            0,
+            process(90 + n as u32, "/usr/bin/gdb"),
+            AccessDetail::Memory {
+                method,
+                bytes: 8192,
+                summary: None,
+            },
+        );
+        e.file = None;
+        e.target = Some(Target {
+            pid: 99,
+            comm: "python3".into(),
+            exe: None,
+            gpu: false,
+            weights: vec!["/models/m.safetensors".into()],
+        });
+        let found = run.feed(e);
+        let d = found[0].detection.as_ref().unwrap();
+        assert_eq!(d.matched.as_deref(), Some(name));
+        assert_eq!(d.bytes, Some(8192));
+        assert!(d.summary.contains(name), "{}", d.summary);
+    }
 }
 
 #[test]

@@ -159,7 +159,10 @@ impl Judge {
             // as its `open` record; path operations (rename, unlink,
             // truncate) are not judged yet.
             AccessDetail::Copy(_) => &[Operation::Copy],
+            // Repeated opens are judged at the process's first `open`
+            // record of the file; the summary is not judged again.
             AccessDetail::Close { .. }
+            | AccessDetail::OpenSummary(_)
             | AccessDetail::Memory { .. }
             | AccessDetail::Send(_)
             | AccessDetail::Change(_) => {

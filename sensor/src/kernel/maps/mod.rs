@@ -16,5 +16,5 @@ pub use holders::Holders;
 pub use identity::KernelIdentityProbe;
 pub use ino_filter::InoFilter;
 pub use policy::{PolicyMaps, VerdictMaps};
-pub use read::ReadMaps;
+pub use read::{Aggregates, ReadMaps};
 pub use watched::KernelInodeMap;

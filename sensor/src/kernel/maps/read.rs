@@ -35,12 +35,25 @@ struct MapElemAttr {
     flags: u64,
 }
 
-/// The two maps, owned.
+/// The aggregate maps and the readers set, owned.
 pub struct ReadMaps {
     aggregates: Map,
+    opens: Map,
+    memory: Map,
     readers: Map,
     /// Lookup-and-delete is unsupported here: fall back to lookup, delete.
     no_atomic_take: bool,
+}
+
+/// The aggregate maps the agent drains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregates {
+    /// `READ_AGG`: `ReadAggKey` -> `ReadAgg`.
+    Reads,
+    /// `OPEN_AGG`: `ReadAggKey` -> `OpenAgg`.
+    Opens,
+    /// `MEM_AGG`: `MemKey` -> `MemAgg`.
+    Memory,
 }
 
 fn map_data(map: &Map) -> Option<&MapData> {
@@ -51,42 +64,76 @@ fn map_data(map: &Map) -> Option<&MapData> {
 }
 
 impl ReadMaps {
-    pub fn new(aggregates: Map, readers: Map) -> Self {
+    pub fn new(aggregates: Map, opens: Map, memory: Map, readers: Map) -> Self {
         Self {
             aggregates,
+            opens,
+            memory,
             readers,
             no_atomic_take: false,
         }
     }
 
-    fn view<K: Pod, V: Pod>(map: &Map) -> Result<HashMap<&MapData, K, V>, MapError> {
-        HashMap::try_from(map)
+    fn map(&self, which: Aggregates) -> &Map {
+        match which {
+            Aggregates::Reads => &self.aggregates,
+            Aggregates::Opens => &self.opens,
+            Aggregates::Memory => &self.memory,
+        }
     }
 
-    /// Every aggregate whose key and value `select` picks.
+    fn map_mut(&mut self, which: Aggregates) -> &mut Map {
+        match which {
+            Aggregates::Reads => &mut self.aggregates,
+            Aggregates::Opens => &mut self.opens,
+            Aggregates::Memory => &mut self.memory,
+        }
+    }
+
+    /// Every read aggregate whose key and value `select` picks.
     pub fn select_aggregates(
         &self,
         select: impl Fn(&ReadAggKey, &ReadAgg) -> bool,
     ) -> Result<Vec<ReadAggKey>, MapError> {
-        let view = Self::view::<ReadAggKey, ReadAgg>(&self.aggregates)?;
+        self.select(Aggregates::Reads, select)
+    }
+
+    /// Every entry of `which` whose key and value `select` picks (`K` and
+    /// `V` must be that map's key and value types).
+    pub fn select<K: Pod + Eq + std::hash::Hash, V: Pod>(
+        &self,
+        which: Aggregates,
+        select: impl Fn(&K, &V) -> bool,
+    ) -> Result<Vec<K>, MapError> {
+        let view = HashMap::<&MapData, K, V>::try_from(self.map(which))?;
         let mut seen = HashSet::new();
         let mut picked = Vec::new();
         for entry in view.iter() {
-            let (key, agg) = entry?;
+            let (key, value) = entry?;
             // A concurrent delete restarts the kernel's key walk: skip keys
             // already seen.
-            if select(&key, &agg) && seen.insert(key) {
+            if select(&key, &value) && seen.insert(key) {
                 picked.push(key);
             }
         }
         Ok(picked)
     }
 
-    /// Removes and returns the aggregate for `key`; `None` if the kernel
-    /// flushed it first (on close).
+    /// Removes and returns the read aggregate for `key`; `None` if the
+    /// kernel flushed it first (on close).
     pub fn take_aggregate(&mut self, key: &ReadAggKey) -> Result<Option<ReadAgg>, MapError> {
+        self.take(Aggregates::Reads, key)
+    }
+
+    /// Removes and returns the entry of `which` for `key`; `None` if the
+    /// kernel removed it first.
+    pub fn take<K: Pod, V: Pod + Default>(
+        &mut self,
+        which: Aggregates,
+        key: &K,
+    ) -> Result<Option<V>, MapError> {
         if !self.no_atomic_take {
-            match self.lookup_and_delete(key) {
+            match self.lookup_and_delete(which, key) {
                 Ok(v) => return Ok(v),
                 Err(err)
                     if matches!(
@@ -107,8 +154,7 @@ impl ReadMaps {
                 }
             }
         }
-        let mut view =
-            HashMap::<&mut MapData, ReadAggKey, ReadAgg>::try_from(&mut self.aggregates)?;
+        let mut view = HashMap::<&mut MapData, K, V>::try_from(self.map_mut(which))?;
         let value = match view.get(key, 0) {
             Ok(v) => v,
             Err(MapError::KeyNotFound) => return Ok(None),
@@ -120,10 +166,14 @@ impl ReadMaps {
         }
     }
 
-    fn lookup_and_delete(&self, key: &ReadAggKey) -> io::Result<Option<ReadAgg>> {
-        let data = map_data(&self.aggregates)
-            .ok_or_else(|| io::Error::other("READ_AGG is not a hash map"))?;
-        let mut value = ReadAgg::default();
+    fn lookup_and_delete<K: Pod, V: Pod + Default>(
+        &self,
+        which: Aggregates,
+        key: &K,
+    ) -> io::Result<Option<V>> {
+        let data = map_data(self.map(which))
+            .ok_or_else(|| io::Error::other(format!("{which:?} aggregates are not a hash map")))?;
+        let mut value = V::default();
         let attr = MapElemAttr {
             map_fd: data.fd().as_fd().as_raw_fd() as u32,
             _pad: 0,
@@ -132,7 +182,8 @@ impl ReadMaps {
             flags: 0,
         };
         // SAFETY: `attr` points at a live key and a value buffer of the
-        // map's value size; the kernel reads and writes only those.
+        // map's value size (the caller names the map's own types); the
+        // kernel reads and writes only those.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

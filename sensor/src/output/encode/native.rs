@@ -23,9 +23,10 @@ use crate::{
     event::{
         Access, AccessDetail, Action, Ancestor, ChangeDetail, ChangeSyscall, Container, CopyDetail,
         CopySyscall, DerivedFrom, Destination, DestinationKind, Event, Exit, File, FileState,
-        FlushReason, MemoryMethod, OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected,
-        PolicyVerdict, Process, ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus,
-        Severity, SyscallAbi, Target, Text, Tier, Timestamp, UnconfirmedIdentity,
+        FlushReason, MemoryMethod, MemorySummary, OpenSummary, OutputCounters, PolicyInfo,
+        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, Replaced, SendDetail,
+        SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
+        UnconfirmedIdentity,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -383,6 +384,8 @@ struct WireAccess {
     result: Option<String>,
     bytes: Option<u64>,
     calls: Option<u64>,
+    opens: Option<u64>,
+    closes: Option<u64>,
     copies: Option<u64>,
     coverage: Option<f64>,
     fd_out: Option<i32>,
@@ -585,9 +588,29 @@ impl From<&Access> for WireAccess {
                 w.first_time = Some(time_text(&r.first));
                 w.last_time = Some(time_text(&r.last));
             }
-            AccessDetail::Memory { method, bytes } => {
+            AccessDetail::Memory {
+                method,
+                bytes,
+                summary,
+            } => {
                 w.method = Some(*method);
                 w.bytes = Some(*bytes);
+                if let Some(s) = summary {
+                    w.calls = Some(s.calls);
+                    w.reason = Some(Cow::Borrowed(reason_text(s.reason)));
+                    w.first_time = Some(time_text(&s.first));
+                    w.last_time = Some(time_text(&s.last));
+                }
+            }
+            AccessDetail::OpenSummary(o) => {
+                w.fd = o.fd.filter(|&fd| fd >= 0);
+                w.opens = Some(o.opens);
+                w.closes = Some(o.closes);
+                w.flags = Some(names(open_flags(o.flags)));
+                w.flags_raw = Some(o.flags);
+                w.reason = Some(Cow::Borrowed(reason_text(o.reason)));
+                w.first_time = Some(time_text(&o.first));
+                w.last_time = Some(time_text(&o.last));
             }
             AccessDetail::Change(c) => change_to_wire(c, &mut w),
             AccessDetail::Copy(c) => {
@@ -993,6 +1016,8 @@ impl WireAccess {
                     Action::Copy
                 } else if self.method.is_some() {
                     Action::MemoryRead
+                } else if self.opens.is_some() {
+                    Action::OpenSummary
                 } else if self.flags_raw.is_some() {
                     Action::Open
                 } else if self.prot_raw.is_some() {
@@ -1091,10 +1116,46 @@ impl WireAccess {
                     )?,
                 }))
             }
-            Action::MemoryRead => AccessDetail::Memory {
-                method: self.method.ok_or(DecodeError::Missing("access.method"))?,
-                bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
-            },
+            Action::MemoryRead => {
+                let summary = match (self.calls, self.first_time, self.last_time) {
+                    (Some(calls), Some(first), Some(last)) => Some(MemorySummary {
+                        calls,
+                        reason: parse_reason(
+                            self.reason
+                                .as_deref()
+                                .ok_or(DecodeError::Missing("access.reason"))?,
+                        ),
+                        first: parse_time("access.first_time", &first)?,
+                        last: parse_time("access.last_time", &last)?,
+                    }),
+                    _ => None,
+                };
+                AccessDetail::Memory {
+                    method: self.method.ok_or(DecodeError::Missing("access.method"))?,
+                    bytes: self.bytes.ok_or(DecodeError::Missing("access.bytes"))?,
+                    summary,
+                }
+            }
+            Action::OpenSummary => {
+                let time = |field, text: Option<String>| {
+                    parse_time(field, &text.ok_or(DecodeError::Missing(field))?)
+                };
+                AccessDetail::OpenSummary(OpenSummary {
+                    fd: self.fd,
+                    opens: self.opens.ok_or(DecodeError::Missing("access.opens"))?,
+                    closes: self.closes.ok_or(DecodeError::Missing("access.closes"))?,
+                    flags: self
+                        .flags_raw
+                        .ok_or(DecodeError::Missing("access.flags_raw"))?,
+                    reason: parse_reason(
+                        self.reason
+                            .as_deref()
+                            .ok_or(DecodeError::Missing("access.reason"))?,
+                    ),
+                    first: time("access.first_time", self.first_time)?,
+                    last: time("access.last_time", self.last_time)?,
+                })
+            }
             Action::Copy => AccessDetail::Copy(CopyDetail {
                 fd: fd?,
                 fd_out: self.fd_out.ok_or(DecodeError::Missing("access.fd_out"))?,

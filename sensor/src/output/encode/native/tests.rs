@@ -506,6 +506,7 @@ fn memory_read_records_have_their_shape_and_decode_back() {
         AccessDetail::Memory {
             method: MemoryMethod::ProcessVmReadv,
             bytes: 4096,
+            summary: None,
         },
     );
     read.target = Some(Target {
@@ -525,6 +526,70 @@ fn memory_read_records_have_their_shape_and_decode_back() {
         "{line}"
     );
     assert_eq!(decode(line.trim_end()).expect("decodes"), read);
+}
+
+#[test]
+fn memory_read_summaries_have_their_shape_and_decode_back() {
+    let mut peeks = base(Action::MemoryRead, Some(process()));
+    peeks.severity = Severity::Medium;
+    peeks.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Memory {
+            method: MemoryMethod::PtracePeek,
+            bytes: 8 * 512,
+            summary: Some(MemorySummary {
+                calls: 512,
+                reason: FlushReason::Close,
+                first: Timestamp::from_unix_ns(1_764_000_000_000_000_000),
+                last: Timestamp::from_unix_ns(1_764_000_000_500_000_000),
+            }),
+        },
+    );
+    peeks.target = Some(Target {
+        pid: 4321,
+        comm: "vllm".into(),
+        exe: None,
+        gpu: false,
+        weights: vec![Text::from("/models/llama/model.safetensors")],
+    });
+    let line = encode_all(std::slice::from_ref(&peeks));
+    assert!(
+        line.contains(
+            "\"access\":{\"bytes\":4096,\"calls\":512,\"method\":\"ptrace_peek\",\"reason\":\"close\",\
+             \"first_time\":\"2025-11-24T16:00:00.000000000Z\",\"last_time\":\"2025-11-24T16:00:00.500000000Z\"}"
+        ),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), peeks);
+}
+
+#[test]
+fn open_summaries_have_their_shape_and_decode_back() {
+    let mut opens = base(Action::OpenSummary, Some(process()));
+    opens.file = Some(file(Some("/models/llama/model.safetensors")));
+    opens.access = access(
+        SyscallAbi::Native,
+        AccessDetail::OpenSummary(OpenSummary {
+            fd: None,
+            opens: 9_999,
+            closes: 10_000,
+            flags: 0o100000,
+            reason: FlushReason::Exit,
+            first: Timestamp::from_unix_ns(1_764_000_000_000_000_000),
+            last: Timestamp::from_unix_ns(1_764_000_001_000_000_000),
+        }),
+    );
+    let line = encode_all(std::slice::from_ref(&opens));
+    assert!(line.contains("\"action\":\"open_summary\""), "{line}");
+    assert!(
+        line.contains(
+            "\"access\":{\"flags\":[\"O_RDONLY\",\"O_LARGEFILE\"],\"flags_raw\":32768,\"opens\":9999,\
+             \"closes\":10000,\"reason\":\"exit\",\"first_time\":\"2025-11-24T16:00:00.000000000Z\",\
+             \"last_time\":\"2025-11-24T16:00:01.000000000Z\"}"
+        ),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), opens);
 }
 
 #[test]
