@@ -119,6 +119,10 @@ impl SensorProcess {
         for root in roots {
             cmd.arg("--watch").arg(root);
         }
+        // Nor state from an earlier test (or from the host's agent).
+        if !extra.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(dir.path().join("state"));
+        }
         cmd.args(extra)
             .env("WEIGHTWARDEN_LOG", "info")
             .stdin(Stdio::null())

@@ -775,3 +775,101 @@ fn a_copy_of_weights_is_watched_as_derived_from_the_original() {
         Some(tests::identity(&weights))
     );
 }
+
+#[test]
+fn copies_and_moved_weights_are_followed_across_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let (weights, moving) = (
+        root.path().join("llama-70b.safetensors"),
+        root.path().join("mistral.safetensors"),
+    );
+    write_file(&weights, SIZE);
+    write_file(&moving, SIZE);
+    let out = tempfile::tempdir().unwrap();
+    let (copy, doomed, moved) = (
+        out.path().join("stash.bin"),
+        out.path().join("doomed.bin"),
+        out.path().join("moved.bin"),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().to_str().unwrap();
+    let first = SensorProcess::start(&[root.path()], &["--state-dir", state_arg]);
+    // Two copies through the kernel, held open until the agent named them.
+    for destination in [&copy, &doomed] {
+        let sender = run(python_command()
+            .arg("-c")
+            .arg(
+                "import os, sys, time\n\
+                 src = open(sys.argv[1], 'rb')\n\
+                 dst = open(sys.argv[2], 'wb')\n\
+                 os.sendfile(dst.fileno(), src.fileno(), 0, 1 << 20)\n\
+                 time.sleep(1)\n",
+            )
+            .arg(&weights)
+            .arg(destination));
+        first.wait_exit(sender);
+    }
+    std::fs::rename(&moving, &moved).unwrap();
+    // Saved within a second of the last change.
+    let saved = state.path().join("followed.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&saved).map_or(true, |s| !s.contains("moved.bin")) {
+        assert!(std::time::Instant::now() < deadline, "state not saved");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_, before) = first.stop_events();
+    let stop = before.last().unwrap().sensor.as_ref().unwrap();
+    assert_eq!(stop.counter("agent", "lineage_derived"), 2);
+
+    // While no agent runs, one copy is deleted.
+    std::fs::remove_file(&doomed).unwrap();
+    let second = SensorProcess::start(&[root.path()], &["--state-dir", state_arg]);
+    let cat_copy = run(Command::new("cat").arg(&copy).stdout(Stdio::null()));
+    let cat_moved = run(Command::new("cat").arg(&moved).stdout(Stdio::null()));
+    for pid in [cat_copy, cat_moved] {
+        second.wait_exit(pid);
+    }
+    let (_, events) = second.stop_events();
+    let start = events[0].sensor.as_ref().unwrap();
+    assert_eq!(events[0].action, Action::SensorStart);
+    assert_eq!(start.counter("agent", "lineage_restored"), 2);
+    assert_eq!(start.counter("agent", "lineage_restore_gone"), 1);
+    // The restarted agent still attributes the copy to the original.
+    let bulk = the(&events, cat_copy, DetectionId::BulkRead);
+    assert_eq!(tests::path(bulk), copy);
+    let from = bulk.file.as_ref().unwrap().derived_from.as_ref();
+    assert_eq!(
+        from.map(|d| (d.dev, d.ino)),
+        Some(tests::identity(&weights))
+    );
+    // And still counts the reads of the file moved out of the roots.
+    let bulk = the(&events, cat_moved, DetectionId::BulkRead);
+    assert_eq!(tests::path(bulk), moved);
+    assert_eq!(bulk.detection.as_ref().unwrap().bytes, Some(SIZE as u64));
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_the_agent_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, SIZE);
+    let state = tempfile::tempdir().unwrap();
+    let saved = state.path().join("followed.json");
+    std::fs::write(&saved, b"{\"version\": 1, \"files\": [tru").unwrap();
+    let mut sensor = SensorProcess::start(
+        &[root.path()],
+        &["--state-dir", state.path().to_str().unwrap()],
+    );
+    sensor.expect_warning("are not followed again");
+    let cat = run(Command::new("cat").arg(&weights).stdout(Stdio::null()));
+    sensor.wait_exit(cat);
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    assert_eq!(
+        ids(&events, cat),
+        HashSet::from([DetectionId::UnexpectedReader, DetectionId::BulkRead])
+    );
+    // Kept for inspection, not overwritten.
+    let aside = std::fs::read(state.path().join("followed.json.corrupt")).unwrap();
+    assert_eq!(aside, b"{\"version\": 1, \"files\": [tru");
+}

@@ -127,6 +127,7 @@ impl Agent {
                     self.health.check_losses();
                     let changes = self.watch.poll_missing_roots(&mut self.kernel.watched);
                     self.log_watch_changes(changes);
+                    self.save_followed();
                     if std::mem::take(&mut self.holders_rescan) {
                         holders::seed(&mut self.kernel.holders, &self.watch);
                     }
@@ -685,6 +686,7 @@ impl Agent {
         self.drain_opens(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_memory(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);
+        self.save_followed();
         self.emit_sensor(Action::SensorStop);
         self.out.flush();
         let t = self.health.last_kernel();

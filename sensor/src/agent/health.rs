@@ -26,6 +26,9 @@ pub struct AgentCounters {
     pub lineage_derived: Counter,
     pub lineage_unnamed: Counter,
     pub lineage_failed: Counter,
+    pub lineage_restored: Counter,
+    pub lineage_restore_gone: Counter,
+    pub state_save_failures: Counter,
 }
 
 impl AgentCounters {
@@ -62,6 +65,18 @@ impl AgentCounters {
             lineage_failed: counter(
                 "lineage_failed",
                 "copies of weights that could not be watched (warned: gone, no file handle, the bound)",
+            ),
+            lineage_restored: counter(
+                "lineage_restored",
+                "files followed outside the roots before a restart (copies, weights moved away) followed again",
+            ),
+            lineage_restore_gone: counter(
+                "lineage_restore_gone",
+                "files followed outside the roots before a restart that were deleted meanwhile",
+            ),
+            state_save_failures: counter(
+                "state_save_failures",
+                "failed saves of the followed files to agent.state_dir (warned; retried every second)",
             ),
             sends_off_errors: counter(
                 "sends_off_errors",

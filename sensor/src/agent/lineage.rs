@@ -2,14 +2,23 @@
 //! file, or the file a process wrote what it took to) becomes watched
 //! itself, derived from the original, so that a second hop (compress the
 //! copy, upload the archive, copy it again) is attributed to the original
-//! model (`file.derived_from` on its records).
+//! model (`file.derived_from` on its records). The inodes followed this
+//! way (and the watched files that left the roots) outlive the agent: they
+//! are saved in `agent.state_dir` and followed again by the next one.
 
-use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path};
+use std::{
+    ffi::OsStr,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
 
 use sensor_common::FileKey;
 
 use super::Agent;
-use crate::event::{AccessDetail, Action, Destination, DestinationKind, DetectionId, Event};
+use crate::{
+    enrich::watch::{FOLLOWED_STATE_FILE, InodeMap, Restored, WatchSet},
+    event::{AccessDetail, Action, Destination, DestinationKind, DetectionId, Event},
+};
 
 impl Agent {
     /// Watches a copy's destination file, if `record` names one.
@@ -43,6 +52,71 @@ impl Agent {
             Err(err) => {
                 self.health.agent.lineage_failed.inc();
                 tracing::warn!(error = %crate::Chain(&err), "a copy of weights cannot be watched");
+            }
+        }
+    }
+}
+
+/// Where the followed inodes are saved, when `agent.state_dir` is set.
+pub(super) fn state_file(config: &crate::config::Config) -> Option<PathBuf> {
+    Some(config.agent.state_dir()?.join(FOLLOWED_STATE_FILE))
+}
+
+/// At start: follows again what the previous agent followed. A state file
+/// that cannot be used is a warning (it was moved aside if corrupt), never
+/// a reason not to start: capture matters more than the history.
+pub(super) fn restore(
+    watch: &mut WatchSet,
+    state: Option<&Path>,
+    map: &mut impl InodeMap,
+) -> Restored {
+    let Some(state) = state else {
+        return Restored::default();
+    };
+    match watch.restore_followed(state, map) {
+        Ok(restored) => {
+            if restored != Restored::default() {
+                tracing::info!(
+                    followed = restored.followed,
+                    deleted = restored.gone,
+                    refused = restored.refused,
+                    state = %state.display(),
+                    "files followed outside the watch roots before the restart (copies of \
+                     weights, weights moved away) are followed again"
+                );
+            }
+            restored
+        }
+        Err(err) => {
+            tracing::warn!(
+                error = %crate::Chain(&err),
+                "the files followed before the restart (copies of weights, weights moved \
+                 away) are not followed again: their reads go unrecorded until copied anew \
+                 (a corrupt file is kept beside it as .corrupt)"
+            );
+            Restored::default()
+        }
+    }
+}
+
+impl Agent {
+    /// Saves the followed inodes if they changed since the last save
+    /// (every second, and at stop).
+    pub(super) fn save_followed(&mut self) {
+        let Some(state) = &self.followed_state else {
+            return;
+        };
+        if let Err(err) = self.watch.save_followed(state) {
+            self.health.agent.state_save_failures.inc();
+            let failures = self.health.agent.state_save_failures.get();
+            if failures == 1 || failures.is_multiple_of(60) {
+                tracing::warn!(
+                    state = %state.display(),
+                    error = %err,
+                    failures,
+                    "cannot save the files followed outside the roots: a restarted agent \
+                     would not follow them (check agent.state_dir)"
+                );
             }
         }
     }

@@ -183,6 +183,8 @@ struct Agent {
     memory_readers: std::collections::HashSet<u32>,
     /// The baseline checker, when `detect.baseline` is set.
     integrity: Option<integrity::Integrity>,
+    /// Where the inodes followed outside the roots are saved.
+    followed_state: Option<PathBuf>,
 }
 
 /// Everything `run` set up before going live.
@@ -269,6 +271,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             );
         }
     }
+    let followed_state = lineage::state_file(&config);
+    let restored = lineage::restore(&mut watch, followed_state.as_deref(), &mut watched);
     // The initial walk's temporaries are freed but glibc keeps the pages;
     // give them back so resident memory reflects what the agent keeps.
     release_free_heap();
@@ -341,6 +345,14 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         );
     }
     let health = Health::new(kernel_counters, sensor.attached as u64);
+    health
+        .agent
+        .lineage_restored
+        .inc_by(restored.followed as u64);
+    health
+        .agent
+        .lineage_restore_gone
+        .inc_by(restored.gone as u64);
     let decide = Decide::new(judge, &config.detect);
     let mut agent = Agent {
         config,
@@ -368,6 +380,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         open_entries: Default::default(),
         memory_readers: Default::default(),
         integrity: None,
+        followed_state,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.

@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Where the agent keeps state across restarts, or `none`. Replaces
+    /// `agent.state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +146,7 @@ impl RunArgs {
             read_flush_interval_secs: self.read_flush_interval,
             gpu_device_patterns: self.gpu_device.clone(),
             policy: self.policy.clone(),
+            state_dir: self.state_dir.clone(),
         });
         if let Some(level) = &self.log_level {
             config.agent.log_level = level.clone();

@@ -383,6 +383,20 @@ pub struct AgentConfig {
     pub ancestors_max: usize,
     /// Verbosity of the agent's own diagnostics, one of [`LOG_LEVELS`].
     pub log_level: String,
+    /// Where the agent keeps what must outlive it (the files it follows
+    /// outside the roots: copies of weights, weights moved away), or
+    /// `"none"`: forgotten at each restart.
+    pub state_dir: PathBuf,
+}
+
+/// `agent.state_dir`'s default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/weightwarden";
+
+impl AgentConfig {
+    /// The state directory, `None` when turned off.
+    pub fn state_dir(&self) -> Option<&Path> {
+        (self.state_dir.as_os_str() != "none").then_some(self.state_dir.as_path())
+    }
 }
 
 impl Default for AgentConfig {
@@ -399,6 +413,8 @@ impl Default for AgentConfig {
             ancestors_max: 8,
             // Lifecycle messages and warnings, no per-event chatter.
             log_level: "info".to_owned(),
+            // The FHS home of a daemon's persistent state.
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -443,6 +459,8 @@ pub struct Overrides {
     pub gpu_device_patterns: Vec<String>,
     /// `--policy FILE`: replaces `policy`.
     pub policy: Option<PathBuf>,
+    /// `--state-dir DIR`: replaces `agent.state_dir`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded or is not usable.
@@ -498,6 +516,7 @@ fn flag_for_key(key: &str) -> Option<&'static str> {
         "kernel.read_flush_interval_secs" => "--read-flush-interval",
         "agent.heartbeat_interval_secs" => "--heartbeat-interval",
         "gpu.device_patterns" => "--gpu-device",
+        "agent.state_dir" => "--state-dir",
         _ => return None,
     })
 }
@@ -661,7 +680,11 @@ impl Config {
             read_flush_interval_secs,
             gpu_device_patterns,
             policy,
+            state_dir,
         } = overrides;
+        if let Some(dir) = state_dir {
+            self.agent.state_dir = dir;
+        }
         if policy.is_some() {
             self.policy = policy;
         }
@@ -850,6 +873,15 @@ impl Config {
                 format!("must be one of {}", LOG_LEVELS.join(", ")),
             ));
         }
+        if agent.state_dir().is_some_and(|dir| !dir.is_absolute()) {
+            return Err(invalid(
+                "agent.state_dir",
+                format!("{:?}", agent.state_dir.display().to_string()),
+                format!(
+                    "must be an absolute directory path (default {DEFAULT_STATE_DIR:?}), or \"none\" to keep no state"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -994,6 +1026,7 @@ mod tests {
             heartbeat_interval_secs = 30
             ancestors_max = 4
             log_level = "debug"
+            state_dir = "/srv/weightwarden/state"
 
             [detect]
             disabled = ["unexpected_reader"]
@@ -1041,6 +1074,7 @@ mod tests {
                 heartbeat_interval_secs: 30,
                 ancestors_max: 4,
                 log_level: "debug".into(),
+                state_dir: PathBuf::from("/srv/weightwarden/state"),
             },
             detect: DetectConfig {
                 disabled: vec![crate::event::DetectionId::UnexpectedReader],
@@ -1236,6 +1270,15 @@ mod tests {
             .expect_err("level")
             .to_string();
         assert!(msg.contains("error, warn, info, debug, trace"), "{msg}");
+        let msg = parse("[agent]\nstate_dir = \"state\"\n")
+            .expect_err("relative state_dir")
+            .to_string();
+        assert!(
+            msg.contains("agent.state_dir") && msg.contains("absolute"),
+            "{msg}"
+        );
+        let none = parse("[agent]\nstate_dir = \"none\"\n").expect("none");
+        assert_eq!(none.agent.state_dir(), None);
         assert!(parse("[agent]\nhostname = \"\"\n").is_err());
         assert!(parse("[agent]\nhostname = \"a\\nb\"\n").is_err());
         let msg = parse("[gpu]\ndevice_patterns = [\"nvidia*\"]\n")
@@ -1317,6 +1360,7 @@ mod tests {
             read_flush_interval_secs: Some(2),
             gpu_device_patterns: vec!["/dev/kfd".into()],
             policy: Some("/etc/ww/policy.toml".into()),
+            state_dir: None,
         });
         assert_eq!(config.policy, Some(PathBuf::from("/etc/ww/policy.toml")));
         assert_eq!(config.watch.roots, vec![PathBuf::from("/data")]);

@@ -140,11 +140,7 @@ pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> io::Result<String> {
         hasher.update(&buf[..n]);
         progress(n as u64);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Runs `work` on every item with `jobs` threads; results in item order.

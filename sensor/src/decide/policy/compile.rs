@@ -279,7 +279,7 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         rules,
         files,
         paths,
-        hash: hex(&Sha256::digest(source.text.as_bytes())),
+        hash: hex::encode(Sha256::digest(source.text.as_bytes())),
         generation: 0,
         executables,
         directories: dirs.into_iter().collect(),
@@ -712,11 +712,7 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(buf.get(..n).unwrap_or_default());
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

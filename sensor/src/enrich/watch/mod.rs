@@ -61,12 +61,14 @@
 
 mod confirm;
 pub mod devices;
+mod followed_state;
 mod index;
 mod outside;
 mod pattern;
 mod scan;
 
 pub use confirm::{KernelIdentity, Probed, ProcfsIdentity, close_unseen, open_and_stat, open_path};
+pub use followed_state::{FILE_NAME as FOLLOWED_STATE_FILE, StateError};
 pub use scan::{identity, key_of, mtime_ns};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -370,6 +372,17 @@ pub enum WatchError {
         #[source]
         errno: Errno,
     },
+}
+
+/// What [`WatchSet::restore_followed`] found of the saved inodes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Followed again.
+    pub followed: usize,
+    /// Deleted while no agent ran.
+    pub gone: usize,
+    /// Alive but not followed: `watch.max_retained` (or 0).
+    pub refused: usize,
 }
 
 /// Why [`WatchSet::watch_derived`] could not watch a file.
@@ -833,6 +846,59 @@ impl WatchSet {
             });
         }
         Ok(key)
+    }
+
+    /// Saves the inodes followed outside the roots to `path` when they
+    /// changed since the last save. Returns whether it wrote.
+    pub fn save_followed(&mut self, path: &Path) -> io::Result<bool> {
+        if !self.outside.take_changed() {
+            return Ok(false);
+        }
+        followed_state::save(path, self.outside.saved()).inspect_err(|_| {
+            // Not saved: try again at the next call.
+            self.outside.mark_changed();
+        })?;
+        Ok(true)
+    }
+
+    /// Follows again the inodes a previous agent saved to `path` (derived
+    /// copies, files that had left the roots) that still live; a corrupt
+    /// file is moved aside, named in the error. Call once, at start.
+    pub fn restore_followed(
+        &mut self,
+        path: &Path,
+        map: &mut impl InodeMap,
+    ) -> Result<Restored, StateError> {
+        let saved = match followed_state::load(path) {
+            Ok(saved) => saved,
+            Err(err @ StateError::Corrupt { .. }) => {
+                if let Err(e) = followed_state::set_aside(path) {
+                    warn!(path = %path.display(), error = %e, "cannot move the corrupt state file aside");
+                }
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
+        let mut restored = Restored::default();
+        let mut batch = Batch::new(false);
+        for entry in &saved {
+            let key = entry.key();
+            let Some((handle, now_at)) = entry.find() else {
+                restored.gone += 1;
+                continue;
+            };
+            batch.touch(key, self.flags_of(&key));
+            match self.outside.restore(entry, handle, now_at) {
+                Ok(()) => restored.followed += 1,
+                Err(_) => restored.refused += 1,
+            }
+        }
+        self.commit(batch, map);
+        // What was found is what is followed: the file says so next save.
+        if restored.gone > 0 || restored.refused > 0 {
+            self.outside.mark_changed();
+        }
+        Ok(restored)
     }
 
     /// Watches every file of the policy as a weight file, under the roots

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use sensor_common::FileKey;
 
 use super::confirm::close_unseen;
+use super::followed_state::SavedFile;
 
 /// A file handle from `name_to_handle_at`: the mount it was taken on, the
 /// handle type and its bytes.
@@ -114,9 +115,35 @@ impl Handle {
         })
     }
 
+    /// A handle saved earlier, tried on mount `mnt_id`.
+    pub(super) fn from_parts(mnt_id: i32, handle_type: i32, bytes: &[u8]) -> Handle {
+        Handle {
+            mnt_id,
+            handle_type,
+            bytes: HandleBytes::new(bytes),
+        }
+    }
+
     /// The mount it was taken on.
     pub(super) fn mnt_id(&self) -> i32 {
         self.mnt_id
+    }
+
+    pub(super) fn handle_type(&self) -> i32 {
+        self.handle_type
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
+    /// Opens the inode `key` and says where it is now (`None`: alive but
+    /// the kernel cannot name it, e.g. deleted and held open).
+    pub(super) fn locate(&self, key: FileKey) -> io::Result<Option<PathBuf>> {
+        let fd = self.open()?;
+        let path = current_path(&fd, key);
+        close_unseen(fd);
+        Ok(path)
     }
 
     /// Whether the handle opens its inode again (taken from a file known
@@ -241,6 +268,9 @@ pub(super) struct Outside {
     /// Bound on followed (retained or derived) inodes.
     max_followed: usize,
     pub(super) counters: Counters,
+    /// The followed set or a path in it changed since the last
+    /// [`Outside::take_changed`]: time to save it.
+    changed: bool,
 }
 
 /// Why an inode could not be followed.
@@ -258,6 +288,7 @@ impl Outside {
             kept: HashMap::new(),
             max_followed,
             counters: Counters::default(),
+            changed: false,
         }
     }
 
@@ -274,7 +305,54 @@ impl Outside {
     }
 
     pub(super) fn remove(&mut self, key: &FileKey) {
-        self.kept.remove(key);
+        if self.kept.remove(key).is_some_and(|k| k.followed()) {
+            self.changed = true;
+        }
+    }
+
+    pub(super) fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// Whether the followed set changed since the last call.
+    pub(super) fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The followed inodes, as saved across restarts.
+    pub(super) fn saved(&self) -> Vec<SavedFile> {
+        self.kept
+            .iter()
+            .filter(|(_, kept)| kept.followed())
+            .filter_map(|(key, kept)| SavedFile::of(*key, kept))
+            .collect()
+    }
+
+    /// Follows a saved inode found again by `handle`, now at `path`.
+    pub(super) fn restore(
+        &mut self,
+        saved: &SavedFile,
+        handle: Handle,
+        path: PathBuf,
+    ) -> Result<(), Refused> {
+        let key = saved.key();
+        if self.max_followed == 0 {
+            return Err(Refused::Off);
+        }
+        if !self.room_for(&key) {
+            self.counters.dropped_full += 1;
+            return Err(Refused::Full);
+        }
+        let kept = self.kept.entry(key).or_default();
+        kept.retained |= saved.retained;
+        if kept.derived_from.is_none() {
+            kept.derived_from = saved.derived_from.map(|[dev, ino]| FileKey { dev, ino });
+        }
+        kept.handle = Some(handle);
+        if !kept.policy {
+            kept.path = path;
+        }
+        Ok(())
     }
 
     /// Number of retained and derived inodes.
@@ -328,6 +406,7 @@ impl Outside {
             self.counters.dropped_full += 1;
             return Err(Refused::Full);
         }
+        self.changed = true;
         let kept = self.kept.entry(key).or_default();
         kept.retained = true;
         kept.handle = Some(handle);
@@ -358,6 +437,7 @@ impl Outside {
             self.counters.dropped_full += 1;
             return Err(Refused::Full);
         }
+        self.changed = true;
         let kept = self.kept.entry(key).or_default();
         kept.derived_from = Some(from);
         kept.handle = Some(handle);
@@ -374,8 +454,8 @@ impl Outside {
     pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<(FileKey, PathBuf)> {
         let mut released = Vec::new();
         for (key, kept) in &mut self.kept {
-            if check_kept(key, kept, &in_roots, &mut self.counters) == Checked::Gone && !kept.policy
-            {
+            let checked = check_kept(key, kept, &in_roots, &mut self.counters, &mut self.changed);
+            if checked == Checked::Gone && !kept.policy {
                 released.push((*key, kept.path.clone()));
             }
         }
@@ -388,7 +468,8 @@ impl Outside {
         let Some(kept) = self.kept.get_mut(key) else {
             return false;
         };
-        let gone = check_kept(key, kept, &in_roots, &mut self.counters) == Checked::Gone;
+        let gone = check_kept(key, kept, &in_roots, &mut self.counters, &mut self.changed)
+            == Checked::Gone;
         if !kept.policy && !kept.followed() {
             self.kept.remove(key);
         }
@@ -396,47 +477,50 @@ impl Outside {
     }
 }
 
+/// Checks one kept inode; `changed` is set when it stops being followed
+/// or moved (what the saved state holds).
 fn check_kept(
     key: &FileKey,
     kept: &mut Kept,
     in_roots: &impl Fn(&FileKey) -> bool,
     counters: &mut Counters,
+    changed: &mut bool,
 ) -> Checked {
-    {
-        {
-            if !kept.followed() {
-                return Checked::Alive;
-            }
-            if kept.retained && kept.derived_from.is_none() && in_roots(key) {
-                kept.retained = false;
-                kept.handle = None;
-                return Checked::Alive;
-            }
-            let state = match kept.handle.as_ref().map(Handle::open) {
-                Some(Ok(fd)) => {
-                    if let Some(path) = current_path(&fd, *key) {
-                        kept.path = path;
-                    }
-                    close_unseen(fd);
-                    Checked::Alive
-                }
-                Some(Err(error)) if error.raw_os_error() == Some(libc::ESTALE) => Checked::Gone,
-                Some(Err(error)) if error.kind() == io::ErrorKind::NotFound => Checked::Gone,
-                Some(Err(error)) => {
-                    tracing::debug!(dev = key.dev, ino = key.ino, %error, "cannot check a retained inode; kept until the next check");
-                    Checked::Alive
-                }
-                None => Checked::Gone,
-            };
-            if state == Checked::Gone {
-                counters.gone += 1;
-                kept.retained = false;
-                kept.derived_from = None;
-                kept.handle = None;
-            }
-            state
-        }
+    if !kept.followed() {
+        return Checked::Alive;
     }
+    if kept.retained && kept.derived_from.is_none() && in_roots(key) {
+        kept.retained = false;
+        kept.handle = None;
+        *changed = true;
+        return Checked::Alive;
+    }
+    let state = match kept.handle.as_ref().map(|h| h.locate(*key)) {
+        Some(Ok(path)) => {
+            if let Some(path) = path
+                && path != kept.path
+            {
+                kept.path = path;
+                *changed = true;
+            }
+            Checked::Alive
+        }
+        Some(Err(error)) if error.raw_os_error() == Some(libc::ESTALE) => Checked::Gone,
+        Some(Err(error)) if error.kind() == io::ErrorKind::NotFound => Checked::Gone,
+        Some(Err(error)) => {
+            tracing::debug!(dev = key.dev, ino = key.ino, %error, "cannot check a retained inode; kept until the next check");
+            Checked::Alive
+        }
+        None => Checked::Gone,
+    };
+    if state == Checked::Gone {
+        counters.gone += 1;
+        kept.retained = false;
+        kept.derived_from = None;
+        kept.handle = None;
+        *changed = true;
+    }
+    state
 }
 
 #[cfg(test)]
