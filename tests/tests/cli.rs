@@ -226,34 +226,25 @@ fn policy_check_explains_good_shadowed_and_broken_files() {
     assert!(err.contains("acton"), "{err}");
 }
 
-/// An executable on btrfs cannot be recognised by the kernel at exec
-/// (btrfs's `st_dev` is not the superblock's device): `policy check` says
-/// so, and what it means, instead of leaving the rule to fail quietly.
+/// An executable on btrfs (whose `st_dev` is not the superblock's device
+/// the kernel sees) is named by the kernel's identity: `policy check` has
+/// nothing to warn about (enforce_routes.rs proves the kernel recognises
+/// it at exec).
 #[test]
-fn policy_check_warns_of_an_executable_on_btrfs() {
+fn policy_check_takes_an_executable_on_btrfs_without_warning() {
     tests::require_root();
     let fs = tests::LoopFs::mount(&["mkfs.btrfs", "-q"], 128);
     let exe = fs.dir.path().join("server");
     std::fs::copy("/usr/bin/cat", &exe).unwrap();
     let models = tempfile::tempdir().unwrap();
     let policy = models.path().join("policy.toml");
-    let ext4_exe = std::fs::canonicalize("/usr/bin/cat").unwrap();
     std::fs::write(
         &policy,
-        tests::policy_allowing("enforce", models.path(), "on btrfs", &exe, "")
-            + &format!(
-                "\n[[rules]]\nweights = [\"llama\"]\nexe = [\"{}\"]\naction = \"allow\"\n",
-                ext4_exe.display()
-            ),
+        tests::policy_allowing("enforce", models.path(), "on btrfs", &exe, ""),
     )
     .unwrap();
     let path = policy.to_str().unwrap();
-    let out = weightwarden(&["policy", "check", path]);
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("is on btrfs")).collect();
-    assert_eq!(warnings.len(), 1, "only the btrfs one: {err}");
-    assert!(warnings[0].contains(exe.to_str().unwrap()), "{err}");
     let out = weightwarden(&["policy", "check", "--deny-warnings", path]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("btrfs"), "{}", stderr(&out));
 }

@@ -35,16 +35,26 @@ struct Host {
     policy: PathBuf,
     /// The weight file's first page (read before the policy is in force).
     first_page: Vec<u8>,
+    /// The file system the giver lives on, when not the test's.
+    _giver_fs: Option<tests::LoopFs>,
 }
 
 impl Host {
     fn new(mode: &str) -> Self {
+        Self::with_giver_on(mode, None)
+    }
+
+    /// The allowed giver on `giver_fs` (a btrfs, say) instead.
+    fn with_giver_on(mode: &str, giver_fs: Option<tests::LoopFs>) -> Self {
         let models = tempfile::tempdir().unwrap();
         let weights = models.path().join("llama.safetensors");
         write_file(&weights, 3 * SHM_LEN);
         let bin = tempfile::tempdir().unwrap();
         let taker = build_helper(bin.path(), "routes");
-        let giver = bin.path().join("giver");
+        let giver = giver_fs
+            .as_ref()
+            .map_or(bin.path(), |fs| fs.dir.path())
+            .join("giver");
         fs::copy(&taker, &giver).unwrap();
         fs::set_permissions(&giver, fs::Permissions::from_mode(0o755)).unwrap();
         let policy = bin.path().join("policy.toml");
@@ -62,6 +72,7 @@ impl Host {
             taker,
             policy,
             first_page,
+            _giver_fs: giver_fs,
         }
     }
 
@@ -188,6 +199,31 @@ fn a_denied_process_is_killed_before_any_byte_whatever_the_descriptor_route() {
             .any(|e| matches!(e.action, Action::WouldDeny | Action::WouldKill)),
         "enforce mode left would_* records"
     );
+}
+
+/// btrfs names files by a per-subvolume `st_dev`, not the superblock's
+/// device the kernel sees: the policy's identity of an executable there
+/// must still be the kernel's, or the allowed binary, exec'ed with a
+/// descriptor it did not open, would be taken for an unknown one and
+/// killed at its first read.
+#[test]
+fn an_allowed_executable_on_btrfs_is_recognised_at_exec() {
+    let btrfs = tests::LoopFs::mount(&["mkfs.btrfs", "-q"], 128);
+    let host = Host::with_giver_on("enforce", Some(btrfs));
+    let sensor = host.start();
+    let shm = host.shm("btrfs-allowed.bin");
+    let (_, fate) = host.inherited(&host.giver, &shm, "read");
+    assert_eq!(fate, "exit 0", "the allowed binary on btrfs");
+    assert_eq!(fs::read(&shm).unwrap(), host.first_page);
+    // Control: the denied binary, the same way, is killed.
+    let shm = host.shm("btrfs-denied.bin");
+    let (pid, fate) = host.inherited(&host.taker, &shm, "read");
+    assert_eq!(fate, "signal 9");
+    sensor.wait_for_event("the killed taker", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed && e.process.as_ref().is_some_and(|p| p.pid == pid)
+    });
+    let (status, _) = sensor.stop_events();
+    assert!(status.success());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::{
     Chain,
     config::{Config, DEFAULT_BASELINE, Overrides},
     decide::detect::integrity::{self, Entry, MANIFEST_SCHEMA, Manifest},
-    enrich::watch::{OfflineMap, WatchSet, WatchSpec, key_of},
+    enrich::watch::{OfflineMap, WatchSet, WatchSpec, key_at},
 };
 
 pub fn execute(args: &BaselineArgs) -> u8 {
@@ -151,7 +151,7 @@ fn entry(path: &Path, bar: &ProgressBar) -> Result<Entry, String> {
             &"hash it again when it is settled",
         ));
     }
-    let key = key_of(&after);
+    let key = key_at(path, &after);
     Ok(Entry {
         path: path.to_owned(),
         dev: key.dev,

@@ -64,7 +64,7 @@ fn kernel_state(key: &FileKey, s: &sensor_common::FileState) -> FileState {
 /// when `key` is `None`).
 fn stat_state(path: &Path, key: Option<FileKey>) -> Option<(FileKey, FileState)> {
     let meta = std::fs::metadata(path).ok()?;
-    let found = watch::key_of(&meta);
+    let found = watch::key_at(path, &meta);
     if key.is_some_and(|k| k != found) {
         return None;
     }

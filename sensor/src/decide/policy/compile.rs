@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::file::{Location, Mode, Operation, PolicyAction, PolicyFile, RuleFile, Source};
-use crate::enrich::watch::{identity, key_of};
+use crate::enrich::watch::{identity, key_at};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -285,13 +285,6 @@ pub fn compile(file: &PolicyFile, source: &Source<'_>) -> (Option<Policy>, Vec<F
         directories: dirs.into_iter().collect(),
     });
     (policy, findings)
-}
-
-/// Whether `path` lies on btrfs (whose `st_dev` is a per-subvolume
-/// device, not the superblock's the kernel programs see).
-fn on_btrfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
 }
 
 struct Compiler<'s, 'a> {
@@ -607,18 +600,6 @@ impl Compiler<'_, '_> {
                     continue;
                 }
             };
-            if on_btrfs(Path::new(raw)) {
-                self.warning(
-                    &path.span(),
-                    format!(
-                        "rule {number}: {key} {raw:?} is on btrfs, where the kernel names files \
-                         by another device than stat() does: the kernel cannot recognise it at \
-                         exec, so a process running it is judged by the agent a moment later \
-                         (until then, reads through descriptors it did not open are stopped)"
-                    ),
-                    "expected until weightwarden learns btrfs identities from the kernel; opens are judged exactly",
-                );
-            }
             if !pins.is_empty() {
                 match sha256_of(Path::new(raw)) {
                     Ok(digest) if pins.contains(&digest) => {}
@@ -640,7 +621,7 @@ impl Compiler<'_, '_> {
                     }
                 }
             }
-            keys.push(key_of(&meta));
+            keys.push(key_at(Path::new(raw), &meta));
         }
         keys
     }
@@ -685,7 +666,7 @@ fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>, dirs: &mut BTre
         return;
     };
     if meta.is_file() {
-        out.push((key_of(&meta), path.to_path_buf()));
+        out.push((key_at(path, &meta), path.to_path_buf()));
     } else if meta.is_dir() {
         dirs.insert(path.to_path_buf());
         walk(path, &mut |p, is_dir| {
@@ -694,7 +675,7 @@ fn collect_files(path: &Path, out: &mut Vec<(FileKey, PathBuf)>, dirs: &mut BTre
             } else if let Ok(m) = fs::metadata(p)
                 && m.is_file()
             {
-                out.push((key_of(&m), p.to_path_buf()));
+                out.push((key_at(p, &m), p.to_path_buf()));
             }
             true
         });

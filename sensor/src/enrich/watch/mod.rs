@@ -71,6 +71,13 @@ pub use confirm::{KernelIdentity, Probed, ProcfsIdentity, close_unseen, open_and
 pub use followed_state::{FILE_NAME as FOLLOWED_STATE_FILE, StateError};
 pub use scan::{identity, key_of, mtime_ns};
 
+/// The kernel's key for the file at `path` that `stat()` (a final link
+/// followed) described as `meta`, its device's mount learned when new
+/// (btrfs, overlayfs: `st_dev` is not the kernel's device).
+pub fn key_at(path: &Path, meta: &std::fs::Metadata) -> FileKey {
+    scan::key_at(path, meta, true)
+}
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io;

@@ -112,7 +112,7 @@ pub fn key_of(meta: &fs::Metadata) -> FileKey {
 
 /// The key of the file at `path` whose `stat()` (`follow`ing a final link
 /// or not) gave `meta`, learning its device's mount when new.
-pub(super) fn key_at(path: &Path, meta: &fs::Metadata, follow: bool) -> FileKey {
+pub fn key_at(path: &Path, meta: &fs::Metadata, follow: bool) -> FileKey {
     FileKey {
         dev: devices::learn(path, meta.dev(), follow),
         ino: meta.ino(),
