@@ -157,6 +157,9 @@ impl Agent {
                     let gone = |tgid: u32| !Path::new(&format!("/proc/{tgid}")).exists();
                     self.kernel.read_maps.forget_processes(gone);
                     self.enrich.forget_processes(gone);
+                    let detectors = self.decide.detectors_mut();
+                    detectors.forget_gone(gone);
+                    detectors.warn_evictions();
                     self.open_entries.retain(|&tgid, _| !gone(tgid));
                     self.memory_readers.retain(|&tgid| !gone(tgid));
                     self.kernel_tables.forget_gone(gone);

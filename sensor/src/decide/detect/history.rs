@@ -20,6 +20,8 @@ type Other = (u64, u64);
 pub struct History {
     by_pid: HashMap<u32, HashMap<Other, Vec<RecordId>>>,
     pairs: usize,
+    /// Processes whose pairs were dropped to make room.
+    pub evicted: u64,
 }
 
 impl History {
@@ -71,7 +73,13 @@ impl History {
     fn evict_one(&mut self) {
         if let Some(&pid) = self.by_pid.keys().next() {
             self.forget(pid);
+            self.evicted += 1;
         }
+    }
+
+    /// The processes it holds something for.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_pid.keys().copied()
     }
 }
 

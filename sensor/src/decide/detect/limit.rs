@@ -37,6 +37,8 @@ pub struct Limit {
     warned: Option<Instant>,
     integrity_checked: u64,
     integrity_unreadable: u64,
+    /// Processes whose repeat windows were dropped to make room.
+    pub evicted: u64,
 }
 
 impl Limit {
@@ -55,6 +57,7 @@ impl Limit {
             warned: None,
             integrity_checked: 0,
             integrity_unreadable: 0,
+            evicted: 0,
         }
     }
 
@@ -112,6 +115,11 @@ impl Limit {
         }
     }
 
+    /// The processes it holds a window for.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_pid.keys().copied()
+    }
+
     fn window(&mut self, pid: u32, key: &Key) -> Option<&mut Window> {
         self.by_pid.get_mut(&pid)?.get_mut(key)
     }
@@ -123,6 +131,7 @@ impl Limit {
                 && let Some(&victim) = self.by_pid.keys().next()
             {
                 self.forget(victim);
+                self.evicted += 1;
             }
             self.windows += 1;
         }

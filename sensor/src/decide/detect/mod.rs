@@ -107,6 +107,8 @@ pub struct Detectors {
     /// Processes whose sends were judged trusted: the kernel may stop
     /// following them.
     unfollow: Vec<u32>,
+    /// `evicted()` when last warned about.
+    evicted_warned: u64,
 }
 
 impl Detectors {
@@ -131,6 +133,7 @@ impl Detectors {
             writes: integrity::Writes::default(),
             taken: taken::Taken::default(),
             unfollow: Vec::new(),
+            evicted_warned: 0,
             config: config.clone(),
         }
     }
@@ -140,10 +143,7 @@ impl Detectors {
         self.writes.observe(event);
         if event.action == Action::Exit {
             if let Some(p) = &event.process {
-                self.history.forget(p.pid);
-                self.taken.forget(p.pid);
-                self.limit.forget(p.pid);
-                self.detectors.iter_mut().for_each(|d| d.forget(p.pid));
+                self.forget(p.pid);
             }
             return Vec::new();
         }
@@ -259,6 +259,51 @@ impl Detectors {
         self.detectors.is_empty()
     }
 
+    /// Forgets the processes `gone` says have exited (their exit record
+    /// was lost, or they were never seen to exit).
+    pub fn forget_gone(&mut self, gone: impl Fn(u32) -> bool) {
+        let mut pids: Vec<u32> = self
+            .history
+            .pids()
+            .chain(self.taken.pids())
+            .chain(self.limit.pids())
+            .filter(|&pid| gone(pid))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in pids {
+            self.forget(pid);
+        }
+    }
+
+    fn forget(&mut self, pid: u32) {
+        self.history.forget(pid);
+        self.taken.forget(pid);
+        self.limit.forget(pid);
+        self.detectors.iter_mut().for_each(|d| d.forget(pid));
+    }
+
+    /// Processes whose detection state was dropped to bound memory.
+    pub fn evicted(&self) -> u64 {
+        self.history.evicted + self.taken.evicted + self.limit.evicted
+    }
+
+    /// Warns when state was evicted since the last call (called on the
+    /// agent's sweep, so at most once per sweep).
+    pub fn warn_evictions(&mut self) {
+        let evicted = self.evicted();
+        if evicted > self.evicted_warned {
+            tracing::warn!(
+                since_last = evicted - self.evicted_warned,
+                total = evicted,
+                "detection state of some processes was dropped at its bound (more processes \
+                 touching weights at once than it holds): their later detections may cite \
+                 fewer records or miss an egress (detect.state_evicted)"
+            );
+            self.evicted_warned = evicted;
+        }
+    }
+
     /// Re-reads the trusted executables' identities (an upgrade replaced
     /// one).
     pub fn refresh_trust(&mut self) {
@@ -269,6 +314,13 @@ impl Detectors {
 impl Collect for Detectors {
     fn collect(&self, section: &mut Section<'_>) {
         self.limit.collect(section);
+        section.total(
+            "state_evicted",
+            "processes whose detection state (cited records, weights taken, sends, repeat \
+             windows) was dropped at its bound: their later detections may cite fewer records, \
+             miss an egress or repeat",
+            self.evicted(),
+        );
     }
 }
 

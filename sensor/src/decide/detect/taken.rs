@@ -43,6 +43,8 @@ pub struct Taken {
     /// own process's sends and its descendants' (stale entries, of
     /// senders since forgotten, are skipped).
     descendants: HashMap<u32, Vec<u32>>,
+    /// Processes whose weights or sends were dropped to make room.
+    pub evicted: u64,
 }
 
 impl Taken {
@@ -67,6 +69,7 @@ impl Taken {
             && let Some(&victim) = self.by_pid.keys().next()
         {
             self.by_pid.remove(&victim);
+            self.evicted += 1;
         }
         let took = self
             .by_pid
@@ -94,6 +97,7 @@ impl Taken {
             && let Some(&victim) = self.sends.keys().next()
         {
             self.sends.remove(&victim);
+            self.evicted += 1;
         }
         if self.descendants.len() >= PROCESSES_MAX {
             // Only an ancestor that took weights (or may yet) is asked for
@@ -169,5 +173,14 @@ impl Taken {
         self.by_pid.remove(&pid);
         self.sends.remove(&pid);
         self.descendants.remove(&pid);
+    }
+
+    /// The processes it holds something for.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_pid
+            .keys()
+            .chain(self.sends.keys())
+            .chain(self.descendants.keys())
+            .copied()
     }
 }

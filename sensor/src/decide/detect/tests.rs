@@ -441,6 +441,29 @@ fn exits_forget_the_process() {
     assert_eq!(found[0].detection.as_ref().unwrap().refs.len(), 1);
 }
 
+#[test]
+fn processes_gone_without_an_exit_are_forgotten_by_the_sweep() {
+    let mut run = Run::new(only(&[DetectionId::UnexpectedReader]));
+    let cat = process(100, "/usr/bin/cat");
+    assert_eq!(run.feed(event(0, cat.clone(), open())).len(), 1);
+    // Its exit record was lost; the sweep finds it gone.
+    run.detectors.forget_gone(|pid| pid == 100);
+    let found = run.feed(event(1, cat, open()));
+    assert_eq!(found.len(), 1, "a fresh repeat window");
+    assert_eq!(found[0].detection.as_ref().unwrap().refs.len(), 1);
+    assert_eq!(run.detectors.evicted(), 0);
+}
+
+#[test]
+fn state_dropped_at_its_bound_is_counted() {
+    let mut run = Run::new(only(&[DetectionId::UnexpectedReader]));
+    // One pair per process, 65,536 processes: the bound; one more evicts.
+    for pid in 1..=65_537 {
+        run.feed(event(0, process(pid, "/usr/bin/cat"), open()));
+    }
+    assert!(run.detectors.evicted() >= 1, "{}", run.detectors.evicted());
+}
+
 fn send_to_file(bytes: u64) -> AccessDetail {
     AccessDetail::Send(crate::event::SendDetail {
         fd: 4,
