@@ -417,25 +417,7 @@ impl Agent {
 
     /// Emits and deletes every kernel read aggregate `select` picks.
     fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
-        let keys = match self.kernel.read_maps.select_aggregates(select) {
-            Ok(keys) => keys,
-            Err(err) => {
-                self.health.agent.aggregate_map_errors.inc();
-                tracing::warn!(error = %crate::Chain(&err), "cannot read the read-aggregate map");
-                return;
-            }
-        };
-        for key in keys {
-            let agg = match self.kernel.read_maps.take_aggregate(&key) {
-                Ok(Some(agg)) => agg,
-                // The kernel flushed it (a close) since it was picked.
-                Ok(None) => continue,
-                Err(err) => {
-                    self.health.agent.aggregate_map_errors.inc();
-                    tracing::warn!(error = %crate::Chain(&err), "cannot drain a read aggregate");
-                    continue;
-                }
-            };
+        for (key, agg) in self.take_selected(Aggregates::Reads, select) {
             if agg.calls == 0 {
                 continue;
             }
@@ -455,18 +437,23 @@ impl Agent {
     /// again.
     fn drain_opens(&mut self, select: impl Fn(&ReadAggKey, &OpenAgg) -> bool, reason: u32) {
         for (key, agg) in self.take_selected(Aggregates::Opens, select) {
-            if agg.opens == 0 && agg.closes == 0 {
-                continue;
-            }
-            self.health.agent.read_summaries_drained.inc();
-            let h = self
-                .enrich
-                .drained_header(key.tgid, agg.last_tid, agg.last_ns);
-            let event = self
-                .enrich
-                .open_summary(&h, key.file, &agg, reason, None, &self.watch);
-            self.emit(event);
+            self.emit_open_summary(key, &agg, reason);
         }
+    }
+
+    /// The open summary of `agg`, when it counted anything.
+    fn emit_open_summary(&mut self, key: ReadAggKey, agg: &OpenAgg, reason: u32) {
+        if agg.opens == 0 && agg.closes == 0 {
+            return;
+        }
+        self.health.agent.read_summaries_drained.inc();
+        let h = self
+            .enrich
+            .drained_header(key.tgid, agg.last_tid, agg.last_ns);
+        let event = self
+            .enrich
+            .open_summary(&h, key.file, agg, reason, None, &self.watch);
+        self.emit(event);
     }
 
     /// Takes an exited process's open aggregates by key (no map scan: an
@@ -489,22 +476,8 @@ impl Agent {
                 .read_maps
                 .take::<ReadAggKey, OpenAgg>(Aggregates::Opens, &key)
             {
-                Ok(Some(agg)) if agg.opens != 0 || agg.closes != 0 => {
-                    self.health.agent.read_summaries_drained.inc();
-                    let h = self
-                        .enrich
-                        .drained_header(key.tgid, agg.last_tid, agg.last_ns);
-                    let event = self.enrich.open_summary(
-                        &h,
-                        key.file,
-                        &agg,
-                        flush_reason::EXIT,
-                        None,
-                        &self.watch,
-                    );
-                    self.emit(event);
-                }
-                Ok(_) => {}
+                Ok(Some(agg)) => self.emit_open_summary(key, &agg, flush_reason::EXIT),
+                Ok(None) => {}
                 Err(err) => {
                     self.health.agent.aggregate_map_errors.inc();
                     tracing::warn!(error = %crate::Chain(&err), "cannot drain an open aggregate");

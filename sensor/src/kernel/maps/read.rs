@@ -14,7 +14,6 @@ use aya::{
     Pod,
     maps::{HashMap, Map, MapData, MapError},
 };
-use sensor_common::{ReadAgg, ReadAggKey};
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`; hash maps support it since Linux 5.14.
 /// Hand-written on purpose: aya 0.14 has the call but keeps it private
@@ -90,14 +89,6 @@ impl ReadMaps {
         }
     }
 
-    /// Every read aggregate whose key and value `select` picks.
-    pub fn select_aggregates(
-        &self,
-        select: impl Fn(&ReadAggKey, &ReadAgg) -> bool,
-    ) -> Result<Vec<ReadAggKey>, MapError> {
-        self.select(Aggregates::Reads, select)
-    }
-
     /// Every entry of `which` whose key and value `select` picks (`K` and
     /// `V` must be that map's key and value types).
     pub fn select<K: Pod + Eq + std::hash::Hash, V: Pod>(
@@ -117,12 +108,6 @@ impl ReadMaps {
             }
         }
         Ok(picked)
-    }
-
-    /// Removes and returns the read aggregate for `key`; `None` if the
-    /// kernel flushed it first (on close).
-    pub fn take_aggregate(&mut self, key: &ReadAggKey) -> Result<Option<ReadAgg>, MapError> {
-        self.take(Aggregates::Reads, key)
     }
 
     /// Removes and returns the entry of `which` for `key`; `None` if the
