@@ -158,6 +158,15 @@ fn copies_transfer_tools_and_egress_are_named() {
         .arg("-C")
         .arg(root.path())
         .arg("mistral.gguf"));
+    let zip = run(Command::new("zip")
+        .arg("-q")
+        .arg(out.path().join("m.zip"))
+        .arg(&weights));
+    let zstd = run(Command::new("zstd")
+        .arg("-q")
+        .arg(&weights)
+        .arg("-o")
+        .arg(out.path().join("m.zst")));
     // A Python sender: sendfile to a TCP peer on loopback.
     let sender = run(python_command()
         .arg("-c")
@@ -178,7 +187,7 @@ fn copies_transfer_tools_and_egress_are_named() {
          print(port)\n",
         )
         .arg(&weights));
-    for pid in [cp, tar, sender] {
+    for pid in [cp, tar, zip, zstd, sender] {
         sensor.wait_exit(pid);
     }
     let (_, events) = sensor.stop_events();
@@ -213,6 +222,21 @@ fn copies_transfer_tools_and_egress_are_named() {
     );
     assert_eq!(tests::path(tool), weights);
     assert!(ids(&events, tar).contains(&DetectionId::BulkRead));
+    // Archivers and compressors by name, each having read the whole file.
+    for (pid, name) in [(zip, "zip"), (zstd, "zstd")] {
+        let tool = the(&events, pid, DetectionId::TransferTool);
+        assert_eq!(
+            tool.detection.as_ref().unwrap().matched.as_deref(),
+            Some(name)
+        );
+        assert_eq!(tests::path(tool), weights, "{name}");
+        let bulk = the(&events, pid, DetectionId::BulkRead);
+        assert_eq!(
+            bulk.detection.as_ref().unwrap().bytes,
+            Some(SIZE as u64),
+            "{name}"
+        );
+    }
 
     let egress = egress_with_bytes(&events, sender);
     let d = egress.detection.as_ref().unwrap();

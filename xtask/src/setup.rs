@@ -53,6 +53,7 @@ const PACKAGES: &[&str] = &[
     // Transfer tools the detection tests drive.
     "curl",
     "zip",
+    "zstd",
     "fio",
     // The file system matrix (tests/tests/filesystems.rs): squashfs images,
     // a FUSE file system, debugfs for a corrupt directory.
