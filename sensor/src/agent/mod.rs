@@ -29,7 +29,7 @@ use crate::{
     enrich::{
         events::Enricher,
         process::{CgroupResolver, DEFAULT_CAPACITY, ProcessTable, cgroup2_mount},
-        watch::{WatchSet, WatchSpec},
+        watch::{OfflineMap, WatchSet, WatchSpec},
     },
     event::Action,
     kernel::{
@@ -231,7 +231,26 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     } = settings;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
-    let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
+    // The verifier takes about as long as the walk of a large model store:
+    // they run side by side, the walk's keys published to the kernel's
+    // map once it exists.
+    let load_options = LoadOptions::from_config(&config);
+    let loading = std::thread::spawn(move || Sensor::load_best(&offsets, &load_options));
+    let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
+    let walked = WatchSet::new(
+        WatchSpec {
+            roots,
+            roots_required,
+            extensions: config.watch.extensions.clone(),
+            gpu_patterns: config.gpu.device_patterns.clone(),
+            max_retained: config.watch.max_retained as usize,
+        },
+        &mut OfflineMap,
+    );
+    let mut sensor = loading
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let mut watch = walked?;
     let tier = sensor.tier;
     let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
     let policy::StartUp {
@@ -249,18 +268,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         sensor.take_ino_filter()?,
         config.watch.max_files,
     );
-    let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
-    let watch = WatchSet::new(
-        WatchSpec {
-            roots,
-            roots_required,
-            extensions: config.watch.extensions.clone(),
-            gpu_patterns: config.gpu.device_patterns.clone(),
-            max_retained: config.watch.max_retained as usize,
-        },
-        &mut watched,
-    )?;
-    let mut watch = watch;
+    watch.publish(&mut watched);
     if let Some(compiled) = judge.as_ref().map(|j| j.shared_policy().load_full()) {
         let extra = watch.pin_policy_files(&compiled.paths, &mut watched);
         if extra > 0 {

@@ -855,6 +855,24 @@ impl WatchSet {
         Ok(key)
     }
 
+    /// Writes every watched key into `map`: the kernel's, when the walk
+    /// ran against an [`OfflineMap`] while the programs were verified.
+    /// Keys `map` refuses leave the watch set, as on any update.
+    pub fn publish(&mut self, map: &mut impl InodeMap) {
+        let mut batch = Batch::new(false);
+        let keys: Vec<FileKey> = self
+            .index
+            .iter()
+            .map(|(key, _)| key)
+            .chain(self.gpu.keys().copied())
+            .chain(self.outside.keys().copied())
+            .collect();
+        for key in keys {
+            batch.touch(key, 0);
+        }
+        self.commit(batch, map);
+    }
+
     /// Saves the inodes followed outside the roots to `path` when they
     /// changed since the last save. Returns whether it wrote.
     pub fn save_followed(&mut self, path: &Path) -> io::Result<bool> {
