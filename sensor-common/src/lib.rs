@@ -943,6 +943,14 @@ pub mod offset_global {
     pub const IO_RW_KI_POS: &str = "OFF_IO_RW_KI_POS";
     /// `io_open.file_slot`: non-zero for an open into a fixed-file slot.
     pub const IO_OPEN_FILE_SLOT: &str = "OFF_IO_OPEN_FILE_SLOT";
+    /// `io_kiocb.ctx`: the request's ring.
+    pub const IO_KIOCB_CTX: &str = "OFF_IO_KIOCB_CTX";
+    /// The pointer to a ring's fixed-file array in `io_ring_ctx`
+    /// (`file_table.files` up to 6.12, `file_table.data.nodes` since 6.13).
+    pub const IO_CTX_FIXED_FILES: &str = "OFF_IO_CTX_FIXED_FILES";
+    /// `io_rsrc_node.file_ptr`, or `u64::MAX` where the array's entries
+    /// are the `file_ptr` words themselves (up to 6.12).
+    pub const IO_FIXED_NODE_FILE: &str = "OFF_IO_FIXED_NODE_FILE";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

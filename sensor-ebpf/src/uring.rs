@@ -8,7 +8,8 @@
 //!   still holds its file, its opcode, its result and, for reads, the
 //!   `kiocb` whose position has moved past the bytes read: reads are
 //!   accounted here exactly like `read(2)` (bytes = the result, coverage
-//!   from `ki_pos - result`), opens reported like `openat(2)`. `req` is a
+//!   from `ki_pos - result`), opens reported like `openat(2)` (an open
+//!   into a fixed-file slot too, found in the ring's table). `req` is a
 //!   `void *` in the tracepoint's prototype, so the fields are probe reads
 //!   at offsets from the kernel's BTF.
 //! - `io_uring_file_get(req, fd)` fires when a request takes a descriptor
@@ -39,6 +40,9 @@ offsets!(
     OFF_IO_KIOCB_CQE_RES,
     OFF_IO_RW_KI_POS,
     OFF_IO_OPEN_FILE_SLOT,
+    OFF_IO_KIOCB_CTX,
+    OFF_IO_CTX_FIXED_FILES,
+    OFF_IO_FIXED_NODE_FILE,
 );
 
 /// `enum io_uring_op` (include/uapi/linux/io_uring.h); numbers are ABI.
@@ -61,6 +65,16 @@ fn is_read(op: u8) -> bool {
         opcode::READ | opcode::READV | opcode::READ_FIXED | opcode::READV_FIXED
     )
 }
+
+/// `IORING_FILE_INDEX_ALLOC`: an open into whichever fixed slot is free;
+/// its result is the slot.
+const FILE_INDEX_ALLOC: u32 = u32::MAX;
+/// The flag bits a fixed-file table entry keeps below its file pointer
+/// (`FFS_*`; a `struct file` is at least 8-byte aligned).
+const FFS_FLAGS: u64 = 7;
+/// `OFF_IO_FIXED_NODE_FILE` where the table's entries are the `file_ptr`
+/// words themselves (up to 6.12) rather than pointers to nodes.
+const ENTRY_IS_FILE_PTR: u64 = u64::MAX;
 
 /// The request fields a completion needs. The file pointer, the read's
 /// `ki_pos`, the opcode and the result all sit in the first 128 bytes of
@@ -163,8 +177,8 @@ fn read_completed(r: &Request) {
 }
 
 /// An open completed (its result is the new descriptor, in the
-/// submitter's table, which io-wq threads share), or a fixed file was
-/// installed as a descriptor.
+/// submitter's table, which io-wq threads share; or, into a fixed-file
+/// slot, 0 or the slot), or a fixed file was installed as a descriptor.
 #[inline(never)]
 fn descriptor_completed(req: u64, r: &Request) {
     let res = r.res;
@@ -174,14 +188,53 @@ fn descriptor_completed(req: u64, r: &Request) {
         holders::acquired_descriptors(i64::from(res));
         return;
     }
-    // An open into a fixed-file slot returns 0 or the slot, not a
-    // descriptor: not followed (the slot's reads are still counted).
-    if read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT).unwrap_or(1) != 0 {
+    let Some(slot) = read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT) else {
+        return;
+    };
+    if slot == 0 {
+        // No flags as passed: an io_uring open for writing or truncation
+        // is an `open` record only (docs/events.md).
+        file::open_exit(i64::from(res), None);
         return;
     }
-    // No flags as passed: an io_uring open for writing or truncation is
-    // an `open` record only (docs/events.md).
-    file::open_exit(i64::from(res), None);
+    // Into a fixed-file slot (`file_slot` is the slot plus one, or
+    // `FILE_INDEX_ALLOC` with the slot as the result): the file is in the
+    // ring's table, and no descriptor names it.
+    let index = if slot == FILE_INDEX_ALLOC {
+        res as u32
+    } else {
+        slot - 1
+    };
+    if let Some(file_ptr) = fixed_file(req, index) {
+        file::opened(file_ptr, -1, None);
+    }
+}
+
+/// The file in slot `slot` of the fixed-file table of `req`'s ring. The
+/// caller's request succeeded with that slot, so it is inside the table.
+#[inline(always)]
+fn fixed_file(req: u64, slot: u32) -> Option<u64> {
+    let ctx = read_at::<u64>(req, &OFF_IO_KIOCB_CTX)?;
+    let entries = read_at::<u64>(ctx, &OFF_IO_CTX_FIXED_FILES)?;
+    if entries == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let entry =
+        match unsafe { bpf_probe_read_kernel((entries + u64::from(slot) * 8) as *const u64) } {
+            Ok(e) => e,
+            Err(_) => {
+                count(counter::KERNEL_READ_FAILED);
+                return None;
+            }
+        };
+    let file_ptr = if OFF_IO_FIXED_NODE_FILE.load() == ENTRY_IS_FILE_PTR {
+        entry
+    } else {
+        read_at::<u64>(entry, &OFF_IO_FIXED_NODE_FILE)?
+    };
+    let file = file_ptr & !FFS_FLAGS;
+    (file != 0).then_some(file)
 }
 
 /// A request takes descriptor `fd` from the process's table (`req` is a

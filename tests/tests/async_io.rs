@@ -1,10 +1,11 @@
-//! Asynchronous I/O is seen and byte-counted (issue 9, item 2): io_uring
-//! opens and reads (which never pass a syscall hook) and Linux AIO reads
-//! (`io_submit`) are counted like `read(2)`, for the submitting process,
-//! with exact bytes, calls and coverage. A raw io_uring helper
-//! (`helpers/uring.c`, no liburing) drives each opcode as an unprivileged
-//! user; `fio` drives the io_uring engine (plain, with registered files
-//! and buffers, and with a kernel SQ polling thread) and the libaio one.
+//! Asynchronous I/O is seen and byte-counted (issue 9): io_uring opens
+//! (into a descriptor or a fixed-file slot) and reads (which never pass a
+//! syscall hook) and Linux AIO reads (`io_submit`) are counted like
+//! `read(2)`, for the submitting process, with exact bytes, calls and
+//! coverage. A raw io_uring helper (`helpers/uring.c`, no liburing) drives
+//! each opcode as an unprivileged user; `fio` drives the io_uring engine
+//! (plain, with registered files and buffers, and with a kernel SQ polling
+//! thread) and the libaio one.
 
 #![allow(clippy::unwrap_used)]
 
@@ -40,10 +41,21 @@ fn public_file(dir: &Path, name: &str, size: u64) -> PathBuf {
 /// Runs the helper on `file` as uid 65534; returns its pid and output, or
 /// `Err` with the reason io_uring is unavailable to it here (exit 77).
 fn uring_as_nobody(helper: &Path, file: &Path) -> Result<(u32, String), String> {
+    uring_mode_as_nobody(helper, &[], file)
+}
+
+/// [`uring_as_nobody`] in one of the helper's modes (`fixed-open`,
+/// `splice`).
+fn uring_mode_as_nobody(
+    helper: &Path,
+    mode: &[&str],
+    file: &Path,
+) -> Result<(u32, String), String> {
     let out = tests::output_within(
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(helper)
+            .args(mode)
             .arg(file),
         std::time::Duration::from_secs(30),
     );
@@ -156,6 +168,73 @@ fn raw_io_uring_open_and_reads_by_an_unprivileged_user_are_counted_exactly() {
         .collect();
     assert!(by_control.is_empty(), "{:#?}", briefs(by_control));
     assert!(events_for(&events, Action::Read, &unwatched).is_empty());
+}
+
+/// The helper's printed result for `op`, each time it printed one.
+fn results<'a>(out: &'a str, op: &str) -> Vec<&'a str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(op)?.strip_prefix(' '))
+        .collect()
+}
+
+#[test]
+fn io_uring_opens_into_fixed_slots_are_open_records_and_their_slot_reads_count() {
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = build_helper(bin.path(), "uring");
+    let root = tempfile::tempdir().unwrap();
+    let weights = public_file(root.path(), "llama.safetensors", MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let (pid, out) = match uring_mode_as_nobody(&helper, &["fixed-open"], &weights) {
+        Ok(run) => run,
+        Err(why) => tests::skip!(
+            tests::feature::IO_URING,
+            "io_uring is not available to an unprivileged process: {why}"
+        ),
+    };
+    // Slot 2 by number (the result is 0), then whichever slot was free;
+    // 64 KiB at 0 and 64 KiB at 256 KiB through the first, 16 KiB at
+    // 512 KiB through the second.
+    assert_eq!(results(&out, "open_slot"), ["0"], "{out}");
+    assert_eq!(results(&out, "read"), ["65536", "16384"], "{out}");
+    assert_eq!(results(&out, "read_fixed"), ["65536"], "{out}");
+    assert_eq!(results(&out, "open_alloc").len(), 1, "{out}");
+    sensor.wait_exit(pid);
+    let (_, events) = sensor.stop_events();
+
+    // The first open is a record with no descriptor (fd -1); the second,
+    // of the same file in the same mode, is counted in an open summary.
+    let opens = tests::of_pid(&events, Action::Open, pid);
+    assert_eq!(opens.len(), 1, "{:#?}", briefs(&events));
+    assert_eq!(process(opens[0]).uid, 65534);
+    assert_eq!(tests::path(opens[0]), weights);
+    match access(opens[0]).detail {
+        AccessDetail::Open { fd, flags } => {
+            assert_eq!(fd, -1);
+            assert_eq!(tests::access_mode(flags), libc::O_RDONLY);
+        }
+        ref other => panic!("not an open: {other:?}"),
+    }
+    let counted: u64 = tests::of_pid(&events, Action::OpenSummary, pid)
+        .iter()
+        .map(|e| match &access(e).detail {
+            AccessDetail::OpenSummary(o) => o.opens,
+            other => panic!("not an open summary: {other:?}"),
+        })
+        .sum();
+    assert_eq!(counted, 1, "{:#?}", briefs(&events));
+    // The reads through both slots: exact bytes and coverage (4 KiB
+    // segments 0-15, 64-79, 128-131), drained at the helper's exit (no
+    // descriptor was ever closed).
+    let reads = tests::of_pid(&events, Action::Read, pid);
+    assert_eq!(reads.len(), 1, "{:#?}", briefs(reads.iter().copied()));
+    let s = read_summary(reads[0]);
+    assert_eq!(
+        (s.bytes, s.calls, s.copies, s.reason, s.fd),
+        (65536 + 65536 + 16384, 3, 0, FlushReason::Exit, None)
+    );
+    assert_eq!(s.coverage, 36.0 / 256.0);
 }
 
 /// Runs fio reading `file` whole with `args`; returns its pid.

@@ -91,6 +91,7 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::IO_KIOCB_FILE, "io_kiocb", "file"),
     (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
     (g::IO_OPEN_FILE_SLOT, "io_open", "file_slot"),
+    (g::IO_KIOCB_CTX, "io_kiocb", "ctx"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),
@@ -115,7 +116,7 @@ impl KernelOffsets {
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 9);
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 11);
         for &(global, strukt, member) in MEMBERS {
             globals.push((global, member_offset(btf, strukt, member)?));
         }
@@ -142,6 +143,9 @@ impl KernelOffsets {
             + member_offset(btf, "io_rw", "kiocb")?
             + member_offset(btf, "kiocb", "ki_pos")?;
         globals.push((g::IO_RW_KI_POS, ki_pos));
+        let (table, node_file) = fixed_table(btf)?;
+        globals.push((g::IO_CTX_FIXED_FILES, table));
+        globals.push((g::IO_FIXED_NODE_FILE, node_file));
         let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
             .iter()
             .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
@@ -158,6 +162,35 @@ impl KernelOffsets {
             .find(|(name, _)| *name == global)
             .map(|&(_, v)| v)
     }
+}
+
+/// [`g::IO_FIXED_NODE_FILE`] when the fixed-file table's entries are the
+/// `file_ptr` words themselves.
+pub const FIXED_ENTRY_IS_FILE_PTR: u64 = u64::MAX;
+
+/// Where a ring keeps its fixed files: the offset in `io_ring_ctx` of the
+/// pointer to the table's array, and the offset of `file_ptr` in what an
+/// entry points to ([`FIXED_ENTRY_IS_FILE_PTR`] when the entries are
+/// `file_ptr` words). Up to 6.12 the array holds `struct io_fixed_file`
+/// (`file_ptr` alone); since 6.13 pointers to `struct io_rsrc_node`.
+fn fixed_table(btf: &Btf) -> Result<(u64, u64), BtfError> {
+    let table = member_offset(btf, "io_ring_ctx", "file_table")?;
+    if let Ok(files) = member_offset(btf, "io_file_table", "files") {
+        // Entries are indexed 8 bytes apart, `file_ptr` first.
+        if member_offset(btf, "io_fixed_file", "file_ptr")? != 0 {
+            return Err(BtfError::NoMember {
+                strukt: "io_fixed_file",
+                member: "file_ptr (at offset 0)",
+            });
+        }
+        return Ok((table + files, FIXED_ENTRY_IS_FILE_PTR));
+    }
+    let nodes =
+        member_offset(btf, "io_file_table", "data")? + member_offset(btf, "io_rsrc_data", "nodes")?;
+    Ok((
+        table + nodes,
+        member_offset(btf, "io_rsrc_node", "file_ptr")?,
+    ))
 }
 
 /// Where an inode keeps its modification time: `i_mtime_sec` and
@@ -270,7 +303,7 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 9);
+        assert_eq!(offsets.globals.len(), MEMBERS.len() + 11);
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");
@@ -300,6 +333,11 @@ mod tests {
         // (sensor-ebpf/src/uring.rs; a field outside is read on its own).
         assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") + 4 <= 128);
         assert!(offsets.get(g::IO_KIOCB_OPCODE).expect("opcode") < 128);
+        // 6.18 keeps fixed files as resource nodes.
+        assert_ne!(
+            offsets.get(g::IO_FIXED_NODE_FILE),
+            Some(FIXED_ENTRY_IS_FILE_PTR)
+        );
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(
             offsets.get(g::TASK_TGID).expect("tgid"),

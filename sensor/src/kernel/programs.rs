@@ -104,7 +104,8 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
         name: "ww_io_uring_complete",
         attach: &[Btf("io_uring_complete")],
         purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) of watched files with \
-                  their bytes, io_uring opens of watched files",
+                  their bytes, io_uring opens of watched files (into a descriptor or a \
+                  fixed-file slot)",
     },
     ProgramSpec {
         name: "ww_io_uring_file_get",
