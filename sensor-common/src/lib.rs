@@ -360,6 +360,8 @@ pub mod copy_syscall {
     pub const FICLONE: u32 = 4;
     /// `ioctl(FICLONERANGE)`: a reflink of a range.
     pub const FICLONERANGE: u32 = 5;
+    /// An io_uring `IORING_OP_SPLICE` request (no syscall: the ring's).
+    pub const URING_SPLICE: u32 = 6;
 }
 
 /// What made the kernel emit a read summary.
@@ -951,6 +953,12 @@ pub mod offset_global {
     /// `io_rsrc_node.file_ptr`, or `u64::MAX` where the array's entries
     /// are the `file_ptr` words themselves (up to 6.12).
     pub const IO_FIXED_NODE_FILE: &str = "OFF_IO_FIXED_NODE_FILE";
+    /// `io_splice.off_in` (-1: the file's position), `splice_fd_in` (a
+    /// descriptor, or a fixed-file slot with `SPLICE_F_FD_IN_FIXED`) and
+    /// `flags`, from the start of the `io_kiocb`.
+    pub const IO_SPLICE_OFF_IN: &str = "OFF_IO_SPLICE_OFF_IN";
+    pub const IO_SPLICE_FD_IN: &str = "OFF_IO_SPLICE_FD_IN";
+    pub const IO_SPLICE_FLAGS: &str = "OFF_IO_SPLICE_FLAGS";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

@@ -9,9 +9,10 @@
 //!   `kiocb` whose position has moved past the bytes read: reads are
 //!   accounted here exactly like `read(2)` (bytes = the result, coverage
 //!   from `ki_pos - result`), opens reported like `openat(2)` (an open
-//!   into a fixed-file slot too, found in the ring's table). `req` is a
-//!   `void *` in the tracepoint's prototype, so the fields are probe reads
-//!   at offsets from the kernel's BTF.
+//!   into a fixed-file slot too, found in the ring's table), splices from
+//!   a watched file like `splice(2)`. `req` is a `void *` in the
+//!   tracepoint's prototype, so the fields are probe reads at offsets
+//!   from the kernel's BTF.
 //! - `io_uring_file_get(req, fd)` fires when a request takes a descriptor
 //!   from the process's table, before the file is used: the policy's kill
 //!   fallback decides reads there, while a policy is enforced.
@@ -19,7 +20,8 @@
 //! No descriptor walk for reads: the request names its file, so the inode
 //! filter is the only prefilter, and fixed files, descriptors passed to
 //! another ring (`IORING_OP_MSG_RING`) and rings shared between processes
-//! are all counted.
+//! are all counted. A splice's request names only its output: its input
+//! is looked up again by the number the request kept.
 
 use aya_ebpf::{
     Global,
@@ -29,7 +31,7 @@ use sensor_common::{counter, enforce::op as enforce_op};
 
 use crate::{
     file, holders,
-    kernel::{btf_load, offsets, read_at, weight_fd, weight_file},
+    kernel::{btf_load, file_of_fd, offsets, read_at, weight_fd, weight_file},
     maps::count,
     read,
 };
@@ -43,6 +45,9 @@ offsets!(
     OFF_IO_KIOCB_CTX,
     OFF_IO_CTX_FIXED_FILES,
     OFF_IO_FIXED_NODE_FILE,
+    OFF_IO_SPLICE_OFF_IN,
+    OFF_IO_SPLICE_FD_IN,
+    OFF_IO_SPLICE_FLAGS,
 );
 
 /// `enum io_uring_op` (include/uapi/linux/io_uring.h); numbers are ABI.
@@ -52,6 +57,9 @@ mod opcode {
     pub const OPENAT: u8 = 18;
     pub const READ: u8 = 22;
     pub const OPENAT2: u8 = 28;
+    /// `splice(2)`; its sibling `TEE` (31) moves pipe to pipe only, so
+    /// never a watched file's bytes.
+    pub const SPLICE: u8 = 30;
     /// Installs a fixed file into the process's descriptor table (6.8+).
     pub const FIXED_FD_INSTALL: u8 = 54;
     /// Vectored read into registered buffers (6.15+).
@@ -66,6 +74,8 @@ fn is_read(op: u8) -> bool {
     )
 }
 
+/// `SPLICE_F_FD_IN_FIXED`: a splice's input is a fixed-file slot.
+const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
 /// `IORING_FILE_INDEX_ALLOC`: an open into whichever fixed slot is free;
 /// its result is the slot.
 const FILE_INDEX_ALLOC: u32 = u32::MAX;
@@ -153,6 +163,8 @@ pub fn on_complete(req: u64) {
     }
     if is_read(r.opcode) {
         read_completed(&r);
+    } else if r.opcode == opcode::SPLICE {
+        splice_completed(req, &r);
     } else if matches!(
         r.opcode,
         opcode::OPENAT | opcode::OPENAT2 | opcode::FIXED_FD_INSTALL
@@ -174,6 +186,50 @@ fn read_completed(r: &Request) {
     // The descriptor number is gone (the completion's flags overwrite
     // it) or never existed (a fixed file): -1.
     read::completed(bpf_get_current_pid_tgid(), &w, -1, offset, r.res as u64);
+}
+
+/// A splice completed: if its input is a watched file, its bytes (the
+/// result) were read from it, at the position it moved past, into the
+/// request's file (the output, a pipe).
+#[inline(never)]
+fn splice_completed(req: u64, r: &Request) {
+    if r.res <= 0 {
+        return;
+    }
+    let (Some(flags), Some(fd_in)) = (
+        read_at::<u32>(req, &OFF_IO_SPLICE_FLAGS),
+        read_at::<i32>(req, &OFF_IO_SPLICE_FD_IN),
+    ) else {
+        return;
+    };
+    // The request keeps the input's number, not its file: found again in
+    // the ring's table, or in the process's (io-wq and SQPOLL threads
+    // share it). A descriptor closed and reused in between misleads this.
+    let fixed = flags & SPLICE_F_FD_IN_FIXED != 0;
+    let file_in = if fixed {
+        fixed_file(req, fd_in as u32)
+    } else {
+        file_of_fd(fd_in as u64)
+    };
+    let Some(w) = file_in.and_then(weight_file) else {
+        return;
+    };
+    let moved = i64::from(r.res);
+    // `off_in` moved past the bytes spliced; -1 moved the file's position.
+    let end = match read_at::<i64>(req, &OFF_IO_SPLICE_OFF_IN) {
+        Some(-1) | None => w.position() as i64,
+        Some(off) => off,
+    };
+    let offset = (end - moved).max(0) as u64;
+    let fd = if fixed { -1 } else { fd_in };
+    read::uring_splice_completed(
+        bpf_get_current_pid_tgid(),
+        &w,
+        fd,
+        offset,
+        moved as u64,
+        r.file,
+    );
 }
 
 /// An open completed (its result is the new descriptor, in the

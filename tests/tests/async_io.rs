@@ -1,8 +1,8 @@
 //! Asynchronous I/O is seen and byte-counted (issue 9): io_uring opens
-//! (into a descriptor or a fixed-file slot) and reads (which never pass a
-//! syscall hook) and Linux AIO reads (`io_submit`) are counted like
-//! `read(2)`, for the submitting process, with exact bytes, calls and
-//! coverage. A raw io_uring helper (`helpers/uring.c`, no liburing) drives
+//! (into a descriptor or a fixed-file slot), reads and splices (which
+//! never pass a syscall hook) and Linux AIO reads (`io_submit`) are counted
+//! like `read(2)` and `splice(2)`, for the submitting process, with exact
+//! bytes, calls and coverage. A raw io_uring helper (`helpers/uring.c`, no liburing) drives
 //! each opcode as an unprivileged user; `fio` drives the io_uring engine
 //! (plain, with registered files and buffers, and with a kernel SQ polling
 //! thread) and the libaio one.
@@ -16,7 +16,9 @@ use std::{
     process::Command,
 };
 
-use sensor::event::{AccessDetail, Action, Event, FlushReason};
+use sensor::event::{
+    AccessDetail, Action, CopySyscall, DestinationKind, DetectionId, Event, FlushReason,
+};
 use tests::{SensorProcess, access, briefs, build_helper, process, read_summary, write_file};
 
 const MIB: u64 = 1024 * 1024;
@@ -235,6 +237,94 @@ fn io_uring_opens_into_fixed_slots_are_open_records_and_their_slot_reads_count()
         (65536 + 65536 + 16384, 3, 0, FlushReason::Exit, None)
     );
     assert_eq!(s.coverage, 36.0 / 256.0);
+}
+
+#[test]
+fn an_io_uring_splice_from_a_watched_file_is_a_copy_with_its_exact_bytes() {
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = build_helper(bin.path(), "uring");
+    let root = tempfile::tempdir().unwrap();
+    let weights = public_file(root.path(), "llama.safetensors", MIB);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let unwatched = public_file(elsewhere.path(), "other.safetensors", MIB);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+
+    let (control, _) = match uring_mode_as_nobody(&helper, &["splice"], &unwatched) {
+        Ok(run) => run,
+        Err(why) => tests::skip!(
+            tests::feature::IO_URING,
+            "io_uring is not available to an unprivileged process: {why}"
+        ),
+    };
+    let (pid, out) = uring_mode_as_nobody(&helper, &["splice"], &weights).unwrap();
+    // 64 KiB at 0, 32 KiB at the position 256 KiB, 16 KiB at 512 KiB from
+    // the file as fixed slot 0; each drained from the pipe whole.
+    assert_eq!(
+        results(&out, "splice"),
+        ["65536 65536", "32768 32768", "16384 16384"],
+        "{out}"
+    );
+    sensor.wait_exit(pid);
+    let (_, events) = sensor.stop_events();
+
+    // The bytes moved, as reads that were copies, at the offsets spliced
+    // from (4 KiB segments 0-15, 64-71, 128-131).
+    let opens = tests::of_pid(&events, Action::Open, pid);
+    assert_eq!(opens.len(), 1, "{:#?}", briefs(&events));
+    let AccessDetail::Open { fd, .. } = access(opens[0]).detail else {
+        panic!("not an open")
+    };
+    let reads = tests::of_pid(&events, Action::Read, pid);
+    assert!(!reads.is_empty(), "{:#?}", briefs(&events));
+    let bytes: u64 = reads.iter().map(|r| read_summary(r).bytes).sum();
+    let calls: u64 = reads.iter().map(|r| read_summary(r).calls).sum();
+    let copies: u64 = reads.iter().map(|r| read_summary(r).copies).sum();
+    assert_eq!((bytes, calls, copies), (65536 + 32768 + 16384, 3, 3));
+    assert_eq!(
+        reads.last().map(|r| read_summary(r).coverage),
+        Some(28.0 / 256.0)
+    );
+    // One copy record, for the first splice into the pipe: the submitter's,
+    // with the descriptor it named (the request keeps no output number).
+    let copies = tests::of_pid(&events, Action::Copy, pid);
+    assert_eq!(copies.len(), 1, "{:#?}", briefs(&events));
+    assert_eq!(tests::path(copies[0]), weights);
+    let AccessDetail::Copy(c) = &access(copies[0]).detail else {
+        panic!("not a copy")
+    };
+    assert_eq!(
+        (c.syscall, c.destination.kind, c.fd, c.fd_out, c.bytes),
+        (
+            CopySyscall::IoUringSplice,
+            DestinationKind::Pipe,
+            fd,
+            -1,
+            65536
+        )
+    );
+    // The copy detection names the file and the request.
+    let detections: Vec<&Event> = tests::of_pid(&events, Action::Detection, pid)
+        .into_iter()
+        .filter(|e| e.detection.as_ref().unwrap().id == DetectionId::Copy)
+        .collect();
+    assert_eq!(detections.len(), 1, "{:#?}", briefs(&events));
+    let d = detections[0].detection.as_ref().unwrap();
+    assert_eq!(d.matched.as_deref(), Some("io_uring splice"));
+    assert!(
+        d.summary.contains("llama.safetensors") && d.summary.contains("a pipe"),
+        "{}",
+        d.summary
+    );
+    assert_eq!(tests::path(detections[0]), weights);
+    // The control spliced the same way and left nothing.
+    assert!(
+        !events
+            .iter()
+            .any(|e| { e.file.is_some() && e.process.as_ref().is_some_and(|p| p.pid == control) }),
+        "{:#?}",
+        briefs(&events)
+    );
 }
 
 /// Runs fio reading `file` whole with `args`; returns its pid.

@@ -92,6 +92,11 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
     (g::IO_OPEN_FILE_SLOT, "io_open", "file_slot"),
     (g::IO_KIOCB_CTX, "io_kiocb", "ctx"),
+    // A splice's input (the command data, like an open's, starts the
+    // request).
+    (g::IO_SPLICE_OFF_IN, "io_splice", "off_in"),
+    (g::IO_SPLICE_FD_IN, "io_splice", "splice_fd_in"),
+    (g::IO_SPLICE_FLAGS, "io_splice", "flags"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),

@@ -103,9 +103,9 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     ProgramSpec {
         name: "ww_io_uring_complete",
         attach: &[Btf("io_uring_complete")],
-        purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) of watched files with \
-                  their bytes, io_uring opens of watched files (into a descriptor or a \
-                  fixed-file slot)",
+        purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) and splices of watched \
+                  files with their bytes, io_uring opens of watched files (into a descriptor \
+                  or a fixed-file slot)",
     },
     ProgramSpec {
         name: "ww_io_uring_file_get",
