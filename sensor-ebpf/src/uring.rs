@@ -15,7 +15,8 @@
 //!   from the kernel's BTF.
 //! - `io_uring_file_get(req, fd)` fires when a request takes a descriptor
 //!   from the process's table, before the file is used: the policy's kill
-//!   fallback decides reads there, while a policy is enforced.
+//!   fallback decides reads and splice sources there, while a policy is
+//!   enforced.
 //!
 //! No descriptor walk for reads: the request names its file, so the inode
 //! filter is the only prefilter, and fixed files, descriptors passed to
@@ -295,20 +296,34 @@ fn fixed_file(req: u64, slot: u32) -> Option<u64> {
 
 /// A request takes descriptor `fd` from the process's table (`req` is a
 /// BTF-typed `io_kiocb`), before the file is used: while a policy is
-/// enforced, a read of a file it stops is stopped here, as `read(2)` is
-/// at syscall entry (the kill is pending before the page cache copy).
+/// enforced, a read of a file it stops, or a splice from one, is stopped
+/// here, as `read(2)` and `splice(2)` are at syscall entry (the kill is
+/// pending before the page cache copy).
 #[inline(always)]
 pub fn on_file_get(req: u64, fd: i32) {
     if !crate::enforce::active() || fd < 0 {
         return;
     }
-    if !is_read(btf_load::<u8>(req, &OFF_IO_KIOCB_OPCODE)) {
+    let op = btf_load::<u8>(req, &OFF_IO_KIOCB_OPCODE);
+    let ops = if is_read(op) {
+        1 << enforce_op::READ
+    } else if op == opcode::SPLICE && is_splice_input(req, fd) {
+        (1 << enforce_op::READ) | (1 << enforce_op::COPY)
+    } else {
         return;
-    }
+    };
     if !holders::current_may_hold() {
         return;
     }
     if let Some(w) = weight_fd(fd as u64) {
-        crate::enforce::stopped(enforce_op::READ, &w, fd);
+        crate::enforce::stopped_any(ops, &w, fd);
     }
+}
+
+/// Whether `fd` is the input of the splice `req` (a splice also takes its
+/// output, which the policy does not judge as a read).
+#[inline(always)]
+fn is_splice_input(req: u64, fd: i32) -> bool {
+    btf_load::<u32>(req, &OFF_IO_SPLICE_FLAGS) & SPLICE_F_FD_IN_FIXED == 0
+        && btf_load::<i32>(req, &OFF_IO_SPLICE_FD_IN) == fd
 }

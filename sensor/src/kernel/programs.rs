@@ -110,8 +110,8 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
     ProgramSpec {
         name: "ww_io_uring_file_get",
         attach: &[Btf("io_uring_file_get")],
-        purpose: "the policy's kill fallback for io_uring reads of policy files, while a \
-                  policy is enforced",
+        purpose: "the policy's kill fallback for io_uring reads and splices of policy files, \
+                  while a policy is enforced",
     },
 ];
 
