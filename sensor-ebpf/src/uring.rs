@@ -23,6 +23,9 @@
 //! another ring (`IORING_OP_MSG_RING`) and rings shared between processes
 //! are all counted. A splice's request names only its output: its input
 //! is looked up again by the number the request kept.
+//!
+//! Optional: the agent loads these programs only where the kernel's BTF
+//! has every offset below (Linux 6.0+, `sensor/src/kernel/uring.rs`).
 
 use aya_ebpf::{
     Global,

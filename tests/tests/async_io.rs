@@ -2,10 +2,13 @@
 //! (into a descriptor or a fixed-file slot), reads and splices (which
 //! never pass a syscall hook) and Linux AIO reads (`io_submit`) are counted
 //! like `read(2)` and `splice(2)`, for the submitting process, with exact
-//! bytes, calls and coverage. A raw io_uring helper (`helpers/uring.c`, no liburing) drives
-//! each opcode as an unprivileged user; `fio` drives the io_uring engine
-//! (plain, with registered files and buffers, and with a kernel SQ polling
-//! thread) and the libaio one.
+//! bytes, calls and coverage. A raw io_uring helper (`helpers/uring.c`, no
+//! liburing) drives each opcode as an unprivileged user; `fio` drives the
+//! io_uring engine (plain, with registered files and buffers, and with a
+//! kernel SQ polling thread) and the libaio one. Where the kernel lacks
+//! what the io_uring programs need (made so here with the test-only
+//! `WEIGHTWARDEN_TEST_HIDE_BTF`), the rest of capture runs and the sensor
+//! says io_uring capture is off.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,6 +21,7 @@ use std::{
 
 use sensor::event::{
     AccessDetail, Action, CopySyscall, DestinationKind, DetectionId, Event, FlushReason,
+    IoUringCapture,
 };
 use tests::{SensorProcess, access, briefs, build_helper, process, read_summary, write_file};
 
@@ -138,6 +142,7 @@ fn raw_io_uring_open_and_reads_by_an_unprivileged_user_are_counted_exactly() {
         .unwrap();
     sensor.wait_exit(pid);
     let (_, events) = sensor.stop_events();
+    assert_eq!(tests::io_uring_capture(&events), IoUringCapture::On);
 
     // The open: by the submitting process (uid 65534), with the
     // descriptor the completion returned.
@@ -324,6 +329,110 @@ fn an_io_uring_splice_from_a_watched_file_is_a_copy_with_its_exact_bytes() {
             .any(|e| { e.file.is_some() && e.process.as_ref().is_some_and(|p| p.pid == control) }),
         "{:#?}",
         briefs(&events)
+    );
+}
+
+#[test]
+fn without_the_io_uring_layout_capture_runs_and_sensor_start_says_io_uring_is_off() {
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = build_helper(bin.path(), "uring");
+    let root = tempfile::tempdir().unwrap();
+    let weights = public_file(root.path(), "llama.safetensors", MIB);
+    // A policy in enforce mode, so that the warning says what the kill
+    // fallback loses (no BPF LSM here); it guards another directory.
+    let guarded = tempfile::tempdir().unwrap();
+    write_file(&guarded.path().join("guarded.safetensors"), 4096);
+    let policy = bin.path().join("policy.toml");
+    fs::write(
+        &policy,
+        tests::policy_allowing(
+            "enforce",
+            guarded.path(),
+            "nobody real",
+            Path::new("/usr/bin/true"),
+            "",
+        ),
+    )
+    .unwrap();
+    let hide = [(sensor::kernel::btf::HIDE_ENV, "io_kiocb.opcode")];
+    let mut sensor = SensorProcess::start_with_env(
+        &[root.path()],
+        &["--policy", policy.to_str().unwrap()],
+        &hide,
+    );
+    sensor.expect_warning("IO_URING CAPTURE OFF");
+    sensor.expect_warning(sensor::kernel::btf::HIDE_ENV);
+
+    // A plain read is captured as ever.
+    let cat = tests::run(
+        Command::new("cat")
+            .arg(&weights)
+            .stdout(std::process::Stdio::null()),
+    );
+    // io_uring's opens and reads are the blind spot the record names.
+    let uring = match uring_as_nobody(&helper, &weights) {
+        Ok((pid, _)) => Some(pid),
+        Err(why) => {
+            eprintln!("io_uring is not available to an unprivileged process: {why}");
+            None
+        }
+    };
+    sensor.wait_exit(cat);
+    if let Some(pid) = uring {
+        sensor.wait_exit(pid);
+    }
+    // Said loudly at start-up: what is missing, what it costs, the fix.
+    let log = sensor.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("IO_URING CAPTURE OFF"))
+        .unwrap_or_else(|| panic!("no io_uring warning in:\n{log}"));
+    for part in ["io_kiocb.opcode", "not stopped by the kill fallback", "6.0"] {
+        assert!(warning.contains(part), "{part}: {warning}");
+    }
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+
+    let reads = tests::of_pid(&events, Action::Read, cat);
+    assert_eq!(tests::read_total(reads.iter().copied()), MIB);
+    let IoUringCapture::Off { reason } = tests::io_uring_capture(&events) else {
+        panic!("io_uring capture is on");
+    };
+    assert!(reason.contains("io_kiocb.opcode"), "{reason}");
+    // Repeated until the end: the stop record says it too.
+    let stop = events.last().and_then(|e| e.sensor.as_ref()).unwrap();
+    assert!(
+        matches!(stop.io_uring, Some(IoUringCapture::Off { .. })),
+        "{stop:?}"
+    );
+    if let Some(pid) = uring {
+        for action in [Action::Open, Action::Read] {
+            assert!(
+                tests::of_pid(&events, action, pid).is_empty(),
+                "io_uring programs ran: {:#?}",
+                briefs(&events)
+            );
+        }
+    }
+
+    // doctor says the same, and that `run` works.
+    let out = Command::new(tests::binary())
+        .args(["doctor", "--json"])
+        .envs(hide)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["can_run"], true, "{report:#}");
+    let check = tests::doctor_check(&report, "io_uring capture");
+    assert_eq!(check["status"], "missing", "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("io_kiocb.opcode"),
+        "{check:#}"
     );
 }
 

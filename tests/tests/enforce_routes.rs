@@ -220,6 +220,10 @@ fn io_uring_reads_and_splices_of_a_policy_file_get_a_denied_process_killed_befor
     });
     let (status, events) = sensor.stop_events();
     assert!(status.success());
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
     for pid in killed {
         let records = tests::of_pid(&events, Action::Killed, pid);
         assert_eq!(records.len(), 1, "{pid}: {records:?}");

@@ -224,7 +224,8 @@ fn an_exec_of_proc_self_exe_names_the_executable_that_runs() {
 
 /// The io_uring programs on the guest's 6.1 kernel, whose request layout
 /// and fixed-file table differ from the host's (an array of `file_ptr`
-/// words, not resource nodes): a plain open and reads, an open into a fixed slot and reads through it, and splices
+/// words, not resource nodes): on in `sensor_start`, a plain open and
+/// reads, an open into a fixed slot and reads through it, and splices
 /// (one from a fixed slot) each counted exactly, by the helper's pid.
 #[test]
 fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
@@ -244,6 +245,10 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
         ));
     let run = vm.run(&image, TIMEOUT).unwrap();
     let events = agent_records(&run);
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
     let pid = |mode: &str| -> u32 {
         let out = run.expect_section(mode);
         out.lines()

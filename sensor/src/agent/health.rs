@@ -240,6 +240,7 @@ impl Health {
             outputs,
             enforcement: None,
             unconfirmed: None,
+            io_uring: None,
         }
     }
 

@@ -709,6 +709,20 @@ pub struct SensorStatus {
     /// (empty when every one was confirmed), on heartbeats and
     /// `sensor_stop` when not empty.
     pub unconfirmed: Option<Vec<UnconfirmedIdentity>>,
+    /// Whether io_uring requests are captured (`sensor.io_uring`): always
+    /// written on `sensor_start`, on heartbeats and `sensor_stop` when off.
+    pub io_uring: Option<IoUringCapture>,
+}
+
+/// Whether the io_uring programs run (`kernel/uring.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoUringCapture {
+    On,
+    /// Off: io_uring reads, opens and splices go unrecorded, for `reason`
+    /// (what the kernel lacks).
+    Off {
+        reason: String,
+    },
 }
 
 /// A device under a watch root whose `(device, inode)` keys, as the agent
