@@ -360,6 +360,8 @@ pub mod copy_syscall {
     pub const FICLONE: u32 = 4;
     /// `ioctl(FICLONERANGE)`: a reflink of a range.
     pub const FICLONERANGE: u32 = 5;
+    /// An io_uring `IORING_OP_SPLICE` request (no syscall: the ring's).
+    pub const URING_SPLICE: u32 = 6;
 }
 
 /// What made the kernel emit a read summary.
@@ -943,6 +945,20 @@ pub mod offset_global {
     pub const IO_RW_KI_POS: &str = "OFF_IO_RW_KI_POS";
     /// `io_open.file_slot`: non-zero for an open into a fixed-file slot.
     pub const IO_OPEN_FILE_SLOT: &str = "OFF_IO_OPEN_FILE_SLOT";
+    /// `io_kiocb.ctx`: the request's ring.
+    pub const IO_KIOCB_CTX: &str = "OFF_IO_KIOCB_CTX";
+    /// The pointer to a ring's fixed-file array in `io_ring_ctx`
+    /// (`file_table.files` up to 6.12, `file_table.data.nodes` since 6.13).
+    pub const IO_CTX_FIXED_FILES: &str = "OFF_IO_CTX_FIXED_FILES";
+    /// `io_rsrc_node.file_ptr`, or `u64::MAX` where the array's entries
+    /// are the `file_ptr` words themselves (up to 6.12).
+    pub const IO_FIXED_NODE_FILE: &str = "OFF_IO_FIXED_NODE_FILE";
+    /// `io_splice.off_in` (-1: the file's position), `splice_fd_in` (a
+    /// descriptor, or a fixed-file slot with `SPLICE_F_FD_IN_FIXED`) and
+    /// `flags`, from the start of the `io_kiocb`.
+    pub const IO_SPLICE_OFF_IN: &str = "OFF_IO_SPLICE_OFF_IN";
+    pub const IO_SPLICE_FD_IN: &str = "OFF_IO_SPLICE_FD_IN";
+    pub const IO_SPLICE_FLAGS: &str = "OFF_IO_SPLICE_FLAGS";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

@@ -51,6 +51,14 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
     let Some(file_ptr) = file_of_fd(ret as u64) else {
         return;
     };
+    opened(file_ptr, ret as i32, call);
+}
+
+/// Reports the open of the file at `file_ptr`, if it is watched, as
+/// descriptor `fd` (-1: into an io_uring fixed-file slot, which no
+/// descriptor names).
+#[inline(always)]
+pub fn opened(file_ptr: u64, fd: i32, call: Option<(u32, crate::change::PassedFlags)>) {
     let w = match lookup_file(file_ptr) {
         Lookup::Watched(w) => w,
         // Not watched: another process's memory, perhaps.
@@ -59,16 +67,16 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
     };
     if w.entry.flags & watch_flag::GPU_DEVICE != 0 {
         holders::mark_serving_current();
-        send_file_event(kind::GPU_OPEN, ret as i32, &w, |_| {});
+        send_file_event(kind::GPU_OPEN, fd, &w, |_| {});
     }
     if w.entry.flags & watch_flag::WEIGHT != 0 {
         holders::mark_current();
         let flags = read_at::<u32>(w.file_ptr, &OFF_FILE_FLAGS).unwrap_or(0);
-        if crate::opens::on_open(&w, ret as i32, flags) {
-            send_file_event(kind::OPEN, ret as i32, &w, |ev| ev.flags = flags);
+        if crate::opens::on_open(&w, fd, flags) {
+            send_file_event(kind::OPEN, fd, &w, |ev| ev.flags = flags);
         }
         if let Some((syscall, passed)) = call {
-            crate::change::open_exit(&w, ret as i32, flags, syscall, passed);
+            crate::change::open_exit(&w, fd, flags, syscall, passed);
         }
     }
 }

@@ -271,7 +271,13 @@ pub fn lookup_file(file_ptr: u64) -> Lookup {
 /// copy's destination: a file, a pipe, a socket).
 #[inline(always)]
 pub fn fd_identity(fd: u64) -> Option<(FileKey, u32)> {
-    let (key, inode, _) = file_identity(file_of_fd(fd)?)?;
+    file_kind(file_of_fd(fd)?)
+}
+
+/// The identity and `i_mode` of the file at `file_ptr`.
+#[inline(always)]
+pub fn file_kind(file_ptr: u64) -> Option<(FileKey, u32)> {
+    let (key, inode, _) = file_identity(file_ptr)?;
     let mode = read_at::<u16>(inode, &OFF_INODE_MODE)?;
     Some((key, u32::from(mode)))
 }
@@ -333,9 +339,14 @@ pub fn cwd_key() -> Option<FileKey> {
 /// IPv4 in the first four bytes), port (host order).
 #[inline(always)]
 pub fn socket_peer(fd: u64) -> Option<(u16, [u8; 16], u16)> {
+    socket_peer_of(file_of_fd(fd)?)
+}
+
+/// [`socket_peer`] of the socket file at `file_ptr`.
+#[inline(always)]
+pub fn socket_peer_of(file_ptr: u64) -> Option<(u16, [u8; 16], u16)> {
     const AF_INET: u16 = 2;
     const AF_INET6: u16 = 10;
-    let file_ptr = file_of_fd(fd)?;
     let socket = read_at::<u64>(file_ptr, &OFF_FILE_PRIVATE_DATA)?;
     let sk = read_at::<u64>(socket, &OFF_SOCKET_SK)?;
     let family = read_at::<u16>(sk, &OFF_SKC_FAMILY)?;

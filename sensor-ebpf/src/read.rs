@@ -6,13 +6,13 @@
 
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
-    CopyEvent, CopyKey, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, counter, enforce::op,
-    flush_reason, kind, pending_kind,
+    CopyEvent, CopyKey, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, copy_syscall, counter,
+    enforce::op, flush_reason, kind, pending_kind,
 };
 
 use crate::{
     emit::{fill_header, now_ns, reserve},
-    kernel::{Watched, fd_identity, socket_peer, weight_fd},
+    kernel::{Watched, file_kind, file_of_fd, socket_peer_of, weight_fd},
     maps::{COPIES_SEEN, PENDING, READ_AGG, READERS, count},
 };
 
@@ -151,17 +151,20 @@ pub fn exit(ret: i64) {
         p.file_size,
         copy,
     );
-    if copy && ret > 0 {
-        report_copy(pid_tgid, &p, ret as u64);
+    if copy
+        && ret > 0
+        && let Some(out_file) = file_of_fd(p.out_fd as u64)
+    {
+        report_copy(pid_tgid, &p, out_file, ret as u64);
     }
 }
 
-/// The first copy of a watched file by a process to a destination is a
-/// record of its own (where the bytes went); later ones are only bytes in
-/// the read summaries.
+/// The first copy of a watched file by a process to a destination (the
+/// file at `out_file`) is a record of its own (where the bytes went);
+/// later ones are only bytes in the read summaries.
 #[inline(always)]
-fn report_copy(pid_tgid: u64, p: &Pending, bytes: u64) {
-    let Some((destination, mode)) = fd_identity(p.out_fd as u64) else {
+fn report_copy(pid_tgid: u64, p: &Pending, out_file: u64, bytes: u64) {
+    let Some((destination, mode)) = file_kind(out_file) else {
         return;
     };
     let key = CopyKey {
@@ -194,7 +197,7 @@ fn report_copy(pid_tgid: u64, p: &Pending, bytes: u64) {
     ev.peer_port = 0;
     ev._pad = 0;
     if mode & S_IFMT == S_IFSOCK
-        && let Some((family, addr, port)) = socket_peer(p.out_fd as u64)
+        && let Some((family, addr, port)) = socket_peer_of(out_file)
     {
         ev.peer_family = family;
         ev.peer_addr = addr;
@@ -251,6 +254,34 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
 #[inline(always)]
 pub fn completed(pid_tgid: u64, w: &Watched, fd: i32, offset: u64, bytes: u64) {
     account(pid_tgid, w.key, fd, offset, bytes, w.size, false);
+}
+
+/// An io_uring splice from the watched file `w` that moved `bytes` from
+/// `offset` into `out_file` (the request's file, a pipe): counted for
+/// `pid_tgid`'s process like a returned `splice(2)`, the first one to a
+/// destination a copy record. `fd_in` is the descriptor the splice named
+/// (-1 for a fixed-file slot).
+#[inline(always)]
+pub fn uring_splice_completed(
+    pid_tgid: u64,
+    w: &Watched,
+    fd_in: i32,
+    offset: u64,
+    bytes: u64,
+    out_file: u64,
+) {
+    account(pid_tgid, w.key, fd_in, offset, bytes, w.size, true);
+    let p = Pending {
+        kind: pending_kind::COPY,
+        fd: fd_in,
+        file: w.key,
+        file_size: w.size,
+        offset,
+        out_fd: -1,
+        syscall: copy_syscall::URING_SPLICE,
+        ..Pending::default()
+    };
+    report_copy(pid_tgid, &p, out_file, bytes);
 }
 
 /// Adds one read of `bytes` at `offset` to the process's aggregate and

@@ -8,17 +8,24 @@
 //!   still holds its file, its opcode, its result and, for reads, the
 //!   `kiocb` whose position has moved past the bytes read: reads are
 //!   accounted here exactly like `read(2)` (bytes = the result, coverage
-//!   from `ki_pos - result`), opens reported like `openat(2)`. `req` is a
-//!   `void *` in the tracepoint's prototype, so the fields are probe reads
-//!   at offsets from the kernel's BTF.
+//!   from `ki_pos - result`), opens reported like `openat(2)` (an open
+//!   into a fixed-file slot too, found in the ring's table), splices from
+//!   a watched file like `splice(2)`. `req` is a `void *` in the
+//!   tracepoint's prototype, so the fields are probe reads at offsets
+//!   from the kernel's BTF.
 //! - `io_uring_file_get(req, fd)` fires when a request takes a descriptor
 //!   from the process's table, before the file is used: the policy's kill
-//!   fallback decides reads there, while a policy is enforced.
+//!   fallback decides reads and splice sources there, while a policy is
+//!   enforced.
 //!
 //! No descriptor walk for reads: the request names its file, so the inode
 //! filter is the only prefilter, and fixed files, descriptors passed to
 //! another ring (`IORING_OP_MSG_RING`) and rings shared between processes
-//! are all counted.
+//! are all counted. A splice's request names only its output: its input
+//! is looked up again by the number the request kept.
+//!
+//! Optional: the agent loads these programs only where the kernel's BTF
+//! has every offset below (Linux 6.0+, `sensor/src/kernel/uring.rs`).
 
 use aya_ebpf::{
     Global,
@@ -28,7 +35,7 @@ use sensor_common::{counter, enforce::op as enforce_op};
 
 use crate::{
     file, holders,
-    kernel::{btf_load, offsets, read_at, weight_fd, weight_file},
+    kernel::{btf_load, file_of_fd, offsets, read_at, weight_fd, weight_file},
     maps::count,
     read,
 };
@@ -39,6 +46,12 @@ offsets!(
     OFF_IO_KIOCB_CQE_RES,
     OFF_IO_RW_KI_POS,
     OFF_IO_OPEN_FILE_SLOT,
+    OFF_IO_KIOCB_CTX,
+    OFF_IO_CTX_FIXED_FILES,
+    OFF_IO_FIXED_NODE_FILE,
+    OFF_IO_SPLICE_OFF_IN,
+    OFF_IO_SPLICE_FD_IN,
+    OFF_IO_SPLICE_FLAGS,
 );
 
 /// `enum io_uring_op` (include/uapi/linux/io_uring.h); numbers are ABI.
@@ -48,6 +61,9 @@ mod opcode {
     pub const OPENAT: u8 = 18;
     pub const READ: u8 = 22;
     pub const OPENAT2: u8 = 28;
+    /// `splice(2)`; its sibling `TEE` (31) moves pipe to pipe only, so
+    /// never a watched file's bytes.
+    pub const SPLICE: u8 = 30;
     /// Installs a fixed file into the process's descriptor table (6.8+).
     pub const FIXED_FD_INSTALL: u8 = 54;
     /// Vectored read into registered buffers (6.15+).
@@ -61,6 +77,18 @@ fn is_read(op: u8) -> bool {
         opcode::READ | opcode::READV | opcode::READ_FIXED | opcode::READV_FIXED
     )
 }
+
+/// `SPLICE_F_FD_IN_FIXED`: a splice's input is a fixed-file slot.
+const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
+/// `IORING_FILE_INDEX_ALLOC`: an open into whichever fixed slot is free;
+/// its result is the slot.
+const FILE_INDEX_ALLOC: u32 = u32::MAX;
+/// The flag bits a fixed-file table entry keeps below its file pointer
+/// (`FFS_*`; a `struct file` is at least 8-byte aligned).
+const FFS_FLAGS: u64 = 7;
+/// `OFF_IO_FIXED_NODE_FILE` where the table's entries are the `file_ptr`
+/// words themselves (up to 6.12) rather than pointers to nodes.
+const ENTRY_IS_FILE_PTR: u64 = u64::MAX;
 
 /// The request fields a completion needs. The file pointer, the read's
 /// `ki_pos`, the opcode and the result all sit in the first 128 bytes of
@@ -139,6 +167,8 @@ pub fn on_complete(req: u64) {
     }
     if is_read(r.opcode) {
         read_completed(&r);
+    } else if r.opcode == opcode::SPLICE {
+        splice_completed(req, &r);
     } else if matches!(
         r.opcode,
         opcode::OPENAT | opcode::OPENAT2 | opcode::FIXED_FD_INSTALL
@@ -162,9 +192,53 @@ fn read_completed(r: &Request) {
     read::completed(bpf_get_current_pid_tgid(), &w, -1, offset, r.res as u64);
 }
 
+/// A splice completed: if its input is a watched file, its bytes (the
+/// result) were read from it, at the position it moved past, into the
+/// request's file (the output, a pipe).
+#[inline(never)]
+fn splice_completed(req: u64, r: &Request) {
+    if r.res <= 0 {
+        return;
+    }
+    let (Some(flags), Some(fd_in)) = (
+        read_at::<u32>(req, &OFF_IO_SPLICE_FLAGS),
+        read_at::<i32>(req, &OFF_IO_SPLICE_FD_IN),
+    ) else {
+        return;
+    };
+    // The request keeps the input's number, not its file: found again in
+    // the ring's table, or in the process's (io-wq and SQPOLL threads
+    // share it). A descriptor closed and reused in between misleads this.
+    let fixed = flags & SPLICE_F_FD_IN_FIXED != 0;
+    let file_in = if fixed {
+        fixed_file(req, fd_in as u32)
+    } else {
+        file_of_fd(fd_in as u64)
+    };
+    let Some(w) = file_in.and_then(weight_file) else {
+        return;
+    };
+    let moved = i64::from(r.res);
+    // `off_in` moved past the bytes spliced; -1 moved the file's position.
+    let end = match read_at::<i64>(req, &OFF_IO_SPLICE_OFF_IN) {
+        Some(-1) | None => w.position() as i64,
+        Some(off) => off,
+    };
+    let offset = (end - moved).max(0) as u64;
+    let fd = if fixed { -1 } else { fd_in };
+    read::uring_splice_completed(
+        bpf_get_current_pid_tgid(),
+        &w,
+        fd,
+        offset,
+        moved as u64,
+        r.file,
+    );
+}
+
 /// An open completed (its result is the new descriptor, in the
-/// submitter's table, which io-wq threads share), or a fixed file was
-/// installed as a descriptor.
+/// submitter's table, which io-wq threads share; or, into a fixed-file
+/// slot, 0 or the slot), or a fixed file was installed as a descriptor.
 #[inline(never)]
 fn descriptor_completed(req: u64, r: &Request) {
     let res = r.res;
@@ -174,32 +248,85 @@ fn descriptor_completed(req: u64, r: &Request) {
         holders::acquired_descriptors(i64::from(res));
         return;
     }
-    // An open into a fixed-file slot returns 0 or the slot, not a
-    // descriptor: not followed (the slot's reads are still counted).
-    if read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT).unwrap_or(1) != 0 {
+    let Some(slot) = read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT) else {
+        return;
+    };
+    if slot == 0 {
+        // No flags as passed: an io_uring open for writing or truncation
+        // is an `open` record only (docs/events.md).
+        file::open_exit(i64::from(res), None);
         return;
     }
-    // No flags as passed: an io_uring open for writing or truncation is
-    // an `open` record only (docs/events.md).
-    file::open_exit(i64::from(res), None);
+    // Into a fixed-file slot (`file_slot` is the slot plus one, or
+    // `FILE_INDEX_ALLOC` with the slot as the result): the file is in the
+    // ring's table, and no descriptor names it.
+    let index = if slot == FILE_INDEX_ALLOC {
+        res as u32
+    } else {
+        slot - 1
+    };
+    if let Some(file_ptr) = fixed_file(req, index) {
+        file::opened(file_ptr, -1, None);
+    }
+}
+
+/// The file in slot `slot` of the fixed-file table of `req`'s ring. The
+/// caller's request succeeded with that slot, so it is inside the table.
+#[inline(always)]
+fn fixed_file(req: u64, slot: u32) -> Option<u64> {
+    let ctx = read_at::<u64>(req, &OFF_IO_KIOCB_CTX)?;
+    let entries = read_at::<u64>(ctx, &OFF_IO_CTX_FIXED_FILES)?;
+    if entries == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let entry =
+        match unsafe { bpf_probe_read_kernel((entries + u64::from(slot) * 8) as *const u64) } {
+            Ok(e) => e,
+            Err(_) => {
+                count(counter::KERNEL_READ_FAILED);
+                return None;
+            }
+        };
+    let file_ptr = if OFF_IO_FIXED_NODE_FILE.load() == ENTRY_IS_FILE_PTR {
+        entry
+    } else {
+        read_at::<u64>(entry, &OFF_IO_FIXED_NODE_FILE)?
+    };
+    let file = file_ptr & !FFS_FLAGS;
+    (file != 0).then_some(file)
 }
 
 /// A request takes descriptor `fd` from the process's table (`req` is a
 /// BTF-typed `io_kiocb`), before the file is used: while a policy is
-/// enforced, a read of a file it stops is stopped here, as `read(2)` is
-/// at syscall entry (the kill is pending before the page cache copy).
+/// enforced, a read of a file it stops, or a splice from one, is stopped
+/// here, as `read(2)` and `splice(2)` are at syscall entry (the kill is
+/// pending before the page cache copy).
 #[inline(always)]
 pub fn on_file_get(req: u64, fd: i32) {
     if !crate::enforce::active() || fd < 0 {
         return;
     }
-    if !is_read(btf_load::<u8>(req, &OFF_IO_KIOCB_OPCODE)) {
+    let op = btf_load::<u8>(req, &OFF_IO_KIOCB_OPCODE);
+    let ops = if is_read(op) {
+        1 << enforce_op::READ
+    } else if op == opcode::SPLICE && is_splice_input(req, fd) {
+        (1 << enforce_op::READ) | (1 << enforce_op::COPY)
+    } else {
         return;
-    }
+    };
     if !holders::current_may_hold() {
         return;
     }
     if let Some(w) = weight_fd(fd as u64) {
-        crate::enforce::stopped(enforce_op::READ, &w, fd);
+        crate::enforce::stopped_any(ops, &w, fd);
     }
+}
+
+/// Whether `fd` is the input of the splice `req` (a splice also takes its
+/// output, which the policy does not judge as a read).
+#[inline(always)]
+fn is_splice_input(req: u64, fd: i32) -> bool {
+    btf_load::<u32>(req, &OFF_IO_SPLICE_FLAGS) & SPLICE_F_FD_IN_FIXED == 0
+        && btf_load::<i32>(req, &OFF_IO_SPLICE_FD_IN) == fd
 }

@@ -503,6 +503,7 @@ fn the_agents_program_and_map_names_are_in_the_kernel_object() {
     ];
     let programs = sensor::kernel::programs::TRACEPOINT_TIER
         .iter()
+        .chain(sensor::kernel::programs::IO_URING_CAPTURE)
         .map(|p| p.name);
     let missing: Vec<&str> = maps
         .into_iter()

@@ -13,9 +13,13 @@
  *   routes sendfile FD SHM              sendfile FD into the file SHM
  *   routes splice FD SHM                splice FD through a pipe into SHM
  *   routes copy_file_range FD SHM       copy_file_range FD into SHM
+ *   routes uring-read FD SHM            an io_uring READ of FD into SHM
+ *   routes uring-splice FD SHM          an io_uring SPLICE of FD into a
+ *                                       pipe, read into SHM
  *
  * SHM is a file the taker writes what it got into (mapped MAP_SHARED for
- * `read` and `mmap`, so bytes a killed reader received would show). The
+ * `read`, `mmap` and the io_uring routes, so bytes a killed reader
+ * received would show). The
  * giver prints the taker's pid and fate: "taker PID: exit N" or
  * "taker PID: signal N".
  */
@@ -31,6 +35,7 @@
 #include <unistd.h>
 
 #include "fdpass.h"
+#include "uring.h"
 
 #define LEN 4096
 
@@ -68,6 +73,21 @@ static int take(const char *how, int fd, const char *shm) {
         if (n > 0) n = splice(p[0], NULL, out_fd(shm), NULL, n, 0);
     } else if (!strcmp(how, "copy_file_range")) {
         n = copy_file_range(fd, NULL, out_fd(shm), NULL, LEN, 0);
+    } else if (!strcmp(how, "uring-read")) {
+        struct ring r;
+        ring_setup(&r);
+        struct io_uring_sqe sqe = request(IORING_OP_READ, fd, (uintptr_t)map_shm(shm), LEN, 0);
+        n = submit(&r, &sqe);
+        if (n < 0) { errno = -n; n = -1; }
+    } else if (!strcmp(how, "uring-splice")) {
+        struct ring r;
+        ring_setup(&r);
+        int p[2];
+        if (pipe(p)) { perror("pipe"); return 1; }
+        struct io_uring_sqe sqe = splice_request(fd, 0, p[1], LEN, 0);
+        n = submit(&r, &sqe);
+        if (n < 0) { errno = -n; n = -1; }
+        if (n > 0) n = read(p[0], map_shm(shm), n);
     } else {
         fprintf(stderr, "unknown route %s\n", how);
         return 2;

@@ -1,10 +1,11 @@
-/* Raw io_uring (io_uring_setup, io_uring_enter, io_uring_register and the
- * mmap'd rings; no liburing), for tests/tests/async_io.rs:
+/* io_uring requests on a file, one at a time, each waited for (raw rings:
+ * uring.h), for tests/tests/async_io.rs. Prints "pid P" first, then one
+ * "OP RESULT" line per request. Exit 77: io_uring is not available to
+ * this process.
  *
  *   uring PATH
  *
- * opens PATH with IORING_OP_OPENAT, then reads it with one request at a
- * time, each waited for:
+ * opens PATH with IORING_OP_OPENAT (prints "open FD"), then reads it:
  *
  *   READ        65536 bytes at 0
  *   READV       2 x 16384 bytes at 131072
@@ -13,147 +14,170 @@
  *   READ        4096 bytes at offset -1 (the position the last one left)
  *   READ        4096 bytes at 1048576 (the end of a 1 MiB file: 0 bytes)
  *
- * and closes the descriptor with close(2). Prints "pid P", "open FD" and
- * one "OP RESULT" line per read. Exit 77: io_uring is not available to
- * this process (not built in, or kernel.io_uring_disabled).
+ * and closes the descriptor with close(2).
+ *
+ *   uring fixed-open PATH
+ *
+ * registers a sparse table of 4 fixed files, opens PATH into slot 2
+ * (OPENAT with file_index 3; prints "open_slot RESULT") and reads it
+ * through the slot (IOSQE_FIXED_FILE): READ 65536 bytes at 0, READ_FIXED
+ * 65536 at 262144; opens it again into whichever slot is free
+ * (IORING_FILE_INDEX_ALLOC; prints "open_alloc SLOT") and READs 16384
+ * bytes at 524288 through that slot. No descriptor is ever made.
+ *
+ *   uring splice PATH
+ *
+ * opens PATH with open(2) and splices it into a pipe with IORING_OP_SPLICE,
+ * draining the pipe after each (prints "splice MOVED DRAINED"): 65536
+ * bytes at 0, 32768 at offset -1 after lseek(fd, 262144), and 16384 at
+ * 524288 from the file registered as fixed slot 0 (SPLICE_F_FD_IN_FIXED).
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <fcntl.h>
-#include <linux/io_uring.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
-struct ring {
-    int fd;
-    unsigned *sq_tail, *sq_mask, *sq_array;
-    unsigned *cq_head, *cq_tail, *cq_mask;
-    struct io_uring_sqe *sqes;
-    struct io_uring_cqe *cqes;
-};
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
-
-static void setup(struct ring *r)
-{
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    r->fd = syscall(__NR_io_uring_setup, 8, &p);
-    if (r->fd < 0) {
-        if (errno == ENOSYS || errno == EPERM) {
-            fprintf(stderr, "io_uring_setup: %s\n", strerror(errno));
-            exit(77);
-        }
-        die("io_uring_setup");
-    }
-    size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
-    size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
-    char *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
-                    IORING_OFF_SQ_RING);
-    char *cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd,
-                    IORING_OFF_CQ_RING);
-    r->sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES);
-    if (sq == MAP_FAILED || cq == MAP_FAILED || r->sqes == MAP_FAILED)
-        die("mmap");
-    r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
-    r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
-    r->sq_array = (unsigned *)(sq + p.sq_off.array);
-    r->cq_head = (unsigned *)(cq + p.cq_off.head);
-    r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
-    r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
-    r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
-}
-
-/* Submits one request and waits for its completion; returns its result. */
-static int submit(struct ring *r, const struct io_uring_sqe *sqe)
-{
-    unsigned tail = *r->sq_tail;
-    unsigned idx = tail & *r->sq_mask;
-    r->sqes[idx] = *sqe;
-    r->sq_array[idx] = idx;
-    __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-    if (syscall(__NR_io_uring_enter, r->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0)
-        die("io_uring_enter");
-    unsigned head = *r->cq_head;
-    if (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
-        fprintf(stderr, "no completion\n");
-        exit(1);
-    }
-    int res = r->cqes[head & *r->cq_mask].res;
-    __atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
-    return res;
-}
-
-static struct io_uring_sqe request(int op, int fd, uint64_t addr, uint32_t len, uint64_t off)
-{
-    struct io_uring_sqe sqe;
-    memset(&sqe, 0, sizeof sqe);
-    sqe.opcode = op;
-    sqe.fd = fd;
-    sqe.addr = addr;
-    sqe.len = len;
-    sqe.off = off;
-    return sqe;
-}
+#include "uring.h"
 
 static char buf[65536], fixed[65536], vec_a[16384], vec_b[16384];
 
-static void read_op(struct ring *r, const char *name, struct io_uring_sqe sqe)
+static int checked(const char *name, int res)
 {
-    int res = submit(r, &sqe);
     if (res < 0) {
         fprintf(stderr, "%s: %s\n", name, strerror(-res));
         exit(1);
     }
     printf("%s %d\n", name, res);
+    return res;
+}
+
+static void register_buffer(struct ring *r)
+{
+    struct iovec reg = {fixed, sizeof fixed};
+    ring_register(r, IORING_REGISTER_BUFFERS, &reg, 1);
+}
+
+static int plain(struct ring *r, const char *path)
+{
+    register_buffer(r);
+    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)path, 0, 0);
+    open.open_flags = O_RDONLY;
+    int fd = checked("open", submit(r, &open));
+
+    struct io_uring_sqe sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 65536, 0);
+    checked("read", submit(r, &sqe));
+    struct iovec iov[2] = {{vec_a, sizeof vec_a}, {vec_b, sizeof vec_b}};
+    sqe = request(IORING_OP_READV, fd, (uintptr_t)iov, 2, 131072);
+    checked("readv", submit(r, &sqe));
+    sqe = request(IORING_OP_READ_FIXED, fd, (uintptr_t)fixed, 65536, 524288);
+    sqe.buf_index = 0;
+    checked("read_fixed", submit(r, &sqe));
+    if (lseek(fd, 786432, SEEK_SET) != 786432)
+        die("lseek");
+    sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 8192, (uint64_t)-1);
+    checked("read_pos", submit(r, &sqe));
+    sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 4096, (uint64_t)-1);
+    checked("read_pos", submit(r, &sqe));
+    sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 4096, 1048576);
+    checked("read_end", submit(r, &sqe));
+    if (syscall(SYS_close, fd) != 0)
+        die("close");
+    return 0;
+}
+
+/* An OPENAT of `path` into fixed slot `file_index - 1` (or any free one). */
+static struct io_uring_sqe open_into_slot(const char *path, uint32_t file_index)
+{
+    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)path, 0, 0);
+    open.open_flags = O_RDONLY;
+    open.file_index = file_index;
+    return open;
+}
+
+/* A read through fixed slot `slot`. */
+static struct io_uring_sqe fixed_read(int op, int slot, char *into, uint32_t len, uint64_t off)
+{
+    struct io_uring_sqe sqe = request(op, slot, (uintptr_t)into, len, off);
+    sqe.flags = IOSQE_FIXED_FILE;
+    return sqe;
+}
+
+static int fixed_open(struct ring *r, const char *path)
+{
+    register_buffer(r);
+    int sparse[4] = {-1, -1, -1, -1};
+    ring_register(r, IORING_REGISTER_FILES, sparse, 4);
+
+    struct io_uring_sqe sqe = open_into_slot(path, 3);
+    checked("open_slot", submit(r, &sqe));
+    sqe = fixed_read(IORING_OP_READ, 2, buf, 65536, 0);
+    checked("read", submit(r, &sqe));
+    sqe = fixed_read(IORING_OP_READ_FIXED, 2, fixed, 65536, 262144);
+    sqe.buf_index = 0;
+    checked("read_fixed", submit(r, &sqe));
+
+    sqe = open_into_slot(path, IORING_FILE_INDEX_ALLOC);
+    int slot = checked("open_alloc", submit(r, &sqe));
+    sqe = fixed_read(IORING_OP_READ, slot, buf, 16384, 524288);
+    checked("read", submit(r, &sqe));
+    return 0;
+}
+
+/* Splices, then reads the pipe empty; prints both counts. */
+static void splice_and_drain(struct ring *r, struct io_uring_sqe sqe, int pipe_in)
+{
+    int moved = submit(r, &sqe);
+    if (moved < 0) {
+        fprintf(stderr, "splice: %s\n", strerror(-moved));
+        exit(1);
+    }
+    int drained = 0;
+    while (drained < moved) {
+        ssize_t n = read(pipe_in, buf, sizeof buf);
+        if (n <= 0)
+            die("read pipe");
+        drained += n;
+    }
+    printf("splice %d %d\n", moved, drained);
+}
+
+static int splice_file(struct ring *r, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        die("open");
+    int p[2];
+    if (pipe(p))
+        die("pipe");
+    splice_and_drain(r, splice_request(fd, 0, p[1], 65536, 0), p[0]);
+    if (lseek(fd, 262144, SEEK_SET) != 262144)
+        die("lseek");
+    splice_and_drain(r, splice_request(fd, -1, p[1], 32768, 0), p[0]);
+    ring_register(r, IORING_REGISTER_FILES, &fd, 1);
+    splice_and_drain(r, splice_request(0, 524288, p[1], 16384, SPLICE_F_FD_IN_FIXED), p[0]);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: uring PATH\n");
+    int (*mode)(struct ring *, const char *) = NULL;
+    const char *path = NULL;
+    if (argc == 2) {
+        mode = plain;
+        path = argv[1];
+    } else if (argc == 3 && !strcmp(argv[1], "fixed-open")) {
+        mode = fixed_open;
+        path = argv[2];
+    } else if (argc == 3 && !strcmp(argv[1], "splice")) {
+        mode = splice_file;
+        path = argv[2];
+    } else {
+        fprintf(stderr, "usage: see the comment at the top of uring.c\n");
         return 2;
     }
     struct ring r;
-    setup(&r);
-    struct iovec reg = {fixed, sizeof fixed};
-    if (syscall(__NR_io_uring_register, r.fd, IORING_REGISTER_BUFFERS, &reg, 1) < 0)
-        die("io_uring_register");
+    ring_setup(&r);
     printf("pid %d\n", getpid());
-
-    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)argv[1], 0, 0);
-    open.open_flags = O_RDONLY;
-    int fd = submit(&r, &open);
-    if (fd < 0) {
-        fprintf(stderr, "openat: %s\n", strerror(-fd));
-        return 1;
-    }
-    printf("open %d\n", fd);
-
-    read_op(&r, "read", request(IORING_OP_READ, fd, (uintptr_t)buf, 65536, 0));
-    struct iovec iov[2] = {{vec_a, sizeof vec_a}, {vec_b, sizeof vec_b}};
-    read_op(&r, "readv", request(IORING_OP_READV, fd, (uintptr_t)iov, 2, 131072));
-    struct io_uring_sqe rf = request(IORING_OP_READ_FIXED, fd, (uintptr_t)fixed, 65536, 524288);
-    rf.buf_index = 0;
-    read_op(&r, "read_fixed", rf);
-    if (lseek(fd, 786432, SEEK_SET) != 786432)
-        die("lseek");
-    read_op(&r, "read_pos", request(IORING_OP_READ, fd, (uintptr_t)buf, 8192, (uint64_t)-1));
-    read_op(&r, "read_pos", request(IORING_OP_READ, fd, (uintptr_t)buf, 4096, (uint64_t)-1));
-    read_op(&r, "read_end", request(IORING_OP_READ, fd, (uintptr_t)buf, 4096, 1048576));
-    if (syscall(SYS_close, fd) != 0)
-        die("close");
+    int status = mode(&r, path);
     fflush(stdout);
-    return 0;
+    return status;
 }

@@ -105,6 +105,16 @@ impl SensorProcess {
 
     /// `start` with `config` as the configuration file's text.
     pub fn start_with_config(roots: &[&Path], extra: &[&str], config: &str) -> Self {
+        Self::spawn(roots, extra, config, &[])
+    }
+
+    /// `start` with more environment variables for the agent (test-only
+    /// switches such as `WEIGHTWARDEN_TEST_HIDE_BTF`).
+    pub fn start_with_env(roots: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(roots, extra, "# defaults\n", env)
+    }
+
+    fn spawn(roots: &[&Path], extra: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let events = dir.path().join("events.jsonl");
@@ -124,6 +134,7 @@ impl SensorProcess {
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
         cmd.args(extra)
+            .envs(env.iter().copied())
             .env("WEIGHTWARDEN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -613,6 +624,19 @@ pub fn is_by(e: &Event, action: Action, pid: u32) -> bool {
 /// The events of `action` by `pid` among `events` (a stopped run's).
 pub fn of_pid(events: &[Event], action: Action, pid: u32) -> Vec<&Event> {
     events.iter().filter(|e| is_by(e, action, pid)).collect()
+}
+
+/// What the run's `sensor_start` record says of io_uring capture.
+pub fn io_uring_capture(events: &[Event]) -> sensor::event::IoUringCapture {
+    let start = events
+        .iter()
+        .find(|e| e.action == Action::SensorStart)
+        .and_then(|e| e.sensor.as_ref())
+        .expect("a sensor_start record");
+    start
+        .io_uring
+        .clone()
+        .unwrap_or_else(|| panic!("sensor_start has no io_uring: {start:?}"))
 }
 
 /// The acting process; panics on the sensor's own records.

@@ -1,10 +1,11 @@
 //! Enforce mode on the routes no open shows: a descriptor passed over a
 //! unix socket, inherited across exec, or opened before the agent started.
-//! The kernel decides each read, map and in-kernel copy from the policy's
-//! tables and kills a denied process before it gets a byte: the taker reads
-//! into a shared mapping, so a byte it received would be visible after its
-//! death. Controls: the same routes to an allowed taker deliver the bytes,
-//! and audit mode lets the denied taker read and records `would_deny`.
+//! The kernel decides each read, map and in-kernel copy (io_uring reads and
+//! splices included) from the policy's tables and kills a denied process
+//! before it gets a byte: the taker reads into a shared mapping, so a byte
+//! it received would be visible after its death. Controls: the same routes
+//! to an allowed taker deliver the bytes, and audit mode lets the denied
+//! taker read and records `would_deny`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -224,6 +225,59 @@ fn an_allowed_executable_on_btrfs_is_recognised_at_exec() {
     });
     let (status, _) = sensor.stop_events();
     assert!(status.success());
+}
+
+/// The io_uring routes, stopped by the kill fallback at
+/// `io_uring_file_get` where BPF LSM is absent (as on these hosts; where it
+/// is, its `file_permission` hook denies them instead).
+const URING_ROUTES: [&str; 2] = ["uring-read", "uring-splice"];
+
+#[test]
+fn io_uring_reads_and_splices_of_a_policy_file_get_a_denied_process_killed_before_any_byte() {
+    let host = Host::new("enforce");
+    let sensor = host.start();
+    let zero = vec![0u8; SHM_LEN];
+    let mut killed = Vec::new();
+    for route in URING_ROUTES {
+        let shm = host.shm(&format!("{route}.bin"));
+        let (pid, fate) = host.inherited(&host.taker, &shm, route);
+        assert_eq!(fate, "signal 9", "{route} of an inherited descriptor");
+        assert_eq!(fs::read(&shm).unwrap(), zero, "{route}: bytes arrived");
+        killed.push(pid);
+        // Control: the allowed binary, the same way, gets the bytes.
+        let shm = host.shm(&format!("{route}-allowed.bin"));
+        let (_, fate) = host.inherited(&host.giver, &shm, route);
+        assert_eq!(fate, "exit 0", "{route} by the allowed binary");
+        assert_eq!(fs::read(&shm).unwrap(), host.first_page, "{route}");
+    }
+    let last = *killed.last().unwrap();
+    sensor.wait_for_event("the last killed record", tests::RECORD_TIMEOUT, |e| {
+        e.action == Action::Killed && e.process.as_ref().is_some_and(|p| p.pid == last)
+    });
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
+    for pid in killed {
+        let records = tests::of_pid(&events, Action::Killed, pid);
+        assert_eq!(records.len(), 1, "{pid}: {records:?}");
+        let v = verdict(records[0]);
+        assert_eq!(
+            (v.verdict, v.operation, v.mechanism.as_str()),
+            (PolicyAction::Deny, Operation::Read, "bpf_send_signal"),
+            "{pid}"
+        );
+        let file = records[0].file.as_ref().unwrap();
+        assert_eq!((file.dev, file.ino), tests::identity(&host.weights));
+        assert!(
+            !events
+                .iter()
+                .any(|e| tests::is_by(e, Action::Read, pid) || tests::is_by(e, Action::Copy, pid)),
+            "{pid} has an access record"
+        );
+    }
 }
 
 #[test]

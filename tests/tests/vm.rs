@@ -221,3 +221,79 @@ fn an_exec_of_proc_self_exe_names_the_executable_that_runs() {
     let open = open_by(&events, cat);
     assert_eq!(exe(open), Path::new("/bin/busybox"), "{:#?}", process(open));
 }
+
+/// The io_uring programs on the guest's 6.1 kernel, whose request layout
+/// and fixed-file table differ from the host's (an array of `file_ptr`
+/// words, not resource nodes): on in `sensor_start`, a plain open and
+/// reads, an open into a fixed slot and reads through it, and splices
+/// (one from a fixed slot) each counted exactly, by the helper's pid.
+#[test]
+fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
+    let vm = tests::vm_or_skip!();
+    let bin = tempfile::tempdir().unwrap();
+    let uring = tests::build_helper(bin.path(), "uring");
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_executable_at("/usr/local/bin/uring", &uring)
+        .script(agent_script(
+            "mkdir -p /models\nhead -c 1048576 /dev/urandom > /models/tiny.safetensors",
+            "--watch /models",
+            "uring /models/tiny.safetensors | ww-emit plain\n\
+             uring fixed-open /models/tiny.safetensors | ww-emit fixed-open\n\
+             uring splice /models/tiny.safetensors | ww-emit splice",
+        ));
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    let events = agent_records(&run);
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
+    let pid = |mode: &str| -> u32 {
+        let out = run.expect_section(mode);
+        out.lines()
+            .find_map(|l| l.strip_prefix("pid "))
+            .unwrap_or_else(|| run.fail(&format!("{mode}: no pid line:\n{out}")))
+            .parse()
+            .unwrap()
+    };
+    let sum = |pid: u32| -> (u64, u64, u64) {
+        let reads = tests::of_pid(&events, Action::Read, pid);
+        let s = |f: fn(&sensor::event::ReadSummary) -> u64| {
+            reads.iter().map(|r| f(tests::read_summary(r))).sum::<u64>()
+        };
+        (s(|r| r.bytes), s(|r| r.calls), s(|r| r.copies))
+    };
+    // What helpers/uring.c reads in each mode (tests/tests/async_io.rs).
+    assert_eq!(sum(pid("plain")), (176_128, 6, 0), "{:#?}", briefs(&events));
+    assert_eq!(
+        sum(pid("fixed-open")),
+        (147_456, 3, 0),
+        "{:#?}",
+        briefs(&events)
+    );
+    assert_eq!(
+        sum(pid("splice")),
+        (114_688, 3, 3),
+        "{:#?}",
+        briefs(&events)
+    );
+    let fixed_opens = tests::of_pid(&events, Action::Open, pid("fixed-open"));
+    assert_eq!(fixed_opens.len(), 1, "{:#?}", briefs(&events));
+    assert!(
+        matches!(
+            tests::access(fixed_opens[0]).detail,
+            sensor::event::AccessDetail::Open { fd: -1, .. }
+        ),
+        "{:?}",
+        tests::access(fixed_opens[0])
+    );
+    let copies = tests::of_pid(&events, Action::Copy, pid("splice"));
+    assert_eq!(copies.len(), 1, "{:#?}", briefs(&events));
+    match &tests::access(copies[0]).detail {
+        sensor::event::AccessDetail::Copy(c) => {
+            assert_eq!(c.syscall, sensor::event::CopySyscall::IoUringSplice)
+        }
+        other => panic!("not a copy: {other:?}"),
+    }
+}

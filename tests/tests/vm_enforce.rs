@@ -1,10 +1,10 @@
 //! BPF LSM enforcement, in a QEMU guest whose kernel runs `bpf` among its
 //! LSMs (the host's refuses BPF LSM programs): an enforced policy denies
 //! with `EPERM` in the security hooks; only a `kill` rule kills. A denied open
-//! fails, an allowed reader reads, a denied process's map and read of a
-//! descriptor it inherited or received fail, and the records say
-//! `denied` with mechanism `bpf_lsm`, as the host's say `killed` with
-//! `bpf_send_signal`.
+//! fails, an allowed reader reads, a denied process's map, read and
+//! io_uring read of a descriptor it inherited or received fail, and the
+//! records say `denied` with mechanism `bpf_lsm`, as the host's say
+//! `killed` with `bpf_send_signal`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -58,6 +58,10 @@ zero /tmp/socket.bin
 giver give-socket /models/llama.safetensors /usr/local/bin/routes /tmp/socket.bin > /tmp/socket.out 2>&1 || true
 ww-emit socket /tmp/socket.out
 cmp -s /tmp/socket.bin /tmp/zero.bin && echo zero | ww-emit socket-bytes || true
+zero /tmp/uring.bin
+giver give-inherit /models/llama.safetensors /usr/local/bin/routes /tmp/uring.bin uring-read > /tmp/uring.out 2>&1 || true
+ww-emit uring /tmp/uring.out
+cmp -s /tmp/uring.bin /tmp/zero.bin && echo zero | ww-emit uring-bytes || true
 zero /tmp/doomed.bin
 giver give-inherit /models/llama.safetensors /usr/local/bin/doomed /tmp/doomed.bin read > /tmp/doomed.out 2>&1 || true
 ww-emit doomed /tmp/doomed.out
@@ -110,6 +114,16 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
     assert_eq!(fate, "exit 1", "{socket}");
     assert!(socket.contains("read: Operation not permitted"), "{socket}");
     assert_eq!(run.expect_section("socket-bytes").trim(), "zero");
+    // An io_uring read: the request fails with EPERM (its kill fallback
+    // leaves a read to the LSM hook).
+    let uring = run.expect_section("uring");
+    let (uring_pid, fate) = taker_fate(uring);
+    assert_eq!(fate, "exit 1", "{uring}");
+    assert!(
+        uring.contains("uring-read: Operation not permitted"),
+        "{uring}"
+    );
+    assert_eq!(run.expect_section("uring-bytes").trim(), "zero");
     // A kill rule: refused and killed.
     let doomed = run.expect_section("doomed");
     let (doomed_pid, fate) = taker_fate(doomed);
@@ -156,7 +170,11 @@ fn bpf_lsm_denies_with_eperm_on_every_route_and_records_it() {
         assert_eq!(found.len(), 1, "{pid}: {:#?}", tests::briefs(&events));
         found[0]
     };
-    for (pid, operation) in [(mmap_pid, Operation::Mmap), (socket_pid, Operation::Read)] {
+    for (pid, operation) in [
+        (mmap_pid, Operation::Mmap),
+        (socket_pid, Operation::Read),
+        (uring_pid, Operation::Read),
+    ] {
         let v = verdict(denied(pid));
         assert_eq!(
             (

@@ -25,7 +25,7 @@ use crate::{
         clock::BootClock,
         watch::{WatchChange, WatchError},
     },
-    event::{AccessDetail, Action, Event, RecordId},
+    event::{AccessDetail, Action, Event, IoUringCapture, RecordId},
     kernel::{
         decode::{KernelEvent, decode},
         maps::Aggregates,
@@ -652,6 +652,10 @@ impl Agent {
         let unconfirmed = self.watch.unconfirmed();
         if action == Action::SensorStart || !unconfirmed.is_empty() {
             status.unconfirmed = Some(unconfirmed);
+        }
+        // A blind spot is repeated until the agent stops; "on" once.
+        if action == Action::SensorStart || self.io_uring != IoUringCapture::On {
+            status.io_uring = Some(self.io_uring.clone());
         }
         let event = self.enrich.sensor_event(action, status);
         self.publish(event);

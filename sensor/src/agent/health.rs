@@ -255,6 +255,7 @@ impl Health {
             outputs,
             enforcement: None,
             unconfirmed: None,
+            io_uring: None,
         }
     }
 

@@ -31,12 +31,12 @@ use crate::{
         process::{CgroupResolver, DEFAULT_CAPACITY, ProcessTable, cgroup2_mount},
         watch::{OfflineMap, WatchSet, WatchSpec},
     },
-    event::Action,
+    event::{Action, IoUringCapture},
     kernel::{
         btf::{KernelOffsets, VMLINUX_BTF},
         loader::{LoadOptions, Sensor},
         maps::{Holders, KernelInodeMap, ReadMaps},
-        preflight,
+        preflight, uring,
     },
     output::{Fanout, sink::SinkError},
 };
@@ -185,6 +185,8 @@ struct Agent {
     integrity: Option<integrity::Integrity>,
     /// Where the inodes followed outside the roots are saved.
     followed_state: Option<PathBuf>,
+    /// Whether the io_uring programs run (`sensor.io_uring`).
+    io_uring: IoUringCapture,
 }
 
 /// Everything `run` set up before going live.
@@ -337,6 +339,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             ),
         }
     }
+    let io_uring = io_uring_capture(&sensor, judge.is_some() && !kernel_tables.lsm());
     let policy_loaded = judge.as_ref().map(|j| {
         let mode = j.shared_policy().load().mode;
         let mechanism = policy::mechanisms(mode, enforcer.is_some(), kernel_tables.lsm());
@@ -389,6 +392,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         memory_readers: Default::default(),
         integrity: None,
         followed_state,
+        io_uring,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.
@@ -426,6 +430,30 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         events,
         signals,
     })
+}
+
+/// Whether io_uring capture runs; if not, a loud warning with the cause
+/// and the fix, and what it means for a policy enforced without BPF LSM
+/// (`kill_fallback`): its io_uring kill fallback is one of the programs.
+fn io_uring_capture(sensor: &Sensor, kill_fallback: bool) -> IoUringCapture {
+    let Err(why) = &sensor.io_uring else {
+        return IoUringCapture::On;
+    };
+    let policy = if kill_fallback {
+        "; and with no BPF LSM, io_uring reads of policy files are not stopped by the kill \
+         fallback (their opens still are, by fanotify)"
+    } else {
+        ""
+    };
+    tracing::warn!(
+        reason = %why,
+        fix = uring::FIX,
+        "IO_URING CAPTURE OFF: io_uring reads, opens and splices of weight files go \
+         unrecorded{policy}; the rest of capture runs (sensor_start says so in sensor.io_uring)"
+    );
+    IoUringCapture::Off {
+        reason: why.to_string(),
+    }
 }
 
 /// A random run identity for record ids, so that two runs' (or two

@@ -22,6 +22,7 @@ use crate::{
         loader::{LoadOptions, attach_and_detach, load_program, open_object},
         preflight::{self, BPFFS, SECURITYFS, TRACEFS},
         programs::{Attach, ENFORCEMENT_LSM, HOOK_PROBES, TIERS, TierSpec},
+        uring,
     },
 };
 
@@ -144,6 +145,7 @@ const CHECKS: &[CheckFn] = &[
     hook_kinds,
     tiers,
     usable_tier,
+    io_uring,
     enforcement,
 ];
 
@@ -227,7 +229,10 @@ fn kernel_version(host: &mut Host) -> Vec<Check> {
         Some(v) if v >= (5, 11) => Check::ok(
             "kernel version",
             true,
-            format!("{kernel} (BTF tracepoints with bpf_get_current_task_btf need 5.11+)"),
+            format!(
+                "{kernel} (BTF tracepoints with bpf_get_current_task_btf need 5.11+; io_uring \
+                 capture, 6.0+)"
+            ),
         ),
         Some(_) => Check::missing(
             "kernel version",
@@ -436,6 +441,71 @@ fn usable_tier(host: &mut Host) -> Vec<Check> {
     }]
 }
 
+/// The tier's io_uring programs, which `run` goes without where they do
+/// not load: loaded and attached for real.
+fn io_uring(host: &mut Host) -> Vec<Check> {
+    let name = "io_uring capture";
+    let tier = TIERS
+        .iter()
+        .find(|t| host.tiers_ok.contains(&t.tier))
+        .unwrap_or(&TIERS[0]);
+    let layout = match &host.offsets {
+        Ok(offsets) => offsets.io_uring.clone(),
+        Err(_) => {
+            return vec![Check::skipped(
+                name,
+                false,
+                "needs BTF offsets",
+                "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+            )];
+        }
+    };
+    if let Err(why) = layout {
+        return vec![off(name, &why.to_string())];
+    }
+    let btf = host.btf.take();
+    let Some(ebpf) = host.object() else {
+        host.btf = btf;
+        return vec![Check::skipped(
+            name,
+            false,
+            "needs the object loaded",
+            AS_ROOT,
+        )];
+    };
+    let result = tier
+        .io_uring
+        .iter()
+        .try_for_each(|spec| try_hook(ebpf, btf.as_ref(), spec.name, &spec.attach[0]).map(|_| ()));
+    host.btf = btf;
+    vec![match result {
+        Ok(()) => Check::ok(
+            name,
+            false,
+            format!(
+                "all {} programs load and attach: io_uring reads, opens and splices of weight \
+                 files are recorded",
+                tier.io_uring.len()
+            ),
+        ),
+        Err(why) => off(name, &why),
+    }]
+}
+
+/// io_uring capture off: `run` goes on without it.
+fn off(name: &str, why: &str) -> Check {
+    Check::missing(
+        name,
+        false,
+        format!(
+            "{why}: `run` captures everything else, and io_uring reads, opens and splices of \
+             weight files go unrecorded (and, without BPF LSM, are not stopped by a policy's \
+             kill fallback)"
+        ),
+        uring::FIX,
+    )
+}
+
 /// The mechanisms `run` would use for `mode = "enforce"`: BPF LSM where it
 /// loads (deny in the kernel, any descriptor), fanotify for opens, and the
 /// kill from the syscall hooks where BPF LSM does not.
@@ -512,6 +582,7 @@ fn fanotify_deny(host: &mut Host) -> Check {
     }
 }
 
+/// The tier's programs `run` cannot go without: each passes the verifier.
 fn try_tier(ebpf: &mut Ebpf, btf: Option<&Btf>, tier: &TierSpec) -> Result<String, String> {
     let btf = btf.ok_or_else(|| String::from("cannot read the kernel's BTF"))?;
     let mut missing = Vec::new();

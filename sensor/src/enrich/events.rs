@@ -412,6 +412,7 @@ impl Enricher {
             copy_syscall::SPLICE => CopySyscall::Splice,
             copy_syscall::FICLONE => CopySyscall::Ficlone,
             copy_syscall::FICLONERANGE => CopySyscall::FicloneRange,
+            copy_syscall::URING_SPLICE => CopySyscall::IoUringSplice,
             _ => CopySyscall::CopyFileRange,
         };
         self.file_event(

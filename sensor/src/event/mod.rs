@@ -520,9 +520,11 @@ pub struct MemorySummary {
 /// A process's first in-kernel copy of a watched file to a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyDetail {
-    /// The watched file's descriptor.
+    /// The watched file's descriptor (-1: an io_uring splice from a
+    /// fixed-file slot).
     pub fd: i32,
-    /// The destination's descriptor.
+    /// The destination's descriptor (-1: an io_uring splice, whose
+    /// request does not keep it).
     pub fd_out: i32,
     pub syscall: CopySyscall,
     /// Bytes the first call moved (all the bytes are in the read
@@ -541,6 +543,8 @@ pub enum CopySyscall {
     Ficlone,
     /// `ioctl(FICLONERANGE)`: a reflink of a range.
     FicloneRange,
+    /// An io_uring `IORING_OP_SPLICE` request.
+    IoUringSplice,
 }
 
 /// What a process that had read weights wrote or sent to one destination.
@@ -705,6 +709,20 @@ pub struct SensorStatus {
     /// (empty when every one was confirmed), on heartbeats and
     /// `sensor_stop` when not empty.
     pub unconfirmed: Option<Vec<UnconfirmedIdentity>>,
+    /// Whether io_uring requests are captured (`sensor.io_uring`): always
+    /// written on `sensor_start`, on heartbeats and `sensor_stop` when off.
+    pub io_uring: Option<IoUringCapture>,
+}
+
+/// Whether the io_uring programs run (`kernel/uring.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoUringCapture {
+    On,
+    /// Off: io_uring reads, opens and splices go unrecorded, for `reason`
+    /// (what the kernel lacks).
+    Off {
+        reason: String,
+    },
 }
 
 /// A device under a watch root whose `(device, inode)` keys, as the agent

@@ -4,14 +4,29 @@
 //! fields at offsets the agent hands them as load-time globals. Reading them
 //! here from `/sys/kernel/btf/vmlinux` keeps one build working on every
 //! kernel (`struct file::f_path` moved from byte 16 on 6.1 to 64 on 6.18).
+//!
+//! The io_uring offsets are a group of their own (`kernel/uring.rs`): a
+//! kernel without them still runs every other program.
+//!
+//! Test-only: `WEIGHTWARDEN_TEST_HIDE_BTF` ([`HIDE_ENV`]) names structs,
+//! members or types to treat as absent, so that tests can make a kernel
+//! look like one that lacks them.
 
 use std::path::Path;
 
 use btf_rs::{Btf, BtfType, Type};
 use sensor_common::offset_global as g;
 
+use crate::kernel::uring;
+
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Test-only: a comma-separated list of `struct.member` or type names the
+/// offset lookups treat as absent (`io_kiocb.opcode`, `io_kiocb`,
+/// `btf_trace_io_uring_complete`). Never set in production: it makes the
+/// sensor believe the kernel lacks what it has.
+pub const HIDE_ENV: &str = "WEIGHTWARDEN_TEST_HIDE_BTF";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -45,6 +60,91 @@ pub type Global = (&'static str, u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelOffsets {
     pub globals: Vec<Global>,
+    /// Whether the io_uring programs' offsets are among `globals`; if
+    /// not, why (those programs are then not loaded).
+    pub io_uring: Result<(), uring::Unavailable>,
+}
+
+/// Names the lookups treat as absent ([`HIDE_ENV`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hidden(Vec<String>);
+
+impl Hidden {
+    /// From [`HIDE_ENV`]; empty when it is unset.
+    pub fn from_env() -> Self {
+        let hidden = Self::parse(&std::env::var(HIDE_ENV).unwrap_or_default());
+        if !hidden.0.is_empty() {
+            tracing::warn!(
+                hidden = %hidden.0.join(","),
+                "{HIDE_ENV} is set (test-only): these kernel BTF names are treated as absent"
+            );
+        }
+        hidden
+    }
+
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    fn hides(&self, name: &str) -> bool {
+        self.0.iter().any(|h| h == name)
+    }
+}
+
+/// The kernel's BTF as the offset lookups see it: with the [`Hidden`]
+/// names absent.
+pub struct Layout<'a> {
+    btf: &'a Btf,
+    hidden: &'a Hidden,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(btf: &'a Btf, hidden: &'a Hidden) -> Self {
+        Self { btf, hidden }
+    }
+
+    /// Byte offset of `member` in `struct strukt` ([`member_offset`]).
+    pub fn member(&self, strukt: &'static str, member: &'static str) -> Result<u64, BtfError> {
+        if self.hidden.hides(strukt) {
+            return Err(BtfError::NoStruct(strukt));
+        }
+        if self.hidden.hides(&format!("{strukt}.{member}")) {
+            return Err(BtfError::NoMember { strukt, member });
+        }
+        member_offset(self.btf, strukt, member)
+    }
+
+    /// Whether the kernel has a type called `name` (a tracepoint's
+    /// `btf_trace_<name>` typedef, say).
+    pub fn has_type(&self, name: &str) -> bool {
+        !self.hidden.hides(name)
+            && self
+                .btf
+                .resolve_types_by_name(name)
+                .is_ok_and(|types| !types.is_empty())
+    }
+
+    /// `sizeof(struct strukt)`.
+    pub fn struct_size(&self, strukt: &'static str) -> Result<u64, BtfError> {
+        if self.hidden.hides(strukt) {
+            return Err(BtfError::NoStruct(strukt));
+        }
+        self.btf
+            .resolve_types_by_name(strukt)
+            .map_err(|_| BtfError::NoStruct(strukt))?
+            .iter()
+            .find_map(|t| match t {
+                Type::Struct(s) if !s.members.is_empty() => Some(s.size() as u64),
+                _ => None,
+            })
+            .ok_or(BtfError::NoStruct(strukt))
+    }
 }
 
 /// `(global, struct, member)` for every offset the programs read.
@@ -87,10 +187,6 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     // parent's (the target's pid).
     (g::SB_MAGIC, "super_block", "s_magic"),
     (g::DENTRY_PARENT, "dentry", "d_parent"),
-    // io_uring requests (`struct io_kiocb`, its per-opcode command data).
-    (g::IO_KIOCB_FILE, "io_kiocb", "file"),
-    (g::IO_KIOCB_OPCODE, "io_kiocb", "opcode"),
-    (g::IO_OPEN_FILE_SLOT, "io_open", "file_slot"),
     // Syscall arguments, read from the saved registers (x86-64 and ia32).
     (g::REGS_BX, "pt_regs", "bx"),
     (g::REGS_CX, "pt_regs", "cx"),
@@ -105,7 +201,8 @@ const MEMBERS: &[(&str, &str, &str)] = &[
 ];
 
 impl KernelOffsets {
-    /// Reads the offsets from the BTF file at `path`.
+    /// Reads the offsets from the BTF file at `path`, hiding what
+    /// [`HIDE_ENV`] names.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
         // Read whole, then parsed from memory: btf-rs's file reader seeks
         // for every type, one lseek(2) each (0.1 s of start-up on 6.18).
@@ -116,44 +213,40 @@ impl KernelOffsets {
                 path: path.display().to_string(),
                 source,
             })?;
-        Self::from_btf(&btf)
+        Self::from_layout(&Layout::new(&btf, &Hidden::from_env()))
     }
 
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        let mut globals = Vec::with_capacity(MEMBERS.len() + 9);
+        Self::from_layout(&Layout::new(btf, &Hidden::default()))
+    }
+
+    /// Every offset the programs that always load need (an error if one
+    /// is missing), and the io_uring ones if this kernel has them all.
+    pub fn from_layout(l: &Layout) -> Result<Self, BtfError> {
+        let mut globals = Vec::with_capacity(MEMBERS.len() + 7 + uring::GLOBALS);
         for &(global, strukt, member) in MEMBERS {
-            globals.push((global, member_offset(btf, strukt, member)?));
+            globals.push((global, l.member(strukt, member)?));
         }
         // x86's compat flag lives in the thread_info embedded in task_struct.
-        let status = member_offset(btf, "task_struct", "thread_info")?
-            + member_offset(btf, "thread_info", "status")?;
+        let status = l.member("task_struct", "thread_info")? + l.member("thread_info", "status")?;
         globals.push((g::TASK_TI_STATUS, status));
-        let pwd_dentry =
-            member_offset(btf, "fs_struct", "pwd")? + member_offset(btf, "path", "dentry")?;
+        let pwd_dentry = l.member("fs_struct", "pwd")? + l.member("path", "dentry")?;
         globals.push((g::FS_PWD_DENTRY, pwd_dentry));
-        let file_dentry =
-            member_offset(btf, "file", "f_path")? + member_offset(btf, "path", "dentry")?;
+        let file_dentry = l.member("file", "f_path")? + l.member("path", "dentry")?;
         globals.push((g::FILE_PATH_DENTRY, file_dentry));
-        let name = member_offset(btf, "dentry", "d_name")? + member_offset(btf, "qstr", "name")?;
+        let name = l.member("dentry", "d_name")? + l.member("qstr", "name")?;
         globals.push((g::DENTRY_NAME, name));
-        let (mtime_sec, mtime_nsec) = mtime_offsets(btf)?;
+        let (mtime_sec, mtime_nsec) = mtime_offsets(l)?;
         globals.push((g::INODE_MTIME_SEC, mtime_sec));
         globals.push((g::INODE_MTIME_NSEC, mtime_nsec));
-        // io_uring: a request's result, and where a read request's file
-        // position is (the command data starts the `io_kiocb`).
-        let res = member_offset(btf, "io_kiocb", "cqe")? + member_offset(btf, "io_cqe", "res")?;
-        globals.push((g::IO_KIOCB_CQE_RES, res));
-        let ki_pos = member_offset(btf, "io_kiocb", "cmd")?
-            + member_offset(btf, "io_rw", "kiocb")?
-            + member_offset(btf, "kiocb", "ki_pos")?;
-        globals.push((g::IO_RW_KI_POS, ki_pos));
         let window = [g::INODE_SB, g::INODE_INO, g::INODE_SIZE]
             .iter()
             .filter_map(|name| globals.iter().find(|(n, _)| n == name).map(|&(_, v)| v))
             .min()
             .unwrap_or(0);
         globals.push((g::INODE_WINDOW, window));
-        Ok(Self { globals })
+        let io_uring = uring::offsets(l).map(|more| globals.extend(more));
+        Ok(Self { globals, io_uring })
     }
 
     /// The offset for `global`, if it is one of ours.
@@ -168,18 +261,19 @@ impl KernelOffsets {
 /// Where an inode keeps its modification time: `i_mtime_sec` and
 /// `i_mtime_nsec` since 6.7, a `struct timespec64` called `__i_mtime`
 /// (6.6) or `i_mtime` before (the nanoseconds' low 32 bits are read).
-fn mtime_offsets(btf: &Btf) -> Result<(u64, u64), BtfError> {
+fn mtime_offsets(l: &Layout) -> Result<(u64, u64), BtfError> {
     if let (Ok(sec), Ok(nsec)) = (
-        member_offset(btf, "inode", "i_mtime_sec"),
-        member_offset(btf, "inode", "i_mtime_nsec"),
+        l.member("inode", "i_mtime_sec"),
+        l.member("inode", "i_mtime_nsec"),
     ) {
         return Ok((sec, nsec));
     }
-    let base = member_offset(btf, "inode", "__i_mtime")
-        .or_else(|_| member_offset(btf, "inode", "i_mtime"))?;
+    let base = l
+        .member("inode", "__i_mtime")
+        .or_else(|_| l.member("inode", "i_mtime"))?;
     Ok((
-        base + member_offset(btf, "timespec64", "tv_sec")?,
-        base + member_offset(btf, "timespec64", "tv_nsec")?,
+        base + l.member("timespec64", "tv_sec")?,
+        base + l.member("timespec64", "tv_nsec")?,
     ))
 }
 
@@ -275,7 +369,12 @@ mod tests {
     fn every_offset_resolves_on_the_running_kernel() {
         let Some(btf) = running_kernel() else { return };
         let offsets = KernelOffsets::from_btf(&btf).expect("offsets");
-        assert_eq!(offsets.globals.len(), MEMBERS.len() + 9);
+        assert_eq!(
+            offsets.globals.len(),
+            MEMBERS.len() + 7 + uring::GLOBALS,
+            "{:?}",
+            offsets.io_uring
+        );
         // One 64-byte read covers i_sb, i_ino and i_size on this kernel
         // (the fast path; the kernel programs fall back field by field).
         let window = offsets.get(g::INODE_WINDOW).expect("window");
@@ -295,16 +394,6 @@ mod tests {
         // task_struct is thousands of bytes; these cannot be at its start.
         assert!(offsets.get(g::TASK_FILES).expect("files") > 64);
         assert!(offsets.get(g::TASK_TGID).expect("tgid") > 64);
-        // io_uring: the command data (a read's kiocb, an open's slot)
-        // overlays the request's first 64 bytes, the file pointer first.
-        assert_eq!(offsets.get(g::IO_KIOCB_FILE), Some(0));
-        assert_eq!(offsets.get(g::IO_RW_KI_POS), Some(8));
-        assert!(offsets.get(g::IO_OPEN_FILE_SLOT).expect("file_slot") < 64);
-        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") >= 64);
-        // One 128-byte read of the request fetches what a completion needs
-        // (sensor-ebpf/src/uring.rs; a field outside is read on its own).
-        assert!(offsets.get(g::IO_KIOCB_CQE_RES).expect("res") + 4 <= 128);
-        assert!(offsets.get(g::IO_KIOCB_OPCODE).expect("opcode") < 128);
         // pid and tgid are adjacent pid_t fields.
         assert_eq!(
             offsets.get(g::TASK_TGID).expect("tgid"),

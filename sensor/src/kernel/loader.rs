@@ -17,6 +17,7 @@ use crate::kernel::{
     },
     object as ebpf, preflight,
     programs::{Attach, ENFORCEMENT_LSM, ProgramSpec, TIERS, TierSpec},
+    uring,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +141,9 @@ pub struct Sensor {
     ebpf: Ebpf,
     pub tier: &'static TierSpec,
     pub attached: usize,
+    /// Whether the tier's io_uring programs are loaded (and attached with
+    /// the rest); if not, why: capture runs without them.
+    pub io_uring: Result<(), uring::Unavailable>,
 }
 
 const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/kernel/tracing`, \
@@ -210,7 +214,8 @@ impl Sensor {
     }
 
     /// Loads the object and verifies every program of `tier`, attaching
-    /// nothing yet.
+    /// nothing yet. Its io_uring programs load where this kernel has what
+    /// they need; their absence is no error.
     pub fn load(
         offsets: &KernelOffsets,
         opts: &LoadOptions,
@@ -219,10 +224,15 @@ impl Sensor {
         let mut ebpf = open_object(Some(offsets), opts)?;
         let btf = kernel_btf()?;
         load_programs(&mut ebpf, tier.programs, &btf)?;
+        let io_uring = offsets
+            .io_uring
+            .clone()
+            .and_then(|()| load_all_or_none(&mut ebpf, tier.io_uring, &btf));
         Ok(Self {
             ebpf,
             tier,
             attached: 0,
+            io_uring,
         })
     }
 
@@ -262,12 +272,34 @@ impl Sensor {
         }
     }
 
-    /// Attaches every program of the tier. Capture is live when this returns.
+    /// Attaches every program of the tier, and its io_uring programs if
+    /// they loaded (an attach refused there turns them off, none left
+    /// attached). Capture is live when this returns.
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
         for spec in self.tier.programs {
             for attach in spec.attach {
                 attach_program(&mut self.ebpf, spec.name, attach)?;
                 self.attached += 1;
+            }
+        }
+        if self.io_uring.is_ok() {
+            let specs = self.tier.io_uring;
+            let attached = specs.iter().try_fold(0, |n, spec| {
+                spec.attach.iter().try_fold(n, |n, attach| {
+                    attach_program(&mut self.ebpf, spec.name, attach)
+                        .map(|()| n + 1)
+                        .map_err(|err| uring::Unavailable::Program {
+                            program: spec.name,
+                            cause: crate::Chain(&err).to_string(),
+                        })
+                })
+            });
+            match attached {
+                Ok(n) => self.attached += n,
+                Err(err) => {
+                    unload(&mut self.ebpf, specs);
+                    self.io_uring = Err(err);
+                }
             }
         }
         Ok(())
@@ -350,6 +382,46 @@ impl Sensor {
     /// The per-CPU loss and error counters.
     pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
         Ok(KernelCounters::new(self.take(map_name::COUNTERS)?))
+    }
+}
+
+/// Loads every program of `specs`, or (unloading any that loaded) none.
+fn load_all_or_none(
+    ebpf: &mut Ebpf,
+    specs: &'static [ProgramSpec],
+    btf: &Btf,
+) -> Result<(), uring::Unavailable> {
+    let loaded = specs.iter().try_for_each(|spec| {
+        load_program(ebpf, spec.name, &spec.attach[0], btf).map_err(|err| {
+            uring::Unavailable::Program {
+                program: spec.name,
+                cause: crate::Chain(&err).to_string(),
+            }
+        })
+    });
+    if loaded.is_err() {
+        unload(ebpf, specs);
+    }
+    loaded
+}
+
+/// Unloads (and so detaches) the programs of `specs` that are loaded.
+fn unload(ebpf: &mut Ebpf, specs: &[ProgramSpec]) {
+    macro_rules! unload_as {
+        ($ty:ty, $name:expr) => {
+            program::<$ty>(ebpf, $name).map(|p| p.unload())
+        };
+    }
+    for spec in specs {
+        // A program not loaded (or not there) has nothing to undo.
+        let _ = match spec.attach[0] {
+            Attach::TracePoint(..) => unload_as!(TracePoint, spec.name),
+            Attach::RawTracePoint(_) => unload_as!(RawTracePoint, spec.name),
+            Attach::BtfTracePoint(_) => unload_as!(BtfTracePoint, spec.name),
+            Attach::FEntry(_) => unload_as!(FEntry, spec.name),
+            Attach::Lsm(_) => unload_as!(Lsm, spec.name),
+            Attach::KProbe(_) => unload_as!(KProbe, spec.name),
+        };
     }
 }
 

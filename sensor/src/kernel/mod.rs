@@ -12,3 +12,4 @@ pub mod maps;
 pub mod object;
 pub mod preflight;
 pub mod programs;
+pub mod uring;

@@ -1,5 +1,13 @@
-//! Checks made before anything is loaded, so `run` either starts whole or
+//! Checks made before anything is loaded, so `run` either starts or
 //! stops with an error naming the problem and its fix.
+//!
+//! What the kernel must offer: x86-64, BTF (`CONFIG_DEBUG_INFO_BTF=y`),
+//! Linux 5.11 or newer (BTF tracepoints, the ring buffer,
+//! `bpf_get_current_task_btf`), tracefs. io_uring capture alone needs more
+//! (Linux 6.0+ with `CONFIG_IO_URING=y`, `kernel/uring.rs`) and is left
+//! off, with a warning, where the kernel lacks it; BPF LSM enforcement
+//! needs `bpf` among the active LSMs and is used where it is. Tested on
+//! 6.1 (Debian 12, the VM tests) and 6.18; 5.11 to 5.19 are untested.
 
 use std::path::Path;
 
@@ -28,7 +36,9 @@ pub enum PreflightError {
     )]
     NoBtf,
     #[error(
-        "kernel {release} is too old: weightwarden needs BTF tracepoints with bpf_get_current_task_btf (Linux 5.11 or newer)"
+        "kernel {release} is too old: weightwarden needs Linux 5.11 or newer (BTF tracepoints \
+         with bpf_get_current_task_btf; io_uring capture needs 6.0 or newer and is left off \
+         before it)"
     )]
     KernelTooOld { release: String },
     #[error(

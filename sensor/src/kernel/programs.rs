@@ -98,19 +98,25 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
                   copy_file_range, mmap and close of watched files, Linux AIO reads \
                   (io_submit), for processes the holder prefilter lets through",
     },
-    // io_uring requests pass no syscall hook (sensor-ebpf/src/uring.rs).
-    // Completion before file-get, as exits before enters.
+];
+
+/// The tracepoint tier's io_uring programs: io_uring requests pass no
+/// syscall hook (sensor-ebpf/src/uring.rs). Optional (kernel/uring.rs):
+/// where the kernel lacks their tracepoints or request layout, the tier
+/// runs without them. Completion before file-get, as exits before enters.
+pub const IO_URING_CAPTURE: &[ProgramSpec] = &[
     ProgramSpec {
         name: "ww_io_uring_complete",
         attach: &[Btf("io_uring_complete")],
-        purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) of watched files with \
-                  their bytes, io_uring opens of watched files",
+        purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) and splices of watched \
+                  files with their bytes, io_uring opens of watched files (into a descriptor \
+                  or a fixed-file slot)",
     },
     ProgramSpec {
         name: "ww_io_uring_file_get",
         attach: &[Btf("io_uring_file_get")],
-        purpose: "the policy's kill fallback for io_uring reads of policy files, while a \
-                  policy is enforced",
+        purpose: "the policy's kill fallback for io_uring reads and splices of policy files, \
+                  while a policy is enforced",
     },
 ];
 
@@ -144,15 +150,19 @@ pub struct TierSpec {
     /// What a host needs for it, for `doctor`'s fix line.
     pub needs: &'static str,
     pub programs: &'static [ProgramSpec],
+    /// Programs the tier runs without where this kernel cannot load them
+    /// (kernel/uring.rs says why); `run` reports them off.
+    pub io_uring: &'static [ProgramSpec],
 }
 
 /// Every tier, best first. `run` uses the first one this kernel loads.
 pub const TIERS: &[TierSpec] = &[TierSpec {
     tier: Tier::Tracepoint,
     summary: "syscall and sched tracepoints",
-    needs: "Linux 6.0+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on sys_enter/sys_exit) \
-            and CONFIG_IO_URING=y (its io_uring tracepoints)",
+    needs: "Linux 5.11+ with CONFIG_DEBUG_INFO_BTF=y (BTF tracepoints on sys_enter/sys_exit); \
+            its io_uring programs, optional, need 6.0+ with CONFIG_IO_URING=y",
     programs: TRACEPOINT_TIER,
+    io_uring: IO_URING_CAPTURE,
 }];
 
 /// A kind of hook `doctor` tries for real, with a program of its own.
@@ -221,7 +231,7 @@ mod tests {
     #[test]
     fn every_tier_attach_point_has_a_floor_program() {
         for tier in TIERS {
-            for spec in tier.programs {
+            for spec in tier.programs.iter().chain(tier.io_uring) {
                 for attach in spec.attach {
                     assert!(
                         attach.floor_program().is_some(),
@@ -238,7 +248,7 @@ mod tests {
     fn tier_program_names_are_unique() {
         let mut names: Vec<&str> = TIERS
             .iter()
-            .flat_map(|t| t.programs.iter().map(|p| p.name))
+            .flat_map(|t| t.programs.iter().chain(t.io_uring).map(|p| p.name))
             .collect();
         let all = names.len();
         names.sort_unstable();

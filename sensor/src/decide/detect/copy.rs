@@ -106,6 +106,7 @@ pub(super) fn syscall_name(syscall: CopySyscall) -> &'static str {
         CopySyscall::CopyFileRange => "copy_file_range",
         CopySyscall::Ficlone => "ioctl FICLONE",
         CopySyscall::FicloneRange => "ioctl FICLONERANGE",
+        CopySyscall::IoUringSplice => "io_uring splice",
     }
 }
 

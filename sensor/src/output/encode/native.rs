@@ -23,9 +23,9 @@ use crate::{
     event::{
         Access, AccessDetail, Action, Ancestor, ChangeDetail, ChangeSyscall, Container, CopyDetail,
         CopySyscall, DerivedFrom, Destination, DestinationKind, Event, Exit, File, FileState,
-        FlushReason, MemoryMethod, MemorySummary, OpenSummary, OutputCounters, PolicyInfo,
-        PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, Replaced, SendDetail,
-        SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
+        FlushReason, IoUringCapture, MemoryMethod, MemorySummary, OpenSummary, OutputCounters,
+        PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, Replaced,
+        SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
         UnconfirmedIdentity,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
@@ -780,6 +780,19 @@ fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
             .collect();
         map.insert("unconfirmed".into(), Value::Array(list));
     }
+    if let Some(io_uring) = &s.io_uring {
+        let mut m = Map::new();
+        match io_uring {
+            IoUringCapture::On => {
+                m.insert("capture".into(), Value::from("on"));
+            }
+            IoUringCapture::Off { reason } => {
+                m.insert("capture".into(), Value::from("off"));
+                m.insert("reason".into(), Value::from(reason.as_str()));
+            }
+        }
+        map.insert("io_uring".into(), Value::Object(m));
+    }
     map
 }
 
@@ -1249,6 +1262,24 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
                 })
                 .collect(),
         );
+    }
+    if let Some(Value::Object(io_uring)) = map.remove("io_uring") {
+        status.io_uring = Some(match io_uring.get("capture").and_then(Value::as_str) {
+            Some("on") => IoUringCapture::On,
+            Some("off") => IoUringCapture::Off {
+                reason: io_uring
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+            other => {
+                return Err(DecodeError::Value {
+                    field: "sensor.io_uring.capture",
+                    value: format!("{other:?}"),
+                });
+            }
+        });
     }
     if let Some(Value::Array(outputs)) = map.remove("sinks") {
         for o in outputs {

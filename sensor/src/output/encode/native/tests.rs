@@ -169,6 +169,7 @@ fn status() -> SensorStatus {
         ],
         enforcement: None,
         unconfirmed: None,
+        io_uring: None,
     }
 }
 
@@ -766,4 +767,40 @@ fn change_records_have_their_shape_and_decode_back() {
     found.detection = Some(Detection::new(DetectionId::Tamper, "renamed".into()));
     let line = encode_all(std::slice::from_ref(&found));
     assert_eq!(decode(line.trim_end()).expect("decodes"), found);
+}
+
+#[test]
+fn io_uring_capture_on_sensor_records_has_its_shape_and_decodes_back() {
+    for (capture, want) in [
+        (IoUringCapture::On, r#""io_uring":{"capture":"on"}"#),
+        (
+            IoUringCapture::Off {
+                reason: "the kernel's io_uring request layout lacks io_kiocb.opcode".into(),
+            },
+            r#""io_uring":{"capture":"off","reason":"the kernel's io_uring request layout lacks io_kiocb.opcode"}"#,
+        ),
+    ] {
+        let mut start = base(Action::SensorStart, None);
+        let mut s = status();
+        s.io_uring = Some(capture);
+        start.sensor = Some(s);
+        let line = encode_all(std::slice::from_ref(&start));
+        assert!(line.contains(want), "{line}");
+        assert_eq!(decode(line.trim_end()).expect("decodes"), start);
+    }
+    let bad = encode_all(&[{
+        let mut start = base(Action::SensorStart, None);
+        let mut s = status();
+        s.io_uring = Some(IoUringCapture::On);
+        start.sensor = Some(s);
+        start
+    }])
+    .replace(r#""capture":"on""#, r#""capture":"maybe""#);
+    assert!(matches!(
+        decode(bad.trim_end()),
+        Err(DecodeError::Value {
+            field: "sensor.io_uring.capture",
+            ..
+        })
+    ));
 }
