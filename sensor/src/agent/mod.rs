@@ -236,22 +236,22 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     // The verifier takes about as long as the walk of a large model store:
     // they run side by side, the walk's keys published to the kernel's
     // map once it exists.
-    let load_options = LoadOptions::from_config(&config);
-    let loading = std::thread::spawn(move || Sensor::load_best(&offsets, &load_options));
-    let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
-    let walked = WatchSet::new(
-        WatchSpec {
-            roots,
-            roots_required,
-            extensions: config.watch.extensions.clone(),
-            gpu_patterns: config.gpu.device_patterns.clone(),
-            max_retained: config.watch.max_retained as usize,
-        },
-        &mut OfflineMap,
-    );
-    let mut sensor = loading
+    let spec = WatchSpec {
+        roots: config.expanded_roots(Path::new("/home"), Path::new("/root")),
+        roots_required,
+        extensions: config.watch.extensions.clone(),
+        gpu_patterns: config.gpu.device_patterns.clone(),
+        max_retained: config.watch.max_retained as usize,
+    };
+    // The walk's index stays for the agent's life; the loader's parse of
+    // the kernel's BTF is freed at once: the loader keeps the main heap,
+    // which `release_free_heap` gives back below.
+    let walking = std::thread::spawn(move || WatchSet::new(spec, &mut OfflineMap));
+    let loaded = Sensor::load_best(&offsets, &LoadOptions::from_config(&config));
+    let walked = walking
         .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let mut sensor = loaded?;
     let mut watch = walked?;
     let tier = sensor.tier;
     let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
