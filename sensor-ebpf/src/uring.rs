@@ -24,7 +24,7 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
 };
-use sensor_common::{counter, enforce::op as enforce_op};
+use sensor_common::{change_syscall, counter, enforce::op as enforce_op};
 
 use crate::{
     file, holders,
@@ -180,8 +180,13 @@ fn descriptor_completed(req: u64, r: &Request) {
         return;
     }
     // No flags as passed: an io_uring open for writing or truncation is
-    // an `open` record only (docs/events.md).
-    file::open_exit(i64::from(res), None);
+    // an `open` record only (docs/events.md); a create is a record.
+    let syscall = if r.opcode == opcode::OPENAT2 {
+        change_syscall::IO_URING_OPENAT2
+    } else {
+        change_syscall::IO_URING_OPENAT
+    };
+    file::open_exit(i64::from(res), file::OpenCall::Uring(syscall));
 }
 
 /// A request takes descriptor `fd` from the process's table (`req` is a

@@ -16,6 +16,11 @@
  * and closes the descriptor with close(2). Prints "pid P", "open FD" and
  * one "OP RESULT" line per read. Exit 77: io_uring is not available to
  * this process (not built in, or kernel.io_uring_disabled).
+ *
+ *   uring --create PATH
+ *
+ * creates PATH with IORING_OP_OPENAT (O_CREAT | O_EXCL | O_WRONLY, 0644),
+ * prints "pid P" and "open FD", and closes it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -121,10 +126,12 @@ static void read_op(struct ring *r, const char *name, struct io_uring_sqe sqe)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: uring PATH\n");
+    int create = argc == 3 && strcmp(argv[1], "--create") == 0;
+    if (argc != 2 && !create) {
+        fprintf(stderr, "usage: uring [--create] PATH\n");
         return 2;
     }
+    const char *path = argv[argc - 1];
     struct ring r;
     setup(&r);
     struct iovec reg = {fixed, sizeof fixed};
@@ -132,14 +139,21 @@ int main(int argc, char **argv)
         die("io_uring_register");
     printf("pid %d\n", getpid());
 
-    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)argv[1], 0, 0);
-    open.open_flags = O_RDONLY;
+    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)path, 0, 0);
+    open.open_flags = create ? O_CREAT | O_EXCL | O_WRONLY : O_RDONLY;
+    open.len = create ? 0644 : 0;
     int fd = submit(&r, &open);
     if (fd < 0) {
         fprintf(stderr, "openat: %s\n", strerror(-fd));
         return 1;
     }
     printf("open %d\n", fd);
+    if (create) {
+        if (syscall(SYS_close, fd) != 0)
+            die("close");
+        fflush(stdout);
+        return 0;
+    }
 
     read_op(&r, "read", request(IORING_OP_READ, fd, (uintptr_t)buf, 65536, 0));
     struct iovec iov[2] = {{vec_a, sizeof vec_a}, {vec_b, sizeof vec_b}};

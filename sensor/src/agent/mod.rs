@@ -2,6 +2,7 @@
 //! starts whole or not at all), the stages the event loop drives, and the
 //! clean stop on SIGINT/SIGTERM.
 
+mod creations;
 mod event_loop;
 mod health;
 mod holders;
@@ -181,6 +182,9 @@ struct Agent {
     /// Processes that made a memory record (an open of `/proc/PID/mem`, a
     /// ptrace attach): only their exits look for memory-read aggregates.
     memory_readers: std::collections::HashSet<u32>,
+    /// Files processes created, whose own changes to them are folded
+    /// into their `create` record.
+    creations: creations::Creations,
     /// The baseline checker, when `detect.baseline` is set.
     integrity: Option<integrity::Integrity>,
 }
@@ -229,7 +233,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     } = settings;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
-    let mut sensor = Sensor::load_best(&offsets, &LoadOptions::from_config(&config))?;
+    let load_options = LoadOptions::from_config(&config);
+    let mut sensor = Sensor::load_best(&offsets, &load_options)?;
     let tier = sensor.tier;
     let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
     let policy::StartUp {
@@ -242,11 +247,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         findings: policy_findings,
     } = policy::start_up(config.policy.as_deref(), &mut kernel_tables)?;
     let (enforcer, enforced) = enforcement.unzip();
-    let mut watched = KernelInodeMap::new(
-        sensor.take_watched()?,
-        sensor.take_ino_filter()?,
-        config.watch.max_files,
-    );
+    let mut watched = KernelInodeMap::new(sensor.take_watch_maps(&load_options)?);
     let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
     let watch = WatchSet::new(
         WatchSpec {
@@ -367,6 +368,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         holders_rescan: false,
         open_entries: Default::default(),
         memory_readers: Default::default(),
+        creations: Default::default(),
         integrity: None,
     };
     // Attach first, then read /proc: a process starting in between is seen

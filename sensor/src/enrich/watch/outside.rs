@@ -164,6 +164,15 @@ fn current_path(fd: &OwnedFd, key: FileKey) -> Option<PathBuf> {
     (super::identity(&link) == Some(key)).then_some(link)
 }
 
+/// A followed inode found gone.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Released {
+    pub(super) key: FileKey,
+    pub(super) path: PathBuf,
+    /// Its size and modification time (ns) when last seen alive.
+    pub(super) state: Option<(u64, i64)>,
+}
+
 /// Why an inode outside the roots is watched (several at once are fine).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Kept {
@@ -176,6 +185,9 @@ pub(super) struct Kept {
     pub(super) retained: bool,
     /// Made from this watched file.
     pub(super) derived_from: Option<FileKey>,
+    /// Its size and modification time (ns) when last checked: the state
+    /// before an unlink, once it is gone.
+    pub(super) state: Option<(u64, i64)>,
 }
 
 impl Kept {
@@ -238,6 +250,16 @@ impl Outside {
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &FileKey> {
         self.kept.keys()
+    }
+
+    /// Names a followed inode's new path (a policy file keeps the
+    /// policy's).
+    pub(super) fn set_path(&mut self, key: &FileKey, path: &Path) {
+        if let Some(kept) = self.kept.get_mut(key)
+            && kept.followed()
+        {
+            kept.path = path.to_path_buf();
+        }
     }
 
     pub(super) fn remove(&mut self, key: &FileKey) {
@@ -304,12 +326,14 @@ impl Outside {
         Ok(())
     }
 
-    /// Follows `key` at `path` as derived from `from`.
+    /// Follows `key` at `path` (its size and modification time `state`)
+    /// as derived from `from`.
     pub(super) fn derive(
         &mut self,
         key: FileKey,
         path: &Path,
         from: FileKey,
+        state: (u64, i64),
     ) -> Result<(), Refused> {
         if self.max_followed == 0 {
             return Err(Refused::Off);
@@ -328,22 +352,28 @@ impl Outside {
         let kept = self.kept.entry(key).or_default();
         kept.derived_from = Some(from);
         kept.handle = Some(handle);
+        kept.state = Some(state);
         if !kept.policy {
             kept.path = path.to_path_buf();
         }
         Ok(())
     }
 
-    /// Checks whether a followed inode still lives, updating its path.
-    /// A followed inode back under the roots (`in_roots`) stops being
-    /// retained (the index names it again); one that is gone loses its
-    /// followed reasons. Returns the keys that lost their last reason.
-    pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<(FileKey, PathBuf)> {
+    /// Checks whether a followed inode still lives, updating its path and
+    /// state. A followed inode back under the roots (`in_roots`) stops
+    /// being retained (the index names it again); one that is gone loses
+    /// its followed reasons. Returns the keys that lost their last reason,
+    /// with their last path and state.
+    pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<Released> {
         let mut released = Vec::new();
         for (key, kept) in &mut self.kept {
             if check_kept(key, kept, &in_roots, &mut self.counters) == Checked::Gone && !kept.policy
             {
-                released.push((*key, kept.path.clone()));
+                released.push(Released {
+                    key: *key,
+                    path: kept.path.clone(),
+                    state: kept.state,
+                });
             }
         }
         self.kept.retain(|_, k| k.policy || k.followed());
@@ -383,6 +413,13 @@ fn check_kept(
                 Some(Ok(fd)) => {
                     if let Some(path) = current_path(&fd, *key) {
                         kept.path = path;
+                    }
+                    if let Ok(stat) = nix::sys::stat::fstat(&fd) {
+                        let mtime = stat
+                            .st_mtime
+                            .saturating_mul(1_000_000_000)
+                            .saturating_add(stat.st_mtime_nsec);
+                        kept.state = Some((stat.st_size.max(0) as u64, mtime));
                     }
                     close_unseen(fd);
                     Checked::Alive
@@ -446,7 +483,15 @@ mod tests {
         assert_eq!(outside.counters.unsupported, 1);
 
         std::fs::remove_file(&b).expect("unlink");
-        assert_eq!(outside.check(|_| false), vec![(key, b)]);
+        let released = outside.check(|_| false);
+        assert_eq!(
+            released
+                .iter()
+                .map(|r| (r.key, r.path.clone(), r.state.map(|s| s.0)))
+                .collect::<Vec<_>>(),
+            vec![(key, b, Some(7))],
+            "its last path and size"
+        );
         assert!(!outside.contains(&key));
         assert_eq!(outside.counters.gone, 1);
     }
