@@ -13,8 +13,14 @@
 //!
 //! Cost on unrelated opens: callers test `O_CREAT` as passed before calling
 //! here (a register already loaded); an open that passed it and did not
-//! create (an existing log file) pays one probe read of `f_mode`; a create
-//! outside the roots, the walk of up to three directories.
+//! create (an existing log file) pays the descriptor's lookup and one probe
+//! read of `f_mode`; a create outside the roots, the walk of up to three
+//! directories.
+//!
+//! Called from the programs' top level, beside the open's own handling
+//! (`file.rs`), not under it: 6.1's verifier allows 512 bytes of stack for
+//! a chain of calls, and `exit_followed` and this frame together exceed it
+//! (it counted 704).
 
 use aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes;
 use sensor_common::{ChangeEvent, FileKey, FileState, change_flag, kind};
@@ -23,9 +29,9 @@ use crate::{
     emit::{fill_header, reserve},
     kernel::{
         OFF_DENTRY_INODE, OFF_DENTRY_NAME, OFF_DENTRY_PARENT, OFF_FILE_MODE, OFF_FILE_PATH_DENTRY,
-        file_state, inode_identity, read_at,
+        OFF_INODE_INO, OFF_INODE_SB, OFF_SB_DEV, file_of_fd, file_state, read_at,
     },
-    maps::WATCHED_DIRS,
+    maps::{WATCHED, WATCHED_DIRS},
 };
 
 /// `FMODE_CREATED` (include/linux/fs.h): set on the file of an open that
@@ -36,12 +42,20 @@ const FMODE_CREATED: u32 = 1 << 20;
 /// Directories looked up, from the file's own up.
 const DIR_LEVELS: usize = 3;
 
-/// The open of `file_ptr` that returned `fd` may have created it (the
-/// caller checked `O_CREAT`, or cannot): when it did, in or just below a
-/// watched directory, a change record with the file's state, its
-/// directory and its name (`passed`: the flags as passed, 0 when unknown).
+/// The open that returned `fd` may have created its file (the caller
+/// checked `O_CREAT`, or cannot): when it did, in or just below a watched
+/// directory, a change record with the file's state, its directory and its
+/// name (`passed`: the flags as passed, 0 when unknown). A file already
+/// watched (its inode number reused before the agent dropped the old one)
+/// has its open's own records.
 #[inline(never)]
-pub fn open_exit(file_ptr: u64, fd: i32, syscall: u32, passed: u64) {
+pub fn open_exit(fd: i32, syscall: u32, passed: u64) {
+    if fd < 0 {
+        return;
+    }
+    let Some(file_ptr) = file_of_fd(fd as u32 as u64) else {
+        return;
+    };
     let Some(mode) = read_at::<u32>(file_ptr, &OFF_FILE_MODE) else {
         return;
     };
@@ -57,6 +71,10 @@ pub fn open_exit(file_ptr: u64, fd: i32, syscall: u32, passed: u64) {
     let Some((key, after)) = file_state(file_ptr) else {
         return;
     };
+    // SAFETY: only the presence is used.
+    if unsafe { WATCHED.get(&key) }.is_some() {
+        return;
+    }
     send(syscall, fd, passed, key, after, dir, dentry);
 }
 
@@ -72,8 +90,7 @@ fn watched_dir(dentry: u64) -> Option<FileKey> {
         if dir == child {
             return None;
         }
-        let inode = read_at::<u64>(dir, &OFF_DENTRY_INODE)?;
-        let (key, _) = inode_identity(inode)?;
+        let key = dir_key(dir)?;
         let parent = *parent_key.get_or_insert(key);
         // SAFETY: only the presence is used.
         if unsafe { WATCHED_DIRS.get(&key) }.is_some() {
@@ -82,6 +99,22 @@ fn watched_dir(dentry: u64) -> Option<FileKey> {
         child = dir;
     }
     None
+}
+
+/// The identity of the directory `dentry` names. Field by field, not
+/// with the 64-byte inode window the hot paths use: this function sits
+/// under `exit_followed`'s frame, and 6.1's verifier allows 512 bytes for
+/// the chain (it counted 704 with the window).
+#[inline(always)]
+fn dir_key(dentry: u64) -> Option<FileKey> {
+    let inode = read_at::<u64>(dentry, &OFF_DENTRY_INODE)?;
+    let ino = read_at::<u64>(inode, &OFF_INODE_INO)?;
+    let sb = read_at::<u64>(inode, &OFF_INODE_SB)?;
+    let dev = read_at::<u32>(sb, &OFF_SB_DEV)?;
+    Some(FileKey {
+        dev: u64::from(dev),
+        ino,
+    })
 }
 
 #[inline(always)]

@@ -45,18 +45,15 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
 pub enum OpenCall {
     /// An x86-64 open syscall: its change syscall and the flags as passed.
     Native(u32, PassedFlags),
-    /// An io_uring open request: its change syscall (its flags are not
-    /// read: whether it created the file is told by the file's mode).
-    Uring(u32),
-    /// An open whose flags are not followed (ia32): no tampering record
-    /// (docs/events.md).
+    /// An open whose flags are not followed (ia32, io_uring): no
+    /// tampering record (docs/events.md).
     Plain,
 }
 
 /// Reports the descriptor an open returned, if its file is watched; an
-/// x86-64 open for writing or with `O_TRUNC` is also a change record, and
-/// an open that created an unwatched file in a watched directory a create
-/// record (`create.rs`).
+/// x86-64 open for writing or with `O_TRUNC` is also a change record.
+/// (An open that created its file is looked at by the caller's caller,
+/// `create.rs`.)
 #[inline(always)]
 pub fn open_exit(ret: i64, call: OpenCall) {
     if ret < 0 {
@@ -67,21 +64,8 @@ pub fn open_exit(ret: i64, call: OpenCall) {
     };
     let w = match lookup_file(file_ptr) {
         Lookup::Watched(w) => w,
-        Lookup::Unwatched { sb } => {
-            // The flag test first: most opens pass no O_CREAT.
-            let created = match &call {
-                OpenCall::Native(syscall, passed) if passed.may_create() => {
-                    Some((*syscall, passed.get()))
-                }
-                OpenCall::Uring(syscall) => Some((*syscall, 0)),
-                _ => None,
-            };
-            if let Some((syscall, passed)) = created {
-                crate::create::open_exit(file_ptr, ret as i32, syscall, passed);
-            }
-            // Not watched: another process's memory, perhaps.
-            return crate::proc_mem::open_exit(file_ptr, sb);
-        }
+        // Not watched: another process's memory, perhaps.
+        Lookup::Unwatched { sb } => return crate::proc_mem::open_exit(file_ptr, sb),
         Lookup::Unknown => return,
     };
     if w.entry.flags & watch_flag::GPU_DEVICE != 0 {

@@ -118,7 +118,7 @@ impl Name {
         };
         known(&self.hash)
             || self.ext.is_some_and(|ext| known(&ext))
-            || is_blob(buf, len - name_len, name_len)
+            || is_blob(buf, len.wrapping_sub(name_len), name_len)
     }
 }
 
@@ -140,6 +140,11 @@ fn last_component(buf: &[u8; CHANGE_PATH_LEN], len: usize) -> Name {
             len: None,
         };
     }
+    // Hidden from the optimiser: knowing `len < 256`, it drops the loop's
+    // own bound, and 6.1's verifier cannot then see the loop end (it gave
+    // up after 8192 jumps).
+    // SAFETY: a read of a local.
+    let len = unsafe { core::ptr::read_volatile(&len) };
     let mut name = FNV_OFFSET;
     let mut ext = FNV_OFFSET;
     let mut dot = false;

@@ -143,7 +143,15 @@ pub fn on_complete(req: u64) {
         r.opcode,
         opcode::OPENAT | opcode::OPENAT2 | opcode::FIXED_FD_INSTALL
     ) {
-        descriptor_completed(req, &r);
+        if descriptor_completed(req, &r) {
+            // Beside the open's handling, not under it (`create.rs`).
+            let syscall = if r.opcode == opcode::OPENAT2 {
+                change_syscall::IO_URING_OPENAT2
+            } else {
+                change_syscall::IO_URING_OPENAT
+            };
+            crate::create::open_exit(r.res, syscall, 0);
+        }
     }
 }
 
@@ -164,29 +172,27 @@ fn read_completed(r: &Request) {
 
 /// An open completed (its result is the new descriptor, in the
 /// submitter's table, which io-wq threads share), or a fixed file was
-/// installed as a descriptor.
+/// installed as a descriptor. True for an open into the descriptor table
+/// (it may have created its file).
 #[inline(never)]
-fn descriptor_completed(req: u64, r: &Request) {
+fn descriptor_completed(req: u64, r: &Request) -> bool {
     let res = r.res;
     if r.opcode == opcode::FIXED_FD_INSTALL {
         // Not an open: the file was opened or registered before; but the
         // process now holds a descriptor the prefilter did not see arrive.
         holders::acquired_descriptors(i64::from(res));
-        return;
+        return false;
     }
     // An open into a fixed-file slot returns 0 or the slot, not a
     // descriptor: not followed (the slot's reads are still counted).
     if read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT).unwrap_or(1) != 0 {
-        return;
+        return false;
     }
     // No flags as passed: an io_uring open for writing or truncation is
-    // an `open` record only (docs/events.md); a create is a record.
-    let syscall = if r.opcode == opcode::OPENAT2 {
-        change_syscall::IO_URING_OPENAT2
-    } else {
-        change_syscall::IO_URING_OPENAT
-    };
-    file::open_exit(i64::from(res), file::OpenCall::Uring(syscall));
+    // an `open` record only (docs/events.md); a create is a record
+    // (`on_complete`).
+    file::open_exit(i64::from(res), file::OpenCall::Plain);
+    true
 }
 
 /// A request takes descriptor `fd` from the process's table (`req` is a

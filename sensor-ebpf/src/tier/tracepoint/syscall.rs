@@ -351,6 +351,8 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
         path_change_exit(nr, regs, ctx.arg(1));
     } else if followed_at_exit(nr) && !other_ioctl {
         exit_followed(nr, regs, ctx.arg(1));
+        // Beside the open's handling, not under it (`create.rs`).
+        open_created_exit(nr, regs, ctx.arg(1));
     } else if is_send(nr) && holders::current_tainted() {
         send_exit(nr, regs, ctx.arg(1));
     } else if (nr == native::READ || nr == native::PREAD64)
@@ -620,6 +622,27 @@ fn path_change_exit(nr: u64, regs: u64, ret: i64) {
         native::SYMLINK => change::path_exit(ret, cs::SYMLINK, cwd(di), cwd(si), 0, 0),
         native::SYMLINKAT => change::path_exit(ret, cs::SYMLINKAT, cwd(di), at(si, dx), 0, 0),
         _ => {}
+    }
+}
+
+/// An x86-64 open that passed `O_CREAT` (or may have: `openat2`)
+/// returning: did it create a file in a watched directory? The flag test
+/// is all other opens pay.
+#[inline(always)]
+fn open_created_exit(nr: u64, regs: u64, ret: i64) {
+    if ret < 0
+        || !matches!(
+            nr,
+            native::OPEN | native::CREAT | native::OPENAT | native::OPENAT2
+        )
+    {
+        return;
+    }
+    let OpenCall::Native(syscall, passed) = open_call(nr, regs) else {
+        return;
+    };
+    if passed.may_create() && !in_compat_syscall() {
+        crate::create::open_exit(ret as i32, syscall, passed.get());
     }
 }
 
