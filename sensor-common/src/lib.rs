@@ -39,6 +39,57 @@ pub mod ino_filter {
     }
 }
 
+/// The kernel's prefilter on path operations (`sensor-ebpf/src/path_filter.rs`).
+/// A successful rename, unlink, link, mknod, symlink, chmod, chown or
+/// truncate by path is sent to the agent only when the last component of
+/// one of its paths could name something the agent follows: its hash, or
+/// its extension's, is in `PATH_NAMES` (the agent puts there every
+/// weight-file extension and the names of the directories under the roots,
+/// of the roots and their ancestors, and of the files watched outside the
+/// roots), or it starts like an Ollama blob (`sha256`). Empty, truncated
+/// and unreadable paths always pass. A hash collision only sends one more
+/// record.
+///
+/// The hash is FNV-1a (64-bit) over the name's bytes **last to first**:
+/// the kernel scans a path backwards from its end, which stops at the last
+/// `/` instead of reading the whole path.
+pub mod path_filter {
+    pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// One FNV-1a step.
+    #[inline(always)]
+    pub const fn step(hash: u64, byte: u8) -> u64 {
+        (hash ^ byte as u64).wrapping_mul(FNV_PRIME)
+    }
+
+    /// The hash of a file name (no `/`), as the kernel computes it.
+    pub fn name_hash(name: &[u8]) -> u64 {
+        name.iter().rev().fold(FNV_OFFSET, |h, &b| step(h, b))
+    }
+
+    /// The hash of an extension (without its dot; any ASCII case): its
+    /// bytes lowercased, last to first, then the dot. Equal to the
+    /// [`name_hash`] of `.` + the lowercased extension, so a file named
+    /// like that only passes the filter too.
+    pub fn extension_hash(ext: &[u8]) -> u64 {
+        let hash = ext
+            .iter()
+            .rev()
+            .fold(FNV_OFFSET, |h, &b| step(h, b.to_ascii_lowercase()));
+        step(hash, b'.')
+    }
+
+    /// How an Ollama blob's name begins: such names always pass (they are
+    /// content addresses, unknown in advance).
+    pub const BLOB_PREFIX: [u8; 6] = *b"sha256";
+
+    /// Index 0 of `PATH_FILTER`: non-zero turns the prefilter on. Off
+    /// (every path operation sent) until the agent has filled
+    /// `PATH_NAMES`, and whenever that map overflowed.
+    pub const ON: u32 = 1;
+}
+
 /// Names of the maps, shared so a rename breaks the build, not the agent.
 pub mod map_name {
     /// `HashMap<FileKey, WatchEntry>`: the watched inodes, kept by the agent.
@@ -46,6 +97,16 @@ pub mod map_name {
     /// `Array<u64>` of [`crate::ino_filter::WORDS`]: a one-hash Bloom filter
     /// of the watched inode numbers (see [`crate::ino_filter`]).
     pub const WATCHED_INO_FILTER: &str = "WATCHED_INO_FILTER";
+    /// `HashMap<FileKey, u32>`: the directories under the watch roots,
+    /// kept by the agent: a file an open creates in one of them (or a few
+    /// levels below one) is a change record.
+    pub const WATCHED_DIRS: &str = "WATCHED_DIRS";
+    /// `HashMap<u64, u8>`: the hashes of the names a path operation must
+    /// name to be sent ([`crate::path_filter`]), kept by the agent.
+    pub const PATH_NAMES: &str = "PATH_NAMES";
+    /// `Array<u32>` of one: [`crate::path_filter::ON`] turns the path
+    /// operation prefilter on.
+    pub const PATH_FILTER: &str = "PATH_FILTER";
     /// `HashMap<ReadAggKey, ReadAgg>`: in-kernel read aggregation.
     pub const READ_AGG: &str = "READ_AGG";
     /// `HashMap<u32, u32>`: processes that have read a watched file, so the
@@ -215,6 +276,14 @@ pub mod change_syscall {
     pub const FCHOWNAT: u32 = 20;
     pub const LINK: u32 = 21;
     pub const LINKAT: u32 = 22;
+    pub const MKNOD: u32 = 23;
+    pub const MKNODAT: u32 = 24;
+    pub const SYMLINK: u32 = 25;
+    pub const SYMLINKAT: u32 = 26;
+    /// io_uring `IORING_OP_OPENAT` and `IORING_OP_OPENAT2` requests
+    /// (creates only).
+    pub const IO_URING_OPENAT: u32 = 27;
+    pub const IO_URING_OPENAT2: u32 = 28;
 }
 
 /// Bits of [`ChangeEvent::flags`].
@@ -232,6 +301,10 @@ pub mod change_flag {
     pub const PATH_TRUNCATED: u32 = 8;
     /// The same for `path2`.
     pub const PATH2_TRUNCATED: u32 = 16;
+    /// With [`FILE`]: the open created `file` (`FMODE_CREATED`) in a
+    /// watched directory or below one (`WATCHED_DIRS`); `base2` is the
+    /// directory it was created in and `path` its name.
+    pub const CREATED: u32 = 32;
 }
 
 /// Bytes of each path argument a [`ChangeEvent`] carries.
@@ -903,6 +976,8 @@ pub mod offset_global {
     pub const FILE_INODE: &str = "OFF_FILE_INODE";
     pub const FILE_POS: &str = "OFF_FILE_POS";
     pub const FILE_FLAGS: &str = "OFF_FILE_FLAGS";
+    /// `file.f_mode`: `FMODE_CREATED` tells an open that created its file.
+    pub const FILE_MODE: &str = "OFF_FILE_MODE";
     pub const INODE_INO: &str = "OFF_INODE_INO";
     pub const INODE_SB: &str = "OFF_INODE_SB";
     pub const INODE_SIZE: &str = "OFF_INODE_SIZE";

@@ -203,6 +203,32 @@ fn coverage_marks_accumulate() {
     assert_eq!(bits(&c), [0, 255]);
 }
 
+// --- path filter -----------------------------------------------------------
+
+#[test]
+fn path_filter_hashes_names_last_byte_first() {
+    use path_filter::*;
+    // FNV-1a of the reversed bytes.
+    let reversed = |s: &[u8]| {
+        let mut h = FNV_OFFSET;
+        for &b in s.iter().rev() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(FNV_PRIME);
+        }
+        h
+    };
+    assert_eq!(
+        name_hash(b"model.safetensors"),
+        reversed(b"model.safetensors")
+    );
+    assert_eq!(name_hash(b""), FNV_OFFSET);
+    assert_ne!(name_hash(b"llama"), name_hash(b"amall"));
+    // An extension ignores case, and is the name `.` + extension.
+    assert_eq!(extension_hash(b"GGUF"), extension_hash(b"gguf"));
+    assert_eq!(extension_hash(b"gguf"), name_hash(b".gguf"));
+    assert_ne!(extension_hash(b"gguf"), name_hash(b"gguf"));
+}
+
 // --- layouts -------------------------------------------------------------------
 
 #[test]
@@ -365,6 +391,9 @@ fn object_names_are_distinct() {
     let maps = [
         m::WATCHED,
         m::WATCHED_INO_FILTER,
+        m::WATCHED_DIRS,
+        m::PATH_NAMES,
+        m::PATH_FILTER,
         m::READ_AGG,
         m::READERS,
         m::EXITED,
@@ -402,6 +431,7 @@ fn object_names_are_distinct() {
         g::FILE_INODE,
         g::FILE_POS,
         g::FILE_FLAGS,
+        g::FILE_MODE,
         g::INODE_INO,
         g::INODE_SB,
         g::INODE_SIZE,

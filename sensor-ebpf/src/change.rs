@@ -4,27 +4,29 @@
 //! Descriptor operations (opens, `ftruncate`, `fchmod`, `fchown`) are
 //! decided here, on the descriptor's inode, so only watched files make a
 //! record. Path operations cannot be: a syscall tracepoint has no resolved
-//! path, only the user's string. Every successful one is reported with its
-//! path arguments and the identity of the directory a relative path starts
-//! from, queued without a wakeup (they are frequent host-wide and most are
-//! of no interest); the agent resolves them against the watch set.
+//! path, only the user's string. A successful one whose paths pass the
+//! name prefilter (`path_filter.rs`) is reported with its path arguments
+//! and the identity of the directory a relative path starts from, queued
+//! without a wakeup; the agent resolves them against the watch set.
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
 };
 use sensor_common::{
-    CHANGE_PATH_LEN, ChangeEvent, FileKey, FileState, Pending, change_flag, counter, kind,
-    pending_kind,
+    CHANGE_PATH_LEN, ChangeEvent, FileKey, FileState, Pending, change_flag, change_syscall,
+    counter, kind, pending_kind,
 };
 
 use crate::{
     emit::{BPF_RB_NO_WAKEUP, fill_header, reserve},
     kernel::{Watched, cwd_key, fd_key, file_of_fd, file_state, weight_fd},
     maps::{PENDING, count},
+    path_filter,
 };
 
 const O_ACCMODE: u64 = 0o3;
 const O_TRUNC: u64 = 0o1000;
+const O_CREAT: u64 = 0o100;
 /// `dirfd` for "the working directory".
 pub const AT_FDCWD: i32 = -100;
 
@@ -38,16 +40,36 @@ pub enum PassedFlags {
     OpenHow(u64),
 }
 
+impl PassedFlags {
+    /// The flags (0 when `open_how` cannot be read).
+    #[inline(always)]
+    pub fn get(&self) -> u64 {
+        match *self {
+            PassedFlags::Value(v) => v,
+            // SAFETY: bpf_probe_read_user checks the address.
+            PassedFlags::OpenHow(how) => {
+                unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0)
+            }
+        }
+    }
+
+    /// Whether the open may have created its file: `O_CREAT` was passed
+    /// (`openat2`'s flags are not read for this: the file's mode decides).
+    #[inline(always)]
+    pub fn may_create(&self) -> bool {
+        match *self {
+            PassedFlags::Value(v) => v & O_CREAT != 0,
+            PassedFlags::OpenHow(_) => true,
+        }
+    }
+}
+
 /// The open that returned `fd` of the watched file `w` wrote to it or
 /// truncated it: a change record with the state after (the state before
 /// an `O_TRUNC` is gone by now; the agent takes it from its watch index).
 #[inline(always)]
-pub fn open_exit(w: &Watched, fd: i32, f_flags: u32, syscall: u32, passed: PassedFlags) {
-    let passed = match passed {
-        PassedFlags::Value(v) => v,
-        // SAFETY: bpf_probe_read_user checks the address.
-        PassedFlags::OpenHow(how) => unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0),
-    };
+pub fn open_exit(w: &Watched, fd: i32, f_flags: u32, syscall: u32, passed: &PassedFlags) {
+    let passed = passed.get();
     if u64::from(f_flags) & O_ACCMODE == 0 && passed & O_TRUNC == 0 {
         return;
     }
@@ -160,11 +182,21 @@ pub struct PathArg {
 }
 
 /// A successful path operation: reported with its paths for the agent to
-/// resolve.
+/// resolve, when one of them passes the prefilter.
 #[inline(always)]
 pub fn path_exit(ret: i64, syscall: u32, path: PathArg, path2: PathArg, arg: u64, arg2: u64) {
     if ret != 0 {
         return;
+    }
+    if path_filter::enabled() {
+        let first = path_filter::passes(path.ptr);
+        let second = path_filter::passes(path2.ptr);
+        if !first && !second {
+            return;
+        }
+        if first && !second && moves_a_name(syscall) {
+            path_filter::learn(path2.ptr);
+        }
     }
     let Some(mut entry) = reserve::<ChangeEvent>() else {
         return;
@@ -198,6 +230,20 @@ pub fn path_exit(ret: i64, syscall: u32, path: PathArg, path2: PathArg, arg: u64
         base_of(path2.dirfd, ev.path2.first().copied())
     };
     entry.submit(BPF_RB_NO_WAKEUP);
+}
+
+/// A rename or a hard link: the second path is a new name of what the
+/// first names.
+#[inline(always)]
+fn moves_a_name(syscall: u32) -> bool {
+    matches!(
+        syscall,
+        change_syscall::RENAME
+            | change_syscall::RENAMEAT
+            | change_syscall::RENAMEAT2
+            | change_syscall::LINK
+            | change_syscall::LINKAT
+    )
 }
 
 /// Reads a path argument into `buf`: bytes used, and whether it was cut

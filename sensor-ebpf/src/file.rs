@@ -9,6 +9,7 @@ use sensor_common::{
 };
 
 use crate::{
+    change::PassedFlags,
     emit::{fill_header, reserve},
     holders,
     kernel::{Lookup, OFF_FILE_FLAGS, Watched, file_of_fd, lookup_file, read_at, weight_fd},
@@ -40,11 +41,21 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
     entry.submit(0);
 }
 
-/// Reports the descriptor an open returned, if its file is watched; with
-/// `call` (x86-64 opens: the change syscall and the flags as passed), an
-/// open for writing or with `O_TRUNC` is also a change record.
+/// How an open was made, for its tampering records.
+pub enum OpenCall {
+    /// An x86-64 open syscall: its change syscall and the flags as passed.
+    Native(u32, PassedFlags),
+    /// An open whose flags are not followed (ia32, io_uring): no
+    /// tampering record (docs/events.md).
+    Plain,
+}
+
+/// Reports the descriptor an open returned, if its file is watched; an
+/// x86-64 open for writing or with `O_TRUNC` is also a change record.
+/// (An open that created its file is looked at by the caller's caller,
+/// `create.rs`.)
 #[inline(always)]
-pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
+pub fn open_exit(ret: i64, call: OpenCall) {
     if ret < 0 {
         return;
     }
@@ -58,7 +69,7 @@ pub fn open_exit(ret: i64, call: Option<(u32, crate::change::PassedFlags)>) {
 /// descriptor `fd` (-1: into an io_uring fixed-file slot, which no
 /// descriptor names).
 #[inline(always)]
-pub fn opened(file_ptr: u64, fd: i32, call: Option<(u32, crate::change::PassedFlags)>) {
+pub fn opened(file_ptr: u64, fd: i32, call: OpenCall) {
     let w = match lookup_file(file_ptr) {
         Lookup::Watched(w) => w,
         // Not watched: another process's memory, perhaps.
@@ -75,8 +86,8 @@ pub fn opened(file_ptr: u64, fd: i32, call: Option<(u32, crate::change::PassedFl
         if crate::opens::on_open(&w, fd, flags) {
             send_file_event(kind::OPEN, fd, &w, |ev| ev.flags = flags);
         }
-        if let Some((syscall, passed)) = call {
-            crate::change::open_exit(&w, fd, flags, syscall, passed);
+        if let OpenCall::Native(syscall, passed) = &call {
+            crate::change::open_exit(&w, fd, flags, *syscall, passed);
         }
     }
 }

@@ -42,6 +42,7 @@ offsets!(
     OFF_FILE_INODE,
     OFF_FILE_POS,
     OFF_FILE_FLAGS,
+    OFF_FILE_MODE,
     OFF_INODE_INO,
     OFF_INODE_SB,
     OFF_INODE_SIZE,
@@ -287,13 +288,20 @@ pub fn file_kind(file_ptr: u64) -> Option<(FileKey, u32)> {
 #[inline(always)]
 fn file_identity(file_ptr: u64) -> Option<(FileKey, u64, u64)> {
     let inode = read_at::<u64>(file_ptr, &OFF_FILE_INODE)?;
+    let (key, size) = inode_identity(inode)?;
+    Some((key, inode, size))
+}
+
+/// The identity and size of `inode`.
+#[inline(always)]
+pub fn inode_identity(inode: u64) -> Option<(FileKey, u64)> {
     let fields = InodeFields::read(inode)?;
     let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
     let key = FileKey {
         dev: dev as u64,
         ino: fields.ino,
     };
-    Some((key, inode, fields.size))
+    Some((key, fields.size))
 }
 
 /// The size and modification time of `inode`.
@@ -327,12 +335,7 @@ pub fn cwd_key() -> Option<FileKey> {
     let fs = read_at::<u64>(current_task(), &OFF_TASK_FS)?;
     let dentry = read_at::<u64>(fs, &OFF_FS_PWD_DENTRY)?;
     let inode = read_at::<u64>(dentry, &OFF_DENTRY_INODE)?;
-    let fields = InodeFields::read(inode)?;
-    let dev = read_at::<u32>(fields.sb, &OFF_SB_DEV)?;
-    Some(FileKey {
-        dev: dev as u64,
-        ino: fields.ino,
-    })
+    inode_identity(inode).map(|(key, _)| key)
 }
 
 /// The peer of the socket behind `fd`: family, address (network order;

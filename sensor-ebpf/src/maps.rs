@@ -20,6 +20,11 @@ pub static IDENTITY_PROBE: LruHashMap<u64, FileKey> = LruHashMap::with_max_entri
 #[map]
 pub static WATCHED: HashMap<FileKey, WatchEntry> = HashMap::with_max_entries(262_144, 0);
 
+/// Directories under the watch roots, written by the agent (`create.rs`);
+/// sized by `watch.max_dirs`.
+#[map]
+pub static WATCHED_DIRS: HashMap<FileKey, u32> = HashMap::with_max_entries(65_536, 0);
+
 /// Bloom filter of watched inode numbers (`sensor_common::ino_filter`).
 #[map]
 pub static WATCHED_INO_FILTER: Array<u64> =

@@ -31,7 +31,7 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
 };
-use sensor_common::{counter, enforce::op as enforce_op};
+use sensor_common::{change_syscall, counter, enforce::op as enforce_op};
 
 use crate::{
     file, holders,
@@ -173,7 +173,15 @@ pub fn on_complete(req: u64) {
         r.opcode,
         opcode::OPENAT | opcode::OPENAT2 | opcode::FIXED_FD_INSTALL
     ) {
-        descriptor_completed(req, &r);
+        if descriptor_completed(req, &r) {
+            // Beside the open's handling, not under it (`create.rs`).
+            let syscall = if r.opcode == opcode::OPENAT2 {
+                change_syscall::IO_URING_OPENAT2
+            } else {
+                change_syscall::IO_URING_OPENAT
+            };
+            crate::create::open_exit(r.res, syscall, 0);
+        }
     }
 }
 
@@ -239,23 +247,26 @@ fn splice_completed(req: u64, r: &Request) {
 /// An open completed (its result is the new descriptor, in the
 /// submitter's table, which io-wq threads share; or, into a fixed-file
 /// slot, 0 or the slot), or a fixed file was installed as a descriptor.
+/// True for an open into the descriptor table (it may have created its
+/// file).
 #[inline(never)]
-fn descriptor_completed(req: u64, r: &Request) {
+fn descriptor_completed(req: u64, r: &Request) -> bool {
     let res = r.res;
     if r.opcode == opcode::FIXED_FD_INSTALL {
         // Not an open: the file was opened or registered before; but the
         // process now holds a descriptor the prefilter did not see arrive.
         holders::acquired_descriptors(i64::from(res));
-        return;
+        return false;
     }
     let Some(slot) = read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT) else {
-        return;
+        return false;
     };
     if slot == 0 {
         // No flags as passed: an io_uring open for writing or truncation
-        // is an `open` record only (docs/events.md).
-        file::open_exit(i64::from(res), None);
-        return;
+        // is an `open` record only (docs/events.md); a create is a record
+        // (`on_complete`).
+        file::open_exit(i64::from(res), file::OpenCall::Plain);
+        return true;
     }
     // Into a fixed-file slot (`file_slot` is the slot plus one, or
     // `FILE_INDEX_ALLOC` with the slot as the result): the file is in the
@@ -266,8 +277,9 @@ fn descriptor_completed(req: u64, r: &Request) {
         slot - 1
     };
     if let Some(file_ptr) = fixed_file(req, index) {
-        file::opened(file_ptr, -1, None);
+        file::opened(file_ptr, -1, file::OpenCall::Plain);
     }
+    false
 }
 
 /// The file in slot `slot` of the fixed-file table of `req`'s ring. The

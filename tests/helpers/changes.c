@@ -28,6 +28,14 @@
  *                      O_TRUNC (_trunc), of FILE; creat is O_CREAT |
  *                      O_WRONLY | O_TRUNC by definition; open_by_handle_at
  *                      with a handle from name_to_handle_at
+ *   open_create openat_create openat2_create creat_create
+ *                      the named open creating FILE (O_CREAT | O_EXCL |
+ *                      O_WRONLY, mode 0644; creat: O_CREAT | O_WRONLY |
+ *                      O_TRUNC)
+ *   mknod_fifo         mknod(FILE, S_IFIFO | 0644, 0)
+ *   mknodat_reg        mknodat(dir, base, S_IFREG | 0600, 0)
+ *   mknodat_chr        mknodat(dir, base, S_IFCHR | 0600, makedev(1, 3))
+ *   symlink symlinkat  FILE made a symbolic link to TO (TO as given)
  *
  * Prints `fd=FD` (the descriptor the call used or returned, -1 for path
  * operations) and closes every descriptor it opened with close(2).
@@ -42,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,13 +88,15 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1], *file = argv[2], *to = argc == 4 ? argv[3] : NULL;
     int needs_to = is(mode, "rename") || is(mode, "renameat") || is(mode, "renameat2") ||
-                   is(mode, "link") || is(mode, "linkat");
+                   is(mode, "link") || is(mode, "linkat") || is(mode, "symlink") ||
+                   is(mode, "symlinkat");
     if (needs_to && to == NULL) {
         fprintf(stderr, "changes: %s needs TO\n", mode);
         return 2;
     }
     const char *base, *to_base = NULL;
-    int dir = dir_of(file, &base), to_dir = to ? dir_of(to, &to_base) : -1;
+    int symlinks = is(mode, "symlink") || is(mode, "symlinkat");
+    int dir = dir_of(file, &base), to_dir = to && !symlinks ? dir_of(to, &to_base) : -1;
     long fd = -1, ret;
 
     if (is(mode, "truncate"))
@@ -140,6 +151,25 @@ int main(int argc, char **argv) {
         ret = fd = syscall(SYS_openat2, dir, base, &how, sizeof(how));
     } else if (is(mode, "creat_trunc"))
         ret = fd = syscall(SYS_creat, file, 0644);
+    else if (is(mode, "open_create"))
+        ret = fd = syscall(SYS_open, file, O_CREAT | O_EXCL | O_WRONLY, 0644);
+    else if (is(mode, "openat_create"))
+        ret = fd = syscall(SYS_openat, dir, base, O_CREAT | O_EXCL | O_WRONLY, 0644);
+    else if (is(mode, "openat2_create")) {
+        struct open_how how = {.flags = O_CREAT | O_EXCL | O_WRONLY, .mode = 0644};
+        ret = fd = syscall(SYS_openat2, dir, base, &how, sizeof(how));
+    } else if (is(mode, "creat_create"))
+        ret = fd = syscall(SYS_creat, file, 0644);
+    else if (is(mode, "mknod_fifo"))
+        ret = syscall(SYS_mknod, file, S_IFIFO | 0644, 0);
+    else if (is(mode, "mknodat_reg"))
+        ret = syscall(SYS_mknodat, dir, base, S_IFREG | 0600, 0);
+    else if (is(mode, "mknodat_chr"))
+        ret = syscall(SYS_mknodat, dir, base, S_IFCHR | 0600, makedev(1, 3));
+    else if (is(mode, "symlink"))
+        ret = syscall(SYS_symlink, to, file);
+    else if (is(mode, "symlinkat"))
+        ret = syscall(SYS_symlinkat, to, dir, base);
     else if (is(mode, "open_by_handle_at_write")) {
         struct file_handle *h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
         h->handle_bytes = MAX_HANDLE_SZ;

@@ -31,6 +31,11 @@
  * draining the pipe after each (prints "splice MOVED DRAINED"): 65536
  * bytes at 0, 32768 at offset -1 after lseek(fd, 262144), and 16384 at
  * 524288 from the file registered as fixed slot 0 (SPLICE_F_FD_IN_FIXED).
+ *
+ *   uring --create PATH
+ *
+ * creates PATH with IORING_OP_OPENAT (O_CREAT | O_EXCL | O_WRONLY, 0644),
+ * prints "open FD", and closes it.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -79,6 +84,17 @@ static int plain(struct ring *r, const char *path)
     checked("read_pos", submit(r, &sqe));
     sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 4096, 1048576);
     checked("read_end", submit(r, &sqe));
+    if (syscall(SYS_close, fd) != 0)
+        die("close");
+    return 0;
+}
+
+static int create_file(struct ring *r, const char *path)
+{
+    struct io_uring_sqe open = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)path, 0, 0);
+    open.open_flags = O_CREAT | O_EXCL | O_WRONLY;
+    open.len = 0644;
+    int fd = checked("open", submit(r, &open));
     if (syscall(SYS_close, fd) != 0)
         die("close");
     return 0;
@@ -166,6 +182,9 @@ int main(int argc, char **argv)
         path = argv[1];
     } else if (argc == 3 && !strcmp(argv[1], "fixed-open")) {
         mode = fixed_open;
+        path = argv[2];
+    } else if (argc == 3 && !strcmp(argv[1], "--create")) {
+        mode = create_file;
         path = argv[2];
     } else if (argc == 3 && !strcmp(argv[1], "splice")) {
         mode = splice_file;

@@ -297,3 +297,48 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
         other => panic!("not a copy: {other:?}"),
     }
 }
+
+// On 6.1 (FMODE_CREATED, the dentry walk and the path prefilter's loop
+// under its verifier): a new weight file is a `create` record, whether an
+// open made it or busybox's `mv` (rename(2)) brought it in; renames and
+// unlinks of unrelated files are not sent to the agent at all.
+#[test]
+fn the_sensor_in_the_guest_records_creates_and_filters_unrelated_path_operations() {
+    let vm = tests::vm_or_skip!();
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_bytes("/etc/weightwarden-test.toml", "# defaults\n", 0o644)
+        .script(agent_script(
+            "mkdir -p /models/sub /scratch\nhead -c 65536 /dev/zero > /models/tiny.gguf\n\
+             echo x > /scratch/incoming",
+            "--watch /models --config /etc/weightwarden-test.toml",
+            "cp /models/tiny.gguf /models/sub/copy.gguf &\ncp=$!\nwait $cp\n\
+             echo $cp | ww-emit cp-pid\n\
+             mv /scratch/incoming /models/moved.gguf &\nmv=$!\nwait $mv\n\
+             echo $mv | ww-emit mv-pid\n\
+             i=0\nwhile [ $i -lt 100 ]; do\n\
+             touch /scratch/u$i; mv /scratch/u$i /scratch/v$i; rm /scratch/v$i\n\
+             i=$((i + 1))\ndone\nsleep 1",
+        ));
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    let events = agent_records(&run);
+    let pid = |section: &str| -> u32 { run.expect_section(section).trim().parse().unwrap() };
+    for (who, path) in [
+        (pid("cp-pid"), "/models/sub/copy.gguf"),
+        (pid("mv-pid"), "/models/moved.gguf"),
+    ] {
+        let created: Vec<&Event> = events
+            .iter()
+            .filter(|e| tests::is_by(e, Action::Create, who))
+            .collect();
+        assert_eq!(created.len(), 1, "{:#?}", briefs(&events));
+        assert_eq!(tests::path(created[0]), Path::new(path));
+    }
+    let stop = events.last().unwrap().sensor.as_ref().unwrap();
+    // The 200 unrelated renames and unlinks never reached the agent (the
+    // move into /models did, and the guest's own boot-time ones may).
+    let sent = stop.counter("agent", "path_changes");
+    assert!(sent < 20, "{sent} path operations sent");
+    assert!(stop.counter("watch", "path_names") > 0);
+}

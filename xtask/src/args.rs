@@ -109,6 +109,9 @@ pub enum BenchRow {
     TaintedWrite,
     /// open+close of unwatched files.
     OpenClose,
+    /// Create, rename and unlink of unwatched files in an unwatched
+    /// folder (what every path operation on the host pays).
+    FileChurn,
     /// Python (numpy memmap or safetensors) loading a watched model.
     PythonLoader,
     /// Process churn: spawn and reap short-lived processes (`/bin/true`).
@@ -147,7 +150,8 @@ pub struct BenchWorkerArgs {
     /// processes by `spawn` (the whole-file workloads ignore it).
     #[arg(long, default_value_t = 0)]
     pub calls: u64,
-    /// Files `open-close` cycles through (`f0000.dat`, `f0001.dat`, ...).
+    /// Files `open-close` cycles through (`f0000.dat`, `f0001.dat`, ...),
+    /// and `file-churn` creates in turn.
     #[arg(long, default_value_t = 1)]
     pub files: u32,
     /// Timed runs after the warm-up (each is printed).
@@ -176,6 +180,9 @@ pub enum WorkerWorkload {
     OpenClose,
     /// `--calls` open+close pairs of the one file `--path`.
     OpenCloseFile,
+    /// `--calls` rounds of create (`open(O_CREAT)` + close), rename and
+    /// unlink of a file in the folder `--path`.
+    FileChurn,
     /// `--calls` spawns of `--path` (a program that exits at once), each
     /// waited for.
     Spawn,

@@ -3,7 +3,10 @@
 //! heartbeats, and signals.
 
 use std::{
-    os::fd::{AsRawFd, RawFd},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::ffi::OsStrExt,
+    },
     path::Path,
     time::Duration,
 };
@@ -264,6 +267,7 @@ impl Agent {
                 }
                 let event = self.enrich.exit(&x);
                 self.kernel_tables.forget(tgid);
+                self.creations.forget_process(tgid);
                 // A GPU process's pid must not stay GPU for whoever reuses it.
                 if self.gpu_pids.load().contains(&tgid) {
                     self.publish_gpu_pids();
@@ -354,11 +358,26 @@ impl Agent {
         self.emit(event);
     }
 
-    /// A tampering record. A path operation is resolved after every queued
-    /// inotify event is applied: its own was queued before the kernel sent
-    /// the record.
+    /// A tampering record. A path operation, or a create, is resolved
+    /// after every queued inotify event is applied: its own was queued
+    /// before the kernel sent the record. A change a process makes to a
+    /// file it created is folded into its `create` (`creations.rs`).
     fn change(&mut self, c: &sensor_common::ChangeEvent) -> Option<Event> {
-        if c.flags & sensor_common::change_flag::FILE != 0 {
+        let event = self.resolve_change(c)?;
+        if !self.creations.keep(&event) {
+            self.health.agent.creator_changes_folded.inc();
+            return None;
+        }
+        Some(event)
+    }
+
+    fn resolve_change(&mut self, c: &sensor_common::ChangeEvent) -> Option<Event> {
+        use sensor_common::change_flag;
+        if c.flags & change_flag::FILE != 0 {
+            if c.flags & change_flag::CREATED != 0 {
+                let changes = self.watch.process_inotify(&mut self.kernel.watched);
+                self.log_watch_changes(changes);
+            }
             return self.enrich.fd_change(c, &self.watch);
         }
         self.health.agent.path_changes.inc();
@@ -372,7 +391,30 @@ impl Agent {
                 "relative path of a path operation not resolved"
             );
         }
+        if let Some(event) = &event {
+            self.learn_new_name(event);
+        }
         event
+    }
+
+    /// A watched file renamed or linked under a name the kernel's path
+    /// prefilter may not know (outside the roots, another kind of name):
+    /// the prefilter learns it, so that the file's next rename or unlink
+    /// by that name is seen.
+    fn learn_new_name(&mut self, event: &Event) {
+        if !matches!(event.action, Action::Rename | Action::Link) {
+            return;
+        }
+        let Some(AccessDetail::Change(change)) = event.access.as_ref().map(|a| &a.detail) else {
+            return;
+        };
+        let Some(new) = &change.new_path else {
+            return;
+        };
+        let new = Path::new(std::ffi::OsStr::from_bytes(new.as_bytes()));
+        if let Some(name) = new.file_name() {
+            self.watch.learn_name(name, &mut self.kernel.watched);
+        }
     }
 
     /// Hands an event, and whatever the policy and the detections make of

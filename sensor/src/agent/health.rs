@@ -22,6 +22,7 @@ pub struct AgentCounters {
     pub verdict_write_errors: Counter,
     pub path_changes: Counter,
     pub path_changes_unresolved: Counter,
+    pub creator_changes_folded: Counter,
     pub sends_off_errors: Counter,
     pub lineage_derived: Counter,
     pub lineage_unnamed: Counter,
@@ -81,6 +82,10 @@ impl AgentCounters {
             sends_off_errors: counter(
                 "sends_off_errors",
                 "trusted processes the kernel could not be told to stop following (their sends stay records)",
+            ),
+            creator_changes_folded: counter(
+                "creator_changes_folded",
+                "opens for writing, truncates and attribute changes of a file by the process that created it, folded into its create record",
             ),
             path_changes_unresolved: counter(
                 "path_changes_unresolved",

@@ -2,6 +2,7 @@
 //! starts whole or not at all), the stages the event loop drives, and the
 //! clean stop on SIGINT/SIGTERM.
 
+mod creations;
 mod event_loop;
 mod health;
 mod holders;
@@ -29,7 +30,7 @@ use crate::{
     enrich::{
         events::Enricher,
         process::{CgroupResolver, DEFAULT_CAPACITY, ProcessTable, cgroup2_mount},
-        watch::{OfflineMap, WatchSet, WatchSpec},
+        watch::{WatchSet, WatchSpec},
     },
     event::{Action, IoUringCapture},
     kernel::{
@@ -181,6 +182,9 @@ struct Agent {
     /// Processes that made a memory record (an open of `/proc/PID/mem`, a
     /// ptrace attach): only their exits look for memory-read aggregates.
     memory_readers: std::collections::HashSet<u32>,
+    /// Files processes created, whose own changes to them are folded
+    /// into their `create` record.
+    creations: creations::Creations,
     /// The baseline checker, when `detect.baseline` is set.
     integrity: Option<integrity::Integrity>,
     /// Where the inodes followed outside the roots are saved.
@@ -233,26 +237,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     } = settings;
     preflight::check()?;
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
-    // The verifier takes about as long as the walk of a large model store:
-    // they run side by side, the walk's keys published to the kernel's
-    // map once it exists.
-    let spec = WatchSpec {
-        roots: config.expanded_roots(Path::new("/home"), Path::new("/root")),
-        roots_required,
-        extensions: config.watch.extensions.clone(),
-        gpu_patterns: config.gpu.device_patterns.clone(),
-        max_retained: config.watch.max_retained as usize,
-    };
-    // The walk's index stays for the agent's life; the loader's parse of
-    // the kernel's BTF is freed at once: the loader keeps the main heap,
-    // which `release_free_heap` gives back below.
-    let walking = std::thread::spawn(move || WatchSet::new(spec, &mut OfflineMap));
-    let loaded = Sensor::load_best(&offsets, &LoadOptions::from_config(&config));
-    let walked = walking
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let mut sensor = loaded?;
-    let mut watch = walked?;
+    let load_options = LoadOptions::from_config(&config);
+    let mut sensor = Sensor::load_best(&offsets, &load_options)?;
     let tier = sensor.tier;
     let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
     let policy::StartUp {
@@ -265,12 +251,19 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         findings: policy_findings,
     } = policy::start_up(config.policy.as_deref(), &mut kernel_tables)?;
     let (enforcer, enforced) = enforcement.unzip();
-    let mut watched = KernelInodeMap::new(
-        sensor.take_watched()?,
-        sensor.take_ino_filter()?,
-        config.watch.max_files,
-    );
-    watch.publish(&mut watched);
+    let mut watched = KernelInodeMap::new(sensor.take_watch_maps(&load_options)?);
+    let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
+    let watch = WatchSet::new(
+        WatchSpec {
+            roots,
+            roots_required,
+            extensions: config.watch.extensions.clone(),
+            gpu_patterns: config.gpu.device_patterns.clone(),
+            max_retained: config.watch.max_retained as usize,
+        },
+        &mut watched,
+    )?;
+    let mut watch = watch;
     if let Some(compiled) = judge.as_ref().map(|j| j.shared_policy().load_full()) {
         let extra = watch.pin_policy_files(&compiled.paths, &mut watched);
         if extra > 0 {
@@ -390,6 +383,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         holders_rescan: false,
         open_entries: Default::default(),
         memory_readers: Default::default(),
+        creations: Default::default(),
         integrity: None,
         followed_state,
         io_uring,

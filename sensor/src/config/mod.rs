@@ -98,6 +98,11 @@ pub struct WatchConfig {
     /// Capacity of the kernel's watched-inode map (model files plus GPU
     /// device nodes).
     pub max_files: u32,
+    /// Capacity of the kernel's watched-directory map: every directory
+    /// under the roots, where a created file is a `create` record. It also
+    /// sizes the path-operation prefilter's name map (this, plus
+    /// `max_retained`, plus 4096).
+    pub max_dirs: u32,
     /// Most inodes followed outside the roots by file handle: watched
     /// files that left the roots while alive, and derived ones (copies).
     pub max_retained: u32,
@@ -162,6 +167,10 @@ impl Default for WatchConfig {
             // for a preallocated map of roughly 20 MiB (under 100 bytes an
             // entry).
             max_files: 262_144,
+            // 64 Ki directories: a model store has a few per model (the
+            // Hugging Face cache: 5), so thousands of models; about 6 MiB
+            // with the name map sized from it.
+            max_dirs: 65_536,
             // A rename or unlink away from the roots is rare; each followed
             // inode costs a file handle and a check a second.
             max_retained: crate::enrich::watch::DEFAULT_MAX_RETAINED as u32,
@@ -564,6 +573,13 @@ pub const WATCHED_MAP: MapCost = MapCost {
     bytes_per_entry: 88,
     max_entries: 1 << 24,
 };
+/// `WATCHED_DIRS` (16-byte key, 4-byte value) and `PATH_NAMES` (8-byte
+/// key, 1-byte value), sized together by `watch.max_dirs`: about 88 bytes
+/// a directory; the cap, 4 Mi directories, is about 700 MiB.
+pub const WATCHED_DIRS_MAP: MapCost = MapCost {
+    bytes_per_entry: 176,
+    max_entries: 1 << 22,
+};
 /// `READ_AGG` (168 bytes an entry), `OPEN_AGG` (152) and `READERS` (80),
 /// sized together; the cap, 4 Mi concurrent readers, is about 1.5 GiB.
 pub const READ_AGGREGATE_MAPS: MapCost = MapCost {
@@ -765,6 +781,7 @@ impl Config {
         }
         require_positive("watch.rescan_interval_secs", watch.rescan_interval_secs)?;
         require_map_size("watch.max_files", watch.max_files, &WATCHED_MAP)?;
+        require_map_size("watch.max_dirs", watch.max_dirs, &WATCHED_DIRS_MAP)?;
         if watch.max_retained > MAX_RETAINED {
             return Err(invalid(
                 "watch.max_retained",
@@ -1006,6 +1023,7 @@ mod tests {
             extensions = ["safetensors", "GGUF"]
             rescan_interval_secs = 60
             max_files = 1024
+            max_dirs = 2048
 
             [gpu]
             device_patterns = ["/dev/nvidia*"]
@@ -1050,6 +1068,7 @@ mod tests {
                 extensions: vec!["safetensors".into(), "GGUF".into()],
                 rescan_interval_secs: 60,
                 max_files: 1024,
+                max_dirs: 2048,
                 max_retained: crate::enrich::watch::DEFAULT_MAX_RETAINED as u32,
             },
             gpu: GpuConfig {
@@ -1154,6 +1173,7 @@ mod tests {
         for (section, key) in [
             ("watch", "rescan_interval_secs"),
             ("watch", "max_files"),
+            ("watch", "max_dirs"),
             ("kernel", "read_flush_interval_secs"),
             ("kernel", "read_aggregates_max"),
             ("kernel", "pending_max"),
@@ -1170,6 +1190,7 @@ mod tests {
     fn map_sizes_are_capped_by_the_memory_they_lock() {
         for (section, key, cap) in [
             ("watch", "max_files", WATCHED_MAP.max_entries),
+            ("watch", "max_dirs", WATCHED_DIRS_MAP.max_entries),
             (
                 "kernel",
                 "read_aggregates_max",

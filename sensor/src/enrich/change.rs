@@ -1,12 +1,17 @@
 //! Tampering records: the kernel's change records turned into
-//! `write_open`, `truncate`, `rename`, `unlink`, `set_attributes` and
-//! `link` events.
+//! `write_open`, `truncate`, `rename`, `unlink`, `set_attributes`, `link`
+//! and `create` events.
 //!
 //! Descriptor operations arrive decided (the kernel looked the inode up in
-//! the watch map). Path operations arrive for every successful call on the
-//! host, with the path strings and the identity of the directory a relative
-//! path starts from; here they are resolved to absolute paths and matched
-//! against the watch set. The caller first applies every queued inotify
+//! the watch map), and so do creates by an open (the kernel found the new
+//! file's directory among the watched ones: `create` when the watch
+//! patterns take it for a weight file). Path operations arrive for every
+//! successful call on the host whose paths pass the kernel's name
+//! prefilter, with the path strings and the identity of the directory a
+//! relative path starts from; here they are resolved to absolute paths and
+//! matched against the watch set. A new name under the roots for an inode
+//! that was not watched before (moved or hard-linked in, `mknod`,
+//! `symlink`) is a `create`. The caller first applies every queued inotify
 //! event: the kernel sent the record after the change's inotify event was
 //! queued, so the watch set then already shows the change, and a path that
 //! left it (unlink, rename) is found among its recent removals with the
@@ -21,8 +26,8 @@ use sensor_common::{ChangeEvent, FileKey, change_flag, header_flag, watch_flag};
 use super::events::Enricher;
 use super::watch::{self, WatchSet};
 use crate::event::{
-    Access, AccessDetail, Action, ChangeDetail, ChangeSyscall, Event, File, FileState, Replaced,
-    SyscallAbi, Text, Timestamp,
+    Access, AccessDetail, Action, ChangeDetail, ChangeSyscall, EntryType, Event, File, FileState,
+    Replaced, SyscallAbi, Text, Timestamp,
 };
 
 const O_TRUNC: u64 = 0o1000;
@@ -131,10 +136,34 @@ fn path_bytes(buf: &[u8], len: u32) -> &[u8] {
     &buf[..(len as usize).min(buf.len())]
 }
 
+/// Whether `key` was watched before it got the name `to`: under another
+/// watched path, or followed outside the roots.
+fn watched_elsewhere(watch: &WatchSet, key: &FileKey, to: &Path) -> bool {
+    watch.is_outside(key) || watch.paths_of(key).iter().any(|p| p != to)
+}
+
+/// What kind of entry is at `path` now (not following a final link).
+fn entry_type(path: &Path) -> Option<EntryType> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    EntryType::from_mode(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()))
+}
+
+/// `mknod`'s device argument (`new_encode_dev`, as `stat`'s `st_rdev`) in
+/// the kernel's encoding (`major << 20 | minor`), as file devices are.
+fn device_number(dev: u64) -> u64 {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    (major << 20) | minor
+}
+
 impl Enricher {
-    /// A descriptor change the kernel decided: always an event.
+    /// A descriptor change the kernel decided: always an event, but for a
+    /// created file the watch patterns do not take for a weight file.
     pub fn fd_change(&mut self, c: &ChangeEvent, watch: &WatchSet) -> Option<Event> {
         let syscall = ChangeSyscall::from_raw(c.syscall)?;
+        if c.flags & change_flag::CREATED != 0 {
+            return self.created(c, syscall, watch);
+        }
         let key = c.file;
         let mut detail = ChangeDetail {
             syscall,
@@ -177,7 +206,44 @@ impl Enricher {
             detail.after = Some(kernel_state(&key, &c.after));
         }
         let path = watch.path_of(&key).map(Text::from);
-        Some(self.change_event(action, c, key, path, detail))
+        Some(self.change_event(action, c, key, path, detail, watch))
+    }
+
+    /// A file an open created in (or a few levels below) a watched
+    /// directory: `base2` is its directory, `path` its name. An event when
+    /// it is watched now (the watch set applied its inotify event first)
+    /// or its path is a weight file's.
+    fn created(
+        &mut self,
+        c: &ChangeEvent,
+        syscall: ChangeSyscall,
+        watch: &WatchSet,
+    ) -> Option<Event> {
+        let key = c.file;
+        let name = OsStr::from_bytes(path_bytes(&c.path, c.path_len));
+        let path = match watch.path_of(&key) {
+            Some(p) => Some(p.to_path_buf()),
+            None => watch.tree_dir_path(&c.base2).map(|d| d.join(name)),
+        };
+        let watched = watch.flags_of(&key) & watch_flag::WEIGHT != 0;
+        let weight_name = match &path {
+            Some(p) => watch.is_weight_path(p),
+            None => watch.may_be_weight_name(name),
+        };
+        if !watched && !weight_name {
+            return None;
+        }
+        let detail = ChangeDetail {
+            syscall,
+            fd: Some(c.fd),
+            flags: (c.arg != 0).then_some(c.arg as u32),
+            after: (c.flags & change_flag::AFTER != 0).then(|| kernel_state(&key, &c.after)),
+            file_type: Some(EntryType::Regular),
+            result: c.ret,
+            ..ChangeDetail::default()
+        };
+        let path = path.as_deref().map(Text::from);
+        Some(self.change_event(Action::Create, c, key, path, detail, watch))
     }
 
     /// A path change: an event when it named a watched file.
@@ -207,7 +273,20 @@ impl Enricher {
                 | ChangeSyscall::Renameat2
                 | ChangeSyscall::Link
                 | ChangeSyscall::Linkat
+                | ChangeSyscall::Symlink
+                | ChangeSyscall::Symlinkat
         );
+        // A symbolic link's first string is its contents, not a path the
+        // call resolved.
+        let symlink = matches!(syscall, ChangeSyscall::Symlink | ChangeSyscall::Symlinkat);
+        if symlink {
+            let raw = path_bytes(&c.path, c.path_len);
+            return match second.resolve(pid, watch) {
+                Ok(Some(link)) => self.symlink_created(c, syscall, raw, link, watch),
+                Ok(None) => (None, PathOutcome::Unwatched),
+                Err(()) => (None, PathOutcome::Unresolved),
+            };
+        }
         let new = if two_paths {
             second.resolve(pid, watch)
         } else {
@@ -240,7 +319,7 @@ impl Enricher {
         // The file a one-path call acted on: the path's, or dirfd's own
         // for an empty path.
         let target = |watch: &WatchSet, path: &Option<PathBuf>, base: FileKey| match path {
-            Some(p) => watch.key_at(p),
+            Some(p) => watch.key_at(p).or_else(|| watch.outside_at(p)),
             None => Some(base).filter(|k| weight(watch, k)),
         };
         let indexed = |watch: &WatchSet, key: &FileKey| {
@@ -257,11 +336,21 @@ impl Enricher {
         let (action, key, path) = match syscall {
             ChangeSyscall::Unlink | ChangeSyscall::Unlinkat => {
                 detail.flags = flags(c.arg);
-                let Some(gone) = old.as_deref().and_then(|p| watch.take_gone(p, not_before)) else {
+                let Some(old) = old else {
                     return (None, PathOutcome::Unwatched);
                 };
-                detail.before = Some(state(&gone.key, gone.size, gone.mtime_ns));
-                (Action::Unlink, gone.key, Some(gone.path))
+                match watch.take_gone(&old, not_before) {
+                    Some(gone) => {
+                        detail.before = Some(state(&gone.key, gone.size, gone.mtime_ns));
+                        (Action::Unlink, gone.key, Some(gone.path))
+                    }
+                    // A file followed outside the roots, not found gone
+                    // yet: its state before is not known.
+                    None => match watch.outside_at(&old) {
+                        Some(key) => (Action::Unlink, key, Some(old)),
+                        None => return (None, PathOutcome::Unwatched),
+                    },
+                }
             }
             ChangeSyscall::Rename | ChangeSyscall::Renameat | ChangeSyscall::Renameat2 => {
                 detail.flags = flags(c.arg);
@@ -284,20 +373,39 @@ impl Enricher {
                     (None, Some((key, now))) if weight(watch, key) || replaced.is_some() => {
                         (*key, Some(*now))
                     }
+                    // A file followed outside the roots, renamed and gone
+                    // again before the record was handled.
+                    (None, None) => match watch.outside_at(&from) {
+                        Some(key) => (key, None),
+                        None => return (None, PathOutcome::Unwatched),
+                    },
                     _ => return (None, PathOutcome::Unwatched),
                 };
+                // A file no one watched before, moved in without replacing
+                // a watched one: it appeared.
+                let appeared =
+                    moved.is_none() && replaced.is_none() && !watched_elsewhere(watch, &key, &to);
                 detail.after = after.map(|(_, s)| s);
                 detail.replaced = replaced.map(|g| Replaced {
                     dev: g.key.dev,
                     state: state(&g.key, g.size, g.mtime_ns),
                     path: Some(Text::from(g.path.as_path())),
                 });
-                detail.before = before;
                 detail.old_path = Some(Text::from(from.as_path()));
                 detail.new_path = Some(Text::from(to.as_path()));
-                // Where it is now: a file renamed out of the roots stays
-                // watched (docs/architecture.md), under its new name.
-                (Action::Rename, key, Some(to))
+                if appeared {
+                    detail.file_type = entry_type(&to);
+                    (Action::Create, key, Some(to))
+                } else {
+                    if watch.is_outside(&key) && !watch.under_roots(&to) {
+                        watch.moved_outside(&key, &to);
+                    }
+                    detail.before = before;
+                    // Where it is now: a file renamed out of the roots
+                    // stays watched (docs/architecture.md), under its new
+                    // name.
+                    (Action::Rename, key, Some(to))
+                }
             }
             ChangeSyscall::Link | ChangeSyscall::Linkat => {
                 detail.flags = flags(c.arg);
@@ -320,15 +428,45 @@ impl Enricher {
                 if !weight(watch, &key) {
                     return (None, PathOutcome::Unwatched);
                 }
-                detail.before = Some(now);
                 detail.after = Some(now);
                 detail.old_path = old.as_deref().map(Text::from);
                 detail.new_path = Some(Text::from(to.as_path()));
-                (
-                    Action::Link,
-                    key,
-                    watch.path_of(&key).map(Path::to_path_buf),
-                )
+                if source.is_none() && !watched_elsewhere(watch, &key, &to) {
+                    // A file no one watched linked in: it appeared.
+                    detail.file_type = Some(EntryType::Regular);
+                    (Action::Create, key, Some(to))
+                } else {
+                    detail.before = Some(now);
+                    (
+                        Action::Link,
+                        key,
+                        watch.path_of(&key).map(Path::to_path_buf),
+                    )
+                }
+            }
+            ChangeSyscall::Mknod | ChangeSyscall::Mknodat => {
+                let Some(path) = old else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                if !watch.under_roots(&path)
+                    || (watch.key_at(&path).is_none() && !watch.is_weight_path(&path))
+                {
+                    return (None, PathOutcome::Unwatched);
+                }
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    return (None, PathOutcome::Unwatched);
+                };
+                let key = watch::key_of(&meta);
+                let mode = c.arg as u32;
+                // mknod with no type bits makes a regular file.
+                let kind = EntryType::from_mode(mode).unwrap_or(EntryType::Regular);
+                detail.mode = Some(mode);
+                detail.file_type = Some(kind);
+                if matches!(kind, EntryType::CharDevice | EntryType::BlockDevice) {
+                    detail.rdev = Some(device_number(c.arg2));
+                }
+                detail.after = Some(state(&key, meta.len(), watch::mtime_ns(&meta)));
+                (Action::Create, key, Some(path))
             }
             _ => {
                 let Some(key) = target(watch, &old, c.file) else {
@@ -362,7 +500,45 @@ impl Enricher {
             }
         };
         let path = path.as_deref().map(Text::from);
-        let event = self.change_event(action, c, key, path, detail);
+        let event = self.change_event(action, c, key, path, detail, watch);
+        (Some(event), PathOutcome::Matched)
+    }
+
+    /// A symbolic link made under the roots with a weight file's name:
+    /// `file` is what it leads to when that is a regular file (the watch
+    /// set follows it), else the link itself; `old_path` is its contents.
+    fn symlink_created(
+        &mut self,
+        c: &ChangeEvent,
+        syscall: ChangeSyscall,
+        contents: &[u8],
+        link: PathBuf,
+        watch: &WatchSet,
+    ) -> (Option<Event>, PathOutcome) {
+        if !watch.under_roots(&link) || !watch.is_weight_path(&link) {
+            return (None, PathOutcome::Unwatched);
+        }
+        let found = match watch.key_at(&link) {
+            Some(key) => stat_state(&link, Some(key)),
+            None => std::fs::symlink_metadata(&link).ok().map(|meta| {
+                let key = watch::key_of(&meta);
+                (key, state(&key, meta.len(), watch::mtime_ns(&meta)))
+            }),
+        };
+        let Some((key, after)) = found else {
+            return (None, PathOutcome::Unwatched);
+        };
+        let detail = ChangeDetail {
+            syscall,
+            result: c.ret,
+            after: Some(after),
+            old_path: Some(Text::from(contents)),
+            new_path: Some(Text::from(link.as_path())),
+            file_type: Some(EntryType::Symlink),
+            ..ChangeDetail::default()
+        };
+        let path = Some(Text::from(link.as_path()));
+        let event = self.change_event(Action::Create, c, key, path, detail, watch);
         (Some(event), PathOutcome::Matched)
     }
 
@@ -373,6 +549,7 @@ impl Enricher {
         key: FileKey,
         path: Option<Text>,
         detail: ChangeDetail,
+        watch: &WatchSet,
     ) -> Event {
         let h = &c.header;
         let mut event = self.base_event(action, h);
@@ -385,7 +562,7 @@ impl Enricher {
             dev: key.dev,
             ino: key.ino,
             size,
-            derived_from: None,
+            derived_from: super::events::derived_from(watch, &key),
         });
         event.access = Some(Access {
             abi: if h.flags & header_flag::COMPAT_SYSCALL != 0 {

@@ -83,6 +83,10 @@ pub enum Action {
     SetAttributes,
     /// A new hard link to a watched file.
     Link,
+    /// A new weight file (or an entry named like one) appeared in a watched
+    /// directory: created there, made with `mknod` or `symlink`, or renamed
+    /// or hard-linked in from a file that was not watched.
+    Create,
     /// A process's repeated opens and closes of one watched file, counted
     /// in the kernel since its first `open` record (or the last summary).
     OpenSummary,
@@ -90,7 +94,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order the schema documents them.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::Open,
         Action::Read,
         Action::Mmap,
@@ -117,6 +121,7 @@ impl Action {
         Action::Unlink,
         Action::SetAttributes,
         Action::Link,
+        Action::Create,
         Action::OpenSummary,
     ];
 
@@ -130,6 +135,7 @@ impl Action {
                 | Action::Unlink
                 | Action::SetAttributes
                 | Action::Link
+                | Action::Create
         )
     }
 }
@@ -412,8 +418,42 @@ pub struct ChangeDetail {
     pub new_path: Option<Text>,
     /// rename over a watched file: the file that was replaced.
     pub replaced: Option<Replaced>,
+    /// create: what kind of entry appeared.
+    pub file_type: Option<EntryType>,
+    /// create of a device node (`mknod`): its device number, encoded like
+    /// [`File::dev`] (`major << 20 | minor`).
+    pub rdev: Option<u64>,
     /// The syscall's return value (`0`, a descriptor, or `-errno`).
     pub result: i64,
+}
+
+/// The kind of a directory entry, as `stat`'s `st_mode` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryType {
+    Regular,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl EntryType {
+    /// From `st_mode`'s file type bits (`S_IFMT`); `None` for none of them.
+    pub fn from_mode(mode: u32) -> Option<Self> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => Self::Regular,
+            libc::S_IFDIR => Self::Directory,
+            libc::S_IFLNK => Self::Symlink,
+            libc::S_IFIFO => Self::Fifo,
+            libc::S_IFSOCK => Self::Socket,
+            libc::S_IFCHR => Self::CharDevice,
+            libc::S_IFBLK => Self::BlockDevice,
+            _ => return None,
+        })
+    }
 }
 
 /// A file's identity and state at one instant.
@@ -460,6 +500,14 @@ pub enum ChangeSyscall {
     Fchownat,
     Link,
     Linkat,
+    Mknod,
+    Mknodat,
+    Symlink,
+    Symlinkat,
+    /// io_uring `IORING_OP_OPENAT` (a create).
+    IoUringOpenat,
+    /// io_uring `IORING_OP_OPENAT2` (a create).
+    IoUringOpenat2,
 }
 
 impl ChangeSyscall {
@@ -489,6 +537,12 @@ impl ChangeSyscall {
             c::FCHOWNAT => Self::Fchownat,
             c::LINK => Self::Link,
             c::LINKAT => Self::Linkat,
+            c::MKNOD => Self::Mknod,
+            c::MKNODAT => Self::Mknodat,
+            c::SYMLINK => Self::Symlink,
+            c::SYMLINKAT => Self::Symlinkat,
+            c::IO_URING_OPENAT => Self::IoUringOpenat,
+            c::IO_URING_OPENAT2 => Self::IoUringOpenat2,
             _ => return None,
         })
     }

@@ -164,6 +164,7 @@ const MEMBERS: &[(&str, &str, &str)] = &[
     (g::FILE_INODE, "file", "f_inode"),
     (g::FILE_POS, "file", "f_pos"),
     (g::FILE_FLAGS, "file", "f_flags"),
+    (g::FILE_MODE, "file", "f_mode"),
     (g::INODE_INO, "inode", "i_ino"),
     (g::INODE_SB, "inode", "i_sb"),
     (g::INODE_SIZE, "inode", "i_size"),

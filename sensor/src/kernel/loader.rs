@@ -3,17 +3,18 @@
 
 use aya::{
     Btf, BtfError, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, RingBuf},
+    maps::{MapData, MapError, RingBuf},
     programs::{
         BtfTracePoint, FEntry, KProbe, Lsm, Program, ProgramError, RawTracePoint, TracePoint,
     },
 };
-use sensor_common::{FileKey, WatchEntry, map_name};
+use sensor_common::map_name;
 
 use crate::kernel::{
     btf::KernelOffsets,
     maps::{
         Holders, InoFilter, KernelCounters, KernelIdentityProbe, PolicyMaps, ReadMaps, VerdictMaps,
+        WatchMaps,
     },
     object as ebpf, preflight,
     programs::{Attach, ENFORCEMENT_LSM, ProgramSpec, TIERS, TierSpec},
@@ -81,6 +82,11 @@ pub enum LoadError {
 pub struct LoadOptions {
     pub ring_buffer_bytes: u32,
     pub watched_max: u32,
+    /// `WATCHED_DIRS`; `PATH_NAMES` holds [`LoadOptions::names_max`].
+    pub dirs_max: u32,
+    /// `PATH_NAMES`: the directories' names, the followed files' and a
+    /// margin for extensions, root ancestors and learned names.
+    pub names_max: u32,
     pub read_aggregates_max: u32,
     pub pending_max: u32,
     pub read_flush_interval_ns: u64,
@@ -98,6 +104,8 @@ impl LoadOptions {
         Self {
             ring_buffer_bytes: 4096,
             watched_max: 1024,
+            dirs_max: 1024,
+            names_max: 1024,
             read_aggregates_max: 1024,
             pending_max: 1024,
             read_flush_interval_ns: 0,
@@ -111,6 +119,12 @@ impl LoadOptions {
         Self {
             ring_buffer_bytes: config.kernel.ring_buffer_bytes,
             watched_max: config.watch.max_files,
+            dirs_max: config.watch.max_dirs,
+            names_max: config
+                .watch
+                .max_dirs
+                .saturating_add(config.watch.max_retained)
+                .saturating_add(NAMES_MARGIN),
             read_aggregates_max: config.kernel.read_aggregates_max,
             pending_max: config.kernel.pending_max,
             read_flush_interval_ns: config
@@ -122,6 +136,10 @@ impl LoadOptions {
         }
     }
 }
+
+/// Room in `PATH_NAMES` beyond the directories and followed files: the
+/// extensions, the roots' ancestors, names learned from records.
+const NAMES_MARGIN: u32 = 4096;
 
 /// The kernel's limit on pid_max (`PID_MAX_LIMIT` on 64-bit).
 const PID_MAX_LIMIT: u32 = 4 * 1024 * 1024;
@@ -169,6 +187,8 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         )
         .map_max_entries(map_name::EVENTS, opts.ring_buffer_bytes)
         .map_max_entries(map_name::WATCHED, opts.watched_max)
+        .map_max_entries(map_name::WATCHED_DIRS, opts.dirs_max)
+        .map_max_entries(map_name::PATH_NAMES, opts.names_max)
         // Every policy file is also in the watch map: the same bound.
         .map_max_entries(map_name::POLICY_FILES, opts.watched_max)
         .map_max_entries(map_name::READ_AGG, opts.read_aggregates_max)
@@ -321,9 +341,19 @@ impl Sensor {
         self.take(map_name::EVENTS)
     }
 
-    /// The watched-inode map the agent keeps current.
-    pub fn take_watched(&mut self) -> Result<HashMap<MapData, FileKey, WatchEntry>, LoadError> {
-        self.take(map_name::WATCHED)
+    /// The maps the watch set keeps current: watched inodes (and their
+    /// Bloom filter), watched directories, the path prefilter's names.
+    pub fn take_watch_maps(&mut self, opts: &LoadOptions) -> Result<WatchMaps, LoadError> {
+        Ok(WatchMaps {
+            watched: self.take(map_name::WATCHED)?,
+            filter: self.take_ino_filter()?,
+            watched_max: opts.watched_max,
+            dirs: self.take(map_name::WATCHED_DIRS)?,
+            dirs_max: opts.dirs_max,
+            names: self.take(map_name::PATH_NAMES)?,
+            names_max: opts.names_max,
+            name_filter: self.take(map_name::PATH_FILTER)?,
+        })
     }
 
     /// The kernel's answers to the agent's identity probes.
@@ -334,7 +364,7 @@ impl Sensor {
     }
 
     /// The Bloom filter in front of the watched-inode map.
-    pub fn take_ino_filter(&mut self) -> Result<InoFilter, LoadError> {
+    fn take_ino_filter(&mut self) -> Result<InoFilter, LoadError> {
         Ok(InoFilter::new(self.take(map_name::WATCHED_INO_FILTER)?))
     }
 

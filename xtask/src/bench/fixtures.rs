@@ -5,7 +5,9 @@
 //! Layout under the bench folder:
 //! - `models/` (watched): the weight file, a small file for 4 KiB reads,
 //!   the Python loader's model;
-//! - `unwatched/` and `storm/` (not watched): the unrelated-I/O files;
+//! - `unwatched/`, `storm/` and `churn/` (not watched): the unrelated-I/O
+//!   files (`churn/` is empty between runs: the file-churn row makes and
+//!   removes its own);
 //! - `agent/` (watched by the agent-metric runs) and `many/` (100k files);
 //! - `enforce/` (watched, and the one weight set of the enforcement rows'
 //!   policy): a small file like the one in `models/`;
@@ -39,6 +41,8 @@ pub struct Sizes {
     pub pread_calls: u64,
     pub storm_files: u32,
     pub storm_calls: u64,
+    /// Create+rename+unlink rounds of the file-churn row per timed run.
+    pub churn_calls: u64,
     /// Processes the churn row spawns per timed run.
     pub spawns: u64,
     /// open+close pairs of the enforce-open row per timed run.
@@ -58,6 +62,7 @@ impl Sizes {
                 pread_calls: 100_000,
                 storm_files: 1000,
                 storm_calls: 20_000,
+                churn_calls: 5_000,
                 spawns: 200,
                 enforce_opens: 2_000,
                 model_bytes: 128 * MIB,
@@ -71,6 +76,7 @@ impl Sizes {
                 pread_calls: 1_000_000,
                 storm_files: 1000,
                 storm_calls: 200_000,
+                churn_calls: 20_000,
                 spawns: 1000,
                 enforce_opens: 10_000,
                 model_bytes: GIB,
@@ -90,6 +96,7 @@ pub struct Layout {
     pub models: PathBuf,
     pub unwatched: PathBuf,
     pub storm: PathBuf,
+    pub churn: PathBuf,
     pub agent: PathBuf,
     pub many: PathBuf,
     pub enforce: PathBuf,
@@ -117,6 +124,7 @@ impl Layout {
             models: root.join("models"),
             unwatched: root.join("unwatched"),
             storm: root.join("storm"),
+            churn: root.join("churn"),
             agent: root.join("agent"),
             many: root.join("many"),
             enforce: root.join("enforce"),
@@ -171,6 +179,7 @@ impl Layout {
             &self.models,
             &self.unwatched,
             &self.storm,
+            &self.churn,
             &self.agent,
             &self.many,
             &self.enforce,
@@ -354,6 +363,7 @@ mod tests {
             pread_calls: 10,
             storm_files: 5,
             storm_calls: 10,
+            churn_calls: 10,
             spawns: 2,
             enforce_opens: 10,
             model_bytes: 2 * MIB,

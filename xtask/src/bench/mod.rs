@@ -94,7 +94,7 @@ impl fmt::Display for Config {
 }
 
 /// The rows measured under every configuration.
-const WORKLOAD_ROWS: [BenchRow; 10] = [
+const WORKLOAD_ROWS: [BenchRow; 11] = [
     BenchRow::WeightRead,
     BenchRow::WeightMmap,
     BenchRow::WatchedPread,
@@ -103,6 +103,7 @@ const WORKLOAD_ROWS: [BenchRow; 10] = [
     BenchRow::UnwatchedWrite,
     BenchRow::TaintedWrite,
     BenchRow::OpenClose,
+    BenchRow::FileChurn,
     BenchRow::PythonLoader,
     BenchRow::ProcessChurn,
 ];
@@ -616,7 +617,10 @@ const SPAWNED_PROGRAM: &str = "/bin/true";
 pub fn timed_runs(row: BenchRow) -> u32 {
     match row {
         BenchRow::WeightRead | BenchRow::WeightMmap | BenchRow::PythonLoader => 5,
-        BenchRow::OpenClose | BenchRow::ProcessChurn | BenchRow::EnforceOpen => 3,
+        BenchRow::OpenClose
+        | BenchRow::FileChurn
+        | BenchRow::ProcessChurn
+        | BenchRow::EnforceOpen => 3,
         _ => 1,
     }
 }
@@ -673,6 +677,12 @@ fn measure(
             WorkerWorkload::OpenClose,
             layout.storm.clone(),
             sizes.storm_calls,
+            sizes.storm_files,
+        ),
+        BenchRow::FileChurn => (
+            WorkerWorkload::FileChurn,
+            layout.churn.clone(),
+            sizes.churn_calls,
             sizes.storm_files,
         ),
         BenchRow::ProcessChurn => (

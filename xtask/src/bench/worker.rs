@@ -42,6 +42,7 @@ pub fn execute(args: &BenchWorkerArgs) -> Result<()> {
             WorkerWorkload::Pwrite => pwrite(&args.path, args.calls),
             WorkerWorkload::OpenClose => open_close(&args.path, args.files, args.calls),
             WorkerWorkload::OpenCloseFile => open_close_file(&args.path, args.calls),
+            WorkerWorkload::FileChurn => file_churn(&args.path, args.files, args.calls),
             WorkerWorkload::Spawn => spawn(&args.path, args.calls),
         }
     };
@@ -211,6 +212,50 @@ fn open_close_file(path: &Path, calls: u64) -> Result<u64> {
     Ok(calls)
 }
 
+/// `calls` rounds, over `files` names in `dir`, of: create a file
+/// (`open(O_CREAT | O_EXCL)` + close), rename it, unlink the new name;
+/// returns the rounds made. Absolute paths, as build tools and package
+/// managers mostly use.
+fn file_churn(dir: &Path, files: u32, calls: u64) -> Result<u64> {
+    ensure!(files > 0, "the file churn needs at least one name");
+    let names = (0..files)
+        .map(|i| {
+            let created = c_path(&dir.join(format!("c{i:04}.tmp")))?;
+            let renamed = c_path(&dir.join(format!("r{i:04}.tmp")))?;
+            Ok((created, renamed))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fail = |what: &str, path: &CString| {
+        Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot {what} {}", path.to_string_lossy()))
+    };
+    for i in 0..calls {
+        let (created, renamed) = &names[(i % u64::from(files)) as usize];
+        // SAFETY: `created` is NUL-terminated.
+        let fd = unsafe {
+            libc::open(
+                created.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return fail("create", created);
+        }
+        // SAFETY: closes the descriptor opened above, once.
+        unsafe { libc::close(fd) };
+        // SAFETY: both paths are NUL-terminated.
+        if unsafe { libc::rename(created.as_ptr(), renamed.as_ptr()) } != 0 {
+            return fail("rename", created);
+        }
+        // SAFETY: `renamed` is NUL-terminated.
+        if unsafe { libc::unlink(renamed.as_ptr()) } != 0 {
+            return fail("unlink", renamed);
+        }
+    }
+    Ok(calls)
+}
+
 pub fn c_path(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .with_context(|| format!("{} holds a NUL byte", path.display()))
@@ -247,6 +292,14 @@ mod tests {
         assert_eq!(open_close(dir.path(), 3, 10).unwrap(), 10);
         assert!(open_close(dir.path(), 4, 10).is_err());
         assert_eq!(open_close_file(&file, 5).unwrap(), 5);
+        let churn = dir.path().join("churn");
+        std::fs::create_dir(&churn).unwrap();
+        assert_eq!(file_churn(&churn, 3, 10).unwrap(), 10);
+        assert_eq!(
+            std::fs::read_dir(&churn).unwrap().count(),
+            0,
+            "leaves nothing"
+        );
         assert!(open_close_file(&dir.path().join("missing"), 1).is_err());
         assert!(sequential_read(&dir.path().join("missing")).is_err());
         assert_eq!(storm_file_name(7), "f0007.dat");

@@ -24,7 +24,7 @@ use super::regs::{
 use crate::{
     agent_probe, aio,
     change::{self, AT_FDCWD, PassedFlags, PathArg},
-    file::{self, MmapArgs},
+    file::{self, MmapArgs, OpenCall},
     holders,
     kernel::in_compat_syscall,
     proc_mem, process,
@@ -90,6 +90,10 @@ mod native {
     pub const FCHMODAT: u64 = 268;
     pub const RENAMEAT2: u64 = 316;
     pub const FCHMODAT2: u64 = 452;
+    pub const MKNOD: u64 = 133;
+    pub const MKNODAT: u64 = 259;
+    pub const SYMLINK: u64 = 88;
+    pub const SYMLINKAT: u64 = 266;
     pub const IO_SUBMIT: u64 = 209;
 }
 
@@ -347,6 +351,8 @@ pub fn on_sys_exit(ctx: &BtfTracePointContext) {
         path_change_exit(nr, regs, ctx.arg(1));
     } else if followed_at_exit(nr) && !other_ioctl {
         exit_followed(nr, regs, ctx.arg(1));
+        // Beside the open's handling, not under it (`create.rs`).
+        open_created_exit(nr, regs, ctx.arg(1));
     } else if is_send(nr) && holders::current_tainted() {
         send_exit(nr, regs, ctx.arg(1));
     } else if (nr == native::READ || nr == native::PREAD64)
@@ -514,7 +520,7 @@ fn native_exit(nr: u64, regs: u64, ret: i64) {
         | native::OPEN_BY_HANDLE_AT => {
             // The agent's identity probes are not records.
             if !agent_probe::open_exit(ret) {
-                file::open_exit(ret, passed_open_flags(nr, regs));
+                file::open_exit(ret, open_call(nr, regs));
             }
         }
         native::FTRUNCATE | native::FCHMOD => change::fd_exit(ret, reg(regs, &OFF_REGS_SI), 0),
@@ -553,6 +559,10 @@ fn is_path_change(nr: u64) -> bool {
             | native::FCHMODAT
             | native::RENAMEAT2
             | native::FCHMODAT2
+            | native::MKNOD
+            | native::MKNODAT
+            | native::SYMLINK
+            | native::SYMLINKAT
     )
 }
 
@@ -604,17 +614,45 @@ fn path_change_exit(nr: u64, regs: u64, ret: i64) {
         ),
         native::LINK => change::path_exit(ret, cs::LINK, cwd(di), cwd(si), 0, 0),
         native::LINKAT => change::path_exit(ret, cs::LINKAT, at(di, si), at(dx, r10), r8, 0),
+        // mknod(path, mode, dev), mknodat(dfd, path, mode, dev)
+        native::MKNOD => change::path_exit(ret, cs::MKNOD, cwd(di), none, si, dx),
+        native::MKNODAT => change::path_exit(ret, cs::MKNODAT, at(di, si), none, dx, r10),
+        // symlink(target, path), symlinkat(target, dfd, path): the target
+        // is a string stored as is, not a path the call resolves.
+        native::SYMLINK => change::path_exit(ret, cs::SYMLINK, cwd(di), cwd(si), 0, 0),
+        native::SYMLINKAT => change::path_exit(ret, cs::SYMLINKAT, cwd(di), at(si, dx), 0, 0),
         _ => {}
     }
 }
 
-/// An open's flags as passed, for the tampering records: open(path,
-/// flags, mode), creat(path, mode) (`O_CREAT | O_WRONLY | O_TRUNC`),
-/// openat(dfd, path, flags, mode), openat2(dfd, path, how, size),
-/// open_by_handle_at(mount_fd, handle, flags).
+/// An x86-64 open that passed `O_CREAT` (or may have: `openat2`)
+/// returning: did it create a file in a watched directory? The flag test
+/// is all other opens pay.
 #[inline(always)]
-fn passed_open_flags(nr: u64, regs: u64) -> Option<(u32, PassedFlags)> {
-    Some(match nr {
+fn open_created_exit(nr: u64, regs: u64, ret: i64) {
+    if ret < 0
+        || !matches!(
+            nr,
+            native::OPEN | native::CREAT | native::OPENAT | native::OPENAT2
+        )
+    {
+        return;
+    }
+    let OpenCall::Native(syscall, passed) = open_call(nr, regs) else {
+        return;
+    };
+    if passed.may_create() && !in_compat_syscall() {
+        crate::create::open_exit(ret as i32, syscall, passed.get());
+    }
+}
+
+/// An open's change syscall and flags as passed, for the tampering
+/// records: open(path, flags, mode), creat(path, mode) (`O_CREAT |
+/// O_WRONLY | O_TRUNC`), openat(dfd, path, flags, mode), openat2(dfd,
+/// path, how, size), open_by_handle_at(mount_fd, handle, flags).
+#[inline(always)]
+fn open_call(nr: u64, regs: u64) -> OpenCall {
+    let (syscall, passed) = match nr {
         native::OPEN => (cs::OPEN, PassedFlags::Value(reg(regs, &OFF_REGS_SI))),
         native::CREAT => (cs::CREAT, PassedFlags::Value(0o1101)),
         native::OPENAT => (cs::OPENAT, PassedFlags::Value(reg(regs, &OFF_REGS_DX))),
@@ -623,8 +661,9 @@ fn passed_open_flags(nr: u64, regs: u64) -> Option<(u32, PassedFlags)> {
             cs::OPEN_BY_HANDLE_AT,
             PassedFlags::Value(reg(regs, &OFF_REGS_DX)),
         ),
-        _ => return None,
-    })
+        _ => return OpenCall::Plain,
+    };
+    OpenCall::Native(syscall, passed)
 }
 
 /// The offset an in-kernel copy reads at: the value behind the user
@@ -808,7 +847,7 @@ fn ia32_exit(nr: u64, regs: u64, ret: i64) {
         ia32::PTRACE if ret == 0 => {
             ptrace_exit(reg32(regs, &OFF_REGS_BX), reg32(regs, &OFF_REGS_CX), 4)
         }
-        _ if ia32_is_open(nr) => file::open_exit(ret, None),
+        _ if ia32_is_open(nr) => file::open_exit(ret, OpenCall::Plain),
         ia32::READ
         | ia32::READV
         | ia32::PREAD64

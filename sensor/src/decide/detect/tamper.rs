@@ -1,14 +1,18 @@
 //! `tamper`: a weight file was opened for writing, truncated, renamed
 //! (away, or another file over it), unlinked, re-permissioned or linked
-//! anew, by a process no policy rule allows to `write` it (the tampering
-//! records: docs/events.md).
+//! anew, or a new one appeared in a watched directory, by a process no
+//! policy rule allows to `write` it (the tampering records:
+//! docs/events.md).
 
 use sensor_common::FileKey;
 
 use super::{About, Context, Detector, Finding, Trusted, file_label, process_name};
 use crate::{
     decide::policy::{Operation, PolicyAction, judge::subject},
-    event::{AccessDetail, Action, Detection, DetectionId, Event, Severity, Text},
+    event::{
+        AccessDetail, Action, ChangeDetail, ChangeSyscall, Detection, DetectionId, EntryType,
+        Event, Severity, Text,
+    },
 };
 
 pub struct Tamper;
@@ -81,6 +85,7 @@ impl Detector for Tamper {
                 Severity::Medium,
                 format!("{who} linked {what} as {}", path(&change.new_path)),
             ),
+            Action::Create => (Severity::High, created(&who, &what, change)),
             _ => return Vec::new(),
         };
         let mut d = Detection::new(DetectionId::Tamper, summary);
@@ -118,6 +123,36 @@ fn action_name(action: Action) -> &'static str {
         Action::Rename => "rename",
         Action::Unlink => "unlink",
         Action::SetAttributes => "set_attributes",
+        Action::Create => "create",
         _ => "link",
+    }
+}
+
+/// The summary of a `create`: how the file appeared.
+fn created(who: &str, what: &str, change: &ChangeDetail) -> String {
+    let old = change
+        .old_path
+        .as_ref()
+        .map_or_else(|| "?".into(), |p| p.to_lossy().into_owned());
+    match change.syscall {
+        ChangeSyscall::Rename | ChangeSyscall::Renameat | ChangeSyscall::Renameat2 => {
+            format!("{who} moved {old} in as {what}")
+        }
+        ChangeSyscall::Link | ChangeSyscall::Linkat => format!("{who} linked {old} in as {what}"),
+        ChangeSyscall::Symlink | ChangeSyscall::Symlinkat => {
+            format!("{who} made {what}, a symbolic link to {old}")
+        }
+        ChangeSyscall::Mknod | ChangeSyscall::Mknodat => {
+            let kind = change.file_type.map_or("node", |t| match t {
+                EntryType::Regular => "file",
+                EntryType::Fifo => "FIFO",
+                EntryType::Socket => "socket",
+                EntryType::CharDevice => "character device",
+                EntryType::BlockDevice => "block device",
+                EntryType::Directory | EntryType::Symlink => "node",
+            });
+            format!("{who} made {what}, a {kind}, with mknod")
+        }
+        _ => format!("{who} created {what}"),
     }
 }

@@ -92,7 +92,7 @@ impl SavedFile {
         ids.sort_unstable();
         ids.into_iter().find_map(|id| {
             let handle = Handle::from_parts(i32::try_from(id).ok()?, self.handle_type, &bytes);
-            let path = handle.locate(key).ok()?;
+            let path = handle.locate(key).ok()?.path;
             Some((handle, path.unwrap_or_else(|| self.path.clone())))
         })
     }
@@ -191,6 +191,7 @@ mod tests {
             handle: Some(Handle::of(path).expect("handle")),
             retained: false,
             derived_from: Some(FileKey { dev: 1, ino: 2 }),
+            state: None,
         };
         SavedFile::of(key, &kept).expect("saved")
     }

@@ -63,6 +63,7 @@ mod confirm;
 pub mod devices;
 mod followed_state;
 mod index;
+mod names;
 mod outside;
 mod pattern;
 mod scan;
@@ -91,16 +92,32 @@ use tracing::{debug, info, warn};
 
 use self::confirm::Confirmations;
 use self::index::{Index, Links};
-use self::outside::{Handle, Outside, Refused};
+use self::names::PathNames;
+use self::outside::{Handle, Outside, Refused, Released};
 use self::pattern::{Extensions, GpuPattern};
-use self::scan::{DirWatch, Found, Scan, TopError, Walker, found_at, read_weight_link, watch_hint};
+use self::scan::{
+    DirWatch, Found, Scan, TopError, WalkedDir, Walker, found_at, read_weight_link, watch_hint,
+};
 
-/// The kernel's watched-inode map (implemented by the agent over aya's
-/// `HashMap`; a fake in tests).
+/// The kernel's watched-inode and watched-directory maps (implemented by
+/// the agent over aya's `HashMap`s; a fake in tests).
 pub trait InodeMap {
     fn insert(&mut self, key: FileKey, entry: WatchEntry) -> Result<(), MapUpdateError>;
     /// Removing a key that is not there must succeed.
     fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError>;
+    /// Puts a directory under the roots in `WATCHED_DIRS` (a file created
+    /// in it is a create record).
+    fn insert_dir(&mut self, key: FileKey) -> Result<(), MapUpdateError>;
+    /// Removing a directory that is not there must succeed.
+    fn remove_dir(&mut self, key: &FileKey) -> Result<(), MapUpdateError>;
+    /// Lets path operations naming `hash` through the kernel's prefilter
+    /// (`PATH_NAMES`; `sensor_common::path_filter`).
+    fn insert_name(&mut self, hash: u64) -> Result<(), MapUpdateError>;
+    /// Removing a name that is not there must succeed.
+    fn remove_name(&mut self, hash: u64) -> Result<(), MapUpdateError>;
+    /// Turns the kernel's path-operation prefilter on (or off: every path
+    /// operation is sent).
+    fn set_name_filter(&mut self, on: bool) -> Result<(), MapUpdateError>;
 }
 
 /// The inode map of a walk that feeds no kernel (`weightwarden baseline`
@@ -115,6 +132,26 @@ impl InodeMap for OfflineMap {
     fn remove(&mut self, _: &FileKey) -> Result<(), MapUpdateError> {
         Ok(())
     }
+
+    fn insert_dir(&mut self, _: FileKey) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+
+    fn remove_dir(&mut self, _: &FileKey) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+
+    fn insert_name(&mut self, _: u64) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+
+    fn remove_name(&mut self, _: u64) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
+
+    fn set_name_filter(&mut self, _: bool) -> Result<(), MapUpdateError> {
+        Ok(())
+    }
 }
 
 /// Why the kernel refused an update of the watched-inode map.
@@ -122,6 +159,10 @@ impl InodeMap for OfflineMap {
 pub enum MapUpdateError {
     #[error("the watched-inode map is full ({max} entries; raise watch.max_files)")]
     Full { max: u32 },
+    #[error("the watched-directory map is full ({max} entries; raise watch.max_dirs)")]
+    DirsFull { max: u32 },
+    #[error("the path-name map is full ({max} entries; raise watch.max_dirs)")]
+    NamesFull { max: u32 },
     #[error("updating the watched-inode map failed: {message}")]
     Other { message: String },
 }
@@ -206,6 +247,18 @@ pub struct WatchStats {
     pub links: usize,
     /// Directories under inotify watch.
     pub directories: usize,
+    /// Of those under the roots, how many the kernel's watched-directory
+    /// map holds (creates are seen in these).
+    pub kernel_directories: usize,
+    /// Directories not put in the kernel's watched-directory map because
+    /// it was full (`watch.max_dirs`): files created in them are not
+    /// create records.
+    pub dir_map_full_failures: u64,
+    /// Name hashes in the kernel's path-operation prefilter.
+    pub path_names: usize,
+    /// Times the prefilter's name map was full: path operations were then
+    /// sent unfiltered until the next rescan fit them.
+    pub path_names_overflows: u64,
     /// Policy files outside the roots (or without a weight extension),
     /// watched because the policy names them.
     pub policy_files: usize,
@@ -265,6 +318,26 @@ impl crate::metrics::Collect for WatchStats {
             "directories",
             "directories under inotify watch",
             n(self.directories),
+        );
+        out.set(
+            "kernel_directories",
+            "directories in the kernel's watched-directory map",
+            n(self.kernel_directories),
+        );
+        out.total(
+            "dir_map_full_failures",
+            "directories not in the kernel map: watch.max_dirs was reached",
+            self.dir_map_full_failures,
+        );
+        out.set(
+            "path_names",
+            "names in the kernel's path-operation prefilter",
+            n(self.path_names),
+        );
+        out.total(
+            "path_names_overflows",
+            "times the path-name map was full (path operations sent unfiltered)",
+            self.path_names_overflows,
         );
         out.set(
             "missing_roots",
@@ -434,6 +507,12 @@ pub struct WatchSet {
     /// GPU device nodes (a handful), with every path matching a pattern.
     gpu: BTreeMap<FileKey, Vec<PathBuf>>,
     dirs: HashMap<WatchDescriptor, DirWatch>,
+    /// The tree directories by identity (`DirWatch::key`).
+    dir_keys: HashMap<FileKey, WatchDescriptor>,
+    /// The directories the kernel's `WATCHED_DIRS` holds.
+    kernel_dirs: HashSet<FileKey>,
+    /// The names the kernel's path-operation prefilter lets through.
+    names: PathNames,
     /// Paths that recently left the index, newest last, with the inode's
     /// state then: what a tampering record (unlink, rename) needs after the
     /// change it reports has been applied ([`WatchSet::take_gone`]).
@@ -504,6 +583,7 @@ struct Counters {
     map_update_failures: u64,
     queue_overflows: u64,
     rescans: u64,
+    dir_map_full_failures: u64,
 }
 
 /// Index changes not yet applied to the kernel map.
@@ -516,6 +596,11 @@ struct Batch {
     /// Keys whose last watched path went in this batch, with that path:
     /// retained if their inode still lives.
     orphans: HashMap<FileKey, PathBuf>,
+    /// Tree directories added or dropped: `WATCHED_DIRS` follows.
+    dirs: HashSet<FileKey>,
+    /// The inodes followed outside the roots changed: their names go to
+    /// the path prefilter.
+    outside: bool,
 }
 
 struct PathOp {
@@ -531,6 +616,8 @@ impl Batch {
             ops: Vec::new(),
             record,
             orphans: HashMap::new(),
+            dirs: HashSet::new(),
+            outside: false,
         }
     }
 
@@ -655,6 +742,9 @@ impl WatchSet {
             links: Links::default(),
             gpu: BTreeMap::new(),
             dirs: HashMap::new(),
+            dir_keys: HashMap::new(),
+            kernel_dirs: HashSet::new(),
+            names: PathNames::default(),
             gone: VecDeque::new(),
             replaced_states: HashMap::new(),
             outside: Outside::new(spec.max_retained),
@@ -671,6 +761,7 @@ impl WatchSet {
         set.watch_gpu_dirs();
         set.resolve_gpu(&mut batch);
         set.commit(batch, map);
+        set.rebuild_names(map);
         let stats = set.stats();
         info!(
             files = stats.files,
@@ -765,7 +856,55 @@ impl WatchSet {
     pub fn rescan(&mut self, map: &mut impl InodeMap) -> Result<Vec<WatchChange>, WatchError> {
         let mut batch = Batch::new(true);
         self.rescan_into(&mut batch);
-        Ok(self.commit(batch, map))
+        let changes = self.commit(batch, map);
+        self.rebuild_names(map);
+        Ok(changes)
+    }
+
+    /// Lets path operations naming `name` through the kernel's prefilter
+    /// from now on: a watched file's new name (a rename, a hard link)
+    /// that the prefilter would not otherwise know.
+    pub fn learn_name(&mut self, name: &OsStr, map: &mut impl InodeMap) {
+        self.names.learn(names::of(name), map);
+    }
+
+    /// Whether the kernel filters path operations by name now.
+    pub fn path_filter_on(&self) -> bool {
+        self.names.is_on()
+    }
+
+    /// Every name the prefilter must let through (`names.rs`).
+    fn wanted_names(&self) -> HashSet<u64> {
+        let roots = self
+            .roots
+            .iter()
+            .flat_map(|r| r.path.ancestors().filter_map(Path::file_name));
+        let dirs = self
+            .dirs
+            .values()
+            .filter(|d| d.tree)
+            .filter_map(|d| d.path.file_name());
+        self.extensions
+            .iter()
+            .map(names::of_extension)
+            .chain(roots.chain(dirs).map(names::of))
+            .chain(self.outside_names())
+            .chain(self.names.learned())
+            .collect()
+    }
+
+    /// The names of the inodes followed outside the roots, as last seen.
+    fn outside_names(&self) -> impl Iterator<Item = u64> + '_ {
+        self.outside
+            .keys()
+            .filter_map(|key| self.outside.get(key))
+            .filter_map(|kept| kept.path.file_name())
+            .map(names::of)
+    }
+
+    fn rebuild_names(&mut self, map: &mut impl InodeMap) {
+        let wanted = self.wanted_names();
+        self.names.rebuild(wanted, map);
     }
 
     /// The first watched path of the inode still present (stable while it
@@ -825,8 +964,12 @@ impl WatchSet {
         }
         let key = scan::key_at(path, &meta, true);
         let mut batch = Batch::new(false);
+        batch.outside = true;
         batch.touch(key, self.flags_of(&key));
-        match self.outside.derive(key, path, from) {
+        match self
+            .outside
+            .derive(key, path, from, (meta.len(), scan::mtime_ns(&meta)))
+        {
             Ok(()) => {}
             Err(Refused::Full) => {
                 return Err(DeriveError::Full {
@@ -853,24 +996,6 @@ impl WatchSet {
             });
         }
         Ok(key)
-    }
-
-    /// Writes every watched key into `map`: the kernel's, when the walk
-    /// ran against an [`OfflineMap`] while the programs were verified.
-    /// Keys `map` refuses leave the watch set, as on any update.
-    pub fn publish(&mut self, map: &mut impl InodeMap) {
-        let mut batch = Batch::new(false);
-        let keys: Vec<FileKey> = self
-            .index
-            .iter()
-            .map(|(key, _)| key)
-            .chain(self.gpu.keys().copied())
-            .chain(self.outside.keys().copied())
-            .collect();
-        for key in keys {
-            batch.touch(key, 0);
-        }
-        self.commit(batch, map);
     }
 
     /// Saves the inodes followed outside the roots to `path` when they
@@ -937,6 +1062,7 @@ impl WatchSet {
         map: &mut impl InodeMap,
     ) -> usize {
         let mut batch = Batch::new(false);
+        batch.outside = true;
         let keys: Vec<FileKey> = self
             .outside
             .keys()
@@ -983,6 +1109,38 @@ impl WatchSet {
         self.extensions.matches(name) || name.as_encoded_bytes().starts_with(b"sha256")
     }
 
+    /// Whether the watch patterns take an entry at `path` for a weight
+    /// file (or a weight-named link): its extension, or an Ollama blob
+    /// name in a `blobs` directory. Its type is not looked at.
+    pub fn is_weight_path(&self, path: &Path) -> bool {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => self.extensions.is_weight_file(dir, name),
+            _ => false,
+        }
+    }
+
+    /// Whether `key` is followed outside the roots (retained, derived, a
+    /// policy file).
+    pub fn is_outside(&self, key: &FileKey) -> bool {
+        self.outside.contains(key)
+    }
+
+    /// A file followed outside the roots was renamed to `to`: named so
+    /// from now on (the liveness check would find it within a second; a
+    /// record about its new name may come first).
+    pub fn moved_outside(&mut self, key: &FileKey, to: &Path) {
+        self.outside.set_path(key, to);
+    }
+
+    /// The inode followed outside the roots whose last known path is
+    /// `path` (absolute, normalized).
+    pub fn outside_at(&self, path: &Path) -> Option<FileKey> {
+        self.outside
+            .keys()
+            .find(|key| self.outside.get(key).is_some_and(|kept| kept.path == path))
+            .copied()
+    }
+
     /// The key the index holds `path` (a weight file or a weight-named
     /// link under the roots) under.
     pub fn key_at(&self, path: &Path) -> Option<FileKey> {
@@ -1006,18 +1164,29 @@ impl WatchSet {
 
     /// The path of a directory under watch (or a root's ancestor) with
     /// identity `key`: where a relative path of a process that is gone
-    /// started. Stats each candidate: for the rare record that needs it.
+    /// started. Stats each root ancestor: for the rare record that needs
+    /// one.
     pub fn dir_path(&self, key: &FileKey) -> Option<PathBuf> {
-        let ancestors = self
-            .roots
+        if let Some(path) = self.tree_dir_path(key) {
+            return Some(path.to_path_buf());
+        }
+        self.roots
             .iter()
-            .flat_map(|r| r.path.ancestors().skip(1).map(Path::to_path_buf));
-        self.dirs
-            .values()
-            .filter(|d| d.tree)
-            .map(|d| d.path.clone())
-            .chain(ancestors)
+            .flat_map(|r| r.path.ancestors().skip(1).map(Path::to_path_buf))
             .find(|p| identity(p) == Some(*key))
+    }
+
+    /// The path of the directory under the roots with identity `key`.
+    pub fn tree_dir_path(&self, key: &FileKey) -> Option<&Path> {
+        let wd = self.dir_keys.get(key)?;
+        self.dirs.get(wd).map(|d| d.path.as_path())
+    }
+
+    /// Whether `path` (absolute, normalized) is under a present root.
+    pub fn under_roots(&self, path: &Path) -> bool {
+        self.roots
+            .iter()
+            .any(|r| r.present && is_under(path, &r.path))
     }
 
     pub fn is_gpu_device(&self, key: &FileKey) -> bool {
@@ -1077,6 +1246,10 @@ impl WatchSet {
             gpu_devices: self.gpu.len(),
             links: self.links.len(),
             directories: self.dirs.values().filter(|d| d.tree).count(),
+            kernel_directories: self.kernel_dirs.len(),
+            dir_map_full_failures: self.counters.dir_map_full_failures,
+            path_names: self.names.len(),
+            path_names_overflows: self.names.overflows,
             missing_roots: self.roots.iter().filter(|r| !r.present).count(),
             policy_files: self.policy_only(),
             retained: self.outside.followed().0,
@@ -1118,9 +1291,9 @@ impl WatchSet {
             Err(error) => error,
         };
         // Drop the watch the walk may have placed on the root before failing.
-        for (wd, _) in &scan.dirs {
-            if !self.dirs.contains_key(wd)
-                && let Err(errno) = self.inotify.rm_watch(*wd)
+        for dir in &scan.dirs {
+            if !self.dirs.contains_key(&dir.wd)
+                && let Err(errno) = self.inotify.rm_watch(dir.wd)
             {
                 debug!(path = %path.display(), error = %errno, "cannot drop the watch of a failed root");
             }
@@ -1158,6 +1331,7 @@ impl WatchSet {
                         path: dir.path.clone(),
                         tree: false,
                         gpu: false,
+                        key: None,
                     });
                     watch.gpu = true;
                 }
@@ -1231,7 +1405,7 @@ impl WatchSet {
                         gpu_dir.wd = None;
                     }
                 }
-                self.release(event.wd, Role::Gpu);
+                self.release(event.wd, Role::Gpu, batch);
                 follow_up.gpu_dirty = true;
             } else if event
                 .name
@@ -1412,21 +1586,21 @@ impl WatchSet {
         // descriptor under a new path is a directory that moved without us
         // seeing its old location go (e.g. a root moved into another root).
         // Forget the old location, keeping the descriptors just confirmed.
-        let keep: HashSet<WatchDescriptor> = dirs.iter().map(|(wd, _)| *wd).collect();
+        let keep: HashSet<WatchDescriptor> = dirs.iter().map(|d| d.wd).collect();
         let stale: Vec<PathBuf> = dirs
             .iter()
-            .filter_map(|(wd, path)| {
+            .filter_map(|walked| {
                 self.dirs
-                    .get(wd)
-                    .filter(|d| d.tree && d.path != *path)
+                    .get(&walked.wd)
+                    .filter(|d| d.tree && d.path != walked.path)
                     .map(|d| d.path.clone())
             })
             .collect();
         for prefix in stale {
             self.forget_subtree(&prefix, &keep, batch);
         }
-        for (wd, path) in dirs {
-            self.set_tree_dir(wd, path);
+        for dir in dirs {
+            self.set_tree_dir(dir, batch);
         }
         self.add_found(files, &links, batch);
         for (link, target) in links {
@@ -1451,14 +1625,27 @@ impl WatchSet {
         }
     }
 
-    fn set_tree_dir(&mut self, wd: WatchDescriptor, path: PathBuf) {
+    fn set_tree_dir(&mut self, dir: WalkedDir, batch: &mut Batch) {
+        let WalkedDir { wd, path, key } = dir;
         let watch = self.dirs.entry(wd).or_insert_with(|| DirWatch {
             path: PathBuf::new(),
             tree: false,
             gpu: false,
+            key: None,
         });
         watch.path = path;
         watch.tree = true;
+        // The same descriptor means the same inode; a changed key is a
+        // device learned anew (btrfs, overlayfs): the old one goes.
+        if let Some(old) = watch.key.replace(key)
+            && old != key
+            && self.dir_keys.get(&old) == Some(&wd)
+        {
+            self.dir_keys.remove(&old);
+            batch.dirs.insert(old);
+        }
+        self.dir_keys.insert(key, wd);
+        batch.dirs.insert(key);
     }
 
     /// Forgets every file, link and directory at or below `prefix` (removed
@@ -1484,7 +1671,7 @@ impl WatchSet {
             .map(|(wd, _)| *wd)
             .collect();
         for wd in wds {
-            self.release(wd, Role::Tree);
+            self.release(wd, Role::Tree, batch);
         }
         for root in &mut self.roots {
             if root.present && is_under(&root.path, prefix) {
@@ -1497,12 +1684,20 @@ impl WatchSet {
     }
 
     /// Drops one role of a watch, and the watch with its last role.
-    fn release(&mut self, wd: WatchDescriptor, role: Role) {
+    fn release(&mut self, wd: WatchDescriptor, role: Role, batch: &mut Batch) {
         let Some(watch) = self.dirs.get_mut(&wd) else {
             return;
         };
         match role {
-            Role::Tree => watch.tree = false,
+            Role::Tree => {
+                watch.tree = false;
+                if let Some(key) = watch.key.take()
+                    && self.dir_keys.get(&key) == Some(&wd)
+                {
+                    self.dir_keys.remove(&key);
+                    batch.dirs.insert(key);
+                }
+            }
             Role::Gpu => watch.gpu = false,
         }
         if !watch.tree && !watch.gpu {
@@ -1636,7 +1831,7 @@ impl WatchSet {
         for (key, path) in stale {
             self.remove_path(key, &path, batch);
         }
-        let walked: HashSet<WatchDescriptor> = scan.dirs.iter().map(|(wd, _)| *wd).collect();
+        let walked: HashSet<WatchDescriptor> = scan.dirs.iter().map(|d| d.wd).collect();
         let unwalked: Vec<WatchDescriptor> = self
             .dirs
             .iter()
@@ -1644,7 +1839,7 @@ impl WatchSet {
             .map(|(wd, _)| *wd)
             .collect();
         for wd in unwalked {
-            self.release(wd, Role::Tree);
+            self.release(wd, Role::Tree, batch);
         }
         let Scan {
             files,
@@ -1655,8 +1850,8 @@ impl WatchSet {
         } = scan;
         self.counters.unreadable_dirs += unreadable_dirs;
         self.counters.watch_failures += watch_failures;
-        for (wd, path) in dirs {
-            self.set_tree_dir(wd, path);
+        for dir in dirs {
+            self.set_tree_dir(dir, batch);
         }
         self.add_found(files, &links, batch);
         // The walk saw every link under the present roots.
@@ -1670,6 +1865,7 @@ impl WatchSet {
     /// index too, so the index never names a file the kernel does not
     /// audit; the next event on it or the next rescan retries.
     fn commit(&mut self, mut batch: Batch, map: &mut impl InodeMap) -> Vec<WatchChange> {
+        batch.outside |= !batch.orphans.is_empty();
         self.retain_orphans(std::mem::take(&mut batch.orphans));
         let mut rejected = HashSet::new();
         let mut full = 0u64;
@@ -1698,7 +1894,9 @@ impl WatchSet {
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
             match error {
-                MapUpdateError::Full { .. } => {
+                MapUpdateError::Full { .. }
+                | MapUpdateError::DirsFull { .. }
+                | MapUpdateError::NamesFull { .. } => {
                     self.counters.map_full_failures += 1;
                     full += 1;
                     if full == 1 {
@@ -1721,9 +1919,66 @@ impl WatchSet {
                 "files are not audited: the watched-inode map is full (raise watch.max_files)"
             );
         }
+        self.commit_dirs(std::mem::take(&mut batch.dirs), map);
+        if batch.outside {
+            let names: Vec<u64> = self.outside_names().collect();
+            self.names.add(names, map);
+        }
         // New devices met by this batch are checked against the kernel.
         self.confirmations.run();
         self.changes(batch.ops, &rejected)
+    }
+
+    /// Brings `WATCHED_DIRS` in line with the tree directories a batch
+    /// added or dropped. A directory the map refuses is retried when a
+    /// walk meets it again (the next rescan).
+    fn commit_dirs(&mut self, touched: HashSet<FileKey>, map: &mut impl InodeMap) {
+        let mut full = 0u64;
+        // A new directory's name goes to the path prefilter too.
+        let new_names: Vec<u64> = touched
+            .iter()
+            .filter_map(|key| self.tree_dir_path(key)?.file_name())
+            .map(names::of)
+            .collect();
+        self.names.add(new_names, map);
+        for key in touched {
+            let wanted = self.dir_keys.contains_key(&key);
+            if wanted == self.kernel_dirs.contains(&key) {
+                continue;
+            }
+            let result = if wanted {
+                map.insert_dir(key)
+            } else {
+                map.remove_dir(&key)
+            };
+            match result {
+                Ok(()) if wanted => {
+                    self.kernel_dirs.insert(key);
+                }
+                Ok(()) => {
+                    self.kernel_dirs.remove(&key);
+                }
+                Err(error @ MapUpdateError::DirsFull { .. }) => {
+                    self.counters.dir_map_full_failures += 1;
+                    full += 1;
+                    if full == 1 {
+                        let path = self.tree_dir_path(&key).unwrap_or(Path::new(""));
+                        warn!(path = %path.display(), %error, "files created in this directory are not create records");
+                    }
+                }
+                Err(error) => {
+                    self.counters.map_update_failures += 1;
+                    warn!(dev = key.dev, ino = key.ino, %error, "cannot update the kernel's watched-directory map");
+                }
+            }
+        }
+        if full > 1 {
+            warn!(
+                count = full,
+                "directories are not in the kernel's watched-directory map, so files created in \
+                 them are not create records (raise watch.max_dirs)"
+            );
+        }
     }
 
     fn drop_key(&mut self, key: &FileKey) {
@@ -1785,13 +2040,19 @@ impl WatchSet {
     /// Checks the inodes followed outside the roots (retained, derived):
     /// the gone ones leave the map, the others get their current path.
     fn check_outside(&mut self, batch: &mut Batch) {
+        // Their paths are brought up to date: new names for the prefilter.
+        batch.outside = true;
         let index = &self.index;
         let released = self.outside.check(|k| index.contains(k));
-        for (key, path) in released {
+        for Released { key, path, state } in released {
             // Its flags were WEIGHT until the check released it.
             batch.touch(key, self.flags_of(&key) | watch_flag::WEIGHT);
             batch.op(key, &path, false);
             debug!(path = %path.display(), "followed inode gone; no longer watched");
+            // The unlink's record may not have been handled yet.
+            if let Some((size, mtime_ns)) = state {
+                self.remember_gone(key, path, size, mtime_ns);
+            }
         }
     }
 

@@ -137,13 +137,19 @@ impl Handle {
         self.bytes.as_slice()
     }
 
-    /// Opens the inode `key` and says where it is now (`None`: alive but
-    /// the kernel cannot name it, e.g. deleted and held open).
-    pub(super) fn locate(&self, key: FileKey) -> io::Result<Option<PathBuf>> {
+    /// Opens the inode `key` and says where it is now and its state.
+    pub(super) fn locate(&self, key: FileKey) -> io::Result<Located> {
         let fd = self.open()?;
         let path = current_path(&fd, key);
+        let state = nix::sys::stat::fstat(&fd).ok().map(|stat| {
+            let mtime = stat
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(stat.st_mtime_nsec);
+            (stat.st_size.max(0) as u64, mtime)
+        });
         close_unseen(fd);
-        Ok(path)
+        Ok(Located { path, state })
     }
 
     /// Whether the handle opens its inode again (taken from a file known
@@ -196,6 +202,15 @@ impl Handle {
     }
 }
 
+/// A live inode, opened by handle.
+pub(super) struct Located {
+    /// Where it is now; `None` when the kernel cannot name it (deleted
+    /// but held open).
+    pub(super) path: Option<PathBuf>,
+    /// Its size and modification time (ns).
+    pub(super) state: Option<(u64, i64)>,
+}
+
 /// Opens a directory `O_RDONLY` (not a weight file: no record).
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_bytes())
@@ -224,6 +239,15 @@ fn current_path(fd: &OwnedFd, key: FileKey) -> Option<PathBuf> {
     (super::identity(&link) == Some(key)).then_some(link)
 }
 
+/// A followed inode found gone.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Released {
+    pub(super) key: FileKey,
+    pub(super) path: PathBuf,
+    /// Its size and modification time (ns) when last seen alive.
+    pub(super) state: Option<(u64, i64)>,
+}
+
 /// Why an inode outside the roots is watched (several at once are fine).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Kept {
@@ -236,6 +260,9 @@ pub(super) struct Kept {
     pub(super) retained: bool,
     /// Made from this watched file.
     pub(super) derived_from: Option<FileKey>,
+    /// Its size and modification time (ns) when last checked: the state
+    /// before an unlink, once it is gone.
+    pub(super) state: Option<(u64, i64)>,
 }
 
 impl Kept {
@@ -302,6 +329,16 @@ impl Outside {
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &FileKey> {
         self.kept.keys()
+    }
+
+    /// Names a followed inode's new path (a policy file keeps the
+    /// policy's).
+    pub(super) fn set_path(&mut self, key: &FileKey, path: &Path) {
+        if let Some(kept) = self.kept.get_mut(key)
+            && kept.followed()
+        {
+            kept.path = path.to_path_buf();
+        }
     }
 
     pub(super) fn remove(&mut self, key: &FileKey) {
@@ -416,12 +453,14 @@ impl Outside {
         Ok(())
     }
 
-    /// Follows `key` at `path` as derived from `from`.
+    /// Follows `key` at `path` (its size and modification time `state`)
+    /// as derived from `from`.
     pub(super) fn derive(
         &mut self,
         key: FileKey,
         path: &Path,
         from: FileKey,
+        state: (u64, i64),
     ) -> Result<(), Refused> {
         if self.max_followed == 0 {
             return Err(Refused::Off);
@@ -441,22 +480,28 @@ impl Outside {
         let kept = self.kept.entry(key).or_default();
         kept.derived_from = Some(from);
         kept.handle = Some(handle);
+        kept.state = Some(state);
         if !kept.policy {
             kept.path = path.to_path_buf();
         }
         Ok(())
     }
 
-    /// Checks whether a followed inode still lives, updating its path.
-    /// A followed inode back under the roots (`in_roots`) stops being
-    /// retained (the index names it again); one that is gone loses its
-    /// followed reasons. Returns the keys that lost their last reason.
-    pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<(FileKey, PathBuf)> {
+    /// Checks whether a followed inode still lives, updating its path and
+    /// state. A followed inode back under the roots (`in_roots`) stops
+    /// being retained (the index names it again); one that is gone loses
+    /// its followed reasons. Returns the keys that lost their last reason,
+    /// with their last path and state.
+    pub(super) fn check(&mut self, in_roots: impl Fn(&FileKey) -> bool) -> Vec<Released> {
         let mut released = Vec::new();
         for (key, kept) in &mut self.kept {
             let checked = check_kept(key, kept, &in_roots, &mut self.counters, &mut self.changed);
             if checked == Checked::Gone && !kept.policy {
-                released.push((*key, kept.path.clone()));
+                released.push(Released {
+                    key: *key,
+                    path: kept.path.clone(),
+                    state: kept.state,
+                });
             }
         }
         self.kept.retain(|_, k| k.policy || k.followed());
@@ -496,13 +541,14 @@ fn check_kept(
         return Checked::Alive;
     }
     let state = match kept.handle.as_ref().map(|h| h.locate(*key)) {
-        Some(Ok(path)) => {
+        Some(Ok(Located { path, state: stat })) => {
             if let Some(path) = path
                 && path != kept.path
             {
                 kept.path = path;
                 *changed = true;
             }
+            kept.state = stat;
             Checked::Alive
         }
         Some(Err(error)) if error.raw_os_error() == Some(libc::ESTALE) => Checked::Gone,
@@ -577,7 +623,15 @@ mod tests {
         assert_eq!(outside.counters.unsupported, 1);
 
         std::fs::remove_file(&b).expect("unlink");
-        assert_eq!(outside.check(|_| false), vec![(key, b)]);
+        let released = outside.check(|_| false);
+        assert_eq!(
+            released
+                .iter()
+                .map(|r| (r.key, r.path.clone(), r.state.map(|s| s.0)))
+                .collect::<Vec<_>>(),
+            vec![(key, b, Some(7))],
+            "its last path and size"
+        );
         assert!(!outside.contains(&key));
         assert_eq!(outside.counters.gone, 1);
     }

@@ -28,6 +28,11 @@ impl Extensions {
         Self(exts)
     }
 
+    /// The extensions, lowercased, without their dot.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
     /// Whether `name`'s last extension is one of ours, ignoring ASCII case
     /// (`Model.SafeTensors` matches `safetensors`; `model.safetensors.part`
     /// does not).

@@ -54,6 +54,16 @@ pub(super) struct DirWatch {
     pub(super) path: PathBuf,
     pub(super) tree: bool,
     pub(super) gpu: bool,
+    /// Its identity as the kernel sees it, when `tree` (`WATCHED_DIRS`).
+    pub(super) key: Option<FileKey>,
+}
+
+/// A directory a walk watched.
+#[derive(Debug)]
+pub(super) struct WalkedDir {
+    pub(super) wd: WatchDescriptor,
+    pub(super) path: PathBuf,
+    pub(super) key: FileKey,
 }
 
 /// What a walk found.
@@ -66,7 +76,7 @@ pub(super) struct Scan {
     /// points at ([`link_target`]).
     pub(super) links: HashMap<PathBuf, PathBuf>,
     /// Every directory watched, in walk order.
-    pub(super) dirs: Vec<(WatchDescriptor, PathBuf)>,
+    pub(super) dirs: Vec<WalkedDir>,
     /// Directories below the top that could not be listed.
     pub(super) unreadable_dirs: u64,
     /// Directories below the top that could not be watched.
@@ -260,7 +270,7 @@ impl<'a> Walker<'a> {
         if !self.visited.insert(id) {
             return Ok(());
         }
-        match self.watch(top, is_root, id) {
+        match self.watch(top, is_root, &meta) {
             Ok(Watched::Alias) => return Ok(()),
             Ok(Watched::New) => {}
             Err(errno) if is_root => return Err(TopError::Watch(errno)),
@@ -292,7 +302,7 @@ impl<'a> Walker<'a> {
                 debug!(path = %dir.display(), "directory already walked (bind mount?); skipping");
                 continue;
             }
-            match self.watch(&dir, false, id) {
+            match self.watch(&dir, false, &meta) {
                 Ok(Watched::Alias) => continue,
                 Ok(Watched::New) => {}
                 Err(errno) => self.watch_failed(&dir, errno),
@@ -345,14 +355,15 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Watches `dir`, whose inode is `id`. The kernel hands back the
+    /// Watches `dir`, whose `stat()` is `meta`. The kernel hands back the
     /// existing descriptor for an inode already watched: under another path
     /// that still leads to this directory, `dir` is an alias (a root
     /// reached through a symlink, a bind mount) and is not walked twice,
     /// which would make the two paths fight over the descriptor. Under a
     /// path that no longer leads here, the directory moved and the caller
     /// forgets the old location.
-    fn watch(&mut self, dir: &Path, follow: bool, id: (u64, u64)) -> Result<Watched, Errno> {
+    fn watch(&mut self, dir: &Path, follow: bool, meta: &fs::Metadata) -> Result<Watched, Errno> {
+        let id = (meta.dev(), meta.ino());
         let mut mask = tree_mask();
         if !follow {
             mask |= AddWatchFlags::IN_DONT_FOLLOW;
@@ -370,7 +381,11 @@ impl<'a> Walker<'a> {
             );
             return Ok(Watched::Alias);
         }
-        self.out.dirs.push((wd, dir.to_path_buf()));
+        self.out.dirs.push(WalkedDir {
+            wd,
+            path: dir.to_path_buf(),
+            key: key_at(dir, meta, follow),
+        });
         Ok(Watched::New)
     }
 

@@ -1,6 +1,6 @@
 //! Tests of the watch set against real directories and a fake kernel map.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
@@ -10,13 +10,18 @@ use sensor_common::{FileKey, WatchEntry, watch_flag};
 
 use super::*;
 
-/// The kernel map, as a `HashMap` with an optional capacity.
+/// The kernel maps, as a `HashMap` with an optional capacity and sets.
 #[derive(Default)]
 struct FakeMap {
     entries: HashMap<FileKey, WatchEntry>,
     max: Option<usize>,
     inserts: usize,
     removes: usize,
+    dirs: HashSet<FileKey>,
+    dirs_max: Option<usize>,
+    names: HashSet<u64>,
+    names_max: Option<usize>,
+    name_filter: bool,
 }
 
 impl InodeMap for FakeMap {
@@ -35,6 +40,41 @@ impl InodeMap for FakeMap {
     fn remove(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
         self.removes += 1;
         self.entries.remove(key);
+        Ok(())
+    }
+
+    fn insert_dir(&mut self, key: FileKey) -> Result<(), MapUpdateError> {
+        if let Some(max) = self.dirs_max
+            && self.dirs.len() >= max
+        {
+            return Err(MapUpdateError::DirsFull { max: max as u32 });
+        }
+        self.dirs.insert(key);
+        Ok(())
+    }
+
+    fn remove_dir(&mut self, key: &FileKey) -> Result<(), MapUpdateError> {
+        self.dirs.remove(key);
+        Ok(())
+    }
+
+    fn insert_name(&mut self, hash: u64) -> Result<(), MapUpdateError> {
+        if let Some(max) = self.names_max
+            && self.names.len() >= max
+        {
+            return Err(MapUpdateError::NamesFull { max: max as u32 });
+        }
+        self.names.insert(hash);
+        Ok(())
+    }
+
+    fn remove_name(&mut self, hash: u64) -> Result<(), MapUpdateError> {
+        self.names.remove(&hash);
+        Ok(())
+    }
+
+    fn set_name_filter(&mut self, on: bool) -> Result<(), MapUpdateError> {
+        self.name_filter = on;
         Ok(())
     }
 }
@@ -1397,4 +1437,142 @@ fn a_derived_file_is_watched_with_its_source_while_it_lives() {
     assert_eq!(set.derived_from(&derived), None);
     assert_eq!(set.stats().derived, 0);
     assert_consistent(&set, &map);
+}
+
+#[test]
+fn directories_under_the_roots_are_in_the_kernel_dir_map() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    write(&root.join("llama/a.gguf"), b"a");
+    fs::create_dir_all(root.join("empty/deeper")).expect("mkdir");
+    fs::create_dir_all(tmp.path().join("outside")).expect("mkdir");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    let dirs =
+        |names: &[&str]| -> HashSet<FileKey> { names.iter().map(|n| key(&root.join(n))).collect() };
+    assert_eq!(map.dirs, dirs(&["", "llama", "empty", "empty/deeper"]));
+    assert_eq!(set.stats().kernel_directories, 4);
+    let llama = key(&root.join("llama"));
+    assert_eq!(
+        set.tree_dir_path(&llama),
+        Some(root.join("llama").as_path())
+    );
+    assert!(set.under_roots(&root.join("new/x.gguf")));
+    assert!(!set.under_roots(&tmp.path().join("outside/x.gguf")));
+
+    // A new directory joins at once; a removed one leaves; a moved one
+    // keeps its key and gets its new path.
+    fs::create_dir_all(root.join("new")).expect("mkdir");
+    pump(&mut set, &mut map, |_, m| m.dirs.len() == 5);
+    assert!(map.dirs.contains(&key(&root.join("new"))));
+    fs::remove_dir_all(root.join("empty")).expect("rmdir");
+    pump(&mut set, &mut map, |_, m| m.dirs.len() == 3);
+    assert_eq!(map.dirs, dirs(&["", "llama", "new"]));
+    fs::rename(root.join("llama"), root.join("new/llama2")).expect("move");
+    pump(&mut set, &mut map, |s, _| {
+        s.tree_dir_path(&llama) == Some(root.join("new/llama2").as_path())
+    });
+    assert!(map.dirs.contains(&llama));
+    assert_eq!(map.dirs.len(), 3);
+}
+
+#[test]
+fn a_full_dir_map_is_counted_and_retried_by_the_rescan() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    for d in ["a", "b", "c"] {
+        fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    let mut map = FakeMap {
+        dirs_max: Some(2),
+        ..FakeMap::default()
+    };
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert_eq!(map.dirs.len(), 2);
+    assert_eq!(set.stats().dir_map_full_failures, 2);
+    map.dirs_max = None;
+    set.rescan(&mut map).expect("rescan");
+    assert_eq!(map.dirs.len(), 4);
+    assert_eq!(set.stats().kernel_directories, 4);
+}
+
+#[test]
+fn the_path_prefilter_knows_extensions_directories_roots_and_learned_names() {
+    use sensor_common::path_filter::{extension_hash, name_hash};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    write(&root.join("llama/a.gguf"), b"a");
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert!(map.name_filter, "on once the names are in");
+    assert!(set.path_filter_on());
+    for ext in [&b"gguf"[..], b"safetensors"] {
+        assert!(map.names.contains(&extension_hash(ext)));
+    }
+    // The directories' names, the root's and its ancestors'.
+    for name in ["llama", "models"] {
+        assert!(map.names.contains(&name_hash(name.as_bytes())), "{name}");
+    }
+    let tmp_name = tmp.path().file_name().expect("temp dir name");
+    assert!(map.names.contains(&name_hash(tmp_name.as_encoded_bytes())));
+    assert!(!map.names.contains(&name_hash(b"a.gguf")), "by extension");
+
+    fs::create_dir_all(root.join("mistral")).expect("mkdir");
+    pump(&mut set, &mut map, |_, m| {
+        m.names.contains(&name_hash(b"mistral"))
+    });
+    set.learn_name(OsStr::new("renamed-copy"), &mut map);
+    assert!(map.names.contains(&name_hash(b"renamed-copy")));
+
+    // A rescan drops what is no longer wanted, keeps what was learned.
+    fs::remove_dir(root.join("mistral")).expect("rmdir");
+    settle(&mut set, &mut map);
+    set.rescan(&mut map).expect("rescan");
+    assert!(!map.names.contains(&name_hash(b"mistral")));
+    assert!(map.names.contains(&name_hash(b"renamed-copy")));
+    assert_eq!(set.stats().path_names, map.names.len());
+}
+
+#[test]
+fn a_full_name_map_turns_the_prefilter_off_until_a_rescan_fits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    write(&root.join("a.gguf"), b"a");
+    let mut map = FakeMap {
+        names_max: Some(3),
+        ..FakeMap::default()
+    };
+    let mut set = WatchSet::new(spec(&[&root]), &mut map).expect("watch set");
+    assert!(!map.name_filter, "every path operation is sent");
+    assert!(!set.path_filter_on());
+    assert!(set.stats().path_names_overflows > 0);
+    map.names_max = None;
+    set.rescan(&mut map).expect("rescan");
+    assert!(map.name_filter);
+    assert!(set.path_filter_on());
+}
+
+#[test]
+fn followed_files_outside_the_roots_are_found_by_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("models");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&outside).expect("mkdir");
+    write(&root.join("m.gguf"), b"1");
+    let k = key(&root.join("m.gguf"));
+    let mut map = FakeMap::default();
+    let mut set = WatchSet::new(retaining(&[&root]), &mut map).expect("watch set");
+    fs::rename(root.join("m.gguf"), outside.join("kept")).expect("move out");
+    pump(&mut set, &mut map, |s, _| s.stats().retained == 1);
+    set.poll_missing_roots(&mut map).expect("poll");
+    assert!(set.is_outside(&k));
+    assert_eq!(set.outside_at(&outside.join("kept")), Some(k));
+    assert_eq!(set.outside_at(&outside.join("other")), None);
+    assert!(
+        map.names
+            .contains(&sensor_common::path_filter::name_hash(b"kept")),
+        "its name passes the prefilter"
+    );
+    assert!(set.is_weight_path(&root.join("x.GGUF")));
+    assert!(!set.is_weight_path(&root.join("x.txt")));
 }

@@ -17,4 +17,4 @@ pub use identity::KernelIdentityProbe;
 pub use ino_filter::InoFilter;
 pub use policy::{PolicyMaps, VerdictMaps};
 pub use read::{Aggregates, ReadMaps};
-pub use watched::KernelInodeMap;
+pub use watched::{KernelInodeMap, WatchMaps};

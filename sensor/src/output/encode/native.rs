@@ -22,11 +22,11 @@ use crate::{
     enrich::{clock::format_unix_ns, process::Runtime},
     event::{
         Access, AccessDetail, Action, Ancestor, ChangeDetail, ChangeSyscall, Container, CopyDetail,
-        CopySyscall, DerivedFrom, Destination, DestinationKind, Event, Exit, File, FileState,
-        FlushReason, IoUringCapture, MemoryMethod, MemorySummary, OpenSummary, OutputCounters,
-        PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict, Process, ReadSummary, Replaced,
-        SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target, Text, Tier, Timestamp,
-        UnconfirmedIdentity,
+        CopySyscall, DerivedFrom, Destination, DestinationKind, EntryType, Event, Exit, File,
+        FileState, FlushReason, IoUringCapture, MemoryMethod, MemorySummary, OpenSummary,
+        OutputCounters, PolicyInfo, PolicyLoaded, PolicyRejected, PolicyVerdict, Process,
+        ReadSummary, Replaced, SendDetail, SendSyscall, SensorStatus, Severity, SyscallAbi, Target,
+        Text, Tier, Timestamp, UnconfirmedIdentity,
         names::{kernel_dev_text, mmap_flags, mmap_prot, open_flags, syscall_result},
     },
 };
@@ -405,6 +405,8 @@ struct WireAccess {
     before: Option<WireState>,
     after: Option<WireState>,
     replaced: Option<WireReplaced>,
+    file_type: Option<EntryType>,
+    rdev: Option<String>,
     reason: Option<Cow<'static, str>>,
     first_time: Option<String>,
     last_time: Option<String>,
@@ -725,6 +727,8 @@ fn change_to_wire(c: &ChangeDetail, w: &mut WireAccess) {
             mtime: r.state.mtime.as_ref().map(time_text),
         }
     });
+    w.file_type = c.file_type;
+    w.rdev = c.rdev.map(kernel_dev_text);
     w.result = Some(syscall_result(c.result));
 }
 
@@ -1122,6 +1126,8 @@ impl WireAccess {
                     old_path: text("access.old_path", self.old_path, self.old_path_escaped)?,
                     new_path: text("access.new_path", self.new_path, self.new_path_escaped)?,
                     replaced,
+                    file_type: self.file_type,
+                    rdev: self.rdev.as_deref().map(parse_dev).transpose()?,
                     result: parse_result(
                         self.result
                             .as_deref()
