@@ -720,6 +720,23 @@ fn a_trusted_process_s_sends_are_followed_no_further() {
     );
 }
 
+/// Starts a Python process that copies 1 MiB of `from` into `to` with
+/// sendfile(2) and holds `to` open a second (so that the agent can name
+/// the destination); returns its pid.
+fn sendfile_held_open(from: &Path, to: &Path) -> u32 {
+    run(python_command()
+        .arg("-c")
+        .arg(
+            "import os, sys, time\n\
+             src = open(sys.argv[1], 'rb')\n\
+             dst = open(sys.argv[2], 'wb')\n\
+             os.sendfile(dst.fileno(), src.fileno(), 0, 1 << 20)\n\
+             time.sleep(1)\n",
+        )
+        .arg(from)
+        .arg(to))
+}
+
 #[test]
 fn a_copy_of_weights_is_watched_as_derived_from_the_original() {
     let root = tempfile::tempdir().unwrap();
@@ -746,17 +763,7 @@ fn a_copy_of_weights_is_watched_as_derived_from_the_original() {
         .arg(&weights)
         .arg(&user_copy));
     // In the kernel: sendfile into a file held open a moment.
-    let sender = run(python_command()
-        .arg("-c")
-        .arg(
-            "import os, sys, time\n\
-             src = open(sys.argv[1], 'rb')\n\
-             dst = open(sys.argv[2], 'wb')\n\
-             os.sendfile(dst.fileno(), src.fileno(), 0, 1 << 20)\n\
-             time.sleep(1)\n",
-        )
-        .arg(&weights)
-        .arg(&kernel_copy));
+    let sender = sendfile_held_open(&weights, &kernel_copy);
     // Their records were handled while they held the copies open.
     sensor.wait_exit(copier);
     sensor.wait_exit(sender);
@@ -820,18 +827,7 @@ fn copies_and_moved_weights_are_followed_across_a_restart() {
     let first = SensorProcess::start(&[root.path()], &["--state-dir", state_arg]);
     // Two copies through the kernel, held open until the agent named them.
     for destination in [&copy, &doomed] {
-        let sender = run(python_command()
-            .arg("-c")
-            .arg(
-                "import os, sys, time\n\
-                 src = open(sys.argv[1], 'rb')\n\
-                 dst = open(sys.argv[2], 'wb')\n\
-                 os.sendfile(dst.fileno(), src.fileno(), 0, 1 << 20)\n\
-                 time.sleep(1)\n",
-            )
-            .arg(&weights)
-            .arg(destination));
-        first.wait_exit(sender);
+        first.wait_exit(sendfile_held_open(&weights, destination));
     }
     std::fs::rename(&moving, &moved).unwrap();
     // Saved within a second of the last change.
