@@ -715,7 +715,6 @@ fn create_records_have_their_shape_and_decode_back() {
             fd: Some(5),
             file_type: Some(EntryType::Regular),
             after: Some(after),
-            result: 5,
             ..ChangeDetail::default()
         })),
     );
