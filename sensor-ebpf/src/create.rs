@@ -102,9 +102,9 @@ fn watched_dir(dentry: u64) -> Option<FileKey> {
 }
 
 /// The identity of the directory `dentry` names. Field by field, not
-/// with the 64-byte inode window the hot paths use: this function sits
-/// under `exit_followed`'s frame, and 6.1's verifier allows 512 bytes for
-/// the chain (it counted 704 with the window).
+/// with the 64-byte inode window the hot paths use: creates are rare, and
+/// a small frame leaves room under the 512-byte limit for a chain of calls
+/// (6.1).
 #[inline(always)]
 fn dir_key(dentry: u64) -> Option<FileKey> {
     let inode = read_at::<u64>(dentry, &OFF_DENTRY_INODE)?;

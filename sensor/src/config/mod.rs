@@ -168,8 +168,8 @@ impl Default for WatchConfig {
             // entry).
             max_files: 262_144,
             // 64 Ki directories: a model store has a few per model (the
-            // Hugging Face cache: 5), so thousands of models; about 6 MiB
-            // with the name map sized from it.
+            // Hugging Face cache: 5), so thousands of models; 12 MiB with
+            // the name map sized from it (measured).
             max_dirs: 65_536,
             // A rename or unlink away from the roots is rare; each followed
             // inode costs a file handle and a check a second.
@@ -573,11 +573,12 @@ pub const WATCHED_MAP: MapCost = MapCost {
     bytes_per_entry: 88,
     max_entries: 1 << 24,
 };
-/// `WATCHED_DIRS` (16-byte key, 4-byte value) and `PATH_NAMES` (8-byte
-/// key, 1-byte value), sized together by `watch.max_dirs`: about 88 bytes
-/// a directory; the cap, 4 Mi directories, is about 700 MiB.
+/// `WATCHED_DIRS` (16-byte key, 4-byte value: 88 bytes an entry) and
+/// `PATH_NAMES` (8-byte key, 1-byte value: 94 bytes an entry, and 5,120
+/// more entries), sized together by `watch.max_dirs`; the cap, 4 Mi
+/// directories, is about 730 MiB.
 pub const WATCHED_DIRS_MAP: MapCost = MapCost {
-    bytes_per_entry: 176,
+    bytes_per_entry: 182,
     max_entries: 1 << 22,
 };
 /// `READ_AGG` (168 bytes an entry), `OPEN_AGG` (152) and `READERS` (80),

@@ -239,7 +239,8 @@ impl Enricher {
             flags: (c.arg != 0).then_some(c.arg as u32),
             after: (c.flags & change_flag::AFTER != 0).then(|| kernel_state(&key, &c.after)),
             file_type: Some(EntryType::Regular),
-            result: c.ret,
+            // The descriptor is `fd`; the result says the open succeeded.
+            result: c.ret.min(0),
             ..ChangeDetail::default()
         };
         let path = path.as_deref().map(Text::from);

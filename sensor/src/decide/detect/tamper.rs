@@ -156,3 +156,51 @@ fn created(who: &str, what: &str, change: &ChangeDetail) -> String {
         _ => format!("{who} created {what}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(syscall: ChangeSyscall, old: Option<&str>, kind: Option<EntryType>) -> ChangeDetail {
+        ChangeDetail {
+            syscall,
+            old_path: old.map(Text::from),
+            file_type: kind,
+            ..ChangeDetail::default()
+        }
+    }
+
+    #[test]
+    fn a_create_says_how_the_file_appeared() {
+        let say = |c: ChangeDetail| created("cp (pid 7)", "/models/x.safetensors", &c);
+        assert_eq!(
+            say(change(
+                ChangeSyscall::Openat,
+                None,
+                Some(EntryType::Regular)
+            )),
+            "cp (pid 7) created /models/x.safetensors"
+        );
+        assert_eq!(
+            say(change(ChangeSyscall::Renameat2, Some("/tmp/x"), None)),
+            "cp (pid 7) moved /tmp/x in as /models/x.safetensors"
+        );
+        assert_eq!(
+            say(change(ChangeSyscall::Linkat, Some("/tmp/x"), None)),
+            "cp (pid 7) linked /tmp/x in as /models/x.safetensors"
+        );
+        assert_eq!(
+            say(change(ChangeSyscall::Symlink, Some("../blobs/a"), None)),
+            "cp (pid 7) made /models/x.safetensors, a symbolic link to ../blobs/a"
+        );
+        assert_eq!(
+            say(change(
+                ChangeSyscall::Mknodat,
+                None,
+                Some(EntryType::BlockDevice)
+            )),
+            "cp (pid 7) made /models/x.safetensors, a block device, with mknod"
+        );
+        assert_eq!(action_name(Action::Create), "create");
+    }
+}

@@ -115,6 +115,9 @@ pub trait InodeMap {
     fn insert_name(&mut self, hash: u64) -> Result<(), MapUpdateError>;
     /// Removing a name that is not there must succeed.
     fn remove_name(&mut self, hash: u64) -> Result<(), MapUpdateError>;
+    /// Every name in the map, the kernel's own (learned from renames and
+    /// links) included.
+    fn names(&self) -> Result<Vec<u64>, MapUpdateError>;
     /// Turns the kernel's path-operation prefilter on (or off: every path
     /// operation is sent).
     fn set_name_filter(&mut self, on: bool) -> Result<(), MapUpdateError>;
@@ -147,6 +150,10 @@ impl InodeMap for OfflineMap {
 
     fn remove_name(&mut self, _: u64) -> Result<(), MapUpdateError> {
         Ok(())
+    }
+
+    fn names(&self) -> Result<Vec<u64>, MapUpdateError> {
+        Ok(Vec::new())
     }
 
     fn set_name_filter(&mut self, _: bool) -> Result<(), MapUpdateError> {

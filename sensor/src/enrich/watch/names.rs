@@ -14,9 +14,10 @@
 //!   file renamed or hard-linked under a name of another kind.
 //!
 //! Names are added as they appear; the set is rebuilt, and names no longer
-//! wanted removed, at start and at each rescan. A full map turns the
-//! prefilter off (every path operation is sent again) until a rebuild
-//! fits: more records, never fewer.
+//! wanted removed (the kernel's own too: it learns the new name of whatever
+//! a passing rename or link moved), at start and at each rescan. A full map
+//! turns the prefilter off (every path operation is sent again) until a
+//! rebuild fits: more records, never fewer.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -99,7 +100,18 @@ impl PathNames {
     /// Makes the kernel map exactly `wanted`, then turns the prefilter on
     /// if every name fit.
     pub(super) fn rebuild(&mut self, wanted: HashSet<u64>, map: &mut impl InodeMap) {
-        let stale: Vec<u64> = self.in_kernel.difference(&wanted).copied().collect();
+        // The kernel's learned names are in the map, not in `in_kernel`.
+        let present: HashSet<u64> = match map.names() {
+            Ok(names) => names
+                .into_iter()
+                .chain(self.in_kernel.iter().copied())
+                .collect(),
+            Err(error) => {
+                warn!(%error, "cannot list the kernel's path-name map; the names it learned stay");
+                self.in_kernel.clone()
+            }
+        };
+        let stale: Vec<u64> = present.difference(&wanted).copied().collect();
         for hash in stale {
             match map.remove_name(hash) {
                 Ok(()) => {

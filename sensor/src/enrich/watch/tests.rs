@@ -73,6 +73,10 @@ impl InodeMap for FakeMap {
         Ok(())
     }
 
+    fn names(&self) -> Result<Vec<u64>, MapUpdateError> {
+        Ok(self.names.iter().copied().collect())
+    }
+
     fn set_name_filter(&mut self, on: bool) -> Result<(), MapUpdateError> {
         self.name_filter = on;
         Ok(())
@@ -1524,11 +1528,14 @@ fn the_path_prefilter_knows_extensions_directories_roots_and_learned_names() {
     set.learn_name(OsStr::new("renamed-copy"), &mut map);
     assert!(map.names.contains(&name_hash(b"renamed-copy")));
 
-    // A rescan drops what is no longer wanted, keeps what was learned.
+    // A rescan drops what is no longer wanted (the names the kernel
+    // learned by itself too), keeps what the agent learned.
     fs::remove_dir(root.join("mistral")).expect("rmdir");
     settle(&mut set, &mut map);
+    map.names.insert(name_hash(b"kernel-learned"));
     set.rescan(&mut map).expect("rescan");
     assert!(!map.names.contains(&name_hash(b"mistral")));
+    assert!(!map.names.contains(&name_hash(b"kernel-learned")));
     assert!(map.names.contains(&name_hash(b"renamed-copy")));
     assert_eq!(set.stats().path_names, map.names.len());
 }

@@ -83,6 +83,16 @@ impl InodeMap for KernelInodeMap {
         )
     }
 
+    fn names(&self) -> Result<Vec<u64>, MapUpdateError> {
+        self.maps
+            .names
+            .keys()
+            .collect::<Result<Vec<u64>, MapError>>()
+            .map_err(|err| MapUpdateError::Other {
+                message: crate::Chain(&err).to_string(),
+            })
+    }
+
     fn set_name_filter(&mut self, on: bool) -> Result<(), MapUpdateError> {
         let value = if on { path_filter::ON } else { 0 };
         self.maps

@@ -688,6 +688,59 @@ fn send_records_have_their_shape_and_decode_back() {
 }
 
 #[test]
+fn create_records_have_their_shape_and_decode_back() {
+    let after = FileState {
+        ino: 4242,
+        size: 0,
+        mtime: Some(at("2026-11-28T10:00:00Z")),
+    };
+    let mut node = base(Action::Create, Some(process()));
+    node.file = Some(file(Some("/models/llama/evil.safetensors")));
+    node.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Change(Box::new(ChangeDetail {
+            syscall: ChangeSyscall::Mknodat,
+            mode: Some(0o600),
+            file_type: Some(EntryType::BlockDevice),
+            rdev: Some((8 << 20) | 1),
+            after: Some(after),
+            ..ChangeDetail::default()
+        })),
+    );
+    let mut opened = base(Action::Create, Some(process()));
+    opened.file = Some(file(Some("/models/llama/new.safetensors")));
+    opened.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Change(Box::new(ChangeDetail {
+            syscall: ChangeSyscall::IoUringOpenat,
+            fd: Some(5),
+            file_type: Some(EntryType::Regular),
+            after: Some(after),
+            ..ChangeDetail::default()
+        })),
+    );
+    let text = encode_all(&[node.clone(), opened.clone()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("\"action\":\"create\""), "{}", lines[0]);
+    assert!(
+        lines[0].contains(
+            "\"syscall\":\"mknodat\",\"mode\":\"0600\",\"after\":{\"ino\":4242,\"size\":0,\
+             \"mtime\":\"2026-11-28T10:00:00.000000000Z\"},\"file_type\":\"block_device\",\
+             \"rdev\":\"8:1\"}"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("\"syscall\":\"io_uring_openat\""),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(decode(lines[0]).expect("decodes"), node);
+    assert_eq!(decode(lines[1]).expect("decodes"), opened);
+}
+
+#[test]
 fn change_records_have_their_shape_and_decode_back() {
     let state = |ino, size, mtime: &str| FileState {
         ino,
