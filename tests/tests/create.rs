@@ -266,7 +266,25 @@ fn new_weight_files_in_watched_folders_are_create_records() {
             .arg(p("moved.txt"))),
         helper(&changes, "mknod_fifo", &out.join("fifo.safetensors"), None),
     ];
-    for pid in cases.iter().map(|c| c.0).chain(controls).chain(uring_pid) {
+    // A file made under another name and renamed over a weight file at
+    // once (a download's `os.replace`): one `rename`, replacing, whenever
+    // the agent handles the create's record.
+    let replacer = python(
+        "import os, sys
+open(sys.argv[1], 'w').write('x')
+os.replace(sys.argv[1], sys.argv[2])",
+        &[
+            p("download.part").to_str().unwrap(),
+            p("exists.safetensors").to_str().unwrap(),
+        ],
+    );
+    for pid in cases
+        .iter()
+        .map(|c| c.0)
+        .chain(controls)
+        .chain(uring_pid)
+        .chain([replacer])
+    {
         sensor.wait_exit(pid);
     }
     let (_, events) = sensor.stop_events();
@@ -326,6 +344,14 @@ fn new_weight_files_in_watched_folders_are_create_records() {
         };
         assert_eq!(by, expected, "{pid}: {}", r.describe(pid));
     }
+    let replaced: Vec<&Event> = r.changes_by(replacer);
+    assert_eq!(
+        replaced.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [Action::Rename],
+        "{}",
+        r.describe(replacer)
+    );
+    assert!(change(replaced[0]).replaced.is_some());
     // Every new weight file is watched now: the inodes are distinct files.
     let distinct: HashSet<_> = inos.iter().collect();
     assert_eq!(distinct.len(), inos.len());

@@ -210,9 +210,11 @@ impl Enricher {
     }
 
     /// A file an open created in (or a few levels below) a watched
-    /// directory: `base2` is its directory, `path` its name. An event when
-    /// it is watched now (the watch set applied its inotify event first)
-    /// or its path is a weight file's.
+    /// directory: `base2` is its directory, `path` the name it was created
+    /// with. An event when that path is a weight file's. The name the
+    /// kernel read decides, not where the file is now: a file created as
+    /// `x.tmp` and renamed over a weight file before this record was
+    /// handled is that rename's record (with `replaced`), not a create.
     fn created(
         &mut self,
         c: &ChangeEvent,
@@ -221,18 +223,17 @@ impl Enricher {
     ) -> Option<Event> {
         let key = c.file;
         let name = OsStr::from_bytes(path_bytes(&c.path, c.path_len));
-        let path = match watch.path_of(&key) {
-            Some(p) => Some(p.to_path_buf()),
-            None => watch.tree_dir_path(&c.base2).map(|d| d.join(name)),
-        };
-        let watched = watch.flags_of(&key) & watch_flag::WEIGHT != 0;
+        let path = watch.tree_dir_path(&c.base2).map(|d| d.join(name));
         let weight_name = match &path {
             Some(p) => watch.is_weight_path(p),
+            // A directory the agent cannot name yet (made a moment ago,
+            // below a watched one): the name alone.
             None => watch.may_be_weight_name(name),
         };
-        if !watched && !weight_name {
+        if !weight_name {
             return None;
         }
+        let path = path.or_else(|| watch.path_of(&key).map(Path::to_path_buf));
         let detail = ChangeDetail {
             syscall,
             fd: Some(c.fd),
