@@ -149,7 +149,10 @@ impl Agent {
             .with_context(|| format!("cannot write {}", config.display()))?;
         let _ = std::fs::remove_file(&output);
         let mut cmd = Command::new(binary);
-        cmd.arg("run");
+        // No state from an earlier agent: the tainted-write row makes the
+        // unwatched file a copy of weights (derived), which a kept state
+        // would watch in every later row.
+        cmd.arg("run").args(["--state-dir", "none"]);
         for dir in watch {
             cmd.arg("--watch").arg(dir);
         }
