@@ -372,24 +372,41 @@ impl Outside {
         handle: Handle,
         path: PathBuf,
     ) -> Result<(), Refused> {
-        let key = saved.key();
-        if self.max_followed == 0 {
-            return Err(Refused::Off);
-        }
-        if !self.room_for(&key) {
-            self.counters.dropped_full += 1;
-            return Err(Refused::Full);
-        }
-        let kept = self.kept.entry(key).or_default();
+        let kept = self.admit(saved.key(), Some(handle), &path)?;
         kept.retained |= saved.retained;
         if kept.derived_from.is_none() {
             kept.derived_from = saved.derived_from.map(|[dev, ino]| FileKey { dev, ino });
         }
+        Ok(())
+    }
+
+    /// Makes room to follow `key` by `handle`, last seen at `path` (kept
+    /// as its path unless the policy names it): the checks every way of
+    /// following shares, each refusal counted.
+    fn admit(
+        &mut self,
+        key: FileKey,
+        handle: Option<Handle>,
+        path: &Path,
+    ) -> Result<&mut Kept, Refused> {
+        if self.max_followed == 0 {
+            return Err(Refused::Off);
+        }
+        let Some(handle) = handle else {
+            self.counters.unsupported += 1;
+            return Err(Refused::NoHandle);
+        };
+        if !self.room_for(&key) {
+            self.counters.dropped_full += 1;
+            return Err(Refused::Full);
+        }
+        self.changed = true;
+        let kept = self.kept.entry(key).or_default();
         kept.handle = Some(handle);
         if !kept.policy {
-            kept.path = path;
+            kept.path = path.to_path_buf();
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Number of retained and derived inodes.
@@ -432,24 +449,8 @@ impl Outside {
         handle: Option<Handle>,
         last_path: &Path,
     ) -> Result<(), Refused> {
-        if self.max_followed == 0 {
-            return Err(Refused::Off);
-        }
-        let Some(handle) = handle else {
-            self.counters.unsupported += 1;
-            return Err(Refused::NoHandle);
-        };
-        if !self.room_for(&key) {
-            self.counters.dropped_full += 1;
-            return Err(Refused::Full);
-        }
-        self.changed = true;
-        let kept = self.kept.entry(key).or_default();
+        let kept = self.admit(key, handle, last_path)?;
         kept.retained = true;
-        kept.handle = Some(handle);
-        if !kept.policy {
-            kept.path = last_path.to_path_buf();
-        }
         Ok(())
     }
 
@@ -462,28 +463,10 @@ impl Outside {
         from: FileKey,
         state: (u64, i64),
     ) -> Result<(), Refused> {
-        if self.max_followed == 0 {
-            return Err(Refused::Off);
-        }
-        let handle = match Handle::of(path) {
-            Ok(handle) if handle.reopens() => handle,
-            _ => {
-                self.counters.unsupported += 1;
-                return Err(Refused::NoHandle);
-            }
-        };
-        if !self.room_for(&key) {
-            self.counters.dropped_full += 1;
-            return Err(Refused::Full);
-        }
-        self.changed = true;
-        let kept = self.kept.entry(key).or_default();
+        let handle = Handle::of(path).ok().filter(Handle::reopens);
+        let kept = self.admit(key, handle, path)?;
         kept.derived_from = Some(from);
-        kept.handle = Some(handle);
         kept.state = Some(state);
-        if !kept.policy {
-            kept.path = path.to_path_buf();
-        }
         Ok(())
     }
 
