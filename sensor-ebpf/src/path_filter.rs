@@ -6,7 +6,7 @@
 //! backwards scan of its last component and two or three hash lookups.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_user_str_bytes,
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
     macros::map,
     maps::{Array, HashMap, PerCpuArray},
 };
@@ -35,11 +35,23 @@ pub fn enabled() -> bool {
     PATH_FILTER.get(0).is_some_and(|&v| v == ON)
 }
 
+/// [`ww_path_name`]'s flag: learn the name instead of looking it up.
+const LEARN: u64 = 1;
+/// [`ww_path_name`]'s flag: the string is in kernel memory (io_uring's
+/// copy of a path, `uring_change.rs`), not the user's.
+const KERNEL: u64 = 2;
+
 /// Whether the user's path at `ptr` may name something the agent follows
 /// (false for no path: `ptr` 0).
 #[inline(always)]
 pub fn passes(ptr: u64) -> bool {
     ptr != 0 && ww_path_name(ptr, 0) != 0
+}
+
+/// [`passes`] for a path string in kernel memory.
+#[inline(always)]
+pub fn passes_kernel(ptr: u64) -> bool {
+    ptr != 0 && ww_path_name(ptr, KERNEL) != 0
 }
 
 /// Lets the last component of the user's path at `ptr` through from now
@@ -51,30 +63,46 @@ pub fn passes(ptr: u64) -> bool {
 #[inline(always)]
 pub fn learn(ptr: u64) {
     if ptr != 0 {
-        ww_path_name(ptr, 1);
+        ww_path_name(ptr, LEARN);
     }
 }
 
-/// [`passes`] (`learn` 0) or [`learn`] (1) for a path. A global
+/// [`learn`] for a path string in kernel memory.
+#[inline(always)]
+pub fn learn_kernel(ptr: u64) {
+    if ptr != 0 {
+        ww_path_name(ptr, LEARN | KERNEL);
+    }
+}
+
+/// [`passes`] (`flags` without [`LEARN`]) or [`learn`] (with it) for a
+/// path, the user's or (with [`KERNEL`]) a kernel string. A global
 /// (exported) function: the verifier checks its loop once, on its own,
 /// instead of at each of the path operations' call sites (which exceeds
 /// its budget). Arguments and result are plain scalars, as a global
 /// function's must be.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ww_path_name(ptr: u64, learn: u64) -> i64 {
-    i64::from(check(ptr, learn != 0))
+pub extern "C" fn ww_path_name(ptr: u64, flags: u64) -> i64 {
+    i64::from(check(ptr, flags & LEARN != 0, flags & KERNEL != 0))
 }
 
 #[inline(always)]
-fn check(ptr: u64, learn: bool) -> bool {
+fn check(ptr: u64, learn: bool, kernel: bool) -> bool {
     let Some(buf) = PATH_SCRATCH.get_ptr_mut(0) else {
         return true;
     };
     // SAFETY: the per-CPU value is ours for this program's run.
     let buf = unsafe { &mut *buf };
-    // SAFETY: bpf_probe_read_user_str_bytes checks the address.
-    let len = match unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, buf) } {
+    // SAFETY: both helpers check the address.
+    let read = unsafe {
+        if kernel {
+            bpf_probe_read_kernel_str_bytes(ptr as *const u8, buf)
+        } else {
+            bpf_probe_read_user_str_bytes(ptr as *const u8, buf)
+        }
+    };
+    let len = match read {
         Ok(s) => s.len(),
         Err(_) => return true,
     };
