@@ -281,9 +281,18 @@ pub mod change_syscall {
     pub const SYMLINK: u32 = 25;
     pub const SYMLINKAT: u32 = 26;
     /// io_uring `IORING_OP_OPENAT` and `IORING_OP_OPENAT2` requests
-    /// (creates only).
+    /// (creates, and opens of watched files for writing or with
+    /// `O_TRUNC`).
     pub const IO_URING_OPENAT: u32 = 27;
     pub const IO_URING_OPENAT2: u32 = 28;
+    /// io_uring `IORING_OP_RENAMEAT` (`renameat2`'s arguments),
+    /// `IORING_OP_UNLINKAT`, `IORING_OP_LINKAT`, `IORING_OP_SYMLINKAT`
+    /// and `IORING_OP_FTRUNCATE` (Linux 6.9+) requests.
+    pub const IO_URING_RENAMEAT: u32 = 29;
+    pub const IO_URING_UNLINKAT: u32 = 30;
+    pub const IO_URING_LINKAT: u32 = 31;
+    pub const IO_URING_SYMLINKAT: u32 = 32;
+    pub const IO_URING_FTRUNCATE: u32 = 33;
 }
 
 /// Bits of [`ChangeEvent::flags`].
@@ -1034,6 +1043,39 @@ pub mod offset_global {
     pub const IO_SPLICE_OFF_IN: &str = "OFF_IO_SPLICE_OFF_IN";
     pub const IO_SPLICE_FD_IN: &str = "OFF_IO_SPLICE_FD_IN";
     pub const IO_SPLICE_FLAGS: &str = "OFF_IO_SPLICE_FLAGS";
+    /// `io_kiocb.flags`: its low byte holds the `IOSQE_*` bits as the
+    /// submitter set them (`REQ_F_FIXED_FILE`, `REQ_F_CQE_SKIP`).
+    pub const IO_KIOCB_FLAGS: &str = "OFF_IO_KIOCB_FLAGS";
+    /// `io_kiocb.cqe.fd`: the descriptor (or fixed-file slot) a request
+    /// names, from submission until its result is set.
+    pub const IO_KIOCB_CQE_FD: &str = "OFF_IO_KIOCB_CQE_FD";
+    /// `io_open.how.flags` from the start of the `io_kiocb`: an io_uring
+    /// open's flags as passed (`O_TRUNC` included).
+    pub const IO_OPEN_HOW_FLAGS: &str = "OFF_IO_OPEN_HOW_FLAGS";
+    /// `filename.name`: the kernel's copy of a path string.
+    pub const FILENAME_NAME: &str = "OFF_FILENAME_NAME";
+    /// `io_rename`'s fields from the start of the `io_kiocb`: the
+    /// directories' descriptors, the `struct filename *` of each path, and
+    /// the flags.
+    pub const IO_RENAME_OLD_DFD: &str = "OFF_IO_RENAME_OLD_DFD";
+    pub const IO_RENAME_NEW_DFD: &str = "OFF_IO_RENAME_NEW_DFD";
+    pub const IO_RENAME_OLDPATH: &str = "OFF_IO_RENAME_OLDPATH";
+    pub const IO_RENAME_NEWPATH: &str = "OFF_IO_RENAME_NEWPATH";
+    pub const IO_RENAME_FLAGS: &str = "OFF_IO_RENAME_FLAGS";
+    /// `io_unlink`'s fields, the same way.
+    pub const IO_UNLINK_DFD: &str = "OFF_IO_UNLINK_DFD";
+    pub const IO_UNLINK_FILENAME: &str = "OFF_IO_UNLINK_FILENAME";
+    pub const IO_UNLINK_FLAGS: &str = "OFF_IO_UNLINK_FLAGS";
+    /// `io_link`'s fields (`LINKAT` and `SYMLINKAT` requests), the same
+    /// way.
+    pub const IO_LINK_OLD_DFD: &str = "OFF_IO_LINK_OLD_DFD";
+    pub const IO_LINK_NEW_DFD: &str = "OFF_IO_LINK_NEW_DFD";
+    pub const IO_LINK_OLDPATH: &str = "OFF_IO_LINK_OLDPATH";
+    pub const IO_LINK_NEWPATH: &str = "OFF_IO_LINK_NEWPATH";
+    pub const IO_LINK_FLAGS: &str = "OFF_IO_LINK_FLAGS";
+    /// `io_ftrunc.len` from the start of the `io_kiocb`, or `u64::MAX`
+    /// on kernels without `IORING_OP_FTRUNCATE` (before 6.9).
+    pub const IO_FTRUNC_LEN: &str = "OFF_IO_FTRUNC_LEN";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

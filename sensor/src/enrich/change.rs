@@ -171,7 +171,7 @@ impl Enricher {
             result: c.ret,
             ..ChangeDetail::default()
         };
-        let action = match syscall {
+        let action = match syscall.base() {
             ChangeSyscall::Ftruncate => {
                 detail.length = Some(c.arg);
                 Action::Truncate
@@ -268,8 +268,10 @@ impl Enricher {
             dirfd: c.fd2,
             base: c.base2,
         };
+        // An io_uring request is matched as the syscall it stands for.
+        let op = syscall.base();
         let two_paths = matches!(
-            syscall,
+            op,
             ChangeSyscall::Rename
                 | ChangeSyscall::Renameat
                 | ChangeSyscall::Renameat2
@@ -280,7 +282,7 @@ impl Enricher {
         );
         // A symbolic link's first string is its contents, not a path the
         // call resolved.
-        let symlink = matches!(syscall, ChangeSyscall::Symlink | ChangeSyscall::Symlinkat);
+        let symlink = matches!(op, ChangeSyscall::Symlink | ChangeSyscall::Symlinkat);
         if symlink {
             let raw = path_bytes(&c.path, c.path_len);
             return match second.resolve(pid, watch) {
@@ -335,7 +337,7 @@ impl Enricher {
             ..ChangeDetail::default()
         };
         let flags = |v: u64| (v != 0).then_some(v as u32);
-        let (action, key, path) = match syscall {
+        let (action, key, path) = match op {
             ChangeSyscall::Unlink | ChangeSyscall::Unlinkat => {
                 detail.flags = flags(c.arg);
                 let Some(old) = old else {
@@ -474,7 +476,7 @@ impl Enricher {
                 let Some(key) = target(watch, &old, c.file) else {
                     return (None, PathOutcome::Unwatched);
                 };
-                let action = match syscall {
+                let action = match op {
                     ChangeSyscall::Truncate => {
                         detail.length = Some(c.arg);
                         Action::Truncate

@@ -504,10 +504,21 @@ pub enum ChangeSyscall {
     Mknodat,
     Symlink,
     Symlinkat,
-    /// io_uring `IORING_OP_OPENAT` (a create).
+    /// io_uring `IORING_OP_OPENAT` (a create, an open for writing or with
+    /// `O_TRUNC`).
     IoUringOpenat,
-    /// io_uring `IORING_OP_OPENAT2` (a create).
+    /// io_uring `IORING_OP_OPENAT2` (the same).
     IoUringOpenat2,
+    /// io_uring `IORING_OP_RENAMEAT` (`renameat2`'s arguments).
+    IoUringRenameat,
+    /// io_uring `IORING_OP_UNLINKAT`.
+    IoUringUnlinkat,
+    /// io_uring `IORING_OP_LINKAT`.
+    IoUringLinkat,
+    /// io_uring `IORING_OP_SYMLINKAT`.
+    IoUringSymlinkat,
+    /// io_uring `IORING_OP_FTRUNCATE` (Linux 6.9+).
+    IoUringFtruncate,
 }
 
 impl ChangeSyscall {
@@ -543,8 +554,28 @@ impl ChangeSyscall {
             c::SYMLINKAT => Self::Symlinkat,
             c::IO_URING_OPENAT => Self::IoUringOpenat,
             c::IO_URING_OPENAT2 => Self::IoUringOpenat2,
+            c::IO_URING_RENAMEAT => Self::IoUringRenameat,
+            c::IO_URING_UNLINKAT => Self::IoUringUnlinkat,
+            c::IO_URING_LINKAT => Self::IoUringLinkat,
+            c::IO_URING_SYMLINKAT => Self::IoUringSymlinkat,
+            c::IO_URING_FTRUNCATE => Self::IoUringFtruncate,
             _ => return None,
         })
+    }
+
+    /// The syscall that takes the same arguments and does the same: an
+    /// io_uring request's (`IoUringRenameat` is `Renameat2`), else itself.
+    pub fn base(self) -> Self {
+        match self {
+            Self::IoUringOpenat => Self::Openat,
+            Self::IoUringOpenat2 => Self::Openat2,
+            Self::IoUringRenameat => Self::Renameat2,
+            Self::IoUringUnlinkat => Self::Unlinkat,
+            Self::IoUringLinkat => Self::Linkat,
+            Self::IoUringSymlinkat => Self::Symlinkat,
+            Self::IoUringFtruncate => Self::Ftruncate,
+            other => other,
+        }
     }
 }
 
@@ -772,8 +803,8 @@ pub struct SensorStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoUringCapture {
     On,
-    /// Off: io_uring reads, opens and splices go unrecorded, for `reason`
-    /// (what the kernel lacks).
+    /// Off: io_uring reads, opens, splices and tampering go unrecorded,
+    /// for `reason` (what the kernel lacks).
     Off {
         reason: String,
     },

@@ -134,7 +134,7 @@ fn created(who: &str, what: &str, change: &ChangeDetail) -> String {
         .old_path
         .as_ref()
         .map_or_else(|| "?".into(), |p| p.to_lossy().into_owned());
-    match change.syscall {
+    match change.syscall.base() {
         ChangeSyscall::Rename | ChangeSyscall::Renameat | ChangeSyscall::Renameat2 => {
             format!("{who} moved {old} in as {what}")
         }

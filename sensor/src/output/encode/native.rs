@@ -685,7 +685,7 @@ fn change_to_wire(c: &ChangeDetail, w: &mut WireAccess) {
     w.fd = c.fd;
     if let Some(flags) = c.flags {
         let open = matches!(
-            c.syscall,
+            c.syscall.base(),
             ChangeSyscall::Open
                 | ChangeSyscall::Openat
                 | ChangeSyscall::Openat2
