@@ -10,7 +10,8 @@
 //! without a wakeup; the agent resolves them against the watch set.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user,
+    bpf_probe_read_user_str_bytes,
 };
 use sensor_common::{
     CHANGE_PATH_LEN, ChangeEvent, FileKey, FileState, Pending, change_flag, change_syscall,
@@ -38,6 +39,9 @@ pub enum PassedFlags {
     Value(u64),
     /// The user address of a `struct open_how` (flags first).
     OpenHow(u64),
+    /// The kernel address of the flags (an io_uring open's `how.flags`,
+    /// kept in its request: `uring_change.rs`).
+    Kernel(u64),
 }
 
 impl PassedFlags {
@@ -50,6 +54,10 @@ impl PassedFlags {
             PassedFlags::OpenHow(how) => {
                 unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0)
             }
+            // SAFETY: bpf_probe_read_kernel checks the address.
+            PassedFlags::Kernel(at) => {
+                unsafe { bpf_probe_read_kernel(at as *const u64) }.unwrap_or(0)
+            }
         }
     }
 
@@ -59,7 +67,7 @@ impl PassedFlags {
     pub fn may_create(&self) -> bool {
         match *self {
             PassedFlags::Value(v) => v & O_CREAT != 0,
-            PassedFlags::OpenHow(_) => true,
+            PassedFlags::OpenHow(_) | PassedFlags::Kernel(_) => true,
         }
     }
 }
@@ -134,7 +142,7 @@ pub fn fd_exit(ret: i64, arg: u64, arg2: u64) {
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn send_fd_change(
+pub fn send_fd_change(
     syscall: u32,
     fd: i32,
     file: FileKey,
@@ -235,7 +243,7 @@ pub fn path_exit(ret: i64, syscall: u32, path: PathArg, path2: PathArg, arg: u64
 /// A rename or a hard link: the second path is a new name of what the
 /// first names.
 #[inline(always)]
-fn moves_a_name(syscall: u32) -> bool {
+pub fn moves_a_name(syscall: u32) -> bool {
     matches!(
         syscall,
         change_syscall::RENAME
@@ -243,6 +251,8 @@ fn moves_a_name(syscall: u32) -> bool {
             | change_syscall::RENAMEAT2
             | change_syscall::LINK
             | change_syscall::LINKAT
+            | change_syscall::IO_URING_RENAMEAT
+            | change_syscall::IO_URING_LINKAT
     )
 }
 
@@ -268,7 +278,7 @@ fn read_path(ptr: u64, buf: &mut [u8; CHANGE_PATH_LEN]) -> (u32, bool) {
 /// absolute path; the working directory for `AT_FDCWD`; else `dirfd`'s file
 /// (an empty path with `AT_EMPTY_PATH` names that file itself).
 #[inline(always)]
-fn base_of(dirfd: i32, first: Option<u8>) -> FileKey {
+pub fn base_of(dirfd: i32, first: Option<u8>) -> FileKey {
     if first == Some(b'/') {
         return FileKey::default();
     }

@@ -43,15 +43,17 @@ fn send_file_event(event_kind: u32, fd: i32, w: &Watched, fill: impl FnOnce(&mut
 
 /// How an open was made, for its tampering records.
 pub enum OpenCall {
-    /// An x86-64 open syscall: its change syscall and the flags as passed.
+    /// An x86-64 open syscall or an io_uring open request: its change
+    /// syscall and the flags as passed.
     Native(u32, PassedFlags),
-    /// An open whose flags are not followed (ia32, io_uring): no
-    /// tampering record (docs/events.md).
+    /// An open whose flags are not followed (ia32): no tampering record
+    /// (docs/events.md).
     Plain,
 }
 
 /// Reports the descriptor an open returned, if its file is watched; an
-/// x86-64 open for writing or with `O_TRUNC` is also a change record.
+/// x86-64 or io_uring open for writing or with `O_TRUNC` is also a change
+/// record.
 /// (An open that created its file is looked at by the caller's caller,
 /// `create.rs`.)
 #[inline(always)]

@@ -41,6 +41,12 @@ pub fn ww_empty_io_uring_file_get(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The `io_uring_queue_async_work` counterpart of `ww_empty_tp`.
+#[btf_tracepoint(function = "io_uring_queue_async_work")]
+pub fn ww_empty_io_uring_queue_async_work(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// The raw-tracepoint counterpart of `ww_empty_tp`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {

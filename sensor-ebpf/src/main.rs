@@ -7,7 +7,8 @@
 //!   aggregation and coverage), `holders` (the holder prefilter), over
 //!   `kernel` (kernel structures), `emit` (record headers, ring buffer),
 //!   `maps` (every map) and `atomic`; `uring` (io_uring requests) and
-//!   `aio` (Linux AIO submissions) feed `read` and `file`; `enforce` (the policy's kill
+//!   `aio` (Linux AIO submissions) feed `read` and `file`; `uring_change`
+//!   (io_uring renames, unlinks, links, truncations) feeds `change`; `enforce` (the policy's kill
 //!   fallback) is called by `read` and `file`.
 //! - `floor` (the benchmark floor's empty programs) and `probe`
 //!   (`weightwarden doctor`'s capability probes): loaded by those commands
@@ -46,6 +47,7 @@ mod read;
 mod send;
 mod tier;
 mod uring;
+mod uring_change;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -162,6 +162,11 @@ pub fn on_complete(req: u64) {
     let Some(r) = Request::read(req) else {
         return;
     };
+    if crate::uring_change::is_tamper_op(r.opcode) {
+        // Renames, unlinks, links, truncations: their failures too.
+        crate::uring_change::completed(req, r.opcode, r.res, r.file);
+        return;
+    }
     if r.res < 0 {
         return;
     }
@@ -261,11 +266,12 @@ fn descriptor_completed(req: u64, r: &Request) -> bool {
     let Some(slot) = read_at::<u32>(req, &OFF_IO_OPEN_FILE_SLOT) else {
         return false;
     };
+    // An open for writing or truncation is also a change record, with
+    // the flags the request keeps (`uring_change.rs`); a create is one
+    // too (`on_complete`).
+    let call = || crate::uring_change::open_call(req, r.opcode);
     if slot == 0 {
-        // No flags as passed: an io_uring open for writing or truncation
-        // is an `open` record only (docs/events.md); a create is a record
-        // (`on_complete`).
-        file::open_exit(i64::from(res), file::OpenCall::Plain);
+        file::open_exit(i64::from(res), call());
         return true;
     }
     // Into a fixed-file slot (`file_slot` is the slot plus one, or
@@ -277,15 +283,16 @@ fn descriptor_completed(req: u64, r: &Request) -> bool {
         slot - 1
     };
     if let Some(file_ptr) = fixed_file(req, index) {
-        file::opened(file_ptr, -1, file::OpenCall::Plain);
+        file::opened(file_ptr, -1, call());
     }
     false
 }
 
 /// The file in slot `slot` of the fixed-file table of `req`'s ring. The
-/// caller's request succeeded with that slot, so it is inside the table.
+/// caller's request succeeded with that slot, so it is inside the table
+/// (or, before it ran, checks the file it ran with: `uring_change.rs`).
 #[inline(always)]
-fn fixed_file(req: u64, slot: u32) -> Option<u64> {
+pub(crate) fn fixed_file(req: u64, slot: u32) -> Option<u64> {
     let ctx = read_at::<u64>(req, &OFF_IO_KIOCB_CTX)?;
     let entries = read_at::<u64>(ctx, &OFF_IO_CTX_FIXED_FILES)?;
     if entries == 0 {

@@ -442,8 +442,9 @@ fn io_uring_capture(sensor: &Sensor, kill_fallback: bool) -> IoUringCapture {
     tracing::warn!(
         reason = %why,
         fix = uring::FIX,
-        "IO_URING CAPTURE OFF: io_uring reads, opens and splices of weight files go \
-         unrecorded{policy}; the rest of capture runs (sensor_start says so in sensor.io_uring)"
+        "IO_URING CAPTURE OFF: io_uring reads, opens, splices and tampering (renames, \
+         unlinks, links, truncations) of weight files go unrecorded{policy}; the rest of \
+         capture runs (sensor_start says so in sensor.io_uring)"
     );
     IoUringCapture::Off {
         reason: why.to_string(),

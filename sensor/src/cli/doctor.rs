@@ -483,8 +483,8 @@ fn io_uring(host: &mut Host) -> Vec<Check> {
             name,
             false,
             format!(
-                "all {} programs load and attach: io_uring reads, opens and splices of weight \
-                 files are recorded",
+                "all {} programs load and attach: io_uring reads, opens, splices and tampering \
+                 (renames, unlinks, links, truncations) of weight files are recorded",
                 tier.io_uring.len()
             ),
         ),
@@ -498,9 +498,9 @@ fn off(name: &str, why: &str) -> Check {
         name,
         false,
         format!(
-            "{why}: `run` captures everything else, and io_uring reads, opens and splices of \
-             weight files go unrecorded (and, without BPF LSM, are not stopped by a policy's \
-             kill fallback)"
+            "{why}: `run` captures everything else, and io_uring reads, opens, splices and \
+             tampering (renames, unlinks, links, truncations) of weight files go unrecorded \
+             (and, without BPF LSM, reads are not stopped by a policy's kill fallback)"
         ),
         uring::FIX,
     )

@@ -47,6 +47,9 @@ impl Attach {
             Attach::BtfTracePoint("sys_enter") => Some("ww_empty_sys_enter"),
             Attach::BtfTracePoint("io_uring_complete") => Some("ww_empty_io_uring_complete"),
             Attach::BtfTracePoint("io_uring_file_get") => Some("ww_empty_io_uring_file_get"),
+            Attach::BtfTracePoint("io_uring_queue_async_work") => {
+                Some("ww_empty_io_uring_queue_async_work")
+            }
             _ => None,
         }
     }
@@ -101,16 +104,25 @@ pub const TRACEPOINT_TIER: &[ProgramSpec] = &[
 ];
 
 /// The tracepoint tier's io_uring programs: io_uring requests pass no
-/// syscall hook (sensor-ebpf/src/uring.rs). Optional (kernel/uring.rs):
-/// where the kernel lacks their tracepoints or request layout, the tier
-/// runs without them. Completion before file-get, as exits before enters.
+/// syscall hook (sensor-ebpf/src/uring.rs, uring_change.rs). Optional
+/// (kernel/uring.rs): where the kernel lacks their tracepoints or request
+/// layout, the tier runs without them. Completion before the others, as
+/// exits before enters.
 pub const IO_URING_CAPTURE: &[ProgramSpec] = &[
     ProgramSpec {
         name: "ww_io_uring_complete",
         attach: &[Btf("io_uring_complete")],
         purpose: "io_uring reads (read, readv, read_fixed, readv_fixed) and splices of watched \
                   files with their bytes, io_uring opens of watched files (into a descriptor \
-                  or a fixed-file slot)",
+                  or a fixed-file slot; for writing or with O_TRUNC, a tampering record), the \
+                  results of io_uring renames, unlinks, links, symlinks and ftruncates",
+    },
+    ProgramSpec {
+        name: "ww_io_uring_queue_async_work",
+        attach: &[Btf("io_uring_queue_async_work")],
+        purpose: "the paths of io_uring renames, unlinks, links and symlinks (the kernel's copy, \
+                  through the name prefilter) and the state of a watched file before an io_uring \
+                  ftruncate, as the request is queued to io-wq, kept until it completes",
     },
     ProgramSpec {
         name: "ww_io_uring_file_get",

@@ -1,9 +1,11 @@
 //! What io_uring capture needs from the kernel (the kernel side is
-//! `sensor-ebpf/src/uring.rs`): the `io_uring_complete` and
-//! `io_uring_file_get` tracepoints with the request pointer they have
-//! carried since Linux 6.0, and the layout of that request (`struct
-//! io_kiocb`, its per-opcode command data, the ring's fixed-file table),
-//! read from the kernel's BTF like every other offset.
+//! `sensor-ebpf/src/uring.rs` and `uring_change.rs`): the
+//! `io_uring_complete`, `io_uring_file_get` and
+//! `io_uring_queue_async_work` tracepoints with the request pointer they
+//! have carried since Linux 6.0, and the layout of that
+//! request (`struct io_kiocb`, its per-opcode command data, the ring's
+//! fixed-file table, the kernel's copy of a path), read from the kernel's
+//! BTF like every other offset.
 //!
 //! It is optional: a kernel built without `CONFIG_IO_URING`, one older
 //! than 6.0, or one whose io_uring structures were renamed still runs
@@ -16,11 +18,18 @@ use sensor_common::offset_global as g;
 use crate::kernel::btf::{BtfError, Global, Layout};
 
 /// How many globals [`offsets`] gives.
-pub const GLOBALS: usize = 11;
+pub const GLOBALS: usize = 11 + TAMPER_GLOBALS;
+
+/// Of them, the ones for tampering requests ([`tamper_offsets`]).
+const TAMPER_GLOBALS: usize = 18;
 
 /// The tracepoints the io_uring programs attach to, as BTF names their
 /// `btf_trace_*` typedef.
-const TRACEPOINTS: [&str; 2] = ["io_uring_complete", "io_uring_file_get"];
+const TRACEPOINTS: [&str; 3] = [
+    "io_uring_complete",
+    "io_uring_file_get",
+    "io_uring_queue_async_work",
+];
 
 /// What a host needs for io_uring capture, and what to do without it.
 pub const FIX: &str = "io_uring capture needs Linux 6.0 or newer built with CONFIG_IO_URING=y \
@@ -75,7 +84,8 @@ pub fn offsets(l: &Layout) -> Result<Vec<Global>, Unavailable> {
     let ki_pos = cmd + l.member("io_rw", "kiocb")? + l.member("kiocb", "ki_pos")?;
     let res = l.member("io_kiocb", "cqe")? + l.member("io_cqe", "res")?;
     let (table, node_file) = fixed_table(l)?;
-    Ok(vec![
+    let tamper = tamper_offsets(l, cmd)?;
+    let mut globals = vec![
         (g::IO_KIOCB_FILE, l.member("io_kiocb", "file")?),
         (g::IO_KIOCB_OPCODE, l.member("io_kiocb", "opcode")?),
         (g::IO_KIOCB_CQE_RES, res),
@@ -93,7 +103,55 @@ pub fn offsets(l: &Layout) -> Result<Vec<Global>, Unavailable> {
             cmd + l.member("io_splice", "splice_fd_in")?,
         ),
         (g::IO_SPLICE_FLAGS, cmd + l.member("io_splice", "flags")?),
-    ])
+    ];
+    globals.extend(tamper);
+    Ok(globals)
+}
+
+/// [`sensor_common::offset_global::IO_FTRUNC_LEN`] on kernels without
+/// `IORING_OP_FTRUNCATE` (before 6.9).
+pub const NO_FTRUNCATE: u64 = u64::MAX;
+
+/// The offsets tampering requests need (`uring_change.rs`): the request's
+/// submitted flags and descriptor, an open's flags as passed, and the
+/// command data of renames, unlinks, links and symbolic links (the
+/// directories' descriptors, the `struct filename` of each path, the
+/// flags) and truncations (the length), from the request's start (`cmd`).
+fn tamper_offsets(l: &Layout, cmd: u64) -> Result<Vec<Global>, Unavailable> {
+    let at = |strukt, member| l.member(strukt, member).map(|off| cmd + off);
+    let ftrunc_len = match at("io_ftrunc", "len") {
+        Ok(off) => off,
+        Err(BtfError::NoStruct(_)) => NO_FTRUNCATE,
+        Err(err) => return Err(err.into()),
+    };
+    let globals = vec![
+        (g::IO_KIOCB_FLAGS, l.member("io_kiocb", "flags")?),
+        (
+            g::IO_KIOCB_CQE_FD,
+            l.member("io_kiocb", "cqe")? + l.member("io_cqe", "fd")?,
+        ),
+        (
+            g::IO_OPEN_HOW_FLAGS,
+            at("io_open", "how")? + l.member("open_how", "flags")?,
+        ),
+        (g::FILENAME_NAME, l.member("filename", "name")?),
+        (g::IO_RENAME_OLD_DFD, at("io_rename", "old_dfd")?),
+        (g::IO_RENAME_NEW_DFD, at("io_rename", "new_dfd")?),
+        (g::IO_RENAME_OLDPATH, at("io_rename", "oldpath")?),
+        (g::IO_RENAME_NEWPATH, at("io_rename", "newpath")?),
+        (g::IO_RENAME_FLAGS, at("io_rename", "flags")?),
+        (g::IO_UNLINK_DFD, at("io_unlink", "dfd")?),
+        (g::IO_UNLINK_FILENAME, at("io_unlink", "filename")?),
+        (g::IO_UNLINK_FLAGS, at("io_unlink", "flags")?),
+        (g::IO_LINK_OLD_DFD, at("io_link", "old_dfd")?),
+        (g::IO_LINK_NEW_DFD, at("io_link", "new_dfd")?),
+        (g::IO_LINK_OLDPATH, at("io_link", "oldpath")?),
+        (g::IO_LINK_NEWPATH, at("io_link", "newpath")?),
+        (g::IO_LINK_FLAGS, at("io_link", "flags")?),
+        (g::IO_FTRUNC_LEN, ftrunc_len),
+    ];
+    debug_assert_eq!(globals.len(), TAMPER_GLOBALS);
+    Ok(globals)
 }
 
 /// Where a ring keeps its fixed files: the offset in `io_ring_ctx` of the
@@ -167,6 +225,61 @@ mod tests {
         assert!(get(g::IO_KIOCB_OPCODE) < 128);
         // 6.18 keeps fixed files as resource nodes.
         assert_ne!(get(g::IO_FIXED_NODE_FILE), FIXED_ENTRY_IS_FILE_PTR);
+        // The tampering requests' command data overlays the same 64 bytes
+        // (after the file pointer); io_rename and io_link share a layout.
+        let command = [
+            g::IO_OPEN_HOW_FLAGS,
+            g::IO_RENAME_OLD_DFD,
+            g::IO_RENAME_NEW_DFD,
+            g::IO_RENAME_OLDPATH,
+            g::IO_RENAME_NEWPATH,
+            g::IO_RENAME_FLAGS,
+            g::IO_UNLINK_DFD,
+            g::IO_UNLINK_FILENAME,
+            g::IO_UNLINK_FLAGS,
+            g::IO_LINK_OLD_DFD,
+            g::IO_LINK_NEW_DFD,
+            g::IO_LINK_OLDPATH,
+            g::IO_LINK_NEWPATH,
+            g::IO_LINK_FLAGS,
+            // 6.18 has IORING_OP_FTRUNCATE (6.9+).
+            g::IO_FTRUNC_LEN,
+        ];
+        for field in command {
+            assert!((8..64).contains(&get(field)), "{field}");
+        }
+        assert_eq!(get(g::IO_RENAME_OLDPATH), get(g::IO_LINK_OLDPATH));
+        assert_eq!(get(g::IO_RENAME_NEWPATH), get(g::IO_LINK_NEWPATH));
+        // The kernel's copy of a path starts with the pointer to its bytes.
+        assert_eq!(get(g::FILENAME_NAME), 0);
+        // The request's flags and descriptor come after the opcode.
+        assert!(get(g::IO_KIOCB_FLAGS) > get(g::IO_KIOCB_OPCODE));
+        assert_eq!(get(g::IO_KIOCB_CQE_FD), get(g::IO_KIOCB_CQE_RES) + 4);
+    }
+
+    #[test]
+    fn a_kernel_without_io_uring_ftruncate_keeps_the_rest_of_io_uring_capture() {
+        let Some(btf) = running_kernel() else { return };
+        let off = offsets_hiding(&btf, "io_ftrunc");
+        assert_eq!(off.io_uring, Ok(()));
+        assert_eq!(off.get(g::IO_FTRUNC_LEN), Some(NO_FTRUNCATE));
+        // Without the kernel's path copies, io_uring capture is off whole
+        // (its programs load together), and says what is missing.
+        let off = offsets_hiding(&btf, "filename");
+        assert_eq!(
+            off.io_uring,
+            Err(Unavailable::Layout("struct filename".into()))
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_the_io_wq_tracepoint_has_no_io_uring_capture() {
+        let Some(btf) = running_kernel() else { return };
+        let off = offsets_hiding(&btf, "btf_trace_io_uring_queue_async_work");
+        assert_eq!(
+            off.io_uring,
+            Err(Unavailable::NoTracepoint("io_uring_queue_async_work"))
+        );
     }
 
     #[test]

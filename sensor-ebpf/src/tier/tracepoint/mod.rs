@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
-use crate::{process, uring};
+use crate::{process, uring, uring_change};
 
 // --- process lifecycle -----------------------------------------------------
 
@@ -78,5 +78,15 @@ pub fn ww_io_uring_complete(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "io_uring_file_get")]
 pub fn ww_io_uring_file_get(ctx: BtfTracePointContext) -> i32 {
     uring::on_file_get(ctx.arg(0), ctx.arg::<i64>(1) as i32);
+    0
+}
+
+/// `io_uring_queue_async_work(struct io_kiocb *req, int rw)`: a prepared
+/// request is queued to an io-wq thread, as every rename, unlink, link
+/// and truncation is before it runs (their paths copied into the kernel).
+/// Same name and arguments from 6.0 through 6.18.
+#[btf_tracepoint(function = "io_uring_queue_async_work")]
+pub fn ww_io_uring_queue_async_work(ctx: BtfTracePointContext) -> i32 {
+    uring_change::on_queue_async(ctx.arg(0));
     0
 }
