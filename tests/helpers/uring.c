@@ -36,12 +36,38 @@
  *
  * creates PATH with IORING_OP_OPENAT (O_CREAT | O_EXCL | O_WRONLY, 0644),
  * prints "open FD", and closes it.
+ *
+ * Tampering, each with one request (tests/tests/tamper.rs), printing
+ * "OP RESULT" and exiting 1 if it failed; paths are relative to DIR, a
+ * directory descriptor, with --dir DIR, else to the working directory;
+ * with --linked, each request is linked (IOSQE_IO_HARDLINK) behind a 20 ms
+ * IORING_OP_TIMEOUT, so that the kernel queues it only when that fires:
+ *
+ *   uring [--dir DIR] [--linked] rename OLD NEW
+ *                                         IORING_OP_RENAMEAT (flags 0)
+ *   uring [--dir DIR] unlink PATH         IORING_OP_UNLINKAT
+ *   uring [--dir DIR] link OLD NEW        IORING_OP_LINKAT
+ *   uring [--dir DIR] symlink TARGET PATH IORING_OP_SYMLINKAT
+ *   uring [--dir DIR] write-open PATH     IORING_OP_OPENAT O_WRONLY, then
+ *                                         IORING_OP_OPENAT2 O_WRONLY|O_TRUNC
+ *                                         ("open FD", "open2 FD")
+ *   uring [--dir DIR] ftruncate PATH      opens PATH O_RDWR with openat(2),
+ *                                         IORING_OP_FTRUNCATE's it to 4096,
+ *                                         then through fixed slot 0 to 0
+ *                                         ("ftruncate 0", "ftruncate_fixed 0")
+ *
+ * A kernel without the opcode (IORING_OP_FTRUNCATE before 6.9: -EINVAL)
+ * prints "OP unsupported" and exits 78.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/uio.h>
 
 #include "uring.h"
+
+/* Linux 6.9's opcode; older headers lack it. */
+#define OP_FTRUNCATE 55
 
 static char buf[65536], fixed[65536], vec_a[16384], vec_b[16384];
 
@@ -173,8 +199,119 @@ static int splice_file(struct ring *r, const char *path)
     return 0;
 }
 
+static int linked;
+
+/* Submits `sqe` behind a 20 ms timeout it is hard-linked to; waits for
+ * both; returns its result. */
+static int submit_after_timeout(struct ring *r, const struct io_uring_sqe *sqe)
+{
+    static struct __kernel_timespec ts = {.tv_nsec = 20 * 1000 * 1000};
+    struct io_uring_sqe timeout = request(IORING_OP_TIMEOUT, -1, (uintptr_t)&ts, 1, 0);
+    timeout.flags = IOSQE_IO_HARDLINK;
+    unsigned tail = *r->sq_tail;
+    for (unsigned i = 0; i < 2; i++) {
+        unsigned idx = (tail + i) & *r->sq_mask;
+        r->sqes[idx] = i == 0 ? timeout : *sqe;
+        r->sq_array[idx] = idx;
+    }
+    __atomic_store_n(r->sq_tail, tail + 2, __ATOMIC_RELEASE);
+    unsigned head = *r->cq_head, to_submit = 2;
+    /* A timeout firing ends the wait whatever the count asked for. */
+    while (__atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE) - head < 2) {
+        if (syscall(__NR_io_uring_enter, r->fd, to_submit, 2, IORING_ENTER_GETEVENTS, NULL, 0) < 0)
+            die("io_uring_enter");
+        to_submit = 0;
+    }
+    /* The timeout's (-ETIME) first, then the request's. */
+    int res = r->cqes[(head + 1) & *r->cq_mask].res;
+    __atomic_store_n(r->cq_head, head + 2, __ATOMIC_RELEASE);
+    return res;
+}
+
+/* Submits a tampering request; prints "NAME RESULT". */
+static int tamper_submit(struct ring *r, const char *name, struct io_uring_sqe *sqe)
+{
+    int res = linked ? submit_after_timeout(r, sqe) : submit(r, sqe);
+    if (res == -EINVAL && sqe->opcode == OP_FTRUNCATE) {
+        printf("%s unsupported\n", name);
+        fflush(stdout);
+        exit(78);
+    }
+    return checked(name, res);
+}
+
+static int tamper(struct ring *r, int dir, const char *op, char **args, int nargs)
+{
+    struct io_uring_sqe sqe;
+    if (!strcmp(op, "rename") && nargs == 2) {
+        /* fd: the old path's dirfd, len: the new path's, addr2 (off): the new path */
+        sqe = request(IORING_OP_RENAMEAT, dir, (uintptr_t)args[0], dir, (uintptr_t)args[1]);
+        tamper_submit(r, "rename", &sqe);
+    } else if (!strcmp(op, "unlink") && nargs == 1) {
+        sqe = request(IORING_OP_UNLINKAT, dir, (uintptr_t)args[0], 0, 0);
+        tamper_submit(r, "unlink", &sqe);
+    } else if (!strcmp(op, "link") && nargs == 2) {
+        sqe = request(IORING_OP_LINKAT, dir, (uintptr_t)args[0], dir, (uintptr_t)args[1]);
+        tamper_submit(r, "link", &sqe);
+    } else if (!strcmp(op, "symlink") && nargs == 2) {
+        /* fd: the link's dirfd; addr: the target; addr2: the link */
+        sqe = request(IORING_OP_SYMLINKAT, dir, (uintptr_t)args[0], 0, (uintptr_t)args[1]);
+        tamper_submit(r, "symlink", &sqe);
+    } else if (!strcmp(op, "write-open") && nargs == 1) {
+        sqe = request(IORING_OP_OPENAT, dir, (uintptr_t)args[0], 0, 0);
+        sqe.open_flags = O_WRONLY;
+        int fd = tamper_submit(r, "open", &sqe);
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = O_WRONLY | O_TRUNC;
+        sqe = request(IORING_OP_OPENAT2, dir, (uintptr_t)args[0], sizeof how, (uintptr_t)&how);
+        int fd2 = tamper_submit(r, "open2", &sqe);
+        if (syscall(SYS_close, fd) != 0 || syscall(SYS_close, fd2) != 0)
+            die("close");
+    } else if (!strcmp(op, "ftruncate") && nargs == 1) {
+        int fd = openat(dir, args[0], O_RDWR);
+        if (fd < 0)
+            die("openat");
+        sqe = request(OP_FTRUNCATE, fd, 0, 0, 4096);
+        tamper_submit(r, "ftruncate", &sqe);
+        ring_register(r, IORING_REGISTER_FILES, &fd, 1);
+        sqe = request(OP_FTRUNCATE, 0, 0, 0, 0);
+        sqe.flags = IOSQE_FIXED_FILE;
+        tamper_submit(r, "ftruncate_fixed", &sqe);
+    } else {
+        fprintf(stderr, "usage: see the comment at the top of uring.c\n");
+        return 2;
+    }
+    return 0;
+}
+
+static const char *const TAMPER_OPS[] = {"rename", "unlink", "link", "symlink", "write-open",
+                                         "ftruncate"};
+
 int main(int argc, char **argv)
 {
+    int dir = AT_FDCWD, first = 1;
+    if (argc > 3 && !strcmp(argv[1], "--dir")) {
+        dir = open(argv[2], O_RDONLY | O_DIRECTORY);
+        if (dir < 0)
+            die("open --dir");
+        first = 3;
+    }
+    if (argc > first + 1 && !strcmp(argv[first], "--linked")) {
+        linked = 1;
+        first++;
+    }
+    for (size_t i = 0; argc > first && i < sizeof TAMPER_OPS / sizeof *TAMPER_OPS; i++) {
+        if (!strcmp(argv[first], TAMPER_OPS[i])) {
+            struct ring r;
+            ring_setup(&r);
+            printf("pid %d\n", getpid());
+            int status = tamper(&r, dir, argv[first], argv + first + 1, argc - first - 1);
+            fflush(stdout);
+            return status;
+        }
+    }
+
     int (*mode)(struct ring *, const char *) = NULL;
     const char *path = NULL;
     if (argc == 2) {

@@ -298,6 +298,131 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
     }
 }
 
+/// Tampering through io_uring on the guest's 6.1 kernel, whose request
+/// layout and submission path differ from the host's: a rename over a
+/// watched file and one away by a path relative to a directory
+/// descriptor, an unlink (linked behind a timeout: queued to io-wq later),
+/// a hard link, a symbolic link, an open for writing and one with
+/// `O_TRUNC` are each the record its syscall makes, and a `tamper`
+/// detection. 6.1 has no `IORING_OP_FTRUNCATE`: the helper
+/// says the kernel refused it, and nothing is recorded.
+#[test]
+fn io_uring_tampering_is_recorded_on_the_guest_kernel() {
+    let vm = tests::vm_or_skip!();
+    let bin = tempfile::tempdir().unwrap();
+    let uring = tests::build_helper(bin.path(), "uring");
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_executable_at("/usr/local/bin/uring", &uring)
+        .script(agent_script(
+            "mkdir -p /models /scratch\n\
+             for f in a b c d e g; do head -c 65536 /dev/zero > /models/$f.safetensors; done\n\
+             echo evil > /models/x.tmp",
+            "--watch /models",
+            "uring rename /models/x.tmp /models/a.safetensors | ww-emit rename\n\
+             uring --dir /models rename b.safetensors /scratch/elsewhere | ww-emit rename-away\n\
+             uring --dir /models --linked unlink c.safetensors | ww-emit unlink\n\
+             uring link /models/d.safetensors /scratch/d-link | ww-emit link\n\
+             uring --dir /models symlink d.safetensors s.safetensors | ww-emit symlink\n\
+             uring write-open /models/e.safetensors | ww-emit write-open\n\
+             uring ftruncate /models/g.safetensors | ww-emit ftruncate\n\
+             sleep 1",
+        ));
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    let events = agent_records(&run);
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
+    let pid = |mode: &str| -> u32 {
+        let out = run.expect_section(mode);
+        out.lines()
+            .find_map(|l| l.strip_prefix("pid "))
+            .unwrap_or_else(|| run.fail(&format!("{mode}: no pid line:\n{out}")))
+            .parse()
+            .unwrap()
+    };
+    use sensor::event::{AccessDetail, ChangeSyscall as S, DetectionId};
+    let only = |mode: &str, action: Action| -> (&Event, sensor::event::ChangeDetail) {
+        let found = tests::of_pid(&events, action, pid(mode));
+        assert_eq!(found.len(), 1, "{mode}: {:#?}", briefs(&events));
+        let AccessDetail::Change(c) = &tests::access(found[0]).detail else {
+            panic!("{mode}: not a change");
+        };
+        (found[0], (**c).clone())
+    };
+    let tampered = |mode: &str| -> Vec<String> {
+        tests::of_pid(&events, Action::Detection, pid(mode))
+            .iter()
+            .filter_map(|e| e.detection.as_ref())
+            .filter(|d| d.id == DetectionId::Tamper)
+            .map(|d| d.matched.clone().unwrap_or_default())
+            .collect()
+    };
+    let text = |t: &Option<Text>| t.as_ref().map(|t| t.to_lossy().into_owned());
+
+    let (e, r) = only("rename", Action::Rename);
+    assert_eq!(path(e), Path::new("/models/a.safetensors"));
+    assert_eq!(r.syscall, S::IoUringRenameat);
+    assert!(r.replaced.is_some(), "{r:?}");
+    assert_eq!(text(&r.old_path).as_deref(), Some("/models/x.tmp"));
+    assert_eq!(tampered("rename"), ["rename"]);
+
+    let (e, r) = only("rename-away", Action::Rename);
+    assert_eq!(path(e), Path::new("/scratch/elsewhere"));
+    assert_eq!(
+        (r.syscall, text(&r.old_path).as_deref()),
+        (S::IoUringRenameat, Some("/models/b.safetensors"))
+    );
+    assert_eq!(tampered("rename-away"), ["rename"]);
+
+    let (e, u) = only("unlink", Action::Unlink);
+    assert_eq!(path(e), Path::new("/models/c.safetensors"));
+    assert_eq!(
+        (u.syscall, u.before.map(|s| s.size)),
+        (S::IoUringUnlinkat, Some(65536))
+    );
+    assert_eq!(tampered("unlink"), ["unlink"]);
+
+    let (e, l) = only("link", Action::Link);
+    assert_eq!(path(e), Path::new("/models/d.safetensors"));
+    assert_eq!(
+        (l.syscall, text(&l.new_path).as_deref()),
+        (S::IoUringLinkat, Some("/scratch/d-link"))
+    );
+    assert_eq!(tampered("link"), ["link"]);
+
+    let (e, c) = only("symlink", Action::Create);
+    assert_eq!(path(e), Path::new("/models/s.safetensors"));
+    assert_eq!(
+        (c.syscall, text(&c.old_path).as_deref()),
+        (S::IoUringSymlinkat, Some("d.safetensors"))
+    );
+    assert_eq!(tampered("symlink"), ["create"]);
+
+    let (_, w) = only("write-open", Action::WriteOpen);
+    assert_eq!(w.syscall, S::IoUringOpenat);
+    let (_, t) = only("write-open", Action::Truncate);
+    assert_eq!(
+        (t.syscall, t.flags.map(|f| f & 0o1000)),
+        (S::IoUringOpenat2, Some(0o1000))
+    );
+    assert_eq!(
+        (t.before.map(|s| s.size), t.after.map(|s| s.size)),
+        (Some(65536), Some(0))
+    );
+
+    // The kernel refused the request (exit 78): no truncation to record.
+    assert!(
+        run.expect_section("ftruncate")
+            .contains("ftruncate unsupported"),
+        "{}",
+        run.expect_section("ftruncate")
+    );
+    assert!(tests::of_pid(&events, Action::Truncate, pid("ftruncate")).is_empty());
+}
+
 // On 6.1 (FMODE_CREATED, the dentry walk and the path prefilter's loop
 // under its verifier): a new weight file is a `create` record, whether an
 // open made it or busybox's `mv` (rename(2)) brought it in; renames and
