@@ -449,6 +449,9 @@ pub mod flush_reason {
     pub const IDLE: u32 = 4;
     /// The agent is stopping.
     pub const SHUTDOWN: u32 = 5;
+    /// The process wrote or sent before its reads were reported: they are
+    /// reported first (emitted by the agent).
+    pub const SEND: u32 = 6;
 }
 
 /// Bits of [`WatchEntry::flags`].
@@ -457,6 +460,9 @@ pub mod watch_flag {
     pub const WEIGHT: u32 = 1;
     /// A GPU (or accelerator) device node.
     pub const GPU_DEVICE: u32 = 2;
+    /// With `WEIGHT`: a pipe a copy of weights went into. Its reads are
+    /// counted as they return (a pipe has no size to cap a read at).
+    pub const PIPE: u32 = 4;
 }
 
 /// Identity of a file: the kernel's `super_block::s_dev` (`major << 20 |

@@ -3,6 +3,7 @@
 //! heartbeats, and signals.
 
 use std::{
+    collections::HashSet,
     os::{
         fd::{AsRawFd, RawFd},
         unix::ffi::OsStrExt,
@@ -43,6 +44,9 @@ pub(super) const BPF_LSM: &str = "bpf_lsm";
 /// How often the agent reads the ring buffer without being woken: the most
 /// an exec, fork or exit record waits.
 const RING_POLL: Duration = Duration::from_millis(100);
+
+/// Senders remembered as drained early at most (exits free them).
+const SENDERS_DRAINED_MAX: usize = 16_384;
 
 /// The next decision from the enforcement thread; never, without one.
 async fn next_enforced(rx: &mut Option<tokio::sync::mpsc::Receiver<Enforced>>) -> Option<Enforced> {
@@ -165,6 +169,7 @@ impl Agent {
                     detectors.warn_evictions();
                     self.open_entries.retain(|&tgid, _| !gone(tgid));
                     self.memory_readers.retain(|&tgid| !gone(tgid));
+                    self.senders_drained.retain(|&tgid| !gone(tgid));
                     self.kernel_tables.forget_gone(gone);
                     self.out.flush();
                 }
@@ -261,6 +266,7 @@ impl Agent {
                 if self.memory_readers.remove(&tgid) {
                     self.drain_memory(|key, _| key.tgid == tgid, flush_reason::EXIT);
                 }
+                self.senders_drained.remove(&tgid);
                 if x.flags & exit_flag::HAD_READS != 0 {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
@@ -420,6 +426,7 @@ impl Agent {
     /// Hands an event, and whatever the policy and the detections make of
     /// it, to the outputs.
     fn emit(&mut self, mut event: Event) {
+        self.report_reads_before_send(&event);
         self.stamp(&mut event);
         let findings = self.decide.observe(&event);
         self.write(&event);
@@ -435,6 +442,34 @@ impl Agent {
                 tracing::debug!(pid, error = %crate::Chain(&err), "cannot stop following a trusted process's sends");
             }
         }
+    }
+
+    /// A write or send by a process whose weights the detections do not
+    /// know yet: the kernel sums reads until a close or
+    /// `kernel.read_flush_interval_secs`, so a streaming copier (`cat`,
+    /// `tar`, `dd`) sends long before its reads are reported. Its reads so
+    /// far, and its ancestors', are reported first (`reason: send`), so
+    /// that the send is judged, and a pipe it fills followed, now rather
+    /// than at the close. Once per process: one walk of the aggregates.
+    fn report_reads_before_send(&mut self, event: &Event) {
+        if event.action != Action::Send || !self.decide.detectors().lacks_source(event) {
+            return;
+        }
+        let Some(p) = &event.process else {
+            return;
+        };
+        if !self.senders_drained.insert(p.pid) {
+            return;
+        }
+        if self.senders_drained.len() > SENDERS_DRAINED_MAX {
+            // Exits keep it small; a flood of senders only costs walks.
+            self.senders_drained.clear();
+            self.senders_drained.insert(p.pid);
+        }
+        let pids: HashSet<u32> = std::iter::once(p.pid)
+            .chain(p.ancestors.iter().map(|a| a.pid))
+            .collect();
+        self.drain_aggregates(|key, _| pids.contains(&key.tgid), flush_reason::SEND);
     }
 
     /// Gives a record its id: this run's next sequence number.

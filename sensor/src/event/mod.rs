@@ -692,6 +692,9 @@ pub enum FlushReason {
     Exit,
     Idle,
     Shutdown,
+    /// The process wrote or sent while reading: its reads so far were
+    /// reported first, to judge the send.
+    Send,
     /// A reason number this agent does not know (the object and the agent
     /// are out of step).
     Unknown,
@@ -707,6 +710,7 @@ impl FlushReason {
             raw::EXIT => Self::Exit,
             raw::IDLE => Self::Idle,
             raw::SHUTDOWN => Self::Shutdown,
+            raw::SEND => Self::Send,
             _ => Self::Unknown,
         }
     }
