@@ -233,15 +233,33 @@ fn io_uring_opens_into_fixed_slots_are_open_records_and_their_slot_reads_count()
     assert_eq!(counted, 1, "{:#?}", briefs(&events));
     // The reads through both slots: exact bytes and coverage (4 KiB
     // segments 0-15, 64-79, 128-131), drained at the helper's exit (no
-    // descriptor was ever closed).
+    // descriptor was ever closed), or some of them at its first write to
+    // stdout (a pipe: it took weights, so its reads so far are reported
+    // before its write is judged).
     let reads = tests::of_pid(&events, Action::Read, pid);
-    assert_eq!(reads.len(), 1, "{:#?}", briefs(reads.iter().copied()));
-    let s = read_summary(reads[0]);
-    assert_eq!(
-        (s.bytes, s.calls, s.copies, s.reason, s.fd),
-        (65536 + 65536 + 16384, 3, 0, FlushReason::Exit, None)
+    assert!(
+        (1..=2).contains(&reads.len()),
+        "{:#?}",
+        briefs(reads.iter().copied())
     );
-    assert_eq!(s.coverage, 36.0 / 256.0);
+    let reasons: Vec<FlushReason> = reads.iter().map(|r| read_summary(r).reason).collect();
+    assert!(
+        matches!(
+            reasons[..],
+            [FlushReason::Exit] | [FlushReason::Send] | [FlushReason::Send, FlushReason::Exit]
+        ),
+        "{reasons:?}"
+    );
+    let sum = |f: fn(&sensor::event::ReadSummary) -> u64| -> u64 {
+        reads.iter().map(|r| f(read_summary(r))).sum()
+    };
+    assert_eq!(
+        (sum(|s| s.bytes), sum(|s| s.calls), sum(|s| s.copies)),
+        (65536 + 65536 + 16384, 3, 0)
+    );
+    let last = read_summary(reads.last().unwrap());
+    assert_eq!(last.fd, None);
+    assert_eq!(last.coverage, 36.0 / 256.0);
 }
 
 #[test]

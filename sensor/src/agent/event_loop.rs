@@ -3,7 +3,6 @@
 //! heartbeats, and signals.
 
 use std::{
-    collections::HashSet,
     os::{
         fd::{AsRawFd, RawFd},
         unix::ffi::OsStrExt,
@@ -44,9 +43,6 @@ pub(super) const BPF_LSM: &str = "bpf_lsm";
 /// How often the agent reads the ring buffer without being woken: the most
 /// an exec, fork or exit record waits.
 const RING_POLL: Duration = Duration::from_millis(100);
-
-/// Senders remembered as drained early at most (exits free them).
-const SENDERS_DRAINED_MAX: usize = 16_384;
 
 /// The next decision from the enforcement thread; never, without one.
 async fn next_enforced(rx: &mut Option<tokio::sync::mpsc::Receiver<Enforced>>) -> Option<Enforced> {
@@ -444,34 +440,6 @@ impl Agent {
         }
     }
 
-    /// A write or send by a process whose weights the detections do not
-    /// know yet: the kernel sums reads until a close or
-    /// `kernel.read_flush_interval_secs`, so a streaming copier (`cat`,
-    /// `tar`, `dd`) sends long before its reads are reported. Its reads so
-    /// far, and its ancestors', are reported first (`reason: send`), so
-    /// that the send is judged, and a pipe it fills followed, now rather
-    /// than at the close. Once per process: one walk of the aggregates.
-    fn report_reads_before_send(&mut self, event: &Event) {
-        if event.action != Action::Send || !self.decide.detectors().lacks_source(event) {
-            return;
-        }
-        let Some(p) = &event.process else {
-            return;
-        };
-        if !self.senders_drained.insert(p.pid) {
-            return;
-        }
-        if self.senders_drained.len() > SENDERS_DRAINED_MAX {
-            // Exits keep it small; a flood of senders only costs walks.
-            self.senders_drained.clear();
-            self.senders_drained.insert(p.pid);
-        }
-        let pids: HashSet<u32> = std::iter::once(p.pid)
-            .chain(p.ancestors.iter().map(|a| a.pid))
-            .collect();
-        self.drain_aggregates(|key, _| pids.contains(&key.tgid), flush_reason::SEND);
-    }
-
     /// Gives a record its id: this run's next sequence number.
     fn stamp(&mut self, event: &mut Event) {
         self.seq += 1;
@@ -493,7 +461,11 @@ impl Agent {
     }
 
     /// Emits and deletes every kernel read aggregate `select` picks.
-    fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
+    pub(super) fn drain_aggregates(
+        &mut self,
+        select: impl Fn(&ReadAggKey, &ReadAgg) -> bool,
+        reason: u32,
+    ) {
         for (key, agg) in self.take_selected(Aggregates::Reads, select) {
             if agg.calls == 0 {
                 continue;

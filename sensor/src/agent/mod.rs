@@ -9,6 +9,7 @@ mod holders;
 mod integrity;
 mod lineage;
 mod policy;
+mod senders;
 mod signals;
 
 use std::{

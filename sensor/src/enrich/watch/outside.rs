@@ -672,6 +672,43 @@ mod tests {
     }
 
     #[test]
+    fn a_pipe_is_followed_while_a_holder_lives_and_never_saved() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let holder = child.id();
+        let pipe = FileKey { dev: 15, ino: 4242 };
+        let from = FileKey { dev: 1, ino: 2 };
+        let mut outside = Outside::new(2);
+        let name = Path::new("pipe:[4242]");
+        assert_eq!(outside.follow_pipe(pipe, name, from, vec![holder]), Ok(()));
+        assert!(outside.is_pipe(&pipe));
+        assert_eq!(outside.followed(), (0, 1));
+        assert!(
+            outside.saved().is_empty(),
+            "a pipe does not outlive its processes"
+        );
+        assert!(outside.check(|_| false).is_empty());
+        // The bound is shared with the other followed inodes.
+        assert_eq!(
+            outside.follow_pipe(FileKey { dev: 15, ino: 1 }, name, from, vec![holder]),
+            Ok(())
+        );
+        assert_eq!(
+            outside.follow_pipe(FileKey { dev: 15, ino: 2 }, name, from, vec![holder]),
+            Err(Refused::Full)
+        );
+
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let released = outside.check(|_| false);
+        assert_eq!(released.len(), 2);
+        assert!(!outside.contains(&pipe) && !outside.is_pipe(&pipe));
+        assert_eq!(outside.counters.gone, 2);
+    }
+
+    #[test]
     fn policy_reasons_outlive_retention_and_back_under_the_roots_ends_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a.gguf");
