@@ -61,7 +61,7 @@ mod opcode {
     pub const OPENAT: u8 = 18;
     pub const READ: u8 = 22;
     pub const OPENAT2: u8 = 28;
-    /// `splice(2)`; its sibling `TEE` (31) moves pipe to pipe only, so
+    /// `splice(2)`; its sibling `TEE` (33) moves pipe to pipe only, so
     /// never a watched file's bytes.
     pub const SPLICE: u8 = 30;
     /// Installs a fixed file into the process's descriptor table (6.8+).
