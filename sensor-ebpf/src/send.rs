@@ -6,9 +6,13 @@
 //! they are the weights', but it can tell a process that read weights then
 //! wrote this much there.
 //!
+//! io_uring requests never pass the syscall hooks: their completions
+//! (`uring.rs`) are accounted here by the request's file, the same way.
+//!
 //! Only tainted processes (`holders.rs`: read, mapped or copied watched
 //! bytes, or a child of one, and not serving from a GPU) get past the one
-//! array load every write on the host pays. A record goes to the agent on
+//! array load every write on the host pays (every completed io_uring
+//! write, send and connect too). A record goes to the agent on
 //! the first call to each destination and each time the total there has
 //! doubled: a handful per destination, whatever the volume.
 
@@ -41,12 +45,25 @@ pub fn sent(fd: u64, syscall: u32, ret: i64, bytes: u64, to: u64) {
     account(tgid, file, fd as i32, syscall, bytes, to);
 }
 
+/// A completed io_uring write, send or connect of a tainted process: its
+/// result (`res`: the bytes) went to the request's `file`, which no
+/// descriptor number names here (a fixed file has none; the completion
+/// has overwritten a plain one's): the record's `fd` is -1.
+#[inline(always)]
+pub fn request_sent(file: u64, syscall: u32, res: i64) {
+    let Some(tgid) = followed(syscall, res) else {
+        return;
+    };
+    let bytes = if res > 0 { res as u64 } else { 0 };
+    account(tgid, file, -1, syscall, bytes, 0);
+}
+
 /// The current process's tgid if a call of `syscall` that returned `ret`
 /// is followed: it moved bytes (or is a connect that succeeded or is
 /// under way), and the agent has not stopped following the process.
 #[inline(always)]
 fn followed(syscall: u32, ret: i64) -> Option<u32> {
-    let connected = syscall == send_syscall::CONNECT && (ret == 0 || ret == -EINPROGRESS);
+    let connected = send_syscall::is_connect(syscall) && (ret == 0 || ret == -EINPROGRESS);
     if !connected && ret <= 0 {
         return None;
     }
