@@ -237,6 +237,26 @@ pub mod send_syscall {
     pub const SENDMMSG: u32 = 7;
     /// `connect`: no byte yet, but a peer.
     pub const CONNECT: u32 = 8;
+    /// Completed io_uring requests (`IORING_OP_*`), which pass no syscall
+    /// hook: the request names its file, not a descriptor (the record's
+    /// `fd` is -1).
+    pub const IO_URING_WRITE: u32 = 9;
+    pub const IO_URING_WRITEV: u32 = 10;
+    pub const IO_URING_WRITE_FIXED: u32 = 11;
+    /// Linux 6.15+.
+    pub const IO_URING_WRITEV_FIXED: u32 = 12;
+    pub const IO_URING_SEND: u32 = 13;
+    pub const IO_URING_SENDMSG: u32 = 14;
+    pub const IO_URING_SEND_ZC: u32 = 15;
+    pub const IO_URING_SENDMSG_ZC: u32 = 16;
+    /// As [`CONNECT`].
+    pub const IO_URING_CONNECT: u32 = 17;
+
+    /// Whether `syscall` is a connect (no byte; a result of 0 or
+    /// `-EINPROGRESS` is a success).
+    pub const fn is_connect(syscall: u32) -> bool {
+        syscall == CONNECT || syscall == IO_URING_CONNECT
+    }
 }
 
 /// The tgid marks in `HOLDERS_KERNEL` (a byte each; any non-zero one is a

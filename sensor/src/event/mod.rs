@@ -604,7 +604,8 @@ pub enum CopySyscall {
 /// What a process that had read weights wrote or sent to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendDetail {
-    /// The descriptor of the latest call.
+    /// The descriptor of the latest call (-1: an io_uring request, which
+    /// names its file, not a descriptor number).
     pub fd: i32,
     pub syscall: SendSyscall,
     /// Bytes written there so far by the process, and calls.
@@ -624,6 +625,16 @@ pub enum SendSyscall {
     Sendmsg,
     Sendmmsg,
     Connect,
+    /// Completed io_uring requests (`IORING_OP_WRITE`, ...).
+    IoUringWrite,
+    IoUringWritev,
+    IoUringWriteFixed,
+    IoUringWritevFixed,
+    IoUringSend,
+    IoUringSendmsg,
+    IoUringSendZc,
+    IoUringSendmsgZc,
+    IoUringConnect,
 }
 
 /// Where a copy's bytes went.
