@@ -574,6 +574,20 @@ fn send_syscall_of(raw: u32) -> SendSyscall {
     }
 }
 
+/// What the descriptor in `fds` (a `/proc/PID/fd`) that leads to `key`
+/// names. Only for io_uring writes, reported at doublings: one `stat` per
+/// descriptor of the writer.
+fn descriptor_of(fds: &Path, key: FileKey) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(fds).ok()?.flatten().find_map(|fd| {
+        let meta = std::fs::metadata(fd.path()).ok()?;
+        (std::os::unix::fs::MetadataExt::ino(&meta) == key.ino
+            && crate::enrich::watch::kernel_dev(std::os::unix::fs::MetadataExt::dev(&meta))
+                == key.dev)
+            .then(|| std::fs::read_link(fd.path()).ok())
+            .flatten()
+    })
+}
+
 /// What a derived file (a watched copy of weights) was copied from.
 pub fn derived_from(watch: &WatchSet, key: &FileKey) -> Option<DerivedFrom> {
     let source = watch.derived_from(key)?;
@@ -586,8 +600,8 @@ pub fn derived_from(watch: &WatchSet, key: &FileKey) -> Option<DerivedFrom> {
 
 /// Where bytes went: the kind by the destination's mode, a file's path
 /// (the watch set's, else what the process's descriptor names now: the
-/// writer is usually still at it; none for `fd` -1, an io_uring request's),
-/// a socket's peer.
+/// writer is usually still at it; for `fd` -1, an io_uring request's, the
+/// descriptor of that inode it holds, if any), a socket's peer.
 fn destination(
     pid: u32,
     fd: i32,
@@ -605,17 +619,14 @@ fn destination(
     let path = match kind {
         DestinationKind::File | DestinationKind::Other => {
             watch.path_of(&key).map(Text::from).or_else(|| {
-                // -1: an io_uring request, which named no descriptor.
-                if fd < 0 {
-                    return None;
-                }
-                let link = Path::new("/proc")
-                    .join(pid.to_string())
-                    .join("fd")
-                    .join(fd.to_string());
-                std::fs::read_link(link)
-                    .ok()
-                    .map(|p| Text::from(p.as_path()))
+                let fds = Path::new("/proc").join(pid.to_string()).join("fd");
+                let link = if fd >= 0 {
+                    std::fs::read_link(fds.join(fd.to_string())).ok()
+                } else {
+                    // -1: an io_uring request, which named no descriptor.
+                    descriptor_of(&fds, key)
+                };
+                link.map(|p| Text::from(p.as_path()))
             })
         }
         DestinationKind::Pipe | DestinationKind::Socket => None,
@@ -641,8 +652,22 @@ fn set_comm(h: &mut EventHeader, comm: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{map_line_key, peer_text, send_syscall_of};
+
+    #[test]
+    fn an_io_uring_destination_is_named_by_the_writer_s_descriptor_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.bin");
+        let held = std::fs::File::create(&path).expect("create");
+        let key = crate::enrich::watch::identity(&path).expect("stat");
+        let fds = Path::new("/proc/self/fd");
+        assert_eq!(descriptor_of(fds, key), Some(path.clone()));
+        drop(held);
+        assert_eq!(descriptor_of(fds, key), None, "no descriptor leads to it");
+    }
+
+    use super::{descriptor_of, map_line_key, peer_text, send_syscall_of};
     use sensor_common::{FileKey, send_syscall};
+    use std::path::Path;
 
     #[test]
     fn every_send_call_number_has_its_own_name() {
