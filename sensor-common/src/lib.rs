@@ -237,6 +237,26 @@ pub mod send_syscall {
     pub const SENDMMSG: u32 = 7;
     /// `connect`: no byte yet, but a peer.
     pub const CONNECT: u32 = 8;
+    /// Completed io_uring requests (`IORING_OP_*`), which pass no syscall
+    /// hook: the request names its file, not a descriptor (the record's
+    /// `fd` is -1).
+    pub const IO_URING_WRITE: u32 = 9;
+    pub const IO_URING_WRITEV: u32 = 10;
+    pub const IO_URING_WRITE_FIXED: u32 = 11;
+    /// Linux 6.15+.
+    pub const IO_URING_WRITEV_FIXED: u32 = 12;
+    pub const IO_URING_SEND: u32 = 13;
+    pub const IO_URING_SENDMSG: u32 = 14;
+    pub const IO_URING_SEND_ZC: u32 = 15;
+    pub const IO_URING_SENDMSG_ZC: u32 = 16;
+    /// As [`CONNECT`].
+    pub const IO_URING_CONNECT: u32 = 17;
+
+    /// Whether `syscall` is a connect (no byte; a result of 0 or
+    /// `-EINPROGRESS` is a success).
+    pub const fn is_connect(syscall: u32) -> bool {
+        syscall == CONNECT || syscall == IO_URING_CONNECT
+    }
 }
 
 /// The tgid marks in `HOLDERS_KERNEL` (a byte each; any non-zero one is a
@@ -458,6 +478,9 @@ pub mod flush_reason {
     pub const IDLE: u32 = 4;
     /// The agent is stopping.
     pub const SHUTDOWN: u32 = 5;
+    /// The process wrote or sent before its reads were reported: they are
+    /// reported first (emitted by the agent).
+    pub const SEND: u32 = 6;
 }
 
 /// Bits of [`WatchEntry::flags`].
@@ -466,6 +489,9 @@ pub mod watch_flag {
     pub const WEIGHT: u32 = 1;
     /// A GPU (or accelerator) device node.
     pub const GPU_DEVICE: u32 = 2;
+    /// With `WEIGHT`: a pipe a copy of weights went into. Its reads are
+    /// counted as they return (a pipe has no size to cap a read at).
+    pub const PIPE: u32 = 4;
 }
 
 /// Identity of a file: the kernel's `super_block::s_dev` (`major << 20 |

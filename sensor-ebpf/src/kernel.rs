@@ -338,14 +338,8 @@ pub fn cwd_key() -> Option<FileKey> {
     inode_identity(inode).map(|(key, _)| key)
 }
 
-/// The peer of the socket behind `fd`: family, address (network order;
-/// IPv4 in the first four bytes), port (host order).
-#[inline(always)]
-pub fn socket_peer(fd: u64) -> Option<(u16, [u8; 16], u16)> {
-    socket_peer_of(file_of_fd(fd)?)
-}
-
-/// [`socket_peer`] of the socket file at `file_ptr`.
+/// The peer of the socket file at `file_ptr`: family, address (network
+/// order; IPv4 in the first four bytes), port (host order).
 #[inline(always)]
 pub fn socket_peer_of(file_ptr: u64) -> Option<(u16, [u8; 16], u16)> {
     const AF_INET: u16 = 2;

@@ -14,7 +14,8 @@
 //! pid. The opener becomes a holder (its reads pass the holder prefilter)
 //! and a *memory reader* (`MEM_READERS`, a byte per tgid): only a memory
 //! reader's reads of unwatched files look for a memory file again, so no
-//! other process pays anything for its reads.
+//! other process pays anything for its reads. The reader of a followed
+//! pipe is marked the same way, for its `read`/`pread64` exits.
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel};
 use sensor_common::{
@@ -123,6 +124,13 @@ pub fn open_exit(file_ptr: u64, sb: u64) {
     holders::mark_current();
     set_reader_byte(tgid, 1);
     crate::process::on_memory_access(target, memory_method::PROC_MEM_OPEN, 0);
+}
+
+/// The current process's `read`/`pread64` exits are followed from now
+/// on (it reads a followed pipe, whose bytes are known only at exit).
+#[inline(always)]
+pub fn follow_read_exits() {
+    set_reader_byte(current_tgid(), 1);
 }
 
 /// A memory reader's read of an unwatched descriptor, at entry: if it is

@@ -7,7 +7,7 @@
 use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
 use sensor_common::{
     CopyEvent, CopyKey, FileKey, Pending, ReadAgg, ReadAggKey, ReadEvent, copy_syscall, counter,
-    enforce::op, flush_reason, kind, pending_kind,
+    enforce::op, flush_reason, kind, pending_kind, watch_flag,
 };
 
 use crate::{
@@ -226,6 +226,12 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
     if crate::enforce::stopped(op::READ, &w, fd as i32) {
         return;
     }
+    if w.entry.flags & watch_flag::PIPE != 0 {
+        // A pipe's read returns what was written, not a capped `count`:
+        // counted at exit, like a `readv`.
+        pipe_read_enter(fd, &w);
+        return;
+    }
     let count = count.min(MAX_RW_COUNT);
     let offset = match offset {
         Offset::Position => w.position(),
@@ -246,6 +252,25 @@ pub fn enter_estimated(fd: u64, count: u64, offset: Offset) {
         size,
         false,
     );
+}
+
+/// A `read`/`pread64` of a followed pipe: remembered until it returns,
+/// and the process's read exits followed (`read`/`pread64` are accounted
+/// at entry for everyone else).
+#[inline(never)]
+fn pipe_read_enter(fd: u64, w: &Watched) {
+    let pending = Pending {
+        kind: pending_kind::READ,
+        fd: fd as i32,
+        file: w.key,
+        ..Pending::default()
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if PENDING.insert(&tid, &pending, 0).is_err() {
+        count(counter::PENDING_FULL);
+        return;
+    }
+    crate::proc_mem::follow_read_exits();
 }
 
 /// A read that already happened, with its exact bytes: an io_uring

@@ -6,9 +6,13 @@
 //! they are the weights', but it can tell a process that read weights then
 //! wrote this much there.
 //!
+//! io_uring requests never pass the syscall hooks: their completions
+//! (`uring.rs`) are accounted here by the request's file, the same way.
+//!
 //! Only tainted processes (`holders.rs`: read, mapped or copied watched
 //! bytes, or a child of one, and not serving from a GPU) get past the one
-//! array load every write on the host pays. A record goes to the agent on
+//! array load every write on the host pays (every completed io_uring
+//! write, send and connect too). A record goes to the agent on
 //! the first call to each destination and each time the total there has
 //! doubled: a handful per destination, whatever the volume.
 
@@ -19,7 +23,7 @@ use sensor_common::{SendAgg, SendEvent, SendKey, kind, send_syscall};
 
 use crate::{
     emit::{fill_header, reserve},
-    kernel::{fd_identity, socket_peer},
+    kernel::{file_kind, file_of_fd, socket_peer_of},
     maps::{SENDS, SENDS_OFF},
 };
 
@@ -32,16 +36,51 @@ const EINPROGRESS: i64 = 115;
 /// to `fd` (a connect: none).
 #[inline(always)]
 pub fn sent(fd: u64, syscall: u32, ret: i64, bytes: u64, to: u64) {
-    let connected = syscall == send_syscall::CONNECT && (ret == 0 || ret == -EINPROGRESS);
-    if !connected && ret <= 0 {
+    let Some(tgid) = followed(syscall, ret) else {
         return;
+    };
+    let Some(file) = file_of_fd(fd) else {
+        return;
+    };
+    account(tgid, file, fd as i32, syscall, bytes, to);
+}
+
+/// A completed io_uring write, send or connect of a tainted process: its
+/// result (`res`: the bytes) went to the request's `file`, which no
+/// descriptor number names here (a fixed file has none; the completion
+/// has overwritten a plain one's): the record's `fd` is -1.
+#[inline(always)]
+pub fn request_sent(file: u64, syscall: u32, res: i64) {
+    let Some(tgid) = followed(syscall, res) else {
+        return;
+    };
+    let bytes = if res > 0 { res as u64 } else { 0 };
+    account(tgid, file, -1, syscall, bytes, 0);
+}
+
+/// The current process's tgid if a call of `syscall` that returned `ret`
+/// is followed: it moved bytes (or is a connect that succeeded or is
+/// under way), and the agent has not stopped following the process.
+#[inline(always)]
+fn followed(syscall: u32, ret: i64) -> Option<u32> {
+    let connected = send_syscall::is_connect(syscall) && (ret == 0 || ret == -EINPROGRESS);
+    if !connected && ret <= 0 {
+        return None;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: the value is only tested for presence.
     if unsafe { SENDS_OFF.get(&tgid) }.is_some() {
-        return;
+        return None;
     }
-    let Some((destination, mode)) = fd_identity(fd) else {
+    Some(tgid)
+}
+
+/// `bytes` went to `file` (a `struct file *`; `fd` its descriptor, or -1):
+/// added to the process's total there, and a record on the first call and
+/// at each doubling.
+#[inline(always)]
+fn account(tgid: u32, file: u64, fd: i32, syscall: u32, bytes: u64, to: u64) {
+    let Some((destination, mode)) = file_kind(file) else {
         return;
     };
     // Terminals and /dev/null: not a place bytes can be taken from.
@@ -74,15 +113,32 @@ pub fn sent(fd: u64, syscall: u32, ret: i64, bytes: u64, to: u64) {
     if !first && agg.reported == 0 && bytes == 0 {
         return; // another connect, still nothing sent
     }
-    if report(&key, mode, fd as i32, syscall, agg, to) {
+    let call = Call {
+        file,
+        mode,
+        fd,
+        syscall,
+        to,
+    };
+    if report(&key, &call, agg) {
         agg.reported = agg.bytes.max(1);
     }
+}
+
+/// The call a record names.
+struct Call {
+    file: u64,
+    mode: u32,
+    fd: i32,
+    syscall: u32,
+    /// A `sendto`'s address argument (user memory), or 0.
+    to: u64,
 }
 
 /// One record; false when the ring buffer refused it (counted; the next
 /// call tries again).
 #[inline(always)]
-fn report(key: &SendKey, mode: u32, fd: i32, syscall: u32, agg: &SendAgg, to: u64) -> bool {
+fn report(key: &SendKey, call: &Call, agg: &SendAgg) -> bool {
     let Some(mut entry) = reserve::<SendEvent>() else {
         return false;
     };
@@ -90,9 +146,9 @@ fn report(key: &SendKey, mode: u32, fd: i32, syscall: u32, agg: &SendAgg, to: u6
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, kind::SEND, size_of::<SendEvent>());
     ev.destination = key.destination;
-    ev.destination_mode = mode;
-    ev.fd = fd;
-    ev.syscall = syscall;
+    ev.destination_mode = call.mode;
+    ev.fd = call.fd;
+    ev.syscall = call.syscall;
     ev._pad = 0;
     ev.bytes = agg.bytes;
     ev.calls = agg.calls;
@@ -100,12 +156,12 @@ fn report(key: &SendKey, mode: u32, fd: i32, syscall: u32, agg: &SendAgg, to: u6
     ev.peer_family = 0;
     ev.peer_port = 0;
     ev._pad2 = 0;
-    if mode & S_IFMT == S_IFSOCK {
+    if call.mode & S_IFMT == S_IFSOCK {
         // An unconnected socket (UDP `sendto`) has no peer: the address
         // the call named is it.
-        let peer = socket_peer(fd as u64)
+        let peer = socket_peer_of(call.file)
             .filter(|&(_, _, port)| port != 0)
-            .or_else(|| user_sockaddr(to));
+            .or_else(|| user_sockaddr(call.to));
         if let Some((family, addr, port)) = peer {
             ev.peer_family = family;
             ev.peer_addr = addr;

@@ -10,8 +10,10 @@
 //!   accounted here exactly like `read(2)` (bytes = the result, coverage
 //!   from `ki_pos - result`), opens reported like `openat(2)` (an open
 //!   into a fixed-file slot too, found in the ring's table), splices from
-//!   a watched file like `splice(2)`. `req` is a `void *` in the
-//!   tracepoint's prototype, so the fields are probe reads at offsets
+//!   a watched file like `splice(2)`, and the writes, sends and connects
+//!   of a tainted process like `write(2)`, `send(2)` and `connect(2)`
+//!   (`send.rs`: by the request's file, `fd` -1). `req` is a `void *` in
+//!   the tracepoint's prototype, so the fields are probe reads at offsets
 //!   from the kernel's BTF.
 //! - `io_uring_file_get(req, fd)` fires when a request takes a descriptor
 //!   from the process's table, before the file is used: the policy's kill
@@ -31,13 +33,13 @@ use aya_ebpf::{
     Global,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
 };
-use sensor_common::{change_syscall, counter, enforce::op as enforce_op};
+use sensor_common::{change_syscall, counter, enforce::op as enforce_op, send_syscall};
 
 use crate::{
     file, holders,
     kernel::{btf_load, file_of_fd, offsets, read_at, weight_fd, weight_file},
     maps::count,
-    read,
+    read, send,
 };
 
 offsets!(
@@ -57,17 +59,28 @@ offsets!(
 /// `enum io_uring_op` (include/uapi/linux/io_uring.h); numbers are ABI.
 mod opcode {
     pub const READV: u8 = 1;
+    pub const WRITEV: u8 = 2;
     pub const READ_FIXED: u8 = 4;
+    pub const WRITE_FIXED: u8 = 5;
+    pub const SENDMSG: u8 = 9;
+    pub const CONNECT: u8 = 16;
     pub const OPENAT: u8 = 18;
     pub const READ: u8 = 22;
+    pub const WRITE: u8 = 23;
+    pub const SEND: u8 = 26;
     pub const OPENAT2: u8 = 28;
-    /// `splice(2)`; its sibling `TEE` (31) moves pipe to pipe only, so
+    /// `splice(2)`; its sibling `TEE` (33) moves pipe to pipe only, so
     /// never a watched file's bytes.
     pub const SPLICE: u8 = 30;
+    /// Zero-copy sends (`SEND_ZC` 6.0+, `SENDMSG_ZC` 6.1+); their buffer
+    /// notifications complete as requests of another opcode (`NOP`).
+    pub const SEND_ZC: u8 = 47;
+    pub const SENDMSG_ZC: u8 = 48;
     /// Installs a fixed file into the process's descriptor table (6.8+).
     pub const FIXED_FD_INSTALL: u8 = 54;
-    /// Vectored read into registered buffers (6.15+).
+    /// Vectored read and write with registered buffers (6.15+).
     pub const READV_FIXED: u8 = 60;
+    pub const WRITEV_FIXED: u8 = 61;
 }
 
 #[inline(always)]
@@ -76,6 +89,23 @@ fn is_read(op: u8) -> bool {
         op,
         opcode::READ | opcode::READV | opcode::READ_FIXED | opcode::READV_FIXED
     )
+}
+
+/// The `send_syscall` of a write, send or connect request.
+#[inline(always)]
+fn send_syscall_of(op: u8) -> Option<u32> {
+    Some(match op {
+        opcode::WRITE => send_syscall::IO_URING_WRITE,
+        opcode::WRITEV => send_syscall::IO_URING_WRITEV,
+        opcode::WRITE_FIXED => send_syscall::IO_URING_WRITE_FIXED,
+        opcode::WRITEV_FIXED => send_syscall::IO_URING_WRITEV_FIXED,
+        opcode::SEND => send_syscall::IO_URING_SEND,
+        opcode::SENDMSG => send_syscall::IO_URING_SENDMSG,
+        opcode::SEND_ZC => send_syscall::IO_URING_SEND_ZC,
+        opcode::SENDMSG_ZC => send_syscall::IO_URING_SENDMSG_ZC,
+        opcode::CONNECT => send_syscall::IO_URING_CONNECT,
+        _ => return None,
+    })
 }
 
 /// `SPLICE_F_FD_IN_FIXED`: a splice's input is a fixed-file slot.
@@ -162,6 +192,15 @@ pub fn on_complete(req: u64) {
     let Some(r) = Request::read(req) else {
         return;
     };
+    if let Some(syscall) = send_syscall_of(r.opcode) {
+        // Followed for tainted processes only (`send.rs`): the others pay
+        // one array load. Before the result test: a connect may complete
+        // with `-EINPROGRESS`.
+        if holders::current_tainted() {
+            send_completed(&r, syscall);
+        }
+        return;
+    }
     if crate::uring_change::is_tamper_op(r.opcode) {
         // Renames, unlinks, links, truncations: their failures too.
         crate::uring_change::completed(req, r.opcode, r.res, r.file);
@@ -203,6 +242,15 @@ fn read_completed(r: &Request) {
     // The descriptor number is gone (the completion's flags overwrite
     // it) or never existed (a fixed file): -1.
     read::completed(bpf_get_current_pid_tgid(), &w, -1, offset, r.res as u64);
+}
+
+/// A write, send or connect request of a tainted process completed: its
+/// result went to the request's file. Not inlined, like the others: its
+/// frame is not the program's (6.1's verifier allows 512 bytes for a chain
+/// of calls).
+#[inline(never)]
+fn send_completed(r: &Request, syscall: u32) {
+    send::request_sent(r.file, syscall, i64::from(r.res));
 }
 
 /// A splice completed: if its input is a watched file, its bytes (the

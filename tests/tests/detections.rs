@@ -893,3 +893,163 @@ fn a_corrupt_state_file_is_set_aside_and_the_agent_runs() {
     let aside = std::fs::read(state.path().join("followed.json.corrupt")).unwrap();
     assert_eq!(aside, b"{\"version\": 1, \"files\": [tru");
 }
+
+/// A loopback HTTP server taking one chunked PUT (`curl -T -`): returns
+/// the body's bytes.
+fn chunked_put_server() -> (u16, std::thread::JoinHandle<u64>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = server.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while !got.ends_with(b"\r\n0\r\n\r\n") {
+            let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+            assert!(n > 0, "curl hung up early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        std::io::Write::write_all(
+            &mut conn,
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        // The body's bytes: the chunks' sizes after the headers.
+        let body = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut rest = &got[body..];
+        let mut total = 0;
+        loop {
+            let line = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                u64::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap(), 16).unwrap();
+            if size == 0 {
+                return total;
+            }
+            total += size;
+            rest = &rest[line + 2 + size as usize + 2..];
+        }
+    });
+    (port, handle)
+}
+
+/// The one process whose executable's path contains `exe` and whose
+/// parent is `ppid`.
+fn child_running(events: &[Event], ppid: u32, exe: &str) -> u32 {
+    let pids: HashSet<u32> = events
+        .iter()
+        .filter_map(|e| e.process.as_ref())
+        .filter(|p| p.ppid == ppid && p.exe.as_ref().is_some_and(|x| x.to_lossy().contains(exe)))
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(pids.len(), 1, "{exe} under {ppid}: {pids:?}");
+    pids.into_iter().next().unwrap()
+}
+
+#[test]
+fn the_sibling_reading_a_pipe_weights_were_copied_into_is_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("mistral.safetensors");
+    write_file(&weights, 4 * SIZE);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // `curl` is `tar`'s sibling, not its child: it took no weights itself.
+    // It starts reading a second later (the agent follows the pipe once
+    // it sees `tar` copy into it), and then uploads what it reads.
+    let (port, received) = chunked_put_server();
+    let shell = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar cf - -C {} mistral.safetensors | (sleep 1; exec curl -sS -T - http://127.0.0.1:{port}/up)",
+            root.path().display()
+        )));
+    let body = received.join().unwrap();
+    // The same with `dd` and a Python reader sending raw TCP. (`dd`'s
+    // first write fits in the pipe, so it returns while the reader
+    // sleeps; a first write larger than the pipe returns only once the
+    // reader has started, and the bytes read before the agent follows the
+    // pipe are not counted.)
+    let (raw_port, raw_received) = listener();
+    let raw = run(Command::new("sh").arg("-c").arg(format!(
+        "dd if={} bs=16384 status=none | (sleep 1; exec {} -c 'import socket, sys; \
+         s = socket.create_connection((\"127.0.0.1\", {raw_port})); \
+         s.sendall(sys.stdin.buffer.read()); s.close()')",
+        weights.display(),
+        python_command().get_program().to_string_lossy()
+    )));
+    assert_eq!(raw_received.join().unwrap(), 4 * SIZE as u64);
+    for pid in [shell, raw] {
+        sensor.wait_exit(pid);
+    }
+    let (_, events) = sensor.stop_events();
+    let stop = events.last().unwrap().sensor.as_ref().unwrap();
+    assert_eq!(
+        stop.counter("agent", "lineage_pipes"),
+        2,
+        "{:#?}",
+        tests::briefs(&events)
+    );
+
+    for (parent, reader_exe, port, bytes) in [
+        (shell, "curl", port, body),
+        (raw, "python", raw_port, 4 * SIZE as u64),
+    ] {
+        let reader = child_running(&events, parent, reader_exe);
+        // Its reads of the pipe are records of a file derived from the
+        // weights, every byte counted (it read after the pipe was
+        // followed).
+        let reads = tests::of_pid(&events, Action::Read, reader);
+        assert!(
+            !reads.is_empty(),
+            "{reader_exe}: {:#?}",
+            tests::briefs(&events)
+        );
+        let read = tests::read_total(reads.iter().copied());
+        assert_eq!(read, bytes, "{reader_exe}");
+        for r in &reads {
+            assert!(
+                tests::path(r).to_string_lossy().starts_with("pipe:["),
+                "{r:?}"
+            );
+            let from = r
+                .file
+                .as_ref()
+                .unwrap()
+                .derived_from
+                .as_ref()
+                .expect("derived_from");
+            assert_eq!((from.dev, from.ino), tests::identity(&weights));
+        }
+        // Its upload is an egress of the weights.
+        let egress = egress_with_bytes(&events, reader);
+        let d = egress.detection.as_ref().unwrap();
+        assert_eq!(
+            d.matched.as_deref(),
+            Some(format!("127.0.0.1:{port}").as_str())
+        );
+        assert_eq!(
+            egress
+                .file
+                .as_ref()
+                .unwrap()
+                .derived_from
+                .as_ref()
+                .map(|d| (d.dev, d.ino)),
+            Some(tests::identity(&weights)),
+            "{egress:#?}"
+        );
+        assert!(
+            d.summary.contains(&weights.display().to_string()),
+            "{}",
+            d.summary
+        );
+    }
+    // The writers' reads were reported at their first write, not at the
+    // close: that is what let the pipe be followed in time.
+    for (parent, writer) in [(shell, "tar"), (raw, "dd")] {
+        let writer = child_running(&events, parent, writer);
+        let first = tests::of_pid(&events, Action::Read, writer)[0];
+        assert_eq!(
+            tests::read_summary(first).reason,
+            sensor::event::FlushReason::Send,
+            "{first:#?}"
+        );
+    }
+}

@@ -335,8 +335,10 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
     write_file(&file, 1 << 20);
     let sensor = SensorProcess::start(&[root.path()], &[]);
     // Reads half, then holds the descriptor open past the sensor's stop.
+    // It says nothing after reading: a write by a process that read
+    // weights would have its reads reported then (`reason: send`).
     let mut holder = tests::Interactive::start(
-        "import os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.read(fd, 524288)\nprint('ok', flush=True)\ntime.sleep(30)\n",
+        "import os, sys, time\nprint('ok', flush=True)\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.read(fd, 524288)\ntime.sleep(30)\n",
         &[file.as_os_str()],
     );
     assert_eq!(holder.read_line(), "ok");
@@ -344,6 +346,21 @@ fn sigint_flushes_long_lived_reader_and_exits_zero() {
     sensor.wait_for("open", RECORD_TIMEOUT, |r| {
         r["action"] == "open" && r["process"]["pid"] == pid
     });
+    // The read is done once the descriptor's position moved past it.
+    let deadline = std::time::Instant::now() + RECORD_TIMEOUT;
+    while !std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .any(|fd| {
+            std::fs::read_to_string(fd.path()).is_ok_and(|info| info.starts_with("pos:\t524288\n"))
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (status, records) = sensor.stop_with(nix::sys::signal::Signal::SIGINT);
     holder.kill();
     assert!(status.success());

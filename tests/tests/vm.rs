@@ -298,6 +298,89 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
     }
 }
 
+/// io_uring writes, sends and a connect by a process that read weights,
+/// on the guest's 6.1 kernel (its verifier, its request layout): the
+/// `send` records of `helpers/uring_sends.c` (tests/tests/async_io.rs),
+/// by the request's file (fd -1), with the socket's peer. 6.1 has no
+/// WRITEV_FIXED (it fails with EINVAL: no record).
+#[test]
+fn io_uring_writes_and_sends_after_reading_weights_are_send_records_on_the_guest_kernel() {
+    use sensor::event::{AccessDetail, DestinationKind, SendSyscall};
+    let vm = tests::vm_or_skip!();
+    let bin = tempfile::tempdir().unwrap();
+    let helper = tests::build_helper(bin.path(), "uring_sends");
+    let mut image = vm.image();
+    image
+        .add_executable_at(GUEST_BINARY, tests::binary())
+        .add_executable_at("/usr/local/bin/uring_sends", &helper)
+        .script(agent_script(
+            "ip link set lo up\nmkdir -p /models /out\n\
+             head -c 1048576 /dev/urandom > /models/tiny.safetensors",
+            "--watch /models",
+            "uring_sends /models/tiny.safetensors /out/copy.bin > /tmp/sends.txt\n\
+             ww-emit sends /tmp/sends.txt\n\
+             stat -c '%i' /out/copy.bin | ww-emit copy-ino",
+        ));
+    let run = vm.run(&image, TIMEOUT).unwrap();
+    let events = agent_records(&run);
+    assert_eq!(
+        tests::io_uring_capture(&events),
+        sensor::event::IoUringCapture::On
+    );
+    let out = run.expect_section("sends");
+    let field = |name: &str| -> &str {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| run.fail(&format!("no {name} line:\n{out}")))
+    };
+    assert_eq!(field("writev_fixed"), "-22", "{out}");
+    assert_eq!(field("received"), "524288", "{out}");
+    let pid: u32 = field("pid").parse().unwrap();
+    let peer = format!("127.0.0.1:{}", field("port"));
+    let copy_ino: u64 = run.expect_section("copy-ino").trim().parse().unwrap();
+    let mut to_file = Vec::new();
+    let mut to_socket = Vec::new();
+    for e in tests::of_pid(&events, Action::Send, pid) {
+        let AccessDetail::Send(d) = &tests::access(e).detail else {
+            panic!("not a send: {e:?}")
+        };
+        let got = (d.syscall, d.bytes, d.calls);
+        match d.destination.kind {
+            _ if d.syscall == SendSyscall::Write => {} // its report
+            DestinationKind::File if d.destination.ino == copy_ino => to_file.push(got),
+            DestinationKind::Socket => {
+                assert_eq!(d.destination.peer.as_deref(), Some(peer.as_str()), "{d:?}");
+                to_socket.push(got);
+            }
+            _ => panic!("an unexpected send: {d:?}"),
+        }
+        if d.syscall != SendSyscall::Write {
+            assert_eq!(d.fd, -1, "{d:?}");
+        }
+    }
+    assert_eq!(
+        to_file,
+        [
+            (SendSyscall::IoUringWrite, 65536, 1),
+            (SendSyscall::IoUringWriteFixed, 163_840, 3)
+        ],
+        "{:#?}",
+        briefs(&events)
+    );
+    assert_eq!(
+        to_socket,
+        [
+            (SendSyscall::IoUringConnect, 0, 1),
+            (SendSyscall::IoUringSend, 65536, 2),
+            (SendSyscall::IoUringSendmsg, 131_072, 3),
+            (SendSyscall::IoUringSendZc, 262_144, 4),
+            (SendSyscall::IoUringSendmsgZc, 524_288, 5)
+        ],
+        "{:#?}",
+        briefs(&events)
+    );
+}
+
 /// Tampering through io_uring on the guest's 6.1 kernel, whose request
 /// layout and submission path differ from the host's: a rename over a
 /// watched file and one away by a path relative to a directory

@@ -165,6 +165,7 @@ impl Agent {
                     detectors.warn_evictions();
                     self.open_entries.retain(|&tgid, _| !gone(tgid));
                     self.memory_readers.retain(|&tgid| !gone(tgid));
+                    self.senders_drained.retain(|&tgid| !gone(tgid));
                     self.kernel_tables.forget_gone(gone);
                     self.out.flush();
                 }
@@ -261,6 +262,7 @@ impl Agent {
                 if self.memory_readers.remove(&tgid) {
                     self.drain_memory(|key, _| key.tgid == tgid, flush_reason::EXIT);
                 }
+                self.senders_drained.remove(&tgid);
                 if x.flags & exit_flag::HAD_READS != 0 {
                     self.drain_aggregates(|key, _| key.tgid == tgid, flush_reason::EXIT);
                     self.kernel.read_maps.forget_processes(|t| t == tgid);
@@ -420,6 +422,7 @@ impl Agent {
     /// Hands an event, and whatever the policy and the detections make of
     /// it, to the outputs.
     fn emit(&mut self, mut event: Event) {
+        self.report_reads_before_send(&event);
         self.stamp(&mut event);
         let findings = self.decide.observe(&event);
         self.write(&event);
@@ -458,7 +461,11 @@ impl Agent {
     }
 
     /// Emits and deletes every kernel read aggregate `select` picks.
-    fn drain_aggregates(&mut self, select: impl Fn(&ReadAggKey, &ReadAgg) -> bool, reason: u32) {
+    pub(super) fn drain_aggregates(
+        &mut self,
+        select: impl Fn(&ReadAggKey, &ReadAgg) -> bool,
+        reason: u32,
+    ) {
         for (key, agg) in self.take_selected(Aggregates::Reads, select) {
             if agg.calls == 0 {
                 continue;

@@ -27,6 +27,8 @@ pub struct AgentCounters {
     pub lineage_derived: Counter,
     pub lineage_unnamed: Counter,
     pub lineage_failed: Counter,
+    pub lineage_pipes: Counter,
+    pub lineage_pipes_closed: Counter,
     pub lineage_restored: Counter,
     pub lineage_restore_gone: Counter,
     pub state_save_failures: Counter,
@@ -66,6 +68,14 @@ impl AgentCounters {
             lineage_failed: counter(
                 "lineage_failed",
                 "copies of weights that could not be watched (warned: gone, no file handle, the bound)",
+            ),
+            lineage_pipes: counter(
+                "lineage_pipes",
+                "pipes weights were copied into now watched, so that their readers are followed",
+            ),
+            lineage_pipes_closed: counter(
+                "lineage_pipes_closed",
+                "pipes weights were copied into that no process held any more when the agent looked: their reader is not followed",
             ),
             lineage_restored: counter(
                 "lineage_restored",

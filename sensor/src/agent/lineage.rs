@@ -5,6 +5,12 @@
 //! model (`file.derived_from` on its records). The inodes followed this
 //! way (and the watched files that left the roots) outlive the agent: they
 //! are saved in `agent.state_dir` and followed again by the next one.
+//!
+//! A copy into a pipe is followed the same way: the pipe is watched, and
+//! the processes holding it become holders at once, so that the reader at
+//! the other end (`tar c model | curl -T - URL`: `curl` is `tar`'s
+//! sibling, not its child) takes the weights in its reads and is followed
+//! in its turn (its upload is an `egress`).
 
 use std::{
     ffi::OsStr,
@@ -16,12 +22,15 @@ use sensor_common::FileKey;
 
 use super::Agent;
 use crate::{
-    enrich::watch::{FOLLOWED_STATE_FILE, InodeMap, Restored, WatchSet},
+    enrich::{
+        process::procfs,
+        watch::{FOLLOWED_STATE_FILE, InodeMap, Restored, WatchSet},
+    },
     event::{AccessDetail, Action, Destination, DestinationKind, DetectionId, Event},
 };
 
 impl Agent {
-    /// Watches a copy's destination file, if `record` names one.
+    /// Watches a copy's destination file or pipe, if `record` names one.
     pub(super) fn follow_lineage(&mut self, record: &Event) {
         let Some((destination, source)) = copy_of(record) else {
             return;
@@ -32,6 +41,10 @@ impl Agent {
         };
         if self.watch.flags_of(&key) != 0 {
             return; // watched already (a copy into the roots, or a repeat)
+        }
+        if destination.kind == DestinationKind::Pipe {
+            self.follow_pipe(key, source);
+            return;
         }
         let Some(path) = &destination.path else {
             // The copier closed it before the agent could name it.
@@ -52,6 +65,39 @@ impl Agent {
             Err(err) => {
                 self.health.agent.lineage_failed.inc();
                 tracing::warn!(error = %crate::Chain(&err), "a copy of weights cannot be watched");
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Watches the pipe `key` a copy of `source` went into, and makes the
+    /// processes holding it holders now rather than at the next rescan:
+    /// the reader may be reading already.
+    fn follow_pipe(&mut self, key: FileKey, source: FileKey) {
+        let name = format!("pipe:[{}]", key.ino);
+        let holders = procfs::pids_with_open_file(Path::new("/proc"), |target| {
+            target.as_os_str().as_bytes() == name.as_bytes()
+        });
+        if holders.is_empty() {
+            // Both ends closed already: whoever read it is not known.
+            self.health.agent.lineage_pipes_closed.inc();
+            return;
+        }
+        let from = self.watch.derived_from(&source).unwrap_or(source);
+        match self
+            .watch
+            .watch_pipe(key, from, holders.clone(), &mut self.kernel.watched)
+        {
+            Ok(()) => {
+                self.health.agent.lineage_pipes.inc();
+                if let Err(err) = self.kernel.holders.seed(holders) {
+                    tracing::warn!(error = %crate::Chain(&err), "the readers of a pipe weights were copied into are not followed");
+                }
+            }
+            Err(err) => {
+                self.health.agent.lineage_failed.inc();
+                tracing::warn!(error = %crate::Chain(&err), "a pipe weights were copied into cannot be watched");
             }
         }
     }
@@ -139,5 +185,9 @@ fn copy_of(record: &Event) -> Option<(&Destination, FileKey)> {
         }
         _ => return None,
     };
-    (destination.kind == DestinationKind::File).then_some((destination, source))
+    matches!(
+        destination.kind,
+        DestinationKind::File | DestinationKind::Pipe
+    )
+    .then_some((destination, source))
 }

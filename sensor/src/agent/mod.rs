@@ -9,6 +9,7 @@ mod holders;
 mod integrity;
 mod lineage;
 mod policy;
+mod senders;
 mod signals;
 
 use std::{
@@ -182,6 +183,8 @@ struct Agent {
     /// Processes that made a memory record (an open of `/proc/PID/mem`, a
     /// ptrace attach): only their exits look for memory-read aggregates.
     memory_readers: std::collections::HashSet<u32>,
+    /// Senders whose reads were reported early once (`report_reads_before_send`).
+    senders_drained: std::collections::HashSet<u32>,
     /// Files processes created, whose own changes to them are folded
     /// into their `create` record.
     creations: creations::Creations,
@@ -383,6 +386,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         holders_rescan: false,
         open_entries: Default::default(),
         memory_readers: Default::default(),
+        senders_drained: Default::default(),
         creations: Default::default(),
         integrity: None,
         followed_state,

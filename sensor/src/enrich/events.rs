@@ -443,16 +443,7 @@ impl Enricher {
             (e.peer_family, &e.peer_addr, e.peer_port),
             watch,
         );
-        let syscall = match e.syscall {
-            send_syscall::WRITE => SendSyscall::Write,
-            send_syscall::PWRITE64 => SendSyscall::Pwrite64,
-            send_syscall::WRITEV => SendSyscall::Writev,
-            send_syscall::PWRITEV => SendSyscall::Pwritev,
-            send_syscall::SENDTO => SendSyscall::Sendto,
-            send_syscall::SENDMSG => SendSyscall::Sendmsg,
-            send_syscall::SENDMMSG => SendSyscall::Sendmmsg,
-            _ => SendSyscall::Connect,
-        };
+        let syscall = send_syscall_of(e.syscall);
         let mut event = self.event(Action::Send, e.header.boot_ns, Some(&e.header));
         event.access = Some(Access {
             abi: SyscallAbi::Native,
@@ -560,6 +551,43 @@ impl Enricher {
     }
 }
 
+/// A `send` record's call, by its number (`sensor_common::send_syscall`).
+fn send_syscall_of(raw: u32) -> SendSyscall {
+    match raw {
+        send_syscall::WRITE => SendSyscall::Write,
+        send_syscall::PWRITE64 => SendSyscall::Pwrite64,
+        send_syscall::WRITEV => SendSyscall::Writev,
+        send_syscall::PWRITEV => SendSyscall::Pwritev,
+        send_syscall::SENDTO => SendSyscall::Sendto,
+        send_syscall::SENDMSG => SendSyscall::Sendmsg,
+        send_syscall::SENDMMSG => SendSyscall::Sendmmsg,
+        send_syscall::IO_URING_WRITE => SendSyscall::IoUringWrite,
+        send_syscall::IO_URING_WRITEV => SendSyscall::IoUringWritev,
+        send_syscall::IO_URING_WRITE_FIXED => SendSyscall::IoUringWriteFixed,
+        send_syscall::IO_URING_WRITEV_FIXED => SendSyscall::IoUringWritevFixed,
+        send_syscall::IO_URING_SEND => SendSyscall::IoUringSend,
+        send_syscall::IO_URING_SENDMSG => SendSyscall::IoUringSendmsg,
+        send_syscall::IO_URING_SEND_ZC => SendSyscall::IoUringSendZc,
+        send_syscall::IO_URING_SENDMSG_ZC => SendSyscall::IoUringSendmsgZc,
+        send_syscall::IO_URING_CONNECT => SendSyscall::IoUringConnect,
+        _ => SendSyscall::Connect,
+    }
+}
+
+/// What the descriptor in `fds` (a `/proc/PID/fd`) that leads to `key`
+/// names. Only for io_uring writes, reported at doublings: one `stat` per
+/// descriptor of the writer.
+fn descriptor_of(fds: &Path, key: FileKey) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(fds).ok()?.flatten().find_map(|fd| {
+        let meta = std::fs::metadata(fd.path()).ok()?;
+        (std::os::unix::fs::MetadataExt::ino(&meta) == key.ino
+            && crate::enrich::watch::kernel_dev(std::os::unix::fs::MetadataExt::dev(&meta))
+                == key.dev)
+            .then(|| std::fs::read_link(fd.path()).ok())
+            .flatten()
+    })
+}
+
 /// What a derived file (a watched copy of weights) was copied from.
 pub fn derived_from(watch: &WatchSet, key: &FileKey) -> Option<DerivedFrom> {
     let source = watch.derived_from(key)?;
@@ -572,7 +600,8 @@ pub fn derived_from(watch: &WatchSet, key: &FileKey) -> Option<DerivedFrom> {
 
 /// Where bytes went: the kind by the destination's mode, a file's path
 /// (the watch set's, else what the process's descriptor names now: the
-/// writer is usually still at it), a socket's peer.
+/// writer is usually still at it; for `fd` -1, an io_uring request's, the
+/// descriptor of that inode it holds, if any), a socket's peer.
 fn destination(
     pid: u32,
     fd: i32,
@@ -590,13 +619,14 @@ fn destination(
     let path = match kind {
         DestinationKind::File | DestinationKind::Other => {
             watch.path_of(&key).map(Text::from).or_else(|| {
-                let link = Path::new("/proc")
-                    .join(pid.to_string())
-                    .join("fd")
-                    .join(fd.to_string());
-                std::fs::read_link(link)
-                    .ok()
-                    .map(|p| Text::from(p.as_path()))
+                let fds = Path::new("/proc").join(pid.to_string()).join("fd");
+                let link = if fd >= 0 {
+                    std::fs::read_link(fds.join(fd.to_string())).ok()
+                } else {
+                    // -1: an io_uring request, which named no descriptor.
+                    descriptor_of(&fds, key)
+                };
+                link.map(|p| Text::from(p.as_path()))
             })
         }
         DestinationKind::Pipe | DestinationKind::Socket => None,
@@ -622,8 +652,55 @@ fn set_comm(h: &mut EventHeader, comm: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{map_line_key, peer_text};
-    use sensor_common::FileKey;
+
+    #[test]
+    fn an_io_uring_destination_is_named_by_the_writer_s_descriptor_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.bin");
+        let held = std::fs::File::create(&path).expect("create");
+        let key = crate::enrich::watch::identity(&path).expect("stat");
+        let fds = Path::new("/proc/self/fd");
+        assert_eq!(descriptor_of(fds, key), Some(path.clone()));
+        drop(held);
+        assert_eq!(descriptor_of(fds, key), None, "no descriptor leads to it");
+    }
+
+    use super::{descriptor_of, map_line_key, peer_text, send_syscall_of};
+    use sensor_common::{FileKey, send_syscall};
+    use std::path::Path;
+
+    #[test]
+    fn every_send_call_number_has_its_own_name() {
+        let names: Vec<String> = (send_syscall::WRITE..=send_syscall::IO_URING_CONNECT)
+            .map(|raw| serde_json::to_string(&send_syscall_of(raw)).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "write",
+                "pwrite64",
+                "writev",
+                "pwritev",
+                "sendto",
+                "sendmsg",
+                "sendmmsg",
+                "connect",
+                "io_uring_write",
+                "io_uring_writev",
+                "io_uring_write_fixed",
+                "io_uring_writev_fixed",
+                "io_uring_send",
+                "io_uring_sendmsg",
+                "io_uring_send_zc",
+                "io_uring_sendmsg_zc",
+                "io_uring_connect",
+            ]
+            .map(|n| format!("\"{n}\""))
+        );
+        assert!(send_syscall::is_connect(send_syscall::CONNECT));
+        assert!(send_syscall::is_connect(send_syscall::IO_URING_CONNECT));
+        assert!(!send_syscall::is_connect(send_syscall::IO_URING_SEND));
+    }
 
     #[test]
     fn a_maps_line_gives_the_mapped_file_s_identity() {

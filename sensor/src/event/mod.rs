@@ -635,7 +635,8 @@ pub enum CopySyscall {
 /// What a process that had read weights wrote or sent to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendDetail {
-    /// The descriptor of the latest call.
+    /// The descriptor of the latest call (-1: an io_uring request, which
+    /// names its file, not a descriptor number).
     pub fd: i32,
     pub syscall: SendSyscall,
     /// Bytes written there so far by the process, and calls.
@@ -655,6 +656,16 @@ pub enum SendSyscall {
     Sendmsg,
     Sendmmsg,
     Connect,
+    /// Completed io_uring requests (`IORING_OP_WRITE`, ...).
+    IoUringWrite,
+    IoUringWritev,
+    IoUringWriteFixed,
+    IoUringWritevFixed,
+    IoUringSend,
+    IoUringSendmsg,
+    IoUringSendZc,
+    IoUringSendmsgZc,
+    IoUringConnect,
 }
 
 /// Where a copy's bytes went.
@@ -723,6 +734,9 @@ pub enum FlushReason {
     Exit,
     Idle,
     Shutdown,
+    /// The process wrote or sent while reading: its reads so far were
+    /// reported first, to judge the send.
+    Send,
     /// A reason number this agent does not know (the object and the agent
     /// are out of step).
     Unknown,
@@ -738,6 +752,7 @@ impl FlushReason {
             raw::EXIT => Self::Exit,
             raw::IDLE => Self::Idle,
             raw::SHUTDOWN => Self::Shutdown,
+            raw::SEND => Self::Send,
             _ => Self::Unknown,
         }
     }

@@ -3,7 +3,7 @@
 //! socket by a process not allowed to read weights; or copied through user
 //! space: read, then written to one destination.
 
-use super::{About, Context, Detector, Finding, about_file, file_label, process_name};
+use super::{About, Context, Detector, Finding, about_file, file_label, file_text, process_name};
 use crate::event::{
     AccessDetail, CopyDetail, CopySyscall, Destination, DestinationKind, Detection, DetectionId,
     Event, SendDetail, Severity,
@@ -61,10 +61,7 @@ fn through_user_space(event: &Event, send: &SendDetail, ctx: &Context<'_>) -> Ve
     if send.bytes == 0 || send.bytes < needed.max(1) {
         return Vec::new();
     }
-    let from = source.file.path.as_ref().map_or_else(
-        || format!("inode {}", source.file.ino),
-        |p| p.to_lossy().into_owned(),
-    );
+    let from = file_text(&source.file);
     let mut d = Detection::new(
         DetectionId::Copy,
         format!(

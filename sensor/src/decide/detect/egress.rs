@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::{
     About, Context, Detector, Finding, Trusted, about_file, copy::syscall_name, file_label,
-    process_name,
+    file_text, process_name,
 };
 use crate::event::{
     AccessDetail, Destination, DestinationKind, Detection, DetectionId, Event, Severity,
@@ -77,11 +77,7 @@ impl Detector for Egress {
             (Some(_), Some(source)) => format!(
                 "{} bytes of weights (most from {})",
                 source.bytes,
-                source
-                    .file
-                    .path
-                    .as_ref()
-                    .map_or_else(|| "?".into(), |p| p.to_lossy().into_owned())
+                file_text(&source.file)
             ),
             _ => file_label(event),
         };

@@ -168,6 +168,13 @@ impl Detectors {
         records
     }
 
+    /// Whether `event` is a write or send that the detections would tie
+    /// to weights, but whose process's (and ancestors') weights are not
+    /// known yet.
+    pub fn lacks_source(&self, event: &Event) -> bool {
+        !self.detectors.is_empty() && is_send(event) && self.taken.source(event).is_none()
+    }
+
     /// Runs every detector on one record; `refs` are its own references.
     fn judge(
         &mut self,
@@ -383,16 +390,26 @@ fn process_name(event: &Event) -> String {
 
 /// A file's name for a summary: its watched path, else its identity.
 fn file_label(event: &Event) -> String {
-    match &event.file {
-        Some(f) => match &f.path {
-            Some(path) => path.to_lossy().into_owned(),
-            None => format!(
-                "inode {} on {}",
-                f.ino,
-                crate::event::names::kernel_dev_text(f.dev)
-            ),
-        },
-        None => "?".to_owned(),
+    event
+        .file
+        .as_ref()
+        .map_or_else(|| "?".to_owned(), file_text)
+}
+
+/// [`file_label`] of a file: a copy, or a pipe a copy went into, also
+/// names the watched file it came from.
+fn file_text(f: &crate::event::File) -> String {
+    let name = match &f.path {
+        Some(path) => path.to_lossy().into_owned(),
+        None => format!(
+            "inode {} on {}",
+            f.ino,
+            crate::event::names::kernel_dev_text(f.dev)
+        ),
+    };
+    match f.derived_from.as_ref().and_then(|d| d.path.as_ref()) {
+        Some(from) => format!("{name} (copied from {})", from.to_lossy()),
+        None => name,
     }
 }
 

@@ -192,6 +192,7 @@ mod tests {
             retained: false,
             derived_from: Some(FileKey { dev: 1, ino: 2 }),
             state: None,
+            pipe_holders: Vec::new(),
         };
         SavedFile::of(key, &kept).expect("saved")
     }

@@ -1005,6 +1005,36 @@ impl WatchSet {
         Ok(key)
     }
 
+    /// Watches the pipe `key` as derived from the watched file `from` (a
+    /// copy of it went in): the reads of whoever holds the other end are
+    /// then records like a weight file's, named `pipe:[INO]` as in
+    /// `/proc/PID/fd`, and make that process followed in turn. Kept while
+    /// one of `holders` (the processes holding it now) lives; not saved
+    /// across restarts (a pipe does not outlive its processes). Bounded
+    /// with the other followed inodes by `watch.max_retained`.
+    pub fn watch_pipe(
+        &mut self,
+        key: FileKey,
+        from: FileKey,
+        holders: Vec<u32>,
+        map: &mut impl InodeMap,
+    ) -> Result<(), DeriveError> {
+        let name = PathBuf::from(format!("pipe:[{}]", key.ino));
+        let mut batch = Batch::new(false);
+        batch.touch(key, self.flags_of(&key));
+        match self.outside.follow_pipe(key, &name, from, holders) {
+            Ok(()) => {}
+            Err(Refused::Full | Refused::Off | Refused::NoHandle) => {
+                return Err(DeriveError::Full { path: name });
+            }
+        }
+        self.commit(batch, map);
+        if self.flags_of(&key) == 0 {
+            return Err(DeriveError::Map { path: name });
+        }
+        Ok(())
+    }
+
     /// Saves the inodes followed outside the roots to `path` when they
     /// changed since the last save. Returns whether it wrote.
     pub fn save_followed(&mut self, path: &Path) -> io::Result<bool> {
@@ -1205,6 +1235,9 @@ impl WatchSet {
         let mut flags = 0;
         if self.index.contains(key) || self.outside.contains(key) {
             flags |= watch_flag::WEIGHT;
+        }
+        if self.outside.is_pipe(key) {
+            flags |= watch_flag::PIPE;
         }
         if self.gpu.contains_key(key) {
             flags |= watch_flag::GPU_DEVICE;

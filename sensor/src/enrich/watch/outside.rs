@@ -6,7 +6,9 @@
 //!   hard link unlinked while another link elsewhere keeps it): its reads
 //!   are still counted;
 //! - **derived**: a file made from a watched one (a copy's destination),
-//!   watched with the file it came from ([`super::WatchSet::watch_derived`]).
+//!   watched with the file it came from ([`super::WatchSet::watch_derived`]);
+//!   or a pipe a copy of weights went into ([`super::WatchSet::watch_pipe`]),
+//!   so that whoever reads the other end is followed too.
 //!
 //! Retained and derived inodes are followed by file handle, never by an
 //! open descriptor (which would keep a deleted file's blocks allocated):
@@ -17,7 +19,8 @@
 //! its reads through that descriptor keep being counted until it is closed.
 //! Their number is bounded (`watch.max_retained`); what the bound or a file
 //! system without handles (FUSE, most overlayfs mounts) keeps out is
-//! counted and logged.
+//! counted and logged. A pipe has no handle: it is followed while one of
+//! the processes that held it when it was found lives, and never saved.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -263,6 +266,9 @@ pub(super) struct Kept {
     /// Its size and modification time (ns) when last checked: the state
     /// before an unlink, once it is gone.
     pub(super) state: Option<(u64, i64)>,
+    /// For a pipe: the processes that held it when it was found; it is
+    /// followed while one of them lives.
+    pub(super) pipe_holders: Vec<u32>,
 }
 
 impl Kept {
@@ -325,6 +331,13 @@ impl Outside {
 
     pub(super) fn contains(&self, key: &FileKey) -> bool {
         self.kept.contains_key(key)
+    }
+
+    /// Whether `key` is a followed pipe.
+    pub(super) fn is_pipe(&self, key: &FileKey) -> bool {
+        self.kept
+            .get(key)
+            .is_some_and(|kept| !kept.pipe_holders.is_empty())
     }
 
     pub(super) fn keys(&self) -> impl Iterator<Item = &FileKey> {
@@ -454,6 +467,29 @@ impl Outside {
         Ok(())
     }
 
+    /// Follows the pipe `key` (named `name`), which a copy of `from` went
+    /// into, while one of `holders` lives.
+    pub(super) fn follow_pipe(
+        &mut self,
+        key: FileKey,
+        name: &Path,
+        from: FileKey,
+        holders: Vec<u32>,
+    ) -> Result<(), Refused> {
+        if self.max_followed == 0 {
+            return Err(Refused::Off);
+        }
+        if !self.room_for(&key) {
+            self.counters.dropped_full += 1;
+            return Err(Refused::Full);
+        }
+        let kept = self.kept.entry(key).or_default();
+        kept.path = name.to_path_buf();
+        kept.derived_from = Some(from);
+        kept.pipe_holders = holders;
+        Ok(())
+    }
+
     /// Follows `key` at `path` (its size and modification time `state`)
     /// as derived from `from`.
     pub(super) fn derive(
@@ -517,6 +553,9 @@ fn check_kept(
     if !kept.followed() {
         return Checked::Alive;
     }
+    if !kept.pipe_holders.is_empty() {
+        return check_pipe(kept, counters);
+    }
     if kept.retained && kept.derived_from.is_none() && in_roots(key) {
         kept.retained = false;
         kept.handle = None;
@@ -550,6 +589,19 @@ fn check_kept(
         *changed = true;
     }
     state
+}
+
+/// A followed pipe lives while a process that held it does (a pid
+/// reused meanwhile keeps it a little longer: harmless).
+fn check_pipe(kept: &mut Kept, counters: &mut Counters) -> Checked {
+    kept.pipe_holders
+        .retain(|pid| Path::new("/proc").join(pid.to_string()).exists());
+    if !kept.pipe_holders.is_empty() {
+        return Checked::Alive;
+    }
+    counters.gone += 1;
+    kept.derived_from = None;
+    Checked::Gone
 }
 
 #[cfg(test)]
@@ -617,6 +669,43 @@ mod tests {
         );
         assert!(!outside.contains(&key));
         assert_eq!(outside.counters.gone, 1);
+    }
+
+    #[test]
+    fn a_pipe_is_followed_while_a_holder_lives_and_never_saved() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let holder = child.id();
+        let pipe = FileKey { dev: 15, ino: 4242 };
+        let from = FileKey { dev: 1, ino: 2 };
+        let mut outside = Outside::new(2);
+        let name = Path::new("pipe:[4242]");
+        assert_eq!(outside.follow_pipe(pipe, name, from, vec![holder]), Ok(()));
+        assert!(outside.is_pipe(&pipe));
+        assert_eq!(outside.followed(), (0, 1));
+        assert!(
+            outside.saved().is_empty(),
+            "a pipe does not outlive its processes"
+        );
+        assert!(outside.check(|_| false).is_empty());
+        // The bound is shared with the other followed inodes.
+        assert_eq!(
+            outside.follow_pipe(FileKey { dev: 15, ino: 1 }, name, from, vec![holder]),
+            Ok(())
+        );
+        assert_eq!(
+            outside.follow_pipe(FileKey { dev: 15, ino: 2 }, name, from, vec![holder]),
+            Err(Refused::Full)
+        );
+
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let released = outside.check(|_| false);
+        assert_eq!(released.len(), 2);
+        assert!(!outside.contains(&pipe) && !outside.is_pipe(&pipe));
+        assert_eq!(outside.counters.gone, 2);
     }
 
     #[test]

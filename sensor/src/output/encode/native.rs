@@ -811,6 +811,7 @@ fn reason_text(reason: FlushReason) -> &'static str {
         FlushReason::Exit => "exit",
         FlushReason::Idle => "idle",
         FlushReason::Shutdown => "shutdown",
+        FlushReason::Send => "send",
         FlushReason::Unknown => "unknown",
     }
 }
@@ -874,6 +875,7 @@ fn parse_reason(text: &str) -> FlushReason {
         "exit" => FlushReason::Exit,
         "idle" => FlushReason::Idle,
         "shutdown" => FlushReason::Shutdown,
+        "send" => FlushReason::Send,
         _ => FlushReason::Unknown,
     }
 }

@@ -688,6 +688,37 @@ fn send_records_have_their_shape_and_decode_back() {
 }
 
 #[test]
+fn io_uring_send_records_name_the_request_and_no_descriptor() {
+    let mut send = base(Action::Send, Some(process()));
+    send.access = access(
+        SyscallAbi::Native,
+        AccessDetail::Send(crate::event::SendDetail {
+            fd: -1,
+            syscall: crate::event::SendSyscall::IoUringWriteFixed,
+            bytes: 163_840,
+            calls: 3,
+            destination: Destination {
+                kind: DestinationKind::File,
+                dev: 9,
+                ino: 78,
+                path: None,
+                peer: None,
+            },
+        }),
+    );
+    let line = encode_all(std::slice::from_ref(&send));
+    assert!(
+        line.contains(
+            "\"access\":{\"fd\":-1,\"bytes\":163840,\"calls\":3,\
+             \"send_syscall\":\"io_uring_write_fixed\",\
+             \"destination\":{\"type\":\"file\",\"dev\":\"0:9\",\"ino\":78}}"
+        ),
+        "{line}"
+    );
+    assert_eq!(decode(line.trim_end()).expect("decodes"), send);
+}
+
+#[test]
 fn create_records_have_their_shape_and_decode_back() {
     let after = FileState {
         ino: 4242,
