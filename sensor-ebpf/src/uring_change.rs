@@ -29,9 +29,9 @@
 //!
 //! Not seen (docs/architecture.md): a request submitted with
 //! `IOSQE_CQE_SKIP_SUCCESS` (a success posts no completion, so no
-//! tracepoint fires for it), a completion that overflowed the ring (it is
-//! posted later without its request), and more than [`IN_FLIGHT`]
-//! requests kept for their completions at once.
+//! tracepoint fires for it) and a completion that overflowed the ring (it
+//! is posted later without its request). More than [`IN_FLIGHT`] requests
+//! kept for their completions at once are counted (`pending_full`).
 //!
 //! Cost: the queueing program reads the opcode and returns for every
 //! other request punted to io-wq (requests that complete inline never run
@@ -40,7 +40,7 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_str_bytes,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
 };
 use sensor_common::{
     CHANGE_PATH_LEN, ChangeEvent, FileKey, FileState, change_flag, change_syscall as cs, counter,
@@ -108,11 +108,12 @@ const NO_FTRUNCATE: u64 = u64::MAX;
 const IN_FLIGHT: u32 = 1024;
 
 /// Records of requests between their queueing and completion, by the
-/// request's address. LRU: an entry whose completion never fires (a CQ
-/// overflow) is evicted in time rather than kept for good; more than
-/// [`IN_FLIGHT`] at once evict the oldest.
+/// request's address. A plain hash, not LRU: more than [`IN_FLIGHT`] at
+/// once must be counted (`pending_full`), not evict a record unseen. An
+/// entry whose completion never fires (a CQ overflow) stays until a
+/// tampering request reuses its address (requests are recycled fast).
 #[map]
-static URING_CHANGES: LruHashMap<u64, ChangeEvent> = LruHashMap::with_max_entries(IN_FLIGHT, 0);
+static URING_CHANGES: HashMap<u64, ChangeEvent> = HashMap::with_max_entries(IN_FLIGHT, 0);
 
 /// Where a record is put together: 700 bytes are too many for the stack.
 #[map]
