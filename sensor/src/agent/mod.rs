@@ -447,7 +447,8 @@ fn io_uring_capture(sensor: &Sensor, kill_fallback: bool) -> IoUringCapture {
         reason = %why,
         fix = uring::FIX,
         "IO_URING CAPTURE OFF: io_uring reads, opens, splices and tampering (renames, \
-         unlinks, links, truncations) of weight files go unrecorded{policy}; the rest of \
+         unlinks, links, truncations) of weight files, and the writes and sends of processes \
+         that took weights, go unrecorded{policy}; the rest of \
          capture runs (sensor_start says so in sensor.io_uring)"
     );
     IoUringCapture::Off {

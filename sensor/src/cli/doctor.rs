@@ -484,7 +484,8 @@ fn io_uring(host: &mut Host) -> Vec<Check> {
             false,
             format!(
                 "all {} programs load and attach: io_uring reads, opens, splices and tampering \
-                 (renames, unlinks, links, truncations) of weight files are recorded",
+                 (renames, unlinks, links, truncations) of weight files, and the writes and \
+                 sends of processes that took weights, are recorded",
                 tier.io_uring.len()
             ),
         ),
@@ -499,7 +500,8 @@ fn off(name: &str, why: &str) -> Check {
         false,
         format!(
             "{why}: `run` captures everything else, and io_uring reads, opens, splices and \
-             tampering (renames, unlinks, links, truncations) of weight files go unrecorded \
+             tampering (renames, unlinks, links, truncations) of weight files, and the writes \
+             and sends of processes that took weights, go unrecorded \
              (and, without BPF LSM, reads are not stopped by a policy's kill fallback)"
         ),
         uring::FIX,

@@ -818,8 +818,9 @@ pub struct SensorStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoUringCapture {
     On,
-    /// Off: io_uring reads, opens, splices and tampering go unrecorded,
-    /// for `reason` (what the kernel lacks).
+    /// Off: io_uring reads, opens, splices, tampering, and the writes and
+    /// sends of processes that took weights go unrecorded, for `reason`
+    /// (what the kernel lacks).
     Off {
         reason: String,
     },
