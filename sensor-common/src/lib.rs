@@ -192,8 +192,14 @@ pub mod counter {
     /// `bpf_send_signal(SIGKILL)` failed for an access the policy stops: the
     /// access went on.
     pub const KILL_FAILED: u32 = 6;
+    /// An io_uring request on a weight file (or a write or send of a
+    /// process that took weights) was submitted with
+    /// `IOSQE_CQE_SKIP_SUCCESS`: its success posts no result, so it was
+    /// counted as submitted, with the bytes it asked for (capped at the
+    /// file's end).
+    pub const URING_SKIP_SUCCESS: u32 = 7;
     /// Number of counters; the map's size.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Kinds of ring buffer records; the first field of every [`EventHeader`].
@@ -1102,6 +1108,19 @@ pub mod offset_global {
     /// `io_ftrunc.len` from the start of the `io_kiocb`, or `u64::MAX`
     /// on kernels without `IORING_OP_FTRUNCATE` (before 6.9).
     pub const IO_FTRUNC_LEN: &str = "OFF_IO_FTRUNC_LEN";
+    /// `io_rw.addr` and `io_rw.len` from the start of the `io_kiocb`: a
+    /// read's or write's buffer and length as submitted (a vectored one's
+    /// `iovec` array and count).
+    pub const IO_RW_ADDR: &str = "OFF_IO_RW_ADDR";
+    pub const IO_RW_LEN: &str = "OFF_IO_RW_LEN";
+    /// `io_splice.len`: the bytes a splice asked for.
+    pub const IO_SPLICE_LEN: &str = "OFF_IO_SPLICE_LEN";
+    /// `io_sr_msg.buf` (a send's buffer, a sendmsg's `user_msghdr`, one
+    /// union) and `io_sr_msg.len` (a send's length).
+    pub const IO_SR_MSG_BUF: &str = "OFF_IO_SR_MSG_BUF";
+    pub const IO_SR_MSG_LEN: &str = "OFF_IO_SR_MSG_LEN";
+    /// `pipe_inode_info.max_usage`: a pipe's capacity in pages.
+    pub const PIPE_MAX_USAGE: &str = "OFF_PIPE_MAX_USAGE";
 }
 
 /// Name of the global that turns on capture of 32-bit (ia32) syscalls

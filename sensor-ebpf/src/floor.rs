@@ -47,6 +47,13 @@ pub fn ww_empty_io_uring_queue_async_work(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The `io_uring_submit_req` counterpart of `ww_empty_tp` (loaded for
+/// `io_uring_submit_sqe` before 6.3).
+#[btf_tracepoint(function = "io_uring_submit_req")]
+pub fn ww_empty_io_uring_submit_req(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// The raw-tracepoint counterpart of `ww_empty_tp`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn ww_empty_raw(_ctx: RawTracePointContext) -> i32 {

@@ -8,7 +8,9 @@
 //!   `kernel` (kernel structures), `emit` (record headers, ring buffer),
 //!   `maps` (every map) and `atomic`; `uring` (io_uring requests) and
 //!   `aio` (Linux AIO submissions) feed `read` and `file`; `uring_change`
-//!   (io_uring renames, unlinks, links, truncations) feeds `change`; `enforce` (the policy's kill
+//!   (io_uring renames, unlinks, links, truncations) feeds `change`;
+//!   `uring_skip` (io_uring requests whose success posts no completion)
+//!   feeds `read`, `send` and `holders`; `enforce` (the policy's kill
 //!   fallback) is called by `read` and `file`.
 //! - `floor` (the benchmark floor's empty programs) and `probe`
 //!   (`weightwarden doctor`'s capability probes): loaded by those commands
@@ -48,6 +50,7 @@ mod send;
 mod tier;
 mod uring;
 mod uring_change;
+mod uring_skip;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -57,7 +57,7 @@ offsets!(
 );
 
 /// `enum io_uring_op` (include/uapi/linux/io_uring.h); numbers are ABI.
-mod opcode {
+pub(crate) mod opcode {
     pub const READV: u8 = 1;
     pub const WRITEV: u8 = 2;
     pub const READ_FIXED: u8 = 4;
@@ -84,7 +84,7 @@ mod opcode {
 }
 
 #[inline(always)]
-fn is_read(op: u8) -> bool {
+pub(crate) fn is_read(op: u8) -> bool {
     matches!(
         op,
         opcode::READ | opcode::READV | opcode::READ_FIXED | opcode::READV_FIXED
@@ -93,7 +93,7 @@ fn is_read(op: u8) -> bool {
 
 /// The `send_syscall` of a write, send or connect request.
 #[inline(always)]
-fn send_syscall_of(op: u8) -> Option<u32> {
+pub(crate) fn send_syscall_of(op: u8) -> Option<u32> {
     Some(match op {
         opcode::WRITE => send_syscall::IO_URING_WRITE,
         opcode::WRITEV => send_syscall::IO_URING_WRITEV,
@@ -109,7 +109,7 @@ fn send_syscall_of(op: u8) -> Option<u32> {
 }
 
 /// `SPLICE_F_FD_IN_FIXED`: a splice's input is a fixed-file slot.
-const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
+pub(crate) const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
 /// `IORING_FILE_INDEX_ALLOC`: an open into whichever fixed slot is free;
 /// its result is the slot.
 const FILE_INDEX_ALLOC: u32 = u32::MAX;
@@ -271,12 +271,7 @@ fn splice_completed(req: u64, r: &Request) {
     // the ring's table, or in the process's (io-wq and SQPOLL threads
     // share it). A descriptor closed and reused in between misleads this.
     let fixed = flags & SPLICE_F_FD_IN_FIXED != 0;
-    let file_in = if fixed {
-        fixed_file(req, fd_in as u32)
-    } else {
-        file_of_fd(fd_in as u64)
-    };
-    let Some(w) = file_in.and_then(weight_file) else {
+    let Some(w) = named_file(req, fixed, fd_in).and_then(weight_file) else {
         return;
     };
     let moved = i64::from(r.res);
@@ -334,6 +329,18 @@ fn descriptor_completed(req: u64, r: &Request) -> bool {
         file::opened(file_ptr, -1, call());
     }
     false
+}
+
+/// The file a request names by number: slot `n` of its ring's fixed-file
+/// table when `fixed`, else descriptor `n` of the current process (io-wq
+/// and SQPOLL threads share the submitter's table).
+#[inline(always)]
+pub(crate) fn named_file(req: u64, fixed: bool, n: i32) -> Option<u64> {
+    if fixed {
+        fixed_file(req, n as u32)
+    } else {
+        file_of_fd(n as u32 as u64)
+    }
 }
 
 /// The file in slot `slot` of the fixed-file table of `req`'s ring. The

@@ -51,7 +51,7 @@ use crate::{
     change::{self, AT_FDCWD, PassedFlags},
     emit::{BPF_RB_NO_WAKEUP, fill_header, now_ns},
     file::OpenCall,
-    kernel::{btf_load, file_of_fd, file_state, offsets, read_at, weight_file},
+    kernel::{btf_load, file_state, offsets, read_at, weight_file},
     maps::{EVENTS, count},
     path_filter, uring,
 };
@@ -98,8 +98,8 @@ const TAMPER_OPS: u64 = (1 << opcode::RENAMEAT)
 /// `REQ_F_FIXED_FILE` and `REQ_F_CQE_SKIP`: the request's flags start
 /// with the `IOSQE_*` bits as submitted (`IOSQE_FIXED_FILE`,
 /// `IOSQE_CQE_SKIP_SUCCESS`), the same numbers on every kernel.
-const REQ_F_FIXED_FILE: u8 = 1 << 0;
-const REQ_F_CQE_SKIP: u8 = 1 << 6;
+pub(crate) const REQ_F_FIXED_FILE: u8 = 1 << 0;
+pub(crate) const REQ_F_CQE_SKIP: u8 = 1 << 6;
 
 /// `OFF_IO_FTRUNC_LEN` on kernels without `IORING_OP_FTRUNCATE`.
 const NO_FTRUNCATE: u64 = u64::MAX;
@@ -310,12 +310,7 @@ fn truncate_queued(req: u64, flags: u8) {
         return;
     };
     let fixed = flags & REQ_F_FIXED_FILE != 0;
-    let file = if fixed {
-        uring::fixed_file(req, fd as u32)
-    } else {
-        file_of_fd(fd as u32 as u64)
-    };
-    let Some(w) = file.and_then(weight_file) else {
+    let Some(w) = uring::named_file(req, fixed, fd).and_then(weight_file) else {
         return;
     };
     let Some((key, before)) = file_state(w.file_ptr) else {

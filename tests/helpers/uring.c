@@ -32,6 +32,20 @@
  * bytes at 0, 32768 at offset -1 after lseek(fd, 262144), and 16384 at
  * 524288 from the file registered as fixed slot 0 (SPLICE_F_FD_IN_FIXED).
  *
+ *   uring skip-success PATH
+ *
+ * every request with IOSQE_CQE_SKIP_SUCCESS (a success posts no
+ * completion; each is linked to a NOP that does, and prints "OP 0" once
+ * that came): opens PATH with IORING_OP_OPENAT into the lowest free
+ * descriptor (prints "fd FD"), reads 4096 bytes at 917504 with pread(2)
+ * ("pread 4096"), then READ 65536 at 0, READV 2 x 16384 at 131072,
+ * READ_FIXED 65536 at 524288, READ 8192 at offset -1 after lseek(fd,
+ * 786432), and SPLICE 16384 at 655360 into a pipe, read empty ("drained
+ * 16384"); to an O_TMPFILE file in /tmp (prints "out DEV INO"), WRITE
+ * 65536 at 0 and WRITEV 2 x 32768 at 65536; to a unix socket pair (prints
+ * "socket DEV INO"), SEND 16384, read out at the other end ("received
+ * 16384").
+ *
  *   uring --create PATH
  *
  * creates PATH with IORING_OP_OPENAT (O_CREAT | O_EXCL | O_WRONLY, 0644),
@@ -62,6 +76,8 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "uring.h"
@@ -199,6 +215,95 @@ static int splice_file(struct ring *r, const char *path)
     return 0;
 }
 
+/* Prints "NAME 0" when a request submitted with IOSQE_CQE_SKIP_SUCCESS
+ * succeeded; exits 1 with its error otherwise. */
+static void skipped(struct ring *r, const char *name, const struct io_uring_sqe *sqe)
+{
+    checked(name, submit_skip_success(r, sqe));
+}
+
+/* Prints "NAME DEV INO" for descriptor `fd`. */
+static void identity(const char *name, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st))
+        die("fstat");
+    printf("%s %llu %llu\n", name, (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+}
+
+static int skip_success(struct ring *r, const char *path)
+{
+    register_buffer(r);
+    /* The lowest free descriptor, which the open will take. */
+    int fd = open("/dev/null", O_RDONLY);
+    if (fd < 0 || close(fd))
+        die("/dev/null");
+    struct io_uring_sqe sqe = request(IORING_OP_OPENAT, AT_FDCWD, (uintptr_t)path, 0, 0);
+    sqe.open_flags = O_RDONLY;
+    skipped(r, "open", &sqe);
+    if (fcntl(fd, F_GETFD) < 0)
+        die("the open's descriptor");
+    printf("fd %d\n", fd);
+    if (pread(fd, buf, 4096, 917504) != 4096)
+        die("pread");
+    printf("pread 4096\n");
+
+    sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 65536, 0);
+    skipped(r, "read", &sqe);
+    struct iovec iov[2] = {{vec_a, sizeof vec_a}, {vec_b, sizeof vec_b}};
+    sqe = request(IORING_OP_READV, fd, (uintptr_t)iov, 2, 131072);
+    skipped(r, "readv", &sqe);
+    sqe = request(IORING_OP_READ_FIXED, fd, (uintptr_t)fixed, 65536, 524288);
+    sqe.buf_index = 0;
+    skipped(r, "read_fixed", &sqe);
+    if (lseek(fd, 786432, SEEK_SET) != 786432)
+        die("lseek");
+    sqe = request(IORING_OP_READ, fd, (uintptr_t)buf, 8192, (uint64_t)-1);
+    skipped(r, "read_pos", &sqe);
+
+    int p[2];
+    if (pipe(p))
+        die("pipe");
+    sqe = splice_request(fd, 655360, p[1], 16384, 0);
+    skipped(r, "splice", &sqe);
+    ssize_t drained = 0;
+    while (drained < 16384) {
+        ssize_t n = read(p[0], buf, sizeof buf);
+        if (n <= 0)
+            die("read pipe");
+        drained += n;
+    }
+    printf("drained %zd\n", drained);
+
+    int out = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+    if (out < 0)
+        die("O_TMPFILE");
+    identity("out", out);
+    sqe = request(IORING_OP_WRITE, out, (uintptr_t)buf, 65536, 0);
+    skipped(r, "write", &sqe);
+    struct iovec two[2] = {{buf, 32768}, {buf + 32768, 32768}};
+    sqe = request(IORING_OP_WRITEV, out, (uintptr_t)two, 2, 65536);
+    skipped(r, "writev", &sqe);
+
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+        die("socketpair");
+    identity("socket", sv[0]);
+    sqe = request(IORING_OP_SEND, sv[0], (uintptr_t)buf, 16384, 0);
+    skipped(r, "send", &sqe);
+    drained = 0;
+    while (drained < 16384) {
+        ssize_t n = read(sv[1], buf, sizeof buf);
+        if (n <= 0)
+            die("read socket");
+        drained += n;
+    }
+    printf("received %zd\n", drained);
+    if (close(fd))
+        die("close");
+    return 0;
+}
+
 static int linked;
 
 /* Submits `sqe` behind a 20 ms timeout it is hard-linked to; waits for
@@ -325,6 +430,9 @@ int main(int argc, char **argv)
         path = argv[2];
     } else if (argc == 3 && !strcmp(argv[1], "splice")) {
         mode = splice_file;
+        path = argv[2];
+    } else if (argc == 3 && !strcmp(argv[1], "skip-success")) {
+        mode = skip_success;
         path = argv[2];
     } else {
         fprintf(stderr, "usage: see the comment at the top of uring.c\n");

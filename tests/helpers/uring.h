@@ -67,15 +67,21 @@ static __attribute__((unused)) void ring_register(struct ring *r, unsigned op, c
         die("io_uring_register");
 }
 
-/* Submits one request and waits for its completion; returns its result. */
-static int submit(struct ring *r, const struct io_uring_sqe *sqe)
+/* Puts one request on the submission ring (not yet submitted). */
+static void push(struct ring *r, const struct io_uring_sqe *sqe)
 {
     unsigned tail = *r->sq_tail;
     unsigned idx = tail & *r->sq_mask;
     r->sqes[idx] = *sqe;
     r->sq_array[idx] = idx;
     __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-    if (syscall(__NR_io_uring_enter, r->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0)
+}
+
+/* Submits `n` pushed requests and waits for a completion; returns its
+ * result, and its user_data in `*data`. */
+static int enter_and_reap(struct ring *r, unsigned n, uint64_t *data)
+{
+    if (syscall(__NR_io_uring_enter, r->fd, n, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0)
         die("io_uring_enter");
     unsigned head = *r->cq_head;
     if (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
@@ -83,8 +89,43 @@ static int submit(struct ring *r, const struct io_uring_sqe *sqe)
         exit(1);
     }
     int res = r->cqes[head & *r->cq_mask].res;
+    *data = r->cqes[head & *r->cq_mask].user_data;
     __atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
     return res;
+}
+
+/* Submits one request and waits for its completion; returns its result. */
+static int submit(struct ring *r, const struct io_uring_sqe *sqe)
+{
+    uint64_t data;
+    push(r, sqe);
+    return enter_and_reap(r, 1, &data);
+}
+
+/* Submits one request with IOSQE_CQE_SKIP_SUCCESS (its success posts no
+ * completion), linked to a NOP that posts one once it ran, and waits for
+ * the NOP: returns 0 when the request succeeded (its result is never
+ * known), else its error. */
+static __attribute__((unused)) int submit_skip_success(struct ring *r,
+                                                       const struct io_uring_sqe *sqe)
+{
+    const uint64_t nop_data = 0x5c1bULL;
+    struct io_uring_sqe req = *sqe, nop;
+    req.flags |= IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_LINK;
+    req.user_data = 0;
+    memset(&nop, 0, sizeof nop);
+    nop.opcode = IORING_OP_NOP;
+    nop.user_data = nop_data;
+    push(r, &req);
+    push(r, &nop);
+    int res = 0;
+    for (unsigned n = 2;; n = 0) {
+        uint64_t data;
+        int got = enter_and_reap(r, n, &data);
+        if (data == nop_data)
+            return res;
+        res = got; /* the request failed: its completion is posted */
+    }
 }
 
 static struct io_uring_sqe request(int op, int fd, uint64_t addr, uint32_t len, uint64_t off)

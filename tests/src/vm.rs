@@ -51,7 +51,7 @@ mod console;
 mod cpio;
 mod image;
 
-pub use agent::{GUEST_BINARY, agent_records, agent_script};
+pub use agent::{GUEST_BINARY, agent_records, agent_records_warning, agent_script};
 
 use std::{
     fmt, fs, io,

@@ -572,6 +572,142 @@ fn io_uring_writes_sends_and_connects_after_reading_weights_are_send_records() {
     );
 }
 
+/// The `DEV INO` the helper printed after `name` (`st_dev`, `st_ino`), as
+/// records name a file (the kernel's device number).
+fn printed_identity(out: &str, name: &str) -> (u64, u64) {
+    let v: Vec<u64> = results(out, name)[0]
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let dev = v[0] as libc::dev_t;
+    (
+        (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev)),
+        v[1],
+    )
+}
+
+/// `helpers/uring.c skip-success`: every request with
+/// IOSQE_CQE_SKIP_SUCCESS, whose success posts no completion (so the
+/// completion tracepoint never fires): 4 KiB by pread(2) through the
+/// descriptor such an open made (segment 224), then 64 KiB at 0 (0-15),
+/// 2 x 16 KiB at 128 KiB (32-39), 64 KiB READ_FIXED at 512 KiB (128-143),
+/// 8 KiB at the position after an lseek to 768 KiB (192-193), and a 16 KiB
+/// splice at 640 KiB into a pipe (160-163); then 64 + 64 KiB written to a
+/// file and 16 KiB sent on a unix socket.
+const SKIP_BYTES: u64 = 4096 + 65536 + 32768 + 65536 + 8192 + 16384;
+const SKIP_SEGMENTS: f64 = 1.0 + 16.0 + 8.0 + 16.0 + 2.0 + 4.0;
+
+#[test]
+fn io_uring_requests_that_post_no_completion_are_counted_as_submitted() {
+    let bin = tempfile::tempdir().unwrap();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = build_helper(bin.path(), "uring");
+    let root = tempfile::tempdir().unwrap();
+    let weights = public_file(root.path(), "llama.safetensors", MIB);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let unwatched = public_file(elsewhere.path(), "other.safetensors", MIB);
+    let mut sensor = SensorProcess::start(&[root.path()], &[]);
+    sensor.expect_warning("IOSQE_CQE_SKIP_SUCCESS");
+
+    let (control, control_out) = match uring_mode_as_nobody(&helper, &["skip-success"], &unwatched)
+    {
+        Ok(run) => run,
+        Err(why) => tests::skip!(
+            tests::feature::IO_URING,
+            "io_uring is not available to an unprivileged process: {why}"
+        ),
+    };
+    let (pid, out) = uring_mode_as_nobody(&helper, &["skip-success"], &weights).unwrap();
+    for o in [&out, &control_out] {
+        for op in [
+            "open",
+            "read",
+            "readv",
+            "read_fixed",
+            "read_pos",
+            "splice",
+            "write",
+            "writev",
+            "send",
+        ] {
+            assert_eq!(results(o, op), ["0"], "{op}: {o}");
+        }
+        assert_eq!(results(o, "drained"), ["16384"], "{o}");
+        assert_eq!(results(o, "received"), ["16384"], "{o}");
+    }
+    let fd: i32 = results(&out, "fd")[0].parse().unwrap();
+    sensor.wait_exit(pid);
+    let (_, events) = sensor.stop_events();
+    assert_eq!(tests::io_uring_capture(&events), IoUringCapture::On);
+
+    // The reads, the pread(2) too (the open made the process a holder):
+    // exact bytes, calls and coverage, though no request posted a result.
+    let reads = tests::of_pid(&events, Action::Read, pid);
+    assert!(!reads.is_empty(), "{:#?}", briefs(&events));
+    let bytes: u64 = reads.iter().map(|r| read_summary(r).bytes).sum();
+    let calls: u64 = reads.iter().map(|r| read_summary(r).calls).sum();
+    let copies: u64 = reads.iter().map(|r| read_summary(r).copies).sum();
+    assert_eq!((bytes, calls, copies), (SKIP_BYTES, 6, 1));
+    assert_eq!(
+        reads.last().map(|r| read_summary(r).coverage),
+        Some(SKIP_SEGMENTS / 256.0)
+    );
+    for r in &reads {
+        assert_eq!(tests::path(r), weights);
+    }
+    // The splice: a copy to a pipe with its bytes.
+    let copy_records = tests::of_pid(&events, Action::Copy, pid);
+    assert_eq!(copy_records.len(), 1, "{:#?}", briefs(&events));
+    let AccessDetail::Copy(c) = &access(copy_records[0]).detail else {
+        panic!("not a copy")
+    };
+    assert_eq!(
+        (c.syscall, c.destination.kind, c.fd, c.bytes),
+        (CopySyscall::IoUringSplice, DestinationKind::Pipe, fd, 16384)
+    );
+    // The writes and the send, with the bytes they asked for.
+    assert_eq!(
+        sends_to(
+            &events,
+            pid,
+            printed_identity(&out, "out"),
+            DestinationKind::File,
+            None
+        ),
+        [
+            (SendSyscall::IoUringWrite, 65536, 1),
+            (SendSyscall::IoUringWritev, 131_072, 2)
+        ]
+    );
+    assert_eq!(
+        sends_to(
+            &events,
+            pid,
+            printed_identity(&out, "socket"),
+            DestinationKind::Socket,
+            None
+        ),
+        [(SendSyscall::IoUringSend, 16384, 1)]
+    );
+    // Counted apart: the five reads and splice, two writes and the send;
+    // none of the control's, which took no weights.
+    let stop = events.last().unwrap();
+    assert_eq!(stop.action, Action::SensorStop);
+    let counters = &stop.sensor.as_ref().unwrap().counters;
+    assert_eq!(
+        counters["kernel"].get("uring_skip_success"),
+        Some(&8),
+        "{counters:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.file.is_some() && e.process.as_ref().is_some_and(|p| p.pid == control)),
+        "{:#?}",
+        briefs(&events)
+    );
+}
+
 #[test]
 fn without_the_io_uring_layout_capture_runs_and_sensor_start_says_io_uring_is_off() {
     let bin = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use sensor::event::{Action, Event, Text};
 use serde_json::Value;
 use tests::{
     access_mode, briefs, exe, file, open_flags, path, process,
-    vm::{GUEST_BINARY, Vm, VmError, VmRun, agent_records, agent_script},
+    vm::{GUEST_BINARY, Vm, VmError, VmRun, agent_records, agent_records_warning, agent_script},
 };
 
 /// Far above what each run takes (2 to 9 s), so that only a hang fails.
@@ -225,8 +225,9 @@ fn an_exec_of_proc_self_exe_names_the_executable_that_runs() {
 /// The io_uring programs on the guest's 6.1 kernel, whose request layout
 /// and fixed-file table differ from the host's (an array of `file_ptr`
 /// words, not resource nodes): on in `sensor_start`, a plain open and
-/// reads, an open into a fixed slot and reads through it, and splices
-/// (one from a fixed slot) each counted exactly, by the helper's pid.
+/// reads, an open into a fixed slot and reads through it, splices (one
+/// from a fixed slot), and requests that post no completion on success,
+/// each counted exactly, by the helper's pid.
 #[test]
 fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
     let vm = tests::vm_or_skip!();
@@ -241,10 +242,11 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
             "--watch /models",
             "uring /models/tiny.safetensors | ww-emit plain\n\
              uring fixed-open /models/tiny.safetensors | ww-emit fixed-open\n\
-             uring splice /models/tiny.safetensors | ww-emit splice",
+             uring splice /models/tiny.safetensors | ww-emit splice\n\
+             uring skip-success /models/tiny.safetensors | ww-emit skip-success",
         ));
     let run = vm.run(&image, TIMEOUT).unwrap();
-    let events = agent_records(&run);
+    let events = agent_records_warning(&run, &["IOSQE_CQE_SKIP_SUCCESS"]);
     assert_eq!(
         tests::io_uring_capture(&events),
         sensor::event::IoUringCapture::On
@@ -277,6 +279,23 @@ fn io_uring_opens_reads_and_splices_are_captured_on_the_guest_kernel() {
         (114_688, 3, 3),
         "{:#?}",
         briefs(&events)
+    );
+    // Every request with IOSQE_CQE_SKIP_SUCCESS, seen at submission
+    // (`io_uring_submit_sqe` on 6.1): the pread(2) through the descriptor
+    // such an open made, four reads and a splice; its writes and send
+    // count too.
+    assert_eq!(
+        sum(pid("skip-success")),
+        (192_512, 6, 1),
+        "{:#?}",
+        briefs(&events)
+    );
+    let stop = events.last().unwrap();
+    assert_eq!(stop.action, Action::SensorStop);
+    assert_eq!(
+        stop.sensor.as_ref().unwrap().counters["kernel"].get("uring_skip_success"),
+        Some(&8),
+        "{stop:?}"
     );
     let fixed_opens = tests::of_pid(&events, Action::Open, pid("fixed-open"));
     assert_eq!(fixed_opens.len(), 1, "{:#?}", briefs(&events));
@@ -413,7 +432,7 @@ fn io_uring_tampering_is_recorded_on_the_guest_kernel() {
              sleep 1",
         ));
     let run = vm.run(&image, TIMEOUT).unwrap();
-    let events = agent_records(&run);
+    let events = agent_records_warning(&run, &["IOSQE_CQE_SKIP_SUCCESS"]);
     assert_eq!(
         tests::io_uring_capture(&events),
         sensor::event::IoUringCapture::On

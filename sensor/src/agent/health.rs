@@ -116,6 +116,7 @@ struct KernelLosses {
     holders_full: Counter,
     verdicts_full: Counter,
     kills_failed: Counter,
+    uring_skip_success: Counter,
 }
 
 impl KernelLosses {
@@ -148,6 +149,11 @@ impl KernelLosses {
             kills_failed: counter(
                 "kills_failed",
                 "accesses the policy stops whose SIGKILL could not be sent",
+            ),
+            uring_skip_success: counter(
+                "uring_skip_success",
+                "io_uring requests on weights submitted with IOSQE_CQE_SKIP_SUCCESS, counted as \
+                 submitted with the bytes they asked for",
             ),
         }
     }
@@ -219,6 +225,19 @@ impl KernelLosses {
             tracing::error!(
                 kills_failed,
                 "the kernel could not kill processes the policy stops: those accesses went on"
+            );
+        }
+        let skipped = rise(
+            now.uring_skip_success,
+            last.uring_skip_success,
+            &self.uring_skip_success,
+        );
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "io_uring requests on weights asked for no completion on success \
+                 (IOSQE_CQE_SKIP_SUCCESS, a way to read unseen): recorded as submitted, with the \
+                 bytes they asked for"
             );
         }
         self.last = now;

@@ -536,9 +536,15 @@ fn load_one(
         Attach::RawTracePoint(_) => <&mut RawTracePoint>::try_from(program)
             .map_err(wrong_type)?
             .load(),
-        Attach::BtfTracePoint(tracepoint) => <&mut BtfTracePoint>::try_from(program)
-            .map_err(wrong_type)?
-            .load(tracepoint, btf),
+        Attach::BtfTracePoint(tracepoint) => {
+            let program = <&mut BtfTracePoint>::try_from(program).map_err(wrong_type)?;
+            // A tracepoint the kernel knows by an older name: its BTF
+            // lookup fails before anything is loaded, so the retry is clean.
+            match (program.load(tracepoint, btf), former_name(tracepoint)) {
+                (Err(ProgramError::Btf(_)), Some(former)) => program.load(former, btf),
+                (loaded, _) => loaded,
+            }
+        }
         Attach::FEntry(function) => <&mut FEntry>::try_from(program)
             .map_err(wrong_type)?
             .load(function, btf),
@@ -552,6 +558,12 @@ fn load_one(
         source: Box::new(source),
         hint: VERIFIER_HINT,
     })
+}
+
+/// The name older kernels give a BTF tracepoint the tables list by its
+/// current one (its program reads the same arguments under either).
+fn former_name(tracepoint: &str) -> Option<&'static str> {
+    (tracepoint == uring::SUBMIT_TRACEPOINT).then_some(uring::SUBMIT_TRACEPOINT_BEFORE_6_3)
 }
 
 /// Attaches the loaded program `name` at `attach`; the attachment lasts

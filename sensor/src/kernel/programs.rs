@@ -50,6 +50,7 @@ impl Attach {
             Attach::BtfTracePoint("io_uring_queue_async_work") => {
                 Some("ww_empty_io_uring_queue_async_work")
             }
+            Attach::BtfTracePoint("io_uring_submit_req") => Some("ww_empty_io_uring_submit_req"),
             _ => None,
         }
     }
@@ -116,6 +117,15 @@ pub const IO_URING_CAPTURE: &[ProgramSpec] = &[
                   files with their bytes, io_uring opens of watched files (into a descriptor \
                   or a fixed-file slot; for writing or with O_TRUNC, a tampering record), the \
                   results of io_uring renames, unlinks, links, symlinks and ftruncates",
+    },
+    ProgramSpec {
+        name: "ww_io_uring_submit_req",
+        // `io_uring_submit_sqe` before 6.3 (kernel/loader.rs).
+        attach: &[Btf("io_uring_submit_req")],
+        purpose: "io_uring requests submitted with IOSQE_CQE_SKIP_SUCCESS, whose success posts \
+                  no completion: reads and splices of watched files with the bytes they ask \
+                  for, opens (their process's reads by descriptor are then followed), writes \
+                  and sends of processes that took weights",
     },
     ProgramSpec {
         name: "ww_io_uring_queue_async_work",

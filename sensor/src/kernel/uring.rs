@@ -1,7 +1,8 @@
 //! What io_uring capture needs from the kernel (the kernel side is
-//! `sensor-ebpf/src/uring.rs` and `uring_change.rs`): the
-//! `io_uring_complete`, `io_uring_file_get` and
-//! `io_uring_queue_async_work` tracepoints with the request pointer they
+//! `sensor-ebpf/src/uring.rs`, `uring_change.rs` and `uring_skip.rs`):
+//! the `io_uring_complete`, `io_uring_file_get`,
+//! `io_uring_queue_async_work` and `io_uring_submit_req` (before 6.3
+//! `io_uring_submit_sqe`) tracepoints with the request pointer they
 //! have carried since Linux 6.0, and the layout of that
 //! request (`struct io_kiocb`, its per-opcode command data, the ring's
 //! fixed-file table, the kernel's copy of a path), read from the kernel's
@@ -18,10 +19,14 @@ use sensor_common::offset_global as g;
 use crate::kernel::btf::{BtfError, Global, Layout};
 
 /// How many globals [`offsets`] gives.
-pub const GLOBALS: usize = 11 + TAMPER_GLOBALS;
+pub const GLOBALS: usize = 11 + TAMPER_GLOBALS + SKIP_GLOBALS;
 
 /// Of them, the ones for tampering requests ([`tamper_offsets`]).
 const TAMPER_GLOBALS: usize = 18;
+
+/// Of them, the ones for requests submitted with `IOSQE_CQE_SKIP_SUCCESS`
+/// ([`skip_offsets`]).
+const SKIP_GLOBALS: usize = 6;
 
 /// The tracepoints the io_uring programs attach to, as BTF names their
 /// `btf_trace_*` typedef.
@@ -30,6 +35,12 @@ const TRACEPOINTS: [&str; 3] = [
     "io_uring_file_get",
     "io_uring_queue_async_work",
 ];
+
+/// The submission tracepoint: `io_uring_submit_req(req)` since 6.3,
+/// `io_uring_submit_sqe(req, force_nonblock)` before (the loader attaches
+/// the program to whichever the kernel has: `kernel/loader.rs`).
+pub const SUBMIT_TRACEPOINT: &str = "io_uring_submit_req";
+pub const SUBMIT_TRACEPOINT_BEFORE_6_3: &str = "io_uring_submit_sqe";
 
 /// What a host needs for io_uring capture, and what to do without it.
 pub const FIX: &str = "io_uring capture needs Linux 6.0 or newer built with CONFIG_IO_URING=y \
@@ -78,6 +89,11 @@ pub fn offsets(l: &Layout) -> Result<Vec<Global>, Unavailable> {
             return Err(Unavailable::NoTracepoint(tracepoint));
         }
     }
+    if !l.has_type(&format!("btf_trace_{SUBMIT_TRACEPOINT}"))
+        && !l.has_type(&format!("btf_trace_{SUBMIT_TRACEPOINT_BEFORE_6_3}"))
+    {
+        return Err(Unavailable::NoTracepoint(SUBMIT_TRACEPOINT));
+    }
     // The per-opcode command data (`io_kiocb_to_cmd`) overlays the
     // request from `cmd` on, its first word being the request's file.
     let cmd = l.member("io_kiocb", "cmd")?;
@@ -85,6 +101,7 @@ pub fn offsets(l: &Layout) -> Result<Vec<Global>, Unavailable> {
     let res = l.member("io_kiocb", "cqe")? + l.member("io_cqe", "res")?;
     let (table, node_file) = fixed_table(l)?;
     let tamper = tamper_offsets(l, cmd)?;
+    let skip = skip_offsets(l, cmd)?;
     let mut globals = vec![
         (g::IO_KIOCB_FILE, l.member("io_kiocb", "file")?),
         (g::IO_KIOCB_OPCODE, l.member("io_kiocb", "opcode")?),
@@ -105,6 +122,25 @@ pub fn offsets(l: &Layout) -> Result<Vec<Global>, Unavailable> {
         (g::IO_SPLICE_FLAGS, cmd + l.member("io_splice", "flags")?),
     ];
     globals.extend(tamper);
+    globals.extend(skip);
+    Ok(globals)
+}
+
+/// The offsets requests submitted with `IOSQE_CQE_SKIP_SUCCESS` need,
+/// read as they are submitted (`uring.rs`): the length (and buffer, for
+/// vectored ones) a read, write, send or splice asked for, and a pipe's
+/// capacity (a splice into one moves no more).
+fn skip_offsets(l: &Layout, cmd: u64) -> Result<Vec<Global>, Unavailable> {
+    let at = |strukt, member| l.member(strukt, member).map(|off| cmd + off);
+    let globals = vec![
+        (g::IO_RW_ADDR, at("io_rw", "addr")?),
+        (g::IO_RW_LEN, at("io_rw", "len")?),
+        (g::IO_SPLICE_LEN, at("io_splice", "len")?),
+        (g::IO_SR_MSG_BUF, at("io_sr_msg", "buf")?),
+        (g::IO_SR_MSG_LEN, at("io_sr_msg", "len")?),
+        (g::PIPE_MAX_USAGE, l.member("pipe_inode_info", "max_usage")?),
+    ];
+    debug_assert_eq!(globals.len(), SKIP_GLOBALS);
     Ok(globals)
 }
 
@@ -244,6 +280,12 @@ mod tests {
             g::IO_LINK_FLAGS,
             // 6.18 has IORING_OP_FTRUNCATE (6.9+).
             g::IO_FTRUNC_LEN,
+            // What requests without a completion ask for.
+            g::IO_RW_ADDR,
+            g::IO_RW_LEN,
+            g::IO_SPLICE_LEN,
+            g::IO_SR_MSG_BUF,
+            g::IO_SR_MSG_LEN,
         ];
         for field in command {
             assert!((8..64).contains(&get(field)), "{field}");
@@ -279,6 +321,20 @@ mod tests {
         assert_eq!(
             off.io_uring,
             Err(Unavailable::NoTracepoint("io_uring_queue_async_work"))
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_either_submission_tracepoint_has_no_io_uring_capture() {
+        let Some(btf) = running_kernel() else { return };
+        // 6.18 has only the newer name; hidden, neither is there.
+        let off = offsets_hiding(
+            &btf,
+            "btf_trace_io_uring_submit_req,btf_trace_io_uring_submit_sqe",
+        );
+        assert_eq!(
+            off.io_uring,
+            Err(Unavailable::NoTracepoint("io_uring_submit_req"))
         );
     }
 

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
-use crate::{process, uring, uring_change};
+use crate::{process, uring, uring_change, uring_skip};
 
 // --- process lifecycle -----------------------------------------------------
 
@@ -78,6 +78,17 @@ pub fn ww_io_uring_complete(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "io_uring_file_get")]
 pub fn ww_io_uring_file_get(ctx: BtfTracePointContext) -> i32 {
     uring::on_file_get(ctx.arg(0), ctx.arg::<i64>(1) as i32);
+    0
+}
+
+/// `io_uring_submit_req(struct io_kiocb *req)`: a request was prepared
+/// and is about to be issued (`io_uring_submit_sqe(req, force_nonblock)`
+/// before 6.3, with the same first argument: the agent loads this program
+/// for whichever the kernel has). Followed only for requests whose
+/// success will post no completion (`IOSQE_CQE_SKIP_SUCCESS`).
+#[btf_tracepoint(function = "io_uring_submit_req")]
+pub fn ww_io_uring_submit_req(ctx: BtfTracePointContext) -> i32 {
+    uring_skip::on_submit(ctx.arg(0));
     0
 }
 

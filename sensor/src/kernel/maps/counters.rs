@@ -17,6 +17,10 @@ pub struct KernelCounterTotals {
     pub verdicts_full: u64,
     /// `SIGKILL`s for stopped accesses that could not be sent.
     pub kills_failed: u64,
+    /// io_uring requests on weights (or writes and sends of processes that
+    /// took weights) submitted with `IOSQE_CQE_SKIP_SUCCESS`: counted as
+    /// submitted, with the bytes they asked for.
+    pub uring_skip_success: u64,
 }
 
 /// The kernel's loss and error counters.
@@ -41,6 +45,7 @@ impl KernelCounters {
             holders_full: sum(counter::HOLDERS_FULL)?,
             verdicts_full: sum(counter::VERDICTS_FULL)?,
             kills_failed: sum(counter::KILL_FAILED)?,
+            uring_skip_success: sum(counter::URING_SKIP_SUCCESS)?,
         })
     }
 }
