@@ -87,16 +87,6 @@
 
 static char buf[65536], fixed[65536], vec_a[16384], vec_b[16384];
 
-static int checked(const char *name, int res)
-{
-    if (res < 0) {
-        fprintf(stderr, "%s: %s\n", name, strerror(-res));
-        exit(1);
-    }
-    printf("%s %d\n", name, res);
-    return res;
-}
-
 static void register_buffer(struct ring *r)
 {
     struct iovec reg = {fixed, sizeof fixed};

@@ -29,6 +29,18 @@ static __attribute__((unused)) void die(const char *what)
     exit(1);
 }
 
+/* Prints "NAME RES" for a request's result; exits 1 with its error if it
+ * failed. */
+static __attribute__((unused)) int checked(const char *name, int res)
+{
+    if (res < 0) {
+        fprintf(stderr, "%s: %s\n", name, strerror(-res));
+        exit(1);
+    }
+    printf("%s %d\n", name, res);
+    return res;
+}
+
 static void ring_setup(struct ring *r)
 {
     struct io_uring_params p;

@@ -46,16 +46,6 @@
 
 static char buf[1 << 20];
 
-static int checked(const char *name, int res)
-{
-    if (res < 0) {
-        fprintf(stderr, "%s: %s\n", name, strerror(-res));
-        exit(1);
-    }
-    printf("%s %d\n", name, res);
-    return res;
-}
-
 /* Submits one request and waits for its completion, and for its
  * notification when the completion says more follows (a zero-copy
  * send's); returns the first result. */
