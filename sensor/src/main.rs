@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cli::doctor::execute(&args),
         Command::Baseline(args) => cli::baseline::execute(&args),
         Command::Policy(command) => cli::policy::execute(&command),
+        Command::Verify(args) => cli::verify::execute(&args),
         Command::BenchFloor => cli::bench_floor::execute(),
     };
     ExitCode::from(status)

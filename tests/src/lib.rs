@@ -94,6 +94,8 @@ pub struct SensorProcess {
     loss_expected: bool,
     /// `WARN` lines a test causes on purpose, by a part of their text.
     warnings_expected: Vec<String>,
+    /// The run's audit store (`--store`; `none`: it keeps none).
+    store: PathBuf,
 }
 
 impl SensorProcess {
@@ -133,6 +135,16 @@ impl SensorProcess {
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
+        // Nor records: each run has its own audit store, which the health
+        // check compares with the records written.
+        let store = match extra.iter().position(|a| *a == "--store") {
+            Some(i) => PathBuf::from(extra.get(i + 1).copied().unwrap_or("none")),
+            None => {
+                let own = dir.path().join("audit.db");
+                cmd.arg("--store").arg(&own);
+                own
+            }
+        };
         cmd.args(extra)
             .envs(env.iter().copied())
             .env("WEIGHTWARDEN_LOG", "info")
@@ -147,6 +159,7 @@ impl SensorProcess {
             stderr,
             loss_expected: false,
             warnings_expected: Vec::new(),
+            store,
         };
         sensor.wait_for("sensor_start", Duration::from_secs(30), |r| {
             r["action"] == "sensor_start"
@@ -329,6 +342,52 @@ impl SensorProcess {
         (status, records)
     }
 
+    /// The audit store this run kept: its own, or the one the test named
+    /// (`--store`).
+    pub fn store_path(&self) -> PathBuf {
+        self.store.clone()
+    }
+
+    /// What is wrong with the run's own audit store, if it kept one: it
+    /// must hold every record the JSON lines output has, byte for byte, in
+    /// the same order, and its chain must verify.
+    fn store_problems(&self) -> Vec<String> {
+        let db = self.store_path();
+        if !db.exists() {
+            return Vec::new();
+        }
+        let stored = match store_records(&db) {
+            Ok(stored) => stored,
+            Err(err) => return vec![format!("audit store {}: {err}", db.display())],
+        };
+        let written = fs::read(&self.events).unwrap_or_default();
+        let mut problems = Vec::new();
+        // A store a test named may hold earlier runs' records first.
+        if !stored.ends_with(&written) {
+            problems.push(format!(
+                "the audit store's records ({} bytes) do not end with the JSON lines output's \
+                 ({} bytes)",
+                stored.len(),
+                written.len()
+            ));
+        }
+        let out = Command::new(binary())
+            .arg("verify")
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            problems.push(format!(
+                "weightwarden verify: {:?} {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        problems
+    }
+
     /// The health check every run ends with.
     fn check_health(&self, status: ExitStatus, records: &[Value], held: &BpfObjects) {
         let mut problems = Vec::new();
@@ -342,6 +401,9 @@ impl SensorProcess {
                 }
             }
             other => problems.push(format!("the last record is not sensor_stop: {other:?}")),
+        }
+        if !self.loss_expected {
+            problems.extend(self.store_problems());
         }
         let log = self.log();
         for line in log.lines() {
@@ -376,6 +438,16 @@ impl SensorProcess {
     }
 
     /// Whether the agent is still running.
+    /// Kills the agent with SIGKILL, as a crash or the OOM killer would:
+    /// no shutdown and no health check. Returns the records it wrote.
+    pub fn kill_hard(mut self) -> Vec<Value> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.records()
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -433,6 +505,11 @@ pub fn counter_problems(sensor: &Value) -> Vec<String> {
             }
         }
         _ => want_zero("kernel".to_owned(), &sensor["kernel"]),
+    }
+    if let Some(store) = sensor["store"].as_object() {
+        for (k, v) in store.iter().filter(|(k, _)| k.starts_with("lost_")) {
+            want_zero(format!("store.{k}"), v);
+        }
     }
     for k in ["decode_errors", "aggregate_map_errors"] {
         want_zero(format!("agent.{k}"), &sensor["agent"][k]);
@@ -1099,6 +1176,23 @@ pub fn taker_fate(output: &str) -> (u32, String) {
         .split_once(": ")
         .unwrap_or_else(|| panic!("a malformed taker line: {line:?}"));
     (pid.parse().unwrap(), fate.to_owned())
+}
+
+/// Every record of the audit store at `db`, in order, concatenated: what
+/// a JSON lines output of the same run holds.
+pub fn store_records(db: &Path) -> Result<Vec<u8>, String> {
+    let conn = sensor::store::schema::open(db, sensor::store::schema::Access::Read)
+        .map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT record FROM records ORDER BY seq")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut all = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let bytes: Vec<u8> = row.get(0).map_err(|e| e.to_string())?;
+        all.extend_from_slice(&bytes);
+    }
+    Ok(all)
 }
 
 /// Builds `helpers/NAME.c` into `dir` with gcc and returns the binary.

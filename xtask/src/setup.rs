@@ -37,7 +37,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// tests read one back with cpio); btrfs-progs and xfsprogs for the tests
 /// on loop-mounted btrfs (whose identities differ from `stat()`'s) and xfs
 /// (reflinks); fio for the asynchronous I/O tests (`--ioengine=io_uring`
-/// and `libaio`).
+/// and `libaio`); sqlite3 for the audit store's tamper tests.
 const PACKAGES: &[&str] = &[
     "python3",
     "gcc",
@@ -60,6 +60,9 @@ const PACKAGES: &[&str] = &[
     "squashfs-tools",
     "bindfs",
     "e2fsprogs",
+    // The audit store's tamper tests edit its database as an attacker
+    // would (tests/tests/store.rs).
+    "sqlite3",
 ];
 
 /// A pseudo-filesystem the sensor needs mounted.

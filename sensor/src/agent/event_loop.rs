@@ -683,16 +683,18 @@ impl Agent {
         );
         let watch = self.watch.stats();
         let processes = self.enrich.processes.stats();
-        let status = self.health.status(
-            self.watch.len(),
-            &[
-                ("watch", &watch),
-                ("processes", &processes),
-                ("detect", self.decide.detectors()),
-            ],
-            self.out.counters(),
-        );
-        let mut status = status;
+        let mut stages: Vec<(&'static str, &dyn crate::metrics::Collect)> = vec![
+            ("watch", &watch),
+            ("processes", &processes),
+            ("detect", self.decide.detectors()),
+        ];
+        if let Some(store) = self.out.store() {
+            stages.push(("store", store));
+        }
+        let mut status = self
+            .health
+            .status(self.watch.len(), &stages, self.out.counters());
+        status.store_head = self.out.store().and_then(|s| s.head()).map(|h| h.text());
         // Written on start, heartbeats and stop alike: what stops what.
         status.enforcement = self.decide.judge().map(|j| {
             let mode = j.shared_policy().load().mode;
@@ -718,6 +720,7 @@ impl Agent {
         self.save_followed();
         self.emit_sensor(Action::SensorStop);
         self.out.flush();
+        self.out.finish();
         let t = self.health.last_kernel();
         tracing::info!(
             ringbuf_full = t.ringbuf_full,

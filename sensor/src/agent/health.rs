@@ -290,6 +290,7 @@ impl Health {
             enforcement: None,
             unconfirmed: None,
             io_uring: None,
+            store_head: None,
         }
     }
 

@@ -58,6 +58,8 @@ pub enum AgentError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
     PolicyFile(#[from] crate::decide::policy::file::ParseError),
     #[error(transparent)]
     Baseline(#[from] crate::decide::detect::integrity::ManifestError),
@@ -289,7 +291,12 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         .as_deref()
         .map(crate::decide::detect::integrity::Manifest::load)
         .transpose()?;
-    let out = Fanout::open(&config.output.sinks)?;
+    let mut out = Fanout::open(&config.output.sinks)?;
+    if let Some(store) = config.store.settings() {
+        let writer = crate::store::Writer::start(&store)?;
+        tracing::info!(store = %store.path.display(), key = %store.key_path.display(), "audit store open");
+        out.attach_store(writer);
+    }
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
         watched,

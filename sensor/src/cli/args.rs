@@ -44,6 +44,10 @@ pub enum Command {
     /// Work with a policy file (docs/policy.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check that the audit store's chain is intact: no record changed,
+    /// removed, inserted or reordered, no tail cut off (docs/store.md).
+    /// Exits 0 when intact, 1 where it breaks (and says where).
+    Verify(VerifyArgs),
     /// Benchmarks only: attach empty programs to every hook the sensor uses
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
@@ -87,6 +91,37 @@ pub struct RunArgs {
     /// `agent.state_dir`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The audit store's database, or `none` for no store. Replaces
+    /// `store.path` (default /var/lib/weightwarden/audit.db).
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+}
+
+/// Which store a reading subcommand opens.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// The store's database. Default: the configured `store.path`.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Configuration file whose `[store]` names the database and key.
+    /// Default: /etc/weightwarden/weightwarden.toml when it exists.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The chain's key. Default: `store.key`, else beside the database
+    /// (`audit.key` for `audit.db`).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// A chain head kept outside the host (a heartbeat's `sensor.store.head`,
+    /// `SEQ:HEX`): the chain must contain it, which proves no tail was cut
+    /// off since.
+    #[arg(long, value_name = "SEQ:HEX")]
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +182,7 @@ impl RunArgs {
             gpu_device_patterns: self.gpu_device.clone(),
             policy: self.policy.clone(),
             state_dir: self.state_dir.clone(),
+            store: self.store.clone(),
         });
         if let Some(level) = &self.log_level {
             config.agent.log_level = level.clone();

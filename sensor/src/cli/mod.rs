@@ -6,5 +6,7 @@ pub mod bench_floor;
 pub mod doctor;
 pub mod policy;
 pub mod run;
+pub mod store_args;
+pub mod verify;
 
 pub use args::{Cli, Command, exit};

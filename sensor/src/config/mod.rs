@@ -22,8 +22,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod detect;
+mod store;
 
 pub use detect::{DEFAULT_BASELINE, DetectConfig};
+pub use store::StoreConfig;
 
 /// Where `weightwarden run` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/weightwarden/weightwarden.toml";
@@ -78,6 +80,7 @@ pub struct Config {
     pub kernel: KernelConfig,
     pub agent: AgentConfig,
     pub detect: DetectConfig,
+    pub store: StoreConfig,
 }
 
 /// Which files count as model weights, and where to look for them.
@@ -470,6 +473,8 @@ pub struct Overrides {
     pub policy: Option<PathBuf>,
     /// `--state-dir DIR`: replaces `agent.state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--store PATH`: replaces `store.path` (`none`: no store).
+    pub store: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded or is not usable.
@@ -526,6 +531,7 @@ fn flag_for_key(key: &str) -> Option<&'static str> {
         "agent.heartbeat_interval_secs" => "--heartbeat-interval",
         "gpu.device_patterns" => "--gpu-device",
         "agent.state_dir" => "--state-dir",
+        "store.path" => "--store",
         _ => return None,
     })
 }
@@ -698,9 +704,13 @@ impl Config {
             gpu_device_patterns,
             policy,
             state_dir,
+            store,
         } = overrides;
         if let Some(dir) = state_dir {
             self.agent.state_dir = dir;
+        }
+        if let Some(path) = store {
+            self.store.path = path;
         }
         if policy.is_some() {
             self.policy = policy;
@@ -734,6 +744,7 @@ impl Config {
         self.validate_output()?;
         self.validate_kernel()?;
         self.validate_agent()?;
+        self.store.validate()?;
         self.detect.validate()
     }
 
@@ -1058,6 +1069,13 @@ mod tests {
             transfer_tools = ["tar"]
             interpreters = ["bash"]
             baseline = "/var/lib/weightwarden/baseline.json"
+
+            [store]
+            path = "/srv/weightwarden/audit.db"
+            key = "/etc/weightwarden/audit.key"
+            max_age_days = 30
+            max_bytes = 0
+            queue_max = 1000
             "#,
         )
         .expect("full example");
@@ -1107,6 +1125,13 @@ mod tests {
                 transfer_tools: vec!["tar".into()],
                 interpreters: vec!["bash".into()],
                 baseline: Some("/var/lib/weightwarden/baseline.json".into()),
+            },
+            store: StoreConfig {
+                path: "/srv/weightwarden/audit.db".into(),
+                key: Some("/etc/weightwarden/audit.key".into()),
+                max_age_days: 30,
+                max_bytes: 0,
+                queue_max: 1000,
             },
         };
         assert_eq!(config, expected);
@@ -1383,7 +1408,9 @@ mod tests {
             gpu_device_patterns: vec!["/dev/kfd".into()],
             policy: Some("/etc/ww/policy.toml".into()),
             state_dir: None,
+            store: Some("none".into()),
         });
+        assert_eq!(config.store.settings(), None);
         assert_eq!(config.policy, Some(PathBuf::from("/etc/ww/policy.toml")));
         assert_eq!(config.watch.roots, vec![PathBuf::from("/data")]);
         assert!(!config.watch.home_caches);

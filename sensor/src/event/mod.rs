@@ -812,6 +812,10 @@ pub struct SensorStatus {
     /// Whether io_uring requests are captured (`sensor.io_uring`): always
     /// written on `sensor_start`, on heartbeats and `sensor_stop` when off.
     pub io_uring: Option<IoUringCapture>,
+    /// The audit store's chain head as last committed (`SEQ:HEX`,
+    /// `sensor.store_head`), when the agent keeps a store: a copy outside
+    /// the host that `verify --head` checks the store against.
+    pub store_head: Option<String>,
 }
 
 /// Whether the io_uring programs run (`kernel/uring.rs`).

@@ -10,6 +10,7 @@ pub mod sink;
 use crate::{
     config::OutputSpec,
     event::{Event, OutputCounters},
+    store::Writer,
 };
 use encode::{Encoder, Format};
 use sink::{Sink, SinkError};
@@ -26,6 +27,8 @@ pub struct Fanout {
     outputs: Vec<Output>,
     /// One encoder and one reused buffer per format in use.
     encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
+    /// The audit store, which keeps every record's native encoding.
+    store: Option<Writer>,
 }
 
 impl Fanout {
@@ -58,7 +61,34 @@ impl Fanout {
                 }
             })
             .collect();
-        Self { outputs, encoders }
+        Self {
+            outputs,
+            encoders,
+            store: None,
+        }
+    }
+
+    /// Keeps every record in `store` too, in the native encoding the
+    /// outputs write (byte for byte, with the line's newline).
+    pub fn attach_store(&mut self, store: Writer) {
+        if !self.encoders.iter().any(|(f, ..)| *f == Format::Native) {
+            let native = Format::Native;
+            self.encoders
+                .push((native, native.encoder(), Vec::with_capacity(4096)));
+        }
+        self.store = Some(store);
+    }
+
+    pub fn store(&self) -> Option<&Writer> {
+        self.store.as_ref()
+    }
+
+    /// Commits every record queued for the store and stops its writer:
+    /// the last thing before the agent exits.
+    pub fn finish(&mut self) {
+        if let Some(store) = &mut self.store {
+            store.finish();
+        }
     }
 
     /// Encodes `event` once per format and writes it to every output.
@@ -73,6 +103,11 @@ impl Fanout {
                     output.counters.write_failures += 1;
                 }
                 continue;
+            }
+            if *format == Format::Native
+                && let Some(store) = &self.store
+            {
+                store.submit(event, buf);
             }
             for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
                 let counters = &mut output.counters;

@@ -797,6 +797,9 @@ fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
         }
         map.insert("io_uring".into(), Value::Object(m));
     }
+    if let Some(head) = &s.store_head {
+        map.insert("store_head".into(), Value::from(head.as_str()));
+    }
     map
 }
 
@@ -1256,6 +1259,9 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
     };
     if let Some(Value::String(enforcement)) = map.remove("enforcement") {
         status.enforcement = Some(enforcement);
+    }
+    if let Some(Value::String(head)) = map.remove("store_head") {
+        status.store_head = Some(head);
     }
     if let Some(Value::Array(list)) = map.remove("unconfirmed") {
         let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();

@@ -170,6 +170,7 @@ fn status() -> SensorStatus {
         enforcement: None,
         unconfirmed: None,
         io_uring: None,
+        store_head: None,
     }
 }
 

@@ -1,0 +1,48 @@
+//! Which store and key the reading subcommands (`verify`, `query`, ...)
+//! open: `--db`, else the configured `store.path`.
+
+use std::path::PathBuf;
+
+use super::args::StoreArgs;
+use crate::{
+    Chain,
+    config::Config,
+    store::{StoreSettings, chain},
+};
+
+impl StoreArgs {
+    /// The database and key to read, or the message that says why none
+    /// can be named.
+    pub fn resolve(&self, key: Option<&PathBuf>) -> Result<(PathBuf, PathBuf), String> {
+        let configured = || -> Result<Option<StoreSettings>, String> {
+            let (config, _) =
+                Config::load(self.config.as_deref()).map_err(|e| Chain(&e).to_string())?;
+            config
+                .store
+                .validate_settings()
+                .map_err(|e| Chain(&e).to_string())
+        };
+        let db = match &self.db {
+            Some(db) => db.clone(),
+            None => match configured()? {
+                Some(settings) => settings.path,
+                None => {
+                    return Err(
+                        "the configuration turns the store off (store.path = \"none\"): name \
+                         one with --db PATH"
+                            .into(),
+                    );
+                }
+            },
+        };
+        let key = match key {
+            Some(key) => key.clone(),
+            // A key configured beside a configured store; else beside --db.
+            None if self.db.is_none() => configured()?
+                .map(|s| s.key_path)
+                .unwrap_or_else(|| chain::default_key_path(&db)),
+            None => chain::default_key_path(&db),
+        };
+        Ok((db, key))
+    }
+}

@@ -1,0 +1,306 @@
+//! The audit store (issue 10): a real agent keeps every record it writes
+//! in its SQLite store, indexed by who read what; `weightwarden verify`
+//! finds an attacker's edits made with the `sqlite3` CLI (changed, removed,
+//! inserted and reordered records, a cut tail) at the record where they
+//! happened; a `kill -9` loses nothing that was committed; a full disk is
+//! counted, not fatal; a store that cannot be used stops start-up with
+//! exit 2 and says why.
+//!
+//! Every other test's agent keeps a store too, which its health check
+//! compares with its JSON lines output, byte for byte, and verifies
+//! (`tests/src/lib.rs`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use tests::{SensorProcess, binary, write_file};
+
+/// Runs `weightwarden verify --db DB` with `extra`; its exit code and
+/// stdout and stderr.
+fn verify(db: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(binary())
+        .arg("verify")
+        .arg("--db")
+        .arg(db)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `sqlite3 DB SQL`, as an attacker with write access to the file would.
+fn sqlite3(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A store written by a real agent that saw `cat` read a 1 MiB weight file
+/// `reads` times; returns the store's directory and the cats' pids.
+fn recorded_store(reads: usize) -> (tempfile::TempDir, PathBuf, Vec<u32>) {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 1 << 20);
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("audit.db");
+    let sensor = SensorProcess::start(&[models.path()], &["--store", db.to_str().unwrap()]);
+    let pids = (0..reads)
+        .map(|_| {
+            tests::run(
+                Command::new("cat")
+                    .arg(&weights)
+                    .stdout(std::process::Stdio::null()),
+            )
+        })
+        .collect();
+    // The health check at stop compares the store with the output, byte
+    // for byte, and verifies it.
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    let stored = tests::store_records(&db).unwrap();
+    assert_eq!(
+        stored.iter().filter(|&&b| b == b'\n').count(),
+        records.len()
+    );
+    (keep, db, pids)
+}
+
+#[test]
+fn a_real_agents_store_holds_every_record_indexed_and_verifies() {
+    let (_keep, db, pids) = recorded_store(3);
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact"), "{out}");
+    // The columns responders search by: each cat's read, with its bytes
+    // and the file's path.
+    for pid in &pids {
+        let row = sqlite3(
+            &db,
+            &format!(
+                "SELECT action, comm, bytes, path LIKE '%llama.safetensors' FROM records WHERE pid = {pid} AND action = 'read'"
+            ),
+        );
+        assert_eq!(row, "read|cat|1048576|1", "pid {pid}");
+    }
+    // The key is the owner's alone.
+    let key = db.with_extension("key");
+    let mode = fs::metadata(&key).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn tampering_with_sqlite3_is_found_at_the_record_it_touched() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "UPDATE records SET record = replace(record, 'cat', 'dog') WHERE seq = 5",
+            "record 5 does not match",
+        ),
+        (
+            "DELETE FROM records WHERE seq = 5",
+            "records 5 to 5 are missing",
+        ),
+        (
+            // Insert a forged record at 5, moving the rest up.
+            "UPDATE records SET seq = seq + 100000 WHERE seq >= 5; \
+             UPDATE records SET seq = seq - 99999 WHERE seq > 100000; \
+             INSERT INTO records (seq, time_ns, action, severity, record, mac) \
+             SELECT 5, time_ns, action, severity, record, mac FROM records WHERE seq = 4",
+            "record 5 does not match",
+        ),
+        (
+            // Swap two records.
+            "UPDATE records SET seq = -1 WHERE seq = 5; \
+             UPDATE records SET seq = 5 WHERE seq = 6; \
+             UPDATE records SET seq = 6 WHERE seq = -1",
+            "record 5 does not match",
+        ),
+    ];
+    let (keep, db, _) = recorded_store(2);
+    for (sql, named) in cases {
+        let copy = keep.path().join("copy.db");
+        fs::copy(&db, &copy).unwrap();
+        fs::copy(db.with_extension("key"), copy.with_extension("key")).unwrap();
+        sqlite3(&copy, sql);
+        let (code, out) = verify(&copy, &[]);
+        assert_eq!(code, 1, "{sql}: {out}");
+        assert!(out.contains(named), "{sql}: {out}");
+    }
+    // A cut tail: the store's head names what is gone.
+    let last: u64 = sqlite3(&db, "SELECT max(seq) FROM records")
+        .parse()
+        .unwrap();
+    sqlite3(
+        &db,
+        &format!("DELETE FROM records WHERE seq > {}", last - 3),
+    );
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ends at record {} but its head says {last}",
+            last - 3
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_killed_agent_loses_nothing_it_committed_and_the_next_one_chains_on() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 1 << 16);
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("audit.db");
+    let store = ["--store", db.to_str().unwrap()];
+    let sensor = SensorProcess::start(&[models.path()], &store);
+    // Records keep coming while the agent is killed.
+    let mut load = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while :; do cat {} > /dev/null; done",
+            weights.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let written = sensor.kill_hard();
+    let _ = load.kill();
+    let _ = load.wait();
+    assert!(written.len() > 20, "{}", written.len());
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "after kill -9: {out}");
+    let kept: u64 = sqlite3(&db, "SELECT count(*) FROM records")
+        .parse()
+        .unwrap();
+    assert!(kept > 0, "{out}");
+    // The next agent chains on; the whole store verifies.
+    let sensor = SensorProcess::start(&[models.path()], &store);
+    let (status, _) = sensor.stop();
+    assert!(status.success());
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "after the restart: {out}");
+    let now: u64 = sqlite3(&db, "SELECT count(*) FROM records")
+        .parse()
+        .unwrap();
+    assert!(now > kept, "{kept} then {now}");
+}
+
+#[test]
+fn a_full_disk_is_counted_and_the_agent_runs_on() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.path());
+    let db = mnt.path().join("audit.db");
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 4096);
+    let mut sensor = SensorProcess::start(&[models.path()], &["--store", db.to_str().unwrap()]);
+    sensor.expect_loss();
+    // Thousands of records: far more than 512 KiB holds.
+    tests::run(Command::new("sh").arg("-c").arg(format!(
+        "for i in $(seq 3000); do cat {} > /dev/null; done",
+        weights.display()
+    )));
+    let (status, records, log) = sensor.stop_with_log();
+    assert!(status.success(), "{log}");
+    let stop = records.last().unwrap();
+    assert_eq!(stop["action"], "sensor_stop");
+    let lost = stop["sensor"]["store"]["lost_disk_full"].as_u64().unwrap();
+    assert!(lost > 0, "{}", stop["sensor"]);
+    assert!(log.contains("the disk is full"), "{log}");
+    // What it kept still verifies.
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_store_that_cannot_be_used_stops_start_up_and_says_why() {
+    let models = tempfile::tempdir().unwrap();
+    let keep = tempfile::tempdir().unwrap();
+    let run = |db: &Path| {
+        let out = Command::new(binary())
+            .args([
+                "run",
+                "--state-dir",
+                "none",
+                "--output",
+                "stdout",
+                "--watch",
+            ])
+            .arg(models.path())
+            .arg("--store")
+            .arg(db)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // In use by another agent.
+    let db = keep.path().join("audit.db");
+    let sensor = SensorProcess::start(&[models.path()], &["--store", db.to_str().unwrap()]);
+    let (code, err) = run(&db);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("in use by another weightwarden agent"),
+        "{err}"
+    );
+    drop(sensor);
+    // Its key readable by others.
+    let key = db.with_extension("key");
+    fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, err) = run(&db);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("readable by others") && err.contains("chmod 600"),
+        "{err}"
+    );
+    fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // Written by a newer weightwarden.
+    sqlite3(&db, "PRAGMA user_version = 99");
+    let (code, err) = run(&db);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("schema version 99, newer"), "{err}");
+    // Not a database at all.
+    let junk = keep.path().join("junk.db");
+    fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let (code, err) = run(&junk);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a SQLite database"), "{err}");
+    // verify names a missing store and a wrong key.
+    let (code, out) = verify(&keep.path().join("none.db"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no audit store at"), "{out}");
+}
