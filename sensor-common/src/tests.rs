@@ -324,6 +324,7 @@ fn counters_index_the_map_densely() {
         counter::HOLDERS_FULL,
         counter::VERDICTS_FULL,
         counter::KILL_FAILED,
+        counter::URING_SKIP_SUCCESS,
     ];
     counters.sort_unstable();
     assert_eq!(counters, core::array::from_fn(|i| i as u32));
