@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => cli::policy::execute(&command),
         Command::Verify(args) => cli::verify::execute(&args),
         Command::BenchFloor => cli::bench_floor::execute(),
+        Command::BenchStore(args) => cli::bench_store::execute(&args),
     };
     ExitCode::from(status)
 }

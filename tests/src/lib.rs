@@ -94,6 +94,7 @@ pub struct SensorProcess {
     loss_expected: bool,
     /// `WARN` lines a test causes on purpose, by a part of their text.
     warnings_expected: Vec<String>,
+    errors_expected: Vec<String>,
     /// The run's audit store (`--store`; `none`: it keeps none).
     store: PathBuf,
 }
@@ -159,6 +160,7 @@ impl SensorProcess {
             stderr,
             loss_expected: false,
             warnings_expected: Vec::new(),
+            errors_expected: Vec::new(),
             store,
         };
         sensor.wait_for("sensor_start", Duration::from_secs(30), |r| {
@@ -298,6 +300,12 @@ impl SensorProcess {
         self.warnings_expected.push(text.to_owned());
     }
 
+    /// An error the test provokes on purpose (a full disk): log lines at
+    /// ERROR that contain `text` do not fail the run.
+    pub fn expect_error(&mut self, text: &str) {
+        self.errors_expected.push(text.to_owned());
+    }
+
     /// Sends SIGTERM, waits, checks the run's health (see the type's doc);
     /// returns the exit status and all records.
     pub fn stop(self) -> (ExitStatus, Vec<Value>) {
@@ -407,7 +415,11 @@ impl SensorProcess {
         }
         let log = self.log();
         for line in log.lines() {
-            let error = line.contains(" ERROR ");
+            let error = line.contains(" ERROR ")
+                && !self
+                    .errors_expected
+                    .iter()
+                    .any(|e| line.contains(e.as_str()));
             let warning = line.contains(" WARN ")
                 && !self.loss_expected
                 && !self

@@ -227,6 +227,7 @@ fn a_full_disk_is_counted_and_the_agent_runs_on() {
     write_file(&weights, 4096);
     let mut sensor = SensorProcess::start(&[models.path()], &["--store", db.to_str().unwrap()]);
     sensor.expect_loss();
+    sensor.expect_error("cannot write to the audit store");
     // Thousands of records: far more than 512 KiB holds.
     tests::run(Command::new("sh").arg("-c").arg(format!(
         "for i in $(seq 3000); do cat {} > /dev/null; done",

@@ -52,6 +52,10 @@ pub enum Command {
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
     BenchFloor,
+    /// Benchmarks only: fill a new audit store with synthetic records
+    /// through the real writer and print what it sustained.
+    #[command(hide = true)]
+    BenchStore(super::bench_store::BenchStoreArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod baseline;
 pub mod bench_floor;
+pub mod bench_store;
 pub mod doctor;
 pub mod policy;
 pub mod run;

@@ -131,6 +131,33 @@ impl Writer {
         }
     }
 
+    /// [`Writer::submit`] that waits for room instead: for `bench-store`,
+    /// which measures what the writer sustains.
+    pub fn submit_waiting(&self, event: &Event, record: &[u8]) {
+        let Some(tx) = &self.tx else { return };
+        let pending = Pending {
+            row: Row::of(event),
+            record: record.to_vec(),
+        };
+        if tx.send(pending).is_err() {
+            self.shared.lost_writer_gone.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records lost for the store so far, for every reason.
+    pub fn lost(&self) -> u64 {
+        let s = &self.shared;
+        [
+            &s.lost_queue_full,
+            &s.lost_disk_full,
+            &s.lost_write_error,
+            &s.lost_writer_gone,
+        ]
+        .iter()
+        .map(|c| c.load(Relaxed))
+        .sum()
+    }
+
     /// The chain head as last committed: what heartbeats carry.
     pub fn head(&self) -> Option<Head> {
         self.shared.head.lock().map(|h| *h).unwrap_or(None)

@@ -125,7 +125,8 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent watching `watch`, writing `<run>/<name>.jsonl`
-    /// (its stderr to `<name>.log`), with an empty configuration file so
+    /// (its stderr to `<name>.log`, its audit store to `<name>.db`), with
+    /// an empty configuration file so
     /// the host's /etc file cannot change what is measured, and waits
     /// until capture is live.
     pub fn start(binary: &Path, watch: &[&Path], run_dir: &Path, name: &str) -> Result<Self> {
@@ -153,6 +154,15 @@ impl Agent {
         // unwatched file a copy of weights (derived), which a kept state
         // would watch in every later row.
         cmd.arg("run").args(["--state-dir", "none"]);
+        // The default configuration keeps an audit store; each agent gets
+        // a fresh one here, so that the host's own agent (which holds the
+        // default store) cannot collide with it and no run inherits
+        // another's records.
+        let store = run_dir.join(format!("{name}.db"));
+        for stale in ["db", "db-wal", "db-shm", "key"] {
+            let _ = std::fs::remove_file(store.with_extension(stale));
+        }
+        cmd.arg("--store").arg(&store);
         for dir in watch {
             cmd.arg("--watch").arg(dir);
         }
