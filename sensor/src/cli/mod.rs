@@ -5,8 +5,13 @@ pub mod baseline;
 pub mod bench_floor;
 pub mod doctor;
 pub mod policy;
+pub mod query;
 pub mod run;
+pub mod stats;
 pub mod store_args;
+pub mod table;
+pub mod timeline;
 pub mod verify;
+pub mod when;
 
 pub use args::{Cli, Command, exit};

@@ -3,11 +3,16 @@
 
 use std::path::PathBuf;
 
-use super::args::StoreArgs;
+use rusqlite::Connection;
+
+use super::{args::StoreArgs, exit};
 use crate::{
     Chain,
     config::Config,
-    store::{StoreSettings, chain},
+    store::{
+        StoreSettings, chain,
+        schema::{self, Access},
+    },
 };
 
 impl StoreArgs {
@@ -44,5 +49,22 @@ impl StoreArgs {
             None => chain::default_key_path(&db),
         };
         Ok((db, key))
+    }
+
+    /// The database, opened read-only for a reading subcommand (`query`,
+    /// `timeline`, `stats`); else the problem said on stderr and the
+    /// exit status (2).
+    pub fn open_read(&self) -> Result<(PathBuf, Connection), u8> {
+        let (db, _key) = self.resolve(None).map_err(|msg| {
+            eprintln!("weightwarden: {msg}");
+            exit::USAGE
+        })?;
+        match schema::open(&db, Access::Read) {
+            Ok(conn) => Ok((db, conn)),
+            Err(err) => {
+                eprintln!("weightwarden: {}", Chain(&err));
+                Err(exit::USAGE)
+            }
+        }
     }
 }
