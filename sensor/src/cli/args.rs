@@ -235,7 +235,7 @@ pub struct StatsArgs {
     /// 7d) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN", default_value = "24h")]
     pub since: When,
-    /// ... up to WHEN (same forms; default: now).
+    /// Summarise records up to WHEN (same forms; default: now).
     #[arg(long, value_name = "WHEN")]
     pub until: Option<When>,
     /// One JSON object (the default when stdout is not a terminal).
