@@ -23,14 +23,7 @@ use crate::{
 };
 
 pub fn execute(args: &QueryArgs) -> u8 {
-    let filter = match filter(args, when::now_ns()) {
-        Ok(filter) => filter,
-        Err(msg) => {
-            eprintln!("weightwarden: {msg}");
-            return exit::USAGE;
-        }
-    };
-    let (db, conn) = match args.store.open_read() {
+    let (filter, db, conn) = match args.store.open_read(|| filter(args, when::now_ns())) {
         Ok(opened) => opened,
         Err(status) => return status,
     };

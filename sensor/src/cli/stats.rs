@@ -19,14 +19,11 @@ use crate::{
 
 pub fn execute(args: &StatsArgs) -> u8 {
     let now = when::now_ns();
-    let (since, until) = match when::window(Some(args.since), args.until, now) {
-        Ok((since, until)) => (since.unwrap_or(i64::MIN), until.unwrap_or(now)),
-        Err(msg) => {
-            eprintln!("weightwarden: {msg}");
-            return exit::USAGE;
-        }
+    let window = || {
+        when::window(Some(args.since), args.until, now)
+            .map(|(since, until)| (since.unwrap_or(i64::MIN), until.unwrap_or(now)))
     };
-    let (db, conn) = match args.store.open_read() {
+    let ((since, until), db, conn) = match args.store.open_read(window) {
         Ok(opened) => opened,
         Err(status) => return status,
     };

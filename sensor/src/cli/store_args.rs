@@ -51,20 +51,22 @@ impl StoreArgs {
         Ok((db, key))
     }
 
-    /// The database, opened read-only for a reading subcommand (`query`,
-    /// `timeline`, `stats`); else the problem said on stderr and the
-    /// exit status (2).
-    pub fn open_read(&self) -> Result<(PathBuf, Connection), u8> {
-        let (db, _key) = self.resolve(None).map_err(|msg| {
+    /// For a reading subcommand (`query`, `timeline`, `stats`): its other
+    /// flags checked by `check`, then the database opened read-only. On
+    /// failure, the problem said on stderr and the exit status (2).
+    pub fn open_read<T>(
+        &self,
+        check: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, PathBuf, Connection), u8> {
+        let usage = |msg: String| {
             eprintln!("weightwarden: {msg}");
             exit::USAGE
-        })?;
+        };
+        let checked = check().map_err(usage)?;
+        let (db, _key) = self.resolve(None).map_err(usage)?;
         match schema::open(&db, Access::Read) {
-            Ok(conn) => Ok((db, conn)),
-            Err(err) => {
-                eprintln!("weightwarden: {}", Chain(&err));
-                Err(exit::USAGE)
-            }
+            Ok(conn) => Ok((checked, db, conn)),
+            Err(err) => Err(usage(Chain(&err).to_string())),
         }
     }
 }

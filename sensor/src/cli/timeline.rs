@@ -15,20 +15,17 @@ use crate::{
 };
 
 pub fn execute(args: &TimelineArgs) -> u8 {
-    let window = match when::window(args.window.since, args.window.until, when::now_ns()) {
-        Ok((since_ns, until_ns)) => Window { since_ns, until_ns },
-        Err(msg) => {
-            eprintln!("weightwarden: {msg}");
-            return exit::USAGE;
-        }
+    let check = || {
+        let (since_ns, until_ns) =
+            when::window(args.window.since, args.window.until, when::now_ns())?;
+        let root = match (args.pid, &args.container) {
+            (Some(pid), _) => Root::Pid(i64::from(pid)),
+            (None, Some(id)) => Root::Container(id.clone()),
+            (None, None) => return Err("give --pid PID or --container ID".to_owned()),
+        };
+        Ok((Window { since_ns, until_ns }, root))
     };
-    let root = match (&args.pid, &args.container) {
-        (Some(pid), _) => Root::Pid(i64::from(*pid)),
-        (None, Some(id)) => Root::Container(id.clone()),
-        // clap requires one of them.
-        (None, None) => return exit::USAGE,
-    };
-    let (db, conn) = match args.store.open_read() {
+    let ((window, root), db, conn) = match args.store.open_read(check) {
         Ok(opened) => opened,
         Err(status) => return status,
     };
