@@ -2,16 +2,18 @@
 //! and `stats` answer with exactly the records the agent wrote — `--json`
 //! byte for byte as its JSON lines output — for processes this test ran
 //! (cats as root and as nobody, a shell pipeline, dd, a Python mmap), and
-//! refuse bad input and unusable stores with exit 2 and the reason.
+//! refuse bad input and unusable stores (missing, not a database, newer,
+//! locked) with exit 2 and the reason.
 
 #![allow(clippy::unwrap_used)]
 
 use std::{
     collections::BTreeMap,
     fs,
+    io::{BufRead, BufReader, Write},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -609,4 +611,32 @@ fn bad_input_and_unusable_stores_exit_2_with_the_reason() {
     let (code, _, err) = weightwarden(&["stats", "--db", newer.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("schema version 99, newer"), "{err}");
+    // Locked by another program for longer than the 5 s a reader waits:
+    // a sqlite3 shell holding an exclusive transaction (on a database in
+    // rollback mode: in the agent's WAL mode nothing blocks a reader).
+    let mut shell = Command::new("sqlite3")
+        .arg(&newer)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_shell = shell.stdin.take().unwrap();
+    to_shell
+        .write_all(b"BEGIN EXCLUSIVE; SELECT 'locked';\n")
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(shell.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "locked");
+    let started = Instant::now();
+    let (code, _, err) = weightwarden(&["query", "--db", newer.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("stayed locked for more than 5 s") && err.contains("newer.db"),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    drop(to_shell);
+    assert!(shell.wait().unwrap().success());
 }
