@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use super::when::When;
 use crate::{
     agent::RunSettings,
     config::{Config, OutputSpec, Overrides},
@@ -48,6 +49,20 @@ pub enum Command {
     /// removed, inserted or reordered, no tail cut off (docs/store.md).
     /// Exits 0 when intact, 1 where it breaks (and says where).
     Verify(VerifyArgs),
+    /// Find records in the audit store: by file (a glob), weight set,
+    /// process, executable, user, container, action, severity or detection,
+    /// over a time window, in time order (docs/store.md, Querying).
+    /// Prints a table on a terminal, else the records as JSON lines, byte
+    /// for byte as the agent wrote them. Exits 0 (also when nothing
+    /// matches), 2 for bad flags or a store that cannot be read.
+    Query(QueryArgs),
+    /// Everything one process tree did, in time order: the process, its
+    /// ancestors and all its descendants — their execs and exits, weight
+    /// accesses, sends and detections (docs/store.md, Querying).
+    Timeline(TimelineArgs),
+    /// Summarise a time window: who read which weights and how many bytes,
+    /// the top readers, detections by id and records by action.
+    Stats(StatsArgs),
     /// Benchmarks only: attach empty programs to every hook the sensor uses
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
@@ -126,6 +141,126 @@ pub struct VerifyArgs {
     /// off since.
     #[arg(long, value_name = "SEQ:HEX")]
     pub head: Option<String>,
+}
+
+/// The time window of a reading subcommand.
+#[derive(Debug, clap::Args)]
+pub struct WindowArgs {
+    /// Only records at or after WHEN: a span back from now (30s, 90m, 2h,
+    /// 7d) or an RFC 3339 time (2026-05-01T09:30:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<When>,
+    /// Only records at or before WHEN (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<When>,
+}
+
+/// How a reading subcommand prints its rows.
+#[derive(Debug, clap::Args)]
+pub struct FormatArgs {
+    /// The records as JSON lines, byte for byte as the agent's outputs wrote
+    /// them (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with_all = ["csv", "table"])]
+    pub json: bool,
+    /// CSV: a header line, then a line per record.
+    #[arg(long, conflicts_with = "table")]
+    pub csv: bool,
+    /// An aligned table (the default on a terminal).
+    #[arg(long)]
+    pub table: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Records of files whose path matches GLOB (`*`, `?`, `[...]`;
+    /// case-sensitive; `*` crosses `/`): '/models/llama/*'.
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Records naming this weight set (the policy's `[weights.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    pub weights: Option<String>,
+    /// Records of processes with this pid (every process that had it).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Records of processes whose executable matches GLOB: '*/python3*'.
+    #[arg(long, value_name = "GLOB")]
+    pub exe: Option<String>,
+    /// Records of processes running as this user: a uid, or a name looked
+    /// up on this host.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Records of processes in this container: its id or a prefix of it.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Records with this action (repeatable: any of them).
+    #[arg(long = "action", value_name = "ACTION", value_parser = action_names())]
+    pub actions: Vec<String>,
+    /// Records of this severity or higher.
+    #[arg(long, value_name = "LEVEL", value_parser = severity_names())]
+    pub severity: Option<String>,
+    /// Detections with this id (bulk_read, copy, egress, ...).
+    #[arg(long, value_name = "ID")]
+    pub detection: Option<String>,
+    /// Print at most N records, the earliest (0: all).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: u64,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("root").required(true))]
+pub struct TimelineArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// The process with this pid: the latest one that had it with records
+    /// in the window (a reused pid is said on stderr; --until picks an
+    /// earlier one).
+    #[arg(long, value_name = "PID", group = "root")]
+    pub pid: Option<u32>,
+    /// Every process of this container (its id or a prefix of it).
+    #[arg(long, value_name = "ID", group = "root")]
+    pub container: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Summarise records from WHEN on: a span back from now (30s, 90m, 2h,
+    /// 7d) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "24h")]
+    pub since: When,
+    /// Summarise records up to WHEN (same forms; default: now).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<When>,
+    /// One JSON object (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "table")]
+    pub json: bool,
+    /// Aligned tables (the default on a terminal).
+    #[arg(long)]
+    pub table: bool,
+}
+
+/// The actions records have, as `--action` takes them.
+fn action_names() -> clap::builder::PossibleValuesParser {
+    crate::event::Action::ALL
+        .map(crate::store::row::action_name)
+        .into()
+}
+
+fn severity_names() -> clap::builder::PossibleValuesParser {
+    crate::store::query::SEVERITIES
+        .map(crate::store::row::severity_name)
+        .into()
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,13 @@ pub mod bench_floor;
 pub mod bench_store;
 pub mod doctor;
 pub mod policy;
+pub mod query;
 pub mod run;
+pub mod stats;
 pub mod store_args;
+pub mod table;
+pub mod timeline;
 pub mod verify;
+pub mod when;
 
 pub use args::{Cli, Command, exit};

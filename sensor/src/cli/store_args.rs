@@ -3,11 +3,16 @@
 
 use std::path::PathBuf;
 
-use super::args::StoreArgs;
+use rusqlite::Connection;
+
+use super::{args::StoreArgs, exit};
 use crate::{
     Chain,
     config::Config,
-    store::{StoreSettings, chain},
+    store::{
+        StoreSettings, chain,
+        schema::{self, Access},
+    },
 };
 
 impl StoreArgs {
@@ -44,5 +49,24 @@ impl StoreArgs {
             None => chain::default_key_path(&db),
         };
         Ok((db, key))
+    }
+
+    /// For a reading subcommand (`query`, `timeline`, `stats`): its other
+    /// flags checked by `check`, then the database opened read-only. On
+    /// failure, the problem said on stderr and the exit status (2).
+    pub fn open_read<T>(
+        &self,
+        check: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, PathBuf, Connection), u8> {
+        let usage = |msg: String| {
+            eprintln!("weightwarden: {msg}");
+            exit::USAGE
+        };
+        let checked = check().map_err(usage)?;
+        let (db, _key) = self.resolve(None).map_err(usage)?;
+        match schema::open(&db, Access::Read) {
+            Ok(conn) => Ok((checked, db, conn)),
+            Err(err) => Err(usage(Chain(&err).to_string())),
+        }
     }
 }

@@ -2,13 +2,17 @@
 //! embedded SQLite database (docs/store.md) for responders' questions, in a
 //! tamper-evident chain. `schema` (tables, indexes, migrations), `row`
 //! (what is indexed), `chain` (the keyed links), `meta` (identity and
-//! head), `writer` (the agent's writer thread), `retention`, `verify`.
+//! head), `writer` (the agent's writer thread), `retention`, `verify`;
+//! the responders' readers `query`, `timeline` and `stats`.
 
 pub mod chain;
 pub mod meta;
+pub mod query;
 pub mod retention;
 pub mod row;
 pub mod schema;
+pub mod stats;
+pub mod timeline;
 pub mod verify;
 pub mod writer;
 
@@ -76,6 +80,11 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+    #[error(
+        "audit store {0} stayed locked for more than 5 s: another program holds it (a `sqlite3` \
+         shell in a transaction?); end it, or read a copy (docs/store.md)"
+    )]
+    Busy(PathBuf),
     #[error("audit store {path} is damaged: {what}")]
     Corrupt { path: PathBuf, what: String },
     #[error("audit store key {path}: {source}")]
@@ -136,6 +145,11 @@ impl StoreError {
                         .into(),
                 }
             }
+            rusqlite::Error::SqliteFailure(e, _)
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+            {
+                Self::Busy(path.to_path_buf())
+            }
             _ => Self::Sqlite {
                 path: path.to_path_buf(),
                 source,
@@ -144,5 +158,7 @@ impl StoreError {
     }
 }
 
+#[cfg(test)]
+mod fixture;
 #[cfg(test)]
 mod tests;
