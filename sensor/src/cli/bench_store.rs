@@ -114,7 +114,11 @@ fn synthetic(templates: &[Event], n: u64, unix_ns: i128) -> Event {
     let process = n / PER_PROCESS;
     let kind = (n % PER_PROCESS) as usize;
     // One read in a hundred processes is a detection.
-    let template = if kind == 2 && process % 100 == 0 { 4 } else { kind };
+    let template = if kind == 2 && process % 100 == 0 {
+        4
+    } else {
+        kind
+    };
     let mut e = templates[template].clone();
     e.id = Some(RecordId { run: 1, seq: n + 1 });
     e.time = Timestamp::from_unix_ns(unix_ns);
@@ -137,7 +141,11 @@ fn synthetic(templates: &[Event], n: u64, unix_ns: i128) -> Event {
         let model = process % MODELS;
         let file = process / MODELS % FILES_PER_MODEL;
         f.path = Some(Text::from(
-            format!("/models/m{model}/model-{:05}-of-00020.safetensors", file + 1).as_str(),
+            format!(
+                "/models/m{model}/model-{:05}-of-00020.safetensors",
+                file + 1
+            )
+            .as_str(),
         ));
         f.ino = 1000 + model * FILES_PER_MODEL + file;
     }
