@@ -114,7 +114,7 @@ fn synthetic(templates: &[Event], n: u64, unix_ns: i128) -> Event {
     let process = n / PER_PROCESS;
     let kind = (n % PER_PROCESS) as usize;
     // One read in a hundred processes is a detection.
-    let template = if kind == 2 && process % 100 == 0 {
+    let template = if kind == 2 && process.is_multiple_of(100) {
         4
     } else {
         kind
