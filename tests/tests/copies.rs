@@ -20,7 +20,14 @@ const SIZE: u64 = 8 * MIB;
 /// coverage of the last one (the process's union so far).
 fn reads_of(sensor: &SensorProcess, pid: u32) -> (u64, u64, u64, f64) {
     sensor.wait_exit(pid);
-    let events = sensor.events_by_pid(Action::Read, pid);
+    // Of watched files only: a pipe the copy went into is followed once
+    // the agent has seen the copy (lineage), and a thread of the copier
+    // draining it reads that pipe.
+    let events: Vec<_> = sensor
+        .events_by_pid(Action::Read, pid)
+        .into_iter()
+        .filter(|e| e.file.as_ref().is_some_and(|f| f.derived_from.is_none()))
+        .collect();
     assert!(!events.is_empty(), "no read summary for {pid}");
     let summaries: Vec<&ReadSummary> = events.iter().map(read_summary).collect();
     (
