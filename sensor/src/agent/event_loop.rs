@@ -44,6 +44,12 @@ pub(super) const BPF_LSM: &str = "bpf_lsm";
 /// an exec, fork or exit record waits.
 const RING_POLL: Duration = Duration::from_millis(100);
 
+/// Records handled per turn of the event loop at most: a ring buffer that a
+/// busy host keeps from emptying must not starve the timers (the policy
+/// file's poll, the loss check every second, heartbeats). The rest waits
+/// for the next turn, which comes at once.
+const DRAIN_TURN: usize = 1024;
+
 /// The next decision from the enforcement thread; never, without one.
 async fn next_enforced(rx: &mut Option<tokio::sync::mpsc::Receiver<Enforced>>) -> Option<Enforced> {
     match rx {
@@ -112,12 +118,15 @@ impl Agent {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(io("the ring buffer poller"))?;
-                    self.drain_ring(guard.get_inner_mut());
-                    guard.clear_ready();
+                    // Still readable when records are left: the next turn
+                    // takes them, or a timer that is due first.
+                    if !self.drain_ring_upto(guard.get_inner_mut(), DRAIN_TURN) {
+                        guard.clear_ready();
+                    }
                     self.out.flush();
                 }
                 _ = ring_poll.tick() => {
-                    self.drain_ring(ring.get_mut());
+                    self.drain_ring_upto(ring.get_mut(), DRAIN_TURN);
                     self.out.flush();
                 }
                 guard = inotify.readable() => {
@@ -227,8 +236,18 @@ impl Agent {
         }
     }
 
+    /// Handles every queued record (at shutdown, after detaching).
     pub(super) fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
-        while let Some(item) = ring.next() {
+        self.drain_ring_upto(ring, usize::MAX);
+    }
+
+    /// Handles queued records, at most `max`; true when it stopped at
+    /// `max` (more may be queued).
+    fn drain_ring_upto(&mut self, ring: &mut RingBuf<MapData>, max: usize) -> bool {
+        for _ in 0..max {
+            let Some(item) = ring.next() else {
+                return false;
+            };
             self.health.agent.kernel_records.inc();
             match decode(&item) {
                 Ok(event) => {
@@ -241,6 +260,7 @@ impl Agent {
                 }
             }
         }
+        true
     }
 
     /// One kernel record through enrich and decide to the outputs.
