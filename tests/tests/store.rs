@@ -94,7 +94,7 @@ fn a_real_agents_store_holds_every_record_indexed_and_verifies() {
         let row = sqlite3(
             &db,
             &format!(
-                "SELECT action, comm, bytes, path LIKE '%llama.safetensors' FROM records WHERE pid = {pid} AND action = 'read'"
+                "SELECT action, comm, bytes, path LIKE '%llama.safetensors' FROM audit WHERE pid = {pid} AND action = 'read'"
             ),
         );
         assert_eq!(row, "read|cat|1048576|1", "pid {pid}");

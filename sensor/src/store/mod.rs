@@ -1,17 +1,21 @@
 //! The local audit store: every record the agent writes, kept in an
 //! embedded SQLite database (docs/store.md) for responders' questions, in a
 //! tamper-evident chain. `schema` (tables, indexes, migrations), `row`
-//! (what is indexed), `chain` (the keyed links), `meta` (identity and
-//! head), `writer` (the agent's writer thread), `retention`, `verify`;
+//! (what is indexed), `insert` (a record into the tables), `rollup` (hourly
+//! sums), `chain` (the keyed links), `meta` (identity and head), `writer`
+//! (the agent's writer thread), `retention`, `verify`;
 //! the responders' readers `query`, `timeline` and `stats`.
 
 pub mod chain;
+pub mod insert;
 pub mod meta;
 pub mod query;
 pub mod retention;
+pub mod rollup;
 pub mod row;
 pub mod schema;
 pub mod stats;
+pub mod synthetic;
 pub mod timeline;
 pub mod verify;
 pub mod writer;

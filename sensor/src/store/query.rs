@@ -1,6 +1,8 @@
 //! `query`: which records match a responder's filter, as parameterised
 //! SQL over the indexed columns (`schema.rs`), in time order, and each
-//! match decoded with its record's bytes.
+//! match decoded with its record's bytes. A filter on who acted or on
+//! which file picks their ids from `actors` or `files` first, then reads
+//! those ids' records through `records_actor` or `records_file`.
 //!
 //! User values only ever travel as bound parameters; the SQL text is built
 //! from fixed fragments, so a path glob like `x' OR 1=1 --` is a pattern
@@ -53,9 +55,21 @@ pub struct Sql {
     pub params: Vec<Value>,
 }
 
-/// The columns every reader selects, in [`Found::from_row`]'s order.
-pub const COLUMNS: &str = "seq, time_ns, action, severity, pid, pid_start_ns, ppid, uid, comm, \
-                           exe, container, path, weight_set, bytes, detection, record";
+/// The columns every reader selects from [`joined`], in
+/// [`Found::from_row`]'s order.
+pub const COLUMNS: &str = "r.seq, r.time_ns, r.action, r.severity, a.pid, a.start_ns, a.ppid, \
+                           a.uid, a.comm, a.exe, a.container, f.path, r.weight_set, r.bytes, \
+                           r.detection, r.record";
+
+/// The records (`r`) with their actors (`a`) and files (`f`), read
+/// through `index` if given (as the `audit` view, which cannot be told
+/// which index to use).
+pub fn joined(index: Option<&str>) -> String {
+    let indexed = index.map_or(String::new(), |i| format!(" INDEXED BY {i}"));
+    format!(
+        "records r{indexed} LEFT JOIN actors a ON a.id = r.actor LEFT JOIN files f ON f.id = r.file"
+    )
+}
 
 /// One matching record: the indexed columns, and the record's bytes as the
 /// agent's outputs wrote them (newline included).
@@ -150,57 +164,65 @@ impl Filter {
     pub fn sql(&self) -> Sql {
         let mut t = Terms::default();
         if let Some(since) = self.since_ns {
-            t.push("time_ns >= ?", [Value::Integer(since)]);
+            t.push("r.time_ns >= ?", [Value::Integer(since)]);
         }
         if let Some(until) = self.until_ns {
-            t.push("time_ns <= ?", [Value::Integer(until)]);
+            t.push("r.time_ns <= ?", [Value::Integer(until)]);
         }
         if let Some(glob) = &self.path {
-            t.push("path IS NOT NULL AND path GLOB ?", [text(glob)]);
+            t.push(
+                "r.file IN (SELECT id FROM files WHERE path GLOB ?)",
+                [text(glob)],
+            );
         }
         if let Some(set) = &self.weight_set {
-            t.push("weight_set IS NOT NULL AND weight_set = ?", [text(set)]);
+            t.push("r.weight_set IS NOT NULL AND r.weight_set = ?", [text(set)]);
         }
         if let Some(pid) = self.pid {
-            t.push("pid = ?", [Value::Integer(pid)]);
+            t.push(
+                "r.actor IN (SELECT id FROM actors WHERE pid = ?)",
+                [Value::Integer(pid)],
+            );
         }
         if let Some(glob) = &self.exe {
-            t.push("exe IS NOT NULL AND exe GLOB ?", [text(glob)]);
+            t.push(
+                "r.actor IN (SELECT id FROM actors WHERE exe GLOB ?)",
+                [text(glob)],
+            );
         }
         if let Some(uid) = self.uid {
-            t.push("uid = ?", [Value::Integer(uid)]);
+            t.push(
+                "r.actor IN (SELECT id FROM actors WHERE uid = ?)",
+                [Value::Integer(uid)],
+            );
         }
         if let Some(id) = &self.container {
             let prefix = format!("{}*", glob_literal(id));
             t.push(
-                "container IS NOT NULL AND container GLOB ?",
+                "r.actor IN (SELECT id FROM actors WHERE container GLOB ?)",
                 [text(&prefix)],
             );
         }
         if !self.actions.is_empty() {
-            t.any_of("action", self.actions.iter().map(|a| text(a)).collect());
+            t.any_of("r.action", self.actions.iter().map(|a| text(a)).collect());
         }
         if let Some(min) = self.min_severity.filter(|s| *s > Severity::Info) {
-            t.sql.push("severity <> 'info'".to_owned());
+            t.sql.push("r.severity <> 'info'".to_owned());
             let at_least = SEVERITIES.iter().filter(|s| **s >= min);
             t.any_of(
-                "severity",
+                "r.severity",
                 at_least.map(|s| text(severity_name(*s))).collect(),
             );
         }
         if let Some(id) = &self.detection {
-            t.push("detection IS NOT NULL AND detection = ?", [text(id)]);
+            t.push("r.detection IS NOT NULL AND r.detection = ?", [text(id)]);
         }
-        let mut sql = format!("SELECT {COLUMNS} FROM records");
-        if let Some(index) = self.pattern_index() {
-            sql.push_str(" INDEXED BY ");
-            sql.push_str(index);
-        }
+        let mut sql = format!("SELECT {COLUMNS} FROM {}", joined(self.index()));
         if !t.sql.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&t.sql.join(" AND "));
         }
-        sql.push_str(" ORDER BY time_ns, seq");
+        sql.push_str(" ORDER BY r.time_ns, r.seq");
         if let Some(limit) = self.limit {
             sql.push_str(" LIMIT ?");
             t.params
@@ -214,26 +236,21 @@ impl Filter {
 }
 
 impl Filter {
-    /// The index a pattern with a literal prefix reads through, unless a
-    /// pid names the process. SQLite has no statistics here (a reader
-    /// cannot `ANALYZE` a store it only reads) and, given a time window,
-    /// prefers the time index, which holds every exec and exit on the host:
-    /// far more than the records of one model's files, one executable or
-    /// one container.
-    fn pattern_index(&self) -> Option<&'static str> {
-        let prefixed = |glob: &Option<String>| {
-            glob.as_deref()
-                .and_then(|g| g.chars().next())
-                .is_some_and(|c| !matches!(c, '*' | '?' | '['))
-        };
-        if self.pid.is_some() {
-            None
-        } else if prefixed(&self.path) {
-            Some("records_path")
-        } else if prefixed(&self.exe) {
-            Some("records_exe")
-        } else if self.container.as_deref().is_some_and(|id| !id.is_empty()) {
-            Some("records_container")
+    /// The index the records are read through: a file's or an actor's,
+    /// when the filter names files or actors. SQLite has no statistics
+    /// here (a reader cannot `ANALYZE` a store it only reads) and, given a
+    /// time window, prefers the time index, which holds every exec and
+    /// exit on the host: far more than the records of one model's files,
+    /// one executable or one container.
+    fn index(&self) -> Option<&'static str> {
+        if self.path.is_some() {
+            Some("records_file")
+        } else if self.pid.is_some()
+            || self.exe.is_some()
+            || self.uid.is_some()
+            || self.container.is_some()
+        {
+            Some("records_actor")
         } else {
             None
         }

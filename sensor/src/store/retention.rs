@@ -2,13 +2,18 @@
 //! while the store uses more than `store.max_bytes`. Each cut removes a
 //! prefix of the chain and keeps, sealed with the chain's key, the link it
 //! was cut at (`prunes`), so that `verify` checks what is left from there.
-//! Freed pages go back to the file system (incremental vacuum).
+//! The cut records leave the hourly sums, and the actors and files only
+//! they named go with them. Freed pages go back to the file system
+//! (incremental vacuum).
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use super::chain::Key;
+use super::{chain::Key, insert, rollup};
+
+/// Size cuts in one run at most.
+const SIZE_CUTS_MAX: usize = 4;
 
 /// What retention keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,24 +45,30 @@ pub fn apply(conn: &mut Connection, key: &Key, retention: &Retention) -> rusqlit
             removed += cut(conn, key, through, "age")?;
         }
     }
-    if let Some(max) = retention.max_bytes {
+    // A cut frees about its share of the records' pages, not exactly
+    // (indexes, actors and sums shrink less): cut again while over.
+    for _ in 0..SIZE_CUTS_MAX {
+        let Some(max) = retention.max_bytes else {
+            break;
+        };
         let used = used_bytes(conn)?;
-        if used > max {
-            let count: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
-            // Down to 90% of the bound, so that it is not cut again at once.
-            let share = (used - max * 9 / 10) as f64 / used as f64;
-            let drop = ((count as f64 * share).ceil() as i64).clamp(1, count.max(1));
-            let through: Option<i64> = conn
-                .query_row(
-                    "SELECT seq FROM records ORDER BY seq LIMIT 1 OFFSET ?1",
-                    [drop - 1],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(through) = through {
-                removed += cut(conn, key, through, "size")?;
-            }
+        if used <= max {
+            break;
         }
+        // Records are numbered without gaps: the first and last give the
+        // count without reading them all.
+        let (first, last): (Option<i64>, Option<i64>) =
+            conn.query_row("SELECT min(seq), max(seq) FROM records", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let (Some(first), Some(last)) = (first, last) else {
+            break;
+        };
+        let count = last - first + 1;
+        // Down to 90% of the bound, so that it is not cut again at once.
+        let share = (used - max * 9 / 10) as f64 / used as f64;
+        let drop = ((count as f64 * share).ceil() as i64).clamp(1, count);
+        removed += cut(conn, key, first + drop - 1, "size")?;
     }
     if removed > 0 {
         conn.execute_batch("PRAGMA incremental_vacuum")?;
@@ -71,7 +82,10 @@ fn cut(conn: &mut Connection, key: &Key, through: i64, reason: &str) -> rusqlite
     let link: Vec<u8> = tx.query_row("SELECT mac FROM records WHERE seq = ?1", [through], |r| {
         r.get(0)
     })?;
+    rollup::subtract_through(&tx, through)?;
+    insert::mark_cut(&tx, through)?;
     let removed = tx.execute("DELETE FROM records WHERE seq <= ?1", [through])? as u64;
+    insert::remove_orphans(&tx)?;
     let link: [u8; 32] = link.try_into().map_err(|_| {
         rusqlite::Error::InvalidColumnType(0, "mac".into(), rusqlite::types::Type::Blob)
     })?;

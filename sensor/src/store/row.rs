@@ -1,6 +1,8 @@
 //! What the store indexes of a record: the fields responders search by,
 //! taken from the event beside its encoded bytes (which are what is kept
-//! and chained; these columns only find them).
+//! and chained; these columns only find them). Who did it ([`Actor`]) and
+//! to which file ([`FileKey`]) are kept once each in their own tables
+//! (`schema.rs`); a record names them by id.
 
 use std::sync::OnceLock;
 
@@ -10,26 +12,39 @@ use crate::event::{AccessDetail, Action, Event, PolicyInfo, Severity};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {
     pub time_ns: i64,
-    pub run: Option<i64>,
-    pub run_seq: Option<i64>,
     pub action: &'static str,
     pub severity: &'static str,
-    pub pid: Option<i64>,
-    /// With the pid, who the process was (pids are reused).
-    pub pid_start_ns: Option<i64>,
-    pub ppid: Option<i64>,
-    pub uid: Option<i64>,
-    pub exe: Option<String>,
-    pub comm: Option<String>,
-    pub container: Option<String>,
-    pub path: Option<String>,
-    pub dev: Option<i64>,
-    pub ino: Option<i64>,
+    pub actor: Option<Actor>,
+    pub file: Option<FileKey>,
     /// The policy's weight set, on verdicts and detections that name one.
     pub weight_set: Option<String>,
     pub detection: Option<&'static str>,
     /// Bytes read, copied, sent or detected, where the record has them.
     pub bytes: Option<i64>,
+    /// `open_summary`: the opens it counted (`stats`).
+    pub opens: Option<i64>,
+}
+
+/// A process as one record saw it: a pid with its start time (pids are
+/// reused), and what it was then (its executable and name change at exec,
+/// its parent when it is reparented).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Actor {
+    pub pid: i64,
+    pub start_ns: Option<i64>,
+    pub ppid: Option<i64>,
+    pub uid: Option<i64>,
+    pub exe: Option<String>,
+    pub comm: Option<String>,
+    pub container: Option<String>,
+}
+
+/// A file as one record named it: its identity and the path it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub dev: i64,
+    pub ino: i64,
+    pub path: Option<String>,
 }
 
 /// SQLite integers are signed: a `u64` is kept bit for bit.
@@ -45,26 +60,24 @@ impl Row {
     pub fn of(event: &Event) -> Self {
         let mut row = Row {
             time_ns: ns(event.time.unix_ns),
-            run: event.id.map(|id| int(id.run)),
-            run_seq: event.id.map(|id| int(id.seq)),
             action: action_name(event.action),
             severity: severity_name(event.severity),
             ..Row::default()
         };
-        if let Some(p) = &event.process {
-            row.pid = Some(i64::from(p.pid));
-            row.pid_start_ns = p.start_time.map(|t| ns(t.unix_ns));
-            row.ppid = Some(i64::from(p.ppid));
-            row.uid = Some(i64::from(p.uid));
-            row.exe = p.exe.as_ref().map(|e| e.to_lossy().into_owned());
-            row.comm = Some(p.comm.clone());
-            row.container = p.container.as_ref().map(|c| c.id.clone());
-        }
-        if let Some(f) = &event.file {
-            row.path = f.path.as_ref().map(|p| p.to_lossy().into_owned());
-            row.dev = Some(int(f.dev));
-            row.ino = Some(int(f.ino));
-        }
+        row.actor = event.process.as_ref().map(|p| Actor {
+            pid: i64::from(p.pid),
+            start_ns: p.start_time.map(|t| ns(t.unix_ns)),
+            ppid: Some(i64::from(p.ppid)),
+            uid: Some(i64::from(p.uid)),
+            exe: p.exe.as_ref().map(|e| e.to_lossy().into_owned()),
+            comm: Some(p.comm.clone()),
+            container: p.container.as_ref().map(|c| c.id.clone()),
+        });
+        row.file = event.file.as_ref().map(|f| FileKey {
+            dev: int(f.dev),
+            ino: int(f.ino),
+            path: f.path.as_ref().map(|p| p.to_lossy().into_owned()),
+        });
         if let Some(d) = &event.detection {
             row.detection = Some(d.id.as_str());
             row.bytes = d.bytes.map(int);
@@ -73,15 +86,24 @@ impl Row {
         if let Some(PolicyInfo::Verdict(v)) = &event.policy {
             row.weight_set = row.weight_set.or_else(|| Some(v.weight_set.clone()));
         }
-        if row.bytes.is_none() {
-            row.bytes = event.access.as_ref().and_then(|a| match &a.detail {
-                AccessDetail::Read(r) => Some(int(r.bytes)),
-                AccessDetail::Copy(c) => Some(int(c.bytes)),
-                AccessDetail::Send(s) => Some(int(s.bytes)),
-                _ => None,
-            });
+        if let Some(access) = &event.access {
+            match &access.detail {
+                AccessDetail::Read(r) => row.bytes = row.bytes.or(Some(int(r.bytes))),
+                AccessDetail::Copy(c) => row.bytes = row.bytes.or(Some(int(c.bytes))),
+                AccessDetail::Send(s) => row.bytes = row.bytes.or(Some(int(s.bytes))),
+                AccessDetail::OpenSummary(s) => row.opens = Some(int(s.opens)),
+                _ => {}
+            }
         }
         row
+    }
+
+    /// Who read, in `stats`: the executable, else the name, else `?`.
+    pub fn reader(&self) -> &str {
+        self.actor
+            .as_ref()
+            .and_then(|a| a.exe.as_deref().or(a.comm.as_deref()))
+            .unwrap_or("?")
     }
 }
 

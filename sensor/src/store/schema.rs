@@ -3,24 +3,31 @@
 //!
 //! One row per record (`records`), in the order the agent wrote them
 //! (`seq`), holding the record's native encoding byte for byte beside the
-//! fields responders search by, each indexed with the time so that a
-//! question over a window reads only that window. `prunes` keeps where
-//! retention cut the chain (`chain.rs`), `meta` the store's identity and
-//! chain head. The version is SQLite's `user_version`.
+//! fields responders search by. Who acted (`actors`: a pid with its start
+//! time, executable, user, container) and on which file (`files`: device,
+//! inode, path) are kept once each and named by id, so that a record
+//! carries three indexes (time; actor, time; file, time) and a question
+//! over a window reads only that window. `hourly` sums the records of each
+//! hour by reader, file, action and detection for `stats` (`rollup.rs`);
+//! the `audit` view joins it all back for `query`, `timeline` and anyone
+//! with a `sqlite3` shell. `prunes` keeps where retention cut the chain
+//! (`chain.rs`), `meta` the store's identity and chain head. The version is
+//! SQLite's `user_version`.
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use super::{StoreError, rollup::rollup_of_records};
 
 /// The version this agent writes. Each step in [`MIGRATIONS`] goes from
 /// its index to the next.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// `MIGRATIONS[n]` turns a version-`n` database into version `n + 1`
 /// (version 0: an empty file).
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
-const V1: &str = "
+/// Version 1: one table of records, twelve indexes.
+pub const V1: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -71,6 +78,104 @@ CREATE TABLE prunes (
     seal        BLOB NOT NULL
 );
 ";
+
+/// Version 2: actors and files in tables of their own, three indexes on
+/// records instead of twelve, hourly sums for `stats`. The records keep
+/// their sequence numbers, bytes and links: the chain is unchanged.
+const V2: &str = concat!(
+    "
+CREATE TABLE actors (
+    id        INTEGER PRIMARY KEY,
+    pid       INTEGER NOT NULL,
+    start_ns  INTEGER,
+    ppid      INTEGER,
+    uid       INTEGER,
+    exe       TEXT,
+    comm      TEXT,
+    container TEXT
+);
+INSERT INTO actors (pid, start_ns, ppid, uid, exe, comm, container)
+    SELECT DISTINCT pid, pid_start_ns, ppid, uid, exe, comm, container FROM records
+    WHERE pid IS NOT NULL;
+CREATE INDEX actors_pid       ON actors(pid, start_ns);
+CREATE INDEX actors_parent    ON actors(ppid);
+CREATE INDEX actors_exe       ON actors(exe) WHERE exe IS NOT NULL;
+CREATE INDEX actors_uid       ON actors(uid);
+CREATE INDEX actors_container ON actors(container) WHERE container IS NOT NULL;
+
+CREATE TABLE files (
+    id   INTEGER PRIMARY KEY,
+    dev  INTEGER NOT NULL,
+    ino  INTEGER NOT NULL,
+    path TEXT
+);
+INSERT INTO files (dev, ino, path)
+    SELECT DISTINCT dev, ino, path FROM records WHERE dev IS NOT NULL AND ino IS NOT NULL;
+CREATE INDEX files_inode ON files(dev, ino);
+CREATE INDEX files_path  ON files(path) WHERE path IS NOT NULL;
+
+CREATE TABLE records_v2 (
+    seq        INTEGER PRIMARY KEY,
+    time_ns    INTEGER NOT NULL,
+    action     TEXT NOT NULL,
+    severity   TEXT NOT NULL,
+    actor      INTEGER REFERENCES actors(id),
+    file       INTEGER REFERENCES files(id),
+    weight_set TEXT,
+    detection  TEXT,
+    bytes      INTEGER,
+    opens      INTEGER,
+    record     BLOB NOT NULL,
+    mac        BLOB NOT NULL
+);
+INSERT INTO records_v2
+    SELECT r.seq, r.time_ns, r.action, r.severity,
+           (SELECT a.id FROM actors a
+             WHERE a.pid = r.pid AND a.start_ns IS r.pid_start_ns AND a.ppid IS r.ppid
+               AND a.uid IS r.uid AND a.exe IS r.exe AND a.comm IS r.comm
+               AND a.container IS r.container
+             LIMIT 1),
+           (SELECT f.id FROM files f
+             WHERE f.dev = r.dev AND f.ino = r.ino AND f.path IS r.path LIMIT 1),
+           r.weight_set, r.detection, r.bytes,
+           CASE WHEN r.action = 'open_summary'
+                THEN json_extract(CAST(r.record AS TEXT), '$.access.opens') END,
+           r.record, r.mac
+    FROM records r ORDER BY r.seq;
+DROP TABLE records;
+ALTER TABLE records_v2 RENAME TO records;
+CREATE INDEX records_time      ON records(time_ns);
+CREATE INDEX records_actor     ON records(actor, time_ns);
+CREATE INDEX records_file      ON records(file, time_ns);
+CREATE INDEX records_weights   ON records(weight_set, time_ns) WHERE weight_set IS NOT NULL;
+CREATE INDEX records_severity  ON records(severity, time_ns) WHERE severity <> 'info';
+CREATE INDEX records_detection ON records(detection, time_ns) WHERE detection IS NOT NULL;
+
+CREATE VIEW audit AS
+    SELECT r.seq, r.time_ns, r.action, r.severity, r.actor, r.file,
+           a.pid, a.start_ns AS pid_start_ns, a.ppid, a.uid, a.comm, a.exe, a.container,
+           f.dev, f.ino, f.path, r.weight_set, r.detection, r.bytes, r.opens, r.record, r.mac
+    FROM records r
+    LEFT JOIN actors a ON a.id = r.actor
+    LEFT JOIN files f ON f.id = r.file;
+
+CREATE TABLE hourly (
+    hour      INTEGER NOT NULL,
+    reader    TEXT NOT NULL,
+    uid       INTEGER NOT NULL,
+    file      INTEGER NOT NULL,
+    action    TEXT NOT NULL,
+    detection TEXT NOT NULL,
+    records   INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    opens     INTEGER NOT NULL,
+    PRIMARY KEY (hour, reader, uid, file, action, detection)
+) WITHOUT ROWID;
+INSERT INTO hourly ",
+    rollup_of_records!("", "true"),
+    ";
+"
+);
 
 /// How a database is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +277,7 @@ mod tests {
                 |r| r.get(0),
             )
             .expect("tables");
-        assert_eq!(tables, 3);
+        assert_eq!(tables, 6);
     }
 
     #[test]

@@ -11,32 +11,40 @@ use super::{
     StoreSettings,
     chain::{Head, Key},
     retention::Retention,
+    rollup,
     schema::{self, Access},
+    synthetic,
     verify::{self, Broken},
     writer::Writer,
 };
 use crate::{
-    event::{Action, Event, RecordId, Severity, Tier, Timestamp},
+    event::{Event, RecordId},
     output::encode::{Encoder, native::Native},
 };
 
+/// Record `seq`: the synthetic host's (a process's exec, open, read or
+/// close of a weight file, or a detection), at `unix_ns`.
 fn event(seq: u64, unix_ns: i128) -> Event {
-    Event {
-        id: Some(RecordId { run: 7, seq }),
-        time: Timestamp::from_unix_ns(unix_ns),
-        host: "h".into(),
-        action: Action::Heartbeat,
-        severity: Severity::Info,
-        tier: Tier::Tracepoint,
-        process: None,
-        file: None,
-        access: None,
-        exit: None,
-        sensor: None,
-        policy: None,
-        target: None,
-        detection: None,
-    }
+    let templates = synthetic::templates().expect("templates");
+    let mut e = synthetic::event(&templates, seq - 1, unix_ns, 0);
+    e.id = Some(RecordId { run: 7, seq });
+    e
+}
+
+/// Whether the hourly sums are those of the records, and every actor and
+/// file is named by a record.
+fn derived_tables_match(path: &Path) -> bool {
+    let conn = schema::open(path, Access::Read).expect("open");
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM actors WHERE id NOT IN (SELECT actor FROM records \
+             WHERE actor IS NOT NULL)) + (SELECT count(*) FROM files WHERE id NOT IN \
+             (SELECT file FROM records WHERE file IS NOT NULL))",
+            [],
+            |r| r.get(0),
+        )
+        .expect("orphans");
+    rollup::matches_records(&conn).expect("sums") && orphans == 0
 }
 
 fn now_ns() -> i128 {
@@ -50,11 +58,12 @@ fn store_with(dir: &Path, n: u64, old: u64, retention: Retention) -> (StoreSetti
     settings.retention = retention;
     let mut writer = Writer::start(&settings).expect("start");
     let mut records = Vec::new();
+    let now = now_ns();
     for seq in 1..=n {
         let at = if seq <= old {
-            now_ns() - 10 * 86_400 * 1_000_000_000
+            now - 10 * 86_400 * 1_000_000_000
         } else {
-            now_ns()
+            now
         };
         let e = event(seq, at);
         let mut buf = Vec::new();
@@ -97,6 +106,12 @@ fn what_the_writer_commits_verifies_and_holds_the_records_byte_for_byte() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(stored, records);
+    assert!(derived_tables_match(&settings.path));
+    // 25 processes, the same 25 actors whatever the records' order.
+    let actors: i64 = conn
+        .query_row("SELECT count(*) FROM actors", [], |r| r.get(0))
+        .expect("actors");
+    assert_eq!(actors, 25);
     // A second run chains on from the first's head.
     let mut writer = Writer::start(&settings).expect("restart");
     let e = event(1, now_ns());
@@ -111,7 +126,7 @@ fn what_the_writer_commits_verifies_and_holds_the_records_byte_for_byte() {
 fn an_edited_deleted_inserted_or_reordered_record_is_named_where_it_happened() {
     let cases: &[(&str, Broken)] = &[
         (
-            "UPDATE records SET record = replace(record, 'heartbeat', 'heartbeaT') WHERE seq = 40",
+            "UPDATE records SET record = replace(record, 'gpu-node-01', 'gpu-node-02') WHERE seq = 40",
             Broken::Altered { seq: 40 },
         ),
         (
@@ -120,9 +135,8 @@ fn an_edited_deleted_inserted_or_reordered_record_is_named_where_it_happened() {
         ),
         (
             "UPDATE records SET seq = seq + 1000 WHERE seq >= 40; \
-             INSERT INTO records SELECT 40, time_ns, run, run_seq, action, severity, pid, \
-             pid_start_ns, ppid, uid, exe, comm, container, path, dev, ino, weight_set, \
-             detection, bytes, record, mac FROM records WHERE seq = 39; \
+             INSERT INTO records SELECT 40, time_ns, action, severity, actor, file, \
+             weight_set, detection, bytes, opens, record, mac FROM records WHERE seq = 39; \
              UPDATE records SET seq = seq - 999 WHERE seq >= 1040",
             Broken::Altered { seq: 40 },
         ),
@@ -200,6 +214,8 @@ fn retention_cuts_a_prefix_that_still_verifies_and_a_forged_cut_does_not() {
         ),
         (35, Some(26), 25, Some(25))
     );
+    // The cut records left the hourly sums; their own actors went too.
+    assert!(derived_tables_match(&settings.path));
     // Removing more and claiming retention did it needs the key.
     edit(
         &settings.path,
@@ -212,7 +228,7 @@ fn retention_cuts_a_prefix_that_still_verifies_and_a_forged_cut_does_not() {
 #[test]
 fn retention_by_size_keeps_the_store_under_its_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (settings, _) = store_with(dir.path(), 20_000, 0, Retention::default());
+    let (settings, _) = store_with(dir.path(), 5_000, 0, Retention::default());
     let mut bounded = settings.clone();
     bounded.retention.max_bytes = Some(1 << 20);
     Writer::start(&bounded).expect("restart").finish();
@@ -221,7 +237,8 @@ fn retention_by_size_keeps_the_store_under_its_bound() {
     assert!(used <= 1 << 20, "{used}");
     let intact = check(&settings).expect("intact");
     assert!(intact.pruned > 0 && intact.records > 0, "{intact:?}");
-    assert_eq!(intact.pruned + intact.records, 20_000);
+    assert_eq!(intact.pruned + intact.records, 5_000);
+    assert!(derived_tables_match(&settings.path));
 }
 
 #[test]
@@ -236,4 +253,117 @@ fn a_second_writer_is_refused_and_a_wrong_key_is_named() {
     other.key_path = dir.path().join("other.key");
     let err = Writer::start(&other).err().expect("other key");
     assert!(err.to_string().contains("chained with key"), "{err}");
+}
+
+#[test]
+fn a_version_1_store_migrates_with_its_records_chain_and_answers() {
+    use super::{meta, row::Row};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = StoreSettings::at(&dir.path().join("audit.db"));
+    let key = Key::load(&settings.key_path, true).expect("key");
+    // A store as a version-1 agent left it: 60 records, chained.
+    let conn = Connection::open(&settings.path).expect("create");
+    conn.execute_batch(schema::V1).expect("v1");
+    conn.pragma_update(None, "user_version", 1)
+        .expect("version");
+    let head = meta::open_chain(&conn, &key, &settings.path).expect("meta");
+    let mut link = head.link;
+    let now = now_ns();
+    let mut records = Vec::new();
+    for seq in 1..=60u64 {
+        let e = event(seq, now);
+        let mut buf = Vec::new();
+        Native.encode(&e, &mut buf).expect("encode");
+        link = key.link(&link, seq, &buf);
+        let r = Row::of(&e);
+        let (a, f) = (r.actor.clone().unwrap_or_default(), r.file.clone());
+        conn.execute(
+            "INSERT INTO records (seq, time_ns, run, run_seq, action, severity, pid, \
+             pid_start_ns, ppid, uid, exe, comm, container, path, dev, ino, weight_set, \
+             detection, bytes, record, mac) VALUES (?1, ?2, 7, ?1, ?3, ?4, ?5, ?6, ?7, ?8, \
+             ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            rusqlite::params![
+                seq as i64,
+                r.time_ns,
+                r.action,
+                r.severity,
+                r.actor.as_ref().map(|a| a.pid),
+                a.start_ns,
+                a.ppid,
+                a.uid,
+                a.exe,
+                a.comm,
+                a.container,
+                f.as_ref().and_then(|f| f.path.clone()),
+                f.as_ref().map(|f| f.dev),
+                f.as_ref().map(|f| f.ino),
+                r.weight_set,
+                r.detection,
+                r.bytes,
+                buf,
+                &link[..],
+            ],
+        )
+        .expect("v1 record");
+        records.push(buf);
+    }
+    meta::set_head(&conn, &Head { seq: 60, link }).expect("head");
+    drop(conn);
+    // The agent migrates it and chains on.
+    let mut writer = Writer::start(&settings).expect("migrate");
+    let e = event(61, now);
+    let mut buf = Vec::new();
+    Native.encode(&e, &mut buf).expect("encode");
+    writer.submit(&e, &buf);
+    writer.finish();
+    records.push(buf);
+    let intact = check(&settings).expect("intact");
+    assert_eq!((intact.records, intact.head.seq), (61, 61));
+    assert!(derived_tables_match(&settings.path));
+    let conn = schema::open(&settings.path, Access::Read).expect("open");
+    assert_eq!(schema::version(&conn).expect("version"), schema::VERSION);
+    let stored: Vec<Vec<u8>> = conn
+        .prepare("SELECT record FROM records ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(stored, records);
+    // Each record has the process and file it had, through the new tables:
+    // the migrated ones, and the one written after with the same process.
+    let (actors, files): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM actors), (SELECT count(*) FROM files)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("counts");
+    assert_eq!((actors, files), (16, 15));
+    let filter = super::query::Filter {
+        path: Some("/models/m3/*".into()),
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    super::query::each::<super::StoreError>(&conn, &settings.path, &filter, |f| {
+        found.push((f.seq, f.action, f.pid));
+        Ok(())
+    })
+    .expect("query");
+    let want: Vec<(i64, String, Option<i64>)> = (1..=61u64)
+        .map(|seq| event(seq, now))
+        .enumerate()
+        .filter(|(_, e)| {
+            e.file
+                .as_ref()
+                .and_then(|f| f.path.as_ref())
+                .is_some_and(|p| p.to_lossy().starts_with("/models/m3/"))
+        })
+        .map(|(i, e)| {
+            let r = Row::of(&e);
+            (i as i64 + 1, r.action.to_owned(), r.actor.map(|a| a.pid))
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(found, want);
 }

@@ -1,6 +1,6 @@
 //! `timeline`: the records of one process tree, in time order — the
 //! process (or a container's processes), its ancestors through the
-//! `ppid` column, and every descendant, recursively.
+//! actors' `ppid`, and every descendant, recursively.
 //!
 //! A process is a pid and its start time: pids are reused. The start time
 //! a record carries is the kernel's boot-clock start turned into wall-clock
@@ -10,10 +10,10 @@
 //! can differ by microseconds to a tick. Start times closer than
 //! [`SAME_START_NS`] are one process here.
 //!
-//! The tree is walked with one indexed query per process (`records_process`
-//! for a pid's records, `records_parent` for its children) rather than one
-//! recursive CTE: each step needs the pid-reuse checks below, and a tree
-//! is small next to the store.
+//! The tree is walked with one indexed query per process (`actors_pid`,
+//! then `records_actor` for a pid's records; `actors_parent` for its
+//! children) rather than one recursive CTE: each step needs the pid-reuse
+//! checks below, and a tree is small next to the store.
 
 use std::{collections::VecDeque, path::Path};
 
@@ -21,7 +21,7 @@ use rusqlite::{Connection, types::Value};
 
 use super::{
     StoreError,
-    query::{COLUMNS, Found, glob_literal},
+    query::{COLUMNS, Found, glob_literal, joined},
 };
 
 /// Start times this close are one process (a clock tick is 10 ms at
@@ -66,11 +66,12 @@ impl Process {
         self.pid == other.pid && self.start == other.start
     }
 
-    /// The `WHERE` terms naming this process's records, and their values.
+    /// The `WHERE` terms on `actors` naming this process, and their
+    /// values.
     fn identity(&self) -> (&'static str, Vec<Value>) {
         match self.start {
             Some((lo, hi)) => (
-                "pid = ? AND pid_start_ns BETWEEN ? AND ?",
+                "pid = ? AND start_ns BETWEEN ? AND ?",
                 vec![
                     Value::Integer(self.pid),
                     Value::Integer(lo),
@@ -78,7 +79,7 @@ impl Process {
                 ],
             ),
             None => (
-                "pid = ? AND pid_start_ns IS NULL",
+                "pid = ? AND start_ns IS NULL",
                 vec![Value::Integer(self.pid)],
             ),
         }
@@ -148,8 +149,9 @@ impl Reader<'_> {
         StoreError::at(self.path, e)
     }
 
-    /// The processes whose records match `cond` within `window`, one per
-    /// (pid, start) with start times closer than [`SAME_START_NS`] merged.
+    /// The processes whose actors match `cond` (on `actors`) and have
+    /// records within `window`, one per (pid, start) with start times
+    /// closer than [`SAME_START_NS`] merged.
     fn processes(
         &self,
         cond: &str,
@@ -160,10 +162,12 @@ impl Reader<'_> {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT pid, pid_start_ns, min(time_ns), max(time_ns), \
-                 max(CASE WHEN action = 'exit' THEN time_ns END) FROM records \
-                 WHERE {cond} AND time_ns >= ? AND time_ns <= ? \
-                 GROUP BY pid, pid_start_ns ORDER BY pid, pid_start_ns"
+                "SELECT a.pid, a.start_ns, min(r.time_ns), max(r.time_ns), \
+                 max(CASE WHEN r.action = 'exit' THEN r.time_ns END) \
+                 FROM records r INDEXED BY records_actor JOIN actors a ON a.id = r.actor \
+                 WHERE r.actor IN (SELECT id FROM actors WHERE {cond}) \
+                 AND r.time_ns >= ? AND r.time_ns <= ? \
+                 GROUP BY a.pid, a.start_ns ORDER BY a.pid, a.start_ns"
             ))
             .map_err(|e| self.at(e))?;
         let mut params = params;
@@ -207,7 +211,12 @@ impl Reader<'_> {
         let (cond, params) = p.identity();
         self.conn
             .query_row(
-                &format!("SELECT ppid FROM records WHERE {cond} ORDER BY time_ns, seq LIMIT 1"),
+                &format!(
+                    "SELECT a.ppid FROM records r INDEXED BY records_actor \
+                     JOIN actors a ON a.id = r.actor \
+                     WHERE r.actor IN (SELECT id FROM actors WHERE {cond}) \
+                     ORDER BY r.time_ns, r.seq LIMIT 1"
+                ),
                 rusqlite::params_from_iter(params),
                 |r| r.get(0),
             )
@@ -245,7 +254,10 @@ impl Reader<'_> {
         let since = parent.start_ns().unwrap_or(parent.first_ns);
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT pid FROM records WHERE ppid = ?1 AND time_ns >= ?2")
+            .prepare(
+                "SELECT DISTINCT a.pid FROM actors a WHERE a.ppid = ?1 AND EXISTS \
+                 (SELECT 1 FROM records r WHERE r.actor = a.id AND r.time_ns >= ?2)",
+            )
             .map_err(|e| self.at(e))?;
         let pids = stmt
             .query_map([parent.pid, since], |r| r.get::<_, Option<i64>>(0))
@@ -372,7 +384,10 @@ pub fn records(
         params.extend([Value::Integer(since), Value::Integer(until)]);
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM records WHERE {cond} AND time_ns >= ? AND time_ns <= ?"
+                "SELECT {COLUMNS} FROM {} \
+                 WHERE r.actor IN (SELECT id FROM actors WHERE {cond}) \
+                 AND r.time_ns >= ? AND r.time_ns <= ?",
+                joined(Some("records_actor"))
             ))
             .map_err(at)?;
         let rows = stmt

@@ -97,51 +97,28 @@ pub fn verify(
             }
         }
     }
-    let mut stmt = conn
-        .prepare("SELECT seq, record, mac FROM records WHERE seq >= ?1 ORDER BY seq")
-        .map_err(at)?;
     // Records at or before the last cut are checked by nothing: they
     // should not exist.
-    let stale: i64 = conn
+    let stale: Option<i64> = conn
         .query_row(
-            "SELECT count(*) FROM records WHERE seq < ?1",
+            "SELECT min(seq) FROM records WHERE seq < ?1",
             [expect as i64],
             |r| r.get(0),
         )
         .map_err(at)?;
-    if stale > 0 {
-        return Ok(Err(Broken::Altered { seq: 1 }));
+    if let Some(seq) = stale {
+        return Ok(Err(Broken::Altered {
+            seq: seq.max(0) as u64,
+        }));
     }
-    let mut rows = stmt.query([expect as i64]).map_err(at)?;
-    let mut records = 0u64;
-    let mut first = None;
-    let mut head = Head {
+    let start = Head {
         seq: expect - 1,
         link: prev,
     };
-    while let Some(row) = rows.next().map_err(at)? {
-        let seq = row.get::<_, i64>(0).map_err(at)? as u64;
-        let record = row
-            .get_ref(1)
-            .map_err(at)?
-            .as_bytes()
-            .map_err(|e| at(e.into()))?;
-        let link = blob32(row.get(2).map_err(at)?);
-        if seq != expect {
-            return Ok(Err(Broken::Missing {
-                from: expect,
-                to: seq - 1,
-            }));
-        }
-        let want = key.link(&head.link, seq, record);
-        if link != Some(want) {
-            return Ok(Err(Broken::Altered { seq }));
-        }
-        first.get_or_insert(seq);
-        head = Head { seq, link: want };
-        records += 1;
-        expect = seq + 1;
-    }
+    let (records, first, head) = match walk(conn, path, key, start)? {
+        Ok(walked) => walked,
+        Err(broken) => return Ok(Err(broken)),
+    };
     if head.seq < meta.head.seq {
         return Ok(Err(Broken::Truncated {
             last: head.seq,
@@ -156,7 +133,14 @@ pub fn verify(
         }));
     }
     if let Some(given) = given
-        && !contains(conn, path, &head, &given, pruned_through)?
+        && !contains(
+            conn,
+            path,
+            &head,
+            &given,
+            pruned_through,
+            &key.genesis(&meta.store_id),
+        )?
     {
         return Ok(Err(if given.seq > head.seq {
             Broken::Truncated {
@@ -180,6 +164,101 @@ pub fn verify(
     }))
 }
 
+/// Records read from the database at a time, for the hashing thread.
+const BATCH: usize = 4096;
+
+/// A run of records in chain order: their bytes end to end.
+#[derive(Default)]
+struct Batch {
+    seqs: Vec<u64>,
+    links: Vec<Option<Link>>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+/// Records walked, the first, and the last link.
+type Walked = (u64, Option<u64>, Head);
+
+/// Walks the records after `start` to the last: this thread reads them,
+/// another recomputes their links (the two take about as long). Returns
+/// how many there were, the first, and the last link; or where the chain
+/// breaks.
+fn walk(
+    conn: &Connection,
+    path: &Path,
+    key: &Key,
+    start: Head,
+) -> Result<Result<Walked, Broken>, StoreError> {
+    let at = |e| StoreError::at(path, e);
+    let linker = key.linker();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let hasher = scope.spawn(move || {
+            let mut head = start;
+            let mut records = 0u64;
+            let mut first = None;
+            for batch in rx {
+                let mut from = 0;
+                for ((seq, link), end) in batch.seqs.iter().zip(&batch.links).zip(&batch.ends) {
+                    let (seq, record) = (*seq, &batch.bytes[from..*end]);
+                    from = *end;
+                    if seq != head.seq + 1 {
+                        return Err(Broken::Missing {
+                            from: head.seq + 1,
+                            to: seq - 1,
+                        });
+                    }
+                    let want = linker.link(&head.link, seq, record);
+                    if *link != Some(want) {
+                        return Err(Broken::Altered { seq });
+                    }
+                    first.get_or_insert(seq);
+                    head = Head { seq, link: want };
+                    records += 1;
+                }
+            }
+            Ok((records, first, head))
+        });
+        let read = || -> Result<(), StoreError> {
+            let mut stmt = conn
+                .prepare("SELECT seq, record, mac FROM records WHERE seq > ?1 ORDER BY seq")
+                .map_err(at)?;
+            let mut rows = stmt.query([start.seq as i64]).map_err(at)?;
+            let mut batch = Batch::default();
+            while let Some(row) = rows.next().map_err(at)? {
+                let seq = row.get::<_, i64>(0).map_err(at)?;
+                let record = row
+                    .get_ref(1)
+                    .map_err(at)?
+                    .as_bytes()
+                    .map_err(|e| at(e.into()))?;
+                batch.seqs.push(seq as u64);
+                batch.bytes.extend_from_slice(record);
+                batch.ends.push(batch.bytes.len());
+                batch.links.push(
+                    row.get_ref(2)
+                        .ok()
+                        .and_then(|v| v.as_blob().ok())
+                        .and_then(|b| Link::try_from(b).ok()),
+                );
+                if batch.seqs.len() == BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
+                    // The hasher found a break and stopped.
+                    return Ok(());
+                }
+            }
+            // An error here: the hasher stopped, at a break.
+            let _ = tx.send(batch);
+            Ok(())
+        };
+        let read = read();
+        drop(tx);
+        let walked = hasher
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read.map(|()| walked)
+    })
+}
+
 /// Whether the verified chain (ending at `head`) has `given` as a link.
 fn contains(
     conn: &Connection,
@@ -187,6 +266,7 @@ fn contains(
     head: &Head,
     given: &Head,
     pruned_through: Option<u64>,
+    genesis: &Link,
 ) -> Result<bool, StoreError> {
     if given.seq > head.seq {
         return Ok(false);
@@ -196,13 +276,17 @@ fn contains(
         // link, when it is that one).
         return Ok(true);
     }
+    if given.seq == 0 {
+        // An empty store's head: the genesis.
+        return Ok(given.link == *genesis);
+    }
     let link: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(conn.query_row(
         "SELECT mac FROM records WHERE seq = ?1",
         [given.seq as i64],
         |r| r.get(0),
     ))
     .map_err(|e| StoreError::at(path, e))?;
-    Ok(link.and_then(blob32) == Some(given.link) || (given.seq == 0))
+    Ok(link.and_then(blob32) == Some(given.link))
 }
 
 fn blob32(bytes: Vec<u8>) -> Option<Link> {

@@ -14,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, ErrorCode};
 
 use super::{
     StoreError, StoreSettings,
-    chain::{Head, Key},
+    chain::{Head, Key, Linker},
+    insert::Inserter,
     meta,
     retention::{self, Retention},
     row::Row,
@@ -78,12 +79,14 @@ impl Writer {
             .store(retention::used_bytes(&conn).unwrap_or(0), Relaxed);
         let (tx, rx) = mpsc::sync_channel(settings.queue_max);
         let worker = Worker {
+            linker: key.linker(),
             conn,
             key,
             head,
             shared: Arc::clone(&shared),
             retention: settings.retention,
             path: settings.path.clone(),
+            inserter: Inserter::default(),
         };
         let thread = std::thread::Builder::new()
             .name("ww-store".into())
@@ -263,6 +266,8 @@ struct Worker {
     shared: Arc<Shared>,
     retention: Retention,
     path: std::path::PathBuf,
+    inserter: Inserter,
+    linker: Linker,
 }
 
 impl Worker {
@@ -306,6 +311,8 @@ impl Worker {
                 self.shared.written.fetch_add(batch.len() as u64, Relaxed);
             }
             Err(err) => {
+                // Ids given inside the failed transaction may be given again.
+                self.inserter.forget();
                 let disk_full = matches!(
                     &err,
                     rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::DiskFull
@@ -334,43 +341,14 @@ impl Worker {
     fn insert(&mut self, batch: &[Pending]) -> rusqlite::Result<Head> {
         let tx = self.conn.transaction()?;
         let mut head = self.head;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO records (seq, time_ns, run, run_seq, action, severity, pid, \
-                 pid_start_ns, ppid, uid, exe, comm, container, path, dev, ino, weight_set, \
-                 detection, bytes, record, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                 ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-            )?;
-            for p in batch {
-                let seq = head.seq + 1;
-                let link = self.key.link(&head.link, seq, &p.record);
-                let r = &p.row;
-                stmt.execute(params![
-                    seq as i64,
-                    r.time_ns,
-                    r.run,
-                    r.run_seq,
-                    r.action,
-                    r.severity,
-                    r.pid,
-                    r.pid_start_ns,
-                    r.ppid,
-                    r.uid,
-                    r.exe,
-                    r.comm,
-                    r.container,
-                    r.path,
-                    r.dev,
-                    r.ino,
-                    r.weight_set,
-                    r.detection,
-                    r.bytes,
-                    p.record,
-                    &link[..],
-                ])?;
-                head = Head { seq, link };
-            }
+        for p in batch {
+            let seq = head.seq + 1;
+            let link = self.linker.link(&head.link, seq, &p.record);
+            self.inserter
+                .record(&tx, seq, &p.row, &p.record, &link[..])?;
+            head = Head { seq, link };
         }
+        self.inserter.finish_batch(&tx)?;
         meta::set_head(&tx, &head)?;
         tx.commit()?;
         Ok(head)
@@ -380,6 +358,9 @@ impl Worker {
     fn retain(&mut self) {
         match retention::apply(&mut self.conn, &self.key, &self.retention) {
             Ok(removed) => {
+                if removed > 0 {
+                    self.inserter.forget();
+                }
                 self.shared.pruned.fetch_add(removed, Relaxed);
             }
             Err(err) => tracing::warn!(

@@ -17,7 +17,10 @@ fn no_filter_selects_everything_in_time_order() {
     let sql = Filter::default().sql();
     assert_eq!(
         sql.text,
-        format!("SELECT {COLUMNS} FROM records ORDER BY time_ns, seq")
+        format!(
+            "SELECT {COLUMNS} FROM records r LEFT JOIN actors a ON a.id = r.actor \
+             LEFT JOIN files f ON f.id = r.file ORDER BY r.time_ns, r.seq"
+        )
     );
     assert!(sql.params.is_empty());
 }
@@ -42,12 +45,17 @@ fn every_filter_is_a_bound_parameter() {
     assert_eq!(
         sql.text,
         format!(
-            "SELECT {COLUMNS} FROM records WHERE time_ns >= ? AND time_ns <= ? AND \
-             path IS NOT NULL AND path GLOB ? AND weight_set IS NOT NULL AND weight_set = ? AND \
-             pid = ? AND exe IS NOT NULL AND exe GLOB ? AND uid = ? AND \
-             container IS NOT NULL AND container GLOB ? AND action IN (?, ?) AND \
-             severity <> 'info' AND severity IN (?, ?) AND \
-             detection IS NOT NULL AND detection = ? ORDER BY time_ns, seq LIMIT ?"
+            "SELECT {COLUMNS} FROM records r INDEXED BY records_file \
+             LEFT JOIN actors a ON a.id = r.actor LEFT JOIN files f ON f.id = r.file \
+             WHERE r.time_ns >= ? AND r.time_ns <= ? AND \
+             r.file IN (SELECT id FROM files WHERE path GLOB ?) AND \
+             r.weight_set IS NOT NULL AND r.weight_set = ? AND \
+             r.actor IN (SELECT id FROM actors WHERE pid = ?) AND \
+             r.actor IN (SELECT id FROM actors WHERE exe GLOB ?) AND \
+             r.actor IN (SELECT id FROM actors WHERE uid = ?) AND \
+             r.actor IN (SELECT id FROM actors WHERE container GLOB ?) AND \
+             r.action IN (?, ?) AND r.severity <> 'info' AND r.severity IN (?, ?) AND \
+             r.detection IS NOT NULL AND r.detection = ? ORDER BY r.time_ns, r.seq LIMIT ?"
         )
     );
     assert_eq!(
@@ -222,21 +230,21 @@ fn each_searchable_filter_reads_through_an_index() {
                 path: Some("/models/llama/*".into()),
                 ..Filter::default()
             },
-            "records_path",
+            "records_file (file=?); LIST SUBQUERY 1; SEARCH files USING COVERING INDEX files_path",
         ),
         (
             Filter {
                 pid: Some(10),
                 ..Filter::default()
             },
-            "records_process",
+            "records_actor (actor=?); LIST SUBQUERY 1; SEARCH actors USING COVERING INDEX actors_pid",
         ),
         (
             Filter {
                 container: Some("3f2a".into()),
                 ..Filter::default()
             },
-            "records_container",
+            "records_actor (actor=?); LIST SUBQUERY 1; SEARCH actors USING COVERING INDEX actors_container",
         ),
         (
             Filter {
@@ -260,7 +268,7 @@ fn each_searchable_filter_reads_through_an_index() {
 }
 
 #[test]
-fn a_pattern_with_a_literal_prefix_reads_its_own_index_in_a_window() {
+fn a_filter_on_files_or_actors_reads_their_records_within_the_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sample(dir.path());
     let day = |f: Filter| Filter {
@@ -274,38 +282,37 @@ fn a_pattern_with_a_literal_prefix_reads_its_own_index_in_a_window() {
                 path: Some("/models/llama/*".into()),
                 ..Filter::default()
             }),
-            "records_path (path>? AND path<?)",
+            "records_file (file=? AND time_ns>? AND time_ns<?)",
         ),
         (
             day(Filter {
                 exe: Some("/usr/bin/*".into()),
                 ..Filter::default()
             }),
-            "records_exe (exe>? AND exe<?)",
+            "records_actor (actor=? AND time_ns>? AND time_ns<?)",
         ),
         (
             day(Filter {
                 container: Some("3f2a".into()),
                 ..Filter::default()
             }),
-            "records_container (container>? AND container<?)",
+            "records_actor (actor=? AND time_ns>? AND time_ns<?)",
         ),
-        // No prefix to search by: the window is the narrowest.
+        // Without a prefix, the files' paths are scanned: still few next
+        // to the records of a window.
         (
             day(Filter {
                 path: Some("*llama*".into()),
                 ..Filter::default()
             }),
-            "records_time",
+            "records_file (file=? AND time_ns>? AND time_ns<?)",
         ),
-        // A pid names the process best.
         (
             day(Filter {
-                path: Some("/models/*".into()),
                 pid: Some(10),
                 ..Filter::default()
             }),
-            "records_process",
+            "records_actor (actor=? AND time_ns>? AND time_ns<?)",
         ),
     ];
     for (filter, index) in cases {
