@@ -206,6 +206,148 @@ fn a_killed_agent_loses_nothing_it_committed_and_the_next_one_chains_on() {
 }
 
 #[test]
+fn a_heartbeats_chain_head_proves_a_tail_cut_the_store_itself_hides() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 1 << 16);
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("audit.db");
+    let sensor = SensorProcess::start(
+        &[models.path()],
+        &["--store", db.to_str().unwrap(), "--heartbeat-interval", "1"],
+    );
+    let cat = || {
+        tests::run(
+            Command::new("cat")
+                .arg(&weights)
+                .stdout(std::process::Stdio::null()),
+        )
+    };
+    let first = cat();
+    // A heartbeat after the cat's records were committed: the SIEM's copy.
+    let heartbeat = sensor.wait_for("a heartbeat with a head", Duration::from_secs(10), |r| {
+        r["action"] == "heartbeat"
+            && r["sensor"]["store_head"]
+                .as_str()
+                .and_then(|h| h.split_once(':'))
+                .and_then(|(seq, _)| seq.parse::<u64>().ok())
+                .is_some_and(|seq| seq >= 4)
+    });
+    let head = heartbeat["sensor"]["store_head"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let head_seq: u64 = head.split_once(':').unwrap().0.parse().unwrap();
+    for _ in 0..3 {
+        cat();
+    }
+    let (status, _) = sensor.stop();
+    assert!(status.success());
+    // Intact, and the SIEM's head is in it.
+    let (code, out) = verify(&db, &["--head", &head]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = verify(&db, &["--head", "1:00"]);
+    assert_eq!(code, 2, "a head that is no head: {out}");
+    // An attacker without the key cuts everything from the first cat's
+    // records on and moves the store's own head back to match: the store
+    // is consistent with itself...
+    let cut = sqlite3(
+        &db,
+        &format!("SELECT min(seq) FROM audit WHERE pid = {first}"),
+    )
+    .parse::<u64>()
+    .unwrap();
+    assert!(cut <= head_seq, "{cut} {head_seq}");
+    let kept = cut - 1;
+    sqlite3(
+        &db,
+        &format!(
+            "DELETE FROM records WHERE seq > {kept}; \
+             UPDATE meta SET value = '{kept}:' || hex(mac) FROM records \
+             WHERE meta.key = 'head' AND records.seq = {kept}"
+        ),
+    );
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "the store alone cannot tell: {out}");
+    // ...but not with the head the heartbeat carried out of the host.
+    let (code, out) = verify(&db, &["--head", &head]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ends at record {kept} but its head says {head_seq}"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn retention_in_a_real_agent_cuts_the_oldest_and_the_store_still_verifies() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 4096);
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("audit.db");
+    let store = ["--store", db.to_str().unwrap()];
+    // Over 2 MiB of records (each cat makes six, two of them detections:
+    // fewer than detect.max_per_minute), by an agent without a size bound.
+    let sensor = SensorProcess::start(&[models.path()], &store);
+    tests::run(Command::new("sh").arg("-c").arg(format!(
+        "for i in $(seq 250); do cat {} > /dev/null; done",
+        weights.display()
+    )));
+    let (status, _) = sensor.stop();
+    assert!(status.success());
+    let before: u64 = sqlite3(&db, "SELECT count(*) FROM records")
+        .parse()
+        .unwrap();
+    let bytes = |db: &Path| -> u64 {
+        sqlite3(
+            db,
+            "SELECT (page_count - freelist_count) * page_size \
+             FROM pragma_page_count, pragma_freelist_count, pragma_page_size",
+        )
+        .parse()
+        .unwrap()
+    };
+    assert!(bytes(&db) > 2 << 20, "{}", bytes(&db));
+    // The next agent is bound to 1 MiB: it cuts the oldest at start-up.
+    let sensor = SensorProcess::start_with_config(
+        &[models.path()],
+        &store,
+        "[store]\nmax_bytes = 1048576\n",
+    );
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    let stop = records.last().unwrap();
+    let pruned = stop["sensor"]["store"]["pruned"].as_u64().unwrap();
+    assert!(pruned > 0, "{}", stop["sensor"]);
+    assert!(bytes(&db) <= 1 << 20, "{}", bytes(&db));
+    // What is left is the newest, numbered on from the cut, and verifies.
+    let (first, last, count): (u64, u64, u64) = {
+        let row = sqlite3(&db, "SELECT min(seq), max(seq), count(*) FROM records");
+        let v: Vec<u64> = row.split('|').map(|n| n.parse().unwrap()).collect();
+        (v[0], v[1], v[2])
+    };
+    assert_eq!(first, pruned + 1);
+    assert_eq!(count, last - pruned);
+    assert!(
+        last > before,
+        "the second agent's records: {before} then {last}"
+    );
+    let (code, out) = verify(&db, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("records {first} to {last}")) && out.contains("retention"),
+        "{out}"
+    );
+    // The hourly sums lost the cut records with them.
+    let summed: u64 = sqlite3(&db, "SELECT sum(records) FROM hourly")
+        .parse()
+        .unwrap();
+    assert_eq!(summed, count);
+}
+
+#[test]
 fn a_full_disk_is_counted_and_the_agent_runs_on() {
     let mnt = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
