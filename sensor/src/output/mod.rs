@@ -102,6 +102,12 @@ impl Fanout {
                 for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
                     output.counters.write_failures += 1;
                 }
+                // The store keeps the native encoding: it lost it too.
+                if *format == Format::Native
+                    && let Some(store) = &self.store
+                {
+                    store.count_unencodable();
+                }
                 continue;
             }
             if *format == Format::Native

@@ -82,8 +82,7 @@ impl Key {
                 .mode(0o700)
                 .create(dir)?;
         }
-        let mut key = [0u8; KEY_BYTES];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+        let key: [u8; KEY_BYTES] = random()?;
         // create_new: two agents racing never overwrite each other's key.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -156,6 +155,13 @@ impl Linker {
         mac.update(record);
         mac.finalize().into_bytes().into()
     }
+}
+
+/// `N` bytes from the kernel's random source.
+pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Where the key of the store at `db` lives unless configured: beside it,

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{
     StoreError,
-    chain::{Head, Key},
+    chain::{self, Head, Key},
 };
 
 /// What `meta` holds.
@@ -68,15 +68,7 @@ pub fn open_chain(conn: &Connection, key: &Key, path: &Path) -> Result<Head, Sto
     let meta = match read(conn, path)? {
         Some(meta) => meta,
         None => {
-            let mut id = [0u8; 16];
-            std::io::Read::read_exact(
-                &mut std::fs::File::open("/dev/urandom").map_err(|source| StoreError::Key {
-                    path: "/dev/urandom".into(),
-                    source,
-                })?,
-                &mut id,
-            )
-            .map_err(|source| StoreError::Key {
+            let id: [u8; 16] = chain::random().map_err(|source| StoreError::Key {
                 path: "/dev/urandom".into(),
                 source,
             })?;

@@ -48,6 +48,7 @@ struct Shared {
     lost_disk_full: AtomicU64,
     lost_write_error: AtomicU64,
     lost_writer_gone: AtomicU64,
+    lost_encode_error: AtomicU64,
     pruned: AtomicU64,
     size_bytes: AtomicU64,
 }
@@ -147,6 +148,12 @@ impl Writer {
         }
     }
 
+    /// Counts a record lost for the store because its native encoding
+    /// failed (the outputs count it as a failed write).
+    pub fn count_unencodable(&self) {
+        self.shared.lost_encode_error.fetch_add(1, Relaxed);
+    }
+
     /// Records lost for the store so far, for every reason.
     pub fn lost(&self) -> u64 {
         let s = &self.shared;
@@ -155,6 +162,7 @@ impl Writer {
             &s.lost_disk_full,
             &s.lost_write_error,
             &s.lost_writer_gone,
+            &s.lost_encode_error,
         ]
         .iter()
         .map(|c| c.load(Relaxed))
@@ -244,6 +252,11 @@ impl crate::metrics::Collect for Writer {
             "lost_write_error",
             "records lost for the store: another write error",
             s.lost_write_error.load(Relaxed) + s.lost_writer_gone.load(Relaxed),
+        );
+        section.total(
+            "lost_encode_error",
+            "records lost for the store: their native encoding failed",
+            s.lost_encode_error.load(Relaxed),
         );
         section.total(
             "pruned",
