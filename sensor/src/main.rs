@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Baseline(args) => cli::baseline::execute(&args),
         Command::Policy(command) => cli::policy::execute(&command),
         Command::Verify(args) => cli::verify::execute(&args),
+        Command::Migrate(args) => cli::migrate::execute(&args),
         Command::Query(args) => cli::query::execute(&args),
         Command::Timeline(args) => cli::timeline::execute(&args),
         Command::Stats(args) => cli::stats::execute(&args),

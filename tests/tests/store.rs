@@ -447,3 +447,89 @@ fn a_store_that_cannot_be_used_stops_start_up_and_says_why() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no audit store at"), "{out}");
 }
+
+/// `weightwarden ARGS`: exit code, stdout, stderr.
+fn weightwarden(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_version_1_copy_is_refused_by_readers_until_migrated_then_answers_the_same() {
+    let (keep, db, _) = recorded_store(2);
+    // The same records in a version-1 store, as the first store's agents
+    // wrote them: every field on the record row, its chain as it was.
+    let old = keep.path().join("old.db");
+    let v1 = sensor::store::schema::V1;
+    sqlite3(
+        &old,
+        &format!(
+            "{v1}; ATTACH '{}' AS new; \
+             INSERT INTO records (seq, time_ns, action, severity, pid, pid_start_ns, ppid, uid, \
+             exe, comm, container, path, dev, ino, weight_set, detection, bytes, record, mac) \
+             SELECT seq, time_ns, action, severity, pid, pid_start_ns, ppid, uid, exe, comm, \
+             container, path, dev, ino, weight_set, detection, bytes, record, mac \
+             FROM new.audit ORDER BY seq; \
+             INSERT INTO meta SELECT * FROM new.meta; PRAGMA user_version = 1;",
+            db.display()
+        ),
+    );
+    let old_arg = old.to_str().unwrap();
+    let key = db.with_extension("key");
+    let key_arg = key.to_str().unwrap();
+    let (code, _, err) = weightwarden(&["query", "--db", old_arg, "--json"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("schema version 1") && err.contains("weightwarden migrate --db"),
+        "{err}"
+    );
+    let (code, out, err) = weightwarden(&["migrate", "--db", old_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("migrated from schema version 1 to"), "{out}");
+    // The chain is the one the agent made, and every answer the same.
+    let (code, migrated) = verify(&old, &["--key", key_arg]);
+    assert_eq!(code, 0, "{migrated}");
+    let (_, original) = verify(&db, &[]);
+    let head = |text: &str| text.split(" head ").nth(1).unwrap().to_owned();
+    assert_eq!(head(&migrated), head(&original));
+    let db_arg = db.to_str().unwrap();
+    for args in [
+        &["query", "--json", "--limit", "0"][..],
+        &["query", "--json", "--path", "*llama*", "--exe", "*/cat"],
+        &["stats", "--json", "--since", "1h"],
+        &["query", "--csv", "--action", "read"],
+    ] {
+        let with = |db: &str| {
+            let mut all = vec![args[0], "--db", db];
+            all.extend(&args[1..]);
+            weightwarden(&all)
+        };
+        let (code, out, err) = with(old_arg);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let (_, want, _) = with(db_arg);
+        // `stats` names its window, which moved between the two runs.
+        let strip = |s: &str| s.split(",\"since\"").next().unwrap_or(s).to_owned();
+        assert_eq!(strip(&out), strip(&want), "{args:?}");
+        assert!(!out.is_empty(), "{args:?}");
+    }
+    let (code, out, _) = weightwarden(&["migrate", "--db", old_arg]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already at schema version"), "{out}");
+    // Under a running agent: refused, by name.
+    let models = tempfile::tempdir().unwrap();
+    // With its key beside it, where the agent looks.
+    fs::copy(&key, old.with_extension("key")).unwrap();
+    let sensor = SensorProcess::start(&[models.path()], &["--store", old_arg]);
+    let (code, _, err) = weightwarden(&["migrate", "--db", old_arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("in use by another weightwarden agent"),
+        "{err}"
+    );
+    let (status, _) = sensor.stop();
+    assert!(status.success());
+}

@@ -49,6 +49,10 @@ pub enum Command {
     /// removed, inserted or reordered, no tail cut off (docs/store.md).
     /// Exits 0 when intact, 1 where it breaks (and says where).
     Verify(VerifyArgs),
+    /// Bring an audit store written by an older weightwarden to this one's
+    /// schema (the agent does it when it starts; this is for a copy taken
+    /// for forensics). Records, chain and links are kept as they are.
+    Migrate(MigrateArgs),
     /// Find records in the audit store: by file (a glob), weight set,
     /// process, executable, user, container, action, severity or detection,
     /// over a time window, in time order (docs/store.md, Querying).
@@ -136,11 +140,17 @@ pub struct VerifyArgs {
     /// (`audit.key` for `audit.db`).
     #[arg(long, value_name = "PATH")]
     pub key: Option<PathBuf>,
-    /// A chain head kept outside the host (a heartbeat's `sensor.store.head`,
+    /// A chain head kept outside the host (a heartbeat's `sensor.store_head`,
     /// `SEQ:HEX`): the chain must contain it, which proves no tail was cut
     /// off since.
     #[arg(long, value_name = "SEQ:HEX")]
     pub head: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// The time window of a reading subcommand.

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod bench_floor;
 pub mod bench_store;
 pub mod doctor;
+pub mod migrate;
 pub mod policy;
 pub mod query;
 pub mod run;

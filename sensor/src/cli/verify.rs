@@ -16,7 +16,7 @@ pub fn execute(args: &VerifyArgs) -> u8 {
     let given = match args.head.as_deref().map(|h| (h, Head::parse(h))) {
         Some((text, None)) => {
             eprintln!(
-                "weightwarden: --head {text:?} is not SEQ:HEX (a heartbeat's sensor.store.head, \
+                "weightwarden: --head {text:?} is not SEQ:HEX (a heartbeat's sensor.store_head, \
                  such as 1234:9f86d081...)"
             );
             return exit::USAGE;

@@ -76,8 +76,8 @@ pub enum StoreError {
     },
     #[error(
         "audit store {path} has schema version {found}, older than this weightwarden reads \
-         ({supported}): start the agent once to migrate it (or query a copy with the older \
-         weightwarden)"
+         ({supported}): start the agent once to migrate it, or migrate a copy with \
+         `weightwarden migrate --db COPY`"
     )]
     Older {
         path: PathBuf,

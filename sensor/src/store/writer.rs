@@ -192,7 +192,7 @@ impl Writer {
 /// Takes the store's writer lock (an exclusive `flock` on the database
 /// file, which SQLite's own POSIX locks do not touch), creating the file
 /// and its directory (0700) when missing.
-fn lock(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+pub fn lock(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
     use std::os::{fd::AsRawFd, unix::fs::DirBuilderExt};
     let io = |source| StoreError::Open {
         path: path.to_path_buf(),
