@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    rollup::Sums,
+    rollup::{NO_READER, NO_UID, Reader, Sums},
     row::{Actor, FileKey, Row},
 };
 
-/// Ids remembered at most per table; then the cache starts again (the
-/// tables' indexes still find them).
+/// Ids remembered per table before the cache starts again, at the end of
+/// a batch (the tables' indexes still find them).
 const CACHE_MAX: usize = 65_536;
 
 /// The writer's state across records: the ids it has seen, and the sums
@@ -21,6 +21,8 @@ const CACHE_MAX: usize = 65_536;
 #[derive(Debug, Default)]
 pub struct Inserter {
     actors: HashMap<Actor, i64>,
+    /// Each cached actor's reader and user, as the hourly sums name them.
+    readers: HashMap<i64, Reader>,
     files: HashMap<FileKey, i64>,
     sums: Sums,
 }
@@ -61,13 +63,23 @@ impl Inserter {
             record,
             mac,
         ])?;
-        self.sums.add(row, file);
+        self.sums.add(row, actor, file);
         Ok(())
     }
 
     /// Adds the batch's hourly sums: the last step of its transaction.
+    /// The caches start again here when full (the sums name actors by the
+    /// cache until then).
     pub fn finish_batch(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        self.sums.flush(conn)
+        self.sums.flush(conn, &self.readers)?;
+        if self.actors.len() >= CACHE_MAX {
+            self.actors.clear();
+            self.readers.clear();
+        }
+        if self.files.len() >= CACHE_MAX {
+            self.files.clear();
+        }
+        Ok(())
     }
 
     /// Forgets every id and sum: after a transaction that failed (its ids
@@ -75,6 +87,7 @@ impl Inserter {
     /// removes actors and files no record names any more).
     pub fn forget(&mut self) {
         self.actors.clear();
+        self.readers.clear();
         self.files.clear();
         self.sums.clear();
     }
@@ -112,10 +125,19 @@ impl Inserter {
                 conn.last_insert_rowid()
             }
         };
-        if self.actors.len() >= CACHE_MAX {
-            self.actors.clear();
-        }
         self.actors.insert(a.clone(), id);
+        self.readers.insert(
+            id,
+            Reader {
+                name: a
+                    .exe
+                    .as_deref()
+                    .or(a.comm.as_deref())
+                    .unwrap_or(NO_READER)
+                    .to_owned(),
+                uid: a.uid.unwrap_or(NO_UID),
+            },
+        );
         Ok(id)
     }
 
@@ -137,9 +159,6 @@ impl Inserter {
                 conn.last_insert_rowid()
             }
         };
-        if self.files.len() >= CACHE_MAX {
-            self.files.clear();
-        }
         self.files.insert(f.clone(), id);
         Ok(id)
     }

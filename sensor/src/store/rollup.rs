@@ -51,12 +51,25 @@ const ADD: &str = " ON CONFLICT (hour, reader, uid, file, action, detection) DO 
                    records = records + excluded.records, bytes = bytes + excluded.bytes, \
                    opens = opens + excluded.opens";
 
-/// One row of `hourly`, as its key.
+/// Who read, in `hourly`: the executable, else the name; and the user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reader {
+    pub name: String,
+    pub uid: i64,
+}
+
+/// The reader of records without a process, as [`rollup_of_records!`]
+/// names it.
+pub const NO_READER: &str = "?";
+/// The user of records without one.
+pub const NO_UID: i64 = -1;
+
+/// A batch's records, counted by actor id (0: none) and file id (0: none):
+/// cheap per record; folded into `hourly`'s key at the flush.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     hour: i64,
-    reader: String,
-    uid: i64,
+    actor: i64,
     file: i64,
     action: &'static str,
     detection: &'static str,
@@ -69,42 +82,65 @@ struct Sum {
     opens: i64,
 }
 
+impl Sum {
+    fn add(&mut self, other: Sum) {
+        self.records += other.records;
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.opens = self.opens.wrapping_add(other.opens);
+    }
+}
+
 /// A batch's sums, before they are added to `hourly`.
 #[derive(Debug, Default)]
 pub struct Sums(HashMap<Key, Sum>);
 
 impl Sums {
-    /// Counts `row`, whose file has id `file`.
-    pub fn add(&mut self, row: &Row, file: Option<i64>) {
+    /// Counts `row`, whose actor and file have these ids.
+    pub fn add(&mut self, row: &Row, actor: Option<i64>, file: Option<i64>) {
         let key = Key {
             hour: hour_of(row.time_ns),
-            reader: row.reader().to_owned(),
-            uid: row.actor.as_ref().and_then(|a| a.uid).unwrap_or(-1),
+            actor: actor.unwrap_or(0),
             file: file.unwrap_or(0),
             action: row.action,
             detection: row.detection.unwrap_or(""),
         };
-        let sum = self.0.entry(key).or_default();
-        sum.records += 1;
-        sum.bytes = sum.bytes.wrapping_add(row.bytes.unwrap_or(0));
-        sum.opens = sum.opens.wrapping_add(row.opens.unwrap_or(0));
+        self.0.entry(key).or_default().add(Sum {
+            records: 1,
+            bytes: row.bytes.unwrap_or(0),
+            opens: row.opens.unwrap_or(0),
+        });
     }
 
-    /// Adds the sums to `hourly` (in the caller's transaction) and empties
-    /// them.
-    pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Adds the sums to `hourly` (in the caller's transaction), each actor
+    /// named by `readers`, and empties them.
+    pub fn flush(
+        &mut self,
+        conn: &Connection,
+        readers: &HashMap<i64, Reader>,
+    ) -> rusqlite::Result<()> {
+        let nobody = Reader {
+            name: NO_READER.to_owned(),
+            uid: NO_UID,
+        };
+        let mut rows: HashMap<(i64, &Reader, i64, &str, &str), Sum> = HashMap::new();
+        for (k, s) in self.0.drain() {
+            let reader = readers.get(&k.actor).unwrap_or(&nobody);
+            rows.entry((k.hour, reader, k.file, k.action, k.detection))
+                .or_default()
+                .add(s);
+        }
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO hourly (hour, reader, uid, file, action, detection, records, bytes, \
              opens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9){ADD}"
         ))?;
-        for (k, s) in self.0.drain() {
+        for ((hour, reader, file, action, detection), s) in rows {
             stmt.execute(rusqlite::params![
-                k.hour,
-                k.reader,
-                k.uid,
-                k.file,
-                k.action,
-                k.detection,
+                hour,
+                reader.name,
+                reader.uid,
+                file,
+                action,
+                detection,
                 s.records,
                 s.bytes,
                 s.opens

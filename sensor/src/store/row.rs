@@ -97,14 +97,6 @@ impl Row {
         }
         row
     }
-
-    /// Who read, in `stats`: the executable, else the name, else `?`.
-    pub fn reader(&self) -> &str {
-        self.actor
-            .as_ref()
-            .and_then(|a| a.exe.as_deref().or(a.comm.as_deref()))
-            .unwrap_or("?")
-    }
 }
 
 /// The name the native encoding gives `action` (`open`, `read`, ...).
