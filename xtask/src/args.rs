@@ -77,8 +77,9 @@ pub struct BenchArgs {
     /// gives their median and spread).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
-    /// Smaller sizes (256 MiB weight file, 100k calls, 1 s rate steps) for
-    /// a fast check; the Markdown then goes to target/bench/, not docs/.
+    /// Smaller sizes (256 MiB weight file, 100k calls, 1 s rate steps,
+    /// 200k synthetic store records) for a fast check; the Markdown then
+    /// goes to target/bench/, not docs/.
     #[arg(long)]
     pub quick: bool,
     /// Run only this row (repeatable); the Markdown then goes to
@@ -136,6 +137,13 @@ pub enum BenchRow {
     /// SIGHUP to `policy_loaded` for an enforce-mode policy over the
     /// 100k-file folder (compile, fanotify marks, kernel tables).
     PolicyReload,
+    /// Records/s the agent's audit store keeps while capture runs, at
+    /// stepped rates of watched-file opens by short-lived processes.
+    StoreIngest,
+    /// A store of synthetic records (10M; 200k with --quick) filled
+    /// through the writer alone: its rate, size, and how long `query`,
+    /// `timeline`, `stats` and `verify` take on it.
+    StoreSynthetic,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +268,10 @@ mod tests {
             "enforce-read",
             "--only",
             "policy-reload",
+            "--only",
+            "store-ingest",
+            "--only",
+            "store-synthetic",
         ]) else {
             panic!("expected the bench subcommand");
         };
@@ -272,7 +284,9 @@ mod tests {
                 BenchRow::AgentRate,
                 BenchRow::EnforceOpen,
                 BenchRow::EnforceRead,
-                BenchRow::PolicyReload
+                BenchRow::PolicyReload,
+                BenchRow::StoreIngest,
+                BenchRow::StoreSynthetic
             ]
         );
         let zero = Cli::try_parse_from(["xtask", "bench", "--runs", "0"]);

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use crate::bench::{
     children::Agent,
     fixtures::Layout,
-    policy, procfs, records, stats,
+    policy, procfs, records, stats, store,
     worker::{c_path, open_close_once},
 };
 
@@ -43,7 +43,7 @@ const RATES: &[u64] = &[25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_
 /// A step keeps up when the output stops growing within this long after
 /// the driver stopped: the ring holds under half a second of records at
 /// 100k opens/s, so an agent that cannot keep up trails by more.
-const MAX_DRAIN_LAG: Duration = Duration::from_secs(1);
+pub(super) const MAX_DRAIN_LAG: Duration = Duration::from_secs(1);
 /// The output is taken as complete once it has not grown for this long.
 const QUIET: Duration = Duration::from_millis(300);
 /// open+close pairs made while the agent is stopped: 200k records, well
@@ -59,7 +59,9 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn watched_file(&self, name: &str) -> Result<PathBuf> {
+    /// A small safetensors-shaped file in the agent metrics' watched
+    /// folder, made if missing.
+    pub(super) fn watched_file(&self, name: &str) -> Result<PathBuf> {
         let path = self.layout.agent.join(name);
         if !path.exists() {
             fs::write(&path, b"\x08\0\0\0\0\0\0\0{}      ")
@@ -68,7 +70,8 @@ impl Ctx<'_> {
         Ok(path)
     }
 
-    fn start(&self, name: &str) -> Result<Agent> {
+    /// A fresh agent watching the agent metrics' folder.
+    pub(super) fn start(&self, name: &str) -> Result<Agent> {
         Agent::start(self.binary, &[&self.layout.agent], &self.layout.run, name)
     }
 }
@@ -85,6 +88,10 @@ pub struct RateStep {
     pub ringbuf_full: u64,
     pub drain_lag: Duration,
     pub agent_cpu_s: f64,
+    /// The agent's audit store counters at `sensor_stop`: a record it
+    /// could not keep is a loss for the store only (the outputs have it),
+    /// so it is reported beside the figures, not in them.
+    pub store: Option<records::StoreCounters>,
 }
 
 impl RateStep {
@@ -140,6 +147,7 @@ impl RateStep {
             "zero_loss": self.zero_loss(),
             "sustained_opens_per_sec": self.sustained(),
             "driver_on_target": self.on_target(),
+            "store": self.store.map(records::StoreCounters::to_json),
         })
     }
 }
@@ -218,11 +226,17 @@ fn rate_step(ctx: &Ctx, name: &str, target: Option<u64>, secs: f64) -> Result<Ra
     let drain_lag = wait_quiet(agent.output(), Instant::now())?;
     let agent_cpu_s = procfs::cpu_seconds(agent.pid())? - cpu_before;
     let output = agent.output().to_path_buf();
+    let db = agent.store().to_path_buf();
     agent.stop()?;
     let scan = records::scan(&output, &file)?;
     let ringbuf_full = stop_counter(&scan, &output, "kernel.ringbuf_full")?;
+    let store = scan
+        .last_status
+        .as_ref()
+        .and_then(records::StoreCounters::of);
     // Overload runs write gigabytes; keep only what the report needs.
     fs::remove_file(&output).with_context(|| format!("cannot remove {}", output.display()))?;
+    store::remove(&db)?;
     Ok(RateStep {
         target,
         opens,
@@ -232,10 +246,11 @@ fn rate_step(ctx: &Ctx, name: &str, target: Option<u64>, secs: f64) -> Result<Ra
         ringbuf_full,
         drain_lag,
         agent_cpu_s,
+        store,
     })
 }
 
-fn stop_counter(scan: &records::Scan, output: &Path, counter: &str) -> Result<u64> {
+pub(super) fn stop_counter(scan: &records::Scan, output: &Path, counter: &str) -> Result<u64> {
     let stop = scan
         .last_status
         .as_ref()
@@ -278,7 +293,7 @@ fn drive(
 
 /// Waits until the file at `path` has not grown for [`QUIET`]; returns how
 /// long after `since` it last grew.
-fn wait_quiet(path: &Path, since: Instant) -> Result<Duration> {
+pub(super) fn wait_quiet(path: &Path, since: Instant) -> Result<Duration> {
     let deadline = since + Duration::from_secs(120);
     let mut last_len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut last_change = since;
@@ -744,6 +759,7 @@ mod tests {
             ringbuf_full: lost,
             drain_lag: Duration::from_millis(lag_ms),
             agent_cpu_s: 0.5,
+            store: None,
         }
     }
 

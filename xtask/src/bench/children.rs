@@ -117,6 +117,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 pub struct Agent {
     guard: ChildGuard,
     output: PathBuf,
+    store: PathBuf,
     log: PathBuf,
     /// From spawn until the `sensor_start` record was seen.
     pub startup: Duration,
@@ -193,6 +194,7 @@ impl Agent {
                 return Ok(Self {
                     guard,
                     output,
+                    store,
                     log,
                     startup,
                     start_record: record,
@@ -222,6 +224,12 @@ impl Agent {
 
     pub fn output(&self) -> &Path {
         &self.output
+    }
+
+    /// The agent's audit store (`<run>/<name>.db`; its key beside it,
+    /// `<name>.key`).
+    pub fn store(&self) -> &Path {
+        &self.store
     }
 
     pub fn signal(&self, signal: Signal) -> Result<()> {

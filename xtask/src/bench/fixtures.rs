@@ -51,6 +51,8 @@ pub struct Sizes {
     /// Tensors the Python loader's model is split into.
     pub model_tensors: u64,
     pub many_files: u32,
+    /// Synthetic records of the store-synthetic row.
+    pub store_records: u64,
 }
 
 impl Sizes {
@@ -68,6 +70,7 @@ impl Sizes {
                 model_bytes: 128 * MIB,
                 model_tensors: 16,
                 many_files: 100_000,
+                store_records: 200_000,
             }
         } else {
             Self {
@@ -82,6 +85,7 @@ impl Sizes {
                 model_bytes: GIB,
                 model_tensors: 16,
                 many_files: 100_000,
+                store_records: 10_000_000,
             }
         }
     }
@@ -369,6 +373,7 @@ mod tests {
             model_bytes: 2 * MIB,
             model_tensors: 4,
             many_files: 300,
+            store_records: 100,
         };
         // The space check wants gigabytes a test machine may not have.
         for dir in [

@@ -6,7 +6,9 @@
 //! run. The policy-enforcement rows have a rotation of their own: off, on
 //! without a policy, and on with an enforce-mode policy that allows the
 //! reader (what enforcing costs the process it lets through). The agent
-//! metrics use the release sensor alone. Results go to the terminal,
+//! metrics use the release sensor alone, and so do the audit store's rows
+//! (issue 10: what it keeps with capture running, and its commands on a
+//! store of synthetic records). Results go to the terminal,
 //! `target/bench/results.json` and `docs/benchmarks.md`.
 
 mod agent;
@@ -20,6 +22,7 @@ mod python;
 mod records;
 mod report;
 mod stats;
+mod store;
 mod table;
 pub mod worker;
 
@@ -138,6 +141,12 @@ pub struct AgentResults {
     pub reload: Metric<agent::ReloadResult>,
 }
 
+#[derive(Default)]
+pub struct StoreResults {
+    pub ingest: Metric<store::IngestResult>,
+    pub synthetic: Metric<store::SyntheticResult>,
+}
+
 /// Everything a run found, for the report.
 pub struct Results {
     pub unix_time: i64,
@@ -157,6 +166,7 @@ pub struct Results {
     pub enforce_mechanism: Option<String>,
     pub config_unavailable: BTreeMap<Config, String>,
     pub agent: AgentResults,
+    pub store: StoreResults,
     pub notes: Vec<String>,
 }
 
@@ -198,6 +208,7 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         enforce_mechanism: None,
         config_unavailable: BTreeMap::new(),
         agent: AgentResults::default(),
+        store: StoreResults::default(),
         notes: Vec::new(),
     };
 
@@ -261,6 +272,12 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
     if run_metric(BenchRow::PolicyReload, "policy reload") {
         results.agent.reload = metric(agent::policy_reload(&ctx, sizes.many_files));
+    }
+    if run_metric(BenchRow::StoreIngest, "audit store with capture running") {
+        results.store.ingest = metric(store::ingest(&ctx));
+    }
+    if run_metric(BenchRow::StoreSynthetic, "audit store, synthetic records") {
+        results.store.synthetic = metric(store::synthetic(&ctx, sizes.store_records));
     }
 
     let json_path = out_dir.join("results.json");
@@ -599,6 +616,18 @@ fn finish_session(
                 results.notes.push(format!(
                     "The sensor lost {lost} records in the kernel (ringbuf_full) during \
                      repetition {}.",
+                    rep + 1
+                ));
+            }
+            if let Some(store) = stop
+                .as_ref()
+                .and_then(records::StoreCounters::of)
+                .filter(|s| s.lost() > 0)
+            {
+                results.notes.push(format!(
+                    "The agent's audit store lost {} records (the outputs have them) with the \
+                     sensor {config} in repetition {}.",
+                    store.lost_by_reason(),
                     rep + 1
                 ));
             }

@@ -1,6 +1,6 @@
 //! Reading what the sensor wrote: its JSON lines output (the `sensor_start`
-//! and `sensor_stop` records and their counters, how many records name a
-//! given file) and the RFC 3339 timestamps in it, turned into Unix
+//! and `sensor_stop` records and their counters, the audit store's among
+//! them, how many records name a given file) and the RFC 3339 timestamps in it, turned into Unix
 //! nanoseconds so latencies can be computed against the wall clock.
 
 use std::{
@@ -202,6 +202,71 @@ pub fn counter(record: &Value, dotted: &str) -> Option<u64> {
         .as_u64()
 }
 
+/// The audit store's counters of a status record (`sensor.store`, present
+/// when the agent keeps a store): what it committed and what it could not
+/// keep, by reason (docs/store.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    pub records_written: u64,
+    pub lost_queue_full: u64,
+    pub lost_disk_full: u64,
+    pub lost_write_error: u64,
+    pub pruned: u64,
+}
+
+impl StoreCounters {
+    /// The `sensor.store` section of `record`; `None` when it has none
+    /// (no store) or a counter is missing.
+    pub fn of(record: &Value) -> Option<Self> {
+        let c = |name: &str| counter(record, &format!("store.{name}"));
+        Some(Self {
+            records_written: c("records_written")?,
+            lost_queue_full: c("lost_queue_full")?,
+            lost_disk_full: c("lost_disk_full")?,
+            lost_write_error: c("lost_write_error")?,
+            pruned: c("pruned")?,
+        })
+    }
+
+    /// Records lost for the store, every reason.
+    pub fn lost(&self) -> u64 {
+        self.lost_queue_full + self.lost_disk_full + self.lost_write_error
+    }
+
+    /// `12 (queue full 10, write error 2)`: the losses by reason, the
+    /// reasons that counted none left out.
+    pub fn lost_by_reason(&self) -> String {
+        let reasons: Vec<String> = [
+            ("queue full", self.lost_queue_full),
+            ("disk full", self.lost_disk_full),
+            ("write error", self.lost_write_error),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| format!("{reason} {}", crate::bench::table::count(*n)))
+        .collect();
+        if reasons.is_empty() {
+            "0".to_owned()
+        } else {
+            format!(
+                "{} ({})",
+                crate::bench::table::count(self.lost()),
+                reasons.join(", ")
+            )
+        }
+    }
+
+    pub fn to_json(self) -> Value {
+        serde_json::json!({
+            "records_written": self.records_written,
+            "lost_queue_full": self.lost_queue_full,
+            "lost_disk_full": self.lost_disk_full,
+            "lost_write_error": self.lost_write_error,
+            "pruned": self.pruned,
+        })
+    }
+}
+
 /// Unix time in nanoseconds of an RFC 3339 timestamp
 /// (`2026-11-25T17:09:53.123456789Z`, or with a `+hh:mm`/`-hh:mm` offset).
 pub fn parse_rfc3339_ns(text: &str) -> Option<i128> {
@@ -296,6 +361,25 @@ mod tests {
         let record: Value = serde_json::from_str(line).unwrap();
         assert_eq!(counter(&record, "kernel.ringbuf_full"), Some(3));
         assert_eq!(counter(&record, "kernel.missing"), None);
+    }
+
+    #[test]
+    fn reads_the_store_counters() {
+        let line = r#"{"action":"sensor_stop","sensor":{"store":{"records_written":900,"lost_queue_full":70,"lost_disk_full":0,"lost_write_error":3,"pruned":5,"size_bytes":65536}}}"#;
+        let record: Value = serde_json::from_str(line).unwrap();
+        let store = StoreCounters::of(&record).unwrap();
+        assert_eq!(store.records_written, 900);
+        assert_eq!(store.pruned, 5);
+        assert_eq!(store.lost(), 73);
+        assert_eq!(store.lost_by_reason(), "73 (queue full 70, write error 3)");
+        assert_eq!(StoreCounters::default().lost_by_reason(), "0");
+        assert_eq!(store.to_json()["lost_write_error"], 3);
+        // No store, or a counter missing: none.
+        let none: Value = serde_json::from_str(r#"{"sensor":{"kernel":{}}}"#).unwrap();
+        assert_eq!(StoreCounters::of(&none), None);
+        let partial: Value =
+            serde_json::from_str(r#"{"sensor":{"store":{"records_written":1}}}"#).unwrap();
+        assert_eq!(StoreCounters::of(&partial), None);
     }
 
     #[test]

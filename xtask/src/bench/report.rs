@@ -14,6 +14,7 @@ use crate::{
         fixtures::Sizes,
         records, row_name,
         stats::{self, Ratio, Summary},
+        store::{self, IngestStep, Timed},
         table::{self, Table},
     },
 };
@@ -591,6 +592,288 @@ fn agent_table(results: &Results) -> (Table, Vec<String>) {
     (t, missed)
 }
 
+/// `110.3 ms (median of 5: 98.1 ms–130.2 ms)`, or the one figure.
+fn ms_spread(secs: &[f64]) -> String {
+    let ms = |s: f64| table::duration_ns(s * 1e9);
+    match stats::summarize(secs) {
+        Some(s) if s.n > 1 => format!(
+            "{} (median of {}: {}–{})",
+            ms(s.median),
+            s.n,
+            ms(s.min),
+            ms(s.max)
+        ),
+        Some(s) => ms(s.median),
+        None => "—".to_owned(),
+    }
+}
+
+fn per_sec(rate: f64) -> String {
+    format!("{}/s", table::count(rate.round() as u64))
+}
+
+/// What one step of the store's capture ramp drove, and what the outputs
+/// and the store got of it.
+fn ingest_outcome(s: &IngestStep) -> String {
+    let driven = if s.on_target() {
+        format!("driven at {}", per_sec(s.driven()))
+    } else {
+        format!("the driver reached only {}", per_sec(s.driven()))
+    };
+    let mut text = format!(
+        "{driven} ({} open+close pairs by {} processes); the outputs wrote {} records ({}); \
+         the store kept {}",
+        table::count(s.pairs),
+        table::count(s.pairs / store::FILES_PER_PROCESS as u64),
+        table::count(s.output_records),
+        per_sec(s.record_rate()),
+        if s.kept == s.output_records {
+            "all".to_owned()
+        } else {
+            table::count(s.kept)
+        },
+    );
+    if s.kept != s.output_records || s.counters.lost() > 0 {
+        let _ = write!(
+            text,
+            ", {} missing (lost by sensor_stop's count: {})",
+            table::count(s.missing()),
+            s.counters.lost_by_reason()
+        );
+    }
+    if s.ringbuf_full > 0 {
+        let _ = write!(
+            text,
+            "; {} lost in the kernel (ringbuf_full), for the outputs too",
+            table::count(s.ringbuf_full)
+        );
+    }
+    if s.drain_lag > crate::bench::agent::MAX_DRAIN_LAG {
+        let _ = write!(
+            text,
+            "; the output was complete {:.2} s after the driver stopped",
+            s.drain_lag.as_secs_f64()
+        );
+    }
+    text
+}
+
+/// `met`/`missed` for a goal whose figure may be missing.
+fn met(ok: bool) -> String {
+    if ok { "met" } else { "missed" }.to_owned()
+}
+
+/// Whether any agent row ran (the section is left out otherwise).
+fn agent_ran(results: &Results) -> bool {
+    let a = &results.agent;
+    a.rate.is_some()
+        || a.burst.is_some()
+        || a.memory.is_some()
+        || a.latency.is_some()
+        || a.policy.is_some()
+        || a.reload.is_some()
+}
+
+/// Whether any audit store row ran (the section is left out otherwise).
+fn store_ran(results: &Results) -> bool {
+    results.store.ingest.is_some() || results.store.synthetic.is_some()
+}
+
+/// `1 record`, `2 records`, `1,000 records`.
+fn records_count(n: u64) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} record{s}", table::count(n))
+}
+
+/// What kept a step's records from reaching the outputs at its target:
+/// the driver, the kernel (ring buffer full), the agent (output trailing
+/// the driver). Empty when nothing did.
+fn upstream_limits(s: &IngestStep) -> Vec<String> {
+    let mut limits = Vec::new();
+    if !s.on_target() {
+        limits.push(format!("the driver reached only {}", per_sec(s.driven())));
+    }
+    if s.ringbuf_full > 0 {
+        limits.push(format!(
+            "the kernel lost {} records (ringbuf_full)",
+            table::count(s.ringbuf_full)
+        ));
+    }
+    if s.drain_lag > crate::bench::agent::MAX_DRAIN_LAG {
+        limits.push(format!(
+            "the output was complete {:.2} s after the driver stopped",
+            s.drain_lag.as_secs_f64()
+        ));
+    }
+    limits
+}
+
+/// The audit store table, and the goals it shows missed.
+fn store_table(results: &Results) -> (Table, Vec<String>) {
+    let mut t = Table::new(&["metric", "goal", "result", "verdict"]);
+    let mut missed = Vec::new();
+    let s = &results.store;
+    let goal_rate = format!(">= {}", per_sec(store::INGEST_GOAL));
+
+    const INGEST: &str = "records/s the audit store keeps, capture running (every record the \
+                          outputs wrote)";
+    if let Some(err) = failed(&s.ingest) {
+        t.row(vec![
+            INGEST.to_owned(),
+            goal_rate.clone(),
+            format!("failed: {err}"),
+            "missed".to_owned(),
+        ]);
+        missed.push(format!("{INGEST}: the measurement failed: {err}"));
+    }
+    if let Some(Ok(ingest)) = &s.ingest {
+        let best = ingest.best().and_then(|s| Some((s, s.sustained()?)));
+        let mut result = match best {
+            Some((s, r)) if r < s.target as f64 => format!(
+                "{}, all that reached the outputs at the {} step ({}: the capture's limit, \
+                 not the store's)",
+                per_sec(r),
+                per_sec(s.target as f64),
+                upstream_limits(s).join(", ")
+            ),
+            Some((_, r)) => per_sec(r),
+            None => format!(
+                "none of the steps (the lowest: {})",
+                per_sec(store::INGEST_RATES[0] as f64)
+            ),
+        };
+        match ingest.steps.iter().find(|s| !s.kept_all()) {
+            Some(s) => {
+                let _ = write!(
+                    result,
+                    "; at {}: the store kept {} of {}",
+                    per_sec(s.target as f64),
+                    table::count(s.kept),
+                    table::count(s.output_records)
+                );
+            }
+            None => result.push_str("; the store kept every record at every step"),
+        }
+        let ok = best.is_some_and(|(_, r)| r >= store::INGEST_GOAL);
+        if !ok {
+            missed.push(format!("{INGEST}: {result} (goal {goal_rate})"));
+        }
+        t.row(vec![INGEST.to_owned(), goal_rate.clone(), result, met(ok)]);
+        for step in &ingest.steps {
+            t.row(vec![
+                format!(
+                    "store at {} target, capture running ({:.0} s)",
+                    per_sec(step.target as f64),
+                    ingest.secs_per_step
+                ),
+                "report".to_owned(),
+                ingest_outcome(step),
+                "—".to_owned(),
+            ]);
+        }
+    }
+
+    let records = table::count(results.sizes.store_records);
+    let synthetic = format!("store of {records} synthetic records (`bench-store`)");
+    if let Some(err) = failed(&s.synthetic) {
+        t.row(vec![
+            synthetic.clone(),
+            "<= 200 ms a query, verify >= 1,000,000/s".to_owned(),
+            format!("failed: {err}"),
+            "missed".to_owned(),
+        ]);
+        missed.push(format!("{synthetic}: the measurement failed: {err}"));
+    }
+    if let Some(Ok(r)) = &s.synthetic {
+        let n = table::count(r.ingest.records);
+        let mut ingest = format!(
+            "{} ({n} in {:.1} s)",
+            per_sec(r.ingest.records_per_sec),
+            r.ingest.seconds
+        );
+        if r.ingest.lost > 0 {
+            let _ = write!(ingest, "; {} lost", table::count(r.ingest.lost));
+        }
+        t.row(vec![
+            format!(
+                "store ingest, the writer alone (`bench-store`: {n} synthetic records over {} \
+                 days, no capture)",
+                store::SYNTHETIC_DAYS
+            ),
+            "report".to_owned(),
+            ingest,
+            "—".to_owned(),
+        ]);
+        t.row(vec![
+            "store size per million records".to_owned(),
+            "report".to_owned(),
+            match r.ingest.bytes_per_million() {
+                Some(b) => format!(
+                    "{} MiB per million records ({} bytes a record; {:.2} GiB for {n})",
+                    table::count((b / (1 << 20) as f64).round() as u64),
+                    table::count((b / 1e6).round() as u64),
+                    r.ingest.db_bytes as f64 / (1u64 << 30) as f64
+                ),
+                None => "—".to_owned(),
+            },
+            "—".to_owned(),
+        ]);
+        let mut query_row = |title: String, timed: &Timed, answer: String| {
+            let median = timed.median();
+            let ok = median.is_some_and(|m| m <= store::QUERY_GOAL_S);
+            let result = format!("{}; {answer}", ms_spread(&timed.secs));
+            if !ok {
+                missed.push(format!("{title}: {result} (goal <= 200 ms)"));
+            }
+            t.row(vec![title, "<= 200 ms".to_owned(), result, met(ok)]);
+        };
+        query_row(
+            format!(
+                "`query --path {} --since {} --json --limit 0`, {n} records",
+                store::QUERY_PATH,
+                store::WINDOW
+            ),
+            &r.query,
+            records_count(r.query.rows),
+        );
+        query_row(
+            format!("`timeline --pid PID --json` (a process of the last hour), {n} records"),
+            &r.timeline,
+            if r.timeline.rows == 1 {
+                // bench-store gives a process's records start times
+                // further apart than the 50 ms that makes them one process.
+                format!(
+                    "1 record (pid {}: bench-store's records of one process carry start times \
+                     too far apart for timeline to join them)",
+                    r.pid
+                )
+            } else {
+                format!("{} (pid {})", records_count(r.timeline.rows), r.pid)
+            },
+        );
+        query_row(
+            format!("`stats --since {} --json`, {n} records", store::WINDOW),
+            &r.stats,
+            format!("{} in the window", records_count(r.stats.rows)),
+        );
+        let title = format!("`verify`, the whole chain of {n} records");
+        let goal = format!(">= {}", per_sec(store::VERIFY_GOAL));
+        let rate = r.verify_rate();
+        let result = format!(
+            "{} ({} records: {})",
+            rate.map_or_else(|| "—".to_owned(), per_sec),
+            table::count(r.verify.rows),
+            secs_spread(&r.verify.secs)
+        );
+        let ok = rate.is_some_and(|v| v >= store::VERIFY_GOAL);
+        if !ok {
+            missed.push(format!("{title}: {result} (goal {goal})"));
+        }
+        t.row(vec![title, goal, result, met(ok)]);
+    }
+    (t, missed)
+}
+
 fn step_outcome(s: &crate::bench::agent::RateStep) -> String {
     let driven = table::count(s.achieved().round() as u64);
     let driven = if s.on_target() {
@@ -598,7 +881,7 @@ fn step_outcome(s: &crate::bench::agent::RateStep) -> String {
     } else {
         format!("the driver reached only {driven}/s")
     };
-    format!(
+    let mut text = format!(
         "{driven}, {} opens and {} closes of {} written, {} lost in the kernel, output \
          complete {:.2} s after the driver stopped",
         table::count(s.open_records),
@@ -606,7 +889,16 @@ fn step_outcome(s: &crate::bench::agent::RateStep) -> String {
         table::count(s.opens),
         table::count(s.ringbuf_full),
         s.drain_lag.as_secs_f64()
-    )
+    );
+    // The outputs have what the store lost: not a loss of this row.
+    if let Some(store) = s.store.filter(|c| c.lost() > 0) {
+        let _ = write!(
+            text,
+            "; the audit store lost {} of the agent's records, which the outputs have",
+            store.lost_by_reason()
+        );
+    }
+    text
 }
 
 /// The terminal report.
@@ -620,8 +912,18 @@ pub fn plain(results: &Results) -> String {
         out.push_str(&enforcement_table(results).plain());
         out.push('\n');
     }
-    let (agent, missed) = agent_table(results);
-    out.push_str(&agent.plain());
+    let (agent, mut missed) = agent_table(results);
+    if agent_ran(results) {
+        out.push_str(&agent.plain());
+    }
+    if store_ran(results) {
+        let (store, store_missed) = store_table(results);
+        if agent_ran(results) {
+            out.push('\n');
+        }
+        out.push_str(&store.plain());
+        missed.extend(store_missed);
+    }
     let missed = missed_goals(results, missed);
     if !missed.is_empty() {
         out.push_str("\ngoals missed:\n");
@@ -737,9 +1039,24 @@ pub fn markdown(results: &Results) -> String {
         );
     }
 
-    let (agent, agent_missed) = agent_table(results);
-    let _ = writeln!(md, "\n## Agent\n");
-    md.push_str(&agent.markdown());
+    let (agent, mut agent_missed) = agent_table(results);
+    if agent_ran(results) {
+        let _ = writeln!(md, "\n## Agent\n");
+        md.push_str(&agent.markdown());
+    }
+    if store_ran(results) {
+        let (store, store_missed) = store_table(results);
+        let _ = writeln!(md, "\n## Audit store\n");
+        md.push_str(&store.markdown());
+        let _ = writeln!(
+            md,
+            "\nThe agent's embedded SQLite store ([store.md](store.md)), issue 10. With capture \
+             running, what matters is that the store keeps every record the outputs wrote; the \
+             queries and `verify` are each a fresh `weightwarden` process on a store filled by \
+             `bench-store`, timed from spawn to exit."
+        );
+        agent_missed.extend(store_missed);
+    }
 
     let missed = missed_goals(results, agent_missed);
     let _ = writeln!(md, "\n## Goals missed\n");
@@ -883,6 +1200,54 @@ fn method(results: &Results) -> Vec<String> {
          minus the record's `time` (the kernel's timestamp of the syscall). It includes \
          the agent's batching and write, and the reader's wake-up."
             .to_owned(),
+        format!(
+            "Audit store, capture running: every agent of the benchmark keeps a store of its own \
+             (`--store <run>/<name>.db`, the default settings: a queue of {} records to the \
+             writer). Each step starts a fresh agent, then drives a target record rate ({}) for \
+             {} s ({} s quick): a new process (forked) opens and closes each of {} watched \
+             files once, two records a file, and the next starts when the rate allows. One \
+             process reopening one file would make almost no records: the kernel counts a \
+             process's repeated opens of a file and sends one `open_summary` (which is why the \
+             sustained-rate row above is a rate of opens, not of records). After the output \
+             stops growing the agent is stopped, which commits what is queued; `weightwarden \
+             verify` then counts the store's records. The store kept all when it holds as many \
+             records as the JSON lines file has lines (the driver's records and the agent's \
+             own: status records, the processes' exits, detections) and `sensor_stop` counted \
+             no `lost_queue_full`, `lost_disk_full` or `lost_write_error`. The rate of a step is \
+             the target, or the records the outputs wrote per second when that was less. The \
+             queue can hide a writer slower than a step's rate: by up to {} records/s over a \
+             step of this run ({} records over its seconds).",
+            table::count(store::QUEUE_MAX),
+            store::INGEST_RATES
+                .iter()
+                .map(|r| table::count(*r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            store::ingest_secs(false),
+            store::ingest_secs(true),
+            store::FILES_PER_PROCESS,
+            table::count((store::QUEUE_MAX as f64 / store::ingest_secs(results.quick)) as u64),
+            table::count(store::QUEUE_MAX),
+        ),
+        format!(
+            "Audit store, synthetic records: `weightwarden bench-store --db <run>/bench-store.db \
+             --records {} --days {}` (hidden) fills a new store through the real writer as fast \
+             as it takes them, no capture running: records shaped like the agent's, a week of a \
+             busy host's processes each exec'ing, then opening, reading and closing one of 200 \
+             weight files of 10 models; ingest is its records over its seconds, size the \
+             database file after it. Then each command runs {} times, a fresh process with \
+             stdout read by the benchmark, timed spawn to exit (median, and the lowest and \
+             highest): `query --since {} --path {} --json --limit 0`; `timeline --pid PID --json`, \
+             PID that of the first record of the last hour (`query --since 1h --limit 1`); \
+             `stats --since {} --json`; `verify` (the key beside the database), whose rate is the \
+             records it counted over the median time. The store is deleted at the end.",
+            table::count(results.sizes.store_records),
+            store::SYNTHETIC_DAYS,
+            store::CLI_RUNS,
+            store::WINDOW,
+            store::QUERY_PATH,
+            store::WINDOW,
+        ),
     ]
 }
 
@@ -915,6 +1280,7 @@ pub fn json(results: &Results) -> Value {
         Some(Err(e)) => json!({ "error": e }),
     };
     let a = &results.agent;
+    let s = &results.store;
     json!({
         "schema": "weightwarden-bench/1",
         "date": records::format_utc(results.unix_time),
@@ -939,6 +1305,10 @@ pub fn json(results: &Results) -> Value {
             "latency": metric(a.latency.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "policy": metric(a.policy.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "policy_reload": metric(a.reload.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+        },
+        "store": {
+            "ingest": metric(s.ingest.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
+            "synthetic": metric(s.synthetic.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
         },
         "notes": results.notes,
     })
@@ -987,7 +1357,12 @@ mod tests {
     use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::bench::{AgentResults, agent, procfs::Machine};
+    use crate::bench::{
+        AgentResults, StoreResults, agent,
+        procfs::Machine,
+        records::StoreCounters,
+        store::{BenchStore, IngestResult, SyntheticResult},
+    };
 
     #[test]
     fn judges_each_goal() {
@@ -1092,6 +1467,11 @@ mod tests {
                         ringbuf_full: 0,
                         drain_lag: Duration::from_millis(20),
                         agent_cpu_s: 1.5,
+                        store: Some(crate::bench::records::StoreCounters {
+                            records_written: 40,
+                            lost_queue_full: 2,
+                            ..Default::default()
+                        }),
                     }],
                 })),
                 latency: Some(Err("boom".into())),
@@ -1114,8 +1494,218 @@ mod tests {
                     not_idle: 0,
                 })),
             },
+            store: StoreResults::default(),
             notes: vec!["a note".into()],
         }
+    }
+
+    fn ingest_step(target: u64, output: u64, kept: u64, queue_full: u64) -> IngestStep {
+        IngestStep {
+            target,
+            pairs: target * 3,
+            seconds: 6.0,
+            output_records: output,
+            kept,
+            counters: StoreCounters {
+                records_written: kept,
+                lost_queue_full: queue_full,
+                ..StoreCounters::default()
+            },
+            ringbuf_full: 0,
+            drain_lag: Duration::from_millis(40),
+        }
+    }
+
+    fn store_results() -> StoreResults {
+        let timed = |secs: Vec<f64>, rows| Timed { secs, rows };
+        StoreResults {
+            ingest: Some(Ok(IngestResult {
+                secs_per_step: 6.0,
+                steps: vec![
+                    ingest_step(50_000, 300_100, 300_100, 0),
+                    ingest_step(100_000, 600_100, 265_000, 335_100),
+                ],
+            })),
+            synthetic: Some(Ok(SyntheticResult {
+                ingest: BenchStore {
+                    records: 10_000_000,
+                    seconds: 445.1,
+                    records_per_sec: 22_466.9,
+                    db_bytes: 12_700_000_000,
+                    lost: 0,
+                },
+                pid: 2_500_299,
+                query: timed(vec![0.11, 0.1, 0.12, 0.2, 0.09], 5_357),
+                timeline: timed(vec![0.004, 0.005, 0.004, 0.004, 0.006], 4),
+                stats: timed(vec![0.84, 0.8, 0.9, 0.85, 0.83], 1_428_000),
+                verify: timed(vec![21.0, 20.0, 22.0, 21.5, 20.5], 10_000_000),
+            })),
+        }
+    }
+
+    #[test]
+    fn the_store_section_reports_each_row_and_its_goal() {
+        let mut r = results();
+        // Without a store row, no section.
+        assert!(!markdown(&r).contains("## Audit store"));
+        r.store = store_results();
+        let md = markdown(&r);
+        let section = md
+            .split_once("## Audit store\n\n")
+            .and_then(|(_, rest)| rest.split_once("\n\n"))
+            .map(|(table, _)| table)
+            .unwrap_or_default();
+        let row = |start: &str| {
+            section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {start}")))
+                .unwrap_or_else(|| panic!("no row {start:?} in {section}"))
+                .split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            row("records/s the audit store keeps"),
+            [
+                "records/s the audit store keeps, capture running (every record the outputs \
+                 wrote)",
+                ">= 100,000/s",
+                "50,000/s; at 100,000/s: the store kept 265,000 of 600,100",
+                "missed"
+            ]
+        );
+        assert_eq!(
+            row("store at 100,000/s target")[2],
+            "driven at 100,000/s (300,000 open+close pairs by 600 processes); the outputs \
+             wrote 600,100 records (99,354/s); the store kept 265,000, 335,100 missing (lost \
+             by sensor_stop's count: 335,100 (queue full 335,100))"
+        );
+        assert!(
+            row("store at 50,000/s target")[2].ends_with("the store kept all"),
+            "{section}"
+        );
+        assert_eq!(
+            row("store ingest, the writer alone")[2],
+            "22,467/s (10,000,000 in 445.1 s)"
+        );
+        assert_eq!(
+            row("store size per million records")[2],
+            "1,211 MiB per million records (1,270 bytes a record; 11.83 GiB for 10,000,000)"
+        );
+        assert_eq!(
+            row("`query --path /models/m3/model-00007-of-00020.safetensors")[2..],
+            [
+                "110.0 ms (median of 5: 90.0 ms–200.0 ms); 5,357 records",
+                "met"
+            ]
+        );
+        assert_eq!(
+            row("`timeline --pid PID --json`")[2],
+            "4.0 ms (median of 5: 4.0 ms–6.0 ms); 4 records (pid 2500299)"
+        );
+        assert_eq!(
+            row("`stats --since 24h --json`")[2..],
+            [
+                "840.0 ms (median of 5: 800.0 ms–900.0 ms); 1,428,000 records in the window",
+                "missed"
+            ]
+        );
+        assert_eq!(
+            row("`verify`, the whole chain")[1..],
+            [
+                ">= 1,000,000/s",
+                "476,190/s (10,000,000 records: 21.000 s (median of 5: 20.000–22.000 s))",
+                "missed"
+            ]
+        );
+        assert!(
+            md.contains("- **Missed**: records/s the audit store keeps"),
+            "{md}"
+        );
+        assert!(md.contains("- **Missed**: `stats --since 24h"), "{md}");
+        assert!(!md.contains("- **Missed**: `query --path"), "{md}");
+        assert!(md.contains("Audit store, capture running:"), "{md}");
+        assert!(plain(&r).contains("store size per million records"));
+
+        let v = json(&r);
+        assert_eq!(v["store"]["ingest"]["best_records_per_sec"], 50_000.0);
+        assert_eq!(v["store"]["synthetic"]["query"]["timed"]["median_s"], 0.11);
+        assert_eq!(
+            v["store"]["synthetic"]["verify"]["timed"]["rows"],
+            10_000_000
+        );
+
+        // A failed measurement is a row that says so, and a missed goal.
+        r.store.synthetic = Some(Err("`weightwarden bench-store` failed".into()));
+        let md = markdown(&r);
+        assert!(
+            md.contains("failed: `weightwarden bench-store` failed"),
+            "{md}"
+        );
+        assert_eq!(
+            json(&r)["store"]["synthetic"]["error"],
+            "`weightwarden bench-store` failed"
+        );
+    }
+
+    #[test]
+    fn a_store_that_kept_all_the_capture_delivered_is_not_blamed() {
+        let mut r = results();
+        // The agent delivered 10,240 records/s whatever the target: the
+        // kernel lost the rest; the store kept every one it was given.
+        let mut step = ingest_step(100_000, 61_440, 61_440, 0);
+        step.ringbuf_full = 540_000;
+        step.drain_lag = Duration::from_secs(6);
+        r.store.ingest = Some(Ok(IngestResult {
+            secs_per_step: 6.0,
+            steps: vec![step],
+        }));
+        let (t, missed) = store_table(&r);
+        let md = t.markdown();
+        assert!(
+            md.contains(
+                "| 5,120/s, all that reached the outputs at the 100,000/s step (the kernel lost \
+                 540,000 records (ringbuf_full), the output was complete 6.00 s after the driver \
+                 stopped: the capture's limit, not the store's); the store kept every record at \
+                 every step"
+            ),
+            "{md}"
+        );
+        assert_eq!(missed.len(), 1);
+        assert!(
+            md.contains("the store kept all; 540,000 lost in the kernel"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_rate_step_says_what_the_store_lost() {
+        let mut step = agent::RateStep {
+            target: None,
+            opens: 1000,
+            seconds: 1.0,
+            open_records: 1000,
+            close_records: 1000,
+            ringbuf_full: 0,
+            drain_lag: Duration::ZERO,
+            agent_cpu_s: 0.1,
+            store: Some(StoreCounters::default()),
+        };
+        assert!(!step_outcome(&step).contains("store"));
+        step.store = Some(StoreCounters {
+            lost_queue_full: 70,
+            ..StoreCounters::default()
+        });
+        assert!(
+            step_outcome(&step).ends_with(
+                "; the audit store lost 70 (queue full 70) of the agent's records, which the \
+                 outputs have"
+            ),
+            "{}",
+            step_outcome(&step)
+        );
     }
 
     #[test]
