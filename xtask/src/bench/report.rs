@@ -1240,7 +1240,10 @@ fn method(results: &Results) -> Vec<String> {
              highest): `query --since {} --path {} --json --limit 0`; `timeline --pid PID --json`, \
              PID that of the first record of the last hour (`query --since 1h --limit 1`); \
              `stats --since {} --json`; `verify` (the key beside the database), whose rate is the \
-             records it counted over the median time. The store is deleted at the end.",
+             records it counted over the median time. `--since` is the RFC 3339 time 24 hours \
+             before the timing began, the same in every run, so that each run answers the same \
+             records (`24h` would count back from each run's own start). The store is deleted \
+             at the end.",
             table::count(results.sizes.store_records),
             store::SYNTHETIC_DAYS,
             store::CLI_RUNS,
@@ -1534,6 +1537,7 @@ mod tests {
                     db_bytes: 12_700_000_000,
                     lost: 0,
                 },
+                since: "2026-11-24T17:09:53Z".into(),
                 pid: 2_500_299,
                 query: timed(vec![0.11, 0.1, 0.12, 0.2, 0.09], 5_357),
                 timeline: timed(vec![0.004, 0.005, 0.004, 0.004, 0.006], 4),
@@ -1606,7 +1610,7 @@ mod tests {
             "4.0 ms (median of 5: 4.0 ms–6.0 ms); 4 records (pid 2500299)"
         );
         assert_eq!(
-            row("`stats --since 24h --json`")[2..],
+            row("`stats --since <24 h ago> --json`")[2..],
             [
                 "840.0 ms (median of 5: 800.0 ms–900.0 ms); 1,428,000 records in the window",
                 "missed"
@@ -1624,7 +1628,10 @@ mod tests {
             md.contains("- **Missed**: records/s the audit store keeps"),
             "{md}"
         );
-        assert!(md.contains("- **Missed**: `stats --since 24h"), "{md}");
+        assert!(
+            md.contains("- **Missed**: `stats --since <24 h ago>"),
+            "{md}"
+        );
         assert!(!md.contains("- **Missed**: `query --path"), "{md}");
         assert!(md.contains("Audit store, capture running:"), "{md}");
         assert!(plain(&r).contains("store size per million records"));

@@ -27,6 +27,7 @@ use nix::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     bench::{
@@ -67,8 +68,13 @@ pub const VERIFY_GOAL: f64 = 1_000_000.0;
 /// (`/models/m{0..9}/model-{00001..00020}-of-00020.safetensors`, one
 /// process in 200 reads it).
 pub const QUERY_PATH: &str = "/models/m3/model-00007-of-00020.safetensors";
-/// The query's window, and `stats`'s.
-pub const WINDOW: &str = "24h";
+/// The query's window, and `stats`'s, as the titles show it: `--since`
+/// is given as the RFC 3339 time this long before the timing began
+/// ([`since`]), so that every run asks for the same records (a span such
+/// as `24h` is counted back from each run's own start, and the window
+/// would slide off the store's oldest records from run to run).
+pub const WINDOW: &str = "<24 h ago>";
+const WINDOW_SECS: i64 = 24 * 3600;
 /// Disk one synthetic record may take with its share of the WAL, for the
 /// free-space check (bench-store made about 1,300 bytes a record).
 const BYTES_PER_RECORD_BOUND: u64 = 2_048;
@@ -525,14 +531,13 @@ fn time_cli(binary: &Path, args: &[&OsStr], rows: impl Fn(&str) -> Result<u64>) 
     for _ in 0..CLI_RUNS {
         let (s, stdout) = run_cli(binary, args)?;
         let n = rows(&stdout)?;
-        if answer.is_some_and(|a| a != n) {
+        if let Some(first) = answer.filter(|a| *a != n) {
             bail!(
-                "`{}` answered {n}, then {}: the store changed under the benchmark",
+                "`{}` answered {first}, then {n}: the store changed under the benchmark",
                 args.iter()
                     .map(|a| a.to_string_lossy())
                     .collect::<Vec<_>>()
-                    .join(" "),
-                answer.unwrap_or(0)
+                    .join(" ")
             );
         }
         answer = Some(n);
@@ -546,6 +551,8 @@ fn time_cli(binary: &Path, args: &[&OsStr], rows: impl Fn(&str) -> Result<u64>) 
 
 pub struct SyntheticResult {
     pub ingest: BenchStore,
+    /// `--since` of the query and `stats`: 24 h before the timing began.
+    pub since: String,
     /// The pid `timeline` was asked for: the process of the first record
     /// of the last hour.
     pub pid: u32,
@@ -576,7 +583,7 @@ impl SyntheticResult {
                 "lost": self.ingest.lost,
             },
             "query": {
-                "args": format!("--since {WINDOW} --path {QUERY_PATH} --json --limit 0"),
+                "args": format!("--since {} --path {QUERY_PATH} --json --limit 0", self.since),
                 "timed": self.query.to_json(),
             },
             "timeline": {
@@ -584,7 +591,7 @@ impl SyntheticResult {
                 "timed": self.timeline.to_json(),
             },
             "stats": {
-                "args": format!("--since {WINDOW} --json"),
+                "args": format!("--since {} --json", self.since),
                 "timed": self.stats.to_json(),
             },
             "verify": {
@@ -637,6 +644,7 @@ pub fn synthetic(ctx: &Ctx, records: u64) -> Result<SyntheticResult> {
         ],
     )?;
     let pid = first_pid(&recent).context("looking for a pid of the last hour")?;
+    let since = since(OffsetDateTime::now_utc())?;
 
     eprintln!("bench: store query --path {QUERY_PATH} --since {WINDOW}");
     let query = time_cli(
@@ -646,7 +654,7 @@ pub fn synthetic(ctx: &Ctx, records: u64) -> Result<SyntheticResult> {
             os("--db"),
             db,
             os("--since"),
-            os(WINDOW),
+            os(&since),
             os("--path"),
             os(QUERY_PATH),
             os("--json"),
@@ -686,7 +694,7 @@ pub fn synthetic(ctx: &Ctx, records: u64) -> Result<SyntheticResult> {
             os("--db"),
             db,
             os("--since"),
-            os(WINDOW),
+            os(&since),
             os("--json"),
         ],
         stats_records,
@@ -708,12 +716,21 @@ pub fn synthetic(ctx: &Ctx, records: u64) -> Result<SyntheticResult> {
     }
     Ok(SyntheticResult {
         ingest,
+        since,
         pid,
         query,
         timeline,
         stats,
         verify,
     })
+}
+
+/// The RFC 3339 time [`WINDOW_SECS`] before `now`, to the second.
+fn since(now: OffsetDateTime) -> Result<String> {
+    let start = now.replace_nanosecond(0)? - time::Duration::seconds(WINDOW_SECS);
+    start
+        .format(&Rfc3339)
+        .context("cannot format the window's start")
 }
 
 /// Fails, saying how much is needed, unless the folder's file system has
@@ -887,6 +904,12 @@ mod tests {
         let missing = vec![c_path(&dir.path().join("none")).unwrap()];
         let err = drive_processes(&missing, 1_000, Duration::from_millis(50)).unwrap_err();
         assert!(format!("{err:#}").contains("could not open"), "{err:#}");
+    }
+
+    #[test]
+    fn the_window_starts_24_hours_back_to_the_second() {
+        let now = OffsetDateTime::from_unix_timestamp_nanos(1_795_626_593_123_456_789).unwrap();
+        assert_eq!(since(now).unwrap(), "2026-11-24T17:09:53Z");
     }
 
     #[test]
