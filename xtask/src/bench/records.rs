@@ -211,6 +211,9 @@ pub struct StoreCounters {
     pub lost_queue_full: u64,
     pub lost_disk_full: u64,
     pub lost_write_error: u64,
+    /// Records whose native encoding failed; agents before this counter
+    /// have none (0).
+    pub lost_encode_error: u64,
     pub pruned: u64,
 }
 
@@ -224,13 +227,14 @@ impl StoreCounters {
             lost_queue_full: c("lost_queue_full")?,
             lost_disk_full: c("lost_disk_full")?,
             lost_write_error: c("lost_write_error")?,
+            lost_encode_error: c("lost_encode_error").unwrap_or(0),
             pruned: c("pruned")?,
         })
     }
 
     /// Records lost for the store, every reason.
     pub fn lost(&self) -> u64 {
-        self.lost_queue_full + self.lost_disk_full + self.lost_write_error
+        self.lost_queue_full + self.lost_disk_full + self.lost_write_error + self.lost_encode_error
     }
 
     /// `12 (queue full 10, write error 2)`: the losses by reason, the
@@ -240,6 +244,7 @@ impl StoreCounters {
             ("queue full", self.lost_queue_full),
             ("disk full", self.lost_disk_full),
             ("write error", self.lost_write_error),
+            ("encode error", self.lost_encode_error),
         ]
         .iter()
         .filter(|(_, n)| *n > 0)
@@ -262,6 +267,7 @@ impl StoreCounters {
             "lost_queue_full": self.lost_queue_full,
             "lost_disk_full": self.lost_disk_full,
             "lost_write_error": self.lost_write_error,
+            "lost_encode_error": self.lost_encode_error,
             "pruned": self.pruned,
         })
     }
@@ -372,6 +378,15 @@ mod tests {
         assert_eq!(store.pruned, 5);
         assert_eq!(store.lost(), 73);
         assert_eq!(store.lost_by_reason(), "73 (queue full 70, write error 3)");
+        // A newer agent's encode failures count too.
+        let line = line.replace("\"pruned\"", "\"lost_encode_error\":2,\"pruned\"");
+        let record: Value = serde_json::from_str(&line).unwrap();
+        let store = StoreCounters::of(&record).unwrap();
+        assert_eq!(store.lost(), 75);
+        assert_eq!(
+            store.lost_by_reason(),
+            "75 (queue full 70, write error 3, encode error 2)"
+        );
         assert_eq!(StoreCounters::default().lost_by_reason(), "0");
         assert_eq!(store.to_json()["lost_write_error"], 3);
         // No store, or a counter missing: none.

@@ -1213,7 +1213,7 @@ fn method(results: &Results) -> Vec<String> {
              verify` then counts the store's records. The store kept all when it holds as many \
              records as the JSON lines file has lines (the driver's records and the agent's \
              own: status records, the processes' exits, detections) and `sensor_stop` counted \
-             no `lost_queue_full`, `lost_disk_full` or `lost_write_error`. The rate of a step is \
+             no `lost_*` (queue full, disk full, write or encode error). The rate of a step is \
              the target, or the records the outputs wrote per second when that was less. The \
              queue can hide a writer slower than a step's rate: by up to {} records/s over a \
              step of this run ({} records over its seconds).",

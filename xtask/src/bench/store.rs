@@ -194,7 +194,7 @@ impl IngestResult {
             "best_records_per_sec": self.best().and_then(IngestStep::sustained),
             "rule": "kept all = the store holds as many records as the JSON lines output \
                      (verify's count once the agent stopped) and sensor_stop counts no \
-                     lost_queue_full, lost_disk_full or lost_write_error",
+                     lost_queue_full, lost_disk_full, lost_write_error or lost_encode_error",
         })
     }
 }
