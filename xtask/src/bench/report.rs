@@ -1244,7 +1244,7 @@ fn method(results: &Results) -> Vec<String> {
              before the timing began, the same in every run, so that each run answers the same \
              records (`24h` would count back from each run's own start). The store is deleted \
              at the end.",
-            table::count(results.sizes.store_records),
+            results.sizes.store_records,
             store::SYNTHETIC_DAYS,
             store::CLI_RUNS,
             store::WINDOW,
