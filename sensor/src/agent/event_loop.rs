@@ -47,7 +47,7 @@ const RING_POLL: Duration = Duration::from_millis(100);
 /// Records handled per turn of the event loop at most: a ring buffer that a
 /// busy host keeps from emptying must not starve the timers (the policy
 /// file's poll, the loss check every second, heartbeats). The rest waits
-/// for the next turn, which comes at once.
+/// for the next turn, which comes at once (`ring_behind`).
 const DRAIN_TURN: usize = 1024;
 
 /// The next decision from the enforcement thread; never, without one.
@@ -114,19 +114,30 @@ impl Agent {
             timer.reset(); // the first tick after one period, not now
         }
 
+        // Records were left in the ring at the end of a turn. The kernel
+        // wakes the agent only when it has read everything before a new
+        // record, and not at all for records submitted without a wakeup
+        // (exec, fork, exit): nothing would wake it for these but the next
+        // poll tick, so it goes on at once.
+        let mut ring_behind = false;
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(io("the ring buffer poller"))?;
-                    // Still readable when records are left: the next turn
-                    // takes them, or a timer that is due first.
-                    if !self.drain_ring_upto(guard.get_inner_mut(), DRAIN_TURN) {
+                    ring_behind = self.drain_ring_upto(guard.get_inner_mut(), DRAIN_TURN);
+                    if !ring_behind {
                         guard.clear_ready();
                     }
                     self.out.flush();
                 }
+                // Beside the timers, which `select!` polls in random order:
+                // a turn each, however busy the ring.
+                () = std::future::ready(()), if ring_behind => {
+                    ring_behind = self.drain_ring_upto(ring.get_mut(), DRAIN_TURN);
+                    self.out.flush();
+                }
                 _ = ring_poll.tick() => {
-                    self.drain_ring_upto(ring.get_mut(), DRAIN_TURN);
+                    ring_behind = self.drain_ring_upto(ring.get_mut(), DRAIN_TURN);
                     self.out.flush();
                 }
                 guard = inotify.readable() => {
