@@ -130,9 +130,11 @@ impl Agent {
                     }
                     self.out.flush();
                 }
-                // Beside the timers, which `select!` polls in random order:
-                // a turn each, however busy the ring.
-                () = std::future::ready(()), if ring_behind => {
+                // After a yield to the runtime, which fires the timers that
+                // are due (a future that is always ready would never let
+                // it: the loop would starve them); `select!` then polls
+                // them in random order beside this.
+                () = tokio::task::yield_now(), if ring_behind => {
                     ring_behind = self.drain_ring_upto(ring.get_mut(), DRAIN_TURN);
                     self.out.flush();
                 }

@@ -57,10 +57,11 @@ pub fn apply(conn: &mut Connection, key: &Key, retention: &Retention) -> rusqlit
         }
         // Records are numbered without gaps: the first and last give the
         // count without reading them all.
-        let (first, last): (Option<i64>, Option<i64>) =
-            conn.query_row("SELECT min(seq), max(seq) FROM records", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+        // Two statements: SQLite reads one end of the table for a lone
+        // min() or max(), but all of it for both in one.
+        let first: Option<i64> =
+            conn.query_row("SELECT min(seq) FROM records", [], |r| r.get(0))?;
+        let last: Option<i64> = conn.query_row("SELECT max(seq) FROM records", [], |r| r.get(0))?;
         let (Some(first), Some(last)) = (first, last) else {
             break;
         };

@@ -156,11 +156,13 @@ pub fn stats(
     until_ns: i64,
 ) -> Result<Stats, StoreError> {
     let at = |e| StoreError::at(path, e);
-    let (first, last): (Option<i64>, Option<i64>) = conn
-        .query_row("SELECT min(time_ns), max(time_ns) FROM records", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(at)?;
+    // Two statements: SQLite reads one end of an index for a lone min()
+    // or max(), but the whole index for both in one.
+    let end = |sql: &str| -> Result<Option<i64>, StoreError> {
+        conn.query_row(sql, [], |r| r.get(0)).map_err(at)
+    };
+    let first = end("SELECT min(time_ns) FROM records")?;
+    let last = end("SELECT max(time_ns) FROM records")?;
     let sums = match (first, last) {
         (Some(first), Some(last)) => {
             sums(conn, plan(since_ns, until_ns, first, last)).map_err(at)?
