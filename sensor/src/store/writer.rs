@@ -7,8 +7,9 @@
 use std::{
     sync::{
         Arc, Mutex,
+        atomic::AtomicUsize,
         atomic::{AtomicU64, Ordering::Relaxed},
-        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
+        mpsc::{self, RecvTimeoutError, Sender},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -50,6 +51,8 @@ struct Shared {
     lost_writer_gone: AtomicU64,
     lost_encode_error: AtomicU64,
     pruned: AtomicU64,
+    /// Records sent to the writer and not yet taken.
+    queued: AtomicUsize,
     size_bytes: AtomicU64,
 }
 
@@ -57,7 +60,9 @@ struct Shared {
 pub struct Writer {
     /// Held while the writer runs: one writer per store (`flock`).
     _lock: std::fs::File,
-    tx: Option<SyncSender<Pending>>,
+    tx: Option<Sender<Pending>>,
+    /// Records queued at most (`store.queue_max`).
+    queue_max: usize,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     path: std::path::PathBuf,
@@ -78,7 +83,9 @@ impl Writer {
         shared
             .size_bytes
             .store(retention::used_bytes(&conn).unwrap_or(0), Relaxed);
-        let (tx, rx) = mpsc::sync_channel(settings.queue_max);
+        // Unbounded, bounded by `Shared::queued`: a bounded channel would
+        // allocate all of its slots up front (20 MiB at the default).
+        let (tx, rx) = mpsc::channel();
         let worker = Worker {
             linker: key.linker(),
             conn,
@@ -96,6 +103,7 @@ impl Writer {
         Ok(Self {
             _lock: lock,
             tx: Some(tx),
+            queue_max: settings.queue_max,
             thread: Some(thread),
             shared,
             path: settings.path.clone(),
@@ -105,45 +113,56 @@ impl Writer {
     /// Queues one record: `record` its native encoding, `event` what it
     /// encodes. Never blocks: a full queue counts the record lost.
     pub fn submit(&self, event: &Event, record: &[u8]) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() {
+            return;
+        }
+        if self.shared.queued.load(Relaxed) >= self.queue_max {
+            let lost = self.shared.lost_queue_full.fetch_add(1, Relaxed) + 1;
+            if lost % 10_000 == 1 {
+                tracing::error!(
+                    lost,
+                    store = %self.path.display(),
+                    "the audit store is behind: records lost for it (the queue to its \
+                     writer is full; raise store.queue_max or give it a faster disk)"
+                );
+            }
+            return;
+        }
+        if !self.send(event, record) {
+            let lost = self.shared.lost_writer_gone.fetch_add(1, Relaxed) + 1;
+            if lost % 10_000 == 1 {
+                tracing::error!(
+                    lost,
+                    "the audit store's writer has stopped: records lost for it"
+                );
+            }
+        }
+    }
+
+    /// Queues the record; false when the writer has stopped.
+    fn send(&self, event: &Event, record: &[u8]) -> bool {
+        let Some(tx) = &self.tx else { return false };
         let pending = Pending {
             row: Row::of(event),
             record: record.to_vec(),
         };
-        match tx.try_send(pending) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let lost = self.shared.lost_queue_full.fetch_add(1, Relaxed) + 1;
-                if lost % 10_000 == 1 {
-                    tracing::error!(
-                        lost,
-                        store = %self.path.display(),
-                        "the audit store is behind: records lost for it (the queue to its \
-                         writer is full; raise store.queue_max or give it a faster disk)"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                let lost = self.shared.lost_writer_gone.fetch_add(1, Relaxed) + 1;
-                if lost % 10_000 == 1 {
-                    tracing::error!(
-                        lost,
-                        "the audit store's writer has stopped: records lost for it"
-                    );
-                }
-            }
+        self.shared.queued.fetch_add(1, Relaxed);
+        if tx.send(pending).is_err() {
+            self.shared.queued.fetch_sub(1, Relaxed);
+            return false;
         }
+        true
     }
 
     /// [`Writer::submit`] that waits for room instead: for `bench-store`,
     /// which measures what the writer sustains.
     pub fn submit_waiting(&self, event: &Event, record: &[u8]) {
-        let Some(tx) = &self.tx else { return };
-        let pending = Pending {
-            row: Row::of(event),
-            record: record.to_vec(),
-        };
-        if tx.send(pending).is_err() {
+        while self.shared.queued.load(Relaxed) >= self.queue_max
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if !self.send(event, record) {
             self.shared.lost_writer_gone.fetch_add(1, Relaxed);
         }
     }
@@ -301,6 +320,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            self.shared.queued.fetch_sub(batch.len(), Relaxed);
             if !batch.is_empty() {
                 self.commit(&batch);
                 batch.clear();
