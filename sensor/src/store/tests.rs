@@ -31,6 +31,16 @@ fn event(seq: u64, unix_ns: i128) -> Event {
     e
 }
 
+/// The records' bytes, in chain order.
+fn stored(conn: &Connection) -> Vec<Vec<u8>> {
+    conn.prepare("SELECT record FROM records ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 /// Whether the hourly sums are those of the records, and every actor and
 /// file is named by a record.
 fn derived_tables_match(path: &Path) -> bool {
@@ -98,14 +108,7 @@ fn what_the_writer_commits_verifies_and_holds_the_records_byte_for_byte() {
         (100, Some(1), 100)
     );
     let conn = schema::open(&settings.path, Access::Read).expect("open");
-    let stored: Vec<Vec<u8>> = conn
-        .prepare("SELECT record FROM records ORDER BY seq")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    assert_eq!(stored, records);
+    assert_eq!(stored(&conn), records);
     assert!(derived_tables_match(&settings.path));
     // 25 processes, the same 25 actors whatever the records' order.
     let actors: i64 = conn
@@ -322,14 +325,7 @@ fn a_version_1_store_migrates_with_its_records_chain_and_answers() {
     assert!(derived_tables_match(&settings.path));
     let conn = schema::open(&settings.path, Access::Read).expect("open");
     assert_eq!(schema::version(&conn).expect("version"), schema::VERSION);
-    let stored: Vec<Vec<u8>> = conn
-        .prepare("SELECT record FROM records ORDER BY seq")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    assert_eq!(stored, records);
+    assert_eq!(stored(&conn), records);
     // Each record has the process and file it had, through the new tables:
     // the migrated ones, and the one written after with the same process.
     let (actors, files): (i64, i64) = conn

@@ -1504,18 +1504,8 @@ mod tests {
 
     fn ingest_step(target: u64, output: u64, kept: u64, queue_full: u64) -> IngestStep {
         IngestStep {
-            target,
-            pairs: target * 3,
-            seconds: 6.0,
-            output_records: output,
-            kept,
-            counters: StoreCounters {
-                records_written: kept,
-                lost_queue_full: queue_full,
-                ..StoreCounters::default()
-            },
-            ringbuf_full: 0,
             drain_lag: Duration::from_millis(40),
+            ..super::super::store::test_step(target, target * 3, 6.0, output, kept, queue_full)
         }
     }
 

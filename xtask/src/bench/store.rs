@@ -753,25 +753,39 @@ fn check_space(dir: &Path, records: u64) -> Result<()> {
     Ok(())
 }
 
+/// A step that kept `kept` of `output` records and lost `queue_full` to
+/// a full queue (the report's tests too).
+#[cfg(test)]
+pub(super) fn test_step(
+    target: u64,
+    pairs: u64,
+    seconds: f64,
+    output: u64,
+    kept: u64,
+    queue_full: u64,
+) -> IngestStep {
+    IngestStep {
+        target,
+        pairs,
+        seconds,
+        output_records: output,
+        kept,
+        counters: StoreCounters {
+            records_written: kept,
+            lost_queue_full: queue_full,
+            ..StoreCounters::default()
+        },
+        ringbuf_full: 0,
+        drain_lag: Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn step(target: u64, pairs: u64, output: u64, kept: u64, queue_full: u64) -> IngestStep {
-        IngestStep {
-            target,
-            pairs,
-            seconds: 2.0,
-            output_records: output,
-            kept,
-            counters: StoreCounters {
-                records_written: kept,
-                lost_queue_full: queue_full,
-                ..StoreCounters::default()
-            },
-            ringbuf_full: 0,
-            drain_lag: Duration::ZERO,
-        }
+        test_step(target, pairs, 2.0, output, kept, queue_full)
     }
 
     #[test]
