@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{
     StoreError,
-    rollup::{HOUR_NS, hour_of},
+    rollup::{HOUR_NS, Sum, hour_of},
 };
 
 /// Top readers listed at most.
@@ -87,13 +87,6 @@ struct Part {
     path: Option<String>,
     action: String,
     detection: String,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Sum {
-    records: i64,
-    bytes: i64,
-    opens: i64,
 }
 
 /// Where a window's sums come from: whole hours from `hourly`, the rest
@@ -199,10 +192,11 @@ fn add(
     let mut rows = stmt.query([lo, hi])?;
     while let Some(r) = rows.next()? {
         let key = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-        let sum = sums.entry(key).or_default();
-        sum.records += r.get::<_, i64>(5)?;
-        sum.bytes = sum.bytes.wrapping_add(r.get(6)?);
-        sum.opens = sum.opens.wrapping_add(r.get(7)?);
+        sums.entry(key).or_default().add(Sum {
+            records: r.get(5)?,
+            bytes: r.get(6)?,
+            opens: r.get(7)?,
+        });
     }
     Ok(())
 }
@@ -236,10 +230,7 @@ fn by_path(
             action,
             detection,
         };
-        let sum = out.entry(part).or_default();
-        sum.records += s.records;
-        sum.bytes = sum.bytes.wrapping_add(s.bytes);
-        sum.opens = sum.opens.wrapping_add(s.opens);
+        out.entry(part).or_default().add(s);
     }
     Ok(out)
 }
