@@ -658,6 +658,50 @@ fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
     assert_eq!(loaded, 2, "the no-op re-resolve wrote no record");
 }
 
+/// An edit of the policy and a new file under the watch roots that reach
+/// the agent in the same poll: the re-resolve the new file asks for must
+/// not read the edit and, finding the weight files unchanged, drop it
+/// unloaded (the policy in force would stay the old one, unnoticed).
+#[test]
+fn an_edit_that_lands_with_a_new_file_is_loaded() {
+    let root = tempfile::tempdir().unwrap();
+    let models = root.path().join("a");
+    fs::create_dir(&models).unwrap();
+    write_file(&models.join("llama.safetensors"), 8192);
+    let bin = tempfile::tempdir().unwrap();
+    let server = cat_copy(bin.path(), "server");
+    let policy_file = bin.path().join("policy.toml");
+    let text = tests::policy_allowing("enforce", &models, "the server", &server, "");
+    fs::write(&policy_file, &text).unwrap();
+    let sensor = SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
+    sensor.wait_policy_loads(1);
+
+    let edited = format!("# edited\n{text}");
+    fs::write(&policy_file, &edited).unwrap();
+    fs::create_dir(root.path().join("b")).unwrap();
+    write_file(&root.path().join("b/other.safetensors"), 4096);
+    sensor.wait_policy_loads(2);
+    let (status, events) = sensor.stop_events();
+    assert!(status.success());
+    let hashes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.policy {
+            Some(PolicyInfo::Loaded(l)) => Some(l.sha256.clone()),
+            _ => None,
+        })
+        .collect();
+    let sum = Command::new("sha256sum")
+        .arg(&policy_file)
+        .output()
+        .unwrap();
+    let edited_hash = String::from_utf8(sum.stdout).unwrap();
+    assert_eq!(hashes.len(), 2, "{hashes:?}");
+    assert_eq!(
+        Some(hashes[1].as_str()),
+        edited_hash.split_whitespace().next()
+    );
+}
+
 #[test]
 fn a_copy_rule_stops_in_kernel_copies_and_lets_reads_through() {
     use std::os::unix::process::ExitStatusExt;

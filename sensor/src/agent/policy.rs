@@ -417,10 +417,24 @@ impl Agent {
         };
         let path = judge.path().to_path_buf();
         let shared = judge.shared_policy();
-        self.policy_stamp = stamp(&path);
+        let now = stamp(&path);
+        if only_if_files_changed && now != self.policy_stamp {
+            // The policy file is being edited: the reload that follows once
+            // it settles resolves the files too. Resolving now would read
+            // the edit and, with the files unchanged, drop it unloaded.
+            self.policy_resolve = true;
+            return;
+        }
+        self.policy_stamp = now;
         let started = std::time::Instant::now();
         let ms = |since: std::time::Instant| since.elapsed().as_millis() as u64;
         let (new, findings) = match load(&path) {
+            // Edited since the stamp was taken: the next poll sees the
+            // change and reloads it (the stamp is still the old one).
+            Ok((new, _)) if only_if_files_changed && new.hash != shared.load().hash => {
+                self.policy_resolve = true;
+                return;
+            }
             Ok((new, _)) if only_if_files_changed && new.same_files(&shared.load()) => return,
             Ok((mut new, findings)) => {
                 new.generation = self.kernel_tables.next_generation();
