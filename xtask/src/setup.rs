@@ -63,7 +63,25 @@ const PACKAGES: &[&str] = &[
     // The audit store's tamper tests edit its database as an attacker
     // would (tests/tests/store.rs).
     "sqlite3",
+    // The OCSF validator's virtual environment (ocsf_validator below).
+    "python3-venv",
 ];
+
+/// The OCSF models the encodings test validates records against
+/// (tests/tests/encodings.rs), pinned; PyPI is a package registry these
+/// machines reach. `ocsf-pydantic` needs the other three beside it.
+const OCSF_VALIDATOR: &[&str] = &[
+    "ocsf-pydantic==0.0.6",
+    "pydantic==2.14.4",
+    "pydantic-extra-types==2.11.1",
+    "email-validator",
+];
+
+/// Where the validator's environment lives: the integration tests'
+/// `CARGO_TARGET_TMPDIR`, under the target directory.
+pub fn ocsf_venv(target: &std::path::Path) -> std::path::PathBuf {
+    target.join("tmp").join("ocsf-venv")
+}
 
 /// A pseudo-filesystem the sensor needs mounted.
 struct FsMount {
@@ -105,6 +123,7 @@ pub fn execute(ws: &Workspace) -> Result<()> {
     // After the packages: their install ran `apt-get update` if anything
     // was missing, so a fresh machine has package lists by now.
     vm_kernel::ensure(&ws.target_dir()?, root)?;
+    ensure_ocsf_validator(&ws.target_dir()?)?;
     ensure_bpf_linker(ws, &nightly)?;
     ensure_mounts(root)?;
     if !root {
@@ -114,6 +133,44 @@ pub fn execute(ws: &Workspace) -> Result<()> {
              building works without them, running the sensor and the integration tests does not",
         );
     }
+    Ok(())
+}
+
+/// A Python environment with the OCSF 1.2 models, for the encodings test.
+fn ensure_ocsf_validator(target: &std::path::Path) -> Result<()> {
+    const WHAT: &str = "OCSF validator";
+    let venv = ocsf_venv(target);
+    let python = venv.join("bin/python");
+    let ready = || {
+        process::output(Command::new(&python).args(["-c", "import ocsf.events.system.filesystem"]))
+            .is_ok_and(|out| out.status.success())
+    };
+    if ready() {
+        step(WHAT, format!("present ({})", venv.display()));
+        return Ok(());
+    }
+    step(WHAT, format!("creating {}...", venv.display()));
+    process::run(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+    )
+    .context(
+        "cannot create the OCSF validator's Python environment (Debian's python3-venv is needed)",
+    )?;
+    process::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(OCSF_VALIDATOR),
+    )
+    .context("cannot install the OCSF models from PyPI (the registry must be reachable)")?;
+    if !ready() {
+        bail!(
+            "the OCSF models were installed in {} but do not import",
+            venv.display()
+        );
+    }
+    step(WHAT, format!("installed {}", OCSF_VALIDATOR.join(" ")));
     Ok(())
 }
 

@@ -86,8 +86,9 @@ pub struct RunArgs {
     /// Watch this directory tree (repeatable). Replaces the configured roots.
     #[arg(long = "watch", value_name = "DIR")]
     pub watch: Vec<PathBuf>,
-    /// Where records go: `stdout` or `jsonl:PATH` (repeatable). Replaces the
-    /// configured outputs.
+    /// Where records go: `stdout` or `jsonl:PATH`, optionally with
+    /// `?format=native|ocsf|ecs` (repeatable). Replaces the configured
+    /// outputs.
     #[arg(long = "output", value_name = "SPEC")]
     pub output: Vec<OutputSpec>,
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).

@@ -21,6 +21,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::encode::Format;
+
 mod detect;
 mod store;
 
@@ -240,24 +242,50 @@ impl Default for OutputConfig {
     fn default() -> Self {
         Self {
             // stdout works everywhere and under systemd lands in the journal.
-            sinks: vec![OutputSpec::Stdout],
+            sinks: vec![OutputSpec::stdout()],
         }
     }
 }
 
-/// One event sink. Written as a string in TOML and on the command line:
-/// `stdout` or `jsonl:PATH`.
+/// One output: where records go and in which encoding. Written as a
+/// string in TOML and on the command line: `stdout` or `jsonl:PATH`, with
+/// `?format=native|ocsf|ecs` after it (native when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputSpec {
-    /// One JSON object per line on standard output.
+pub struct OutputSpec {
+    pub sink: SinkSpec,
+    pub format: Format,
+}
+
+/// Where an output writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// One record per line on standard output.
     Stdout,
-    /// One JSON object per line appended to the file at this path.
+    /// One record per line appended to the file at this path.
     Jsonl(PathBuf),
 }
 
+impl OutputSpec {
+    /// Native records to standard output.
+    pub fn stdout() -> Self {
+        Self {
+            sink: SinkSpec::Stdout,
+            format: Format::Native,
+        }
+    }
+
+    /// Native records to a JSON lines file.
+    pub fn jsonl(path: impl Into<PathBuf>) -> Self {
+        Self {
+            sink: SinkSpec::Jsonl(path.into()),
+            format: Format::Native,
+        }
+    }
+}
+
 /// The string forms [`OutputSpec`] accepts, for error messages.
-const OUTPUT_FORMS: &str =
-    "`stdout` or `jsonl:PATH`, e.g. `jsonl:/var/log/weightwarden/events.jsonl`";
+const OUTPUT_FORMS: &str = "`stdout` or `jsonl:PATH`, e.g. `jsonl:/var/log/weightwarden/events.jsonl`, \
+     optionally followed by `?format=native`, `?format=ocsf` or `?format=ecs`";
 
 /// Why an output spec string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,28 +294,58 @@ pub enum OutputSpecError {
     UnknownForm { value: String },
     #[error("invalid output {value:?}: the path after `jsonl:` is empty (expected {OUTPUT_FORMS})")]
     EmptyPath { value: String },
+    #[error(
+        "invalid output {value:?}: unknown format {format:?} (the formats are native, ocsf and ecs)"
+    )]
+    UnknownFormat { value: String, format: String },
+    #[error("invalid output {value:?}: unknown option {option:?} (outputs take `?format=NAME`)")]
+    UnknownOption { value: String, option: String },
 }
 
 impl FromStr for OutputSpec {
     type Err = OutputSpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "stdout" {
-            return Ok(Self::Stdout);
-        }
-        match s.strip_prefix("jsonl:") {
-            Some("") => Err(OutputSpecError::EmptyPath {
-                value: s.to_owned(),
-            }),
-            Some(path) => Ok(Self::Jsonl(PathBuf::from(path))),
-            None => Err(OutputSpecError::UnknownForm {
-                value: s.to_owned(),
-            }),
-        }
+        // `?key=value` after the destination; a `?` in a path without
+        // `=` after it is part of the path.
+        let (destination, format) = match s.rsplit_once('?') {
+            Some((destination, option)) if option.contains('=') && !option.contains('/') => {
+                let Some(name) = option.strip_prefix("format=") else {
+                    return Err(OutputSpecError::UnknownOption {
+                        value: s.to_owned(),
+                        option: option.to_owned(),
+                    });
+                };
+                let format = Format::named(name).ok_or_else(|| OutputSpecError::UnknownFormat {
+                    value: s.to_owned(),
+                    format: name.to_owned(),
+                })?;
+                (destination, format)
+            }
+            _ => (s, Format::Native),
+        };
+        let sink = if destination == "stdout" {
+            SinkSpec::Stdout
+        } else {
+            match destination.strip_prefix("jsonl:") {
+                Some("") => {
+                    return Err(OutputSpecError::EmptyPath {
+                        value: s.to_owned(),
+                    });
+                }
+                Some(path) => SinkSpec::Jsonl(PathBuf::from(path)),
+                None => {
+                    return Err(OutputSpecError::UnknownForm {
+                        value: s.to_owned(),
+                    });
+                }
+            }
+        };
+        Ok(Self { sink, format })
     }
 }
 
-impl fmt::Display for OutputSpec {
+impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Stdout => f.write_str("stdout"),
@@ -296,20 +354,29 @@ impl fmt::Display for OutputSpec {
     }
 }
 
+impl fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.sink)?;
+        match self.format {
+            Format::Native => Ok(()),
+            other => write!(f, "?format={}", other.name()),
+        }
+    }
+}
+
 impl Serialize for OutputSpec {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Stdout => serializer.serialize_str("stdout"),
-            // Display is lossy for non-UTF-8 paths; writing a config that
-            // silently names a different file would be worse than failing.
-            Self::Jsonl(path) => match path.to_str() {
-                Some(path) => serializer.serialize_str(&format!("jsonl:{path}")),
-                None => Err(serde::ser::Error::custom(format!(
-                    "output path {} is not valid UTF-8 and cannot be written to TOML",
-                    path.display()
-                ))),
-            },
+        // Display is lossy for non-UTF-8 paths; writing a config that
+        // silently names a different file would be worse than failing.
+        if let SinkSpec::Jsonl(path) = &self.sink
+            && path.to_str().is_none()
+        {
+            return Err(serde::ser::Error::custom(format!(
+                "output path {} is not valid UTF-8 and cannot be written to TOML",
+                path.display()
+            )));
         }
+        serializer.serialize_str(&self.to_string())
     }
 }
 
@@ -843,12 +910,16 @@ impl Config {
                 format!("list at least one sink, {OUTPUT_FORMS}: otherwise events are discarded"),
             ));
         }
-        for (i, sink) in sinks.iter().enumerate() {
-            if sinks[..i].contains(sink) {
+        for (i, output) in sinks.iter().enumerate() {
+            // One destination, whatever the formats: two encodings in one
+            // file or stream would interleave into something no reader
+            // parses.
+            if sinks[..i].iter().any(|o| o.sink == output.sink) {
                 return Err(invalid(
                     "output.sinks",
-                    format!("{:?}", sink.to_string()),
-                    "each sink may be listed once (a repeated sink would receive every event twice)",
+                    format!("{:?}", output.to_string()),
+                    "each destination may be listed once (a repeated one would receive every \
+                     event twice, or two encodings mixed)",
                 ));
             }
         }
@@ -1095,8 +1166,8 @@ mod tests {
             },
             output: OutputConfig {
                 sinks: vec![
-                    OutputSpec::Stdout,
-                    OutputSpec::Jsonl("/var/log/weightwarden/events.jsonl".into()),
+                    OutputSpec::stdout(),
+                    OutputSpec::jsonl("/var/log/weightwarden/events.jsonl"),
                 ],
             },
             kernel: KernelConfig {
@@ -1273,14 +1344,64 @@ mod tests {
             "stdout",
             "jsonl:/var/log/ww.jsonl",
             "jsonl:relative/file.jsonl",
+            "jsonl:/var/log/ww.jsonl?format=ocsf",
+            "stdout?format=ecs",
         ] {
             let spec: OutputSpec = text.parse().expect("valid spec");
             assert_eq!(spec.to_string(), text);
         }
         assert_eq!(
             "jsonl:/a:b".parse::<OutputSpec>(),
-            Ok(OutputSpec::Jsonl("/a:b".into()))
+            Ok(OutputSpec::jsonl("/a:b"))
         );
+    }
+
+    #[test]
+    fn outputs_take_a_format() {
+        for (text, format) in [
+            ("stdout?format=ocsf", Format::Ocsf),
+            ("jsonl:/var/log/ww.jsonl?format=ecs", Format::Ecs),
+            ("jsonl:/var/log/ww.jsonl?format=native", Format::Native),
+            ("jsonl:/var/log/ww.jsonl", Format::Native),
+        ] {
+            let spec: OutputSpec = text.parse().expect("valid spec");
+            assert_eq!(spec.format, format, "{text}");
+        }
+        // Native is the default and is not written out.
+        let spec: OutputSpec = "stdout?format=native".parse().expect("spec");
+        assert_eq!(spec.to_string(), "stdout");
+        // A `?` with no option after it is part of the path.
+        assert_eq!(
+            "jsonl:/tmp/what?.jsonl".parse::<OutputSpec>(),
+            Ok(OutputSpec::jsonl("/tmp/what?.jsonl"))
+        );
+        let err = "stdout?format=splunk"
+            .parse::<OutputSpec>()
+            .expect_err("format");
+        assert!(
+            err.to_string().contains("unknown format \"splunk\"")
+                && err.to_string().contains("native, ocsf and ecs"),
+            "{err}"
+        );
+        let err = "stdout?encoding=ocsf"
+            .parse::<OutputSpec>()
+            .expect_err("option");
+        assert!(
+            err.to_string().contains("unknown option \"encoding=ocsf\""),
+            "{err}"
+        );
+        // One file, two encodings: refused by name.
+        let msg = parse("[output]\nsinks = [\"jsonl:/tmp/a\", \"jsonl:/tmp/a?format=ocsf\"]\n")
+            .expect_err("same file twice")
+            .to_string();
+        assert!(msg.contains("jsonl:/tmp/a?format=ocsf"), "{msg}");
+        // Different files in different encodings are fine.
+        let config = parse(
+            "[output]\nsinks = [\"jsonl:/tmp/a\", \"jsonl:/tmp/b?format=ocsf\", \"stdout?format=ecs\"]\n",
+        )
+        .expect("three outputs");
+        let formats: Vec<Format> = config.output.sinks.iter().map(|s| s.format).collect();
+        assert_eq!(formats, [Format::Native, Format::Ocsf, Format::Ecs]);
     }
 
     #[test]
@@ -1401,7 +1522,7 @@ mod tests {
 
         config.apply(Overrides {
             watch: vec!["/data".into()],
-            outputs: vec![OutputSpec::Jsonl("/tmp/e.jsonl".into())],
+            outputs: vec![OutputSpec::jsonl("/tmp/e.jsonl")],
             ring_buffer_bytes: Some(1 << 20),
             heartbeat_interval_secs: Some(5),
             read_flush_interval_secs: Some(2),
@@ -1415,10 +1536,7 @@ mod tests {
         assert_eq!(config.watch.roots, vec![PathBuf::from("/data")]);
         assert!(!config.watch.home_caches);
         assert_eq!(config.watch.extensions, WatchConfig::default().extensions);
-        assert_eq!(
-            config.output.sinks,
-            vec![OutputSpec::Jsonl("/tmp/e.jsonl".into())]
-        );
+        assert_eq!(config.output.sinks, vec![OutputSpec::jsonl("/tmp/e.jsonl")]);
         assert_eq!(config.kernel.ring_buffer_bytes, 1 << 20);
         assert_eq!(
             config.kernel.pending_max,

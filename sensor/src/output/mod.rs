@@ -36,7 +36,7 @@ impl Fanout {
     pub fn open(specs: &[OutputSpec]) -> Result<Self, SinkError> {
         let sinks = specs
             .iter()
-            .map(|spec| Ok((Format::Native, sink::open(spec)?)))
+            .map(|spec| Ok((spec.format, sink::open(&spec.sink)?)))
             .collect::<Result<Vec<_>, SinkError>>()?;
         Ok(Self::new(sinks))
     }

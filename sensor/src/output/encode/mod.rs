@@ -2,7 +2,9 @@
 //! file here plus one line in [`Format`]; a sink receives records already
 //! encoded in the format its output asked for.
 
+pub mod ecs;
 pub mod native;
+pub mod ocsf;
 
 use crate::event::Event;
 
@@ -20,18 +22,40 @@ pub enum EncodeError {
     Json(#[source] serde_json::Error),
 }
 
-/// The encodings an output may ask for.
+/// The encodings an output may ask for (`?format=NAME`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// `weightwarden/1` JSON lines.
     #[default]
     Native,
+    /// OCSF 1.2 classes (`ocsf.rs`).
+    Ocsf,
+    /// Elastic Common Schema 8 (`ecs.rs`).
+    Ecs,
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Native, Format::Ocsf, Format::Ecs];
+
     pub fn encoder(self) -> Box<dyn Encoder> {
         match self {
             Format::Native => Box::new(native::Native),
+            Format::Ocsf => Box::new(ocsf::Ocsf),
+            Format::Ecs => Box::new(ecs::Ecs),
         }
+    }
+
+    /// The name in output strings (`native`, `ocsf`, `ecs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Ocsf => "ocsf",
+            Format::Ecs => "ecs",
+        }
+    }
+
+    /// The format named `name`, if any.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
     }
 }

@@ -54,6 +54,16 @@ impl Encoder for Native {
     }
 }
 
+/// The record as a JSON object, field for field what [`Native`] writes:
+/// the other encodings map from it, so a value reads the same in all.
+pub fn object(event: &Event) -> Result<Map<String, Value>, EncodeError> {
+    match serde_json::to_value(Record::from(event)).map_err(EncodeError::Json)? {
+        Value::Object(map) => Ok(map),
+        // A struct always serialises to an object.
+        _ => Ok(Map::new()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("not a weightwarden/1 JSON record")]
@@ -1317,4 +1327,4 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -9,7 +9,7 @@ use std::{io, path::PathBuf};
 pub use jsonl::JsonlSink;
 pub use stdout::StdoutSink;
 
-use crate::config::OutputSpec;
+use crate::config::SinkSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -40,9 +40,9 @@ pub trait Sink: Send {
 }
 
 /// Opens the destination an output spec names.
-pub fn open(spec: &OutputSpec) -> Result<Box<dyn Sink>, SinkError> {
+pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match spec {
-        OutputSpec::Stdout => Box::new(StdoutSink::new()),
-        OutputSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?),
+        SinkSpec::Stdout => Box::new(StdoutSink::new()),
+        SinkSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?),
     })
 }

@@ -12,7 +12,7 @@ fn at(text: &str) -> Timestamp {
     parse_time("test", text).expect("time")
 }
 
-fn process() -> Process {
+pub(in crate::output::encode) fn process() -> Process {
     Process {
         pid: 48211,
         tid: 48213,
@@ -59,7 +59,7 @@ fn host_process() -> Process {
     }
 }
 
-fn base(action: Action, process: Option<Process>) -> Event {
+pub(in crate::output::encode) fn base(action: Action, process: Option<Process>) -> Event {
     Event {
         id: None,
         time: at("2026-11-25T17:30:02.418230114Z"),
@@ -78,7 +78,7 @@ fn base(action: Action, process: Option<Process>) -> Event {
     }
 }
 
-fn file(path: Option<&str>) -> File {
+pub(in crate::output::encode) fn file(path: Option<&str>) -> File {
     File {
         path: path.map(Text::from),
         dev: (254 << 20) | 3,
@@ -176,7 +176,7 @@ fn status() -> SensorStatus {
 
 /// One event per line of the golden file, built the way the generator
 /// built its records.
-fn golden_events() -> Vec<Event> {
+pub(in crate::output::encode) fn golden_events() -> Vec<Event> {
     let mut out = Vec::new();
     let mut open = base(Action::Open, Some(process()));
     open.file = Some(file(Some("/models/llama/model.safetensors")));
