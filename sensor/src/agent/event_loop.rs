@@ -222,10 +222,16 @@ impl Agent {
                         tracing::info!("{name}: stopping");
                         break;
                     }
-                    Request::Reload(name) => self.reload_policy(name),
+                    Request::Reload(name) => {
+                        // After an external log rotation (logrotate's
+                        // `postrotate`): new files at the outputs' paths.
+                        self.out.reopen();
+                        tracing::info!("{name}: outputs reopened");
+                        self.reload_policy(name);
+                    }
                     Request::Ignore(name) => tracing::info!(
                         "{name} received and ignored: this version has no configuration reload \
-                         or output reopen (stop with SIGTERM)"
+                         (stop with SIGTERM)"
                     ),
                 },
             }
@@ -705,6 +711,9 @@ impl Agent {
     }
 
     pub(super) fn emit_sensor(&mut self, action: Action) {
+        // The outputs' counters then account for every record before this
+        // one (written or lost), none still waiting in a batch.
+        self.out.flush();
         let dropped = self
             .enforced_dropped
             .load(std::sync::atomic::Ordering::Relaxed);

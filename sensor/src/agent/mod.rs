@@ -206,8 +206,16 @@ struct Started {
     signals: Signals,
 }
 
+/// How a run that stopped cleanly went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Records the outputs could not write (each also counted per output
+    /// in `sensor_stop` and logged).
+    pub outputs_lost: u64,
+}
+
 /// Runs the sensor until SIGINT or SIGTERM.
-pub async fn run(settings: RunSettings) -> Result<(), RunError> {
+pub async fn run(settings: RunSettings) -> Result<Stopped, RunError> {
     let Started {
         sensor,
         mut agent,
@@ -223,7 +231,9 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         Ok(mut ring) => {
             agent.drain_ring(&mut ring);
             agent.shutdown();
-            Ok(())
+            Ok(Stopped {
+                outputs_lost: agent.out.lost(),
+            })
         }
         Err(err) => {
             agent.shutdown();

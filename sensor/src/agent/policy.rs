@@ -410,9 +410,7 @@ impl Agent {
 
     fn reload(&mut self, why: &str, only_if_files_changed: bool) {
         let Some(judge) = self.decide.judge() else {
-            tracing::info!(
-                "{why} received and ignored: no policy is configured (output reopen is not built yet)"
-            );
+            tracing::info!("{why}: no policy is configured, so none is reloaded");
             return;
         };
         let path = judge.path().to_path_buf();

@@ -1,9 +1,9 @@
 //! The signals the agent answers, installed before capture goes live.
 //!
 //! SIGINT and SIGTERM stop it cleanly (final drain, `sensor_stop`). SIGHUP
-//! reloads the policy (and is logged and otherwise ignored without one:
-//! logrotate's `postrotate` sends it, and it must not stop the audit).
-//! SIGUSR1 is logged and ignored until output reopen exists.
+//! reopens the outputs (logrotate's `postrotate` sends it) and reloads the
+//! policy, if there is one. SIGUSR1 is logged and ignored: it must not
+//! stop the audit either.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

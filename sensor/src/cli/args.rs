@@ -19,6 +19,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad input: configuration, flags, or a host that cannot run the sensor.
     pub const USAGE: u8 = 2;
+    /// `run` stopped cleanly, but records were lost for an output.
+    pub const LOST: u8 = 3;
 }
 
 #[derive(Debug, Parser)]

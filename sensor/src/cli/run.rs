@@ -33,7 +33,16 @@ pub fn execute(args: &RunArgs) -> u8 {
         }
     };
     match runtime.block_on(agent::run(settings)) {
-        Ok(()) => exit::OK,
+        Ok(stopped) if stopped.outputs_lost > 0 => {
+            eprintln!(
+                "weightwarden: stopped, but {} record(s) could not be written to the outputs \
+                 (the log names each output and why; sensor_stop's sinks counters say how many \
+                 each lost)",
+                stopped.outputs_lost
+            );
+            exit::LOST
+        }
+        Ok(_) => exit::OK,
         Err(err) => {
             eprintln!("weightwarden: {}", Chain(&err));
             match err.phase {

@@ -1,18 +1,30 @@
 //! `jsonl:PATH`: records appended to a file, one per line; the directory
 //! is created when missing.
+//!
+//! Checked at start-up: the path opens for appending, a FIFO has a reader
+//! (opening one without would hang), a regular file's file system has room.
+//! While running: a file that was deleted or moved away (a log rotation
+//! without a signal) is opened again at its path before the next write,
+//! so no record goes into a file nobody can see; a write that fails part
+//! way through a regular file is cut back to the last whole record, so
+//! the file holds only whole lines.
 
 use std::{
     fs::{File, OpenOptions},
-    io::{self, BufWriter, Write},
-    path::Path,
+    io,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
 };
 
-use super::{Sink, SinkError};
+use super::{Sink, SinkError, WriteError, write_fully};
 
 /// Appends records to a file, one JSON object per line.
 pub struct JsonlSink {
     name: String,
-    out: BufWriter<File>,
+    path: PathBuf,
+    file: File,
+    /// A regular file (not a FIFO or a device): can be measured and cut.
+    regular: bool,
 }
 
 impl JsonlSink {
@@ -23,29 +35,126 @@ impl JsonlSink {
                 source,
             })?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| SinkError::Open {
+        let file = open_append(path)?;
+        let meta = file.metadata().map_err(|source| SinkError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let regular = meta.file_type().is_file();
+        if regular && no_room(&file) {
+            return Err(SinkError::Full {
                 path: path.to_path_buf(),
-                source,
-            })?;
+            });
+        }
         Ok(Self {
             name: format!("jsonl:{}", path.display()),
-            out: BufWriter::with_capacity(64 * 1024, file),
+            path: path.to_path_buf(),
+            file,
+            regular,
         })
     }
+
+    /// Opens the path again when it no longer names the open file.
+    fn follow_path(&mut self) {
+        let Ok(open) = self.file.metadata() else {
+            return;
+        };
+        let same = std::fs::metadata(&self.path)
+            .is_ok_and(|now| (now.dev(), now.ino()) == (open.dev(), open.ino()));
+        if same {
+            return;
+        }
+        let why = if open.nlink() == 0 {
+            "was deleted"
+        } else {
+            "was moved away"
+        };
+        match open_append(&self.path) {
+            Ok(file) => {
+                tracing::warn!(
+                    output = %self.name,
+                    "the output file {why}: writing to a new file at its path"
+                );
+                self.regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+                self.file = file;
+            }
+            Err(err) => tracing::warn!(
+                output = %self.name,
+                error = %crate::Chain(&err),
+                "the output file {why} and cannot be created again: its records are lost"
+            ),
+        }
+    }
+}
+
+/// Opens `path` for appending. A FIFO is opened without blocking, which
+/// fails at once when it has no reader; then blocking again, so that a
+/// slow reader slows the writes rather than losing records.
+fn open_append(path: &Path) -> Result<File, SinkError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ENXIO) => SinkError::FifoWithoutReader {
+                path: path.to_path_buf(),
+            },
+            _ => SinkError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+        .map(nix::fcntl::OFlag::from_bits_truncate)
+        .and_then(|f| {
+            nix::fcntl::fcntl(
+                &file,
+                nix::fcntl::FcntlArg::F_SETFL(f - nix::fcntl::OFlag::O_NONBLOCK),
+            )
+        });
+    flags.map_err(|errno| SinkError::Open {
+        path: path.to_path_buf(),
+        source: errno.into(),
+    })?;
+    Ok(file)
+}
+
+/// Whether the file system holding `file` has no block left for it.
+fn no_room(file: &File) -> bool {
+    nix::sys::statvfs::fstatvfs(file).is_ok_and(|s| s.blocks_available() == 0)
 }
 
 impl Sink for JsonlSink {
     fn name(&self) -> &str {
         &self.name
     }
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.write_all(line)
+
+    fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
+        self.follow_path();
+        let before = self
+            .regular
+            .then(|| self.file.metadata().map(|m| m.len()).ok())
+            .flatten();
+        let result = write_fully(&self.file, records);
+        if let (Err(err), Some(before)) = (&result, before) {
+            // Keep whole lines: cut what the failed write left of its
+            // last record (the output counts that record lost).
+            let whole = records[..err.written]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            if whole < err.written {
+                let _ = self.file.set_len(before + whole as u64);
+            }
+        }
+        result
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let file = open_append(&self.path).map_err(io::Error::other)?;
+        self.regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+        self.file = file;
+        Ok(())
     }
 }

@@ -1,25 +1,31 @@
-//! `stdout`: records as lines on standard output, buffered, flushed after
-//! each batch.
+//! `stdout`: records as lines on standard output, a batch per write.
+//!
+//! When the reader of a pipe on stdout goes away (`weightwarden run |
+//! head -1`), the output is dead for good: no reader can come back to
+//! that pipe. The agent goes on (capture, the store and the other outputs
+//! are unaffected), counts stdout's records as lost, warns, and exits 3 at
+//! its stop (docs/outputs.md).
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::{io, os::fd::AsFd};
 
-use super::Sink;
+use super::{Sink, SinkError, WriteError, write_fully};
 
 pub struct StdoutSink {
-    out: BufWriter<Stdout>,
+    /// Its reader has gone (`EPIPE`).
+    broken: bool,
 }
 
 impl StdoutSink {
-    pub fn new() -> Self {
-        Self {
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+    /// Standard output, checked open for writing.
+    pub fn open() -> Result<Self, SinkError> {
+        let stdout = io::stdout();
+        let mode = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
+            .map(|flags| flags & libc::O_ACCMODE)
+            .map_err(|_| SinkError::StdoutUnusable)?;
+        if mode != libc::O_WRONLY && mode != libc::O_RDWR {
+            return Err(SinkError::StdoutUnusable);
         }
-    }
-}
-
-impl Default for StdoutSink {
-    fn default() -> Self {
-        Self::new()
+        Ok(Self { broken: false })
     }
 }
 
@@ -27,10 +33,22 @@ impl Sink for StdoutSink {
     fn name(&self) -> &str {
         "stdout"
     }
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.out.write_all(line)
+
+    fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
+        if self.broken {
+            return Err(WriteError {
+                written: 0,
+                source: io::Error::from(io::ErrorKind::BrokenPipe),
+            });
+        }
+        let result = write_fully(io::stdout().as_fd(), records);
+        if let Err(err) = &result {
+            self.broken = err.source.kind() == io::ErrorKind::BrokenPipe;
+        }
+        result
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+
+    fn is_dead(&self) -> bool {
+        self.broken
     }
 }
