@@ -138,6 +138,10 @@ impl SensorProcess {
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
+        // Nor a port: tests that scrape metrics ask for one.
+        if !extra.contains(&"--metrics") {
+            cmd.arg("--metrics").arg("none");
+        }
         // Nor records: each run has its own audit store, which the health
         // check compares with the records written.
         let store = match extra.iter().position(|a| *a == "--store") {
@@ -307,6 +311,12 @@ impl SensorProcess {
     /// ERROR that contain `text` do not fail the run.
     pub fn expect_error(&mut self, text: &str) {
         self.errors_expected.push(text.to_owned());
+    }
+
+    /// The run's own JSON lines output as the agent names it in counters
+    /// (`jsonl:` and this, its path).
+    pub fn output_name(&self) -> String {
+        self.events.display().to_string()
     }
 
     /// This run loses records for an output on purpose: it must exit 3

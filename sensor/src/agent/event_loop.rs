@@ -58,6 +58,16 @@ async fn next_enforced(rx: &mut Option<tokio::sync::mpsc::Receiver<Enforced>>) -
     }
 }
 
+/// The next client of the metrics endpoint; never, without one.
+async fn next_scrape(
+    endpoint: Option<&crate::metrics::endpoint::Endpoint>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match endpoint {
+        Some(endpoint) => endpoint.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The inotify descriptor, borrowed from the watch set for tokio.
 struct InotifyFd(RawFd);
 impl AsRawFd for InotifyFd {
@@ -120,6 +130,7 @@ impl Agent {
         // (exec, fork, exit): nothing would wake it for these but the next
         // poll tick, so it goes on at once.
         let mut ring_behind = false;
+        let metrics = self.metrics.take();
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
@@ -196,6 +207,13 @@ impl Agent {
                     self.emit_sensor(Action::Heartbeat);
                     self.out.flush();
                 }
+                client = next_scrape(metrics.as_ref()) => match client {
+                    Ok(stream) => {
+                        let text = self.metrics_text();
+                        tokio::spawn(crate::metrics::endpoint::answer(stream, text));
+                    }
+                    Err(err) => tracing::debug!(error = %err, "metrics connection not accepted"),
+                },
                 report = super::integrity::next_report(&mut self.integrity) => {
                     self.record_integrity(report);
                 }
@@ -490,6 +508,7 @@ impl Agent {
 
     fn write(&mut self, event: &Event) {
         self.health.agent.records_emitted.inc();
+        self.health.count_action(event.action);
         self.out.emit(event);
     }
 
@@ -711,6 +730,34 @@ impl Agent {
     }
 
     pub(super) fn emit_sensor(&mut self, action: Action) {
+        let mut status = self.gather_status();
+        // Written on start, heartbeats and stop alike: what stops what.
+        status.enforcement = self.decide.judge().map(|j| {
+            let mode = j.shared_policy().load().mode;
+            super::policy::mechanisms(mode, self.enforcer.is_some(), self.kernel_tables.lsm())
+        });
+        let unconfirmed = self.watch.unconfirmed();
+        if action == Action::SensorStart || !unconfirmed.is_empty() {
+            status.unconfirmed = Some(unconfirmed);
+        }
+        // A blind spot is repeated until the agent stops; "on" once.
+        if action == Action::SensorStart || self.io_uring != IoUringCapture::On {
+            status.io_uring = Some(self.io_uring.clone());
+        }
+        let event = self.enrich.sensor_event(action, status);
+        self.publish(event);
+    }
+
+    /// The metrics as the endpoint serves them: every stage's figures as of
+    /// now, records by action, each output's counts.
+    pub(super) fn metrics_text(&mut self) -> String {
+        let status = self.gather_status();
+        self.health.publish_families(&status.outputs);
+        self.health.encode_text()
+    }
+
+    /// Every stage's figures gathered into the registry, as a status.
+    fn gather_status(&mut self) -> crate::event::SensorStatus {
         // The outputs' counters then account for every record before this
         // one (written or lost), none still waiting in a batch.
         self.out.flush();
@@ -737,21 +784,7 @@ impl Agent {
             .health
             .status(self.watch.len(), &stages, self.out.counters());
         status.store_head = self.out.store().and_then(|s| s.head()).map(|h| h.text());
-        // Written on start, heartbeats and stop alike: what stops what.
-        status.enforcement = self.decide.judge().map(|j| {
-            let mode = j.shared_policy().load().mode;
-            super::policy::mechanisms(mode, self.enforcer.is_some(), self.kernel_tables.lsm())
-        });
-        let unconfirmed = self.watch.unconfirmed();
-        if action == Action::SensorStart || !unconfirmed.is_empty() {
-            status.unconfirmed = Some(unconfirmed);
-        }
-        // A blind spot is repeated until the agent stops; "on" once.
-        if action == Action::SensorStart || self.io_uring != IoUringCapture::On {
-            status.io_uring = Some(self.io_uring.clone());
-        }
-        let event = self.enrich.sensor_event(action, status);
-        self.publish(event);
+        status
     }
 
     /// Flush what is aggregated, report the final counters.

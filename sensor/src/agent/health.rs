@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::{
     enrich::clock::unix_now_ns,
-    event::{OutputCounters, SensorStatus, Timestamp},
+    event::{Action, OutputCounters, SensorStatus, Timestamp},
     kernel::maps::{KernelCounterTotals, KernelCounters},
     metrics::{Collect, Counter, Registry},
 };
@@ -250,6 +250,8 @@ pub struct Health {
     registry: Registry,
     pub agent: AgentCounters,
     kernel: KernelLosses,
+    /// Records written, by action (indexed as [`Action::ALL`]).
+    by_action: [u64; Action::ALL.len()],
 }
 
 impl Health {
@@ -263,7 +265,40 @@ impl Health {
             registry,
             agent,
             kernel,
+            by_action: [0; Action::ALL.len()],
         }
+    }
+
+    /// Counts a record written, by its action.
+    pub fn count_action(&mut self, action: Action) {
+        // `Action::ALL` lists the variants in declaration order.
+        if let Some(n) = self.by_action.get_mut(action as usize) {
+            *n += 1;
+        }
+    }
+
+    /// Publishes the labelled families (records by action, each output's
+    /// counts) into the registry, for the metrics endpoint.
+    pub fn publish_families(&mut self, outputs: &[crate::event::OutputCounters]) {
+        let names = Action::ALL.iter().map(|a| {
+            serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        let totals: Vec<(String, u64)> =
+            names.zip(self.by_action).filter(|(_, n)| *n > 0).collect();
+        self.registry
+            .records_by_action(totals.iter().map(|(a, n)| (a.as_str(), *n)));
+        self.registry.outputs(outputs);
+    }
+
+    /// The registry as OpenMetrics text.
+    pub fn encode_text(&self) -> String {
+        self.registry.encode_text().unwrap_or_else(|err| {
+            tracing::error!(error = %err, "cannot encode the metrics");
+            String::from("# EOF\n")
+        })
     }
 
     /// A status snapshot; `stages` publish their figures under their

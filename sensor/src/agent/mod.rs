@@ -60,6 +60,8 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
+    Metrics(#[from] crate::metrics::endpoint::BindError),
+    #[error(transparent)]
     PolicyFile(#[from] crate::decide::policy::file::ParseError),
     #[error(transparent)]
     Baseline(#[from] crate::decide::detect::integrity::ManifestError),
@@ -196,6 +198,8 @@ struct Agent {
     followed_state: Option<PathBuf>,
     /// Whether the io_uring programs run (`sensor.io_uring`).
     io_uring: IoUringCapture,
+    /// The metrics endpoint, until the event loop takes it.
+    metrics: Option<crate::metrics::endpoint::Endpoint>,
 }
 
 /// Everything `run` set up before going live.
@@ -307,6 +311,14 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         tracing::info!(store = %store.path.display(), key = %store.key_path.display(), "audit store open");
         out.attach_store(writer);
     }
+    let metrics = config
+        .agent
+        .metrics_addr()
+        .map(crate::metrics::endpoint::Endpoint::bind)
+        .transpose()?;
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+        tracing::info!(%addr, "metrics served at http://{addr}/metrics");
+    }
     let events = sensor.take_events()?;
     let kernel = KernelMaps {
         watched,
@@ -408,6 +420,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         integrity: None,
         followed_state,
         io_uring,
+        metrics,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.

@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// `store.path` (default /var/lib/weightwarden/audit.db).
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+    /// Serve Prometheus metrics at this address (`HOST:PORT`), or `none`.
+    /// Replaces `agent.metrics` (default 127.0.0.1:9465).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// Which store a reading subcommand opens.
@@ -335,6 +339,7 @@ impl RunArgs {
             policy: self.policy.clone(),
             state_dir: self.state_dir.clone(),
             store: self.store.clone(),
+            metrics: self.metrics.clone(),
         });
         if let Some(level) = &self.log_level {
             config.agent.log_level = level.clone();

@@ -466,15 +466,30 @@ pub struct AgentConfig {
     /// outside the roots: copies of weights, weights moved away), or
     /// `"none"`: forgotten at each restart.
     pub state_dir: PathBuf,
+    /// The Prometheus metrics endpoint's address (`HOST:PORT`), or
+    /// `"none"`: no endpoint.
+    pub metrics: String,
 }
 
 /// `agent.state_dir`'s default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weightwarden";
 
+/// `agent.metrics`'s default: loopback only, so no other host can read the
+/// counters unless the operator opens it.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9465";
+
 impl AgentConfig {
     /// The state directory, `None` when turned off.
     pub fn state_dir(&self) -> Option<&Path> {
         (self.state_dir.as_os_str() != "none").then_some(self.state_dir.as_path())
+    }
+
+    /// The metrics endpoint's address, `None` when turned off (validated:
+    /// anything else parses).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        (self.metrics != "none")
+            .then(|| self.metrics.parse().ok())
+            .flatten()
     }
 }
 
@@ -494,6 +509,7 @@ impl Default for AgentConfig {
             log_level: "info".to_owned(),
             // The FHS home of a daemon's persistent state.
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            metrics: DEFAULT_METRICS.to_owned(),
         }
     }
 }
@@ -542,6 +558,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--store PATH`: replaces `store.path` (`none`: no store).
     pub store: Option<PathBuf>,
+    /// `--metrics ADDR`: replaces `agent.metrics` (`none`: no endpoint).
+    pub metrics: Option<String>,
 }
 
 /// Why the configuration could not be loaded or is not usable.
@@ -599,6 +617,7 @@ fn flag_for_key(key: &str) -> Option<&'static str> {
         "gpu.device_patterns" => "--gpu-device",
         "agent.state_dir" => "--state-dir",
         "store.path" => "--store",
+        "agent.metrics" => "--metrics",
         _ => return None,
     })
 }
@@ -772,7 +791,11 @@ impl Config {
             policy,
             state_dir,
             store,
+            metrics,
         } = overrides;
+        if let Some(addr) = metrics {
+            self.agent.metrics = addr;
+        }
         if let Some(dir) = state_dir {
             self.agent.state_dir = dir;
         }
@@ -971,6 +994,16 @@ impl Config {
                 "agent.log_level",
                 format!("{:?}", agent.log_level),
                 format!("must be one of {}", LOG_LEVELS.join(", ")),
+            ));
+        }
+        if agent.metrics != "none" && agent.metrics.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "agent.metrics",
+                format!("{:?}", agent.metrics),
+                format!(
+                    "must be an IP address and port (default {DEFAULT_METRICS:?}; \
+                     \"0.0.0.0:9465\" for every interface), or \"none\" for no metrics endpoint"
+                ),
             ));
         }
         if agent.state_dir().is_some_and(|dir| !dir.is_absolute()) {
@@ -1184,6 +1217,7 @@ mod tests {
                 ancestors_max: 4,
                 log_level: "debug".into(),
                 state_dir: PathBuf::from("/srv/weightwarden/state"),
+                metrics: DEFAULT_METRICS.to_owned(),
             },
             detect: DetectConfig {
                 disabled: vec![crate::event::DetectionId::UnexpectedReader],
@@ -1445,6 +1479,22 @@ mod tests {
             msg.contains("agent.state_dir") && msg.contains("absolute"),
             "{msg}"
         );
+        let msg = parse("[agent]\nmetrics = \"localhost:9465\"\n")
+            .expect_err("a name, not an address")
+            .to_string();
+        assert!(
+            msg.contains("agent.metrics") && msg.contains("\"none\""),
+            "{msg}"
+        );
+        let metrics = parse("[agent]\nmetrics = \"[::1]:9000\"\n").expect("v6");
+        assert_eq!(
+            metrics.agent.metrics_addr(),
+            Some("[::1]:9000".parse().expect("addr"))
+        );
+        assert_eq!(
+            Config::default().agent.metrics_addr(),
+            Some("127.0.0.1:9465".parse().expect("addr"))
+        );
         let none = parse("[agent]\nstate_dir = \"none\"\n").expect("none");
         assert_eq!(none.agent.state_dir(), None);
         assert!(parse("[agent]\nhostname = \"\"\n").is_err());
@@ -1530,8 +1580,10 @@ mod tests {
             policy: Some("/etc/ww/policy.toml".into()),
             state_dir: None,
             store: Some("none".into()),
+            metrics: Some("none".into()),
         });
         assert_eq!(config.store.settings(), None);
+        assert_eq!(config.agent.metrics_addr(), None);
         assert_eq!(config.policy, Some(PathBuf::from("/etc/ww/policy.toml")));
         assert_eq!(config.watch.roots, vec![PathBuf::from("/data")]);
         assert!(!config.watch.home_caches);

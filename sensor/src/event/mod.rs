@@ -869,6 +869,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_actions_are_in_declaration_order() {
+        // The health counters index records by `action as usize`.
+        for (i, action) in Action::ALL.iter().enumerate() {
+            assert_eq!(*action as usize, i, "{action:?}");
+        }
+    }
+
+    #[test]
     fn exit_status_words() {
         let exited = Exit {
             wait_status: 3 << 8,

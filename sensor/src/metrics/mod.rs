@@ -1,7 +1,9 @@
 //! The one counters registry every stage reports into. Heartbeats,
 //! `sensor_stop` and the stop log line read their counters from a
 //! [`Registry::snapshot`]; the same metrics encode as OpenMetrics text
-//! ([`Registry::encode_text`]) for the metrics endpoint to come.
+//! ([`Registry::encode_text`]) for the metrics endpoint (`endpoint.rs`),
+//! with labelled families beside them for what has many instances: records
+//! by action, and each output's counts.
 //!
 //! Built on `prometheus-client`, whose counters and gauges are shared
 //! handles: a stage keeps its handle and increments it where the event
@@ -13,9 +15,14 @@ use std::{collections::BTreeMap, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter, gauge},
+    metrics::{counter, family::Family, gauge},
     registry,
 };
+
+pub mod endpoint;
+
+/// A labelled family of counters (`weightwarden_records_total{action=...}`).
+type Labelled = Family<Vec<(String, String)>, Counter>;
 
 /// A count that only goes up.
 pub type Counter = counter::Counter<u64, AtomicU64>;
@@ -47,6 +54,11 @@ pub struct Registry {
     prom: registry::Registry,
     /// `(section, name)` in registration order.
     entries: Vec<(&'static str, &'static str, Metric)>,
+    /// Records written, by action.
+    records: Labelled,
+    /// Per output: records written, and records lost.
+    output_written: Labelled,
+    output_failed: Labelled,
 }
 
 impl Default for Registry {
@@ -57,9 +69,50 @@ impl Default for Registry {
 
 impl Registry {
     pub fn new() -> Self {
+        let mut prom = registry::Registry::with_prefix("weightwarden");
+        let (records, output_written, output_failed) = (
+            Labelled::default(),
+            Labelled::default(),
+            Labelled::default(),
+        );
+        prom.register("records", "records written, by action", records.clone());
+        prom.register(
+            "output_records_written",
+            "records an output wrote whole",
+            output_written.clone(),
+        );
+        prom.register(
+            "output_write_failures",
+            "records lost for an output (a failed write)",
+            output_failed.clone(),
+        );
         Self {
-            prom: registry::Registry::with_prefix("weightwarden"),
+            prom,
             entries: Vec::new(),
+            records,
+            output_written,
+            output_failed,
+        }
+    }
+
+    /// Publishes the records written so far by action (`action`, total).
+    pub fn records_by_action<'a>(&self, totals: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (action, total) in totals {
+            let counter = self
+                .records
+                .get_or_create(&vec![("action".to_owned(), action.to_owned())]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Publishes each output's totals, labelled with its name.
+    pub fn outputs(&self, outputs: &[crate::event::OutputCounters]) {
+        for o in outputs {
+            let labels = vec![("output".to_owned(), o.name.clone())];
+            let written = self.output_written.get_or_create(&labels);
+            written.inc_by(o.records_written.saturating_sub(written.get()));
+            let failed = self.output_failed.get_or_create(&labels);
+            failed.inc_by(o.write_failures.saturating_sub(failed.get()));
         }
     }
 
