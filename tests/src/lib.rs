@@ -138,6 +138,8 @@ impl SensorProcess {
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(dir.path().join("state"));
         }
+        // Tests run agents side by side (and beside a host's own).
+        cmd.arg("--allow-second-agent");
         // Nor a port: tests that scrape metrics ask for one.
         if !extra.contains(&"--metrics") {
             cmd.arg("--metrics").arg("none");

@@ -11,6 +11,7 @@ mod lineage;
 mod policy;
 mod senders;
 mod signals;
+mod single;
 
 use std::{
     path::{Path, PathBuf},
@@ -61,6 +62,8 @@ pub enum AgentError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::endpoint::BindError),
+    #[error(transparent)]
+    Single(#[from] single::SingleError),
     #[error(transparent)]
     PolicyFile(#[from] crate::decide::policy::file::ParseError),
     #[error(transparent)]
@@ -131,6 +134,8 @@ pub struct RunSettings {
     pub roots_required: bool,
     /// Where the configuration came from, for the log.
     pub config_origin: String,
+    /// Run beside another agent (`--allow-second-agent`, for tests).
+    pub allow_second_agent: bool,
 }
 
 /// The agent-side handles on the kernel's maps.
@@ -200,6 +205,8 @@ struct Agent {
     io_uring: IoUringCapture,
     /// The metrics endpoint, until the event loop takes it.
     metrics: Option<crate::metrics::endpoint::Endpoint>,
+    /// One agent per host, while this one runs.
+    _host_lock: Option<single::HostLock>,
 }
 
 /// Everything `run` set up before going live.
@@ -253,8 +260,15 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         config,
         roots_required,
         config_origin,
+        allow_second_agent,
     } = settings;
     preflight::check()?;
+    // Before anything is loaded: a second agent changes nothing.
+    let host_lock = if allow_second_agent {
+        None
+    } else {
+        Some(single::HostLock::take(Path::new(single::LOCK_PATH))?)
+    };
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let load_options = LoadOptions::from_config(&config);
     let mut sensor = Sensor::load_best(&offsets, &load_options)?;
@@ -421,6 +435,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         followed_state,
         io_uring,
         metrics,
+        _host_lock: host_lock,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.

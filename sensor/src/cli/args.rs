@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// `store.path` (default /var/lib/weightwarden/audit.db).
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+    /// Run although another agent runs on this host (for tests only: two
+    /// agents record and enforce everything twice).
+    #[arg(long, hide = true)]
+    pub allow_second_agent: bool,
     /// Serve Prometheus metrics at this address (`HOST:PORT`), or `none`.
     /// Replaces `agent.metrics` (default 127.0.0.1:9465).
     #[arg(long, value_name = "ADDR")]
@@ -349,6 +353,7 @@ impl RunArgs {
             config,
             roots_required: roots_named,
             config_origin: source.to_string(),
+            allow_second_agent: self.allow_second_agent,
         })
     }
 }

@@ -1,0 +1,103 @@
+//! One agent per host: a second `run` refuses, naming the first one's
+//! pid, unless `--allow-second-agent` says otherwise; the lock goes with
+//! the agent that held it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn agent(models: &Path, out: &Path, extra: &[&str]) -> Child {
+    Command::new(tests::binary())
+        .args([
+            "run",
+            "--store",
+            "none",
+            "--state-dir",
+            "none",
+            "--metrics",
+            "none",
+        ])
+        .arg("--watch")
+        .arg(models)
+        .arg("--output")
+        .arg(format!("jsonl:{}", out.display()))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the agent's `sensor_start` in `out`.
+fn wait_live(child: &mut Child, out: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(out).is_ok_and(|t| t.contains("sensor_start")) {
+        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
+        assert!(Instant::now() < deadline, "no sensor_start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_second_agent_is_refused_naming_the_first() {
+    tests::require_root();
+    let models = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name);
+    let mut first = agent(models.path(), &out("first.jsonl"), &[]);
+    wait_live(&mut first, &out("first.jsonl"));
+
+    let began = Instant::now();
+    let second = agent(models.path(), &out("second.jsonl"), &[])
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another weightwarden agent (pid {}) is running",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(20));
+    assert!(
+        !out("second.jsonl").exists(),
+        "the refused agent wrote records"
+    );
+
+    // Allowed explicitly: both run.
+    let mut beside = agent(
+        models.path(),
+        &out("beside.jsonl"),
+        &["--allow-second-agent"],
+    );
+    wait_live(&mut beside, &out("beside.jsonl"));
+    stop(beside);
+
+    // The lock goes with the agent that held it.
+    stop(first);
+    let mut next = agent(models.path(), &out("next.jsonl"), &[]);
+    wait_live(&mut next, &out("next.jsonl"));
+    stop(next);
+}
