@@ -65,6 +65,8 @@ const PACKAGES: &[&str] = &[
     "sqlite3",
     // The OCSF validator's virtual environment (ocsf_validator below).
     "python3-venv",
+    // `systemd-analyze verify` for the service unit (tests/tests/deploy.rs).
+    "systemd",
 ];
 
 /// The OCSF models the encodings test validates records against

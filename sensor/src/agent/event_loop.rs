@@ -789,6 +789,7 @@ impl Agent {
 
     /// Flush what is aggregated, report the final counters.
     pub(super) fn shutdown(&mut self) {
+        super::notify::notify("STOPPING=1");
         self.drain_opens(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_memory(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);

@@ -8,6 +8,7 @@ mod health;
 mod holders;
 mod integrity;
 mod lineage;
+mod notify;
 mod policy;
 mod senders;
 mod signals;
@@ -465,6 +466,11 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     );
     agent.emit_sensor(Action::SensorStart);
     agent.emit_policy_loaded();
+    agent.out.flush();
+    notify::notify(&format!(
+        "READY=1\nSTATUS=capture is live: {} weight files watched",
+        agent.watch.len()
+    ));
     agent.integrity = baseline.map(integrity::start).transpose()?;
     agent.out.flush();
     Ok(Started {
