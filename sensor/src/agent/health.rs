@@ -280,16 +280,12 @@ impl Health {
     /// Publishes the labelled families (records by action, each output's
     /// counts) into the registry, for the metrics endpoint.
     pub fn publish_families(&mut self, outputs: &[crate::event::OutputCounters]) {
-        let names = Action::ALL.iter().map(|a| {
-            serde_json::to_value(a)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        });
-        let totals: Vec<(String, u64)> =
-            names.zip(self.by_action).filter(|(_, n)| *n > 0).collect();
-        self.registry
-            .records_by_action(totals.iter().map(|(a, n)| (a.as_str(), *n)));
+        let totals = Action::ALL
+            .iter()
+            .map(|a| a.name())
+            .zip(self.by_action)
+            .filter(|(_, n)| *n > 0);
+        self.registry.records_by_action(totals);
         self.registry.outputs(outputs);
     }
 

@@ -125,6 +125,40 @@ impl Action {
         Action::OpenSummary,
     ];
 
+    /// The name records carry (the serde name): `sensor_start`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Open => "open",
+            Action::Read => "read",
+            Action::Mmap => "mmap",
+            Action::Close => "close",
+            Action::Exec => "exec",
+            Action::Exit => "exit",
+            Action::Heartbeat => "heartbeat",
+            Action::SensorStart => "sensor_start",
+            Action::SensorStop => "sensor_stop",
+            Action::PolicyLoaded => "policy_loaded",
+            Action::PolicyRejected => "policy_rejected",
+            Action::Alert => "alert",
+            Action::WouldDeny => "would_deny",
+            Action::WouldKill => "would_kill",
+            Action::Denied => "denied",
+            Action::Killed => "killed",
+            Action::Copy => "copy",
+            Action::MemoryRead => "memory_read",
+            Action::Detection => "detection",
+            Action::Send => "send",
+            Action::WriteOpen => "write_open",
+            Action::Truncate => "truncate",
+            Action::Rename => "rename",
+            Action::Unlink => "unlink",
+            Action::SetAttributes => "set_attributes",
+            Action::Link => "link",
+            Action::Create => "create",
+            Action::OpenSummary => "open_summary",
+        }
+    }
+
     /// The tampering actions (`AccessDetail::Change`).
     pub fn is_change(self) -> bool {
         matches!(
@@ -873,6 +907,8 @@ mod tests {
         // The health counters index records by `action as usize`.
         for (i, action) in Action::ALL.iter().enumerate() {
             assert_eq!(*action as usize, i, "{action:?}");
+            let serde = serde_json::to_value(action).expect("serialize");
+            assert_eq!(serde, action.name(), "the name is the serde name");
         }
     }
 

@@ -5,7 +5,8 @@
 //! for stays under `weightwarden.*`, in the native encoding's shape; the
 //! native id and seq are `event.id` and `event.sequence`.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{EncodeError, Encoder, native};
 use crate::event::{Action, Event, Severity};
@@ -23,7 +24,8 @@ impl Encoder for Ecs {
     }
 
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        serde_json::to_writer(&mut *out, &record(event)?).map_err(EncodeError::Json)?;
+        let wire = native::wire(event);
+        serde_json::to_writer(&mut *out, &Doc::of(event, &wire)).map_err(EncodeError::Json)?;
         out.push(b'\n');
         Ok(())
     }
@@ -94,255 +96,403 @@ fn outcome(event: &Event) -> &'static str {
     }
 }
 
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&Value::Null)
-}
-
-/// Inserts `value` unless it is null.
-fn put(m: &mut Map<String, Value>, key: &str, value: Value) {
-    if !value.is_null() {
-        m.insert(key.into(), value);
-    }
-}
-
 fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Encodes one event as an ECS document.
+/// Encodes one event as an ECS document (for tests and tools; the encoder
+/// writes the same without building a value).
 pub fn record(event: &Event) -> Result<Value, EncodeError> {
-    let mut native = native::object(event)?;
-    let (kind, category, types) = classify(event);
-    let mut out = Map::new();
-    out.insert("@timestamp".into(), get(&native, "time").clone());
-    out.insert("ecs".into(), json!({ "version": ECS_VERSION }));
-    let mut ev = Map::new();
-    ev.insert("kind".into(), json!(kind));
-    ev.insert("category".into(), json!(category));
-    ev.insert("type".into(), json!(types));
-    ev.insert("action".into(), get(&native, "action").clone());
-    ev.insert("outcome".into(), json!(outcome(event)));
-    ev.insert("severity".into(), json!(severity(event.severity)));
-    put(&mut ev, "id", get(&native, "id").clone());
-    put(&mut ev, "sequence", get(&native, "seq").clone());
-    ev.insert("module".into(), json!("weightwarden"));
-    ev.insert("dataset".into(), json!("weightwarden.audit"));
-    ev.insert("provider".into(), json!("weightwarden"));
-    out.insert("event".into(), Value::Object(ev));
-    out.insert(
-        "host".into(),
-        json!({ "hostname": event.host, "name": event.host }),
-    );
-    out.insert(
-        "agent".into(),
-        json!({ "type": "weightwarden", "version": env!("CARGO_PKG_VERSION") }),
-    );
-    let mut extra = Map::new();
-    extra.insert("schema".into(), json!(native::SCHEMA));
-    if let Some(Value::Object(p)) = native.remove("process") {
-        process_fields(&p, &native, &mut out, &mut extra);
-    }
-    if let Some(Value::Object(f)) = native.remove("file") {
-        out.insert("file".into(), file(&f));
-        let mut rest = Map::new();
-        for key in ["path_escaped", "derived_from"] {
-            if let Some(v) = f.get(key) {
-                rest.insert(key.into(), v.clone());
-            }
-        }
-        if !rest.is_empty() {
-            extra.insert("file".into(), Value::Object(rest));
-        }
-    } else if let Some(s) = send(event).filter(|_| !is_socket(event)) {
-        // A send to a file or a pipe: the destination is the file.
-        let d = &s.destination;
-        let mut f = Map::new();
-        if let Some(path) = &d.path {
-            let path = path.to_lossy();
-            f.insert("path".into(), json!(path));
-            f.insert("name".into(), json!(base_name(&path)));
-        }
-        f.insert("inode".into(), json!(d.ino.to_string()));
-        f.insert(
-            "type".into(),
-            json!(match d.kind {
-                crate::event::DestinationKind::Pipe => "pipe",
-                _ => "file",
-            }),
-        );
-        out.insert("file".into(), Value::Object(f));
-    }
-    if let Some(s) = send(event).filter(|_| is_socket(event)) {
-        let mut dest = Map::new();
-        if let Some(peer) = &s.destination.peer {
-            dest.insert("address".into(), json!(peer));
-            if let Ok(addr) = peer.parse::<std::net::SocketAddr>() {
-                dest.insert("ip".into(), json!(addr.ip().to_string()));
-                dest.insert("port".into(), json!(addr.port()));
-            }
-        }
-        out.insert("destination".into(), Value::Object(dest));
-        out.insert(
-            "network".into(),
-            json!({ "direction": "egress", "bytes": s.bytes }),
-        );
-        out.insert("source".into(), json!({ "bytes": s.bytes }));
-    }
-    if let Some(rule) = rule(&native) {
-        out.insert("rule".into(), rule);
-    }
-    if let Some(summary) = native
-        .get("detection")
-        .and_then(|d| d.get("summary"))
-        .filter(|s| !s.is_null())
-    {
-        out.insert("message".into(), summary.clone());
-    }
-    for key in [
-        "tier",
-        "access",
-        "exit",
-        "sensor",
-        "policy",
-        "target",
-        "detection",
-    ] {
-        if let Some(v) = native.remove(key) {
-            extra.insert(key.into(), v);
-        }
-    }
-    out.insert("weightwarden".into(), Value::Object(extra));
-    Ok(Value::Object(out))
+    serde_json::to_value(Doc::of(event, &native::wire(event))).map_err(EncodeError::Json)
 }
 
-/// `process.*` (with `parent`), `user.*`, `group.*`, `container.*`; the
-/// rest of the native process under `weightwarden.process`.
-fn process_fields(
-    p: &Map<String, Value>,
-    native: &Map<String, Value>,
-    out: &mut Map<String, Value>,
-    extra: &mut Map<String, Value>,
-) {
-    let mut process = Map::new();
-    process.insert("pid".into(), get(p, "pid").clone());
-    process.insert("thread".into(), json!({ "id": get(p, "tid") }));
-    process.insert("name".into(), get(p, "comm").clone());
-    put(&mut process, "executable", get(p, "exe").clone());
-    if let Some(args) = p.get("args").and_then(Value::as_array) {
-        process.insert("args".into(), json!(args));
-        process.insert("args_count".into(), json!(args.len()));
-        let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        if !words.is_empty() {
-            process.insert("command_line".into(), json!(words.join(" ")));
-        }
-    }
-    put(&mut process, "start", get(p, "start_time").clone());
-    let mut parent = Map::new();
-    parent.insert("pid".into(), get(p, "ppid").clone());
-    let first = p
-        .get("ancestors")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_object)
-        .filter(|a| a.get("pid") == p.get("ppid"));
-    if let Some(a) = first {
-        parent.insert("name".into(), get(a, "comm").clone());
-        put(&mut parent, "executable", get(a, "exe").clone());
-    }
-    process.insert("parent".into(), Value::Object(parent));
-    if let Some(exit) = native.get("exit").and_then(Value::as_object) {
-        let code = exit.get("code").and_then(Value::as_i64).or_else(|| {
+// --- the ECS wire structs, borrowing from the event and its native wire
+// form ---
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Doc<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: &'a str,
+    ecs: EcsVersion,
+    event: EventFields<'a>,
+    host: Host<'a>,
+    agent: Agent,
+    process: Option<ProcessFields<'a>>,
+    user: Option<Id>,
+    group: Option<Id>,
+    container: Option<ContainerFields<'a>>,
+    file: Option<FileFields<'a>>,
+    destination: Option<Destination<'a>>,
+    network: Option<Network>,
+    source: Option<Bytes>,
+    rule: Option<Rule<'a>>,
+    message: Option<&'a str>,
+    weightwarden: Extra<'a>,
+}
+
+#[derive(Serialize)]
+struct EcsVersion {
+    version: &'static str,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct EventFields<'a> {
+    kind: &'static str,
+    category: &'static [&'static str],
+    #[serde(rename = "type")]
+    types: &'static [&'static str],
+    action: Action,
+    outcome: &'static str,
+    severity: u32,
+    id: Option<&'a str>,
+    sequence: Option<u64>,
+    module: &'static str,
+    dataset: &'static str,
+    provider: &'static str,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    hostname: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Agent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Id {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Thread {
+    id: u32,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct ProcessFields<'a> {
+    pid: u32,
+    thread: Thread,
+    name: &'a str,
+    executable: Option<&'a str>,
+    args: &'a [std::borrow::Cow<'a, str>],
+    args_count: usize,
+    command_line: Option<String>,
+    start: Option<&'a str>,
+    parent: Parent<'a>,
+    exit_code: Option<i64>,
+    end: Option<&'a str>,
+    user: Id,
+    group: Id,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Parent<'a> {
+    pid: u32,
+    name: Option<&'a str>,
+    executable: Option<&'a str>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct ContainerFields<'a> {
+    id: &'a str,
+    runtime: Option<&'a str>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct FileFields<'a> {
+    path: Option<&'a str>,
+    name: Option<&'a str>,
+    directory: Option<&'a str>,
+    extension: Option<&'a str>,
+    device: Option<&'a str>,
+    inode: String,
+    size: Option<u64>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Destination<'a> {
+    address: Option<&'a str>,
+    ip: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct Network {
+    direction: &'static str,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Bytes {
+    bytes: u64,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Rule<'a> {
+    id: std::borrow::Cow<'a, str>,
+    name: std::borrow::Cow<'a, str>,
+    description: Option<&'a str>,
+    ruleset: std::borrow::Cow<'a, str>,
+    category: Option<&'static str>,
+    version: Option<&'a str>,
+}
+
+/// What ECS has no field for, in the native shape.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Extra<'a> {
+    schema: &'static str,
+    tier: crate::event::Tier,
+    access: Option<&'a native::WireAccess>,
+    exit: Option<&'a native::WireExit>,
+    sensor: Option<&'a serde_json::Map<String, Value>>,
+    policy: Option<&'a native::WirePolicy>,
+    target: Option<&'a native::WireTarget>,
+    detection: Option<&'a native::detection::WireDetection>,
+    process: Option<ProcessExtra<'a>>,
+    file: Option<FileExtra<'a>>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct ProcessExtra<'a> {
+    cgroup_id: u64,
+    gpu: bool,
+    args_truncated: bool,
+    pod_uid: Option<&'a str>,
+    ancestors: &'a [native::WireAncestor<'a>],
+    exe_escaped: Option<&'a str>,
+    args_escaped: Option<&'a [String]>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct FileExtra<'a> {
+    path_escaped: Option<&'a str>,
+    derived_from: Option<&'a native::WireDerivedFrom>,
+}
+
+impl<'a> Doc<'a> {
+    fn of(event: &'a Event, wire: &'a native::Record<'a>) -> Self {
+        let (kind, category, types) = classify(event);
+        let p = wire.process.as_ref();
+        let exit_code = event.exit.and_then(|x| {
             // Killed by a signal: 128 + the signal, as a shell reports it.
-            exit.get("signal").and_then(Value::as_i64).map(|s| 128 + s)
+            x.code()
+                .map(i64::from)
+                .or_else(|| x.signal().map(|s| 128 + i64::from(s)))
         });
-        put(&mut process, "exit_code", json!(code));
-        process.insert("end".into(), get(native, "time").clone());
-    }
-    let uid = get(p, "uid").as_u64().map(|u| u.to_string());
-    let gid = get(p, "gid").as_u64().map(|g| g.to_string());
-    process.insert("user".into(), json!({ "id": uid }));
-    process.insert("group".into(), json!({ "id": gid }));
-    out.insert("process".into(), Value::Object(process));
-    out.insert("user".into(), json!({ "id": uid }));
-    out.insert("group".into(), json!({ "id": gid }));
-    if let Some(id) = p.get("container_id").and_then(Value::as_str) {
-        let mut c = Map::new();
-        c.insert("id".into(), json!(id));
-        put(&mut c, "runtime", get(p, "container_runtime").clone());
-        out.insert("container".into(), Value::Object(c));
-    }
-    let mut rest = Map::new();
-    for key in [
-        "cgroup_id",
-        "gpu",
-        "args_truncated",
-        "pod_uid",
-        "ancestors",
-        "exe_escaped",
-        "args_escaped",
-    ] {
-        if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
-            rest.insert(key.into(), v.clone());
+        let socket = send(event).filter(|_| is_socket(event));
+        let detection = event.detection.as_ref();
+        Doc {
+            timestamp: &wire.time,
+            ecs: EcsVersion {
+                version: ECS_VERSION,
+            },
+            event: EventFields {
+                kind,
+                category,
+                types,
+                action: event.action,
+                outcome: outcome(event),
+                severity: severity(event.severity),
+                id: wire.id.as_deref(),
+                sequence: wire.seq,
+                module: "weightwarden",
+                dataset: "weightwarden.audit",
+                provider: "weightwarden",
+            },
+            host: Host {
+                hostname: &event.host,
+                name: &event.host,
+            },
+            agent: Agent {
+                kind: "weightwarden",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            process: p.map(|p| process(p, exit_code.map(|c| (c, wire.time.as_str())))),
+            user: p.map(|p| Id {
+                id: p.uid.to_string(),
+            }),
+            group: p.map(|p| Id {
+                id: p.gid.to_string(),
+            }),
+            container: p.and_then(|p| {
+                p.container_id.as_deref().map(|id| ContainerFields {
+                    id,
+                    runtime: p.container_runtime.as_deref(),
+                })
+            }),
+            file: wire.file.as_ref().map(file).or_else(|| {
+                send(event)
+                    .filter(|_| !is_socket(event))
+                    .map(|s| destination_file(&s.destination))
+            }),
+            destination: socket.map(|s| {
+                let addr = s
+                    .destination
+                    .peer
+                    .as_deref()
+                    .and_then(|p| p.parse::<std::net::SocketAddr>().ok());
+                Destination {
+                    address: s.destination.peer.as_deref(),
+                    ip: addr.map(|a| a.ip().to_string()),
+                    port: addr.map(|a| a.port()),
+                }
+            }),
+            network: socket.map(|s| Network {
+                direction: "egress",
+                bytes: s.bytes,
+            }),
+            source: socket.map(|s| Bytes { bytes: s.bytes }),
+            rule: rule(event),
+            message: detection.map(|d| d.summary.as_str()),
+            weightwarden: Extra {
+                schema: native::SCHEMA,
+                tier: event.tier,
+                access: wire.access.as_ref(),
+                exit: wire.exit.as_ref(),
+                sensor: wire.sensor.as_ref(),
+                policy: wire.policy.as_ref(),
+                target: wire.target.as_ref(),
+                detection: wire.detection.as_ref(),
+                process: p.map(|p| ProcessExtra {
+                    cgroup_id: p.cgroup_id,
+                    gpu: p.gpu,
+                    args_truncated: p.args_truncated,
+                    pod_uid: p.pod_uid.as_deref(),
+                    ancestors: &p.ancestors,
+                    exe_escaped: p.exe_escaped.as_deref(),
+                    args_escaped: p.args_escaped.as_deref(),
+                }),
+                file: wire
+                    .file
+                    .as_ref()
+                    .filter(|f| f.path_escaped.is_some() || f.derived_from.is_some())
+                    .map(|f| FileExtra {
+                        path_escaped: f.path_escaped.as_deref(),
+                        derived_from: f.derived_from.as_ref(),
+                    }),
+            },
         }
     }
-    extra.insert("process".into(), Value::Object(rest));
+}
+
+/// `process.*` with `parent`; `exit` the code and end time on `exit`.
+fn process<'a>(p: &'a native::WireProcess<'a>, exit: Option<(i64, &'a str)>) -> ProcessFields<'a> {
+    let words: Vec<&str> = p.args.iter().map(|a| a.as_ref()).collect();
+    let first = p.ancestors.first().filter(|a| a.pid == p.ppid);
+    ProcessFields {
+        pid: p.pid,
+        thread: Thread { id: p.tid },
+        name: &p.comm,
+        executable: p.exe.as_deref(),
+        args: &p.args,
+        args_count: p.args.len(),
+        command_line: (!words.is_empty()).then(|| words.join(" ")),
+        start: p.start_time.as_deref(),
+        parent: Parent {
+            pid: p.ppid,
+            name: first.map(|a| a.comm.as_ref()),
+            executable: first.and_then(|a| a.exe.as_deref()),
+        },
+        exit_code: exit.map(|(code, _)| code),
+        end: exit.map(|(_, time)| time),
+        user: Id {
+            id: p.uid.to_string(),
+        },
+        group: Id {
+            id: p.gid.to_string(),
+        },
+    }
 }
 
 /// ECS's file fields from the native file.
-fn file(f: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    if let Some(path) = f.get("path").and_then(Value::as_str) {
-        out.insert("path".into(), json!(path));
-        let name = base_name(path);
-        out.insert("name".into(), json!(name));
-        if let Some((dir, _)) = path.rsplit_once('/') {
-            out.insert(
-                "directory".into(),
-                json!(if dir.is_empty() { "/" } else { dir }),
-            );
-        }
-        if let Some((_, ext)) = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
-            out.insert("extension".into(), json!(ext));
-        }
+fn file<'a>(f: &'a native::WireFile<'a>) -> FileFields<'a> {
+    let path = f.path.as_deref();
+    let name = path.map(base_name);
+    FileFields {
+        path,
+        name,
+        directory: path
+            .and_then(|p| p.rsplit_once('/'))
+            .map(|(dir, _)| if dir.is_empty() { "/" } else { dir }),
+        extension: name
+            .and_then(|n| n.rsplit_once('.'))
+            .filter(|(stem, _)| !stem.is_empty())
+            .map(|(_, ext)| ext),
+        device: Some(&f.dev),
+        inode: f.ino.to_string(),
+        size: Some(f.size),
+        kind: "file",
     }
-    put(&mut out, "device", get(f, "dev").clone());
-    if let Some(ino) = f.get("ino").and_then(Value::as_u64) {
-        out.insert("inode".into(), json!(ino.to_string()));
+}
+
+/// A send's file or pipe: the destination is the file.
+fn destination_file(d: &crate::event::Destination) -> FileFields<'_> {
+    let path = d.path.as_ref().and_then(|p| p.as_str());
+    FileFields {
+        path,
+        name: path.map(base_name),
+        directory: None,
+        extension: None,
+        device: None,
+        inode: d.ino.to_string(),
+        size: None,
+        kind: match d.kind {
+            crate::event::DestinationKind::Pipe => "pipe",
+            _ => "file",
+        },
     }
-    out.insert("size".into(), get(f, "size").clone());
-    out.insert("type".into(), json!("file"));
-    Value::Object(out)
 }
 
 /// `rule.*`: the detection that matched, or the policy rule that decided.
-fn rule(native: &Map<String, Value>) -> Option<Value> {
-    if let Some(d) = native.get("detection").and_then(Value::as_object) {
-        return Some(json!({
-            "id": get(d, "id"),
-            "name": get(d, "id"),
-            "description": get(d, "summary"),
-            "ruleset": "weightwarden detections",
-            "category": "model weight theft",
-        }));
+fn rule(event: &Event) -> Option<Rule<'_>> {
+    if let Some(d) = &event.detection {
+        return Some(Rule {
+            id: d.id.as_str().into(),
+            name: d.id.as_str().into(),
+            description: Some(&d.summary),
+            ruleset: "weightwarden detections".into(),
+            category: Some("model weight theft"),
+            version: None,
+        });
     }
-    let p = native.get("policy").and_then(Value::as_object)?;
     // A verdict names its weight set; a loaded policy does not decide.
-    let set = p.get("weight_set").and_then(Value::as_str)?;
-    let id = match p.get("rule").and_then(Value::as_u64) {
-        Some(n) => n.to_string(),
-        None => format!("default:{set}"),
+    let Some(crate::event::PolicyInfo::Verdict(v)) = &event.policy else {
+        return None;
     };
-    let name = p
-        .get("rule_name")
-        .filter(|v| !v.is_null())
-        .cloned()
-        .unwrap_or_else(|| json!(format!("default of weight set {set}")));
-    Some(json!({
-        "id": id,
-        "name": name,
-        "ruleset": format!("weightwarden policy (weight set {set})"),
-        "version": get(p, "sha256"),
-    }))
+    let set = &v.weight_set;
+    Some(Rule {
+        id: match v.rule {
+            Some(n) => n.to_string().into(),
+            None => format!("default:{set}").into(),
+        },
+        name: match &v.rule_name {
+            Some(name) => name.as_str().into(),
+            None => format!("default of weight set {set}").into(),
+        },
+        description: None,
+        ruleset: format!("weightwarden policy (weight set {set})").into(),
+        category: None,
+        version: Some(&v.sha256),
+    })
 }
 
 #[cfg(test)]

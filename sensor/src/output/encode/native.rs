@@ -31,7 +31,7 @@ use crate::{
     },
 };
 
-mod detection;
+pub(in crate::output::encode) mod detection;
 
 use detection::{WireDetection, parse_record_id};
 
@@ -54,14 +54,10 @@ impl Encoder for Native {
     }
 }
 
-/// The record as a JSON object, field for field what [`Native`] writes:
-/// the other encodings map from it, so a value reads the same in all.
-pub fn object(event: &Event) -> Result<Map<String, Value>, EncodeError> {
-    match serde_json::to_value(Record::from(event)).map_err(EncodeError::Json)? {
-        Value::Object(map) => Ok(map),
-        // A struct always serialises to an object.
-        _ => Ok(Map::new()),
-    }
+/// The record's wire form, borrowing from `event`: the other encodings
+/// take its readable texts and pass its detail objects through.
+pub(in crate::output::encode) fn wire(event: &Event) -> Record<'_> {
+    Record::from(event)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,39 +81,39 @@ pub fn decode(line: &str) -> Result<Event, DecodeError> {
 // --- the wire format ---------------------------------------------------
 
 #[derive(Serialize, Deserialize)]
-struct Record<'a> {
-    schema: Cow<'a, str>,
+pub(in crate::output::encode) struct Record<'a> {
+    pub(in crate::output::encode) schema: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    id: Option<String>,
+    pub(in crate::output::encode) id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    seq: Option<u64>,
-    time: String,
-    host: Cow<'a, str>,
-    action: Action,
-    severity: Severity,
-    tier: Tier,
+    pub(in crate::output::encode) seq: Option<u64>,
+    pub(in crate::output::encode) time: String,
+    pub(in crate::output::encode) host: Cow<'a, str>,
+    pub(in crate::output::encode) action: Action,
+    pub(in crate::output::encode) severity: Severity,
+    pub(in crate::output::encode) tier: Tier,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    process: Option<WireProcess<'a>>,
+    pub(in crate::output::encode) process: Option<WireProcess<'a>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    file: Option<WireFile<'a>>,
+    pub(in crate::output::encode) file: Option<WireFile<'a>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    access: Option<WireAccess>,
+    pub(in crate::output::encode) access: Option<WireAccess>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    exit: Option<WireExit>,
+    pub(in crate::output::encode) exit: Option<WireExit>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    sensor: Option<Map<String, Value>>,
+    pub(in crate::output::encode) sensor: Option<Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    policy: Option<WirePolicy>,
+    pub(in crate::output::encode) policy: Option<WirePolicy>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    target: Option<WireTarget>,
+    pub(in crate::output::encode) target: Option<WireTarget>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    detection: Option<WireDetection>,
+    pub(in crate::output::encode) detection: Option<WireDetection>,
 }
 
 /// `target` on `memory_read`.
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize)]
-struct WireTarget {
+pub(in crate::output::encode) struct WireTarget {
     pid: u32,
     comm: String,
     exe: Option<String>,
@@ -180,7 +176,7 @@ impl WireTarget {
 /// `policy_loaded`.
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
-struct WirePolicy {
+pub(in crate::output::encode) struct WirePolicy {
     sha256: Option<String>,
     mode: Option<Mode>,
     verdict: Option<PolicyAction>,
@@ -286,57 +282,57 @@ impl WirePolicy {
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireProcess<'a> {
-    pid: u32,
-    tid: u32,
-    ppid: u32,
-    uid: u32,
-    gid: u32,
-    comm: Cow<'a, str>,
-    exe: Option<Cow<'a, str>>,
+pub(in crate::output::encode) struct WireProcess<'a> {
+    pub(in crate::output::encode) pid: u32,
+    pub(in crate::output::encode) tid: u32,
+    pub(in crate::output::encode) ppid: u32,
+    pub(in crate::output::encode) uid: u32,
+    pub(in crate::output::encode) gid: u32,
+    pub(in crate::output::encode) comm: Cow<'a, str>,
+    pub(in crate::output::encode) exe: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    exe_escaped: Option<String>,
-    args: Vec<Cow<'a, str>>,
+    pub(in crate::output::encode) exe_escaped: Option<String>,
+    pub(in crate::output::encode) args: Vec<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    args_escaped: Option<Vec<String>>,
-    args_truncated: bool,
-    cgroup_id: u64,
-    container_id: Option<Cow<'a, str>>,
-    container_runtime: Option<Cow<'a, str>>,
-    pod_uid: Option<Cow<'a, str>>,
-    start_time: Option<String>,
-    gpu: bool,
-    ancestors: Vec<WireAncestor<'a>>,
+    pub(in crate::output::encode) args_escaped: Option<Vec<String>>,
+    pub(in crate::output::encode) args_truncated: bool,
+    pub(in crate::output::encode) cgroup_id: u64,
+    pub(in crate::output::encode) container_id: Option<Cow<'a, str>>,
+    pub(in crate::output::encode) container_runtime: Option<Cow<'a, str>>,
+    pub(in crate::output::encode) pod_uid: Option<Cow<'a, str>>,
+    pub(in crate::output::encode) start_time: Option<String>,
+    pub(in crate::output::encode) gpu: bool,
+    pub(in crate::output::encode) ancestors: Vec<WireAncestor<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireAncestor<'a> {
-    pid: u32,
-    comm: Cow<'a, str>,
-    exe: Option<Cow<'a, str>>,
+pub(in crate::output::encode) struct WireAncestor<'a> {
+    pub(in crate::output::encode) pid: u32,
+    pub(in crate::output::encode) comm: Cow<'a, str>,
+    pub(in crate::output::encode) exe: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    exe_escaped: Option<String>,
+    pub(in crate::output::encode) exe_escaped: Option<String>,
     /// Written only when true.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-    gpu: bool,
+    pub(in crate::output::encode) gpu: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireFile<'a> {
-    path: Option<Cow<'a, str>>,
+pub(in crate::output::encode) struct WireFile<'a> {
+    pub(in crate::output::encode) path: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    path_escaped: Option<String>,
-    dev: String,
-    ino: u64,
-    size: u64,
+    pub(in crate::output::encode) path_escaped: Option<String>,
+    pub(in crate::output::encode) dev: String,
+    pub(in crate::output::encode) ino: u64,
+    pub(in crate::output::encode) size: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    derived_from: Option<WireDerivedFrom>,
+    pub(in crate::output::encode) derived_from: Option<WireDerivedFrom>,
 }
 
 /// `file.derived_from`: the watched file a derived file was copied from.
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize)]
-struct WireDerivedFrom {
+pub(in crate::output::encode) struct WireDerivedFrom {
     path: Option<String>,
     path_escaped: Option<String>,
     dev: String,
@@ -380,7 +376,7 @@ struct WireReplaced {
 /// Which fields are present depends on the action (docs/events.md).
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize, Default)]
-struct WireAccess {
+pub(in crate::output::encode) struct WireAccess {
     fd: Option<i32>,
     syscall_abi: Option<Cow<'static, str>>,
     flags: Option<Vec<Cow<'static, str>>>,
@@ -423,7 +419,7 @@ struct WireAccess {
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireExit {
+pub(in crate::output::encode) struct WireExit {
     code: Option<i32>,
     signal: Option<i32>,
 }

@@ -12,7 +12,8 @@
 //! encoding's shape, so nothing the native record says is lost; the native
 //! record's id and seq are `metadata.uid` and `metadata.sequence`.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{EncodeError, Encoder, native};
 use crate::event::{Action, Event, Severity};
@@ -30,7 +31,8 @@ impl Encoder for Ocsf {
     }
 
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        serde_json::to_writer(&mut *out, &record(event)?).map_err(EncodeError::Json)?;
+        let wire = native::wire(event);
+        serde_json::to_writer(&mut *out, &Out::of(event, &wire)).map_err(EncodeError::Json)?;
         out.push(b'\n');
         Ok(())
     }
@@ -142,140 +144,595 @@ pub fn severity(severity: Severity) -> (u32, &'static str) {
     }
 }
 
-/// Encodes one event as an OCSF object.
+/// Encodes one event as an OCSF object (for tests and tools; the encoder
+/// writes the same without building a value).
 pub fn record(event: &Event) -> Result<Value, EncodeError> {
-    let mut native = native::object(event)?;
-    let (class, activity_id, activity_name) = class_of(event);
-    let (severity_id, severity_name) = severity(event.severity);
-    let time_ms = i64::try_from(event.time.unix_ns.div_euclid(1_000_000)).unwrap_or(i64::MAX);
-    let mut out = Map::new();
-    out.insert("class_uid".into(), json!(class.uid));
-    out.insert("class_name".into(), json!(class.name));
-    out.insert("category_uid".into(), json!(class.category_uid));
-    out.insert("category_name".into(), json!(class.category_name));
-    out.insert("activity_id".into(), json!(activity_id));
-    out.insert("activity_name".into(), json!(activity_name));
-    out.insert(
-        "type_uid".into(),
-        json!(u64::from(class.uid) * 100 + u64::from(activity_id)),
-    );
-    out.insert(
-        "type_name".into(),
-        json!(format!("{}: {activity_name}", class.name)),
-    );
-    out.insert("severity_id".into(), json!(severity_id));
-    out.insert("severity".into(), json!(severity_name));
-    out.insert("time".into(), json!(time_ms));
-    let (status_id, status) = status(event);
-    out.insert("status_id".into(), json!(status_id));
-    out.insert("status".into(), json!(status));
-    out.insert("metadata".into(), metadata(&native));
-    out.insert(
-        "device".into(),
-        json!({ "hostname": event.host, "type_id": 1, "type": "Server" }),
-    );
-    let process = native.remove("process").and_then(object_of);
-    let file = native.remove("file").and_then(object_of);
-    let mut unmapped = Map::new();
-    let actor = process.as_ref().map(|p| {
-        unmapped.insert("process".into(), process_extras(p));
-        json!({ "process": ocsf_process(p), "user": user(p) })
-    });
-    let file = file.map(|f| {
-        let (ocsf_file, extras) = ocsf_file(&f);
-        unmapped.insert("file".into(), extras);
-        ocsf_file
-    });
-    match class {
-        c if c == PROCESS_ACTIVITY => {
-            let p = process.as_ref();
-            if event.action == Action::MemoryRead {
-                if let Some(target) = native.get("target").and_then(Value::as_object) {
-                    out.insert("process".into(), target_process(target));
-                }
-                out.insert("actor".into(), actor.unwrap_or(Value::Null));
-            } else {
+    serde_json::to_value(Out::of(event, &native::wire(event))).map_err(EncodeError::Json)
+}
+
+// --- the OCSF wire structs, borrowing from the event and its native wire
+// form (typed and borrowed: no map is built per record) ---
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Out<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u32,
+    activity_name: &'static str,
+    type_uid: u64,
+    type_name: String,
+    severity_id: u32,
+    severity: &'static str,
+    time: i64,
+    status_id: u32,
+    status: &'static str,
+    metadata: Metadata<'a>,
+    device: Device<'a>,
+    actor: Option<Actor<'a>>,
+    process: Option<Proc<'a>>,
+    exit_code: Option<i64>,
+    file: Option<OcsfFile<'a>>,
+    evidences: Option<[Evidence<'a>; 1]>,
+    resources: Option<[Resource<'a>; 1]>,
+    finding_info: Option<FindingInfo<'a>>,
+    action_id: Option<u32>,
+    action: Option<&'static str>,
+    disposition_id: Option<u32>,
+    disposition: Option<&'static str>,
+    src_endpoint: Option<Endpoint<'a>>,
+    dst_endpoint: Option<Endpoint<'a>>,
+    connection_info: Option<ConnectionInfo>,
+    traffic: Option<Traffic>,
+    app: Option<Product>,
+    unmapped: Unmapped<'a>,
+}
+
+#[derive(Serialize)]
+struct Product {
+    name: &'static str,
+    vendor_name: &'static str,
+    version: &'static str,
+}
+
+const PRODUCT: Product = Product {
+    name: "weightwarden",
+    vendor_name: "weightwarden",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Metadata<'a> {
+    version: &'static str,
+    product: Product,
+    log_name: &'static str,
+    uid: Option<&'a str>,
+    sequence: Option<u64>,
+    event_code: Action,
+    /// Nanoseconds, which `time` (milliseconds) drops.
+    original_time: &'a str,
+    profiles: Option<[&'static str; 1]>,
+}
+
+#[derive(Serialize)]
+struct Device<'a> {
+    hostname: &'a str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Actor<'a> {
+    process: Proc<'a>,
+    user: Option<User>,
+}
+
+#[derive(Serialize)]
+struct User {
+    uid: String,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Proc<'a> {
+    pid: u32,
+    tid: Option<u32>,
+    name: Option<&'a str>,
+    cmd_line: Option<String>,
+    file: Option<Executable<'a>>,
+    user: Option<User>,
+    created_time: Option<i64>,
+    parent_process: Option<Box<Proc<'a>>>,
+    container: Option<Container<'a>>,
+    lineage: Option<Vec<&'a str>>,
+}
+
+#[derive(Serialize)]
+struct Executable<'a> {
+    name: &'a str,
+    path: &'a str,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Container<'a> {
+    uid: &'a str,
+    runtime: Option<&'a str>,
+    pod_uuid: Option<&'a str>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct OcsfFile<'a> {
+    name: std::borrow::Cow<'a, str>,
+    path: Option<&'a str>,
+    parent_folder: Option<&'a str>,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    size: Option<u64>,
+    /// What identifies the file across names: device and inode.
+    uid: Option<String>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Evidence<'a> {
+    actor: Option<Actor<'a>>,
+    file: Option<OcsfFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: Option<&'a str>,
+    uid: String,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct FindingInfo<'a> {
+    uid: String,
+    title: String,
+    types: [&'static str; 1],
+    analytic: Option<Analytic<'a>>,
+    related_events: Option<Vec<Related>>,
+}
+
+#[derive(Serialize)]
+struct Analytic<'a> {
+    name: std::borrow::Cow<'a, str>,
+    type_id: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Related {
+    uid: String,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Endpoint<'a> {
+    hostname: Option<&'a str>,
+    ip: Option<String>,
+    port: Option<u16>,
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ConnectionInfo {
+    direction_id: u32,
+    direction: &'static str,
+}
+
+#[derive(Serialize)]
+struct Traffic {
+    bytes_out: u64,
+}
+
+/// What OCSF has no attribute for, in the native shape.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Unmapped<'a> {
+    action: Action,
+    tier: crate::event::Tier,
+    access: Option<&'a native::WireAccess>,
+    exit: Option<&'a native::WireExit>,
+    sensor: Option<&'a serde_json::Map<String, Value>>,
+    policy: Option<&'a native::WirePolicy>,
+    target: Option<&'a native::WireTarget>,
+    detection: Option<&'a native::detection::WireDetection>,
+    process: Option<ProcessExtras<'a>>,
+    file: Option<FileExtras<'a>>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct ProcessExtras<'a> {
+    gid: u32,
+    cgroup_id: u64,
+    gpu: bool,
+    args_truncated: bool,
+    exe_escaped: Option<&'a str>,
+    args_escaped: Option<&'a [String]>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct FileExtras<'a> {
+    dev: &'a str,
+    ino: u64,
+    path_escaped: Option<&'a str>,
+    derived_from: Option<&'a native::WireDerivedFrom>,
+}
+
+fn millis(unix_ns: i128) -> i64 {
+    i64::try_from(unix_ns.div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// `/usr/bin/cat` → `cat`.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+fn executable(exe: Option<&str>) -> Option<Executable<'_>> {
+    exe.map(|path| Executable {
+        name: base_name(path),
+        path,
+        type_id: 1,
+        kind: "Regular File",
+    })
+}
+
+fn user(uid: u32) -> Option<User> {
+    Some(User {
+        uid: uid.to_string(),
+    })
+}
+
+/// The process as OCSF describes it, from its native form and model.
+fn process<'a>(p: &'a native::WireProcess<'a>, model: Option<&crate::event::Process>) -> Proc<'a> {
+    let words: Vec<&str> = p.args.iter().map(|a| a.as_ref()).collect();
+    Proc {
+        pid: p.pid,
+        tid: Some(p.tid),
+        name: Some(&p.comm),
+        cmd_line: (!words.is_empty()).then(|| words.join(" ")),
+        file: executable(p.exe.as_deref()),
+        user: user(p.uid),
+        created_time: model.and_then(|m| m.start_time).map(|t| millis(t.unix_ns)),
+        parent_process: Some(Box::new(parent(p))),
+        container: p.container_id.as_deref().map(|uid| Container {
+            uid,
+            runtime: p.container_runtime.as_deref(),
+            pod_uuid: p.pod_uid.as_deref(),
+        }),
+        lineage: Some(
+            p.ancestors
+                .iter()
+                .map(|a| a.exe.as_deref().unwrap_or(&a.comm))
+                .collect(),
+        ),
+    }
+}
+
+/// The parent: its pid, and its name and executable when the record's
+/// ancestry has them.
+fn parent<'a>(p: &'a native::WireProcess<'a>) -> Proc<'a> {
+    let first = p.ancestors.first().filter(|a| a.pid == p.ppid);
+    Proc {
+        pid: p.ppid,
+        tid: None,
+        name: first.map(|a| a.comm.as_ref()),
+        cmd_line: None,
+        file: first.and_then(|a| executable(a.exe.as_deref())),
+        user: None,
+        created_time: None,
+        parent_process: None,
+        container: None,
+        lineage: None,
+    }
+}
+
+fn file<'a>(f: &'a native::WireFile<'a>) -> OcsfFile<'a> {
+    let path = f.path.as_deref();
+    OcsfFile {
+        name: match path {
+            Some(path) => base_name(path).into(),
+            None => format!("inode {}", f.ino).into(),
+        },
+        path,
+        parent_folder: path
+            .and_then(|p| p.rsplit_once('/'))
+            .map(|(dir, _)| if dir.is_empty() { "/" } else { dir }),
+        type_id: 1,
+        kind: "Regular File",
+        size: Some(f.size),
+        uid: Some(format!("{}:{}", f.dev, f.ino)),
+    }
+}
+
+/// A send's destination as the file acted on.
+fn destination_file(d: &crate::event::Destination) -> OcsfFile<'_> {
+    use crate::event::DestinationKind::*;
+    let (type_id, kind, word) = match d.kind {
+        File => (1, "Regular File", "file"),
+        Pipe => (6, "Named Pipe", "pipe"),
+        Socket => (5, "Local Socket", "socket"),
+        Other => (99, "Other", "other"),
+    };
+    let path = d.path.as_ref().and_then(|p| p.as_str());
+    OcsfFile {
+        name: match path {
+            Some(path) => base_name(path).into(),
+            None => format!("{word}:[{}]", d.ino).into(),
+        },
+        path,
+        parent_folder: None,
+        type_id,
+        kind,
+        size: None,
+        uid: None,
+    }
+}
+
+/// `127.0.0.1:8080` or `[::1]:443` as an endpoint; anything else (a unix
+/// socket) by name.
+fn endpoint(peer: Option<&str>) -> Endpoint<'_> {
+    let none = Endpoint {
+        hostname: None,
+        ip: None,
+        port: None,
+        name: None,
+    };
+    match peer.map(|p| (p, p.parse::<std::net::SocketAddr>())) {
+        Some((_, Ok(addr))) => Endpoint {
+            ip: Some(addr.ip().to_string()),
+            port: Some(addr.port()),
+            ..none
+        },
+        Some((peer, Err(_))) => Endpoint {
+            name: Some(peer),
+            ..none
+        },
+        None => Endpoint {
+            name: Some("unknown"),
+            ..none
+        },
+    }
+}
+
+impl<'a> Out<'a> {
+    fn of(event: &'a Event, wire: &'a native::Record<'a>) -> Self {
+        let (class, activity_id, activity_name) = class_of(event);
+        let (severity_id, severity_name) = severity(event.severity);
+        let (status_id, status) = status(event);
+        let model = event.process.as_ref();
+        let actor = wire.process.as_ref().map(|p| Actor {
+            process: process(p, model),
+            user: user(p.uid),
+        });
+        let ocsf_file = wire.file.as_ref().map(file);
+        let mut out = Out {
+            class_uid: class.uid,
+            class_name: class.name,
+            category_uid: class.category_uid,
+            category_name: class.category_name,
+            activity_id,
+            activity_name,
+            type_uid: u64::from(class.uid) * 100 + u64::from(activity_id),
+            type_name: format!("{}: {activity_name}", class.name),
+            severity_id,
+            severity: severity_name,
+            time: millis(event.time.unix_ns),
+            status_id,
+            status,
+            metadata: Metadata {
+                version: OCSF_VERSION,
+                product: PRODUCT,
+                log_name: native::SCHEMA,
+                uid: wire.id.as_deref(),
+                sequence: wire.seq,
+                event_code: event.action,
+                original_time: &wire.time,
+                profiles: None,
+            },
+            device: Device {
+                hostname: &event.host,
+                type_id: 1,
+                kind: "Server",
+            },
+            actor: None,
+            process: None,
+            exit_code: None,
+            file: None,
+            evidences: None,
+            resources: None,
+            finding_info: None,
+            action_id: None,
+            action: None,
+            disposition_id: None,
+            disposition: None,
+            src_endpoint: None,
+            dst_endpoint: None,
+            connection_info: None,
+            traffic: None,
+            app: None,
+            unmapped: Unmapped {
+                action: event.action,
+                tier: event.tier,
+                access: wire.access.as_ref(),
+                exit: wire.exit.as_ref(),
+                sensor: wire.sensor.as_ref(),
+                policy: wire.policy.as_ref(),
+                target: wire.target.as_ref(),
+                detection: wire.detection.as_ref(),
+                process: wire.process.as_ref().map(|p| ProcessExtras {
+                    gid: p.gid,
+                    cgroup_id: p.cgroup_id,
+                    gpu: p.gpu,
+                    args_truncated: p.args_truncated,
+                    exe_escaped: p.exe_escaped.as_deref(),
+                    args_escaped: p.args_escaped.as_deref(),
+                }),
+                file: wire.file.as_ref().map(|f| FileExtras {
+                    dev: &f.dev,
+                    ino: f.ino,
+                    path_escaped: f.path_escaped.as_deref(),
+                    derived_from: f.derived_from.as_ref(),
+                }),
+            },
+        };
+        match class {
+            c if c == PROCESS_ACTIVITY && event.action == Action::MemoryRead => {
+                out.process = event.target.as_ref().map(|t| Proc {
+                    pid: t.pid,
+                    tid: None,
+                    name: Some(&t.comm),
+                    cmd_line: None,
+                    file: t.exe.as_ref().and_then(|e| executable(e.as_str())),
+                    user: None,
+                    created_time: None,
+                    parent_process: None,
+                    container: None,
+                    lineage: None,
+                });
+                out.actor = actor;
+            }
+            c if c == PROCESS_ACTIVITY => {
                 // The process launched or ended; its parent acted.
-                if let Some(p) = p {
-                    out.insert("process".into(), ocsf_process(p));
-                    out.insert(
-                        "actor".into(),
-                        json!({ "process": parent_process(p), "user": user(p) }),
-                    );
+                if let Some(p) = wire.process.as_ref() {
+                    out.process = Some(process(p, model));
+                    out.actor = Some(Actor {
+                        process: parent(p),
+                        user: user(p.uid),
+                    });
                 }
-                if let Some(code) = exit_code(&native) {
-                    out.insert("exit_code".into(), json!(code));
-                }
+                // A death by a signal is 128 + the signal, as a shell says.
+                out.exit_code = event.exit.and_then(|x| {
+                    x.code()
+                        .map(i64::from)
+                        .or_else(|| x.signal().map(|s| 128 + i64::from(s)))
+                });
+            }
+            c if c == DETECTION_FINDING => {
+                out.resources = ocsf_file.as_ref().map(|f| {
+                    [Resource {
+                        kind: "file",
+                        name: f.path,
+                        uid: f.uid.clone().unwrap_or_default(),
+                    }]
+                });
+                out.evidences = Some([Evidence {
+                    actor,
+                    file: ocsf_file,
+                }]);
+                out.finding(event, wire);
+            }
+            c if c == NETWORK_ACTIVITY => {
+                // `actor` and `device` are the host profile's here.
+                out.metadata.profiles = Some(["host"]);
+                out.actor = actor;
+                let send = send_destination(event);
+                out.src_endpoint = Some(Endpoint {
+                    hostname: Some(&event.host),
+                    ip: None,
+                    port: None,
+                    name: None,
+                });
+                out.dst_endpoint = Some(endpoint(send.and_then(|d| d.peer.as_deref())));
+                out.connection_info = Some(ConnectionInfo {
+                    direction_id: 2,
+                    direction: "Outbound",
+                });
+                out.traffic = sent_bytes(event).map(|bytes_out| Traffic { bytes_out });
+            }
+            c if c == APPLICATION_LIFECYCLE => {
+                // The class has no `device` of its own: the host profile's.
+                out.metadata.profiles = Some(["host"]);
+                out.app = Some(PRODUCT);
+                out.actor = actor;
+            }
+            _ => {
+                out.actor = actor;
+                // A send to a pipe or a file acts on its destination.
+                out.file = ocsf_file.or_else(|| send_destination(event).map(destination_file));
             }
         }
-        c if c == DETECTION_FINDING => {
-            let mut evidence = Map::new();
-            if let Some(actor) = actor {
-                evidence.insert("actor".into(), actor);
-            }
-            if let Some(f) = file {
-                out.insert(
-                    "resources".into(),
-                    json!([{ "type": "file", "name": get(&f, "path"), "uid": get(&f, "uid") }]),
-                );
-                evidence.insert("file".into(), Value::Object(f));
-            }
-            out.insert("evidences".into(), json!([evidence]));
-            finding(event, &native, &mut out);
-        }
-        c if c == NETWORK_ACTIVITY => {
-            // `actor` and `device` are the host profile's here.
-            add_profile(&mut out, "host");
-            out.insert("actor".into(), actor.unwrap_or(Value::Null));
-            network(event, &native, &mut out);
-        }
-        c if c == APPLICATION_LIFECYCLE => {
-            out.insert("app".into(), product());
-            // The class has no `device` of its own: the host profile's.
-            add_profile(&mut out, "host");
-            if let Some(actor) = actor {
-                out.insert("actor".into(), actor);
-            }
-        }
-        _ => {
-            out.insert("actor".into(), actor.unwrap_or(Value::Null));
-            // A send to a pipe or a file acts on its destination.
-            let file = file
-                .map(Value::Object)
-                .or_else(|| send_destination(event).map(destination_file));
-            out.insert("file".into(), file.unwrap_or(Value::Null));
-        }
+        out
     }
-    // The rest of the native record, in its own shape.
-    for key in [
-        "action",
-        "tier",
-        "access",
-        "exit",
-        "sensor",
-        "policy",
-        "target",
-        "detection",
-    ] {
-        if let Some(v) = native.remove(key) {
-            unmapped.insert(key.into(), v);
-        }
+
+    /// `finding_info`, and what was done about it (the security-control
+    /// profile's attributes).
+    fn finding(&mut self, event: &'a Event, wire: &'a native::Record<'a>) {
+        let types = [event.action.name()];
+        let (title, analytic) = match (&event.detection, &event.policy) {
+            (Some(d), _) => (
+                d.summary.clone(),
+                Some(Analytic {
+                    name: d.id.as_str().into(),
+                    type_id: 1,
+                    kind: "Rule",
+                }),
+            ),
+            (None, Some(crate::event::PolicyInfo::Verdict(v))) => {
+                let rule = match &v.rule_name {
+                    Some(name) => std::borrow::Cow::Borrowed(name.as_str()),
+                    None => std::borrow::Cow::Owned(format!("default of {}", v.weight_set)),
+                };
+                (
+                    format!("policy {}: {rule}", types[0]),
+                    Some(Analytic {
+                        name: rule,
+                        type_id: 1,
+                        kind: "Rule",
+                    }),
+                )
+            }
+            _ => (types[0].to_owned(), None),
+        };
+        self.finding_info = Some(FindingInfo {
+            uid: wire
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", event.host, event.time.unix_ns)),
+            title,
+            types,
+            analytic,
+            related_events: event.detection.as_ref().map(|d| {
+                d.refs
+                    .iter()
+                    .map(|r| Related { uid: r.to_string() })
+                    .collect()
+            }),
+        });
+        let (action_id, action, disposition_id, disposition) = match event.action {
+            Action::Denied | Action::Killed => (2, "Denied", 2, "Blocked"),
+            Action::Alert => (1, "Allowed", 19, "Alert"),
+            _ => (1, "Allowed", 15, "Detected"),
+        };
+        self.metadata.profiles = Some(["security_control"]);
+        self.action_id = Some(action_id);
+        self.action = Some(action);
+        self.disposition_id = Some(disposition_id);
+        self.disposition = Some(disposition);
     }
-    out.insert("unmapped".into(), Value::Object(unmapped));
-    Ok(Value::Object(out))
 }
 
-/// Names `profile` in `metadata.profiles`: the attributes it adds are in
-/// the record.
-fn add_profile(out: &mut Map<String, Value>, profile: &str) {
-    if let Some(Value::Object(m)) = out.get_mut("metadata") {
-        m.insert("profiles".into(), json!([profile]));
-    }
-}
-
-fn object_of(v: Value) -> Option<Map<String, Value>> {
-    match v {
-        Value::Object(m) => Some(m),
+fn sent_bytes(event: &Event) -> Option<u64> {
+    match event.access.as_ref().map(|a| &a.detail) {
+        Some(crate::event::AccessDetail::Send(s)) => Some(s.bytes),
         _ => None,
     }
 }
@@ -290,330 +747,6 @@ fn status(event: &Event) -> (u32, &'static str) {
         },
         _ => (1, "Success"),
     }
-}
-
-fn product() -> Value {
-    json!({
-        "name": "weightwarden",
-        "vendor_name": "weightwarden",
-        "version": env!("CARGO_PKG_VERSION"),
-    })
-}
-
-fn metadata(native: &Map<String, Value>) -> Value {
-    let mut m = Map::new();
-    m.insert("version".into(), json!(OCSF_VERSION));
-    m.insert("product".into(), product());
-    m.insert("log_name".into(), json!(native::SCHEMA));
-    if let Some(id) = native.get("id") {
-        m.insert("uid".into(), id.clone());
-    }
-    if let Some(seq) = native.get("seq") {
-        m.insert("sequence".into(), seq.clone());
-    }
-    if let Some(action) = native.get("action") {
-        m.insert("event_code".into(), action.clone());
-    }
-    // Nanoseconds, which `time` (milliseconds) drops.
-    if let Some(time) = native.get("time") {
-        m.insert("original_time".into(), time.clone());
-    }
-    Value::Object(m)
-}
-
-fn get<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Value {
-    m.get(key).unwrap_or(&Value::Null)
-}
-
-fn user(p: &Map<String, Value>) -> Value {
-    match p.get("uid").and_then(Value::as_u64) {
-        Some(uid) => json!({ "uid": uid.to_string() }),
-        None => Value::Null,
-    }
-}
-
-/// `/usr/bin/cat` → `cat`.
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-fn executable(exe: &Value) -> Value {
-    match exe.as_str() {
-        Some(path) => json!({
-            "name": base_name(path),
-            "path": path,
-            "type_id": 1,
-            "type": "Regular File",
-        }),
-        None => Value::Null,
-    }
-}
-
-/// The native time text as OCSF's milliseconds.
-fn millis(time: &Value) -> Value {
-    time.as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map_or(Value::Null, |t| {
-            json!(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-        })
-}
-
-fn ocsf_process(p: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    out.insert("pid".into(), get(p, "pid").clone());
-    out.insert("tid".into(), get(p, "tid").clone());
-    out.insert("name".into(), get(p, "comm").clone());
-    if let Some(args) = p
-        .get("args")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-    {
-        let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-        out.insert("cmd_line".into(), json!(words.join(" ")));
-    }
-    let exe = executable(get(p, "exe"));
-    if !exe.is_null() {
-        out.insert("file".into(), exe);
-    }
-    out.insert("user".into(), user(p));
-    let created = millis(get(p, "start_time"));
-    if !created.is_null() {
-        out.insert("created_time".into(), created);
-    }
-    out.insert("parent_process".into(), parent_process(p));
-    if let Some(id) = p.get("container_id").and_then(Value::as_str) {
-        let mut c = Map::new();
-        c.insert("uid".into(), json!(id));
-        if let Some(runtime) = p.get("container_runtime").filter(|v| !v.is_null()) {
-            c.insert("runtime".into(), runtime.clone());
-        }
-        if let Some(pod) = p.get("pod_uid").filter(|v| !v.is_null()) {
-            c.insert("pod_uuid".into(), pod.clone());
-        }
-        out.insert("container".into(), Value::Object(c));
-    }
-    if let Some(ancestors) = p.get("ancestors").and_then(Value::as_array) {
-        let lineage: Vec<Value> = ancestors
-            .iter()
-            .filter_map(Value::as_object)
-            .map(|a| match a.get("exe").and_then(Value::as_str) {
-                Some(exe) => json!(exe),
-                None => get(a, "comm").clone(),
-            })
-            .collect();
-        out.insert("lineage".into(), Value::Array(lineage));
-    }
-    Value::Object(out)
-}
-
-/// The parent: its pid, and its name and executable when the record's
-/// ancestry has them.
-fn parent_process(p: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    out.insert("pid".into(), get(p, "ppid").clone());
-    let parent = p
-        .get("ancestors")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_object)
-        .filter(|a| a.get("pid") == p.get("ppid"));
-    if let Some(a) = parent {
-        out.insert("name".into(), get(a, "comm").clone());
-        let exe = executable(get(a, "exe"));
-        if !exe.is_null() {
-            out.insert("file".into(), exe);
-        }
-    }
-    Value::Object(out)
-}
-
-/// The native process fields OCSF has no attribute for.
-fn process_extras(p: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    for key in [
-        "gid",
-        "cgroup_id",
-        "gpu",
-        "args_truncated",
-        "exe_escaped",
-        "args_escaped",
-    ] {
-        if let Some(v) = p.get(key) {
-            out.insert(key.into(), v.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-fn target_process(t: &Map<String, Value>) -> Value {
-    let mut out = Map::new();
-    out.insert("pid".into(), get(t, "pid").clone());
-    out.insert("name".into(), get(t, "comm").clone());
-    let exe = executable(get(t, "exe"));
-    if !exe.is_null() {
-        out.insert("file".into(), exe);
-    }
-    Value::Object(out)
-}
-
-fn exit_code(native: &Map<String, Value>) -> Option<i64> {
-    let exit = native.get("exit")?.as_object()?;
-    // A signal's death is 128 + the signal, as a shell reports it.
-    exit.get("code")
-        .and_then(Value::as_i64)
-        .or_else(|| exit.get("signal").and_then(Value::as_i64).map(|s| 128 + s))
-}
-
-/// OCSF's file object from the native one, and what it has no room for.
-fn ocsf_file(f: &Map<String, Value>) -> (Map<String, Value>, Value) {
-    let mut out = Map::new();
-    let path = f.get("path").and_then(Value::as_str);
-    let dev = get(f, "dev").as_str().unwrap_or("0:0");
-    let ino = get(f, "ino").as_u64().unwrap_or(0);
-    let name = match path {
-        Some(path) => base_name(path).to_owned(),
-        None => format!("inode {ino}"),
-    };
-    out.insert("name".into(), json!(name));
-    if let Some(path) = path {
-        out.insert("path".into(), json!(path));
-        if let Some((dir, _)) = path.rsplit_once('/') {
-            let dir = if dir.is_empty() { "/" } else { dir };
-            out.insert("parent_folder".into(), json!(dir));
-        }
-    }
-    out.insert("type_id".into(), json!(1));
-    out.insert("type".into(), json!("Regular File"));
-    out.insert("size".into(), get(f, "size").clone());
-    // What identifies the file across names: device and inode.
-    out.insert("uid".into(), json!(format!("{dev}:{ino}")));
-    let mut extras = Map::new();
-    for key in ["dev", "ino", "path_escaped", "derived_from"] {
-        if let Some(v) = f.get(key) {
-            extras.insert(key.into(), v.clone());
-        }
-    }
-    (out, Value::Object(extras))
-}
-
-/// A send's destination as the file acted on.
-fn destination_file(d: &crate::event::Destination) -> Value {
-    use crate::event::DestinationKind::*;
-    let (type_id, type_name, kind) = match d.kind {
-        File => (1, "Regular File", "file"),
-        Pipe => (6, "Named Pipe", "pipe"),
-        Socket => (5, "Local Socket", "socket"),
-        Other => (99, "Other", "other"),
-    };
-    let path = d.path.as_ref().map(|p| p.to_lossy().into_owned());
-    let name = match &path {
-        Some(path) => base_name(path).to_owned(),
-        None => format!("{kind}:[{}]", d.ino),
-    };
-    json!({ "name": name, "path": path, "type_id": type_id, "type": type_name })
-}
-
-/// `src_endpoint` (this host), `dst_endpoint` (the socket's peer) and the
-/// bytes sent.
-fn network(event: &Event, native: &Map<String, Value>, out: &mut Map<String, Value>) {
-    out.insert("src_endpoint".into(), json!({ "hostname": event.host }));
-    let peer = send_destination(event).and_then(|d| d.peer.clone());
-    out.insert("dst_endpoint".into(), endpoint(peer.as_deref()));
-    out.insert(
-        "connection_info".into(),
-        json!({ "direction_id": 2, "direction": "Outbound" }),
-    );
-    let bytes = native
-        .get("access")
-        .and_then(|a| a.get("bytes"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    out.insert("traffic".into(), json!({ "bytes_out": bytes }));
-}
-
-/// `127.0.0.1:8080` or `[::1]:443` as an endpoint; anything else (a unix
-/// socket) by name.
-fn endpoint(peer: Option<&str>) -> Value {
-    let Some(peer) = peer else {
-        return json!({ "name": "unknown" });
-    };
-    match peer.parse::<std::net::SocketAddr>() {
-        Ok(addr) => json!({ "ip": addr.ip().to_string(), "port": addr.port() }),
-        Err(_) => json!({ "name": peer }),
-    }
-}
-
-/// `finding_info`, and for policy verdicts what was done about it.
-fn finding(event: &Event, native: &Map<String, Value>, out: &mut Map<String, Value>) {
-    let uid = native
-        .get("id")
-        .cloned()
-        .unwrap_or_else(|| json!(format!("{}-{}", event.host, event.time.unix_ns)));
-    let detection = native.get("detection").and_then(Value::as_object);
-    let policy = native.get("policy").and_then(Value::as_object);
-    let (title, analytic) = match (detection, policy) {
-        (Some(d), _) => (
-            get(d, "summary").clone(),
-            json!({ "name": get(d, "id"), "type_id": 1, "type": "Rule" }),
-        ),
-        (None, Some(p)) => {
-            let rule = p
-                .get("rule_name")
-                .filter(|v| !v.is_null())
-                .cloned()
-                .unwrap_or_else(|| {
-                    json!(format!(
-                        "default of {}",
-                        get(p, "weight_set").as_str().unwrap_or("?")
-                    ))
-                });
-            (
-                json!(format!(
-                    "policy {}: {}",
-                    event_action(event),
-                    rule.as_str().unwrap_or("")
-                )),
-                json!({ "name": rule, "type_id": 1, "type": "Rule" }),
-            )
-        }
-        (None, None) => (json!(event_action(event)), Value::Null),
-    };
-    let mut info = Map::new();
-    info.insert("uid".into(), uid);
-    info.insert("title".into(), title);
-    info.insert("types".into(), json!([event_action(event)]));
-    if !analytic.is_null() {
-        info.insert("analytic".into(), analytic);
-    }
-    if let Some(refs) = detection
-        .and_then(|d| d.get("refs"))
-        .and_then(Value::as_array)
-    {
-        let related: Vec<Value> = refs.iter().map(|r| json!({ "uid": r })).collect();
-        info.insert("related_events".into(), Value::Array(related));
-    }
-    out.insert("finding_info".into(), Value::Object(info));
-    // What the sensor did.
-    let (action_id, action, disposition_id, disposition) = match event.action {
-        Action::Denied | Action::Killed => (2, "Denied", 2, "Blocked"),
-        Action::Alert => (1, "Allowed", 19, "Alert"),
-        _ => (1, "Allowed", 15, "Detected"),
-    };
-    // The security-control profile's attributes.
-    add_profile(out, "security_control");
-    out.insert("action_id".into(), json!(action_id));
-    out.insert("action".into(), json!(action));
-    out.insert("disposition_id".into(), json!(disposition_id));
-    out.insert("disposition".into(), json!(disposition));
-}
-
-fn event_action(event: &Event) -> String {
-    serde_json::to_value(event.action)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

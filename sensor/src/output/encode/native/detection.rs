@@ -8,7 +8,7 @@ use crate::event::{Detection, DetectionId, RecordId};
 
 #[serde_with::skip_serializing_none]
 #[derive(Serialize, Deserialize)]
-pub(super) struct WireDetection {
+pub(in crate::output::encode) struct WireDetection {
     id: DetectionId,
     summary: String,
     /// Written from the id's mapping; ignored when read back.

@@ -267,3 +267,36 @@ fn sensor_records_are_the_application_s_lifecycle() {
     assert_eq!(v["app"]["name"], "weightwarden");
     assert!(v["unmapped"]["sensor"].is_object(), "{v}");
 }
+
+#[test]
+#[ignore = "a measurement, not a test: cargo test --release -- --ignored encode_speed --nocapture"]
+fn encode_speed() {
+    let events: Vec<Event> = golden_events()
+        .into_iter()
+        .filter(|e| e.sensor.is_none())
+        .collect();
+    let mut formats: Vec<(&str, Box<dyn Encoder>)> = vec![
+        ("native", Box::new(crate::output::encode::native::Native)),
+        ("ocsf", Box::new(Ocsf)),
+        ("ecs", Box::new(crate::output::encode::ecs::Ecs)),
+    ];
+    for round in 0..2 {
+        for (name, encoder) in &mut formats {
+            let _ = round;
+            if std::env::var("ENCODING").is_ok_and(|only| only != *name) {
+                continue;
+            }
+            let mut out = Vec::with_capacity(4096);
+            let began = std::time::Instant::now();
+            let n = 200_000;
+            for i in 0..n {
+                out.clear();
+                encoder
+                    .encode(&events[i % events.len()], &mut out)
+                    .expect("encode");
+            }
+            let per = began.elapsed().as_secs_f64() / n as f64 * 1e6;
+            eprintln!("{name}: {per:.2} us/record ({} bytes)", out.len());
+        }
+    }
+}
