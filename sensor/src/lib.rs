@@ -23,6 +23,7 @@ pub mod decide;
 pub mod enrich;
 pub mod event;
 pub mod kernel;
+pub mod lockfile;
 pub mod metrics;
 pub mod output;
 pub mod store;

@@ -686,6 +686,32 @@ fn config_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// Waits until an agent started by hand (not through [`SensorProcess`])
+/// has written `sensor_start` to its JSON lines output `out`; panics if
+/// it exits first or takes 30 s.
+pub fn wait_live(agent: &mut std::process::Child, out: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(out).is_ok_and(|t| t.contains("\"sensor_start\"")) {
+        assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
+        assert!(
+            Instant::now() < deadline,
+            "no sensor_start in {}",
+            out.display()
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops an agent started by hand with SIGTERM; its output once it exited.
+pub fn stop_agent(agent: std::process::Child) -> std::process::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    agent.wait_with_output().unwrap()
+}
+
 /// Runs a command to completion and returns its pid; panics on failure.
 pub fn run(cmd: &mut Command) -> u32 {
     let child = cmd.stdout(Stdio::null()).spawn().unwrap();

@@ -10,7 +10,7 @@ use std::{
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tests::{binary, write_file};
@@ -106,21 +106,11 @@ fn the_unit_s_capabilities_are_enough_to_capture_and_enforce() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !fs::read_to_string(&out).is_ok_and(|t| t.contains("sensor_start")) {
-        assert!(agent.try_wait().unwrap().is_none(), "the agent exited");
-        assert!(Instant::now() < deadline, "no sensor_start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tests::wait_live(&mut agent, &out);
     let cat = Command::new("cat").arg(&weights).output().unwrap();
     assert!(!cat.status.success(), "the policy let cat read");
     assert!(String::from_utf8_lossy(&cat.stderr).contains("Operation not permitted"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let done = agent.wait_with_output().unwrap();
+    let done = tests::stop_agent(agent);
     let log = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "{log}");
     assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");

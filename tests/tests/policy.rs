@@ -24,6 +24,17 @@ fn cat_copy(dir: &Path, name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The SHA-256 of each policy the run loaded, in order.
+fn loaded_hashes(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.policy {
+            Some(PolicyInfo::Loaded(l)) => Some(l.sha256.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A weight file, a server binary (a copy of `cat`), a hard link of it,
 /// another copy, and a policy whose rule 1 allows the server.
 struct Host {
@@ -445,13 +456,7 @@ fn reload_swaps_the_policy_whole_and_keeps_the_old_one_on_errors() {
         "{:?}",
         r.errors
     );
-    let hashes: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.policy {
-            Some(PolicyInfo::Loaded(l)) => Some(l.sha256.clone()),
-            _ => None,
-        })
-        .collect();
+    let hashes = loaded_hashes(&events);
     assert_eq!(hashes.len(), 3);
     assert_ne!(hashes[0], hashes[1]);
     assert_eq!(hashes[0], hashes[2], "the same text, the same hash");
@@ -683,13 +688,7 @@ fn an_edit_that_lands_with_a_new_file_is_loaded() {
     sensor.wait_policy_loads(2);
     let (status, events) = sensor.stop_events();
     assert!(status.success());
-    let hashes: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.policy {
-            Some(PolicyInfo::Loaded(l)) => Some(l.sha256.clone()),
-            _ => None,
-        })
-        .collect();
+    let hashes = loaded_hashes(&events);
     let sum = Command::new("sha256sum")
         .arg(&policy_file)
         .output()

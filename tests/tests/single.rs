@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    fs,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -34,23 +33,8 @@ fn agent(models: &Path, out: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits for the agent's `sensor_start` in `out`.
-fn wait_live(child: &mut Child, out: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !fs::read_to_string(out).is_ok_and(|t| t.contains("sensor_start")) {
-        assert!(child.try_wait().unwrap().is_none(), "the agent exited");
-        assert!(Instant::now() < deadline, "no sensor_start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop(child: Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+fn stop(agent: Child) {
+    let out = tests::stop_agent(agent);
     assert!(
         out.status.success(),
         "{}",
@@ -65,7 +49,7 @@ fn a_second_agent_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let out = |name: &str| dir.path().join(name);
     let mut first = agent(models.path(), &out("first.jsonl"), &[]);
-    wait_live(&mut first, &out("first.jsonl"));
+    tests::wait_live(&mut first, &out("first.jsonl"));
 
     let began = Instant::now();
     let second = agent(models.path(), &out("second.jsonl"), &[])
@@ -92,12 +76,12 @@ fn a_second_agent_is_refused_naming_the_first() {
         &out("beside.jsonl"),
         &["--allow-second-agent"],
     );
-    wait_live(&mut beside, &out("beside.jsonl"));
+    tests::wait_live(&mut beside, &out("beside.jsonl"));
     stop(beside);
 
     // The lock goes with the agent that held it.
     stop(first);
     let mut next = agent(models.path(), &out("next.jsonl"), &[]);
-    wait_live(&mut next, &out("next.jsonl"));
+    tests::wait_live(&mut next, &out("next.jsonl"));
     stop(next);
 }

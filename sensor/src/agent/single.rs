@@ -6,9 +6,8 @@
 //! skips it, for tests that run agents side by side.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::File,
     io::{self, Read, Seek, Write},
-    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
     path::{Path, PathBuf},
 };
 
@@ -45,33 +44,17 @@ impl HostLock {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::WouldBlock {
-                return Err(io(err));
+        let mut file = match crate::lockfile::try_lock(path, 0o755).map_err(io)? {
+            crate::lockfile::Lock::Held(file) => file,
+            crate::lockfile::Lock::Taken(mut file) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(SingleError::Running {
+                    pid: text.trim().parse().ok(),
+                    path: path.to_path_buf(),
+                });
             }
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(SingleError::Running {
-                pid: text.trim().parse().ok(),
-                path: path.to_path_buf(),
-            });
-        }
+        };
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
@@ -89,7 +72,7 @@ mod tests {
         let path = dir.path().join("run/agent.lock");
         let first = HostLock::take(&path).expect("first");
         assert_eq!(
-            fs::read_to_string(&path).expect("pid").trim(),
+            std::fs::read_to_string(&path).expect("pid").trim(),
             std::process::id().to_string()
         );
         let err = HostLock::take(&path).expect_err("second");

@@ -212,35 +212,14 @@ impl Writer {
 /// file, which SQLite's own POSIX locks do not touch), creating the file
 /// and its directory (0700) when missing.
 pub fn lock(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
-    use std::os::{fd::AsRawFd, unix::fs::DirBuilderExt};
     let io = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
+    match crate::lockfile::try_lock(path, 0o700).map_err(io)? {
+        crate::lockfile::Lock::Held(file) => Ok(file),
+        crate::lockfile::Lock::Taken(_) => Err(StoreError::InUse(path.to_path_buf())),
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io)?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
-            StoreError::InUse(path.to_path_buf())
-        } else {
-            io(err)
-        });
-    }
-    Ok(file)
 }
 
 impl Drop for Writer {

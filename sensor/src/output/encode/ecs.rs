@@ -24,10 +24,7 @@ impl Encoder for Ecs {
     }
 
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let wire = native::wire(event);
-        serde_json::to_writer(&mut *out, &Doc::of(event, &wire)).map_err(EncodeError::Json)?;
-        out.push(b'\n');
-        Ok(())
+        super::write_line(out, &Doc::of(event, &native::wire(event)))
     }
 }
 

@@ -16,6 +16,13 @@ pub trait Encoder: Send {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 }
 
+/// Appends `record` as one line of JSON to `out`.
+fn write_line(out: &mut Vec<u8>, record: &impl serde::Serialize) -> Result<(), EncodeError> {
+    serde_json::to_writer(&mut *out, record).map_err(EncodeError::Json)?;
+    out.push(b'\n');
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("cannot encode a record as JSON")]

@@ -48,9 +48,7 @@ impl Encoder for Native {
     }
 
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        serde_json::to_writer(&mut *out, &Record::from(event)).map_err(EncodeError::Json)?;
-        out.push(b'\n');
-        Ok(())
+        super::write_line(out, &Record::from(event))
     }
 }
 

@@ -31,10 +31,7 @@ impl Encoder for Ocsf {
     }
 
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let wire = native::wire(event);
-        serde_json::to_writer(&mut *out, &Out::of(event, &wire)).map_err(EncodeError::Json)?;
-        out.push(b'\n');
-        Ok(())
+        super::write_line(out, &Out::of(event, &native::wire(event)))
     }
 }
 
