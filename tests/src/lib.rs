@@ -686,6 +686,29 @@ fn config_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// `weightwarden run` as tests start it by hand: no store, state or
+/// metrics port, watching `models`, its records in `out` (native JSON
+/// lines); `extra` after.
+pub fn agent_command(models: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args([
+        "run",
+        "--store",
+        "none",
+        "--state-dir",
+        "none",
+        "--metrics",
+        "none",
+    ])
+    .arg("--watch")
+    .arg(models)
+    .arg("--output")
+    .arg(format!("jsonl:{}", out.display()))
+    .args(extra)
+    .stdin(Stdio::null());
+    cmd
+}
+
 /// Waits until an agent started by hand (not through [`SensorProcess`])
 /// has written `sensor_start` to its JSON lines output `out`; panics if
 /// it exits first or takes 30 s.

@@ -130,23 +130,8 @@ fn the_service_manager_hears_ready_once_capture_is_live_and_stopping() {
     listener
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let agent = Command::new(binary())
-        .args([
-            "run",
-            "--store",
-            "none",
-            "--state-dir",
-            "none",
-            "--metrics",
-            "none",
-        ])
-        .arg("--allow-second-agent")
-        .arg("--watch")
-        .arg(models.path())
-        .arg("--output")
-        .arg(format!("jsonl:{}", out.display()))
+    let agent = tests::agent_command(models.path(), &out, &["--allow-second-agent"])
         .env("NOTIFY_SOCKET", &socket)
-        .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -613,6 +613,45 @@ fn an_upgraded_executable_is_allowed_again_without_a_reload() {
     assert!(status.success());
 }
 
+/// A watch root holding weight set `llama` (in `a/`) and room for files
+/// outside it, a server allowed to read it, an agent enforcing that.
+struct ResolveHost {
+    root: tempfile::TempDir,
+    weights: std::path::PathBuf,
+    server: std::path::PathBuf,
+    policy_file: std::path::PathBuf,
+    /// The policy file's text.
+    text: String,
+    sensor: SensorProcess,
+    _bin: tempfile::TempDir,
+}
+
+impl ResolveHost {
+    fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let models = root.path().join("a");
+        fs::create_dir(&models).unwrap();
+        let weights = models.join("llama.safetensors");
+        write_file(&weights, 8192);
+        let bin = tempfile::tempdir().unwrap();
+        let server = cat_copy(bin.path(), "server");
+        let policy_file = bin.path().join("policy.toml");
+        let text = tests::policy_allowing("enforce", &models, "the server", &server, "");
+        fs::write(&policy_file, &text).unwrap();
+        let sensor =
+            SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
+        Self {
+            root,
+            weights,
+            server,
+            policy_file,
+            text,
+            sensor,
+            _bin: bin,
+        }
+    }
+}
+
 /// A re-resolve that changes nothing (a weight file appearing under the
 /// watch root but outside every weight set) and then an edit: the allowed
 /// server, reading in a loop throughout, is never refused or killed (a
@@ -620,17 +659,15 @@ fn an_upgraded_executable_is_allowed_again_without_a_reload() {
 /// use).
 #[test]
 fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
-    let root = tempfile::tempdir().unwrap();
-    let models = root.path().join("a");
-    fs::create_dir(&models).unwrap();
-    let weights = models.join("llama.safetensors");
-    write_file(&weights, 8192);
-    let bin = tempfile::tempdir().unwrap();
-    let server = cat_copy(bin.path(), "server");
-    let policy_file = bin.path().join("policy.toml");
-    let text = tests::policy_allowing("enforce", &models, "the server", &server, "");
-    fs::write(&policy_file, &text).unwrap();
-    let sensor = SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
+    let ResolveHost {
+        root,
+        weights,
+        server,
+        policy_file,
+        text,
+        sensor,
+        _bin,
+    } = ResolveHost::start();
 
     let looping = tests::ReaderLoop::start(&server, &weights, 8192);
     let loads = |n: usize| sensor.wait_policy_loads(n);
@@ -669,16 +706,14 @@ fn an_edit_after_a_no_op_re_resolve_keeps_the_allowed_reader_reading() {
 /// unloaded (the policy in force would stay the old one, unnoticed).
 #[test]
 fn an_edit_that_lands_with_a_new_file_is_loaded() {
-    let root = tempfile::tempdir().unwrap();
-    let models = root.path().join("a");
-    fs::create_dir(&models).unwrap();
-    write_file(&models.join("llama.safetensors"), 8192);
-    let bin = tempfile::tempdir().unwrap();
-    let server = cat_copy(bin.path(), "server");
-    let policy_file = bin.path().join("policy.toml");
-    let text = tests::policy_allowing("enforce", &models, "the server", &server, "");
-    fs::write(&policy_file, &text).unwrap();
-    let sensor = SensorProcess::start(&[root.path()], &["--policy", policy_file.to_str().unwrap()]);
+    let ResolveHost {
+        root,
+        policy_file,
+        text,
+        sensor,
+        _bin,
+        ..
+    } = ResolveHost::start();
     sensor.wait_policy_loads(1);
 
     let edited = format!("# edited\n{text}");

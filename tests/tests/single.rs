@@ -6,27 +6,12 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 fn agent(models: &Path, out: &Path, extra: &[&str]) -> Child {
-    Command::new(tests::binary())
-        .args([
-            "run",
-            "--store",
-            "none",
-            "--state-dir",
-            "none",
-            "--metrics",
-            "none",
-        ])
-        .arg("--watch")
-        .arg(models)
-        .arg("--output")
-        .arg(format!("jsonl:{}", out.display()))
-        .args(extra)
-        .stdin(Stdio::null())
+    tests::agent_command(models, out, extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

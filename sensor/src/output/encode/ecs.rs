@@ -256,12 +256,8 @@ struct Rule<'a> {
 struct Extra<'a> {
     schema: &'static str,
     tier: crate::event::Tier,
-    access: Option<&'a native::WireAccess>,
-    exit: Option<&'a native::WireExit>,
-    sensor: Option<&'a serde_json::Map<String, Value>>,
-    policy: Option<&'a native::WirePolicy>,
-    target: Option<&'a native::WireTarget>,
-    detection: Option<&'a native::detection::WireDetection>,
+    #[serde(flatten)]
+    details: native::Details<'a>,
     process: Option<ProcessExtra<'a>>,
     file: Option<FileExtra<'a>>,
 }
@@ -363,12 +359,7 @@ impl<'a> Doc<'a> {
             weightwarden: Extra {
                 schema: native::SCHEMA,
                 tier: event.tier,
-                access: wire.access.as_ref(),
-                exit: wire.exit.as_ref(),
-                sensor: wire.sensor.as_ref(),
-                policy: wire.policy.as_ref(),
-                target: wire.target.as_ref(),
-                detection: wire.detection.as_ref(),
+                details: wire.details(),
                 process: p.map(|p| ProcessExtra {
                     cgroup_id: p.cgroup_id,
                     gpu: p.gpu,

@@ -52,6 +52,33 @@ impl Encoder for Native {
     }
 }
 
+/// A record's detail objects as the native encoding writes them, for the
+/// other encodings to pass through (OCSF's `unmapped`, ECS's
+/// `weightwarden.*`).
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+pub(in crate::output::encode) struct Details<'a> {
+    access: Option<&'a WireAccess>,
+    exit: Option<&'a WireExit>,
+    sensor: Option<&'a Map<String, Value>>,
+    policy: Option<&'a WirePolicy>,
+    target: Option<&'a WireTarget>,
+    detection: Option<&'a WireDetection>,
+}
+
+impl Record<'_> {
+    pub(in crate::output::encode) fn details(&self) -> Details<'_> {
+        Details {
+            access: self.access.as_ref(),
+            exit: self.exit.as_ref(),
+            sensor: self.sensor.as_ref(),
+            policy: self.policy.as_ref(),
+            target: self.target.as_ref(),
+            detection: self.detection.as_ref(),
+        }
+    }
+}
+
 /// The record's wire form, borrowing from `event`: the other encodings
 /// take its readable texts and pass its detail objects through.
 pub(in crate::output::encode) fn wire(event: &Event) -> Record<'_> {

@@ -344,12 +344,8 @@ struct Traffic {
 struct Unmapped<'a> {
     action: Action,
     tier: crate::event::Tier,
-    access: Option<&'a native::WireAccess>,
-    exit: Option<&'a native::WireExit>,
-    sensor: Option<&'a serde_json::Map<String, Value>>,
-    policy: Option<&'a native::WirePolicy>,
-    target: Option<&'a native::WireTarget>,
-    detection: Option<&'a native::detection::WireDetection>,
+    #[serde(flatten)]
+    details: native::Details<'a>,
     process: Option<ProcessExtras<'a>>,
     file: Option<FileExtras<'a>>,
 }
@@ -569,12 +565,7 @@ impl<'a> Out<'a> {
             unmapped: Unmapped {
                 action: event.action,
                 tier: event.tier,
-                access: wire.access.as_ref(),
-                exit: wire.exit.as_ref(),
-                sensor: wire.sensor.as_ref(),
-                policy: wire.policy.as_ref(),
-                target: wire.target.as_ref(),
-                detection: wire.detection.as_ref(),
+                details: wire.details(),
                 process: wire.process.as_ref().map(|p| ProcessExtras {
                     gid: p.gid,
                     cgroup_id: p.cgroup_id,
