@@ -311,3 +311,43 @@ fn a_stdout_whose_reader_goes_away_is_counted_lost_and_capture_goes_on() {
     let opens = String::from_utf8_lossy(&query.stdout).lines().count();
     assert_eq!(opens, 3, "{}", String::from_utf8_lossy(&query.stderr));
 }
+
+#[test]
+fn a_rotated_output_keeps_its_newest_files_of_whole_records_in_order() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 4096);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rotated.jsonl");
+    let spec = format!("jsonl:{}?rotate_size=16KiB&keep=3", out.display());
+    let sensor = SensorProcess::start(&[models.path()], &["--output", &spec]);
+    // Far more than 4 x 16 KiB of records, spread over many batches.
+    run(Command::new("sh").arg("-c").arg(format!(
+        "for i in $(seq 60); do cat {} > /dev/null; sleep 0.02; done",
+        weights.display()
+    )));
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    let file = |n: u32| {
+        let mut name = out.clone().into_os_string();
+        name.push(format!(".{n}"));
+        std::path::PathBuf::from(name)
+    };
+    assert!(!file(4).exists(), "more than keep=3 rotated files");
+    // Oldest first: .3, .2, .1, then the file itself.
+    let mut kept: Vec<Value> = Vec::new();
+    for path in [file(3), file(2), file(1), out.clone()] {
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n'));
+        // No file past its size unless one batch alone was larger.
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(!lines.is_empty(), "{} is empty", path.display());
+        for line in lines {
+            kept.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    // What is kept is the run's last records, in order, none split or
+    // missing between the files.
+    assert!(kept.len() < records.len(), "nothing was rotated away");
+    assert_eq!(kept[..], records[records.len() - kept.len()..]);
+}

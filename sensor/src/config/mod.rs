@@ -17,13 +17,16 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use output::{OUTPUT_FORMS, OutputSpec, OutputSpecError, Rotation, SinkSpec};
+
+#[cfg(test)]
 use crate::output::encode::Format;
 
 mod detect;
+mod output;
 mod store;
 
 pub use detect::{DEFAULT_BASELINE, DetectConfig};
@@ -244,159 +247,6 @@ impl Default for OutputConfig {
             // stdout works everywhere and under systemd lands in the journal.
             sinks: vec![OutputSpec::stdout()],
         }
-    }
-}
-
-/// One output: where records go and in which encoding. Written as a
-/// string in TOML and on the command line: `stdout` or `jsonl:PATH`, with
-/// `?format=native|ocsf|ecs` after it (native when absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputSpec {
-    pub sink: SinkSpec,
-    pub format: Format,
-}
-
-/// Where an output writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
-    /// One record per line on standard output.
-    Stdout,
-    /// One record per line appended to the file at this path.
-    Jsonl(PathBuf),
-}
-
-impl OutputSpec {
-    /// Native records to standard output.
-    pub fn stdout() -> Self {
-        Self {
-            sink: SinkSpec::Stdout,
-            format: Format::Native,
-        }
-    }
-
-    /// Native records to a JSON lines file.
-    pub fn jsonl(path: impl Into<PathBuf>) -> Self {
-        Self {
-            sink: SinkSpec::Jsonl(path.into()),
-            format: Format::Native,
-        }
-    }
-}
-
-/// The string forms [`OutputSpec`] accepts, for error messages.
-const OUTPUT_FORMS: &str = "`stdout` or `jsonl:PATH`, e.g. `jsonl:/var/log/weightwarden/events.jsonl`, \
-     optionally followed by `?format=native`, `?format=ocsf` or `?format=ecs`";
-
-/// Why an output spec string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutputSpecError {
-    #[error("invalid output {value:?}: expected {OUTPUT_FORMS}")]
-    UnknownForm { value: String },
-    #[error("invalid output {value:?}: the path after `jsonl:` is empty (expected {OUTPUT_FORMS})")]
-    EmptyPath { value: String },
-    #[error(
-        "invalid output {value:?}: unknown format {format:?} (the formats are native, ocsf and ecs)"
-    )]
-    UnknownFormat { value: String, format: String },
-    #[error("invalid output {value:?}: unknown option {option:?} (outputs take `?format=NAME`)")]
-    UnknownOption { value: String, option: String },
-}
-
-impl FromStr for OutputSpec {
-    type Err = OutputSpecError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // `?key=value` after the destination; a `?` in a path without
-        // `=` after it is part of the path.
-        let (destination, format) = match s.rsplit_once('?') {
-            Some((destination, option)) if option.contains('=') && !option.contains('/') => {
-                let Some(name) = option.strip_prefix("format=") else {
-                    return Err(OutputSpecError::UnknownOption {
-                        value: s.to_owned(),
-                        option: option.to_owned(),
-                    });
-                };
-                let format = Format::named(name).ok_or_else(|| OutputSpecError::UnknownFormat {
-                    value: s.to_owned(),
-                    format: name.to_owned(),
-                })?;
-                (destination, format)
-            }
-            _ => (s, Format::Native),
-        };
-        let sink = if destination == "stdout" {
-            SinkSpec::Stdout
-        } else {
-            match destination.strip_prefix("jsonl:") {
-                Some("") => {
-                    return Err(OutputSpecError::EmptyPath {
-                        value: s.to_owned(),
-                    });
-                }
-                Some(path) => SinkSpec::Jsonl(PathBuf::from(path)),
-                None => {
-                    return Err(OutputSpecError::UnknownForm {
-                        value: s.to_owned(),
-                    });
-                }
-            }
-        };
-        Ok(Self { sink, format })
-    }
-}
-
-impl fmt::Display for SinkSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Stdout => f.write_str("stdout"),
-            Self::Jsonl(path) => write!(f, "jsonl:{}", path.display()),
-        }
-    }
-}
-
-impl fmt::Display for OutputSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.sink)?;
-        match self.format {
-            Format::Native => Ok(()),
-            other => write!(f, "?format={}", other.name()),
-        }
-    }
-}
-
-impl Serialize for OutputSpec {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Display is lossy for non-UTF-8 paths; writing a config that
-        // silently names a different file would be worse than failing.
-        if let SinkSpec::Jsonl(path) = &self.sink
-            && path.to_str().is_none()
-        {
-            return Err(serde::ser::Error::custom(format!(
-                "output path {} is not valid UTF-8 and cannot be written to TOML",
-                path.display()
-            )));
-        }
-        serializer.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = OutputSpec;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "an output string, {OUTPUT_FORMS}")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<OutputSpec, E> {
-                value.parse().map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_str(Visitor)
     }
 }
 

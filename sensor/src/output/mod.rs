@@ -139,7 +139,7 @@ impl Fanout {
     pub fn open(specs: &[OutputSpec]) -> Result<Self, SinkError> {
         let sinks = specs
             .iter()
-            .map(|spec| Ok((spec.format, sink::open(&spec.sink)?)))
+            .map(|spec| Ok((spec.format, sink::open(&spec.sink, spec.rotation)?)))
             .collect::<Result<Vec<_>, SinkError>>()?;
         Ok(Self::new(sinks))
     }

@@ -7,7 +7,10 @@
 //! without a signal) is opened again at its path before the next write,
 //! so no record goes into a file nobody can see; a write that fails part
 //! way through a regular file is cut back to the last whole record, so
-//! the file holds only whole lines.
+//! the file holds only whole lines. With a [`Rotation`], the file is moved
+//! aside (`PATH.1`, ... `PATH.KEEP`, the oldest dropped) before a batch
+//! that would take it past its size, or once the agent has written to it
+//! for its age: always between two batches, so no record is split.
 
 use std::{
     fs::{File, OpenOptions},
@@ -17,6 +20,7 @@ use std::{
 };
 
 use super::{Sink, SinkError, WriteError, write_fully};
+use crate::config::Rotation;
 
 /// Appends records to a file, one JSON object per line.
 pub struct JsonlSink {
@@ -25,6 +29,9 @@ pub struct JsonlSink {
     file: File,
     /// A regular file (not a FIFO or a device): can be measured and cut.
     regular: bool,
+    rotation: Option<Rotation>,
+    /// When this file was opened: its age, for `rotate_age`.
+    opened: std::time::Instant,
 }
 
 impl JsonlSink {
@@ -51,7 +58,57 @@ impl JsonlSink {
             path: path.to_path_buf(),
             file,
             regular,
+            rotation: None,
+            opened: std::time::Instant::now(),
         })
+    }
+
+    /// Rotates as `rotation` says (a FIFO or a device never rotates).
+    pub fn rotating(mut self, rotation: Option<Rotation>) -> Self {
+        self.rotation = rotation;
+        self
+    }
+
+    /// Whether the file must be moved aside before `next` more bytes go
+    /// into it, `size` long now.
+    fn due(&self, size: u64, next: usize) -> bool {
+        let Some(r) = self.rotation.filter(|_| self.regular && size > 0) else {
+            return false;
+        };
+        r.max_bytes.is_some_and(|max| size + next as u64 > max)
+            || r.max_age.is_some_and(|age| self.opened.elapsed() >= age)
+    }
+
+    /// `PATH.KEEP-1` → `PATH.KEEP`, ..., `PATH` → `PATH.1`, then a new
+    /// `PATH`. On failure the agent writes on where it was.
+    fn rotate(&mut self, keep: u32) {
+        let numbered = |n: u32| {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        for n in (1..keep).rev() {
+            match std::fs::rename(numbered(n), numbered(n + 1)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(output = %self.name, error = %err, "cannot rotate an older file")
+                }
+            }
+        }
+        let moved = std::fs::rename(&self.path, numbered(1))
+            .and_then(|()| open_append(&self.path).map_err(io::Error::other));
+        match moved {
+            Ok(file) => {
+                self.file = file;
+                self.opened = std::time::Instant::now();
+            }
+            Err(err) => tracing::warn!(
+                output = %self.name,
+                error = %crate::Chain(&err),
+                "cannot rotate the output file: writing on to it"
+            ),
+        }
     }
 
     /// Opens the path again when it no longer names the open file.
@@ -132,10 +189,16 @@ impl Sink for JsonlSink {
 
     fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
         self.follow_path();
-        let before = self
+        let mut before = self
             .regular
             .then(|| self.file.metadata().map(|m| m.len()).ok())
             .flatten();
+        if let (Some(size), Some(r)) = (before, self.rotation)
+            && self.due(size, records.len())
+        {
+            self.rotate(r.keep);
+            before = self.file.metadata().map(|m| m.len()).ok();
+        }
         let result = write_fully(&self.file, records);
         if let (Err(err), Some(before)) = (&result, before) {
             // Keep whole lines: cut what the failed write left of its

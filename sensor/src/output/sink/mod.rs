@@ -19,7 +19,7 @@ use std::{
 pub use jsonl::JsonlSink;
 pub use stdout::StdoutSink;
 
-use crate::config::SinkSpec;
+use crate::config::{Rotation, SinkSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -81,10 +81,10 @@ pub trait Sink: Send {
 }
 
 /// Opens the destination an output spec names, checked usable.
-pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>, SinkError> {
+pub fn open(spec: &SinkSpec, rotation: Option<Rotation>) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match spec {
         SinkSpec::Stdout => Box::new(StdoutSink::open()?),
-        SinkSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?),
+        SinkSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?.rotating(rotation)),
     })
 }
 
