@@ -351,3 +351,40 @@ fn a_rotated_output_keeps_its_newest_files_of_whole_records_in_order() {
     assert!(kept.len() < records.len(), "nothing was rotated away");
     assert_eq!(kept[..], records[records.len() - kept.len()..]);
 }
+
+/// ext4 keeps blocks for root: a file system that users have filled is
+/// not full for the agent, which runs as root and starts and writes there.
+#[test]
+fn a_file_system_full_only_for_users_still_takes_the_agent_s_records() {
+    let disk = tests::LoopFs::mount(&["mkfs.ext4", "-q", "-F", "-m", "10"], 16);
+    let fill = disk.dir.path().join("fill");
+    fs::File::create(&fill).unwrap();
+    run(Command::new("chown").arg("nobody").arg(&fill));
+    run(Command::new("chmod").arg("777").arg(disk.dir.path()));
+    // As a user: until the users' share is gone (dd then fails), in big
+    // writes and then in single blocks for the last few.
+    for bs in ["bs=64k", "bs=1k"] {
+        let _ = Command::new("setpriv")
+            .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+            .arg("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", fill.display()))
+            .args([bs, "oflag=append", "conv=notrunc"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+    }
+    let stat = nix::sys::statvfs::statvfs(disk.dir.path()).unwrap();
+    assert_eq!(stat.blocks_available(), 0, "users still have room");
+    assert!(stat.blocks_free() > 0, "no block left for root");
+    let out = disk.dir.path().join("events.jsonl");
+    let models = tempfile::tempdir().unwrap();
+    let spec = format!("jsonl:{}", out.display());
+    let sensor = SensorProcess::start(&[models.path()], &["--output", &spec]);
+    let (status, records) = sensor.stop();
+    assert!(status.success());
+    assert_eq!(
+        fs::read_to_string(&out).unwrap().lines().count(),
+        records.len()
+    );
+}

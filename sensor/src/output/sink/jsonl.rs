@@ -177,9 +177,11 @@ fn open_append(path: &Path) -> Result<File, SinkError> {
     Ok(file)
 }
 
-/// Whether the file system holding `file` has no block left for it.
+/// Whether the file system holding `file` has no block left for it. The
+/// agent runs as root, which may write into the blocks a file system
+/// reserves for root: only when those are gone too is it full.
 fn no_room(file: &File) -> bool {
-    nix::sys::statvfs::fstatvfs(file).is_ok_and(|s| s.blocks_available() == 0)
+    nix::sys::statvfs::fstatvfs(file).is_ok_and(|s| s.blocks_free() == 0)
 }
 
 impl Sink for JsonlSink {
