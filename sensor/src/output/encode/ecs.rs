@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{EncodeError, Encoder, native};
+use super::{EncodeError, Encoder, base_name, failed, native, send, to_socket};
 use crate::event::{Action, Event, Severity};
 
 /// The ECS version the records follow.
@@ -48,7 +48,7 @@ pub fn classify(
         Exec => ("event", PROCESS, &["start"]),
         Exit => ("event", PROCESS, &["end"]),
         MemoryRead => ("event", PROCESS, &["access"]),
-        Send if is_socket(event) => ("event", &["network"], &["connection"]),
+        Send if to_socket(event) => ("event", &["network"], &["connection"]),
         Send => ("event", FILE, &["change"]),
         Detection => ("alert", ALERT, &["indicator"]),
         Alert | WouldDeny | WouldKill => ("alert", ALERT, &["allowed"]),
@@ -58,17 +58,6 @@ pub fn classify(
         Heartbeat => ("metric", &["host"], &["info"]),
         PolicyLoaded | PolicyRejected => ("event", &["configuration"], &["change"]),
     }
-}
-
-fn send(event: &Event) -> Option<&crate::event::SendDetail> {
-    match event.access.as_ref().map(|a| &a.detail) {
-        Some(crate::event::AccessDetail::Send(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn is_socket(event: &Event) -> bool {
-    send(event).is_some_and(|s| s.destination.kind == crate::event::DestinationKind::Socket)
 }
 
 /// `event.severity`: 1 (info) to 5 (critical), as in docs/outputs.md.
@@ -83,18 +72,7 @@ pub fn severity(severity: Severity) -> u32 {
 }
 
 fn outcome(event: &Event) -> &'static str {
-    match event.action {
-        Action::Denied | Action::Killed | Action::PolicyRejected => "failure",
-        Action::Mmap => match event.access.as_ref().map(|a| &a.detail) {
-            Some(crate::event::AccessDetail::Mmap { result, .. }) if *result < 0 => "failure",
-            _ => "success",
-        },
-        _ => "success",
-    }
-}
-
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    if failed(event) { "failure" } else { "success" }
 }
 
 /// Encodes one event as an ECS document (for tests and tools; the encoder
@@ -291,7 +269,7 @@ impl<'a> Doc<'a> {
                 .map(i64::from)
                 .or_else(|| x.signal().map(|s| 128 + i64::from(s)))
         });
-        let socket = send(event).filter(|_| is_socket(event));
+        let socket = send(event).filter(|_| to_socket(event));
         let detection = event.detection.as_ref();
         Doc {
             timestamp: &wire.time,
@@ -334,7 +312,7 @@ impl<'a> Doc<'a> {
             }),
             file: wire.file.as_ref().map(file).or_else(|| {
                 send(event)
-                    .filter(|_| !is_socket(event))
+                    .filter(|_| !to_socket(event))
                     .map(|s| destination_file(&s.destination))
             }),
             destination: socket.map(|s| {

@@ -16,6 +16,38 @@ pub trait Encoder: Send {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 }
 
+/// A `send` record's detail, if this is one.
+fn send(event: &Event) -> Option<&crate::event::SendDetail> {
+    match event.access.as_ref().map(|a| &a.detail) {
+        Some(crate::event::AccessDetail::Send(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A send to a socket (network egress), not to a file or a pipe.
+fn to_socket(event: &Event) -> bool {
+    send(event).is_some_and(|s| s.destination.kind == crate::event::DestinationKind::Socket)
+}
+
+/// The access was refused, killed or failed: OCSF's status 2, ECS's
+/// `failure` outcome.
+fn failed(event: &Event) -> bool {
+    use crate::event::Action;
+    match event.action {
+        Action::Denied | Action::Killed | Action::PolicyRejected => true,
+        Action::Mmap => matches!(
+            event.access.as_ref().map(|a| &a.detail),
+            Some(crate::event::AccessDetail::Mmap { result, .. }) if *result < 0
+        ),
+        _ => false,
+    }
+}
+
+/// `/usr/bin/cat` → `cat`.
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// Appends `record` as one line of JSON to `out`.
 fn write_line(out: &mut Vec<u8>, record: &impl serde::Serialize) -> Result<(), EncodeError> {
     serde_json::to_writer(&mut *out, record).map_err(EncodeError::Json)?;

@@ -15,7 +15,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{EncodeError, Encoder, native};
+use super::{EncodeError, Encoder, base_name, failed, native, send, to_socket};
 use crate::event::{Action, Event, Severity};
 
 /// The OCSF schema version the records follow.
@@ -111,23 +111,13 @@ pub fn class_of(event: &Event) -> (Class, u32, &'static str) {
     }
 }
 
-fn send_destination(event: &Event) -> Option<&crate::event::Destination> {
-    match event.access.as_ref().map(|a| &a.detail) {
-        Some(crate::event::AccessDetail::Send(s)) => Some(&s.destination),
-        _ => None,
-    }
-}
-
-fn to_socket(event: &Event) -> bool {
-    send_destination(event).is_some_and(|d| d.kind == crate::event::DestinationKind::Socket)
-}
-
 fn is_connect(event: &Event) -> bool {
     use crate::event::SendSyscall::{Connect, IoUringConnect};
-    matches!(
-        event.access.as_ref().map(|a| &a.detail),
-        Some(crate::event::AccessDetail::Send(s)) if matches!(s.syscall, Connect | IoUringConnect)
-    )
+    send(event).is_some_and(|s| matches!(s.syscall, Connect | IoUringConnect))
+}
+
+fn send_destination(event: &Event) -> Option<&crate::event::Destination> {
+    send(event).map(|s| &s.destination)
 }
 
 /// OCSF's `severity_id` and its label.
@@ -372,11 +362,6 @@ struct FileExtras<'a> {
 
 fn millis(unix_ns: i128) -> i64 {
     i64::try_from(unix_ns.div_euclid(1_000_000)).unwrap_or(i64::MAX)
-}
-
-/// `/usr/bin/cat` → `cat`.
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn executable(exe: Option<&str>) -> Option<Executable<'_>> {
@@ -632,19 +617,19 @@ impl<'a> Out<'a> {
                 // `actor` and `device` are the host profile's here.
                 out.metadata.profiles = Some(["host"]);
                 out.actor = actor;
-                let send = send_destination(event);
+                let destination = send_destination(event);
                 out.src_endpoint = Some(Endpoint {
                     hostname: Some(&event.host),
                     ip: None,
                     port: None,
                     name: None,
                 });
-                out.dst_endpoint = Some(endpoint(send.and_then(|d| d.peer.as_deref())));
+                out.dst_endpoint = Some(endpoint(destination.and_then(|d| d.peer.as_deref())));
                 out.connection_info = Some(ConnectionInfo {
                     direction_id: 2,
                     direction: "Outbound",
                 });
-                out.traffic = sent_bytes(event).map(|bytes_out| Traffic { bytes_out });
+                out.traffic = send(event).map(|s| Traffic { bytes_out: s.bytes });
             }
             c if c == APPLICATION_LIFECYCLE => {
                 // The class has no `device` of its own: the host profile's.
@@ -718,22 +703,12 @@ impl<'a> Out<'a> {
     }
 }
 
-fn sent_bytes(event: &Event) -> Option<u64> {
-    match event.access.as_ref().map(|a| &a.detail) {
-        Some(crate::event::AccessDetail::Send(s)) => Some(s.bytes),
-        _ => None,
-    }
-}
-
 /// Whether the access went ahead: a refused or killed one failed.
 fn status(event: &Event) -> (u32, &'static str) {
-    match event.action {
-        Action::Denied | Action::Killed => (2, "Failure"),
-        Action::Mmap => match event.access.as_ref().map(|a| &a.detail) {
-            Some(crate::event::AccessDetail::Mmap { result, .. }) if *result < 0 => (2, "Failure"),
-            _ => (1, "Success"),
-        },
-        _ => (1, "Success"),
+    if failed(event) {
+        (2, "Failure")
+    } else {
+        (1, "Success")
     }
 }
 
