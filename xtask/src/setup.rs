@@ -63,6 +63,12 @@ const PACKAGES: &[&str] = &[
     // The audit store's tamper tests edit its database as an attacker
     // would (tests/tests/store.rs).
     "sqlite3",
+    // The syslog outputs' tests run a real rsyslog with TCP, TLS (its
+    // OpenSSL driver) and unix inputs, and make their certificates with
+    // openssl (tests/tests/syslog.rs).
+    "rsyslog",
+    "rsyslog-openssl",
+    "openssl",
     // The OCSF validator's virtual environment (ocsf_validator below).
     "python3-venv",
     // `systemd-analyze verify` for the service unit (tests/tests/deploy.rs).

@@ -730,6 +730,15 @@ impl Agent {
     }
 
     pub(super) fn emit_sensor(&mut self, action: Action) {
+        // The outputs' counters then account for every record before this
+        // one: at the stop they may take a while (each output's thread
+        // writes or spools what it holds), on a heartbeat only briefly, so
+        // that a slow destination never stalls capture.
+        if action == Action::SensorStop {
+            self.out.settle(crate::output::deliver::STOP_GRACE);
+        } else {
+            self.out.settle_briefly();
+        }
         let mut status = self.gather_status();
         // Written on start, heartbeats and stop alike: what stops what.
         status.enforcement = self.decide.judge().map(|j| {
@@ -758,8 +767,8 @@ impl Agent {
 
     /// Every stage's figures gathered into the registry, as a status.
     fn gather_status(&mut self) -> crate::event::SensorStatus {
-        // The outputs' counters then account for every record before this
-        // one (written or lost), none still waiting in a batch.
+        // Records still in a batch are handed over, so the outputs'
+        // counters count them (as queued, at least).
         self.out.flush();
         let dropped = self
             .enforced_dropped

@@ -42,7 +42,7 @@ use crate::{
         maps::{Holders, KernelInodeMap, ReadMaps},
         preflight, uring,
     },
-    output::{Fanout, sink::SinkError},
+    output::{Fanout, OpenError},
 };
 use health::Health;
 use signals::Signals;
@@ -58,7 +58,7 @@ pub enum AgentError {
     #[error(transparent)]
     Watch(#[from] crate::enrich::watch::WatchError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Output(#[from] OpenError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -320,7 +320,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         .as_deref()
         .map(crate::decide::detect::integrity::Manifest::load)
         .transpose()?;
-    let mut out = Fanout::open(&config.output.sinks)?;
+    let spool_root = config.agent.state_dir().map(|d| d.join("spool"));
+    let mut out = Fanout::open(&config.output.sinks, spool_root.as_deref())?;
     if let Some(store) = config.store.settings() {
         let writer = crate::store::Writer::start(&store)?;
         tracing::info!(store = %store.path.display(), key = %store.key_path.display(), "audit store open");

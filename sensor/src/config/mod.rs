@@ -20,7 +20,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use output::{OUTPUT_FORMS, OutputSpec, OutputSpecError, Rotation, SinkSpec};
+pub use output::{
+    DEFAULT_QUEUE_BYTES, DEFAULT_SPOOL_BYTES, Delivery, HttpApi, HttpSpec, OUTPUT_FORMS,
+    OutputSpec, OutputSpecError, Rotation, Secret, SinkSpec, SyslogSpec, SyslogTransport,
+    TlsOptions,
+};
 
 #[cfg(test)]
 use crate::output::encode::Format;
@@ -787,7 +791,10 @@ impl Config {
             // One destination, whatever the formats: two encodings in one
             // file or stream would interleave into something no reader
             // parses.
-            if sinks[..i].iter().any(|o| o.sink == output.sink) {
+            if sinks[..i]
+                .iter()
+                .any(|o| o.sink.to_string() == output.sink.to_string())
+            {
                 return Err(invalid(
                     "output.sinks",
                     format!("{:?}", output.to_string()),

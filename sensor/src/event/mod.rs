@@ -184,6 +184,19 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name records carry (`high`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// The hook tier that captured an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -894,8 +907,18 @@ impl SensorStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutputCounters {
     pub name: String,
+    /// Records the destination took.
     pub records_written: u64,
+    /// Records lost: a failed write, a refusal, an encoding that failed.
     pub write_failures: u64,
+    /// Records lost because the output's queue or spool was full.
+    pub dropped: u64,
+    /// Records (and bytes) waiting in the output's memory queue.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    /// Records (and bytes) waiting in the output's disk spool.
+    pub spooled: u64,
+    pub spool_bytes: u64,
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub mod endpoint;
 
 /// A labelled family of counters (`weightwarden_records_total{action=...}`).
 type Labelled = Family<Vec<(String, String)>, Counter>;
+/// A labelled family of gauges (`weightwarden_output_queued_records{output=...}`).
+type LabelledGauge = Family<Vec<(String, String)>, Gauge>;
 
 /// A count that only goes up.
 pub type Counter = counter::Counter<u64, AtomicU64>;
@@ -59,7 +61,30 @@ pub struct Registry {
     /// Per output: records written, and records lost.
     output_written: Labelled,
     output_failed: Labelled,
+    output_dropped: Labelled,
+    /// Records and bytes waiting, in each output's queue and spool.
+    output_waiting: [LabelledGauge; 4],
 }
+
+/// The output gauges, in [`crate::event::OutputCounters`]' order.
+const WAITING: [(&str, &str); 4] = [
+    (
+        "output_queued_records",
+        "records waiting in an output's memory queue",
+    ),
+    (
+        "output_queued_bytes",
+        "bytes waiting in an output's memory queue",
+    ),
+    (
+        "output_spooled_records",
+        "records waiting in an output's disk spool",
+    ),
+    (
+        "output_spool_bytes",
+        "bytes waiting in an output's disk spool",
+    ),
+];
 
 impl Default for Registry {
     fn default() -> Self {
@@ -83,15 +108,27 @@ impl Registry {
         );
         prom.register(
             "output_write_failures",
-            "records lost for an output (a failed write)",
+            "records lost for an output (a failed write, a refusal, an encoding that failed)",
             output_failed.clone(),
         );
+        let output_dropped = Labelled::default();
+        prom.register(
+            "output_dropped",
+            "records lost for an output because its queue or its spool was full",
+            output_dropped.clone(),
+        );
+        let output_waiting: [LabelledGauge; 4] = Default::default();
+        for (gauge, (name, help)) in output_waiting.iter().zip(WAITING) {
+            prom.register(name, help, gauge.clone());
+        }
         Self {
             prom,
             entries: Vec::new(),
             records,
             output_written,
             output_failed,
+            output_dropped,
+            output_waiting,
         }
     }
 
@@ -113,6 +150,12 @@ impl Registry {
             written.inc_by(o.records_written.saturating_sub(written.get()));
             let failed = self.output_failed.get_or_create(&labels);
             failed.inc_by(o.write_failures.saturating_sub(failed.get()));
+            let dropped = self.output_dropped.get_or_create(&labels);
+            dropped.inc_by(o.dropped.saturating_sub(dropped.get()));
+            let waiting = [o.queued, o.queued_bytes, o.spooled, o.spool_bytes];
+            for (gauge, value) in self.output_waiting.iter().zip(waiting) {
+                gauge.get_or_create(&labels).set(value);
+            }
         }
     }
 

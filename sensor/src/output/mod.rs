@@ -1,126 +1,69 @@
-//! The output stage: every configured output is an encoder (`encode/`)
-//! feeding a sink (`sink/`). An event is encoded once per format and the
-//! bytes added to the batch of every output that asked for that format;
-//! [`Fanout::flush`] writes each batch in one go. Each record is counted
-//! exactly once per output, as written or as failed (lost), from what the
-//! write actually did; a failing output is logged at its first failure,
-//! every minute while it lasts, and when it recovers.
+//! The output stage: every configured output is an encoder (`encode/`), a
+//! framer (`frame.rs`) and a sink (`sink/`) on its own delivery thread
+//! (`deliver/`). An event is encoded once per format, framed into the batch
+//! of every output that asked for that format, and [`Fanout::flush`] hands
+//! each batch to its output's thread without waiting. Each record is
+//! counted exactly once per output (docs/outputs.md).
 
+pub mod deliver;
 pub mod encode;
+pub mod frame;
 pub mod sink;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use crate::{
-    config::OutputSpec,
+    config::{OutputSpec, SinkSpec, SyslogTransport},
     event::{Event, OutputCounters},
     store::Writer,
 };
+use deliver::{Coalesce, Delivery, spool::Spool};
 use encode::{Encoder, Format};
-use sink::{Sink, SinkError, WriteError};
+use frame::Framer;
+use sink::{Batch, Sink, SinkError};
 
-/// A batch this large is written at once rather than at the next flush.
+/// A batch this large is handed over at once rather than at the next flush.
 const BATCH_MAX_BYTES: usize = 1 << 20;
 
-/// How often a failing output is warned about while it keeps failing.
-const FAILING_WARN_EVERY: Duration = Duration::from_secs(60);
+/// How long a heartbeat waits for the outputs' threads to catch up before
+/// it reports their counters.
+const SETTLE_HEARTBEAT: Duration = Duration::from_millis(100);
 
-/// One output: a sink, the format it takes, and its batch.
-struct Output {
-    format: Format,
-    sink: Box<dyn Sink>,
-    counters: OutputCounters,
-    /// Encoded records not written yet, and where each ends in it.
-    batch: Vec<u8>,
-    ends: Vec<usize>,
-    failing: Option<Failing>,
+/// Why the outputs could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Spool(#[from] deliver::spool::SpoolError),
+    #[error(
+        "the output {output} keeps a disk spool under agent.state_dir, which is \"none\": \
+         set agent.state_dir (--state-dir), or give the output spool=0 to run without one"
+    )]
+    NoSpoolDir { output: String },
+    #[error("cannot start the delivery thread of the output {output}")]
+    Thread {
+        output: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// An output that failed and has not written since.
-struct Failing {
-    error: String,
-    lost: u64,
-    warned: Instant,
-    lost_since_warned: u64,
+/// One output: its framing, its batch being filled, and its thread.
+struct Output {
+    format: Format,
+    framer: Framer,
+    batch: Batch,
+    delivery: Delivery,
 }
 
 impl Output {
-    /// Writes the batch; counts each record written or lost.
     fn flush(&mut self) {
-        if self.ends.is_empty() {
-            return;
-        }
-        let records = self.ends.len() as u64;
-        let result = if self.sink.is_dead() {
-            Err(WriteError {
-                written: 0,
-                source: std::io::Error::from(std::io::ErrorKind::BrokenPipe),
-            })
-        } else {
-            self.sink.write(&self.batch)
-        };
-        match result {
-            Ok(()) => {
-                self.counters.records_written += records;
-                if let Some(f) = self.failing.take() {
-                    tracing::info!(
-                        output = %self.counters.name,
-                        lost = f.lost,
-                        "the output writes again; records were lost while it failed"
-                    );
-                }
-            }
-            Err(err) => {
-                let whole = self
-                    .ends
-                    .iter()
-                    .take_while(|&&end| end <= err.written)
-                    .count() as u64;
-                self.counters.records_written += whole;
-                self.counters.write_failures += records - whole;
-                self.failed(records - whole, &err);
-            }
-        }
-        self.batch.clear();
-        self.ends.clear();
-    }
-
-    /// Logs a failure: at the first, then once a minute while it lasts.
-    fn failed(&mut self, lost: u64, err: &WriteError) {
-        let error = crate::Chain(&err.source).to_string();
-        let name = &self.counters.name;
-        match &mut self.failing {
-            None => {
-                tracing::error!(
-                    output = %name,
-                    error,
-                    lost,
-                    "cannot write to the output: its records are lost (counted in its \
-                     write_failures; the agent, the store and the other outputs go on)"
-                );
-                self.failing = Some(Failing {
-                    error,
-                    lost,
-                    warned: Instant::now(),
-                    lost_since_warned: 0,
-                });
-            }
-            Some(f) => {
-                f.lost += lost;
-                f.lost_since_warned += lost;
-                if f.warned.elapsed() >= FAILING_WARN_EVERY || f.error != error {
-                    tracing::warn!(
-                        output = %name,
-                        error,
-                        lost = f.lost_since_warned,
-                        lost_in_all = f.lost,
-                        "the output still fails: records lost since the last warning"
-                    );
-                    f.warned = Instant::now();
-                    f.lost_since_warned = 0;
-                    f.error = error;
-                }
-            }
+        if !self.batch.is_empty() {
+            self.delivery.offer(std::mem::take(&mut self.batch));
         }
     }
 }
@@ -130,46 +73,129 @@ pub struct Fanout {
     outputs: Vec<Output>,
     /// One encoder and one reused buffer per format in use.
     encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
+    /// Reused by the framers.
+    scratch: Vec<u8>,
     /// The audit store, which keeps every record's native encoding.
     store: Option<Writer>,
 }
 
+/// An output's spool directory under `spool_root`: its destination and
+/// format, made safe for a file name (never a secret: sink names hold
+/// none), and a hash that keeps two long names apart.
+fn spool_dir(spool_root: &Path, name: &str, format: Format) -> PathBuf {
+    use sha2::Digest;
+    let id = format!("{name}.{}", format.name());
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    spool_root.join(format!("{safe}.{}", hex::encode(&hash[..4])))
+}
+
 impl Fanout {
-    /// Opens every output; the first that cannot be opened is the error.
-    pub fn open(specs: &[OutputSpec]) -> Result<Self, SinkError> {
-        let sinks = specs
-            .iter()
-            .map(|spec| Ok((spec.format, sink::open(&spec.sink, spec.rotation)?)))
-            .collect::<Result<Vec<_>, SinkError>>()?;
-        Ok(Self::new(sinks))
+    /// Opens every output and starts its thread; the first that cannot be
+    /// opened is the error. Spools live under `spool_root`.
+    pub fn open(specs: &[OutputSpec], spool_root: Option<&Path>) -> Result<Self, OpenError> {
+        let mut outputs = Vec::new();
+        for spec in specs {
+            let sink = sink::open(spec)?;
+            let mut framer = Framer::for_output(spec);
+            if let SinkSpec::Syslog(s) = &spec.sink
+                && let SyslogTransport::Unix(path) = &s.transport
+                && sink::SyslogSink::unix_is_stream(path)
+            {
+                framer = framer.counted();
+            }
+            let spool = if spec.delivery.spool_bytes > 0 {
+                let root = spool_root.ok_or_else(|| OpenError::NoSpoolDir {
+                    output: sink.name().to_owned(),
+                })?;
+                let dir = spool_dir(root, sink.name(), spec.format);
+                let (spool, found) = Spool::open(&dir, spec.delivery.spool_bytes)?;
+                if found.records > 0 || found.cut_bytes > 0 {
+                    tracing::info!(
+                        output = %sink.name(),
+                        records = found.records,
+                        "records an earlier run spooled are delivered first"
+                    );
+                }
+                if found.cut_bytes > 0 {
+                    tracing::error!(
+                        output = %sink.name(),
+                        spool = %dir.display(),
+                        bytes = found.cut_bytes,
+                        records = found.cut_records,
+                        "the spool held a torn or corrupt batch (a crash in mid-write, or a \
+                         damaged disk): it was cut off and its records are lost"
+                    );
+                }
+                Some((spool, found.cut_records))
+            } else {
+                None
+            };
+            let coalesce = match &spec.sink {
+                SinkSpec::Http(h) => Some(Coalesce {
+                    bytes: h.batch_bytes,
+                    age: h.batch_age,
+                }),
+                _ => None,
+            };
+            let cut = spool.as_ref().map_or(0, |(_, cut)| *cut);
+            let delivery = start(
+                sink,
+                spec.delivery.queue_bytes,
+                spool.map(|(s, _)| s),
+                coalesce,
+            )?;
+            delivery.count_dropped(cut);
+            outputs.push((spec.format, framer, delivery));
+        }
+        Ok(Self::with(outputs))
     }
 
-    /// Outputs from sinks already open, each with its format.
+    /// Outputs from sinks already open, each with its format, framed as
+    /// lines, without spools.
+    #[cfg(test)]
     pub fn new(sinks: Vec<(Format, Box<dyn Sink>)>) -> Self {
-        let mut encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)> = Vec::new();
         let outputs = sinks
             .into_iter()
             .map(|(format, sink)| {
+                let delivery =
+                    start(sink, crate::config::DEFAULT_QUEUE_BYTES, None, None).expect("a thread");
+                (format, Framer::Line, delivery)
+            })
+            .collect();
+        Self::with(outputs)
+    }
+
+    fn with(outputs: Vec<(Format, Framer, Delivery)>) -> Self {
+        let mut encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)> = Vec::new();
+        let outputs = outputs
+            .into_iter()
+            .map(|(format, framer, delivery)| {
                 if !encoders.iter().any(|(f, ..)| *f == format) {
                     encoders.push((format, format.encoder(), Vec::with_capacity(4096)));
                 }
-                let counters = OutputCounters {
-                    name: sink.name().to_string(),
-                    ..OutputCounters::default()
-                };
                 Output {
                     format,
-                    sink,
-                    counters,
-                    batch: Vec::new(),
-                    ends: Vec::new(),
-                    failing: None,
+                    framer,
+                    batch: Batch::default(),
+                    delivery,
                 }
             })
             .collect();
         Self {
             outputs,
             encoders,
+            scratch: Vec::new(),
             store: None,
         }
     }
@@ -189,10 +215,14 @@ impl Fanout {
         self.store.as_ref()
     }
 
-    /// Commits every record queued for the store and stops its writer:
-    /// the last thing before the agent exits.
+    /// Hands every output's last batch over, lets each thread deliver (or
+    /// spool) for a grace period, stops the threads, then commits every
+    /// record queued for the store: the last thing before the agent exits.
     pub fn finish(&mut self) {
         self.flush();
+        for output in &mut self.outputs {
+            output.delivery.finish();
+        }
         if let Some(store) = &mut self.store {
             store.finish();
         }
@@ -207,8 +237,8 @@ impl Fanout {
                 tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
                 buf.clear();
                 // Outputs of this format count it as a failed write.
-                for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
-                    output.counters.write_failures += 1;
+                for output in self.outputs.iter().filter(|o| o.format == *format) {
+                    output.delivery.count_failed(1);
                 }
                 // The store keeps the native encoding: it lost it too.
                 if *format == Format::Native
@@ -224,47 +254,70 @@ impl Fanout {
                 store.submit(event, buf);
             }
             for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
-                output.batch.extend_from_slice(buf);
-                output.ends.push(output.batch.len());
-                if output.batch.len() >= BATCH_MAX_BYTES {
+                output
+                    .framer
+                    .frame(event, buf, &mut self.scratch, &mut output.batch);
+                if output.batch.bytes.len() >= BATCH_MAX_BYTES {
                     output.flush();
                 }
             }
         }
     }
 
-    /// Writes every output's batch; call after each batch of events.
+    /// Hands every output's batch to its thread; call after each batch of
+    /// events.
     pub fn flush(&mut self) {
         for output in &mut self.outputs {
             output.flush();
         }
     }
 
+    /// Flushes, then waits up to `wait` for every output's thread to have
+    /// handled all it was given, so that counters taken next account for
+    /// every record before them (written, lost, or waiting in a spool).
+    pub fn settle(&mut self, wait: Duration) {
+        self.flush();
+        let deadline = Instant::now() + wait;
+        for output in &self.outputs {
+            output.delivery.settle(deadline);
+        }
+    }
+
+    /// [`Fanout::settle`] for a heartbeat: briefly.
+    pub fn settle_briefly(&mut self) {
+        self.settle(SETTLE_HEARTBEAT);
+    }
+
     /// Opens every output's destination again (SIGHUP: an external log
-    /// rotation moved the files).
+    /// rotation moved the files), each on its thread before its next
+    /// write.
     pub fn reopen(&mut self) {
         self.flush();
-        for output in &mut self.outputs {
-            match output.sink.reopen() {
-                Ok(()) => tracing::info!(output = %output.counters.name, "output reopened"),
-                Err(err) => tracing::error!(
-                    output = %output.counters.name,
-                    error = %crate::Chain(&err),
-                    "cannot reopen the output: it goes on writing where it did"
-                ),
-            }
+        for output in &self.outputs {
+            output.delivery.reopen();
         }
     }
 
     /// Per-output counters, in configuration order.
     pub fn counters(&self) -> Vec<OutputCounters> {
-        self.outputs.iter().map(|o| o.counters.clone()).collect()
+        self.outputs.iter().map(|o| o.delivery.counters()).collect()
     }
 
     /// Records lost for any output so far.
     pub fn lost(&self) -> u64 {
-        self.outputs.iter().map(|o| o.counters.write_failures).sum()
+        self.outputs.iter().map(|o| o.delivery.lost()).sum()
     }
+}
+
+fn start(
+    sink: Box<dyn Sink>,
+    queue_bytes: u64,
+    spool: Option<Spool>,
+    coalesce: Option<Coalesce>,
+) -> Result<Delivery, OpenError> {
+    let output = sink.name().to_owned();
+    Delivery::start(sink, queue_bytes, spool, coalesce)
+        .map_err(|source| OpenError::Thread { output, source })
 }
 
 #[cfg(test)]
@@ -273,7 +326,7 @@ mod tests {
 
     use super::*;
     use crate::event::{Action, Severity, Tier, Timestamp};
-    use sink::JsonlSink;
+    use sink::{JsonlSink, WriteError};
 
     fn event() -> Event {
         Event {
@@ -299,35 +352,157 @@ mod tests {
         fn name(&self) -> &str {
             "broken"
         }
-        fn write(&mut self, _: &[u8]) -> Result<(), WriteError> {
-            Err(WriteError {
-                written: 0,
-                source: io::Error::other("disk full"),
-            })
+        fn write(&mut self, _: &Batch) -> Result<sink::Written, WriteError> {
+            Err(WriteError::lost(0, io::Error::other("disk full")))
         }
     }
 
     /// Takes `room` bytes, then fails: a disk that fills mid-batch.
     struct Filling {
         room: usize,
-        got: Vec<u8>,
     }
     impl Sink for Filling {
         fn name(&self) -> &str {
             "filling"
         }
-        fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
-            let n = records.len().min(self.room);
-            self.got.extend_from_slice(&records[..n]);
+        fn write(&mut self, batch: &Batch) -> Result<sink::Written, WriteError> {
+            let n = batch.bytes.len().min(self.room);
             self.room -= n;
-            if n < records.len() {
-                return Err(WriteError {
-                    written: n,
-                    source: io::Error::from_raw_os_error(libc::ENOSPC),
-                });
+            if n < batch.bytes.len() {
+                return Err(WriteError::lost(
+                    batch.whole_within(n),
+                    io::Error::from_raw_os_error(libc::ENOSPC),
+                ));
             }
-            Ok(())
+            Ok(sink::Written::default())
         }
+    }
+
+    /// A network peer: down while `down` is set (nothing taken), keeps
+    /// what it takes.
+    struct Peer {
+        down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        got: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+    impl Sink for Peer {
+        fn name(&self) -> &str {
+            "peer"
+        }
+        fn write(&mut self, batch: &Batch) -> Result<sink::Written, WriteError> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(WriteError::retry(
+                    0,
+                    io::Error::from(io::ErrorKind::ConnectionRefused),
+                ));
+            }
+            let mut got = self.got.lock().expect("lock");
+            got.extend(
+                (0..batch.records()).map(|i| String::from_utf8_lossy(batch.record(i)).into_owned()),
+            );
+            Ok(sink::Written::default())
+        }
+    }
+
+    fn numbered(n: u64) -> Event {
+        let mut e = event();
+        e.host = format!("h{n}");
+        e
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_is_down_gets_every_record_in_order_from_the_spool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let peer = || Peer {
+            down: down.clone(),
+            got: got.clone(),
+        };
+        let spool = |dir: &Path| Spool::open(dir, 1 << 20).expect("spool").0;
+        let mut fanout = Fanout::with(vec![(
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
+        )]);
+        for n in 0..10 {
+            fanout.emit(&numbered(n));
+            fanout.flush();
+        }
+        fanout.settle(Duration::from_secs(5));
+        let c = &fanout.counters()[0];
+        assert_eq!(
+            (c.records_written, c.spooled, c.queued),
+            (0, 10, 0),
+            "{c:?}"
+        );
+        // The agent stops while the peer is down: the spool keeps them.
+        fanout.finish();
+        drop(fanout);
+        // The next agent: the peer is back; it replays first, then new.
+        down.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut fanout = Fanout::with(vec![(
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
+        )]);
+        for n in 10..15 {
+            fanout.emit(&numbered(n));
+        }
+        fanout.flush();
+        wait_until("delivery", || got.lock().expect("lock").len() == 15);
+        fanout.settle(Duration::from_secs(5));
+        let hosts: Vec<String> = got
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|line| {
+                encode::native::decode(line.trim_end())
+                    .expect("decode")
+                    .host
+            })
+            .collect();
+        let want: Vec<String> = (0..15).map(|n| format!("h{n}")).collect();
+        assert_eq!(hosts, want);
+        // This run wrote the ten it replayed and its own five.
+        let c = &fanout.counters()[0];
+        assert_eq!(
+            (c.records_written, c.spooled, c.write_failures, c.dropped),
+            (15, 0, 0, 0),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_spool_drops_and_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let peer = Peer {
+            down: down.clone(),
+            got: Default::default(),
+        };
+        let (spool, _) = Spool::open(dir.path(), 2048).expect("spool");
+        let mut fanout = Fanout::with(vec![(
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer), 1 << 20, Some(spool), None).expect("start"),
+        )]);
+        for n in 0..40 {
+            fanout.emit(&numbered(n));
+            fanout.flush();
+        }
+        fanout.settle(Duration::from_secs(5));
+        let c = &fanout.counters()[0];
+        assert!(c.dropped > 0 && c.spooled > 0, "{c:?}");
+        assert_eq!(c.spooled + c.dropped, 40, "{c:?}");
+        assert_eq!(fanout.lost(), c.dropped);
     }
 
     #[test]
@@ -338,22 +513,16 @@ mod tests {
             .expect("encode");
         // Room for two whole records and half of the third.
         let room = 2 * line.len() + line.len() / 2;
-        let mut fanout = Fanout::new(vec![(
-            Format::Native,
-            Box::new(Filling {
-                room,
-                got: Vec::new(),
-            }),
-        )]);
+        let mut fanout = Fanout::new(vec![(Format::Native, Box::new(Filling { room }))]);
         for _ in 0..5 {
             fanout.emit(&event());
         }
-        fanout.flush();
+        fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 3));
         // Later records find no room either: lost, and counted.
         fanout.emit(&event());
-        fanout.flush();
+        fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 4));
         assert_eq!(fanout.lost(), 4);
@@ -370,7 +539,7 @@ mod tests {
         ]);
         fanout.emit(&event());
         fanout.emit(&event());
-        fanout.flush();
+        fanout.settle(Duration::from_secs(5));
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -787,6 +787,11 @@ fn sensor_object(s: &SensorStatus) -> Map<String, Value> {
             m.insert("name".into(), Value::from(o.name.as_str()));
             m.insert("records_written".into(), Value::from(o.records_written));
             m.insert("write_failures".into(), Value::from(o.write_failures));
+            m.insert("dropped".into(), Value::from(o.dropped));
+            m.insert("queued".into(), Value::from(o.queued));
+            m.insert("queued_bytes".into(), Value::from(o.queued_bytes));
+            m.insert("spooled".into(), Value::from(o.spooled));
+            m.insert("spool_bytes".into(), Value::from(o.spool_bytes));
             Value::Object(m)
         })
         .collect();
@@ -1332,6 +1337,11 @@ fn sensor_from_object(mut map: Map<String, Value>) -> Result<SensorStatus, Decod
                 name: o["name"].as_str().unwrap_or_default().to_owned(),
                 records_written: o["records_written"].as_u64().unwrap_or(0),
                 write_failures: o["write_failures"].as_u64().unwrap_or(0),
+                dropped: o["dropped"].as_u64().unwrap_or(0),
+                queued: o["queued"].as_u64().unwrap_or(0),
+                queued_bytes: o["queued_bytes"].as_u64().unwrap_or(0),
+                spooled: o["spooled"].as_u64().unwrap_or(0),
+                spool_bytes: o["spool_bytes"].as_u64().unwrap_or(0),
             });
         }
     }

@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Sink, SinkError, WriteError, write_fully};
+use super::{Batch, Sink, SinkError, WriteError, Written, write_fully};
 use crate::config::Rotation;
 
 /// Appends records to a file, one JSON object per line.
@@ -189,7 +189,8 @@ impl Sink for JsonlSink {
         &self.name
     }
 
-    fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
+    fn write(&mut self, batch: &Batch) -> Result<Written, WriteError> {
+        let records = &batch.bytes[..];
         self.follow_path();
         let mut before = self
             .regular
@@ -201,19 +202,19 @@ impl Sink for JsonlSink {
             self.rotate(r.keep);
             before = self.file.metadata().map(|m| m.len()).ok();
         }
-        let result = write_fully(&self.file, records);
-        if let (Err(err), Some(before)) = (&result, before) {
+        let Err(err) = write_fully(&self.file, records) else {
+            return Ok(Written::default());
+        };
+        let whole = batch.whole_within(err.written);
+        if let Some(before) = before {
             // Keep whole lines: cut what the failed write left of its
             // last record (the output counts that record lost).
-            let whole = records[..err.written]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
-            if whole < err.written {
-                let _ = self.file.set_len(before + whole as u64);
+            let whole_bytes = if whole == 0 { 0 } else { batch.ends[whole - 1] };
+            if whole_bytes < err.written {
+                let _ = self.file.set_len(before + whole_bytes as u64);
             }
         }
-        result
+        Err(WriteError::lost(whole, err.source))
     }
 
     fn reopen(&mut self) -> io::Result<()> {

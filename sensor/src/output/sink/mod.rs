@@ -1,13 +1,17 @@
 //! Sinks: where encoded records go. Each destination is one file here plus
 //! one line in [`open`].
 //!
-//! A sink is handed whole batches of records and writes them with plain
-//! `write(2)` calls, so that when a write fails the output knows exactly
-//! which records went out and which were lost (a buffered writer would
-//! report records as written that a later flush then lost).
+//! A sink is handed whole batches of records, already framed for it
+//! (`output/frame.rs`), and says exactly which went out: local sinks write
+//! with plain `write(2)` calls (a buffered writer would report records as
+//! written that a later flush then lost), network sinks report what their
+//! destination acknowledged or, failing that, what the transport took.
 
+mod http;
 mod jsonl;
 mod stdout;
+mod syslog;
+mod tls;
 
 use std::{
     io,
@@ -16,10 +20,12 @@ use std::{
     time::Duration,
 };
 
+pub use http::HttpSink;
 pub use jsonl::JsonlSink;
 pub use stdout::StdoutSink;
+pub use syslog::SyslogSink;
 
-use crate::config::{Rotation, SinkSpec};
+use crate::config::{OutputSpec, SinkSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -53,21 +59,137 @@ pub enum SinkError {
          give the agent a stdout, or choose another output with --output jsonl:PATH"
     )]
     StdoutUnusable,
+    #[error(
+        "cannot read the CA certificates {path} of the output {output} (ca=PATH takes a PEM file)"
+    )]
+    CaFile {
+        output: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the CA file {path} of the output {output} holds no PEM certificate")]
+    CaEmpty { output: String, path: PathBuf },
+    #[error("cannot read the secret file {path} of the output {output}")]
+    SecretFile {
+        output: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the output {output} cannot be set up: {problem}")]
+    Setup { output: String, problem: String },
 }
 
-/// A failed write: the bytes that went out before the error.
+/// Records framed for one sink, back to back, and where each ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl Batch {
+    pub fn records(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends one framed record.
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Appends every record of `other`.
+    pub fn append(&mut self, other: &Batch) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|end| base + end));
+    }
+
+    /// Record `i`'s bytes.
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// How many records lie wholly within the first `bytes` bytes.
+    pub fn whole_within(&self, bytes: usize) -> usize {
+        self.ends.iter().take_while(|&&end| end <= bytes).count()
+    }
+
+    /// The records from `first` on, as a batch of their own.
+    pub fn tail(&self, first: usize) -> Batch {
+        let start = if first == 0 { 0 } else { self.ends[first - 1] };
+        Batch {
+            bytes: self.bytes[start..].to_vec(),
+            ends: self.ends[first..].iter().map(|end| end - start).collect(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
+/// A batch that did not all go out.
 #[derive(Debug)]
 pub struct WriteError {
-    pub written: usize,
+    /// The leading records that did (whole).
+    pub delivered: usize,
     pub source: io::Error,
+    /// The destination may take the rest later (a network peer that is
+    /// down): the output keeps them (its spool) and tries again. Otherwise
+    /// they are lost.
+    pub retry: bool,
+    /// Of the `delivered` records, those the destination refused for good.
+    pub rejected: usize,
+}
+
+impl WriteError {
+    /// A local write that failed after `delivered` records: not retried.
+    pub fn lost(delivered: usize, source: io::Error) -> Self {
+        Self {
+            delivered,
+            source,
+            retry: false,
+            rejected: 0,
+        }
+    }
+
+    /// A destination that failed after `delivered` records; try the rest
+    /// again later.
+    pub fn retry(delivered: usize, source: io::Error) -> Self {
+        Self {
+            delivered,
+            source,
+            retry: true,
+            rejected: 0,
+        }
+    }
+}
+
+/// A batch the destination took, except records it refused for good
+/// (malformed for it, say): those are counted lost, never retried.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub rejected: usize,
+    /// The destination's reason for the first refusal.
+    pub reason: Option<String>,
 }
 
 /// One destination of encoded records.
 pub trait Sink: Send {
-    /// A short name for logs and counters (`stdout`, `jsonl:/path`).
+    /// A short name for logs, counters and the spool directory
+    /// (`stdout`, `jsonl:/path`, `syslog:tcp://host:514`); never holds a
+    /// secret.
     fn name(&self) -> &str;
-    /// Writes `records` (whole lines) in full, or says how far it got.
-    fn write(&mut self, records: &[u8]) -> Result<(), WriteError>;
+    /// Writes `batch` in full, or says how far it got.
+    fn write(&mut self, batch: &Batch) -> Result<Written, WriteError>;
     /// Opens the destination again (SIGHUP, after an external log
     /// rotation); a no-op where that means nothing.
     fn reopen(&mut self) -> io::Result<()> {
@@ -80,11 +202,15 @@ pub trait Sink: Send {
     }
 }
 
-/// Opens the destination an output spec names, checked usable.
-pub fn open(spec: &SinkSpec, rotation: Option<Rotation>) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(match spec {
+/// Opens the destination an output spec names, checked usable. Network
+/// destinations are not contacted here: one that is down at start-up is
+/// spooled for like one that goes down later.
+pub fn open(spec: &OutputSpec) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match &spec.sink {
         SinkSpec::Stdout => Box::new(StdoutSink::open()?),
-        SinkSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?.rotating(rotation)),
+        SinkSpec::Jsonl(path) => Box::new(JsonlSink::open(path)?.rotating(spec.rotation)),
+        SinkSpec::Syslog(to) => Box::new(SyslogSink::open(to, &spec.tls)?),
+        SinkSpec::Http(to) => Box::new(HttpSink::open(to, &spec.tls)?),
     })
 }
 
@@ -92,14 +218,21 @@ pub fn open(spec: &SinkSpec, rotation: Option<Rotation>) -> Result<Box<dyn Sink>
 /// non-blocking pipe whose reader is slow) before it fails.
 const NOT_READY_WAIT: Duration = Duration::from_secs(1);
 
+/// A failed `write(2)`: the bytes that went out before the error.
+#[derive(Debug)]
+pub(crate) struct PartialWrite {
+    pub written: usize,
+    pub source: io::Error,
+}
+
 /// `write(2)` until all of `bytes` went out; on an error, how many did.
-pub(crate) fn write_fully(fd: impl AsFd, bytes: &[u8]) -> Result<(), WriteError> {
+pub(crate) fn write_fully(fd: impl AsFd, bytes: &[u8]) -> Result<(), PartialWrite> {
     let fd = fd.as_fd();
     let mut written = 0;
     while written < bytes.len() {
         match nix::unistd::write(fd, &bytes[written..]) {
             Ok(0) => {
-                return Err(WriteError {
+                return Err(PartialWrite {
                     written,
                     source: io::Error::new(io::ErrorKind::WriteZero, "the write took no bytes"),
                 });
@@ -108,7 +241,7 @@ pub(crate) fn write_fully(fd: impl AsFd, bytes: &[u8]) -> Result<(), WriteError>
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) if wait_writable(fd.as_raw_fd()) => {}
             Err(errno) => {
-                return Err(WriteError {
+                return Err(PartialWrite {
                     written,
                     source: io::Error::from(errno),
                 });

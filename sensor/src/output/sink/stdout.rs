@@ -8,7 +8,7 @@
 
 use std::{io, os::fd::AsFd};
 
-use super::{Sink, SinkError, WriteError, write_fully};
+use super::{Batch, Sink, SinkError, WriteError, Written, write_fully};
 
 pub struct StdoutSink {
     /// Its reader has gone (`EPIPE`).
@@ -34,18 +34,23 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn write(&mut self, records: &[u8]) -> Result<(), WriteError> {
+    fn write(&mut self, batch: &Batch) -> Result<Written, WriteError> {
         if self.broken {
-            return Err(WriteError {
-                written: 0,
-                source: io::Error::from(io::ErrorKind::BrokenPipe),
-            });
+            return Err(WriteError::lost(
+                0,
+                io::Error::from(io::ErrorKind::BrokenPipe),
+            ));
         }
-        let result = write_fully(io::stdout().as_fd(), records);
-        if let Err(err) = &result {
-            self.broken = err.source.kind() == io::ErrorKind::BrokenPipe;
+        match write_fully(io::stdout().as_fd(), &batch.bytes) {
+            Ok(()) => Ok(Written::default()),
+            Err(err) => {
+                self.broken = err.source.kind() == io::ErrorKind::BrokenPipe;
+                Err(WriteError::lost(
+                    batch.whole_within(err.written),
+                    err.source,
+                ))
+            }
         }
-        result
     }
 
     fn is_dead(&self) -> bool {

@@ -160,11 +160,17 @@ fn status() -> SensorStatus {
                 name: "stdout".into(),
                 records_written: 89,
                 write_failures: 0,
+                ..OutputCounters::default()
             },
             OutputCounters {
                 name: "jsonl:/var/log/ww.jsonl".into(),
                 records_written: 88,
                 write_failures: 1,
+                dropped: 2,
+                queued: 3,
+                queued_bytes: 900,
+                spooled: 4,
+                spool_bytes: 1200,
             },
         ],
         enforcement: None,

@@ -1,0 +1,508 @@
+//! Delivery: each output's own thread, fed through a bounded memory queue,
+//! so that a slow or dead destination never blocks capture, the store or
+//! the other outputs. A destination that may come back (a syslog server,
+//! an HTTP endpoint) gets a disk spool: while it is down its records wait
+//! there, then are replayed in order, with exponential backoff and jitter
+//! between attempts; the spool outlives the agent.
+//!
+//! Every record offered to an output ends in exactly one counter:
+//! `written`, `failed` (the destination or the encoder lost it), `dropped`
+//! (the queue or the spool was full, or the spool was damaged), or, for
+//! now, `queued` / `spooled` (still waiting).
+
+mod backoff;
+mod queue;
+pub mod spool;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use backoff::Backoff;
+use queue::{Pop, Queue};
+use spool::{AppendError, Spool};
+
+use crate::{
+    event::OutputCounters,
+    output::sink::{Batch, Sink, WriteError},
+};
+
+/// How often a failing output is warned about while it keeps failing.
+const FAILING_WARN_EVERY: Duration = Duration::from_secs(60);
+/// At stop, how long an output may go on delivering (its queue, then its
+/// spool) before what is left stays in the spool for the next start.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Per-output counts, shared by the event loop and the output's thread.
+#[derive(Default)]
+struct Stats {
+    written: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    spooled: AtomicU64,
+    spool_bytes: AtomicU64,
+}
+
+/// Gathers records into larger batches before a write (an HTTP request
+/// per record would be slow): up to this many bytes, for up to this long.
+#[derive(Debug, Clone, Copy)]
+pub struct Coalesce {
+    pub bytes: usize,
+    pub age: Duration,
+}
+
+/// The event loop's handle on one output's thread.
+pub struct Delivery {
+    name: String,
+    queue: Arc<Queue>,
+    stats: Arc<Stats>,
+    reopen: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Drops not yet logged, and when the last warning went out.
+    drops: Alarm,
+}
+
+impl Delivery {
+    /// Starts the output's thread; `spool` for destinations that may come
+    /// back.
+    pub fn start(
+        sink: Box<dyn Sink>,
+        queue_bytes: u64,
+        spool: Option<Spool>,
+        coalesce: Option<Coalesce>,
+    ) -> std::io::Result<Self> {
+        let name = sink.name().to_owned();
+        let queue = Arc::new(Queue::new(queue_bytes));
+        let stats = Arc::new(Stats::default());
+        let reopen = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            failing: Alarm::new(name.clone()),
+            sink,
+            queue: queue.clone(),
+            stats: stats.clone(),
+            reopen: reopen.clone(),
+            spool,
+            backoff: Backoff::new(),
+            coalesce,
+        };
+        worker.publish_spool();
+        let thread = std::thread::Builder::new()
+            .name(format!("output {}", short(&name)))
+            .spawn(move || worker.run())?;
+        Ok(Self {
+            drops: Alarm::new(name.clone()),
+            name,
+            queue,
+            stats,
+            reopen,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `batch` to the output's thread without waiting; when its
+    /// queue is full the records are dropped, counted and warned about.
+    pub fn offer(&mut self, batch: Batch) {
+        if let Err(batch) = self.queue.push(batch) {
+            let n = batch.records() as u64;
+            self.stats.dropped.fetch_add(n, Relaxed);
+            self.drops.lost(
+                n,
+                "its queue is full (the destination is slower than capture)",
+                "records dropped: the output's queue is full; they are counted in its \
+                 dropped (raise its queue=SIZE, or find why the destination is slow)",
+            );
+        }
+    }
+
+    /// Counts records found damaged in the spool at start-up.
+    pub fn count_dropped(&self, records: u64) {
+        self.stats.dropped.fetch_add(records, Relaxed);
+    }
+
+    /// Counts records the encoder could not encode for this output.
+    pub fn count_failed(&self, records: u64) {
+        self.stats.failed.fetch_add(records, Relaxed);
+    }
+
+    /// Asks the thread to open its destination again before its next
+    /// write (SIGHUP).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Relaxed);
+    }
+
+    /// Waits until the thread has handled everything offered, or until
+    /// `deadline`.
+    pub fn settle(&self, deadline: Instant) {
+        self.queue.settle(deadline);
+    }
+
+    /// Closes the queue and waits for the thread: it delivers what is
+    /// queued for up to [`STOP_GRACE`], spools the rest where it can.
+    pub fn finish(&mut self) {
+        self.queue.close();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(output = %self.name, "the output's thread panicked");
+        }
+    }
+
+    pub fn counters(&self) -> OutputCounters {
+        let (queued, queued_bytes) = self.queue.depth();
+        OutputCounters {
+            name: self.name.clone(),
+            records_written: self.stats.written.load(Relaxed),
+            write_failures: self.stats.failed.load(Relaxed),
+            dropped: self.stats.dropped.load(Relaxed),
+            queued,
+            queued_bytes,
+            spooled: self.stats.spooled.load(Relaxed),
+            spool_bytes: self.stats.spool_bytes.load(Relaxed),
+        }
+    }
+
+    /// Records lost for this output: failed or dropped.
+    pub fn lost(&self) -> u64 {
+        self.stats.failed.load(Relaxed) + self.stats.dropped.load(Relaxed)
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// A thread name is at most 15 bytes.
+fn short(name: &str) -> String {
+    name.chars().take(8).collect()
+}
+
+/// Logs losses of one kind: an error at the first, a warning each minute
+/// while they go on, a line when the output works again.
+struct Alarm {
+    output: String,
+    /// Since the first loss of the current run of failures.
+    active: Option<Active>,
+}
+
+struct Active {
+    why: String,
+    lost: u64,
+    lost_since_warned: u64,
+    warned: Instant,
+}
+
+impl Alarm {
+    fn new(output: String) -> Self {
+        Self {
+            output,
+            active: None,
+        }
+    }
+
+    /// `lost` records could not go out because of `why`.
+    fn lost(&mut self, lost: u64, why: &str, first: &str) {
+        match &mut self.active {
+            None => {
+                tracing::error!(output = %self.output, error = why, lost, "{first}");
+                self.active = Some(Active {
+                    why: why.to_owned(),
+                    lost,
+                    lost_since_warned: 0,
+                    warned: Instant::now(),
+                });
+            }
+            Some(a) => {
+                a.lost += lost;
+                a.lost_since_warned += lost;
+                if a.warned.elapsed() >= FAILING_WARN_EVERY || a.why != why {
+                    tracing::warn!(
+                        output = %self.output,
+                        error = why,
+                        lost = a.lost_since_warned,
+                        lost_in_all = a.lost,
+                        "the output still fails: records lost or waiting since the last warning"
+                    );
+                    a.warned = Instant::now();
+                    a.lost_since_warned = 0;
+                    a.why = why.to_owned();
+                }
+            }
+        }
+    }
+
+    fn recovered(&mut self, what: &str) {
+        if let Some(a) = self.active.take() {
+            tracing::info!(output = %self.output, records = a.lost, "{what}");
+        }
+    }
+}
+
+/// The output's thread.
+struct Worker {
+    sink: Box<dyn Sink>,
+    queue: Arc<Queue>,
+    stats: Arc<Stats>,
+    reopen: Arc<AtomicBool>,
+    spool: Option<Spool>,
+    backoff: Backoff,
+    coalesce: Option<Coalesce>,
+    failing: Alarm,
+}
+
+/// How long an idle thread sleeps before it looks at its spool again.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            if self.reopen.swap(false, Relaxed) {
+                match self.sink.reopen() {
+                    Ok(()) => tracing::info!(output = %self.sink.name(), "output reopened"),
+                    Err(err) => tracing::error!(
+                        output = %self.sink.name(),
+                        error = %crate::Chain(&err),
+                        "cannot reopen the output: it goes on writing where it did"
+                    ),
+                }
+            }
+            if self.spooling() && !self.backoff.waiting() {
+                self.replay(None);
+            }
+            let wait = if self.spooling() {
+                self.backoff.left().max(Duration::from_millis(10))
+            } else {
+                IDLE_WAKE
+            };
+            match self.queue.pop(wait) {
+                Pop::Closed => break,
+                Pop::Empty => {}
+                Pop::Batch(batch) => {
+                    let batch = self.coalesced(batch);
+                    self.deliver(batch);
+                }
+            }
+        }
+        self.stop();
+    }
+
+    /// Records wait in the spool: new ones go behind them.
+    fn spooling(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// `first` and whatever joins it within the coalescing limits.
+    fn coalesced(&mut self, mut batch: Batch) -> Batch {
+        let Some(c) = self.coalesce else {
+            return batch;
+        };
+        let until = Instant::now() + c.age;
+        while batch.bytes.len() < c.bytes {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.queue.pop(left) {
+                Pop::Batch(more) => batch.append(&more),
+                Pop::Empty | Pop::Closed => break,
+            }
+        }
+        batch
+    }
+
+    fn deliver(&mut self, batch: Batch) {
+        if self.spooling() {
+            self.spool_batch(&batch);
+            return;
+        }
+        match self.sink.write(&batch) {
+            Ok(w) => {
+                self.count(batch.records(), w.rejected, w.reason.as_deref());
+                self.backoff.reset();
+                self.failing.recovered("the output writes again");
+            }
+            Err(err) => self.write_failed(&batch, err),
+        }
+    }
+
+    /// Counts `delivered` records, `rejected` of them refused for good.
+    fn count(&mut self, delivered: usize, rejected: usize, reason: Option<&str>) {
+        self.stats
+            .written
+            .fetch_add((delivered - rejected) as u64, Relaxed);
+        if rejected > 0 {
+            self.stats.failed.fetch_add(rejected as u64, Relaxed);
+            tracing::error!(
+                output = %self.sink.name(),
+                rejected,
+                reason = reason.unwrap_or("none given"),
+                "the destination refused records: they are lost (counted in write_failures)"
+            );
+        }
+    }
+
+    fn write_failed(&mut self, batch: &Batch, err: WriteError) {
+        self.count(err.delivered, err.rejected, None);
+        let rest = batch.tail(err.delivered);
+        let why = crate::Chain(&err.source).to_string();
+        if err.retry && self.spool.is_some() {
+            let wait = self.backoff.failed();
+            self.spool_batch(&rest);
+            let first = format!(
+                "cannot deliver to the output: its records wait in its spool and are \
+                 retried in {} ms, then with growing delays",
+                wait.as_millis()
+            );
+            self.failing.lost(rest.records() as u64, &why, &first);
+        } else {
+            self.stats.failed.fetch_add(rest.records() as u64, Relaxed);
+            self.failing.lost(
+                rest.records() as u64,
+                &why,
+                "cannot write to the output: its records are lost (counted in its \
+                 write_failures; the agent, the store and the other outputs go on)",
+            );
+        }
+    }
+
+    /// Appends to the spool; records it cannot take are dropped.
+    fn spool_batch(&mut self, batch: &Batch) {
+        let Some(spool) = &mut self.spool else {
+            return;
+        };
+        if let Err(err) = spool.append(batch) {
+            let n = batch.records() as u64;
+            self.stats.dropped.fetch_add(n, Relaxed);
+            let why = match &err {
+                AppendError::Full { .. } => err.to_string(),
+                AppendError::Io(io) => format!("{err}: {}", crate::Chain(io)),
+            };
+            self.failing.lost(
+                n,
+                &why,
+                "records dropped: the output's spool cannot take them (counted in its \
+                 dropped; raise its spool=SIZE or free the spool's disk)",
+            );
+        }
+        self.publish_spool();
+    }
+
+    fn publish_spool(&self) {
+        if let Some(spool) = &self.spool {
+            self.stats.spooled.store(spool.records(), Relaxed);
+            self.stats.spool_bytes.store(spool.pending_bytes(), Relaxed);
+        }
+    }
+
+    /// Delivers the spool from its oldest batch until it is empty, the
+    /// destination fails again, or `deadline`. What the queue holds meanwhile
+    /// goes into the spool behind it, in order.
+    fn replay(&mut self, deadline: Option<Instant>) {
+        let mut replayed = 0u64;
+        loop {
+            for batch in self.queue.take_all() {
+                self.spool_batch(&batch);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let Some(spool) = &mut self.spool else {
+                return;
+            };
+            let head = match spool.head() {
+                Ok(Some(head)) => head.clone(),
+                Ok(None) => break,
+                Err(err) => {
+                    self.spool_unreadable(&err);
+                    break;
+                }
+            };
+            let (done, failure) = match self.sink.write(&head) {
+                Ok(w) => {
+                    self.count(head.records(), w.rejected, w.reason.as_deref());
+                    (head.records(), None)
+                }
+                Err(err) => {
+                    self.count(err.delivered, err.rejected, None);
+                    if err.retry {
+                        (err.delivered, Some(err))
+                    } else {
+                        // Not worth retrying: lost, and the spool goes on.
+                        let rest = (head.records() - err.delivered) as u64;
+                        self.stats.failed.fetch_add(rest, Relaxed);
+                        (head.records(), None)
+                    }
+                }
+            };
+            replayed += done as u64;
+            let consumed = self.spool.as_mut().map(|s| s.consume(done));
+            if let Some(Err(err)) = consumed {
+                self.spool_unreadable(&err);
+            }
+            self.publish_spool();
+            if let Some(err) = failure {
+                let why = crate::Chain(&err.source).to_string();
+                let wait = self.backoff.failed();
+                let waiting = self.spool.as_ref().map_or(0, Spool::records);
+                self.failing.lost(
+                    0,
+                    &why,
+                    &format!(
+                        "cannot deliver the spooled records ({waiting} wait); retrying in \
+                         {} ms",
+                        wait.as_millis()
+                    ),
+                );
+                return;
+            }
+            self.backoff.reset();
+        }
+        if !self.spooling() && replayed > 0 {
+            self.failing
+                .recovered("the output delivers again: its spool is replayed");
+            tracing::info!(output = %self.sink.name(), replayed, "spool replayed");
+        }
+    }
+
+    /// The spool's head cannot be read: its records are dropped, so that
+    /// the output does not stall on it for ever.
+    fn spool_unreadable(&mut self, err: &std::io::Error) {
+        let Some(spool) = &mut self.spool else {
+            return;
+        };
+        let n = spool.head().ok().flatten().map_or(0, Batch::records);
+        tracing::error!(
+            output = %self.sink.name(),
+            error = %crate::Chain(err),
+            records = n,
+            "cannot read the output's spool: its oldest batch is dropped (counted in dropped)"
+        );
+        self.stats.dropped.fetch_add(n as u64, Relaxed);
+        let _ = spool.consume(n.max(1));
+    }
+
+    /// The queue closed: deliver what is left for a while, keep the rest.
+    fn stop(&mut self) {
+        let deadline = Instant::now() + STOP_GRACE;
+        if self.spooling() && !self.backoff.waiting() {
+            self.replay(Some(deadline));
+        }
+        if let Some(spool) = &self.spool
+            && !spool.is_empty()
+        {
+            tracing::warn!(
+                output = %self.sink.name(),
+                records = spool.records(),
+                bytes = spool.pending_bytes(),
+                "records wait in the output's spool: the next agent delivers them"
+            );
+        }
+        self.queue.idle();
+    }
+}
