@@ -3,7 +3,7 @@ tests/tests/http.rs: a plain NDJSON collector, Splunk's HTTP Event Collector
 (/services/collector/event) and Elasticsearch's _bulk API (with its
 idempotent `create`: an _id it has seen is a 409 conflict).
 
-Usage: http_sink.py PORT LOG. Every request is appended to LOG as one JSON
+Usage: http_sink.py PORT LOG [CERT KEY] (HTTPS with CERT and KEY). Every request is appended to LOG as one JSON
 line: its path, its Authorization and Content-Encoding headers, and the
 records it carried (each record's JSON, unwrapped from the HEC envelope or
 the _bulk action). Elastic's seen ids are kept in LOG.ids so that a restarted
@@ -79,5 +79,10 @@ class Handler(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer.allow_reuse_address = True
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 4:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("ready", flush=True)
 server.serve_forever()

@@ -27,6 +27,8 @@ struct Server {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// HTTPS with this certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Server {
@@ -40,6 +42,7 @@ impl Server {
             child: None,
             port,
             log: dir.join("received.jsonl"),
+            tls: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl Server {
             .arg(script)
             .arg(self.port.to_string())
             .arg(&self.log)
+            .args(self.tls.iter().flat_map(|(c, k)| [c, k]))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -68,7 +72,10 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Every request so far.
@@ -265,4 +272,111 @@ fn an_outage_across_an_agent_restart_loses_no_record() {
     let twice = got.len() - ids.len();
     assert!(twice <= before, "{twice} duplicates");
     assert_eq!(ids, want, "every record of both runs, in order");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+#[test]
+fn https_trusts_the_given_ca_and_never_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weightwarden test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    fs::write(d.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let mut server = Server::new(d);
+    server.tls = Some((d.join("server.pem"), d.join("server.key")));
+    server.start();
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("nemotron.safetensors");
+    write_file(&weights, 1 << 20);
+    let trusted = format!(
+        "http:{}/trusted?ca={}&batch_age=100ms",
+        server.url(),
+        d.join("ca.pem").display()
+    );
+    // The built-in public roots do not include the test CA: the
+    // connection must fail, and the records wait rather than go out.
+    let untrusted = format!("http:{}/untrusted?batch_age=100ms", server.url());
+    let mut sensor = SensorProcess::start(
+        &[models.path()],
+        &["--output", &trusted, "--output", &untrusted],
+    );
+    sensor.expect_error("cannot deliver to the output");
+    sensor.expect_warning("records wait in the output's spool");
+    cat(&weights, 3);
+    sensor.wait_for("the reads", Duration::from_secs(10), |r| {
+        r["action"] == "read"
+    });
+    let (status, native) = sensor.stop();
+    assert!(status.success());
+    let got = server.wait_records("/trusted", native.len());
+    let ids: Vec<&str> = got.iter().map(id).collect();
+    let want: Vec<&str> = native.iter().map(id).collect();
+    assert_eq!(ids, want);
+    assert!(server.records("/untrusted").is_empty());
+    let sink = &native.last().unwrap()["sensor"]["sinks"][2];
+    assert_eq!(sink["records_written"], 0, "{sink}");
+    assert_eq!(
+        sink["spooled"].as_u64(),
+        Some(native.len() as u64 - 1),
+        "{sink}"
+    );
 }

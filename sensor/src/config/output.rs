@@ -707,4 +707,81 @@ mod tests {
             assert!(err.contains(says), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn network_outputs_parse_their_options_and_round_trip() {
+        let spec: OutputSpec =
+            "syslog:tls://logs.example:6514?ca=/etc/ww/ca.pem&facility=authpriv&format=ecs"
+                .parse()
+                .expect("syslog tls");
+        assert_eq!(
+            spec.sink,
+            SinkSpec::Syslog(SyslogSpec {
+                transport: SyslogTransport::Tls("logs.example:6514".into()),
+                facility: 10,
+            })
+        );
+        assert_eq!(
+            spec.tls.ca.as_deref(),
+            Some(std::path::Path::new("/etc/ww/ca.pem"))
+        );
+        assert_eq!(spec.delivery.spool_bytes, DEFAULT_SPOOL_BYTES);
+        let udp: OutputSpec = "syslog:udp://[::1]:514".parse().expect("udp");
+        assert_eq!(udp.delivery.spool_bytes, 0, "UDP has no spool");
+        let hec: OutputSpec = "splunk-hec:https://splunk:8088?token_file=/run/secrets/hec&gzip=on&batch_size=512K&batch_age=250ms&spool=2GiB&queue=64MiB"
+            .parse()
+            .expect("hec");
+        let SinkSpec::Http(http) = &hec.sink else {
+            panic!("http")
+        };
+        assert_eq!(http.api, HttpApi::SplunkHec);
+        assert_eq!(http.token, Some(Secret::File("/run/secrets/hec".into())));
+        assert!(http.gzip);
+        assert_eq!(
+            (http.batch_bytes, http.batch_age),
+            (512 << 10, Duration::from_millis(250))
+        );
+        assert_eq!(
+            hec.delivery,
+            Delivery {
+                queue_bytes: 64 << 20,
+                spool_bytes: 2 << 30
+            }
+        );
+        // A secret given inline is never in Debug output.
+        let inline: OutputSpec = "http:http://collector/x?token=s3cret"
+            .parse()
+            .expect("http");
+        assert!(!format!("{inline:?}").contains("s3cret"));
+        for text in [
+            "syslog:tls://logs.example:6514?ca=/etc/ww/ca.pem&facility=authpriv&format=ecs",
+            "splunk-hec:https://splunk:8088?token_file=/run/secrets/hec&gzip=on&batch_size=512KiB&batch_age=250ms&queue=64MiB&spool=2GiB",
+            "elastic:https://es:9200/weightwarden?format=ecs&spool=0",
+            "syslog:unix:///dev/log",
+            "http:http://collector/x?token=s3cret",
+        ] {
+            let spec: OutputSpec = text.parse().expect(text);
+            let again: OutputSpec = spec.to_string().parse().expect("round trip");
+            assert_eq!(again, spec, "{text} -> {spec}");
+        }
+        for (text, says) in [
+            ("syslog:tcp://logs.example", "HOST:PORT"),
+            ("syslog:sctp://logs:514", "udp, tcp, tls and unix"),
+            ("syslog:unix://dev/log", "absolute socket path"),
+            ("syslog:udp://h:514?spool=1G", "unknown option \"spool=1G\""),
+            ("syslog:tcp://h:514?ca=/x", "unknown option \"ca=/x\""),
+            ("syslog:tcp://h:514?facility=local9", "syslog facility"),
+            ("http:ftp://x/y", "http:// or https://"),
+            ("http:https://user:pw@x/y", "token= or token_file="),
+            ("elastic:https://es:9200", "needs the index"),
+            ("http:http://x/y?token=a&token_file=/b", "once"),
+            ("http:http://x/y?batch_size=1G", "64MiB"),
+            ("http:http://x/y?gzip=yes", "on or off"),
+            ("jsonl:/x?spool=1G", "unknown option \"spool=1G\""),
+            ("stdout?queue=1K", "at least 64KiB"),
+        ] {
+            let err = text.parse::<OutputSpec>().expect_err(text).to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 }
