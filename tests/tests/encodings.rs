@@ -46,7 +46,7 @@ fn ocsf_class(native: &Value) -> (u64, u64) {
 }
 
 fn validator() -> (PathBuf, PathBuf) {
-    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ocsf-venv/bin/python");
+    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).join("validators-venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run `cargo xtask setup`, which installs the OCSF models",

@@ -21,7 +21,7 @@ pub enum Command {
     /// Install what this machine lacks (rust-src, bpf-linker, mounts,
     /// Debian packages, the VM tests' kernel); fast when everything is
     /// already there.
-    Setup,
+    Setup(SetupArgs),
     /// Set up, then build the sensor (the eBPF object is built and embedded
     /// by the sensor crate's build script).
     Build(BuildArgs),
@@ -38,6 +38,15 @@ pub enum Command {
     /// process started after the configuration under test.
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Only what building needs (rust-src, the linting tools, gcc, bpf-linker):
+    /// no test packages, VM kernel, validators or mounts. For a container
+    /// image's build stage (deploy/container/Containerfile).
+    #[arg(long)]
+    pub build_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -42,7 +42,8 @@ fn main() -> ExitCode {
 fn execute(cli: Cli) -> anyhow::Result<()> {
     let ws = Workspace::locate()?;
     match cli.command {
-        Command::Setup => setup::execute(&ws),
+        Command::Setup(args) if args.build_only => setup::build_only(&ws),
+        Command::Setup(_) => setup::execute(&ws),
         Command::Build(args) => build::execute(&ws, &args),
         Command::Run(args) => run::execute(&ws, &args),
         Command::Test(args) => test::execute(&ws, &args),

@@ -69,26 +69,29 @@ const PACKAGES: &[&str] = &[
     "rsyslog",
     "rsyslog-openssl",
     "openssl",
-    // The OCSF validator's virtual environment (ocsf_validator below).
+    // The validators' virtual environment (ensure_validators below).
     "python3-venv",
     // `systemd-analyze verify` for the service unit (tests/tests/deploy.rs).
     "systemd",
 ];
 
-/// The OCSF models the encodings test validates records against
-/// (tests/tests/encodings.rs), pinned; PyPI is a package registry these
-/// machines reach. `ocsf-pydantic` needs the other three beside it.
-const OCSF_VALIDATOR: &[&str] = &[
+/// The validators the tests check against, pinned; PyPI is a package
+/// registry these machines reach: the OCSF models the encodings test
+/// validates records against (tests/tests/encodings.rs; `ocsf-pydantic`
+/// needs the next three beside it), and the Kubernetes schemas the
+/// DaemonSet manifest is validated against (tests/tests/deploy.rs).
+const VALIDATORS: &[&str] = &[
     "ocsf-pydantic==0.0.6",
     "pydantic==2.14.4",
     "pydantic-extra-types==2.11.1",
     "email-validator",
+    "kubernetes-validate==1.37.0",
 ];
 
-/// Where the validator's environment lives: the integration tests'
+/// Where the validators' environment lives: the integration tests'
 /// `CARGO_TARGET_TMPDIR`, under the target directory.
-pub fn ocsf_venv(target: &std::path::Path) -> std::path::PathBuf {
-    target.join("tmp").join("ocsf-venv")
+pub fn validators_venv(target: &std::path::Path) -> std::path::PathBuf {
+    target.join("tmp").join("validators-venv")
 }
 
 /// A pseudo-filesystem the sensor needs mounted.
@@ -131,7 +134,7 @@ pub fn execute(ws: &Workspace) -> Result<()> {
     // After the packages: their install ran `apt-get update` if anything
     // was missing, so a fresh machine has package lists by now.
     vm_kernel::ensure(&ws.target_dir()?, root)?;
-    ensure_ocsf_validator(&ws.target_dir()?)?;
+    ensure_validators(&ws.target_dir()?)?;
     ensure_bpf_linker(ws, &nightly)?;
     ensure_mounts(root)?;
     if !root {
@@ -144,14 +147,29 @@ pub fn execute(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// A Python environment with the OCSF 1.2 models, for the encodings test.
-fn ensure_ocsf_validator(target: &std::path::Path) -> Result<()> {
-    const WHAT: &str = "OCSF validator";
-    let venv = ocsf_venv(target);
+/// What building the sensor needs, and nothing for testing or running it:
+/// the nightly's rust-src, gcc as the linker driver, bpf-linker.
+pub fn build_only(ws: &Workspace) -> Result<()> {
+    let nightly = check_nightly()?;
+    ensure_rust_src()?;
+    if which::which("cc").is_err() {
+        bail!("no C compiler (cc): install gcc (Debian: `apt-get install gcc libc6-dev`)");
+    }
+    ensure_bpf_linker(ws, &nightly)
+}
+
+/// A Python environment with the validators, for the encodings and
+/// deployment tests.
+fn ensure_validators(target: &std::path::Path) -> Result<()> {
+    const WHAT: &str = "validators (OCSF, Kubernetes)";
+    let venv = validators_venv(target);
     let python = venv.join("bin/python");
     let ready = || {
-        process::output(Command::new(&python).args(["-c", "import ocsf.events.system.filesystem"]))
-            .is_ok_and(|out| out.status.success())
+        process::output(Command::new(&python).args([
+            "-c",
+            "import ocsf.events.system.filesystem, kubernetes_validate",
+        ]))
+        .is_ok_and(|out| out.status.success())
     };
     if ready() {
         step(WHAT, format!("present ({})", venv.display()));
@@ -164,21 +182,21 @@ fn ensure_ocsf_validator(target: &std::path::Path) -> Result<()> {
             .arg(&venv),
     )
     .context(
-        "cannot create the OCSF validator's Python environment (Debian's python3-venv is needed)",
+        "cannot create the validators' Python environment (Debian's python3-venv is needed)",
     )?;
     process::run(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(OCSF_VALIDATOR),
+            .args(VALIDATORS),
     )
-    .context("cannot install the OCSF models from PyPI (the registry must be reachable)")?;
+    .context("cannot install the validators from PyPI (the registry must be reachable)")?;
     if !ready() {
         bail!(
-            "the OCSF models were installed in {} but do not import",
+            "the validators were installed in {} but do not import",
             venv.display()
         );
     }
-    step(WHAT, format!("installed {}", OCSF_VALIDATOR.join(" ")));
+    step(WHAT, format!("installed {}", VALIDATORS.join(" ")));
     Ok(())
 }
 

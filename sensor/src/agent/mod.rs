@@ -467,7 +467,10 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     );
     agent.emit_sensor(Action::SensorStart);
     agent.emit_policy_loaded();
-    agent.out.flush();
+    // Ready means sensor_start is out: the outputs' threads have written
+    // it (a destination that is down has spooled it; one that is slow may
+    // take up to this long).
+    agent.out.settle(std::time::Duration::from_secs(2));
     notify::notify(&format!(
         "READY=1\nSTATUS=capture is live: {} weight files watched",
         agent.watch.len()
