@@ -116,6 +116,111 @@ fn a_scrape_reports_known_activity() {
 }
 
 #[test]
+fn enforcements_spools_and_the_ring_buffer_are_scraped() {
+    let models = tempfile::tempdir().unwrap();
+    let weights = models.path().join("llama.safetensors");
+    write_file(&weights, 1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "mode = \"enforce\"\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n",
+            models.path().display()
+        ),
+    )
+    .unwrap();
+    // An HTTP collector that is down: its records wait in the spool.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!(
+        "http:http://127.0.0.1:{}/ingest?batch_age=50ms",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let mut sensor = SensorProcess::start(
+        &[models.path()],
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--output",
+            &down,
+        ],
+    );
+    sensor.expect_error("cannot deliver to the output");
+    sensor.expect_warning("records wait in the output's spool");
+    let port = port(&sensor);
+    for _ in 0..2 {
+        let cat = Command::new("cat").arg(&weights).output().unwrap();
+        assert!(!cat.status.success(), "the policy let cat read");
+    }
+    sensor.wait_for("two denials", Duration::from_secs(10), |r| {
+        r["action"] == "denied" && r["seq"].as_u64().is_some()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = get(port, "/metrics");
+        let denied = sample(
+            &text,
+            "weightwarden_enforcements_total{mechanism=\"fanotify\",action=\"denied\"}",
+        );
+        if denied == Some(2) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(
+            &text,
+            "weightwarden_enforcements_total{mechanism=\"fanotify\",action=\"denied\"}"
+        ),
+        Some(2),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "weightwarden_records_total{action=\"policy_loaded\"}"
+        ),
+        Some(1),
+        "{text}"
+    );
+    let name = down.split('?').next().unwrap();
+        sample(
+            &text,
+            &format!("weightwarden_output_spooled_records{{output=\"{name}\"}}"),
+        )
+        .map(|_| ())
+    });
+    assert!(spooled.is_some(), "{text}");
+    let name = down.split('?').next().unwrap();
+    let waiting = sample(
+        &text,
+        &format!("weightwarden_output_spooled_records{{output=\"{name}\"}}"),
+    )
+    .unwrap()
+        + sample(
+            &text,
+            &format!("weightwarden_output_queued_records{{output=\"{name}\"}}"),
+        )
+        .unwrap();
+    assert!(waiting > 0, "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("weightwarden_output_dropped_total{{output=\"{name}\"}}")
+        ),
+        Some(0)
+    );
+    let size = sample(&text, "weightwarden_agent_ring_buffer_bytes").unwrap();
+    let peak = sample(&text, "weightwarden_agent_ring_backlog_peak_bytes").unwrap();
+    assert!(peak > 0 && peak <= size, "peak {peak} of {size}");
+    let (status, _) = sensor.stop();
+    assert!(status.success());
+}
+
+#[test]
 fn a_metrics_address_in_use_stops_the_start_with_exit_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -281,10 +281,14 @@ impl Agent {
     /// Handles queued records, at most `max`; true when it stopped at
     /// `max` (more may be queued).
     fn drain_ring_upto(&mut self, ring: &mut RingBuf<MapData>, max: usize) -> bool {
+        let mut backlog = 0u64;
         for _ in 0..max {
             let Some(item) = ring.next() else {
+                self.note_backlog(backlog);
                 return false;
             };
+            // A record takes its length and an 8-byte header, 8-aligned.
+            backlog += (item.len() as u64 + 8).next_multiple_of(8);
             self.health.agent.kernel_records.inc();
             match decode(&item) {
                 Ok(event) => {
@@ -297,7 +301,15 @@ impl Agent {
                 }
             }
         }
+        self.note_backlog(backlog);
         true
+    }
+
+    fn note_backlog(&self, bytes: u64) {
+        let peak = &self.health.agent.ring_backlog_peak_bytes;
+        if bytes > peak.get() {
+            peak.set(bytes);
+        }
     }
 
     /// One kernel record through enrich and decide to the outputs.
@@ -508,7 +520,7 @@ impl Agent {
 
     fn write(&mut self, event: &Event) {
         self.health.agent.records_emitted.inc();
-        self.health.count_action(event.action);
+        self.health.count(event);
         self.out.emit(event);
     }
 

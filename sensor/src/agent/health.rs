@@ -9,7 +9,7 @@ use crate::{
     enrich::clock::unix_now_ns,
     event::{Action, OutputCounters, SensorStatus, Timestamp},
     kernel::maps::{KernelCounterTotals, KernelCounters},
-    metrics::{Collect, Counter, Registry},
+    metrics::{Collect, Counter, Gauge, Registry},
 };
 
 /// The agent's own counters.
@@ -32,12 +32,28 @@ pub struct AgentCounters {
     pub lineage_restored: Counter,
     pub lineage_restore_gone: Counter,
     pub state_save_failures: Counter,
+    /// The most bytes one drain of the ring buffer found waiting: how close
+    /// the ring came to full (its size is `ring_buffer_bytes`).
+    pub ring_backlog_peak_bytes: Gauge,
+    pub ring_buffer_bytes: Gauge,
 }
 
 impl AgentCounters {
     fn register(registry: &mut Registry) -> Self {
+        let ring_backlog_peak_bytes = registry.gauge(
+            "agent",
+            "ring_backlog_peak_bytes",
+            "the most bytes one drain found waiting in the kernel's ring buffer",
+        );
+        let ring_buffer_bytes = registry.gauge(
+            "agent",
+            "ring_buffer_bytes",
+            "the kernel ring buffer's size",
+        );
         let mut counter = |name, help| registry.counter("agent", name, help);
         Self {
+            ring_backlog_peak_bytes,
+            ring_buffer_bytes,
             kernel_records: counter("kernel_records", "records received from the kernel"),
             decode_errors: counter("decode_errors", "kernel records that could not be decoded"),
             records_emitted: counter("records_emitted", "records handed to the outputs"),
@@ -269,11 +285,17 @@ impl Health {
         }
     }
 
-    /// Counts a record written, by its action.
-    pub fn count_action(&mut self, action: Action) {
+    /// Counts a record written, by its action, and an enforcement by its
+    /// mechanism.
+    pub fn count(&mut self, event: &crate::event::Event) {
         // `Action::ALL` lists the variants in declaration order.
-        if let Some(n) = self.by_action.get_mut(action as usize) {
+        if let Some(n) = self.by_action.get_mut(event.action as usize) {
             *n += 1;
+        }
+        if matches!(event.action, Action::Denied | Action::Killed)
+            && let Some(crate::event::PolicyInfo::Verdict(v)) = &event.policy
+        {
+            self.registry.enforced(&v.mechanism, event.action.name());
         }
     }
 

@@ -399,6 +399,10 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     let health = Health::new(kernel_counters, sensor.attached as u64);
     health
         .agent
+        .ring_buffer_bytes
+        .set(u64::from(config.kernel.ring_buffer_bytes));
+    health
+        .agent
         .lineage_restored
         .inc_by(restored.followed as u64);
     health

@@ -62,6 +62,7 @@ pub struct Registry {
     output_written: Labelled,
     output_failed: Labelled,
     output_dropped: Labelled,
+    enforced: Labelled,
     /// Records and bytes waiting, in each output's queue and spool.
     output_waiting: [LabelledGauge; 4],
 }
@@ -117,6 +118,12 @@ impl Registry {
             "records lost for an output because its queue or its spool was full",
             output_dropped.clone(),
         );
+        let enforced = Labelled::default();
+        prom.register(
+            "enforcements",
+            "accesses stopped, by mechanism (fanotify, lsm, kill) and action (denied, killed)",
+            enforced.clone(),
+        );
         let output_waiting: [LabelledGauge; 4] = Default::default();
         for (gauge, (name, help)) in output_waiting.iter().zip(WAITING) {
             prom.register(name, help, gauge.clone());
@@ -128,6 +135,7 @@ impl Registry {
             output_written,
             output_failed,
             output_dropped,
+            enforced,
             output_waiting,
         }
     }
@@ -140,6 +148,16 @@ impl Registry {
                 .get_or_create(&vec![("action".to_owned(), action.to_owned())]);
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// Counts one access stopped by `mechanism`, recorded as `action`.
+    pub fn enforced(&self, mechanism: &str, action: &str) {
+        self.enforced
+            .get_or_create(&vec![
+                ("mechanism".to_owned(), mechanism.to_owned()),
+                ("action".to_owned(), action.to_owned()),
+            ])
+            .inc();
     }
 
     /// Publishes each output's totals, labelled with its name.
