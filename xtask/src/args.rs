@@ -149,6 +149,16 @@ pub enum BenchRow {
     /// Records/s the agent's audit store keeps while capture runs, at
     /// stepped rates of watched-file opens by short-lived processes.
     StoreIngest,
+    /// Records/s written with zero loss to the native JSON lines output
+    /// alone, and the agent's CPU per 100k records.
+    OutputNative,
+    /// The same with an OCSF JSON lines output beside it.
+    OutputOcsf,
+    /// The same with an ECS JSON lines output beside it.
+    OutputEcs,
+    /// Time for an HTTP output to drain a 1 GiB disk spool (64 MiB with
+    /// --quick) once its collector is back.
+    SpoolDrain,
     /// A store of synthetic records (10M; 200k with --quick) filled
     /// through the writer alone: its rate, size, and how long `query`,
     /// `timeline`, `stats` and `verify` take on it.

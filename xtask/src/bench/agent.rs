@@ -72,7 +72,20 @@ impl Ctx<'_> {
 
     /// A fresh agent watching the agent metrics' folder.
     pub(super) fn start(&self, name: &str) -> Result<Agent> {
-        Agent::start(self.binary, &[&self.layout.agent], &self.layout.run, name)
+        self.start_with(name, &[])
+    }
+
+    /// [`Ctx::start`] with more arguments (another output, a state
+    /// directory).
+    pub(super) fn start_with(&self, name: &str, extra: &[String]) -> Result<Agent> {
+        Agent::start_with(
+            self.binary,
+            &[&self.layout.agent],
+            &self.layout.run,
+            name,
+            None,
+            extra,
+        )
     }
 }
 
@@ -258,6 +271,12 @@ pub(super) fn stop_counter(scan: &records::Scan, output: &Path, counter: &str) -
         .with_context(|| format!("{} ends without a sensor_stop record", output.display()))?;
     records::counter(stop, counter)
         .with_context(|| format!("the sensor_stop record has no sensor.{counter}: {stop}"))
+}
+
+/// `pairs` open+close pairs of `file`, as fast as this thread goes.
+pub(super) fn open_close_burst(file: &Path, pairs: u64) -> Result<()> {
+    let file = c_path(file)?;
+    drive(&file, None, Duration::from_secs(3600), Some(pairs)).map(|_| ())
 }
 
 /// open+close of `file` from this thread, paced to `rate` per second

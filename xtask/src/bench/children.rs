@@ -144,6 +144,19 @@ impl Agent {
         name: &str,
         policy: Option<&Path>,
     ) -> Result<Self> {
+        Self::start_with(binary, watch, run_dir, name, policy, &[])
+    }
+
+    /// [`Agent::start_with_policy`] with more arguments after the others
+    /// (another `--output`; a `--state-dir` replaces the default `none`).
+    pub fn start_with(
+        binary: &Path,
+        watch: &[&Path],
+        run_dir: &Path,
+        name: &str,
+        policy: Option<&Path>,
+        extra: &[String],
+    ) -> Result<Self> {
         let output = run_dir.join(format!("{name}.jsonl"));
         let log = run_dir.join(format!("{name}.log"));
         let config = run_dir.join("empty.toml");
@@ -154,7 +167,10 @@ impl Agent {
         // No state from an earlier agent: the tainted-write row makes the
         // unwatched file a copy of weights (derived), which a kept state
         // would watch in every later row.
-        cmd.arg("run").args(["--state-dir", "none"]);
+        cmd.arg("run");
+        if !extra.iter().any(|a| a == "--state-dir") {
+            cmd.args(["--state-dir", "none"]);
+        }
         // The default configuration keeps an audit store; each agent gets
         // a fresh one here, so that the host's own agent (which holds the
         // default store) cannot collide with it and no run inherits
@@ -172,6 +188,7 @@ impl Agent {
         }
         cmd.arg("--output")
             .arg(format!("jsonl:{}", output.display()))
+            .args(extra)
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())

@@ -16,6 +16,7 @@ mod auditd;
 mod children;
 mod debian;
 mod fixtures;
+mod outputs;
 mod policy;
 mod procfs;
 mod python;
@@ -142,6 +143,13 @@ pub struct AgentResults {
 }
 
 #[derive(Default)]
+pub struct OutputResults {
+    /// Native alone, then with an OCSF and with an ECS output beside it.
+    pub encodings: Vec<Metric<outputs::EncodingResult>>,
+    pub drain: Metric<outputs::DrainResult>,
+}
+
+#[derive(Default)]
 pub struct StoreResults {
     pub ingest: Metric<store::IngestResult>,
     pub synthetic: Metric<store::SyntheticResult>,
@@ -167,6 +175,7 @@ pub struct Results {
     pub config_unavailable: BTreeMap<Config, String>,
     pub agent: AgentResults,
     pub store: StoreResults,
+    pub outputs: OutputResults,
     pub notes: Vec<String>,
 }
 
@@ -209,6 +218,7 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         config_unavailable: BTreeMap::new(),
         agent: AgentResults::default(),
         store: StoreResults::default(),
+        outputs: OutputResults::default(),
         notes: Vec::new(),
     };
 
@@ -275,6 +285,21 @@ pub fn execute(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
     if run_metric(BenchRow::StoreIngest, "audit store with capture running") {
         results.store.ingest = metric(store::ingest(&ctx));
+    }
+    for (row, format) in [
+        (BenchRow::OutputNative, "native"),
+        (BenchRow::OutputOcsf, "ocsf"),
+        (BenchRow::OutputEcs, "ecs"),
+    ] {
+        if run_metric(row, &format!("output rate, {format}")) {
+            results
+                .outputs
+                .encodings
+                .push(metric(outputs::encoding(&ctx, format)));
+        }
+    }
+    if run_metric(BenchRow::SpoolDrain, "spool drain") {
+        results.outputs.drain = metric(outputs::spool_drain(&ctx));
     }
     if run_metric(BenchRow::StoreSynthetic, "audit store, synthetic records") {
         results.store.synthetic = metric(store::synthetic(&ctx, sizes.store_records));

@@ -924,6 +924,12 @@ pub fn plain(results: &Results) -> String {
         out.push_str(&store.plain());
         missed.extend(store_missed);
     }
+    if crate::bench::outputs::ran(&results.outputs) {
+        let (outputs, outputs_missed) = crate::bench::outputs::table(&results.outputs);
+        out.push('\n');
+        out.push_str(&outputs.plain());
+        missed.extend(outputs_missed);
+    }
     let missed = missed_goals(results, missed);
     if !missed.is_empty() {
         out.push_str("\ngoals missed:\n");
@@ -1056,6 +1062,18 @@ pub fn markdown(results: &Results) -> String {
              `bench-store`, timed from spawn to exit."
         );
         agent_missed.extend(store_missed);
+    }
+    if crate::bench::outputs::ran(&results.outputs) {
+        let (outputs, outputs_missed) = crate::bench::outputs::table(&results.outputs);
+        let _ = writeln!(md, "\n## Outputs\n");
+        md.push_str(&outputs.markdown());
+        let _ = writeln!(
+            md,
+            "\nIssue 11: each output encodes and writes on its own thread \
+             ([outputs.md](outputs.md)); the OCSF and ECS rows run a second output beside the \
+             native one, so their CPU is both outputs' (and the audit store's)."
+        );
+        agent_missed.extend(outputs_missed);
     }
 
     let missed = missed_goals(results, agent_missed);
@@ -1251,6 +1269,7 @@ fn method(results: &Results) -> Vec<String> {
             store::QUERY_PATH,
             store::WINDOW,
         ),
+        crate::bench::outputs::method(results.quick),
     ]
 }
 
@@ -1313,6 +1332,7 @@ pub fn json(results: &Results) -> Value {
             "ingest": metric(s.ingest.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
             "synthetic": metric(s.synthetic.as_ref().map(|r| r.as_ref().map(|r| r.to_json()))),
         },
+        "outputs": crate::bench::outputs::json(&results.outputs),
         "notes": results.notes,
     })
 }
@@ -1498,6 +1518,7 @@ mod tests {
                 })),
             },
             store: StoreResults::default(),
+            outputs: crate::bench::OutputResults::default(),
             notes: vec!["a note".into()],
         }
     }

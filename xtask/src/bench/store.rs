@@ -289,7 +289,7 @@ fn ingest_step(
 /// process (forked), started while fewer than `pairs_per_sec` times the
 /// elapsed time have been made, until `duration` has passed; returns the
 /// pairs made and the time taken.
-fn drive_processes(
+pub(super) fn drive_processes(
     files: &[CString],
     pairs_per_sec: u64,
     duration: Duration,
