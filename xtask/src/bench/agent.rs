@@ -273,12 +273,6 @@ pub(super) fn stop_counter(scan: &records::Scan, output: &Path, counter: &str) -
         .with_context(|| format!("the sensor_stop record has no sensor.{counter}: {stop}"))
 }
 
-/// `pairs` open+close pairs of `file`, as fast as this thread goes.
-pub(super) fn open_close_burst(file: &Path, pairs: u64) -> Result<()> {
-    let file = c_path(file)?;
-    drive(&file, None, Duration::from_secs(3600), Some(pairs)).map(|_| ())
-}
-
 /// open+close of `file` from this thread, paced to `rate` per second
 /// (unpaced when `None`), for `duration` or until `max_ops`; returns the
 /// pairs made and the time taken.

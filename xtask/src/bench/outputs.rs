@@ -37,7 +37,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use crate::bench::{
-    agent::{self, Ctx, open_close_burst},
+    agent::{self, Ctx},
     procfs, records,
     store::{self, FILES_PER_PROCESS, INGEST_RATES},
     worker::c_path,
@@ -161,6 +161,16 @@ pub fn encoding(ctx: &Ctx, format: &'static str) -> Result<EncodingResult> {
         }
     }
     Ok(EncodingResult { format, steps })
+}
+
+/// The ingest driver's watched files (made if missing).
+fn store_files(ctx: &Ctx) -> Result<Vec<std::ffi::CString>> {
+    (0..FILES_PER_PROCESS)
+        .map(|i| {
+            ctx.watched_file(&format!("store-{i:03}.safetensors"))
+                .and_then(|p| c_path(&p))
+        })
+        .collect()
 }
 
 fn count_lines(path: &Path) -> Result<u64> {
@@ -292,7 +302,7 @@ pub fn spool_drain(ctx: &Ctx) -> Result<DrainResult> {
         // A spool cap above the target, and the largest requests.
         format!("http:http://127.0.0.1:{port}/bulk?spool=2GiB&batch_size=4MiB&batch_age=200ms"),
     ];
-    let file = ctx.watched_file("spool.safetensors")?;
+    let files = store_files(ctx)?;
     let spool_dir = state.join("spool");
     let filler = ctx.start_with("spool-fill", &extra)?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -303,7 +313,8 @@ pub fn spool_drain(ctx: &Ctx) -> Result<DrainResult> {
                 dir_bytes(&spool_dir)
             );
         }
-        open_close_burst(&file, 20_000)?;
+        // Records, not summaries: new processes, distinct files.
+        store::drive_processes(&files, 40_000, Duration::from_secs(2))?;
     }
     let output = filler.output().to_path_buf();
     filler.stop()?;
@@ -452,7 +463,7 @@ pub fn table(results: &crate::bench::OutputResults) -> (crate::bench::table::Tab
             } else if s.lost > 0 || s.encoded_records != s.native_records {
                 format!(
                     "{} records short or lost",
-                    s.native_records.saturating_sub(s.encoded_records) + s.lost
+                    count(s.native_records.saturating_sub(s.encoded_records) + s.lost)
                 )
             } else {
                 format!("the output trailed {:.1} s", s.drain_lag.as_secs_f64())
@@ -555,4 +566,71 @@ pub fn method(quick: bool) -> String {
         crate::bench::table::count(CPU_AT),
         spool_target(quick) >> 20,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::OutputResults;
+
+    fn step(target: u64, native: u64, encoded: u64, lost: u64) -> EncodingStep {
+        EncodingStep {
+            target,
+            driven: target as f64,
+            native_records: native,
+            encoded_records: encoded,
+            lost,
+            ringbuf_full: 0,
+            drain_lag: Duration::from_millis(100),
+            agent_cpu_s: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_step_is_clean_only_with_every_record_in_the_second_output() {
+        assert!(step(100_000, 600_000, 600_000, 0).clean());
+        assert!(!step(100_000, 600_000, 599_999, 0).clean());
+        assert!(!step(100_000, 600_000, 600_000, 1).clean());
+        let mut trailing = step(100_000, 600_000, 600_000, 0);
+        trailing.drain_lag = Duration::from_secs(2);
+        assert!(!trailing.clean());
+    }
+
+    #[test]
+    fn the_table_judges_the_goal_and_compares_cpu_with_native() {
+        let native = EncodingResult {
+            format: "native",
+            steps: vec![
+                step(50_000, 300_000, 300_000, 0),
+                step(100_000, 600_000, 600_000, 0),
+            ],
+        };
+        let ocsf = EncodingResult {
+            format: "ocsf",
+            steps: vec![
+                step(50_000, 300_000, 300_000, 0),
+                step(100_000, 600_000, 590_000, 0),
+            ],
+        };
+        let results = OutputResults {
+            encodings: vec![Some(Ok(native)), Some(Ok(ocsf))],
+            drain: Some(Ok(DrainResult {
+                spool_bytes: 1 << 30,
+                records: 900_000,
+                seconds: 10.0,
+            })),
+        };
+        let (table, missed) = table(&results);
+        let text = table.plain();
+        assert!(
+            text.contains("records/s with zero loss, native JSON lines"),
+            "{text}"
+        );
+        assert!(text.contains("100,000/s"), "{text}");
+        assert!(text.contains("10,000 records short or lost"), "{text}");
+        assert!(text.contains("1.00x native alone"), "{text}");
+        assert!(text.contains("drain a 1024 MiB spool"), "{text}");
+        assert_eq!(missed.len(), 1, "{missed:?}");
+        assert!(missed[0].contains("OCSF"), "{missed:?}");
+    }
 }

@@ -286,6 +286,9 @@ impl Spool {
 
     /// The first `n` records of the head were delivered (or given up).
     pub fn consume(&mut self, n: usize) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
         let Some((batch, size)) = self.head.take() else {
             return Ok(());
         };
