@@ -25,7 +25,7 @@ use std::{
 
 use backoff::Backoff;
 use queue::{Pop, Queue};
-use spool::{AppendError, Spool};
+use spool::Spool;
 
 use crate::{
     event::OutputCounters,
@@ -297,20 +297,27 @@ impl Worker {
         self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
 
-    /// `first` and whatever joins it within the coalescing limits.
+    /// `first` and what queued behind it, so that a busy output writes
+    /// in few large writes rather than one per event-loop turn; with
+    /// coalescing limits (HTTP), also what arrives within them. The thread
+    /// sleeps between looks rather than waking at every batch.
     fn coalesced(&mut self, mut batch: Batch) -> Batch {
+        for more in self.queue.take_all() {
+            batch.append(&more);
+        }
         let Some(c) = self.coalesce else {
             return batch;
         };
+        const LOOK_EVERY: Duration = Duration::from_millis(20);
         let until = Instant::now() + c.age;
         while batch.bytes.len() < c.bytes {
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || self.queue.is_closed() {
                 break;
             }
-            match self.queue.pop(left) {
-                Pop::Batch(more) => batch.append(&more),
-                Pop::Empty | Pop::Closed => break,
+            std::thread::sleep(left.min(LOOK_EVERY));
+            for more in self.queue.take_all() {
+                batch.append(&more);
             }
         }
         batch
@@ -371,20 +378,35 @@ impl Worker {
         }
     }
 
-    /// Appends to the spool; records it cannot take are dropped.
+    /// Appends to the spool; records past its cap, or that it cannot
+    /// take at all, are dropped.
     fn spool_batch(&mut self, batch: &Batch) {
         let Some(spool) = &mut self.spool else {
             return;
         };
-        if let Err(err) = spool.append(batch) {
-            let n = batch.records() as u64;
-            self.stats.dropped.fetch_add(n, Relaxed);
-            let why = match &err {
-                AppendError::Full { .. } => err.to_string(),
-                AppendError::Io(io) => format!("{err}: {}", crate::Chain(io)),
-            };
+        let fits = spool.fitting(batch);
+        let kept = if fits == batch.records() {
+            spool.append(batch)
+        } else if fits > 0 {
+            spool.append(&batch.head(fits))
+        } else {
+            Ok(())
+        };
+        let (dropped, why) = match kept {
+            Ok(()) if fits == batch.records() => (0, String::new()),
+            Ok(()) => (
+                batch.records() - fits,
+                format!("the spool is at its cap of {} bytes", spool.cap()),
+            ),
+            Err(err) => (
+                batch.records(),
+                format!("cannot write to the spool: {}", crate::Chain(&err)),
+            ),
+        };
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped as u64, Relaxed);
             self.failing.lost(
-                n,
+                dropped as u64,
                 &why,
                 "records dropped: the output's spool cannot take them (counted in its \
                  dropped; raise its spool=SIZE or free the spool's disk)",

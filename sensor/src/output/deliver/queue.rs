@@ -148,6 +148,11 @@ impl Queue {
         self.arrived.notify_all();
     }
 
+    /// Closed: the agent is stopping.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Records and bytes waiting.
     pub fn depth(&self) -> (u64, u64) {
         let state = self.lock();

@@ -196,6 +196,11 @@ impl Spool {
         self.dir.join(format!("{seq:016}.seg"))
     }
 
+    /// The most bytes it may hold on disk.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
     /// Records waiting to be replayed.
     pub fn records(&self) -> u64 {
         self.records
@@ -213,6 +218,17 @@ impl Spool {
     /// Bytes still to replay.
     pub fn pending_bytes(&self) -> u64 {
         self.disk_bytes() - self.offset
+    }
+
+    /// How many leading records of `batch` fit under the cap as one frame.
+    pub fn fitting(&self, batch: &Batch) -> usize {
+        let room = self.cap.saturating_sub(self.disk_bytes());
+        batch
+            .ends
+            .iter()
+            .enumerate()
+            .take_while(|(i, end)| (HEADER + 4 * (i + 1) + **end) as u64 <= room)
+            .count()
     }
 
     /// Appends `batch` as one frame after everything spooled.

@@ -121,6 +121,15 @@ impl Batch {
         self.ends.iter().take_while(|&&end| end <= bytes).count()
     }
 
+    /// The first `n` records, as a batch of their own.
+    pub fn head(&self, n: usize) -> Batch {
+        let end = if n == 0 { 0 } else { self.ends[n - 1] };
+        Batch {
+            bytes: self.bytes[..end].to_vec(),
+            ends: self.ends[..n].to_vec(),
+        }
+    }
+
     /// The records from `first` on, as a batch of their own.
     pub fn tail(&self, first: usize) -> Batch {
         let start = if first == 0 { 0 } else { self.ends[first - 1] };
