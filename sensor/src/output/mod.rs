@@ -63,7 +63,8 @@ struct Output {
 impl Output {
     fn flush(&mut self) {
         if !self.batch.is_empty() {
-            self.delivery.offer(std::mem::take(&mut self.batch));
+            let full = std::mem::replace(&mut self.batch, self.delivery.empty_batch());
+            self.delivery.offer(full);
         }
     }
 }

@@ -48,6 +48,29 @@ struct Stats {
     spool_bytes: AtomicU64,
 }
 
+/// Batches written and emptied, for the event loop to fill again: their
+/// buffers keep their capacity, and are freed by the thread that made
+/// them, so a busy output allocates (and page-faults) nothing per turn.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Batch>>);
+
+/// Batches a pool keeps.
+const POOL_KEEP: usize = 4;
+
+impl Pool {
+    fn give(&self, mut batch: Batch) {
+        batch.clear();
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_KEEP {
+            pool.push(batch);
+        }
+    }
+
+    fn take(&self) -> Option<Batch> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+}
+
 /// Gathers records into larger batches before a write (an HTTP request
 /// per record would be slow): up to this many bytes, for up to this long.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +85,7 @@ pub struct Delivery {
     queue: Arc<Queue>,
     stats: Arc<Stats>,
     reopen: Arc<AtomicBool>,
+    pool: Arc<Pool>,
     thread: Option<JoinHandle<()>>,
     /// Drops not yet logged, and when the last warning went out.
     drops: Alarm,
@@ -80,7 +104,9 @@ impl Delivery {
         let queue = Arc::new(Queue::new(queue_bytes));
         let stats = Arc::new(Stats::default());
         let reopen = Arc::new(AtomicBool::new(false));
+        let pool = Arc::new(Pool::default());
         let worker = Worker {
+            pool: pool.clone(),
             failing: Alarm::new(name.clone()),
             sink,
             queue: queue.clone(),
@@ -100,8 +126,15 @@ impl Delivery {
             queue,
             stats,
             reopen,
+            pool,
             thread: Some(thread),
         })
+    }
+
+    /// An empty batch to fill, with the capacity of one written before
+    /// when there is one.
+    pub fn empty_batch(&self) -> Batch {
+        self.pool.take().unwrap_or_default()
     }
 
     /// Hands `batch` to the output's thread without waiting; when its
@@ -246,6 +279,7 @@ impl Alarm {
 
 /// The output's thread.
 struct Worker {
+    pool: Arc<Pool>,
     sink: Box<dyn Sink>,
     queue: Arc<Queue>,
     stats: Arc<Stats>,
@@ -304,6 +338,7 @@ impl Worker {
     fn coalesced(&mut self, mut batch: Batch) -> Batch {
         for more in self.queue.take_all() {
             batch.append(&more);
+            self.pool.give(more);
         }
         let Some(c) = self.coalesce else {
             return batch;
@@ -318,23 +353,29 @@ impl Worker {
             std::thread::sleep(left.min(LOOK_EVERY));
             for more in self.queue.take_all() {
                 batch.append(&more);
+                self.pool.give(more);
             }
         }
         batch
     }
 
     fn deliver(&mut self, batch: Batch) {
+        self.send(&batch);
+        self.pool.give(batch);
+    }
+
+    fn send(&mut self, batch: &Batch) {
         if self.spooling() {
-            self.spool_batch(&batch);
+            self.spool_batch(batch);
             return;
         }
-        match self.sink.write(&batch) {
+        match self.sink.write(batch) {
             Ok(w) => {
                 self.count(batch.records(), w.rejected, w.reason.as_deref());
                 self.backoff.reset();
                 self.failing.recovered("the output writes again");
             }
-            Err(err) => self.write_failed(&batch, err),
+            Err(err) => self.write_failed(batch, err),
         }
     }
 
@@ -430,6 +471,7 @@ impl Worker {
         loop {
             for batch in self.queue.take_all() {
                 self.spool_batch(&batch);
+                self.pool.give(batch);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
