@@ -493,8 +493,6 @@ impl Agent {
     fn emit(&mut self, mut event: Event) {
         self.report_reads_before_send(&event);
         self.stamp(&mut event);
-        // Shared with the outputs whose threads encode it themselves.
-        let event = std::sync::Arc::new(event);
         let findings = self.decide.observe(&event);
         self.write(&event);
         self.follow_lineage(&event);
@@ -520,7 +518,7 @@ impl Agent {
         });
     }
 
-    fn write(&mut self, event: &std::sync::Arc<Event>) {
+    fn write(&mut self, event: &Event) {
         self.health.agent.records_emitted.inc();
         self.health.count(event);
         self.out.emit(event);
@@ -529,7 +527,7 @@ impl Agent {
     /// Stamps and writes a record no detection looks at.
     pub(super) fn publish(&mut self, mut event: Event) {
         self.stamp(&mut event);
-        self.write(&std::sync::Arc::new(event));
+        self.write(&event);
     }
 
     /// Emits and deletes every kernel read aggregate `select` picks.

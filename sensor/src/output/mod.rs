@@ -12,7 +12,6 @@ pub mod sink;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -21,7 +20,7 @@ use crate::{
     event::{Event, OutputCounters},
     store::Writer,
 };
-use deliver::{Coalesce, Delivery, Encoding, Work, spool::Spool};
+use deliver::{Coalesce, Delivery, spool::Spool};
 use encode::{Encoder, Format};
 use frame::Framer;
 use sink::{Batch, Sink, SinkError};
@@ -53,30 +52,19 @@ pub enum OpenError {
     },
 }
 
-/// One output: its thread, and what it is handed next. A native output is
-/// encoded and framed on the event loop (the native encoding is made
-/// there anyway, for the audit store); any other encoding is made on the
-/// output's own thread, from the events.
+/// One output: its framing, its batch being filled, and its thread.
 struct Output {
-    /// `Some` for an output framed here.
-    framer: Option<Framer>,
+    format: Format,
+    framer: Framer,
     batch: Batch,
-    events: Vec<Arc<Event>>,
     delivery: Delivery,
 }
-
-/// Events an output is handed at most at once.
-const EVENTS_MAX: usize = 1024;
 
 impl Output {
     fn flush(&mut self) {
         if !self.batch.is_empty() {
             let full = std::mem::replace(&mut self.batch, self.delivery.empty_batch());
-            self.delivery.offer(Work::Framed(full));
-        }
-        if !self.events.is_empty() {
-            let events = std::mem::replace(&mut self.events, Vec::with_capacity(64));
-            self.delivery.offer(Work::Events(events));
+            self.delivery.offer(full);
         }
     }
 }
@@ -84,9 +72,8 @@ impl Output {
 /// Every configured output, fed one event at a time.
 pub struct Fanout {
     outputs: Vec<Output>,
-    /// The native encoder and its reused buffer, when a native output or
-    /// the audit store needs them.
-    native: Option<(Box<dyn Encoder>, Vec<u8>)>,
+    /// One encoder and one reused buffer per format in use.
+    encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
     /// Reused by the framers.
     scratch: Vec<u8>,
     /// The audit store, which keeps every record's native encoding.
@@ -163,16 +150,14 @@ impl Fanout {
                 _ => None,
             };
             let cut = spool.as_ref().map_or(0, |(_, cut)| *cut);
-            let (framer, encoding) = placed(spec.format, framer);
             let delivery = start(
                 sink,
                 spec.delivery.queue_bytes,
                 spool.map(|(s, _)| s),
                 coalesce,
-                encoding,
             )?;
             delivery.count_dropped(cut);
-            outputs.push((framer, delivery));
+            outputs.push((spec.format, framer, delivery));
         }
         Ok(Self::with(outputs))
     }
@@ -184,38 +169,33 @@ impl Fanout {
         let outputs = sinks
             .into_iter()
             .map(|(format, sink)| {
-                let (framer, encoding) = placed(format, Framer::Line);
-                let delivery = start(
-                    sink,
-                    crate::config::DEFAULT_QUEUE_BYTES,
-                    None,
-                    None,
-                    encoding,
-                )
-                .expect("a thread");
-                (framer, delivery)
+                let delivery =
+                    start(sink, crate::config::DEFAULT_QUEUE_BYTES, None, None).expect("a thread");
+                (format, Framer::Line, delivery)
             })
             .collect();
         Self::with(outputs)
     }
 
-    fn with(outputs: Vec<(Option<Framer>, Delivery)>) -> Self {
-        let outputs: Vec<Output> = outputs
+    fn with(outputs: Vec<(Format, Framer, Delivery)>) -> Self {
+        let mut encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)> = Vec::new();
+        let outputs = outputs
             .into_iter()
-            .map(|(framer, delivery)| Output {
-                framer,
-                batch: Batch::default(),
-                events: Vec::new(),
-                delivery,
+            .map(|(format, framer, delivery)| {
+                if !encoders.iter().any(|(f, ..)| *f == format) {
+                    encoders.push((format, format.encoder(), Vec::with_capacity(4096)));
+                }
+                Output {
+                    format,
+                    framer,
+                    batch: Batch::default(),
+                    delivery,
+                }
             })
             .collect();
-        let native = outputs
-            .iter()
-            .any(|o| o.framer.is_some())
-            .then(|| (Format::Native.encoder(), Vec::with_capacity(4096)));
         Self {
             outputs,
-            native,
+            encoders,
             scratch: Vec::new(),
             store: None,
         }
@@ -224,8 +204,10 @@ impl Fanout {
     /// Keeps every record in `store` too, in the native encoding the
     /// outputs write (byte for byte, with the line's newline).
     pub fn attach_store(&mut self, store: Writer) {
-        if self.native.is_none() {
-            self.native = Some((Format::Native.encoder(), Vec::with_capacity(4096)));
+        if !self.encoders.iter().any(|(f, ..)| *f == Format::Native) {
+            let native = Format::Native;
+            self.encoders
+                .push((native, native.encoder(), Vec::with_capacity(4096)));
         }
         self.store = Some(store);
     }
@@ -247,41 +229,38 @@ impl Fanout {
         }
     }
 
-    /// Encodes `event` in the native encoding for the store and the native
-    /// outputs, and hands it to the others' threads, which encode it
-    /// themselves.
-    pub fn emit(&mut self, event: &Arc<Event>) {
-        if let Some((encoder, buf)) = &mut self.native {
+    /// Encodes `event` once per format and adds it to every output's
+    /// batch.
+    pub fn emit(&mut self, event: &Event) {
+        for (format, encoder, buf) in &mut self.encoders {
             buf.clear();
-            match encoder.encode(event, buf) {
-                Ok(()) => {
-                    if let Some(store) = &self.store {
-                        store.submit(event, buf);
-                    }
-                    for output in &mut self.outputs {
-                        if let Some(framer) = &output.framer {
-                            framer.frame(event, buf, &mut self.scratch, &mut output.batch);
-                            if output.batch.bytes.len() >= BATCH_MAX_BYTES {
-                                output.flush();
-                            }
-                        }
-                    }
+            if let Err(err) = encoder.encode(event, buf) {
+                tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
+                buf.clear();
+                // Outputs of this format count it as a failed write.
+                for output in self.outputs.iter().filter(|o| o.format == *format) {
+                    output.delivery.count_failed(1);
                 }
-                Err(err) => {
-                    tracing::error!(error = %crate::Chain(&err), "cannot encode a record; it is lost for the native outputs and the store");
-                    for output in self.outputs.iter().filter(|o| o.framer.is_some()) {
-                        output.delivery.count_failed(1);
-                    }
-                    if let Some(store) = &self.store {
-                        store.count_unencodable();
-                    }
+                // The store keeps the native encoding: it lost it too.
+                if *format == Format::Native
+                    && let Some(store) = &self.store
+                {
+                    store.count_unencodable();
                 }
+                continue;
             }
-        }
-        for output in self.outputs.iter_mut().filter(|o| o.framer.is_none()) {
-            output.events.push(event.clone());
-            if output.events.len() >= EVENTS_MAX {
-                output.flush();
+            if *format == Format::Native
+                && let Some(store) = &self.store
+            {
+                store.submit(event, buf);
+            }
+            for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
+                output
+                    .framer
+                    .frame(event, buf, &mut self.scratch, &mut output.batch);
+                if output.batch.bytes.len() >= BATCH_MAX_BYTES {
+                    output.flush();
+                }
             }
         }
     }
@@ -336,20 +315,10 @@ fn start(
     queue_bytes: u64,
     spool: Option<Spool>,
     coalesce: Option<Coalesce>,
-    encoding: Option<Encoding>,
 ) -> Result<Delivery, OpenError> {
     let output = sink.name().to_owned();
-    Delivery::start(sink, queue_bytes, spool, coalesce, encoding)
+    Delivery::start(sink, queue_bytes, spool, coalesce)
         .map_err(|source| OpenError::Thread { output, source })
-}
-
-/// Where an output in `format` is encoded: a native one on the event
-/// loop (its framer kept there), any other on its own thread.
-fn placed(format: Format, framer: Framer) -> (Option<Framer>, Option<Encoding>) {
-    match format {
-        Format::Native => (Some(framer), None),
-        other => (None, Some(Encoding::new(other.encoder(), framer))),
-    }
 }
 
 #[cfg(test)]
@@ -460,18 +429,12 @@ mod tests {
         };
         let spool = |dir: &Path| Spool::open(dir, 1 << 20).expect("spool").0;
         let mut fanout = Fanout::with(vec![(
-            Some(Framer::Line),
-            start(
-                Box::new(peer()),
-                1 << 20,
-                Some(spool(dir.path())),
-                None,
-                None,
-            )
-            .expect("start"),
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
         )]);
         for n in 0..10 {
-            fanout.emit(&Arc::new(numbered(n)));
+            fanout.emit(&numbered(n));
             fanout.flush();
         }
         fanout.settle(Duration::from_secs(5));
@@ -487,18 +450,12 @@ mod tests {
         // The next agent: the peer is back; it replays first, then new.
         down.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut fanout = Fanout::with(vec![(
-            Some(Framer::Line),
-            start(
-                Box::new(peer()),
-                1 << 20,
-                Some(spool(dir.path())),
-                None,
-                None,
-            )
-            .expect("start"),
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
         )]);
         for n in 10..15 {
-            fanout.emit(&Arc::new(numbered(n)));
+            fanout.emit(&numbered(n));
         }
         fanout.flush();
         wait_until("delivery", || got.lock().expect("lock").len() == 15);
@@ -525,35 +482,6 @@ mod tests {
     }
 
     #[test]
-    fn other_encodings_are_made_on_their_outputs_threads_in_order() {
-        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let peer = Peer {
-            down: Default::default(),
-            got: got.clone(),
-        };
-        let mut fanout = Fanout::new(vec![(Format::Ocsf, Box::new(peer))]);
-        // No native output and no store: nothing is encoded on the loop.
-        assert!(fanout.native.is_none());
-        for n in 0..5 {
-            let mut e = numbered(n);
-            e.id = Some(crate::event::RecordId { run: 1, seq: n + 1 });
-            fanout.emit(&Arc::new(e));
-        }
-        fanout.settle(Duration::from_secs(5));
-        let seqs: Vec<u64> = got
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).expect("json");
-                v["metadata"]["sequence"].as_u64().expect("sequence")
-            })
-            .collect();
-        assert_eq!(seqs, [1, 2, 3, 4, 5]);
-        assert_eq!(fanout.counters()[0].records_written, 5);
-    }
-
-    #[test]
     fn a_full_spool_drops_and_counts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -563,11 +491,12 @@ mod tests {
         };
         let (spool, _) = Spool::open(dir.path(), 2048).expect("spool");
         let mut fanout = Fanout::with(vec![(
-            Some(Framer::Line),
-            start(Box::new(peer), 1 << 20, Some(spool), None, None).expect("start"),
+            Format::Native,
+            Framer::Line,
+            start(Box::new(peer), 1 << 20, Some(spool), None).expect("start"),
         )]);
         for n in 0..40 {
-            fanout.emit(&Arc::new(numbered(n)));
+            fanout.emit(&numbered(n));
             fanout.flush();
         }
         fanout.settle(Duration::from_secs(5));
@@ -587,13 +516,13 @@ mod tests {
         let room = 2 * line.len() + line.len() / 2;
         let mut fanout = Fanout::new(vec![(Format::Native, Box::new(Filling { room }))]);
         for _ in 0..5 {
-            fanout.emit(&Arc::new(event()));
+            fanout.emit(&event());
         }
         fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 3));
         // Later records find no room either: lost, and counted.
-        fanout.emit(&Arc::new(event()));
+        fanout.emit(&event());
         fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 4));
@@ -609,8 +538,8 @@ mod tests {
             (Format::Native, Box::new(jsonl)),
             (Format::Native, Box::new(Broken)),
         ]);
-        fanout.emit(&Arc::new(event()));
-        fanout.emit(&Arc::new(event()));
+        fanout.emit(&event());
+        fanout.emit(&event());
         fanout.settle(Duration::from_secs(5));
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<_> = text.lines().collect();

@@ -24,38 +24,13 @@ use std::{
 };
 
 use backoff::Backoff;
-pub use queue::Work;
 use queue::{Pop, Queue};
 use spool::Spool;
 
 use crate::{
     event::OutputCounters,
-    output::{
-        encode::Encoder,
-        frame::Framer,
-        sink::{Batch, Sink, WriteError},
-    },
+    output::sink::{Batch, Sink, WriteError},
 };
-
-/// An output's own encoder and framer, for the events the event loop
-/// hands its thread unencoded ([`Work::Events`]).
-pub struct Encoding {
-    pub encoder: Box<dyn Encoder>,
-    pub framer: Framer,
-    buf: Vec<u8>,
-    scratch: Vec<u8>,
-}
-
-impl Encoding {
-    pub fn new(encoder: Box<dyn Encoder>, framer: Framer) -> Self {
-        Self {
-            encoder,
-            framer,
-            buf: Vec::with_capacity(4096),
-            scratch: Vec::new(),
-        }
-    }
-}
 
 /// How often a failing output is warned about while it keeps failing.
 const FAILING_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -124,7 +99,6 @@ impl Delivery {
         queue_bytes: u64,
         spool: Option<Spool>,
         coalesce: Option<Coalesce>,
-        encoding: Option<Encoding>,
     ) -> std::io::Result<Self> {
         let name = sink.name().to_owned();
         let queue = Arc::new(Queue::new(queue_bytes));
@@ -132,7 +106,6 @@ impl Delivery {
         let reopen = Arc::new(AtomicBool::new(false));
         let pool = Arc::new(Pool::default());
         let worker = Worker {
-            encoding,
             pool: pool.clone(),
             failing: Alarm::new(name.clone()),
             sink,
@@ -166,7 +139,7 @@ impl Delivery {
 
     /// Hands `batch` to the output's thread without waiting; when its
     /// queue is full the records are dropped, counted and warned about.
-    pub fn offer(&mut self, batch: Work) {
+    pub fn offer(&mut self, batch: Batch) {
         if let Err(batch) = self.queue.push(batch) {
             let n = batch.records() as u64;
             self.stats.dropped.fetch_add(n, Relaxed);
@@ -306,7 +279,6 @@ impl Alarm {
 
 /// The output's thread.
 struct Worker {
-    encoding: Option<Encoding>,
     pool: Arc<Pool>,
     sink: Box<dyn Sink>,
     queue: Arc<Queue>,
@@ -345,8 +317,7 @@ impl Worker {
             match self.queue.pop(wait) {
                 Pop::Closed => break,
                 Pop::Empty => {}
-                Pop::Work(work) => {
-                    let batch = self.prepare(work);
+                Pop::Batch(batch) => {
                     let batch = self.coalesced(batch);
                     self.deliver(batch);
                 }
@@ -366,7 +337,6 @@ impl Worker {
     /// sleeps between looks rather than waking at every batch.
     fn coalesced(&mut self, mut batch: Batch) -> Batch {
         for more in self.queue.take_all() {
-            let more = self.prepare(more);
             batch.append(&more);
             self.pool.give(more);
         }
@@ -382,41 +352,8 @@ impl Worker {
             }
             std::thread::sleep(left.min(LOOK_EVERY));
             for more in self.queue.take_all() {
-                let more = self.prepare(more);
                 batch.append(&more);
                 self.pool.give(more);
-            }
-        }
-        batch
-    }
-
-    /// The work as a framed batch: events are encoded and framed here,
-    /// off the event loop. An event that cannot be encoded is lost for
-    /// this output (counted in its write_failures).
-    fn prepare(&mut self, work: Work) -> Batch {
-        let events = match work {
-            Work::Framed(batch) => return batch,
-            Work::Events(events) => events,
-        };
-        let mut batch = self.pool.take().unwrap_or_default();
-        let Some(e) = &mut self.encoding else {
-            // Only outputs started with an encoding are handed events.
-            self.stats.failed.fetch_add(events.len() as u64, Relaxed);
-            return batch;
-        };
-        for event in &events {
-            e.buf.clear();
-            match e.encoder.encode(event, &mut e.buf) {
-                Ok(()) => e.framer.frame(event, &e.buf, &mut e.scratch, &mut batch),
-                Err(err) => {
-                    self.stats.failed.fetch_add(1, Relaxed);
-                    tracing::error!(
-                        output = %self.sink.name(),
-                        error = %crate::Chain(&err),
-                        encoder = e.encoder.name(),
-                        "cannot encode a record; it is lost for this output"
-                    );
-                }
             }
         }
         batch
@@ -532,8 +469,7 @@ impl Worker {
     fn replay(&mut self, deadline: Option<Instant>) {
         let mut replayed = 0u64;
         loop {
-            for work in self.queue.take_all() {
-                let batch = self.prepare(work);
+            for batch in self.queue.take_all() {
                 self.spool_batch(&batch);
                 self.pool.give(batch);
             }

@@ -9,39 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::sync::Arc;
-
-use crate::{event::Event, output::sink::Batch};
-
-/// What the event loop hands an output's thread.
-#[derive(Debug)]
-pub enum Work {
-    /// Records already encoded and framed.
-    Framed(Batch),
-    /// Events for the thread to encode and frame itself (an encoding
-    /// other than the native one, which is made on the loop anyway for
-    /// the audit store).
-    Events(Vec<Arc<Event>>),
-}
-
-/// What an event is taken to weigh in the queue before it is encoded.
-const EVENT_BYTES: u64 = 1024;
-
-impl Work {
-    fn bytes(&self) -> u64 {
-        match self {
-            Work::Framed(batch) => batch.bytes.len() as u64,
-            Work::Events(events) => events.len() as u64 * EVENT_BYTES,
-        }
-    }
-
-    pub fn records(&self) -> usize {
-        match self {
-            Work::Framed(batch) => batch.records(),
-            Work::Events(events) => events.len(),
-        }
-    }
-}
+use crate::output::sink::Batch;
 
 pub struct Queue {
     state: Mutex<State>,
@@ -54,7 +22,7 @@ pub struct Queue {
 
 #[derive(Default)]
 struct State {
-    batches: VecDeque<Work>,
+    batches: VecDeque<Batch>,
     bytes: u64,
     records: u64,
     closed: bool,
@@ -63,7 +31,7 @@ struct State {
 }
 
 pub enum Pop {
-    Work(Work),
+    Batch(Batch),
     /// Nothing arrived in the time given.
     Empty,
     /// Closed and empty: the thread's work is done.
@@ -88,9 +56,9 @@ impl Queue {
 
     /// Queues `batch`, or hands it back when it would take the queue past
     /// its cap (an empty queue takes any one batch).
-    pub fn push(&self, batch: Work) -> Result<(), Work> {
+    pub fn push(&self, batch: Batch) -> Result<(), Batch> {
         let mut state = self.lock();
-        let size = batch.bytes();
+        let size = batch.bytes.len() as u64;
         if state.closed || (!state.batches.is_empty() && state.bytes + size > self.cap) {
             return Err(batch);
         }
@@ -110,7 +78,7 @@ impl Queue {
         loop {
             if let Some(batch) = Self::take(&mut state) {
                 state.busy = true;
-                return Pop::Work(batch);
+                return Pop::Batch(batch);
             }
             self.settled.notify_all();
             if state.closed {
@@ -130,7 +98,7 @@ impl Queue {
 
     /// Every batch queued now, without waiting (the thread is busy with
     /// them as with a popped one).
-    pub fn take_all(&self) -> Vec<Work> {
+    pub fn take_all(&self) -> Vec<Batch> {
         let mut state = self.lock();
         let mut all = Vec::new();
         while let Some(batch) = Self::take(&mut state) {
@@ -142,9 +110,9 @@ impl Queue {
         all
     }
 
-    fn take(state: &mut State) -> Option<Work> {
+    fn take(state: &mut State) -> Option<Batch> {
         let batch = state.batches.pop_front()?;
-        state.bytes -= batch.bytes();
+        state.bytes -= batch.bytes.len() as u64;
         state.records -= batch.records() as u64;
         Some(batch)
     }
@@ -196,10 +164,10 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn batch(bytes: usize) -> Work {
+    fn batch(bytes: usize) -> Batch {
         let mut b = Batch::default();
         b.push(&vec![b'x'; bytes]);
-        Work::Framed(b)
+        b
     }
 
     #[test]
@@ -209,12 +177,12 @@ mod tests {
         assert!(q.push(batch(40)).is_ok());
         assert!(q.push(batch(1)).is_err());
         assert_eq!(q.depth(), (2, 100));
-        let Pop::Work(first) = q.pop(Duration::ZERO) else {
+        let Pop::Batch(first) = q.pop(Duration::ZERO) else {
             panic!("a batch")
         };
-        assert_eq!(first.bytes(), 60);
+        assert_eq!(first.bytes.len(), 60);
         q.close();
-        assert!(matches!(q.pop(Duration::ZERO), Pop::Work(_)));
+        assert!(matches!(q.pop(Duration::ZERO), Pop::Batch(_)));
         assert!(matches!(q.pop(Duration::ZERO), Pop::Closed));
         // An empty queue takes a batch larger than its cap.
         let q = Queue::new(10);
@@ -228,7 +196,7 @@ mod tests {
         let worker = {
             let q = q.clone();
             std::thread::spawn(move || {
-                let Pop::Work(_) = q.pop(Duration::from_secs(5)) else {
+                let Pop::Batch(_) = q.pop(Duration::from_secs(5)) else {
                     panic!("a batch")
                 };
                 std::thread::sleep(Duration::from_millis(200));
