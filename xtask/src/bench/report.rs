@@ -1069,9 +1069,10 @@ pub fn markdown(results: &Results) -> String {
         md.push_str(&outputs.markdown());
         let _ = writeln!(
             md,
-            "\nIssue 11: each output encodes and writes on its own thread \
-             ([outputs.md](outputs.md)); the OCSF and ECS rows run a second output beside the \
-             native one, so their CPU is both outputs' (and the audit store's)."
+            "\nIssue 11: each output writes on its own thread ([outputs.md](outputs.md)); \
+             records are encoded on the event loop, once per encoding in use. The OCSF and ECS \
+             rows run a second output beside the native one, so their CPU is both encodings' \
+             (and the audit store's)."
         );
         agent_missed.extend(outputs_missed);
     }
