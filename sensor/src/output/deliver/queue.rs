@@ -28,6 +28,9 @@ struct State {
     closed: bool,
     /// The thread holds a batch it took and has not finished with.
     busy: bool,
+    /// The thread sleeps on `arrived`: a push must wake it (otherwise it
+    /// will see the batch when it next looks, and no wake-up is spent).
+    waiting: bool,
 }
 
 pub enum Pop {
@@ -65,7 +68,9 @@ impl Queue {
         state.bytes += size;
         state.records += batch.records() as u64;
         state.batches.push_back(batch);
-        self.arrived.notify_one();
+        if state.waiting {
+            self.arrived.notify_one();
+        }
         Ok(())
     }
 
@@ -88,11 +93,13 @@ impl Queue {
             if left.is_zero() {
                 return Pop::Empty;
             }
+            state.waiting = true;
             state = self
                 .arrived
                 .wait_timeout(state, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            state.waiting = false;
         }
     }
 
