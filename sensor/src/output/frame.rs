@@ -13,7 +13,7 @@
 //! - Elastic: a `_bulk` `create` action per record whose `_id` is the
 //!   record id, so a batch replayed after an outage indexes nothing twice.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use crate::{
     config::{HttpApi, OutputSpec, SinkSpec, SyslogTransport},
@@ -106,7 +106,7 @@ impl Framer {
                 let secs = event.time.unix_ns as f64 / 1e9;
                 let host = serde_json::to_string(&event.host).unwrap_or_else(|_| "\"\"".into());
                 let _ = write!(
-                    Utf8(scratch),
+                    scratch,
                     "{{\"time\":{secs:.6},\"host\":{host},\"source\":\"weightwarden\",\
                      \"sourcetype\":\"{sourcetype}\",\"event\":"
                 );
@@ -118,7 +118,7 @@ impl Framer {
                 scratch.clear();
                 match event.id {
                     Some(id) => {
-                        let _ = writeln!(Utf8(scratch), "{{\"create\":{{\"_id\":\"{id}\"}}}}");
+                        let _ = writeln!(scratch, "{{\"create\":{{\"_id\":\"{id}\"}}}}");
                     }
                     None => scratch.extend_from_slice(b"{\"create\":{}}\n"),
                 }
@@ -133,16 +133,6 @@ impl Framer {
 /// Splunk's sourcetype for an encoding (docs/outputs.md).
 fn sourcetype(format: Format) -> String {
     format!("weightwarden:{}", format.name())
-}
-
-/// `fmt::Write` into a byte buffer.
-struct Utf8<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Utf8<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// RFC 5424 severity for a record's severity.
@@ -167,12 +157,12 @@ fn syslog_message(event: &Event, facility: u8, procid: u32, body: &[u8], out: &m
     };
     let host = header_field(&event.host, 255);
     let _ = write!(
-        Utf8(out),
+        out,
         "<{pri}>1 {time} {host} weightwarden {procid} {} [{SYSLOG_SD_ID}",
         event.action.name()
     );
     let mut param = |name: &str, value: &str| {
-        let _ = write!(Utf8(out), " {name}=\"");
+        let _ = write!(out, " {name}=\"");
         for c in value.chars() {
             if matches!(c, '"' | '\\' | ']') {
                 out.push(b'\\');

@@ -101,6 +101,31 @@ fn spool_dir(spool_root: &Path, name: &str, format: Format) -> PathBuf {
     spool_root.join(format!("{safe}.{}", hex::encode(&hash[..4])))
 }
 
+/// Opens an output's spool and reports what an earlier run left in it:
+/// the spool, and the records of damaged frames it cut off (lost).
+fn open_spool(root: &Path, name: &str, spec: &OutputSpec) -> Result<(Spool, u64), OpenError> {
+    let dir = spool_dir(root, name, spec.format);
+    let (spool, found) = Spool::open(&dir, spec.delivery.spool_bytes)?;
+    if found.records > 0 {
+        tracing::info!(
+            output = %name,
+            records = found.records,
+            "records an earlier run spooled are delivered first"
+        );
+    }
+    if found.cut_bytes > 0 {
+        tracing::error!(
+            output = %name,
+            spool = %dir.display(),
+            bytes = found.cut_bytes,
+            records = found.cut_records,
+            "the spool held a torn or corrupt batch (a crash in mid-write, or a \
+             damaged disk): it was cut off and its records are lost"
+        );
+    }
+    Ok((spool, found.cut_records))
+}
+
 impl Fanout {
     /// Opens every output and starts its thread; the first that cannot be
     /// opened is the error. Spools live under `spool_root`.
@@ -119,26 +144,7 @@ impl Fanout {
                 let root = spool_root.ok_or_else(|| OpenError::NoSpoolDir {
                     output: sink.name().to_owned(),
                 })?;
-                let dir = spool_dir(root, sink.name(), spec.format);
-                let (spool, found) = Spool::open(&dir, spec.delivery.spool_bytes)?;
-                if found.records > 0 || found.cut_bytes > 0 {
-                    tracing::info!(
-                        output = %sink.name(),
-                        records = found.records,
-                        "records an earlier run spooled are delivered first"
-                    );
-                }
-                if found.cut_bytes > 0 {
-                    tracing::error!(
-                        output = %sink.name(),
-                        spool = %dir.display(),
-                        bytes = found.cut_bytes,
-                        records = found.cut_records,
-                        "the spool held a torn or corrupt batch (a crash in mid-write, or a \
-                         damaged disk): it was cut off and its records are lost"
-                    );
-                }
-                Some((spool, found.cut_records))
+                Some(open_spool(root, sink.name(), spec)?)
             } else {
                 None
             };
