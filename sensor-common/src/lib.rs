@@ -152,6 +152,9 @@ pub mod map_name {
     pub const COUNTERS: &str = "COUNTERS";
     /// `RingBuf`: every record to the agent.
     pub const EVENTS: &str = "EVENTS";
+    /// `Array<u64>` of [`crate::agent_slot::LEN`]: the agent's tgid and the
+    /// load's fingerprint.
+    pub const AGENT: &str = "AGENT";
     /// `Array<u32>` of one: the policy generation the kernel enforces (0:
     /// none). Its low bit picks the slot of every table below.
     pub const POLICY_ACTIVE: &str = "POLICY_ACTIVE";
@@ -1136,9 +1139,27 @@ pub mod header_flag {
 /// Name of the global that turns the `HOLDERS` prefilter on (non-zero).
 pub const HOLDER_PREFILTER_GLOBAL: &str = "HOLDER_PREFILTER";
 
-/// Name of the global holding the agent's tgid: its `O_PATH` opens are
-/// identity probes (`IDENTITY_PROBE`), never records.
-pub const AGENT_TGID_GLOBAL: &str = "AGENT_TGID";
+/// The `AGENT` map (`Array<u64>`): the running agent's tgid, whose
+/// `O_PATH` opens are identity probes (`IDENTITY_PROBE`), never records;
+/// and the fingerprint of the load (object, kernel offsets, settings frozen
+/// into it), by which a new agent tells whether it may adopt pinned
+/// programs. A map rather than a global: the adopting agent writes its own
+/// tgid into programs an earlier agent loaded.
+pub mod agent_slot {
+    /// The agent's tgid (0: no agent; `doctor`'s loads).
+    pub const TGID: u32 = 0;
+    /// The object's digest alone: its records decode alike.
+    pub const OBJECT: u32 = 1;
+    /// The fingerprint's first word; it takes [`FINGERPRINT_WORDS`].
+    pub const FINGERPRINT: u32 = 2;
+    pub const FINGERPRINT_WORDS: u32 = 4;
+    /// The policy generation the kernel tables enforce, and the first 8
+    /// bytes of its file's SHA-256: an adopting agent with the same policy
+    /// knows which policy the kernel's stops were made under.
+    pub const POLICY_GENERATION: u32 = FINGERPRINT + FINGERPRINT_WORDS;
+    pub const POLICY_DIGEST: u32 = POLICY_GENERATION + 1;
+    pub const LEN: u32 = POLICY_DIGEST + 1;
+}
 
 /// The `IDENTITY_PROBE` key of descriptor `fd` opened by thread `tid`.
 pub const fn identity_probe_key(tid: u32, fd: u32) -> u64 {

@@ -5,8 +5,11 @@
 //! never a record: an `O_PATH` descriptor reads no byte, and the agent's
 //! liveness checks of retained inodes would otherwise be `open` records of
 //! its own. Every other open pays one compare.
+//!
+//! The agent's tgid is in a map, not a frozen global: an agent that adopts
+//! pinned programs (`kernel/pins.rs`) writes its own there.
 
-use aya_ebpf::{Global, helpers::bpf_get_current_pid_tgid};
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::Array};
 use sensor_common::identity_probe_key;
 
 use crate::{
@@ -14,10 +17,11 @@ use crate::{
     maps::IDENTITY_PROBE,
 };
 
-/// The agent's tgid as the initial pid namespace numbers it (0: no agent
-/// probes; `doctor`'s loads).
-#[unsafe(no_mangle)]
-pub static AGENT_TGID: Global<u64> = Global::new(0);
+/// `[0]`: the agent's tgid as the initial pid namespace numbers it (0: no
+/// agent probes; `doctor`'s loads). The rest: the load's fingerprint, which
+/// the kernel never reads (`sensor_common::map_name::AGENT`).
+#[map]
+pub static AGENT: Array<u64> = Array::with_max_entries(sensor_common::agent_slot::LEN, 0);
 
 const O_PATH: u32 = 0o10_000_000;
 
@@ -27,7 +31,10 @@ const O_PATH: u32 = 0o10_000_000;
 #[inline(always)]
 pub fn open_exit(ret: i64) -> bool {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let agent = AGENT_TGID.load();
+    let agent = AGENT
+        .get(sensor_common::agent_slot::TGID)
+        .copied()
+        .unwrap_or(0);
     if agent == 0 || pid_tgid >> 32 != agent || ret < 0 {
         return false;
     }

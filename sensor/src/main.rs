@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Query(args) => cli::query::execute(&args),
         Command::Timeline(args) => cli::timeline::execute(&args),
         Command::Stats(args) => cli::stats::execute(&args),
+        Command::Unload(args) => cli::unload::execute(&args),
         Command::BenchFloor => cli::bench_floor::execute(),
         Command::BenchStore(args) => cli::bench_store::execute(&args),
     };

@@ -77,12 +77,13 @@ impl AsRawFd for InotifyFd {
 }
 
 impl Agent {
-    /// Runs until a stop signal; returns the ring buffer for the final drain.
+    /// Runs until a stop signal; returns the ring buffer for the final
+    /// drain, and the signal's name.
     pub(super) async fn event_loop(
         &mut self,
         events: RingBuf<MapData>,
         mut signals: super::Signals,
-    ) -> Result<RingBuf<MapData>, AgentError> {
+    ) -> Result<(RingBuf<MapData>, &'static str), AgentError> {
         let io = |what| move |source| AgentError::Io { what, source };
         // SAFETY: the ring buffer owns its descriptor and moves into the
         // AsyncFd, so it stays open while registered.
@@ -131,7 +132,7 @@ impl Agent {
         // poll tick, so it goes on at once.
         let mut ring_behind = false;
         let metrics = self.metrics.take();
-        loop {
+        let stop = loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(io("the ring buffer poller"))?;
@@ -238,7 +239,7 @@ impl Agent {
                 request = signals.next() => match request {
                     Request::Stop(name) => {
                         tracing::info!("{name}: stopping");
-                        break;
+                        break name;
                     }
                     Request::Reload(name) => {
                         // After an external log rotation (logrotate's
@@ -253,9 +254,9 @@ impl Agent {
                     ),
                 },
             }
-        }
+        };
         drop(inotify);
-        Ok(ring.into_inner())
+        Ok((ring.into_inner(), stop))
     }
 
     fn log_watch_changes(&mut self, changes: Result<Vec<WatchChange>, WatchError>) {
@@ -276,6 +277,13 @@ impl Agent {
     /// Handles every queued record (at shutdown, after detaching).
     pub(super) fn drain_ring(&mut self, ring: &mut RingBuf<MapData>) {
         self.drain_ring_upto(ring, usize::MAX);
+    }
+
+    /// Handles queued records for at most `limit` (programs still attached
+    /// keep adding some: a handover stop).
+    pub(super) fn drain_ring_for(&mut self, ring: &mut RingBuf<MapData>, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.drain_ring_upto(ring, DRAIN_TURN) && std::time::Instant::now() < deadline {}
     }
 
     /// Handles queued records, at most `max`; true when it stopped at
@@ -808,12 +816,17 @@ impl Agent {
         status
     }
 
-    /// Flush what is aggregated, report the final counters.
-    pub(super) fn shutdown(&mut self) {
-        super::notify::notify("STOPPING=1");
+    /// Reports and removes every kernel aggregate (a stop's flush).
+    pub(super) fn drain_all_aggregates(&mut self) {
         self.drain_opens(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_memory(|_, _| true, flush_reason::SHUTDOWN);
         self.drain_aggregates(|_, _| true, flush_reason::SHUTDOWN);
+    }
+
+    /// Flush what is aggregated, report the final counters.
+    pub(super) fn shutdown(&mut self) {
+        super::notify::notify("STOPPING=1");
+        self.drain_all_aggregates();
         self.save_followed();
         self.emit_sensor(Action::SensorStop);
         self.out.flush();

@@ -36,6 +36,12 @@ pub struct AgentCounters {
     /// the ring came to full (its size is `ring_buffer_bytes`).
     pub ring_backlog_peak_bytes: Gauge,
     pub ring_buffer_bytes: Gauge,
+    /// Restarts without a gap (`agent/handover.rs`).
+    pub handover_adopted: Counter,
+    pub handover_replaced: Counter,
+    pub handover_left_attached: Counter,
+    pub handover_records_undecoded: Counter,
+    pub handover_aggregates_unreported: Counter,
 }
 
 impl AgentCounters {
@@ -54,6 +60,26 @@ impl AgentCounters {
         Self {
             ring_backlog_peak_bytes,
             ring_buffer_bytes,
+            handover_adopted: counter(
+                "handover_adopted",
+                "loads an earlier agent left pinned that this one took over (capture ran on meanwhile)",
+            ),
+            handover_replaced: counter(
+                "handover_replaced",
+                "loads an earlier agent left pinned that this one replaced (another build or other kernel settings)",
+            ),
+            handover_left_attached: counter(
+                "handover_left_attached",
+                "stops that left the programs attached and pinned for the next agent (kernel.handover)",
+            ),
+            handover_records_undecoded: counter(
+                "handover_records_undecoded",
+                "records a replaced load of another build left in its ring buffer: lost, their layout may differ",
+            ),
+            handover_aggregates_unreported: counter(
+                "handover_aggregates_unreported",
+                "read, open and memory aggregates a replaced load still held: their counts are lost",
+            ),
             kernel_records: counter("kernel_records", "records received from the kernel"),
             decode_errors: counter("decode_errors", "kernel records that could not be decoded"),
             records_emitted: counter("records_emitted", "records handed to the outputs"),

@@ -4,6 +4,7 @@
 
 mod creations;
 mod event_loop;
+mod handover;
 mod health;
 mod holders;
 mod integrity;
@@ -44,6 +45,7 @@ use crate::{
     },
     output::{Fanout, OpenError},
 };
+pub use handover::unload;
 use health::Health;
 use signals::Signals;
 
@@ -83,6 +85,11 @@ pub enum AgentError {
         #[source]
         source: crate::decide::enforce::kernel_tables::TablesError,
     },
+    #[error(
+        "kernel.handover is on but nothing is pinned (kernel.pin_dir is \"none\", or unset \
+         with --allow-second-agent): set kernel.pin_dir to a directory under /sys/fs/bpf/"
+    )]
+    HandoverUnpinned,
     #[error("cannot set up {what}")]
     Io {
         what: &'static str,
@@ -208,6 +215,9 @@ struct Agent {
     metrics: Option<crate::metrics::endpoint::Endpoint>,
     /// One agent per host, while this one runs.
     _host_lock: Option<single::HostLock>,
+    /// The kernel's note of this agent and the policy it enforces, for the
+    /// next agent (`kernel/pins.rs`).
+    agent_slots: crate::kernel::pins::AgentSlots,
 }
 
 /// Everything `run` set up before going live.
@@ -234,25 +244,44 @@ pub async fn run(settings: RunSettings) -> Result<Stopped, RunError> {
         events,
         signals,
     } = start(settings).map_err(RunError::at(Phase::StartUp))?;
+    let mut sensor = sensor;
     let result = agent.event_loop(events, signals).await;
-    // Detach first so nothing new arrives, then drain what the kernel
-    // already queued, then flush aggregates: no record is produced into a
-    // ring buffer nobody reads.
-    drop(sensor);
     match result {
-        Ok(mut ring) => {
-            agent.drain_ring(&mut ring);
+        Ok((mut ring, stop)) => {
+            if stop == "SIGTERM" && agent.config.kernel.handover && sensor.leave_attached() {
+                // The programs go on capturing into the pinned ring buffer
+                // for the next agent, which reads it from where this one
+                // stops: drain what is there now, not what keeps coming.
+                tracing::info!(
+                    "handover: leaving the programs attached and their maps pinned for the \
+                     next agent"
+                );
+                drop(sensor);
+                agent.health.agent.handover_left_attached.inc();
+                agent.drain_ring_for(&mut ring, HANDOVER_DRAIN);
+            } else {
+                // Detach first so nothing new arrives, then drain what the
+                // kernel already queued, then flush aggregates: no record
+                // is produced into a ring buffer nobody reads.
+                drop(sensor);
+                agent.drain_ring(&mut ring);
+            }
             agent.shutdown();
             Ok(Stopped {
                 outputs_lost: agent.out.lost(),
             })
         }
         Err(err) => {
+            drop(sensor);
             agent.shutdown();
             Err(RunError::at(Phase::Live)(err))
         }
     }
 }
+
+/// How long a handover stop reads the ring buffer the programs go on
+/// filling before it leaves the rest to the next agent.
+const HANDOVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The start-up sequence: every step that can fail on bad input runs
 /// before the programs are attached.
@@ -272,9 +301,25 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     };
     let offsets = KernelOffsets::from_file(Path::new(VMLINUX_BTF))?;
     let load_options = LoadOptions::from_config(&config);
-    let mut sensor = Sensor::load_best(&offsets, &load_options)?;
+    let pin_dir = config
+        .kernel
+        .pin_dir(allow_second_agent)
+        .map(Path::to_path_buf);
+    if config.kernel.handover && pin_dir.is_none() {
+        return Err(AgentError::HandoverUnpinned);
+    }
+    let (mut sensor, origin) = handover::load(&offsets, &load_options, pin_dir.as_deref())?;
+    // Before the agent's first O_PATH open: adopted programs must know it.
+    sensor.claim()?;
+    let agent_slots = sensor.take_agent_slots()?;
+    let adopted = matches!(origin, handover::Origin::Adopted { .. });
     let tier = sensor.tier;
-    let mut kernel_tables = KernelTables::new(sensor.take_policy_maps()?);
+    let policy_maps = sensor.take_policy_maps()?;
+    let mut kernel_tables = if adopted {
+        KernelTables::adopt(policy_maps)
+    } else {
+        KernelTables::new(policy_maps)
+    };
     let policy::StartUp {
         judge,
         enforcement,
@@ -285,6 +330,21 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         findings: policy_findings,
     } = policy::start_up(config.policy.as_deref(), &mut kernel_tables)?;
     let (enforcer, enforced) = enforcement.unzip();
+    // Stops the adopted programs made while no agent ran are this policy's
+    // if it is the same file.
+    if let (
+        handover::Origin::Adopted {
+            policy: Some((generation, digest)),
+            ..
+        },
+        Some(judge),
+    ) = (&origin, &judge)
+    {
+        let compiled = judge.shared_policy().load_full();
+        if crate::kernel::pins::policy_digest(&compiled.hash) == *digest {
+            kernel_tables.adopted_is(*generation, &compiled);
+        }
+    }
     let mut watched = KernelInodeMap::new(sensor.take_watch_maps(&load_options)?);
     let roots = config.expanded_roots(Path::new("/home"), Path::new("/root"));
     let watch = WatchSet::new(
@@ -362,9 +422,14 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         what: "the signal handlers",
         source,
     })?;
-    // Everything that can fail on bad input has succeeded: go live.
-    sensor.attach_all()?;
-    if judge.is_some() {
+    // Everything that can fail on bad input has succeeded: go live (an
+    // adopted load has been live all along).
+    if !adopted {
+        sensor.attach_all()?;
+    }
+    if judge.is_some() && sensor.lsm {
+        kernel_tables.set_lsm(true);
+    } else if judge.is_some() {
         match sensor.attach_lsm_enforcement() {
             Ok(()) => {
                 kernel_tables.set_lsm(true);
@@ -380,6 +445,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
             ),
         }
     }
+    handover::report_refused(&sensor, config.kernel.handover);
+    let replaced = origin.after_attach(&sensor)?;
     let io_uring = io_uring_capture(&sensor, judge.is_some() && !kernel_tables.lsm());
     let policy_loaded = judge.as_ref().map(|j| {
         let mode = j.shared_policy().load().mode;
@@ -393,7 +460,8 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
     if unconfirmed > 0 {
         tracing::warn!(
             devices = unconfirmed,
-            "file identities on some file systems under the watch roots are unconfirmed:              sensor_start lists them in sensor.unconfirmed"
+            "file identities on some file systems under the watch roots are unconfirmed: \
+             sensor_start lists them in sensor.unconfirmed"
         );
     }
     let health = Health::new(kernel_counters, sensor.attached as u64);
@@ -442,6 +510,7 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         io_uring,
         metrics,
         _host_lock: host_lock,
+        agent_slots,
     };
     // Attach first, then read /proc: a process starting in between is seen
     // by one or the other.
@@ -458,6 +527,17 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
                 source,
             })?;
     }
+    // Adopted tables enforcing a policy this agent does not have.
+    if agent.decide.policy().is_none() && agent.kernel_tables.active() != 0 {
+        agent
+            .kernel_tables
+            .disable()
+            .map_err(|source| AgentError::KernelTables {
+                path: PathBuf::from("(the adopted programs' policy)"),
+                source,
+            })?;
+        agent.agent_slots.note_policy(0, "");
+    }
     agent.policy_stamp = agent.decide.judge().and_then(|j| policy::stamp(j.path()));
     // The kernel has treated every process as a holder since attach; now
     // that /proc says who holds watched descriptors, let the prefilter work.
@@ -469,8 +549,15 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         config = %config_origin,
         "capture is live"
     );
+    if adopted {
+        agent.health.agent.handover_adopted.inc();
+    }
     agent.emit_sensor(Action::SensorStart);
     agent.emit_policy_loaded();
+    if let Some(replaced) = replaced {
+        agent.finish_replacing(&mut sensor, replaced)?;
+    }
+    sensor.detach_on_drop();
     // Ready means sensor_start is out: the outputs' threads have written
     // it (a destination that is down has spooled it; one that is slow may
     // take up to this long).

@@ -316,7 +316,9 @@ impl Agent {
     ) -> Result<(), crate::decide::enforce::kernel_tables::TablesError> {
         if policy.mode != Mode::Enforce {
             self.kernel_policies.store(Arc::new(Vec::new()));
-            return self.kernel_tables.disable();
+            self.kernel_tables.disable()?;
+            self.agent_slots.note_policy(0, "");
+            return Ok(());
         }
         let active = self.kernel_tables.active();
         let mut published: Vec<Arc<Policy>> = self
@@ -335,7 +337,10 @@ impl Agent {
             ProcSubject::read(proc_root, pid, &gpu)
                 .map(|process| verdict_row(policy, &process.subject()))
         };
-        self.kernel_tables.install(policy, live, judge)
+        self.kernel_tables.install(policy, live, judge)?;
+        self.agent_slots
+            .note_policy(policy.generation, &policy.hash);
+        Ok(())
     }
 
     /// Judges one process again for the kernel tables (it exec'd, forked

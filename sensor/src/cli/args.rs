@@ -69,6 +69,10 @@ pub enum Command {
     /// Summarise a time window: who read which weights and how many bytes,
     /// the top readers, detections by id and records by action.
     Stats(StatsArgs),
+    /// Detach the programs a stopped agent left attached for the next one
+    /// (`kernel.handover`, or an agent that died): unpins everything in
+    /// the pin directory. Refuses while an agent runs on them.
+    Unload(UnloadArgs),
     /// Benchmarks only: attach empty programs to every hook the sensor uses
     /// and wait for SIGINT/SIGTERM.
     #[command(hide = true)]
@@ -319,6 +323,13 @@ pub struct BaselineArgs {
     /// Files hashed at once. Default: one per CPU.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnloadArgs {
+    /// The pin directory (`kernel.pin_dir`).
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ pub mod stats;
 pub mod store_args;
 pub mod table;
 pub mod timeline;
+pub mod unload;
 pub mod verify;
 pub mod when;
 

@@ -275,6 +275,33 @@ pub struct KernelConfig {
     /// Let processes that cannot hold a descriptor of a watched file skip
     /// the kernel's descriptor walk on every read, mmap and close.
     pub holder_prefilter: bool,
+    /// The bpffs directory the programs' links and maps are pinned in while
+    /// the agent runs, so that a crash or a restart leaves capture and
+    /// in-kernel enforcement running for the next agent to adopt; `"none"`:
+    /// nothing pinned. Unset: [`DEFAULT_PIN_DIR`] (none for an agent run
+    /// with `--allow-second-agent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_dir: Option<PathBuf>,
+    /// At SIGTERM, leave the programs attached (pinned) for the next agent
+    /// instead of detaching them: restarts and upgrades without a gap.
+    /// SIGINT always detaches; so does `weightwarden unload`.
+    pub handover: bool,
+}
+
+/// `kernel.pin_dir`'s default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/weightwarden";
+
+impl KernelConfig {
+    /// Where to pin, if anywhere: the configured directory, else the
+    /// default unless agents run side by side (tests).
+    pub fn pin_dir(&self, beside_another: bool) -> Option<&Path> {
+        match &self.pin_dir {
+            Some(dir) if dir.as_os_str() == "none" => None,
+            Some(dir) => Some(dir.as_path()),
+            None if beside_another => None,
+            None => Some(Path::new(DEFAULT_PIN_DIR)),
+        }
+    }
 }
 
 impl Default for KernelConfig {
@@ -299,6 +326,10 @@ impl Default for KernelConfig {
             // On: unrelated I/O pays one hash lookup instead of seven kernel
             // reads. Off only to rule it out when debugging a missed read.
             holder_prefilter: true,
+            pin_dir: None,
+            // Off: a stop detaches, as a user who stops a sensor expects;
+            // the shipped unit and DaemonSet turn it on.
+            handover: false,
         }
     }
 }
@@ -825,7 +856,22 @@ impl Config {
             kernel.read_aggregates_max,
             &READ_AGGREGATE_MAPS,
         )?;
-        require_map_size("kernel.pending_max", kernel.pending_max, &PENDING_MAP)
+        require_map_size("kernel.pending_max", kernel.pending_max, &PENDING_MAP)?;
+        match &kernel.pin_dir {
+            Some(dir) if dir.as_os_str() != "none" && !dir.starts_with("/sys/fs/bpf/") => {
+                Err(invalid(
+                    "kernel.pin_dir",
+                    format!("{:?}", dir.display().to_string()),
+                    "must be a directory under /sys/fs/bpf/ (the BPF file system), or \"none\"",
+                ))
+            }
+            Some(dir) if dir.as_os_str() == "none" && kernel.handover => Err(invalid(
+                "kernel.handover",
+                "true".to_owned(),
+                "needs kernel.pin_dir: a handover leaves the programs pinned there",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn validate_agent(&self) -> Result<(), ConfigError> {
@@ -1011,6 +1057,8 @@ mod tests {
             pending_max = 2000
             compat_syscalls = false
             holder_prefilter = false
+            pin_dir = "/sys/fs/bpf/ww"
+            handover = true
 
             [agent]
             hostname = "gpu-node-01"
@@ -1067,6 +1115,8 @@ mod tests {
                 pending_max: 2000,
                 compat_syscalls: false,
                 holder_prefilter: false,
+                pin_dir: Some(PathBuf::from("/sys/fs/bpf/ww")),
+                handover: true,
             },
             agent: AgentConfig {
                 hostname: Some("gpu-node-01".into()),
@@ -1321,6 +1371,38 @@ mod tests {
             assert!(err.to_string().contains("watch.extensions"), "{err}");
         }
         assert!(parse("[watch]\nextensions = []\n").is_err());
+    }
+
+    #[test]
+    fn the_pin_directory_is_on_bpffs_and_a_handover_needs_one() {
+        let msg = parse("[kernel]\npin_dir = \"/var/lib/ww\"\n")
+            .expect_err("not bpffs")
+            .to_string();
+        assert!(
+            msg.contains("kernel.pin_dir") && msg.contains("/sys/fs/bpf/"),
+            "{msg}"
+        );
+        let msg = parse("[kernel]\npin_dir = \"none\"\nhandover = true\n")
+            .expect_err("handover without pins")
+            .to_string();
+        assert!(
+            msg.contains("kernel.handover") && msg.contains("kernel.pin_dir"),
+            "{msg}"
+        );
+        let kernel = parse("[kernel]\nhandover = true\n")
+            .expect("default dir")
+            .kernel;
+        assert_eq!(kernel.pin_dir(false), Some(Path::new(DEFAULT_PIN_DIR)));
+        // Agents side by side (tests) pin only where told to.
+        assert_eq!(kernel.pin_dir(true), None);
+        let kernel = parse("[kernel]\npin_dir = \"/sys/fs/bpf/t\"\n")
+            .expect("dir")
+            .kernel;
+        assert_eq!(kernel.pin_dir(true), Some(Path::new("/sys/fs/bpf/t")));
+        let kernel = parse("[kernel]\npin_dir = \"none\"\n")
+            .expect("none")
+            .kernel;
+        assert_eq!(kernel.pin_dir(false), None);
     }
 
     #[test]

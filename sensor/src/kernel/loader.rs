@@ -1,14 +1,17 @@
 //! Loading the embedded kernel programs with this kernel's offsets and the
 //! configured map sizes, attaching them, and handing out their maps.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     Btf, BtfError, Ebpf, EbpfLoader,
-    maps::{MapData, MapError, RingBuf},
+    maps::{Array, MapData, MapError, RingBuf},
     programs::{
         BtfTracePoint, FEntry, KProbe, Lsm, Program, ProgramError, RawTracePoint, TracePoint,
+        links::{FdLink, PinnedLink},
     },
 };
-use sensor_common::map_name;
+use sensor_common::{agent_slot, map_name};
 
 use crate::kernel::{
     btf::KernelOffsets,
@@ -16,7 +19,9 @@ use crate::kernel::{
         Holders, InoFilter, KernelCounters, KernelIdentityProbe, PolicyMaps, ReadMaps, VerdictMaps,
         WatchMaps,
     },
-    object as ebpf, preflight,
+    object as ebpf,
+    pins::{self, Fingerprint, PinDir, PinError, Previous},
+    preflight,
     programs::{Attach, ENFORCEMENT_LSM, ProgramSpec, TIERS, TierSpec},
     uring,
 };
@@ -69,6 +74,16 @@ pub enum LoadError {
         source: Box<ProgramError>,
         hint: &'static str,
     },
+    #[error(
+        "the kernel attached {program} to {target} without a BPF link (Linux 5.15 or newer \
+         makes one), which the agent cannot hold or pin"
+    )]
+    NotALink {
+        program: &'static str,
+        target: String,
+    },
+    #[error(transparent)]
+    Pins(#[from] PinError),
     #[error("cannot use map {map}")]
     Map {
         map: &'static str,
@@ -154,14 +169,60 @@ fn holder_capacity() -> u32 {
         .clamp(64, PID_MAX_LIMIT)
 }
 
-/// The loaded programs. Dropping it detaches every program.
+/// The loaded programs. Dropping it detaches every program, unless
+/// [`Sensor::leave_attached`] said to leave them pinned for the next agent.
 pub struct Sensor {
+    /// Declared before `ebpf`: links go first.
+    links: Vec<Attached>,
     ebpf: Ebpf,
     pub tier: &'static TierSpec,
     pub attached: usize,
     /// Whether the tier's io_uring programs are loaded (and attached with
     /// the rest); if not, why: capture runs without them.
     pub io_uring: Result<(), uring::Unavailable>,
+    /// This load's identity (`kernel/pins.rs`).
+    fingerprint: Fingerprint,
+    /// Where the links and maps are pinned, when they are.
+    pins: Option<Pinning>,
+    /// The BPF LSM programs are attached (here, or by the adopted load).
+    pub lsm: bool,
+    /// A pin directory was given but the kernel refused to pin a link.
+    pins_refused: Option<PinError>,
+}
+
+/// A link the sensor holds, by its pin name.
+struct Attached {
+    name: String,
+    link: Link,
+}
+
+/// Its own (detached when dropped), or pinned (detached when unpinned
+/// and dropped).
+enum Link {
+    Held(#[expect(dead_code, reason = "held for its drop, which detaches")] FdLink),
+    Pinned(PinnedLink),
+    /// Between pinned and held, or lost when an unpin failed (the pin was
+    /// removed by someone else: detached).
+    Unpinning,
+}
+
+impl Attached {
+    /// Detaches the link, pinned or not.
+    fn release(self) {
+        if let Link::Pinned(pinned) = self.link {
+            // Already gone (`weightwarden unload`) is as good.
+            let _ = pinned.unpin();
+        }
+    }
+}
+
+/// The sensor's pins and where this load's go: beside an earlier load's
+/// that it replaces (`maps-next/`, `links-next/`) until those are gone.
+struct Pinning {
+    dir: PinDir,
+    staged: bool,
+    /// Set by [`Sensor::leave_attached`]: the drop leaves the pins.
+    keep: bool,
 }
 
 const TRACEFS_HINT: &str = " (is tracefs mounted? `mount -t tracefs none /sys/kernel/tracing`, \
@@ -172,10 +233,23 @@ const VERIFIER_HINT: &str = " (run `weightwarden doctor` to see what this kernel
 /// sizes, globals frozen (this kernel's offsets when given), no program
 /// loaded yet.
 pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    open_object_with(offsets, opts, &[])
+}
+
+/// [`open_object`], with the maps named in `pinned` opened from their pins
+/// instead of created.
+fn open_object_with(
+    offsets: Option<&KernelOffsets>,
+    opts: &LoadOptions,
+    pinned: &[(String, PathBuf)],
+) -> Result<Ebpf, LoadError> {
     if ebpf::OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     let mut loader = EbpfLoader::new();
+    for (name, path) in pinned {
+        loader.map_pin_path(name.as_str(), path.as_path());
+    }
     for (name, value) in offsets.iter().flat_map(|o| &o.globals) {
         loader.override_global(name, value, true);
     }
@@ -195,9 +269,6 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
         .map_max_entries(map_name::READERS, opts.read_aggregates_max)
         .map_max_entries(map_name::OPEN_AGG, opts.read_aggregates_max)
         .map_max_entries(map_name::PENDING, opts.pending_max);
-    // The agent's O_PATH opens are identity probes (`IDENTITY_PROBE`).
-    let agent_tgid = u64::from(std::process::id());
-    loader.override_global(sensor_common::AGENT_TGID_GLOBAL, &agent_tgid, true);
     let compat_flag = u64::from(opts.compat_syscalls);
     loader.override_global(sensor_common::COMPAT_ENABLED_GLOBAL, &compat_flag, true);
     let prefilter_flag = u64::from(opts.holder_prefilter);
@@ -214,6 +285,24 @@ pub fn open_object(offsets: Option<&KernelOffsets>, opts: &LoadOptions) -> Resul
     loader
         .load(ebpf::OBJECT)
         .map_err(|e| LoadError::Object(Box::new(e)))
+}
+
+/// The identity of a load of this object with `offsets` and `opts`: what
+/// an adopting agent must match (`kernel/pins.rs`).
+pub fn load_fingerprint(offsets: &KernelOffsets, opts: &LoadOptions) -> Fingerprint {
+    let mut inputs: Vec<(&str, Vec<u8>)> = offsets
+        .globals
+        .iter()
+        .map(|(name, value)| (*name, value.to_le_bytes().to_vec()))
+        .collect();
+    inputs.push(("options", format!("{opts:?}").into_bytes()));
+    inputs.push(("holders", holder_capacity().to_le_bytes().to_vec()));
+    let tiers: Vec<&str> = TIERS
+        .iter()
+        .flat_map(|t| t.programs.iter().chain(t.io_uring).map(|p| p.name))
+        .collect();
+    inputs.push(("programs", tiers.join(",").into_bytes()));
+    pins::fingerprint(ebpf::OBJECT, &inputs)
 }
 
 impl Sensor {
@@ -249,11 +338,208 @@ impl Sensor {
             .clone()
             .and_then(|()| load_all_or_none(&mut ebpf, tier.io_uring, &btf));
         Ok(Self {
+            links: Vec::new(),
             ebpf,
             tier,
             attached: 0,
             io_uring,
+            fingerprint: load_fingerprint(offsets, opts),
+            pins: None,
+            lsm: false,
+            pins_refused: None,
         })
+    }
+
+    /// Takes over what an earlier agent pinned: its maps (the ring buffer
+    /// goes on from where it stopped) and its attached links. Nothing is
+    /// loaded into the kernel or attached: the earlier programs keep
+    /// running. `previous` must carry this load's fingerprint and a link
+    /// for every attach point of the tier (see [`Sensor::adoptable`]).
+    pub fn adopt(
+        offsets: &KernelOffsets,
+        opts: &LoadOptions,
+        dir: PinDir,
+        previous: &Previous,
+    ) -> Result<Self, LoadError> {
+        let tier = TIERS.first().ok_or(LoadError::NoTier)?;
+        let ebpf = open_object_with(Some(offsets), opts, &previous.maps)?;
+        let mut links = Vec::with_capacity(previous.links.len());
+        for (name, path) in &previous.links {
+            let link = PinnedLink::from_pin(path).map_err(|source| PinError::Pin {
+                what: format!("adopted link {name}"),
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
+            links.push(Attached {
+                name: name.clone(),
+                link: Link::Pinned(link),
+            });
+        }
+        let has = |spec: &ProgramSpec| {
+            previous
+                .links
+                .iter()
+                .any(|(name, _)| *name == pins::link_name(spec.name, 0))
+        };
+        let io_uring = offsets.io_uring.clone().and_then(|()| {
+            match tier.io_uring.iter().find(|spec| !has(spec)) {
+                None => Ok(()),
+                Some(spec) => Err(uring::Unavailable::Program {
+                    program: spec.name,
+                    cause: String::from("not attached by the agent whose programs were adopted"),
+                }),
+            }
+        });
+        let lsm = ENFORCEMENT_LSM.iter().all(has);
+        Ok(Self {
+            attached: links.len(),
+            links,
+            ebpf,
+            tier,
+            io_uring,
+            fingerprint: load_fingerprint(offsets, opts),
+            // Left for the next agent should this one fail to start: a
+            // bad configuration must not end capture that was running.
+            pins: Some(Pinning {
+                dir,
+                staged: false,
+                keep: true,
+            }),
+            lsm,
+            pins_refused: None,
+        })
+    }
+
+    /// Whether `previous` is a load this agent can adopt: the same
+    /// fingerprint, and every program of the tier attached.
+    pub fn adoptable(offsets: &KernelOffsets, opts: &LoadOptions, previous: &Previous) -> bool {
+        let Some(tier) = TIERS.first() else {
+            return false;
+        };
+        let complete = tier.programs.iter().all(|spec| {
+            (0..spec.attach.len()).all(|i| {
+                previous
+                    .links
+                    .iter()
+                    .any(|(name, _)| *name == pins::link_name(spec.name, i))
+            })
+        });
+        complete && previous.fingerprint == Some(load_fingerprint(offsets, opts))
+    }
+
+    /// Pins this load's maps in `dir` (beside an earlier load's, to be
+    /// moved in place by [`Sensor::settle_pins`], when `staged`); its
+    /// links follow as they attach. Call before any map is taken.
+    pub fn pin(&mut self, dir: PinDir, staged: bool) -> Result<(), LoadError> {
+        let maps = dir.path().join(if staged { "maps-next" } else { "maps" });
+        std::fs::create_dir_all(&maps).map_err(|source| PinError::Io {
+            path: maps.clone(),
+            source,
+        })?;
+        if staged {
+            let links = dir.path().join("links-next");
+            std::fs::create_dir_all(&links).map_err(|source| PinError::Io {
+                path: links,
+                source,
+            })?;
+        }
+        for (name, map) in self.ebpf.maps() {
+            // Sections (.rodata, .bss) are the load's own, never shared.
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = maps.join(name);
+            map.pin(&path).map_err(|source| PinError::Pin {
+                what: format!("map {name}"),
+                path,
+                source: Box::new(source),
+            })?;
+        }
+        self.pins = Some(Pinning {
+            dir,
+            staged,
+            keep: false,
+        });
+        Ok(())
+    }
+
+    /// Writes the agent's tgid and this load's fingerprint into `AGENT`.
+    pub fn claim(&mut self) -> Result<(), LoadError> {
+        let map_err = |source| LoadError::Map {
+            map: map_name::AGENT,
+            source: Box::new(source),
+        };
+        let map = self
+            .ebpf
+            .map_mut(map_name::AGENT)
+            .ok_or(LoadError::NoMap(map_name::AGENT))?;
+        let mut agent: Array<&mut MapData, u64> = Array::try_from(map).map_err(map_err)?;
+        for (i, word) in self.fingerprint.iter().enumerate() {
+            agent
+                .set(agent_slot::FINGERPRINT + i as u32, *word, 0)
+                .map_err(map_err)?;
+        }
+        agent
+            .set(agent_slot::OBJECT, pins::object_digest(ebpf::OBJECT), 0)
+            .map_err(map_err)?;
+        agent
+            .set(agent_slot::TGID, u64::from(std::process::id()), 0)
+            .map_err(map_err)
+    }
+
+    /// The digest of the object this agent carries.
+    pub fn object_digest(&self) -> u64 {
+        pins::object_digest(ebpf::OBJECT)
+    }
+
+    /// After an earlier load's pins are gone: moves this load's staged pins
+    /// in place.
+    pub fn settle_pins(&mut self) -> Result<(), LoadError> {
+        let Some(pinning) = self.pins.as_mut().filter(|p| p.staged) else {
+            return Ok(());
+        };
+        let root = pinning.dir.path().to_path_buf();
+        for (next, dest) in [("maps-next", "maps"), ("links-next", "links")] {
+            let (from, to) = (root.join(next), root.join(dest));
+            let io = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| PinError::Io { path, source }
+            };
+            std::fs::remove_dir(&to).map_err(io(&to))?;
+            std::fs::rename(&from, &to).map_err(io(&from))?;
+        }
+        pinning.staged = false;
+        Ok(())
+    }
+
+    /// Why nothing is pinned although a pin directory was given.
+    pub fn pins_refused(&self) -> Option<&PinError> {
+        self.pins_refused.as_ref()
+    }
+
+    /// The pin directory, when the load is pinned.
+    pub fn pin_dir(&self) -> Option<&PinDir> {
+        self.pins.as_ref().map(|p| &p.dir)
+    }
+
+    /// The drop detaches (and unpins) the programs, adopted ones too: for
+    /// an agent that went live.
+    pub fn detach_on_drop(&mut self) {
+        if let Some(pinning) = &mut self.pins {
+            pinning.keep = false;
+        }
+    }
+
+    /// The drop leaves the programs attached and the maps pinned, for the
+    /// next agent (`kernel.handover`). False when nothing is pinned.
+    pub fn leave_attached(&mut self) -> bool {
+        match &mut self.pins {
+            Some(pinning) if !pinning.staged => {
+                pinning.keep = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Loads and attaches the BPF LSM enforcement programs
@@ -274,19 +560,15 @@ impl Sensor {
         let btf = kernel_btf()?;
         let result = ENFORCEMENT_LSM.iter().try_for_each(|spec| {
             load_program(&mut self.ebpf, spec.name, &spec.attach[0], &btf)?;
-            attach_program(&mut self.ebpf, spec.name, &spec.attach[0])
+            self.attach_kept(spec.name, 0, &spec.attach[0])
         });
         match result {
             Ok(()) => {
-                self.attached += ENFORCEMENT_LSM.len();
+                self.lsm = true;
                 Ok(())
             }
             Err(err) => {
-                for spec in ENFORCEMENT_LSM {
-                    if let Ok(program) = program::<Lsm>(&mut self.ebpf, spec.name) {
-                        let _ = program.unload();
-                    }
-                }
+                self.release(ENFORCEMENT_LSM);
                 Err(err)
             }
         }
@@ -297,32 +579,120 @@ impl Sensor {
     /// attached). Capture is live when this returns.
     pub fn attach_all(&mut self) -> Result<(), LoadError> {
         for spec in self.tier.programs {
-            for attach in spec.attach {
-                attach_program(&mut self.ebpf, spec.name, attach)?;
-                self.attached += 1;
+            for (i, attach) in spec.attach.iter().enumerate() {
+                self.attach_kept(spec.name, i, attach)?;
             }
         }
         if self.io_uring.is_ok() {
             let specs = self.tier.io_uring;
-            let attached = specs.iter().try_fold(0, |n, spec| {
-                spec.attach.iter().try_fold(n, |n, attach| {
-                    attach_program(&mut self.ebpf, spec.name, attach)
-                        .map(|()| n + 1)
-                        .map_err(|err| uring::Unavailable::Program {
-                            program: spec.name,
-                            cause: crate::Chain(&err).to_string(),
-                        })
-                })
+            let attached = specs.iter().try_for_each(|spec| {
+                spec.attach
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(i, attach)| self.attach_kept(spec.name, i, attach))
+                    .map_err(|err| uring::Unavailable::Program {
+                        program: spec.name,
+                        cause: crate::Chain(&err).to_string(),
+                    })
             });
-            match attached {
-                Ok(n) => self.attached += n,
-                Err(err) => {
-                    unload(&mut self.ebpf, specs);
-                    self.io_uring = Err(err);
-                }
+            if let Err(err) = attached {
+                self.release(specs);
+                self.io_uring = Err(err);
             }
         }
         Ok(())
+    }
+
+    /// Attaches `program` at `attach` (its `index`th attach point) and
+    /// keeps the link: pinned when the load is, else by its descriptor.
+    /// Should the kernel refuse the pin (some security policies forbid
+    /// pinning links, though maps and programs pin), the program is
+    /// attached again and the whole load goes unpinned
+    /// ([`Sensor::pins_refused`]).
+    fn attach_kept(
+        &mut self,
+        program: &'static str,
+        index: usize,
+        attach: &Attach,
+    ) -> Result<(), LoadError> {
+        let name = pins::link_name(program, index);
+        let link = attach_link(&mut self.ebpf, program, attach)?;
+        self.attached += 1;
+        let Some(pinning) = &self.pins else {
+            self.links.push(Attached {
+                name,
+                link: Link::Held(link),
+            });
+            return Ok(());
+        };
+        let dir = if pinning.staged {
+            "links-next"
+        } else {
+            "links"
+        };
+        let path = pinning.dir.path().join(dir).join(&name);
+        match link.pin(&path) {
+            Ok(pinned) => self.links.push(Attached {
+                name,
+                link: Link::Pinned(pinned),
+            }),
+            Err(source) => {
+                // The refused link was consumed, and so detached.
+                let link = attach_link(&mut self.ebpf, program, attach)?;
+                self.links.push(Attached {
+                    name: name.clone(),
+                    link: Link::Held(link),
+                });
+                self.unpin_all(PinError::Pin {
+                    what: format!("link {name}"),
+                    path,
+                    source: Box::new(source),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds every link by its descriptor and unpins the maps: the load
+    /// goes unpinned, because of `why`.
+    fn unpin_all(&mut self, why: PinError) {
+        let Some(pinning) = self.pins.take() else {
+            return;
+        };
+        for attached in &mut self.links {
+            if let Link::Pinned(_) = attached.link {
+                let Link::Pinned(pinned) = std::mem::replace(&mut attached.link, Link::Unpinning)
+                else {
+                    continue;
+                };
+                // Unpinned and held: still attached.
+                attached.link = pinned.unpin().map_or(Link::Unpinning, Link::Held);
+            }
+        }
+        let maps = if pinning.staged { "maps-next" } else { "maps" };
+        if let Ok(entries) = std::fs::read_dir(pinning.dir.path().join(maps)) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        self.pins_refused = Some(why);
+    }
+
+    /// Detaches the links of `specs` (and unloads their programs): a set
+    /// that must be attached whole or not at all.
+    fn release(&mut self, specs: &[ProgramSpec]) {
+        let of_specs = |a: &Attached| {
+            specs
+                .iter()
+                .any(|spec| (0..spec.attach.len()).any(|i| a.name == pins::link_name(spec.name, i)))
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(of_specs);
+        self.links = kept;
+        self.attached -= gone.len();
+        gone.into_iter().for_each(Attached::release);
+        unload(&mut self.ebpf, specs);
     }
 
     fn take<T>(&mut self, name: &'static str) -> Result<T, LoadError>
@@ -412,6 +782,43 @@ impl Sensor {
     /// The per-CPU loss and error counters.
     pub fn take_counters(&mut self) -> Result<KernelCounters, LoadError> {
         Ok(KernelCounters::new(self.take(map_name::COUNTERS)?))
+    }
+
+    /// The `AGENT` map, after [`Sensor::claim`].
+    pub fn take_agent_slots(&mut self) -> Result<pins::AgentSlots, LoadError> {
+        Ok(pins::AgentSlots::new(self.take(map_name::AGENT)?))
+    }
+}
+
+impl Drop for Sensor {
+    /// Detaches: unpins the links (and the maps) unless they are left for
+    /// the next agent; the links' descriptors then close with the fields.
+    fn drop(&mut self) {
+        let Some(pinning) = &self.pins else {
+            return;
+        };
+        if pinning.keep {
+            return;
+        }
+        for attached in std::mem::take(&mut self.links) {
+            attached.release();
+        }
+        let root = pinning.dir.path();
+        let sub: &[&str] = if pinning.staged {
+            &["maps-next", "links-next"]
+        } else {
+            &["maps", "links"]
+        };
+        for dir in sub {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if let Err(err) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %err, "cannot unpin");
+                }
+            }
+        }
     }
 }
 
@@ -584,6 +991,43 @@ pub fn attach_and_detach(
     attach: &Attach,
 ) -> Result<(), LoadError> {
     attach_with(ebpf, name, attach, true)
+}
+
+/// Attaches the loaded program `name` at `attach` and hands its link over
+/// (to pin, or to hold).
+fn attach_link(ebpf: &mut Ebpf, name: &'static str, attach: &Attach) -> Result<FdLink, LoadError> {
+    let attach_error = |source| LoadError::Attach {
+        program: name,
+        target: attach.describe(),
+        source: Box::new(source),
+        hint: match attach {
+            Attach::TracePoint(..) | Attach::KProbe(_) => TRACEFS_HINT,
+            _ => VERIFIER_HINT,
+        },
+    };
+    macro_rules! take_as {
+        ($ty:ty, $($arg:expr),*) => {{
+            let program = program::<$ty>(ebpf, name)?;
+            let link = program
+                .attach($($arg),*)
+                .and_then(|id| program.take_link(id))
+                .map_err(attach_error)?;
+            // A perf-event attachment that is no BPF link (before Linux
+            // 5.15) cannot be held apart from its program.
+            FdLink::try_from(link).map_err(|_| LoadError::NotALink {
+                program: name,
+                target: attach.describe(),
+            })
+        }};
+    }
+    match *attach {
+        Attach::TracePoint(category, tracepoint) => take_as!(TracePoint, category, tracepoint),
+        Attach::RawTracePoint(tracepoint) => take_as!(RawTracePoint, tracepoint),
+        Attach::BtfTracePoint(_) => take_as!(BtfTracePoint,),
+        Attach::FEntry(_) => take_as!(FEntry,),
+        Attach::Lsm(_) => take_as!(Lsm,),
+        Attach::KProbe(function) => take_as!(KProbe, function, 0),
+    }
 }
 
 fn attach_with(

@@ -10,6 +10,7 @@ pub mod floor;
 pub mod loader;
 pub mod maps;
 pub mod object;
+pub mod pins;
 pub mod preflight;
 pub mod programs;
 pub mod uring;

@@ -156,6 +156,9 @@ fn map_error(what: &'static str) -> impl FnOnce(MapError) -> TablesError {
 /// The agent's side of the kernel tables.
 pub struct KernelTables {
     maps: PolicyMaps,
+    /// An adopted generation (`adopt`) and the policy known to be the one
+    /// it was compiled from (the same file, by digest).
+    adopted: Option<(u32, Option<Arc<Policy>>)>,
     /// What the kernel's file table holds, per key.
     files: HashMap<FileKey, PolicyFile>,
     /// What the kernel's executable table holds, per key.
@@ -176,12 +179,44 @@ impl KernelTables {
     pub fn new(maps: PolicyMaps) -> Self {
         Self {
             maps,
+            adopted: None,
             files: HashMap::new(),
             exes: HashMap::new(),
             recent: Vec::new(),
             active: 0,
             issued: 0,
             lsm: false,
+        }
+    }
+
+    /// Takes over tables an earlier agent filled (programs adopted from
+    /// their pins, `kernel/pins.rs`): its active generation goes on
+    /// deciding until this agent installs its own policy (into the other
+    /// slot) or disables it; its files and executables are known, so that
+    /// the install removes those the new policy lacks.
+    pub fn adopt(maps: PolicyMaps) -> Self {
+        let active = maps.active.get(&0, 0).unwrap_or(0);
+        let files = maps.files.iter().filter_map(Result::ok).collect();
+        let exes = maps.exes.iter().filter_map(Result::ok).collect();
+        Self {
+            maps,
+            adopted: (active != 0).then_some((active, None)),
+            files,
+            exes,
+            recent: Vec::new(),
+            active,
+            issued: active,
+            lsm: false,
+        }
+    }
+
+    /// The adopted generation was compiled from `policy`'s file (their
+    /// digests match): the kernel's stops under it are that policy's.
+    pub fn adopted_is(&mut self, generation: u32, policy: &Arc<Policy>) {
+        if let Some((adopted, known)) = &mut self.adopted
+            && *adopted == generation
+        {
+            *known = Some(policy.clone());
         }
     }
 
@@ -223,6 +258,10 @@ impl KernelTables {
             .iter()
             .rev()
             .find(|p| p.generation == generation)
+            .or(match &self.adopted {
+                Some((adopted, known)) if *adopted == generation => known.as_ref(),
+                _ => None,
+            })
     }
 
     /// Makes `policy` the kernel's: fills the unused slot with its files,
