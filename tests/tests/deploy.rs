@@ -273,6 +273,17 @@ fn the_daemonset_carries_a_working_configuration_and_policy() {
         config.policy.as_deref(),
         Some(Path::new("/etc/weightwarden/policy.toml"))
     );
+    // A pod replaced leaves its programs pinned in the host's bpffs (the
+    // mount above) for the next one.
+    assert!(config.kernel.handover);
+    assert!(
+        config
+            .kernel
+            .pin_dir(false)
+            .is_some_and(|d| d.starts_with("/sys/fs/bpf")),
+        "{:?}",
+        config.kernel.pin_dir
+    );
     assert_eq!(container["args"][2], "/etc/weightwarden/weightwarden.toml");
     // Host processes and the host's name.
     assert_eq!(pod["hostPID"], true);

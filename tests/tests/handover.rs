@@ -245,14 +245,19 @@ fn a_load_of_other_settings_is_replaced_and_its_ring_buffer_drained() {
     const N: usize = 20;
     let mut gap = readers(&file, N, "0");
     assert!(gap.wait().unwrap().success());
-    let mut b = SensorProcess::start_with_config(
+    let b = SensorProcess::start_with_config(
         &[models.path()],
         &["--ring-buffer-bytes", "16777216"],
         &pins.config(false),
     );
-    b.expect_warning("of another build or other kernel settings");
     let start = started(&b);
     assert_eq!(counter(&start, "agent", "handover_adopted"), 0);
+    assert!(
+        b.log()
+            .contains("of another build or other kernel settings"),
+        "{}",
+        b.log()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while cat_opens(&file, &b.events()).len() < N {
         assert!(
@@ -262,8 +267,11 @@ fn a_load_of_other_settings_is_replaced_and_its_ring_buffer_drained() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, _) = b.stop_events();
+    let (status, events) = b.stop_events();
     assert!(status.success());
+    let stop = events.last().unwrap();
+    assert_eq!(counter(stop, "agent", "handover_replaced"), 1);
+    assert_eq!(counter(stop, "agent", "handover_aggregates_unreported"), 0);
     assert!(pins.links().is_empty(), "{:?}", pins.links());
 }
 

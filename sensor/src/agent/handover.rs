@@ -110,7 +110,7 @@ impl Origin {
                     RingBuf::try_from(Map::RingBuf(data)).ok()
                 });
                 let decodable = previous.object == Some(sensor.object_digest());
-                tracing::warn!(
+                tracing::info!(
                     previous_pid = previous.tgid,
                     same_build = decodable,
                     "the programs an earlier agent left pinned are of another build or other \

@@ -125,6 +125,12 @@ pub struct RunArgs {
     /// `store.path` (default /var/lib/weightwarden/audit.db).
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
+    /// At SIGTERM, leave the programs attached and pinned for the next
+    /// agent to adopt (restarts and upgrades without a gap). Sets
+    /// `kernel.handover`; SIGINT always detaches; `weightwarden unload`
+    /// detaches what a stopped agent left.
+    #[arg(long)]
+    pub handover: bool,
     /// Run although another agent runs on this host (for tests only: two
     /// agents record and enforce everything twice).
     #[arg(long, hide = true)]
@@ -359,6 +365,7 @@ impl RunArgs {
         if let Some(level) = &self.log_level {
             config.agent.log_level = level.clone();
         }
+        config.kernel.handover |= self.handover;
         config.validate()?;
         Ok(RunSettings {
             config,
