@@ -122,6 +122,11 @@ impl SensorProcess {
         Self::spawn(roots, extra, "# defaults\n", env)
     }
 
+    /// `start` with a configuration and more environment variables.
+    pub fn start_with(roots: &[&Path], extra: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(roots, extra, config, env)
+    }
+
     fn spawn(roots: &[&Path], extra: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         require_root();
         let dir = tempfile::tempdir().unwrap();

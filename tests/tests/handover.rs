@@ -322,3 +322,161 @@ fn a_pin_directory_in_use_is_refused_and_unload_detaches_a_handover() {
     assert!(pins.links().is_empty());
     assert_eq!(pins.maps(), 0);
 }
+
+/// Receives datagrams on `socket` until one starts with `prefix`; returns
+/// its text and the descriptors it carried.
+fn receive(
+    socket: &std::os::unix::net::UnixDatagram,
+    prefix: &str,
+) -> (String, Vec<std::os::fd::OwnedFd>) {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let msg = recvmsg::<UnixAddr>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .expect("no message from the agent within the socket's timeout");
+        let fds: Vec<OwnedFd> = msg
+            .cmsgs()
+            .unwrap()
+            .filter_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => Some(fds),
+                _ => None,
+            })
+            .flatten()
+            // SAFETY: received just now: this test owns them.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        let n = msg.bytes;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(prefix) {
+            return (text, fds);
+        }
+    }
+}
+
+#[test]
+fn under_a_service_manager_opens_wait_for_the_next_agent_instead_of_going_through() {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let pins = Pins::new("fdstore");
+    let models = tempfile::tempdir().unwrap();
+    let file = models.path().join("llama.safetensors");
+    write_file(&file, 64 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "mode = \"enforce\"\n[weights.llama]\npaths = [\"{}\"]\ndefault = \"deny\"\n",
+            models.path().display()
+        ),
+    )
+    .unwrap();
+    // This test is the service manager: the notify socket and the store.
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let notify = socket_path.to_str().unwrap();
+    let policy_arg = policy.to_str().unwrap();
+    let mut a = SensorProcess::start_with(
+        &[models.path()],
+        &["--policy", policy_arg],
+        &pins.config(true),
+        &[("NOTIFY_SOCKET", notify)],
+    );
+    a.expect_handover();
+    a.stop();
+    let (_, mut stored) = receive(&socket, "FDSTORE=1\nFDNAME=fanotify");
+    assert_eq!(stored.len(), 1);
+    let group = stored.remove(0);
+
+    // No agent runs: the open is held in the stored group.
+    let mut held = Command::new("cat")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        held.try_wait().unwrap().is_none(),
+        "the open went through while no agent ran"
+    );
+
+    // The next agent, given the group as systemd passes it.
+    let config = dir.path().join("b.toml");
+    fs::write(&config, pins.config(false)).unwrap();
+    let out = dir.path().join("b.jsonl");
+    let raw = group.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\""])
+        .arg(binary())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--policy", policy_arg, "--allow-second-agent"])
+        .args([
+            "--metrics",
+            "none",
+            "--store",
+            "none",
+            "--state-dir",
+            "none",
+        ])
+        .arg("--watch")
+        .arg(models.path())
+        .arg("--output")
+        .arg(format!("jsonl:{}", out.display()))
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDNAMES", "fanotify")
+        .env("NOTIFY_SOCKET", notify)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: dup2 is async-signal-safe; the descriptor is open.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut b = command.spawn().unwrap();
+    drop(group);
+    tests::wait_live(&mut b, &out);
+    let (removed, _) = receive(&socket, "FDSTOREREMOVE=1");
+    assert_eq!(removed, "FDSTOREREMOVE=1\nFDNAME=fanotify");
+
+    // Answered by B: refused with EPERM, not killed, no byte read.
+    let cat = held.wait_with_output().unwrap();
+    assert_eq!(cat.status.code(), Some(1), "{cat:?}");
+    assert!(
+        String::from_utf8_lossy(&cat.stderr).contains("Operation not permitted"),
+        "{cat:?}"
+    );
+    assert!(cat.stdout.is_empty());
+    let done = tests::stop_agent(b);
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{log}");
+    assert!(
+        log.contains("took over the previous agent's fanotify group"),
+        "{log}"
+    );
+    assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
+    let records = fs::read_to_string(&out).unwrap();
+    let denied = records
+        .lines()
+        .filter(|l| l.contains("\"action\":\"denied\"") && l.contains("\"comm\":\"cat\""))
+        .count();
+    assert_eq!(denied, 1, "{records}");
+    assert!(pins.links().is_empty(), "{:?}", pins.links());
+}

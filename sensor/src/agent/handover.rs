@@ -128,6 +128,41 @@ impl Origin {
 }
 
 impl Agent {
+    /// At a handover stop: stops the fanotify thread once every open it
+    /// read is answered, then gives its group to the service manager's
+    /// file descriptor store, where opens of policy files wait for the next
+    /// agent instead of going through.
+    pub(super) fn hand_over_fanotify(&mut self) {
+        let Some(enforcer) = &self.enforcer else {
+            return;
+        };
+        if !enforcer.halt(std::time::Duration::from_secs(2)) {
+            tracing::warn!(
+                "the fanotify thread did not stop within 2 s: its group is not handed over, and \
+                 opens of policy files go through until the next agent (the pinned programs \
+                 still stop reads)"
+            );
+            return;
+        }
+        match super::fdstore::store(super::fdstore::FANOTIFY, enforcer.group()) {
+            Ok(true) => tracing::info!(
+                "handover: the fanotify group is in the service manager's store; opens of \
+                 policy files wait for the next agent"
+            ),
+            Ok(false) => tracing::info!(
+                "handover: no service manager to keep the fanotify group (NOTIFY_SOCKET unset): \
+                 it closes with this agent, and until the next one the pinned programs enforce \
+                 alone (BPF LSM, or the kill fallback)"
+            ),
+            Err(err) => tracing::warn!(
+                error = %err,
+                "cannot hand the fanotify group to the service manager (FileDescriptorStoreMax= \
+                 in the unit?): opens of policy files go through until the next agent (the \
+                 pinned programs still stop reads)"
+            ),
+        }
+    }
+
     /// Reads what a replaced load left in its ring buffer, accounts for
     /// what it still aggregated, then unpins its maps and moves this load's
     /// pins in place.

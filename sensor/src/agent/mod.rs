@@ -4,6 +4,7 @@
 
 mod creations;
 mod event_loop;
+mod fdstore;
 mod handover;
 mod health;
 mod holders;
@@ -257,6 +258,7 @@ pub async fn run(settings: RunSettings) -> Result<Stopped, RunError> {
                      next agent"
                 );
                 drop(sensor);
+                agent.hand_over_fanotify();
                 agent.health.agent.handover_left_attached.inc();
                 agent.drain_ring_for(&mut ring, HANDOVER_DRAIN);
             } else {
@@ -328,7 +330,11 @@ fn start(settings: RunSettings) -> Result<Started, AgentError> {
         dropped: enforced_dropped,
         new_files: new_policy_files,
         findings: policy_findings,
-    } = policy::start_up(config.policy.as_deref(), &mut kernel_tables)?;
+    } = policy::start_up(
+        config.policy.as_deref(),
+        &mut kernel_tables,
+        fdstore::take(fdstore::FANOTIFY),
+    )?;
     let (enforcer, enforced) = enforcement.unzip();
     // Stops the adopted programs made while no agent ran are this policy's
     // if it is the same file.

@@ -5,6 +5,7 @@
 //! `policy_rejected` record, and the policy in force stays.
 
 use std::{
+    os::fd::OwnedFd,
     os::unix::fs::MetadataExt,
     path::Path,
     sync::{
@@ -95,7 +96,15 @@ pub struct StartUp {
 /// answering at once (an open of a marked file waits for the answer), so
 /// that any failure stops the start-up with nothing attached. The kernel
 /// tables are filled once the processes are known ([`Agent::install_policy`]).
-pub fn start_up(path: Option<&Path>, tables: &mut KernelTables) -> Result<StartUp, AgentError> {
+///
+/// `inherited` is an earlier agent's fanotify group (`agent/fdstore.rs`):
+/// enforcing, this agent answers the opens it holds; otherwise it is
+/// closed, which lets them through.
+pub fn start_up(
+    path: Option<&Path>,
+    tables: &mut KernelTables,
+    inherited: Option<OwnedFd>,
+) -> Result<StartUp, AgentError> {
     let Some(path) = path else {
         return Ok(StartUp::default());
     };
@@ -108,8 +117,14 @@ pub fn start_up(path: Option<&Path>, tables: &mut KernelTables) -> Result<StartU
     })?;
     let enforcer = match compiled.mode {
         Mode::Enforce => {
+            if inherited.is_some() {
+                tracing::info!(
+                    "took over the previous agent's fanotify group: the opens it held while no \
+                     agent ran are answered now"
+                );
+            }
             Some(
-                enforcer_for(&compiled).map_err(|source| AgentError::Enforcement {
+                enforcer_for(&compiled, inherited).map_err(|source| AgentError::Enforcement {
                     path: path.to_path_buf(),
                     source,
                 })?,
@@ -207,8 +222,9 @@ fn verdict_writer(tables: &KernelTables) -> Result<VerdictMaps, AgentError> {
 
 fn enforcer_for(
     compiled: &Policy,
+    inherited: Option<OwnedFd>,
 ) -> Result<Enforcer, crate::decide::enforce::fanotify::FanotifyError> {
-    Enforcer::new(compiled)
+    Enforcer::new(compiled, inherited)
 }
 
 /// Why a policy file was not taken.
@@ -465,7 +481,7 @@ impl Agent {
                         return self.reject_policy(&path, why, errors);
                     }
                 }
-                None => match enforcer_for(&new) {
+                None => match enforcer_for(&new, None) {
                     Ok(enforcer) => {
                         if let Err(err) = self.start_enforcement(enforcer, shared.clone()) {
                             let errors = vec![format!("  {}", Chain(&err))];

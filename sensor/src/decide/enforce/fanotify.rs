@@ -25,17 +25,23 @@
 
 use std::{
     collections::HashSet,
-    os::fd::{AsFd, AsRawFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd},
     path::Path,
     sync::{
-        Arc,
+        Arc, Condvar, Mutex,
         atomic::{AtomicBool, Ordering},
     },
 };
 
 use arc_swap::ArcSwap;
-use nix::sys::fanotify::{
-    EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
+use nix::{
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    sys::{
+        eventfd::{EfdFlags, EventFd},
+        fanotify::{
+            EventFFlags, Fanotify, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
+        },
+    },
 };
 use sensor_common::FileKey;
 
@@ -117,26 +123,63 @@ fn write_rows(
 #[derive(Clone)]
 pub struct Enforcer {
     group: Arc<Fanotify>,
+    /// Written to stop the thread between two batches (a handover).
+    halt: Arc<EventFd>,
+    /// Set by the thread when it has stopped: every event it read is
+    /// answered.
+    stopped: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Enforcer {
-    /// Creates the group and marks every file of `policy`.
-    pub fn new(policy: &Policy) -> Result<Self, FanotifyError> {
-        let group = Fanotify::init(
-            // FAN_REPORT_TID: the opening thread, whose `/proc/TID/syscall`
-            // tells an open for writing from one for reading.
-            InitFlags::FAN_CLASS_CONTENT
-                | InitFlags::FAN_CLOEXEC
-                | InitFlags::FAN_UNLIMITED_QUEUE
-                | InitFlags::FAN_REPORT_TID,
-            EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
-        )
-        .map_err(FanotifyError::Init)?;
+    /// Creates the group (or takes over `inherited`, an earlier agent's,
+    /// whose queued opens this one answers: `agent/fdstore.rs`) and marks
+    /// every file of `policy`.
+    pub fn new(policy: &Policy, inherited: Option<OwnedFd>) -> Result<Self, FanotifyError> {
+        let group = match inherited {
+            // SAFETY: a fanotify group's descriptor, passed by the service
+            // manager under the name only this agent stores it as; owned.
+            Some(fd) => unsafe { Fanotify::from_raw_fd(fd.into_raw_fd()) },
+            None => Fanotify::init(
+                // FAN_REPORT_TID: the opening thread, whose
+                // `/proc/TID/syscall` tells an open for writing from one
+                // for reading.
+                InitFlags::FAN_CLASS_CONTENT
+                    | InitFlags::FAN_CLOEXEC
+                    | InitFlags::FAN_UNLIMITED_QUEUE
+                    | InitFlags::FAN_REPORT_TID,
+                EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
+            )
+            .map_err(FanotifyError::Init)?,
+        };
+        let halt = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(FanotifyError::Init)?;
         let enforcer = Self {
             group: Arc::new(group),
+            halt: Arc::new(halt),
+            stopped: Arc::default(),
         };
         enforcer.mark(policy)?;
         Ok(enforcer)
+    }
+
+    /// Stops the thread after the batch it is answering and waits up to
+    /// `wait` for it: then no event is read and left unanswered, and the
+    /// group can be handed to the next agent. False if it did not stop.
+    pub fn halt(&self, wait: std::time::Duration) -> bool {
+        if self.halt.write(1).is_err() {
+            return false;
+        }
+        let (lock, stopped) = &*self.stopped;
+        let Ok(guard) = lock.lock() else {
+            return false;
+        };
+        stopped
+            .wait_timeout_while(guard, wait, |done| !*done)
+            .is_ok_and(|(done, _)| *done)
+    }
+
+    /// The group, to hand over.
+    pub fn group(&self) -> BorrowedFd<'_> {
+        self.group.as_fd()
     }
 
     /// Marks every file of `policy` (marking twice is harmless). A file
@@ -239,11 +282,54 @@ impl Enforcer {
         policy: crate::decide::policy::SharedPolicy,
         kernel: KernelPolicies,
         gpu: GpuPids,
+        verdicts: VerdictMaps,
+        new_files: Arc<AtomicBool>,
+        report: impl FnMut(Enforced),
+    ) {
+        self.answer(policy, kernel, gpu, verdicts, new_files, report);
+        let (lock, stopped) = &*self.stopped;
+        if let Ok(mut done) = lock.lock() {
+            *done = true;
+        }
+        stopped.notify_all();
+    }
+
+    /// Whether to read the group (false: halted, or the wait failed).
+    fn wait_for_events(&self) -> bool {
+        loop {
+            let mut fds = [
+                PollFd::new(self.group.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.halt.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {
+                    let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+                    if ready(&fds[1]) {
+                        return false;
+                    }
+                    if ready(&fds[0]) {
+                        return true;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(err) => {
+                    tracing::error!(error = %err, "fanotify poll failed: opens of policy files are no longer judged");
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        policy: crate::decide::policy::SharedPolicy,
+        kernel: KernelPolicies,
+        gpu: GpuPids,
         mut verdicts: VerdictMaps,
         new_files: Arc<AtomicBool>,
         mut report: impl FnMut(Enforced),
     ) {
-        loop {
+        while self.wait_for_events() {
             let events = match self.group.read_events() {
                 Ok(events) => events,
                 Err(nix::errno::Errno::EINTR) => continue,
