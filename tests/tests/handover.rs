@@ -55,6 +55,20 @@ impl Pins {
         fs::read_dir(self.0.join("maps")).map_or(0, |d| d.count())
     }
 
+    /// `doctor`'s report on this directory.
+    fn doctor(&self) -> String {
+        let out = Command::new(binary())
+            .args(["doctor", "--json", "--pin-dir"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        tests::doctor_check(&report, "pinned programs")["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     fn unload(&self) -> std::process::Output {
         Command::new(binary())
             .args(["unload", "--pin-dir"])
@@ -309,9 +323,24 @@ fn a_pin_directory_in_use_is_refused_and_unload_detaches_a_handover() {
     );
     let refused = pins.unload();
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let pid = a.events()[0].sensor.as_ref().unwrap().pid;
+    assert!(
+        pins.doctor().contains(&format!(
+            "pinned in {} by the running agent (pid {pid})",
+            pins.0.display()
+        )),
+        "{}",
+        pins.doctor()
+    );
     a.stop();
     let links = pins.links().len();
     assert!(links >= 5);
+    let doctor = pins.doctor();
+    assert!(
+        doctor.contains(&format!("{links} program links left attached"))
+            && doctor.contains(&format!("stopped agent (pid {pid})")),
+        "{doctor}"
+    );
     let out = pins.unload();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
@@ -321,6 +350,11 @@ fn a_pin_directory_in_use_is_refused_and_unload_detaches_a_handover() {
     );
     assert!(pins.links().is_empty());
     assert_eq!(pins.maps(), 0);
+    assert!(
+        pins.doctor().starts_with("nothing attached"),
+        "{}",
+        pins.doctor()
+    );
 }
 
 /// Receives datagrams on `socket` until one starts with `prefix`; returns

@@ -66,15 +66,15 @@ pub fn report_refused(sensor: &Sensor, handover: bool) {
     if handover {
         tracing::warn!(
             reason = %why,
-            "HANDOVER OFF: this kernel refuses to pin program links (a security policy; maps \
-             and programs pin), so nothing is pinned: a restart or crash of the agent is a \
-             gap in capture and enforcement, and a stop detaches the programs"
+            "HANDOVER OFF: the kernel refused to pin a program link (see the reason), so \
+             nothing is pinned: a restart or crash of the agent is a gap in capture and \
+             enforcement, and a stop detaches the programs"
         );
     } else {
         tracing::info!(
             reason = %why,
-            "this kernel refuses to pin program links: nothing is pinned, so a crash of the \
-             agent is a gap in capture and enforcement"
+            "the kernel refused to pin a program link (see the reason): nothing is pinned, so \
+             a crash of the agent is a gap in capture and enforcement"
         );
     }
 }

@@ -343,6 +343,9 @@ pub struct DoctorArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The pin directory whose programs to report (`kernel.pin_dir`).
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
 }
 
 impl RunArgs {

@@ -20,6 +20,7 @@ use crate::{
     kernel::{
         btf::{KernelOffsets, VMLINUX_BTF},
         loader::{LoadOptions, attach_and_detach, load_program, open_object},
+        pins::{PinDir, PinError},
         preflight::{self, BPFFS, SECURITYFS, TRACEFS},
         programs::{Attach, ENFORCEMENT_LSM, HOOK_PROBES, TIERS, TierSpec},
         uring,
@@ -105,6 +106,8 @@ pub struct Report {
 
 /// What the checks share: found once, used by several.
 struct Host {
+    /// The pin directory to report on (`kernel.pin_dir`).
+    pin_dir: std::path::PathBuf,
     root: bool,
     kernel: String,
     offsets: Result<KernelOffsets, String>,
@@ -147,12 +150,14 @@ const CHECKS: &[CheckFn] = &[
     usable_tier,
     io_uring,
     enforcement,
+    pinned,
 ];
 
 /// Runs every check.
-pub fn diagnose() -> Report {
+pub fn diagnose(pin_dir: &Path) -> Report {
     let kernel = preflight::kernel_release();
     let mut host = Host {
+        pin_dir: pin_dir.to_path_buf(),
         root: nix::unistd::geteuid().is_root(),
         offsets: KernelOffsets::from_file(Path::new(VMLINUX_BTF))
             .map_err(|e| Chain(&e).to_string()),
@@ -183,7 +188,7 @@ pub fn diagnose() -> Report {
 /// Runs the checks, prints the report (text or `--json`); exits 0 when
 /// `run` can work here.
 pub fn execute(args: &DoctorArgs) -> u8 {
-    let report = diagnose();
+    let report = diagnose(&args.pin_dir);
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),
@@ -306,6 +311,48 @@ fn filesystems(host: &mut Host) -> Vec<Check> {
         }
     })
     .collect()
+}
+
+/// What is pinned in the default pin directory (`kernel.pin_dir`): a
+/// running agent's programs, or a stopped one's left for the next.
+fn pinned(host: &mut Host) -> Vec<Check> {
+    let dir = host.pin_dir.as_path();
+    let links = std::fs::read_dir(dir.join("links")).map_or(0, |d| d.count());
+    let check = |detail: String| vec![Check::ok("pinned programs", false, detail)];
+    if links == 0 {
+        return check(format!("nothing attached in {}", dir.display()));
+    }
+    match PinDir::open(dir) {
+        Err(PinError::Busy { pid, .. }) => check(format!(
+            "{links} program links pinned in {} by the running agent{}",
+            dir.display(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        )),
+        Err(err) => vec![Check::missing(
+            "pinned programs",
+            false,
+            format!(
+                "{links} program links in {}: {}",
+                dir.display(),
+                Chain(&err)
+            ),
+            "weightwarden unload",
+        )],
+        Ok(pins) => {
+            let from = pins
+                .previous()
+                .ok()
+                .flatten()
+                .map(|p| format!(" (pid {})", p.tgid))
+                .unwrap_or_default();
+            check(format!(
+                "{links} program links left attached in {} by a stopped agent{from}: they \
+                 capture and enforce with no agent, the next `run` adopts them, `weightwarden \
+                 unload` detaches them",
+                dir.display()
+            ))
+        }
+    }
 }
 
 fn bpf_lsm_boot_list(_host: &mut Host) -> Vec<Check> {

@@ -605,9 +605,8 @@ impl Sensor {
 
     /// Attaches `program` at `attach` (its `index`th attach point) and
     /// keeps the link: pinned when the load is, else by its descriptor.
-    /// Should the kernel refuse the pin (some security policies forbid
-    /// pinning links, though maps and programs pin), the program is
-    /// attached again and the whole load goes unpinned
+    /// Should the kernel refuse the pin (an LSM policy can), the program
+    /// is attached again and the whole load goes unpinned
     /// ([`Sensor::pins_refused`]).
     fn attach_kept(
         &mut self,

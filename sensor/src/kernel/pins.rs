@@ -225,14 +225,21 @@ impl PinDir {
     /// descriptor holds it), then maps (each freed once no program uses
     /// it). Returns how many links were unpinned.
     pub fn clear(&self) -> Result<usize, PinError> {
-        let links = self.list("links")?;
-        for (_, path) in &links {
-            std::fs::remove_file(path).map_err(io_at(path))?;
+        let mut detached = 0;
+        // A replacement cut short leaves its own beside the earlier load's.
+        for sub in ["links", "links-next", "maps", "maps-next"] {
+            if !self.path.join(sub).exists() {
+                continue;
+            }
+            let pins = self.list(sub)?;
+            for (_, path) in &pins {
+                std::fs::remove_file(path).map_err(io_at(path))?;
+            }
+            if sub.starts_with("links") {
+                detached += pins.len();
+            }
         }
-        for (_, path) in self.list("maps")? {
-            std::fs::remove_file(&path).map_err(io_at(&path))?;
-        }
-        Ok(links.len())
+        Ok(detached)
     }
 }
 
