@@ -543,6 +543,18 @@ impl Drop for SensorProcess {
     }
 }
 
+/// A `sensor` record's counter `section.name` (0 when absent: counters
+/// created on first use).
+pub fn sensor_counter(event: &Event, section: &str, name: &str) -> u64 {
+    event
+        .sensor
+        .as_ref()
+        .and_then(|s| s.counters.get(section))
+        .and_then(|c| c.get(name))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Every non-zero loss or failure counter in a `sensor_stop` record's
 /// `sensor` object: all of `kernel` (a counter added later is covered
 /// too), the agent's decode and aggregate-map errors, sink write failures

@@ -87,16 +87,6 @@ impl Drop for Pins {
     }
 }
 
-fn counter(event: &Event, section: &str, name: &str) -> u64 {
-    event
-        .sensor
-        .as_ref()
-        .and_then(|s| s.counters.get(section))
-        .and_then(|c| c.get(name))
-        .copied()
-        .unwrap_or(0)
-}
-
 /// `n` `cat`s of `file` one after another, `pause` apart, in the
 /// background.
 fn readers(file: &Path, n: usize, pause: &str) -> std::process::Child {
@@ -158,7 +148,10 @@ fn a_restart_under_load_adopts_the_pinned_programs_and_loses_no_record() {
     let b = SensorProcess::start_with_config(&[models.path()], &[], &pins.config(true));
     assert!(load.wait().unwrap().success());
     let b_start = started(&b);
-    assert_eq!(counter(&b_start, "agent", "handover_adopted"), 1);
+    assert_eq!(
+        tests::sensor_counter(&b_start, "agent", "handover_adopted"),
+        1
+    );
     // The same hooks, not attached again.
     assert_eq!(
         b_start.sensor.as_ref().unwrap().hooks_attached,
@@ -172,7 +165,10 @@ fn a_restart_under_load_adopts_the_pinned_programs_and_loses_no_record() {
     assert!(status.success());
     let a_stop = a_events.last().unwrap();
     assert_eq!(a_stop.action, Action::SensorStop);
-    assert_eq!(counter(a_stop, "agent", "handover_left_attached"), 1);
+    assert_eq!(
+        tests::sensor_counter(a_stop, "agent", "handover_left_attached"),
+        1
+    );
     let opens = cat_opens(&file, a_events.iter().chain(&b_events));
     let twice: Vec<_> = opens.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "recorded twice: {twice:?}");
@@ -265,7 +261,10 @@ fn a_load_of_other_settings_is_replaced_and_its_ring_buffer_drained() {
         &pins.config(false),
     );
     let start = started(&b);
-    assert_eq!(counter(&start, "agent", "handover_adopted"), 0);
+    assert_eq!(
+        tests::sensor_counter(&start, "agent", "handover_adopted"),
+        0
+    );
     assert!(
         b.log()
             .contains("of another build or other kernel settings"),
@@ -284,8 +283,11 @@ fn a_load_of_other_settings_is_replaced_and_its_ring_buffer_drained() {
     let (status, events) = b.stop_events();
     assert!(status.success());
     let stop = events.last().unwrap();
-    assert_eq!(counter(stop, "agent", "handover_replaced"), 1);
-    assert_eq!(counter(stop, "agent", "handover_aggregates_unreported"), 0);
+    assert_eq!(tests::sensor_counter(stop, "agent", "handover_replaced"), 1);
+    assert_eq!(
+        tests::sensor_counter(stop, "agent", "handover_aggregates_unreported"),
+        0
+    );
     assert!(pins.links().is_empty(), "{:?}", pins.links());
 }
 

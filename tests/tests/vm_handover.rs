@@ -104,16 +104,6 @@ fn decode(text: &str) -> Vec<Event> {
         .collect()
 }
 
-fn counter(event: &Event, section: &str, name: &str) -> u64 {
-    event
-        .sensor
-        .as_ref()
-        .and_then(|s| s.counters.get(section))
-        .and_then(|c| c.get(name))
-        .copied()
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_restart_under_load_adopts_the_pinned_programs_and_loses_nothing() {
     let vm = tests::vm_or_skip!();
@@ -140,14 +130,17 @@ fn a_restart_under_load_adopts_the_pinned_programs_and_loses_nothing() {
     let a = decode(run.expect_section("a-events"));
     let a_stop = a.last().unwrap();
     assert_eq!(a_stop.action, Action::SensorStop);
-    assert_eq!(counter(a_stop, "agent", "handover_left_attached"), 1);
-    assert_eq!(counter(a_stop, "kernel", "ringbuf_full"), 0);
+    assert_eq!(
+        tests::sensor_counter(a_stop, "agent", "handover_left_attached"),
+        1
+    );
+    assert_eq!(tests::sensor_counter(a_stop, "kernel", "ringbuf_full"), 0);
     let pinned: usize = run.expect_section("pinned-links").trim().parse().unwrap();
     assert!(pinned >= 5, "A left {pinned} links pinned");
 
     let b_start = b.iter().find(|e| e.action == Action::SensorStart).unwrap();
     assert_eq!(
-        counter(b_start, "agent", "handover_adopted"),
+        tests::sensor_counter(b_start, "agent", "handover_adopted"),
         1,
         "{b_start:?}"
     );

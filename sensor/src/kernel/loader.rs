@@ -995,15 +995,7 @@ pub fn attach_and_detach(
 /// Attaches the loaded program `name` at `attach` and hands its link over
 /// (to pin, or to hold).
 fn attach_link(ebpf: &mut Ebpf, name: &'static str, attach: &Attach) -> Result<FdLink, LoadError> {
-    let attach_error = |source| LoadError::Attach {
-        program: name,
-        target: attach.describe(),
-        source: Box::new(source),
-        hint: match attach {
-            Attach::TracePoint(..) | Attach::KProbe(_) => TRACEFS_HINT,
-            _ => VERIFIER_HINT,
-        },
-    };
+    let attach_error = |source| attach_error(name, attach, source);
     macro_rules! take_as {
         ($ty:ty, $($arg:expr),*) => {{
             let program = program::<$ty>(ebpf, name)?;
@@ -1053,13 +1045,19 @@ fn attach_with(
         Attach::Lsm(_) => attach_as!(Lsm,),
         Attach::KProbe(function) => attach_as!(KProbe, function, 0),
     };
-    attached.map_err(|source| LoadError::Attach {
-        program: name,
+    attached.map_err(|source| attach_error(name, attach, source))
+}
+
+/// The kernel refused to attach `program` at `attach`, with the hint for
+/// that kind of hook.
+fn attach_error(program: &'static str, attach: &Attach, source: ProgramError) -> LoadError {
+    LoadError::Attach {
+        program,
         target: attach.describe(),
         source: Box::new(source),
         hint: match attach {
             Attach::TracePoint(..) | Attach::KProbe(_) => TRACEFS_HINT,
             _ => VERIFIER_HINT,
         },
-    })
+    }
 }
