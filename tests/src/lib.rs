@@ -370,8 +370,10 @@ impl SensorProcess {
     }
 
     fn finish(&mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Vec<Value>) {
+        // Before the child leaves `self`: should this panic, the drop still
+        // kills the agent (an orphan would keep its programs attached).
+        let held = BpfObjects::held_by(self.child.as_ref().unwrap().id());
         let mut child = self.child.take().unwrap();
-        let held = BpfObjects::held_by(child.id());
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
