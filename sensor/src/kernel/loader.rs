@@ -302,7 +302,17 @@ pub fn load_fingerprint(offsets: &KernelOffsets, opts: &LoadOptions) -> Fingerpr
         .flat_map(|t| t.programs.iter().chain(t.io_uring).map(|p| p.name))
         .collect();
     inputs.push(("programs", tiers.join(",").into_bytes()));
-    pins::fingerprint(ebpf::OBJECT, &inputs)
+    pins::fingerprint(object_sha256(), &inputs)
+}
+
+/// The embedded object's SHA-256, hashed once: the load's fingerprint and
+/// the `AGENT` map's object word both derive from it.
+fn object_sha256() -> &'static [u8] {
+    static HASH: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use sha2::Digest;
+        sha2::Sha256::digest(ebpf::OBJECT).into()
+    })
 }
 
 impl Sensor {
@@ -480,7 +490,7 @@ impl Sensor {
                 .map_err(map_err)?;
         }
         agent
-            .set(agent_slot::OBJECT, pins::object_digest(ebpf::OBJECT), 0)
+            .set(agent_slot::OBJECT, pins::object_digest(object_sha256()), 0)
             .map_err(map_err)?;
         agent
             .set(agent_slot::TGID, u64::from(std::process::id()), 0)
@@ -489,7 +499,7 @@ impl Sensor {
 
     /// The digest of the object this agent carries.
     pub fn object_digest(&self) -> u64 {
-        pins::object_digest(ebpf::OBJECT)
+        pins::object_digest(object_sha256())
     }
 
     /// After an earlier load's pins are gone: moves this load's staged pins

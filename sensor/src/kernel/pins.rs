@@ -301,14 +301,14 @@ pub fn policy_digest(sha256_hex: &str) -> u64 {
     u64::from_str_radix(sha256_hex.get(..16).unwrap_or("0"), 16).unwrap_or(0)
 }
 
-/// A short digest of the object alone: two loads with the same one make
-/// records of the same layout.
-pub fn object_digest(object: &[u8]) -> u64 {
-    fingerprint(object, &[])[0]
+/// A short digest of the object alone (from its SHA-256): two loads with
+/// the same one make records of the same layout.
+pub fn object_digest(object_sha256: &[u8]) -> u64 {
+    fingerprint(object_sha256, &[])[0]
 }
 
-/// The fingerprint of a load: the object, then every input frozen into
-/// it or sizing its maps, each length-prefixed.
+/// The fingerprint of a load: the object (its SHA-256), then every input
+/// frozen into it or sizing its maps, each length-prefixed.
 pub fn fingerprint(object: &[u8], inputs: &[(&str, Vec<u8>)]) -> Fingerprint {
     let mut hash = Sha256::new();
     hash.update((object.len() as u64).to_le_bytes());
