@@ -238,9 +238,10 @@ impl Fanout {
     /// Encodes `event` once per format and adds it to every output's
     /// batch.
     pub fn emit(&mut self, event: &Event) {
+        let wire = encode::Wire::of(event);
         for (format, encoder, buf) in &mut self.encoders {
             buf.clear();
-            if let Err(err) = encoder.encode(event, buf) {
+            if let Err(err) = encoder.encode_wire(&wire, buf) {
                 tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
                 buf.clear();
                 // Outputs of this format count it as a failed write.

@@ -12,8 +12,30 @@ use crate::event::Event;
 pub trait Encoder: Send {
     /// The name used in output specs and logs (`native`).
     fn name(&self) -> &'static str;
-    /// Appends the encoded `event`, with its record separator, to `out`.
-    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// Appends the encoded record, with its record separator, to `out`.
+    fn encode_wire(&mut self, wire: &Wire<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// [`Encoder::encode_wire`] for one event on its own.
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_wire(&Wire::of(event), out)
+    }
+}
+
+/// An event and its native wire form, built once per record for every
+/// encoding: OCSF and ECS take the native form's readable texts and pass
+/// its detail objects through, so building it once spares each of them
+/// the work (times, texts, process lists) again.
+pub struct Wire<'a> {
+    event: &'a Event,
+    native: native::Record<'a>,
+}
+
+impl<'a> Wire<'a> {
+    pub fn of(event: &'a Event) -> Self {
+        Self {
+            event,
+            native: native::wire(event),
+        }
+    }
 }
 
 /// A `send` record's detail, if this is one.

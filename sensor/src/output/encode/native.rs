@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{EncodeError, Encoder};
+use super::{EncodeError, Encoder, Wire};
 use crate::{
     decide::policy::{Mode, Operation, PolicyAction},
     enrich::{clock::format_unix_ns, process::Runtime},
@@ -47,8 +47,8 @@ impl Encoder for Native {
         "native"
     }
 
-    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        super::write_line(out, &Record::from(event))
+    fn encode_wire(&mut self, wire: &Wire<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        super::write_line(out, &wire.native)
     }
 }
 

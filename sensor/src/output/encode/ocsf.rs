@@ -15,7 +15,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{EncodeError, Encoder, base_name, failed, native, send, to_socket};
+use super::{EncodeError, Encoder, Wire, base_name, failed, native, send, to_socket};
 use crate::event::{Action, Event, Severity};
 
 /// The OCSF schema version the records follow.
@@ -30,8 +30,8 @@ impl Encoder for Ocsf {
         "ocsf"
     }
 
-    fn encode(&mut self, event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        super::write_line(out, &Out::of(event, &native::wire(event)))
+    fn encode_wire(&mut self, wire: &Wire<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        super::write_line(out, &Out::of(wire.event, &wire.native))
     }
 }
 
