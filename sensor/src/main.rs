@@ -6,12 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use sensor::cli::{self, Cli, Command};
 
-/// The agent allocates a few short-lived strings per record (its encodings'
-/// texts, the process and file descriptions); mimalloc's per-thread free
-/// lists serve that pattern with less CPU than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let status = match Cli::parse().command {
         Command::Run(args) => cli::run::execute(&args),

@@ -502,6 +502,8 @@ impl Agent {
         self.report_reads_before_send(&event);
         self.stamp(&mut event);
         let findings = self.decide.observe(&event);
+        // Shared with the encoding stages (output/offload.rs), not copied.
+        let event = std::sync::Arc::new(event);
         self.write(&event);
         self.follow_lineage(&event);
         for finding in findings {
@@ -526,7 +528,7 @@ impl Agent {
         });
     }
 
-    fn write(&mut self, event: &Event) {
+    fn write(&mut self, event: &std::sync::Arc<Event>) {
         self.health.agent.records_emitted.inc();
         self.health.count(event);
         self.out.emit(event);
@@ -535,7 +537,7 @@ impl Agent {
     /// Stamps and writes a record no detection looks at.
     pub(super) fn publish(&mut self, mut event: Event) {
         self.stamp(&mut event);
-        self.write(&event);
+        self.write(&std::sync::Arc::new(event));
     }
 
     /// Emits and deletes every kernel read aggregate `select` picks.

@@ -8,10 +8,12 @@
 pub mod deliver;
 pub mod encode;
 pub mod frame;
+mod offload;
 pub mod sink;
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -20,9 +22,10 @@ use crate::{
     event::{Event, OutputCounters},
     store::Writer,
 };
-use deliver::{Coalesce, Delivery, spool::Spool};
-use encode::{Encoder, Format};
+use deliver::{Coalesce, Delivery, Monitor, spool::Spool};
+use encode::{Encoder, Format, Wire};
 use frame::Framer;
+use offload::Stage;
 use sink::{Batch, Sink, SinkError};
 
 /// A batch this large is handed over at once rather than at the next flush.
@@ -71,13 +74,49 @@ impl Output {
 
 /// Every configured output, fed one event at a time.
 pub struct Fanout {
+    /// The outputs encoded on the event loop (the native encoding's).
     outputs: Vec<Output>,
-    /// One encoder and one reused buffer per format in use.
-    encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)>,
+    /// The other encodings' stages (`offload.rs`), with their outputs.
+    stages: Vec<Stage>,
+    /// Every output, in configuration order, for counters and signals.
+    monitors: Vec<Monitor>,
+    /// The native encoder and its reused buffer, when anything needs it.
+    native: Option<(Box<dyn Encoder>, Vec<u8>)>,
     /// Reused by the framers.
     scratch: Vec<u8>,
     /// The audit store, which keeps every record's native encoding.
     store: Option<Writer>,
+}
+
+/// Encodes `wire` in `format` into `buf` and frames it into the batch of
+/// each of `outputs` that asked for that format; an encoding failure is
+/// counted as a failed write of each. False when it could not be encoded.
+fn encode_into(
+    format: Format,
+    encoder: &mut dyn Encoder,
+    wire: &Wire<'_>,
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    outputs: &mut [Output],
+) -> bool {
+    buf.clear();
+    if let Err(err) = encoder.encode_wire(wire, buf) {
+        tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
+        buf.clear();
+        for output in outputs.iter().filter(|o| o.format == format) {
+            output.delivery.count_failed(1);
+        }
+        return false;
+    }
+    for output in outputs.iter_mut().filter(|o| o.format == format) {
+        output
+            .framer
+            .frame(wire.event(), buf, scratch, &mut output.batch);
+        if output.batch.bytes.len() >= BATCH_MAX_BYTES {
+            output.flush();
+        }
+    }
+    true
 }
 
 /// An output's spool directory under `spool_root`: its destination and
@@ -165,7 +204,7 @@ impl Fanout {
             delivery.count_dropped(cut);
             outputs.push((spec.format, framer, delivery));
         }
-        Ok(Self::with(outputs))
+        Self::with(outputs)
     }
 
     /// Outputs from sinks already open, each with its format, framed as
@@ -180,40 +219,56 @@ impl Fanout {
                 (format, Framer::Line, delivery)
             })
             .collect();
-        Self::with(outputs)
+        Self::with(outputs).expect("threads")
     }
 
-    fn with(outputs: Vec<(Format, Framer, Delivery)>) -> Self {
-        let mut encoders: Vec<(Format, Box<dyn Encoder>, Vec<u8>)> = Vec::new();
-        let outputs = outputs
-            .into_iter()
-            .map(|(format, framer, delivery)| {
-                if !encoders.iter().any(|(f, ..)| *f == format) {
-                    encoders.push((format, format.encoder(), Vec::with_capacity(4096)));
+    fn with(outputs: Vec<(Format, Framer, Delivery)>) -> Result<Self, OpenError> {
+        let monitors = outputs.iter().map(|(.., d)| d.monitor().clone()).collect();
+        let mut inline = Vec::new();
+        let mut offloaded: Vec<(Format, Vec<Output>)> = Vec::new();
+        for (format, framer, delivery) in outputs {
+            let output = Output {
+                format,
+                framer,
+                batch: Batch::default(),
+                delivery,
+            };
+            if format == Format::Native {
+                inline.push(output);
+            } else if let Some((_, list)) = offloaded.iter_mut().find(|(f, _)| *f == format) {
+                list.push(output);
+            } else {
+                offloaded.push((format, vec![output]));
+            }
+        }
+        let mut stages = Vec::new();
+        for (format, outputs) in offloaded {
+            let first = outputs[0].delivery.monitor().name().to_owned();
+            let stage = Stage::start(format, outputs, offload::BACKLOG_MAX).map_err(|source| {
+                OpenError::Thread {
+                    output: first,
+                    source,
                 }
-                Output {
-                    format,
-                    framer,
-                    batch: Batch::default(),
-                    delivery,
-                }
-            })
-            .collect();
-        Self {
-            outputs,
-            encoders,
+            })?;
+            stages.push(stage);
+        }
+        let native =
+            (!inline.is_empty()).then(|| (Format::Native.encoder(), Vec::with_capacity(4096)));
+        Ok(Self {
+            outputs: inline,
+            stages,
+            monitors,
+            native,
             scratch: Vec::new(),
             store: None,
-        }
+        })
     }
 
     /// Keeps every record in `store` too, in the native encoding the
     /// outputs write (byte for byte, with the line's newline).
     pub fn attach_store(&mut self, store: Writer) {
-        if !self.encoders.iter().any(|(f, ..)| *f == Format::Native) {
-            let native = Format::Native;
-            self.encoders
-                .push((native, native.encoder(), Vec::with_capacity(4096)));
+        if self.native.is_none() {
+            self.native = Some((Format::Native.encoder(), Vec::with_capacity(4096)));
         }
         self.store = Some(store);
     }
@@ -230,44 +285,38 @@ impl Fanout {
         for output in &mut self.outputs {
             output.delivery.finish();
         }
+        for stage in &mut self.stages {
+            stage.finish();
+        }
         if let Some(store) = &mut self.store {
             store.finish();
         }
     }
 
-    /// Encodes `event` once per format and adds it to every output's
-    /// batch.
-    pub fn emit(&mut self, event: &Event) {
-        let wire = encode::Wire::of(event);
-        for (format, encoder, buf) in &mut self.encoders {
-            buf.clear();
-            if let Err(err) = encoder.encode_wire(&wire, buf) {
-                tracing::error!(error = %crate::Chain(&err), encoder = encoder.name(), "cannot encode a record; it is lost for this format");
-                buf.clear();
-                // Outputs of this format count it as a failed write.
-                for output in self.outputs.iter().filter(|o| o.format == *format) {
-                    output.delivery.count_failed(1);
-                }
-                // The store keeps the native encoding: it lost it too.
-                if *format == Format::Native
-                    && let Some(store) = &self.store
-                {
-                    store.count_unencodable();
-                }
-                continue;
-            }
-            if *format == Format::Native
-                && let Some(store) = &self.store
-            {
+    /// Encodes `event` in the native encoding for the store and the
+    /// native outputs, and hands it to the other encodings' stages.
+    pub fn emit(&mut self, event: &Arc<Event>) {
+        for stage in &mut self.stages {
+            stage.push(event);
+        }
+        let Some((encoder, buf)) = &mut self.native else {
+            return;
+        };
+        let wire = Wire::of(event);
+        let encoded = encode_into(
+            Format::Native,
+            encoder.as_mut(),
+            &wire,
+            buf,
+            &mut self.scratch,
+            &mut self.outputs,
+        );
+        if let Some(store) = &self.store {
+            if encoded {
                 store.submit(event, buf);
-            }
-            for output in self.outputs.iter_mut().filter(|o| o.format == *format) {
-                output
-                    .framer
-                    .frame(event, buf, &mut self.scratch, &mut output.batch);
-                if output.batch.bytes.len() >= BATCH_MAX_BYTES {
-                    output.flush();
-                }
+            } else {
+                // The store keeps the native encoding: it lost it too.
+                store.count_unencodable();
             }
         }
     }
@@ -278,6 +327,9 @@ impl Fanout {
         for output in &mut self.outputs {
             output.flush();
         }
+        for stage in &mut self.stages {
+            stage.flush();
+        }
     }
 
     /// Flushes, then waits up to `wait` for every output's thread to have
@@ -286,8 +338,11 @@ impl Fanout {
     pub fn settle(&mut self, wait: Duration) {
         self.flush();
         let deadline = Instant::now() + wait;
-        for output in &self.outputs {
-            output.delivery.settle(deadline);
+        for stage in &self.stages {
+            stage.settle(deadline);
+        }
+        for monitor in &self.monitors {
+            monitor.settle(deadline);
         }
     }
 
@@ -301,19 +356,19 @@ impl Fanout {
     /// write.
     pub fn reopen(&mut self) {
         self.flush();
-        for output in &self.outputs {
-            output.delivery.reopen();
+        for monitor in &self.monitors {
+            monitor.reopen();
         }
     }
 
     /// Per-output counters, in configuration order.
     pub fn counters(&self) -> Vec<OutputCounters> {
-        self.outputs.iter().map(|o| o.delivery.counters()).collect()
+        self.monitors.iter().map(Monitor::counters).collect()
     }
 
     /// Records lost for any output so far.
     pub fn lost(&self) -> u64 {
-        self.outputs.iter().map(|o| o.delivery.lost()).sum()
+        self.monitors.iter().map(Monitor::lost).sum()
     }
 }
 
@@ -439,9 +494,10 @@ mod tests {
             Format::Native,
             Framer::Line,
             start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
-        )]);
+        )])
+        .expect("fanout");
         for n in 0..10 {
-            fanout.emit(&numbered(n));
+            fanout.emit(&Arc::new(numbered(n)));
             fanout.flush();
         }
         fanout.settle(Duration::from_secs(5));
@@ -460,9 +516,10 @@ mod tests {
             Format::Native,
             Framer::Line,
             start(Box::new(peer()), 1 << 20, Some(spool(dir.path())), None).expect("start"),
-        )]);
+        )])
+        .expect("fanout");
         for n in 10..15 {
-            fanout.emit(&numbered(n));
+            fanout.emit(&Arc::new(numbered(n)));
         }
         fanout.flush();
         wait_until("delivery", || got.lock().expect("lock").len() == 15);
@@ -501,9 +558,10 @@ mod tests {
             Format::Native,
             Framer::Line,
             start(Box::new(peer), 1 << 20, Some(spool), None).expect("start"),
-        )]);
+        )])
+        .expect("fanout");
         for n in 0..40 {
-            fanout.emit(&numbered(n));
+            fanout.emit(&Arc::new(numbered(n)));
             fanout.flush();
         }
         fanout.settle(Duration::from_secs(5));
@@ -523,13 +581,13 @@ mod tests {
         let room = 2 * line.len() + line.len() / 2;
         let mut fanout = Fanout::new(vec![(Format::Native, Box::new(Filling { room }))]);
         for _ in 0..5 {
-            fanout.emit(&event());
+            fanout.emit(&Arc::new(event()));
         }
         fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 3));
         // Later records find no room either: lost, and counted.
-        fanout.emit(&event());
+        fanout.emit(&Arc::new(event()));
         fanout.settle(Duration::from_secs(5));
         let c = &fanout.counters()[0];
         assert_eq!((c.records_written, c.write_failures), (2, 4));
@@ -545,8 +603,8 @@ mod tests {
             (Format::Native, Box::new(jsonl)),
             (Format::Native, Box::new(Broken)),
         ]);
-        fanout.emit(&event());
-        fanout.emit(&event());
+        fanout.emit(&Arc::new(event()));
+        fanout.emit(&Arc::new(event()));
         fanout.settle(Duration::from_secs(5));
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<_> = text.lines().collect();

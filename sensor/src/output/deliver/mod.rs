@@ -81,14 +81,22 @@ pub struct Coalesce {
 
 /// The event loop's handle on one output's thread.
 pub struct Delivery {
+    monitor: Monitor,
+    pool: Arc<Pool>,
+    thread: Option<JoinHandle<()>>,
+    /// Warns about the records `offer` drops.
+    drops: Alarm,
+}
+
+/// What another thread may do with an output while its [`Delivery`]
+/// lives elsewhere: read its counters, wait for it to settle, count
+/// records lost before they reached it, and ask it to reopen.
+#[derive(Clone)]
+pub struct Monitor {
     name: String,
     queue: Arc<Queue>,
     stats: Arc<Stats>,
     reopen: Arc<AtomicBool>,
-    pool: Arc<Pool>,
-    thread: Option<JoinHandle<()>>,
-    /// Drops not yet logged, and when the last warning went out.
-    drops: Alarm,
 }
 
 impl Delivery {
@@ -122,13 +130,19 @@ impl Delivery {
             .spawn(move || worker.run())?;
         Ok(Self {
             drops: Alarm::new(name.clone()),
-            name,
-            queue,
-            stats,
-            reopen,
+            monitor: Monitor {
+                name,
+                queue,
+                stats,
+                reopen,
+            },
             pool,
             thread: Some(thread),
         })
+    }
+
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
     }
 
     /// An empty batch to fill, with the capacity of one written before
@@ -140,9 +154,9 @@ impl Delivery {
     /// Hands `batch` to the output's thread without waiting; when its
     /// queue is full the records are dropped, counted and warned about.
     pub fn offer(&mut self, batch: Batch) {
-        if let Err(batch) = self.queue.push(batch) {
+        if let Err(batch) = self.monitor.queue.push(batch) {
             let n = batch.records() as u64;
-            self.stats.dropped.fetch_add(n, Relaxed);
+            self.monitor.count_dropped(n);
             self.drops.lost(
                 n,
                 "its queue is full (the destination is slower than capture)",
@@ -153,6 +167,48 @@ impl Delivery {
     }
 
     /// Counts records found damaged in the spool at start-up.
+    pub fn count_dropped(&self, records: u64) {
+        self.monitor.count_dropped(records);
+    }
+
+    /// Counts records the encoder could not encode for this output.
+    pub fn count_failed(&self, records: u64) {
+        self.monitor.count_failed(records);
+    }
+
+    /// Closes the queue and waits for the thread: it delivers what is
+    /// queued for up to [`STOP_GRACE`], spools the rest where it can.
+    pub fn finish(&mut self) {
+        self.monitor.queue.close();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(output = %self.monitor.name, "the output's thread panicked");
+        }
+    }
+
+    pub fn counters(&self) -> OutputCounters {
+        self.monitor.counters()
+    }
+
+    /// Records lost for this output: failed or dropped.
+    pub fn lost(&self) -> u64 {
+        self.monitor.lost()
+    }
+
+    pub fn settle(&self, deadline: Instant) {
+        self.monitor.settle(deadline);
+    }
+}
+
+impl Monitor {
+    /// The output's name (its destination), as its counters give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counts records lost before they reached the output: found damaged
+    /// in the spool at start-up, or refused by a full encoding stage.
     pub fn count_dropped(&self, records: u64) {
         self.stats.dropped.fetch_add(records, Relaxed);
     }
@@ -172,17 +228,6 @@ impl Delivery {
     /// `deadline`.
     pub fn settle(&self, deadline: Instant) {
         self.queue.settle(deadline);
-    }
-
-    /// Closes the queue and waits for the thread: it delivers what is
-    /// queued for up to [`STOP_GRACE`], spools the rest where it can.
-    pub fn finish(&mut self) {
-        self.queue.close();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!(output = %self.name, "the output's thread panicked");
-        }
     }
 
     pub fn counters(&self) -> OutputCounters {
@@ -218,7 +263,7 @@ fn short(name: &str) -> String {
 
 /// Logs losses of one kind: an error at the first, a warning each minute
 /// while they go on, a line when the output works again.
-struct Alarm {
+pub(super) struct Alarm {
     output: String,
     /// Since the first loss of the current run of failures.
     active: Option<Active>,
@@ -232,7 +277,7 @@ struct Active {
 }
 
 impl Alarm {
-    fn new(output: String) -> Self {
+    pub(super) fn new(output: String) -> Self {
         Self {
             output,
             active: None,
@@ -240,7 +285,7 @@ impl Alarm {
     }
 
     /// `lost` records could not go out because of `why`.
-    fn lost(&mut self, lost: u64, why: &str, first: &str) {
+    pub(super) fn lost(&mut self, lost: u64, why: &str, first: &str) {
         match &mut self.active {
             None => {
                 tracing::error!(output = %self.output, error = why, lost, "{first}");

@@ -36,6 +36,10 @@ impl<'a> Wire<'a> {
             native: native::wire(event),
         }
     }
+
+    pub fn event(&self) -> &'a Event {
+        self.event
+    }
 }
 
 /// A `send` record's detail, if this is one.
