@@ -214,7 +214,8 @@ fn encoding_step(
         drain_lag = drain_lag.max(agent::wait_quiet(path, stopped)?);
     }
     let agent_cpu_s = procfs::cpu_seconds(agent.pid())? - cpu_before;
-    agent.stop()?;
+    // What the outputs lost is this step's result (sensor_stop below).
+    agent.stop_counting_losses()?;
     let (pairs, elapsed) = driven?;
     let scan = records::scan(&output, &output)?;
     let ringbuf_full = agent::stop_counter(&scan, &output, "kernel.ringbuf_full")?;

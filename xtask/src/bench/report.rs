@@ -1070,9 +1070,10 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(
             md,
             "\nIssue 11: each output writes on its own thread ([outputs.md](outputs.md)); \
-             records are encoded on the event loop, once per encoding in use. The OCSF and ECS \
-             rows run a second output beside the native one, so their CPU is both encodings' \
-             (and the audit store's)."
+             the native encoding is made on the event loop, OCSF and ECS on a thread per \
+             encoding. The OCSF and ECS rows run a second output beside the native one, so \
+             their CPU is both encodings' (and the audit store's); a step's `lost` counts \
+             what that output dropped or failed to write."
         );
         agent_missed.extend(outputs_missed);
     }
