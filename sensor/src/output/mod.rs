@@ -391,7 +391,8 @@ mod tests {
     use crate::event::{Action, Severity, Tier, Timestamp};
     use sink::{JsonlSink, WriteError};
 
-    fn event() -> Event {
+    /// A heartbeat record: the outputs' tests' smallest whole event.
+    pub(super) fn event() -> Event {
         Event {
             id: None,
             time: Timestamp::from_unix_ns(1_767_225_600_000_000_000),
@@ -466,7 +467,8 @@ mod tests {
         }
     }
 
-    fn numbered(n: u64) -> Event {
+    /// [`event`] told apart by its host, `h{n}`.
+    pub(super) fn numbered(n: u64) -> Event {
         let mut e = event();
         e.host = format!("h{n}");
         e

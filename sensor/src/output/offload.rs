@@ -242,32 +242,14 @@ mod tests {
     };
 
     use super::*;
-    use crate::{
-        event::{Action, Severity, Tier, Timestamp},
-        output::{
-            Fanout,
-            frame::Framer,
-            sink::{self, Batch, Sink, WriteError},
-        },
+    use crate::output::{
+        Fanout,
+        frame::Framer,
+        sink::{self, Batch, Sink, WriteError},
     };
 
     fn numbered(n: u64) -> Arc<Event> {
-        Arc::new(Event {
-            id: None,
-            time: Timestamp::from_unix_ns(1_767_225_600_000_000_000),
-            host: format!("h{n}"),
-            action: Action::Heartbeat,
-            severity: Severity::Info,
-            tier: Tier::Tracepoint,
-            process: None,
-            file: None,
-            access: None,
-            exit: None,
-            sensor: None,
-            policy: None,
-            target: None,
-            detection: None,
-        })
+        Arc::new(crate::output::tests::numbered(n))
     }
 
     /// Keeps every record it is given.
