@@ -186,19 +186,6 @@ impl Delivery {
             tracing::error!(output = %self.monitor.name, "the output's thread panicked");
         }
     }
-
-    pub fn counters(&self) -> OutputCounters {
-        self.monitor.counters()
-    }
-
-    /// Records lost for this output: failed or dropped.
-    pub fn lost(&self) -> u64 {
-        self.monitor.lost()
-    }
-
-    pub fn settle(&self, deadline: Instant) {
-        self.monitor.settle(deadline);
-    }
 }
 
 impl Monitor {
