@@ -1053,3 +1053,72 @@ fn the_sibling_reading_a_pipe_weights_were_copied_into_is_followed() {
         );
     }
 }
+
+/// A process holding a pipe that weights were copied into, forking readers
+/// all the while the agent follows the pipe: a reader forked while the
+/// agent scans `/proc` (after it listed the pids, from a parent it then
+/// finds) is one only the kernel's fork hook can mark, with the prefilter
+/// held off. Every reader's byte must be a record.
+#[test]
+fn readers_forked_while_a_pipe_is_followed_are_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let weights = root.path().join("llama.safetensors");
+    write_file(&weights, SIZE);
+    let sensor = SensorProcess::start(&[root.path()], &[]);
+    // 64 KiB fits the pipe, so `dd` finishes without a reader. A reader
+    // is forked every millisecond for half a second; at 1.5 s each reads
+    // one byte.
+    let parent = python_command()
+        .arg("-c")
+        .arg(
+            "import os, subprocess, sys, time\n\
+             r, w = os.pipe()\n\
+             go = time.monotonic() + 1.5\n\
+             subprocess.run(['dd', 'if=' + sys.argv[1], 'bs=16384', 'count=4', 'status=none'], \
+                            stdout=w, check=True)\n\
+             os.close(w)\n\
+             pids = []\n\
+             end = time.monotonic() + 0.5\n\
+             while time.monotonic() < end:\n\
+             \x20   pid = os.fork()\n\
+             \x20   if pid == 0:\n\
+             \x20       time.sleep(max(0, go - time.monotonic()))\n\
+             \x20       os.read(r, 1)\n\
+             \x20       os.close(r)\n\
+             \x20       os._exit(0)\n\
+             \x20   pids.append(pid)\n\
+             \x20   time.sleep(0.001)\n\
+             for pid in pids:\n\
+             \x20   os.waitpid(pid, 0)\n\
+             print(' '.join(map(str, pids)))",
+        )
+        .arg(&weights)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent_pid = parent.id();
+    let out = parent.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let readers: Vec<u32> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert!(readers.len() > 100, "{readers:?}");
+    // It exits after every reader it waited for.
+    sensor.wait_exit(parent_pid);
+    let (_, events) = sensor.stop_events();
+    let stop = events.last().unwrap().sensor.as_ref().unwrap();
+    assert_eq!(stop.counter("agent", "lineage_pipes"), 1);
+    let unseen: Vec<u32> = readers
+        .iter()
+        .copied()
+        .filter(|&pid| tests::read_total(tests::of_pid(&events, Action::Read, pid)) != 1)
+        .collect();
+    assert!(
+        unseen.is_empty(),
+        "{} of {} readers' byte unrecorded: {unseen:?}",
+        unseen.len(),
+        readers.len()
+    );
+}

@@ -76,9 +76,18 @@ impl Agent {
     /// the reader may be reading already.
     fn follow_pipe(&mut self, key: FileKey, source: FileKey) {
         let name = format!("pipe:[{}]", key.ino);
-        let holders = procfs::pids_with_open_file(Path::new("/proc"), |target| {
-            target.as_os_str().as_bytes() == name.as_bytes()
+        // Seeded as found, with the prefilter held off meanwhile: the shell
+        // of `dd if=model | (sleep 1; exec curl ...)` may fork the reader's
+        // subshell while /proc is scanned, and only the fork hook can mark
+        // it then.
+        let (holders, seeded) = super::holders::scan_and_seed(&mut self.kernel.holders, || {
+            procfs::pids_with_open_file(Path::new("/proc"), |target| {
+                target.as_os_str().as_bytes() == name.as_bytes()
+            })
         });
+        if let Err(err) = seeded {
+            tracing::warn!(error = %crate::Chain(&err), "the readers of a pipe weights were copied into are not followed");
+        }
         if holders.is_empty() {
             // Both ends closed already: whoever read it is not known.
             self.health.agent.lineage_pipes_closed.inc();
@@ -87,13 +96,10 @@ impl Agent {
         let from = self.watch.derived_from(&source).unwrap_or(source);
         match self
             .watch
-            .watch_pipe(key, from, holders.clone(), &mut self.kernel.watched)
+            .watch_pipe(key, from, holders, &mut self.kernel.watched)
         {
             Ok(()) => {
                 self.health.agent.lineage_pipes.inc();
-                if let Err(err) = self.kernel.holders.seed(holders) {
-                    tracing::warn!(error = %crate::Chain(&err), "the readers of a pipe weights were copied into are not followed");
-                }
             }
             Err(err) => {
                 self.health.agent.lineage_failed.inc();
